@@ -1,0 +1,101 @@
+/**
+ * DataBlob, the envelope of every chunk and `.blob` file, byte-compatible with PBS
+ * (reference §7.2): `magic[8] || crc32_le[4] || payload`, encrypted variants with
+ * `iv[16] || tag[16]` before the ciphertext. The CRC covers everything after the header.
+ * Pure: bytes in, bytes out.
+ */
+import { crc32 } from 'node:zlib';
+import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
+import { CorruptDataError } from '../errors.js';
+
+/** First 8 bytes of sha256 of the format's name, as PBS defines them. */
+export const BLOB_MAGIC = {
+  uncompressed: Buffer.from([66, 171, 56, 7, 190, 131, 112, 161]),
+  compressed: Buffer.from([49, 185, 88, 66, 111, 182, 163, 127]),
+  encrypted: Buffer.from([123, 103, 133, 190, 34, 45, 76, 240]),
+  encryptedCompressed: Buffer.from([230, 89, 27, 191, 11, 191, 216, 11]),
+} as const;
+
+export type BlobKind = keyof typeof BLOB_MAGIC;
+
+export const BLOB_HEADER_SIZE = 12;
+export const ENCRYPTED_BLOB_HEADER_SIZE = 44;
+/** PBS MAX_BLOB_SIZE for encoding. */
+export const MAX_BLOB_SIZE = 128 * 1024 * 1024;
+/** zstd level PBS uses. */
+export const ZSTD_LEVEL = 1;
+
+export function blobKind(bytes: Uint8Array): BlobKind | undefined {
+  if (bytes.length < 8) return undefined;
+  const head = Buffer.from(bytes.buffer, bytes.byteOffset, 8);
+  for (const [kind, magic] of Object.entries(BLOB_MAGIC) as Array<[BlobKind, Buffer]>) {
+    if (head.equals(magic)) return kind;
+  }
+  return undefined;
+}
+
+export function isEncryptedKind(kind: BlobKind): boolean {
+  return kind === 'encrypted' || kind === 'encryptedCompressed';
+}
+
+/**
+ * Encode plaintext as an unencrypted blob. With `compress`, zstd-1 is kept only when it is
+ * smaller (PBS does the same), otherwise the uncompressed variant is written.
+ */
+export function encodeBlob(payload: Uint8Array, opts: { compress?: boolean } = {}): Buffer {
+  if (payload.length > MAX_BLOB_SIZE) {
+    throw new CorruptDataError(`blob too large: ${payload.length} bytes (max ${MAX_BLOB_SIZE})`);
+  }
+  let magic: Buffer = BLOB_MAGIC.uncompressed;
+  let body: Uint8Array = payload;
+  if (opts.compress !== false) {
+    const z = zstdCompress(payload, { compressionLevel: ZSTD_LEVEL });
+    if (z.length < payload.length) {
+      magic = BLOB_MAGIC.compressed;
+      body = z;
+    }
+  }
+  const out = Buffer.allocUnsafe(BLOB_HEADER_SIZE + body.length);
+  magic.copy(out, 0);
+  out.writeUInt32LE(crc32(body), 8);
+  out.set(body, BLOB_HEADER_SIZE);
+  return out;
+}
+
+function headerSize(kind: BlobKind): number {
+  return isEncryptedKind(kind) ? ENCRYPTED_BLOB_HEADER_SIZE : BLOB_HEADER_SIZE;
+}
+
+/** Check magic, length and CRC; returns the kind. Works for encrypted blobs too (opaque to us). */
+export function verifyBlobCrc(bytes: Uint8Array, what = 'blob'): BlobKind {
+  const kind = blobKind(bytes);
+  if (!kind) throw new CorruptDataError(`${what}: wrong magic number`);
+  if (bytes.length < headerSize(kind)) throw new CorruptDataError(`${what}: truncated header`);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const stored = buf.readUInt32LE(8);
+  const actual = crc32(buf.subarray(BLOB_HEADER_SIZE));
+  if (stored !== actual)
+    throw new CorruptDataError(`${what}: CRC mismatch (stored ${stored}, computed ${actual})`);
+  return kind;
+}
+
+/** Recompute and store the CRC (the server does this on chunk upload, reference §7.2). */
+export function rewriteBlobCrc(bytes: Buffer): void {
+  bytes.writeUInt32LE(crc32(bytes.subarray(BLOB_HEADER_SIZE)), 8);
+}
+
+/** Decode an unencrypted blob into its plaintext, verifying the CRC. */
+export function decodeBlob(bytes: Uint8Array, what = 'blob'): Buffer {
+  const kind = verifyBlobCrc(bytes, what);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (isEncryptedKind(kind)) {
+    throw new CorruptDataError(`${what}: encrypted blob cannot be decoded on the server`);
+  }
+  const body = buf.subarray(BLOB_HEADER_SIZE);
+  if (kind === 'uncompressed') return Buffer.from(body);
+  try {
+    return zstdDecompress(body);
+  } catch (err) {
+    throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
+  }
+}

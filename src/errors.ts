@@ -1,0 +1,97 @@
+/**
+ * The one error family of Stowage. Every error the core raises for an operator carries a stable
+ * `code`, the HTTP status the API answers with, and a message written for the operator. The API
+ * layer maps these to PBS's error envelope and the CLIs to exit codes in one place each
+ * (`src/server/error-envelope.ts`, `src/cli/exit-codes.ts`); nothing matches on message text.
+ */
+export type ErrorCode =
+  | 'BAD_REQUEST'
+  | 'BAD_CONFIG'
+  | 'CONFIG_MODIFIED'
+  | 'LOCK_TIMEOUT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'CONFLICT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'MAINTENANCE'
+  | 'CORRUPT_DATA'
+  | 'PROTECTED'
+  | 'TIMEOUT'
+  | 'INTERNAL';
+
+const STATUS: Record<ErrorCode, number> = {
+  BAD_REQUEST: 400,
+  BAD_CONFIG: 500,
+  CONFIG_MODIFIED: 409,
+  LOCK_TIMEOUT: 503,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  CONFLICT: 409,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  MAINTENANCE: 503,
+  CORRUPT_DATA: 500,
+  PROTECTED: 409,
+  TIMEOUT: 504,
+  INTERNAL: 500,
+};
+
+export class StowageError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Structured details for API clients (e.g. the conflicting operations of a refused change). */
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StowageError';
+    this.code = code;
+    this.status = STATUS[code];
+    this.details = options?.details;
+  }
+}
+
+/** Bad input from a client or operator; the message names the parameter that was wrong. */
+export class BadRequestError extends StowageError {
+  constructor(message: string, details?: unknown) {
+    super('BAD_REQUEST', message, { details });
+  }
+}
+
+export class NotFoundError extends StowageError {
+  constructor(message: string) {
+    super('NOT_FOUND', message);
+  }
+}
+
+/** Stored data failed a check (magic, CRC, digest, size). Never silently repaired. */
+export class CorruptDataError extends StowageError {
+  constructor(message: string) {
+    super('CORRUPT_DATA', message);
+  }
+}
+
+/** A configuration file that cannot be parsed. Never treated as "empty" or "no maintenance". */
+export class BadConfigError extends StowageError {
+  constructor(message: string) {
+    super('BAD_CONFIG', message);
+  }
+}
+
+/** PBS's exact wording for a stale digest (reference §6.1). */
+export class ConfigModifiedError extends StowageError {
+  constructor() {
+    super('CONFIG_MODIFIED', 'detected modified configuration - file changed by other user? Try again.');
+  }
+}
+
+export class LockTimeoutError extends StowageError {
+  constructor(path: string, timeoutMs: number) {
+    super('LOCK_TIMEOUT', `Unable to acquire lock "${path}" - got timeout after ${timeoutMs / 1000}s`);
+  }
+}
+
+export function isStowageError(err: unknown): err is StowageError {
+  return err instanceof StowageError;
+}

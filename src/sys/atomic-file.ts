@@ -1,0 +1,50 @@
+/**
+ * Never-half-written files: data goes to a temp file in the same directory, is fsynced when asked,
+ * and is renamed over the target, so a reader (or a crash) sees either the old or the new content.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export interface ReplaceFileOptions {
+  /** fsync the file before the rename and the directory after it. */
+  fsync?: boolean;
+  mode?: number;
+}
+
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp_${randomBytes(6).toString('hex')}`);
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Atomically replace `path` with `data`. */
+export function replaceFile(path: string, data: Uint8Array | string, opts: ReplaceFileOptions = {}): void {
+  const tmp = tempPathFor(path);
+  const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    if (opts.fsync) fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    unlinkSync(tmp);
+    throw err;
+  }
+  if (opts.fsync) fsyncDir(dirname(path));
+}
