@@ -15,26 +15,36 @@ export interface PropertyStringOptions {
   name?: string;
 }
 
+const KEY = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
 function fail(opts: PropertyStringOptions, what: string): never {
   throw new BadRequestError(`${opts.name ?? 'property string'}: ${what}`);
 }
 
-/** Parse into ordered entries; a duplicate key, a second bare item or bad quoting is an error. */
+/**
+ * Parse into ordered entries; a duplicate key, a second bare item or bad quoting is an error.
+ * Splitting follows proxmox-schema's `next_property`: an item's key ends at its first `=` when
+ * that comes before any `,`; a value is quoted only when it *starts* with `"`, otherwise it runs to
+ * the next comma and may hold spaces, `=` and even `"` (PBS writes `message=disk swap` unquoted,
+ * and stored strings from before 3.2.0 are whatever the API accepted; reference §1.4). Stricter
+ * than PBS in one place: a trailing comma or an empty item is refused, since PBS never writes one.
+ */
 export function parsePropertyString(text: string, opts: PropertyStringOptions = {}): PropertyEntries {
   const entries: PropertyEntries = [];
   const seen = new Set<string>();
   let i = 0;
   if (text.length === 0) return entries;
   for (;;) {
-    // key or bare value
     let key: string | undefined;
     let value: string;
-    const eq = findUnquoted(text, i, '=');
-    const comma = findUnquoted(text, i, ',');
-    if (text[i] !== '"' && eq !== -1 && (comma === -1 || eq < comma)) {
-      key = text.slice(i, eq);
-      if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(key)) fail(opts, `invalid key '${key}'`);
-      i = eq + 1;
+    if (text[i] !== '"') {
+      const eq = text.indexOf('=', i);
+      const comma = text.indexOf(',', i);
+      if (eq !== -1 && (comma === -1 || eq < comma)) {
+        key = text.slice(i, eq);
+        if (!KEY.test(key)) fail(opts, `invalid key '${key}'`);
+        i = eq + 1;
+      }
     }
     if (text[i] === '"') {
       const [v, end] = parseQuoted(text, i, opts);
@@ -45,8 +55,8 @@ export function parsePropertyString(text: string, opts: PropertyStringOptions = 
     } else {
       const end = text.indexOf(',', i);
       value = text.slice(i, end === -1 ? text.length : end);
-      if (value.includes('"')) fail(opts, 'unbalanced quote');
       i = end === -1 ? text.length : end;
+      if (key === undefined && value === '') fail(opts, 'empty item');
     }
     if (key === undefined) {
       if (!opts.defaultKey) fail(opts, `value '${value}' has no key`);
@@ -60,14 +70,6 @@ export function parsePropertyString(text: string, opts: PropertyStringOptions = 
     if (i >= text.length) fail(opts, 'trailing comma');
   }
   return entries;
-}
-
-function findUnquoted(text: string, from: number, ch: string): number {
-  for (let i = from; i < text.length; i++) {
-    if (text[i] === '"') return -1; // a quote starts a value: no key separator beyond it
-    if (text[i] === ch) return i;
-  }
-  return -1;
 }
 
 function parseQuoted(text: string, start: number, opts: PropertyStringOptions): [string, number] {
@@ -110,6 +112,7 @@ export function formatPropertyString(
   ];
   return ordered
     .map(([k, v]) => {
+      if (!KEY.test(k)) fail(opts, `invalid key '${k}'`);
       const needsQuote = opts.alwaysQuote?.includes(k) || v === '' || /[",\\\n=\s]/.test(v);
       const val = needsQuote ? quotePropertyValue(v) : v;
       return k === opts.defaultKey ? val : `${k}=${val}`;

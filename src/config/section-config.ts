@@ -14,8 +14,24 @@ export interface Section {
   props: Array<[key: string, value: string]>;
 }
 
-const HEADER = /^([a-z][a-z0-9-]*):\s+(\S+)\s*$/;
+// PBS splits a header at its first ':' and trims both halves, so `datastore:x` is valid too.
+const HEADER = /^([a-z][a-z0-9-]*):\s*(\S+)\s*$/;
 const PROPERTY = /^\s+([a-z][a-z0-9_-]*)(?:\s+(.*?))?\s*$/i;
+
+const KEY = /^[a-z][a-z0-9_-]*$/i;
+
+/** 1-based line numbers of what parseSectionConfig read, kept beside (not in) the plain Section. */
+const LINES = new WeakMap<Section, { header: number; props: Map<string, number> }>();
+
+/**
+ * The 1-based line a parsed section's header (or, with `key`, one of its properties) came from,
+ * so that a caller validating values can say where the bad one is. Undefined for sections not
+ * produced by parseSectionConfig.
+ */
+export function sectionLine(section: Section, key?: string): number | undefined {
+  const lines = LINES.get(section);
+  return key === undefined ? lines?.header : lines?.props.get(key);
+}
 
 /** Parse a section-config file; `file` names it in errors. */
 export function parseSectionConfig(text: string, file = 'section config'): Section[] {
@@ -37,6 +53,7 @@ export function parseSectionConfig(text: string, file = 'section config'): Secti
       }
       current = { type, id, props: [] };
       sections.push(current);
+      LINES.set(current, { header: idx + 1, props: new Map() });
       return;
     }
     const prop = PROPERTY.exec(line);
@@ -47,18 +64,42 @@ export function parseSectionConfig(text: string, file = 'section config'): Secti
       throw new BadConfigError(`${where}: duplicate property '${key}' in section '${current.id}'`);
     }
     current.props.push([key, prop[2] ?? '']);
+    LINES.get(current)?.props.set(key, idx + 1);
   });
   return sections;
 }
 
-/** Serialize sections; the inverse of parseSectionConfig for comment-free input. */
+/**
+ * Serialize sections; the inverse of parseSectionConfig for comment-free input. Refuses anything
+ * that would read back differently (a line break, a value with surrounding whitespace, which the
+ * parser trims as PBS does, an id with blanks, a malformed key) rather than corrupt the file, and
+ * any control character, as PBS's `default_format_section_content` does.
+ */
 export function formatSectionConfig(sections: readonly Section[]): string {
+  const headers = new Set<string>();
   return sections
     .map((s) => {
-      for (const [k, v] of s.props) {
-        if (v.includes('\n')) throw new BadConfigError(`property '${k}' of '${s.id}' contains a newline`);
+      const header = `${s.type}: ${s.id}`;
+      if (!/^[a-z][a-z0-9-]*$/.test(s.type) || !/^\S+$/.test(s.id)) {
+        throw new BadConfigError(`cannot write section header '${header}'`);
       }
-      return [`${s.type}: ${s.id}`, ...s.props.map(([k, v]) => `\t${k} ${v}`)].join('\n') + '\n';
+      if (headers.has(header)) throw new BadConfigError(`duplicate section '${header}'`);
+      headers.add(header);
+      const keys = new Set<string>();
+      for (const [k, v] of s.props) {
+        if (!KEY.test(k)) throw new BadConfigError(`invalid property name '${k}' in '${s.id}'`);
+        if (keys.has(k)) throw new BadConfigError(`duplicate property '${k}' in section '${s.id}'`);
+        keys.add(k);
+        if (/[\r\n]/.test(v)) throw new BadConfigError(`property '${k}' of '${s.id}' contains a newline`);
+        if (/[\x00-\x1f\x7f]/.test(v)) {
+          throw new BadConfigError(`property '${k}' of '${s.id}' contains a control character`);
+        }
+        if (v.trim() !== v) {
+          throw new BadConfigError(`property '${k}' of '${s.id}' has leading or trailing whitespace`);
+        }
+      }
+      const props = s.props.map(([k, v]) => (v === '' ? `\t${k}` : `\t${k} ${v}`));
+      return [header, ...props].join('\n') + '\n';
     })
     .join('\n');
 }
