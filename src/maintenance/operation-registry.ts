@@ -1,0 +1,55 @@
+/**
+ * The registry of admitted operations, shared by every process on the host (design §3 invariants
+ * 2, 3). One interface, so that a cluster backend (etcd leases) can replace the local SQLite one;
+ * see sqlite-operation-registry.ts for the local implementation.
+ */
+import type { OperationClass } from './maintenance-mode.js';
+
+/** What the caller says about an operation when it asks for admission. */
+export interface OperationInfo {
+  /** backup, restore, reader, verify, prune, gc, sync, delete-snapshot, download, status, ... */
+  kind: string;
+  /** e.g. `host/web01` or a snapshot path */
+  detail?: string;
+  authId?: string;
+  taskId?: string;
+}
+
+export interface OperationRecord extends OperationInfo {
+  /** Monotonic across all processes: ids order admissions globally. */
+  id: number;
+  store: string;
+  class: OperationClass;
+  pid: number;
+  /** Field 22 of /proc/PID/stat at registration: tells a live holder from a reused pid. */
+  pstart: number;
+  /** Milliseconds since the epoch. */
+  startedAt: number;
+}
+
+export interface OperationCounts {
+  read: number;
+  write: number;
+  lookup: number;
+}
+
+export interface OperationRegistry {
+  /** Record an admitted operation of this process; returns its record. */
+  register(store: string, cls: OperationClass, info: OperationInfo): OperationRecord;
+  /** Remove an operation. Unknown ids are ignored, so a double release counts once. */
+  unregister(id: number): void;
+  /** Live operations (of processes that still exist with the recorded start time), oldest first. */
+  list(store?: string): OperationRecord[];
+  counts(store: string): OperationCounts;
+  /** The highest operation id handed out so far (0 when none): a point in the admission order. */
+  sequence(): number;
+  /** Remove every record of `store` (after the datastore was removed). */
+  forgetStore(store: string): void;
+  close(): void;
+}
+
+export function countOperations(ops: readonly OperationRecord[]): OperationCounts {
+  const counts: OperationCounts = { read: 0, write: 0, lookup: 0 };
+  for (const op of ops) counts[op.class]++;
+  return counts;
+}

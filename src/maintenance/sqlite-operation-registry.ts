@@ -1,0 +1,147 @@
+/**
+ * Local operation registry in SQLite (WAL), shared by all processes that use the same run dir.
+ * Why SQLite rather than PBS's JSON file rewritten under a flock: each process inserts and deletes
+ * only its own rows, so there is no read-modify-write of other processes' entries — the class of
+ * bug that made PBS 3.x lose a second process's counts (reference §3.5) cannot happen.
+ * docs/adr/001-operation-registry-in-sqlite.md has the full reasoning.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ownStartTime, processStartTime } from '../sys/proc.js';
+import type { OperationClass } from './maintenance-mode.js';
+import {
+  countOperations,
+  type OperationCounts,
+  type OperationInfo,
+  type OperationRecord,
+  type OperationRegistry,
+} from './operation-registry.js';
+
+interface Row {
+  id: number;
+  store: string;
+  class: OperationClass;
+  kind: string;
+  detail: string | null;
+  auth_id: string | null;
+  task_id: string | null;
+  pid: number;
+  pstart: number;
+  started_at: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS operations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  store TEXT NOT NULL,
+  class TEXT NOT NULL CHECK (class IN ('read', 'write', 'lookup')),
+  kind TEXT NOT NULL,
+  detail TEXT,
+  auth_id TEXT,
+  task_id TEXT,
+  pid INTEGER NOT NULL,
+  pstart INTEGER NOT NULL,
+  started_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_store ON operations (store);
+`;
+
+function toRecord(r: Row): OperationRecord {
+  return {
+    id: r.id,
+    store: r.store,
+    class: r.class,
+    kind: r.kind,
+    ...(r.detail !== null && { detail: r.detail }),
+    ...(r.auth_id !== null && { authId: r.auth_id }),
+    ...(r.task_id !== null && { taskId: r.task_id }),
+    pid: r.pid,
+    pstart: r.pstart,
+    startedAt: r.started_at,
+  };
+}
+
+export class SqliteOperationRegistry implements OperationRegistry {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly remove: Database.Statement;
+  private readonly selectAll: Database.Statement;
+  private readonly selectStore: Database.Statement;
+  private readonly removeDead: Database.Statement;
+
+  /** `file` is usually `<runDir>/active-operations.sqlite`. */
+  constructor(readonly file: string) {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
+    this.db = new Database(file);
+    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL is durable enough: the registry describes running processes, which a power loss ends anyway.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    this.insert = this.db.prepare(
+      `INSERT INTO operations (store, class, kind, detail, auth_id, task_id, pid, pstart, started_at)
+       VALUES (@store, @class, @kind, @detail, @auth_id, @task_id, @pid, @pstart, @started_at)`,
+    );
+    this.remove = this.db.prepare('DELETE FROM operations WHERE id = ?');
+    this.selectAll = this.db.prepare('SELECT * FROM operations ORDER BY id');
+    this.selectStore = this.db.prepare('SELECT * FROM operations WHERE store = ? ORDER BY id');
+    this.removeDead = this.db.prepare('DELETE FROM operations WHERE pid = ? AND pstart = ?');
+  }
+
+  register(store: string, cls: OperationClass, info: OperationInfo): OperationRecord {
+    const row = {
+      store,
+      class: cls,
+      kind: info.kind,
+      detail: info.detail ?? null,
+      auth_id: info.authId ?? null,
+      task_id: info.taskId ?? null,
+      pid: process.pid,
+      pstart: ownStartTime(),
+      started_at: Date.now(),
+    };
+    const id = Number(this.insert.run(row).lastInsertRowid);
+    return toRecord({ id, ...row });
+  }
+
+  unregister(id: number): void {
+    this.remove.run(id);
+  }
+
+  list(store?: string): OperationRecord[] {
+    const rows = (store === undefined ? this.selectAll.all() : this.selectStore.all(store)) as Row[];
+    const live: OperationRecord[] = [];
+    const verdict = new Map<string, boolean>();
+    for (const r of rows) {
+      const key = `${r.pid}:${r.pstart}`;
+      let alive = verdict.get(key);
+      if (alive === undefined) {
+        // A dead holder (or a reused pid with another start time) stops counting at once.
+        alive = processStartTime(r.pid) === r.pstart;
+        verdict.set(key, alive);
+        if (!alive) this.removeDead.run(r.pid, r.pstart);
+      }
+      if (alive) live.push(toRecord(r));
+    }
+    return live;
+  }
+
+  counts(store: string): OperationCounts {
+    return countOperations(this.list(store));
+  }
+
+  sequence(): number {
+    const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'operations'").get() as
+      { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  forgetStore(store: string): void {
+    this.db.prepare('DELETE FROM operations WHERE store = ?').run(store);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
