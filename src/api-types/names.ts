@@ -53,7 +53,6 @@ export const MAX_BACKUP_TIME = 253402300799;
 /** Echo a rejected value safely: control characters escaped, long values cut. */
 function show(value: unknown): string {
   const text = typeof value === 'string' ? value : String(value);
-  // eslint-disable-next-line no-control-regex
   const escaped = text.replace(
     /[\x00-\x1f\x7f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
