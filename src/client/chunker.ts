@@ -1,0 +1,309 @@
+/**
+ * Content-defined chunking for file archives, the algorithm of PBS's `chunker.rs` (a rewrite of
+ * casync's buzhash chunker, reference §7.4): a 48-byte buzhash window, chunk sizes between avg/4
+ * and avg*4, and a cut wherever `h mod d == d - 1` with PBS's discriminator `d(avg)`.
+ *
+ * The 256-entry table is our own (derived from SHA-256, below), not casync's: we chunk a tar
+ * stream, not pxar, so boundaries could never match a PBS client's anyway, and only the
+ * statistical properties of the table matter.
+ *
+ * Because the rolling hash at a position depends only on the 48 bytes before it, and a cut can
+ * never happen before `min` bytes, the first `min - 49` bytes of each chunk are skipped without
+ * hashing. The boundaries are the same as hashing every byte (tested), it is just faster.
+ */
+import { createHash } from 'node:crypto';
+import { BadRequestError } from '../errors.js';
+
+export const CHUNKER_WINDOW_SIZE = 48;
+/** PBS's default average chunk size for dynamic indexes, and the fixed chunk size for images. */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+
+function buildTable(): Uint32Array {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    t[i] = createHash('sha256').update(`stowage buzhash table ${i}`).digest().readUInt32LE(0);
+  }
+  return t;
+}
+
+// Int32Array, not Uint32Array: values above 2^31 read from a Uint32Array are doubles in V8 and
+// make the hot loop several times slower.
+const TABLE = new Int32Array(buildTable().buffer);
+/** TABLE[b] rotated left by the window size (48 mod 32 = 16): the term a byte leaving the window had. */
+const TABLE_LEAVE = TABLE.map((v) => (v << 16) | (v >>> 16));
+
+/**
+ * `h mod d == d - 1` without a division per byte: the hits are the values k*d - 1. Split the
+ * 32-bit range into buckets narrower than d, so each bucket holds at most one hit; then
+ * `h === hits[h >>> shift]` is the exact test (an empty bucket stores a value from another one).
+ */
+function cutTable(d: number): { hits: Int32Array; shift: number } {
+  const shift = Math.floor(Math.log2(d));
+  const buckets = 2 ** (32 - shift);
+  const hits = new Int32Array(buckets);
+  for (let b = 0; b < buckets; b++) hits[b] = (((b + 1) % buckets) * 2 ** shift) | 0;
+  for (let v = d - 1; v < 2 ** 32; v += d) hits[Math.floor(v / 2 ** shift)] = v | 0;
+  return { hits, shift };
+}
+const cutTables = new Map<number, { hits: Int32Array; shift: number }>();
+
+/**
+ * PBS's discriminator: cutting when `h mod d == d - 1` gives an average of `avg` only with
+ * min = avg/4 and max = avg*4, so those are fixed too.
+ */
+export function chunkerDiscriminator(avg: number): number {
+  return Math.trunc(avg / (-1.42888852e-7 * avg + 1.33237515));
+}
+
+/** Check a `--chunk-size` as PBS's client does: a power of two from 64 KiB to 4 MiB (§7.1). */
+export function validateChunkSize(size: number): number {
+  if (!Number.isInteger(size) || size < 64 * 1024 || size > 4 * 1024 * 1024 || (size & (size - 1)) !== 0) {
+    throw new BadRequestError(`chunk-size must be a power of two from 64 KiB to 4 MiB, got ${size}`);
+  }
+  return size;
+}
+
+/** The buzhash of one full window, as PBS's `start()` computes it. */
+function windowHash(win: Uint8Array, start: number): number {
+  let h = 0;
+  for (let i = 0; i < CHUNKER_WINDOW_SIZE; i++) {
+    const v = TABLE[win[(start + i) % CHUNKER_WINDOW_SIZE]!]!;
+    const r = CHUNKER_WINDOW_SIZE - 1 - i;
+    h ^= r === 0 ? v : (v << r) | (v >>> (32 - r));
+  }
+  return h | 0;
+}
+
+/**
+ * The boundary scanner: feed it consecutive pieces of one stream with `scan`; it returns the
+ * position in the piece right after a chunk's last byte, or -1 when the piece holds no boundary
+ * (feed the rest of the piece, starting after the boundary, to continue).
+ */
+export class Chunker {
+  readonly avg: number;
+  readonly min: number;
+  readonly max: number;
+  readonly discriminator: number;
+  private readonly hits: Int32Array;
+  private readonly shift: number;
+  private readonly window = new Uint8Array(CHUNKER_WINDOW_SIZE);
+  /** Bytes of the current chunk consumed so far. */
+  private chunkSize = 0;
+  /** Bytes of the window filled for the current chunk (0..48). */
+  private windowFill = 0;
+  /** Ring position of the oldest byte in the window. */
+  private idx = 0;
+  private h = 0;
+
+  constructor(avg: number = DEFAULT_CHUNK_SIZE) {
+    if (!Number.isInteger(avg) || avg < 4 * CHUNKER_WINDOW_SIZE) {
+      throw new BadRequestError(`chunker average size ${avg} is too small`);
+    }
+    this.avg = avg;
+    this.min = avg >>> 2;
+    this.max = avg * 4;
+    this.discriminator = chunkerDiscriminator(avg);
+    let t = cutTables.get(this.discriminator);
+    if (!t) cutTables.set(this.discriminator, (t = cutTable(this.discriminator)));
+    this.hits = t.hits;
+    this.shift = t.shift;
+  }
+
+  /** Size of the chunk in progress (bytes consumed since the last boundary). */
+  get pending(): number {
+    return this.chunkSize;
+  }
+
+  scan(data: Uint8Array, from = 0): number {
+    const len = data.length;
+    let pos = from;
+    // A cut is first possible at chunkSize == min, where the hash covers bytes min-48..min-1;
+    // filling the window so it is full at min-1 makes the first rolled byte land on min.
+    const skipTo = this.min - CHUNKER_WINDOW_SIZE - 1;
+    if (this.chunkSize < skipTo) {
+      const n = Math.min(skipTo - this.chunkSize, len - pos);
+      this.chunkSize += n;
+      pos += n;
+      if (pos === len) return -1;
+    }
+    const win = this.window;
+    if (this.windowFill < CHUNKER_WINDOW_SIZE) {
+      const n = Math.min(CHUNKER_WINDOW_SIZE - this.windowFill, len - pos);
+      win.set(data.subarray(pos, pos + n), this.windowFill);
+      this.windowFill += n;
+      this.chunkSize += n;
+      pos += n;
+      if (this.windowFill < CHUNKER_WINDOW_SIZE) return -1;
+      this.idx = 0;
+      this.h = windowHash(win, 0);
+    }
+    let h = this.h;
+    let cs = this.chunkSize;
+    let idx = this.idx;
+    const hits = this.hits;
+    const shift = this.shift;
+    const max = this.max;
+    // Until 48 bytes of this piece are consumed, the leaving byte comes from the ring.
+    const ringEnd = Math.min(len, pos + CHUNKER_WINDOW_SIZE);
+    const ringStart = pos;
+    while (pos < ringEnd) {
+      const enter = data[pos]!;
+      const leave = win[idx]!;
+      win[idx] = enter;
+      idx = idx === CHUNKER_WINDOW_SIZE - 1 ? 0 : idx + 1;
+      h = ((h << 1) | (h >>> 31)) ^ TABLE_LEAVE[leave]! ^ TABLE[enter]!;
+      pos++;
+      cs++;
+      if (h === hits[h >>> shift] || cs >= max) return this.cut(pos);
+    }
+    if (pos - ringStart === CHUNKER_WINDOW_SIZE) {
+      // Window is now exactly data[pos-48 .. pos-1]: read leaving bytes straight from `data`.
+      while (pos < len) {
+        const enter = data[pos]!;
+        const leave = data[pos - CHUNKER_WINDOW_SIZE]!;
+        h = ((h << 1) | (h >>> 31)) ^ TABLE_LEAVE[leave]! ^ TABLE[enter]!;
+        pos++;
+        cs++;
+        if (h === hits[h >>> shift] || cs >= max) return this.cut(pos);
+      }
+      // Leave the ring in the state the next piece expects: oldest byte at idx.
+      win.set(data.subarray(len - CHUNKER_WINDOW_SIZE, len), 0);
+      idx = 0;
+    }
+    this.h = h;
+    this.chunkSize = cs;
+    this.idx = idx;
+    return -1;
+  }
+
+  private cut(pos: number): number {
+    this.h = 0;
+    this.chunkSize = 0;
+    this.windowFill = 0;
+    this.idx = 0;
+    return pos;
+  }
+}
+
+/**
+ * A streaming splitter on top of `Chunker`: push pieces of a stream, get whole chunks back (each
+ * one Buffer, copied once), then `finish()` for the tail.
+ */
+export class StreamChunker {
+  private readonly chunker: Chunker;
+  private parts: Buffer[] = [];
+  private partsLen = 0;
+
+  constructor(avg: number = DEFAULT_CHUNK_SIZE) {
+    this.chunker = new Chunker(avg);
+  }
+
+  push(data: Uint8Array): Buffer[] {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+    const out: Buffer[] = [];
+    let from = 0;
+    while (from < buf.length) {
+      const cut = this.chunker.scan(buf, from);
+      if (cut < 0) {
+        this.add(buf.subarray(from));
+        break;
+      }
+      this.add(buf.subarray(from, cut));
+      out.push(this.take());
+      from = cut;
+    }
+    return out;
+  }
+
+  /** The last, possibly short chunk; undefined when the stream ended on a boundary. */
+  finish(): Buffer | undefined {
+    return this.partsLen === 0 ? undefined : this.take();
+  }
+
+  private add(b: Buffer): void {
+    if (b.length === 0) return;
+    this.parts.push(b);
+    this.partsLen += b.length;
+  }
+
+  private take(): Buffer {
+    const chunk =
+      this.parts.length === 1 ? Buffer.from(this.parts[0]!) : Buffer.concat(this.parts, this.partsLen);
+    this.parts = [];
+    this.partsLen = 0;
+    return chunk;
+  }
+}
+
+/**
+ * Fixed-size chunking for images and block devices (PBS uses 4 MiB for `.fidx`, §7.3): every
+ * chunk is `size` bytes except the last.
+ */
+export class FixedChunker {
+  readonly size: number;
+  private buf: Buffer;
+  private fill = 0;
+
+  constructor(size: number = DEFAULT_CHUNK_SIZE) {
+    this.size = size;
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  push(data: Uint8Array): Buffer[] {
+    const out: Buffer[] = [];
+    let off = 0;
+    while (off < data.length) {
+      const n = Math.min(this.size - this.fill, data.length - off);
+      this.buf.set(data.subarray(off, off + n), this.fill);
+      this.fill += n;
+      off += n;
+      if (this.fill === this.size) {
+        out.push(this.buf);
+        this.buf = Buffer.allocUnsafe(this.size);
+        this.fill = 0;
+      }
+    }
+    return out;
+  }
+
+  finish(): Buffer | undefined {
+    if (this.fill === 0) return undefined;
+    const last = this.buf.subarray(0, this.fill);
+    this.fill = 0;
+    return last;
+  }
+}
+
+/**
+ * Reference implementation: hashes every byte exactly as PBS's `scan` does, with no skipping.
+ * Slow; exported for tests that check `Chunker` cuts at the same places.
+ */
+export function referenceBoundaries(data: Uint8Array, avg: number = DEFAULT_CHUNK_SIZE): number[] {
+  const min = avg >>> 2;
+  const max = avg * 4;
+  const d = chunkerDiscriminator(avg);
+  const cuts: number[] = [];
+  let cs = 0;
+  let h = 0;
+  const win = new Uint8Array(CHUNKER_WINDOW_SIZE);
+  for (let pos = 0; pos < data.length; pos++) {
+    const b = data[pos]!;
+    if (cs < CHUNKER_WINDOW_SIZE) {
+      win[cs] = b;
+      cs++;
+      if (cs === CHUNKER_WINDOW_SIZE) h = windowHash(win, 0);
+      continue;
+    }
+    const idx = cs % CHUNKER_WINDOW_SIZE;
+    const leave = win[idx]!;
+    win[idx] = b;
+    h = ((h << 1) | (h >>> 31)) ^ TABLE_LEAVE[leave]! ^ TABLE[b]!;
+    cs++;
+    if (cs >= max || (cs >= min && (h >>> 0) % d === d - 1)) {
+      cuts.push(pos + 1);
+      cs = 0;
+      h = 0;
+    }
+  }
+  return cuts;
+}
