@@ -1,0 +1,630 @@
+/**
+ * Namespaces, backup groups and snapshots on disk (reference §7.1, PBS `backup_info.rs`):
+ *
+ *   <base>/[ns/<a>/ns/<b>/]<type>/<id>/<YYYY-MM-DDTHH:MM:SSZ>/
+ *
+ * `BackupNamespace`, `BackupGroup` and `BackupDir` validate every part in their constructors, so
+ * a relative path can only be built from validated names and never escapes the datastore.
+ *
+ * Locking: PBS flocks the snapshot and group directories themselves. We lock separate files under
+ * the run dir instead (`BackupLocks`), which PBS 4 also moved to, for two reasons: a lock held on
+ * a directory inside the datastore is an open file under its mount point, which would keep an
+ * `offline` datastore from being unmounted (maintenance.md invariant 7); and a lock file survives
+ * the removal of the directory it guards, so a delete can hold its lock until the very end. The
+ * lock files are never unlinked (unlinking a flocked file lets two holders in at once); they are
+ * empty and the run dir is a tmpfs cleared at boot. Exclusive for a backup or a delete, shared for
+ * readers and for flag changes that must not race a running backup.
+ */
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { NotFoundError, StowageError } from '../errors.js';
+import { replaceFile } from '../sys/atomic-file.js';
+import { acquireFileLock, tryAcquireFileLock, type FileLock } from '../sys/file-lock.js';
+import {
+  BACKUP_FILE_REGEX,
+  BACKUP_ID_REGEX,
+  BACKUP_TIME_REGEX,
+  BACKUP_TYPES,
+  MAX_NAMESPACE_DEPTH,
+  SAFE_ID_REGEX,
+  backupTimeFromString,
+  backupTimeToString,
+  parseAuthid,
+  parseBackupType,
+  parseNamespace,
+  validateBackupId,
+  validateDatastoreName,
+  validateNamespaceComponent,
+  validateNamespaceComponents,
+  type BackupType,
+} from '../api-types/names.js';
+import { MANIFEST_BLOB_NAME, loadManifest, updateManifest } from './manifest.js';
+
+export const OWNER_FILE_NAME = 'owner';
+export const GROUP_NOTES_FILE_NAME = 'notes';
+export const PROTECTED_MARKER_NAME = '.protected';
+
+/** A namespace: `a/b` to users, `ns/a/ns/b` on disk; the root namespace is empty. */
+export class BackupNamespace {
+  readonly components: readonly string[];
+  private static readonly ROOT = new BackupNamespace([]);
+
+  private constructor(components: readonly string[]) {
+    this.components = Object.freeze([...components]);
+  }
+
+  static root(): BackupNamespace {
+    return BackupNamespace.ROOT;
+  }
+
+  /** Parse the `ns` parameter form `a/b/c` ('' is the root). */
+  static parse(ns: string, param = 'ns'): BackupNamespace {
+    const parts = parseNamespace(ns, param);
+    return parts.length === 0 ? BackupNamespace.ROOT : new BackupNamespace(parts);
+  }
+
+  static fromComponents(parts: readonly string[], param = 'ns'): BackupNamespace {
+    return parts.length === 0
+      ? BackupNamespace.ROOT
+      : new BackupNamespace(validateNamespaceComponents(parts, param));
+  }
+
+  isRoot(): boolean {
+    return this.components.length === 0;
+  }
+
+  get depth(): number {
+    return this.components.length;
+  }
+
+  /** The `ns` parameter form, `a/b`. */
+  get name(): string {
+    return this.components.join('/');
+  }
+
+  /** Relative path inside the datastore, `ns/a/ns/b` ('' for the root). */
+  get path(): string {
+    return this.components.map((c) => `ns/${c}`).join('/');
+  }
+
+  child(name: string): BackupNamespace {
+    validateNamespaceComponent(name, 'ns');
+    return BackupNamespace.fromComponents([...this.components, name]);
+  }
+
+  parent(): BackupNamespace {
+    return BackupNamespace.fromComponents(this.components.slice(0, -1));
+  }
+
+  equals(other: BackupNamespace): boolean {
+    return this.name === other.name;
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
+
+/** Order of backup types in listings: PBS sorts ct, host, vm (`BackupType::order`). */
+const TYPE_ORDER: Record<BackupType, number> = { ct: 0, host: 1, vm: 2 };
+
+/** `<type>/<id>` inside a namespace. */
+export class BackupGroup {
+  readonly ns: BackupNamespace;
+  readonly type: BackupType;
+  readonly id: string;
+
+  constructor(ns: BackupNamespace, type: string, id: string) {
+    this.ns = ns;
+    this.type = parseBackupType(type);
+    this.id = validateBackupId(id);
+  }
+
+  /** Relative path inside the datastore, e.g. `ns/a/vm/100` or `host/web01`. */
+  get relativePath(): string {
+    return this.ns.isRoot() ? `${this.type}/${this.id}` : `${this.ns.path}/${this.type}/${this.id}`;
+  }
+
+  snapshot(time: number): BackupDir {
+    return new BackupDir(this, time);
+  }
+
+  equals(other: BackupGroup): boolean {
+    return this.ns.equals(other.ns) && this.type === other.type && this.id === other.id;
+  }
+
+  /** `type/id`, as PBS prints a group (the namespace is separate). */
+  toString(): string {
+    return `${this.type}/${this.id}`;
+  }
+
+  /**
+   * PBS's group order (`impl Ord for BackupGroup`): by type (ct, host, vm), then ids that are
+   * numbers numerically and before all others, the rest as strings.
+   */
+  static compare(a: BackupGroup, b: BackupGroup): number {
+    const ns = a.ns.name < b.ns.name ? -1 : a.ns.name > b.ns.name ? 1 : 0;
+    if (ns !== 0) return ns;
+    const t = TYPE_ORDER[a.type] - TYPE_ORDER[b.type];
+    if (t !== 0) return t;
+    const na = /^[0-9]+$/.test(a.id) ? BigInt(a.id) : undefined;
+    const nb = /^[0-9]+$/.test(b.id) ? BigInt(b.id) : undefined;
+    if (na !== undefined && nb !== undefined) return na < nb ? -1 : na > nb ? 1 : 0;
+    if (na !== undefined) return -1;
+    if (nb !== undefined) return 1;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  }
+}
+
+/** A snapshot: a group plus a backup time (epoch seconds, named in RFC 3339 UTC on disk). */
+export class BackupDir {
+  readonly group: BackupGroup;
+  readonly time: number;
+  readonly timeString: string;
+
+  constructor(group: BackupGroup, time: number) {
+    this.group = group;
+    this.timeString = backupTimeToString(time);
+    this.time = time;
+  }
+
+  static fromTimeString(group: BackupGroup, timeString: string): BackupDir {
+    return new BackupDir(group, backupTimeFromString(timeString));
+  }
+
+  get relativePath(): string {
+    return `${this.group.relativePath}/${this.timeString}`;
+  }
+
+  /** `type/id/time`, as PBS prints a snapshot. */
+  toString(): string {
+    return `${this.group}/${this.timeString}`;
+  }
+}
+
+/**
+ * Lock files of one datastore under `<runDir>/locks/<store>/`, mirroring the data layout:
+ *
+ *   [ns/<a>/]<type>/<id>/group.lck                 backup session, group deletion, prune
+ *   [ns/<a>/]<type>/<id>/<time>.lck                snapshot: exclusive to write/delete, shared to read
+ *   [ns/<a>/]<type>/<id>/<time>.index.json.lck     manifest updates (PBS's exact name, §7.1)
+ *
+ * `group.lck` cannot collide with a snapshot lock: backup times never spell `group`.
+ */
+export class BackupLocks {
+  readonly root: string;
+
+  constructor(runDir: string, store: string) {
+    this.root = join(runDir, 'locks', validateDatastoreName(store));
+  }
+
+  groupLockPath(group: BackupGroup): string {
+    return join(this.root, group.relativePath, 'group.lck');
+  }
+
+  snapshotLockPath(dir: BackupDir): string {
+    return join(this.root, dir.group.relativePath, `${dir.timeString}.lck`);
+  }
+
+  manifestLockPath(dir: BackupDir): string {
+    return join(this.root, dir.group.relativePath, `${dir.timeString}.index.json.lck`);
+  }
+
+  /** Wait for the group lock (a running backup holds it for its whole session). */
+  lockGroup(group: BackupGroup, opts: { timeoutMs?: number } = {}): Promise<FileLock> {
+    return acquireFileLock(this.groupLockPath(group), opts);
+  }
+
+  /** Take the group lock or fail at once, as PBS's `lock_dir_noblock`. */
+  tryLockGroup(group: BackupGroup, why: string): FileLock {
+    const lock = tryAcquireFileLock(this.groupLockPath(group));
+    if (!lock) throw new StowageError('CONFLICT', `unable to acquire lock on backup group ${group} - ${why}`);
+    return lock;
+  }
+
+  lockSnapshot(dir: BackupDir, opts: { shared?: boolean; timeoutMs?: number } = {}): Promise<FileLock> {
+    return acquireFileLock(this.snapshotLockPath(dir), opts);
+  }
+
+  tryLockSnapshot(dir: BackupDir, why: string, opts: { shared?: boolean } = {}): FileLock {
+    const lock = tryAcquireFileLock(this.snapshotLockPath(dir), opts);
+    if (!lock) throw new StowageError('CONFLICT', `unable to acquire lock on snapshot ${dir} - ${why}`);
+    return lock;
+  }
+}
+
+/** Where a datastore's backups live and where their locks are; the Datastore facade is one. */
+export interface BackupStore {
+  readonly basePath: string;
+  readonly locks: BackupLocks;
+}
+
+export function namespacePath(store: BackupStore, ns: BackupNamespace): string {
+  return ns.isRoot() ? store.basePath : join(store.basePath, ns.path);
+}
+
+export function groupPath(store: BackupStore, group: BackupGroup): string {
+  return join(store.basePath, group.relativePath);
+}
+
+export function snapshotPath(store: BackupStore, dir: BackupDir): string {
+  return join(store.basePath, dir.relativePath);
+}
+
+function isDir(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Directory entries, or [] when the directory does not exist (an empty type dir is normal). */
+function readDirOrEmpty(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+export function namespaceExists(store: BackupStore, ns: BackupNamespace): boolean {
+  return isDir(namespacePath(store, ns));
+}
+
+/**
+ * The namespace `parent` and every namespace below it, up to `maxDepth` levels further down,
+ * parents before children and siblings by name. Directories under `ns/` whose names are not
+ * safe-ids are not namespaces and are skipped.
+ */
+export function listNamespaces(
+  store: BackupStore,
+  parent: BackupNamespace = BackupNamespace.root(),
+  maxDepth = MAX_NAMESPACE_DEPTH,
+): BackupNamespace[] {
+  if (!namespaceExists(store, parent)) throw new NotFoundError(`namespace '${parent.name}' does not exist`);
+  const out: BackupNamespace[] = [];
+  const walk = (ns: BackupNamespace, depthLeft: number) => {
+    out.push(ns);
+    if (depthLeft <= 0 || ns.depth >= MAX_NAMESPACE_DEPTH) return;
+    const nsDir = join(namespacePath(store, ns), 'ns');
+    const names = readDirOrEmpty(nsDir)
+      .filter((n) => SAFE_ID_REGEX.test(n) && isDir(join(nsDir, n)))
+      .sort();
+    for (const name of names) walk(ns.child(name), depthLeft - 1);
+  };
+  walk(parent, maxDepth);
+  return out;
+}
+
+/** Create a namespace whose parent exists (PBS refuses to create intermediate levels implicitly). */
+export function createNamespace(store: BackupStore, ns: BackupNamespace): void {
+  if (ns.isRoot()) throw new StowageError('ALREADY_EXISTS', 'the root namespace always exists');
+  if (!namespaceExists(store, ns.parent())) {
+    throw new NotFoundError(`parent namespace '${ns.parent().name}' does not exist`);
+  }
+  try {
+    mkdirSync(namespacePath(store, ns), { recursive: false });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') mkdirSync(namespacePath(store, ns), { recursive: true });
+    else if (code === 'EEXIST')
+      throw new StowageError('ALREADY_EXISTS', `namespace '${ns.name}' already exists`);
+    else throw err;
+  }
+}
+
+/** The groups of one namespace (not of its children), in PBS's order. */
+export function listGroups(store: BackupStore, ns: BackupNamespace): BackupGroup[] {
+  if (!namespaceExists(store, ns)) throw new NotFoundError(`namespace '${ns.name}' does not exist`);
+  const groups: BackupGroup[] = [];
+  for (const type of BACKUP_TYPES) {
+    const typeDir = join(namespacePath(store, ns), type);
+    for (const id of readDirOrEmpty(typeDir)) {
+      if (BACKUP_ID_REGEX.test(id) && isDir(join(typeDir, id))) groups.push(new BackupGroup(ns, type, id));
+    }
+  }
+  return groups.sort(BackupGroup.compare);
+}
+
+export function groupExists(store: BackupStore, group: BackupGroup): boolean {
+  return isDir(groupPath(store, group));
+}
+
+export interface SnapshotInfo {
+  dir: BackupDir;
+  /** PBS `is_finished`: the manifest exists; a backup writes it last. */
+  finished: boolean;
+  protected: boolean;
+  /** Archive names matching `^.*\.([fd]idx|blob)$`, sorted. */
+  files: string[];
+}
+
+function archiveNames(path: string): string[] {
+  return readDirOrEmpty(path)
+    .filter((f) => BACKUP_FILE_REGEX.test(f) && !f.startsWith('.'))
+    .sort();
+}
+
+/** Snapshots of a group, oldest first. Entries that are not snapshot directories are skipped. */
+export function listSnapshots(store: BackupStore, group: BackupGroup): SnapshotInfo[] {
+  const gp = groupPath(store, group);
+  if (!isDir(gp))
+    throw new NotFoundError(`backup group '${group}' does not exist in namespace '${group.ns.name}'`);
+  const out: SnapshotInfo[] = [];
+  for (const name of readdirSync(gp)) {
+    if (!BACKUP_TIME_REGEX.test(name) || !isDir(join(gp, name))) continue;
+    let dir: BackupDir;
+    try {
+      dir = BackupDir.fromTimeString(group, name);
+    } catch {
+      continue; // matches the pattern but is no real date (2024-02-30...): not a snapshot
+    }
+    const files = archiveNames(join(gp, name));
+    out.push({
+      dir,
+      finished: files.includes(MANIFEST_BLOB_NAME),
+      protected: existsSync(join(gp, name, PROTECTED_MARKER_NAME)),
+      files,
+    });
+  }
+  return out.sort((a, b) => a.dir.time - b.dir.time);
+}
+
+export function snapshotExists(store: BackupStore, dir: BackupDir): boolean {
+  return isDir(snapshotPath(store, dir));
+}
+
+function requireSnapshot(store: BackupStore, dir: BackupDir): string {
+  const path = snapshotPath(store, dir);
+  if (!isDir(path))
+    throw new NotFoundError(`snapshot '${dir}' does not exist in namespace '${dir.group.ns.name}'`);
+  return path;
+}
+
+export interface SnapshotFile {
+  filename: string;
+  size: number;
+}
+
+/** The archive files of a snapshot with their sizes on disk, sorted by name. */
+export function snapshotFiles(store: BackupStore, dir: BackupDir): SnapshotFile[] {
+  const path = requireSnapshot(store, dir);
+  const out: SnapshotFile[] = [];
+  for (const filename of archiveNames(path)) {
+    const st = lstatSync(join(path, filename));
+    if (st.isFile()) out.push({ filename, size: st.size });
+  }
+  return out;
+}
+
+/** The group's owner (auth id), from the first line of its `owner` file. */
+export function getOwner(store: BackupStore, group: BackupGroup): string {
+  const path = join(groupPath(store, group), OWNER_FILE_NAME);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`backup group '${group}' has no owner file`);
+    }
+    throw err;
+  }
+  const firstLine = text.split('\n', 1)[0] ?? '';
+  return parseAuthid(firstLine.trim(), `owner of ${group}`).authid;
+}
+
+/**
+ * Write the owner file (`<auth-id>\n`). Without `force` the file must not exist yet: the first
+ * backup of a group claims it and nobody else may (PBS `set_owner` with `create_new`).
+ */
+export function setOwner(
+  store: BackupStore,
+  group: BackupGroup,
+  authId: string,
+  opts: { force?: boolean } = {},
+): void {
+  const id = parseAuthid(authId, 'owner').authid;
+  const path = join(groupPath(store, group), OWNER_FILE_NAME);
+  if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
+  if (opts.force) {
+    replaceFile(path, `${id}\n`);
+    return;
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new StowageError('ALREADY_EXISTS', `backup group '${group}' already has an owner`);
+    }
+    throw err;
+  }
+  try {
+    writeSync(fd, `${id}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Group notes; '' when there are none. */
+export function getGroupNotes(store: BackupStore, group: BackupGroup): string {
+  if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
+  try {
+    return readFileSync(join(groupPath(store, group), GROUP_NOTES_FILE_NAME), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+export function setGroupNotes(store: BackupStore, group: BackupGroup, notes: string): void {
+  if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
+  replaceFile(join(groupPath(store, group), GROUP_NOTES_FILE_NAME), notes);
+}
+
+export function isProtected(store: BackupStore, dir: BackupDir): boolean {
+  return existsSync(join(requireSnapshot(store, dir), PROTECTED_MARKER_NAME));
+}
+
+/**
+ * Set or clear the `.protected` marker. Takes the snapshot lock shared and without waiting: a
+ * running backup or delete (exclusive) refuses the change, a restore in progress does not.
+ */
+export function setProtected(store: BackupStore, dir: BackupDir, value: boolean): void {
+  const path = requireSnapshot(store, dir);
+  const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is being deleted', {
+    shared: true,
+  });
+  try {
+    const marker = join(path, PROTECTED_MARKER_NAME);
+    if (value) closeSync(openSync(marker, 'a', 0o644));
+    else rmSync(marker, { force: true });
+  } finally {
+    lock.release();
+  }
+}
+
+/** Snapshot notes live in the manifest's `unprotected.notes` (reference §7.5); '' when none. */
+export function getSnapshotNotes(store: BackupStore, dir: BackupDir): string {
+  const notes = loadManifest(requireSnapshot(store, dir)).unprotected.notes;
+  return typeof notes === 'string' ? notes : '';
+}
+
+export async function setSnapshotNotes(store: BackupStore, dir: BackupDir, notes: string): Promise<void> {
+  const path = requireSnapshot(store, dir);
+  await updateManifest(
+    path,
+    (m) => {
+      m.unprotected.notes = notes;
+    },
+    { lockPath: store.locks.manifestLockPath(dir) },
+  );
+}
+
+/**
+ * Remove a snapshot directory. Refused with PROTECTED if it is protected (unless `force`, which
+ * only removal of a whole datastore uses), and with CONFLICT if a backup, reader or other delete
+ * holds its lock: like PBS we do not wait, a delete must not queue behind a long restore.
+ */
+export function deleteSnapshot(store: BackupStore, dir: BackupDir, opts: { force?: boolean } = {}): void {
+  const path = requireSnapshot(store, dir);
+  const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use');
+  try {
+    if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
+      throw new StowageError(
+        'PROTECTED',
+        `cannot remove protected snapshot '${dir}' in namespace '${dir.group.ns.name}'`,
+      );
+    }
+    rmSync(path, { recursive: true, force: true });
+  } finally {
+    lock.release();
+  }
+}
+
+export interface DeleteGroupResult {
+  removedSnapshots: number;
+  protectedSnapshots: number;
+  /** False when protected snapshots remain; the group, its owner and notes then stay. */
+  groupRemoved: boolean;
+}
+
+/**
+ * Remove every unprotected snapshot of a group and, if none is protected, the group itself
+ * (PBS `BackupGroup::destroy`). Holds the group lock without waiting, so a running backup makes
+ * it fail with CONFLICT rather than delete under the writer's feet.
+ */
+export function deleteGroup(store: BackupStore, group: BackupGroup): DeleteGroupResult {
+  if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
+  const lock = store.locks.tryLockGroup(group, 'possibly running backup');
+  try {
+    let removedSnapshots = 0;
+    let protectedSnapshots = 0;
+    for (const snap of listSnapshots(store, group)) {
+      if (snap.protected) {
+        protectedSnapshots++;
+        continue;
+      }
+      deleteSnapshot(store, snap.dir);
+      removedSnapshots++;
+    }
+    const groupRemoved = protectedSnapshots === 0;
+    if (groupRemoved) rmSync(groupPath(store, group), { recursive: true, force: true });
+    return { removedSnapshots, protectedSnapshots, groupRemoved };
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Open or create a group for a backup, holding its lock: creates the directories, claims
+ * ownership for `authId` if the group is new, and returns the owner on disk (the caller compares
+ * it with the requester). Waits for the group lock at most `timeoutMs` (default: fail at once,
+ * as two backups of one group must not run together).
+ */
+export async function createLockedBackupGroup(
+  store: BackupStore,
+  group: BackupGroup,
+  authId: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<{ owner: string; lock: FileLock }> {
+  if (!namespaceExists(store, group.ns))
+    throw new NotFoundError(`namespace '${group.ns.name}' does not exist`);
+  parseAuthid(authId, 'owner');
+  const lock =
+    opts.timeoutMs === undefined
+      ? store.locks.tryLockGroup(group, 'another backup is already running')
+      : await store.locks.lockGroup(group, { timeoutMs: opts.timeoutMs });
+  try {
+    const gp = groupPath(store, group);
+    mkdirSync(join(gp, '..'), { recursive: true });
+    let created = false;
+    try {
+      mkdirSync(gp);
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (created || !existsSync(join(gp, OWNER_FILE_NAME))) setOwner(store, group, authId);
+    return { owner: getOwner(store, group), lock };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+/**
+ * Create a new snapshot directory holding its exclusive lock; ALREADY_EXISTS when a snapshot
+ * with that time exists. The caller holds the group lock.
+ */
+export function createLockedBackupDir(store: BackupStore, dir: BackupDir): { path: string; lock: FileLock } {
+  const path = snapshotPath(store, dir);
+  const lock = store.locks.tryLockSnapshot(dir, 'snapshot is in use');
+  try {
+    mkdirSync(join(path, '..'), { recursive: true });
+    mkdirSync(path);
+  } catch (err) {
+    lock.release();
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new StowageError(
+        'ALREADY_EXISTS',
+        `snapshot '${dir}' already exists in namespace '${dir.group.ns.name}'`,
+      );
+    }
+    throw err;
+  }
+  return { path, lock };
+}
