@@ -1,0 +1,278 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import {
+  ChunkStore,
+  ChunkStoreMissingError,
+  type ChunkStoreOptions,
+} from '../../src/datastore/chunk-store.js';
+import { BLOB_MAGIC, encodeBlob, rewriteBlobCrc } from '../../src/datastore/data-blob.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
+const DAY = 86_400_000;
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-cs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * A datastore directory with `.chunks` but only the subdirectories a test uses: creating and
+ * removing all 65536 takes seconds, so only the creation test pays for it.
+ */
+function lightStore(t: { after: (fn: () => void) => void }, opts?: ChunkStoreOptions): ChunkStore {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, '.chunks'));
+  writeFileSync(join(dir, '.lock'), '');
+  const store = ChunkStore.open(dir, opts);
+  t.after(() => store.close());
+  return store;
+}
+
+function put(store: ChunkStore, payload: Buffer, blob = encodeBlob(payload)) {
+  const digest = sha(payload);
+  mkdirSync(dirname(store.chunkPath(digest)), { recursive: true });
+  return { digest, blob, result: store.insertChunk(digest, blob) };
+}
+
+/** An encrypted-looking blob: the server only sees magic, CRC, iv, tag and ciphertext. */
+function encryptedBlob(bodyLen: number): Buffer {
+  const body = Buffer.alloc(32 + bodyLen, 0x5a);
+  const blob = Buffer.concat([BLOB_MAGIC.encrypted, Buffer.alloc(4), body]);
+  blob.writeUInt32LE(crc32(blob.subarray(12)), 8);
+  return blob;
+}
+
+function lockFdCount(lockPath: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === lockPath) n++;
+    } catch {
+      // fd closed while listing
+    }
+  }
+  return n;
+}
+
+test('creating a datastore makes .lock and all 65536 chunk subdirectories, and refuses to create twice', (t) => {
+  const base = join(tempDir(t), 'store');
+  const store = ChunkStore.create(base);
+  t.after(() => store.close());
+  assert.equal(statSync(join(base, '.lock')).size, 0);
+  const subdirs = readdirSync(join(base, '.chunks')).sort();
+  assert.equal(subdirs.length, 65536);
+  assert.equal(subdirs[0], '0000');
+  assert.equal(subdirs[65535], 'ffff');
+  const digest = Buffer.alloc(32, 0);
+  digest[0] = 0xa3;
+  digest[1] = 0x42;
+  assert.equal(store.chunkPath(digest), join(base, '.chunks', 'a342', digest.toString('hex')));
+  assert.throws(() => ChunkStore.create(base), { code: 'ALREADY_EXISTS' });
+});
+
+test('creating a datastore in a non-empty directory that is not one is refused and changes nothing', (t) => {
+  const base = tempDir(t);
+  writeFileSync(join(base, 'precious.txt'), 'keep');
+  assert.throws(() => ChunkStore.create(base), { code: 'BAD_REQUEST', message: /not empty/ });
+  assert.deepEqual(readdirSync(base), ['precious.txt']);
+});
+
+test('opening a path without .chunks fails with a typed error that says so', (t) => {
+  const base = tempDir(t);
+  assert.throws(
+    () => ChunkStore.open(base),
+    (err) =>
+      err instanceof ChunkStoreMissingError && err.code === 'NOT_FOUND' && /\.chunks/.test(err.message),
+  );
+  assert.equal(existsSync(join(base, '.lock')), false);
+});
+
+test('an open store holds a descriptor on .lock and close() releases it, twice harmlessly', (t) => {
+  const store = lightStore(t);
+  assert.equal(lockFdCount(store.lockPath), 1);
+  store.close();
+  assert.equal(lockFdCount(store.lockPath), 0);
+  store.close();
+  assert.throws(() => store.readChunk(Buffer.alloc(32)), { code: 'INTERNAL', message: /closed/ });
+});
+
+test('inserting the same chunk twice reports a duplicate and only refreshes its atime', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.alloc(5000, 'dedup ');
+  const first = put(store, payload);
+  assert.deepEqual(first.result, { duplicate: false, encodedSize: first.blob.length });
+  const path = store.chunkPath(first.digest);
+  const old = (Date.now() - 2 * DAY) / 1000;
+  utimesSync(path, old, old);
+  const before = statSync(path);
+  const second = store.insertChunk(first.digest, first.blob);
+  assert.deepEqual(second, { duplicate: true, encodedSize: first.blob.length });
+  const after = statSync(path);
+  assert.ok(after.atimeMs > Date.now() - 60_000, 'atime refreshed');
+  assert.equal(Math.round(after.mtimeMs), Math.round(before.mtimeMs), 'mtime kept');
+  assert.equal(after.ino, before.ino, 'file not rewritten');
+  assert.deepEqual(readFileSync(path), first.blob);
+});
+
+test('when two copies of a chunk differ in size the smaller one is kept', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.alloc(20_000, 'compressible ');
+  const big = encodeBlob(payload, { compress: false });
+  const small = encodeBlob(payload);
+  assert.ok(small.length < big.length);
+  const { digest } = put(store, payload, big);
+  const path = store.chunkPath(digest);
+  assert.deepEqual(store.insertChunk(digest, small), { duplicate: false, encodedSize: small.length });
+  assert.deepEqual(readFileSync(path), small);
+  assert.deepEqual(store.insertChunk(digest, big), { duplicate: true, encodedSize: small.length });
+  assert.deepEqual(readFileSync(path), small);
+});
+
+test('an empty chunk file left by a crash is overwritten by the next upload', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.from('zero-length leftovers');
+  const digest = sha(payload);
+  const path = store.chunkPath(digest);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, '');
+  const blob = encodeBlob(payload);
+  assert.deepEqual(store.insertChunk(digest, blob), { duplicate: false, encodedSize: blob.length });
+  assert.deepEqual(readFileSync(path), blob);
+});
+
+test('an encrypted chunk never replaces an unencrypted chunk with the same digest', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.alloc(3000, 'plain ');
+  const { digest, blob } = put(store, payload, encodeBlob(payload, { compress: false }));
+  const smallerEncrypted = encryptedBlob(10);
+  assert.ok(smallerEncrypted.length < blob.length);
+  assert.throws(() => store.insertChunk(digest, smallerEncrypted), {
+    code: 'BAD_REQUEST',
+    message: /unencrypted chunk/,
+  });
+  assert.deepEqual(readFileSync(store.chunkPath(digest)), blob);
+});
+
+test('a blob with a bad CRC is refused and nothing is stored', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.from('will be damaged in transit');
+  const digest = sha(payload);
+  mkdirSync(dirname(store.chunkPath(digest)), { recursive: true });
+  const blob = encodeBlob(payload);
+  blob[blob.length - 1]! ^= 1;
+  assert.throws(() => store.insertChunk(digest, blob), { code: 'CORRUPT_DATA', message: /CRC/ });
+  assert.equal(store.chunkExists(digest), false);
+  assert.deepEqual(readdirSync(dirname(store.chunkPath(digest))), [], 'no temp file left');
+});
+
+test('reading a chunk detects a flipped byte and a content/digest mismatch, naming the digest', (t) => {
+  const store = lightStore(t);
+  const payload = Buffer.alloc(4000, 'read me ');
+  const { digest, blob } = put(store, payload);
+  const hex = digest.toString('hex');
+  assert.deepEqual(store.readChunk(digest), blob);
+
+  const path = store.chunkPath(digest);
+  const flipped = Buffer.from(blob);
+  flipped[flipped.length - 2]! ^= 0x10;
+  writeFileSync(path, flipped);
+  assert.throws(() => store.readChunk(digest), { code: 'CORRUPT_DATA', message: new RegExp(`${hex}.*CRC`) });
+
+  // Valid CRC, wrong content: only the digest check catches it.
+  const other = encodeBlob(Buffer.from('something else entirely'), { compress: false });
+  rewriteBlobCrc(other);
+  writeFileSync(path, other);
+  assert.throws(() => store.readChunk(digest), {
+    code: 'CORRUPT_DATA',
+    message: new RegExp(`${hex}.*wrong digest`),
+  });
+
+  assert.throws(() => store.readChunk(sha(Buffer.from('never stored'))), { code: 'NOT_FOUND' });
+});
+
+test('touching a chunk moves its atime to now and keeps its mtime', (t) => {
+  const store = lightStore(t);
+  const { digest } = put(store, Buffer.from('touch me'));
+  const path = store.chunkPath(digest);
+  const old = (Date.now() - 3 * DAY) / 1000;
+  utimesSync(path, old, old);
+  store.touchChunk(digest);
+  const st = statSync(path);
+  assert.ok(st.atimeMs > Date.now() - 60_000);
+  assert.ok(Math.abs(st.mtimeMs - old * 1000) < 1);
+  assert.throws(() => store.touchChunk(sha(Buffer.from('absent'))), { code: 'NOT_FOUND' });
+});
+
+test('a corrupt chunk is renamed to the first free <digest>.<n>.bad', (t) => {
+  const store = lightStore(t);
+  const { digest, blob } = put(store, Buffer.from('bad twice'));
+  const path = store.chunkPath(digest);
+  assert.equal(store.renameCorruptChunk(digest), `${path}.0.bad`);
+  store.insertChunk(digest, blob);
+  assert.equal(store.renameCorruptChunk(digest), `${path}.1.bad`);
+  assert.equal(store.renameCorruptChunk(digest), undefined, 'nothing left to rename');
+  assert.equal(existsSync(`${path}.0.bad`) && existsSync(`${path}.1.bad`), true);
+});
+
+test('listing chunk files yields chunks and .bad files with atime and size, and skips anything else', (t) => {
+  const store = lightStore(t);
+  const a = put(store, Buffer.from('chunk a'));
+  const b = put(store, Buffer.from('chunk b'));
+  store.renameCorruptChunk(b.digest);
+  const dir = dirname(store.chunkPath(a.digest));
+  writeFileSync(join(dir, `${a.digest.toString('hex')}.tmp_123456`), 'x');
+  writeFileSync(join(dir, 'README'), 'x');
+  const files = [...store.chunkFiles()].map((f) => ({ name: f.name, bad: f.bad, size: f.size }));
+  files.sort((x, y) => x.name.localeCompare(y.name));
+  const expected = [
+    { name: a.digest.toString('hex'), bad: false, size: a.blob.length },
+    { name: `${b.digest.toString('hex')}.0.bad`, bad: true, size: b.blob.length },
+  ].sort((x, y) => x.name.localeCompare(y.name));
+  assert.deepEqual(files, expected);
+});
+
+test('the oldest writer is the earliest of this process and the external provider, until released', (t) => {
+  let external: number | undefined;
+  const store = lightStore(t, { externalOldestWriter: () => external });
+  assert.equal(store.oldestWriterStart(), undefined);
+  const w1 = store.registerWriter(5000);
+  const w2 = store.registerWriter(3000);
+  assert.equal(store.oldestWriterStart(), 3000);
+  external = 1000;
+  assert.equal(store.oldestWriterStart(), 1000);
+  external = undefined;
+  w2.release();
+  w2.release();
+  assert.equal(store.oldestWriterStart(), 5000);
+  w1.release();
+  assert.equal(store.oldestWriterStart(), undefined);
+});
+
+test('with sync-level filesystem, chunks written are synced by syncFilesystem()', async (t) => {
+  const store = lightStore(t, { syncLevel: 'filesystem' });
+  put(store, Buffer.from('durable'));
+  assert.equal(store.unsyncedCount, 2, 'the chunk file and its subdirectory');
+  await store.syncFilesystem();
+  assert.equal(store.unsyncedCount, 0);
+  const fileLevel = lightStore(t, { syncLevel: 'file' });
+  const { digest } = put(fileLevel, Buffer.from('durable'));
+  assert.equal(fileLevel.unsyncedCount, 0, 'fsynced at once');
+  assert.equal(fileLevel.chunkExists(digest), true);
+});

@@ -1,0 +1,205 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ChunkStore } from '../../src/datastore/chunk-store.js';
+import { encodeBlob } from '../../src/datastore/data-blob.js';
+import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
+import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
+import { garbageCollection, readGcStatus } from '../../src/datastore/gc.js';
+import { tryAcquireFileLock } from '../../src/sys/file-lock.js';
+
+const DAY = 86_400_000;
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
+
+interface Fixture {
+  base: string;
+  store: ChunkStore;
+  chunk(name: string, ageMs?: number): Buffer;
+  setAge(path: string, ageMs: number): void;
+  files(): string[];
+}
+
+/** A datastore with `.chunks` holding only the subdirectories used (all 65536 take seconds). */
+function fixture(t: { after: (fn: () => void) => void }): Fixture {
+  const base = mkdtempSync(join(tmpdir(), 'stowage-gc-'));
+  mkdirSync(join(base, '.chunks'));
+  writeFileSync(join(base, '.lock'), '');
+  const store = ChunkStore.open(base);
+  t.after(() => {
+    store.close();
+    rmSync(base, { recursive: true, force: true });
+  });
+  const setAge = (path: string, ageMs: number) => {
+    const at = (Date.now() - ageMs) / 1000;
+    utimesSync(path, at, at);
+  };
+  return {
+    base,
+    store,
+    setAge,
+    chunk(name, ageMs = 2 * DAY) {
+      const payload = Buffer.from(`chunk ${name} `.repeat(50));
+      const digest = sha(payload);
+      mkdirSync(dirname(store.chunkPath(digest)), { recursive: true });
+      store.insertChunk(digest, encodeBlob(payload));
+      setAge(store.chunkPath(digest), ageMs);
+      return digest;
+    },
+    files: () => [...store.chunkFiles()].map((f) => f.name).sort(),
+  };
+}
+
+function writeFidx(path: string, digests: Buffer[], chunkSize = 1000): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const w = FixedIndexWriter.create(path, { size: digests.length * chunkSize, chunkSize });
+  digests.forEach((dg, i) => w.setDigest(i, dg));
+  w.close();
+}
+
+function writeDidx(path: string, digests: Buffer[]): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const w = DynamicIndexWriter.create(path);
+  digests.forEach((dg, i) => w.addChunk((i + 1) * 500, dg));
+  w.close();
+}
+
+const hex = (d: Buffer) => d.toString('hex');
+
+test('GC keeps exactly the chunks referenced by indexes, young chunks and needed .bad files', async (t) => {
+  const f = fixture(t);
+  const a = f.chunk('a');
+  const b = f.chunk('b');
+  const c = f.chunk('c');
+  const unused = f.chunk('unused');
+  const young = f.chunk('young', 3_600_000);
+  const hidden = f.chunk('hidden-only');
+  // A corrupt copy nobody references any more, and one whose digest an index still needs.
+  const oldBad = f.chunk('old-bad');
+  const stillBad = f.chunk('still-bad');
+  const oldBadPath = f.store.renameCorruptChunk(oldBad)!;
+  const stillBadPath = f.store.renameCorruptChunk(stillBad)!;
+  f.setAge(oldBadPath, 2 * DAY);
+  f.setAge(stillBadPath, 2 * DAY);
+
+  const snap = join(f.base, 'vm', '100', '2024-01-01T00:00:00Z');
+  writeFidx(join(snap, 'drive-scsi0.img.fidx'), [a, b, a]);
+  writeDidx(join(f.base, 'ns', 'prod', 'host', 'web', '2024-01-02T00:00:00Z', 'root.pxar.didx'), [
+    c,
+    stillBad,
+  ]);
+  // Dot entries are not part of the datastore's content (PBS skips them).
+  writeFidx(join(f.base, '.trash', 'old.fidx'), [hidden]);
+
+  // stat, not read: on a relatime mount reading a 2-day-old file refreshes its atime.
+  const size = (d: Buffer) => statSync(f.store.chunkPath(d)).size;
+  const removedBytes = size(unused) + size(hidden) + statSync(oldBadPath).size;
+  const lines: string[] = [];
+  const status = await garbageCollection(
+    { basePath: f.base, chunkStore: f.store },
+    { log: (l) => lines.push(l) },
+  );
+
+  assert.deepEqual(f.files(), [hex(a), hex(b), hex(c), `${hex(stillBad)}.0.bad`, hex(young)].sort());
+  // As in PBS, an unreferenced chunk within the 24 h 5 min cutoff is kept and counted as a
+  // pending removal; referenced chunks (and the .bad copy an index needs) count as on disk.
+  assert.deepEqual(status, {
+    'index-file-count': 2,
+    'index-data-bytes': 3000 + 1000,
+    'disk-bytes': size(a) + size(b) + size(c) + statSync(stillBadPath).size,
+    'disk-chunks': 3,
+    'removed-bytes': removedBytes,
+    'removed-chunks': 2,
+    'pending-bytes': size(young),
+    'pending-chunks': 1,
+    'removed-bad': 1,
+    'still-bad': 1,
+  });
+  assert.ok(lines.some((l) => l.includes(`non-existent chunk ${hex(stillBad)}`)));
+  assert.deepEqual(JSON.parse(readFileSync(join(f.base, '.gc-status'), 'utf8')), status);
+  assert.deepEqual(readGcStatus(f.base), status);
+});
+
+test('unreferenced chunks younger than the writer are on disk, older ones within the cutoff are pending', async (t) => {
+  const f = fixture(t);
+  const beforeWriter = f.chunk('before the writer', 3_600_000);
+  const byWriter = f.chunk('uploaded by the writer', 600_000);
+  const w = f.store.registerWriter(Date.now() - 1_800_000);
+  t.after(() => w.release());
+  const status = await garbageCollection({ basePath: f.base, chunkStore: f.store });
+  assert.equal(status['pending-chunks'], 1);
+  assert.equal(status['disk-chunks'], 1);
+  assert.equal(status['pending-bytes'], statSync(f.store.chunkPath(beforeWriter)).size);
+  assert.deepEqual(f.files(), [hex(beforeWriter), hex(byWriter)].sort());
+});
+
+test('GC does not delete a chunk an in-progress writer (started 3 days ago) inserted but has not indexed yet', async (t) => {
+  const f = fixture(t);
+  const inserted = f.chunk('from a long backup', 2 * DAY);
+  f.chunk('garbage', 4 * DAY);
+  const writer = f.store.registerWriter(Date.now() - 3 * DAY);
+  const status = await garbageCollection({ basePath: f.base, chunkStore: f.store });
+  assert.deepEqual(f.files(), [hex(inserted)]);
+  assert.equal(status['removed-chunks'], 1, 'a chunk older than the writer still goes');
+  writer.release();
+
+  // Once the writer is gone (and never indexed it), the chunk is garbage.
+  await garbageCollection({ basePath: f.base, chunkStore: f.store });
+  assert.deepEqual(f.files(), []);
+});
+
+test('writers in other processes protect their chunks through the provider or the caller', async (t) => {
+  const f = fixture(t);
+  const viaProvider = f.chunk('provider', 2 * DAY);
+  f.store.setExternalOldestWriter(() => Date.now() - 3 * DAY);
+  await garbageCollection({ basePath: f.base, chunkStore: f.store });
+  assert.deepEqual(f.files(), [hex(viaProvider)]);
+  f.store.setExternalOldestWriter(undefined);
+
+  await garbageCollection(
+    { basePath: f.base, chunkStore: f.store },
+    { oldestWriterStartMs: Date.now() - 3 * DAY },
+  );
+  assert.deepEqual(f.files(), [hex(viaProvider)]);
+});
+
+test('a second GC on the same datastore is refused while one holds the lock', async (t) => {
+  const f = fixture(t);
+  const doomed = f.chunk('doomed');
+  const lock = tryAcquireFileLock(f.store.lockPath);
+  assert.ok(lock);
+  try {
+    await assert.rejects(garbageCollection({ basePath: f.base, chunkStore: f.store }), {
+      code: 'CONFLICT',
+      message: 'Start GC failed - (already running/locked)',
+    });
+  } finally {
+    lock.release();
+  }
+  assert.deepEqual(f.files(), [hex(doomed)], 'nothing removed');
+});
+
+test('an aborted GC removes nothing and leaves no status behind', async (t) => {
+  const f = fixture(t);
+  const doomed = f.chunk('doomed');
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(garbageCollection({ basePath: f.base, chunkStore: f.store }, { signal: ac.signal }));
+  assert.deepEqual(f.files(), [hex(doomed)]);
+  assert.equal(readGcStatus(f.base), undefined);
+});
+
+test('a corrupt index stops GC before anything is swept', async (t) => {
+  const f = fixture(t);
+  const doomed = f.chunk('doomed');
+  const path = join(f.base, 'vm', '100', '2024-01-01T00:00:00Z', 'broken.fidx');
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, Buffer.alloc(100));
+  await assert.rejects(garbageCollection({ basePath: f.base, chunkStore: f.store }), {
+    code: 'CORRUPT_DATA',
+    message: /broken\.fidx/,
+  });
+  assert.deepEqual(f.files(), [hex(doomed)]);
+});
