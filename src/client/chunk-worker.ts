@@ -1,0 +1,91 @@
+/**
+ * Worker thread of the chunk pool (chunk-pool.ts): SHA-256 and zstd-1 DataBlob encoding for
+ * backups, blob decoding and digest checks for restores, off the main thread.
+ *
+ * A backup job is two-phase so an unchanged chunk is never compressed: the worker hashes and
+ * answers with the digest, keeps the bytes, and compresses only if the main thread (which knows
+ * which digests the server already has) asks for it.
+ */
+import { parentPort } from 'node:worker_threads';
+import { encodeBlob, decodeBlob } from '../datastore/data-blob.js';
+import { sha256 } from '../datastore/digest.js';
+import { StowageError } from '../errors.js';
+
+export type WorkerRequest =
+  | { op: 'hash'; id: number; data: Uint8Array }
+  | { op: 'encode'; id: number; compress: boolean }
+  | { op: 'drop'; id: number }
+  | { op: 'decode'; id: number; blob: Uint8Array; digest?: Uint8Array; size?: number };
+
+export type WorkerResponse =
+  | { op: 'hashed'; id: number; digest: Uint8Array }
+  | { op: 'encoded'; id: number; blob: Uint8Array }
+  | { op: 'decoded'; id: number; data: Uint8Array }
+  | { op: 'error'; id: number; code?: string; message: string };
+
+const held = new Map<number, Uint8Array>();
+const port = parentPort;
+if (!port) throw new StowageError('INTERNAL', 'chunk-worker must run in a worker thread');
+
+function transferable(b: Uint8Array): ArrayBuffer[] {
+  // Only a buffer that owns its whole ArrayBuffer can be moved without copying.
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer
+    ? [b.buffer]
+    : [];
+}
+
+port.on('message', (msg: WorkerRequest) => {
+  try {
+    switch (msg.op) {
+      case 'hash': {
+        held.set(msg.id, msg.data);
+        const digest = sha256(msg.data);
+        port.postMessage({ op: 'hashed', id: msg.id, digest } satisfies WorkerResponse);
+        break;
+      }
+      case 'encode': {
+        const data = held.get(msg.id);
+        held.delete(msg.id);
+        if (!data) throw new StowageError('INTERNAL', `no chunk ${msg.id} held`);
+        const blob = encodeBlob(data, { compress: msg.compress });
+        port.postMessage({ op: 'encoded', id: msg.id, blob } satisfies WorkerResponse, transferable(blob));
+        break;
+      }
+      case 'drop':
+        held.delete(msg.id);
+        break;
+      case 'decode': {
+        const what = msg.digest ? `chunk ${Buffer.from(msg.digest).toString('hex')}` : 'blob';
+        const data = decodeBlob(msg.blob, what);
+        if (msg.digest && !sha256(data).equals(msg.digest)) {
+          port.postMessage({
+            op: 'error',
+            id: msg.id,
+            code: 'CORRUPT_DATA',
+            message: `${what}: wrong digest (content hashes to ${sha256(data).toString('hex')})`,
+          } satisfies WorkerResponse);
+          break;
+        }
+        if (msg.size !== undefined && data.length !== msg.size) {
+          port.postMessage({
+            op: 'error',
+            id: msg.id,
+            code: 'CORRUPT_DATA',
+            message: `${what}: wrong size (${data.length} bytes, index expects ${msg.size})`,
+          } satisfies WorkerResponse);
+          break;
+        }
+        port.postMessage({ op: 'decoded', id: msg.id, data } satisfies WorkerResponse, transferable(data));
+        break;
+      }
+    }
+  } catch (err) {
+    held.delete(msg.id);
+    port.postMessage({
+      op: 'error',
+      id: msg.id,
+      code: (err as { code?: string }).code,
+      message: (err as Error).message,
+    } satisfies WorkerResponse);
+  }
+});
