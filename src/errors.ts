@@ -92,6 +92,23 @@ export class LockTimeoutError extends StowageError {
   }
 }
 
+/**
+ * Failed authentication. Credential failures all carry the same message so that a caller cannot
+ * tell a wrong password from an unknown user (reference §8.1).
+ */
+export class UnauthorizedError extends StowageError {
+  constructor(message = 'authentication failed') {
+    super('UNAUTHORIZED', message);
+  }
+}
+
+/** Authenticated, but a privilege is missing; the message names it and the ACL path. */
+export class ForbiddenError extends StowageError {
+  constructor(message: string) {
+    super('FORBIDDEN', message);
+  }
+}
+
 export function isStowageError(err: unknown): err is StowageError {
   return err instanceof StowageError;
 }

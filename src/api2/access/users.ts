@@ -1,0 +1,203 @@
+/**
+ * `/access/users` and `/access/users/{userid}` (PBS `src/api2/access/user.rs`). Only realm `pbs`
+ * users can be created (Stowage has no PAM); `root@pam` exists from the first start and cannot be
+ * deleted. Self-service: a user may read itself and change its own password without privileges.
+ */
+import { Type } from 'typebox';
+import { BadRequestError, ForbiddenError, NotFoundError, StowageError } from '../../errors.js';
+import { updateAclConfig } from '../../config/acl-config.js';
+import { deleteTokenSecrets } from '../../config/token-config.js';
+import {
+  readUserConfig,
+  SUPERUSER,
+  updateUserConfig,
+  type TokenEntry,
+  type UserEntry,
+} from '../../config/user-config.js';
+import { deletePassword, setPassword } from '../../server/auth/password.js';
+import { defineRoute, type AnyRoute } from '../../server/route.js';
+import {
+  CommentSchema,
+  DigestSchema,
+  EmailSchema,
+  EnableSchema,
+  ExpireSchema,
+  NameSchema,
+  PasswordSchema,
+  UseridSchema,
+} from '../../server/schemas.js';
+
+const UserFields = {
+  comment: Type.Optional(CommentSchema),
+  enable: Type.Optional(EnableSchema),
+  expire: Type.Optional(ExpireSchema),
+  firstname: Type.Optional(NameSchema),
+  lastname: Type.Optional(NameSchema),
+  email: Type.Optional(EmailSchema),
+};
+
+const UserSchema = Type.Object({ userid: UseridSchema, ...UserFields });
+
+/** API view of a user: PBS reports `enable` and `expire` with their defaults filled in. */
+export function userView(u: UserEntry): Record<string, unknown> {
+  return { ...u, enable: u.enable ?? true, expire: u.expire ?? 0 };
+}
+
+export function tokenView(t: TokenEntry): Record<string, unknown> {
+  return { ...t, enable: t.enable ?? true, expire: t.expire ?? 0 };
+}
+
+function realmOf(userid: string): string {
+  return userid.slice(userid.lastIndexOf('@') + 1);
+}
+
+function hasLocalPassword(userid: string): boolean {
+  return realmOf(userid) === 'pbs' || userid === SUPERUSER;
+}
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'GET',
+    path: '/access/users',
+    permission: 'authenticated',
+    description:
+      'List users. Everyone with Sys.Audit on /access/users sees all users; others see only themselves (a token: its owner).',
+    query: Type.Object({ include_tokens: Type.Optional(Type.Boolean()) }),
+    returns: Type.Array(UserSchema),
+    handler: ({ query, authId, userInfo, server, setAttribute }) => {
+      const { config, digest } = readUserConfig(server.paths.configDir);
+      const all = userInfo.hasPrivs(authId, '/access/users', ['Sys.Audit']);
+      const self = authId.split('!')[0];
+      setAttribute('digest', digest);
+      return [...config.users.values()]
+        .filter((u) => all || u.userid === self)
+        .map((u) => ({
+          ...userView(u),
+          ...(query.include_tokens && {
+            tokens: [...config.tokens.values()]
+              .filter((t) => t.tokenid.startsWith(`${u.userid}!`))
+              .map(tokenView),
+          }),
+        }));
+    },
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/access/users',
+    permission: { path: '/access/users', privs: ['Permissions.Modify'] },
+    protected: true,
+    description: "Create a user of realm 'pbs', optionally with a password.",
+    body: Type.Object({ userid: UseridSchema, ...UserFields, password: Type.Optional(PasswordSchema) }),
+    handler: async ({ body, server }) => {
+      const { password, ...entry } = body;
+      if (realmOf(entry.userid) !== 'pbs') {
+        throw new BadRequestError(
+          `parameter verification failed - 'userid': only users of realm 'pbs' can be created`,
+        );
+      }
+      await updateUserConfig(server.paths.configDir, (cfg) => {
+        if (cfg.users.has(entry.userid))
+          throw new StowageError('ALREADY_EXISTS', `user '${entry.userid}' already exists.`);
+        cfg.users.set(entry.userid, entry);
+      });
+      if (password !== undefined) await setPassword(server.paths.configDir, entry.userid, password);
+      return null;
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/access/users/:userid',
+    params: Type.Object({ userid: UseridSchema }),
+    permission: { anyOf: [{ path: '/access/users', privs: ['Sys.Audit'] }, { userParam: 'userid' }] },
+    description: 'Read a user. Needs Sys.Audit on /access/users unless it is the caller itself.',
+    returns: UserSchema,
+    handler: ({ params, server, setAttribute }) => {
+      const { config, digest } = readUserConfig(server.paths.configDir);
+      const user = config.users.get(params.userid);
+      if (!user) throw new NotFoundError(`user '${params.userid}' does not exist.`);
+      setAttribute('digest', digest);
+      return userView(user);
+    },
+  }),
+  defineRoute({
+    method: 'PUT',
+    path: '/access/users/:userid',
+    params: Type.Object({ userid: UseridSchema }),
+    body: Type.Object({
+      ...UserFields,
+      password: Type.Optional(PasswordSchema),
+      delete: Type.Optional(
+        Type.Array(
+          Type.Union([
+            Type.Literal('comment'),
+            Type.Literal('firstname'),
+            Type.Literal('lastname'),
+            Type.Literal('email'),
+          ]),
+        ),
+      ),
+      digest: Type.Optional(DigestSchema),
+    }),
+    permission: {
+      anyOf: [{ path: '/access/users', privs: ['Permissions.Modify'] }, { userParam: 'userid' }],
+    },
+    protected: true,
+    description:
+      "Update a user. Needs Permissions.Modify on /access/users; without it a user may only change its own password. Only root@pam may change root@pam's password.",
+    handler: async ({ params, body, authId, userInfo, server }) => {
+      const { password, delete: del, digest, ...fields } = body;
+      const admin = userInfo.hasPrivs(authId, '/access/users', ['Permissions.Modify']);
+      if (!admin && (Object.keys(fields).length > 0 || (del?.length ?? 0) > 0)) {
+        throw new ForbiddenError('permission check failed - missing Permissions.Modify on /access/users');
+      }
+      if (password !== undefined && params.userid === SUPERUSER && authId !== SUPERUSER) {
+        throw new ForbiddenError("permission check failed - only root@pam may change root@pam's password");
+      }
+      if (password !== undefined && !hasLocalPassword(params.userid)) {
+        throw new BadRequestError(
+          `parameter verification failed - 'password': realm '${realmOf(params.userid)}' has no local passwords`,
+        );
+      }
+      await updateUserConfig(
+        server.paths.configDir,
+        (cfg) => {
+          const user = cfg.users.get(params.userid);
+          if (!user) throw new NotFoundError(`user '${params.userid}' does not exist.`);
+          for (const k of del ?? []) delete user[k];
+          Object.assign(user, fields);
+        },
+        digest,
+      );
+      if (password !== undefined) await setPassword(server.paths.configDir, params.userid, password);
+      return null;
+    },
+  }),
+  defineRoute({
+    method: 'DELETE',
+    path: '/access/users/:userid',
+    params: Type.Object({ userid: UseridSchema }),
+    query: Type.Object({ digest: Type.Optional(DigestSchema) }),
+    permission: { path: '/access/users', privs: ['Permissions.Modify'] },
+    protected: true,
+    description: 'Delete a user with its API tokens, password and ACL entries. root@pam cannot be deleted.',
+    handler: async ({ params, query, server }) => {
+      if (params.userid === SUPERUSER) throw new BadRequestError(`user '${SUPERUSER}' cannot be deleted`);
+      const { configDir } = server.paths;
+      const tokenIds = await updateUserConfig(
+        configDir,
+        (cfg) => {
+          if (!cfg.users.delete(params.userid))
+            throw new NotFoundError(`user '${params.userid}' does not exist.`);
+          const ids = [...cfg.tokens.keys()].filter((id) => id.startsWith(`${params.userid}!`));
+          for (const id of ids) cfg.tokens.delete(id);
+          return ids;
+        },
+        query.digest,
+      );
+      await deleteTokenSecrets(configDir, tokenIds);
+      await deletePassword(configDir, params.userid);
+      await updateAclConfig(configDir, (tree) => tree.deleteAuthId(params.userid));
+      return null;
+    },
+  }),
+];

@@ -1,0 +1,11 @@
+/**
+ * Every API route under `/api2/json`, in one array. Add a subtree's route list here (the
+ * datastore endpoints: `admin/`, `config/`, `status/`, ...); `registerRoutes` checks each route
+ * declares a permission and that no method+path is registered twice.
+ */
+import type { AnyRoute } from '../server/route.js';
+import { routes as access } from './access/index.js';
+import { routes as nodes } from './nodes/index.js';
+import { routes as version } from './version.js';
+
+export const apiRoutes: AnyRoute[] = [...version, ...access, ...nodes];

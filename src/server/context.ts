@@ -1,0 +1,29 @@
+/**
+ * What every route handler can reach: paths, the auth keys, permission snapshots, the task
+ * manager. One object per running server, so tests can run several servers in one process.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { AuthKeys } from './auth/auth-keys.js';
+import type { LoginLimiter } from './auth/login-limiter.js';
+import type { UserInfoCache } from './permissions.js';
+import type { TaskManager } from './tasks/worker-task.js';
+
+export interface ServerPaths {
+  /** user.cfg, acl.cfg, shadow files, keys, certificate (PBS: /etc/proxmox-backup). */
+  configDir: string;
+  /** Persistent state: task index and logs. */
+  dataDir: string;
+  /** Volatile state: sockets, pid files (PBS: /run/proxmox-backup). */
+  runDir: string;
+}
+
+export interface ServerContext {
+  paths: ServerPaths;
+  keys: AuthKeys;
+  userInfo: UserInfoCache;
+  tasks: TaskManager;
+  loginLimiter: LoginLimiter;
+  /** Delay before answering a failed authentication (PBS waits 3 s). */
+  authFailureDelayMs: number;
+  log: FastifyBaseLogger;
+}

@@ -1,0 +1,239 @@
+/**
+ * The one registrar of API routes under `/api2/json`. Order per request, as proxmox-rest-server:
+ * authentication (401) and CSRF check → permission check on the URL parameters (403) →
+ * parameter validation (400, naming the parameter) → handler → `{"data": ...}` envelope. Errors
+ * of every stage go through `error-envelope.ts`.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
+import type { TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { Value } from 'typebox/value';
+import { ForbiddenError, StowageError, UnauthorizedError } from '../errors.js';
+import { authenticate, type AuthResult } from './auth/authenticate.js';
+import type { ServerContext } from './context.js';
+import { errorEnvelope, parameterErrorEnvelope, type ParameterProblem } from './error-envelope.js';
+import type { UserInfo } from './permissions.js';
+import type { AnyRoute, Permission, RoutePermission, UserParamPermission } from './route.js';
+
+export const API_PREFIX = '/api2/json';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Validator for typebox schemas. Unlike the stock provider it also converts body values, because
+ * PBS clients send POST/PUT parameters form-encoded as often as JSON (the web UI does), and form
+ * values arrive as strings ("1", "true", a single array item).
+ */
+const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
+  const check = Compile(schema);
+  return (value: unknown) => {
+    const converted = Value.Convert(schema, value);
+    if (check.Check(converted)) return { value: converted };
+    return { error: check.Errors(converted) as never };
+  };
+};
+
+/**
+ * PBS rejects unknown parameters. Checked here rather than by adding `additionalProperties: false`
+ * to the route's schema, because typebox's value conversion does not survive a cloned schema.
+ */
+function unknownParams(schema: TSchema | undefined, value: unknown): ParameterProblem[] {
+  const s = schema as
+    (TSchema & { properties?: Record<string, unknown>; additionalProperties?: unknown }) | undefined;
+  if (!s?.properties || s.additionalProperties !== undefined || typeof value !== 'object' || value === null)
+    return [];
+  return Object.keys(value)
+    .filter((k) => !Object.hasOwn(s.properties!, k))
+    .map((param) => ({ param, message: 'schema does not allow additional properties' }));
+}
+
+function urlParamNames(path: string): string[] {
+  return [...path.matchAll(/:([A-Za-z0-9_-]+)/g)].map((m) => m[1]!);
+}
+
+function permissionParts(p: RoutePermission): Array<Permission | UserParamPermission> {
+  if (typeof p === 'string') return [];
+  if ('anyOf' in p) return [...p.anyOf];
+  return [p];
+}
+
+/** Registration-time checks, so a typo in a route fails at startup rather than per request. */
+export function checkRouteDeclaration(route: AnyRoute): void {
+  const where = `${route.method} ${route.path}`;
+  if (!route.permission) throw new StowageError('INTERNAL', `route ${where} declares no permission`);
+  if (!route.description) throw new StowageError('INTERNAL', `route ${where} has no description`);
+  const names = urlParamNames(route.path);
+  for (const part of permissionParts(route.permission)) {
+    const needed =
+      'userParam' in part ? [part.userParam] : [...part.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!);
+    for (const n of needed) {
+      if (!names.includes(n))
+        throw new StowageError('INTERNAL', `route ${where}: permission uses unknown parameter '${n}'`);
+    }
+  }
+}
+
+function substitute(path: string, params: Record<string, string>): string | undefined {
+  let bad = false;
+  const out = path.replace(/\{([^}]+)\}/g, (_, name: string) => {
+    const v = params[name] ?? '';
+    // a decoded `%2F` must not reach a deeper (or shallower) ACL node than the route means
+    if (v === '' || v.includes('/') || v === '.' || v === '..') bad = true;
+    return v;
+  });
+  return bad ? undefined : out;
+}
+
+/** Throw ForbiddenError unless `authId` passes `perm` with these URL parameters. */
+export function checkRoutePermission(
+  perm: RoutePermission,
+  authId: string,
+  params: Record<string, string>,
+  info: UserInfo,
+): void {
+  if (perm === 'anybody' || perm === 'authenticated') return;
+  let firstError: ForbiddenError | undefined;
+  for (const part of permissionParts(perm)) {
+    if ('userParam' in part) {
+      if (params[part.userParam] === authId) return;
+      firstError ??= new ForbiddenError('permission check failed');
+      continue;
+    }
+    const path = substitute(part.path, params);
+    if (path === undefined) {
+      firstError ??= new ForbiddenError('permission check failed');
+      continue;
+    }
+    try {
+      info.checkPrivs(authId, path, part.privs, { partial: part.partial });
+      return;
+    } catch (err) {
+      if (!(err instanceof ForbiddenError)) throw err;
+      firstError ??= err;
+    }
+  }
+  throw firstError ?? new ForbiddenError('permission check failed');
+}
+
+/** Carries per-parameter problems to the error handler. */
+class ParameterError extends StowageError {
+  constructor(readonly problems: ParameterProblem[]) {
+    super('BAD_REQUEST', 'parameter verification failed');
+  }
+}
+
+const authOf = new WeakMap<FastifyRequest, AuthResult>();
+
+/**
+ * Register `routes` under `/api2/json` as one fastify plugin (with its own 404 and error
+ * handlers, so other parts of the server — web UI, protocol upgrades — keep theirs).
+ */
+export async function registerRoutes(
+  app: FastifyInstance,
+  routes: readonly AnyRoute[],
+  ctx: ServerContext,
+): Promise<void> {
+  const seen = new Set<string>();
+  for (const r of routes) {
+    checkRouteDeclaration(r);
+    const key = `${r.method} ${r.path}`;
+    if (seen.has(key)) throw new StowageError('INTERNAL', `route ${key} is registered twice`);
+    seen.add(key);
+  }
+
+  await app.register(
+    async (api) => {
+      api.setValidatorCompiler(validatorCompiler);
+      api.addContentTypeParser(
+        'application/x-www-form-urlencoded',
+        { parseAs: 'string' },
+        (_req, body, done) => {
+          const out: Record<string, string | string[]> = {};
+          for (const [k, v] of new URLSearchParams(body as string)) {
+            const prev = out[k];
+            out[k] = prev === undefined ? v : [...[prev].flat(), v];
+          }
+          done(null, out);
+        },
+      );
+
+      api.setErrorHandler((err, request, reply) => {
+        const env = err instanceof ParameterError ? parameterErrorEnvelope(err.problems) : errorEnvelope(err);
+        const reason = (err as { reason?: string }).reason;
+        if (env.status >= 500) request.log.error({ err }, 'API request failed');
+        else if (reason) request.log.info({ reason, url: request.url }, 'authentication failed');
+        void reply
+          .status(env.status)
+          .headers(env.headers ?? {})
+          .send(env.body);
+      });
+      api.setNotFoundHandler((request, reply) => {
+        const path = request.url.split('?')[0];
+        void reply.status(404).send({ data: null, message: `Path '${path}' not found.` });
+      });
+
+      for (const route of routes) {
+        api.route({
+          method: route.method,
+          url: route.path,
+          schema: {
+            ...(route.params && { params: route.params }),
+            ...(route.query && { querystring: route.query }),
+            ...(route.body && { body: route.body }),
+          },
+          onRequest: async (request: FastifyRequest) => {
+            // ExtJS adds a `_dc` cache buster to GETs; PBS ignores it
+            const q = request.query as Record<string, unknown> | undefined;
+            if (q && '_dc' in q) delete q._dc;
+            if (route.permission === 'anybody') return;
+            try {
+              authOf.set(request, authenticate(ctx, request.method, request.headers));
+            } catch (err) {
+              const noCredentials =
+                err instanceof UnauthorizedError && err.message.includes('no authentication credentials');
+              if (err instanceof UnauthorizedError && !noCredentials) await sleep(ctx.authFailureDelayMs);
+              throw err;
+            }
+          },
+          preValidation: async (request: FastifyRequest) => {
+            const auth = authOf.get(request);
+            if (!auth) return;
+            const info = ctx.userInfo.get();
+            checkRoutePermission(
+              route.permission,
+              auth.authId,
+              request.params as Record<string, string>,
+              info,
+            );
+          },
+          preHandler: async (request: FastifyRequest) => {
+            const extra = [
+              ...unknownParams(route.query, request.query),
+              ...unknownParams(route.body, request.body),
+            ];
+            if (extra.length > 0) throw new ParameterError(extra);
+          },
+          handler: async (request: FastifyRequest, reply: FastifyReply) => {
+            const attributes: Record<string, unknown> = {};
+            const result = await route.handler({
+              params: (request.params ?? {}) as never,
+              query: (request.query ?? {}) as never,
+              body: (request.body ?? {}) as never,
+              authId: authOf.get(request)?.authId ?? '',
+              userInfo: ctx.userInfo.get(),
+              server: ctx,
+              request,
+              reply,
+              setAttribute: (name, value) => {
+                attributes[name] = value;
+              },
+            });
+            if (result === reply || reply.sent) return reply;
+            return reply.send({ data: result ?? null, ...attributes });
+          },
+        });
+      }
+    },
+    { prefix: API_PREFIX },
+  );
+}

@@ -1,0 +1,112 @@
+/**
+ * `startServer`: fastify over HTTPS (port 8007 by default, as PBS), serving the API routes of
+ * `src/api2/index.ts`. On first start it creates the TLS certificate, the ticket signing keys and
+ * root@pam (password from `STOWAGE_ROOT_PASSWORD`, or generated and printed once).
+ */
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { apiRoutes } from '../api2/index.js';
+import { loadOrCreateAuthKeys } from './auth/auth-keys.js';
+import { LoginLimiter, type LoginLimiterOptions } from './auth/login-limiter.js';
+import { bootstrapRootUser } from './bootstrap.js';
+import type { ServerContext, ServerPaths } from './context.js';
+import { UserInfoCache } from './permissions.js';
+import { registerRoutes } from './register-routes.js';
+import type { AnyRoute } from './route.js';
+import { TaskManager } from './tasks/worker-task.js';
+import { ensureCertificate } from './tls.js';
+
+export const DEFAULT_PORT = 8007;
+
+export interface StartServerOptions {
+  listen?: { host?: string; port?: number };
+  paths: ServerPaths;
+  /** A pino-compatible logger; default: fastify's own at level `info`. `false` silences it. */
+  logger?: FastifyBaseLogger | false;
+  /** Where the one-time lines (fingerprint, generated password) go; default stdout. */
+  announce?: (line: string) => void;
+  /** Password for a newly created root@pam; default `$STOWAGE_ROOT_PASSWORD`, else generated. */
+  rootPassword?: string;
+  /** Delay before answering a failed authentication; default 3000 ms as PBS. */
+  authFailureDelayMs?: number;
+  loginLimit?: LoginLimiterOptions;
+  /** Routes to serve; default all of `src/api2/index.ts`. */
+  routes?: readonly AnyRoute[];
+  /** Node name in UPIDs; default the short hostname. */
+  nodeName?: string;
+}
+
+export interface RunningServer {
+  /** `https://host:port` */
+  url: string;
+  /** SHA-256 certificate fingerprint, `aa:bb:...`. */
+  fingerprint: string;
+  context: ServerContext;
+  /**
+   * Stop accepting connections, then wait for this process's running tasks to end (they are not
+   * aborted: a server being replaced finishes its work).
+   */
+  close(): Promise<void>;
+}
+
+/** Start the HTTPS API server. */
+export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
+  const { paths } = opts;
+  for (const dir of [paths.configDir, paths.dataDir, paths.runDir]) mkdirSync(dir, { recursive: true });
+  const announce = opts.announce ?? ((line: string) => process.stdout.write(line + '\n'));
+
+  const tls = await ensureCertificate(paths.configDir);
+  const keys = await loadOrCreateAuthKeys(paths.configDir);
+  const boot = await bootstrapRootUser(
+    paths.configDir,
+    opts.rootPassword ?? process.env.STOWAGE_ROOT_PASSWORD,
+  );
+
+  const app = Fastify({
+    https: { key: tls.key, cert: tls.cert },
+    ...(opts.logger === undefined
+      ? { logger: { level: 'info' } }
+      : opts.logger === false
+        ? { logger: false }
+        : { loggerInstance: opts.logger }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });
+  const context: ServerContext = {
+    paths,
+    keys,
+    userInfo: new UserInfoCache(paths.configDir),
+    tasks,
+    loginLimiter: new LoginLimiter(opts.loginLimit),
+    authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
+    log: app.log,
+  };
+  await registerRoutes(app, opts.routes ?? apiRoutes, context);
+
+  const host = opts.listen?.host ?? '0.0.0.0';
+  const port = opts.listen?.port ?? DEFAULT_PORT;
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    await tasks.close();
+    throw err;
+  }
+  const addr = app.server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+
+  announce(`fingerprint: ${tls.fingerprint}`);
+  if (boot.generatedPassword) announce(`root@pam password: ${boot.generatedPassword}`);
+
+  return {
+    url: `https://${urlHost}:${actualPort}`,
+    fingerprint: tls.fingerprint,
+    context,
+    async close() {
+      await app.close();
+      await tasks.close();
+    },
+  };
+}
