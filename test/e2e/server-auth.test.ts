@@ -396,3 +396,34 @@ test('a disabled user can no longer use its ticket', async () => {
   assert.equal(off.status, 200);
   assert.equal((await api('GET', '/version', { auth: dave })).status, 401);
 });
+
+test('a user may change its own password but nothing else about itself, and a stale digest is refused', async () => {
+  await api('POST', '/access/users', { auth: root, body: { userid: 'erin@pbs', password: 'erin-pw-1' } });
+  const erin = await login('erin@pbs', 'erin-pw-1');
+  const pw = await api('PUT', '/access/users/erin@pbs', { auth: erin, body: { password: 'erin-pw-2' } });
+  assert.equal(pw.status, 200);
+  await login('erin@pbs', 'erin-pw-2');
+  const comment = await api('PUT', '/access/users/erin@pbs', { auth: erin, body: { comment: 'me' } });
+  assert.equal(comment.status, 403);
+  const rootPw = await api('PUT', '/access/users/root@pam', { auth: erin, body: { password: 'taken-over' } });
+  assert.equal(rootPw.status, 403);
+
+  const stale = await api('PUT', '/access/users/erin@pbs', {
+    auth: root,
+    body: { comment: 'x', digest: '0'.repeat(64) },
+  });
+  assert.equal(stale.status, 409);
+  assert.equal(
+    stale.body.message,
+    'detected modified configuration - file changed by other user? Try again.',
+  );
+  const { digest } = (await api('GET', '/access/users/erin@pbs', { auth: root })).body as { digest: string };
+  const fresh = await api('PUT', '/access/users/erin@pbs', { auth: root, body: { comment: 'x', digest } });
+  assert.equal(fresh.status, 200);
+  const del = await api('DELETE', '/access/users/erin@pbs', { auth: root });
+  assert.equal(del.status, 200);
+  const again = await api('POST', '/access/ticket', {
+    body: { username: 'erin@pbs', password: 'erin-pw-2' },
+  });
+  assert.equal(again.status, 401, 'a deleted user cannot log in');
+});

@@ -86,7 +86,8 @@ export function authenticate(ctx: ServerContext, method: string, headers: Incomi
     if (!check.ok) return fail(check.reason);
     if (isTokenId(check.userid) || !info.isActive(check.userid))
       return fail(`user '${check.userid}' is not active`);
-    if (method !== 'GET') {
+    // HEAD is fastify's automatic twin of a GET route: as read-only as the GET
+    if (method !== 'GET' && method !== 'HEAD') {
       if (!creds.csrfToken)
         throw new UnauthorizedError('authentication failed - missing CSRF prevention token');
       if (!verifyCsrfToken(ctx.keys.csrfSecret, check.userid, creds.csrfToken)) {

@@ -142,7 +142,9 @@ export class TaskManager {
     const controller = new AbortController();
     let warnings = 0;
     let skipped: string | undefined;
+    let finished = false;
     const write = (line: string) => {
+      if (finished) return; // a straggling callback of an ended task must not hit the closed fd
       writeSync(fd, `${rfc3339Local(new Date())}: ${line.replace(/\n/g, ' ')}\n`);
     };
     const entry: RunningTask = { controller, done: Promise.resolve('') };
@@ -183,6 +185,7 @@ export class TaskManager {
         try {
           write(`TASK ${final}`);
         } finally {
+          finished = true;
           closeSync(fd);
         }
         this.index.finish(upid, Math.floor(Date.now() / 1000), status);
