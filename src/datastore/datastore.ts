@@ -1,0 +1,271 @@
+/**
+ * The datastore facade: one open datastore, composing its chunk store with the backup tree
+ * (namespaces, groups, snapshots, manifests), prune and garbage collection.
+ *
+ * This class must only be reached through the maintenance core's `lookupDatastore`, which checks
+ * the maintenance mode and registers the operation before handing out a handle (maintenance.md
+ * §2). Nothing here caches or registers open datastores: there is deliberately no global map of
+ * them, so the only way to a datastore's files is the admitted handle, and closing it really
+ * releases the disk.
+ */
+import { statfsSync } from 'node:fs';
+import { StowageError } from '../errors.js';
+import { validateDatastoreName } from '../api-types/names.js';
+import { type FileLock } from '../sys/file-lock.js';
+import {
+  BackupDir,
+  BackupGroup,
+  BackupLocks,
+  BackupNamespace,
+  type BackupStore,
+  type DeleteGroupResult,
+  type SnapshotFile,
+  type SnapshotInfo,
+  createLockedBackupDir,
+  createLockedBackupGroup,
+  createNamespace,
+  deleteGroup,
+  deleteSnapshot,
+  getGroupNotes,
+  getOwner,
+  getSnapshotNotes,
+  groupPath,
+  isProtected,
+  listGroups,
+  listNamespaces,
+  listSnapshots,
+  setGroupNotes,
+  setOwner,
+  setProtected,
+  setSnapshotNotes,
+  snapshotFiles,
+  snapshotPath,
+} from './backup-info.js';
+import { ChunkStore, type SyncLevel } from './chunk-store.js';
+import { type GarbageCollectionOptions, type GarbageCollectionStatus, garbageCollection } from './gc.js';
+import { type BackupManifest, loadManifest, updateManifest } from './manifest.js';
+import { type KeepOptions, type PruneResult, pruneGroup } from './prune.js';
+import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
+
+export interface DatastoreOptions {
+  /** Where lock files go (`<runDir>/locks/<store>/...`); a tmpfs such as /run/stowage. */
+  runDir: string;
+  syncLevel?: SyncLevel;
+}
+
+export interface TypeCounts {
+  groups: number;
+  snapshots: number;
+}
+
+/** PBS's status `counts`: groups and snapshots per backup type. */
+export interface DatastoreCounts {
+  ct: TypeCounts;
+  host: TypeCounts;
+  vm: TypeCounts;
+  /**
+   * PBS reserves this for unknown backup types. Group listing only accepts vm, ct and host, so
+   * it stays zero; it is there so the API shape matches.
+   */
+  other: TypeCounts;
+}
+
+/** Filesystem usage of the datastore's path, in bytes (PBS `DataStoreStatus`). */
+export interface DatastoreStatus {
+  total: number;
+  used: number;
+  avail: number;
+}
+
+export class Datastore implements BackupStore {
+  readonly name: string;
+  readonly basePath: string;
+  readonly locks: BackupLocks;
+  readonly syncLevel: SyncLevel;
+  private store: ChunkStore | undefined;
+
+  private constructor(name: string, basePath: string, chunkStore: ChunkStore, opts: DatastoreOptions) {
+    this.name = name;
+    this.basePath = basePath;
+    this.store = chunkStore;
+    this.syncLevel = chunkStore.syncLevel;
+    this.locks = new BackupLocks(opts.runDir, name);
+  }
+
+  /** Create the on-disk datastore (chunk store included) at `basePath` and open it. */
+  static create(name: string, basePath: string, opts: DatastoreOptions): Datastore {
+    validateDatastoreName(name, 'name');
+    const chunkStore = ChunkStore.create(basePath, { syncLevel: opts.syncLevel });
+    return new Datastore(name, basePath, chunkStore, opts);
+  }
+
+  /** Open an existing datastore; fails (NOT_FOUND) when `.chunks` is missing, e.g. not mounted. */
+  static open(name: string, basePath: string, opts: DatastoreOptions): Datastore {
+    validateDatastoreName(name, 'name');
+    const chunkStore = ChunkStore.open(basePath, { syncLevel: opts.syncLevel });
+    return new Datastore(name, basePath, chunkStore, opts);
+  }
+
+  get isOpen(): boolean {
+    return this.store !== undefined;
+  }
+
+  get chunkStore(): ChunkStore {
+    if (this.store === undefined) {
+      throw new StowageError('INTERNAL', `datastore '${this.name}' is closed`);
+    }
+    return this.store;
+  }
+
+  /**
+   * Close every file this handle holds under `basePath` (the chunk store's `.lock`), so an
+   * offline datastore's filesystem can be unmounted. Locks live under the run dir and are only
+   * held for the duration of a call. Idempotent.
+   */
+  close(): void {
+    const store = this.store;
+    this.store = undefined;
+    store?.close();
+  }
+
+  /** Every method below touches the disk, so none may run on a closed handle. */
+  private open(): this {
+    void this.chunkStore;
+    return this;
+  }
+
+  snapshotPath(dir: BackupDir): string {
+    return snapshotPath(this.open(), dir);
+  }
+
+  groupPath(group: BackupGroup): string {
+    return groupPath(this.open(), group);
+  }
+
+  listNamespaces(parent: BackupNamespace = BackupNamespace.root(), maxDepth?: number): BackupNamespace[] {
+    return listNamespaces(this.open(), parent, maxDepth);
+  }
+
+  createNamespace(ns: BackupNamespace): void {
+    createNamespace(this.open(), ns);
+  }
+
+  listGroups(ns: BackupNamespace = BackupNamespace.root()): BackupGroup[] {
+    return listGroups(this.open(), ns);
+  }
+
+  listSnapshots(group: BackupGroup): SnapshotInfo[] {
+    return listSnapshots(this.open(), group);
+  }
+
+  snapshotFiles(dir: BackupDir): SnapshotFile[] {
+    return snapshotFiles(this.open(), dir);
+  }
+
+  loadManifest(dir: BackupDir): BackupManifest {
+    return loadManifest(this.snapshotPath(dir));
+  }
+
+  /** Change the manifest's unprotected part under the manifest lock (reference §7.5). */
+  updateManifest(
+    dir: BackupDir,
+    mutate: (m: BackupManifest) => void | Promise<void>,
+  ): Promise<BackupManifest> {
+    return updateManifest(this.snapshotPath(dir), mutate, {
+      lockPath: this.locks.manifestLockPath(dir),
+      fsync: this.syncLevel === 'file',
+    });
+  }
+
+  deleteSnapshot(dir: BackupDir): void {
+    deleteSnapshot(this.open(), dir);
+  }
+
+  deleteGroup(group: BackupGroup): DeleteGroupResult {
+    return deleteGroup(this.open(), group);
+  }
+
+  getProtected(dir: BackupDir): boolean {
+    return isProtected(this.open(), dir);
+  }
+
+  setProtected(dir: BackupDir, value: boolean): void {
+    setProtected(this.open(), dir, value);
+  }
+
+  /** Notes of a group (its `notes` file) or of a snapshot (manifest `unprotected.notes`). */
+  getNotes(target: BackupGroup | BackupDir): string {
+    return target instanceof BackupDir
+      ? getSnapshotNotes(this.open(), target)
+      : getGroupNotes(this.open(), target);
+  }
+
+  async setNotes(target: BackupGroup | BackupDir, notes: string): Promise<void> {
+    if (target instanceof BackupDir) await setSnapshotNotes(this.open(), target, notes);
+    else setGroupNotes(this.open(), target, notes);
+  }
+
+  getOwner(group: BackupGroup): string {
+    return getOwner(this.open(), group);
+  }
+
+  setOwner(group: BackupGroup, authId: string, opts: { force?: boolean } = {}): void {
+    setOwner(this.open(), group, authId, opts);
+  }
+
+  /** For the backup session: open or create a group, holding its lock (see backup-info). */
+  createLockedBackupGroup(
+    group: BackupGroup,
+    authId: string,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<{ owner: string; lock: FileLock }> {
+    return createLockedBackupGroup(this.open(), group, authId, opts);
+  }
+
+  createLockedBackupDir(dir: BackupDir): { path: string; lock: FileLock } {
+    return createLockedBackupDir(this.open(), dir);
+  }
+
+  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun?: boolean } = {}): PruneResult[] {
+    return pruneGroup(this.open(), group, opts, runOpts);
+  }
+
+  garbageCollection(opts: GarbageCollectionOptions = {}): Promise<GarbageCollectionStatus> {
+    return garbageCollection({ basePath: this.basePath, chunkStore: this.chunkStore }, opts);
+  }
+
+  /** Verify one snapshot; `write` mode records the result in its manifest (see verify.ts). */
+  verifySnapshot(dir: BackupDir, opts: VerifyOptions): Promise<SnapshotVerifyResult> {
+    return verifySnapshot(this.open(), dir, { fsync: this.syncLevel === 'file', ...opts });
+  }
+
+  /**
+   * Groups and snapshots per type over all namespaces, as PBS's status counts: groups without
+   * any snapshot are not counted (PBS: "counting/displaying empty groups can confuse"), and
+   * unfinished snapshots are.
+   */
+  counts(): DatastoreCounts {
+    const counts: DatastoreCounts = {
+      ct: { groups: 0, snapshots: 0 },
+      host: { groups: 0, snapshots: 0 },
+      vm: { groups: 0, snapshots: 0 },
+      other: { groups: 0, snapshots: 0 },
+    };
+    for (const ns of this.listNamespaces()) {
+      for (const group of this.listGroups(ns)) {
+        const n = this.listSnapshots(group).length;
+        if (n === 0) continue;
+        counts[group.type].groups++;
+        counts[group.type].snapshots += n;
+      }
+    }
+    return counts;
+  }
+
+  /** Total, used and available bytes of the filesystem holding the datastore. */
+  status(): DatastoreStatus {
+    const st = statfsSync(this.open().basePath);
+    const total = st.blocks * st.bsize;
+    return { total, used: total - st.bfree * st.bsize, avail: st.bavail * st.bsize };
+  }
+}
