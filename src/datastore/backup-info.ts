@@ -598,6 +598,8 @@ export async function createLockedBackupGroup(
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
+    // PBS only writes the owner when it created the directory, so a crash between mkdir and the
+    // owner write leaves a group no backup can ever use again; we let the next backup claim it.
     if (created || !existsSync(join(gp, OWNER_FILE_NAME))) setOwner(store, group, authId);
     return { owner: getOwner(store, group), lock };
   } catch (err) {
