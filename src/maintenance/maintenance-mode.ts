@@ -76,7 +76,6 @@ export function validateMaintenanceMessage(message: string): void {
       `maintenance-mode: message is ${[...message].length} characters long, at most ${MAX_MESSAGE_LENGTH} are allowed`,
     );
   }
-  // eslint-disable-next-line no-control-regex
   const ctl = /[\u0000-\u001f\u007f-\u009f]/u.exec(message);
   if (ctl) {
     const code = ctl[0].codePointAt(0)!.toString(16).padStart(4, '0');

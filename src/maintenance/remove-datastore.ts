@@ -1,0 +1,122 @@
+/**
+ * Datastore removal (design §3 invariant 10). Unlike PBS (reference §4.3), which sets `delete`
+ * first and then fails "datastore is currently in use" leaving the datastore stranded in a mode
+ * no command can leave, removal here either completes or puts the previous mode back:
+ *
+ * 1. under the exclusive config lock: with `ifIdle`, refuse while operations are active (nothing
+ *    changes); otherwise set `delete`, so nothing new is admitted, not even lookups;
+ * 2. wait for the running operations to drain (with a timeout);
+ * 3. timed out or aborted → restore the previous mode and report the operations still running;
+ * 4. remove the data when asked, then the config section.
+ *
+ * If the process dies between 1 and 4, the datastore stays in `delete`; running the removal
+ * again resumes it (delete → delete is allowed), so there is always a way forward.
+ */
+import { StowageError } from '../errors.js';
+import { destroyDatastoreData, type DestroyReport } from '../datastore/destroy.js';
+import { storedMaintenanceMode, type DatastoreAccess } from './datastore-access.js';
+import {
+  ConflictingOperationsError,
+  conflictingOperations,
+  setMaintenanceMode,
+  waitForDrain,
+  type DrainProgress,
+} from './maintenance-control.js';
+import { formatMaintenanceMode, type MaintenanceMode } from './maintenance-mode.js';
+
+export interface RemoveDatastoreOptions {
+  destroyData?: boolean;
+  ifIdle?: boolean;
+  /** How long to wait for running operations (default 60 s). */
+  timeoutMs?: number;
+  digest?: string;
+  onProgress?: (p: DrainProgress) => void;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface RemoveDatastoreResult {
+  path: string;
+  destroyed?: DestroyReport;
+}
+
+export async function removeDatastore(
+  access: DatastoreAccess,
+  name: string,
+  opts: RemoveDatastoreOptions = {},
+): Promise<RemoveDatastoreResult> {
+  const log = opts.log ?? (() => {});
+  const deleting: MaintenanceMode = { type: 'delete' };
+  let previous: MaintenanceMode | undefined;
+  let path = '';
+
+  const lock = await access.lockConfig('change');
+  try {
+    await access.config.update(
+      (stores) => {
+        const cfg = stores.get(name);
+        if (!cfg) throw new StowageError('NOT_FOUND', `datastore '${name}' does not exist`);
+        path = cfg.path;
+        try {
+          previous = storedMaintenanceMode(cfg);
+        } catch {
+          previous = undefined;
+        }
+        if (opts.ifIdle) {
+          const active = conflictingOperations(access, name, deleting);
+          if (active.length > 0) {
+            throw new ConflictingOperationsError(`datastore '${name}' is in use, not removed`, active);
+          }
+        }
+        cfg['maintenance-mode'] = formatMaintenanceMode(deleting);
+      },
+      { digest: opts.digest, lockHeld: true },
+    );
+  } finally {
+    lock.release();
+  }
+  if (previous?.type === 'delete') {
+    log(`resuming an interrupted removal of datastore '${name}'`);
+    previous = undefined; // the mode before the interrupted removal is unknown: restore to none
+  }
+  log(`datastore '${name}' set to maintenance mode delete`);
+
+  const drain = await waitForDrain(access, name, {
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    onProgress: (p) => {
+      if (p.remaining.length > 0) log(`waiting for ${p.remaining.length} active operation(s) to finish`);
+      opts.onProgress?.(p);
+    },
+    signal: opts.signal,
+  });
+  if (!drain.drained) {
+    await setMaintenanceMode(access, name, previous, { allowDelete: true });
+    const restored = previous ? formatMaintenanceMode(previous) : 'none';
+    throw new ConflictingOperationsError(
+      `datastore '${name}' is still in use after ${Math.round(drain.elapsedMs / 1000)}s, removal aborted and maintenance mode restored to ${restored}`,
+      drain.remaining,
+    );
+  }
+
+  let destroyed: DestroyReport | undefined;
+  if (opts.destroyData) {
+    destroyed = destroyDatastoreData(path);
+    for (const w of destroyed.warnings) log(`warning: ${w}`);
+    log(`removed ${destroyed.removed.join(', ') || 'nothing'} from ${path}`);
+  }
+
+  const lock2 = await access.lockConfig('change');
+  try {
+    await access.config.update(
+      (stores) => {
+        stores.delete(name);
+      },
+      { lockHeld: true },
+    );
+  } finally {
+    lock2.release();
+  }
+  access.registry.forgetStore(name);
+  log(`datastore '${name}' removed from the configuration`);
+  return { path, ...(destroyed && { destroyed }) };
+}
