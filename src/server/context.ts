@@ -7,6 +7,7 @@ import type { AuthKeys } from './auth/auth-keys.js';
 import type { LoginLimiter } from './auth/login-limiter.js';
 import type { UserInfoCache } from './permissions.js';
 import type { TaskManager } from './tasks/worker-task.js';
+import type { DatastoreAccess } from '../maintenance/datastore-access.js';
 
 export interface ServerPaths {
   /** user.cfg, acl.cfg, shadow files, keys, certificate (PBS: /etc/proxmox-backup). */
@@ -22,6 +23,8 @@ export interface ServerContext {
   keys: AuthKeys;
   userInfo: UserInfoCache;
   tasks: TaskManager;
+  /** The one way to reach a datastore: admission under maintenance rules (src/maintenance/). */
+  datastores: DatastoreAccess;
   loginLimiter: LoginLimiter;
   /** Delay before answering a failed authentication (PBS waits 3 s). */
   authFailureDelayMs: number;

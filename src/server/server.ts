@@ -11,6 +11,7 @@ import { loadOrCreateAuthKeys } from './auth/auth-keys.js';
 import { LoginLimiter, type LoginLimiterOptions } from './auth/login-limiter.js';
 import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from './context.js';
+import { openDatastoreAccess } from '../maintenance/open-datastore-access.js';
 import { UserInfoCache } from './permissions.js';
 import { registerRoutes } from './register-routes.js';
 import type { AnyRoute } from './route.js';
@@ -74,11 +75,13 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   });
 
   const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });
+  const datastores = openDatastoreAccess(paths);
   const context: ServerContext = {
     paths,
     keys,
     userInfo: new UserInfoCache(paths.configDir),
     tasks,
+    datastores,
     loginLimiter: new LoginLimiter(opts.loginLimit),
     authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
     log: app.log,
@@ -91,6 +94,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     await app.listen({ host, port });
   } catch (err) {
     await tasks.close();
+    datastores.close();
     throw err;
   }
   const addr = app.server.address();
@@ -107,6 +111,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     async close() {
       await app.close();
       await tasks.close();
+      datastores.close();
     },
   };
 }
