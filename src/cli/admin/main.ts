@@ -1,12 +1,35 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { failAndExit, EXIT } from '../exit-codes.js';
+import { registerAccessCommands } from './access-commands.js';
+import { registerDatastoreCommands } from './datastore-commands.js';
+import { registerJobCommands } from './job-commands.js';
+import { registerServerCommand } from './server-command.js';
 
 /** Build the `stowage` command tree. Each command group registers itself from its own module. */
 export function buildAdminCli(): Command {
   const program = new Command('stowage')
     .description('Stowage backup server and administration')
+    .option('--server <host:port>', 'server to talk to (env STOWAGE_SERVER, default localhost:8007)')
+    .option('--config-dir <dir>', 'server configuration directory (env STOWAGE_CONFIG_DIR)')
+    .addOption(
+      new Option('--output-format <format>', 'output for scripts')
+        .choices(['text', 'json', 'json-pretty'])
+        .default('text'),
+    )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerServerCommand(program);
+  registerDatastoreCommands(program);
+  registerJobCommands(program);
+  registerAccessCommands(program);
+  // sub-commands inherit exitOverride so usage errors exit with EXIT.USAGE, not commander's 1
+  const inherit = (cmd: Command) => {
+    for (const c of cmd.commands) {
+      c.exitOverride();
+      inherit(c);
+    }
+  };
+  inherit(program);
   return program;
 }
 

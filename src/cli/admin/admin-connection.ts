@@ -1,0 +1,56 @@
+/**
+ * How the admin CLI reaches the running server. Like `proxmox-backup-manager`, it is meant for
+ * root on the server host: it reads the server's signing key from the config dir, signs a
+ * short-lived `root@pam` ticket itself and pins the server's own certificate, so no password
+ * prompt is needed and a user without access to the config dir cannot use it.
+ * `--server HOST:PORT` (or STOWAGE_SERVER) points it at another listen address.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiClient } from '../../client/connection.js';
+import { resolvePaths, type StowagePaths } from '../../config/paths.js';
+import { StowageError } from '../../errors.js';
+import { loadOrCreateAuthKeys } from '../../server/auth/auth-keys.js';
+import { createCsrfToken } from '../../server/auth/csrf.js';
+import { createTicket } from '../../server/auth/ticket.js';
+import { certFingerprint } from '../../server/tls.js';
+
+export const DEFAULT_SERVER = 'localhost:8007';
+
+export interface GlobalOptions {
+  server?: string;
+  configDir?: string;
+  outputFormat?: 'text' | 'json' | 'json-pretty';
+}
+
+export function adminPaths(opts: GlobalOptions): StowagePaths {
+  return resolvePaths(opts.configDir ? { configDir: opts.configDir } : {});
+}
+
+export function parseHostPort(spec: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(spec);
+  if (!m) throw new StowageError('BAD_REQUEST', `invalid --server '${spec}': expected HOST[:PORT]`);
+  const port = m[3] ? Number(m[3]) : 8007;
+  if (port < 1 || port > 65535) throw new StowageError('BAD_REQUEST', `invalid --server '${spec}': bad port`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/** An API client authenticated as root@pam with a ticket signed by the local server key. */
+export async function adminClient(opts: GlobalOptions): Promise<ApiClient> {
+  const paths = adminPaths(opts);
+  const certPath = join(paths.configDir, 'proxy.pem');
+  if (!existsSync(join(paths.configDir, 'authkey.key')) || !existsSync(certPath)) {
+    throw new StowageError(
+      'NOT_FOUND',
+      `no server configuration in ${paths.configDir} (start the server first with 'stowage server', or pass --config-dir)`,
+    );
+  }
+  const keys = await loadOrCreateAuthKeys(paths.configDir);
+  const ticket = createTicket(keys.privateKey, 'root@pam');
+  const target = parseHostPort(opts.server ?? process.env.STOWAGE_SERVER ?? DEFAULT_SERVER);
+  return new ApiClient(
+    target,
+    { fingerprint: certFingerprint(readFileSync(certPath)) },
+    { kind: 'ticket', ticket, csrf: createCsrfToken(keys.csrfSecret, 'root@pam') },
+  );
+}

@@ -1,0 +1,50 @@
+/** `stowage server`: run the HTTPS server (API, protocols, web UI, scheduler). */
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { resolvePaths } from '../../config/paths.js';
+import { startServer } from '../../server/server.js';
+import { parseHostPort } from './admin-connection.js';
+import { ensureQuickstartDatastore } from './quickstart.js';
+
+export function registerServerCommand(program: Command): void {
+  program
+    .command('server')
+    .description('run the Stowage server (HTTPS API on port 8007, web UI, backup protocol, scheduler)')
+    .option(
+      '--listen <host:port>',
+      'address to listen on (env STOWAGE_LISTEN)',
+      process.env.STOWAGE_LISTEN ?? '0.0.0.0:8007',
+    )
+    .option('--data-dir <dir>', 'state directory: task logs, job state (env STOWAGE_DATA_DIR)')
+    .option('--run-dir <dir>', 'runtime directory: locks, operation registry (env STOWAGE_RUN_DIR)')
+    .option('--quickstart', 'create the default datastore "local" under the data dir when none exists')
+    .action(
+      async (opts: {
+        listen: string;
+        configDir?: string;
+        dataDir?: string;
+        runDir?: string;
+        quickstart?: boolean;
+      }) => {
+        const paths = resolvePaths({
+          ...(opts.configDir && { configDir: opts.configDir }),
+          ...(opts.dataDir && { dataDir: opts.dataDir }),
+          ...(opts.runDir && { runDir: opts.runDir }),
+        });
+        if (opts.quickstart) await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
+        const server = await startServer({
+        listen: parseHostPort(opts.listen),
+        paths,
+        logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
+      });
+        process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
+        const stop = async (signal: string) => {
+          process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
+          await server.close();
+          process.exit(0);
+        };
+        process.once('SIGTERM', () => void stop('SIGTERM'));
+        process.once('SIGINT', () => void stop('SIGINT'));
+      },
+    );
+}
