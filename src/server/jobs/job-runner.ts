@@ -1,0 +1,249 @@
+/**
+ * Starting a job — by the scheduler or by "run now" — and recording it in its job state.
+ *
+ * Admission happens before the task (reference §2 "pre-task"): a refused run-now is a synchronous
+ * error (503 with the maintenance message) and creates no task. A refused *scheduled* run is
+ * different, and better than PBS (reference §5, which logs to the journal every minute and
+ * records nothing): it becomes a task that ends as `skipped: maintenance: <type>[: message]`,
+ * with a log line saying why, recorded as the job's last run, so the UI shows it and the next
+ * attempt is the next slot (design invariant 9).
+ */
+import { StowageError } from '../../errors.js';
+import { isMaintenanceRefusal } from '../../maintenance/datastore-access.js';
+import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
+import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
+import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
+import type { JobContext, JobSpec } from './jobs.js';
+import { nextEvent } from './calendar-event.js';
+
+/** Scheduled runs are done as root@pam, as PBS's proxy runs them. */
+export const SCHEDULER_AUTH_ID = 'root@pam';
+
+export interface JobRun {
+  type: JobSpec['type'];
+  id: string;
+  upid: string;
+  /** `started`: the job runs; `skipped`: refused by maintenance; `failed`: could not start. */
+  outcome: 'started' | 'skipped' | 'failed';
+}
+
+/** The skip reason of a maintenance refusal: `maintenance: offline: disk swap`. */
+export function maintenanceSkipReason(err: MaintenanceError): string {
+  const { type, message } = err.mode;
+  return message ? `maintenance: ${type}: ${message}` : `maintenance: ${type}`;
+}
+
+/**
+ * Record the task's final status in the job state once it ends. If this process exits first
+ * (graceful restart), the state stays `started` and readers take the status from the task index.
+ */
+function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: number): void {
+  void ctx.tasks
+    .waitForTask(upid)
+    .then(async (status) => {
+      const lock = await lockJob(ctx.paths.dataDir, job.type, job.id);
+      try {
+        const current = readJobState(ctx.paths.dataDir, job.type, job.id);
+        if (current?.upid !== upid) return; // a newer run was recorded meanwhile
+        const endtime = ctx.tasks.item(upid).endtime ?? Math.floor(Date.now() / 1000);
+        writeJobState(ctx.paths.dataDir, job.type, job.id, {
+          state: 'finished',
+          time,
+          upid,
+          endtime,
+          status,
+        });
+      } finally {
+        lock.release();
+      }
+    })
+    .catch((err: unknown) => ctx.log?.error({ err }, `recording the end of ${job.title} failed`));
+}
+
+/** Whether the job's last recorded run is still going (any process). */
+function runningUpid(ctx: JobContext, state: JobState | undefined): string | undefined {
+  if (state?.state !== 'started' || !state.upid) return undefined;
+  try {
+    return ctx.tasks.isRunning(state.upid) ? state.upid : undefined;
+  } catch {
+    return undefined; // the task index no longer knows it
+  }
+}
+
+/** Admit and spawn; the handle is released when the task ends. Caller holds the job lock. */
+function spawnAdmitted(
+  ctx: JobContext,
+  job: JobSpec,
+  handle: DatastoreHandle,
+  authId: string,
+  time: number,
+): string {
+  let upid: string;
+  try {
+    upid = ctx.tasks.spawnTask(job.workerType, job.workerId, authId, async (task) => {
+      try {
+        await job.run(task, handle, ctx);
+      } finally {
+        await handle.release();
+      }
+    });
+  } catch (err) {
+    void handle.release();
+    throw err;
+  }
+  writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'started', time, upid });
+  recordWhenDone(ctx, job, upid, time);
+  return upid;
+}
+
+/**
+ * Run a job now on behalf of `authId` (the `run` endpoints). Admission errors are thrown as they
+ * are (MaintenanceError → 503) and create no task; a job whose last run is still going is a
+ * CONFLICT. Returns the UPID.
+ */
+export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): Promise<string> {
+  const lock = await lockJob(ctx.paths.dataDir, job.type, job.id);
+  try {
+    const state = readJobState(ctx.paths.dataDir, job.type, job.id);
+    const running = runningUpid(ctx, state);
+    if (running) throw new StowageError('CONFLICT', `${job.title} is already running (${running})`);
+    const handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
+      kind: job.kind,
+      detail: `${job.title} (manual)`,
+      authId,
+    });
+    return spawnAdmitted(ctx, job, handle, authId, Math.floor(Date.now() / 1000));
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * The slot a job is due for at `now`, or undefined when it is not due: the next event after its
+ * last run (or creation) that is not in the future. A job without state gets one created now, so
+ * a slot is not lost when the scheduler's tick comes late in the minute.
+ */
+export function dueSlot(
+  ctx: JobContext,
+  job: JobSpec,
+  now: Date,
+  state: JobState | undefined,
+): Date | undefined {
+  if (!job.schedule) return undefined;
+  const nowSec = Math.floor(now.getTime() / 1000);
+  if (!state) {
+    // PBS treats a missing state as created 30 s ago (jobstate.rs `JobState::load`)
+    state = { state: 'created', time: nowSec - 30 };
+    writeJobState(ctx.paths.dataDir, job.type, job.id, state);
+  }
+  if (runningUpid(ctx, state)) return undefined;
+  const next = nextEvent(job.schedule, new Date(state.time * 1000));
+  return next && next.getTime() <= now.getTime() ? next : undefined;
+}
+
+/**
+ * The scheduler's decision for one job at `now`, under the job's lock (taken without waiting:
+ * when another process holds it, that process is deciding this slot). Returns what happened, or
+ * undefined when the job was not due or was being handled elsewhere.
+ */
+export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date): Promise<JobRun | undefined> {
+  const lock = tryLockJob(ctx.paths.dataDir, job.type, job.id);
+  if (!lock) return undefined;
+  try {
+    const state = readJobState(ctx.paths.dataDir, job.type, job.id);
+    if (!dueSlot(ctx, job, now, state)) return undefined;
+    // The run belongs to `now`: the next one is the first slot after it, however many slots the
+    // server missed while it was down (PBS runs a missed job once, too).
+    const time = Math.floor(now.getTime() / 1000);
+    let handle: DatastoreHandle;
+    try {
+      handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
+        kind: job.kind,
+        detail: `${job.title} (scheduled)`,
+        authId: SCHEDULER_AUTH_ID,
+      });
+    } catch (err) {
+      // A mode change holding the config lock past the timeout is not this slot's outcome: try
+      // again next minute rather than record a failure.
+      if (err instanceof StowageError && err.code === 'LOCK_TIMEOUT') throw err;
+      return recordRefusal(ctx, job, err, time);
+    }
+    const upid = spawnAdmitted(ctx, job, handle, SCHEDULER_AUTH_ID, time);
+    return { type: job.type, id: job.id, upid, outcome: 'started' };
+  } finally {
+    lock.release();
+  }
+}
+
+/** A scheduled run that could not start: a task that says why, recorded as the last run. */
+function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number): JobRun {
+  const message = err instanceof Error ? err.message : String(err);
+  const skipped = isMaintenanceRefusal(err) && err instanceof MaintenanceError;
+  const upid = ctx.tasks.spawnTask(job.workerType, job.workerId, SCHEDULER_AUTH_ID, (task) => {
+    if (skipped) {
+      task.log(`skipping scheduled ${job.title} on datastore '${job.store}': ${message}`);
+      task.log('it runs again at its next scheduled time after the maintenance mode is cleared');
+      task.markSkipped(maintenanceSkipReason(err));
+      return;
+    }
+    task.log(`unable to start scheduled ${job.title} on datastore '${job.store}'`);
+    throw err;
+  });
+  const status = skipped ? `skipped: ${maintenanceSkipReason(err as MaintenanceError)}` : message;
+  // The task ends on the next tick; its status is already known, so record it at once.
+  writeJobState(ctx.paths.dataDir, job.type, job.id, {
+    state: 'finished',
+    time,
+    upid,
+    endtime: Math.floor(Date.now() / 1000),
+    status,
+  });
+  ctx.log?.warn(
+    `scheduled ${job.title} on datastore '${job.store}' ${skipped ? 'skipped' : 'failed'}: ${message}`,
+  );
+  return { type: job.type, id: job.id, upid, outcome: skipped ? 'skipped' : 'failed' };
+}
+
+/** PBS `JobScheduleStatus` (kebab-case wire names). */
+export interface JobScheduleStatus {
+  'next-run'?: number;
+  'last-run-upid'?: string;
+  'last-run-state'?: string;
+  'last-run-endtime'?: number;
+}
+
+/**
+ * The schedule status of a job for the job lists (PBS `compute_schedule_status`): the last run
+ * from the job state — a run whose process died reads its status from the task index — and the
+ * next run after it. A job that never ran has no `last-run-*` and its next run is computed from
+ * its creation (or from now, without a state).
+ */
+export function jobScheduleStatus(ctx: JobContext, job: JobSpec, now = new Date()): JobScheduleStatus {
+  const state = readJobState(ctx.paths.dataDir, job.type, job.id);
+  const out: JobScheduleStatus = {};
+  const last = state?.time ?? Math.floor(now.getTime() / 1000) - 30;
+  if (state?.upid) {
+    out['last-run-upid'] = state.upid;
+    if (state.state === 'finished') {
+      if (state.status !== undefined) out['last-run-state'] = state.status;
+      if (state.endtime !== undefined) out['last-run-endtime'] = state.endtime;
+    } else {
+      try {
+        const item = ctx.tasks.item(state.upid);
+        if (item.status !== undefined) out['last-run-state'] = item.status;
+        if (item.endtime !== undefined) out['last-run-endtime'] = item.endtime;
+      } catch {
+        // unknown to the task index: only the UPID is known
+      }
+    }
+  }
+  if (job.schedule) {
+    try {
+      const next = nextEvent(job.schedule, new Date(last * 1000));
+      if (next) out['next-run'] = Math.floor(next.getTime() / 1000);
+    } catch {
+      // an invalid schedule in a hand-edited file: no next run
+    }
+  }
+  return out;
+}

@@ -1,0 +1,186 @@
+/**
+ * What each job does once admitted: garbage collection (a datastore's `gc-schedule`), prune jobs
+ * (prune.cfg) and verify jobs (verification.cfg). Each job is a `JobSpec`: its PBS job type and
+ * task names, the admission it needs, and the work it does on the admitted datastore.
+ *
+ * Admission classes (maintenance.md §2, reference §2): GC and prune write. Verify writes too —
+ * it records `verify_state` in manifests and renames corrupt chunks (docs/adr/002) — so a
+ * verify job on a read-only datastore is skipped rather than modifying it as PBS does.
+ */
+import { BackupNamespace } from '../../datastore/backup-info.js';
+import { createVerifyCache } from '../../datastore/verify.js';
+import { KEEP_OPTION_NAMES, type KeepOptions } from '../../datastore/prune.js';
+import { CorruptDataError } from '../../errors.js';
+import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
+import type { PruneJobConfig, VerifyJobConfig } from '../../config/job-config.js';
+import { parseUpid } from '../tasks/upid.js';
+import type { WorkerTask } from '../tasks/worker-task.js';
+import type { JobType } from './job-state.js';
+import type { ServerContext } from '../context.js';
+
+/** The parts of the server context jobs and the scheduler use. */
+export type JobContext = Pick<ServerContext, 'paths' | 'tasks' | 'datastores'> & {
+  log?: Pick<ServerContext['log'], 'info' | 'warn' | 'error'>;
+};
+
+export interface JobSpec {
+  type: JobType;
+  /** Job id: the datastore for GC, the configured id otherwise. */
+  id: string;
+  store: string;
+  /** Task worker type and id, as PBS names them (`garbage_collection` / store, `prunejob` / `store:id`). */
+  workerType: string;
+  workerId: string;
+  schedule?: string;
+  /** Admission class and the `kind` shown in active-operations. */
+  operation: 'read' | 'write';
+  kind: string;
+  /** For log lines: "garbage collection", "prune job 'x'". */
+  title: string;
+  run(task: WorkerTask, handle: DatastoreHandle, ctx: JobContext): Promise<void>;
+}
+
+/** Garbage collection of one datastore, scheduled by its `gc-schedule`. */
+export function gcJob(store: string, schedule?: string): JobSpec {
+  return {
+    type: 'garbage_collection',
+    id: store,
+    store,
+    workerType: 'garbage_collection',
+    workerId: store,
+    schedule,
+    operation: 'write',
+    kind: 'gc',
+    title: 'garbage collection',
+    async run(task, handle, ctx) {
+      // Chunks a running backup writes may not be referenced by any index yet; GC keeps chunks
+      // newer than the oldest writer's start (reference §7.6).
+      const writers = ctx.datastores.registry
+        .list(store)
+        .filter((op) => op.class === 'write' && op.id !== handle.record.id);
+      const oldest = writers.length ? Math.min(...writers.map((op) => op.startedAt)) : undefined;
+      task.log(`starting garbage collection on store ${store}`);
+      await handle.datastore.garbageCollection({
+        upid: task.upid,
+        log: (line) => task.log(line),
+        signal: task.signal,
+        ...(oldest !== undefined && { oldestWriterStartMs: oldest }),
+      });
+    },
+  };
+}
+
+function keepOptions(job: PruneJobConfig): KeepOptions {
+  const keep: KeepOptions = {};
+  for (const name of KEEP_OPTION_NAMES) if (job[name] !== undefined) keep[name] = job[name];
+  return keep;
+}
+
+function nsText(ns: string | undefined): string {
+  return ns ? `namespace '${ns}'` : 'root namespace';
+}
+
+/** A prune job of prune.cfg. */
+export function pruneJob(job: PruneJobConfig): JobSpec {
+  return {
+    type: 'prunejob',
+    id: job.id,
+    store: job.store,
+    workerType: 'prunejob',
+    workerId: `${job.store}:${job.id}`,
+    schedule: job.schedule,
+    operation: 'write',
+    kind: 'prune',
+    title: `prune job '${job.id}'`,
+    run(task, handle) {
+      const keep = keepOptions(job);
+      const depth = job['max-depth'];
+      task.log(
+        `Starting datastore prune on datastore '${job.store}', ${nsText(job.ns)}, ` +
+          (depth === undefined ? 'down to full depth' : `down to depth ${depth}`),
+      );
+      const options = Object.entries(keep).map(([k, v]) => `--${k} ${v}`);
+      task.log(
+        options.length ? `retention options: ${options.join(' ')}` : 'no retention options: keeping all',
+      );
+      const ds = handle.datastore;
+      for (const ns of ds.listNamespaces(BackupNamespace.parse(job.ns ?? ''), depth)) {
+        for (const group of ds.listGroups(ns)) {
+          task.throwIfAborted();
+          task.log(`Pruning group ${ns.isRoot() ? '' : ns.name + ':'}"${group}"`);
+          for (const r of ds.prune(group, keep)) {
+            const what = r.keep ? `keep (${r.reason})` : 'remove';
+            if (r.error) task.warn(`${r.dir}: failed to remove - ${r.error}`);
+            else task.log(`${what} ${r.dir}`);
+          }
+        }
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A verify job of verification.cfg. */
+export function verifyJob(job: VerifyJobConfig): JobSpec {
+  return {
+    type: 'verificationjob',
+    id: job.id,
+    store: job.store,
+    workerType: 'verificationjob',
+    workerId: `${job.store}:${job.id}`,
+    schedule: job.schedule,
+    operation: 'write',
+    kind: 'verify',
+    title: `verify job '${job.id}'`,
+    async run(task, handle) {
+      const ds = handle.datastore;
+      const cache = createVerifyCache();
+      const outdatedAfter = job['outdated-after'];
+      const nowSec = Math.floor(Date.now() / 1000);
+      task.log(`verify datastore ${job.store}, ${nsText(job.ns)}`);
+      const failed: string[] = [];
+      let checked = 0;
+      for (const ns of ds.listNamespaces(BackupNamespace.parse(job.ns ?? ''), job['max-depth'])) {
+        for (const group of ds.listGroups(ns)) {
+          for (const snap of ds.listSnapshots(group).reverse()) {
+            task.throwIfAborted();
+            if (!snap.finished) continue;
+            if (job['ignore-verified']) {
+              const state = ds.loadManifest(snap.dir).unprotected.verify_state;
+              if (state?.state === 'ok') {
+                const at = parseUpidTime(state.upid);
+                const outdated =
+                  outdatedAfter !== undefined && at !== undefined && nowSec - at > outdatedAfter * 86_400;
+                if (!outdated) continue;
+              }
+            }
+            checked++;
+            const result = await ds.verifySnapshot(snap.dir, {
+              mode: 'write',
+              upid: task.upid,
+              cache,
+              log: (line) => task.log(line),
+              signal: task.signal,
+            });
+            if (!result.ok) failed.push(String(snap.dir));
+          }
+        }
+      }
+      task.log(`verified ${checked} snapshot(s)`);
+      if (failed.length > 0) {
+        task.log('Failed to verify the following snapshots/groups:');
+        for (const f of failed) task.log(`\t${f}`);
+        // PBS's wording for a verify job with failures
+        throw new CorruptDataError('verification failed - please check the log for details');
+      }
+    },
+  };
+}
+
+function parseUpidTime(upid: string): number | undefined {
+  try {
+    return parseUpid(upid).starttime;
+  } catch {
+    return undefined;
+  }
+}

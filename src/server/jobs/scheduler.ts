@@ -1,0 +1,98 @@
+/**
+ * The job scheduler of the server process (PBS `run_task_scheduler` in proxmox-backup-proxy):
+ * once a minute, aligned to the minute, it starts every job whose next slot has come — GC by
+ * each datastore's `gc-schedule`, prune jobs, verify jobs. See job-runner.ts for what a due job
+ * does when its datastore is in maintenance.
+ *
+ * Several server processes may run a scheduler at once (an old one finishing its tasks after a
+ * graceful restart); the per-job lock and job state make each slot run once.
+ */
+import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
+import { gcJob, pruneJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
+import { runScheduledJob, type JobRun } from './job-runner.js';
+
+/** Every job that has a schedule: GC per datastore, then prune jobs, then verify jobs. */
+export function scheduledJobs(ctx: JobContext): JobSpec[] {
+  const jobs: JobSpec[] = [];
+  for (const store of ctx.datastores.config.readCached().stores.values()) {
+    if (store['gc-schedule']) jobs.push(gcJob(store.name, store['gc-schedule']));
+  }
+  for (const job of pruneJobConfig(ctx.paths.configDir).read().jobs.values()) {
+    if (!job.disable) jobs.push(pruneJob(job));
+  }
+  for (const job of verifyJobConfig(ctx.paths.configDir).read().jobs.values()) {
+    if (job.schedule) jobs.push(verifyJob(job));
+  }
+  return jobs;
+}
+
+/**
+ * One scheduler pass at `now`: start (or record as skipped or failed) every due job. A job that
+ * cannot be decided (unreadable state, bad schedule) is logged and the others go on. Returns what
+ * was done, for tests and logs.
+ */
+export async function runSchedulerOnce(ctx: JobContext, now: Date = new Date()): Promise<JobRun[]> {
+  let jobs: JobSpec[];
+  try {
+    jobs = scheduledJobs(ctx);
+  } catch (err) {
+    ctx.log?.error({ err }, 'scheduler: reading the job configuration failed');
+    return [];
+  }
+  const runs: JobRun[] = [];
+  for (const job of jobs) {
+    try {
+      const run = await runScheduledJob(ctx, job, now);
+      if (run) runs.push(run);
+    } catch (err) {
+      ctx.log?.error({ err }, `scheduler: ${job.title} on datastore '${job.store}' not started`);
+    }
+  }
+  return runs;
+}
+
+export interface SchedulerOptions {
+  /** Clock, for tests; default `new Date()`. */
+  now?: () => Date;
+  /**
+   * Run every `intervalMs` instead of at each full minute (tests). The real scheduler waits for
+   * the next minute boundary, as PBS does, so that `*:00` runs at :00 and not up to 59 s late.
+   */
+  intervalMs?: number;
+}
+
+export interface Scheduler {
+  /** Stop ticking; resolves when a pass in progress has ended. */
+  stop(): Promise<void>;
+}
+
+/** Start the scheduler loop. */
+export function startScheduler(ctx: JobContext, opts: SchedulerOptions = {}): Scheduler {
+  const now = opts.now ?? (() => new Date());
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let pass: Promise<unknown> = Promise.resolve();
+
+  const delay = () => {
+    if (opts.intervalMs !== undefined) return opts.intervalMs;
+    const ms = Date.now();
+    return 60_000 - (ms % 60_000) + 50; // just past the boundary, so `now` is in the new minute
+  };
+  const tick = () => {
+    pass = runSchedulerOnce(ctx, now()).finally(() => {
+      if (!stopped) arm();
+    });
+  };
+  const arm = () => {
+    timer = setTimeout(tick, delay());
+    timer.unref();
+  };
+  arm();
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await pass;
+    },
+  };
+}

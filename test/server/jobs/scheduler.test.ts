@@ -1,0 +1,189 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { makeInstance, type TestInstance } from '../../helpers/instance.js';
+import { TaskManager } from '../../../src/server/tasks/worker-task.js';
+import { pruneJobConfig, verifyJobConfig } from '../../../src/config/job-config.js';
+import { DatastoreConfigFile } from '../../../src/config/datastore-config.js';
+import { setMaintenanceMode } from '../../../src/maintenance/maintenance-control.js';
+import { runSchedulerOnce, startScheduler } from '../../../src/server/jobs/scheduler.js';
+import { readJobState, writeJobState } from '../../../src/server/jobs/job-state.js';
+import { jobScheduleStatus, runJobNow } from '../../../src/server/jobs/job-runner.js';
+import { pruneJob } from '../../../src/server/jobs/jobs.js';
+import type { JobContext } from '../../../src/server/jobs/jobs.js';
+import { StowageError } from '../../../src/errors.js';
+
+const T = (s: string) => new Date(s);
+const sec = (s: string) => Math.floor(T(s).getTime() / 1000);
+
+async function withInstance(fn: (inst: TestInstance, ctx: JobContext) => Promise<void>): Promise<void> {
+  const inst = makeInstance('stowage-sched-');
+  const tasks = new TaskManager({ tasksDir: join(inst.paths.dataDir, 'tasks'), node: 'testnode' });
+  const ctx: JobContext = { paths: inst.paths, tasks, datastores: inst.access };
+  try {
+    await inst.createStore('store1');
+    await fn(inst, ctx);
+  } finally {
+    await tasks.close();
+    inst.cleanup();
+  }
+}
+
+async function addHourlyPruneJob(inst: TestInstance, createdAt: string): Promise<void> {
+  await pruneJobConfig(inst.paths.configDir).update((jobs) => {
+    jobs.set('hourly1', { id: 'hourly1', store: 'store1', schedule: 'hourly', 'keep-last': 3 });
+  });
+  writeJobState(inst.paths.dataDir, 'prunejob', 'hourly1', { state: 'created', time: sec(createdAt) });
+}
+
+test('a job due during offline is recorded as skipped, not retried, and runs at its next slot after', async () => {
+  await withInstance(async (inst, ctx) => {
+    await addHourlyPruneJob(inst, '2030-01-01T09:30:00Z');
+    await setMaintenanceMode(inst.access, 'store1', { type: 'offline', message: 'disk swap' });
+
+    const runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z'));
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]!.outcome, 'skipped');
+    const upid = runs[0]!.upid;
+    assert.equal(await ctx.tasks.waitForTask(upid), 'skipped: maintenance: offline: disk swap');
+    const item = ctx.tasks.item(upid);
+    assert.equal(item.worker_type, 'prunejob');
+    assert.equal(item.worker_id, 'store1:hourly1');
+    const log = ctx.tasks.readLog(upid).lines.map((l) => l.t);
+    assert.ok(
+      log.some((l) => l.includes("datastore 'store1' is unavailable: offline maintenance mode: disk swap")),
+      log.join('\n'),
+    );
+    assert.match(log.at(-1)!, /TASK skipped: maintenance: offline: disk swap$/);
+
+    const state = readJobState(inst.paths.dataDir, 'prunejob', 'hourly1');
+    assert.equal(state?.state, 'finished');
+    assert.equal(state?.upid, upid);
+    assert.equal(state?.status, 'skipped: maintenance: offline: disk swap');
+
+    const job = pruneJob(pruneJobConfig(inst.paths.configDir).get('hourly1')!);
+    const status = jobScheduleStatus(ctx, job);
+    assert.equal(status['last-run-state'], 'skipped: maintenance: offline: disk swap');
+    assert.equal(status['last-run-upid'], upid);
+    assert.equal(status['next-run'], sec('2030-01-01T11:00:00Z'));
+
+    // the following minutes neither retry nor log again
+    for (const t of ['10:01', '10:02', '10:30', '10:59']) {
+      assert.deepEqual(await runSchedulerOnce(ctx, T(`2030-01-01T${t}:00Z`)), [], t);
+    }
+    assert.equal(ctx.tasks.list({}).total, 1);
+
+    await setMaintenanceMode(inst.access, 'store1', undefined);
+    assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:30:00Z')), []);
+    const next = await runSchedulerOnce(ctx, T('2030-01-01T11:00:00Z'));
+    assert.equal(next.length, 1);
+    assert.equal(next[0]!.outcome, 'started');
+    assert.equal(await ctx.tasks.waitForTask(next[0]!.upid), 'OK');
+    // the state is recorded once the task has ended
+    for (
+      let i = 0;
+      i < 100 && readJobState(inst.paths.dataDir, 'prunejob', 'hourly1')?.state !== 'finished';
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const after = readJobState(inst.paths.dataDir, 'prunejob', 'hourly1');
+    assert.deepEqual([after?.state, after?.upid, after?.status], ['finished', next[0]!.upid, 'OK']);
+    assert.equal(jobScheduleStatus(ctx, job)['next-run'], sec('2030-01-01T12:00:00Z'));
+  });
+});
+
+test('a verify job on a read-only datastore is skipped, since verify writes', async () => {
+  await withInstance(async (inst, ctx) => {
+    await verifyJobConfig(inst.paths.configDir).update((jobs) => {
+      jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '*:0/30' });
+    });
+    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+      state: 'created',
+      time: sec('2030-01-01T09:59:00Z'),
+    });
+    await setMaintenanceMode(inst.access, 'store1', { type: 'read-only' });
+    const runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:30Z'));
+    assert.equal(runs.length, 1);
+    assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), 'skipped: maintenance: read-only');
+  });
+});
+
+test('scheduled GC follows the gc-schedule of datastore.cfg', async () => {
+  await withInstance(async (inst, ctx) => {
+    await new DatastoreConfigFile(inst.paths.configDir).update((stores) => {
+      stores.set('store1', { ...stores.get('store1')!, 'gc-schedule': 'daily' });
+    });
+    // first sight: no state yet, so a state is created and nothing is due before midnight
+    assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z')), []);
+    assert.equal(readJobState(inst.paths.dataDir, 'garbage_collection', 'store1')?.state, 'created');
+    await setMaintenanceMode(inst.access, 'store1', { type: 'offline' });
+    const runs = await runSchedulerOnce(ctx, T('2030-01-02T00:00:10Z'));
+    assert.equal(runs.length, 1);
+    assert.equal(ctx.tasks.item(runs[0]!.upid).worker_type, 'garbage_collection');
+    assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), 'skipped: maintenance: offline');
+  });
+});
+
+test('a job whose datastore is gone is recorded as a failed run, not retried every minute', async () => {
+  await withInstance(async (inst, ctx) => {
+    await pruneJobConfig(inst.paths.configDir).update((jobs) => {
+      jobs.set('orphan', { id: 'orphan', store: 'nosuchstore', schedule: 'hourly' });
+    });
+    writeJobState(inst.paths.dataDir, 'prunejob', 'orphan', {
+      state: 'created',
+      time: sec('2030-01-01T09:30:00Z'),
+    });
+    const runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z'));
+    assert.equal(runs[0]?.outcome, 'failed');
+    assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), "datastore 'nosuchstore' does not exist");
+    assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:01:00Z')), []);
+  });
+});
+
+test('run-now is refused before any task is created when maintenance refuses it', async () => {
+  await withInstance(async (inst, ctx) => {
+    await addHourlyPruneJob(inst, '2030-01-01T09:30:00Z');
+    await setMaintenanceMode(inst.access, 'store1', { type: 'read-only', message: 'disk 3' });
+    const job = pruneJob(pruneJobConfig(inst.paths.configDir).get('hourly1')!);
+    await assert.rejects(
+      runJobNow(ctx, job, 'root@pam'),
+      (err: unknown) =>
+        err instanceof StowageError &&
+        err.status === 503 &&
+        err.message === "datastore 'store1' is unavailable: read-only maintenance mode: disk 3",
+    );
+    assert.equal(ctx.tasks.list({}).total, 0);
+  });
+});
+
+test('a slot is run by one of several schedulers only', async () => {
+  await withInstance(async (inst, ctx) => {
+    await addHourlyPruneJob(inst, '2030-01-01T09:30:00Z');
+    const tasks2 = new TaskManager({ tasksDir: join(inst.paths.dataDir, 'tasks'), node: 'testnode' });
+    try {
+      const ctx2: JobContext = { ...ctx, tasks: tasks2 };
+      const now = T('2030-01-01T10:00:00Z');
+      const [a, b] = await Promise.all([runSchedulerOnce(ctx, now), runSchedulerOnce(ctx2, now)]);
+      assert.equal(a.length + b.length, 1);
+      const upid = (a[0] ?? b[0])!.upid;
+      assert.equal(await ctx.tasks.waitForTask(upid), 'OK');
+      assert.deepEqual(await runSchedulerOnce(ctx2, T('2030-01-01T10:00:30Z')), []);
+    } finally {
+      await tasks2.close();
+    }
+  });
+});
+
+test('the scheduler loop ticks with an injected clock and stops cleanly', async () => {
+  await withInstance(async (inst, ctx) => {
+    await addHourlyPruneJob(inst, '2030-01-01T09:30:00Z');
+    const scheduler = startScheduler(ctx, { intervalMs: 10, now: () => T('2030-01-01T10:00:05Z') });
+    for (let i = 0; i < 200 && ctx.tasks.list({}).total === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    await scheduler.stop();
+    assert.equal(ctx.tasks.list({}).total, 1);
+    const [item] = ctx.tasks.list({}).items;
+    await ctx.tasks.waitForTask(item!.upid);
+  });
+});
