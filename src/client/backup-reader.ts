@@ -1,0 +1,163 @@
+/**
+ * The client half of a reader session (PBS `pbs-client/src/backup_reader.rs`, reference §8.3):
+ * download the manifest and an archive's index, then its chunks, decoded and checked against
+ * their digests in the worker pool, several in flight, handed out in archive order.
+ *
+ * Nothing the index does not describe is ever written: each chunk must hash to its digest and
+ * have the size the index gives it, and the index must match the manifest's checksum.
+ */
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
+import type { BackupType } from '../api-types/names.js';
+import { DynamicIndexReader } from '../datastore/dynamic-index.js';
+import { FixedIndexReader, type ChunkIndexReader } from '../datastore/fixed-index.js';
+import { MANIFEST_BLOB_NAME, decodeManifest, type BackupManifest } from '../datastore/manifest.js';
+import { decodeBlob } from '../datastore/data-blob.js';
+import type { ChunkPool } from './chunk-pool.js';
+import {
+  openProtocolSession,
+  type Credentials,
+  type ProtocolSession,
+  type ServerTarget,
+  type TlsPolicy,
+} from './connection.js';
+
+export const READER_PROTOCOL = 'proxmox-backup-reader-protocol-v1';
+const PREFETCH = 8;
+
+export interface SnapshotRef {
+  target: ServerTarget;
+  policy: TlsPolicy;
+  credentials?: Credentials;
+  store: string;
+  ns?: string;
+  backupType: BackupType;
+  backupId: string;
+  backupTime: number;
+}
+
+export interface RestoreProgress {
+  /** Plaintext bytes handed out so far. */
+  bytes: number;
+  /** Archive size from the index. */
+  total: number;
+}
+
+export class BackupReader {
+  private manifestCache: BackupManifest | undefined;
+
+  private constructor(
+    private readonly session: ProtocolSession,
+    private readonly pool: ChunkPool,
+  ) {}
+
+  /** Open a reader session; refused (e.g. offline maintenance) with the server's error. */
+  static async open(ref: SnapshotRef, pool: ChunkPool): Promise<BackupReader> {
+    const session = await openProtocolSession({
+      target: ref.target,
+      policy: ref.policy,
+      credentials: ref.credentials,
+      path: '/api2/json/reader',
+      protocol: READER_PROTOCOL,
+      query: {
+        store: ref.store,
+        ns: ref.ns || undefined,
+        'backup-type': ref.backupType,
+        'backup-id': ref.backupId,
+        'backup-time': ref.backupTime,
+      },
+    });
+    return new BackupReader(session, pool);
+  }
+
+  /** A file of the snapshot as stored (an index, a blob). */
+  download(fileName: string): Promise<Buffer> {
+    return this.session.request('GET', 'download', { 'file-name': fileName });
+  }
+
+  async manifest(): Promise<BackupManifest> {
+    this.manifestCache ??= decodeManifest(await this.download(MANIFEST_BLOB_NAME), 'manifest');
+    return this.manifestCache;
+  }
+
+  /** The index of `archive`, checked against the manifest's checksum. */
+  async index(archive: string): Promise<ChunkIndexReader> {
+    const m = await this.manifest();
+    const entry = m.files.find((f) => f.filename === archive);
+    if (!entry) {
+      throw new NotFoundError(
+        `snapshot has no archive '${archive}' (has: ${m.files.map((f) => f.filename).join(', ')})`,
+      );
+    }
+    const raw = await this.download(archive);
+    const index = archive.endsWith('.didx')
+      ? DynamicIndexReader.fromBuffer(raw, { what: archive, verifyCsum: true })
+      : archive.endsWith('.fidx')
+        ? FixedIndexReader.fromBuffer(raw, { what: archive, verifyCsum: true })
+        : undefined;
+    if (!index) throw new BadRequestError(`'${archive}' is not an index (*.didx or *.fidx)`);
+    if (index.csum.toString('hex') !== entry.csum) {
+      throw new CorruptDataError(`${archive}: index checksum does not match the manifest`);
+    }
+    return index;
+  }
+
+  /** A `*.blob` file's plaintext (CRC checked). */
+  async blob(name: string): Promise<Buffer> {
+    return decodeBlob(await this.download(name), name);
+  }
+
+  /** The archive's plaintext, in order, chunk by chunk. */
+  async *chunks(archive: string, onProgress?: (p: RestoreProgress) => void): AsyncGenerator<Buffer> {
+    const index = await this.index(archive);
+    const progress: RestoreProgress = { bytes: 0, total: index.totalSize };
+    const fetchChunk = async (i: number): Promise<Buffer> => {
+      const digest = index.digest(i);
+      const { start, end } = index.chunkRange(i);
+      const blob = await this.session.request('GET', 'chunk', { digest: digest.toString('hex') });
+      return this.pool.decode(blob, { digest, size: end - start });
+    };
+    const inFlight: Array<Promise<Buffer>> = [];
+    let next = 0;
+    const fill = () => {
+      while (inFlight.length < PREFETCH && next < index.count) {
+        const p = fetchChunk(next++);
+        p.catch(() => {});
+        inFlight.push(p);
+      }
+    };
+    fill();
+    while (inFlight.length > 0) {
+      const data = await inFlight.shift()!;
+      fill();
+      progress.bytes += data.length;
+      onProgress?.(progress);
+      yield data;
+    }
+  }
+
+  /** Write an archive's plaintext to a file (an image restore). */
+  async restoreToFile(
+    archive: string,
+    path: string,
+    onProgress?: (p: RestoreProgress) => void,
+  ): Promise<number> {
+    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    let bytes = 0;
+    try {
+      for await (const data of this.chunks(archive, onProgress)) {
+        bytes += data.length;
+        if (!out.write(data)) await once(out, 'drain');
+      }
+    } finally {
+      out.end();
+      await once(out, 'close');
+    }
+    return bytes;
+  }
+
+  close(): Promise<void> {
+    return this.session.close();
+  }
+}

@@ -1,0 +1,337 @@
+/**
+ * The client half of a backup session (PBS `pbs-client/src/backup_writer.rs`, reference §8.2):
+ * archives are chunked (content-defined for streams, 4 MiB fixed for images), hashed and encoded
+ * in the worker pool, and only chunks the server does not know cross the wire.
+ *
+ * Incremental: when the previous snapshot of the group has an archive of the same name, its
+ * index is downloaded with `previous`, which also makes the server accept its chunks for
+ * appending; every chunk whose digest is in it is appended by digest only, without being
+ * compressed or uploaded. A chunk that appears twice in one backup is uploaded once.
+ *
+ * Appends keep stream order: a chunk is appended only after its upload finished (the server
+ * refuses unknown digests), in batches, while later chunks are still being hashed and uploaded.
+ */
+import { createHash } from 'node:crypto';
+import { BadRequestError, StowageError } from '../errors.js';
+import { encodeBlob } from '../datastore/data-blob.js';
+import { DynamicIndexReader } from '../datastore/dynamic-index.js';
+import { FixedIndexReader } from '../datastore/fixed-index.js';
+import {
+  MANIFEST_BLOB_NAME,
+  decodeManifest,
+  encodeManifest,
+  newManifest,
+  type BackupManifest,
+  type ManifestFile,
+} from '../datastore/manifest.js';
+import type { BackupType } from '../api-types/names.js';
+import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
+import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
+import {
+  openProtocolSession,
+  type Credentials,
+  type ProtocolSession,
+  type ServerTarget,
+  type TlsPolicy,
+} from './connection.js';
+
+export const BACKUP_PROTOCOL = 'proxmox-backup-protocol-v1';
+/** PBS appends digests in batches of 128. */
+const APPEND_BATCH = 128;
+/** Chunks hashed/uploaded ahead of the oldest one not yet appended (memory: ~this × 4 MiB × 2). */
+const MAX_IN_FLIGHT = 8;
+
+/** Counters of one archive or a whole backup, for progress and the summary. */
+export interface TransferStats {
+  /** Plaintext bytes read from the source. */
+  bytes: number;
+  chunks: number;
+  /** Plaintext bytes of chunks uploaded. */
+  newBytes: number;
+  newChunks: number;
+  /** Plaintext bytes of chunks the server already had (appended by digest). */
+  reusedBytes: number;
+  /** Encoded bytes sent for new chunks. */
+  uploadedBytes: number;
+}
+
+export function emptyTransferStats(): TransferStats {
+  return { bytes: 0, chunks: 0, newBytes: 0, newChunks: 0, reusedBytes: 0, uploadedBytes: 0 };
+}
+
+export interface BackupTarget {
+  target: ServerTarget;
+  policy: TlsPolicy;
+  credentials?: Credentials;
+  store: string;
+  ns?: string;
+  backupType: BackupType;
+  backupId: string;
+  /** Epoch seconds. */
+  backupTime: number;
+}
+
+export interface ArchiveOptions {
+  /** Called after each chunk with the archive's counters so far. */
+  onProgress?: (stats: TransferStats) => void;
+  /** Dynamic chunking average size (default 4 MiB). */
+  chunkSize?: number;
+}
+
+interface QueuedChunk {
+  offset: number;
+  size: number;
+  done: Promise<ProcessedChunk>;
+}
+
+export class BackupWriter {
+  private readonly files: ManifestFile[] = [];
+  private previous: BackupManifest | undefined;
+  private previousLoaded = false;
+  readonly total = emptyTransferStats();
+
+  private constructor(
+    private readonly session: ProtocolSession,
+    private readonly pool: ChunkPool,
+    readonly spec: BackupTarget,
+  ) {}
+
+  /** Open the backup session; a refused admission (e.g. maintenance) throws the server's error. */
+  static async start(spec: BackupTarget, pool: ChunkPool): Promise<BackupWriter> {
+    const session = await openProtocolSession({
+      target: spec.target,
+      policy: spec.policy,
+      credentials: spec.credentials,
+      path: '/api2/json/backup',
+      protocol: BACKUP_PROTOCOL,
+      query: {
+        store: spec.store,
+        ns: spec.ns || undefined,
+        'backup-type': spec.backupType,
+        'backup-id': spec.backupId,
+        'backup-time': spec.backupTime,
+      },
+    });
+    return new BackupWriter(session, pool, spec);
+  }
+
+  /** The previous snapshot's manifest (the incremental base), or undefined when there is none. */
+  async previousManifest(): Promise<BackupManifest | undefined> {
+    if (this.previousLoaded) return this.previous;
+    this.previousLoaded = true;
+    const time = await this.session.json<number | null>('GET', 'previous_backup_time');
+    if (time === null) return undefined;
+    try {
+      const raw = await this.session.request('GET', 'previous', { 'archive-name': MANIFEST_BLOB_NAME });
+      this.previous = decodeManifest(raw, 'previous manifest');
+    } catch (err) {
+      if (err instanceof StowageError && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    }
+    return this.previous;
+  }
+
+  /** Digests of the previous snapshot's archive `name`, registered as known on the server too. */
+  private async knownFromPrevious(name: string): Promise<Set<string>> {
+    const known = new Set<string>();
+    const prev = await this.previousManifest();
+    if (!prev?.files.some((f) => f.filename === name)) return known;
+    const raw = await this.session.request('GET', 'previous', { 'archive-name': name });
+    const index = name.endsWith('.didx')
+      ? DynamicIndexReader.fromBuffer(raw)
+      : FixedIndexReader.fromBuffer(raw);
+    for (const d of index.digests()) known.add(d.toString('hex'));
+    return known;
+  }
+
+  /** Upload a stream (e.g. a tar of a directory) as a dynamic index `name` (`*.didx`). */
+  async uploadStream(
+    name: string,
+    source: AsyncIterable<Uint8Array>,
+    opts: ArchiveOptions = {},
+  ): Promise<TransferStats> {
+    if (!name.endsWith('.didx')) throw new BadRequestError(`archive name '${name}' must end in .didx`);
+    const known = await this.knownFromPrevious(name);
+    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
+    const chunker = new StreamChunker(opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
+    const csum = createHash('sha256');
+    const stats = await this.pipeline(
+      wid,
+      'dynamic',
+      known,
+      opts,
+      async function* () {
+        for await (const piece of source) yield* chunker.push(piece);
+        const last = chunker.finish();
+        if (last) yield last;
+      },
+      (c, digest) => {
+        const end = Buffer.alloc(8);
+        end.writeBigUInt64LE(BigInt(c.offset + c.size));
+        csum.update(end).update(digest);
+      },
+    );
+    const hex = csum.digest('hex');
+    await this.session.json('POST', 'dynamic_close', {
+      wid,
+      'chunk-count': stats.chunks,
+      size: stats.bytes,
+      csum: hex,
+    });
+    this.files.push({ filename: name, 'crypt-mode': 'none', size: stats.bytes, csum: hex });
+    return stats;
+  }
+
+  /** Upload an image of exactly `size` bytes as a fixed index `name` (`*.fidx`, 4 MiB chunks). */
+  async uploadImage(
+    name: string,
+    source: AsyncIterable<Uint8Array>,
+    size: number,
+    opts: ArchiveOptions = {},
+  ): Promise<TransferStats> {
+    if (!name.endsWith('.fidx')) throw new BadRequestError(`archive name '${name}' must end in .fidx`);
+    if (size <= 0) throw new BadRequestError(`image '${name}' is empty`);
+    const known = await this.knownFromPrevious(name);
+    const wid = await this.session.json<number>('POST', 'fixed_index', { 'archive-name': name, size });
+    const chunker = new FixedChunker(DEFAULT_CHUNK_SIZE);
+    const csum = createHash('sha256');
+    const stats = await this.pipeline(
+      wid,
+      'fixed',
+      known,
+      opts,
+      async function* () {
+        for await (const piece of source) yield* chunker.push(piece);
+        const last = chunker.finish();
+        if (last) yield last;
+      },
+      (_c, digest) => csum.update(digest),
+    );
+    if (stats.bytes !== size) {
+      throw new StowageError(
+        'CONFLICT',
+        `image '${name}' changed size while reading (${stats.bytes} != ${size} bytes)`,
+      );
+    }
+    const hex = csum.digest('hex');
+    await this.session.json('POST', 'fixed_close', { wid, 'chunk-count': stats.chunks, size, csum: hex });
+    this.files.push({ filename: name, 'crypt-mode': 'none', size, csum: hex });
+    return stats;
+  }
+
+  /**
+   * Hash/encode chunks in the pool, upload new ones, append all in order. `onAppend` sees every
+   * chunk in stream order (for the index checksum).
+   */
+  private async pipeline(
+    wid: number,
+    kind: 'dynamic' | 'fixed',
+    known: Set<string>,
+    opts: ArchiveOptions,
+    chunks: () => AsyncGenerator<Buffer>,
+    onAppend: (c: QueuedChunk, digest: Buffer) => void,
+  ): Promise<TransferStats> {
+    const stats = emptyTransferStats();
+    const queue: QueuedChunk[] = [];
+    let batchDigests: string[] = [];
+    let batchOffsets: number[] = [];
+    const flush = async () => {
+      if (batchDigests.length === 0) return;
+      const body = { wid, 'digest-list': batchDigests, 'offset-list': batchOffsets };
+      batchDigests = [];
+      batchOffsets = [];
+      await this.session.json('PUT', `${kind}_index`, {}, body);
+    };
+    const appendHead = async () => {
+      const c = queue.shift()!;
+      const r = await c.done;
+      onAppend(c, r.digest);
+      batchDigests.push(r.digest.toString('hex'));
+      batchOffsets.push(c.offset);
+      stats.chunks++;
+      opts.onProgress?.(stats);
+      if (batchDigests.length >= APPEND_BATCH) await flush();
+    };
+    let offset = 0;
+    try {
+      for await (const chunk of chunks()) {
+        const size = chunk.length;
+        const c: QueuedChunk = { offset, size, done: this.processChunk(chunk, wid, kind, known, stats) };
+        c.done.catch(() => {}); // awaited in order below; avoid unhandled rejections meanwhile
+        queue.push(c);
+        offset += size;
+        stats.bytes += size;
+        while (queue.length >= MAX_IN_FLIGHT) await appendHead();
+      }
+      while (queue.length > 0) await appendHead();
+      await flush();
+    } finally {
+      for (const k of Object.keys(stats) as Array<keyof TransferStats>) this.total[k] += stats[k];
+    }
+    return stats;
+  }
+
+  private async processChunk(
+    chunk: Buffer,
+    wid: number,
+    kind: 'dynamic' | 'fixed',
+    known: Set<string>,
+    stats: TransferStats,
+  ): Promise<ProcessedChunk> {
+    const r = await this.pool.process(chunk, (digest) => {
+      const hex = digest.toString('hex');
+      if (known.has(hex)) return true;
+      known.add(hex); // a second copy in this backup is appended after this upload, never re-sent
+      return false;
+    });
+    if (!r.blob) {
+      stats.reusedBytes += r.size;
+      return r;
+    }
+    await this.session.request(
+      'POST',
+      `${kind}_chunk`,
+      { wid, digest: r.digest.toString('hex'), size: r.size, 'encoded-size': r.blob.length },
+      r.blob,
+    );
+    stats.newBytes += r.size;
+    stats.newChunks++;
+    stats.uploadedBytes += r.blob.length;
+    return r;
+  }
+
+  /** Upload a small file as a `*.blob` (zstd-compressed DataBlob), e.g. a client log. */
+  async uploadBlob(name: string, data: Buffer): Promise<void> {
+    if (!name.endsWith('.blob') || name === MANIFEST_BLOB_NAME) {
+      throw new BadRequestError(`blob name '${name}' must end in .blob and not be the manifest`);
+    }
+    const blob = encodeBlob(data, { compress: true });
+    await this.putBlob(name, blob);
+    // Manifest size/csum of a blob are those of the encoded bytes (reference §7.5).
+    this.files.push({
+      filename: name,
+      'crypt-mode': 'none',
+      size: blob.length,
+      csum: createHash('sha256').update(blob).digest('hex'),
+    });
+  }
+
+  private async putBlob(name: string, blob: Buffer): Promise<void> {
+    await this.session.request('POST', 'blob', { 'file-name': name, 'encoded-size': blob.length }, blob);
+  }
+
+  /** Upload the manifest (the archives uploaded so far) and finish: the snapshot becomes visible. */
+  async finish(): Promise<BackupManifest> {
+    const m = newManifest(this.spec.backupType, this.spec.backupId, this.spec.backupTime);
+    m.files = [...this.files].sort((a, b) => (a.filename < b.filename ? -1 : 1));
+    await this.putBlob(MANIFEST_BLOB_NAME, encodeManifest(m));
+    await this.session.json('POST', 'finish');
+    await this.session.close();
+    return m;
+  }
+
+  /** Drop the session without finishing: the server removes the snapshot. */
+  abort(): void {
+    this.session.destroy();
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The server side of one reader session (PBS `src/api2/reader/`, reference §8.3): downloads of a
+ * snapshot's files, and of exactly the chunks its downloaded indexes reference: a chunk not
+ * referenced by an index downloaded in this session is refused with 401, as PBS does, so a
+ * reader of one snapshot cannot fetch arbitrary chunks of the datastore by digest.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NotFoundError, StowageError } from '../errors.js';
+import type { FileLock } from '../sys/file-lock.js';
+import type { BackupDir } from '../datastore/backup-info.js';
+import type { Datastore } from '../datastore/datastore.js';
+import { digestToHex, hexToDigest } from '../datastore/digest.js';
+import { DynamicIndexReader } from '../datastore/dynamic-index.js';
+import { FixedIndexReader } from '../datastore/fixed-index.js';
+import { MANIFEST_BLOB_NAME } from '../datastore/manifest.js';
+import { checkArchiveName, type SessionLog } from './backup-session.js';
+import { RawReply, requiredParam, type H2Handler, type H2Request } from './h2-session.js';
+
+const SPEEDTEST_BYTES = 1024 * 1024;
+
+export interface ReaderSessionInit {
+  datastore: Datastore;
+  dir: BackupDir;
+  snapshotPath: string;
+  /** Shared snapshot lock, held for the whole session so the snapshot cannot be removed. */
+  lock: FileLock;
+  log: SessionLog;
+}
+
+export class ReaderSession {
+  private readonly init: ReaderSessionInit;
+  private readonly allowed = new Set<string>();
+  private ended = false;
+
+  constructor(init: ReaderSessionInit) {
+    this.init = init;
+  }
+
+  routes(): Map<string, H2Handler> {
+    return new Map<string, H2Handler>([
+      ['GET download', (r) => this.download(r)],
+      ['GET chunk', (r) => this.chunk(r)],
+      ['GET speedtest', async () => new RawReply(Buffer.alloc(SPEEDTEST_BYTES))],
+    ]);
+  }
+
+  private async download(req: H2Request): Promise<RawReply> {
+    const raw = requiredParam(req.query, 'file-name');
+    const name = raw === MANIFEST_BLOB_NAME ? raw : checkArchiveName(raw, 'any', 'file-name');
+    const path = join(this.init.snapshotPath, name);
+    let data: Buffer;
+    try {
+      data = readFileSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError(`snapshot ${this.init.dir} has no file '${name}'`);
+      }
+      throw err;
+    }
+    const index = name.endsWith('.didx')
+      ? DynamicIndexReader.fromBuffer(data, { what: path })
+      : name.endsWith('.fidx')
+        ? FixedIndexReader.fromBuffer(data, { what: path })
+        : undefined;
+    if (index) for (const d of index.digests()) this.allowed.add(digestToHex(d));
+    this.init.log.log(`download "${path}"`);
+    return new RawReply(data);
+  }
+
+  private async chunk(req: H2Request): Promise<RawReply> {
+    const digest = hexToDigest(requiredParam(req.query, 'digest'));
+    const hex = digestToHex(digest);
+    if (!this.allowed.has(hex)) throw new StowageError('UNAUTHORIZED', `download chunk ${hex} not allowed`);
+    // Raw bytes as stored: the client checks CRC and digest, as PBS's reader does.
+    return new RawReply(this.init.datastore.chunkStore.loadChunkFile(digest));
+  }
+
+  /** Release the snapshot lock. Idempotent. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.init.lock.release();
+  }
+}

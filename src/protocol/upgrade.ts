@@ -1,0 +1,296 @@
+/**
+ * Entry point of the backup and reader protocols on the HTTPS server: the `upgrade` listener.
+ *
+ *   GET /api2/json/backup?store&backup-type&backup-id&backup-time[&ns]   Upgrade: proxmox-backup-protocol-v1
+ *   GET /api2/json/reader?store&backup-type&backup-id&backup-time[&ns]   Upgrade: proxmox-backup-reader-protocol-v1
+ *
+ * Order of checks, as PBS (reference §8.2, §8.3): authentication; privilege (Datastore.Backup;
+ * the reader: Datastore.Read, or Datastore.Backup plus ownership); admission by
+ * `lookupDatastore` (write for a backup, read for a reader) — so a datastore in maintenance
+ * refuses with 503 and its message *before* any 101; the protocol name; then the session's own
+ * checks (namespace, group lock and owner, base snapshot, time, snapshot dir). Only then 101 and
+ * HTTP/2. The admission is one operation for the whole session and is released on every exit
+ * path: a refusal after admission, a failed upgrade, the connection's end.
+ *
+ * Each session runs as a worker task (`backup` / `reader`) whose log tells what happened and
+ * whose status tells whether the backup finished; aborting the task ends the session.
+ */
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Http2Session } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BadRequestError, NotFoundError, StowageError, UnauthorizedError } from '../errors.js';
+import {
+  parseBackupType,
+  validateBackupEpoch,
+  validateBackupId,
+  validateDatastoreName,
+} from '../api-types/names.js';
+import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/backup-info.js';
+import type { DatastoreAccess, DatastoreHandle } from '../maintenance/datastore-access.js';
+import { authenticate } from '../server/auth/authenticate.js';
+import type { ServerContext } from '../server/context.js';
+import type { WorkerTask } from '../server/tasks/worker-task.js';
+import { checkBackupOwner, openBackupSession, type SessionLog } from './backup-session.js';
+import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Handler } from './h2-session.js';
+import { ReaderSession } from './reader-session.js';
+
+export const BACKUP_PROTOCOL_ID = 'proxmox-backup-protocol-v1';
+export const READER_PROTOCOL_ID = 'proxmox-backup-reader-protocol-v1';
+export const BACKUP_PATH = '/api2/json/backup';
+export const READER_PATH = '/api2/json/reader';
+
+export interface ProtocolDeps {
+  context: ServerContext;
+  access: DatastoreAccess;
+}
+
+/**
+ * Register the protocols on the server's `upgrade` event. Call once with fastify's
+ * `app.server` in `startServer`. Every request carrying an `Upgrade` header reaches this
+ * listener; paths other than the two protocols are answered 404.
+ */
+export function attachProtocolUpgrade(server: Pick<HttpServer, 'on'>, deps: ProtocolDeps): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {}); // a reset peer must not crash the server; the session sees 'close'
+    handleProtocolUpgrade(req, socket, head, deps).catch((err: unknown) => {
+      deps.context.log.error({ err }, 'protocol upgrade failed');
+      socket.destroy();
+    });
+  });
+}
+
+/** A task log that holds lines until the task function runs (it starts on the next tick). */
+class DeferredLog implements SessionLog {
+  private task: WorkerTask | undefined;
+  private queue: Array<[boolean, string]> = [];
+
+  attach(task: WorkerTask): void {
+    this.task = task;
+    for (const [warn, line] of this.queue) this.write(warn, line);
+    this.queue = [];
+  }
+
+  private write(warn: boolean, line: string): void {
+    if (!this.task) this.queue.push([warn, line]);
+    else if (warn) this.task.warn(line);
+    else this.task.log(line);
+  }
+
+  log(message: string): void {
+    this.write(false, message);
+  }
+
+  warn(message: string): void {
+    this.write(true, message);
+  }
+}
+
+interface SessionParams {
+  store: string;
+  dir: BackupDir;
+  ns: BackupNamespace;
+}
+
+function parseSessionParams(q: URLSearchParams): SessionParams {
+  const store = validateDatastoreName(q.get('store') ?? '', 'store');
+  const ns = BackupNamespace.parse(q.get('ns') ?? '');
+  const type = parseBackupType(q.get('backup-type') ?? '');
+  const id = validateBackupId(q.get('backup-id') ?? '');
+  const rawTime = q.get('backup-time') ?? '';
+  if (!/^[0-9]+$/.test(rawTime)) {
+    throw new BadRequestError(
+      "parameter verification failed - 'backup-time': expected an integer (epoch seconds)",
+    );
+  }
+  const time = validateBackupEpoch(Number(rawTime));
+  return { store, ns, dir: new BackupDir(new BackupGroup(ns, type, id), time) };
+}
+
+function aclPath(store: string, ns: BackupNamespace): string {
+  return ['', 'datastore', store, ...ns.components].join('/');
+}
+
+/** Handle one upgrade request end to end; resolves when the session is over. */
+export async function handleProtocolUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  deps: ProtocolDeps,
+): Promise<void> {
+  const ctx = deps.context;
+  const url = new URL(req.url ?? '/', 'https://localhost');
+  const kind = url.pathname === BACKUP_PATH ? 'backup' : url.pathname === READER_PATH ? 'reader' : undefined;
+  let handle: DatastoreHandle | undefined;
+  try {
+    if (!kind) throw new NotFoundError(`no upgrade handler for '${url.pathname}'`);
+    if (req.method !== 'GET')
+      throw new BadRequestError(`method ${req.method} not allowed for protocol upgrade`);
+    let authId: string;
+    try {
+      authId = authenticate(ctx, 'GET', req.headers).authId;
+    } catch (err) {
+      if (err instanceof UnauthorizedError) await sleep(ctx.authFailureDelayMs);
+      throw err;
+    }
+    const params = parseSessionParams(url.searchParams);
+    const info = ctx.userInfo.get();
+    const path = aclPath(params.store, params.ns);
+    let readPriv = false;
+    if (kind === 'backup') info.checkPrivs(authId, path, ['Datastore.Backup']);
+    else {
+      info.checkPrivs(authId, path, ['Datastore.Read', 'Datastore.Backup'], { partial: true });
+      readPriv = info.hasPrivs(authId, path, ['Datastore.Read']);
+    }
+    handle = await deps.access.lookupDatastore(params.store, kind === 'backup' ? 'write' : 'read', {
+      kind,
+      detail: params.dir.toString(),
+      authId,
+    });
+    const expected = kind === 'backup' ? BACKUP_PROTOCOL_ID : READER_PROTOCOL_ID;
+    if (req.headers.upgrade !== expected) {
+      throw new BadRequestError(
+        `invalid protocol name '${req.headers.upgrade ?? ''}' (expected ${expected})`,
+      );
+    }
+    if (req.httpVersionMajor >= 2)
+      throw new BadRequestError('unexpected http version (must be HTTP/1.1 to upgrade)');
+    if (kind === 'backup') await runBackup(req, socket, head, deps, handle, params, authId);
+    else await runReader(req, socket, head, deps, handle, params, authId, readPriv);
+  } catch (err) {
+    writeHttp1Error(socket, err);
+  } finally {
+    await handle?.release();
+  }
+}
+
+/**
+ * After the session's own checks: spawn the task, upgrade, serve until the connection ends.
+ * `end` runs exactly once, whatever ends the session.
+ */
+async function serveSession(
+  socket: Duplex,
+  head: Buffer,
+  deps: ProtocolDeps,
+  opts: {
+    protocol: string;
+    workerType: string;
+    workerId: string;
+    authId: string;
+    log: DeferredLog;
+    routes: Map<string, H2Handler>;
+    end: () => void;
+    /** The task's status: throw to end it as an error. */
+    outcome: () => void;
+  },
+): Promise<void> {
+  let session: Http2Session | undefined;
+  let resolveEnded!: () => void;
+  const ended = new Promise<void>((r) => (resolveEnded = r));
+  let endedOnce = false;
+  const finish = () => {
+    if (endedOnce) return;
+    endedOnce = true;
+    try {
+      opts.end();
+    } finally {
+      resolveEnded();
+    }
+  };
+  deps.context.tasks.spawnTask(opts.workerType, opts.workerId, opts.authId, async (task) => {
+    opts.log.attach(task);
+    const abort = () => {
+      task.log('abort requested - closing session');
+      session?.destroy();
+      socket.destroy();
+    };
+    task.signal.addEventListener('abort', abort, { once: true });
+    try {
+      await ended;
+    } finally {
+      task.signal.removeEventListener('abort', abort);
+    }
+    opts.outcome();
+  });
+  try {
+    socket.once('close', finish);
+    session = await upgradeToHttp2(socket, head, opts.protocol);
+    session.on('error', (err) => opts.log.log(`connection error: ${err.message}`));
+    session.once('close', finish);
+    serveRoutes(session, opts.routes, (r, err) =>
+      opts.log.log(`${r.method} /${r.name}: ${errorMessage(err)}`),
+    );
+  } catch (err) {
+    opts.log.log(`upgrade failed: ${errorMessage(err)}`);
+    socket.destroy();
+    finish();
+  }
+  await ended;
+}
+
+async function runBackup(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  deps: ProtocolDeps,
+  handle: DatastoreHandle,
+  params: SessionParams,
+  authId: string,
+): Promise<void> {
+  const log = new DeferredLog();
+  // Namespace, group lock + owner, base, time and snapshot dir are checked in there (§8.2 4-8).
+  const session = await openBackupSession(handle.datastore, params.dir, authId, log);
+  const nsPrefix = params.ns.isRoot() ? '' : `${params.ns.name}/`;
+  log.log(
+    `starting new backup on datastore '${params.store}' from ${req.socket.remoteAddress ?? 'unknown'}: "${nsPrefix}${params.dir}"`,
+  );
+  await serveSession(socket, head, deps, {
+    protocol: BACKUP_PROTOCOL_ID,
+    workerType: 'backup',
+    workerId: `${params.store}:${nsPrefix}${params.dir.group}`,
+    authId,
+    log,
+    routes: session.routes(),
+    end: () => session.end(),
+    outcome: () => {
+      if (!session.finished) {
+        throw new StowageError('CONFLICT', 'backup ended but finished flag is not set.');
+      }
+    },
+  });
+}
+
+async function runReader(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  deps: ProtocolDeps,
+  handle: DatastoreHandle,
+  params: SessionParams,
+  authId: string,
+  readPriv: boolean,
+): Promise<void> {
+  const ds = handle.datastore;
+  if (!readPriv) checkBackupOwner(ds.getOwner(params.dir.group), authId);
+  const snapshotPath = ds.snapshotPath(params.dir);
+  const snap = ds.listSnapshots(params.dir.group).find((s) => s.dir.time === params.dir.time);
+  if (!snap) throw new NotFoundError(`snapshot '${params.dir}' does not exist`);
+  const lock = ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', { shared: true });
+  const log = new DeferredLog();
+  const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshotPath, lock, log });
+  const nsPrefix = params.ns.isRoot() ? '' : `${params.ns.name}/`;
+  log.log(
+    `starting new reader on datastore '${params.store}' from ${req.socket.remoteAddress ?? 'unknown'}: "${nsPrefix}${params.dir}"`,
+  );
+  const hexTime = params.dir.time.toString(16).toUpperCase().padStart(8, '0');
+  await serveSession(socket, head, deps, {
+    protocol: READER_PROTOCOL_ID,
+    workerType: 'reader',
+    workerId: `${params.store}:${nsPrefix}${params.dir.group}/${hexTime}`,
+    authId,
+    log,
+    routes: session.routes(),
+    end: () => session.end(),
+    outcome: () => {},
+  });
+}
