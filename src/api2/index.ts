@@ -5,7 +5,17 @@
  */
 import type { AnyRoute } from '../server/route.js';
 import { routes as access } from './access/index.js';
+import { routes as adminDatastore } from './admin/datastore/index.js';
+import { routes as configDatastore } from './config/datastore.js';
 import { routes as nodes } from './nodes/index.js';
+import { routes as status } from './status/index.js';
 import { routes as version } from './version.js';
 
-export const apiRoutes: AnyRoute[] = [...version, ...access, ...nodes];
+export const apiRoutes: AnyRoute[] = [
+  ...version,
+  ...access,
+  ...nodes,
+  ...adminDatastore,
+  ...configDatastore,
+  ...status,
+];

@@ -1,0 +1,125 @@
+/**
+ * `GET /admin/datastore/{store}/active-operations` (PBS shape `{read, write}`, reference §6.2)
+ * and the Stowage drain endpoint `POST /admin/datastore/{store}/wait-drained`.
+ *
+ * Neither admits an operation: they read the datastore config and the operation registry only,
+ * so they answer in every maintenance mode, `delete` included — which is exactly when an operator
+ * needs them (design §3 invariants 4 and 6).
+ */
+import { Type } from 'typebox';
+import { BadConfigError } from '../../../errors.js';
+import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
+import { storedMaintenanceMode } from '../../../maintenance/datastore-access.js';
+import { waitForDrain } from '../../../maintenance/maintenance-control.js';
+import {
+  conflictingClasses,
+  OPERATION_CLASSES,
+  type MaintenanceMode,
+  type OperationClass,
+} from '../../../maintenance/maintenance-mode.js';
+import { countOperations, type OperationRecord } from '../../../maintenance/operation-registry.js';
+import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { operationItem, OperationItemSchema, StoreParams } from './common.js';
+
+const AUDIT = { path: '/datastore/{store}', privs: ['Datastore.Audit'], partial: true } as const;
+
+/**
+ * The classes that block the store's current mode. A stored mode that does not parse refuses every
+ * read and write (datastore-access.ts), so those are what an operator waits for then.
+ */
+function blockingClasses(mode: () => MaintenanceMode | undefined): OperationClass[] {
+  try {
+    return conflictingClasses(mode());
+  } catch (err) {
+    if (err instanceof BadConfigError) return OPERATION_CLASSES.filter((c) => c !== 'lookup');
+    throw err;
+  }
+}
+
+/** The active operations of one datastore with the fields the API shows (shared with the config routes). */
+export function activeOperations(access: DatastoreAccess, store: string) {
+  const cfg = access.datastoreConfig(store); // 404 for an unknown store
+  const ops = access.registry.list(store);
+  const blocking = blockingClasses(() => storedMaintenanceMode(cfg));
+  const conflicting = ops.filter((op) => blocking.includes(op.class));
+  const counts = countOperations(ops);
+  return {
+    read: counts.read,
+    write: counts.write,
+    lookup: counts.lookup,
+    operations: ops.map(operationItem),
+    conflicting: conflicting.length,
+    ...(cfg['maintenance-mode'] !== undefined && { 'maintenance-mode': cfg['maintenance-mode'] }),
+  };
+}
+
+const ActiveOperationsSchema = Type.Object({
+  read: Type.Integer(),
+  write: Type.Integer(),
+  lookup: Type.Integer(),
+  operations: Type.Array(OperationItemSchema),
+  conflicting: Type.Integer(),
+  'maintenance-mode': Type.Optional(Type.String()),
+});
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'GET',
+    path: '/admin/datastore/:store/active-operations',
+    params: StoreParams,
+    permission: AUDIT,
+    returns: ActiveOperationsSchema,
+    description:
+      'Operations running on the datastore: `read` and `write` counts as PBS, plus (Stowage) `lookup`, ' +
+      'the `operations` themselves (class, kind, detail, auth-id, task-id, pid, started), how many of ' +
+      'them the current maintenance mode refuses (`conflicting`) and the raw `maintenance-mode`. ' +
+      'Reads no datastore, so it works in every maintenance mode.',
+    handler: ({ params, server }) => activeOperations(server.datastores, params.store),
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/admin/datastore/:store/wait-drained',
+    params: StoreParams,
+    body: Type.Object({
+      timeout: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 300,
+          description: 'Seconds to wait at most (default 30).',
+        }),
+      ),
+    }),
+    permission: AUDIT,
+    returns: Type.Object({
+      drained: Type.Boolean(),
+      remaining: Type.Array(OperationItemSchema),
+      mode: Type.Optional(Type.String()),
+    }),
+    description:
+      'Stowage: wait (long-poll, at most `timeout` seconds) until no operation that the current ' +
+      'maintenance mode refuses is still running. Returns `drained`, the `remaining` operations and ' +
+      'the raw `mode`. Clients loop on it to wait longer (`stowage datastore maintenance set --wait`).',
+    handler: async ({ params, body, server, reply }) => {
+      const access = server.datastores;
+      access.datastoreConfig(params.store); // 404 before waiting
+      const gone = new AbortController();
+      // the response's close before we answer means the client went away: stop polling for it
+      const onClose = () => gone.abort();
+      reply.raw.once('close', onClose);
+      try {
+        const result = await waitForDrain(access, params.store, {
+          timeoutMs: (body.timeout ?? 30) * 1000,
+          signal: gone.signal,
+        });
+        const raw = access.datastoreConfig(params.store)['maintenance-mode'];
+        return {
+          drained: result.drained,
+          remaining: result.remaining.map((op: OperationRecord) => operationItem(op)),
+          ...(raw !== undefined && { mode: raw }),
+        };
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    },
+  }),
+];

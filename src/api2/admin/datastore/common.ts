@@ -1,0 +1,173 @@
+/**
+ * What the datastore routes share: PBS's parameter schemas, the admission helpers every handler
+ * goes through (nothing here or in the routes opens a datastore any other way, design §2), and
+ * the wire shape of an admitted operation.
+ *
+ * Admission order, as PBS (`check_privs_and_load_store`): the privilege check needs no disk and
+ * comes first, so a caller without rights gets 403 whatever the mode; then the admission (503 in
+ * maintenance); then ownership, which reads the group's owner file and so needs the admitted
+ * handle.
+ */
+import { Type } from 'typebox';
+import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
+import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
+import type { Datastore } from '../../../datastore/datastore.js';
+import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
+import type { OperationRecord } from '../../../maintenance/operation-registry.js';
+import type { ServerContext } from '../../../server/context.js';
+import type { WorkerTask } from '../../../server/tasks/worker-task.js';
+
+/** PBS `DATASTORE_SCHEMA`: a safe-id of 3 to 32 characters. */
+export const StoreSchema = Type.String({
+  pattern: `^${SAFE_ID_REGEX_STR}$`,
+  minLength: 3,
+  maxLength: 32,
+  description: 'Datastore name.',
+});
+export const StoreParams = Type.Object({ store: StoreSchema });
+
+/** Checked fully by `BackupNamespace.parse` (400 naming `ns`); the schema only bounds the length. */
+export const NsSchema = Type.String({ maxLength: 256, description: 'Namespace (a/b/c); empty is the root.' });
+export const BackupTypeSchema = Type.Union([Type.Literal('vm'), Type.Literal('ct'), Type.Literal('host')]);
+export const BackupIdSchema = Type.String({ pattern: `^${SAFE_ID_REGEX_STR}$`, maxLength: 128 });
+export const BackupTimeSchema = Type.Integer({ minimum: 1, maximum: MAX_BACKUP_TIME });
+
+export const GroupQuery = {
+  ns: Type.Optional(NsSchema),
+  'backup-type': BackupTypeSchema,
+  'backup-id': BackupIdSchema,
+};
+export const SnapshotQuery = { ...GroupQuery, 'backup-time': BackupTimeSchema };
+
+export const KeepSchemas = {
+  'keep-last': Type.Optional(Type.Integer({ minimum: 1 })),
+  'keep-hourly': Type.Optional(Type.Integer({ minimum: 1 })),
+  'keep-daily': Type.Optional(Type.Integer({ minimum: 1 })),
+  'keep-weekly': Type.Optional(Type.Integer({ minimum: 1 })),
+  'keep-monthly': Type.Optional(Type.Integer({ minimum: 1 })),
+  'keep-yearly': Type.Optional(Type.Integer({ minimum: 1 })),
+};
+
+export function parseNs(ns: string | undefined): BackupNamespace {
+  return BackupNamespace.parse(ns ?? '', 'ns');
+}
+
+export function groupOf(q: { ns?: string; 'backup-type': string; 'backup-id': string }): BackupGroup {
+  return new BackupGroup(parseNs(q.ns), q['backup-type'], q['backup-id']);
+}
+
+export function snapshotOf(q: {
+  ns?: string;
+  'backup-type': string;
+  'backup-id': string;
+  'backup-time': number;
+}): BackupDir {
+  return groupOf(q).snapshot(q['backup-time']);
+}
+
+/** An admitted operation as the API shows it (Stowage extension of `active-operations`). */
+export interface OperationItem {
+  id: number;
+  class: string;
+  kind: string;
+  detail?: string;
+  'auth-id'?: string;
+  /** UPID of the worker task the operation belongs to. */
+  'task-id'?: string;
+  pid: number;
+  /** Epoch seconds. */
+  started: number;
+}
+
+export const OperationItemSchema = Type.Object({
+  id: Type.Integer(),
+  class: Type.String(),
+  kind: Type.String(),
+  detail: Type.Optional(Type.String()),
+  'auth-id': Type.Optional(Type.String()),
+  'task-id': Type.Optional(Type.String()),
+  pid: Type.Integer(),
+  started: Type.Integer(),
+});
+
+export function operationItem(op: OperationRecord): OperationItem {
+  return {
+    id: op.id,
+    class: op.class,
+    kind: op.kind,
+    ...(op.detail !== undefined && { detail: op.detail }),
+    ...(op.authId !== undefined && { 'auth-id': op.authId }),
+    ...(op.taskId !== undefined && { 'task-id': op.taskId }),
+    pid: op.pid,
+    started: Math.floor(op.startedAt / 1000),
+  };
+}
+
+/** What an operation says about itself when it asks for admission. */
+export interface AdmissionInfo {
+  kind: string;
+  detail?: string;
+}
+
+interface Caller {
+  server: ServerContext;
+  authId: string;
+}
+
+/**
+ * Run `fn` under an admitted `read` or `write` operation on `store`, released in every exit path.
+ * A refusal is the MaintenanceError (503) of `lookupDatastore`.
+ */
+export async function withDatastore<T>(
+  caller: Caller,
+  store: string,
+  op: 'read' | 'write',
+  info: AdmissionInfo,
+  fn: (datastore: Datastore) => T | Promise<T>,
+): Promise<T> {
+  const handle = await caller.server.datastores.lookupDatastore(store, op, {
+    ...info,
+    authId: caller.authId,
+  });
+  try {
+    return await fn(handle.datastore);
+  } finally {
+    await handle.release();
+  }
+}
+
+/**
+ * Admit first, then start a worker task that owns the admitted operation (PBS "pre-task",
+ * reference §2): a refusal is a synchronous 503 and no task is created. The operation is released
+ * when the task function ends, however it ends, or at once if `task.check` (run on the admitted
+ * datastore before the task exists) throws or the task cannot be started.
+ *
+ * The registry record carries no task id: the UPID exists only once the task does, and the
+ * registry cannot amend a record (see the report; `kind`, `detail`, auth id and pid identify it).
+ */
+export async function spawnAdmittedTask(
+  caller: Caller,
+  store: string,
+  op: 'read' | 'write',
+  info: AdmissionInfo,
+  task: { type: string; id?: string; check?: (datastore: Datastore) => void },
+  fn: (task: WorkerTask, handle: DatastoreHandle) => Promise<void>,
+): Promise<string> {
+  const handle = await caller.server.datastores.lookupDatastore(store, op, {
+    ...info,
+    authId: caller.authId,
+  });
+  try {
+    task.check?.(handle.datastore); // e.g. ownership: a refusal is synchronous, no task appears
+    return caller.server.tasks.spawnTask(task.type, task.id, caller.authId, async (worker) => {
+      try {
+        await fn(worker, handle);
+      } finally {
+        await handle.release();
+      }
+    });
+  } catch (err) {
+    await handle.release();
+    throw err;
+  }
+}

@@ -1,0 +1,19 @@
+/** `/admin/datastore` and `/admin/datastore/{store}/...` (PBS `src/api2/admin/datastore.rs`). */
+import type { AnyRoute } from '../../../server/route.js';
+import { routes as activeOperations } from './active-operations.js';
+import { routes as content } from './content.js';
+import { routes as gc } from './gc.js';
+import { routes as list } from './list.js';
+import { routes as prune } from './prune.js';
+import { routes as status } from './status.js';
+import { routes as verify } from './verify.js';
+
+export const routes: AnyRoute[] = [
+  ...list,
+  ...status,
+  ...activeOperations,
+  ...content,
+  ...gc,
+  ...prune,
+  ...verify,
+];

@@ -1,0 +1,183 @@
+/**
+ * `POST /admin/datastore/{store}/prune` (one group, synchronous) and `POST .../prune-datastore`
+ * (every group below a namespace, as a `prune` task) — PBS `prune` and `prune_datastore`
+ * (reference §2).
+ *
+ * Class: pruning removes snapshots, so it is a `write` operation. A dry run changes nothing and
+ * is admitted as `read`, so an operator can preview a prune on a read-only datastore (PBS admits
+ * dry runs as Write and refuses them there).
+ */
+import { Type } from 'typebox';
+import { BackupNamespace, type BackupGroup } from '../../../datastore/backup-info.js';
+import type { Datastore } from '../../../datastore/datastore.js';
+import { KEEP_OPTION_NAMES, type KeepOptions, type PruneResult } from '../../../datastore/prune.js';
+import type { UserInfo } from '../../../server/permissions.js';
+import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import {
+  checkGroupAccess,
+  checkNamespaceAccess,
+  datastoreAclPath,
+  mayAccessGroup,
+  type NamespaceAccess,
+} from './access.js';
+import {
+  GroupQuery,
+  groupOf,
+  KeepSchemas,
+  NsSchema,
+  parseNs,
+  spawnAdmittedTask,
+  StoreParams,
+  withDatastore,
+} from './common.js';
+
+const MODIFY = ['Datastore.Modify'];
+const PRUNE = ['Datastore.Prune'];
+
+function keepOptions(body: Record<string, unknown>): KeepOptions {
+  const out: KeepOptions = {};
+  for (const name of KEEP_OPTION_NAMES) {
+    const v = body[name];
+    if (typeof v === 'number') out[name] = v;
+  }
+  return out;
+}
+
+/** PBS `PruneListItem`. */
+function pruneItem(group: BackupGroup, r: PruneResult) {
+  return {
+    'backup-type': group.type,
+    'backup-id': group.id,
+    'backup-time': r.dir.time,
+    keep: r.keep,
+    protected: r.protected,
+    ...(r.error !== undefined && { error: r.error }),
+  };
+}
+
+/** Per namespace: full access with Modify, owned groups only with Prune, else none. */
+function pruneAccess(
+  userInfo: UserInfo,
+  authId: string,
+  store: string,
+  ns: BackupNamespace,
+): NamespaceAccess | undefined {
+  const path = datastoreAclPath(store, ns);
+  if (userInfo.hasPrivs(authId, path, MODIFY)) return { authId, full: true };
+  if (userInfo.hasPrivs(authId, path, PRUNE)) return { authId, full: false };
+  return undefined;
+}
+
+/** Prune every group the caller may prune below `ns`; returns how many removals failed. */
+function pruneNamespaces(
+  ds: Datastore,
+  opts: {
+    userInfo: UserInfo;
+    authId: string;
+    store: string;
+    ns: BackupNamespace;
+    maxDepth?: number;
+    keep: KeepOptions;
+    dryRun: boolean;
+    log: (line: string) => void;
+    signal: AbortSignal;
+  },
+): number {
+  let failed = 0;
+  for (const ns of ds.listNamespaces(opts.ns, opts.maxDepth)) {
+    const access = pruneAccess(opts.userInfo, opts.authId, opts.store, ns);
+    if (!access) continue;
+    for (const group of ds.listGroups(ns)) {
+      opts.signal.throwIfAborted();
+      if (!mayAccessGroup(ds, group, access)) continue;
+      opts.log(`Pruning group ${ns.isRoot() ? '' : `${ns.name}:`}${group}`);
+      for (const r of ds.prune(group, opts.keep, { dryRun: opts.dryRun })) {
+        const what = r.keep ? 'keep' : opts.dryRun ? 'would remove' : 'remove';
+        opts.log(`${r.dir} ${what}${r.protected ? ' (protected)' : ''}`);
+        if (r.error !== undefined) {
+          failed++;
+          opts.log(`failed to remove ${r.dir}: ${r.error}`);
+        }
+      }
+    }
+  }
+  return failed;
+}
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'POST',
+    path: '/admin/datastore/:store/prune',
+    params: StoreParams,
+    body: Type.Object({ ...GroupQuery, ...KeepSchemas, 'dry-run': Type.Optional(Type.Boolean()) }),
+    permission: 'authenticated',
+    protected: true,
+    description:
+      'Prune one backup group with the keep-* options (write operation; a dry run is a read ' +
+      'operation). Returns PBS PruneListItem entries {backup-type, backup-id, backup-time, keep, ' +
+      'protected}. Datastore.Modify, or Datastore.Prune on a group the caller owns.',
+    handler: ({ params, body, authId, userInfo, server }) => {
+      const group = groupOf(body);
+      const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, MODIFY, PRUNE);
+      const dryRun = body['dry-run'] ?? false;
+      return withDatastore(
+        { server, authId },
+        params.store,
+        dryRun ? 'read' : 'write',
+        { kind: 'prune', detail: group.toString() },
+        (ds) => {
+          checkGroupAccess(ds, group, access);
+          return ds.prune(group, keepOptions(body), { dryRun }).map((r) => pruneItem(group, r));
+        },
+      );
+    },
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/admin/datastore/:store/prune-datastore',
+    params: StoreParams,
+    body: Type.Object({
+      ns: Type.Optional(NsSchema),
+      'max-depth': Type.Optional(Type.Integer({ minimum: 0, maximum: 7 })),
+      'dry-run': Type.Optional(Type.Boolean()),
+      ...KeepSchemas,
+    }),
+    permission: 'authenticated',
+    protected: true,
+    returns: Type.String({ description: 'UPID of the prune task.' }),
+    description:
+      'Prune every group below a namespace as a `prune` task (write operation, admitted before the ' +
+      'task exists; a dry run is a read operation). Datastore.Modify or Datastore.Prune on the ' +
+      'namespace; with Prune alone only owned groups are pruned. Returns the UPID.',
+    handler: ({ params, body, authId, userInfo, server }) => {
+      const ns = parseNs(body.ns);
+      checkNamespaceAccess(userInfo, authId, params.store, ns, [...MODIFY, ...PRUNE], []);
+      const dryRun = body['dry-run'] ?? false;
+      const keep = keepOptions(body);
+      return spawnAdmittedTask(
+        { server, authId },
+        params.store,
+        dryRun ? 'read' : 'write',
+        { kind: 'prune', detail: ns.isRoot() ? undefined : ns.name },
+        { type: 'prune', id: ns.isRoot() ? params.store : `${params.store}:${ns.name}` },
+        async (task, handle) => {
+          task.log(
+            `Starting datastore prune on datastore '${params.store}', ${ns.isRoot() ? 'root namespace' : `namespace '${ns.name}'`}${dryRun ? ' (dry run)' : ''}`,
+          );
+          const failed = pruneNamespaces(handle.datastore, {
+            userInfo,
+            authId,
+            store: params.store,
+            ns,
+            maxDepth: body['max-depth'],
+            keep,
+            dryRun,
+            log: (line) => task.log(line),
+            signal: task.signal,
+          });
+          if (failed > 0) task.warn(`${failed} snapshot(s) could not be removed`);
+        },
+      );
+    },
+  }),
+];

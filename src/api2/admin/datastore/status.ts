@@ -1,0 +1,100 @@
+/**
+ * `GET /admin/datastore/{store}/status` (PBS `status`, reference §2 and §6.2): `{total, used,
+ * avail, gc-status?, counts?}` under a `read` admission, so it fails in `offline` and `delete`.
+ *
+ * Privileges as PBS: Audit or Backup on the store see the filesystem usage (and with `verbose` the
+ * last GC status); Read on the store or any privilege on a namespace below it see zeros, and with
+ * `verbose` the counts; only Audit counts every group, the others only their own.
+ */
+import { Type } from 'typebox';
+import { BackupNamespace } from '../../../datastore/backup-info.js';
+import type { Datastore, DatastoreCounts } from '../../../datastore/datastore.js';
+import { emptyGcStatus, readGcStatus } from '../../../datastore/gc.js';
+import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
+import { StoreParams, withDatastore } from './common.js';
+
+const STORE_STATS_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
+const ANY_DATASTORE_PRIV = [
+  'Datastore.Audit',
+  'Datastore.Backup',
+  'Datastore.Read',
+  'Datastore.Modify',
+  'Datastore.Prune',
+  'Datastore.Verify',
+];
+
+/** Groups and snapshots per type over all namespaces, counting only the groups `access` reaches. */
+export function countSnapshots(ds: Datastore, access: NamespaceAccess): DatastoreCounts {
+  if (access.full) return ds.counts();
+  const counts: DatastoreCounts = {
+    ct: { groups: 0, snapshots: 0 },
+    host: { groups: 0, snapshots: 0 },
+    vm: { groups: 0, snapshots: 0 },
+    other: { groups: 0, snapshots: 0 },
+  };
+  for (const ns of ds.listNamespaces(BackupNamespace.root())) {
+    for (const group of ds.listGroups(ns)) {
+      if (!mayAccessGroup(ds, group, access)) continue;
+      const n = ds.listSnapshots(group).length;
+      if (n === 0) continue;
+      counts[group.type].groups++;
+      counts[group.type].snapshots += n;
+    }
+  }
+  return counts;
+}
+
+const TypeCountsSchema = Type.Object({ groups: Type.Integer(), snapshots: Type.Integer() });
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'GET',
+    path: '/admin/datastore/:store/status',
+    params: StoreParams,
+    query: Type.Object({ verbose: Type.Optional(Type.Boolean()) }),
+    permission: 'authenticated',
+    returns: Type.Object({
+      total: Type.Integer(),
+      used: Type.Integer(),
+      avail: Type.Integer(),
+      'gc-status': Type.Optional(Type.Object({})),
+      counts: Type.Optional(
+        Type.Object({
+          ct: TypeCountsSchema,
+          host: TypeCountsSchema,
+          vm: TypeCountsSchema,
+          other: TypeCountsSchema,
+        }),
+      ),
+    }),
+    description:
+      'Datastore status (read operation). Datastore.Audit or Datastore.Backup: filesystem usage, with ' +
+      '`verbose` also the last GC status and the counts; Datastore.Read or any datastore privilege on a ' +
+      'namespace below: zeros, with `verbose` the counts. Counts include only owned groups without Audit.',
+    handler: async ({ params, query, authId, userInfo, server }) => {
+      const path = datastoreAclPath(params.store);
+      const storeStats = userInfo.hasPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
+      if (
+        !storeStats &&
+        !userInfo.hasPrivs(authId, path, ['Datastore.Read']) &&
+        !userInfo.anyPrivsBelow(authId, path, ANY_DATASTORE_PRIV)
+      ) {
+        userInfo.checkPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
+      }
+      const access: NamespaceAccess = {
+        authId,
+        full: userInfo.hasPrivs(authId, path, ['Datastore.Audit']),
+      };
+      return withDatastore({ server, authId }, params.store, 'read', { kind: 'status' }, (ds) => {
+        const usage = storeStats ? ds.status() : { total: 0, used: 0, avail: 0 };
+        if (!query.verbose) return usage;
+        return {
+          ...usage,
+          ...(storeStats && { 'gc-status': readGcStatus(ds.basePath) ?? emptyGcStatus() }),
+          counts: countSnapshots(ds, access),
+        };
+      });
+    },
+  }),
+];

@@ -1,0 +1,79 @@
+/**
+ * `GET /status/datastore-usage` (PBS `src/api2/status.rs`, reference §2 notes, §6.2).
+ *
+ * For callers with Datastore.Audit or Datastore.Backup on a store, its usage is read under a
+ * `read` admission; a refusal (maintenance) or any other failure becomes that store's `error`
+ * field rather than failing the whole list, as PBS does. Callers with privileges only on a
+ * namespace below see `{store}` and nothing else. PBS admits those as Lookup and then walks the
+ * namespaces on disk, breaking its own "no IO under Lookup" rule even in `offline`; we decide from
+ * the ACL and the config alone and touch no datastore for them.
+ */
+import { Type } from 'typebox';
+import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
+import { modeAdmits } from '../../maintenance/maintenance-mode.js';
+import { emptyGcStatus, readGcStatus } from '../../datastore/gc.js';
+import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { datastoreAclPath } from '../admin/datastore/access.js';
+import { withDatastore } from '../admin/datastore/common.js';
+
+const USAGE_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
+
+interface UsageItem {
+  store: string;
+  total?: number;
+  used?: number;
+  avail?: number;
+  error?: string;
+  'gc-status'?: unknown;
+}
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'GET',
+    path: '/status/datastore-usage',
+    permission: 'authenticated',
+    returns: Type.Array(
+      Type.Object({
+        store: Type.String(),
+        total: Type.Optional(Type.Integer()),
+        used: Type.Optional(Type.Integer()),
+        avail: Type.Optional(Type.Integer()),
+        error: Type.Optional(Type.String()),
+        'gc-status': Type.Optional(Type.Object({})),
+      }),
+    ),
+    description:
+      'Usage of every datastore the caller may see. With Datastore.Audit or Datastore.Backup on the ' +
+      'store: total/used/avail and gc-status (a read operation; a maintenance refusal becomes `error`). ' +
+      'With privileges only below the store: `{store}` alone, without touching the datastore.',
+    handler: async ({ authId, userInfo, server }) => {
+      const out: UsageItem[] = [];
+      for (const cfg of server.datastores.config.readCached().stores.values()) {
+        const path = datastoreAclPath(cfg.name);
+        if (userInfo.hasPrivs(authId, path, USAGE_PRIVS, { partial: true })) {
+          try {
+            out.push(
+              await withDatastore({ server, authId }, cfg.name, 'read', { kind: 'status' }, (ds) => ({
+                store: cfg.name,
+                ...ds.status(),
+                'gc-status': readGcStatus(ds.basePath) ?? emptyGcStatus(),
+              })),
+            );
+          } catch (err) {
+            out.push({ store: cfg.name, error: err instanceof Error ? err.message : String(err) });
+          }
+        } else if (userInfo.anyPrivsBelow(authId, path, USAGE_PRIVS)) {
+          // PBS's Lookup fails for a datastore being deleted and leaves it out; same here, from the config
+          let visible: boolean;
+          try {
+            visible = modeAdmits(storedMaintenanceMode(cfg), 'lookup');
+          } catch {
+            visible = false;
+          }
+          if (visible) out.push({ store: cfg.name });
+        }
+      }
+      return out;
+    },
+  }),
+];

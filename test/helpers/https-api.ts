@@ -1,0 +1,205 @@
+/**
+ * An in-process Stowage server on a random port in a temp dir, and a plain HTTPS client for it:
+ * the certificate is accepted by pinning the fingerprint the server printed, each reply carries
+ * the fingerprint it was served with. Plus the setup most API tests need: root's ticket, users
+ * with ACL entries, and datastores that are quick to create.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { ServerPaths } from '../../src/server/context.js';
+
+export interface ApiReply {
+  status: number;
+  body: { data?: unknown; message?: string; errors?: Record<string, string>; [k: string]: unknown };
+  headers: Record<string, string | string[] | undefined>;
+  /** SHA-256 fingerprint of the certificate the reply came with. */
+  fingerprint: string;
+}
+
+export interface Auth {
+  ticket?: string;
+  csrf?: string;
+  /** `user@realm!name:secret` */
+  token?: string;
+  /** Send the ticket in the `__Host-` cookie instead. */
+  hostCookie?: boolean;
+}
+
+export interface RequestOptions {
+  auth?: Auth;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Sent form-encoded, as the PBS web UI does. */
+  form?: string;
+}
+
+export interface TestServer {
+  dir: string;
+  paths: ServerPaths;
+  server: RunningServer;
+  root: Auth;
+  rootPassword: string;
+  /** Lines the server announced (fingerprint, generated password). */
+  announced: string[];
+  /** One HTTPS request to `/api2/json<path>`; refuses a certificate other than the announced one. */
+  api(method: string, path: string, opts?: RequestOptions): Promise<ApiReply>;
+  login(username: string, password: string): Promise<Auth>;
+  /** Create `userid` (realm pbs) with ACL entries `{path, role}` as root, and log it in. */
+  addUser(userid: string, acl?: ReadonlyArray<{ path: string; role: string }>): Promise<Auth>;
+  /**
+   * A datastore in datastore.cfg with a bare chunk store (`.chunks/0000` and `.lock` only):
+   * creating all 65536 chunk directories takes seconds here, and most tests store no chunk.
+   */
+  addBareDatastore(name: string, extra?: Record<string, string>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface StartTestServerOptions {
+  prefix?: string;
+  rootPassword?: string;
+  nodeName?: string;
+}
+
+/** Start a server for one test file; `close()` stops it and removes the temp dir. */
+export async function startTestServer(opts: StartTestServerOptions = {}): Promise<TestServer> {
+  const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'stowage-e2e-'));
+  const rootPassword = opts.rootPassword ?? 'root-secret-1';
+  const paths: ServerPaths = {
+    configDir: join(dir, 'etc'),
+    dataDir: join(dir, 'data'),
+    runDir: join(dir, 'run'),
+  };
+  const announced: string[] = [];
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      paths,
+      logger: false,
+      announce: (line) => announced.push(line),
+      rootPassword,
+      authFailureDelayMs: 0,
+      nodeName: opts.nodeName ?? 'testnode',
+    });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  const api = (method: string, path: string, o: RequestOptions = {}): Promise<ApiReply> => {
+    const headers: Record<string, string> = {};
+    const { auth } = o;
+    if (auth?.ticket) {
+      const cookie = auth.hostCookie ? '__Host-PBSAuthCookie' : 'PBSAuthCookie';
+      headers.cookie = `${cookie}=${encodeURIComponent(auth.ticket)}`;
+    }
+    if (auth?.csrf) headers.CSRFPreventionToken = auth.csrf;
+    if (auth?.token) headers.authorization = `PBSAPIToken ${auth.token}`;
+    let payload: string | undefined;
+    if (o.form !== undefined) {
+      payload = o.form;
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else if (o.body !== undefined) {
+      payload = JSON.stringify(o.body);
+      headers['content-type'] = 'application/json';
+    }
+    const url = new URL(`/api2/json${path}`, server.url);
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(url, { method, headers, rejectUnauthorized: false }, (res) => {
+        const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256.toLowerCase();
+        if (fingerprint !== server.fingerprint) {
+          res.destroy();
+          reject(
+            new Error(`certificate fingerprint ${fingerprint} is not the announced ${server.fingerprint}`),
+          );
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          resolve({
+            status: res.statusCode!,
+            body: text ? (JSON.parse(text) as ApiReply['body']) : {},
+            headers: res.headers,
+            fingerprint,
+          });
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
+    });
+  };
+
+  const login = async (username: string, password: string): Promise<Auth> => {
+    const res = await api('POST', '/access/ticket', { body: { username, password } });
+    assert.equal(res.status, 200, `login of ${username}: ${JSON.stringify(res.body)}`);
+    const data = res.body.data as { ticket: string; CSRFPreventionToken: string };
+    return { ticket: data.ticket, csrf: data.CSRFPreventionToken };
+  };
+
+  const root = await login('root@pam', rootPassword);
+
+  return {
+    dir,
+    paths,
+    server,
+    root,
+    rootPassword,
+    announced,
+    api,
+    login,
+    async addUser(userid, acl = []) {
+      const password = `pw-${userid.replace(/[^a-z0-9]/gi, '')}-1`;
+      const created = await api('POST', '/access/users', { auth: root, body: { userid, password } });
+      assert.equal(created.status, 200, `create ${userid}: ${JSON.stringify(created.body)}`);
+      for (const { path, role } of acl) {
+        const res = await api('PUT', '/access/acl', { auth: root, body: { path, role, 'auth-id': userid } });
+        assert.equal(res.status, 200, `grant ${role} on ${path} to ${userid}: ${JSON.stringify(res.body)}`);
+      }
+      return login(userid, password);
+    },
+    async addBareDatastore(name, extra = {}) {
+      const path = join(dir, 'stores', name);
+      mkdirSync(join(path, '.chunks', '0000'), { recursive: true });
+      writeFileSync(join(path, '.lock'), '');
+      await server.context.datastores.config.update((stores) => {
+        stores.set(name, { name, path, ...extra });
+      });
+      return path;
+    },
+    async close() {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Poll the task until it ends; returns its final status (`OK`, an error message, ...). */
+export async function waitForTask(t: TestServer, upid: string, timeoutMs = 30_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await t.api('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`, {
+      auth: t.root,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const data = res.body.data as { status: string; exitstatus?: string };
+    if (data.status === 'stopped') return data.exitstatus ?? '';
+    if (Date.now() > end) throw new Error(`task ${upid} still running after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The task's log lines. */
+export async function taskLog(t: TestServer, upid: string): Promise<string[]> {
+  const res = await t.api('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log?limit=1000`, {
+    auth: t.root,
+  });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return (res.body.data as Array<{ t: string }>).map((l) => l.t);
+}

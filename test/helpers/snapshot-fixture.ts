@@ -1,0 +1,79 @@
+/**
+ * Small finished snapshots for API tests, written the way the backup protocol writes them (group
+ * and snapshot locks, chunks, a fixed index, the manifest last) through an admitted `write`
+ * operation. Works on a bare chunk store: the chunk subdirectories it needs are created on demand.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
+import { encodeBlob } from '../../src/datastore/data-blob.js';
+import { sha256 } from '../../src/datastore/digest.js';
+import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
+import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
+import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
+
+export interface FixtureSnapshot {
+  type: 'vm' | 'ct' | 'host';
+  id: string;
+  /** Epoch seconds. */
+  time: number;
+  owner?: string;
+  ns?: string;
+  /** Distinguishes the chunk contents of snapshots. */
+  label?: string;
+}
+
+/** Write finished snapshots (one 2-chunk fixed index each) into datastore `store`. */
+export async function writeSnapshots(
+  access: DatastoreAccess,
+  store: string,
+  snapshots: readonly FixtureSnapshot[],
+): Promise<void> {
+  const handle = await access.lookupDatastore(store, 'write', { kind: 'test-fixture' });
+  try {
+    const ds = handle.datastore;
+    for (const s of snapshots) {
+      const ns = BackupNamespace.parse(s.ns ?? '');
+      for (let i = 1; i <= ns.depth; i++) {
+        const partial = BackupNamespace.fromComponents(ns.components.slice(0, i));
+        try {
+          ds.createNamespace(partial);
+        } catch {
+          // exists
+        }
+      }
+      const group = new BackupGroup(ns, s.type, s.id);
+      const { lock: groupLock } = await ds.createLockedBackupGroup(group, s.owner ?? 'root@pam');
+      const dir = group.snapshot(s.time);
+      const { path, lock } = ds.createLockedBackupDir(dir);
+      try {
+        const chunkSize = 4096;
+        const chunks = [0, 1].map((n) => Buffer.alloc(chunkSize, `${s.label ?? `${s.id}-${s.time}`}:${n};`));
+        const fw = FixedIndexWriter.create(join(path, 'drive-scsi0.img.fidx'), {
+          size: chunkSize * chunks.length,
+          chunkSize,
+        });
+        chunks.forEach((c, n) => {
+          const digest = sha256(c);
+          mkdirSync(dirname(ds.chunkStore.chunkPath(digest)), { recursive: true });
+          ds.chunkStore.insertChunk(digest, encodeBlob(c));
+          fw.addChunk(n * chunkSize, c.length, digest);
+        });
+        const f = fw.close();
+        const manifest = newManifest(group.type, group.id, dir.time);
+        manifest.files.push({
+          filename: 'drive-scsi0.img.fidx',
+          'crypt-mode': 'none',
+          size: f.size,
+          csum: f.csum.toString('hex'),
+        });
+        storeManifest(path, manifest);
+      } finally {
+        lock.release();
+        groupLock.release();
+      }
+    }
+  } finally {
+    await handle.release();
+  }
+}
