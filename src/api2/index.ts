@@ -6,7 +6,12 @@
 import type { AnyRoute } from '../server/route.js';
 import { routes as access } from './access/index.js';
 import { routes as adminDatastore } from './admin/datastore/index.js';
+import { routes as adminGc } from './admin/gc.js';
+import { routes as adminPrune } from './admin/prune.js';
+import { routes as adminVerify } from './admin/verify.js';
 import { routes as configDatastore } from './config/datastore.js';
+import { routes as configPrune } from './config/prune.js';
+import { routes as configVerify } from './config/verify.js';
 import { routes as nodes } from './nodes/index.js';
 import { routes as status } from './status/index.js';
 import { routes as version } from './version.js';
@@ -18,4 +23,9 @@ export const apiRoutes: AnyRoute[] = [
   ...adminDatastore,
   ...configDatastore,
   ...status,
+  ...configPrune,
+  ...configVerify,
+  ...adminPrune,
+  ...adminVerify,
+  ...adminGc,
 ];
