@@ -67,6 +67,11 @@ export interface VerifyJobConfig extends JobBase {
   'ignore-verified'?: boolean;
   /** Days after which a successful verification counts as outdated. */
   'outdated-after'?: number;
+  /**
+   * Stowage extension (docs/adr/002): check as a `read` operation that records nothing, so the
+   * job also runs on a read-only datastore. Default false: record verify_state as PBS does.
+   */
+  'read-only'?: boolean;
 }
 
 type PropKind = 'string' | 'schedule' | 'bool' | 'int' | 'store' | 'ns' | 'depth';
@@ -109,6 +114,7 @@ export const VERIFY_JOBS: JobKind<VerifyJobConfig> = {
     ['schedule', 'schedule'],
     ['ignore-verified', 'bool'],
     ['outdated-after', 'int'],
+    ['read-only', 'bool'],
     ['comment', 'string'],
   ],
   required: ['store'],

@@ -27,9 +27,15 @@ export const routes: AnyRoute[] = jobConfigRoutes<VerifyJobConfig>({
     'outdated-after': Type.Optional(
       Type.Integer({ minimum: 1, description: 'Days after which a verification becomes outdated.' }),
     ),
+    'read-only': Type.Optional(
+      Type.Boolean({
+        description:
+          'Stowage: verify as a read operation that records nothing, so the job also runs in read-only maintenance.',
+      }),
+    ),
     comment: Type.Optional(CommentSchema),
   },
-  deletable: ['comment', 'schedule', 'ns', 'max-depth', 'ignore-verified', 'outdated-after'],
+  deletable: ['comment', 'schedule', 'ns', 'max-depth', 'ignore-verified', 'outdated-after', 'read-only'],
   readPrivs: ['Datastore.Audit', 'Datastore.Verify'],
   modifyPriv: 'Datastore.Verify',
 });

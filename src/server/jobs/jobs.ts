@@ -120,8 +120,12 @@ export function pruneJob(job: PruneJobConfig): JobSpec {
   };
 }
 
-/** A verify job of verification.cfg. */
+/**
+ * A verify job of verification.cfg: a `write` that records verify_state, or with the job's
+ * `read-only` option a `read` that changes nothing (docs/adr/002).
+ */
 export function verifyJob(job: VerifyJobConfig): JobSpec {
+  const readOnly = job['read-only'] === true;
   return {
     type: 'verificationjob',
     id: job.id,
@@ -129,7 +133,7 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
     workerType: 'verificationjob',
     workerId: `${job.store}:${job.id}`,
     schedule: job.schedule,
-    operation: 'write',
+    operation: readOnly ? 'read' : 'write',
     kind: 'verify',
     title: `verify job '${job.id}'`,
     async run(task, handle) {
@@ -137,7 +141,9 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
       const cache = createVerifyCache();
       const outdatedAfter = job['outdated-after'];
       const nowSec = Math.floor(Date.now() / 1000);
-      task.log(`verify datastore ${job.store}, ${nsText(job.ns)}`);
+      task.log(
+        `verify datastore ${job.store}, ${nsText(job.ns)}${readOnly ? ' (read-only: recording nothing)' : ''}`,
+      );
       const failed: string[] = [];
       let checked = 0;
       for (const ns of ds.listNamespaces(BackupNamespace.parse(job.ns ?? ''), job['max-depth'])) {
@@ -156,7 +162,7 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
             }
             checked++;
             const result = await ds.verifySnapshot(snap.dir, {
-              mode: 'write',
+              ...(readOnly ? { mode: 'read' as const } : { mode: 'write' as const }),
               upid: task.upid,
               cache,
               log: (line) => task.log(line),

@@ -109,6 +109,22 @@ test('a verify job on a read-only datastore is skipped, since verify writes', as
   });
 });
 
+test('a verify job configured read-only runs on a read-only datastore as a read operation', async () => {
+  await withInstance(async (inst, ctx) => {
+    await verifyJobConfig(inst.paths.configDir).update((jobs) => {
+      jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '*:0/30', 'read-only': true });
+    });
+    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+      state: 'created',
+      time: sec('2030-01-01T09:59:00Z'),
+    });
+    await setMaintenanceMode(inst.access, 'store1', { type: 'read-only' });
+    const runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:30Z'));
+    assert.equal(runs[0]?.outcome, 'started');
+    assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), 'OK');
+  });
+});
+
 test('scheduled GC follows the gc-schedule of datastore.cfg', async () => {
   await withInstance(async (inst, ctx) => {
     await new DatastoreConfigFile(inst.paths.configDir).update((stores) => {
