@@ -13,7 +13,7 @@ import { isStowageError } from '../errors.js';
 
 export interface ErrorEnvelope {
   status: number;
-  body: { data: null; message: string; errors?: Record<string, string> };
+  body: { data: null; message: string; errors?: Record<string, string>; details?: unknown };
   headers?: Record<string, string>;
 }
 
@@ -82,7 +82,13 @@ interface FastifyLikeError {
  */
 export function errorEnvelope(err: unknown): ErrorEnvelope {
   if (isStowageError(err)) {
-    return { status: err.status, body: { data: null, message: err.message } };
+    // details (e.g. the conflicting operations of a refused mode change) go to every client
+    const body = {
+      data: null,
+      message: err.message,
+      ...(err.details !== undefined && { details: err.details }),
+    };
+    return { status: err.status, body };
   }
   const e = err as FastifyLikeError;
   if (e && Array.isArray(e.validation)) {

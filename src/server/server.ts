@@ -17,11 +17,13 @@ import { registerRoutes } from './register-routes.js';
 import type { AnyRoute } from './route.js';
 import { TaskManager } from './tasks/worker-task.js';
 import { ensureCertificate } from './tls.js';
+import { registerWebUi } from './web-ui.js';
 
 export const DEFAULT_PORT = 8007;
 
 export interface StartServerOptions {
-  listen?: { host?: string; port?: number };
+  /** Where to listen; `fd` is a listening socket inherited from the process being replaced (restart). */
+  listen?: { host?: string; port?: number; fd?: number };
   paths: ServerPaths;
   /** A pino-compatible logger; default: fastify's own at level `info`. `false` silences it. */
   logger?: FastifyBaseLogger | false;
@@ -72,6 +74,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
         ? { logger: false }
         : { loggerInstance: opts.logger }),
     bodyLimit: 1024 * 1024,
+    // UPIDs in task URLs are longer than fastify's default of 100 characters
+    maxParamLength: 1024,
   });
 
   const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });
@@ -87,11 +91,16 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     log: app.log,
   };
   await registerRoutes(app, opts.routes ?? apiRoutes, context);
+  await registerWebUi(app);
 
   const host = opts.listen?.host ?? '0.0.0.0';
   const port = opts.listen?.port ?? DEFAULT_PORT;
   try {
-    await app.listen({ host, port });
+    // An inherited socket (graceful restart) is used as it is; host must be an address, not a
+    // name, or fastify would try to bind the name's other addresses as well.
+    if (opts.listen?.fd !== undefined)
+      await app.listen({ host: '127.0.0.1', ...({ fd: opts.listen.fd } as object) });
+    else await app.listen({ host, port });
   } catch (err) {
     await tasks.close();
     datastores.close();

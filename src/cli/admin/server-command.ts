@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { resolvePaths } from '../../config/paths.js';
 import { startServer } from '../../server/server.js';
+import { startScheduler } from '../../server/jobs/scheduler.js';
+import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
 
@@ -31,12 +33,15 @@ export function registerServerCommand(program: Command): void {
           ...(opts.dataDir && { dataDir: opts.dataDir }),
           ...(opts.runDir && { runDir: opts.runDir }),
         });
-        if (opts.quickstart) await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
+        // after a graceful restart the listening socket is inherited from the old process
+        const fd = inheritedListenFd();
+        if (opts.quickstart && fd === undefined)
+          await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
         const server = await startServer({
-        listen: parseHostPort(opts.listen),
-        paths,
-        logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
-      });
+          listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
+          paths,
+          logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
+        });
         process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
         const stop = async (signal: string) => {
           process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
