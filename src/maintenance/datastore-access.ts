@@ -61,6 +61,8 @@ export interface OperationHandle extends AsyncDisposable {
   /** The datastore configuration the admission was checked against. */
   readonly config: DatastoreConfig;
   release(): Promise<void>;
+  /** Record the worker task (UPID) this operation runs in, for the operator's view. */
+  attachTask(taskId: string): void;
 }
 
 /** A read or write operation: the datastore's files are reachable through `datastore`. */
@@ -205,6 +207,9 @@ export class DatastoreAccess {
       record,
       config,
       release,
+      attachTask: (taskId: string) => {
+        if (!released) this.registry.attachTask(record.id, taskId);
+      },
       [Symbol.asyncDispose]: release,
     } as unknown as DatastoreHandle;
     if (store) Object.defineProperty(handle, 'datastore', { value: store.datastore, enumerable: false });

@@ -36,6 +36,11 @@ export interface OperationCounts {
 export interface OperationRegistry {
   /** Record an admitted operation of this process; returns its record. */
   register(store: string, cls: OperationClass, info: OperationInfo): OperationRecord;
+  /**
+   * Record the worker task an operation runs in, once the task exists (admission comes first so
+   * that a refusal creates no task). Unknown ids are ignored.
+   */
+  attachTask(id: number, taskId: string): void;
   /** Remove an operation. Unknown ids are ignored, so a double release counts once. */
   unregister(id: number): void;
   /** Live operations (of processes that still exist with the recorded start time), oldest first. */

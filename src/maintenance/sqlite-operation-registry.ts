@@ -105,6 +105,10 @@ export class SqliteOperationRegistry implements OperationRegistry {
     return toRecord({ id, ...row });
   }
 
+  attachTask(id: number, taskId: string): void {
+    this.db.prepare('UPDATE operations SET task_id = ? WHERE id = ?').run(taskId, id);
+  }
+
   unregister(id: number): void {
     this.remove.run(id);
   }

@@ -194,3 +194,16 @@ test('an interrupted removal (left in delete) refuses everything and can be resu
   assert.equal(inst.access.config.read().stores.has('store1'), false);
   assert.ok(existsSync(storePath), 'data kept without destroyData');
 });
+
+test('an operation shows the worker task it runs in once the task exists', async () => {
+  const op = await inst.access.lookupDatastore('store1', 'write', { kind: 'gc' });
+  assert.equal(inst.access.registry.list('store1')[0]!.taskId, undefined);
+  op.attachTask('UPID:node:0000:0000:0000:0000:garbage_collection:store1:root@pam:');
+  assert.equal(
+    inst.access.registry.list('store1')[0]!.taskId,
+    'UPID:node:0000:0000:0000:0000:garbage_collection:store1:root@pam:',
+  );
+  await op.release();
+  op.attachTask('UPID:late'); // after release: nothing comes back
+  assert.deepEqual(inst.access.registry.list('store1'), []);
+});

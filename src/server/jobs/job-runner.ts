@@ -91,6 +91,7 @@ function spawnAdmitted(
     void handle.release();
     throw err;
   }
+  handle.attachTask(upid);
   writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'started', time, upid });
   recordWhenDone(ctx, job, upid, time);
   return upid;

@@ -159,13 +159,15 @@ export async function spawnAdmittedTask(
   });
   try {
     task.check?.(handle.datastore); // e.g. ownership: a refusal is synchronous, no task appears
-    return caller.server.tasks.spawnTask(task.type, task.id, caller.authId, async (worker) => {
+    const upid = caller.server.tasks.spawnTask(task.type, task.id, caller.authId, async (worker) => {
       try {
         await fn(worker, handle);
       } finally {
         await handle.release();
       }
     });
+    handle.attachTask(upid);
+    return upid;
   } catch (err) {
     await handle.release();
     throw err;
