@@ -29,6 +29,13 @@ export interface TlsPolicy {
 export type Credentials =
   { kind: 'ticket'; ticket: string; csrf?: string } | { kind: 'token'; tokenId: string; secret: string };
 
+/** The server's certificate is not trusted (fingerprint unknown or different from the pinned one). */
+export class CertificateError extends StowageError {
+  constructor(message: string) {
+    super('UNAUTHORIZED', message);
+  }
+}
+
 export function normalizeFingerprint(fp: string): string {
   return fp.trim().toLowerCase();
 }
@@ -101,15 +108,13 @@ export async function connectTls(target: ServerTarget, policy: TlsPolicy): Promi
   if (policy.fingerprint && normalizeFingerprint(policy.fingerprint) === fp) return socket;
   if (policy.fingerprint) {
     socket.destroy();
-    throw new StowageError(
-      'UNAUTHORIZED',
+    throw new CertificateError(
       `server certificate fingerprint ${fp} does not match the expected fingerprint ${normalizeFingerprint(policy.fingerprint)}`,
     );
   }
   if (policy.onUnknown && (await policy.onUnknown(fp))) return socket;
   socket.destroy();
-  throw new StowageError(
-    'UNAUTHORIZED',
+  throw new CertificateError(
     `server certificate is not trusted and its fingerprint ${fp} is not known - ` +
       'set STOWAGE_FINGERPRINT (or PBS_FINGERPRINT) to it, or run the command on a terminal to confirm it',
   );
@@ -360,6 +365,9 @@ export async function openProtocolSession(opts: {
   const h2 = http2.connect(`https://${opts.target.host}:${opts.target.port}`, {
     createConnection: () => socket,
     settings: { initialWindowSize: WINDOW, maxFrameSize: 4 * 1024 * 1024 },
+    // Several 4 MiB chunks are in flight at once; Node's 10 MB default would make nghttp2
+    // refuse streams (ENHANCE_YOUR_CALM).
+    maxSessionMemory: 256,
   });
   await new Promise<void>((resolve, reject) => {
     h2.once('connect', () => resolve());

@@ -98,6 +98,9 @@ export function compileExcludes(patterns: readonly string[]): ExcludeMatcher {
   };
 }
 
+/** The tar stream: a streamx Readable, which is async-iterable (its typings do not say so). */
+export type TarStream = tar.Pack & AsyncIterable<Buffer>;
+
 export interface TarSourceOptions {
   exclude?: readonly string[];
   /** Called for entries that cannot be archived (sockets, devices, unreadable files). */
@@ -220,7 +223,7 @@ async function writeFileEntry(
  * A tar stream of the tree under `root` (entries relative to it, the root itself as `./`).
  * Missing or non-directory roots are refused before the first byte.
  */
-export function tarDirectory(root: string, opts: TarSourceOptions = {}): tar.Pack {
+export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStream {
   const pack = tar.pack();
   const exclude = compileExcludes(opts.exclude ?? []);
   const warn = opts.onWarning ?? (() => {});
@@ -258,7 +261,7 @@ export function tarDirectory(root: string, opts: TarSourceOptions = {}): tar.Pac
     pack.finalize();
   };
   run().catch((err: unknown) => pack.destroy(err as Error));
-  return pack;
+  return pack as TarStream;
 }
 
 export interface ExtractResult {

@@ -17,6 +17,8 @@ import { errorEnvelope } from '../server/error-envelope.js';
 /** PBS: initial stream and connection windows of 32 MiB, frames up to 4 MiB (reference §8.2). */
 export const H2_WINDOW_SIZE = 32 * 1024 * 1024;
 export const H2_MAX_FRAME_SIZE = 4 * 1024 * 1024;
+/** Megabytes of buffered stream data a session may hold (chunk uploads and downloads in flight). */
+export const H2_MAX_SESSION_MEMORY_MB = 256;
 
 /** Answer an HTTP/1.1 request that will not be upgraded, with the error envelope, and close. */
 export function writeHttp1Error(socket: Duplex, err: unknown): void {
@@ -46,6 +48,9 @@ export function upgradeToHttp2(socket: Duplex, head: Buffer, protocol: string): 
         try {
           const session = http2.performServerHandshake(socket, {
             settings: { initialWindowSize: H2_WINDOW_SIZE, maxFrameSize: H2_MAX_FRAME_SIZE },
+            // Node's default (10 MB) is less than a few 4 MiB chunks in flight; beyond it nghttp2
+            // refuses new streams with ENHANCE_YOUR_CALM.
+            maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
           });
           session.setLocalWindowSize(H2_WINDOW_SIZE);
           resolve(session);

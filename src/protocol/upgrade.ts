@@ -42,12 +42,13 @@ export const READER_PATH = '/api2/json/reader';
 
 export interface ProtocolDeps {
   context: ServerContext;
-  access: DatastoreAccess;
+  /** Admission for the sessions; default the server's own (`context.datastores`). */
+  access?: DatastoreAccess;
 }
 
 /**
- * Register the protocols on the server's `upgrade` event. Call once with fastify's
- * `app.server` in `startServer`. Every request carrying an `Upgrade` header reaches this
+ * Register the protocols on the server's `upgrade` event. Call once in `startServer`, after
+ * creating the context: `attachProtocolUpgrade(app.server, { context })`. Every request carrying an `Upgrade` header reaches this
  * listener; paths other than the two protocols are answered 404.
  */
 export function attachProtocolUpgrade(server: Pick<HttpServer, 'on'>, deps: ProtocolDeps): void {
@@ -142,11 +143,15 @@ export async function handleProtocolUpgrade(
       info.checkPrivs(authId, path, ['Datastore.Read', 'Datastore.Backup'], { partial: true });
       readPriv = info.hasPrivs(authId, path, ['Datastore.Read']);
     }
-    handle = await deps.access.lookupDatastore(params.store, kind === 'backup' ? 'write' : 'read', {
-      kind,
-      detail: params.dir.toString(),
-      authId,
-    });
+    handle = await (deps.access ?? ctx.datastores).lookupDatastore(
+      params.store,
+      kind === 'backup' ? 'write' : 'read',
+      {
+        kind,
+        detail: params.dir.toString(),
+        authId,
+      },
+    );
     const expected = kind === 'backup' ? BACKUP_PROTOCOL_ID : READER_PROTOCOL_ID;
     if (req.headers.upgrade !== expected) {
       throw new BadRequestError(

@@ -1,0 +1,269 @@
+/**
+ * `stowage-client backup SPEC... [--backup-type host] [--backup-id ID] [--backup-time EPOCH]
+ *  [--ns NS] [--exclude GLOB]... [--dry-run] [--chunk-size KIB]`
+ *
+ * SPEC is `NAME.tar:DIR` (a directory as a tar stream, archive `NAME.tar.didx`),
+ * `NAME.img:FILE` (an image or block device, archive `NAME.img.fidx`), or `NAME.conf:FILE` /
+ * `NAME.log:FILE` (a small file as `NAME.conf.blob`). `NAME.pxar:DIR` is accepted for PBS habits
+ * and stored as `NAME.tar.didx`: Stowage archives trees as tar, not pxar.
+ */
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { BadRequestError, NotFoundError } from '../../errors.js';
+import {
+  parseBackupType,
+  validateBackupEpoch,
+  validateBackupId,
+  type BackupType,
+} from '../../api-types/names.js';
+import { BackupWriter, type TransferStats } from '../../client/backup-writer.js';
+import { ChunkPool } from '../../client/chunk-pool.js';
+import { validateChunkSize } from '../../client/chunker.js';
+import { measureTree, tarDirectory } from '../../client/tar-archive.js';
+import { formatBytes, formatRate, startProgress } from './progress.js';
+import { openClientSession } from './session.js';
+
+export interface BackupSpec {
+  /** Archive name on the server: `root.tar.didx`, `disk.img.fidx`, `vm.conf.blob`. */
+  archive: string;
+  kind: 'tree' | 'image' | 'blob';
+  path: string;
+}
+
+const SPEC = /^([A-Za-z0-9_][A-Za-z0-9._-]*)\.(pxar|tar|img|conf|log):(.+)$/;
+
+/** Parse one `NAME.EXT:PATH` argument. */
+export function parseBackupSpec(arg: string): BackupSpec {
+  const m = SPEC.exec(arg);
+  if (!m) {
+    throw new BadRequestError(
+      `unable to parse backup specification '${arg}' (expected NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE or NAME.log:FILE)`,
+    );
+  }
+  const [, name, ext, path] = m as unknown as [string, string, string, string];
+  if (ext === 'pxar' || ext === 'tar')
+    return { archive: `${name}.tar.didx`, kind: 'tree', path: resolve(path) };
+  if (ext === 'img') return { archive: `${name}.img.fidx`, kind: 'image', path: resolve(path) };
+  return { archive: `${name}.${ext}.blob`, kind: 'blob', path: resolve(path) };
+}
+
+/** Size of a regular file or a block device (whose stat size is 0: read it from sysfs). */
+export function imageSize(path: string): number {
+  const st = statSync(path);
+  if (st.isFile()) return st.size;
+  if (st.isBlockDevice()) {
+    const major = Math.floor(st.rdev / 256);
+    const minor = st.rdev % 256;
+    const sectors = Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim());
+    return sectors * 512;
+  }
+  throw new BadRequestError(`'${path}' is neither a regular file nor a block device`);
+}
+
+async function* readImage(path: string, size: number): AsyncGenerator<Buffer> {
+  const fd = openSync(path, 'r');
+  try {
+    const block = 4 * 1024 * 1024;
+    for (let off = 0; off < size;) {
+      const buf = Buffer.allocUnsafe(Math.min(block, size - off));
+      const n = readSync(fd, buf, 0, buf.length, off);
+      if (n === 0) break;
+      off += n;
+      yield n === buf.length ? buf : buf.subarray(0, n);
+      await new Promise<void>((r) => setImmediate(r)); // let uploads progress between reads
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface BackupOptions {
+  repository?: string;
+  backupType: string;
+  backupId?: string;
+  backupTime?: string;
+  ns?: string;
+  exclude: string[];
+  dryRun?: boolean;
+  chunkSize?: string;
+  outputFormat: string;
+}
+
+interface ArchivePlan extends BackupSpec {
+  size: number;
+}
+
+async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan[]> {
+  const seen = new Set<string>();
+  const out: ArchivePlan[] = [];
+  for (const s of specs) {
+    if (seen.has(s.archive)) throw new BadRequestError(`archive '${s.archive}' given twice`);
+    seen.add(s.archive);
+    const st = statSync(s.path, { throwIfNoEntry: false });
+    if (!st) throw new NotFoundError(`backup source '${s.path}' does not exist`);
+    if (s.kind === 'tree') {
+      if (!st.isDirectory())
+        throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
+      out.push({ ...s, size: (await measureTree(s.path, { exclude })).bytes });
+    } else if (s.kind === 'image') out.push({ ...s, size: imageSize(s.path) });
+    else {
+      if (!st.isFile()) throw new BadRequestError(`'${s.path}' is not a file`);
+      out.push({ ...s, size: st.size });
+    }
+  }
+  return out;
+}
+
+function dedupRatio(total: TransferStats): string {
+  return total.newBytes === 0 ? 'all data reused' : (total.bytes / total.newBytes).toFixed(2);
+}
+
+export function registerBackupCommand(program: Command): void {
+  program
+    .command('backup')
+    .description(
+      'create a backup: NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE ... (tar trees are stored as NAME.tar.didx)',
+    )
+    .argument('<spec...>', 'what to back up')
+    .option(
+      '--repository <repo>',
+      'repository [[user@realm[!token]@]host[:port]:]datastore (env STOWAGE_REPOSITORY)',
+    )
+    .option('--backup-type <type>', 'backup type: host, vm or ct', 'host')
+    .option('--backup-id <id>', 'backup id (default: the host name)')
+    .option('--backup-time <epoch>', 'backup time in seconds since the epoch (default: now)')
+    .option('--ns <ns>', 'namespace, e.g. a/b')
+    .option(
+      '--exclude <glob>',
+      'exclude paths matching GLOB (gitignore-like; repeatable)',
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option('--dry-run', 'show what would be backed up, upload nothing')
+    .option('--chunk-size <KiB>', 'average chunk size of tar archives in KiB (power of two, 64..4096)')
+    .option('--output-format <format>', 'text or json', 'text')
+    .action(async (args: string[], opts: BackupOptions) => {
+      const specs = args.map(parseBackupSpec);
+      const backupType: BackupType = parseBackupType(opts.backupType);
+      const backupId = validateBackupId(opts.backupId ?? (hostname().split('.')[0] || 'localhost'));
+      const backupTime = validateBackupEpoch(
+        opts.backupTime === undefined ? Math.floor(Date.now() / 1000) : Number(opts.backupTime),
+      );
+      const chunkSize =
+        opts.chunkSize === undefined ? undefined : validateChunkSize(Number(opts.chunkSize) * 1024);
+      const archives = await plan(specs, opts.exclude);
+      const json = opts.outputFormat === 'json';
+      if (opts.dryRun) {
+        for (const a of archives)
+          process.stdout.write(`would upload ${a.path} as ${a.archive} (${formatBytes(a.size)})\n`);
+        return;
+      }
+      const session = openClientSession(opts.repository);
+      const pool = new ChunkPool();
+      const started = Date.now();
+      try {
+        const result = await session.withAuth(async (credentials) => {
+          const writer = await BackupWriter.start(
+            {
+              target: session.target,
+              policy: session.policy,
+              credentials,
+              store: session.repo.store,
+              ns: opts.ns,
+              backupType,
+              backupId,
+              backupTime,
+            },
+            pool,
+          );
+          const onSignal = () => {
+            writer.abort();
+            process.stderr.write('interrupted - the server removes the unfinished snapshot\n');
+            process.exit(130);
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          try {
+            process.stderr.write(
+              `Starting backup: ${opts.ns ? `[${opts.ns}]:` : ''}${backupType}/${backupId}/${new Date(backupTime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}\n`,
+            );
+            const perArchive: Array<{ archive: string; stats?: TransferStats; size: number }> = [];
+            for (const a of archives) {
+              if (a.kind === 'blob') {
+                await writer.uploadBlob(a.archive, readFileSync(a.path));
+                perArchive.push({ archive: a.archive, size: a.size });
+                continue;
+              }
+              const progress = startProgress(a.archive, a.size);
+              const onProgress = (s: TransferStats) =>
+                progress.update({ bytes: s.bytes, newBytes: s.newBytes, reusedBytes: s.reusedBytes });
+              try {
+                const stats =
+                  a.kind === 'tree'
+                    ? await writer.uploadStream(
+                        a.archive,
+                        tarDirectory(a.path, {
+                          exclude: opts.exclude,
+                          onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+                        }),
+                        { onProgress, chunkSize },
+                      )
+                    : await writer.uploadImage(a.archive, readImage(a.path, a.size), a.size, { onProgress });
+                onProgress(stats);
+                perArchive.push({ archive: a.archive, stats, size: stats.bytes });
+              } finally {
+                progress.stop();
+              }
+            }
+            await writer.finish();
+            return perArchive;
+          } catch (err) {
+            writer.abort();
+            throw err;
+          } finally {
+            process.off('SIGINT', onSignal);
+            process.off('SIGTERM', onSignal);
+          }
+        });
+        const ms = Date.now() - started;
+        const total = (result as Array<{ stats?: TransferStats }>).reduce(
+          (t, r) => {
+            if (r.stats) for (const k of Object.keys(t) as Array<keyof TransferStats>) t[k] += r.stats[k];
+            return t;
+          },
+          {
+            bytes: 0,
+            chunks: 0,
+            newBytes: 0,
+            newChunks: 0,
+            reusedBytes: 0,
+            uploadedBytes: 0,
+          } as TransferStats,
+        );
+        const snapshot = `${backupType}/${backupId}/${new Date(backupTime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}`;
+        if (json) {
+          process.stdout.write(
+            JSON.stringify({ snapshot, ns: opts.ns ?? '', 'duration-ms': ms, ...total, archives: result }) +
+              '\n',
+          );
+          return;
+        }
+        for (const r of result) {
+          const s = r.stats;
+          process.stdout.write(
+            s
+              ? `${r.archive}: ${formatBytes(s.bytes)}, new ${formatBytes(s.newBytes)} (${s.newChunks} chunks, ${formatBytes(s.uploadedBytes)} sent), reused ${formatBytes(s.reusedBytes)}\n`
+              : `${r.archive}: ${formatBytes(r.size)} (blob)\n`,
+          );
+        }
+        process.stdout.write(
+          `snapshot ${snapshot}: ${formatBytes(total.bytes)} in ${(ms / 1000).toFixed(1)} s (${formatRate(total.bytes, ms)}), ` +
+            `uploaded ${formatBytes(total.uploadedBytes)}, dedup ratio ${dedupRatio(total)}\n`,
+        );
+      } finally {
+        await pool.close();
+      }
+    });
+}

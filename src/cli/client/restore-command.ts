@@ -1,0 +1,182 @@
+/**
+ * `stowage-client restore SNAPSHOT ARCHIVE TARGET` — SNAPSHOT is `type/id/time` (RFC 3339, as
+ * `snapshots` prints it) or `type/id` for the group's latest finished snapshot. ARCHIVE may omit
+ * the `.didx`/`.fidx`/`.blob` suffix (`root.tar`, `disk.img`). A tar archive is extracted into the
+ * directory TARGET (created; an existing one must be empty); an image or blob is written to the
+ * file TARGET, or to stdout when TARGET is `-`.
+ */
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { BadRequestError, NotFoundError } from '../../errors.js';
+import {
+  backupTimeFromString,
+  parseBackupType,
+  validateBackupId,
+  type BackupType,
+} from '../../api-types/names.js';
+import { ApiClient } from '../../client/connection.js';
+import { BackupReader } from '../../client/backup-reader.js';
+import { ChunkPool } from '../../client/chunk-pool.js';
+import { extractTar } from '../../client/tar-archive.js';
+import { formatBytes, formatRate, startProgress } from './progress.js';
+import { openClientSession, type ClientSession } from './session.js';
+
+export interface SnapshotSpec {
+  backupType: BackupType;
+  backupId: string;
+  /** Undefined: the latest finished snapshot of the group. */
+  backupTime?: number;
+}
+
+export function parseSnapshotSpec(spec: string): SnapshotSpec {
+  const parts = spec.split('/');
+  if (parts.length !== 2 && parts.length !== 3) {
+    throw new BadRequestError(
+      `unable to parse snapshot '${spec}' (expected type/id/YYYY-MM-DDTHH:MM:SSZ or type/id)`,
+    );
+  }
+  return {
+    backupType: parseBackupType(parts[0], 'snapshot'),
+    backupId: validateBackupId(parts[1], 'snapshot'),
+    backupTime: parts[2] === undefined ? undefined : backupTimeFromString(parts[2], 'snapshot'),
+  };
+}
+
+interface SnapshotListItem {
+  'backup-type': string;
+  'backup-id': string;
+  'backup-time': number;
+  files?: Array<{ filename: string; size?: number } | string>;
+  size?: number;
+  protected?: boolean;
+  verification?: { state?: string };
+}
+
+/** The latest snapshot of a group that has a manifest (a finished backup). */
+async function latestSnapshot(
+  session: ClientSession,
+  api: ApiClient,
+  spec: SnapshotSpec,
+  ns?: string,
+): Promise<number> {
+  const list = await api.call<SnapshotListItem[]>('GET', `/admin/datastore/${session.repo.store}/snapshots`, {
+    ns,
+    'backup-type': spec.backupType,
+    'backup-id': spec.backupId,
+  });
+  const finished = list
+    .filter((s) =>
+      (s.files ?? []).some((f) => (typeof f === 'string' ? f : f.filename) === 'index.json.blob'),
+    )
+    .sort((a, b) => a['backup-time'] - b['backup-time']);
+  const last = finished.at(-1);
+  if (!last) throw new NotFoundError(`group ${spec.backupType}/${spec.backupId} has no finished snapshot`);
+  return last['backup-time'];
+}
+
+function resolveArchive(files: string[], name: string): string {
+  if (files.includes(name)) return name;
+  for (const ext of ['.didx', '.fidx', '.blob']) if (files.includes(name + ext)) return name + ext;
+  // PBS habit: root.pxar means the tree archive, which Stowage stores as root.tar.didx.
+  const tar = name.replace(/\.pxar(\.didx)?$/, '.tar.didx');
+  if (files.includes(tar)) return tar;
+  throw new NotFoundError(`snapshot has no archive '${name}' (archives: ${files.join(', ')})`);
+}
+
+export function registerRestoreCommand(program: Command): void {
+  program
+    .command('restore')
+    .description(
+      'restore an archive of a snapshot: a tar archive into a directory, an image or blob into a file (- for stdout)',
+    )
+    .argument('<snapshot>', 'type/id/time, or type/id for the latest')
+    .argument('<archive>', 'archive name, e.g. root.tar or disk.img')
+    .argument('<target>', 'target directory (tar) or file (image, blob; - for stdout)')
+    .option(
+      '--repository <repo>',
+      'repository [[user@realm[!token]@]host[:port]:]datastore (env STOWAGE_REPOSITORY)',
+    )
+    .option('--ns <ns>', 'namespace, e.g. a/b')
+    .action(
+      async (
+        snapshotArg: string,
+        archiveArg: string,
+        target: string,
+        opts: { repository?: string; ns?: string },
+      ) => {
+        const spec = parseSnapshotSpec(snapshotArg);
+        const session = openClientSession(opts.repository);
+        const pool = new ChunkPool();
+        const started = Date.now();
+        try {
+          const bytes = await session.withAuth(async (credentials) => {
+            const api = new ApiClient(session.target, session.policy, credentials);
+            const backupTime = spec.backupTime ?? (await latestSnapshot(session, api, spec, opts.ns));
+            const reader = await BackupReader.open(
+              {
+                target: session.target,
+                policy: session.policy,
+                credentials,
+                store: session.repo.store,
+                ns: opts.ns,
+                backupType: spec.backupType,
+                backupId: spec.backupId,
+                backupTime,
+              },
+              pool,
+            );
+            try {
+              const manifest = await reader.manifest();
+              const archive = resolveArchive(
+                manifest.files.map((f) => f.filename),
+                archiveArg,
+              );
+              if (archive.endsWith('.blob')) {
+                const data = await reader.blob(archive);
+                if (target === '-') process.stdout.write(data);
+                else writeFileSync(target, data, { flag: 'wx', mode: 0o600 });
+                return data.length;
+              }
+              const entry = manifest.files.find((f) => f.filename === archive)!;
+              const progress = startProgress(archive, entry.size);
+              try {
+                if (archive.endsWith('.tar.didx')) {
+                  if (target === '-')
+                    throw new BadRequestError('a tar archive is restored into a directory, not to stdout');
+                  const res = await extractTar(
+                    reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
+                    target,
+                  );
+                  return res.bytes;
+                }
+                if (target === '-') {
+                  let n = 0;
+                  for await (const data of reader.chunks(archive, (p) =>
+                    progress.update({ bytes: p.bytes }),
+                  )) {
+                    n += data.length;
+                    if (!process.stdout.write(data))
+                      await new Promise((r) => process.stdout.once('drain', r));
+                  }
+                  return n;
+                }
+                return await reader.restoreToFile(archive, target, (p) =>
+                  progress.update({ bytes: p.bytes }),
+                );
+              } finally {
+                progress.stop();
+              }
+            } finally {
+              await reader.close();
+            }
+          });
+          const ms = Date.now() - started;
+          process.stderr.write(
+            `restored ${formatBytes(bytes)} in ${(ms / 1000).toFixed(1)} s (${formatRate(bytes, ms)})\n`,
+          );
+        } finally {
+          await pool.close();
+        }
+      },
+    );
+}
