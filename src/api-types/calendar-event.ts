@@ -17,7 +17,7 @@
  *
  * Pure: text in, parsed event out; `nextEvent` does arithmetic on dates, no IO.
  */
-import { BadRequestError } from '../../errors.js';
+import { BadRequestError } from '../errors.js';
 
 /** One comma-separated item: a value, a range, optionally repeating every `step`. */
 interface ValueSpec {

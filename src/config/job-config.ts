@@ -25,7 +25,7 @@ import {
 import { BadConfigError, BadRequestError, ConfigModifiedError } from '../errors.js';
 import { withFileLock } from '../sys/file-lock.js';
 import { replaceFile } from '../sys/atomic-file.js';
-import { validateCalendarEvent } from '../server/jobs/calendar-event.js';
+import { validateCalendarEvent } from '../api-types/calendar-event.js';
 import { formatSectionConfig, parseSectionConfig, sectionLine, type Section } from './section-config.js';
 
 export const KEEP_KEYS = [

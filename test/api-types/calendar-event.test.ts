@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nextEvent, parseCalendarEvent } from '../../../src/server/jobs/calendar-event.js';
-import { StowageError } from '../../../src/errors.js';
+import { nextEvent, parseCalendarEvent } from '../../src/api-types/calendar-event.js';
+import { StowageError } from '../../src/errors.js';
 
 const iso = (d: Date | undefined) => d?.toISOString().replace('.000Z', 'Z');
 const at = (s: string) => new Date(s);

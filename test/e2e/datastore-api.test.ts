@@ -550,3 +550,38 @@ test('removing a datastore: if-idle refuses a busy one at once, a drain timeout 
     await holder.stop();
   }
 });
+
+test('a bad gc-schedule is refused naming it, and removing a datastore removes its jobs unless keep-job-configs', async () => {
+  await t.addBareDatastore('jobs1');
+  await t.addBareDatastore('jobs2');
+  const before = readFileSync(join(t.paths.configDir, 'datastore.cfg'), 'utf8');
+  const bad = await t.api('PUT', '/config/datastore/jobs1', {
+    auth: t.root,
+    body: { 'gc-schedule': 'every tuesday' },
+  });
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.message!, /gc-schedule/);
+  assert.equal(readFileSync(join(t.paths.configDir, 'datastore.cfg'), 'utf8'), before);
+  const good = await t.api('PUT', '/config/datastore/jobs1', {
+    auth: t.root,
+    body: { 'gc-schedule': 'sat 18:15' },
+  });
+  assert.equal(good.status, 200, JSON.stringify(good.body));
+
+  for (const store of ['jobs1', 'jobs2']) {
+    const r = await t.api('POST', '/config/prune', {
+      auth: t.root,
+      body: { id: `prune-${store}`, store, schedule: 'daily', 'keep-last': 3 },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const gone = await t.api('DELETE', '/config/datastore/jobs1', { auth: t.root });
+  assert.equal(await waitForTask(t, gone.body.data as string), 'OK');
+  const kept = await t.api('DELETE', '/config/datastore/jobs2?keep-job-configs=1', { auth: t.root });
+  assert.equal(await waitForTask(t, kept.body.data as string), 'OK');
+  const jobs = await t.api('GET', '/config/prune', { auth: t.root });
+  assert.deepEqual(
+    (jobs.body.data as Array<{ id: string }>).map((j) => j.id),
+    ['prune-jobs2'],
+  );
+});

@@ -12,6 +12,9 @@
  * `maintenance-mode`) and transition check. Everything that can be validated is validated before
  * anything is written, so bad input leaves datastore.cfg byte-identical.
  */
+import { validateCalendarEvent } from '../../api-types/calendar-event.js';
+import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
+import { removeJobState } from '../../server/jobs/job-state.js';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { FastifyReply } from 'fastify';
@@ -153,6 +156,11 @@ function applyFields(cfg: DatastoreConfig, changes: FieldChanges): void {
   if (cfg.extra?.length === 0) delete cfg.extra;
 }
 
+/** gc-schedule must be a calendar event the scheduler understands. */
+function validateSchedule(cfg: DatastoreConfig): void {
+  if (cfg['gc-schedule'] !== undefined) validateCalendarEvent(cfg['gc-schedule'], 'gc-schedule');
+}
+
 /** An unfrozen deep copy of a stored config. */
 function copyConfig(cfg: DatastoreConfig): DatastoreConfig {
   return { ...cfg, ...(cfg.extra && { extra: cfg.extra.map(([k, v]) => [k, v] as [string, string]) }) };
@@ -259,6 +267,7 @@ export const routes: AnyRoute[] = [
       if (modeText !== undefined)
         candidate['maintenance-mode'] = formatMaintenanceMode(operatorMode(modeText));
       validateDatastoreConfig(candidate);
+      validateSchedule(candidate);
       const pending = creating.get(access) ?? new Set<string>();
       creating.set(access, pending);
       if (access.config.read().stores.has(name) || pending.has(name)) {
@@ -349,6 +358,8 @@ export const routes: AnyRoute[] = [
       const candidate = copyConfig(stored);
       applyFields(candidate, changes);
       validateDatastoreConfig(candidate);
+      validateSchedule(candidate);
+      const gcScheduleChanged = candidate['gc-schedule'] !== stored['gc-schedule'];
       let modeChange: { mode: MaintenanceMode | undefined } | undefined;
       if (remove.includes('maintenance-mode')) modeChange = { mode: undefined };
       if (modeText !== undefined) modeChange = { mode: operatorMode(modeText) };
@@ -391,6 +402,8 @@ export const routes: AnyRoute[] = [
         } finally {
           lock.release();
         }
+        // as PBS: a new GC schedule starts from now, not from the old schedule's last run
+        if (gcScheduleChanged) removeJobState(server.paths.dataDir, 'garbage_collection', name);
       }
 
       const cfg = access.datastoreConfig(name);
@@ -459,6 +472,32 @@ export const routes: AnyRoute[] = [
           signal: task.signal,
         });
         if (!query['destroy-data']) task.log(`data left in place at ${result.path}`);
+        // after the removal succeeded (PBS removes them first, losing them when removal fails)
+        removeJobState(server.paths.dataDir, 'garbage_collection', name);
+        if (!query['keep-job-configs']) {
+          for (const file of [
+            pruneJobConfig(server.paths.configDir),
+            verifyJobConfig(server.paths.configDir),
+          ]) {
+            const removed: string[] = [];
+            await file.update((jobs) => {
+              for (const [id, job] of jobs) {
+                if (job.store === name) {
+                  jobs.delete(id);
+                  removed.push(id);
+                }
+              }
+            });
+            for (const id of removed) {
+              removeJobState(
+                server.paths.dataDir,
+                file.kind.sectionType === 'prune' ? 'prunejob' : 'verificationjob',
+                id,
+              );
+              task.log(`removed job '${id}'`);
+            }
+          }
+        }
       });
     },
   }),

@@ -14,7 +14,7 @@ import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
 import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
-import { nextEvent } from './calendar-event.js';
+import { nextEvent } from '../../api-types/calendar-event.js';
 
 /** Scheduled runs are done as root@pam, as PBS's proxy runs them. */
 export const SCHEDULER_AUTH_ID = 'root@pam';
