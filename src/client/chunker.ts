@@ -114,7 +114,10 @@ export class Chunker {
     return this.chunkSize;
   }
 
-  scan(data: Uint8Array, from = 0): number {
+  scan(input: Uint8Array, from = 0): number {
+    // A plain Uint8Array view: indexing a Buffer (a subclass) in the hot loop is slower in V8.
+    const data =
+      input.constructor === Uint8Array ? input : new Uint8Array(input.buffer, input.byteOffset, input.length);
     const len = data.length;
     let pos = from;
     // A cut is first possible at chunkSize == min, where the hash covers bytes min-48..min-1;
