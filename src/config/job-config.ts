@@ -28,14 +28,9 @@ import { replaceFile } from '../sys/atomic-file.js';
 import { validateCalendarEvent } from '../api-types/calendar-event.js';
 import { formatSectionConfig, parseSectionConfig, sectionLine, type Section } from './section-config.js';
 
-export const KEEP_KEYS = [
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-] as const;
+import { KEEP_OPTION_NAMES as KEEP_KEYS } from '../api-types/prune-options.js';
+
+export { KEEP_KEYS };
 
 interface JobBase {
   id: string;

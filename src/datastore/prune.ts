@@ -26,16 +26,9 @@ import {
   listSnapshots,
 } from './backup-info.js';
 
-export const KEEP_OPTION_NAMES = [
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-] as const;
-export type KeepOptionName = (typeof KEEP_OPTION_NAMES)[number];
-export type KeepOptions = Partial<Record<KeepOptionName, number>>;
+import { KEEP_OPTION_NAMES, type KeepOptionName, type KeepOptions } from '../api-types/prune-options.js';
+
+export { KEEP_OPTION_NAMES, type KeepOptionName, type KeepOptions };
 
 export interface PruneCandidate {
   /** Backup time, epoch seconds; unique within a group. */

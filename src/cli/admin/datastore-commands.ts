@@ -4,6 +4,7 @@
  * the API and the UI).
  */
 import type { Command } from 'commander';
+import type { OperationItem } from '../../api-types/operations.js';
 import { StowageError } from '../../errors.js';
 import {
   conflictingClasses,
@@ -24,17 +25,7 @@ interface DatastoreConfigItem {
   [k: string]: unknown;
 }
 
-/** An operation as `active-operations` lists it. */
-export interface ActiveOperation {
-  id: number;
-  class: string;
-  kind: string;
-  detail?: string;
-  'auth-id'?: string;
-  'task-id'?: string;
-  pid: number;
-  started: number;
-}
+type ActiveOperation = OperationItem;
 
 interface ActiveOperations {
   read: number;

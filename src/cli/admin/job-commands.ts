@@ -1,17 +1,10 @@
 /** `stowage gc|verify|prune NAME`: start datastore maintenance work as server tasks and follow them. */
 import type { Command } from 'commander';
+import { KEEP_OPTION_NAMES } from '../../api-types/prune-options.js';
 import { adminClient, type GlobalOptions } from './admin-connection.js';
 import { printRows, type OutputFormat } from './output.js';
 import { followTask } from './task-wait.js';
 
-const KEEP = [
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-] as const;
 const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions & { outputFormat: OutputFormat };
 const storePath = (name: string) => `/admin/datastore/${encodeURIComponent(name)}`;
 
@@ -43,12 +36,12 @@ export function registerJobCommands(program: Command): void {
     .description('prune every backup group of a datastore with the given retention')
     .option('--dry-run', 'only list what would be kept and removed')
     .option('--ns <namespace>', 'namespace to prune');
-  for (const k of KEEP) prune.option(`--${k} <n>`, `retention: ${k}`, (v) => Number(v));
+  for (const k of KEEP_OPTION_NAMES) prune.option(`--${k} <n>`, `retention: ${k}`, (v) => Number(v));
   prune.action(async (name: string, o: Record<string, unknown>, cmd: Command) => {
     const g = globals(cmd);
     const client = await adminClient(g);
     const params: Record<string, unknown> = { 'dry-run': o.dryRun, ns: o.ns };
-    for (const k of KEEP) {
+    for (const k of KEEP_OPTION_NAMES) {
       const camel = k.replace(/-(\w)/g, (_m, c: string) => c.toUpperCase());
       params[k] = o[camel];
     }

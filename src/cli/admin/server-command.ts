@@ -8,6 +8,14 @@ import { inheritedListenFd, installGracefulRestart } from '../../server/restart.
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
 
+interface ServerOptions {
+  listen: string;
+  configDir?: string;
+  dataDir?: string;
+  runDir?: string;
+  quickstart?: boolean;
+}
+
 export function registerServerCommand(program: Command): void {
   program
     .command('server')
@@ -20,36 +28,34 @@ export function registerServerCommand(program: Command): void {
     .option('--data-dir <dir>', 'state directory: task logs, job state (env STOWAGE_DATA_DIR)')
     .option('--run-dir <dir>', 'runtime directory: locks, operation registry (env STOWAGE_RUN_DIR)')
     .option('--quickstart', 'create the default datastore "local" under the data dir when none exists')
-    .action(
-      async (opts: {
-        listen: string;
-        configDir?: string;
-        dataDir?: string;
-        runDir?: string;
-        quickstart?: boolean;
-      }) => {
-        const paths = resolvePaths({
-          ...(opts.configDir && { configDir: opts.configDir }),
-          ...(opts.dataDir && { dataDir: opts.dataDir }),
-          ...(opts.runDir && { runDir: opts.runDir }),
-        });
-        // after a graceful restart the listening socket is inherited from the old process
-        const fd = inheritedListenFd();
-        if (opts.quickstart && fd === undefined)
-          await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
-        const server = await startServer({
-          listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
-          paths,
-          logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
-        });
-        process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
-        const stop = async (signal: string) => {
-          process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
-          await server.close();
-          process.exit(0);
-        };
-        process.once('SIGTERM', () => void stop('SIGTERM'));
-        process.once('SIGINT', () => void stop('SIGINT'));
-      },
-    );
+    .action(async (_o, cmd: Command) => {
+      // --config-dir is a global option: the admin commands need it too
+      const opts = cmd.optsWithGlobals() as ServerOptions;
+      const paths = resolvePaths({
+        ...(opts.configDir && { configDir: opts.configDir }),
+        ...(opts.dataDir && { dataDir: opts.dataDir }),
+        ...(opts.runDir && { runDir: opts.runDir }),
+      });
+      // after a graceful restart (SIGHUP) the listening socket is inherited from the old process
+      const fd = inheritedListenFd();
+      if (opts.quickstart && fd === undefined) {
+        await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
+      }
+      const server = await startServer({
+        listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
+        paths,
+        logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
+      });
+      const scheduler = startScheduler(server.context);
+      installGracefulRestart(server, { stop: [scheduler] });
+      process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
+      const stop = async (signal: string) => {
+        process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
+        await scheduler.stop();
+        await server.close();
+        process.exit(0);
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+    });
 }

@@ -8,6 +8,7 @@
  * maintenance); then ownership, which reads the group's owner file and so needs the admitted
  * handle.
  */
+import type { OperationItem } from '../../../api-types/operations.js';
 import { Type } from 'typebox';
 import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
@@ -65,19 +66,7 @@ export function snapshotOf(q: {
   return groupOf(q).snapshot(q['backup-time']);
 }
 
-/** An admitted operation as the API shows it (Stowage extension of `active-operations`). */
-export interface OperationItem {
-  id: number;
-  class: string;
-  kind: string;
-  detail?: string;
-  'auth-id'?: string;
-  /** UPID of the worker task the operation belongs to. */
-  'task-id'?: string;
-  pid: number;
-  /** Epoch seconds. */
-  started: number;
-}
+export type { OperationItem };
 
 export const OperationItemSchema = Type.Object({
   id: Type.Integer(),

@@ -1,0 +1,154 @@
+/**
+ * The `stowage` admin CLI against a real `stowage server` process over HTTPS: the quick start,
+ * and the maintenance commands an operator uses (design §4 CLI, invariants 4–6).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StowagePaths } from '../../src/config/paths.js';
+import { HolderProcess } from '../helpers/holder-process.js';
+import { runCli, ServerProcess, STOWAGE_BIN } from '../helpers/cli.js';
+
+let root: string;
+let paths: StowagePaths;
+let env: NodeJS.ProcessEnv;
+let server: ServerProcess;
+let holder: HolderProcess;
+const cfg = () => readFileSync(join(paths.configDir, 'datastore.cfg'), 'utf8');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const stowage = (...args: string[]) => runCli(STOWAGE_BIN, args, env);
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'stowage-cli-'));
+  paths = { configDir: join(root, 'etc'), dataDir: root, runDir: join(root, 'run') };
+  const port = await freePort();
+  env = { STOWAGE_DATA_DIR: root, STOWAGE_SERVER: `127.0.0.1:${port}`, STOWAGE_ROOT_PASSWORD: '' };
+  server = new ServerProcess(['--quickstart', '--listen', `127.0.0.1:${port}`], env);
+  await server.started();
+  holder = await new HolderProcess(paths).start();
+});
+
+after(async () => {
+  await holder?.kill();
+  await server?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+test('the quick start creates the datastore "local" and prints the admin password once', async () => {
+  assert.match(server.output, /datastore 'local' ready/);
+  assert.match(server.output, /root@pam password: \S+/);
+  assert.match(server.output, /fingerprint: ([0-9a-f]{2}:){31}[0-9a-f]{2}/);
+  const list = await stowage('datastore', 'list');
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^local\s+\S+datastores\/local\s+none/m);
+  const json = await stowage('--output-format', 'json', 'datastore', 'list');
+  assert.deepEqual(
+    (JSON.parse(json.stdout) as Array<{ name: string }>).map((s) => s.name),
+    ['local'],
+  );
+});
+
+test('maintenance set --if-idle refuses while a backup runs and changes nothing', async () => {
+  const id = await holder.hold('local', 'write', 'backup', 'host/web01');
+  try {
+    const before = cfg();
+    const r = await stowage(
+      'datastore',
+      'maintenance',
+      'set',
+      'local',
+      'read-only',
+      '--message',
+      'disk swap',
+      '--if-idle',
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^error: .*not idle.*backup host\/web01/);
+    assert.equal(cfg(), before);
+  } finally {
+    await holder.send({ cmd: 'release', id });
+  }
+});
+
+test('maintenance set is graceful, --wait reports what still runs, and the mode refuses new writes', async () => {
+  const id = await holder.hold('local', 'write', 'backup', 'host/web01');
+  const set = await stowage(
+    'datastore',
+    'maintenance',
+    'set',
+    'local',
+    'read-only',
+    '--message',
+    'disk swap',
+    '--wait',
+    '--timeout',
+    '1s',
+  );
+  assert.equal(set.code, 6, `timeout exit code expected: ${set.stdout}${set.stderr}`);
+  assert.match(set.stdout, /now in read-only maintenance mode/);
+  assert.match(set.stdout, /waiting for 1 conflicting operation\(s\):\n {2}backup host\/web01/);
+  assert.match(
+    set.stderr,
+    /did not drain within 1s: 1 conflicting operation\(s\) still running: backup host\/web01/,
+  );
+  assert.match(cfg(), /maintenance-mode read-only,message="disk swap"/);
+
+  const show = await stowage('datastore', 'maintenance', 'show', 'local');
+  assert.match(
+    show.stdout,
+    /maintenance: read-only \(disk swap\)\n1 conflicting operation\(s\) still running:/,
+  );
+  assert.match(show.stdout, /write\s+backup\s+host\/web01/);
+
+  const refused = await holder.send({ cmd: 'lookup', store: 'local', op: 'write' });
+  assert.equal(refused.message, "datastore 'local' is unavailable: read-only maintenance mode: disk swap");
+  const reads = await holder.send({ cmd: 'lookup', store: 'local', op: 'read' });
+  assert.equal(reads.ok, true, 'restores go on under read-only');
+  await holder.send({ cmd: 'release', id: reads.id });
+
+  setTimeout(() => void holder.send({ cmd: 'release', id }), 1500);
+  const wait = await stowage('datastore', 'maintenance', 'wait', 'local', '--timeout', '60s');
+  assert.equal(wait.code, 0, wait.stderr);
+  assert.match(wait.stdout, /datastore 'local' drained/);
+  const ops = await stowage('datastore', 'active-operations', 'local');
+  assert.match(ops.stdout, /^read 0, write 0, lookup 0; maintenance: read-only \(disk swap\)/);
+
+  const clear = await stowage('datastore', 'maintenance', 'clear', 'local');
+  assert.equal(clear.code, 0, clear.stderr);
+  assert.doesNotMatch(cfg(), /maintenance-mode/);
+});
+
+test('bad input gets a one-line error and a non-zero exit, and changes nothing', async () => {
+  const before = cfg();
+  const long = await stowage(
+    'datastore',
+    'maintenance',
+    'set',
+    'local',
+    'offline',
+    '--message',
+    'x'.repeat(65),
+  );
+  assert.equal(long.code, 2);
+  assert.equal(long.stderr.trim().split('\n').length, 1);
+  assert.match(long.stderr, /message is 65 characters long, at most 64/);
+  const type = await stowage('datastore', 'maintenance', 'set', 'local', 'sealed');
+  assert.equal(type.code, 2);
+  assert.match(type.stderr, /invalid maintenance type 'sealed'/);
+  const missing = await stowage('datastore', 'maintenance', 'set', 'nope', 'offline');
+  assert.equal(missing.code, 4);
+  assert.match(missing.stderr, /nope/);
+  assert.equal(cfg(), before);
+});
