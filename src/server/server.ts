@@ -12,6 +12,7 @@ import { LoginLimiter, type LoginLimiterOptions } from './auth/login-limiter.js'
 import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from './context.js';
 import { openDatastoreAccess } from '../maintenance/open-datastore-access.js';
+import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from './permissions.js';
 import { registerRoutes } from './register-routes.js';
 import type { AnyRoute } from './route.js';
@@ -91,6 +92,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     log: app.log,
   };
   await registerRoutes(app, opts.routes ?? apiRoutes, context);
+  // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection
+  attachProtocolUpgrade(app.server, { context });
   await registerWebUi(app);
 
   const host = opts.listen?.host ?? '0.0.0.0';

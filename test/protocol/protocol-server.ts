@@ -1,12 +1,8 @@
 /**
- * A real HTTPS server (startServer) with the backup/reader protocols attached, on a throw-away
- * instance. Until startServer attaches the protocols itself, this captures fastify's https server
- * to attach them (test-only).
+ * A real HTTPS server (startServer, which serves the backup/reader protocols) on a throw-away
+ * instance.
  */
-import https from 'node:https';
-import type { Server } from 'node:https';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { attachProtocolUpgrade } from '../../src/protocol/upgrade.js';
 import { ApiClient, type Credentials } from '../../src/client/connection.js';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 
@@ -24,27 +20,14 @@ export interface ProtocolServer {
 
 export async function startProtocolServer(prefix = 'stowage-proto-'): Promise<ProtocolServer> {
   const instance = makeInstance(prefix);
-  const original = https.createServer;
-  let captured: Server | undefined;
-  (https as { createServer: unknown }).createServer = (...args: unknown[]) => {
-    captured = (original as (...a: unknown[]) => Server)(...args);
-    return captured;
-  };
-  let server: RunningServer;
-  try {
-    server = await startServer({
-      listen: { host: '127.0.0.1', port: 0 },
-      paths: instance.paths,
-      logger: false,
-      announce: () => {},
-      rootPassword: ROOT_PASSWORD,
-      authFailureDelayMs: 0,
-    });
-  } finally {
-    (https as { createServer: unknown }).createServer = original;
-  }
-  if (!captured) throw new Error('https server not captured');
-  attachProtocolUpgrade(captured, { context: server.context, access: instance.access });
+  const server = await startServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    paths: instance.paths,
+    logger: false,
+    announce: () => {},
+    rootPassword: ROOT_PASSWORD,
+    authFailureDelayMs: 0,
+  });
   const url = new URL(server.url);
   const host = url.hostname;
   const port = Number(url.port);
