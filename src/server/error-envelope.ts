@@ -13,7 +13,7 @@ import { isStowageError } from '../errors.js';
 
 export interface ErrorEnvelope {
   status: number;
-  body: { data: null; message: string; errors?: Record<string, string>; details?: unknown };
+  body: { data: null; message: string; code?: string; errors?: Record<string, string>; details?: unknown };
   headers?: Record<string, string>;
 }
 
@@ -82,10 +82,12 @@ interface FastifyLikeError {
  */
 export function errorEnvelope(err: unknown): ErrorEnvelope {
   if (isStowageError(err)) {
-    // details (e.g. the conflicting operations of a refused mode change) go to every client
+    // details (e.g. the conflicting operations of a refused mode change) go to every client;
+    // `code` (Stowage extension) lets a client tell a maintenance refusal from another 503
     const body = {
       data: null,
       message: err.message,
+      code: err.code,
       ...(err.details !== undefined && { details: err.details }),
     };
     return { status: err.status, body };

@@ -76,7 +76,11 @@ test('every maintenance transition through PUT config/datastore changes which cl
       const r = p[name];
       if (expected === null) assert.equal(r.status, 200, `${name} ${label}: ${JSON.stringify(r.body)}`);
       else
-        assert.deepEqual([r.status, r.body.message, r.body.data], [503, expected, null], `${name} ${label}`);
+        assert.deepEqual(
+          [r.status, r.body.message, r.body.data, r.body.code],
+          [503, expected, null, 'MAINTENANCE'],
+          `${name} ${label}`,
+        );
     }
     assert.equal(p.ops.status, 200, `active-operations ${label}`);
     assert.equal((p.ops.body.data as { 'maintenance-mode'?: string })['maintenance-mode'], step.stored);
