@@ -1,0 +1,443 @@
+/**
+ * Backup groups → snapshots, with size, verify state, protection and notes; deleting, protecting
+ * and pruning ask for confirmation first. Writes are disabled (with the reason) in maintenance.
+ */
+import { useState } from 'preact/hooks';
+import { api, seg } from '../api.js';
+import { Confirm, ErrorBox, Loading, Modal } from '../components.js';
+import { bytes, dateTime } from '../format.js';
+import { useApi } from '../hooks.js';
+import { describe, type MaintenanceMode } from '../maintenance.js';
+import type { BackupGroup, PruneItem, Snapshot } from '../types.js';
+import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
+
+const KEEP_OPTIONS = [
+  'keep-last',
+  'keep-hourly',
+  'keep-daily',
+  'keep-weekly',
+  'keep-monthly',
+  'keep-yearly',
+] as const;
+
+function snapshotName(s: Pick<Snapshot, 'backup-type' | 'backup-id' | 'backup-time'>): string {
+  return `${s['backup-type']}/${s['backup-id']}/${new Date(s['backup-time'] * 1000).toISOString().replace('.000', '')}`;
+}
+
+function snapshotParams(s: Snapshot) {
+  return { 'backup-type': s['backup-type'], 'backup-id': s['backup-id'], 'backup-time': s['backup-time'] };
+}
+
+export function Content({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+  if (refusesReads(mode)) return <MaintenancePanel mode={mode!} />;
+  return <Groups store={store} mode={mode} />;
+}
+
+function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+  const groups = useApi(
+    async (signal) =>
+      (await api.get<BackupGroup[]>(`/admin/datastore/${seg(store)}/groups`, undefined, signal)).data,
+    [store],
+  );
+  const [open, setOpen] = useState<string | undefined>(undefined);
+  const [pruning, setPruning] = useState<BackupGroup | undefined>(undefined);
+  const readOnly = mode !== undefined;
+
+  return (
+    <section aria-labelledby="content-heading">
+      <h2 id="content-heading">Backup groups</h2>
+      {readOnly && <p class="muted">Changes are disabled while the datastore is in {describe(mode!)}.</p>}
+      <ErrorBox error={groups.error} title="Could not load the backup groups" />
+      {!groups.data && !groups.error && <Loading what="backup groups" />}
+      {groups.data?.length === 0 && <p>This datastore holds no backups yet.</p>}
+      {groups.data && groups.data.length > 0 && (
+        <div class="overflow-auto">
+          <table class="groups">
+            <thead>
+              <tr>
+                <th scope="col">Group</th>
+                <th scope="col">Snapshots</th>
+                <th scope="col">Last backup</th>
+                <th scope="col">Owner</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {groups.data.map((g) => {
+                const key = `${g['backup-type']}/${g['backup-id']}`;
+                const expanded = open === key;
+                return [
+                  <tr key={key}>
+                    <th scope="row">
+                      <button
+                        type="button"
+                        class="link-button"
+                        aria-expanded={expanded}
+                        aria-controls={`snapshots-${key}`}
+                        onClick={() => setOpen(expanded ? undefined : key)}
+                      >
+                        {expanded ? '▾' : '▸'} {key}
+                      </button>
+                    </th>
+                    <td>{g['backup-count'] ?? '–'}</td>
+                    <td>{g['last-backup'] ? dateTime(g['last-backup']) : '–'}</td>
+                    <td>{g.owner ?? '–'}</td>
+                    <td>
+                      <button
+                        type="button"
+                        class="outline small-button"
+                        disabled={readOnly}
+                        title={readOnly ? `not possible: ${describe(mode!)}` : undefined}
+                        onClick={() => setPruning(g)}
+                      >
+                        Prune…
+                      </button>
+                    </td>
+                  </tr>,
+                  expanded && (
+                    <tr key={`${key}-snapshots`} id={`snapshots-${key}`}>
+                      <td colSpan={5}>
+                        <Snapshots
+                          store={store}
+                          group={g}
+                          readOnly={readOnly}
+                          mode={mode}
+                          onChange={groups.reload}
+                        />
+                      </td>
+                    </tr>
+                  ),
+                ];
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {pruning && (
+        <PruneDialog
+          store={store}
+          group={pruning}
+          onClose={() => setPruning(undefined)}
+          onDone={() => {
+            setPruning(undefined);
+            groups.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+type Pending =
+  | { action: 'delete'; snapshot: Snapshot }
+  | { action: 'protect'; snapshot: Snapshot; value: boolean }
+  | { action: 'notes'; snapshot: Snapshot };
+
+function Snapshots({
+  store,
+  group,
+  readOnly,
+  mode,
+  onChange,
+}: {
+  store: string;
+  group: BackupGroup;
+  readOnly: boolean;
+  mode: MaintenanceMode | undefined;
+  onChange: () => void;
+}) {
+  const snaps = useApi(
+    async (signal) =>
+      (
+        await api.get<Snapshot[]>(
+          `/admin/datastore/${seg(store)}/snapshots`,
+          { 'backup-type': group['backup-type'], 'backup-id': group['backup-id'] },
+          signal,
+        )
+      ).data.sort((a, b) => b['backup-time'] - a['backup-time']),
+    [store, group['backup-type'], group['backup-id']],
+  );
+  const [pending, setPending] = useState<Pending | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<Error | undefined>(undefined);
+  const why = readOnly ? `not possible: ${describe(mode!)}` : undefined;
+
+  const run = async (fn: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await fn();
+      setPending(undefined);
+      snaps.reload();
+      onChange();
+    } catch (err) {
+      setError(err as Error);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const base = `/admin/datastore/${seg(store)}`;
+  return (
+    <div class="snapshots">
+      <ErrorBox error={snaps.error} title="Could not load the snapshots" />
+      {!snaps.data && !snaps.error && <Loading what="snapshots" />}
+      {snaps.data && (
+        <table class="striped">
+          <thead>
+            <tr>
+              <th scope="col">Snapshot</th>
+              <th scope="col">Size</th>
+              <th scope="col">Verify state</th>
+              <th scope="col">Protected</th>
+              <th scope="col">Notes</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {snaps.data.map((s) => (
+              <tr key={s['backup-time']}>
+                <td>{dateTime(s['backup-time'])}</td>
+                <td>{bytes(s.size)}</td>
+                <td>
+                  <span class={`verify verify-${s.verification?.state ?? 'none'}`}>
+                    {s.verification?.state ?? 'not verified'}
+                  </span>
+                </td>
+                <td>{s.protected ? 'yes' : 'no'}</td>
+                <td>{s.comment ?? ''}</td>
+                <td class="actions">
+                  <button
+                    type="button"
+                    class="outline small-button"
+                    disabled={readOnly}
+                    title={why}
+                    onClick={() => setPending({ action: 'notes', snapshot: s })}
+                  >
+                    Notes…
+                  </button>
+                  <button
+                    type="button"
+                    class="outline small-button"
+                    disabled={readOnly}
+                    title={why}
+                    onClick={() => setPending({ action: 'protect', snapshot: s, value: !s.protected })}
+                  >
+                    {s.protected ? 'Unprotect' : 'Protect'}
+                  </button>
+                  <button
+                    type="button"
+                    class="outline small-button danger"
+                    disabled={readOnly || s.protected}
+                    title={why ?? (s.protected ? 'protected snapshots cannot be deleted' : undefined)}
+                    onClick={() => setPending({ action: 'delete', snapshot: s })}
+                  >
+                    Delete
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {pending?.action === 'delete' && (
+        <Confirm
+          title="Delete snapshot"
+          confirmLabel="Delete"
+          busy={busy}
+          error={error}
+          onCancel={() => setPending(undefined)}
+          onConfirm={() => run(() => api.delete(`${base}/snapshots`, snapshotParams(pending.snapshot)))}
+        >
+          <p>
+            Delete <code>{snapshotName(pending.snapshot)}</code>? Its data is freed by the next garbage
+            collection; this cannot be undone.
+          </p>
+        </Confirm>
+      )}
+      {pending?.action === 'protect' && (
+        <Confirm
+          title={pending.value ? 'Protect snapshot' : 'Remove protection'}
+          confirmLabel={pending.value ? 'Protect' : 'Remove protection'}
+          busy={busy}
+          error={error}
+          onCancel={() => setPending(undefined)}
+          onConfirm={() =>
+            run(() =>
+              api.put(`${base}/protected`, { ...snapshotParams(pending.snapshot), protected: pending.value }),
+            )
+          }
+        >
+          <p>
+            {pending.value
+              ? 'A protected snapshot is kept by prune and cannot be deleted.'
+              : 'Without protection, prune may remove this snapshot.'}{' '}
+            <code>{snapshotName(pending.snapshot)}</code>
+          </p>
+        </Confirm>
+      )}
+      {pending?.action === 'notes' && (
+        <NotesDialog
+          store={store}
+          snapshot={pending.snapshot}
+          onClose={() => setPending(undefined)}
+          onSaved={() => {
+            setPending(undefined);
+            snaps.reload();
+          }}
+        />
+      )}
+    </div>
+  );
+}
+
+function NotesDialog({
+  store,
+  snapshot,
+  onClose,
+  onSaved,
+}: {
+  store: string;
+  snapshot: Snapshot;
+  onClose: () => void;
+  onSaved: () => void;
+}) {
+  const base = `/admin/datastore/${seg(store)}/notes`;
+  const notes = useApi(
+    async (signal) => (await api.get<string>(base, snapshotParams(snapshot), signal)).data,
+    [],
+  );
+  const [text, setText] = useState<string | undefined>(undefined);
+  const [error, setError] = useState<Error | undefined>(undefined);
+  const value = text ?? notes.data ?? '';
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try {
+      await api.put(base, { ...snapshotParams(snapshot), notes: value });
+      onSaved();
+    } catch (err) {
+      setError(err as Error);
+    }
+  };
+  return (
+    <Modal
+      title="Snapshot notes"
+      labelId="notes-title"
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" class="secondary" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" form="notes-form">
+            Save
+          </button>
+        </>
+      }
+    >
+      <form id="notes-form" onSubmit={save}>
+        <label for="notes-text">
+          Notes for <code>{snapshotName(snapshot)}</code>
+          <textarea id="notes-text" rows={6} value={value} onInput={(e) => setText(e.currentTarget.value)} />
+        </label>
+      </form>
+      <ErrorBox error={notes.error ?? error} />
+    </Modal>
+  );
+}
+
+function PruneDialog({
+  store,
+  group,
+  onClose,
+  onDone,
+}: {
+  store: string;
+  group: BackupGroup;
+  onClose: () => void;
+  onDone: () => void;
+}) {
+  const [keep, setKeep] = useState<Record<string, string>>({ 'keep-last': '3' });
+  const [preview, setPreview] = useState<PruneItem[] | undefined>(undefined);
+  const [error, setError] = useState<Error | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+
+  const params = (dryRun: boolean) => {
+    const p: Record<string, unknown> = {
+      'backup-type': group['backup-type'],
+      'backup-id': group['backup-id'],
+      'dry-run': dryRun,
+    };
+    for (const k of KEEP_OPTIONS) if (keep[k]) p[k] = Number(keep[k]);
+    return p;
+  };
+  const call = async (dryRun: boolean) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const res = await api.post<PruneItem[]>(`/admin/datastore/${seg(store)}/prune`, params(dryRun));
+      if (dryRun) setPreview(res.data);
+      else onDone();
+    } catch (err) {
+      setError(err as Error);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const removed = preview?.filter((p) => !p.keep) ?? [];
+
+  return (
+    <Modal
+      title={`Prune ${group['backup-type']}/${group['backup-id']}`}
+      labelId="prune-title"
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" class="secondary" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="button" class="outline" onClick={() => call(true)} aria-busy={busy && !preview}>
+            Preview
+          </button>
+          <button
+            type="button"
+            class="danger"
+            disabled={!preview || busy}
+            onClick={() => call(false)}
+            title={preview ? undefined : 'preview first'}
+          >
+            Prune {preview ? `(remove ${removed.length})` : ''}
+          </button>
+        </>
+      }
+    >
+      <div class="grid keep-grid">
+        {KEEP_OPTIONS.map((k) => (
+          <label key={k} for={`prune-${k}`}>
+            {k.replace('keep-', 'Keep ')}
+            <input
+              id={`prune-${k}`}
+              type="number"
+              min={0}
+              value={keep[k] ?? ''}
+              onInput={(e) => {
+                setKeep({ ...keep, [k]: e.currentTarget.value });
+                setPreview(undefined);
+              }}
+            />
+          </label>
+        ))}
+      </div>
+      {preview && (
+        <ul class="prune-preview">
+          {preview.map((p) => (
+            <li key={p['backup-time']} class={p.keep ? 'keep' : 'remove'}>
+              {dateTime(p['backup-time'])}: {p.keep ? (p.protected ? 'keep (protected)' : 'keep') : 'remove'}
+            </li>
+          ))}
+        </ul>
+      )}
+      <ErrorBox error={error} title="Prune refused" />
+    </Modal>
+  );
+}

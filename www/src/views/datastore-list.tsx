@@ -1,0 +1,73 @@
+/** All datastores: usage bars and the maintenance marker, refreshed every 5 s. */
+import { api, seg } from '../api.js';
+import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js';
+import { useApi } from '../hooks.js';
+import { parseMaintenance } from '../maintenance.js';
+import type { DatastoreListItem, DatastoreUsage } from '../types.js';
+
+export function DatastoreList() {
+  const list = useApi(
+    async (signal) => {
+      const [stores, usage] = await Promise.all([
+        api.get<DatastoreListItem[]>('/admin/datastore', undefined, signal),
+        api.get<DatastoreUsage[]>('/status/datastore-usage', undefined, signal).catch(() => undefined),
+      ]);
+      const byStore = new Map((usage?.data ?? []).map((u) => [u.store, u]));
+      return stores.data.map((s) => ({ ...s, usage: byStore.get(s.store) }));
+    },
+    [],
+    5000,
+  );
+
+  return (
+    <section aria-labelledby="ds-heading">
+      <h1 id="ds-heading">Datastores</h1>
+      <ErrorBox error={list.error} title="Could not load the datastores" />
+      {list.data === undefined && !list.error && <Loading what="datastores" />}
+      {list.data && list.data.length === 0 && <p>No datastores are configured yet.</p>}
+      {list.data && list.data.length > 0 && (
+        <div class="overflow-auto">
+          <table class="striped datastore-list">
+            <thead>
+              <tr>
+                <th scope="col">Datastore</th>
+                <th scope="col">Maintenance</th>
+                <th scope="col">Usage</th>
+                <th scope="col">Comment</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.map((s) => {
+                const mode = parseMaintenance(s.maintenance);
+                return (
+                  <tr
+                    key={s.store}
+                    class={mode?.type === 'delete' ? 'ds-deleting' : mode ? 'ds-maintenance' : ''}
+                    data-store={s.store}
+                  >
+                    <th scope="row">
+                      <a href={`#/datastore/${seg(s.store)}/summary`}>{s.store}</a>
+                    </th>
+                    <td data-label="Maintenance">
+                      {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}
+                    </td>
+                    <td data-label="Usage">
+                      {s.usage?.error ? (
+                        <span class="muted" title={s.usage.error}>
+                          {mode ? 'not available during maintenance' : 'not available'}
+                        </span>
+                      ) : (
+                        <UsageBar used={s.usage?.used} total={s.usage?.total} label={`Usage of ${s.store}`} />
+                      )}
+                    </td>
+                    <td data-label="Comment">{s.comment ?? ''}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,282 @@
+/**
+ * One datastore: Summary, Content and Options tabs, with the live maintenance status on top.
+ * The mode comes from the active-operations answer, which works in every mode (reference §6.2),
+ * so an offline datastore shows a maintenance panel rather than a failed status request.
+ */
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, seg } from '../api.js';
+import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js';
+import { bytes } from '../format.js';
+import { useApi } from '../hooks.js';
+import { describe, parseMaintenance, type MaintenanceMode } from '../maintenance.js';
+import type { DatastoreConfig, DatastoreStatus } from '../types.js';
+import { ActiveOperationsTable, DrainStatus, liveMode, useActiveOperations } from './active-operations.js';
+import { Content } from './content.js';
+import { MaintenanceDialog } from './maintenance-dialog.js';
+import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
+
+const TABS = [
+  ['summary', 'Summary'],
+  ['content', 'Content'],
+  ['options', 'Options & maintenance'],
+] as const;
+
+export function DatastoreView({ store, tab }: { store: string; tab: string }) {
+  const ops = useActiveOperations(store);
+  // The mode just saved, until the next poll reports it: a tab must not ask an offline store for
+  // its status in between (that would be a refused request, and an error in the console).
+  // The reload after saving aborts any poll in flight, so the first new answer is post-save.
+  const [saved, setSaved] = useState<{ raw: string | undefined; before: unknown } | undefined>(undefined);
+  useEffect(() => {
+    if (saved && ops.data !== saved.before) setSaved(undefined);
+  }, [saved, ops.data]);
+  const mode = saved ? parseMaintenance(saved.raw) : liveMode(ops.data);
+  const [editing, setEditing] = useState(false);
+  const [version, setVersion] = useState(0);
+  const current = TABS.some(([t]) => t === tab) ? tab : 'summary';
+
+  return (
+    <section aria-labelledby="store-heading">
+      <nav aria-label="breadcrumb">
+        <ul>
+          <li>
+            <a href="#/">Datastores</a>
+          </li>
+          <li>{store}</li>
+        </ul>
+      </nav>
+      <div class="store-head">
+        <h1 id="store-heading">{store}</h1>
+        {mode && <MaintenanceMarker mode={mode} />}
+        <button
+          type="button"
+          class="outline small-button"
+          onClick={() => setEditing(true)}
+          disabled={mode?.type === 'delete'}
+        >
+          Edit maintenance
+        </button>
+      </div>
+      <ErrorBox error={ops.error} title="Could not load the datastore's operations" />
+      <DrainStatus ops={ops.data} mode={mode} />
+      <nav class="tabs" aria-label="Datastore views">
+        <ul>
+          {TABS.map(([t, label]) => (
+            <li key={t}>
+              <a href={`#/datastore/${seg(store)}/${t}`} aria-current={t === current ? 'page' : undefined}>
+                {label}
+              </a>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      {ops.data === undefined && !ops.error ? (
+        <Loading what="datastore" />
+      ) : (
+        <div key={`${current}-${version}`}>
+          {current === 'summary' && <Summary store={store} mode={mode} />}
+          {current === 'content' && <Content store={store} mode={mode} />}
+          {current === 'options' && <Options store={store} mode={mode} onEdit={() => setEditing(true)} />}
+        </div>
+      )}
+      {editing && (
+        <MaintenanceDialog
+          store={store}
+          current={mode}
+          onClose={() => setEditing(false)}
+          onSaved={(raw) => {
+            setSaved({ raw, before: ops.data });
+            ops.reload();
+            setVersion((v) => v + 1);
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function Summary({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+  if (refusesReads(mode)) return <MaintenancePanel mode={mode!} />;
+  return <StatusSummary store={store} mode={mode} />;
+}
+
+function StatusSummary({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+  const status = useApi(
+    async (signal) =>
+      (await api.get<DatastoreStatus>(`/admin/datastore/${seg(store)}/status`, { verbose: true }, signal))
+        .data,
+    [store],
+    10000,
+  );
+  const [gcError, setGcError] = useState<Error | undefined>(undefined);
+  const [gcTask, setGcTask] = useState<string | undefined>(undefined);
+
+  // A refusal that races a mode change: show the maintenance message, not a bare error.
+  if (status.error instanceof ApiError && status.error.status === 503) {
+    return <MaintenancePanel mode={mode ?? { type: 'offline', message: status.error.message }} />;
+  }
+  const s = status.data;
+  const gc = s?.['gc-status'];
+  const startGc = async () => {
+    setGcError(undefined);
+    try {
+      setGcTask((await api.post<string>(`/admin/datastore/${seg(store)}/gc`)).data);
+    } catch (err) {
+      setGcError(err as Error);
+    }
+  };
+  return (
+    <div class="grid summary">
+      <article>
+        <header>
+          <h2>Usage</h2>
+        </header>
+        <ErrorBox error={status.error} title="Could not load the status" />
+        {!s && !status.error && <Loading what="status" />}
+        {s && (
+          <>
+            <UsageBar used={s.used} total={s.total} label={`Usage of ${store}`} />
+            <dl class="kv">
+              <dt>Used</dt>
+              <dd>{bytes(s.used)}</dd>
+              <dt>Available</dt>
+              <dd>{bytes(s.avail)}</dd>
+              <dt>Total</dt>
+              <dd>{bytes(s.total)}</dd>
+            </dl>
+          </>
+        )}
+      </article>
+      <article>
+        <header>
+          <h2>Contents</h2>
+        </header>
+        {s?.counts ? (
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Type</th>
+                <th scope="col">Groups</th>
+                <th scope="col">Snapshots</th>
+              </tr>
+            </thead>
+            <tbody>
+              {Object.entries(s.counts).map(([type, c]) => (
+                <tr key={type}>
+                  <td>{type}</td>
+                  <td>{c?.groups ?? 0}</td>
+                  <td>{c?.snapshots ?? 0}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <p class="muted">{s ? 'No backups yet.' : '–'}</p>
+        )}
+      </article>
+      <article>
+        <header>
+          <h2>Garbage collection</h2>
+        </header>
+        {gc?.upid ? (
+          <dl class="kv">
+            <dt>Last run</dt>
+            <dd>
+              <a href={`#/tasks/${encodeURIComponent(gc.upid)}`}>task log</a>
+            </dd>
+            <dt>Removed</dt>
+            <dd>
+              {bytes(gc['removed-bytes'])} ({gc['removed-chunks'] ?? 0} chunks)
+            </dd>
+            <dt>Pending</dt>
+            <dd>
+              {bytes(gc['pending-bytes'])} ({gc['pending-chunks'] ?? 0} chunks)
+            </dd>
+            <dt>On disk</dt>
+            <dd>
+              {bytes(gc['disk-bytes'])} ({gc['disk-chunks'] ?? 0} chunks)
+            </dd>
+          </dl>
+        ) : (
+          <p class="muted">Garbage collection has not run yet.</p>
+        )}
+        <button
+          type="button"
+          class="outline"
+          onClick={startGc}
+          disabled={mode !== undefined}
+          title={mode ? `not possible: ${describe(mode)}` : undefined}
+        >
+          Start garbage collection
+        </button>
+        {gcTask && (
+          <p>
+            Started: <a href={`#/tasks/${encodeURIComponent(gcTask)}`}>view the task log</a>
+          </p>
+        )}
+        <ErrorBox error={gcError} title="Garbage collection refused" />
+      </article>
+    </div>
+  );
+}
+
+function Options({
+  store,
+  mode,
+  onEdit,
+}: {
+  store: string;
+  mode: MaintenanceMode | undefined;
+  onEdit: () => void;
+}) {
+  const cfg = useApi(
+    async (signal) =>
+      (await api.get<DatastoreConfig>(`/config/datastore/${seg(store)}`, undefined, signal)).data,
+    [store],
+  );
+  const stored = parseMaintenance(cfg.data?.['maintenance-mode']);
+  return (
+    <>
+      <section aria-labelledby="options-heading">
+        <h2 id="options-heading">Options</h2>
+        <ErrorBox error={cfg.error} title="Could not load the configuration" />
+        {!cfg.data && !cfg.error && <Loading what="configuration" />}
+        {cfg.data && (
+          <table class="options">
+            <tbody>
+              <tr>
+                <th scope="row">Path</th>
+                <td>
+                  <code>{cfg.data.path}</code>
+                </td>
+              </tr>
+              <tr>
+                <th scope="row">Comment</th>
+                <td>{cfg.data.comment ?? ''}</td>
+              </tr>
+              <tr>
+                <th scope="row">GC schedule</th>
+                <td>{cfg.data['gc-schedule'] ?? <span class="muted">none</span>}</td>
+              </tr>
+              <tr>
+                <th scope="row">Maintenance mode</th>
+                <td>
+                  {(stored ?? mode) ? <MaintenanceMarker mode={(stored ?? mode)!} /> : 'None'}{' '}
+                  <button
+                    type="button"
+                    class="outline small-button"
+                    onClick={onEdit}
+                    disabled={mode?.type === 'delete'}
+                  >
+                    Edit
+                  </button>
+                </td>
+              </tr>
+            </tbody>
+          </table>
+        )}
+      </section>
+      <ActiveOperationsTable store={store} />
+    </>
+  );
+}
