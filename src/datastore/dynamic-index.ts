@@ -12,43 +12,31 @@
  * ```
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
-import { fsyncDir } from '../sys/atomic-file.js';
+import { readFileSync, writeSync } from 'node:fs';
+import { BadRequestError, CorruptDataError } from '../errors.js';
 import type { SyncLevel } from './chunk-store.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
 import {
   INDEX_HEADER_SIZE,
-  indexTmpPath,
+  IndexTmpFile,
+  checkChunkIndex,
+  checkIndexCsum,
+  decodeIndexHeaderCommon,
+  encodeIndexHeaderCommon,
   type ChunkIndexReader,
   type IndexCloseResult,
-} from './fixed-index.js';
+  type IndexHeaderCommon,
+} from './index-file.js';
 
 /** First 8 bytes of sha256("Proxmox Backup dynamic sized chunk index v1.0"). */
 export const DYNAMIC_INDEX_MAGIC = Buffer.from([28, 145, 78, 165, 25, 186, 179, 205]);
 export const DYNAMIC_INDEX_ENTRY_SIZE = 8 + DIGEST_SIZE;
 
-export interface DynamicIndexHeader {
-  uuid: Uint8Array;
-  ctime: number;
-  csum: Uint8Array;
-}
+export type DynamicIndexHeader = IndexHeaderCommon;
 
 /** Encode the 4096-byte `.didx` header. Pure. */
 export function encodeDynamicIndexHeader(h: DynamicIndexHeader): Buffer {
-  const buf = Buffer.alloc(INDEX_HEADER_SIZE);
-  DYNAMIC_INDEX_MAGIC.copy(buf, 0);
-  buf.set(h.uuid.subarray(0, 16), 8);
-  buf.writeBigInt64LE(BigInt(h.ctime), 24);
-  buf.set(h.csum.subarray(0, 32), 32);
-  return buf;
-}
-
-function checkIndex(i: number, count: number): void {
-  if (!Number.isInteger(i) || i < 0 || i >= count) {
-    throw new BadRequestError(`chunk index ${i} out of range (index has ${count} chunks)`);
-  }
+  return encodeIndexHeaderCommon(DYNAMIC_INDEX_MAGIC, h);
 }
 
 export class DynamicIndexReader implements ChunkIndexReader {
@@ -60,21 +48,16 @@ export class DynamicIndexReader implements ChunkIndexReader {
   private readonly body: Buffer;
 
   private constructor(bytes: Buffer, what: string) {
-    if (bytes.length < INDEX_HEADER_SIZE) {
-      throw new CorruptDataError(`${what}: ${bytes.length} bytes is too small for a dynamic index header`);
-    }
-    if (!bytes.subarray(0, 8).equals(DYNAMIC_INDEX_MAGIC)) {
-      throw new CorruptDataError(`${what}: wrong magic number (not a dynamic index)`);
-    }
+    const head = decodeIndexHeaderCommon(bytes, DYNAMIC_INDEX_MAGIC, 'dynamic', what);
     const bodyLen = bytes.length - INDEX_HEADER_SIZE;
     if (bodyLen % DYNAMIC_INDEX_ENTRY_SIZE !== 0) {
       throw new CorruptDataError(
         `${what}: body of ${bodyLen} bytes is not a whole number of ${DYNAMIC_INDEX_ENTRY_SIZE}-byte entries`,
       );
     }
-    this.uuid = Buffer.from(bytes.subarray(8, 24));
-    this.ctime = Number(bytes.readBigInt64LE(24));
-    this.csum = Buffer.from(bytes.subarray(32, 64));
+    this.uuid = head.uuid;
+    this.ctime = head.ctime;
+    this.csum = head.csum;
     this.body = bytes.subarray(INDEX_HEADER_SIZE);
     this.count = bodyLen / DYNAMIC_INDEX_ENTRY_SIZE;
     // Ranges are derived from consecutive end offsets; a decreasing one would give negative sizes.
@@ -94,11 +77,7 @@ export class DynamicIndexReader implements ChunkIndexReader {
    */
   static fromBuffer(bytes: Buffer, opts: { what?: string; verifyCsum?: boolean } = {}): DynamicIndexReader {
     const what = opts.what ?? 'dynamic index';
-    const r = new DynamicIndexReader(bytes, what);
-    if (opts.verifyCsum && !r.computeCsum().equals(r.csum)) {
-      throw new CorruptDataError(`${what}: index checksum mismatch`);
-    }
-    return r;
+    return checkIndexCsum(new DynamicIndexReader(bytes, what), opts, what);
   }
 
   static open(path: string, opts: { verifyCsum?: boolean } = {}): DynamicIndexReader {
@@ -107,7 +86,7 @@ export class DynamicIndexReader implements ChunkIndexReader {
 
   /** Cumulative end offset of chunk i. */
   endOffset(i: number): number {
-    checkIndex(i, this.count);
+    checkChunkIndex(i, this.count);
     return Number(this.body.readBigUInt64LE(i * DYNAMIC_INDEX_ENTRY_SIZE));
   }
 
@@ -116,7 +95,7 @@ export class DynamicIndexReader implements ChunkIndexReader {
   }
 
   digest(i: number): Buffer {
-    checkIndex(i, this.count);
+    checkChunkIndex(i, this.count);
     const off = i * DYNAMIC_INDEX_ENTRY_SIZE + 8;
     return Buffer.from(this.body.subarray(off, off + DIGEST_SIZE));
   }
@@ -157,12 +136,9 @@ const FLUSH_ENTRIES = 4096;
  * appended in stream order and hashed as they go.
  */
 export class DynamicIndexWriter {
-  readonly path: string;
-  readonly tmpPath: string;
   readonly uuid: Buffer;
   readonly ctime: number;
-  private readonly syncLevel: SyncLevel;
-  private fd: number | undefined;
+  private readonly file: IndexTmpFile;
   private readonly hash: Hash = createHash('sha256');
   private readonly pending = Buffer.alloc(FLUSH_ENTRIES * DYNAMIC_INDEX_ENTRY_SIZE);
   private pendingCount = 0;
@@ -171,21 +147,18 @@ export class DynamicIndexWriter {
   private count = 0;
 
   private constructor(path: string, opts: { uuid?: Uint8Array; ctime?: number; syncLevel?: SyncLevel }) {
-    this.path = path;
-    this.tmpPath = indexTmpPath(path, 'didx');
     this.uuid = Buffer.from(opts.uuid ?? randomBytes(16));
     this.ctime = opts.ctime ?? Math.floor(Date.now() / 1000);
-    this.syncLevel = opts.syncLevel ?? 'none';
-    const fd = openSync(this.tmpPath, 'w+', 0o644);
-    try {
-      const header = encodeDynamicIndexHeader({ uuid: this.uuid, ctime: this.ctime, csum: Buffer.alloc(32) });
-      writeSync(fd, header, 0, header.length, 0);
-    } catch (err) {
-      closeSync(fd);
-      unlinkSync(this.tmpPath);
-      throw err;
-    }
-    this.fd = fd;
+    const header = encodeDynamicIndexHeader({ uuid: this.uuid, ctime: this.ctime, csum: Buffer.alloc(32) });
+    this.file = new IndexTmpFile(path, 'dynamic', header, { syncLevel: opts.syncLevel ?? 'none' });
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  get tmpPath(): string {
+    return this.file.tmpPath;
   }
 
   static create(
@@ -195,15 +168,9 @@ export class DynamicIndexWriter {
     return new DynamicIndexWriter(path, opts);
   }
 
-  private openFd(): number {
-    if (this.fd === undefined)
-      throw new StowageError('INTERNAL', `dynamic index writer '${this.path}' is closed`);
-    return this.fd;
-  }
-
   /** Append a chunk ending at `endOffset` (cumulative); offsets must increase. */
   addChunk(endOffset: number, digest: Uint8Array): void {
-    this.openFd();
+    this.file.assertOpen();
     if (!Number.isSafeInteger(endOffset) || endOffset <= this.lastEnd) {
       throw new BadRequestError(
         `dynamic index: end offset ${endOffset} must be greater than ${this.lastEnd}`,
@@ -220,7 +187,7 @@ export class DynamicIndexWriter {
   }
 
   private flush(): void {
-    const fd = this.openFd();
+    const fd = this.file.fd;
     const chunk = this.pending.subarray(0, this.pendingCount * DYNAMIC_INDEX_ENTRY_SIZE);
     this.hash.update(chunk);
     for (let off = 0; off < chunk.length;) {
@@ -233,27 +200,14 @@ export class DynamicIndexWriter {
 
   /** Write index_csum into the header and rename into place (fsync under sync-level `file`). */
   close(): IndexCloseResult {
-    const fd = this.openFd();
     this.flush();
     const csum = this.hash.digest();
-    writeSync(fd, csum, 0, 32, 32);
-    if (this.syncLevel === 'file') fsyncSync(fd);
-    this.fd = undefined;
-    closeSync(fd);
-    renameSync(this.tmpPath, this.path);
-    if (this.syncLevel === 'file') fsyncDir(dirname(this.path));
+    this.file.commit(csum);
     return { csum, size: this.lastEnd, chunkCount: this.count };
   }
 
   /** Drop the temp file. Harmless after close(). */
   abort(): void {
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
-    try {
-      unlinkSync(this.tmpPath);
-    } catch {
-      // already gone
-    }
+    this.file.abort();
   }
 }

@@ -15,47 +15,24 @@
  * The parser works on bytes (pure); `open`/the writer are the thin IO around it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, readSync, writeSync } from 'node:fs';
 import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
-import { fsyncDir } from '../sys/atomic-file.js';
 import type { SyncLevel } from './chunk-store.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
+import {
+  INDEX_HEADER_SIZE,
+  IndexTmpFile,
+  checkChunkIndex,
+  checkIndexCsum,
+  decodeIndexHeaderCommon,
+  encodeIndexHeaderCommon,
+  type ChunkIndexReader,
+  type IndexCloseResult,
+} from './index-file.js';
 
 /** First 8 bytes of sha256("Proxmox Backup fixed sized chunk index v1.0"). */
 export const FIXED_INDEX_MAGIC = Buffer.from([47, 127, 65, 237, 145, 253, 15, 205]);
-export const INDEX_HEADER_SIZE = 4096;
 export const FIXED_INDEX_ENTRY_SIZE = DIGEST_SIZE;
-
-/** What GC, verify and the reader protocol need from either index kind. */
-export interface ChunkIndexReader {
-  readonly kind: 'fixed' | 'dynamic';
-  readonly uuid: Buffer;
-  /** Seconds since epoch. */
-  readonly ctime: number;
-  /** index_csum as stored in the header. */
-  readonly csum: Buffer;
-  readonly count: number;
-  /** Bytes of archive data the index describes. */
-  readonly totalSize: number;
-  /** A copy of the i-th digest. */
-  digest(i: number): Buffer;
-  /** Byte range [start, end) of the i-th chunk within the archive. */
-  chunkRange(i: number): { start: number; end: number };
-  /** Recompute index_csum from the body. */
-  computeCsum(): Buffer;
-  digests(): Generator<Buffer>;
-}
 
 export interface FixedIndexHeader {
   uuid: Uint8Array;
@@ -67,11 +44,7 @@ export interface FixedIndexHeader {
 
 /** Encode the 4096-byte `.fidx` header. Pure. */
 export function encodeFixedIndexHeader(h: FixedIndexHeader): Buffer {
-  const buf = Buffer.alloc(INDEX_HEADER_SIZE);
-  FIXED_INDEX_MAGIC.copy(buf, 0);
-  buf.set(h.uuid.subarray(0, 16), 8);
-  buf.writeBigInt64LE(BigInt(h.ctime), 24);
-  buf.set(h.csum.subarray(0, 32), 32);
+  const buf = encodeIndexHeaderCommon(FIXED_INDEX_MAGIC, h);
   buf.writeBigUInt64LE(BigInt(h.size), 64);
   buf.writeBigUInt64LE(BigInt(h.chunkSize), 72);
   return buf;
@@ -82,12 +55,6 @@ function readU64(buf: Buffer, off: number, what: string, field: string): number 
   if (v > BigInt(Number.MAX_SAFE_INTEGER))
     throw new CorruptDataError(`${what}: ${field} ${v} is out of range`);
   return Number(v);
-}
-
-function checkIndex(i: number, count: number): void {
-  if (!Number.isInteger(i) || i < 0 || i >= count) {
-    throw new BadRequestError(`chunk index ${i} out of range (index has ${count} chunks)`);
-  }
 }
 
 export class FixedIndexReader implements ChunkIndexReader {
@@ -102,15 +69,10 @@ export class FixedIndexReader implements ChunkIndexReader {
   private readonly body: Buffer;
 
   private constructor(bytes: Buffer, what: string) {
-    if (bytes.length < INDEX_HEADER_SIZE) {
-      throw new CorruptDataError(`${what}: ${bytes.length} bytes is too small for a fixed index header`);
-    }
-    if (!bytes.subarray(0, 8).equals(FIXED_INDEX_MAGIC)) {
-      throw new CorruptDataError(`${what}: wrong magic number (not a fixed index)`);
-    }
-    this.uuid = Buffer.from(bytes.subarray(8, 24));
-    this.ctime = Number(bytes.readBigInt64LE(24));
-    this.csum = Buffer.from(bytes.subarray(32, 64));
+    const head = decodeIndexHeaderCommon(bytes, FIXED_INDEX_MAGIC, 'fixed', what);
+    this.uuid = head.uuid;
+    this.ctime = head.ctime;
+    this.csum = head.csum;
     this.size = readU64(bytes, 64, what, 'size');
     this.chunkSize = readU64(bytes, 72, what, 'chunk size');
     if (this.chunkSize === 0) throw new CorruptDataError(`${what}: chunk size is 0`);
@@ -130,11 +92,7 @@ export class FixedIndexReader implements ChunkIndexReader {
    */
   static fromBuffer(bytes: Buffer, opts: { what?: string; verifyCsum?: boolean } = {}): FixedIndexReader {
     const what = opts.what ?? 'fixed index';
-    const r = new FixedIndexReader(bytes, what);
-    if (opts.verifyCsum && !r.computeCsum().equals(r.csum)) {
-      throw new CorruptDataError(`${what}: index checksum mismatch`);
-    }
-    return r;
+    return checkIndexCsum(new FixedIndexReader(bytes, what), opts, what);
   }
 
   static open(path: string, opts: { verifyCsum?: boolean } = {}): FixedIndexReader {
@@ -146,12 +104,12 @@ export class FixedIndexReader implements ChunkIndexReader {
   }
 
   digest(i: number): Buffer {
-    checkIndex(i, this.count);
+    checkChunkIndex(i, this.count);
     return Buffer.from(this.body.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
   }
 
   chunkRange(i: number): { start: number; end: number } {
-    checkIndex(i, this.count);
+    checkChunkIndex(i, this.count);
     const start = i * this.chunkSize;
     return { start, end: Math.min(start + this.chunkSize, this.size) };
   }
@@ -173,34 +131,18 @@ export class FixedIndexReader implements ChunkIndexReader {
   }
 }
 
-/** `<x>.fidx` → `<x>.tmp_fidx` (likewise didx), as PBS's `set_extension("tmp_fidx")`. */
-export function indexTmpPath(path: string, ext: 'fidx' | 'didx'): string {
-  return path.endsWith(`.${ext}`) ? `${path.slice(0, -ext.length)}tmp_${ext}` : `${path}.tmp_${ext}`;
-}
-
-export interface IndexCloseResult {
-  /** index_csum, also what the manifest records as `csum`. */
-  csum: Buffer;
-  /** Archive data size, what the manifest records as `size`. */
-  size: number;
-  chunkCount: number;
-}
-
 /**
  * Writes a `.fidx` to `<name>.tmp_fidx` and renames it into place on `close()`, so readers
  * never see a half-written index (§7.1). Digests are written in place at their position, so
  * memory stays small for large images.
  */
 export class FixedIndexWriter {
-  readonly path: string;
-  readonly tmpPath: string;
   readonly size: number;
   readonly chunkSize: number;
   readonly count: number;
   readonly uuid: Buffer;
   readonly ctime: number;
-  private readonly syncLevel: SyncLevel;
-  private fd: number | undefined;
+  private readonly file: IndexTmpFile;
   private readonly filled: Uint8Array;
   private unfilled: number;
 
@@ -214,33 +156,32 @@ export class FixedIndexWriter {
     if (!Number.isSafeInteger(opts.chunkSize) || opts.chunkSize <= 0) {
       throw new BadRequestError(`fixed index chunk size must be a positive integer, got ${opts.chunkSize}`);
     }
-    this.path = path;
-    this.tmpPath = indexTmpPath(path, 'fidx');
     this.size = opts.size;
     this.chunkSize = opts.chunkSize;
     this.count = Math.ceil(opts.size / opts.chunkSize);
     this.uuid = Buffer.from(opts.uuid ?? randomBytes(16));
     this.ctime = opts.ctime ?? Math.floor(Date.now() / 1000);
-    this.syncLevel = opts.syncLevel ?? 'none';
     this.filled = new Uint8Array(this.count);
     this.unfilled = this.count;
-    const fd = openSync(this.tmpPath, 'w+', 0o644);
-    try {
-      const header = encodeFixedIndexHeader({
-        uuid: this.uuid,
-        ctime: this.ctime,
-        csum: Buffer.alloc(32),
-        size: this.size,
-        chunkSize: this.chunkSize,
-      });
-      writeSync(fd, header, 0, header.length, 0);
-      ftruncateSync(fd, INDEX_HEADER_SIZE + this.count * DIGEST_SIZE);
-    } catch (err) {
-      closeSync(fd);
-      unlinkSync(this.tmpPath);
-      throw err;
-    }
-    this.fd = fd;
+    const header = encodeFixedIndexHeader({
+      uuid: this.uuid,
+      ctime: this.ctime,
+      csum: Buffer.alloc(32),
+      size: this.size,
+      chunkSize: this.chunkSize,
+    });
+    this.file = new IndexTmpFile(path, 'fixed', header, {
+      syncLevel: opts.syncLevel ?? 'none',
+      fileSize: INDEX_HEADER_SIZE + this.count * DIGEST_SIZE,
+    });
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  get tmpPath(): string {
+    return this.file.tmpPath;
   }
 
   /** Start a new index for an image of `size` bytes cut into `chunkSize` pieces. */
@@ -251,16 +192,10 @@ export class FixedIndexWriter {
     return new FixedIndexWriter(path, opts);
   }
 
-  private openFd(): number {
-    if (this.fd === undefined)
-      throw new StowageError('INTERNAL', `fixed index writer '${this.path}' is closed`);
-    return this.fd;
-  }
-
   /** Set the digest of chunk `i`. */
   setDigest(i: number, digest: Uint8Array): void {
-    const fd = this.openFd();
-    checkIndex(i, this.count);
+    const fd = this.file.fd;
+    checkChunkIndex(i, this.count);
     if (digest.length !== DIGEST_SIZE) throw new BadRequestError(`digest must be ${DIGEST_SIZE} bytes`);
     writeSync(fd, digest, 0, DIGEST_SIZE, INDEX_HEADER_SIZE + i * DIGEST_SIZE);
     if (!this.filled[i]) {
@@ -280,7 +215,7 @@ export class FixedIndexWriter {
       );
     }
     const i = offset / this.chunkSize;
-    checkIndex(i, this.count);
+    checkChunkIndex(i, this.count);
     const expected = Math.min(this.chunkSize, this.size - offset);
     if (size !== expected) {
       throw new BadRequestError(
@@ -305,7 +240,7 @@ export class FixedIndexWriter {
    * sync-level `file`). Every chunk must have been set.
    */
   close(): IndexCloseResult {
-    const fd = this.openFd();
+    const fd = this.file.fd;
     if (this.unfilled !== 0) {
       throw new BadRequestError(
         `fixed index '${this.path}': ${this.unfilled} of ${this.count} chunks not written`,
@@ -321,24 +256,12 @@ export class FixedIndexWriter {
       off += n;
     }
     const csum = hash.digest();
-    writeSync(fd, csum, 0, 32, 32);
-    if (this.syncLevel === 'file') fsyncSync(fd);
-    this.fd = undefined;
-    closeSync(fd);
-    renameSync(this.tmpPath, this.path);
-    if (this.syncLevel === 'file') fsyncDir(dirname(this.path));
+    this.file.commit(csum);
     return { csum, size: this.size, chunkCount: this.count };
   }
 
   /** Drop the temp file. Harmless after close(). */
   abort(): void {
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
-    try {
-      unlinkSync(this.tmpPath);
-    } catch {
-      // already gone
-    }
+    this.file.abort();
   }
 }

@@ -14,8 +14,8 @@ import { replaceFile } from '../sys/atomic-file.js';
 import { tryAcquireFileLock } from '../sys/file-lock.js';
 import type { ChunkStore } from './chunk-store.js';
 import { digestToHex } from './digest.js';
-import { DynamicIndexReader } from './dynamic-index.js';
-import { FixedIndexReader, type ChunkIndexReader } from './fixed-index.js';
+import { isIndexFileName, type ChunkIndexReader } from './index-file.js';
+import { openIndexReader } from './open-index.js';
 
 /** PBS `GarbageCollectionStatus`; field names are PBS's kebab-case wire names. */
 export interface GarbageCollectionStatus {
@@ -62,20 +62,6 @@ export function emptyGcStatus(): GarbageCollectionStatus {
     'removed-bad': 0,
     'still-bad': 0,
   };
-}
-
-export function isIndexFileName(name: string): 'fixed' | 'dynamic' | undefined {
-  if (name.endsWith('.fidx')) return 'fixed';
-  if (name.endsWith('.didx')) return 'dynamic';
-  return undefined;
-}
-
-/** Open a `.fidx` or `.didx` by its extension. */
-export function openIndexReader(path: string, opts: { verifyCsum?: boolean } = {}): ChunkIndexReader {
-  const kind = isIndexFileName(path);
-  if (kind === 'fixed') return FixedIndexReader.open(path, opts);
-  if (kind === 'dynamic') return DynamicIndexReader.open(path, opts);
-  throw new StowageError('INTERNAL', `'${path}' is not an index file`);
 }
 
 function errno(err: unknown): string | undefined {

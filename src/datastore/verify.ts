@@ -20,7 +20,8 @@ import { snapshotPath, type BackupDir, type BackupStore } from './backup-info.js
 import { checkChunkBlob, type ChunkStore } from './chunk-store.js';
 import { decodeBlob, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
-import { isIndexFileName, openIndexReader } from './gc.js';
+import { isIndexFileName } from './index-file.js';
+import { openIndexReader } from './open-index.js';
 import { loadManifest, updateManifest, type BackupManifest, type ManifestFile } from './manifest.js';
 
 /** Digests already checked in one verify run, shared by all snapshots of that run. */

@@ -4,12 +4,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  FIXED_INDEX_MAGIC,
-  FixedIndexReader,
-  FixedIndexWriter,
-  INDEX_HEADER_SIZE,
-} from '../../src/datastore/fixed-index.js';
+import { FIXED_INDEX_MAGIC, FixedIndexReader, FixedIndexWriter } from '../../src/datastore/fixed-index.js';
+import { INDEX_HEADER_SIZE } from '../../src/datastore/index-file.js';
 import {
   DYNAMIC_INDEX_MAGIC,
   DynamicIndexReader,
