@@ -8,6 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { HolderProcess } from '../helpers/holder-process.js';
+import { runScheduledJob } from '../../src/server/jobs/job-runner.js';
+import { gcJob } from '../../src/server/jobs/jobs.js';
 import { browserSkipReason, Harness, screenshot } from './harness.js';
 
 const skip = browserSkipReason();
@@ -274,7 +276,8 @@ describe('web UI', { skip }, () => {
     try {
       await h.login(page);
       await context.clearCookies(); // as when the ticket expires: the server answers 401
-      await page.getByRole('link', { name: 'Tasks' }).click();
+      // the next request (a poll, or opening another page) is refused; either way the UI must notice
+      await page.evaluate("location.hash = '#/tasks'");
       await page
         .getByTestId('login-notice')
         .getByText(/session has expired/)
@@ -291,6 +294,42 @@ describe('web UI', { skip }, () => {
       );
     } finally {
       await context.close();
+    }
+  });
+
+  test('a scheduled garbage collection that hits maintenance shows as skipped in the jobs and tasks lists', async () => {
+    const set = await h.api('PUT', `/config/datastore/${STORE}`, {
+      'gc-schedule': 'daily',
+      'maintenance-mode': 'offline,message="jobs test"',
+    });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    // the scheduler's first look records the job's creation; two days later it is due
+    assert.equal(await runScheduledJob(h.server.context, gcJob(STORE, 'daily'), new Date()), undefined);
+    const run = await runScheduledJob(
+      h.server.context,
+      gcJob(STORE, 'daily'),
+      new Date(Date.now() + 2 * 86400_000),
+    );
+    assert.equal(run?.outcome, 'skipped');
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.login(page);
+      await page.getByRole('link', { name: 'Jobs' }).click();
+      const gc = page.getByTestId('jobs-gc');
+      const row = gc.locator('tr', { hasText: STORE });
+      await row.getByText('skipped: maintenance: offline: jobs test').waitFor();
+      assert.match(await row.innerText(), /daily/);
+      await page.getByText('No prune jobs are scheduled.').waitFor();
+      await page.getByText('No verify jobs are scheduled.').waitFor();
+      await screenshot(page, 'jobs');
+
+      await page.getByRole('link', { name: 'Tasks' }).click();
+      const task = page.locator('table.tasks tr', { hasText: 'garbage_collection' });
+      await task.getByText(/^skipped: maintenance: offline: jobs test/).waitFor();
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await context.close();
+      await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode', 'gc-schedule'] });
     }
   });
 });
