@@ -9,30 +9,15 @@
  * so the file is not interchangeable with PBS's, only its shape is.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadConfigError } from '../errors.js';
 import { withFileLock } from '../sys/file-lock.js';
-import { replaceFile } from '../sys/atomic-file.js';
+import { readShadowFile, writeShadowFile } from './shadow-file.js';
 
 export const tokenShadowPath = (configDir: string) => join(configDir, 'token.shadow');
 const lockPath = (configDir: string) => join(configDir, '.token.shadow.lck');
 
 function readShadow(configDir: string): Record<string, string> {
-  let raw: string;
-  try {
-    raw = readFileSync(tokenShadowPath(configDir), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
-  }
-  try {
-    const data: unknown = JSON.parse(raw);
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new Error('not an object');
-    return data as Record<string, string>;
-  } catch (err) {
-    throw new BadConfigError(`${tokenShadowPath(configDir)}: ${(err as Error).message}`);
-  }
+  return readShadowFile(tokenShadowPath(configDir));
 }
 
 function hashSecret(secret: string, salt = randomBytes(16).toString('base64')): string {
@@ -46,10 +31,7 @@ export async function generateTokenSecret(configDir: string, tokenid: string): P
   await withFileLock(lockPath(configDir), () => {
     const shadow = readShadow(configDir);
     shadow[tokenid] = hashSecret(secret);
-    replaceFile(tokenShadowPath(configDir), JSON.stringify(shadow, null, 2) + '\n', {
-      fsync: true,
-      mode: 0o600,
-    });
+    writeShadowFile(tokenShadowPath(configDir), shadow);
   });
   return secret;
 }
@@ -65,12 +47,7 @@ export async function deleteTokenSecrets(configDir: string, tokenids: readonly s
         changed = true;
       }
     }
-    if (changed) {
-      replaceFile(tokenShadowPath(configDir), JSON.stringify(shadow, null, 2) + '\n', {
-        fsync: true,
-        mode: 0o600,
-      });
-    }
+    if (changed) writeShadowFile(tokenShadowPath(configDir), shadow);
   });
 }
 

@@ -7,11 +7,10 @@
  * lives here (there is no PAM lookup; the bootstrap sets it on first start).
  */
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadConfigError, BadRequestError } from '../../errors.js';
+import { readShadowFile, writeShadowFile } from '../../config/shadow-file.js';
+import { BadRequestError } from '../../errors.js';
 import { withFileLock } from '../../sys/file-lock.js';
-import { replaceFile } from '../../sys/atomic-file.js';
 
 const N = 16384;
 const R = 8;
@@ -53,24 +52,11 @@ export const shadowPath = (configDir: string) => join(configDir, 'shadow.json');
 const lockPath = (configDir: string) => join(configDir, '.shadow.lck');
 
 function readShadow(configDir: string): Record<string, string> {
-  let raw: string;
-  try {
-    raw = readFileSync(shadowPath(configDir), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
-  }
-  try {
-    const data: unknown = JSON.parse(raw);
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new Error('not an object');
-    return data as Record<string, string>;
-  } catch (err) {
-    throw new BadConfigError(`${shadowPath(configDir)}: ${(err as Error).message}`);
-  }
+  return readShadowFile(shadowPath(configDir));
 }
 
 function writeShadow(configDir: string, shadow: Record<string, string>): void {
-  replaceFile(shadowPath(configDir), JSON.stringify(shadow, null, 2) + '\n', { fsync: true, mode: 0o600 });
+  writeShadowFile(shadowPath(configDir), shadow);
 }
 
 export function checkPasswordLength(password: string): void {
