@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkChunkBlob } from '../../src/datastore/chunk-store.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
@@ -36,6 +36,18 @@ after(async () => {
   access?.close();
   await srv?.stop();
 });
+
+/** Paths under `dir` that process `pid` holds open, from /proc/PID/fd. */
+function openFilesUnder(pid: number, dir: string): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      return target === dir || target.startsWith(`${dir}/`) ? [target] : [];
+    } catch {
+      return [];
+    }
+  });
+}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -156,6 +168,8 @@ test('a backup started before read-only completes; one started after is refused 
       off.stderr,
       /^error: datastore 'local' is unavailable: offline maintenance mode: moving shelves$/m,
     );
+    // drained and offline: the server process holds no file on the datastore (it could be unmounted)
+    assert.deepEqual(openFilesUnder(srv.proc.pid!, srv.storePath), []);
   } finally {
     await setMaintenanceMode(access, 'local', undefined);
   }
