@@ -25,13 +25,12 @@ import {
   unlinkSync,
   utimesSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
-import { fsyncDir } from '../sys/atomic-file.js';
+import { replaceFile } from '../sys/atomic-file.js';
 import { blobKind, decodeBlob, isEncryptedKind, verifyBlobCrc, type BlobKind } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
 
@@ -290,29 +289,15 @@ export class ChunkStore {
   }
 
   private writeChunkFile(path: string, blob: Uint8Array): void {
-    const tmp = `${path}.tmp_${randomBytes(6).toString('hex')}`;
-    const fd = openSync(tmp, 'wx', 0o644);
-    try {
-      let off = 0;
-      while (off < blob.length) off += writeSync(fd, blob, off, blob.length - off);
-      if (this.syncLevel === 'file') fsyncSync(fd);
-    } catch (err) {
-      closeSync(fd);
-      unlinkSync(tmp);
-      throw err;
-    }
-    closeSync(fd);
-    try {
-      renameSync(tmp, path);
-    } catch (err) {
-      unlinkSync(tmp);
-      throw err;
-    }
-    const dir = join(path, '..');
-    if (this.syncLevel === 'file') fsyncDir(dir);
-    else if (this.syncLevel === 'filesystem') {
+    // Sync level `file` fsyncs the chunk and its directory right here; `filesystem` leaves
+    // both to syncFilesystem(), `none` to the kernel.
+    replaceFile(path, blob, {
+      fsync: this.syncLevel === 'file',
+      tempPath: `${path}.tmp_${randomBytes(6).toString('hex')}`,
+    });
+    if (this.syncLevel === 'filesystem') {
       this.unsynced.add(path);
-      this.unsynced.add(dir);
+      this.unsynced.add(join(path, '..'));
     }
   }
 

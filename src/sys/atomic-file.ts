@@ -10,6 +10,8 @@ export interface ReplaceFileOptions {
   /** fsync the file before the rename and the directory after it. */
   fsync?: boolean;
   mode?: number;
+  /** Temp file to write first (same directory as `path`); defaults to `tempPathFor(path)`. */
+  tempPath?: string;
 }
 
 export function tempPathFor(path: string): string {
@@ -27,7 +29,7 @@ export function fsyncDir(dir: string): void {
 
 /** Atomically replace `path` with `data`. */
 export function replaceFile(path: string, data: Uint8Array | string, opts: ReplaceFileOptions = {}): void {
-  const tmp = tempPathFor(path);
+  const tmp = opts.tempPath ?? tempPathFor(path);
   const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
