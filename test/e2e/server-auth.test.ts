@@ -1,72 +1,26 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
-import type { TLSSocket } from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { RunningServer } from '../../src/server/server.js';
+import {
+  startTestServer,
+  type ApiReply,
+  type Auth,
+  type RequestOptions,
+  type TestServer,
+} from '../helpers/https-api.js';
 
 const ROOT_PASSWORD = 'root-secret-1';
+let testServer: TestServer;
 let dir: string;
 let server: RunningServer;
-const announced: string[] = [];
-
-interface Reply {
-  status: number;
-  body: { data?: unknown; message?: string; errors?: Record<string, string>; [k: string]: unknown };
-  headers: Record<string, string | string[] | undefined>;
-  fingerprint: string;
-}
-
-interface Auth {
-  ticket?: string;
-  csrf?: string;
-  token?: string;
-  /** Send the ticket in the `__Host-` cookie instead. */
-  hostCookie?: boolean;
-}
+let announced: string[];
 
 /** One HTTPS request against the server, certificate accepted by pinning the printed fingerprint. */
-function api(
-  method: string,
-  path: string,
-  opts: { auth?: Auth; body?: unknown; form?: string } = {},
-): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  const { auth } = opts;
-  if (auth?.ticket) {
-    headers.cookie = `${auth.hostCookie ? '__Host-PBSAuthCookie' : 'PBSAuthCookie'}=${encodeURIComponent(auth.ticket)}`;
-  }
-  if (auth?.csrf) headers.CSRFPreventionToken = auth.csrf;
-  if (auth?.token) headers.authorization = `PBSAPIToken ${auth.token}`;
-  let payload: string | undefined;
-  if (opts.form !== undefined) {
-    payload = opts.form;
-    headers['content-type'] = 'application/x-www-form-urlencoded';
-  } else if (opts.body !== undefined) {
-    payload = JSON.stringify(opts.body);
-    headers['content-type'] = 'application/json';
-  }
-  const url = new URL(`/api2/json${path}`, server.url);
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { method, headers, rejectUnauthorized: false }, (res) => {
-      const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256.toLowerCase();
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        resolve({
-          status: res.statusCode!,
-          body: text ? JSON.parse(text) : {},
-          headers: res.headers,
-          fingerprint,
-        });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+function api(method: string, path: string, opts: RequestOptions = {}): Promise<ApiReply> {
+  return testServer.api(method, path, opts);
 }
 
 async function login(username: string, password: string): Promise<Auth> {
@@ -80,22 +34,13 @@ async function login(username: string, password: string): Promise<Auth> {
 let root: Auth;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'stowage-e2e-auth-'));
-  server = await startServer({
-    listen: { host: '127.0.0.1', port: 0 },
-    paths: { configDir: join(dir, 'etc'), dataDir: join(dir, 'data'), runDir: join(dir, 'run') },
-    logger: false,
-    announce: (line) => announced.push(line),
-    rootPassword: ROOT_PASSWORD,
-    authFailureDelayMs: 0,
-    nodeName: 'testnode',
-  });
+  testServer = await startTestServer({ prefix: 'stowage-e2e-auth-', rootPassword: ROOT_PASSWORD });
+  ({ dir, server, announced } = testServer);
   root = await login('root@pam', ROOT_PASSWORD);
 });
 
 after(async () => {
-  await server?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await testServer?.close();
 });
 
 test('the server prints the certificate fingerprint it serves and creates its key files', async () => {
