@@ -9,34 +9,19 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
-import type { BackupType } from '../api-types/names.js';
 import { DynamicIndexReader } from '../datastore/dynamic-index.js';
 import { FixedIndexReader } from '../datastore/fixed-index.js';
 import type { ChunkIndexReader } from '../datastore/index-file.js';
 import { MANIFEST_BLOB_NAME, decodeManifest, type BackupManifest } from '../datastore/manifest.js';
 import { decodeBlob } from '../datastore/data-blob.js';
 import type { ChunkPool } from './chunk-pool.js';
-import {
-  openProtocolSession,
-  type Credentials,
-  type ProtocolSession,
-  type ServerTarget,
-  type TlsPolicy,
-} from './connection.js';
+import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
 
 export const READER_PROTOCOL = 'proxmox-backup-reader-protocol-v1';
 const PREFETCH = 8;
 
-export interface SnapshotRef {
-  target: ServerTarget;
-  policy: TlsPolicy;
-  credentials?: Credentials;
-  store: string;
-  ns?: string;
-  backupType: BackupType;
-  backupId: string;
-  backupTime: number;
-}
+/** The snapshot a reader session restores from. */
+export type SnapshotRef = SnapshotSessionTarget;
 
 export interface RestoreProgress {
   /** Plaintext bytes handed out so far. */
@@ -55,20 +40,7 @@ export class BackupReader {
 
   /** Open a reader session; refused (e.g. offline maintenance) with the server's error. */
   static async open(ref: SnapshotRef, pool: ChunkPool): Promise<BackupReader> {
-    const session = await openProtocolSession({
-      target: ref.target,
-      policy: ref.policy,
-      credentials: ref.credentials,
-      path: '/api2/json/reader',
-      protocol: READER_PROTOCOL,
-      query: {
-        store: ref.store,
-        ns: ref.ns || undefined,
-        'backup-type': ref.backupType,
-        'backup-id': ref.backupId,
-        'backup-time': ref.backupTime,
-      },
-    });
+    const session = await openSnapshotSession(ref, '/api2/json/reader', READER_PROTOCOL);
     return new BackupReader(session, pool);
   }
 

@@ -24,16 +24,9 @@ import {
   type BackupManifest,
   type ManifestFile,
 } from '../datastore/manifest.js';
-import type { BackupType } from '../api-types/names.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
-import {
-  openProtocolSession,
-  type Credentials,
-  type ProtocolSession,
-  type ServerTarget,
-  type TlsPolicy,
-} from './connection.js';
+import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
 
 export const BACKUP_PROTOCOL = 'proxmox-backup-protocol-v1';
 /** PBS appends digests in batches of 128. */
@@ -59,17 +52,8 @@ export function emptyTransferStats(): TransferStats {
   return { bytes: 0, chunks: 0, newBytes: 0, newChunks: 0, reusedBytes: 0, uploadedBytes: 0 };
 }
 
-export interface BackupTarget {
-  target: ServerTarget;
-  policy: TlsPolicy;
-  credentials?: Credentials;
-  store: string;
-  ns?: string;
-  backupType: BackupType;
-  backupId: string;
-  /** Epoch seconds. */
-  backupTime: number;
-}
+/** The snapshot a backup session creates. */
+export type BackupTarget = SnapshotSessionTarget;
 
 export interface ArchiveOptions {
   /** Called after each chunk with the archive's counters so far. */
@@ -98,20 +82,7 @@ export class BackupWriter {
 
   /** Open the backup session; a refused admission (e.g. maintenance) throws the server's error. */
   static async start(spec: BackupTarget, pool: ChunkPool): Promise<BackupWriter> {
-    const session = await openProtocolSession({
-      target: spec.target,
-      policy: spec.policy,
-      credentials: spec.credentials,
-      path: '/api2/json/backup',
-      protocol: BACKUP_PROTOCOL,
-      query: {
-        store: spec.store,
-        ns: spec.ns || undefined,
-        'backup-type': spec.backupType,
-        'backup-id': spec.backupId,
-        'backup-time': spec.backupTime,
-      },
-    });
+    const session = await openSnapshotSession(spec, '/api2/json/backup', BACKUP_PROTOCOL);
     return new BackupWriter(session, pool, spec);
   }
 

@@ -11,6 +11,7 @@
 import { request as httpRequest } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
+import type { BackupType } from '../api-types/names.js';
 import { StowageError, type ErrorCode } from '../errors.js';
 
 export interface ServerTarget {
@@ -377,4 +378,43 @@ export async function openProtocolSession(opts: {
   });
   h2.setLocalWindowSize(WINDOW);
   return new ProtocolSession(h2);
+}
+
+/** One snapshot on one server: what a backup or a reader session is opened on. */
+export interface SnapshotSessionTarget {
+  target: ServerTarget;
+  policy: TlsPolicy;
+  credentials?: Credentials;
+  store: string;
+  ns?: string;
+  backupType: BackupType;
+  backupId: string;
+  /** Epoch seconds. */
+  backupTime: number;
+}
+
+/**
+ * Open a backup (`/api2/json/backup`) or reader (`/api2/json/reader`) session on `snapshot`,
+ * with the query parameters PBS's client sends (reference §8.2, §8.3); the root namespace is
+ * sent as no `ns` at all.
+ */
+export function openSnapshotSession(
+  snapshot: SnapshotSessionTarget,
+  path: string,
+  protocol: string,
+): Promise<ProtocolSession> {
+  return openProtocolSession({
+    target: snapshot.target,
+    policy: snapshot.policy,
+    credentials: snapshot.credentials,
+    path,
+    protocol,
+    query: {
+      store: snapshot.store,
+      ns: snapshot.ns || undefined,
+      'backup-type': snapshot.backupType,
+      'backup-id': snapshot.backupId,
+      'backup-time': snapshot.backupTime,
+    },
+  });
 }
