@@ -68,6 +68,16 @@ interface QueuedChunk {
   done: Promise<ProcessedChunk>;
 }
 
+/** The chunks of `source` as `chunker` cuts them, the tail included. */
+async function* chunksOf(
+  source: AsyncIterable<Uint8Array>,
+  chunker: StreamChunker | FixedChunker,
+): AsyncGenerator<Buffer> {
+  for await (const piece of source) yield* chunker.push(piece);
+  const last = chunker.finish();
+  if (last) yield last;
+}
+
 export class BackupWriter {
   private readonly files: ManifestFile[] = [];
   private previous: BackupManifest | undefined;
@@ -131,11 +141,7 @@ export class BackupWriter {
       'dynamic',
       known,
       opts,
-      async function* () {
-        for await (const piece of source) yield* chunker.push(piece);
-        const last = chunker.finish();
-        if (last) yield last;
-      },
+      () => chunksOf(source, chunker),
       (c, digest) => {
         const end = Buffer.alloc(8);
         end.writeBigUInt64LE(BigInt(c.offset + c.size));
@@ -171,11 +177,7 @@ export class BackupWriter {
       'fixed',
       known,
       opts,
-      async function* () {
-        for await (const piece of source) yield* chunker.push(piece);
-        const last = chunker.finish();
-        if (last) yield last;
-      },
+      () => chunksOf(source, chunker),
       (_c, digest) => csum.update(digest),
     );
     if (stats.bytes !== size) {
