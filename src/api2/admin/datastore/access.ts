@@ -12,6 +12,7 @@ import { authIdUser, isTokenId } from '../../../config/user-config.js';
 import type { BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
 import type { UserInfo } from '../../../server/permissions.js';
+import { withDatastore, type AdmissionInfo, type Caller } from './common.js';
 
 /** The ACL path of a datastore namespace: `/datastore/store[/a/b]`. */
 export function datastoreAclPath(store: string, ns?: BackupNamespace): string {
@@ -26,6 +27,25 @@ export interface NamespaceAccess {
 }
 
 /**
+ * "Any of `fullPrivs`, or any of `ownerPrivs` (then only owned groups)" on the namespace, or
+ * undefined when neither holds: for walks over many namespaces, which skip the ones the caller
+ * may not touch instead of failing.
+ */
+export function namespaceAccess(
+  userInfo: UserInfo,
+  authId: string,
+  store: string,
+  ns: BackupNamespace | undefined,
+  fullPrivs: readonly string[],
+  ownerPrivs: readonly string[],
+): NamespaceAccess | undefined {
+  const path = datastoreAclPath(store, ns);
+  if (userInfo.hasPrivs(authId, path, fullPrivs, { partial: true })) return { authId, full: true };
+  if (userInfo.hasPrivs(authId, path, ownerPrivs, { partial: true })) return { authId, full: false };
+  return undefined;
+}
+
+/**
  * Check "any of `fullPrivs`, or any of `ownerPrivs` (then only owned groups)" on the namespace.
  * Throws the 403 `permission check failed - missing A|B on /datastore/...` when neither holds.
  */
@@ -37,11 +57,9 @@ export function checkNamespaceAccess(
   fullPrivs: readonly string[],
   ownerPrivs: readonly string[],
 ): NamespaceAccess {
+  const access = namespaceAccess(userInfo, authId, store, ns, fullPrivs, ownerPrivs);
+  if (access) return access;
   const path = datastoreAclPath(store, ns);
-  if (userInfo.hasPrivs(authId, path, fullPrivs, { partial: true })) return { authId, full: true };
-  if (ownerPrivs.length > 0 && userInfo.hasPrivs(authId, path, ownerPrivs, { partial: true })) {
-    return { authId, full: false };
-  }
   userInfo.checkPrivs(authId, path, [...new Set([...fullPrivs, ...ownerPrivs])], { partial: true });
   return { authId, full: false }; // not reached: checkPrivs threw
 }
@@ -81,4 +99,26 @@ export function checkGroupAccess(datastore: Datastore, group: BackupGroup, acces
     // no owner file: nobody owns it
   }
   throw new ForbiddenError(`backup owner check failed (${access.authId} != ${owner})`);
+}
+
+/**
+ * A route on one group, the whole "A or B+owner" sequence in PBS's order: the privilege check
+ * (403, thrown before anything is admitted), then `fn` under an admitted `op` on `store` (503 in
+ * maintenance) once the owner check on the admitted datastore passed.
+ */
+export function withGroupAccess<T>(
+  caller: Caller & { userInfo: UserInfo },
+  store: string,
+  group: BackupGroup,
+  privs: { full: readonly string[]; owner: readonly string[] },
+  op: 'read' | 'write',
+  info: AdmissionInfo,
+  fn: (datastore: Datastore) => T | Promise<T>,
+): Promise<T> {
+  const { userInfo, authId } = caller;
+  const access = checkNamespaceAccess(userInfo, authId, store, group.ns, privs.full, privs.owner);
+  return withDatastore(caller, store, op, info, (datastore) => {
+    checkGroupAccess(datastore, group, access);
+    return fn(datastore);
+  });
 }

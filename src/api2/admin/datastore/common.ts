@@ -98,7 +98,8 @@ export interface AdmissionInfo {
   detail?: string;
 }
 
-interface Caller {
+/** Who asks: the operation is registered under its auth id. */
+export interface Caller {
   server: ServerContext;
   authId: string;
 }

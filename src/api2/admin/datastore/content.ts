@@ -11,7 +11,7 @@ import type { BackupDir, SnapshotInfo } from '../../../datastore/backup-info.js'
 import type { Datastore } from '../../../datastore/datastore.js';
 import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import { checkGroupAccess, checkNamespaceAccess, mayAccessGroup } from './access.js';
+import { checkNamespaceAccess, mayAccessGroup, withGroupAccess } from './access.js';
 import {
   GroupQuery,
   groupOf,
@@ -155,14 +155,14 @@ export const routes: AnyRoute[] = [
       'Datastore.Prune on a group the caller owns. Fails when protected snapshots remain.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const group = groupOf(query);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, MODIFY, PRUNE);
-      return withDatastore(
-        { server, authId },
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
+        group,
+        { full: MODIFY, owner: PRUNE },
         'write',
         { kind: 'delete-group', detail: group.toString() },
         (ds) => {
-          checkGroupAccess(ds, group, access);
           const result = ds.deleteGroup(group);
           if (!result.groupRemoved) {
             throw new StowageError(
@@ -225,14 +225,14 @@ export const routes: AnyRoute[] = [
       'caller owns. A protected snapshot is refused.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const dir = snapshotOf(query);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, MODIFY, PRUNE);
-      return withDatastore(
-        { server, authId },
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
+        dir.group,
+        { full: MODIFY, owner: PRUNE },
         'write',
         { kind: 'delete-snapshot', detail: dir.toString() },
         (ds) => {
-          checkGroupAccess(ds, dir.group, access);
           ds.deleteSnapshot(dir);
           return null;
         },
@@ -250,21 +250,14 @@ export const routes: AnyRoute[] = [
       'Datastore.Read, or Datastore.Backup on a group the caller owns.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const dir = snapshotOf(query);
-      const access = checkNamespaceAccess(
-        userInfo,
-        authId,
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
-        dir.group.ns,
-        ['Datastore.Audit', 'Datastore.Read'],
-        BACKUP,
-      );
-      return withDatastore(
-        { server, authId },
-        params.store,
+        dir.group,
+        { full: ['Datastore.Audit', 'Datastore.Read'], owner: BACKUP },
         'read',
         { kind: 'list', detail: dir.toString() },
         (ds) => {
-          checkGroupAccess(ds, dir.group, access);
           const names = ds.snapshotFiles(dir).map((f) => f.filename);
           return contentOf(ds, dir, names).files;
         },
@@ -284,16 +277,14 @@ export const routes: AnyRoute[] = [
       'group the caller owns.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const dir = snapshotOf(query);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, AUDIT, BACKUP);
-      return withDatastore(
-        { server, authId },
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
+        dir.group,
+        { full: AUDIT, owner: BACKUP },
         'read',
         { kind: 'protected', detail: dir.toString() },
-        (ds) => {
-          checkGroupAccess(ds, dir.group, access);
-          return ds.getProtected(dir);
-        },
+        (ds) => ds.getProtected(dir),
       );
     },
   }),
@@ -309,14 +300,14 @@ export const routes: AnyRoute[] = [
       'group the caller owns.',
     handler: ({ params, body, authId, userInfo, server }) => {
       const dir = snapshotOf(body);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, MODIFY, BACKUP);
-      return withDatastore(
-        { server, authId },
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
+        dir.group,
+        { full: MODIFY, owner: BACKUP },
         'write',
         { kind: 'protected', detail: dir.toString() },
         (ds) => {
-          checkGroupAccess(ds, dir.group, access);
           ds.setProtected(dir, body.protected);
           return null;
         },
@@ -341,16 +332,14 @@ function notesRoutes(): AnyRoute[] {
         'caller owns.',
       handler: ({ params, query, authId, userInfo, server }) => {
         const dir = snapshotOf(query);
-        const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, AUDIT, BACKUP);
-        return withDatastore(
-          { server, authId },
+        return withGroupAccess(
+          { server, authId, userInfo },
           params.store,
+          dir.group,
+          { full: AUDIT, owner: BACKUP },
           'read',
           { kind: 'notes', detail: dir.toString() },
-          (ds) => {
-            checkGroupAccess(ds, dir.group, access);
-            return ds.getNotes(dir);
-          },
+          (ds) => ds.getNotes(dir),
         );
       },
     }),
@@ -366,14 +355,14 @@ function notesRoutes(): AnyRoute[] {
         'group the caller owns.',
       handler: ({ params, body, authId, userInfo, server }) => {
         const dir = snapshotOf(body);
-        const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, MODIFY, BACKUP);
-        return withDatastore(
-          { server, authId },
+        return withGroupAccess(
+          { server, authId, userInfo },
           params.store,
+          dir.group,
+          { full: MODIFY, owner: BACKUP },
           'write',
           { kind: 'notes', detail: dir.toString() },
           async (ds) => {
-            checkGroupAccess(ds, dir.group, access);
             await ds.setNotes(dir, body.notes);
             return null;
           },
@@ -392,16 +381,14 @@ function notesRoutes(): AnyRoute[] {
         'the caller owns.',
       handler: ({ params, query, authId, userInfo, server }) => {
         const group = groupOf(query);
-        const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, AUDIT, BACKUP);
-        return withDatastore(
-          { server, authId },
+        return withGroupAccess(
+          { server, authId, userInfo },
           params.store,
+          group,
+          { full: AUDIT, owner: BACKUP },
           'read',
           { kind: 'notes', detail: group.toString() },
-          (ds) => {
-            checkGroupAccess(ds, group, access);
-            return ds.getNotes(group);
-          },
+          (ds) => ds.getNotes(group),
         );
       },
     }),
@@ -417,14 +404,14 @@ function notesRoutes(): AnyRoute[] {
         'a group the caller owns.',
       handler: ({ params, body, authId, userInfo, server }) => {
         const group = groupOf(body);
-        const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, MODIFY, BACKUP);
-        return withDatastore(
-          { server, authId },
+        return withGroupAccess(
+          { server, authId, userInfo },
           params.store,
+          group,
+          { full: MODIFY, owner: BACKUP },
           'write',
           { kind: 'notes', detail: group.toString() },
           async (ds) => {
-            checkGroupAccess(ds, group, access);
             await ds.setNotes(group, body.notes);
             return null;
           },

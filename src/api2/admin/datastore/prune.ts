@@ -13,13 +13,7 @@ import type { Datastore } from '../../../datastore/datastore.js';
 import { KEEP_OPTION_NAMES, type KeepOptions, type PruneResult } from '../../../datastore/prune.js';
 import type { UserInfo } from '../../../server/permissions.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import {
-  checkGroupAccess,
-  checkNamespaceAccess,
-  datastoreAclPath,
-  mayAccessGroup,
-  type NamespaceAccess,
-} from './access.js';
+import { checkNamespaceAccess, mayAccessGroup, namespaceAccess, withGroupAccess } from './access.js';
 import {
   GroupQuery,
   groupOf,
@@ -28,7 +22,6 @@ import {
   parseNs,
   spawnAdmittedTask,
   StoreParams,
-  withDatastore,
 } from './common.js';
 
 const MODIFY = ['Datastore.Modify'];
@@ -55,19 +48,6 @@ function pruneItem(group: BackupGroup, r: PruneResult) {
   };
 }
 
-/** Per namespace: full access with Modify, owned groups only with Prune, else none. */
-function pruneAccess(
-  userInfo: UserInfo,
-  authId: string,
-  store: string,
-  ns: BackupNamespace,
-): NamespaceAccess | undefined {
-  const path = datastoreAclPath(store, ns);
-  if (userInfo.hasPrivs(authId, path, MODIFY)) return { authId, full: true };
-  if (userInfo.hasPrivs(authId, path, PRUNE)) return { authId, full: false };
-  return undefined;
-}
-
 /** Prune every group the caller may prune below `ns`; returns how many removals failed. */
 function pruneNamespaces(
   ds: Datastore,
@@ -85,7 +65,8 @@ function pruneNamespaces(
 ): number {
   let failed = 0;
   for (const ns of ds.listNamespaces(opts.ns, opts.maxDepth)) {
-    const access = pruneAccess(opts.userInfo, opts.authId, opts.store, ns);
+    // Per namespace: full access with Modify, owned groups only with Prune, else skipped.
+    const access = namespaceAccess(opts.userInfo, opts.authId, opts.store, ns, MODIFY, PRUNE);
     if (!access) continue;
     for (const group of ds.listGroups(ns)) {
       opts.signal.throwIfAborted();
@@ -118,17 +99,15 @@ export const routes: AnyRoute[] = [
       'protected}. Datastore.Modify, or Datastore.Prune on a group the caller owns.',
     handler: ({ params, body, authId, userInfo, server }) => {
       const group = groupOf(body);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, MODIFY, PRUNE);
       const dryRun = body['dry-run'] ?? false;
-      return withDatastore(
-        { server, authId },
+      return withGroupAccess(
+        { server, authId, userInfo },
         params.store,
+        group,
+        { full: MODIFY, owner: PRUNE },
         dryRun ? 'read' : 'write',
         { kind: 'prune', detail: group.toString() },
-        (ds) => {
-          checkGroupAccess(ds, group, access);
-          return ds.prune(group, keepOptions(body), { dryRun }).map((r) => pruneItem(group, r));
-        },
+        (ds) => ds.prune(group, keepOptions(body), { dryRun }).map((r) => pruneItem(group, r)),
       );
     },
   }),

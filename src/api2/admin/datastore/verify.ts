@@ -21,8 +21,8 @@ import { parseUpid } from '../../../server/tasks/upid.js';
 import {
   checkGroupAccess,
   checkNamespaceAccess,
-  datastoreAclPath,
   mayAccessGroup,
+  namespaceAccess,
   type NamespaceAccess,
 } from './access.js';
 import {
@@ -86,12 +86,7 @@ function snapshotsToVerify(
   if (plan.group) groups.push({ group: plan.group, access });
   else {
     for (const ns of ds.listNamespaces(plan.ns, plan.maxDepth)) {
-      const path = datastoreAclPath(store, ns);
-      const nsAccess: NamespaceAccess | undefined = userInfo.hasPrivs(authId, path, VERIFY)
-        ? { authId, full: true }
-        : userInfo.hasPrivs(authId, path, BACKUP)
-          ? { authId, full: false }
-          : undefined;
+      const nsAccess = namespaceAccess(userInfo, authId, store, ns, VERIFY, BACKUP);
       if (!nsAccess) continue;
       for (const group of ds.listGroups(ns)) groups.push({ group, access: nsAccess });
     }
