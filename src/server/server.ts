@@ -76,7 +76,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
         : { loggerInstance: opts.logger }),
     bodyLimit: 1024 * 1024,
     // UPIDs in task URLs are longer than fastify's default of 100 characters
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
   });
 
   const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });

@@ -181,8 +181,12 @@ export class Harness {
   }
 }
 
-/** Save a screenshot under docs/screenshots (referenced from docs/ui.md). */
+/**
+ * Save a screenshot under docs/screenshots (referenced from docs/ui.md) when STOWAGE_SCREENSHOTS=1,
+ * so ordinary test runs do not rewrite the committed pictures.
+ */
 export async function screenshot(page: Page, name: string, opts: { fullPage?: boolean } = {}): Promise<void> {
+  if (process.env.STOWAGE_SCREENSHOTS !== '1') return;
   mkdirSync(SCREENSHOTS, { recursive: true });
   // the spinner animates: freeze it so screenshots are stable
   await page.addStyleTag({ content: '.spinner { animation: none !important; }' });

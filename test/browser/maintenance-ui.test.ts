@@ -60,7 +60,7 @@ describe('web UI', { skip }, () => {
       await page.evaluate('window.noReload = true');
 
       // an operation admitted before the change: a backup writing host/web01 from another process
-      const backup = await holder.hold(STORE, 'write', 'backup', 'host/web01');
+      const backup = await holder.hold(STORE, 'write', 'backup', 'host/web01', 'alice@pbs');
 
       await row.getByRole('link', { name: STORE }).click();
       await page.getByRole('link', { name: 'Options & maintenance' }).click();
@@ -73,7 +73,7 @@ describe('web UI', { skip }, () => {
 
       const drain = page.getByTestId('drain-status').first();
       await drain
-        .getByText(/1 conflicting operation still running: backup host\/web01 since \d\d:\d\d/)
+        .getByText(/1 conflicting operation still running: backup host\/web01 by alice@pbs since \d\d:\d\d/)
         .waitFor();
       const opsTable = page.getByTestId('ops-table');
       await opsTable.getByText('conflicting').waitFor();

@@ -8,7 +8,7 @@ import * as tar from 'tar-stream';
 import { compileExcludes, extractTar, measureTree, tarDirectory } from '../../src/client/tar-archive.js';
 import { describeTree, makeTree } from './tree-fixture.js';
 
-async function collect(r: Readable): Promise<Buffer> {
+async function collect(r: AsyncIterable<unknown>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of r) parts.push(c as Buffer);
   return Buffer.concat(parts);
@@ -99,13 +99,19 @@ test('an archive entry pointing outside the target is refused', async () => {
       pack.entry({ name, type: 'file' }, 'bad');
       pack.finalize();
       const t = join(dir, `t${name.length}`);
-      await assert.rejects(extractTar(pack, t), /outside the restore target/);
+      await assert.rejects(
+        extractTar(pack as unknown as AsyncIterable<Uint8Array>, t),
+        /outside the restore target/,
+      );
     }
     const pack = tar.pack();
     pack.entry({ name: 'link', type: 'symlink', linkname: '/tmp' });
     pack.entry({ name: 'link/evil', type: 'file' }, 'bad');
     pack.finalize();
-    await assert.rejects(extractTar(pack, join(dir, 'sym')), /below the symlink/);
+    await assert.rejects(
+      extractTar(pack as unknown as AsyncIterable<Uint8Array>, join(dir, 'sym')),
+      /below the symlink/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -118,7 +124,7 @@ test('a restore into a non-empty directory is refused', async () => {
     symlinkSync('x', join(dir, 'l'));
     const pack = tar.pack();
     pack.finalize();
-    await assert.rejects(extractTar(pack, dir), /not empty/);
+    await assert.rejects(extractTar(pack as unknown as AsyncIterable<Uint8Array>, dir), /not empty/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

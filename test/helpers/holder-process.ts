@@ -55,8 +55,9 @@ export class HolderProcess {
     op: 'read' | 'write' | 'lookup',
     kind = 'test',
     detail?: string,
+    authId?: string,
   ): Promise<number> {
-    const r = await this.send({ cmd: 'lookup', store, op, kind, detail });
+    const r = await this.send({ cmd: 'lookup', store, op, kind, detail, authId });
     if (!r.ok) throw new Error(`holder ${this.pid} refused: ${r.message}`);
     return r.id as number;
   }
