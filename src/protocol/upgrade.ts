@@ -160,8 +160,9 @@ export async function handleProtocolUpgrade(
     }
     if (req.httpVersionMajor >= 2)
       throw new BadRequestError('unexpected http version (must be HTTP/1.1 to upgrade)');
-    if (kind === 'backup') await runBackup(req, socket, head, deps, handle, params, authId);
-    else await runReader(req, socket, head, deps, handle, params, authId, readPriv);
+    const upgrade: AdmittedUpgrade = { req, socket, head, deps, handle, params, authId };
+    if (kind === 'backup') await runBackup(upgrade);
+    else await runReader(upgrade, readPriv);
   } catch (err) {
     writeHttp1Error(socket, err);
   } finally {
@@ -233,23 +234,37 @@ async function serveSession(
   await ended;
 }
 
-async function runBackup(
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  deps: ProtocolDeps,
-  handle: DatastoreHandle,
-  params: SessionParams,
-  authId: string,
-): Promise<void> {
-  const log = new DeferredLog();
-  // Namespace, group lock + owner, base, time and snapshot dir are checked in there (§8.2 4-8).
-  const session = await openBackupSession(handle.datastore, params.dir, authId, log);
+/** An upgrade request that passed authentication, privileges and admission. */
+interface AdmittedUpgrade {
+  req: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+  deps: ProtocolDeps;
+  handle: DatastoreHandle;
+  params: SessionParams;
+  authId: string;
+}
+
+/**
+ * Log PBS's session start line; returns the namespace prefix (`a/b/`, empty for the root) that
+ * the line and the worker id put before the snapshot.
+ */
+function logSessionStart(log: DeferredLog, what: 'backup' | 'reader', u: AdmittedUpgrade): string {
+  const { params } = u;
   const nsPrefix = params.ns.isRoot() ? '' : `${params.ns.name}/`;
   log.log(
-    `starting new backup on datastore '${params.store}' from ${req.socket.remoteAddress ?? 'unknown'}: "${nsPrefix}${params.dir}"`,
+    `starting new ${what} on datastore '${params.store}' from ${u.req.socket.remoteAddress ?? 'unknown'}: "${nsPrefix}${params.dir}"`,
   );
-  await serveSession(socket, head, deps, {
+  return nsPrefix;
+}
+
+async function runBackup(u: AdmittedUpgrade): Promise<void> {
+  const { params, authId } = u;
+  const log = new DeferredLog();
+  // Namespace, group lock + owner, base, time and snapshot dir are checked in there (§8.2 4-8).
+  const session = await openBackupSession(u.handle.datastore, params.dir, authId, log);
+  const nsPrefix = logSessionStart(log, 'backup', u);
+  await serveSession(u.socket, u.head, u.deps, {
     protocol: BACKUP_PROTOCOL_ID,
     workerType: 'backup',
     workerId: `${params.store}:${nsPrefix}${params.dir.group}`,
@@ -265,17 +280,9 @@ async function runBackup(
   });
 }
 
-async function runReader(
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  deps: ProtocolDeps,
-  handle: DatastoreHandle,
-  params: SessionParams,
-  authId: string,
-  readPriv: boolean,
-): Promise<void> {
-  const ds = handle.datastore;
+async function runReader(u: AdmittedUpgrade, readPriv: boolean): Promise<void> {
+  const { params, authId } = u;
+  const ds = u.handle.datastore;
   if (!readPriv) checkBackupOwner(ds.getOwner(params.dir.group), authId);
   const snapshotPath = ds.snapshotPath(params.dir);
   const snap = ds.listSnapshots(params.dir.group).find((s) => s.dir.time === params.dir.time);
@@ -283,12 +290,9 @@ async function runReader(
   const lock = ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', { shared: true });
   const log = new DeferredLog();
   const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshotPath, lock, log });
-  const nsPrefix = params.ns.isRoot() ? '' : `${params.ns.name}/`;
-  log.log(
-    `starting new reader on datastore '${params.store}' from ${req.socket.remoteAddress ?? 'unknown'}: "${nsPrefix}${params.dir}"`,
-  );
+  const nsPrefix = logSessionStart(log, 'reader', u);
   const hexTime = params.dir.time.toString(16).toUpperCase().padStart(8, '0');
-  await serveSession(socket, head, deps, {
+  await serveSession(u.socket, u.head, u.deps, {
     protocol: READER_PROTOCOL_ID,
     workerType: 'reader',
     workerId: `${params.store}:${nsPrefix}${params.dir.group}/${hexTime}`,
