@@ -66,6 +66,15 @@ export function authIdUser(authId: string): string {
   return bang === -1 ? authId : authId.slice(0, bang);
 }
 
+/**
+ * PBS `check_backup_owner`: the owner itself, or a user whose API token owns the group (a token
+ * never owns what its user owns).
+ */
+export function isBackupOwner(owner: string, authId: string): boolean {
+  if (owner === authId) return true;
+  return isTokenId(owner) && !isTokenId(authId) && authIdUser(owner) === authId;
+}
+
 export interface UserEntry {
   userid: string;
   comment?: string;

@@ -16,6 +16,7 @@
  */
 import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { isBackupOwner } from '../config/user-config.js';
 import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import type { FileLock } from '../sys/file-lock.js';
@@ -638,11 +639,9 @@ export async function openBackupSession(
   }
 }
 
-/**
- * PBS `check_backup_owner`: the owner itself, or the user owning a token that owns the group.
- */
+/** Throw PBS's 403 unless `authId` owns the group (`isBackupOwner`). */
 export function checkBackupOwner(owner: string, authId: string): void {
-  const ok =
-    owner === authId || (owner.includes('!') && !authId.includes('!') && owner.split('!')[0] === authId);
-  if (!ok) throw new StowageError('FORBIDDEN', `backup owner check failed (${authId} != ${owner})`);
+  if (!isBackupOwner(owner, authId)) {
+    throw new StowageError('FORBIDDEN', `backup owner check failed (${authId} != ${owner})`);
+  }
 }

@@ -8,7 +8,7 @@
  * `owner` file and so runs on an admitted datastore.
  */
 import { ForbiddenError, isStowageError } from '../../../errors.js';
-import { authIdUser, isTokenId } from '../../../config/user-config.js';
+import { isBackupOwner } from '../../../config/user-config.js';
 import type { BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
 import type { UserInfo } from '../../../server/permissions.js';
@@ -62,15 +62,6 @@ export function checkNamespaceAccess(
   const path = datastoreAclPath(store, ns);
   userInfo.checkPrivs(authId, path, [...new Set([...fullPrivs, ...ownerPrivs])], { partial: true });
   return { authId, full: false }; // not reached: checkPrivs threw
-}
-
-/**
- * PBS `check_backup_owner`: the owner itself, or a user whose API token owns the group (a token
- * never owns what its user owns).
- */
-export function isBackupOwner(owner: string, authId: string): boolean {
-  if (owner === authId) return true;
-  return isTokenId(owner) && !isTokenId(authId) && authIdUser(owner) === authId;
 }
 
 /**

@@ -7,11 +7,8 @@ import { newManifest } from '../../../../src/datastore/manifest.js';
 import type { DatastoreAccess } from '../../../../src/maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../../src/maintenance/operation-registry.js';
 import { UserInfo } from '../../../../src/server/permissions.js';
-import {
-  checkNamespaceAccess,
-  datastoreAclPath,
-  isBackupOwner,
-} from '../../../../src/api2/admin/datastore/access.js';
+import { checkNamespaceAccess, datastoreAclPath } from '../../../../src/api2/admin/datastore/access.js';
+import { isBackupOwner } from '../../../../src/config/user-config.js';
 import { oldestWriteStart } from '../../../../src/api2/admin/datastore/gc.js';
 import { needsVerify } from '../../../../src/api2/admin/datastore/verify.js';
 
