@@ -33,19 +33,106 @@ const TABLE = new Int32Array(buildTable().buffer);
 const TABLE_LEAVE = TABLE.map((v) => (v << 16) | (v >>> 16));
 
 /**
- * `h mod d == d - 1` without a division per byte: the hits are the values k*d - 1. Split the
- * 32-bit range into buckets narrower than d, so each bucket holds at most one hit; then
- * `h === hits[h >>> shift]` is the exact test (an empty bucket stores a value from another one).
+ * `h mod d == d - 1` without a division per byte, as a divisibility test of `h + 1`: for odd `m`,
+ * `x` is a multiple of `m` exactly when `x * m⁻¹ mod 2^32 <= (2^32 - 1) / m` (Granlund and
+ * Montgomery). `m` is the odd part of `d`, so the test can only have false positives (multiples
+ * of `m` that are not multiples of `d`, and `h = 2^32 - 1`, where `h + 1` wraps to 0); each hit is
+ * confirmed with the exact `%` (`isCut`). One multiplication and a compare per byte, no memory
+ * access: about twice as fast as a lookup table here.
  */
-function cutTable(d: number): { hits: Int32Array; shift: number } {
-  const shift = Math.floor(Math.log2(d));
-  const buckets = 2 ** (32 - shift);
-  const hits = new Int32Array(buckets);
-  for (let b = 0; b < buckets; b++) hits[b] = (((b + 1) % buckets) * 2 ** shift) | 0;
-  for (let v = d - 1; v < 2 ** 32; v += d) hits[Math.floor(v / 2 ** shift)] = v | 0;
-  return { hits, shift };
+interface CutTest {
+  d: number;
+  /** Inverse of the odd part of d, mod 2^32 (as an int32). */
+  inv: number;
+  /** floor((2^32 - 1) / odd part of d). */
+  lim: number;
 }
-const cutTables = new Map<number, { hits: Int32Array; shift: number }>();
+
+function cutTest(d: number): CutTest {
+  let m = d;
+  while (m % 2 === 0) m /= 2;
+  // Newton's iteration doubles the correct low bits each step: 3 → 6 → 12 → 24 → 48 ≥ 32.
+  let inv = m | 0;
+  for (let i = 0; i < 4; i++) inv = Math.imul(inv, 2 - Math.imul(m | 0, inv));
+  return { d, inv, lim: Math.floor((2 ** 32 - 1) / m) };
+}
+
+/** The exact cut condition, for the rare candidates the fast test lets through. */
+function isCut(h: number, d: number): boolean {
+  return (h >>> 0) % d === d - 1;
+}
+
+/** Bytes are read four at a time through an Int32Array where the platform is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Hash after the last `roll` (a second return value without allocating). */
+let rolledHash = 0;
+
+/**
+ * Roll the hash over `data[pos..end)` with the window entirely in `data` (`pos >= 48`); returns
+ * the position after the first cut, or `end` when there is none. The hash is left in
+ * `rolledHash`. The middle is read as 32-bit words: the leaving byte is 48 bytes (12 words)
+ * behind the entering one, so both streams stay aligned together, and one load serves four bytes.
+ */
+function roll(data: Uint8Array, pos: number, end: number, h: number, t: CutTest): number {
+  const T = TABLE;
+  const TL = TABLE_LEAVE;
+  const { d, inv, lim } = t;
+  let head = end;
+  if (LITTLE_ENDIAN && end - pos >= 64) head = pos + ((4 - ((data.byteOffset + pos) & 3)) & 3);
+  while (pos < head) {
+    h = ((h << 1) | (h >>> 31)) ^ TL[data[pos - CHUNKER_WINDOW_SIZE]!]! ^ T[data[pos]!]!;
+    pos++;
+    if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      rolledHash = h;
+      return pos;
+    }
+  }
+  if (head < end) {
+    const words = (end - pos) >> 2;
+    const w32 = new Int32Array(data.buffer, data.byteOffset + pos - CHUNKER_WINDOW_SIZE, 12 + words);
+    let w = 12;
+    const wend = 12 + words;
+    while (w < wend) {
+      const a = w32[w]!;
+      const b = w32[w - 12]!;
+      h = ((h << 1) | (h >>> 31)) ^ TL[b & 255]! ^ T[a & 255]!;
+      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+        rolledHash = h;
+        return pos + ((w - 12) << 2) + 1;
+      }
+      h = ((h << 1) | (h >>> 31)) ^ TL[(b >>> 8) & 255]! ^ T[(a >>> 8) & 255]!;
+      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+        rolledHash = h;
+        return pos + ((w - 12) << 2) + 2;
+      }
+      h = ((h << 1) | (h >>> 31)) ^ TL[(b >>> 16) & 255]! ^ T[(a >>> 16) & 255]!;
+      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+        rolledHash = h;
+        return pos + ((w - 12) << 2) + 3;
+      }
+      h = ((h << 1) | (h >>> 31)) ^ TL[b >>> 24]! ^ T[a >>> 24]!;
+      w++;
+      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+        rolledHash = h;
+        return pos + ((w - 12) << 2);
+      }
+    }
+    pos += words << 2;
+  }
+  while (pos < end) {
+    h = ((h << 1) | (h >>> 31)) ^ TL[data[pos - CHUNKER_WINDOW_SIZE]!]! ^ T[data[pos]!]!;
+    pos++;
+    if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      rolledHash = h;
+      return pos;
+    }
+  }
+  rolledHash = h;
+  return end;
+}
+
+const cutTests = new Map<number, CutTest>();
 
 /**
  * PBS's discriminator: cutting when `h mod d == d - 1` gives an average of `avg` only with
@@ -84,8 +171,7 @@ export class Chunker {
   readonly min: number;
   readonly max: number;
   readonly discriminator: number;
-  private readonly hits: Int32Array;
-  private readonly shift: number;
+  private readonly test: CutTest;
   private readonly window = new Uint8Array(CHUNKER_WINDOW_SIZE);
   /** Bytes of the current chunk consumed so far. */
   private chunkSize = 0;
@@ -103,10 +189,9 @@ export class Chunker {
     this.min = avg >>> 2;
     this.max = avg * 4;
     this.discriminator = chunkerDiscriminator(avg);
-    let t = cutTables.get(this.discriminator);
-    if (!t) cutTables.set(this.discriminator, (t = cutTable(this.discriminator)));
-    this.hits = t.hits;
-    this.shift = t.shift;
+    let t = cutTests.get(this.discriminator);
+    if (!t) cutTests.set(this.discriminator, (t = cutTest(this.discriminator)));
+    this.test = t;
   }
 
   /** Size of the chunk in progress (bytes consumed since the last boundary). */
@@ -141,14 +226,13 @@ export class Chunker {
       this.h = windowHash(win, 0);
     }
     let h = this.h;
-    let cs = this.chunkSize;
     let idx = this.idx;
-    const hits = this.hits;
-    const shift = this.shift;
-    const max = this.max;
+    const t = this.test;
+    // Never past the maximum chunk size: stop there and cut.
+    const end = Math.min(len, pos + (this.max - this.chunkSize));
+    const start = pos;
     // Until 48 bytes of this piece are consumed, the leaving byte comes from the ring.
-    const ringEnd = Math.min(len, pos + CHUNKER_WINDOW_SIZE);
-    const ringStart = pos;
+    const ringEnd = Math.min(end, pos + CHUNKER_WINDOW_SIZE);
     while (pos < ringEnd) {
       const enter = data[pos]!;
       const leave = win[idx]!;
@@ -156,25 +240,21 @@ export class Chunker {
       idx = idx === CHUNKER_WINDOW_SIZE - 1 ? 0 : idx + 1;
       h = ((h << 1) | (h >>> 31)) ^ TABLE_LEAVE[leave]! ^ TABLE[enter]!;
       pos++;
-      cs++;
-      if (h === hits[h >>> shift] || cs >= max) return this.cut(pos);
+      if (Math.imul(h + 1, t.inv) >>> 0 <= t.lim && isCut(h, t.d)) return this.cut(pos);
     }
-    if (pos - ringStart === CHUNKER_WINDOW_SIZE) {
-      // Window is now exactly data[pos-48 .. pos-1]: read leaving bytes straight from `data`.
-      while (pos < len) {
-        const enter = data[pos]!;
-        const leave = data[pos - CHUNKER_WINDOW_SIZE]!;
-        h = ((h << 1) | (h >>> 31)) ^ TABLE_LEAVE[leave]! ^ TABLE[enter]!;
-        pos++;
-        cs++;
-        if (h === hits[h >>> shift] || cs >= max) return this.cut(pos);
-      }
+    if (pos - start === CHUNKER_WINDOW_SIZE) {
+      // The window is now exactly data[pos-48 .. pos-1]: read leaving bytes straight from `data`.
+      const cut = roll(data, pos, end, h, t);
+      h = rolledHash;
+      if (cut < end || (cut === end && isCut(h, t.d))) return this.cut(cut);
+      pos = end;
       // Leave the ring in the state the next piece expects: oldest byte at idx.
-      win.set(data.subarray(len - CHUNKER_WINDOW_SIZE, len), 0);
+      win.set(data.subarray(pos - CHUNKER_WINDOW_SIZE, pos), 0);
       idx = 0;
     }
+    this.chunkSize += pos - start;
+    if (this.chunkSize >= this.max) return this.cut(pos);
     this.h = h;
-    this.chunkSize = cs;
     this.idx = idx;
     return -1;
   }

@@ -77,6 +77,35 @@ test('the fast chunker cuts exactly where hashing every byte cuts, whatever the 
   );
 });
 
+test('every chunk size cuts where hashing every byte cuts, odd and even discriminators alike', () => {
+  // 256 KiB and 512 KiB have even discriminators, 128 KiB an odd one: the fast divisibility test
+  // works on the odd part and must still find exactly the cuts of `h mod d == d - 1`.
+  const data = prng(6, 4 * 1024 * 1024 + 13);
+  for (const avg of [128 * 1024, 256 * 1024, 512 * 1024]) {
+    const expected = referenceBoundaries(data, avg);
+    assert.ok(expected.length >= 4, `avg ${avg}: ${expected.length} cuts`);
+    assert.deepEqual(
+      boundaries(data, avg, () => 1 + Math.floor(Math.random() * 300_000)),
+      expected,
+      `avg ${avg}`,
+    );
+  }
+});
+
+test('cuts do not depend on how a piece is aligned in memory', () => {
+  const data = prng(7, 1024 * 1024);
+  const expected = referenceBoundaries(data, AVG);
+  for (let shift = 1; shift < 4; shift++) {
+    const backing = Buffer.alloc(data.length + shift);
+    data.copy(backing, shift);
+    assert.deepEqual(
+      boundaries(backing.subarray(shift), AVG, () => 128 * 1024 + shift),
+      expected,
+      `offset ${shift}`,
+    );
+  }
+});
+
 test('chunk sizes stay between avg/4 and avg*4 and average near avg on random data', () => {
   const data = prng(2, 8 * 1024 * 1024);
   const chunks = chunksOf(data);
