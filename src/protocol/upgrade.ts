@@ -210,7 +210,9 @@ async function serveSession(
       session?.destroy();
       socket.destroy();
     };
-    task.signal.addEventListener('abort', abort, { once: true });
+    // an abort requested before this function ran (it starts on the next event-loop turn)
+    if (task.signal.aborted) abort();
+    else task.signal.addEventListener('abort', abort, { once: true });
     try {
       await ended;
     } finally {

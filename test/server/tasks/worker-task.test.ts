@@ -19,6 +19,17 @@ async function withManager(fn: (m: TaskManager, dir: string) => Promise<void>): 
   }
 }
 
+/**
+ * Resolves when `signal` aborts, also when it already has: on a loaded machine the test's abort
+ * can come before the task function (started on the next turn of the event loop) listens.
+ */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
 test('a task logs timestamped lines and ends with TASK OK and status OK', async () => {
   await withManager(async (m) => {
     const upid = m.spawnTask('garbage_collection', 'store1', 'root@pam', (task) => {
@@ -70,7 +81,7 @@ test('warnings, errors and skips end as WARNINGS: n, the error message and skipp
 test('aborting a running task fires its signal and it ends with the abort message', async () => {
   await withManager(async (m) => {
     const upid = m.spawnTask('verify', 'store1', 'root@pam', async (task) => {
-      await new Promise<void>((resolve) => task.signal.addEventListener('abort', () => resolve()));
+      await untilAborted(task.signal);
       task.throwIfAborted();
     });
     await new Promise((r) => setTimeout(r, 10));
@@ -86,7 +97,7 @@ test('another process sees the task in the shared index and can request its abor
     const other = new TaskManager({ tasksDir: dir, node: 'testnode' });
     try {
       const upid = m.spawnTask('sync', 'store1', 'alice@pbs', async (task) => {
-        await new Promise<void>((resolve) => task.signal.addEventListener('abort', () => resolve()));
+        await untilAborted(task.signal);
         task.throwIfAborted();
       });
       await new Promise((r) => setTimeout(r, 10));
