@@ -157,6 +157,21 @@ export class Harness {
     assert.fail(`create-datastore ${name} did not finish`);
   }
 
+  /**
+   * Environment for a real `stowage-client` (test/e2e/backup-helpers.ts runs it) backing up to
+   * datastore `store` of this server as root@pam, the certificate pinned by its fingerprint.
+   */
+  clientEnv(store: string): NodeJS.ProcessEnv {
+    const url = new URL(this.server.url);
+    return {
+      PATH: process.env.PATH,
+      HOME: join(this.dir, 'client-home'),
+      STOWAGE_REPOSITORY: `root@pam@${url.hostname}:${url.port}:${store}`,
+      STOWAGE_PASSWORD: ROOT_PASSWORD,
+      STOWAGE_FINGERPRINT: this.server.fingerprint,
+    };
+  }
+
   async newPage(
     viewport = { width: 1366, height: 860 },
   ): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {

@@ -6,7 +6,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { spawnClient } from '../e2e/backup-helpers.js';
 import { HolderProcess } from '../helpers/holder-process.js';
 import { runScheduledJob } from '../../src/server/jobs/job-runner.js';
 import { gcJob } from '../../src/server/jobs/jobs.js';
@@ -26,6 +31,44 @@ function unexpected(errors: string[], allowedStatuses: number[] = []): string[] 
         e.includes(`Failed to load resource: the server responded with a status of ${s}`),
       ),
   );
+}
+
+interface OperationsReply {
+  operations: Array<{ kind?: string; detail?: string; 'auth-id'?: string }>;
+  conflicting: number;
+}
+
+/** A real `stowage-client backup` in its own process, with its exit code and output. */
+interface RunningBackup {
+  proc: ChildProcess;
+  exited: Promise<number>;
+  output: () => string;
+}
+
+function startBackup(h: Harness, store: string, args: string[]): RunningBackup {
+  const proc = spawnClient(['backup', ...args], h.clientEnv(store));
+  let output = '';
+  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number>((r) => proc.once('close', (code) => r(code ?? -1)));
+  return { proc, exited, output: () => output };
+}
+
+/** Poll the API until `store` runs an operation matching `pred` (the server admitted it). */
+async function waitForOperation(
+  h: Harness,
+  store: string,
+  pred: (op: OperationsReply['operations'][number]) => boolean,
+  what: () => string,
+): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const res = await h.api<OperationsReply>('GET', `/admin/datastore/${store}/active-operations`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    if (res.body.data.operations.some(pred)) return;
+    assert.ok(Date.now() < deadline, `the operation never started: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function openMaintenanceDialog(page: Page) {
@@ -48,22 +91,46 @@ describe('web UI', { skip }, () => {
     await h.stop();
   });
 
-  test('an operator sets read-only and offline while an operation runs, watches it drain, and clears the mode', async () => {
+  test('an operator sets read-only while a real backup runs, watches it drain, goes offline and clears the mode', async () => {
+    // a disk image large enough that the client spends seconds reading, hashing and uploading it:
+    // random 4 MiB blocks between zeroed ones, so chunks are both new and deduplicated
+    const image = join(h.dir, 'web01-disk.img');
+    const data = Buffer.alloc(96 * 1024 * 1024);
+    for (let off = 0; off < data.length; off += 8 * 1024 * 1024) randomBytes(4 * 1024 * 1024).copy(data, off);
+    writeFileSync(image, data);
     const holder = await new HolderProcess(h.paths).start();
     const { context, page, errors } = await h.newPage();
+    let backup: RunningBackup | undefined;
     try {
       await h.login(page);
       const row = page.locator(`tr[data-store="${STORE}"]`);
       await row.getByText('none').waitFor();
       assert.equal(await row.getByTestId('maintenance-marker').count(), 0);
+      await row.getByRole('link', { name: STORE }).click();
+      await page.getByRole('link', { name: 'Options & maintenance' }).click();
       // a page reload would drop this; the drain must be seen without one
       await page.evaluate('window.noReload = true');
 
-      // an operation admitted before the change: a backup writing host/web01 from another process
-      const backup = await holder.hold(STORE, 'write', 'backup', 'host/web01', 'alice@pbs');
+      // a backup admitted before the change: the real client, from its own process
+      backup = startBackup(h, STORE, [
+        `disk.img:${image}`,
+        '--backup-id',
+        'web01',
+        '--backup-time',
+        '1700000000',
+      ]);
+      const running = backup;
+      await waitForOperation(h, STORE, (op) => op.kind === 'backup', running.output);
+      // Paused while the operator acts, so the test does not depend on how fast this machine
+      // backs up 96 MiB; the server only sees a client that is slow for a moment.
+      running.proc.kill('SIGSTOP');
+      await waitForOperation(
+        h,
+        STORE,
+        (op) => op.kind === 'backup',
+        () => 'the backup finished before it could be paused',
+      );
 
-      await row.getByRole('link', { name: STORE }).click();
-      await page.getByRole('link', { name: 'Options & maintenance' }).click();
       let dialog = await openMaintenanceDialog(page);
       await dialog.getByLabel('Read-only').check();
       await dialog.getByLabel(/^Message/).fill(MESSAGE);
@@ -71,14 +138,35 @@ describe('web UI', { skip }, () => {
       await dialog.getByRole('button', { name: 'Save' }).click();
       await dialog.waitFor({ state: 'detached' });
 
-      const drain = page.getByTestId('drain-status').first();
+      const drain = page.getByTestId('drain-status');
       await drain
-        .getByText(/1 conflicting operation still running: backup host\/web01 by alice@pbs since \d\d:\d\d/)
+        .getByText(
+          /1 conflicting operation still running: backup host\/web01\/2023-11-14T22:13:20Z by root@pam since \d\d:\d\d/,
+        )
         .waitFor();
       const opsTable = page.getByTestId('ops-table');
       await opsTable.getByText('conflicting').waitFor();
-      assert.match(await opsTable.innerText(), /backup conflicting\s+host\/web01\s+write/);
+      assert.match(
+        await opsTable.innerText(),
+        /backup conflicting\s+host\/web01\/2023-11-14T22:13:20Z\s+write\s+root@pam/,
+      );
       await screenshot(page, 'active-operations', { fullPage: true });
+
+      // the backup goes on, completes, and the status line turns into "drained" by polling alone
+      running.proc.kill('SIGCONT');
+      await drain.getByText('drained: no conflicting operations are running').waitFor({ timeout: 60_000 });
+      assert.equal(await page.evaluate('window.noReload'), true);
+      assert.equal(await running.exited, 0, running.output());
+      const snaps = await h.api<Array<{ 'backup-id': string; 'backup-time': number; size?: number }>>(
+        'GET',
+        `/admin/datastore/${STORE}/snapshots?backup-type=host&backup-id=web01`,
+      );
+      assert.deepEqual(
+        snaps.body.data.map((s) => s['backup-time']),
+        [1_700_000_000],
+      );
+      assert.ok((snaps.body.data[0]!.size ?? 0) > data.length, 'the whole image and the manifest are there');
+      assert.equal(await opsTable.getByText('conflicting').count(), 0);
 
       // the list shows the marker: icon, type and message as text, the full sentence as title
       await page.getByRole('link', { name: 'Datastores' }).first().click();
@@ -89,20 +177,8 @@ describe('web UI', { skip }, () => {
       await page.locator('tr[data-store="archive"]').getByText('none').waitFor();
       await screenshot(page, 'datastore-list');
 
-      // the backup ends: the status line turns into "drained" by polling alone
-      await page.goto(`${h.server.url}/#/datastore/${STORE}/summary`);
-      await page.evaluate('window.noReload = true');
-      await page
-        .getByTestId('drain-status')
-        .getByText(/1 conflicting operation still running/)
-        .waitFor();
-      await holder.send({ cmd: 'release', id: backup });
-      await page
-        .getByTestId('drain-status')
-        .getByText('drained: no conflicting operations are running')
-        .waitFor();
-      assert.equal(await page.evaluate('window.noReload'), true);
       // read-only admits reads: the summary shows usage, not a maintenance panel
+      await row.getByRole('link', { name: STORE }).click();
       await page.getByRole('heading', { name: 'Usage' }).waitFor();
       assert.equal(await page.getByTestId('maintenance-panel').count(), 0);
 
@@ -156,6 +232,7 @@ describe('web UI', { skip }, () => {
 
       assert.deepEqual(unexpected(errors), []);
     } finally {
+      backup?.proc.kill('SIGKILL'); // only if the test failed before it ended
       await context.close();
       await holder.stop();
     }

@@ -131,6 +131,7 @@ export function Confirm({
   onCancel,
   busy,
   error,
+  errorTitle,
 }: {
   title: string;
   children: ComponentChildren;
@@ -139,6 +140,8 @@ export function Confirm({
   onCancel: () => void;
   busy?: boolean;
   error?: Error;
+  /** Says whose refusal the error is, e.g. "The server refused to delete it". */
+  errorTitle?: string;
 }) {
   return (
     <Modal
@@ -157,7 +160,7 @@ export function Confirm({
       }
     >
       {children}
-      <ErrorBox error={error} />
+      <ErrorBox error={error} title={errorTitle} />
     </Modal>
   );
 }

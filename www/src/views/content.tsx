@@ -2,7 +2,7 @@
  * Backup groups → snapshots, with size, verify state, protection and notes; deleting, protecting
  * and pruning ask for confirmation first. Writes are disabled (with the reason) in maintenance.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, seg } from '../api.js';
 import { Confirm, ErrorBox, Loading, Modal } from '../components.js';
 import { bytes, dateTime } from '../format.js';
@@ -28,6 +28,119 @@ function snapshotParams(s: Snapshot) {
   return { 'backup-type': s['backup-type'], 'backup-id': s['backup-id'], 'backup-time': s['backup-time'] };
 }
 
+/** What a verify task covers: a group, or one snapshot of it. */
+interface VerifyTarget {
+  label: string;
+  params: Record<string, string | number>;
+}
+
+interface VerifyRun {
+  target: VerifyTarget;
+  upid?: string;
+  /** The task's exit status once it stopped (`OK`, or the error). */
+  result?: string;
+  error?: Error;
+}
+
+interface TaskStatus {
+  status: 'running' | 'stopped';
+  exitstatus?: string;
+}
+
+/**
+ * Start a verify task (`POST /admin/datastore/{store}/verify`) and follow it until it stops;
+ * `onFinished` then lets the snapshot lists show the new verify state. Only one at a time.
+ */
+function useVerify(store: string, onFinished: () => void) {
+  const [run, setRun] = useState<VerifyRun | undefined>(undefined);
+  const upid = run?.upid;
+  const done = run?.result !== undefined;
+  useEffect(() => {
+    if (!upid || done) return;
+    const ctl = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const poll = async () => {
+      try {
+        const st = (
+          await api.get<TaskStatus>(
+            `/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`,
+            undefined,
+            ctl.signal,
+          )
+        ).data;
+        if (ctl.signal.aborted) return;
+        if (st.status === 'stopped') {
+          setRun((r) => r && { ...r, result: st.exitstatus ?? 'stopped' });
+          onFinished();
+          return;
+        }
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        setRun((r) => r && { ...r, error: err as Error });
+        return;
+      }
+      timer = setTimeout(poll, 1000);
+    };
+    void poll();
+    return () => {
+      ctl.abort();
+      if (timer) clearTimeout(timer);
+    };
+  }, [upid, done]);
+
+  const start = async (target: VerifyTarget) => {
+    setRun({ target });
+    try {
+      const res = await api.post<string>(`/admin/datastore/${seg(store)}/verify`, target.params);
+      setRun({ target, upid: res.data });
+    } catch (err) {
+      setRun({ target, error: err as Error });
+    }
+  };
+  const busy = run !== undefined && run.result === undefined && run.error === undefined;
+  return { run, busy, start, dismiss: () => setRun(undefined) };
+}
+
+function VerifyStatus({ run, onDismiss }: { run: VerifyRun | undefined; onDismiss: () => void }) {
+  if (!run) return null;
+  const task = run.upid && (
+    <a href={`#/tasks/${encodeURIComponent(run.upid)}`} class="small">
+      task log
+    </a>
+  );
+  let text;
+  if (run.error) {
+    text = (
+      <span class="verify-failed">
+        Verify of {run.target.label} could not run: {run.error.message}
+      </span>
+    );
+  } else if (run.result === undefined) {
+    text = (
+      <span aria-busy="true">
+        Verifying {run.target.label}… {task}
+      </span>
+    );
+  } else {
+    text = (
+      <span>
+        Verify of {run.target.label}:{' '}
+        <span class={run.result === 'OK' ? 'verify-ok' : 'verify-failed'}>{run.result}</span> {task}
+      </span>
+    );
+  }
+  return (
+    <p role="status" class="verify-status" data-testid="verify-status">
+      {text}
+      {(run.error || run.result !== undefined) && (
+        <button type="button" class="link-button small" onClick={onDismiss}>
+          Dismiss
+        </button>
+      )}
+    </p>
+  );
+}
+
 export function Content({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
   if (refusesReads(mode)) return <MaintenancePanel mode={mode!} />;
   return <Groups store={store} mode={mode} />;
@@ -41,7 +154,15 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
   );
   const [open, setOpen] = useState<string | undefined>(undefined);
   const [pruning, setPruning] = useState<BackupGroup | undefined>(undefined);
+  // bumped when a prune or verify changed snapshots, so an open snapshot list loads them again
+  const [version, setVersion] = useState(0);
+  const changed = () => {
+    setVersion((v) => v + 1);
+    groups.reload();
+  };
+  const verify = useVerify(store, changed);
   const readOnly = mode !== undefined;
+  const why = readOnly ? `not possible: ${describe(mode!)}` : undefined;
 
   return (
     <section aria-labelledby="content-heading">
@@ -49,6 +170,7 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
       {readOnly && <p class="muted">Changes are disabled while the datastore is in {describe(mode!)}.</p>}
       <ErrorBox error={groups.error} title="Could not load the backup groups" />
       {!groups.data && !groups.error && <Loading what="backup groups" />}
+      <VerifyStatus run={verify.run} onDismiss={verify.dismiss} />
       {groups.data?.length === 0 && <p>This datastore holds no backups yet.</p>}
       {groups.data && groups.data.length > 0 && (
         <div class="overflow-auto">
@@ -76,18 +198,34 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
                         aria-controls={`snapshots-${key}`}
                         onClick={() => setOpen(expanded ? undefined : key)}
                       >
-                        {expanded ? '▾' : '▸'} {key}
+                        <span aria-hidden="true">{expanded ? '▾' : '▸'}</span> {key}
                       </button>
                     </th>
                     <td>{g['backup-count'] ?? '–'}</td>
                     <td>{g['last-backup'] ? dateTime(g['last-backup']) : '–'}</td>
                     <td>{g.owner ?? '–'}</td>
-                    <td>
+                    <td class="actions">
+                      <button
+                        type="button"
+                        class="outline small-button"
+                        disabled={readOnly || verify.busy}
+                        title={why}
+                        aria-label={`Verify ${key}`}
+                        onClick={() =>
+                          void verify.start({
+                            label: key,
+                            params: { 'backup-type': g['backup-type'], 'backup-id': g['backup-id'] },
+                          })
+                        }
+                      >
+                        Verify
+                      </button>
                       <button
                         type="button"
                         class="outline small-button"
                         disabled={readOnly}
-                        title={readOnly ? `not possible: ${describe(mode!)}` : undefined}
+                        title={why}
+                        aria-label={`Prune ${key}`}
                         onClick={() => setPruning(g)}
                       >
                         Prune…
@@ -102,6 +240,11 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
                           group={g}
                           readOnly={readOnly}
                           mode={mode}
+                          version={version}
+                          verifying={verify.busy}
+                          onVerify={(s) =>
+                            void verify.start({ label: snapshotName(s), params: snapshotParams(s) })
+                          }
                           onChange={groups.reload}
                         />
                       </td>
@@ -120,7 +263,7 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
           onClose={() => setPruning(undefined)}
           onDone={() => {
             setPruning(undefined);
-            groups.reload();
+            changed();
           }}
         />
       )}
@@ -138,12 +281,19 @@ function Snapshots({
   group,
   readOnly,
   mode,
+  version,
+  verifying,
+  onVerify,
   onChange,
 }: {
   store: string;
   group: BackupGroup;
   readOnly: boolean;
   mode: MaintenanceMode | undefined;
+  /** Changes when snapshots of the group changed elsewhere (prune, verify). */
+  version: number;
+  verifying: boolean;
+  onVerify: (s: Snapshot) => void;
   onChange: () => void;
 }) {
   const snaps = useApi(
@@ -155,7 +305,7 @@ function Snapshots({
           signal,
         )
       ).data.sort((a, b) => b['backup-time'] - a['backup-time']),
-    [store, group['backup-type'], group['backup-id']],
+    [store, group['backup-type'], group['backup-id'], version],
   );
   const [pending, setPending] = useState<Pending | undefined>(undefined);
   const [busy, setBusy] = useState(false);
@@ -172,9 +322,15 @@ function Snapshots({
       onChange();
     } catch (err) {
       setError(err as Error);
+      // the refusal may come from a change made elsewhere (protected meanwhile): show it
+      snaps.reload();
     } finally {
       setBusy(false);
     }
+  };
+  const ask = (p: Pending) => {
+    setError(undefined);
+    setPending(p);
   };
 
   const base = `/admin/datastore/${seg(store)}`;
@@ -183,7 +339,7 @@ function Snapshots({
       <ErrorBox error={snaps.error} title="Could not load the snapshots" />
       {!snaps.data && !snaps.error && <Loading what="snapshots" />}
       {snaps.data && (
-        <table class="striped">
+        <table class="striped" aria-label={`Snapshots of ${group['backup-type']}/${group['backup-id']}`}>
           <thead>
             <tr>
               <th scope="col">Snapshot</th>
@@ -196,8 +352,12 @@ function Snapshots({
           </thead>
           <tbody>
             {snaps.data.map((s) => (
-              <tr key={s['backup-time']}>
-                <td>{dateTime(s['backup-time'])}</td>
+              <tr key={s['backup-time']} data-snapshot={snapshotName(s)}>
+                <th scope="row">
+                  <time dateTime={new Date(s['backup-time'] * 1000).toISOString()}>
+                    {dateTime(s['backup-time'])}
+                  </time>
+                </th>
                 <td>{bytes(s.size)}</td>
                 <td>
                   <span class={`verify verify-${s.verification?.state ?? 'none'}`}>
@@ -212,7 +372,7 @@ function Snapshots({
                     class="outline small-button"
                     disabled={readOnly}
                     title={why}
-                    onClick={() => setPending({ action: 'notes', snapshot: s })}
+                    onClick={() => ask({ action: 'notes', snapshot: s })}
                   >
                     Notes…
                   </button>
@@ -221,16 +381,25 @@ function Snapshots({
                     class="outline small-button"
                     disabled={readOnly}
                     title={why}
-                    onClick={() => setPending({ action: 'protect', snapshot: s, value: !s.protected })}
+                    onClick={() => ask({ action: 'protect', snapshot: s, value: !s.protected })}
                   >
                     {s.protected ? 'Unprotect' : 'Protect'}
+                  </button>
+                  <button
+                    type="button"
+                    class="outline small-button"
+                    disabled={readOnly || verifying}
+                    title={why}
+                    onClick={() => onVerify(s)}
+                  >
+                    Verify
                   </button>
                   <button
                     type="button"
                     class="outline small-button danger"
                     disabled={readOnly || s.protected}
                     title={why ?? (s.protected ? 'protected snapshots cannot be deleted' : undefined)}
-                    onClick={() => setPending({ action: 'delete', snapshot: s })}
+                    onClick={() => ask({ action: 'delete', snapshot: s })}
                   >
                     Delete
                   </button>
@@ -246,6 +415,7 @@ function Snapshots({
           confirmLabel="Delete"
           busy={busy}
           error={error}
+          errorTitle="The server refused to delete it"
           onCancel={() => setPending(undefined)}
           onConfirm={() => run(() => api.delete(`${base}/snapshots`, snapshotParams(pending.snapshot)))}
         >
@@ -261,6 +431,7 @@ function Snapshots({
           confirmLabel={pending.value ? 'Protect' : 'Remove protection'}
           busy={busy}
           error={error}
+          errorTitle="The server refused the change"
           onCancel={() => setPending(undefined)}
           onConfirm={() =>
             run(() =>
@@ -428,6 +599,13 @@ function PruneDialog({
           </label>
         ))}
       </div>
+      {preview && (
+        <p role="status">
+          {removed.length === 0
+            ? 'Nothing would be removed.'
+            : `${removed.length} of ${preview.length} snapshots would be removed; this cannot be undone.`}
+        </p>
+      )}
       {preview && (
         <ul class="prune-preview">
           {preview.map((p) => (
