@@ -228,6 +228,15 @@ describe('web UI: datastore content', { skip }, () => {
         [T1],
       );
 
+      // on a phone the page itself does not scroll sideways (the tables scroll in their box)
+      await page.setViewportSize({ width: 390, height: 844 });
+      await snapshotRow(page, 'web01', T1).getByRole('button', { name: 'Notes…' }).scrollIntoViewIfNeeded();
+      const overflow = await page.evaluate<number>(
+        'document.documentElement.scrollWidth - window.innerWidth',
+      );
+      assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px on a phone`);
+      await page.setViewportSize({ width: 1366, height: 860 });
+
       // in read-only maintenance the changes are disabled, with the reason
       const ro = await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 'read-only' });
       assert.equal(ro.status, 200, JSON.stringify(ro.body));
