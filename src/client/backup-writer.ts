@@ -31,6 +31,8 @@ import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget }
 export const BACKUP_PROTOCOL = 'proxmox-backup-protocol-v1';
 /** PBS appends digests in batches of 128. */
 const APPEND_BATCH = 128;
+/** A reused index is appended in larger batches: its chunks need no upload to wait for. */
+const REUSE_APPEND_BATCH = 1024;
 /** Chunks hashed/uploaded ahead of the oldest one not yet appended (memory: ~this × 4 MiB × 2). */
 const MAX_IN_FLIGHT = 8;
 
@@ -157,6 +159,62 @@ export class BackupWriter {
     });
     this.files.push({ filename: name, 'crypt-mode': 'none', size: stats.bytes, csum: hex });
     return stats;
+  }
+
+  /**
+   * Write archive `name` as a copy of the previous snapshot's index, when that index is exactly
+   * the one `expect` describes (checksum and size, as the tree cache remembers them): every chunk
+   * is appended by digest, nothing is read, hashed or uploaded. Returns undefined, having written
+   * nothing, when the previous snapshot has no such index; the caller then uploads normally.
+   */
+  async reuseStream(
+    name: string,
+    expect: { csum: string; size: number },
+    opts: ArchiveOptions = {},
+  ): Promise<TransferStats | undefined> {
+    if (!name.endsWith('.didx')) throw new BadRequestError(`archive name '${name}' must end in .didx`);
+    const prev = await this.previousManifest();
+    const entry = prev?.files.find((f) => f.filename === name);
+    if (!entry || entry.csum !== expect.csum || entry.size !== expect.size) return undefined;
+    // Downloading it through `previous` is also what makes the server accept its digests.
+    const raw = await this.session.request('GET', 'previous', { 'archive-name': name });
+    const index = DynamicIndexReader.fromBuffer(raw, { what: `previous ${name}`, verifyCsum: true });
+    if (index.csum.toString('hex') !== expect.csum || index.totalSize !== expect.size) return undefined;
+    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
+    const stats = emptyTransferStats();
+    for (let first = 0; first < index.count; first += REUSE_APPEND_BATCH) {
+      const digests: string[] = [];
+      const offsets: number[] = [];
+      for (let i = first; i < Math.min(index.count, first + REUSE_APPEND_BATCH); i++) {
+        const { start, end } = index.chunkRange(i);
+        digests.push(index.digest(i).toString('hex'));
+        offsets.push(start);
+        stats.chunks++;
+        stats.bytes += end - start;
+        stats.reusedBytes += end - start;
+      }
+      await this.session.json(
+        'PUT',
+        'dynamic_index',
+        {},
+        { wid, 'digest-list': digests, 'offset-list': offsets },
+      );
+      opts.onProgress?.(stats);
+    }
+    await this.session.json('POST', 'dynamic_close', {
+      wid,
+      'chunk-count': stats.chunks,
+      size: stats.bytes,
+      csum: expect.csum,
+    });
+    this.files.push({ filename: name, 'crypt-mode': 'none', size: stats.bytes, csum: expect.csum });
+    for (const k of Object.keys(stats) as Array<keyof TransferStats>) this.total[k] += stats[k];
+    return stats;
+  }
+
+  /** The manifest entry (size, checksum) of an archive written in this session. */
+  archive(name: string): ManifestFile | undefined {
+    return this.files.find((f) => f.filename === name);
   }
 
   /** Upload an image of exactly `size` bytes as a fixed index `name` (`*.fidx`, 4 MiB chunks). */

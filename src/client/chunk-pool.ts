@@ -57,9 +57,15 @@ export class ChunkPool {
   private closed = false;
   private failure: Error | undefined;
 
-  /** `threads` defaults to the number of CPUs (at least 1, at most 8). */
+  /**
+   * `threads` defaults to the number of CPUs (at least 1, at most 8). Workers start with the
+   * first request: a backup that only reuses indexes never pays for starting them.
+   */
   constructor(opts: { threads?: number } = {}) {
     this.threads = Math.max(1, Math.min(8, opts.threads ?? cpus().length));
+  }
+
+  private startWorkers(): void {
     for (let i = 0; i < this.threads; i++) {
       const worker = startWorker();
       const pw: PoolWorker = { worker, inFlight: 0 };
@@ -87,6 +93,7 @@ export class ChunkPool {
   }
 
   private pick(): PoolWorker {
+    if (this.workers.length === 0 && !this.closed) this.startWorkers();
     let best = this.workers[0]!;
     for (const w of this.workers) if (w.inFlight < best.inFlight) best = w;
     return best;

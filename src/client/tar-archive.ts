@@ -26,6 +26,7 @@ import {
   symlink,
   utimes,
 } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { dirname, join, posix, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -105,12 +106,86 @@ export interface TarSourceOptions {
   exclude?: readonly string[];
   /** Called for entries that cannot be archived (sockets, devices, unreadable files). */
   onWarning?: (message: string) => void;
+  /**
+   * Called once the whole tree was archived (or measured), with the fingerprint of the metadata
+   * the walk saw (see `TreeFingerprint`).
+   */
+  onFingerprint?: (fp: TreeFingerprint) => void;
+  /** Clock for the racy-entry check (tests move it); defaults to Date.now. */
+  clock?: () => number;
 }
 
 export interface TreeSize {
   files: number;
   dirs: number;
   bytes: number;
+}
+
+/**
+ * A digest of every entry's metadata as one walk saw it: name, type, mode, owner, size, mtime,
+ * ctime, inode and device (what restic and borg key their file caches on). Entries are walked in
+ * a fixed order and the tar stream is a pure function of this metadata and the files' contents,
+ * so two walks with equal fingerprints give byte-identical tar streams as long as no file's
+ * content changed without its ctime changing, which the kernel does not allow (writing a file
+ * sets its ctime to now, and so does restoring its mtime with utimes).
+ *
+ * `usable` is false when the fingerprint cannot vouch for the content:
+ * - an entry's ctime is less than `RACY_MARGIN_MS` before the walk began ("racy", as git calls
+ *   it): a second write within the same timestamp tick, after the walk read the file, would
+ *   leave size, mtime and ctime unchanged;
+ * - the walk warned (an unreadable directory, a file that shrank while read): what was archived
+ *   is not what the metadata describes.
+ */
+export interface TreeFingerprint {
+  digest: string;
+  entries: number;
+  usable: boolean;
+}
+
+/** How old every entry's ctime must be, relative to the walk start, for a usable fingerprint. */
+export const RACY_MARGIN_MS = 2000;
+/** Bumped whenever the tar stream of a given tree changes (format, order, header fields). */
+const TAR_LAYOUT_VERSION = 1;
+
+class FingerprintBuilder {
+  private readonly hash = createHash('sha256').update(`stowage tar layout ${TAR_LAYOUT_VERSION}\n`);
+  private readonly racyAfter: number;
+  private entries = 0;
+  private usable = true;
+
+  constructor(clock: () => number) {
+    this.racyAfter = clock() - RACY_MARGIN_MS;
+  }
+
+  add(e: WalkEntry): void {
+    const st = e.st;
+    const type = st.isDirectory() ? 'd' : st.isFile() ? 'f' : st.isSymbolicLink() ? 'l' : 'o';
+    // JSON: names may hold any byte but NUL, including newlines.
+    this.hash.update(
+      JSON.stringify([
+        e.rel,
+        type,
+        st.mode,
+        st.uid,
+        st.gid,
+        st.size,
+        st.mtimeMs,
+        st.ctimeMs,
+        st.ino,
+        st.dev,
+      ]) + '\n',
+    );
+    if (st.ctimeMs >= this.racyAfter) this.usable = false;
+    this.entries++;
+  }
+
+  spoil(): void {
+    this.usable = false;
+  }
+
+  result(): TreeFingerprint {
+    return { digest: this.hash.digest('hex'), entries: this.entries, usable: this.usable };
+  }
 }
 
 function byteOrder(a: string, b: string): number {
@@ -168,13 +243,16 @@ async function* walk(
 export async function measureTree(root: string, opts: TarSourceOptions = {}): Promise<TreeSize> {
   const exclude = compileExcludes(opts.exclude ?? []);
   const size: TreeSize = { files: 0, dirs: 0, bytes: 0 };
-  for await (const e of walk(root, exclude, () => {})) {
+  const fp = new FingerprintBuilder(opts.clock ?? Date.now);
+  for await (const e of walk(root, exclude, () => fp.spoil())) {
+    fp.add(e);
     if (e.st.isDirectory()) size.dirs++;
     else if (e.st.isFile()) {
       size.files++;
       size.bytes += e.st.size;
     }
   }
+  opts.onFingerprint?.(fp.result());
   return size;
 }
 
@@ -226,9 +304,14 @@ async function writeFileEntry(
 export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStream {
   const pack = tar.pack();
   const exclude = compileExcludes(opts.exclude ?? []);
-  const warn = opts.onWarning ?? (() => {});
+  const fp = new FingerprintBuilder(opts.clock ?? Date.now);
+  const warn = (m: string) => {
+    fp.spoil();
+    opts.onWarning?.(m);
+  };
   const run = async () => {
     for await (const e of walk(root, exclude, warn)) {
+      fp.add(e);
       const header = entryHeader(e);
       if (e.st.isDirectory()) {
         await new Promise<void>((res, rej) =>
@@ -255,9 +338,11 @@ export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStre
           });
         });
       } else {
-        warn(`skipping '${e.rel}': sockets, fifos and devices are not archived`);
+        // Deterministic from the metadata, so it does not spoil the fingerprint.
+        opts.onWarning?.(`skipping '${e.rel}': sockets, fifos and devices are not archived`);
       }
     }
+    opts.onFingerprint?.(fp.result());
     pack.finalize();
   };
   run().catch((err: unknown) => pack.destroy(err as Error));

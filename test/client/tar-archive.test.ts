@@ -1,11 +1,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { compileExcludes, extractTar, measureTree, tarDirectory } from '../../src/client/tar-archive.js';
+import {
+  RACY_MARGIN_MS,
+  compileExcludes,
+  extractTar,
+  measureTree,
+  tarDirectory,
+  type TreeFingerprint,
+} from '../../src/client/tar-archive.js';
 import { describeTree, makeTree } from './tree-fixture.js';
 
 async function collect(r: AsyncIterable<unknown>): Promise<Buffer> {
@@ -126,6 +142,74 @@ test('a restore into a non-empty directory is refused', async () => {
     pack.finalize();
     await assert.rejects(extractTar(pack as unknown as AsyncIterable<Uint8Array>, dir), /not empty/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The fingerprint a measuring walk computes, with the clock `aheadMs` in the future. */
+async function fingerprintOf(root: string, aheadMs = 3_600_000): Promise<TreeFingerprint> {
+  let fp: TreeFingerprint | undefined;
+  await measureTree(root, { clock: () => Date.now() + aheadMs, onFingerprint: (f) => (fp = f) });
+  assert.ok(fp);
+  return fp;
+}
+
+test('the tar walk and the measuring walk fingerprint an unchanged tree alike', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    makeTree(dir, { scale: 64 * 1024 });
+    let fromTar: TreeFingerprint | undefined;
+    await collect(
+      tarDirectory(dir, { clock: () => Date.now() + 3_600_000, onFingerprint: (f) => (fromTar = f) }),
+    );
+    const measured = await fingerprintOf(dir);
+    assert.ok(fromTar?.usable && measured.usable);
+    assert.equal(fromTar.digest, measured.digest);
+    assert.equal(fromTar.entries, measured.entries);
+    assert.equal((await fingerprintOf(dir)).digest, measured.digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file rewritten with the same size and its mtime put back changes the fingerprint', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, Buffer.alloc(4096, 1));
+    utimesSync(file, new Date(1_600_000_000_000), new Date(1_600_000_000_000));
+    const before = await fingerprintOf(dir);
+    await new Promise((r) => setTimeout(r, 50)); // past the kernel's timestamp granularity
+    writeFileSync(file, Buffer.alloc(4096, 2));
+    utimesSync(file, new Date(1_600_000_000_000), new Date(1_600_000_000_000));
+    assert.equal(statSync(file).mtimeMs, 1_600_000_000_000);
+    const after = await fingerprintOf(dir);
+    assert.notEqual(after.digest, before.digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a tree changed within the racy margin before the walk gives an unusable fingerprint', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    writeFileSync(join(dir, 'fresh'), 'just written\n');
+    assert.equal((await fingerprintOf(dir, 0)).usable, false);
+    assert.equal((await fingerprintOf(dir, RACY_MARGIN_MS + 1000)).usable, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a walk that could not read everything gives an unusable fingerprint', async (t) => {
+  if (process.getuid?.() === 0) return t.skip('root reads unreadable directories');
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    mkdirSync(join(dir, 'closed'));
+    chmodSync(join(dir, 'closed'), 0);
+    assert.equal((await fingerprintOf(dir)).usable, false);
+  } finally {
+    chmodSync(join(dir, 'closed'), 0o700);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -8,8 +8,8 @@
  * and stored as `NAME.tar.didx`: Stowage archives trees as tar, not pxar.
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { homedir, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BadRequestError, NotFoundError } from '../../errors.js';
 import {
@@ -20,8 +20,9 @@ import {
 } from '../../api-types/names.js';
 import { BackupWriter, type TransferStats } from '../../client/backup-writer.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
-import { validateChunkSize } from '../../client/chunker.js';
-import { measureTree, tarDirectory } from '../../client/tar-archive.js';
+import { DEFAULT_CHUNK_SIZE, validateChunkSize } from '../../client/chunker.js';
+import { measureTree, tarDirectory, type TreeFingerprint } from '../../client/tar-archive.js';
+import { TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession } from './session.js';
 
@@ -89,10 +90,19 @@ interface BackupOptions {
   dryRun?: boolean;
   chunkSize?: string;
   outputFormat: string;
+  treeCache: boolean;
 }
 
 interface ArchivePlan extends BackupSpec {
   size: number;
+  /** For trees: the metadata fingerprint of the measuring walk. */
+  fingerprint?: TreeFingerprint;
+}
+
+/** `$XDG_CACHE_HOME/stowage/tree-cache`, or `~/.cache/stowage/tree-cache`. */
+export function treeCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
+  return join(base, 'stowage', 'tree-cache');
 }
 
 async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan[]> {
@@ -106,7 +116,9 @@ async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan
     if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
-      out.push({ ...s, size: (await measureTree(s.path, { exclude })).bytes });
+      let fingerprint: TreeFingerprint | undefined;
+      const size = await measureTree(s.path, { exclude, onFingerprint: (fp) => (fingerprint = fp) });
+      out.push({ ...s, size: size.bytes, fingerprint });
     } else if (s.kind === 'image') out.push({ ...s, size: imageSize(s.path) });
     else {
       if (!st.isFile()) throw new BadRequestError(`'${s.path}' is not a file`);
@@ -144,6 +156,10 @@ export function registerBackupCommand(program: Command): void {
     .option('--dry-run', 'show what would be backed up, upload nothing')
     .option('--chunk-size <KiB>', 'average chunk size of tar archives in KiB (power of two, 64..4096)')
     .option('--output-format <format>', 'text or json', 'text')
+    .option(
+      '--no-tree-cache',
+      'read every file even when no metadata (size, mtime, ctime, inode) changed since the last backup',
+    )
     .action(async (args: string[], opts: BackupOptions) => {
       const specs = args.map(parseBackupSpec);
       const backupType: BackupType = parseBackupType(opts.backupType);
@@ -161,6 +177,20 @@ export function registerBackupCommand(program: Command): void {
         return;
       }
       const session = openClientSession(opts.repository);
+      const cache = new TreeCache(treeCacheDir());
+      const cacheKey = (a: ArchivePlan): TreeCacheKey => ({
+        server: `${session.target.host}:${session.target.port}`,
+        store: session.repo.store,
+        ns: opts.ns ?? '',
+        backupType,
+        backupId,
+        archive: a.archive,
+        root: a.path,
+        exclude: opts.exclude,
+        chunkSize: chunkSize ?? DEFAULT_CHUNK_SIZE,
+      });
+      /** Cache entries to write once the snapshot is finished. */
+      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
       try {
@@ -189,7 +219,12 @@ export function registerBackupCommand(program: Command): void {
             process.stderr.write(
               `Starting backup: ${opts.ns ? `[${opts.ns}]:` : ''}${backupType}/${backupId}/${new Date(backupTime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}\n`,
             );
-            const perArchive: Array<{ archive: string; stats?: TransferStats; size: number }> = [];
+            const perArchive: Array<{
+              archive: string;
+              stats?: TransferStats;
+              size: number;
+              'index-reused'?: boolean;
+            }> = [];
             for (const a of archives) {
               if (a.kind === 'blob') {
                 await writer.uploadBlob(a.archive, readFileSync(a.path));
@@ -200,24 +235,55 @@ export function registerBackupCommand(program: Command): void {
               const onProgress = (s: TransferStats) =>
                 progress.update({ bytes: s.bytes, newBytes: s.newBytes, reusedBytes: s.reusedBytes });
               try {
-                const stats =
-                  a.kind === 'tree'
-                    ? await writer.uploadStream(
-                        a.archive,
-                        tarDirectory(a.path, {
-                          exclude: opts.exclude,
-                          onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
-                        }),
-                        { onProgress, chunkSize },
-                      )
-                    : await writer.uploadImage(a.archive, readImage(a.path, a.size), a.size, { onProgress });
-                onProgress(stats);
-                perArchive.push({ archive: a.archive, stats, size: stats.bytes });
+                if (a.kind === 'tree') {
+                  const key = cacheKey(a);
+                  const cached = opts.treeCache ? cache.lookup(key) : undefined;
+                  if (cached && a.fingerprint?.usable && cached.fingerprint === a.fingerprint.digest) {
+                    const stats = await writer.reuseStream(a.archive, cached, { onProgress });
+                    if (stats) {
+                      onProgress(stats);
+                      perArchive.push({ archive: a.archive, stats, size: stats.bytes, 'index-reused': true });
+                      toCache.push({ key, fingerprint: cached.fingerprint, archive: a.archive });
+                      continue;
+                    }
+                  }
+                  let archived: TreeFingerprint | undefined;
+                  const stats = await writer.uploadStream(
+                    a.archive,
+                    tarDirectory(a.path, {
+                      exclude: opts.exclude,
+                      onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+                      onFingerprint: (fp) => (archived = fp),
+                    }),
+                    { onProgress, chunkSize },
+                  );
+                  onProgress(stats);
+                  perArchive.push({ archive: a.archive, stats, size: stats.bytes });
+                  if (archived?.usable)
+                    toCache.push({ key, fingerprint: archived.digest, archive: a.archive });
+                  else cache.forget(key);
+                } else {
+                  const stats = await writer.uploadImage(a.archive, readImage(a.path, a.size), a.size, {
+                    onProgress,
+                  });
+                  onProgress(stats);
+                  perArchive.push({ archive: a.archive, stats, size: stats.bytes });
+                }
               } finally {
                 progress.stop();
               }
             }
             await writer.finish();
+            // Only a finished snapshot can be the next backup's base.
+            for (const c of toCache) {
+              const file = writer.archive(c.archive);
+              if (!file) continue;
+              try {
+                cache.store(c.key, { fingerprint: c.fingerprint, csum: file.csum, size: file.size });
+              } catch (err) {
+                process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);
+              }
+            }
             return perArchive;
           } catch (err) {
             writer.abort();
