@@ -55,6 +55,11 @@ export const GROUP_NOTES_FILE_NAME = 'notes';
 export const PROTECTED_MARKER_NAME = '.protected';
 
 /** A namespace: `a/b` to users, `ns/a/ns/b` on disk; the root namespace is empty. */
+/** ` in namespace 'a/b'` for error messages; nothing for the root namespace. */
+function inNamespace(ns: BackupNamespace): string {
+  return ns.name === '' ? '' : ` in namespace '${ns.name}'`;
+}
+
 export class BackupNamespace {
   readonly components: readonly string[];
   private static readonly ROOT = new BackupNamespace([]);
@@ -362,7 +367,7 @@ function archiveNames(path: string): string[] {
 export function listSnapshots(store: BackupStore, group: BackupGroup): SnapshotInfo[] {
   const gp = groupPath(store, group);
   if (!isDir(gp))
-    throw new NotFoundError(`backup group '${group}' does not exist in namespace '${group.ns.name}'`);
+    throw new NotFoundError(`backup group '${group}' does not exist${inNamespace(group.ns)}`);
   const out: SnapshotInfo[] = [];
   for (const name of readdirSync(gp)) {
     if (!BACKUP_TIME_REGEX.test(name) || !isDir(join(gp, name))) continue;
@@ -390,7 +395,7 @@ export function snapshotExists(store: BackupStore, dir: BackupDir): boolean {
 function requireSnapshot(store: BackupStore, dir: BackupDir): string {
   const path = snapshotPath(store, dir);
   if (!isDir(path))
-    throw new NotFoundError(`snapshot '${dir}' does not exist in namespace '${dir.group.ns.name}'`);
+    throw new NotFoundError(`snapshot '${dir}' does not exist${inNamespace(dir.group.ns)}`);
   return path;
 }
 
@@ -526,7 +531,7 @@ export function deleteSnapshot(store: BackupStore, dir: BackupDir, opts: { force
     if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
       throw new StowageError(
         'PROTECTED',
-        `cannot remove protected snapshot '${dir}' in namespace '${dir.group.ns.name}'`,
+        `cannot remove protected snapshot '${dir}'${inNamespace(dir.group.ns)}`,
       );
     }
     rmSync(path, { recursive: true, force: true });
@@ -623,7 +628,7 @@ export function createLockedBackupDir(store: BackupStore, dir: BackupDir): { pat
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new StowageError(
         'ALREADY_EXISTS',
-        `snapshot '${dir}' already exists in namespace '${dir.group.ns.name}'`,
+        `snapshot '${dir}' already exists${inNamespace(dir.group.ns)}`,
       );
     }
     throw err;

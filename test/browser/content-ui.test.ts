@@ -169,7 +169,7 @@ describe('web UI: datastore content', { skip }, () => {
       await refusal.waitFor();
       assert.equal(
         await refusal.innerText(),
-        `The server refused to delete it: cannot remove protected snapshot '${snap('db01', T1)}' in namespace ''`,
+        `The server refused to delete it: cannot remove protected snapshot '${snap('db01', T1)}'`,
       );
       await confirm.getByRole('button', { name: 'Cancel' }).click();
       await confirm.waitFor({ state: 'detached' });
