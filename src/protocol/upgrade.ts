@@ -188,6 +188,8 @@ async function serveSession(
     end: () => void;
     /** The task's status: throw to end it as an error. */
     outcome: () => void;
+    /** The session's admitted operation: it records the session's task. */
+    handle: DatastoreHandle;
   },
 ): Promise<void> {
   let session: Http2Session | undefined;
@@ -203,7 +205,7 @@ async function serveSession(
       resolveEnded();
     }
   };
-  deps.context.tasks.spawnTask(opts.workerType, opts.workerId, opts.authId, async (task) => {
+  const upid = deps.context.tasks.spawnTask(opts.workerType, opts.workerId, opts.authId, async (task) => {
     opts.log.attach(task);
     const abort = () => {
       task.log('abort requested - closing session');
@@ -220,6 +222,7 @@ async function serveSession(
     }
     opts.outcome();
   });
+  opts.handle.attachTask(upid);
   try {
     socket.once('close', finish);
     session = await upgradeToHttp2(socket, head, opts.protocol);
@@ -267,6 +270,7 @@ async function runBackup(u: AdmittedUpgrade): Promise<void> {
   const session = await openBackupSession(u.handle.datastore, params.dir, authId, log);
   const nsPrefix = logSessionStart(log, 'backup', u);
   await serveSession(u.socket, u.head, u.deps, {
+    handle: u.handle,
     protocol: BACKUP_PROTOCOL_ID,
     workerType: 'backup',
     workerId: `${params.store}:${nsPrefix}${params.dir.group}`,
@@ -295,6 +299,7 @@ async function runReader(u: AdmittedUpgrade, readPriv: boolean): Promise<void> {
   const nsPrefix = logSessionStart(log, 'reader', u);
   const hexTime = params.dir.time.toString(16).toUpperCase().padStart(8, '0');
   await serveSession(u.socket, u.head, u.deps, {
+    handle: u.handle,
     protocol: READER_PROTOCOL_ID,
     workerType: 'reader',
     workerId: `${params.store}:${nsPrefix}${params.dir.group}/${hexTime}`,

@@ -37,6 +37,14 @@ after(async () => {
   await srv?.stop();
 });
 
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    assert.ok(Date.now() < deadline, 'condition not reached in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Paths under `dir` that process `pid` holds open, from /proc/PID/fd. */
 function openFilesUnder(pid: number, dir: string): string[] {
   return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
@@ -135,6 +143,8 @@ test('a backup started before read-only completes; one started after is refused 
     assert.ok(Date.now() < deadline, `backup never started: ${stderr}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+  // the session's operation names its worker task, so the operator can follow it
+  await waitFor(() => access.registry.list('local').some((op) => /^UPID:.*:backup:/.test(op.taskId ?? '')));
   const change = await setMaintenanceMode(access, 'local', {
     type: 'read-only',
     message: 'replacing disk 3',
