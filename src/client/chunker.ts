@@ -70,20 +70,23 @@ let rolledHash = 0;
 
 /**
  * Roll the hash over `data[pos..end)` with the window entirely in `data` (`pos >= 48`); returns
- * the position after the first cut, or `end` when there is none. The hash is left in
- * `rolledHash`. The middle is read as 32-bit words: the leaving byte is 48 bytes (12 words)
+ * the position after the first cut candidate (confirm it with `isCut(rolledHash)`), or `end`
+ * when there is none. The hash is left in `rolledHash`. Candidates are confirmed by the caller
+ * so that no rarely taken branch in here calls anything: V8 would deoptimize the loop the first
+ * time each such branch runs. The middle is read as 32-bit words: the leaving byte is 48 bytes (12 words)
  * behind the entering one, so both streams stay aligned together, and one load serves four bytes.
  */
 function roll(data: Uint8Array, pos: number, end: number, h: number, t: CutTest): number {
   const T = TABLE;
   const TL = TABLE_LEAVE;
-  const { d, inv, lim } = t;
+  const inv = t.inv;
+  const lim = t.lim;
   let head = end;
   if (LITTLE_ENDIAN && end - pos >= 64) head = pos + ((4 - ((data.byteOffset + pos) & 3)) & 3);
   while (pos < head) {
     h = ((h << 1) | (h >>> 31)) ^ TL[data[pos - CHUNKER_WINDOW_SIZE]!]! ^ T[data[pos]!]!;
     pos++;
-    if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+    if (Math.imul(h + 1, inv) >>> 0 <= lim) {
       rolledHash = h;
       return pos;
     }
@@ -97,23 +100,23 @@ function roll(data: Uint8Array, pos: number, end: number, h: number, t: CutTest)
       const a = w32[w]!;
       const b = w32[w - 12]!;
       h = ((h << 1) | (h >>> 31)) ^ TL[b & 255]! ^ T[a & 255]!;
-      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      if (Math.imul(h + 1, inv) >>> 0 <= lim) {
         rolledHash = h;
         return pos + ((w - 12) << 2) + 1;
       }
       h = ((h << 1) | (h >>> 31)) ^ TL[(b >>> 8) & 255]! ^ T[(a >>> 8) & 255]!;
-      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      if (Math.imul(h + 1, inv) >>> 0 <= lim) {
         rolledHash = h;
         return pos + ((w - 12) << 2) + 2;
       }
       h = ((h << 1) | (h >>> 31)) ^ TL[(b >>> 16) & 255]! ^ T[(a >>> 16) & 255]!;
-      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      if (Math.imul(h + 1, inv) >>> 0 <= lim) {
         rolledHash = h;
         return pos + ((w - 12) << 2) + 3;
       }
       h = ((h << 1) | (h >>> 31)) ^ TL[b >>> 24]! ^ T[a >>> 24]!;
       w++;
-      if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+      if (Math.imul(h + 1, inv) >>> 0 <= lim) {
         rolledHash = h;
         return pos + ((w - 12) << 2);
       }
@@ -123,7 +126,7 @@ function roll(data: Uint8Array, pos: number, end: number, h: number, t: CutTest)
   while (pos < end) {
     h = ((h << 1) | (h >>> 31)) ^ TL[data[pos - CHUNKER_WINDOW_SIZE]!]! ^ T[data[pos]!]!;
     pos++;
-    if (Math.imul(h + 1, inv) >>> 0 <= lim && isCut(h, d)) {
+    if (Math.imul(h + 1, inv) >>> 0 <= lim) {
       rolledHash = h;
       return pos;
     }
@@ -244,10 +247,12 @@ export class Chunker {
     }
     if (pos - start === CHUNKER_WINDOW_SIZE) {
       // The window is now exactly data[pos-48 .. pos-1]: read leaving bytes straight from `data`.
-      const cut = roll(data, pos, end, h, t);
-      h = rolledHash;
-      if (cut < end || (cut === end && isCut(h, t.d))) return this.cut(cut);
-      pos = end;
+      for (;;) {
+        pos = roll(data, pos, end, h, t);
+        h = rolledHash;
+        if (isCut(h, t.d)) return this.cut(pos);
+        if (pos === end) break;
+      }
       // Leave the ring in the state the next piece expects: oldest byte at idx.
       win.set(data.subarray(pos - CHUNKER_WINDOW_SIZE, pos), 0);
       idx = 0;
