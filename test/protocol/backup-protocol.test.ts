@@ -1,13 +1,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { BackupWriter, type BackupTarget } from '../../src/client/backup-writer.js';
 import { BackupReader } from '../../src/client/backup-reader.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { openProtocolSession } from '../../src/client/connection.js';
-import { encodeBlob } from '../../src/datastore/data-blob.js';
+import { blobKind, encodeBlob } from '../../src/datastore/data-blob.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { startProtocolServer, type ProtocolServer } from './protocol-server.js';
 
@@ -153,6 +154,42 @@ test('appending a chunk the session does not know is refused with "no such chunk
     ),
     /unexpected size/,
   );
+  // Content checks after the server rewrote the CRC: size, and zstd data that is not zstd.
+  const text = Buffer.from('compressible '.repeat(1000));
+  const zblob = encodeBlob(text);
+  assert.equal(blobKind(zblob), 'compressed');
+  await assert.rejects(
+    s.request(
+      'POST',
+      'dynamic_chunk',
+      { wid, digest: sha(text), size: text.length + 1, 'encoded-size': zblob.length },
+      zblob,
+    ),
+    /wrong size/,
+  );
+  const garbled = Buffer.from(zblob);
+  garbled.fill(0x55, 12 + 4);
+  garbled.writeUInt32LE(crc32(garbled.subarray(12)), 8);
+  await assert.rejects(
+    s.request(
+      'POST',
+      'dynamic_chunk',
+      { wid, digest: sha(text), size: text.length, 'encoded-size': garbled.length },
+      garbled,
+    ),
+    /corrupt|wrong/,
+  );
+  // An uncompressed chunk with a wrong CRC is accepted (PBS recomputes it) and stored fixed.
+  const raw = encodeBlob(data, { compress: false });
+  raw.writeUInt32LE(12345, 8);
+  await s.request(
+    'POST',
+    'dynamic_chunk',
+    { wid, digest: sha(data), size: data.length, 'encoded-size': raw.length },
+    raw,
+  );
+  const stored = readFileSync(join(storePath, '.chunks', sha(data).slice(0, 4), sha(data)));
+  assert.equal(stored.readUInt32LE(8), crc32(stored.subarray(12)));
   await assert.rejects(s.json('POST', 'finish'), /open index writer/);
   assert.equal(snapshotDirs('probe').length, 1);
   s.destroy();
