@@ -15,6 +15,7 @@
  * Each session runs as a worker task (`backup` / `reader`) whose log tells what happened and
  * whose status tells whether the backup finished; aborting the task ends the session.
  */
+import { datastoreAclPath } from '../server/permissions.js';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
@@ -108,10 +109,6 @@ function parseSessionParams(q: URLSearchParams): SessionParams {
   return { store, ns, dir: new BackupDir(new BackupGroup(ns, type, id), time) };
 }
 
-function aclPath(store: string, ns: BackupNamespace): string {
-  return ['', 'datastore', store, ...ns.components].join('/');
-}
-
 /** Handle one upgrade request end to end; resolves when the session is over. */
 export async function handleProtocolUpgrade(
   req: IncomingMessage,
@@ -136,7 +133,7 @@ export async function handleProtocolUpgrade(
     }
     const params = parseSessionParams(url.searchParams);
     const info = ctx.userInfo.get();
-    const path = aclPath(params.store, params.ns);
+    const path = datastoreAclPath(params.store, params.ns);
     let readPriv = false;
     if (kind === 'backup') info.checkPrivs(authId, path, ['Datastore.Backup']);
     else {

@@ -127,3 +127,11 @@ export class UserInfoCache {
     return info;
   }
 }
+
+/**
+ * The ACL path of a datastore or of a namespace in it (`/datastore/STORE/a/b`), as PBS builds it
+ * for every datastore privilege check (API routes and the backup/reader protocols alike).
+ */
+export function datastoreAclPath(store: string, ns?: { readonly components: readonly string[] }): string {
+  return ['', 'datastore', store, ...(ns?.components ?? [])].join('/');
+}

@@ -11,13 +11,10 @@ import { ForbiddenError, isStowageError } from '../../../errors.js';
 import { isBackupOwner } from '../../../config/user-config.js';
 import type { BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
-import type { UserInfo } from '../../../server/permissions.js';
+import { datastoreAclPath, type UserInfo } from '../../../server/permissions.js';
 import { withDatastore, type AdmissionInfo, type Caller } from './common.js';
 
-/** The ACL path of a datastore namespace: `/datastore/store[/a/b]`. */
-export function datastoreAclPath(store: string, ns?: BackupNamespace): string {
-  return ['', 'datastore', store, ...(ns?.components ?? [])].join('/');
-}
+export { datastoreAclPath };
 
 /** What a caller may do on one namespace: everything, or only what it owns. */
 export interface NamespaceAccess {
