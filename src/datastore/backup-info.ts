@@ -366,8 +366,7 @@ function archiveNames(path: string): string[] {
 /** Snapshots of a group, oldest first. Entries that are not snapshot directories are skipped. */
 export function listSnapshots(store: BackupStore, group: BackupGroup): SnapshotInfo[] {
   const gp = groupPath(store, group);
-  if (!isDir(gp))
-    throw new NotFoundError(`backup group '${group}' does not exist${inNamespace(group.ns)}`);
+  if (!isDir(gp)) throw new NotFoundError(`backup group '${group}' does not exist${inNamespace(group.ns)}`);
   const out: SnapshotInfo[] = [];
   for (const name of readdirSync(gp)) {
     if (!BACKUP_TIME_REGEX.test(name) || !isDir(join(gp, name))) continue;
@@ -394,8 +393,7 @@ export function snapshotExists(store: BackupStore, dir: BackupDir): boolean {
 
 function requireSnapshot(store: BackupStore, dir: BackupDir): string {
   const path = snapshotPath(store, dir);
-  if (!isDir(path))
-    throw new NotFoundError(`snapshot '${dir}' does not exist${inNamespace(dir.group.ns)}`);
+  if (!isDir(path)) throw new NotFoundError(`snapshot '${dir}' does not exist${inNamespace(dir.group.ns)}`);
   return path;
 }
 
