@@ -424,7 +424,7 @@ export class ChunkStore {
 
   /**
    * GC phase 2 (PBS `sweep_unused_chunks`, §7.6): unlink chunk files with atime < `minAtimeMs`;
-   * count files with atime < `oldestWriterMs` as pending, the rest as on disk. `.bad` files are
+   * count files with atime < `oldestWriterMs` as pending (both compared in whole seconds), the rest as on disk. `.bad` files are
    * counted apart (removed-bad / still-bad). Yields to the event loop between subdirectories.
    */
   async sweepUnusedChunks(
@@ -442,6 +442,8 @@ export class ChunkStore {
       diskBytes: 0,
       diskChunks: 0,
     };
+    const minAtimeS = Math.floor(minAtimeMs / 1000);
+    const oldestWriterS = Math.floor(oldestWriterMs / 1000);
     let lastPercent = 0;
     let count = 0;
     let lastSubdir = -1;
@@ -460,7 +462,11 @@ export class ChunkStore {
       // Re-stat right before deciding: the iterator's stat may predate a dedup touch.
       const st = lstatSync(f.path, { throwIfNoEntry: false });
       if (!st) continue;
-      if (st.atimeMs < minAtimeMs) {
+      // Whole seconds, as PBS compares them: the kernel stamps atimes from a coarse clock that
+      // can lag Date.now() by a few ms, so a chunk marked right after phase 1 started would
+      // otherwise look older than the oldest writer and be miscounted as pending.
+      const atime = Math.floor(st.atimeMs / 1000);
+      if (atime < minAtimeS) {
         try {
           unlinkSync(f.path);
         } catch (err) {
@@ -470,7 +476,7 @@ export class ChunkStore {
         if (f.bad) s.removedBad++;
         else s.removedChunks++;
         s.removedBytes += st.size;
-      } else if (st.atimeMs < oldestWriterMs) {
+      } else if (atime < oldestWriterS) {
         if (f.bad) s.stillBad++;
         else s.pendingChunks++;
         s.pendingBytes += st.size;
