@@ -11,7 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { BadRequestError, NotFoundError, StowageError } from '../../src/errors.js';
 import { backupTimeFromString } from '../../src/api-types/names.js';
 import {
@@ -45,25 +45,13 @@ import {
   newManifest,
   storeManifest,
 } from '../../src/datastore/manifest.js';
+import { listTree } from '../helpers/files.js';
 
 const ROOT = BackupNamespace.root();
 const t = (s: string) => backupTimeFromString(s);
 
 function code(c: string) {
   return (err: unknown) => err instanceof StowageError && err.code === c;
-}
-
-function tree(root: string): string[] {
-  const out: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const p = join(dir, name);
-      out.push(relative(root, p));
-      if (statSync(p).isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out;
 }
 
 async function withStore(fn: (store: BackupStore, root: string) => Promise<void> | void): Promise<void> {
@@ -333,6 +321,6 @@ test('deleting a group keeps it, with owner and notes, while a protected snapsho
     assert.throws(() => deleteGroup(store, g), NotFoundError);
 
     // every lock file lives under the run dir, none inside the datastore
-    assert.deepEqual(tree(store.basePath), ['vm']);
-    assert.ok(tree(join(root, 'run')).includes('locks/store1/vm/100/group.lck'));
+    assert.deepEqual(listTree(store.basePath), ['vm']);
+    assert.ok(listTree(join(root, 'run')).includes('locks/store1/vm/100/group.lck'));
   }));

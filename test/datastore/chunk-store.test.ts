@@ -7,7 +7,6 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
-  readlinkSync,
   rmSync,
   statSync,
   utimesSync,
@@ -22,6 +21,7 @@ import {
   type ChunkStoreOptions,
 } from '../../src/datastore/chunk-store.js';
 import { BLOB_MAGIC, encodeBlob, rewriteBlobCrc } from '../../src/datastore/data-blob.js';
+import { openFilesUnder } from '../helpers/files.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 const DAY = 86_400_000;
@@ -59,16 +59,9 @@ function encryptedBlob(bodyLen: number): Buffer {
   return blob;
 }
 
+/** How many descriptors of this process are open on the lock file itself. */
 function lockFdCount(lockPath: string): number {
-  let n = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === lockPath) n++;
-    } catch {
-      // fd closed while listing
-    }
-  }
-  return n;
+  return openFilesUnder('self', lockPath).filter((p) => p === lockPath).length;
 }
 
 test('creating a datastore makes .lock and all 65536 chunk subdirectories, and refuses to create twice', (t) => {

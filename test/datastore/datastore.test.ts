@@ -5,7 +5,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   statSync,
   utimesSync,
@@ -22,6 +21,7 @@ import { sha256 } from '../../src/datastore/digest.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
+import { openFilesUnder } from '../helpers/files.js';
 
 const ROOT = BackupNamespace.root();
 const t = (s: string) => backupTimeFromString(s);
@@ -47,20 +47,6 @@ function files(root: string): string[] {
   };
   walk(root);
   return out.sort();
-}
-
-/** Paths of this process's open descriptors that lie under `dir`. */
-function openFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target === dir || target.startsWith(`${dir}/`)) out.push(target);
-    } catch {
-      // the descriptor readdir itself used, already closed
-    }
-  }
-  return out;
 }
 
 /**
@@ -210,9 +196,9 @@ test('closing a datastore releases every file under its path, twice is harmless,
   withTemp(async (root) => {
     const basePath = join(root, 'store');
     const ds = openBare(root);
-    assert.ok(openFilesUnder(basePath).length > 0, 'an open datastore holds its .lock');
+    assert.ok(openFilesUnder('self', basePath).length > 0, 'an open datastore holds its .lock');
     ds.close();
-    assert.deepEqual(openFilesUnder(basePath), []);
+    assert.deepEqual(openFilesUnder('self', basePath), []);
     ds.close();
     assert.equal(ds.isOpen, false);
     assert.throws(
@@ -224,7 +210,7 @@ test('closing a datastore releases every file under its path, twice is harmless,
     const again = Datastore.open('store1', basePath, { runDir: join(root, 'run') });
     assert.deepEqual(again.listGroups(), []);
     again.close();
-    assert.deepEqual(openFilesUnder(basePath), []);
+    assert.deepEqual(openFilesUnder('self', basePath), []);
   }));
 
 test('opening a path without a chunk store or with a bad name fails with a typed error', () =>
@@ -243,7 +229,7 @@ test('opening a path without a chunk store or with a bad name fails with a typed
       () => Datastore.open('ab', join(root, 'empty'), { runDir: join(root, 'run') }),
       BadRequestError,
     );
-    assert.deepEqual(openFilesUnder(root), []);
+    assert.deepEqual(openFilesUnder('self', root), []);
   }));
 
 test('counts report groups with snapshots per type across namespaces, and status reports disk usage', () =>

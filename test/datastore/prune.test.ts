@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { BadRequestError } from '../../src/errors.js';
 import { backupTimeFromString, backupTimeToString } from '../../src/api-types/names.js';
 import {
@@ -21,6 +21,7 @@ import {
   type KeepOptions,
   type PruneCandidate,
 } from '../../src/datastore/prune.js';
+import { listTree } from '../helpers/files.js';
 
 const t = (s: string) => backupTimeFromString(s);
 const fin = (s: string, extra: Partial<PruneCandidate> = {}): PruneCandidate => ({
@@ -266,19 +267,6 @@ test('keep options from a request must be positive integers', () => {
 
 // --- pruneGroup on disk ---
 
-function tree(root: string): string[] {
-  const out: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const p = join(dir, name);
-      out.push(relative(root, p));
-      if (statSync(p).isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out;
-}
-
 function setup(): { store: BackupStore; group: BackupGroup; cleanup: () => void } {
   const root = mkdtempSync(join(tmpdir(), 'stowage-prune-'));
   const basePath = join(root, 'store');
@@ -303,7 +291,7 @@ function setup(): { store: BackupStore; group: BackupGroup; cleanup: () => void 
 test('a dry-run prune reports the plan and changes nothing on disk', () => {
   const { store, group, cleanup } = setup();
   try {
-    const before = tree(store.basePath);
+    const before = listTree(store.basePath);
     const result = pruneGroup(store, group, { 'keep-last': 1 }, { dryRun: true });
     assert.deepEqual(
       result.map((r) => `${r.dir.timeString} ${r.keep} ${r.reason}`),
@@ -315,7 +303,7 @@ test('a dry-run prune reports the plan and changes nothing on disk', () => {
         '2024-01-01T00:00:00Z true protected',
       ],
     );
-    assert.deepEqual(tree(store.basePath), before);
+    assert.deepEqual(listTree(store.basePath), before);
   } finally {
     cleanup();
   }

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkChunkBlob } from '../../src/datastore/chunk-store.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
@@ -10,6 +10,7 @@ import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js'
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { runClient, spawnClient, startE2eServer, type E2eServer } from './backup-helpers.js';
+import { openFilesUnder } from '../helpers/files.js';
 
 let srv: E2eServer;
 let access: DatastoreAccess;
@@ -43,18 +44,6 @@ async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
     assert.ok(Date.now() < deadline, 'condition not reached in time');
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** Paths under `dir` that process `pid` holds open, from /proc/PID/fd. */
-function openFilesUnder(pid: number, dir: string): string[] {
-  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
-    try {
-      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      return target === dir || target.startsWith(`${dir}/`) ? [target] : [];
-    } catch {
-      return [];
-    }
-  });
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -3,27 +3,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { HolderProcess } from '../helpers/holder-process.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { modeAdmits, parseMaintenanceMode } from '../../src/maintenance/maintenance-mode.js';
 import { operationRegistryPath } from '../../src/maintenance/open-datastore-access.js';
-
-/** Paths under `dir` that process `pid` holds open, read from /proc/PID/fd. */
-function openFilesUnder(pid: number, dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      if (target === dir || target.startsWith(dir + '/')) out.push(target);
-    } catch {
-      // fd closed while we looked
-    }
-  }
-  return out;
-}
+import { openFilesUnder } from '../helpers/files.js';
 
 describe('operations held by several processes', () => {
   let inst: TestInstance;
