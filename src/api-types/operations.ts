@@ -12,3 +12,20 @@ export interface OperationItem {
   /** Epoch seconds. */
   started: number;
 }
+
+/**
+ * One line per operation, the same in server errors, logs and the CLI:
+ * `backup host/web01 by alice@pbs since 10:02:11Z (pid 123)`.
+ */
+export function describeOperation(op: {
+  kind: string;
+  detail?: string;
+  authId?: string;
+  startedMs: number;
+  pid: number;
+}): string {
+  const since = new Date(op.startedMs).toISOString().slice(11, 19);
+  return [op.kind, op.detail, op.authId && `by ${op.authId}`, `since ${since}Z`, `(pid ${op.pid})`]
+    .filter(Boolean)
+    .join(' ');
+}

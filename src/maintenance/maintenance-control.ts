@@ -2,6 +2,7 @@
  * Changing a datastore's maintenance mode, seeing what blocks it, and waiting for it to drain
  * (design §3 invariants 4–6).
  */
+import { describeOperation as describeOperationLine } from '../api-types/operations.js';
 import { StowageError } from '../errors.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import { storedMaintenanceMode } from './datastore-access.js';
@@ -23,12 +24,9 @@ export function conflictingOperations(
   return access.registry.list(name).filter((op) => classes.includes(op.class));
 }
 
-/** One line per operation, for errors and logs: `backup host/web01 by alice@pbs since 10:02:11`. */
+/** One line per operation, for errors and logs: `backup host/web01 by alice@pbs since 10:02:11Z (pid 123)`. */
 export function describeOperation(op: OperationRecord): string {
-  const since = new Date(op.startedAt).toISOString().slice(11, 19);
-  return [op.kind, op.detail, op.authId && `by ${op.authId}`, `since ${since}Z`, `(pid ${op.pid})`]
-    .filter(Boolean)
-    .join(' ');
+  return describeOperationLine({ ...op, startedMs: op.startedAt });
 }
 
 export class ConflictingOperationsError extends StowageError {

@@ -4,7 +4,7 @@
  * the API and the UI).
  */
 import type { Command } from 'commander';
-import type { OperationItem } from '../../api-types/operations.js';
+import { describeOperation, type OperationItem } from '../../api-types/operations.js';
 import { StowageError } from '../../errors.js';
 import {
   conflictingClasses,
@@ -43,12 +43,9 @@ interface DrainAnswer {
 
 const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions & { outputFormat: OutputFormat };
 
-/** `backup host/web01 by alice@pbs since 10:02:11 (pid 123)` */
+/** `backup host/web01 by alice@pbs since 10:02:11Z (pid 123)` */
 export function describeActiveOperation(op: ActiveOperation): string {
-  const since = new Date(op.started * 1000).toISOString().slice(11, 19);
-  return [op.kind, op.detail, op['auth-id'] && `by ${op['auth-id']}`, `since ${since}Z`, `(pid ${op.pid})`]
-    .filter(Boolean)
-    .join(' ');
+  return describeOperation({ ...op, authId: op['auth-id'], startedMs: op.started * 1000 });
 }
 
 function describeMode(raw: string | undefined): string {
