@@ -1,5 +1,5 @@
 /**
- * `acl.cfg` and the role/privilege table, exactly as PBS defines them (`pbs-api-types/src/acl.rs`,
+ * `acl.cfg` and the role/privilege table, exactly as PBS 4.2 defines them (`pbs-api-types/src/acl.rs`,
  * `pbs-config/src/acl.rs`). A line is `acl:<propagate 0|1>:<path>:<ugid list>:<role list>`.
  * The tree and its role evaluation are pure; the IO helpers add the digest and the lock
  * (`<configDir>/.acl.lck`).
@@ -27,6 +27,9 @@ export const PRIVILEGES = [
   'Remote.Audit',
   'Remote.Modify',
   'Remote.Read',
+  'Remote.DatastoreBackup',
+  'Remote.DatastoreModify',
+  'Remote.DatastorePrune',
   'Sys.Console',
   'Tape.Audit',
   'Tape.Modify',
@@ -56,12 +59,42 @@ export const ROLES: Readonly<Record<string, readonly Privilege[]>> = {
   RemoteAudit: ['Remote.Audit'],
   RemoteAdmin: ['Remote.Audit', 'Remote.Modify', 'Remote.Read'],
   RemoteSyncOperator: ['Remote.Audit', 'Remote.Read'],
+  RemoteSyncPushOperator: ['Remote.Audit', 'Remote.DatastoreBackup'],
+  RemoteDatastorePowerUser: ['Remote.Audit', 'Remote.DatastoreBackup', 'Remote.DatastorePrune'],
+  RemoteDatastoreAdmin: [
+    'Remote.Audit',
+    'Remote.DatastoreBackup',
+    'Remote.DatastoreModify',
+    'Remote.DatastorePrune',
+  ],
   TapeAudit: ['Tape.Audit'],
   TapeAdmin: ['Tape.Audit', 'Tape.Modify', 'Tape.Read', 'Tape.Write'],
   TapeOperator: ['Tape.Audit', 'Tape.Read', 'Tape.Write'],
   TapeReader: ['Tape.Audit', 'Tape.Read'],
 };
 export const ROLE_NAMES = Object.keys(ROLES);
+
+/** Each role's description, PBS's doc comment on its `Role` variant (`GET /access/roles` `comment`). */
+export const ROLE_COMMENTS: Readonly<Record<string, string>> = {
+  Admin: 'Administrator',
+  Audit: 'Auditor',
+  NoAccess: 'Disable Access',
+  DatastoreAdmin: 'Datastore Administrator',
+  DatastoreReader: 'Datastore Reader (inspect datastore content and do restores)',
+  DatastoreBackup: 'Datastore Backup (backup and restore owned backups)',
+  DatastorePowerUser: 'Datastore PowerUser (backup, restore and prune owned backup)',
+  DatastoreAudit: 'Datastore Auditor',
+  RemoteAudit: 'Remote Auditor',
+  RemoteAdmin: 'Remote Administrator',
+  RemoteSyncOperator: 'Synchronization Operator',
+  RemoteSyncPushOperator: 'Synchronisation Operator (push direction)',
+  RemoteDatastorePowerUser: 'Remote Datastore Prune',
+  RemoteDatastoreAdmin: 'Remote Datastore Admin',
+  TapeAudit: 'Tape Auditor',
+  TapeAdmin: 'Tape Administrator',
+  TapeOperator: 'Tape Operator',
+  TapeReader: 'Tape Reader',
+};
 export const NO_ACCESS = 'NoAccess';
 
 export function isRole(name: string): boolean {
@@ -94,11 +127,12 @@ export function aclPathError(path: string): string | undefined {
       case 'datastore':
         return n <= 2 + 7; // store plus up to MAX_NAMESPACE_DEPTH (7) namespace levels
       case 'remote':
-        return n <= 3;
+        return n <= 3 + 7; // remote, store, then namespace levels (push sync targets)
       case 'system':
         if (n === 1) return true;
-        if (['certificates', 'disks', 'log', 'status', 'tasks', 'time'].includes(c[1]!)) return n === 2;
-        if (c[1] === 'services') return n <= 3;
+        if (['certificates', 'disks', 'log', 'notifications', 'status', 'tasks', 'time'].includes(c[1]!))
+          return n === 2;
+        if (['services', 's3-endpoint', 'encryption-keys'].includes(c[1]!)) return n <= 3;
         if (c[1] === 'network')
           return n === 2 || (c[2] === 'dns' && n === 3) || (c[2] === 'interfaces' && n <= 4);
         return false;
@@ -205,6 +239,23 @@ export class AclTree {
       if (found.size > 0) result = found;
     }
     return result;
+  }
+
+  /**
+   * Every path below the root that has a node in the tree (`/datastore`, `/datastore/s1`, ...),
+   * whoever the entries are for: PBS's `populate_acl_paths`, the candidate paths of
+   * `GET /access/permissions`.
+   */
+  nodePaths(): string[] {
+    const out: string[] = [];
+    const visit = (node: AclNode, path: string) => {
+      for (const [name, child] of node.children) {
+        out.push(`${path}/${name}`);
+        visit(child, `${path}/${name}`);
+      }
+    };
+    visit(this.root, '');
+    return out;
   }
 
   /** Whether `authId` holds any of `privs` on `path` or anywhere below it (PBS any_privs_below). */

@@ -6,7 +6,14 @@
  */
 import { statSync } from 'node:fs';
 import { ForbiddenError } from '../errors.js';
-import { aclConfigPath, readAclConfig, ROLES, PRIVILEGES, type AclTree } from '../config/acl-config.js';
+import {
+  aclConfigPath,
+  readAclConfig,
+  ROLES,
+  PRIVILEGES,
+  type AclTree,
+  type Privilege,
+} from '../config/acl-config.js';
 import {
   authIdUser,
   isActiveAuthId,
@@ -41,17 +48,30 @@ export class UserInfo {
 
   /** The privileges `authId` holds on `path`. */
   userPrivs(authId: string, path: string): Set<string> {
-    if (this.isSuperuser(authId)) return new Set(PRIVILEGES);
-    if (!this.isActive(authId)) return new Set();
-    const privs = new Set<string>();
-    for (const role of this.acl.roles(authId, path).keys()) {
-      for (const p of ROLES[role] ?? []) privs.add(p);
+    return new Set(this.privsDetails(authId, path).keys());
+  }
+
+  /**
+   * PBS `lookup_privs_details`: each privilege `authId` holds on `path` (in PBS's privilege order),
+   * mapped to whether it propagates to the paths below (true when any role granting it was
+   * granted with propagate). A token keeps only what its owner holds, and a privilege propagates
+   * only if it propagates for both.
+   */
+  privsDetails(authId: string, path: string): Map<Privilege, boolean> {
+    if (this.isSuperuser(authId)) return new Map(PRIVILEGES.map((p) => [p, true]));
+    if (!this.isActive(authId)) return new Map();
+    const found = new Map<Privilege, boolean>();
+    for (const [role, propagate] of this.acl.roles(authId, path)) {
+      for (const p of ROLES[role] ?? []) found.set(p, (found.get(p) ?? false) || propagate);
     }
     if (isTokenId(authId)) {
-      const owner = this.userPrivs(authIdUser(authId), path);
-      for (const p of privs) if (!owner.has(p)) privs.delete(p);
+      const owner = this.privsDetails(authIdUser(authId), path);
+      for (const [p, propagate] of found) {
+        if (owner.has(p)) found.set(p, propagate && owner.get(p)!);
+        else found.delete(p);
+      }
     }
-    return privs;
+    return new Map(PRIVILEGES.filter((p) => found.has(p)).map((p) => [p, found.get(p)!]));
   }
 
   /** Whether the check would pass (no throw). */

@@ -78,13 +78,13 @@ test('roles carry exactly the privileges PBS gives them', () => {
     'Datastore.Verify',
   ]);
   assert.deepEqual([...ROLES.Audit!].sort(), ['Datastore.Audit', 'Sys.Audit']);
-  assert.equal(ROLES.Admin!.length, 20);
+  assert.equal(ROLES.Admin!.length, 23);
   assert.deepEqual([...ROLES.NoAccess!], []);
 });
 
 test('root@pam holds every privilege everywhere without any ACL entry', () => {
   const info = new UserInfo(users, parseAclConfig(''));
-  assert.equal(info.userPrivs('root@pam', '/datastore/x').size, 20);
+  assert.equal(info.userPrivs('root@pam', '/datastore/x').size, 23);
   assert.equal(info.hasPrivs('root@pam', '/system', ['Sys.PowerManagement']), true);
 });
 
@@ -104,7 +104,7 @@ test("an API token gets its own ACL privileges intersected with its owner's", ()
 
 test('a token without ACL entries of its own has no privileges even when its owner has', () => {
   const info = new UserInfo(users, parseAclConfig('acl:1:/:alice@pbs:Admin\n'));
-  assert.equal(info.userPrivs('alice@pbs', '/').size, 20);
+  assert.equal(info.userPrivs('alice@pbs', '/').size, 23);
   assert.equal(info.userPrivs('alice@pbs!backup', '/').size, 0);
 });
 
@@ -153,4 +153,43 @@ test('ACL paths are limited to the subtrees PBS knows', () => {
   assert.match(aclPathError('/nonsense')!, /invalid acl path/);
   assert.match(aclPathError('/system/tasks/x')!, /invalid acl path/);
   assert.match(aclPathError('datastore')!, /invalid acl path/);
+});
+
+test('privsDetails tells which privileges propagate: a non-propagating role counts only on its own path', () => {
+  const acl = parseAclConfig(
+    [
+      'acl:0:/datastore:alice@pbs:DatastoreAudit',
+      'acl:1:/datastore:alice@pbs:DatastoreBackup',
+      'acl:1:/datastore:alice@pbs!backup:DatastoreAdmin',
+      'acl:0:/system:alice@pbs!backup:Audit',
+    ].join('\n') + '\n',
+  );
+  const info = new UserInfo(users, acl);
+  assert.deepEqual(
+    [...info.privsDetails('alice@pbs', '/datastore')],
+    [
+      ['Datastore.Audit', false],
+      ['Datastore.Backup', true],
+    ],
+  );
+  assert.deepEqual([...info.privsDetails('alice@pbs', '/datastore/s1')], [['Datastore.Backup', true]]);
+  // the token keeps what its owner holds, propagating only where both propagate
+  assert.deepEqual(
+    [...info.privsDetails('alice@pbs!backup', '/datastore')],
+    [
+      ['Datastore.Audit', false],
+      ['Datastore.Backup', true],
+    ],
+  );
+  assert.deepEqual([...info.privsDetails('alice@pbs!backup', '/system')], []);
+  const root = info.privsDetails('root@pam', '/anything');
+  assert.equal(root.size, 23);
+  assert.ok([...root.values()].every(Boolean));
+});
+
+test('nodePaths lists every path of the ACL tree, intermediate ones included', () => {
+  const acl = parseAclConfig(
+    'acl:1:/datastore/s1/ns:alice@pbs:DatastoreAudit\nacl:1:/system:bob@pbs:Audit\n',
+  );
+  assert.deepEqual(acl.nodePaths().sort(), ['/datastore', '/datastore/s1', '/datastore/s1/ns', '/system']);
 });
