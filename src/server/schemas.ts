@@ -31,7 +31,8 @@ export const ExpireSchema = Type.Integer({
 });
 export const NameSchema = Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', minLength: 1, maxLength: 64 });
 export const EmailSchema = Type.String({ pattern: '^[^\\s@]+@[^\\s@]+$', maxLength: 64 });
-export const PasswordSchema = Type.String({ minLength: 5, maxLength: 64 });
+/** PBS 4 `PBS_PASSWORD_SCHEMA`: 8 to 64 characters, no control characters (PASSWORD_FORMAT). */
+export const PasswordSchema = Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', minLength: 8, maxLength: 64 });
 export const DigestSchema = Type.String({
   pattern: '^[a-f0-9]{64}$',
   description: 'Prevent changes if current configuration file has different SHA256 digest.',

@@ -14,7 +14,7 @@ import {
   type TokenEntry,
   type UserEntry,
 } from '../../config/user-config.js';
-import { deletePassword, setPassword } from '../../server/auth/password.js';
+import { deletePassword, hasLocalPasswordRealm, setPassword } from '../../server/auth/password.js';
 import { defineRoute, type AnyRoute } from '../../server/route.js';
 import {
   CommentSchema,
@@ -49,10 +49,6 @@ export function tokenView(t: TokenEntry): Record<string, unknown> {
 
 function realmOf(userid: string): string {
   return userid.slice(userid.lastIndexOf('@') + 1);
-}
-
-function hasLocalPassword(userid: string): boolean {
-  return realmOf(userid) === 'pbs' || userid === SUPERUSER;
 }
 
 export const routes: AnyRoute[] = [
@@ -153,7 +149,7 @@ export const routes: AnyRoute[] = [
       if (password !== undefined && params.userid === SUPERUSER && authId !== SUPERUSER) {
         throw new ForbiddenError("permission check failed - only root@pam may change root@pam's password");
       }
-      if (password !== undefined && !hasLocalPassword(params.userid)) {
+      if (password !== undefined && !hasLocalPasswordRealm(params.userid)) {
         throw new BadRequestError(
           `parameter verification failed - 'password': realm '${realmOf(params.userid)}' has no local passwords`,
         );

@@ -48,6 +48,14 @@ export async function verifyPasswordHash(password: string, stored: string): Prom
   return key.length === expected.length && timingSafeEqual(key, expected);
 }
 
+/**
+ * Whether `userid` can have a password here: realm `pbs` users and root@pam (see above); other
+ * `@pam` users and other realms authenticate elsewhere in PBS, and not at all in Stowage.
+ */
+export function hasLocalPasswordRealm(userid: string): boolean {
+  return userid === 'root@pam' || userid.slice(userid.lastIndexOf('@') + 1) === 'pbs';
+}
+
 export const shadowPath = (configDir: string) => join(configDir, 'shadow.json');
 const lockPath = (configDir: string) => join(configDir, '.shadow.lck');
 
