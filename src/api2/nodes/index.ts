@@ -1,5 +1,6 @@
-/** `/nodes/{node}`: per-node resources (tasks). */
+/** `/nodes/{node}`: per-node resources (tasks, status). */
 import type { AnyRoute } from '../../server/route.js';
+import { routes as status } from './status.js';
 import { routes as tasks } from './tasks.js';
 
-export const routes: AnyRoute[] = [...tasks];
+export const routes: AnyRoute[] = [...tasks, ...status];

@@ -4,19 +4,12 @@
  * ownership-checked by `checkTaskAccess` (src/server/tasks/task-access.ts).
  */
 import { Type } from 'typebox';
-import { BadRequestError } from '../../errors.js';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
 import { defineRoute, type AnyRoute } from '../../server/route.js';
-import type { ServerContext } from '../../server/context.js';
 import { NodeSchema, UpidSchema } from '../../server/schemas.js';
 import { checkTaskAccess } from '../../server/tasks/task-access.js';
+import { checkNode } from './check-node.js';
 import { parseUpid } from '../../server/tasks/upid.js';
-
-function checkNode(server: ServerContext, node: string): void {
-  if (node !== 'localhost' && node !== server.tasks.node) {
-    throw new BadRequestError(`parameter verification failed - 'node': no such node '${node}'`);
-  }
-}
 
 const TaskParams = Type.Object({ node: NodeSchema, upid: UpidSchema });
 
