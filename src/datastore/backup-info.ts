@@ -23,11 +23,12 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { NotFoundError, StowageError } from '../errors.js';
+import { BadRequestError, NotFoundError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import { acquireFileLock, tryAcquireFileLock, type FileLock } from '../sys/file-lock.js';
 import {
@@ -331,6 +332,69 @@ export function createNamespace(store: BackupStore, ns: BackupNamespace): void {
   }
 }
 
+/** What a namespace deletion removed (PBS `BackupGroupDeleteStats`). */
+export interface NamespaceDeleteStats {
+  removedGroups: number;
+  protectedSnapshots: number;
+  removedSnapshots: number;
+}
+
+export interface DeleteNamespaceResult {
+  /** False when something stayed: protected snapshots, or groups without `deleteGroups`. */
+  removedAll: boolean;
+  stats: NamespaceDeleteStats;
+}
+
+/** rmdir that ignores a missing or non-empty directory; true when it is gone. */
+function removeDirIfEmpty(path: string): boolean {
+  try {
+    rmdirSync(path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/**
+ * Delete a namespace and every namespace below it, deepest first (PBS
+ * `remove_namespace_recursive`). With `deleteGroups` each level's groups are destroyed as
+ * `deleteGroup` does (protected snapshots, and so their groups, stay); without it only empty
+ * namespaces are removed. Either way a level that is not empty afterwards stays and `removedAll`
+ * is false. Fails with CONFLICT, as `deleteGroup`, when a backup holds a group's lock.
+ */
+export function deleteNamespace(
+  store: BackupStore,
+  ns: BackupNamespace,
+  opts: { deleteGroups?: boolean } = {},
+): DeleteNamespaceResult {
+  if (ns.isRoot())
+    throw new BadRequestError("invalid ns '': the root namespace cannot be deleted", { param: 'ns' });
+  if (!namespaceExists(store, ns)) throw new NotFoundError(`namespace '${ns.name}' does not exist`);
+  const levels = listNamespaces(store, ns).sort((a, b) => b.depth - a.depth);
+  const stats: NamespaceDeleteStats = { removedGroups: 0, protectedSnapshots: 0, removedSnapshots: 0 };
+  let removedAll = true;
+  for (const level of levels) {
+    if (opts.deleteGroups) {
+      for (const group of listGroups(store, level)) {
+        const r = deleteGroup(store, group);
+        stats.removedSnapshots += r.removedSnapshots;
+        stats.protectedSnapshots += r.protectedSnapshots;
+        if (r.groupRemoved) stats.removedGroups++;
+        else removedAll = false;
+      }
+    }
+    const dir = namespacePath(store, level);
+    // empty type directories (left by deleted groups) and an empty `ns/` would keep rmdir from working
+    for (const type of BACKUP_TYPES) removeDirIfEmpty(join(dir, type));
+    removeDirIfEmpty(join(dir, 'ns'));
+    if (!removeDirIfEmpty(dir)) removedAll = false;
+  }
+  return { removedAll, stats };
+}
+
 /** The groups of one namespace (not of its children), in PBS's order. */
 export function listGroups(store: BackupStore, ns: BackupNamespace): BackupGroup[] {
   if (!namespaceExists(store, ns)) throw new NotFoundError(`namespace '${ns.name}' does not exist`);
@@ -437,13 +501,13 @@ export function setOwner(
   store: BackupStore,
   group: BackupGroup,
   authId: string,
-  opts: { force?: boolean } = {},
+  opts: { force?: boolean; fsync?: boolean } = {},
 ): void {
   const id = parseAuthid(authId, 'owner').authid;
   const path = join(groupPath(store, group), OWNER_FILE_NAME);
   if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
   if (opts.force) {
-    replaceFile(path, `${id}\n`);
+    replaceFile(path, `${id}\n`, { fsync: opts.fsync });
     return;
   }
   let fd: number;
@@ -459,6 +523,31 @@ export function setOwner(
     writeSync(fd, `${id}\n`);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Give a group to `newOwner` (PBS `set_backup_owner`): under the group lock, taken without
+ * waiting so a running backup makes it fail with CONFLICT, and only if the owner is still
+ * `expectedOwner` (what the caller's permission check was made against). The owner file is
+ * replaced atomically.
+ */
+export function changeOwner(
+  store: BackupStore,
+  group: BackupGroup,
+  expectedOwner: string,
+  newOwner: string,
+  opts: { fsync?: boolean } = {},
+): void {
+  const lock = store.locks.tryLockGroup(group, 'possibly running backup');
+  try {
+    const owner = getOwner(store, group);
+    if (owner !== expectedOwner) {
+      throw new StowageError('CONFLICT', `${expectedOwner} does not own this group anymore`);
+    }
+    setOwner(store, group, newOwner, { force: true, fsync: opts.fsync });
+  } finally {
+    lock.release();
   }
 }
 

@@ -19,21 +19,26 @@ import {
   BackupNamespace,
   type BackupStore,
   type DeleteGroupResult,
+  type DeleteNamespaceResult,
   type SnapshotFile,
   type SnapshotInfo,
   createLockedBackupDir,
+  changeOwner,
   createLockedBackupGroup,
   createNamespace,
   deleteGroup,
+  deleteNamespace,
   deleteSnapshot,
   getGroupNotes,
   getOwner,
   getSnapshotNotes,
+  groupExists,
   groupPath,
   isProtected,
   listGroups,
   listNamespaces,
   listSnapshots,
+  namespaceExists,
   setGroupNotes,
   setOwner,
   setProtected,
@@ -41,10 +46,17 @@ import {
   snapshotFiles,
   snapshotPath,
 } from './backup-info.js';
+import type { ArchiveName } from '../api-types/archive-name.js';
 import { ChunkStore, type SyncLevel } from './chunk-store.js';
 import { type GarbageCollectionOptions, type GarbageCollectionStatus, garbageCollection } from './gc.js';
 import { type BackupManifest, loadManifest, updateManifest } from './manifest.js';
 import { type KeepOptions, type PruneResult, pruneGroup } from './prune.js';
+import {
+  type FileContent,
+  addSnapshotBlob,
+  openDecodedSnapshotFile,
+  openSnapshotFile,
+} from './snapshot-files.js';
 import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
 
 export interface DatastoreOptions {
@@ -150,8 +162,21 @@ export class Datastore implements BackupStore {
     createNamespace(this.open(), ns);
   }
 
+  namespaceExists(ns: BackupNamespace): boolean {
+    return namespaceExists(this.open(), ns);
+  }
+
+  /** Delete a namespace and those below it; groups only with `deleteGroups` (see backup-info). */
+  deleteNamespace(ns: BackupNamespace, opts: { deleteGroups?: boolean } = {}): DeleteNamespaceResult {
+    return deleteNamespace(this.open(), ns, opts);
+  }
+
   listGroups(ns: BackupNamespace = BackupNamespace.root()): BackupGroup[] {
     return listGroups(this.open(), ns);
+  }
+
+  groupExists(group: BackupGroup): boolean {
+    return groupExists(this.open(), group);
   }
 
   listSnapshots(group: BackupGroup): SnapshotInfo[] {
@@ -211,6 +236,31 @@ export class Datastore implements BackupStore {
 
   setOwner(group: BackupGroup, authId: string, opts: { force?: boolean } = {}): void {
     setOwner(this.open(), group, authId, opts);
+  }
+
+  /** Give a group still owned by `expectedOwner` to `newOwner`, under the group lock. */
+  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): void {
+    changeOwner(this.open(), group, expectedOwner, newOwner, { fsync: this.syncLevel === 'file' });
+  }
+
+  /** A snapshot file as stored, as a stream that closes its descriptor when done. */
+  openSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent {
+    return openSnapshotFile(this.open(), dir, file);
+  }
+
+  /** A snapshot file decoded: a blob's payload, an index's archive streamed from its chunks. */
+  openDecodedSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent {
+    return openDecodedSnapshotFile(this.open(), dir, file);
+  }
+
+  /** Add a new blob to a snapshot, never replacing one (see snapshot-files). */
+  addSnapshotBlob(
+    dir: BackupDir,
+    file: ArchiveName,
+    bytes: Buffer,
+    opts: { existsMessage?: string } = {},
+  ): void {
+    addSnapshotBlob(this.open(), dir, file, bytes, { ...opts, fsync: this.syncLevel === 'file' });
   }
 
   /** For the backup session: open or create a group, holding its lock (see backup-info). */

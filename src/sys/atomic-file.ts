@@ -2,7 +2,7 @@
  * Never-half-written files: data goes to a temp file in the same directory, is fsynced when asked,
  * and is renamed over the target, so a reader (or a crash) sees either the old or the new content.
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -27,9 +27,8 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Atomically replace `path` with `data`. */
-export function replaceFile(path: string, data: Uint8Array | string, opts: ReplaceFileOptions = {}): void {
-  const tmp = opts.tempPath ?? tempPathFor(path);
+/** Write `data` to a new temp file (fsynced when asked) and close it. */
+function writeTempFile(tmp: string, data: Uint8Array | string, opts: ReplaceFileOptions): void {
   const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -42,11 +41,37 @@ export function replaceFile(path: string, data: Uint8Array | string, opts: Repla
     throw err;
   }
   closeSync(fd);
+}
+
+/** Atomically replace `path` with `data`. */
+export function replaceFile(path: string, data: Uint8Array | string, opts: ReplaceFileOptions = {}): void {
+  const tmp = opts.tempPath ?? tempPathFor(path);
+  writeTempFile(tmp, data, opts);
   try {
     renameSync(tmp, path);
   } catch (err) {
     unlinkSync(tmp);
     throw err;
+  }
+  if (opts.fsync) fsyncDir(dirname(path));
+}
+
+/**
+ * Atomically create `path` with `data`, failing with EEXIST when it exists: like `replaceFile`,
+ * but published with link(2), which never replaces a file, so of two concurrent writers exactly
+ * one wins and a reader sees no file or the whole one.
+ */
+export function createFileExclusive(
+  path: string,
+  data: Uint8Array | string,
+  opts: ReplaceFileOptions = {},
+): void {
+  const tmp = opts.tempPath ?? tempPathFor(path);
+  writeTempFile(tmp, data, opts);
+  try {
+    linkSync(tmp, path);
+  } finally {
+    unlinkSync(tmp);
   }
   if (opts.fsync) fsyncDir(dirname(path));
 }

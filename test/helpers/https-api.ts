@@ -108,6 +108,8 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       payload = JSON.stringify(o.body);
       headers['content-type'] = 'application/json';
     }
+    // node sends a DELETE body neither chunked nor with a length unless told its length
+    if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     const url = new URL(`/api2/json${path}`, server.url);
     return new Promise((resolve, reject) => {
       const req = httpsRequest(url, { method, headers, rejectUnauthorized: false }, (res) => {

@@ -1,10 +1,13 @@
 /** `/admin/datastore` and `/admin/datastore/{store}/...` (PBS `src/api2/admin/datastore.rs`). */
 import type { AnyRoute } from '../../../server/route.js';
 import { routes as activeOperations } from './active-operations.js';
+import { routes as changeOwner } from './change-owner.js';
 import { routes as content } from './content.js';
 import { routes as gc } from './gc.js';
 import { routes as list } from './list.js';
+import { routes as namespace } from './namespace.js';
 import { routes as prune } from './prune.js';
+import { routes as snapshotFiles } from './snapshot-files.js';
 import { routes as status } from './status.js';
 import { routes as verify } from './verify.js';
 
@@ -13,6 +16,9 @@ export const routes: AnyRoute[] = [
   ...status,
   ...activeOperations,
   ...content,
+  ...namespace,
+  ...changeOwner,
+  ...snapshotFiles,
   ...gc,
   ...prune,
   ...verify,

@@ -1,0 +1,150 @@
+/**
+ * Single files of a snapshot (PBS `src/api2/admin/datastore.rs`, reference §2):
+ *
+ * - `GET …/download`: a file as stored (`file-name` is a server archive name, `*.fidx`,
+ *   `*.didx` or `*.blob`);
+ * - `GET …/download-decoded`: a file decoded, a blob's payload or the archive an index describes,
+ *   streamed from its chunks; files the manifest marks encrypted are refused;
+ * - `POST …/upload-backup-log`: the request body (a blob) becomes the snapshot's
+ *   `client.log.blob`, once.
+ *
+ * Downloads are `read` operations, Datastore.Read or Datastore.Backup on an owned group; the
+ * upload is `write`, Datastore.Backup on an owned group only (PBS requires ownership even of
+ * Datastore.Modify holders here). The downloads keep their operation admitted until the response
+ * is finished or aborted, so draining for maintenance waits for them and an offline datastore's
+ * files are closed when it has drained (design §3.7).
+ */
+import { Type, type Static } from 'typebox';
+import {
+  parseArchiveName,
+  parseServerArchiveName,
+  type ArchiveName,
+} from '../../../api-types/archive-name.js';
+import type { BackupDir } from '../../../datastore/backup-info.js';
+import type { Datastore } from '../../../datastore/datastore.js';
+import type { FileContent } from '../../../datastore/snapshot-files.js';
+import { CLIENT_LOG_BLOB_NAME } from '../../../datastore/manifest.js';
+import { BadRequestError } from '../../../errors.js';
+import { defineRoute, type AnyRoute, type RouteContext } from '../../../server/route.js';
+import { checkGroupAccess, checkNamespaceAccess, withGroupAccess } from './access.js';
+import { SnapshotQuery, snapshotOf, StoreParams } from './common.js';
+
+const READ = ['Datastore.Read'];
+const BACKUP = ['Datastore.Backup'];
+
+const FileNameSchema = Type.String({ maxLength: 256, description: 'Backup archive name.' });
+const DownloadQuery = Type.Object({ ...SnapshotQuery, 'file-name': FileNameSchema });
+
+type DownloadContext = RouteContext<Static<typeof StoreParams>, Static<typeof DownloadQuery>, unknown>;
+
+/**
+ * Send a snapshot file through an admitted `read` operation: privilege check (403), admission
+ * (503), owner check, then `open` on the admitted datastore. The operation is released when the
+ * response ends, fails or is aborted by the client — not when the handler returns.
+ */
+async function sendSnapshotFile(
+  ctx: DownloadContext,
+  file: ArchiveName,
+  open: (ds: Datastore, dir: BackupDir, file: ArchiveName) => FileContent,
+): Promise<unknown> {
+  const { params, authId, userInfo, server, reply } = ctx;
+  const dir = snapshotOf(ctx.query);
+  const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, READ, BACKUP);
+  const handle = await server.datastores.lookupDatastore(params.store, 'read', {
+    kind: 'download',
+    detail: `${dir}/${file.name}`,
+    authId,
+  });
+  let content: FileContent;
+  try {
+    checkGroupAccess(handle.datastore, dir.group, access);
+    content = open(handle.datastore, dir, file);
+  } catch (err) {
+    await handle.release();
+    throw err;
+  }
+  const { stream } = content;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    stream.destroy();
+    void handle.release();
+  };
+  stream.once('close', release);
+  stream.once('error', (err) => ctx.request.log.error({ err, file: file.name }, 'download failed'));
+  reply.raw.once('close', release);
+  void reply
+    .status(200)
+    .header('content-type', 'application/octet-stream')
+    .header('content-length', String(content.size))
+    .send(stream);
+  return reply;
+}
+
+export const routes: AnyRoute[] = [
+  defineRoute({
+    method: 'GET',
+    path: '/admin/datastore/:store/download',
+    params: StoreParams,
+    query: DownloadQuery,
+    permission: 'authenticated',
+    description:
+      'Download a file of a snapshot as stored (read operation), application/octet-stream. ' +
+      '`file-name` is an archive name as the file listing shows it (*.fidx, *.didx, *.blob). ' +
+      'Datastore.Read, or Datastore.Backup on a group the caller owns.',
+    handler: (ctx) => {
+      const file = parseServerArchiveName(ctx.query['file-name'], 'file-name');
+      return sendSnapshotFile(ctx, file, (ds, dir, f) => ds.openSnapshotFile(dir, f));
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/admin/datastore/:store/download-decoded',
+    params: StoreParams,
+    query: DownloadQuery,
+    permission: 'authenticated',
+    description:
+      'Download a file of a snapshot decoded (read operation), application/octet-stream: a blob as ' +
+      'its payload, a .didx/.fidx as the archive it describes, read from its chunks. The name may ' +
+      'omit the server extension (root.pxar, drive-scsi0.img), as in PBS. Needs the manifest; ' +
+      'encrypted files are refused. Datastore.Read, or Datastore.Backup on a group the caller owns.',
+    handler: (ctx) => {
+      const file = parseArchiveName(ctx.query['file-name'], 'file-name');
+      return sendSnapshotFile(ctx, file, (ds, dir, f) => ds.openDecodedSnapshotFile(dir, f));
+    },
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/admin/datastore/:store/upload-backup-log',
+    params: StoreParams,
+    query: Type.Object(SnapshotQuery),
+    permission: 'authenticated',
+    protected: true,
+    description:
+      "Upload the client's backup log into a snapshot as client.log.blob (write operation). The " +
+      'parameters are in the query; the body is the encoded blob (application/octet-stream), whose ' +
+      'CRC is checked. A snapshot has at most one log. Only the owner of the group, with ' +
+      'Datastore.Backup, may do this.',
+    handler: ({ params, query, authId, userInfo, server, request }) => {
+      const dir = snapshotOf(query);
+      const body = request.body;
+      if (!Buffer.isBuffer(body) || body.length === 0) {
+        throw new BadRequestError('the request body must be the log blob (application/octet-stream)');
+      }
+      const file = parseServerArchiveName(CLIENT_LOG_BLOB_NAME);
+      return withGroupAccess(
+        { server, authId, userInfo },
+        params.store,
+        dir.group,
+        { full: [], owner: BACKUP },
+        'write',
+        { kind: 'upload', detail: `${dir}/${file.name}` },
+        (ds) => {
+          ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });
+          return null;
+        },
+      );
+    },
+  }),
+];
