@@ -1,7 +1,8 @@
 /**
  * `/access/users` and `/access/users/{userid}` (PBS `src/api2/access/user.rs`). Only realm `pbs`
  * users can be created (Stowage has no PAM); `root@pam` exists from the first start and cannot be
- * deleted. Self-service: a user may read itself and change its own password without privileges.
+ * deleted. Self-service: a user may read itself; passwords change through `PUT /access/password`
+ * (src/api2/access/password.ts).
  */
 import { Type } from 'typebox';
 import { BadRequestError, ForbiddenError, NotFoundError, StowageError } from '../../errors.js';
@@ -14,7 +15,7 @@ import {
   type TokenEntry,
   type UserEntry,
 } from '../../config/user-config.js';
-import { deletePassword, hasLocalPasswordRealm, setPassword } from '../../server/auth/password.js';
+import { deletePassword, setPassword } from '../../server/auth/password.js';
 import { defineRoute, type AnyRoute } from '../../server/route.js';
 import {
   CommentSchema,
@@ -121,7 +122,11 @@ export const routes: AnyRoute[] = [
     params: Type.Object({ userid: UseridSchema }),
     body: Type.Object({
       ...UserFields,
-      password: Type.Optional(PasswordSchema),
+      // accepted and ignored, as PBS 4 does: passwords change through PUT /access/password only,
+      // which asks for the caller's current password
+      password: Type.Optional(
+        Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', minLength: 1, maxLength: 1024 }),
+      ),
       delete: Type.Optional(
         Type.Array(
           Type.Union([
@@ -139,20 +144,12 @@ export const routes: AnyRoute[] = [
     },
     protected: true,
     description:
-      "Update a user. Needs Permissions.Modify on /access/users; without it a user may only change its own password. Only root@pam may change root@pam's password.",
+      'Update a user. Needs Permissions.Modify on /access/users (the user itself may call it but change nothing). `password` is ignored, as in PBS 4: use PUT /access/password.',
     handler: async ({ params, body, authId, userInfo, server }) => {
-      const { password, delete: del, digest, ...fields } = body;
+      const { password: _ignored, delete: del, digest, ...fields } = body;
       const admin = userInfo.hasPrivs(authId, '/access/users', ['Permissions.Modify']);
       if (!admin && (Object.keys(fields).length > 0 || (del?.length ?? 0) > 0)) {
         throw new ForbiddenError('permission check failed - missing Permissions.Modify on /access/users');
-      }
-      if (password !== undefined && params.userid === SUPERUSER && authId !== SUPERUSER) {
-        throw new ForbiddenError("permission check failed - only root@pam may change root@pam's password");
-      }
-      if (password !== undefined && !hasLocalPasswordRealm(params.userid)) {
-        throw new BadRequestError(
-          `parameter verification failed - 'password': realm '${realmOf(params.userid)}' has no local passwords`,
-        );
       }
       await updateUserConfig(
         server.paths.configDir,
@@ -164,7 +161,6 @@ export const routes: AnyRoute[] = [
         },
         digest,
       );
-      if (password !== undefined) await setPassword(server.paths.configDir, params.userid, password);
       return null;
     },
   }),

@@ -46,7 +46,11 @@ export function registerAccessCommands(program: Command): void {
     .option('--enable <bool>', 'true or false', (v) => v === 'true' || v === '1')
     .action(
       async (userid: string, o: { password?: string; comment?: string; enable?: boolean }, cmd: Command) => {
-        await (await adminClient(globals(cmd))).call('PUT', `/access/users/${enc(userid)}`, o);
+        const client = await adminClient(globals(cmd));
+        const { password, ...fields } = o;
+        // PBS 4 ignores `password` on PUT /access/users; root@pam needs no confirmation password
+        if (password !== undefined) await client.call('PUT', '/access/password', { userid, password });
+        if (Object.keys(fields).length > 0) await client.call('PUT', `/access/users/${enc(userid)}`, fields);
       },
     );
   user.command('remove <userid>').action(async (userid: string, _o, cmd: Command) => {
