@@ -1,46 +1,46 @@
 /**
- * Maintenance modes and operation classes (design: maintenance.md §1, §5; PBS: reference §1).
- * Pure: the mode × class rule is one table, so a new mode or class is one row or column.
+ * Maintenance modes on the server side (design: maintenance.md §1, §5; PBS: reference §1): the
+ * stored property string's codec, the refusal error and the transition rule. The mode × class
+ * table itself is in src/api-types/maintenance.ts, shared with the CLI and the web UI. Pure.
  */
 import { BadRequestError, StowageError } from '../errors.js';
 import { formatPropertyString, parsePropertyString } from '../config/property-string.js';
+import {
+  MAINTENANCE_TYPES,
+  MAX_MESSAGE_LENGTH,
+  describeMode,
+  modeAdmits,
+  type MaintenanceMode,
+  type MaintenanceType,
+  type OperationClass,
+} from '../api-types/maintenance.js';
 
-/** What an admitted operation does to a datastore. `lookup` must do no disk IO. */
-export const OPERATION_CLASSES = ['read', 'write', 'lookup'] as const;
-export type OperationClass = (typeof OPERATION_CLASSES)[number];
+export {
+  conflictingClasses,
+  describeMode,
+  MAINTENANCE_TYPES,
+  MAX_MESSAGE_LENGTH,
+  modeAdmits,
+  OPERATION_CLASSES,
+  OPERATOR_SETTABLE,
+  type MaintenanceMode,
+  type MaintenanceType,
+  type OperationClass,
+} from '../api-types/maintenance.js';
 
-export const MAINTENANCE_TYPES = ['read-only', 'offline', 'delete'] as const;
-export type MaintenanceType = (typeof MAINTENANCE_TYPES)[number];
-
-export interface MaintenanceMode {
-  type: MaintenanceType;
-  message?: string;
-}
-
-/** Which classes each mode admits; `none` is normal service. */
-const ADMITS: Record<MaintenanceType | 'none', Record<OperationClass, boolean>> = {
-  none: { read: true, write: true, lookup: true },
-  'read-only': { read: true, write: false, lookup: true },
-  offline: { read: false, write: false, lookup: true },
-  delete: { read: false, write: false, lookup: false },
-};
-
-/** The modes a datastore may move to from each mode (PBS §1.5: nothing leaves `delete`). */
+/**
+ * The modes a datastore may move to from each mode (PBS 4 `set_maintenance_mode`, §1.5): nothing
+ * leaves `delete`; `unmount` may be left to anything ("used to reset it after failed unmount, or
+ * alternative for aborting unmount task"), `s3-refresh` too ("reset state after refresh finished").
+ */
 const MAY_LEAVE_TO: Record<MaintenanceType | 'none', (to: MaintenanceType | 'none') => boolean> = {
   none: () => true,
   'read-only': () => true,
   offline: () => true,
   delete: (to) => to === 'delete',
+  unmount: () => true,
+  's3-refresh': () => true,
 };
-
-/** Modes an operator may set by hand; `delete` is set only by datastore removal. */
-export const OPERATOR_SETTABLE: readonly MaintenanceType[] = ['read-only', 'offline'];
-
-export const MAX_MESSAGE_LENGTH = 64;
-
-export function modeAdmits(mode: MaintenanceMode | undefined, op: OperationClass): boolean {
-  return ADMITS[mode?.type ?? 'none'][op];
-}
 
 /** The refusal of an admission by maintenance mode: HTTP 503, CLI exit code MAINTENANCE. */
 export class MaintenanceError extends StowageError {
@@ -51,17 +51,6 @@ export class MaintenanceError extends StowageError {
     this.store = store;
     this.mode = mode;
   }
-}
-
-/**
- * The reason text PBS uses after "is unavailable: " (§1.1). Unlike PBS we do not percent-decode
- * the message, so the error text and the UI show the same string; and with no message we end the
- * sentence instead of leaving a dangling ": ".
- */
-export function describeMode(mode: MaintenanceMode): string {
-  if (mode.type === 'delete') return 'datastore is being deleted';
-  const base = `${mode.type} maintenance mode`;
-  return mode.message ? `${base}: ${mode.message}` : base;
 }
 
 /** Throw MaintenanceError when `mode` refuses an operation of class `op` on `store`. */
@@ -133,12 +122,4 @@ export function checkTransition(
       `datastore '${store}' is being deleted: its maintenance mode cannot be changed`,
     );
   }
-}
-
-/**
- * Operation classes whose active operations block the transition into `mode`: the classes it
- * refuses, except `lookup`, which touches no disk and so never holds anything up.
- */
-export function conflictingClasses(mode: MaintenanceMode | undefined): OperationClass[] {
-  return OPERATION_CLASSES.filter((c) => c !== 'lookup' && !modeAdmits(mode, c));
 }

@@ -113,6 +113,27 @@ describe('operations held by several processes', () => {
     assert.ok(openFilesUnder(a.pid, storePath).length > 0, 'reopened cleanly after the mode was cleared');
     await a.send({ cmd: 'release', id: r3 });
   });
+
+  test('unmount releases the disk as offline does (PBS clear_from_cache), and may be left to normal service', async () => {
+    const [a] = holders as [HolderProcess];
+    const w = await a.hold('store1', 'write', 'backup');
+    assert.ok(openFilesUnder(a.pid, storePath).length > 0);
+    await setMaintenanceMode(inst.access, 'store1', { type: 'unmount' });
+    const refused = await a.send({ cmd: 'lookup', store: 'store1', op: 'read' });
+    assert.equal(refused.ok, false);
+    assert.equal(refused.message, "datastore 'store1' is unavailable: datastore is being unmounted");
+    assert.ok(openFilesUnder(a.pid, storePath).length > 0, 'the running backup goes on');
+    await a.send({ cmd: 'release', id: w });
+    assert.deepEqual(openFilesUnder(a.pid, storePath), []);
+    assert.deepEqual(openFilesUnder(process.pid, storePath), []);
+    const l = await a.hold('store1', 'lookup', 'status');
+    assert.deepEqual(openFilesUnder(a.pid, storePath), [], 'a lookup opens nothing');
+    await a.send({ cmd: 'release', id: l });
+    await setMaintenanceMode(inst.access, 'store1', undefined); // unmount -> none: allowed
+    const r = await a.hold('store1', 'read', 'restore');
+    assert.ok(openFilesUnder(a.pid, storePath).length > 0);
+    await a.send({ cmd: 'release', id: r });
+  });
 });
 
 describe('mode changes racing with admissions', () => {

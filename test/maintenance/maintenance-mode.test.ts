@@ -5,6 +5,8 @@ import {
   checkTransition,
   conflictingClasses,
   formatMaintenanceMode,
+  MAINTENANCE_TYPES,
+  OPERATOR_SETTABLE,
   parseMaintenanceMode,
   type MaintenanceMode,
   type OperationClass,
@@ -40,6 +42,30 @@ const MATRIX: Array<[MaintenanceMode | undefined, OperationClass, string | null]
   [{ type: 'delete' }, 'lookup', "datastore 'local' is unavailable: datastore is being deleted"],
   [{ type: 'offline' }, 'read', "datastore 'local' is unavailable: offline maintenance mode"],
   [{ type: 'read-only' }, 'write', "datastore 'local' is unavailable: read-only maintenance mode"],
+  // PBS 3.3+ unmount: the message is never appended
+  [{ type: 'unmount' }, 'read', "datastore 'local' is unavailable: datastore is being unmounted"],
+  [{ type: 'unmount' }, 'write', "datastore 'local' is unavailable: datastore is being unmounted"],
+  [{ type: 'unmount' }, 'lookup', null],
+  [
+    { type: 'unmount', message: MSG },
+    'read',
+    "datastore 'local' is unavailable: datastore is being unmounted",
+  ],
+  [{ type: 'unmount', message: MSG }, 'lookup', null],
+  // PBS 4 s3-refresh
+  [
+    { type: 's3-refresh', message: MSG },
+    'read',
+    `datastore 'local' is unavailable: S3 refresh maintenance mode: ${MSG}`,
+  ],
+  [
+    { type: 's3-refresh', message: MSG },
+    'write',
+    `datastore 'local' is unavailable: S3 refresh maintenance mode: ${MSG}`,
+  ],
+  [{ type: 's3-refresh', message: MSG }, 'lookup', null],
+  [{ type: 's3-refresh' }, 'write', "datastore 'local' is unavailable: S3 refresh maintenance mode"],
+  [{ type: 's3-refresh' }, 'lookup', null],
 ];
 
 for (const [mode, op, expected] of MATRIX) {
@@ -75,6 +101,24 @@ test('both PBS spellings of a mode parse to the same value', () => {
   }
   assert.deepEqual(parseMaintenanceMode('read-only'), { type: 'read-only' });
   assert.deepEqual(parseMaintenanceMode('type=read-only'), { type: 'read-only' });
+});
+
+test('the PBS 4 types unmount and s3-refresh parse in both spellings and are written as PBS writes them', () => {
+  for (const s of ['unmount', 'type=unmount'])
+    assert.deepEqual(parseMaintenanceMode(s), { type: 'unmount' }, s);
+  for (const s of [
+    's3-refresh,message=resync',
+    'type=s3-refresh,message="resync"',
+    'message=resync,type=s3-refresh',
+  ]) {
+    assert.deepEqual(parseMaintenanceMode(s), { type: 's3-refresh', message: 'resync' }, s);
+  }
+  assert.equal(formatMaintenanceMode({ type: 'unmount' }), 'unmount');
+  assert.equal(formatMaintenanceMode({ type: 's3-refresh' }), 's3-refresh');
+  assert.equal(formatMaintenanceMode({ type: 's3-refresh', message: 'a,b' }), 's3-refresh,message="a,b"');
+  // the casing is PBS's kebab-case; anything else stays an error
+  assert.throws(() => parseMaintenanceMode('S3Refresh'), /unknown type 'S3Refresh'/);
+  assert.throws(() => parseMaintenanceMode('s3_refresh'), /unknown type 's3_refresh'/);
 });
 
 test('the message is always quoted when written, and commas, quotes, = and backslashes round-trip', () => {
@@ -117,12 +161,14 @@ test('PBS corrupted unquoted messages with commas; we refuse to read them as "no
   assert.throws(() => parseMaintenanceMode('read-only,message=a,b'), /maintenance-mode/);
 });
 
-test('nothing leaves delete except delete; every other transition is allowed', () => {
+test('nothing leaves delete except delete; every other transition is allowed (unmount and s3-refresh may be left to anything, as PBS 4)', () => {
   const modes: Array<MaintenanceMode | undefined> = [
     undefined,
     { type: 'read-only' },
     { type: 'offline' },
     { type: 'delete' },
+    { type: 'unmount' },
+    { type: 's3-refresh', message: MSG },
   ];
   for (const from of modes) {
     for (const to of modes) {
@@ -138,4 +184,17 @@ test('the operations that block a transition are the classes the new mode refuse
   assert.deepEqual(conflictingClasses({ type: 'read-only' }), ['write']);
   assert.deepEqual(conflictingClasses({ type: 'offline' }), ['read', 'write']);
   assert.deepEqual(conflictingClasses({ type: 'delete' }), ['read', 'write']);
+  assert.deepEqual(conflictingClasses({ type: 'unmount' }), ['read', 'write']);
+  assert.deepEqual(conflictingClasses({ type: 's3-refresh' }), ['read', 'write']);
+});
+
+test('an operator may set unmount and s3-refresh as PBS 4 update_datastore allows, never delete', () => {
+  assert.deepEqual([...OPERATOR_SETTABLE].sort(), ['offline', 'read-only', 's3-refresh', 'unmount']);
+  assert.deepEqual([...MAINTENANCE_TYPES].sort(), [
+    'delete',
+    'offline',
+    'read-only',
+    's3-refresh',
+    'unmount',
+  ]);
 });

@@ -1,17 +1,25 @@
 /**
  * Maintenance mode as the UI sees it: the raw `maintenance-mode` property string from the API,
- * parsed for display, and the string the edit dialog sends back.
+ * parsed for display, and the string the edit dialog sends back. The types, labels and which
+ * operations each mode refuses come from the server's own table (src/api-types/maintenance.ts).
  */
+import {
+  conflictingClasses as serverConflictingClasses,
+  isMaintenanceType,
+  MAINTENANCE_TYPE_LABELS,
+  MAX_MESSAGE_LENGTH,
+  modeAdmits,
+  type MaintenanceType,
+  type OperationClass,
+} from '../../src/api-types/maintenance.js';
 
-export type MaintenanceType = 'read-only' | 'offline' | 'delete';
+export { MAX_MESSAGE_LENGTH, type MaintenanceType };
 
 export interface MaintenanceMode {
   /** Known types; anything else is shown verbatim so an unknown mode is never hidden. */
   type: MaintenanceType | string;
   message?: string;
 }
-
-export const MAX_MESSAGE_LENGTH = 64;
 
 /**
  * Parse a property string such as `read-only,message="disk swap"` or the pre-3.2 spelling
@@ -81,33 +89,28 @@ export function messageProblem(message: string): string | undefined {
   return undefined;
 }
 
+/** "Read-only", "Offline", "Being deleted", "Unmounting", "S3 refresh"; an unknown type verbatim. */
 export function typeLabel(type: string): string {
-  switch (type) {
-    case 'read-only':
-      return 'Read-only';
-    case 'offline':
-      return 'Offline';
-    case 'delete':
-      return 'Being deleted';
-    default:
-      return type;
-  }
+  return isMaintenanceType(type) ? MAINTENANCE_TYPE_LABELS[type] : type;
 }
 
 /** One line for titles and screen readers: "read-only maintenance: disk swap". */
 export function describe(mode: MaintenanceMode): string {
   if (mode.type === 'delete') return 'datastore is being deleted';
-  return `${mode.type} maintenance${mode.message ? `: ${mode.message}` : ''}`;
+  if (mode.type === 'unmount') return 'datastore is being unmounted';
+  const name = mode.type === 's3-refresh' ? 'S3 refresh' : mode.type;
+  return `${name} maintenance${mode.message ? `: ${mode.message}` : ''}`;
 }
 
 /** Operation classes whose running operations hold up the mode (lookup never does). */
 export function conflictingClasses(mode: MaintenanceMode | undefined): string[] {
-  switch (mode?.type) {
-    case undefined:
-      return [];
-    case 'read-only':
-      return ['write'];
-    default:
-      return ['read', 'write'];
-  }
+  if (mode === undefined) return [];
+  // a type this UI does not know yet is assumed to refuse reads and writes, as the server would
+  return isMaintenanceType(mode.type) ? serverConflictingClasses({ type: mode.type }) : ['read', 'write'];
+}
+
+/** Whether the mode refuses operations of class `op` (an unknown type refuses reads and writes). */
+export function refuses(mode: MaintenanceMode | undefined, op: OperationClass): boolean {
+  if (mode === undefined) return false;
+  return isMaintenanceType(mode.type) ? !modeAdmits({ type: mode.type }, op) : op !== 'lookup';
 }

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { describeOperation, type OperationItem } from '../../api-types/operations.js';
 import { StowageError } from '../../errors.js';
+import { OPERATOR_SETTABLE, type MaintenanceType } from '../../api-types/maintenance.js';
 import {
   conflictingClasses,
   formatMaintenanceMode,
@@ -209,7 +210,9 @@ export function registerDatastoreCommands(program: Command): void {
   const mm = ds.command('maintenance').description('datastore maintenance mode');
 
   mm.command('set <name> <type>')
-    .description('set read-only or offline; running operations finish, new conflicting ones are refused')
+    .description(
+      'set read-only or offline (or PBS 4 unmount, s3-refresh); running operations finish, new conflicting ones are refused',
+    )
     .option('--message <text>', 'shown to every refused client (at most 64 characters)')
     .option('--if-idle', 'refuse (exit code 3) instead of changing the mode while conflicting operations run')
     .option('--wait', 'wait until no conflicting operation is running')
@@ -221,13 +224,14 @@ export function registerDatastoreCommands(program: Command): void {
         o: { message?: string; ifIdle?: boolean; wait?: boolean; timeout: string },
         cmd: Command,
       ) => {
-        if (type !== 'read-only' && type !== 'offline') {
+        if (!(OPERATOR_SETTABLE as readonly string[]).includes(type)) {
           throw new StowageError(
             'BAD_REQUEST',
-            `invalid maintenance type '${type}': expected read-only or offline`,
+            `invalid maintenance type '${type}': expected one of ${OPERATOR_SETTABLE.join(', ')}`,
           );
         }
-        const mode: MaintenanceMode = o.message ? { type, message: o.message } : { type };
+        const settable = type as MaintenanceType;
+        const mode: MaintenanceMode = o.message ? { type: settable, message: o.message } : { type: settable };
         const text = formatMaintenanceMode(mode); // validates the message before anything is sent
         const timeoutMs = parseDuration(o.timeout);
         const client = await adminClient(globals(cmd));

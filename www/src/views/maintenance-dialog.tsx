@@ -12,13 +12,26 @@ import {
   formatMaintenance,
   MAX_MESSAGE_LENGTH,
   messageProblem,
+  typeLabel,
   type MaintenanceMode,
   type MaintenanceType,
 } from '../maintenance.js';
 import type { ActiveOperations, DatastoreConfig } from '../types.js';
 import { drainSentence, useActiveOperations, liveMode, conflicting } from './active-operations.js';
 
-type Choice = 'none' | Extract<MaintenanceType, 'read-only' | 'offline'>;
+/** `unmount` and `s3-refresh` are offered only when set (by PBS), so the operator can keep or reset them. */
+type Choice = 'none' | Exclude<MaintenanceType, 'delete'>;
+
+const CHOICES: ReadonlyArray<readonly [Choice, string, string]> = [
+  ['none', 'None', 'normal service'],
+  ['read-only', 'Read-only', 'restores and verification go on; nothing new is written'],
+  ['offline', 'Offline', 'nothing reads or writes; files are closed once drained'],
+];
+
+const SET_BY_PBS: Partial<Record<Choice, string>> = {
+  unmount: 'set by PBS while unmounting a removable datastore; nothing reads or writes',
+  's3-refresh': "set by PBS while refreshing an S3 datastore's cache; nothing reads or writes",
+};
 
 /**
  * One long-poll of wait-drained; the server caps it (300 s), so the dialog loops until drained
@@ -39,7 +52,16 @@ export function MaintenanceDialog({
   onSaved: (raw: string | undefined) => void;
 }) {
   const initial: Choice =
-    current?.type === 'read-only' || current?.type === 'offline' ? current.type : 'none';
+    current?.type === 'read-only' ||
+    current?.type === 'offline' ||
+    current?.type === 'unmount' ||
+    current?.type === 's3-refresh'
+      ? current.type
+      : 'none';
+  const extra = initial !== 'none' ? SET_BY_PBS[initial] : undefined;
+  const choices: ReadonlyArray<readonly [Choice, string, string]> = extra
+    ? [...CHOICES, [initial, typeLabel(initial), extra]]
+    : CHOICES;
   const [choice, setChoice] = useState<Choice>(initial);
   const [message, setMessage] = useState(current?.message ?? '');
   const [wait, setWait] = useState(false);
@@ -94,13 +116,7 @@ export function MaintenanceDialog({
       <form id="maint-form" onSubmit={save} noValidate>
         <fieldset>
           <legend>Mode</legend>
-          {(
-            [
-              ['none', 'None', 'normal service'],
-              ['read-only', 'Read-only', 'restores and verification go on; nothing new is written'],
-              ['offline', 'Offline', 'nothing reads or writes; files are closed once drained'],
-            ] as const
-          ).map(([value, label, hint]) => (
+          {choices.map(([value, label, hint]) => (
             <div key={value} class="radio-row">
               <label>
                 <input

@@ -1,6 +1,6 @@
 /** The panel shown instead of a datastore's contents while maintenance refuses reads. */
 import { TrashIcon, WrenchIcon } from '../components.js';
-import type { MaintenanceMode } from '../maintenance.js';
+import { refuses, typeLabel, type MaintenanceMode } from '../maintenance.js';
 
 /** "Datastore is in maintenance: MESSAGE" instead of an error (PBS masks the panel, §4.2). */
 export function MaintenancePanel({ mode }: { mode: MaintenanceMode }) {
@@ -13,9 +13,14 @@ export function MaintenancePanel({ mode }: { mode: MaintenanceMode }) {
     >
       <div class="big-icon">{deleting ? <TrashIcon /> : <WrenchIcon />}</div>
       <div>
-        <h2>{deleting ? 'This datastore is being deleted' : `Datastore is in ${mode.type} maintenance`}</h2>
+        <h2>{deleting ? 'This datastore is being deleted' : heading(mode)}</h2>
         <p class="panel-message">
-          maintenance: {deleting ? 'datastore is being deleted' : mode.message || '(no message given)'}
+          maintenance:{' '}
+          {deleting
+            ? 'datastore is being deleted'
+            : mode.type === 'unmount'
+              ? 'datastore is being unmounted'
+              : mode.message || '(no message given)'}
         </p>
         {!deleting && (
           <p class="muted">Its contents cannot be read until an administrator clears the maintenance mode.</p>
@@ -25,7 +30,15 @@ export function MaintenancePanel({ mode }: { mode: MaintenanceMode }) {
   );
 }
 
-/** Offline and delete refuse reads, so status and content are not even asked for. */
+function heading(mode: MaintenanceMode): string {
+  if (mode.type === 'unmount') return 'Datastore is being unmounted (Unmounting)';
+  return `Datastore is in ${mode.type === 's3-refresh' ? typeLabel(mode.type) : mode.type} maintenance`;
+}
+
+/**
+ * Offline, delete, unmount and s3-refresh refuse reads, so status and content are not even asked
+ * for.
+ */
 export function refusesReads(mode: MaintenanceMode | undefined): boolean {
-  return mode?.type === 'offline' || mode?.type === 'delete';
+  return refuses(mode, 'read');
 }
