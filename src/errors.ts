@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
   | 'MAINTENANCE'
+  | 'UNSUPPORTED'
   | 'CORRUPT_DATA'
   | 'PROTECTED'
   | 'TIMEOUT'
@@ -31,6 +32,9 @@ const STATUS: Record<ErrorCode, number> = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   MAINTENANCE: 503,
+  // a feature this version lacks (e.g. a PBS 4 removable or S3 datastore): not temporary, so not
+  // 503 (which clients treat as "retry later"); 400 as PBS answers its own lookup refusals
+  UNSUPPORTED: 400,
   CORRUPT_DATA: 500,
   PROTECTED: 409,
   TIMEOUT: 504,

@@ -22,11 +22,15 @@ import { SAFE_ID_REGEX, validateDatastoreName as validateName } from '../api-typ
 import { BadConfigError, BadRequestError, ConfigModifiedError } from '../errors.js';
 import { DEFAULT_LOCK_TIMEOUT_MS, acquireFileLock, type FileLock } from '../sys/file-lock.js';
 import { replaceFile } from '../sys/atomic-file.js';
+import { parsePropertyString } from './property-string.js';
 import { formatSectionConfig, parseSectionConfig, sectionLine, type Section } from './section-config.js';
 
 export interface DatastoreConfig {
   name: string;
-  /** Absolute path of the datastore's base directory. */
+  /**
+   * Absolute path of the datastore's base directory; for a removable datastore (PBS 3.3+, with
+   * `backing-device`) the path relative to the device's root instead.
+   */
   path: string;
   comment?: string;
   'gc-schedule'?: string;
@@ -37,7 +41,18 @@ export interface DatastoreConfig {
   'notify-user'?: string;
   'notification-mode'?: string;
   /**
-   * Properties Stowage does not know (e.g. PBS's `notify`, `backing-device`, `keep-*`), in file
+   * PBS 3.3+: the filesystem UUID of a removable datastore's device, mounted by PBS at
+   * `/mnt/datastore/NAME`. Stowage loads such a datastore but refuses to open it.
+   */
+  'backing-device'?: string;
+  /**
+   * PBS 4: the backend property string, e.g. `bucket=pbs,client=aws-s3,type=s3` (`type` defaults
+   * to `filesystem`). Stowage loads an S3 datastore but refuses to open it (its `path` is only the
+   * local cache; opening it as a datastore would serve a partial, stale copy).
+   */
+  backend?: string;
+  /**
+   * Properties Stowage does not know (e.g. PBS's `notify`, `gc-on-unmount`, `keep-*`), in file
    * order, written back unchanged. Drop an entry to delete the property.
    */
   extra?: Array<[key: string, value: string]>;
@@ -60,11 +75,21 @@ export function validateDatastoreName(name: string): void {
 }
 
 type StringKey =
-  'path' | 'comment' | 'gc-schedule' | 'maintenance-mode' | 'tuning' | 'notify-user' | 'notification-mode';
+  | 'path'
+  | 'comment'
+  | 'gc-schedule'
+  | 'maintenance-mode'
+  | 'tuning'
+  | 'notify-user'
+  | 'notification-mode'
+  | 'backing-device'
+  | 'backend';
 
 /** Typed keys in the order a new section is written (path first, as an operator reads it). */
 const STRING_KEYS: readonly StringKey[] = [
   'path',
+  'backing-device',
+  'backend',
   'comment',
   'gc-schedule',
   'maintenance-mode',
@@ -117,7 +142,8 @@ export function parseDatastoreConfig(text: string, file = 'datastore.cfg'): Pars
       }
     }
     if (config.path === '') throw new BadConfigError(`${at()}: datastore '${section.id}' has no path`);
-    if (!isAbsolute(config.path)) {
+    // a removable datastore's path is relative to its device (PBS `DATASTORE_DIR_NAME_SCHEMA`)
+    if (config['backing-device'] === undefined && !isAbsolute(config.path)) {
       throw new BadConfigError(
         `${at('path')}: path of datastore '${section.id}' is not absolute: '${config.path}'`,
       );
@@ -145,7 +171,8 @@ export function validateDatastoreConfig(config: DatastoreConfig): void {
   validateDatastoreName(config.name);
   const name = config.name;
   checkValue(name, 'path', config.path);
-  if (!isAbsolute(config.path)) {
+  if (config.path === '') throw new BadRequestError(`datastore '${name}': path must not be empty`);
+  if (config['backing-device'] === undefined && !isAbsolute(config.path)) {
     throw new BadRequestError(`datastore '${name}': path must be absolute, not '${config.path}'`);
   }
   for (const key of STRING_KEYS) {
@@ -216,6 +243,83 @@ export function formatDatastoreConfig(
     sections.push({ type: 'datastore', id, props });
   }
   return formatSectionConfig(sections);
+}
+
+/** Where PBS mounts removable datastores: `/mnt/datastore/NAME` (`DATASTORE_MOUNT_DIR`). */
+export const DATASTORE_MOUNT_DIR = '/mnt/datastore';
+
+/**
+ * The directory a datastore's content is in, as PBS's `DataStoreConfig::absolute_path`: a
+ * removable datastore's mount point, otherwise its `path`. A string only; nothing is looked at.
+ */
+export function datastoreAbsolutePath(config: DatastoreConfig): string {
+  return config['backing-device'] !== undefined ? `${DATASTORE_MOUNT_DIR}/${config.name}` : config.path;
+}
+
+/** PBS 4 `DatastoreBackendConfig`: the `backend` property string, parsed. */
+export interface DatastoreBackend {
+  /** `filesystem` (the default) or `s3`; another value is what a newer PBS wrote. */
+  type: string;
+  client?: string;
+  bucket?: string;
+  'max-cache-size'?: string;
+}
+
+const BACKEND_KEYS = new Set(['type', 'client', 'bucket', 'max-cache-size']);
+
+/**
+ * Parse a datastore's `backend` (PBS `DatastoreBackendConfig::from_str`: default key `type`,
+ * default type `filesystem`, s3 needs `client` and `bucket`, filesystem takes neither). Throws
+ * BadConfigError naming the datastore; a missing `backend` is the filesystem backend.
+ */
+export function parseDatastoreBackend(config: DatastoreConfig): DatastoreBackend {
+  if (config.backend === undefined) return { type: 'filesystem' };
+  const fail = (why: string): never => {
+    throw new BadConfigError(`datastore '${config.name}': invalid backend '${config.backend}': ${why}`);
+  };
+  let entries: Array<[string, string]> = [];
+  try {
+    entries = parsePropertyString(config.backend, { defaultKey: 'type', name: 'backend' });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const out: DatastoreBackend = { type: 'filesystem' };
+  for (const [key, value] of entries) {
+    if (!BACKEND_KEYS.has(key)) fail(`unknown property '${key}'`);
+    (out as unknown as Record<string, string>)[key] = value;
+  }
+  if (out.type === 's3') {
+    if (out.client === undefined) fail('missing option client, required for backend type s3');
+    if (out.bucket === undefined) fail('missing option bucket, required for backend type s3');
+  } else if (out.type === 'filesystem') {
+    for (const key of ['client', 'bucket', 'max-cache-size'] as const) {
+      if (out[key] !== undefined) fail(`additional option ${key}, not allowed for backend type filesystem`);
+    }
+  }
+  return out;
+}
+
+/**
+ * A PBS feature a datastore uses that this Stowage version cannot serve, with the parameter that
+ * says so, or undefined for a plain filesystem datastore. Pure: decided from the config alone.
+ */
+export function unsupportedDatastoreFeature(
+  config: DatastoreConfig,
+): { param: 'backing-device' | 'backend'; what: string } | undefined {
+  const device = config['backing-device'];
+  if (device !== undefined) {
+    return { param: 'backing-device', what: `a removable datastore (backing-device ${device})` };
+  }
+  if (config.backend === undefined) return undefined;
+  let type: string;
+  try {
+    type = parseDatastoreBackend(config).type;
+  } catch (err) {
+    return { param: 'backend', what: `a datastore with an unreadable backend (${(err as Error).message})` };
+  }
+  if (type === 'filesystem') return undefined;
+  if (type === 's3') return { param: 'backend', what: `an S3 datastore (backend ${config.backend})` };
+  return { param: 'backend', what: `a datastore with backend type '${type}'` };
 }
 
 function sha256Hex(data: Buffer | string): string {

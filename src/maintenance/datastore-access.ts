@@ -28,6 +28,7 @@ import {
   type OperationClass,
 } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
+import { checkSupportedDatastore } from './unsupported-datastore.js';
 
 type SyncLevel = 'none' | 'filesystem' | 'file';
 
@@ -135,7 +136,8 @@ export class DatastoreAccess {
 
   /**
    * Admit an operation on datastore `name`: refused with MaintenanceError (503) when the mode in
-   * force refuses `op`. `lookup` admissions get no datastore (they must do no disk IO).
+   * force refuses `op`, and a read or write with UnsupportedDatastoreError (400) on a removable or
+   * S3 datastore of PBS 4. `lookup` admissions get no datastore (they must do no disk IO).
    */
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
   async lookupDatastore(name: string, op: 'read' | 'write', info: OperationInfo): Promise<DatastoreHandle>;
@@ -146,6 +148,9 @@ export class DatastoreAccess {
       const cfg = stores.get(name);
       if (!cfg) throw new NotFoundError(`datastore '${name}' does not exist`);
       checkMaintenance(name, storedMaintenanceMode(cfg), op);
+      // After the mode, as PBS checks the mount after it (a removable datastore being unmounted
+      // says so). Lookups touch no disk, so they are admitted on these datastores too.
+      if (op !== 'lookup') checkSupportedDatastore(cfg);
       if (op === 'lookup') {
         const record = this.registry.register(name, op, info);
         return this.makeHandle(name, op, record, cfg, undefined);
@@ -237,4 +242,13 @@ export class DatastoreAccess {
 
 export function isMaintenanceRefusal(err: unknown): boolean {
   return err instanceof StowageError && err.code === 'MAINTENANCE';
+}
+
+/**
+ * Whether an admission was refused because of what the datastore is (maintenance mode, or a PBS
+ * feature this version does not support) rather than a failure: lists show such a datastore
+ * without its data, scheduled jobs record the run as skipped.
+ */
+export function isAdmissionRefusal(err: unknown): boolean {
+  return err instanceof StowageError && (err.code === 'MAINTENANCE' || err.code === 'UNSUPPORTED');
 }

@@ -23,6 +23,7 @@ import {
   type DrainProgress,
 } from './maintenance-control.js';
 import { formatMaintenanceMode, type MaintenanceMode } from './maintenance-mode.js';
+import { checkSupportedDatastore } from './unsupported-datastore.js';
 
 export interface RemoveDatastoreOptions {
   destroyData?: boolean;
@@ -57,6 +58,9 @@ export async function removeDatastore(
         const cfg = stores.get(name);
         if (!cfg) throw new StowageError('NOT_FOUND', `datastore '${name}' does not exist`);
         path = cfg.path;
+        // a removable or S3 datastore's files are not ours to delete (and a removable one's
+        // relative path would resolve against the working directory)
+        if (opts.destroyData) checkSupportedDatastore(cfg);
         try {
           previous = storedMaintenanceMode(cfg);
         } catch {

@@ -109,7 +109,9 @@ test('the datastore list, the config list and a config entry have the PBS shapes
     assert.deepEqual(item, {
       store: STORE,
       comment: 'primary',
+      'mount-status': 'nonremovable',
       maintenance: 'read-only,message="disk swap"',
+      'backend-type': 'filesystem',
     });
 
     const cfgs = await t.api('GET', '/config/datastore', { auth: t.root });
@@ -391,9 +393,10 @@ test('datastore usage shows an error entry for a store in maintenance to auditor
     assert.equal(limited.status, 200);
     assert.deepEqual(limited.body.data, [{ store: STORE }, { store: 'ghost' }]);
     const list = await t.api('GET', '/admin/datastore', { auth: nsUser });
+    const plain = { 'mount-status': 'nonremovable', 'backend-type': 'filesystem' };
     assert.deepEqual(list.body.data, [
-      { store: STORE, maintenance: 'offline,message="moving"' },
-      { store: 'ghost' },
+      { store: STORE, ...plain, maintenance: 'offline,message="moving"' },
+      { store: 'ghost', ...plain },
     ]);
   } finally {
     await setMode(null);

@@ -88,7 +88,16 @@ test('every maintenance transition through PUT config/datastore changes which cl
     const item = (p.list.body.data as Array<{ store: string; maintenance?: string }>).find(
       (s) => s.store === STORE,
     );
-    assert.deepEqual(item, { store: STORE, ...(step.stored && { maintenance: step.stored }) }, label);
+    assert.deepEqual(
+      item,
+      {
+        store: STORE,
+        'mount-status': 'nonremovable',
+        ...(step.stored && { maintenance: step.stored }),
+        'backend-type': 'filesystem',
+      },
+      label,
+    );
     if (step.stored)
       assert.match(
         cfgFile().toString(),

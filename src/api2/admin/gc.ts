@@ -9,11 +9,12 @@
  *
  * Reading `.gc-status` is a `read` operation. PBS silently drops a store whose lookup fails from
  * the list (reference §2); Stowage keeps it, without the GC result fields, so an offline
- * datastore's skipped GC stays visible. `/admin/gc/{store}` answers the refusal (503) as PBS.
+ * datastore's skipped GC stays visible (likewise a PBS 4 removable or S3 datastore, which is never
+ * read). `/admin/gc/{store}` answers the refusal (503 for maintenance, 400 for those).
  */
 import type { DatastoreConfig } from '../../config/datastore-config.js';
 import { readGcStatus, type GarbageCollectionStatus } from '../../datastore/gc.js';
-import { isMaintenanceRefusal } from '../../maintenance/datastore-access.js';
+import { isAdmissionRefusal } from '../../maintenance/datastore-access.js';
 import type { ServerContext } from '../../server/context.js';
 import { jobScheduleStatus } from '../../server/jobs/job-runner.js';
 import { gcJob } from '../../server/jobs/jobs.js';
@@ -74,7 +75,7 @@ export const routes: AnyRoute[] = [
     path: '/admin/gc',
     permission: 'authenticated',
     description:
-      'List the garbage collection job of every datastore on which the caller has Datastore.Audit or Datastore.Modify. A datastore whose status cannot be read (maintenance) is listed with its schedule and last run only.',
+      'List the garbage collection job of every datastore on which the caller has Datastore.Audit or Datastore.Modify. A datastore whose status cannot be read (maintenance, or a removable/S3 datastore this version does not support) is listed with its schedule and last run only.',
     handler: async ({ authId, userInfo, server }) => {
       const out: GcJobListItem[] = [];
       for (const cfg of server.datastores.config.readCached().stores.values()) {
@@ -82,7 +83,7 @@ export const routes: AnyRoute[] = [
         try {
           out.push(gcListItem(server, cfg, await readStatus(server, authId, cfg.name), true));
         } catch (err) {
-          if (!isMaintenanceRefusal(err)) throw err;
+          if (!isAdmissionRefusal(err)) throw err;
           out.push(gcListItem(server, cfg, undefined, false));
         }
       }

@@ -20,7 +20,12 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { BadRequestError, ConfigModifiedError, NotFoundError, StowageError } from '../../errors.js';
-import { validateDatastoreConfig, type DatastoreConfig } from '../../config/datastore-config.js';
+import {
+  datastoreAbsolutePath,
+  parseDatastoreBackend,
+  validateDatastoreConfig,
+  type DatastoreConfig,
+} from '../../config/datastore-config.js';
 import { Datastore } from '../../datastore/datastore.js';
 import type { DatastoreAccess } from '../../maintenance/datastore-access.js';
 import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
@@ -37,6 +42,7 @@ import {
   type MaintenanceMode,
 } from '../../maintenance/maintenance-mode.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
+import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
 import { defineRoute, type AnyRoute } from '../../server/route.js';
 import { CommentSchema, DigestSchema, UseridSchema } from '../../server/schemas.js';
 import { operationItem, StoreSchema } from '../admin/datastore/common.js';
@@ -86,17 +92,23 @@ const DELETABLE = new Set([
   'notification-mode',
   'tuning',
   'maintenance-mode',
+  // PBS 4; Stowage only stores them
+  'gc-on-unmount',
+  'notification-thresholds',
+  'counter-reset-schedule',
 ]);
 
 /** A datastore's configuration as PBS sends it (kebab-case keys, keep-* as numbers). */
 export function datastoreConfigJson(cfg: DatastoreConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { name: cfg.name, path: cfg.path };
-  for (const key of ['maintenance-mode', ...STRING_FIELDS] as const) {
+  for (const key of ['maintenance-mode', 'backing-device', 'backend', ...STRING_FIELDS] as const) {
     if (cfg[key] !== undefined) out[key] = cfg[key];
   }
   if (cfg['verify-new'] !== undefined) out['verify-new'] = cfg['verify-new'];
   for (const [key, value] of cfg.extra ?? []) {
-    out[key] = /^keep-/.test(key) && /^[0-9]+$/.test(value) ? Number(value) : value;
+    if (/^keep-/.test(key) && /^[0-9]+$/.test(value)) out[key] = Number(value);
+    else if (key === 'gc-on-unmount' && /^(true|false)$/.test(value)) out[key] = value === 'true';
+    else out[key] = value;
   }
   return out;
 }
@@ -193,7 +205,8 @@ function normalizePath(path: string): string {
 /** Refuse a path inside another datastore, containing one, or an existing non-empty directory. */
 function checkNewPath(access: DatastoreAccess, path: string): void {
   for (const other of access.config.read().stores.values()) {
-    const o = resolve(other.path);
+    // a removable datastore's path is relative to its device; it lives at its mount point (PBS)
+    const o = resolve(datastoreAbsolutePath(other));
     if (path === o || path.startsWith(`${o}/`) || o.startsWith(`${path}/`)) {
       throw new BadRequestError(
         `parameter verification failed - 'path': '${path}' overlaps datastore '${other.name}' at '${o}'`,
@@ -207,6 +220,43 @@ function checkNewPath(access: DatastoreAccess, path: string): void {
   const entries = readdirSync(path).filter((e) => e !== 'lost+found');
   if (entries.length > 0) {
     throw new BadRequestError(`parameter verification failed - 'path': directory '${path}' is not empty`);
+  }
+}
+
+/**
+ * PBS 4 create parameters for datastores this version cannot serve: accepted by the schema so the
+ * refusal names them (rather than "additional properties"), then refused.
+ */
+const UnsupportedCreateFields = {
+  'backing-device': Type.Optional(
+    Type.String({ description: 'PBS 4 removable datastores: not supported by this Stowage version.' }),
+  ),
+  backend: Type.Optional(
+    Type.String({ description: 'PBS 4 datastore backends (S3): not supported by this Stowage version.' }),
+  ),
+};
+
+/** 400 naming the parameter: Stowage cannot create removable or S3 datastores (yet). */
+function refuseUnsupportedCreate(backingDevice: string | undefined, backend: string | undefined): void {
+  if (backingDevice !== undefined) {
+    throw new BadRequestError(
+      "parameter verification failed - 'backing-device': removable datastores are not supported by this Stowage version",
+      { param: 'backing-device' },
+    );
+  }
+  if (backend === undefined) return;
+  const type = (() => {
+    try {
+      return parseDatastoreBackend({ name: 'new', path: '/', backend }).type;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (type !== 'filesystem') {
+    throw new BadRequestError(
+      `parameter verification failed - 'backend': datastore backends other than the local filesystem (here '${backend}') are not supported by this Stowage version`,
+      { param: 'backend' },
+    );
   }
 }
 
@@ -250,6 +300,7 @@ export const routes: AnyRoute[] = [
       name: StoreSchema,
       path: Type.String({ minLength: 1, maxLength: 4096 }),
       ...UpdatableFields,
+      ...UnsupportedCreateFields,
     }),
     permission: { path: '/datastore', privs: ['Datastore.Allocate'] },
     protected: true,
@@ -260,9 +311,17 @@ export const routes: AnyRoute[] = [
       'empty directory. Prune settings belong to prune jobs (/config/prune).',
     handler: ({ body, authId, server }) => {
       const access = server.datastores;
-      const { name, path: rawPath, 'maintenance-mode': modeText, ...fields } = body;
+      const {
+        name,
+        path: rawPath,
+        'maintenance-mode': modeText,
+        'backing-device': backingDevice,
+        backend,
+        ...fields
+      } = body;
+      refuseUnsupportedCreate(backingDevice, backend);
       const path = normalizePath(rawPath);
-      const candidate: DatastoreConfig = { name, path };
+      const candidate: DatastoreConfig = { name, path, ...(backend !== undefined && { backend }) };
       applyFields(candidate, { set: fields, remove: [] });
       if (modeText !== undefined)
         candidate['maintenance-mode'] = formatMaintenanceMode(operatorMode(modeText));
@@ -451,7 +510,10 @@ export const routes: AnyRoute[] = [
       const name = params.name;
       const current = access.config.read();
       if (query.digest !== undefined && query.digest !== current.digest) throw new ConfigModifiedError();
-      if (!current.stores.has(name)) throw new NotFoundError(`datastore '${name}' does not exist`);
+      const stored = current.stores.get(name);
+      if (!stored) throw new NotFoundError(`datastore '${name}' does not exist`);
+      // its data is not ours to delete (nor reachable: a removable one's path is on a device)
+      if (query['destroy-data']) checkSupportedDatastore(stored);
       if (query['if-idle']) {
         const active = conflictingOperations(access, name, { type: 'delete' });
         if (active.length > 0) {

@@ -6,11 +6,12 @@
  * different, and better than PBS (reference §5, which logs to the journal every minute and
  * records nothing): it becomes a task that ends as `skipped: maintenance: <type>[: message]`,
  * with a log line saying why, recorded as the job's last run, so the UI shows it and the next
- * attempt is the next slot (design invariant 9).
+ * attempt is the next slot (design invariant 9). A scheduled run on a datastore this version does
+ * not support (PBS 4 removable or S3) is recorded the same way, as `skipped: unsupported: ...`.
  */
 import { StowageError } from '../../errors.js';
-import { isMaintenanceRefusal } from '../../maintenance/datastore-access.js';
 import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
+import { UnsupportedDatastoreError } from '../../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
@@ -31,6 +32,17 @@ export interface JobRun {
 export function maintenanceSkipReason(err: MaintenanceError): string {
   const { type, message } = err.mode;
   return message ? `maintenance: ${type}: ${message}` : `maintenance: ${type}`;
+}
+
+/**
+ * Why a scheduled run is skipped rather than failed, or undefined for a failure: a maintenance
+ * mode, or a datastore this version does not support (a PBS 4 removable or S3 datastore; PBS skips
+ * jobs on an unmounted removable datastore too, `docs/storage.rst`).
+ */
+function skipReason(err: unknown): string | undefined {
+  if (err instanceof MaintenanceError) return maintenanceSkipReason(err);
+  if (err instanceof UnsupportedDatastoreError) return `unsupported: ${err.message}`;
+  return undefined;
 }
 
 /**
@@ -179,18 +191,23 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
 /** A scheduled run that could not start: a task that says why, recorded as the last run. */
 function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number): JobRun {
   const message = err instanceof Error ? err.message : String(err);
-  const skipped = isMaintenanceRefusal(err) && err instanceof MaintenanceError;
+  const reason = skipReason(err);
+  const skipped = reason !== undefined;
   const upid = ctx.tasks.spawnTask(job.workerType, job.workerId, SCHEDULER_AUTH_ID, (task) => {
-    if (skipped) {
+    if (reason !== undefined) {
       task.log(`skipping scheduled ${job.title} on datastore '${job.store}': ${message}`);
-      task.log('it runs again at its next scheduled time after the maintenance mode is cleared');
-      task.markSkipped(maintenanceSkipReason(err));
+      task.log(
+        err instanceof MaintenanceError
+          ? 'it runs again at its next scheduled time after the maintenance mode is cleared'
+          : 'nothing was done on the datastore; every scheduled run is skipped like this one',
+      );
+      task.markSkipped(reason);
       return;
     }
     task.log(`unable to start scheduled ${job.title} on datastore '${job.store}'`);
     throw err;
   });
-  const status = skipped ? `skipped: ${maintenanceSkipReason(err as MaintenanceError)}` : message;
+  const status = skipped ? `skipped: ${reason}` : message;
   // The task ends on the next tick; its status is already known, so record it at once.
   writeJobState(ctx.paths.dataDir, job.type, job.id, {
     state: 'finished',

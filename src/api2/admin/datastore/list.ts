@@ -1,16 +1,52 @@
 /**
  * `GET /admin/datastore` (PBS `get_datastore_list`, reference §6.2): `[{store, comment?,
- * maintenance?}]`, where `maintenance` is the raw stored property string as PBS sends it.
+ * mount-status, maintenance?, backend-type}]`, where `maintenance` is the raw stored property
+ * string as PBS sends it, `mount-status` is `mounted`/`notmounted` for a removable datastore and
+ * `nonremovable` otherwise, and `backend-type` is `filesystem` or `s3` (PBS 4).
  *
- * Config only, no admission: it works in every mode. For callers with privileges only below the
- * store (on a namespace) PBS does a Lookup and walks the namespaces on disk; we decide from the ACL
- * alone, so no disk is touched (design §2: no IO without a read/write admission).
+ * Config only, no admission: it works in every mode, and lists the PBS 4 removable and S3
+ * datastores this version does not open. For callers with privileges only below the store (on a
+ * namespace) PBS does a Lookup and walks the namespaces on disk; we decide from the ACL alone, so
+ * no disk is touched (design §2: no IO without a read/write admission). The mount status looks at
+ * /dev and /proc/self/mountinfo, never under the datastore's path.
  */
 import { Type } from 'typebox';
+import {
+  datastoreAbsolutePath,
+  parseDatastoreBackend,
+  type DatastoreConfig,
+} from '../../../config/datastore-config.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
+
+type MountStatus = 'mounted' | 'notmounted' | 'nonremovable';
+
+interface ListItem {
+  store: string;
+  comment?: string;
+  'mount-status': MountStatus;
+  maintenance?: string;
+  'backend-type': string;
+}
+
+/** PBS `get_datastore_mount_status`. */
+function mountStatus(cfg: DatastoreConfig): MountStatus {
+  const device = cfg['backing-device'];
+  if (device === undefined) return 'nonremovable';
+  return isMountedAt(datastoreAbsolutePath(cfg), device) ? 'mounted' : 'notmounted';
+}
+
+/** PBS: the backend's type, `filesystem` when there is none or it does not parse. */
+function backendType(cfg: DatastoreConfig): string {
+  try {
+    return parseDatastoreBackend(cfg).type;
+  } catch {
+    return 'filesystem';
+  }
+}
 
 export const routes: AnyRoute[] = [
   defineRoute({
@@ -21,27 +57,34 @@ export const routes: AnyRoute[] = [
       Type.Object({
         store: Type.String(),
         comment: Type.Optional(Type.String()),
+        'mount-status': Type.Union([
+          Type.Literal('mounted'),
+          Type.Literal('notmounted'),
+          Type.Literal('nonremovable'),
+        ]),
         maintenance: Type.Optional(Type.String()),
+        'backend-type': Type.String(),
       }),
     ),
     description:
       'List the datastores the caller can use: with Datastore.Audit or Datastore.Backup on the store ' +
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +
-      'is the raw stored maintenance-mode. Reads the configuration only.',
+      'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4. Reads the ' +
+      'configuration only.',
     handler: ({ authId, userInfo, server }) => {
-      const out: Array<{ store: string; comment?: string; maintenance?: string }> = [];
+      const out: ListItem[] = [];
       for (const cfg of server.datastores.config.readCached().stores.values()) {
         const path = datastoreAclPath(cfg.name);
+        const full = userInfo.hasPrivs(authId, path, LIST_PRIVS, { partial: true });
+        if (!full && !userInfo.anyPrivsBelow(authId, path, LIST_PRIVS)) continue;
         const maintenance = cfg['maintenance-mode'];
-        if (userInfo.hasPrivs(authId, path, LIST_PRIVS, { partial: true })) {
-          out.push({
-            store: cfg.name,
-            ...(cfg.comment !== undefined && { comment: cfg.comment }),
-            ...(maintenance !== undefined && { maintenance }),
-          });
-        } else if (userInfo.anyPrivsBelow(authId, path, LIST_PRIVS)) {
-          out.push({ store: cfg.name, ...(maintenance !== undefined && { maintenance }) });
-        }
+        out.push({
+          store: cfg.name,
+          ...(full && cfg.comment !== undefined && { comment: cfg.comment }),
+          'mount-status': mountStatus(cfg),
+          ...(maintenance !== undefined && { maintenance }),
+          'backend-type': backendType(cfg),
+        });
       }
       return out;
     },
