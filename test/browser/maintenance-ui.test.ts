@@ -348,6 +348,44 @@ describe('web UI', { skip }, () => {
     }
   });
 
+  test('the PBS 4 modes show as Unmounting and S3 refresh, refuse the contents, and can be reset', async () => {
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 'unmount' });
+      await h.login(page);
+      const row = page.locator(`tr[data-store="${STORE}"]`);
+      assert.equal(await row.getByTestId('maintenance-marker').innerText(), 'Unmounting');
+      await page.goto(`${h.server.url}/#/datastore/${STORE}/summary`);
+      const panel = page.getByTestId('maintenance-panel');
+      await panel.getByText('maintenance: datastore is being unmounted').waitFor();
+      await page.getByRole('link', { name: 'Content' }).click();
+      await panel.waitFor();
+
+      // the dialog offers the mode PBS set, checked, so that the operator can keep or reset it
+      let dialog = await openMaintenanceDialog(page);
+      assert.equal(await dialog.getByLabel('Unmounting').isChecked(), true);
+      await dialog.getByLabel('None').check();
+      await dialog.getByRole('button', { name: 'Save' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      const cfg = await h.api<Record<string, unknown>>('GET', `/config/datastore/${STORE}`);
+      assert.equal(cfg.body.data['maintenance-mode'], undefined);
+
+      await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 's3-refresh,message="resync"' });
+      await page.goto(`${h.server.url}/#/`);
+      await row.getByTestId('maintenance-marker').getByText('S3 refresh').waitFor();
+      assert.equal(await row.getByTestId('maintenance-marker').innerText(), 'S3 refresh: resync');
+      await page.goto(`${h.server.url}/#/datastore/${STORE}/summary`);
+      await panel.getByText('maintenance: resync').waitFor();
+      dialog = await openMaintenanceDialog(page);
+      assert.equal(await dialog.getByLabel('S3 refresh').isChecked(), true);
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await context.close();
+      await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode'] });
+    }
+  });
+
   test('an expired session returns to the login form with a notice, and logging out ends it', async () => {
     const { context, page, errors } = await h.newPage();
     try {
