@@ -41,6 +41,11 @@ const STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/** Whether `code` is one of the codes above (e.g. one a server sent back). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(STATUS, code);
+}
+
 export class StowageError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
@@ -60,6 +65,35 @@ export class StowageError extends Error {
 export class BadRequestError extends StowageError {
   constructor(message: string, details?: unknown) {
     super('BAD_REQUEST', message, { details });
+  }
+}
+
+/** One problem with one parameter, as the schema check reports it. */
+export interface ParameterProblem {
+  param: string;
+  message: string;
+}
+
+/**
+ * Parameters that failed the schema check, each named: PBS's wording,
+ * `parameter verification failed - 'store': parameter is missing` (several joined by `, `).
+ */
+export class ParameterError extends BadRequestError {
+  readonly problems: readonly ParameterProblem[];
+
+  constructor(problems: readonly ParameterProblem[]) {
+    const first = new Map<string, string>();
+    for (const p of problems) if (!first.has(p.param)) first.set(p.param, p.message);
+    const text = [...first].map(([k, v]) => `'${k}': ${v}`).join(', ');
+    super(`parameter verification failed - ${text}`);
+    this.problems = problems;
+  }
+
+  /** The first problem of each parameter, as the envelope's `errors` object. */
+  get errors(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const p of this.problems) out[p.param] ??= p.message;
+    return out;
   }
 }
 
@@ -112,6 +146,20 @@ export class ForbiddenError extends StowageError {
     super('FORBIDDEN', message);
   }
 }
+
+/**
+ * An error that PBS raises with its own HTTP status (`http_err!`) on the backup and reader
+ * protocols, where every other error is answered 400 (`src/server/error-envelope.ts`,
+ * `protocolErrorResponse`): an unknown path, namespace or file (404), a chunk not registered for
+ * download (401).
+ */
+export class ProtocolHttpError extends StowageError {}
+
+/**
+ * HTTP header that carries the `code` of an error answered as a bare message (the backup and
+ * reader protocols, where PBS clients expect the message as the body); PBS clients ignore it.
+ */
+export const ERROR_CODE_HEADER = 'x-stowage-error-code';
 
 export function isStowageError(err: unknown): err is StowageError {
   return err instanceof StowageError;

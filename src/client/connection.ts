@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import type { BackupType } from '../api-types/names.js';
-import { StowageError, type ErrorCode } from '../errors.js';
+import { ERROR_CODE_HEADER, StowageError, isErrorCode, type ErrorCode } from '../errors.js';
 
 export interface ServerTarget {
   host: string;
@@ -41,23 +41,6 @@ export function normalizeFingerprint(fp: string): string {
   return fp.trim().toLowerCase();
 }
 
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'BAD_REQUEST',
-  'BAD_CONFIG',
-  'CONFIG_MODIFIED',
-  'LOCK_TIMEOUT',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'CONFLICT',
-  'UNAUTHORIZED',
-  'FORBIDDEN',
-  'MAINTENANCE',
-  'CORRUPT_DATA',
-  'PROTECTED',
-  'TIMEOUT',
-  'INTERNAL',
-]);
-
 const BY_STATUS: Record<number, ErrorCode> = {
   400: 'BAD_REQUEST',
   401: 'UNAUTHORIZED',
@@ -70,19 +53,22 @@ const BY_STATUS: Record<number, ErrorCode> = {
 };
 
 /**
- * The server's error as a StowageError: the envelope's `message`, and the code from the
- * envelope's `code` when the server sends one, else from the HTTP status.
+ * The server's error as a StowageError: the envelope's `message` (or the whole body, as PBS and
+ * Stowage send errors on the backup and reader protocols), and the code from the envelope's
+ * `code` or the `x-stowage-error-code` header when the server sends one, else from the status.
  */
-export function errorFromResponse(status: number, body: Buffer | string): StowageError {
+export function errorFromResponse(status: number, body: Buffer | string, codeHeader?: string): StowageError {
   const text = body.toString();
   let message = text.trim();
-  let code: ErrorCode | undefined;
+  let code: ErrorCode | undefined = isErrorCode(codeHeader) ? codeHeader : undefined;
   try {
     const json = JSON.parse(text) as { message?: unknown; code?: unknown };
-    if (typeof json.message === 'string') message = json.message;
-    if (typeof json.code === 'string' && ERROR_CODES.has(json.code)) code = json.code as ErrorCode;
+    if (typeof json === 'object' && json !== null) {
+      if (typeof json.message === 'string') message = json.message;
+      if (isErrorCode(json.code)) code = json.code;
+    }
   } catch {
-    // PBS sends plain text errors inside HTTP/2
+    // a bare message (the protocols)
   }
   if (!message) message = `server answered HTTP ${status}`;
   return new StowageError(code ?? BY_STATUS[status] ?? 'INTERNAL', message.trim());
@@ -218,13 +204,18 @@ export class ProtocolSession {
         return reject(new StowageError('INTERNAL', `request ${name} failed - ${(err as Error).message}`));
       }
       let status = 0;
+      let codeHeader: string | undefined;
       const parts: Buffer[] = [];
-      stream.on('response', (h) => (status = Number(h[':status'] ?? 0)));
+      stream.on('response', (h) => {
+        status = Number(h[':status'] ?? 0);
+        const c = h[ERROR_CODE_HEADER];
+        codeHeader = typeof c === 'string' ? c : undefined;
+      });
       stream.on('data', (d: Buffer) => parts.push(d));
       stream.on('end', () => {
         const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
         if (status >= 200 && status < 300) resolve(data);
-        else reject(errorFromResponse(status, data));
+        else reject(errorFromResponse(status, data, codeHeader));
       });
       stream.on('error', (err) =>
         reject(new StowageError('INTERNAL', `request ${name} failed - ${err.message}`)),
@@ -360,7 +351,7 @@ export async function openProtocolSession(opts: {
     const len = Number(res.headers.get('content-length') ?? '0');
     const body = await readBody(socket, res.rest, len);
     socket.destroy();
-    throw errorFromResponse(res.status, body);
+    throw errorFromResponse(res.status, body, res.headers.get(ERROR_CODE_HEADER));
   }
   if (res.rest.length > 0) socket.unshift(res.rest);
   const h2 = http2.connect(`https://${opts.target.host}:${opts.target.port}`, {

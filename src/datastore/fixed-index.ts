@@ -15,7 +15,7 @@
  * The parser works on bytes (pure); `open`/the writer are the thin IO around it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, readSync, writeSync } from 'node:fs';
+import { ftruncateSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
 import type { SyncLevel } from './chunk-store.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
@@ -135,44 +135,50 @@ export class FixedIndexReader implements ChunkIndexReader {
  * Writes a `.fidx` to `<name>.tmp_fidx` and renames it into place on `close()`, so readers
  * never see a half-written index (§7.1). Digests are written in place at their position, so
  * memory stays small for large images.
+ *
+ * Without a `size` the index grows with the chunks added (PBS `FixedIndexWriter` with
+ * `known_size: None`, for an image read from a pipe — PBS bug 3847): every chunk is a full
+ * `chunkSize` except a last, shorter one, after which the size is fixed.
  */
 export class FixedIndexWriter {
-  readonly size: number;
   readonly chunkSize: number;
-  readonly count: number;
   readonly uuid: Buffer;
   readonly ctime: number;
+  private currentSize: number;
+  private currentCount: number;
+  private growable: boolean;
   private readonly file: IndexTmpFile;
-  private readonly filled: Uint8Array;
+  private filled: Uint8Array;
   private unfilled: number;
 
   private constructor(
     path: string,
-    opts: { size: number; chunkSize: number; uuid?: Uint8Array; ctime?: number; syncLevel?: SyncLevel },
+    opts: { size?: number; chunkSize: number; uuid?: Uint8Array; ctime?: number; syncLevel?: SyncLevel },
   ) {
-    if (!Number.isSafeInteger(opts.size) || opts.size < 0) {
+    if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size < 0)) {
       throw new BadRequestError(`fixed index size must be a non-negative integer, got ${opts.size}`);
     }
     if (!Number.isSafeInteger(opts.chunkSize) || opts.chunkSize <= 0) {
       throw new BadRequestError(`fixed index chunk size must be a positive integer, got ${opts.chunkSize}`);
     }
-    this.size = opts.size;
+    this.growable = opts.size === undefined;
+    this.currentSize = opts.size ?? 0;
     this.chunkSize = opts.chunkSize;
-    this.count = Math.ceil(opts.size / opts.chunkSize);
+    this.currentCount = Math.ceil(this.currentSize / opts.chunkSize);
     this.uuid = Buffer.from(opts.uuid ?? randomBytes(16));
     this.ctime = opts.ctime ?? Math.floor(Date.now() / 1000);
-    this.filled = new Uint8Array(this.count);
-    this.unfilled = this.count;
+    this.filled = new Uint8Array(this.currentCount);
+    this.unfilled = this.currentCount;
     const header = encodeFixedIndexHeader({
       uuid: this.uuid,
       ctime: this.ctime,
       csum: Buffer.alloc(32),
-      size: this.size,
+      size: this.currentSize,
       chunkSize: this.chunkSize,
     });
     this.file = new IndexTmpFile(path, 'fixed', header, {
       syncLevel: opts.syncLevel ?? 'none',
-      fileSize: INDEX_HEADER_SIZE + this.count * DIGEST_SIZE,
+      fileSize: INDEX_HEADER_SIZE + this.currentCount * DIGEST_SIZE,
     });
   }
 
@@ -184,18 +190,53 @@ export class FixedIndexWriter {
     return this.file.tmpPath;
   }
 
-  /** Start a new index for an image of `size` bytes cut into `chunkSize` pieces. */
+  /** Image size in bytes so far (final unless the index is still growable). */
+  get size(): number {
+    return this.currentSize;
+  }
+
+  /** Number of chunks the index has so far. */
+  get count(): number {
+    return this.currentCount;
+  }
+
+  /**
+   * Start a new index for an image of `size` bytes cut into `chunkSize` pieces; without `size`,
+   * an index that grows with the chunks added.
+   */
   static create(
     path: string,
-    opts: { size: number; chunkSize: number; uuid?: Uint8Array; ctime?: number; syncLevel?: SyncLevel },
+    opts: { size?: number; chunkSize: number; uuid?: Uint8Array; ctime?: number; syncLevel?: SyncLevel },
   ): FixedIndexWriter {
     return new FixedIndexWriter(path, opts);
+  }
+
+  /**
+   * Grow a growable index to `size` bytes (PBS `grow_to_size`); a size that is not a whole
+   * number of chunks ends the growth. A smaller `size` changes nothing.
+   */
+  growToSize(size: number): void {
+    if (size <= this.currentSize) return;
+    if (!this.growable) {
+      throw new BadRequestError(`refusing to resize fixed index from ${this.currentSize} to ${size}`);
+    }
+    const count = Math.ceil(size / this.chunkSize);
+    if (count * this.chunkSize !== size) this.growable = false;
+    if (count > this.filled.length) {
+      const filled = new Uint8Array(Math.max(count, this.filled.length * 2));
+      filled.set(this.filled);
+      this.filled = filled;
+    }
+    this.unfilled += count - this.currentCount;
+    this.currentCount = count;
+    this.currentSize = size;
+    ftruncateSync(this.file.fd, INDEX_HEADER_SIZE + count * DIGEST_SIZE);
   }
 
   /** Set the digest of chunk `i`. */
   setDigest(i: number, digest: Uint8Array): void {
     const fd = this.file.fd;
-    checkChunkIndex(i, this.count);
+    checkChunkIndex(i, this.currentCount);
     if (digest.length !== DIGEST_SIZE) throw new BadRequestError(`digest must be ${DIGEST_SIZE} bytes`);
     writeSync(fd, digest, 0, DIGEST_SIZE, INDEX_HEADER_SIZE + i * DIGEST_SIZE);
     if (!this.filled[i]) {
@@ -205,18 +246,24 @@ export class FixedIndexWriter {
   }
 
   /**
-   * Set a chunk by its byte range, as the backup protocol's `fixed_chunk` append does: `offset`
-   * must be chunk-aligned and `size` the chunk size (smaller only for the last chunk).
+   * Set a chunk by its byte range, as the backup protocol's `fixed_chunk` append does (PBS
+   * `check_chunk_alignment`): `offset` must be chunk-aligned and `size` the chunk size, smaller
+   * only for the last chunk. A growable index grows to the chunk's end first.
    */
   addChunk(offset: number, size: number, digest: Uint8Array): void {
+    const end = offset + size;
+    if (this.growable) this.growToSize(end);
+    if (end > this.currentSize) {
+      throw new BadRequestError(`fixed index: chunk data exceeds size (${end} > ${this.currentSize})`);
+    }
     if (offset % this.chunkSize !== 0) {
       throw new BadRequestError(
         `fixed index: offset ${offset} is not aligned to chunk size ${this.chunkSize}`,
       );
     }
     const i = offset / this.chunkSize;
-    checkChunkIndex(i, this.count);
-    const expected = Math.min(this.chunkSize, this.size - offset);
+    checkChunkIndex(i, this.currentCount);
+    const expected = Math.min(this.chunkSize, this.currentSize - offset);
     if (size !== expected) {
       throw new BadRequestError(
         `fixed index: chunk at offset ${offset} has size ${size}, expected ${expected}`,
@@ -227,28 +274,31 @@ export class FixedIndexWriter {
 
   /** Take every digest from a previous index of the same geometry (incremental backups). */
   cloneFrom(previous: FixedIndexReader): void {
-    if (previous.size !== this.size || previous.chunkSize !== this.chunkSize) {
+    if (previous.chunkSize !== this.chunkSize || previous.count !== this.currentCount) {
       throw new BadRequestError(
-        `cannot reuse index: size/chunk size differ (${previous.size}/${previous.chunkSize} vs ${this.size}/${this.chunkSize})`,
+        `cannot reuse index - index sizes not equal (${this.currentCount} != ${previous.count})`,
       );
     }
-    for (let i = 0; i < this.count; i++) this.setDigest(i, previous.digest(i));
+    for (let i = 0; i < this.currentCount; i++) this.setDigest(i, previous.digest(i));
   }
 
   /**
-   * Write index_csum into the header and rename into place (fsync file and directory under
-   * sync-level `file`). Every chunk must have been set.
+   * Write size and index_csum into the header and rename into place (fsync file and directory
+   * under sync-level `file`). Every chunk must have been set; an index has at least one chunk.
    */
   close(): IndexCloseResult {
     const fd = this.file.fd;
+    if (this.currentCount === 0) {
+      throw new BadRequestError(`fixed index '${this.path}': fidx file must have at least one chunk`);
+    }
     if (this.unfilled !== 0) {
       throw new BadRequestError(
-        `fixed index '${this.path}': ${this.unfilled} of ${this.count} chunks not written`,
+        `fixed index '${this.path}': ${this.unfilled} of ${this.currentCount} chunks not written`,
       );
     }
     const hash = createHash('sha256');
     const block = Buffer.alloc(64 * 1024);
-    const bodyLen = this.count * DIGEST_SIZE;
+    const bodyLen = this.currentCount * DIGEST_SIZE;
     for (let off = 0; off < bodyLen;) {
       const n = readSync(fd, block, 0, Math.min(block.length, bodyLen - off), INDEX_HEADER_SIZE + off);
       if (n === 0) throw new StowageError('INTERNAL', `fixed index '${this.tmpPath}': short read`);
@@ -256,8 +306,11 @@ export class FixedIndexWriter {
       off += n;
     }
     const csum = hash.digest();
+    const sizeField = Buffer.alloc(8);
+    sizeField.writeBigUInt64LE(BigInt(this.currentSize));
+    writeSync(fd, sizeField, 0, 8, 64);
     this.file.commit(csum);
-    return { csum, size: this.size, chunkCount: this.count };
+    return { csum, size: this.currentSize, chunkCount: this.currentCount };
   }
 
   /** Drop the temp file. Harmless after close(). */

@@ -18,7 +18,7 @@ import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { decompress as zstdDecompress } from 'zstd-napi';
 import { join } from 'node:path';
 import { isBackupOwner } from '../config/user-config.js';
-import { BadRequestError, NotFoundError, StowageError } from '../errors.js';
+import { BadRequestError, ProtocolHttpError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir, BackupGroup } from '../datastore/backup-info.js';
@@ -44,32 +44,48 @@ import {
   type ChunkUploadStats,
   type ManifestFile,
 } from '../datastore/manifest.js';
-import { intParam, RawReply, requiredParam, type H2Handler, type H2Request } from './h2-session.js';
+import type { Static } from 'typebox';
 
-/** PBS caps an uploaded chunk at 16 MiB of plaintext (reference §7.1). */
-export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+import { RawReply, h2Route, type H2Request, type H2Routes } from './h2-session.js';
+import {
+  AppendParams,
+  ArchiveNameParams,
+  CloseDynamicParams,
+  CloseFixedParams,
+  CreateDynamicIndexParams,
+  CreateFixedIndexParams,
+  NoParams,
+  UploadBlobParams,
+  UploadChunkParams,
+} from './protocol-schemas.js';
+
+export { MAX_CHUNK_SIZE } from './protocol-schemas.js';
 /** Fixed-index chunks from the backup API are 4 MiB (reference §7.1). */
 export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
-/** Encoded blobs: PBS MAX_BLOB_SIZE (128 MiB) plus the largest header. */
-const MAX_BLOB_UPLOAD = 128 * 1024 * 1024 + 64;
 const MAX_WRITERS = 256;
+/** PBS's speedtest upload body. */
+const SPEEDTEST_LIMIT = 64 * 1024 * 1024;
 /** Name the client's manifest waits under until `finish` (not matched by BACKUP_FILE_REGEX). */
 const STAGED_MANIFEST = `${MANIFEST_BLOB_NAME}.tmp_upload`;
 
 const ARCHIVE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
-/** Validate an archive or blob name of a snapshot: a plain file name with the given extension. */
+/**
+ * Validate an archive or blob name of a snapshot: a plain file name (the schema already checked
+ * PBS's safe-id) with the given extension, refused with PBS's words (`wrong archive extension`).
+ */
 export function checkArchiveName(
   name: string,
   ext: '.didx' | '.fidx' | '.blob' | 'any',
   param = 'archive-name',
 ): string {
+  if (!ARCHIVE_NAME.test(name) || name.length > 128) {
+    throw new BadRequestError(`parameter verification failed - '${param}': invalid archive name '${name}'`);
+  }
   const extOk = ext === 'any' ? /\.(didx|fidx|blob)$/.test(name) : name.endsWith(ext);
-  if (!ARCHIVE_NAME.test(name) || name.length > 128 || !extOk) {
-    const want = ext === 'any' ? '*.didx, *.fidx or *.blob' : `*${ext}`;
-    throw new BadRequestError(
-      `parameter verification failed - '${param}': invalid archive name '${name}' (expected ${want})`,
-    );
+  if (!extOk) {
+    if (ext === '.blob') throw new BadRequestError(`wrong blob file extension: '${name}'`);
+    throw new BadRequestError(`wrong archive extension: '${name}'`);
   }
   return name;
 }
@@ -136,7 +152,8 @@ interface FixedWriterState {
   kind: 'fixed';
   name: string;
   index: FixedIndexWriter;
-  size: number;
+  /** The size announced at creation; undefined for an image of unknown size (a pipe). */
+  size: number | undefined;
   chunkCount: number;
   /** Cloned from the previous snapshot (`reuse-csum`): only changed chunks are appended. */
   incremental: boolean;
@@ -163,6 +180,8 @@ export interface BackupSessionInit {
   base?: { dir: BackupDir; path: string; lock: FileLock };
   /** The group did not exist before this session (removed again if the session fails). */
   groupCreated: boolean;
+  /** A `proxmox-backup-client benchmark` session: its data is removed even when finished. */
+  benchmark: boolean;
   log: SessionLog;
 }
 
@@ -197,22 +216,76 @@ export class BackupSession {
     return this.finishedFlag;
   }
 
-  /** `"METHOD name"` → handler, for `serveRoutes`. */
-  routes(): Map<string, H2Handler> {
-    return new Map<string, H2Handler>([
-      ['POST blob', (r) => this.uploadBlob(r)],
-      ['POST dynamic_index', (r) => this.createDynamicIndex(r)],
-      ['PUT dynamic_index', (r) => this.appendChunks(r, 'dynamic')],
-      ['POST dynamic_chunk', (r) => this.uploadChunk(r, 'dynamic')],
-      ['POST dynamic_close', (r) => this.closeDynamicIndex(r)],
-      ['POST fixed_index', (r) => this.createFixedIndex(r)],
-      ['PUT fixed_index', (r) => this.appendChunks(r, 'fixed')],
-      ['POST fixed_chunk', (r) => this.uploadChunk(r, 'fixed')],
-      ['POST fixed_close', (r) => this.closeFixedIndex(r)],
-      ['GET previous', (r) => this.downloadPrevious(r)],
-      ['GET previous_backup_time', async () => this.init.base?.dir.time ?? null],
-      ['POST speedtest', async (r) => void (await r.body(64 * 1024 * 1024))],
-      ['POST finish', () => this.finish()],
+  /** `"METHOD name"` → endpoint with PBS's parameter schema, for `serveRoutes`. */
+  routes(): H2Routes {
+    const data = 'data' as const;
+    const params = 'parameters' as const;
+    return new Map([
+      [
+        'POST blob',
+        h2Route({ params: UploadBlobParams, body: data, handler: (p, r) => this.uploadBlob(p, r) }),
+      ],
+      [
+        'POST dynamic_index',
+        h2Route({
+          params: CreateDynamicIndexParams,
+          body: params,
+          handler: (p) => this.createDynamicIndex(p),
+        }),
+      ],
+      [
+        'PUT dynamic_index',
+        h2Route({ params: AppendParams, body: params, handler: (p) => this.appendChunks(p, 'dynamic') }),
+      ],
+      [
+        'POST dynamic_chunk',
+        h2Route({
+          params: UploadChunkParams,
+          body: data,
+          handler: (p, r) => this.uploadChunk(p, r, 'dynamic'),
+        }),
+      ],
+      [
+        'POST dynamic_close',
+        h2Route({ params: CloseDynamicParams, body: params, handler: (p) => this.closeDynamicIndex(p) }),
+      ],
+      [
+        'POST fixed_index',
+        h2Route({ params: CreateFixedIndexParams, body: params, handler: (p) => this.createFixedIndex(p) }),
+      ],
+      [
+        'PUT fixed_index',
+        h2Route({ params: AppendParams, body: params, handler: (p) => this.appendChunks(p, 'fixed') }),
+      ],
+      [
+        'POST fixed_chunk',
+        h2Route({
+          params: UploadChunkParams,
+          body: data,
+          handler: (p, r) => this.uploadChunk(p, r, 'fixed'),
+        }),
+      ],
+      [
+        'POST fixed_close',
+        h2Route({ params: CloseFixedParams, body: params, handler: (p) => this.closeFixedIndex(p) }),
+      ],
+      [
+        'GET previous',
+        h2Route({ params: ArchiveNameParams, body: data, handler: (p) => this.downloadPrevious(p) }),
+      ],
+      [
+        'GET previous_backup_time',
+        h2Route({ params: NoParams, body: params, handler: async () => this.init.base?.dir.time ?? null }),
+      ],
+      [
+        'POST speedtest',
+        h2Route({
+          params: NoParams,
+          body: data,
+          handler: async (_p, r) => void (await r.body(SPEEDTEST_LIMIT)),
+        }),
+      ],
+      ['POST finish', h2Route({ params: NoParams, body: params, handler: () => this.finish() })],
     ]);
   }
 
@@ -246,14 +319,14 @@ export class BackupSession {
     }
   }
 
-  private async uploadBlob(req: H2Request): Promise<null> {
+  private async uploadBlob(p: Static<typeof UploadBlobParams>, req: H2Request): Promise<null> {
     this.assertActive();
-    const name = checkArchiveName(requiredParam(req.query, 'file-name'), '.blob', 'file-name');
-    const encodedSize = intParam(req.query, 'encoded-size', { max: MAX_BLOB_UPLOAD });
+    const name = checkArchiveName(p['file-name'], '.blob', 'file-name');
+    const encodedSize = p['encoded-size'];
     this.checkNewFile(name);
     const data = await req.body(encodedSize);
     if (data.length !== encodedSize) {
-      throw new BadRequestError(`uploaded blob has unexpected size (${data.length} != ${encodedSize})`);
+      throw new BadRequestError(`got blob with unexpected length (${encodedSize} != ${data.length})`);
     }
     try {
       verifyBlobCrc(data, `blob '${name}'`);
@@ -291,9 +364,9 @@ export class BackupSession {
     return kind && isEncryptedKind(kind) ? 'encrypt' : 'none';
   }
 
-  private async createDynamicIndex(req: H2Request): Promise<number> {
+  private async createDynamicIndex(p: Static<typeof CreateDynamicIndexParams>): Promise<number> {
     this.assertActive();
-    const name = checkArchiveName(requiredParam(req.query, 'archive-name'), '.didx');
+    const name = checkArchiveName(p['archive-name'], '.didx');
     this.checkNewFile(name);
     const wid = this.allocWid();
     const index = DynamicIndexWriter.create(join(this.snapshotPath, name), {
@@ -304,24 +377,37 @@ export class BackupSession {
     return wid;
   }
 
-  private async createFixedIndex(req: H2Request): Promise<number> {
+  /**
+   * PBS `create_fixed_index`: `size` may be left out (an image read from a pipe, PBS bug 3847);
+   * the index then grows with the chunks appended and its size is fixed on close. With
+   * `reuse-csum` the previous snapshot's index is cloned when its checksum matches and it has the
+   * same number of chunks (PBS compares chunk counts, not sizes, so a grown last chunk reuses).
+   */
+  private async createFixedIndex(p: Static<typeof CreateFixedIndexParams>): Promise<number> {
     this.assertActive();
-    const name = checkArchiveName(requiredParam(req.query, 'archive-name'), '.fidx');
-    const size = intParam(req.query, 'size', { min: 1 });
-    const reuseCsum = req.query.get('reuse-csum');
+    const name = checkArchiveName(p['archive-name'], '.fidx');
+    const size = p.size;
+    const reuseCsum = p['reuse-csum'];
     this.checkNewFile(name);
     let previous: FixedIndexReader | undefined;
-    if (reuseCsum) {
+    if (reuseCsum !== undefined) {
+      if (size === undefined) throw new BadRequestError('size is required for incremental backups');
       if (!this.init.base) throw new BadRequestError('cannot reuse index - no valid previous backup exists');
       const prevPath = join(this.init.base.path, name);
       if (!existsSync(prevPath))
-        throw new BadRequestError(`cannot reuse index - no previous backup of '${name}'`);
+        throw new BadRequestError('cannot reuse index - no previous backup exists for archive');
       previous = FixedIndexReader.open(prevPath);
-      if (previous.csum.toString('hex') !== reuseCsum.toLowerCase()) {
-        throw new BadRequestError('cannot reuse index - index checksum does not match');
+      const oldCsum = previous.computeCsum().toString('hex');
+      if (oldCsum !== reuseCsum) {
+        throw new BadRequestError(
+          `expected csum (${reuseCsum}) doesn't match last backup's (${oldCsum}), cannot do incremental backup`,
+        );
       }
-      if (previous.size !== size || previous.chunkSize !== FIXED_CHUNK_SIZE) {
-        throw new BadRequestError(`cannot reuse index - size mismatch (${previous.size} != ${size})`);
+      const count = Math.ceil(size / FIXED_CHUNK_SIZE);
+      if (previous.chunkSize !== FIXED_CHUNK_SIZE || previous.count !== count) {
+        throw new BadRequestError(
+          `cannot reuse index - index sizes not equal (${count} != ${previous.count})`,
+        );
       }
     }
     const wid = this.allocWid();
@@ -359,12 +445,15 @@ export class BackupSession {
     }
   }
 
-  private async uploadChunk(req: H2Request, kind: 'dynamic' | 'fixed'): Promise<string> {
+  private async uploadChunk(
+    p: Static<typeof UploadChunkParams>,
+    req: H2Request,
+    kind: 'dynamic' | 'fixed',
+  ): Promise<string> {
     this.assertActive();
-    const wid = intParam(req.query, 'wid', { min: 1 });
-    const digest = hexToDigest(requiredParam(req.query, 'digest'));
-    const size = intParam(req.query, 'size', { min: 1, max: MAX_CHUNK_SIZE });
-    const encodedSize = intParam(req.query, 'encoded-size', { min: 13, max: MAX_CHUNK_SIZE + 64 });
+    const { wid, size } = p;
+    const digest = hexToDigest(p.digest, 'digest');
+    const encodedSize = p['encoded-size'];
     const writer = this.writer(wid, kind);
     const data = await req.body(encodedSize);
     if (data.length !== encodedSize) {
@@ -382,36 +471,18 @@ export class BackupSession {
     return hex;
   }
 
-  private async appendChunks(req: H2Request, kind: 'dynamic' | 'fixed'): Promise<null> {
+  private async appendChunks(p: Static<typeof AppendParams>, kind: 'dynamic' | 'fixed'): Promise<null> {
     this.assertActive();
-    let body: unknown;
-    try {
-      body = JSON.parse((await req.body(16 * 1024 * 1024)).toString('utf8'));
-    } catch (err) {
-      if (err instanceof StowageError) throw err;
-      throw new BadRequestError('append: request body is not valid JSON');
-    }
-    const b = body as { wid?: unknown; 'digest-list'?: unknown; 'offset-list'?: unknown };
-    const wid = Number(b.wid);
-    if (!Number.isSafeInteger(wid))
-      throw new BadRequestError("parameter verification failed - 'wid': missing or not an integer");
-    const digests = b['digest-list'];
-    const offsets = b['offset-list'];
-    if (!Array.isArray(digests) || !Array.isArray(offsets)) {
-      throw new BadRequestError(
-        "parameter verification failed - 'digest-list' and 'offset-list' must be arrays",
-      );
-    }
+    const digests = p['digest-list'];
+    const offsets = p['offset-list'];
     if (digests.length !== offsets.length) {
       throw new BadRequestError(`offset list has wrong length (${offsets.length} != ${digests.length})`);
     }
-    const writer = this.writer(wid, kind);
+    const writer = this.writer(p.wid, kind);
     for (let i = 0; i < digests.length; i++) {
-      const hex = String(digests[i]).toLowerCase();
+      const hex = digests[i]!;
       const digest = hexToDigest(hex, 'digest-list');
-      const offset = Number(offsets[i]);
-      if (!Number.isSafeInteger(offset) || offset < 0)
-        throw new BadRequestError(`offset-list[${i}] is not a valid offset`);
+      const offset = offsets[i]!;
       const size = this.knownChunks.get(hex);
       if (size === undefined) throw new BadRequestError(`no such chunk ${hex}`);
       if (writer.kind === 'dynamic') {
@@ -430,13 +501,15 @@ export class BackupSession {
     return null;
   }
 
-  private closeParams(req: H2Request): { wid: number; chunkCount: number; size: number; csum: string } {
-    const wid = intParam(req.query, 'wid', { min: 1 });
-    const chunkCount = intParam(req.query, 'chunk-count');
-    const size = intParam(req.query, 'size');
-    const csum = requiredParam(req.query, 'csum').toLowerCase();
+  private closeParams(p: Static<typeof CloseFixedParams>): {
+    wid: number;
+    chunkCount: number;
+    size: number;
+    csum: string;
+  } {
+    const csum = p.csum.toLowerCase();
     hexToDigest(csum, 'csum');
-    return { wid, chunkCount, size, csum };
+    return { wid: p.wid, chunkCount: p['chunk-count'], size: p.size, csum };
   }
 
   private uploadStatLine(w: WriterState, size: number): string {
@@ -448,18 +521,18 @@ export class BackupSession {
     );
   }
 
-  private async closeDynamicIndex(req: H2Request): Promise<null> {
+  private async closeDynamicIndex(params: Static<typeof CloseDynamicParams>): Promise<null> {
     this.assertActive();
-    const p = this.closeParams(req);
+    const p = this.closeParams(params);
     const w = this.writer(p.wid, 'dynamic');
     if (p.chunkCount !== w.chunkCount) {
       throw new BadRequestError(
-        `dynamic writer '${w.name}' close failed - unexpected chunk count (${p.chunkCount} != ${w.chunkCount})`,
+        `dynamic writer '${w.name}' close failed - unexpected chunk count (${w.chunkCount} != ${p.chunkCount})`,
       );
     }
     if (p.size !== w.offset) {
       throw new BadRequestError(
-        `dynamic writer '${w.name}' close failed - unexpected file size (${p.size} != ${w.offset})`,
+        `dynamic writer '${w.name}' close failed - unexpected file size (${w.offset} != ${p.size})`,
       );
     }
     const res = w.index.close();
@@ -474,24 +547,31 @@ export class BackupSession {
     return null;
   }
 
-  private async closeFixedIndex(req: H2Request): Promise<null> {
+  private async closeFixedIndex(params: Static<typeof CloseFixedParams>): Promise<null> {
     this.assertActive();
-    const p = this.closeParams(req);
+    const p = this.closeParams(params);
     const w = this.writer(p.wid, 'fixed');
+    // PBS `fixed_writer_close`, same checks and words
     if (p.chunkCount !== w.chunkCount) {
       throw new BadRequestError(
-        `fixed writer '${w.name}' close failed - received wrong number of chunks (${p.chunkCount} != ${w.chunkCount})`,
+        `fixed writer '${w.name}' close failed - received wrong number of chunk (${w.chunkCount} != ${p.chunkCount})`,
       );
     }
+    if (w.incremental && w.size === undefined) w.index.growToSize(p.size);
     if (!w.incremental) {
       if (p.chunkCount !== w.index.count) {
         throw new BadRequestError(
-          `fixed writer '${w.name}' close failed - unexpected chunk count (${p.chunkCount} != ${w.index.count})`,
+          `fixed writer '${w.name}' close failed - unexpected chunk count (${w.index.count} != ${p.chunkCount})`,
         );
       }
-      if (p.size !== w.size) {
+      if (w.size !== undefined && p.size !== w.size) {
         throw new BadRequestError(
-          `fixed writer '${w.name}' close failed - unexpected file size (${p.size} != ${w.size})`,
+          `fixed writer '${w.name}' close failed - unexpected file size (${w.size} != ${p.size})`,
+        );
+      }
+      if (p.size !== w.index.size) {
+        throw new BadRequestError(
+          `fixed writer '${w.name}' close failed - unexpected size (${p.size} != ${w.index.size})`,
         );
       }
     }
@@ -511,18 +591,21 @@ export class BackupSession {
    * Download a file of the base snapshot; for an index, its chunks become known to this session
    * so the client can append them without uploading (PBS `previous`).
    */
-  private async downloadPrevious(req: H2Request): Promise<RawReply> {
+  private async downloadPrevious(p: Static<typeof ArchiveNameParams>): Promise<RawReply> {
     this.assertActive();
-    const name = checkArchiveName(requiredParam(req.query, 'archive-name'), 'any');
+    const name = checkArchiveName(p['archive-name'], 'any');
     const base = this.init.base;
-    if (!base) throw new NotFoundError('no valid previous backup');
+    if (!base) throw new BadRequestError('no valid previous backup');
     const path = join(base.path, name);
     let data: Buffer;
     try {
       data = readFileSync(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`previous backup has no file '${name}'`);
+        // PBS: an index that cannot be opened is a plain error; a missing blob a 404
+        const message = `previous backup ${base.dir} has no file '${name}'`;
+        if (name.endsWith('.blob')) throw new ProtocolHttpError('NOT_FOUND', message);
+        throw new BadRequestError(message);
       }
       throw err;
     }
@@ -592,8 +675,9 @@ export class BackupSession {
     try {
       for (const w of this.writers.values()) w.index.abort();
       this.writers.clear();
-      if (!this.finishedFlag) {
-        this.log.warn('removing unfinished backup');
+      if (this.init.benchmark) this.log.log('benchmark finished successfully');
+      else if (!this.finishedFlag) this.log.warn('removing unfinished backup');
+      if (!this.finishedFlag || this.init.benchmark) {
         rmSync(this.snapshotPath, { recursive: true, force: true });
         if (this.init.groupCreated) {
           try {
@@ -615,7 +699,8 @@ export class BackupSession {
 }
 
 /**
- * Prepare a backup of `dir` (PBS `upgrade_to_backup_protocol`, steps after admission, §8.2):
+ * Prepare a backup of `dir` (PBS `upgrade_to_backup_protocol`, steps after admission, §8.2),
+ * refusing with PBS's words and statuses (404 for the namespace, 400 for the rest):
  * namespace exists; group locked (created with `authId` as owner if new) and the owner check;
  * the last finished snapshot whose verification did not fail becomes the base, locked shared;
  * the new time must be newer than the last backup; the snapshot directory is created, locked.
@@ -626,20 +711,22 @@ export async function openBackupSession(
   dir: BackupDir,
   authId: string,
   log: SessionLog,
+  opts: { benchmark?: boolean } = {},
 ): Promise<BackupSession> {
   const group = dir.group;
+  if (!datastore.namespaceExists(group.ns)) throw new ProtocolHttpError('NOT_FOUND', 'namespace not found');
   const groupExisted = existsSync(datastore.groupPath(group));
   const { owner, lock: groupLock } = await datastore.createLockedBackupGroup(group, authId);
   const locks: FileLock[] = [groupLock];
   try {
-    checkBackupOwner(owner, authId);
+    // PBS lets anyone with Datastore.Backup run the benchmark
+    if (!isBackupOwner(owner, authId) && !opts.benchmark) {
+      throw new BadRequestError(`backup owner check failed (${authId} != ${owner})`);
+    }
     const finished = datastore.listSnapshots(group).filter((s) => s.finished);
     const last = finished.at(-1);
-    if (last && dir.time <= last.dir.time) {
-      throw new BadRequestError(
-        `backup timestamp is older than last backup (${dir.timeString} <= ${last.dir.timeString})`,
-      );
-    }
+    if (last && dir.time <= last.dir.time)
+      throw new BadRequestError('backup timestamp is older than last backup.');
     let base: BackupSessionInit['base'];
     if (last) {
       let verifyFailed = false;
@@ -658,7 +745,16 @@ export async function openBackupSession(
         base = { dir: last.dir, path: datastore.snapshotPath(last.dir), lock };
       }
     }
-    const { path, lock: dirLock } = datastore.createLockedBackupDir(dir);
+    let created: { path: string; lock: FileLock };
+    try {
+      created = datastore.createLockedBackupDir(dir);
+    } catch (err) {
+      if (err instanceof StowageError && err.code === 'ALREADY_EXISTS') {
+        throw new BadRequestError('backup directory already exists.');
+      }
+      throw err;
+    }
+    const { path, lock: dirLock } = created;
     return new BackupSession({
       datastore,
       dir,
@@ -667,17 +763,11 @@ export async function openBackupSession(
       dirLock,
       base,
       groupCreated: !groupExisted,
+      benchmark: opts.benchmark ?? false,
       log,
     });
   } catch (err) {
     for (const l of locks.reverse()) l.release();
     throw err;
-  }
-}
-
-/** Throw PBS's 403 unless `authId` owns the group (`isBackupOwner`). */
-export function checkBackupOwner(owner: string, authId: string): void {
-  if (!isBackupOwner(owner, authId)) {
-    throw new StowageError('FORBIDDEN', `backup owner check failed (${authId} != ${owner})`);
   }
 }

@@ -11,8 +11,10 @@
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
-import { BadRequestError, StowageError, isStowageError } from '../errors.js';
-import { errorEnvelope } from '../server/error-envelope.js';
+import type { Static, TSchema } from 'typebox';
+import { BadRequestError, ProtocolHttpError, isStowageError } from '../errors.js';
+import { protocolErrorResponse } from '../server/error-envelope.js';
+import { MAX_PARAMETER_BODY, checkParams, queryParams, requestParams } from '../server/parameters.js';
 
 /** PBS: initial stream and connection windows of 32 MiB, frames up to 4 MiB (reference §8.2). */
 export const H2_WINDOW_SIZE = 32 * 1024 * 1024;
@@ -20,17 +22,18 @@ export const H2_MAX_FRAME_SIZE = 4 * 1024 * 1024;
 /** Megabytes of buffered stream data a session may hold (chunk uploads and downloads in flight). */
 export const H2_MAX_SESSION_MEMORY_MB = 256;
 
-/** Answer an HTTP/1.1 request that will not be upgraded, with the error envelope, and close. */
+/** Answer an HTTP/1.1 request that will not be upgraded, as PBS answers a protocol error, and close. */
 export function writeHttp1Error(socket: Duplex, err: unknown): void {
-  const env = errorEnvelope(err);
-  const body = Buffer.from(JSON.stringify(env.body));
+  const res = protocolErrorResponse(err);
   const head =
-    `HTTP/1.1 ${env.status} ${STATUS_CODES[env.status] ?? 'Error'}\r\n` +
-    'Content-Type: application/json;charset=UTF-8\r\n' +
-    `Content-Length: ${body.length}\r\n` +
-    'Connection: close\r\n\r\n';
+    `HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? 'Error'}\r\n` +
+    Object.entries(res.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
+    `content-length: ${res.body.length}\r\n` +
+    'connection: close\r\n\r\n';
   if (socket.destroyed) return;
-  socket.end(Buffer.concat([Buffer.from(head), body]));
+  socket.end(Buffer.concat([Buffer.from(head), res.body]));
 }
 
 /**
@@ -82,7 +85,28 @@ export class RawReply {
   ) {}
 }
 
-export type H2Handler = (req: H2Request) => Promise<unknown>;
+/**
+ * One endpoint of a protocol session, PBS's `ApiMethod`: its parameter schema beside its handler.
+ * `body` says where the parameters come from (`src/server/parameters.ts`):
+ * - `'parameters'`: the query and a JSON or form body (PBS's Sync/Async handlers: `dynamic_index`,
+ *   `dynamic_close`, `fixed_index`, `fixed_close`, the appends, `finish`, ...);
+ * - `'data'`: the query only; the body is the upload (PBS's AsyncHttp handlers: `blob`,
+ *   `dynamic_chunk`, `fixed_chunk`, `speedtest`) or there is none (the downloads `previous`,
+ *   `download`, `chunk`).
+ */
+export interface H2Route<S extends TSchema = TSchema> {
+  params: S;
+  body: 'parameters' | 'data';
+  handler(params: Static<S>, req: H2Request): Promise<unknown>;
+}
+
+/** Declare an endpoint; the identity function, there for type inference of the handler. */
+export function h2Route<S extends TSchema>(route: H2Route<S>): H2Route<S> {
+  return route;
+}
+
+/** `"METHOD name"` → endpoint. */
+export type H2Routes = ReadonlyMap<string, H2Route>;
 
 function readBody(stream: ServerHttp2Stream, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -103,23 +127,36 @@ function readBody(stream: ServerHttp2Stream, limit: number): Promise<Buffer> {
   });
 }
 
-function respond(stream: ServerHttp2Stream, status: number, contentType: string, body: Buffer): void {
+function respond(
+  stream: ServerHttp2Stream,
+  status: number,
+  headers: Record<string, string>,
+  body: Buffer,
+): void {
   if (stream.destroyed || stream.closed) return;
   try {
-    stream.respond({ ':status': status, 'content-type': contentType, 'content-length': body.length });
+    stream.respond({ ':status': status, ...headers, 'content-length': body.length });
     stream.end(body);
   } catch {
     // the peer reset the stream; nothing to answer
   }
 }
 
+/** The endpoint's parameters, read from where PBS reads them and checked against its schema. */
+async function routeParams(route: H2Route, req: H2Request): Promise<unknown> {
+  if (route.body === 'data') return checkParams(route.params, queryParams(req.query));
+  const body = await req.body(MAX_PARAMETER_BODY);
+  const ct = req.headers['content-type'];
+  return checkParams(route.params, requestParams(typeof ct === 'string' ? ct : undefined, body, req.query));
+}
+
 /**
- * Serve `routes` (`"POST dynamic_chunk"` → handler) on an HTTP/2 session. `onError` sees every
- * failed request (for the task log).
+ * Serve `routes` on an HTTP/2 session. `onError` sees every failed request (for the task log).
+ * Answers are `{"data": ...}` JSON or raw bytes; errors as PBS sends them (`protocolErrorResponse`).
  */
 export function serveRoutes(
   session: Http2Session,
-  routes: ReadonlyMap<string, H2Handler>,
+  routes: H2Routes,
   onError: (req: { method: string; name: string }, err: unknown) => void,
 ): void {
   session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
@@ -134,53 +171,28 @@ export function serveRoutes(
       stream,
       body: (limit) => readBody(stream, limit),
     };
-    const handler = routes.get(`${method} ${name}`);
-    const run = handler
-      ? handler(req)
-      : Promise.reject(new StowageError('NOT_FOUND', `no such path '${method} /${name}' in this protocol`));
+    const route = routes.get(`${method} ${name}`);
+    const run = route
+      ? routeParams(route, req).then((params) => route.handler(params, req))
+      : Promise.reject(new ProtocolHttpError('NOT_FOUND', `Path '/${name}' not found.`));
     run.then(
       (result) => {
-        if (result instanceof RawReply) respond(stream, 200, result.contentType, result.data);
-        else respond(stream, 200, 'application/json', Buffer.from(JSON.stringify({ data: result ?? null })));
+        if (result instanceof RawReply)
+          respond(stream, 200, { 'content-type': result.contentType }, result.data);
+        else {
+          const json = Buffer.from(JSON.stringify({ data: result ?? null }));
+          respond(stream, 200, { 'content-type': 'application/json' }, json);
+        }
         if (!stream.readableEnded) stream.resume();
       },
       (err: unknown) => {
         onError({ method, name }, err);
-        const env = errorEnvelope(err);
-        respond(stream, env.status, 'application/json', Buffer.from(JSON.stringify(env.body)));
+        const res = protocolErrorResponse(err);
+        respond(stream, res.status, res.headers, res.body);
         if (!stream.readableEnded) stream.resume();
       },
     );
   });
-}
-
-/** A required query parameter, or BadRequestError naming it. */
-export function requiredParam(q: URLSearchParams, name: string): string {
-  const v = q.get(name);
-  if (v === null || v === '')
-    throw new BadRequestError(`parameter verification failed - '${name}': parameter is missing`);
-  return v;
-}
-
-/** A non-negative integer parameter within `max`. */
-export function intParam(
-  q: URLSearchParams,
-  name: string,
-  opts: { max?: number; min?: number } = {},
-): number {
-  const raw = requiredParam(q, name);
-  const n = Number(raw);
-  const min = opts.min ?? 0;
-  if (
-    !/^[0-9]+$/.test(raw) ||
-    !Number.isSafeInteger(n) ||
-    n < min ||
-    (opts.max !== undefined && n > opts.max)
-  ) {
-    const range = opts.max !== undefined ? ` (${min} - ${opts.max})` : '';
-    throw new BadRequestError(`parameter verification failed - '${name}': value must be an integer${range}`);
-  }
-  return n;
 }
 
 export function errorMessage(err: unknown): string {

@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NotFoundError, StowageError } from '../errors.js';
+import type { Static } from 'typebox';
+import { ProtocolHttpError } from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir } from '../datastore/backup-info.js';
 import type { Datastore } from '../datastore/datastore.js';
@@ -15,7 +16,8 @@ import { DynamicIndexReader } from '../datastore/dynamic-index.js';
 import { FixedIndexReader } from '../datastore/fixed-index.js';
 import { MANIFEST_BLOB_NAME } from '../datastore/manifest.js';
 import { checkArchiveName, type SessionLog } from './backup-session.js';
-import { RawReply, requiredParam, type H2Handler, type H2Request } from './h2-session.js';
+import { RawReply, h2Route, type H2Routes } from './h2-session.js';
+import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.js';
 
 const SPEEDTEST_BYTES = 1024 * 1024;
 
@@ -37,16 +39,24 @@ export class ReaderSession {
     this.init = init;
   }
 
-  routes(): Map<string, H2Handler> {
-    return new Map<string, H2Handler>([
-      ['GET download', (r) => this.download(r)],
-      ['GET chunk', (r) => this.chunk(r)],
-      ['GET speedtest', async () => new RawReply(Buffer.alloc(SPEEDTEST_BYTES))],
+  /** `"METHOD name"` → endpoint with PBS's parameter schema; all three are downloads (query only). */
+  routes(): H2Routes {
+    return new Map([
+      ['GET download', h2Route({ params: FileNameParams, body: 'data', handler: (p) => this.download(p) })],
+      ['GET chunk', h2Route({ params: ChunkDigestParams, body: 'data', handler: (p) => this.chunk(p) })],
+      [
+        'GET speedtest',
+        h2Route({
+          params: NoParams,
+          body: 'data',
+          handler: async () => new RawReply(Buffer.alloc(SPEEDTEST_BYTES)),
+        }),
+      ],
     ]);
   }
 
-  private async download(req: H2Request): Promise<RawReply> {
-    const raw = requiredParam(req.query, 'file-name');
+  private async download(p: Static<typeof FileNameParams>): Promise<RawReply> {
+    const raw = p['file-name'];
     const name = raw === MANIFEST_BLOB_NAME ? raw : checkArchiveName(raw, 'any', 'file-name');
     const path = join(this.init.snapshotPath, name);
     let data: Buffer;
@@ -54,7 +64,8 @@ export class ReaderSession {
       data = readFileSync(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`snapshot ${this.init.dir} has no file '${name}'`);
+        // PBS: 404 for a file that is not there (its message names the server path; ours the snapshot)
+        throw new ProtocolHttpError('NOT_FOUND', `open file '${this.init.dir}/${name}' failed - not found`);
       }
       throw err;
     }
@@ -68,10 +79,11 @@ export class ReaderSession {
     return new RawReply(data);
   }
 
-  private async chunk(req: H2Request): Promise<RawReply> {
-    const digest = hexToDigest(requiredParam(req.query, 'digest'));
+  private async chunk(p: Static<typeof ChunkDigestParams>): Promise<RawReply> {
+    const digest = hexToDigest(p.digest, 'digest');
     const hex = digestToHex(digest);
-    if (!this.allowed.has(hex)) throw new StowageError('UNAUTHORIZED', `download chunk ${hex} not allowed`);
+    if (!this.allowed.has(hex))
+      throw new ProtocolHttpError('UNAUTHORIZED', `download chunk ${hex} not allowed`);
     // Raw bytes as stored: the client checks CRC and digest, as PBS's reader does.
     return new RawReply(this.init.datastore.chunkStore.loadChunkFile(digest));
   }

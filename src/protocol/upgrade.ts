@@ -20,20 +20,18 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BadRequestError, NotFoundError, StowageError, UnauthorizedError } from '../errors.js';
-import {
-  parseBackupType,
-  validateBackupEpoch,
-  validateBackupId,
-  validateDatastoreName,
-} from '../api-types/names.js';
+import type { Static } from 'typebox';
+import { BadRequestError, ProtocolHttpError, StowageError, UnauthorizedError } from '../errors.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/backup-info.js';
+import { isBackupOwner } from '../config/user-config.js';
+import { checkParams, queryParams } from '../server/parameters.js';
 import type { DatastoreAccess, DatastoreHandle } from '../maintenance/datastore-access.js';
 import { authenticate } from '../server/auth/authenticate.js';
 import type { ServerContext } from '../server/context.js';
 import type { WorkerTask } from '../server/tasks/worker-task.js';
-import { checkBackupOwner, openBackupSession, type SessionLog } from './backup-session.js';
-import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Handler } from './h2-session.js';
+import { openBackupSession, type SessionLog } from './backup-session.js';
+import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Routes } from './h2-session.js';
+import { BackupUpgradeParams, ReaderUpgradeParams } from './protocol-schemas.js';
 import { ReaderSession } from './reader-session.js';
 
 export const BACKUP_PROTOCOL_ID = 'proxmox-backup-protocol-v1';
@@ -92,21 +90,29 @@ interface SessionParams {
   store: string;
   dir: BackupDir;
   ns: BackupNamespace;
+  /** `benchmark=1` (only on `host/benchmark`): the data is not kept. */
+  benchmark: boolean;
 }
 
-function parseSessionParams(q: URLSearchParams): SessionParams {
-  const store = validateDatastoreName(q.get('store') ?? '', 'store');
-  const ns = BackupNamespace.parse(q.get('ns') ?? '');
-  const type = parseBackupType(q.get('backup-type') ?? '');
-  const id = validateBackupId(q.get('backup-id') ?? '');
-  const rawTime = q.get('backup-time') ?? '';
-  if (!/^[0-9]+$/.test(rawTime)) {
-    throw new BadRequestError(
-      "parameter verification failed - 'backup-time': expected an integer (epoch seconds)",
-    );
-  }
-  const time = validateBackupEpoch(Number(rawTime));
-  return { store, ns, dir: new BackupDir(new BackupGroup(ns, type, id), time) };
+/** The upgrade's query parameters, checked against PBS's schema of the protocol. */
+function parseSessionParams(kind: 'backup' | 'reader', q: URLSearchParams): SessionParams {
+  const p: Static<typeof ReaderUpgradeParams> & { benchmark?: boolean } =
+    kind === 'backup'
+      ? checkParams(BackupUpgradeParams, queryParams(q))
+      : checkParams(ReaderUpgradeParams, queryParams(q));
+  const ns = BackupNamespace.parse(p.ns ?? '', 'ns');
+  const dir = new BackupDir(new BackupGroup(ns, p['backup-type'], p['backup-id']), p['backup-time']);
+  return { store: p.store, ns, dir, benchmark: p.benchmark ?? false };
+}
+
+/** PBS: `host/benchmark` is written only with `benchmark=1`, and `benchmark=1` only there. */
+function checkBenchmark(params: SessionParams): void {
+  const group = params.dir.group;
+  const isBenchmarkGroup = group.type === 'host' && group.id === 'benchmark';
+  if (isBenchmarkGroup && !params.benchmark)
+    throw new BadRequestError('unable to run benchmark without --benchmark flags');
+  if (!isBenchmarkGroup && params.benchmark)
+    throw new BadRequestError("benchmark flags is only allowed on 'host/benchmark'");
 }
 
 /** Handle one upgrade request end to end; resolves when the session is over. */
@@ -121,7 +127,7 @@ export async function handleProtocolUpgrade(
   const kind = url.pathname === BACKUP_PATH ? 'backup' : url.pathname === READER_PATH ? 'reader' : undefined;
   let handle: DatastoreHandle | undefined;
   try {
-    if (!kind) throw new NotFoundError(`no upgrade handler for '${url.pathname}'`);
+    if (!kind) throw new ProtocolHttpError('NOT_FOUND', `Path '${url.pathname}' not found.`);
     if (req.method !== 'GET')
       throw new BadRequestError(`method ${req.method} not allowed for protocol upgrade`);
     let authId: string;
@@ -131,14 +137,16 @@ export async function handleProtocolUpgrade(
       if (err instanceof UnauthorizedError) await sleep(ctx.authFailureDelayMs);
       throw err;
     }
-    const params = parseSessionParams(url.searchParams);
+    const params = parseSessionParams(kind, url.searchParams);
     const info = ctx.userInfo.get();
     const path = datastoreAclPath(params.store, params.ns);
     let readPriv = false;
     if (kind === 'backup') info.checkPrivs(authId, path, ['Datastore.Backup']);
     else {
-      info.checkPrivs(authId, path, ['Datastore.Read', 'Datastore.Backup'], { partial: true });
       readPriv = info.hasPrivs(authId, path, ['Datastore.Read']);
+      // PBS answers this one with a plain 400, not the 403 of the backup upgrade
+      if (!readPriv && !info.hasPrivs(authId, path, ['Datastore.Backup']))
+        throw new BadRequestError(`no permissions on ${path}`);
     }
     handle = await (deps.access ?? ctx.datastores).lookupDatastore(
       params.store,
@@ -150,13 +158,9 @@ export async function handleProtocolUpgrade(
       },
     );
     const expected = kind === 'backup' ? BACKUP_PROTOCOL_ID : READER_PROTOCOL_ID;
-    if (req.headers.upgrade !== expected) {
-      throw new BadRequestError(
-        `invalid protocol name '${req.headers.upgrade ?? ''}' (expected ${expected})`,
-      );
-    }
+    if (req.headers.upgrade !== expected) throw new BadRequestError('invalid protocol name');
     if (req.httpVersionMajor >= 2)
-      throw new BadRequestError('unexpected http version (must be HTTP/1.1 to upgrade)');
+      throw new BadRequestError(`unexpected http version '${req.httpVersion}' (expected version < 2)`);
     const upgrade: AdmittedUpgrade = { req, socket, head, deps, handle, params, authId };
     if (kind === 'backup') await runBackup(upgrade);
     else await runReader(upgrade, readPriv);
@@ -181,7 +185,7 @@ async function serveSession(
     workerId: string;
     authId: string;
     log: DeferredLog;
-    routes: Map<string, H2Handler>;
+    routes: H2Routes;
     end: () => void;
     /** The task's status: throw to end it as an error. */
     outcome: () => void;
@@ -263,13 +267,16 @@ function logSessionStart(log: DeferredLog, what: 'backup' | 'reader', u: Admitte
 async function runBackup(u: AdmittedUpgrade): Promise<void> {
   const { params, authId } = u;
   const log = new DeferredLog();
+  checkBenchmark(params);
   // Namespace, group lock + owner, base, time and snapshot dir are checked in there (§8.2 4-8).
-  const session = await openBackupSession(u.handle.datastore, params.dir, authId, log);
+  const session = await openBackupSession(u.handle.datastore, params.dir, authId, log, {
+    benchmark: params.benchmark,
+  });
   const nsPrefix = logSessionStart(log, 'backup', u);
   await serveSession(u.socket, u.head, u.deps, {
     handle: u.handle,
     protocol: BACKUP_PROTOCOL_ID,
-    workerType: 'backup',
+    workerType: params.benchmark ? 'benchmark' : 'backup',
     workerId: `${params.store}:${nsPrefix}${params.dir.group}`,
     authId,
     log,
@@ -286,10 +293,14 @@ async function runBackup(u: AdmittedUpgrade): Promise<void> {
 async function runReader(u: AdmittedUpgrade, readPriv: boolean): Promise<void> {
   const { params, authId } = u;
   const ds = u.handle.datastore;
-  if (!readPriv) checkBackupOwner(ds.getOwner(params.dir.group), authId);
+  // PBS's words, and a plain 400 for both (src/api2/reader/mod.rs)
+  const missing = new BadRequestError(`snapshot ${params.dir} does not exist.`);
+  if (!ds.groupExists(params.dir.group)) throw missing;
+  if (!readPriv && !isBackupOwner(ds.getOwner(params.dir.group), authId))
+    throw new BadRequestError('backup owner check failed!');
   const snapshotPath = ds.snapshotPath(params.dir);
   const snap = ds.listSnapshots(params.dir.group).find((s) => s.dir.time === params.dir.time);
-  if (!snap) throw new NotFoundError(`snapshot '${params.dir}' does not exist`);
+  if (!snap) throw missing;
   const lock = ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', { shared: true });
   const log = new DeferredLog();
   const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshotPath, lock, log });

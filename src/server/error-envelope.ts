@@ -9,7 +9,15 @@
  * `parameter verification failed - 'store': ...`, `permission check failed - missing ...`,
  * `authentication failed`.
  */
-import { isStowageError } from '../errors.js';
+import {
+  ERROR_CODE_HEADER,
+  ParameterError,
+  ProtocolHttpError,
+  StowageError,
+  isStowageError,
+  type ParameterProblem,
+} from '../errors.js';
+import { validationProblems, type ValidationIssue } from './parameters.js';
 
 export interface ErrorEnvelope {
   status: number;
@@ -17,54 +25,22 @@ export interface ErrorEnvelope {
   headers?: Record<string, string>;
 }
 
-/** One problem with one parameter, as the validator reports it. */
-export interface ParameterProblem {
-  param: string;
-  message: string;
-}
-
 /** PBS-style message for failed parameter verification, naming each parameter. */
 export function parameterErrorEnvelope(problems: readonly ParameterProblem[]): ErrorEnvelope {
-  const errors: Record<string, string> = {};
-  for (const p of problems) errors[p.param] ??= p.message;
-  const text = Object.entries(errors)
-    .map(([k, v]) => `'${k}': ${v}`)
-    .join(', ');
-  return { status: 400, body: { data: null, message: `parameter verification failed - ${text}`, errors } };
+  return envelopeOf(new ParameterError(problems));
 }
 
-interface ValidationIssue {
-  keyword?: string;
-  instancePath?: string;
-  schemaPath?: string;
-  params?: Record<string, unknown>;
-  message?: string;
-}
-
-/** Turn typebox/ajv validation issues into per-parameter problems. */
-export function validationProblems(issues: readonly ValidationIssue[], context?: string): ParameterProblem[] {
-  const out: ParameterProblem[] = [];
-  for (const i of issues) {
-    const path = (i.instancePath ?? '').split('/').filter(Boolean);
-    if (i.keyword === 'required') {
-      const missing = (i.params?.requiredProperties ?? i.params?.missingProperty) as
-        string[] | string | undefined;
-      for (const m of [missing ?? []].flat())
-        out.push({ param: [...path, m].join('.'), message: 'parameter is missing' });
-    } else if (i.keyword === 'additionalProperties') {
-      const extra = (i.params?.additionalProperties ?? i.params?.additionalProperty) as
-        string[] | string | undefined;
-      for (const e of [extra ?? []].flat()) {
-        out.push({ param: [...path, e].join('.'), message: 'schema does not allow additional properties' });
-      }
-    } else if (i.keyword === 'boolean' && i.schemaPath?.endsWith('additionalProperties')) {
-      continue; // typebox reports an extra property twice; the additionalProperties issue names it
-    } else {
-      const param = path.length > 0 ? path.join('.') : (context ?? 'parameters');
-      out.push({ param, message: i.message ?? 'invalid value' });
-    }
-  }
-  return out;
+function envelopeOf(err: StowageError): ErrorEnvelope {
+  // details (e.g. the conflicting operations of a refused mode change) go to every client;
+  // `code` (Stowage extension) lets a client tell a maintenance refusal from another 503
+  const body = {
+    data: null,
+    message: err.message,
+    code: err.code,
+    ...(err instanceof ParameterError && { errors: err.errors }),
+    ...(err.details !== undefined && { details: err.details }),
+  };
+  return { status: err.status, body };
 }
 
 interface FastifyLikeError {
@@ -81,17 +57,7 @@ interface FastifyLikeError {
  * is a 500 whose message is passed through as PBS does (and logged by the caller).
  */
 export function errorEnvelope(err: unknown): ErrorEnvelope {
-  if (isStowageError(err)) {
-    // details (e.g. the conflicting operations of a refused mode change) go to every client;
-    // `code` (Stowage extension) lets a client tell a maintenance refusal from another 503
-    const body = {
-      data: null,
-      message: err.message,
-      code: err.code,
-      ...(err.details !== undefined && { details: err.details }),
-    };
-    return { status: err.status, body };
-  }
+  if (isStowageError(err)) return envelopeOf(err);
   const e = err as FastifyLikeError;
   if (e && Array.isArray(e.validation)) {
     return parameterErrorEnvelope(validationProblems(e.validation, e.validationContext));
@@ -101,4 +67,37 @@ export function errorEnvelope(err: unknown): ErrorEnvelope {
   }
   const message = err instanceof Error ? err.message : String(err);
   return { status: 500, body: { data: null, message: message || 'internal error' } };
+}
+
+export interface ProtocolErrorResponse {
+  status: number;
+  /** The bare message, as PBS sends it. */
+  body: Buffer;
+  headers: Record<string, string>;
+}
+
+/**
+ * An error on the backup and reader protocols (the upgrade request and every call inside the
+ * HTTP/2 session), answered as PBS answers it (proxmox-rest-server `error_to_response` and
+ * `H2Service`): the bare message as the body, with PBS's JSON content type, and status 400 —
+ * except for the errors PBS raises as HTTP errors with their own status: authentication (401),
+ * a missing privilege (403), and those the protocol code throws as `ProtocolHttpError`. PBS
+ * clients print that body verbatim. The Stowage error code goes in `x-stowage-error-code`, so
+ * Stowage's client still tells a maintenance refusal (exit 75) from a bad request.
+ */
+export function protocolErrorResponse(err: unknown): ProtocolErrorResponse {
+  let status = 400;
+  let code = 'INTERNAL';
+  let message = err instanceof Error ? err.message : String(err);
+  if (isStowageError(err)) {
+    code = err.code;
+    if (err instanceof ProtocolHttpError || code === 'UNAUTHORIZED' || code === 'FORBIDDEN')
+      status = err.status;
+  }
+  if (!message) message = 'internal error';
+  return {
+    status,
+    body: Buffer.from(message),
+    headers: { 'content-type': 'application/json;charset=UTF-8', [ERROR_CODE_HEADER]: code },
+  };
 }

@@ -6,12 +6,18 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import type { TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
 import { Value } from 'typebox/value';
-import { ForbiddenError, StowageError, UnauthorizedError } from '../errors.js';
+import {
+  BadRequestError,
+  ForbiddenError,
+  ParameterError,
+  StowageError,
+  UnauthorizedError,
+} from '../errors.js';
 import { authenticate, type AuthResult } from './auth/authenticate.js';
 import type { ServerContext } from './context.js';
-import { errorEnvelope, parameterErrorEnvelope, type ParameterProblem } from './error-envelope.js';
+import { errorEnvelope } from './error-envelope.js';
+import { MAX_PARAMETER_BODY, mediaType, parseFormParams, unknownParams, validatorOf } from './parameters.js';
 import type { UserInfo } from './permissions.js';
 import type { AnyRoute, Permission, RoutePermission, UserParamPermission } from './route.js';
 
@@ -25,7 +31,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * values arrive as strings ("1", "true", a single array item).
  */
 const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
-  const check = Compile(schema);
+  const check = validatorOf(schema);
   return (value: unknown) => {
     const converted = Value.Convert(schema, value);
     if (check.Check(converted)) return { value: converted };
@@ -33,18 +39,25 @@ const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
   };
 };
 
+function isParameterObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Buffer.isBuffer(v) && !Array.isArray(v);
+}
+
 /**
- * PBS rejects unknown parameters. Checked here rather than by adding `additionalProperties: false`
- * to the route's schema, because typebox's value conversion does not survive a cloned schema.
+ * Gather the parameters where PBS looks for them (`src/server/parameters.ts`) and hand them to
+ * the schema the route declares: a body with no content type, an empty JSON body and no body at
+ * all are "no parameters" (python3-proxmoxer and curl send a bodyless POST); the query string and
+ * a form or JSON body are read together, whichever of `body` or `query` the route validates. A
+ * raw body (an upload) stays as it is.
  */
-function unknownParams(schema: TSchema | undefined, value: unknown): ParameterProblem[] {
-  const s = schema as
-    (TSchema & { properties?: Record<string, unknown>; additionalProperties?: unknown }) | undefined;
-  if (!s?.properties || s.additionalProperties !== undefined || typeof value !== 'object' || value === null)
-    return [];
-  return Object.keys(value)
-    .filter((k) => !Object.hasOwn(s.properties!, k))
-    .map((param) => ({ param, message: 'schema does not allow additional properties' }));
+function gatherParameters(route: AnyRoute, request: FastifyRequest): void {
+  const query = isParameterObject(request.query) ? request.query : {};
+  if (route.body) {
+    if (request.body === undefined || request.body === null || request.body === '') request.body = {};
+    if (isParameterObject(request.body)) request.body = { ...query, ...request.body };
+  } else if (route.query && isParameterObject(request.body)) {
+    request.query = { ...query, ...request.body };
+  }
 }
 
 function urlParamNames(path: string): string[] {
@@ -115,13 +128,6 @@ export function checkRoutePermission(
   throw firstError ?? new ForbiddenError('permission check failed');
 }
 
-/** Carries per-parameter problems to the error handler. */
-class ParameterError extends StowageError {
-  constructor(readonly problems: ParameterProblem[]) {
-    super('BAD_REQUEST', 'parameter verification failed');
-  }
-}
-
 const authOf = new WeakMap<FastifyRequest, AuthResult>();
 
 /**
@@ -146,19 +152,42 @@ export async function registerRoutes(
       api.setValidatorCompiler(validatorCompiler);
       api.addContentTypeParser(
         'application/x-www-form-urlencoded',
-        { parseAs: 'string' },
+        { parseAs: 'string', bodyLimit: MAX_PARAMETER_BODY },
+        (_req, body, done) => done(null, parseFormParams(body as string)),
+      );
+      // PBS treats an empty JSON body as no parameters; fastify's own parser refuses it
+      api.removeContentTypeParser('application/json');
+      api.addContentTypeParser(
+        'application/json',
+        { parseAs: 'string', bodyLimit: MAX_PARAMETER_BODY },
         (_req, body, done) => {
-          const out: Record<string, string | string[]> = {};
-          for (const [k, v] of new URLSearchParams(body as string)) {
-            const prev = out[k];
-            out[k] = prev === undefined ? v : [...[prev].flat(), v];
+          const text = (body as string).trim();
+          if (text === '') return done(null, {});
+          try {
+            done(null, JSON.parse(text));
+          } catch (err) {
+            done(
+              new BadRequestError(`request body is not valid JSON - ${(err as Error).message}`),
+              undefined,
+            );
           }
-          done(null, out);
         },
+      );
+      // PBS: any other content type is a 400 naming it (fastify would answer 415)
+      api.addContentTypeParser('*', (request, _payload, done) => {
+        const type = mediaType(request.headers['content-type']);
+        done(new BadRequestError(`unsupported content type "${type ?? ''}"`), undefined);
+      });
+      // The body of an upload endpoint (PBS `upload-backup-log`) is data, not parameters: the
+      // handler gets it as a Buffer. Up to a blob of PBS's MAX_BLOB_SIZE (128 MiB) plus header.
+      api.addContentTypeParser(
+        'application/octet-stream',
+        { parseAs: 'buffer', bodyLimit: 128 * 1024 * 1024 + 64 },
+        (_req, body, done) => done(null, body),
       );
 
       api.setErrorHandler((err, request, reply) => {
-        const env = err instanceof ParameterError ? parameterErrorEnvelope(err.problems) : errorEnvelope(err);
+        const env = errorEnvelope(err);
         const reason = (err as { reason?: string }).reason;
         if (env.status >= 500) request.log.error({ err }, 'API request failed');
         else if (reason) request.log.info({ reason, url: request.url }, 'authentication failed');
@@ -196,6 +225,7 @@ export async function registerRoutes(
             }
           },
           preValidation: async (request: FastifyRequest) => {
+            gatherParameters(route, request);
             const auth = authOf.get(request);
             if (!auth) return;
             const info = ctx.userInfo.get();

@@ -198,7 +198,7 @@ test('appending a chunk the session does not know is refused with "no such chunk
   await waitFor(() => srv.instance.access.registry.list('store1').length === 0);
 });
 
-test('a backup refused by read-only maintenance is a 503 with the message, and reads go on', async () => {
+test('a backup refused by read-only maintenance is told the message and the MAINTENANCE code, and reads go on', async () => {
   await setMaintenanceMode(srv.instance.access, 'store1', { type: 'read-only', message: 'disk swap' });
   try {
     await assert.rejects(
