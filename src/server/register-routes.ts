@@ -150,13 +150,14 @@ export async function registerRoutes(
   await app.register(
     async (api) => {
       api.setValidatorCompiler(validatorCompiler);
+      // Only the content types PBS reads (fastify's defaults would take text/plain as a string)
+      api.removeAllContentTypeParsers();
       api.addContentTypeParser(
         'application/x-www-form-urlencoded',
         { parseAs: 'string', bodyLimit: MAX_PARAMETER_BODY },
         (_req, body, done) => done(null, parseFormParams(body as string)),
       );
       // PBS treats an empty JSON body as no parameters; fastify's own parser refuses it
-      api.removeContentTypeParser('application/json');
       api.addContentTypeParser(
         'application/json',
         { parseAs: 'string', bodyLimit: MAX_PARAMETER_BODY },
