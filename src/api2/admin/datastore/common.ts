@@ -9,7 +9,7 @@
  * handle.
  */
 import type { OperationItem } from '../../../api-types/operations.js';
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
@@ -39,6 +39,37 @@ export const GroupQuery = {
   'backup-id': BackupIdSchema,
 };
 export const SnapshotQuery = { ...GroupQuery, 'backup-time': BackupTimeSchema };
+
+/**
+ * PBS `BackupGroupDeleteStats`, what deleting a group or a namespace answers. PBS's client
+ * deserializes it with all three fields required (a PBS 4 push job reads it from 3.2.11 on).
+ */
+export const BackupGroupDeleteStatsSchema = Type.Object({
+  'removed-groups': Type.Integer(),
+  'protected-snapshots': Type.Integer(),
+  'removed-snapshots': Type.Integer(),
+});
+
+export function deleteStatsOf(s: {
+  removedGroups: number;
+  protectedSnapshots: number;
+  removedSnapshots: number;
+}): Static<typeof BackupGroupDeleteStatsSchema> {
+  return {
+    'removed-groups': s.removedGroups,
+    'protected-snapshots': s.protectedSnapshots,
+    'removed-snapshots': s.removedSnapshots,
+  };
+}
+
+/** PBS's `error-on-protected` (default true): fail when protected snapshots keep something. */
+export const ErrorOnProtectedSchema = Type.Optional(
+  Type.Boolean({
+    default: true,
+    description:
+      'Return an error when protected snapshots keep the group or namespace; the rest is deleted either way.',
+  }),
+);
 
 export const KeepSchemas = {
   'keep-last': Type.Optional(Type.Integer({ minimum: 1 })),

@@ -13,6 +13,9 @@ import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { checkNamespaceAccess, mayAccessGroup, withGroupAccess } from './access.js';
 import {
+  BackupGroupDeleteStatsSchema,
+  deleteStatsOf,
+  ErrorOnProtectedSchema,
   GroupQuery,
   groupOf,
   NsSchema,
@@ -147,14 +150,18 @@ export const routes: AnyRoute[] = [
     method: 'DELETE',
     path: '/admin/datastore/:store/groups',
     params: StoreParams,
-    query: Type.Object(GroupQuery),
+    query: Type.Object({ ...GroupQuery, 'error-on-protected': ErrorOnProtectedSchema }),
+    returns: BackupGroupDeleteStatsSchema,
     permission: 'authenticated',
     protected: true,
     description:
-      'Delete a backup group with all its snapshots (write operation). Datastore.Modify, or ' +
-      'Datastore.Prune on a group the caller owns. Fails when protected snapshots remain.',
+      'Delete a backup group with all its snapshots (write operation), PBS BackupGroupDeleteStats. ' +
+      'Protected snapshots, and so the group, stay; then the call fails after deleting the rest, ' +
+      'unless `error-on-protected` is false (as a PBS push job sends it). Datastore.Modify, or ' +
+      'Datastore.Prune on a group the caller owns.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const group = groupOf(query);
+      const errorOnProtected = query['error-on-protected'] ?? true;
       return withGroupAccess(
         { server, authId, userInfo },
         params.store,
@@ -164,13 +171,11 @@ export const routes: AnyRoute[] = [
         { kind: 'delete-group', detail: group.toString() },
         (ds) => {
           const result = ds.deleteGroup(group);
-          if (!result.groupRemoved) {
-            throw new StowageError(
-              'PROTECTED',
-              `group only partially deleted due to protected snapshots (${result.protectedSnapshots} kept)`,
-            );
+          // PBS `delete_group`: the same words whether it fails or only warns
+          if (!result.groupRemoved && errorOnProtected) {
+            throw new StowageError('PROTECTED', 'group only partially deleted due to protected snapshots');
           }
-          return null;
+          return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
         },
       );
     },

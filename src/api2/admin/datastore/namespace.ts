@@ -15,7 +15,14 @@ import { BackupNamespace } from '../../../datastore/backup-info.js';
 import type { UserInfo } from '../../../server/permissions.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { datastoreAclPath } from './access.js';
-import { NsSchema, StoreParams, withDatastore } from './common.js';
+import {
+  BackupGroupDeleteStatsSchema,
+  deleteStatsOf,
+  ErrorOnProtectedSchema,
+  NsSchema,
+  StoreParams,
+  withDatastore,
+} from './common.js';
 
 /** PBS `NS_PRIVS_OK`: any of these on a namespace makes it visible. */
 export const NS_PRIVS_OK = ['Datastore.Modify', 'Datastore.Read', 'Datastore.Backup', 'Datastore.Audit'];
@@ -23,13 +30,6 @@ const MODIFY = ['Datastore.Modify'];
 
 /** PBS `NamespaceListItem` (PBS never fills `comment` yet). */
 const NamespaceListItem = Type.Object({ ns: Type.String(), comment: Type.Optional(Type.String()) });
-
-/** PBS `BackupGroupDeleteStats`. */
-const DeleteStats = Type.Object({
-  'removed-groups': Type.Integer(),
-  'protected-snapshots': Type.Integer(),
-  'removed-snapshots': Type.Integer(),
-});
 
 /** PBS `check_ns_modification_privs`: Datastore.Modify on the namespace's parent (403 otherwise). */
 function checkModifyParent(userInfo: UserInfo, authId: string, store: string, ns: BackupNamespace): void {
@@ -150,9 +150,9 @@ export const routes: AnyRoute[] = [
     query: Type.Object({
       ns: NsSchema,
       'delete-groups': Type.Optional(Type.Boolean({ default: false })),
-      'error-on-protected': Type.Optional(Type.Boolean({ default: true })),
+      'error-on-protected': ErrorOnProtectedSchema,
     }),
-    returns: DeleteStats,
+    returns: BackupGroupDeleteStatsSchema,
     permission: 'authenticated',
     protected: true,
     description:
@@ -184,11 +184,7 @@ export const routes: AnyRoute[] = [
                   'only partially deleted due to existing groups but `delete-groups` not true',
                 );
           }
-          return {
-            'removed-groups': stats.removedGroups,
-            'protected-snapshots': stats.protectedSnapshots,
-            'removed-snapshots': stats.removedSnapshots,
-          };
+          return deleteStatsOf(stats);
         },
       );
     },
