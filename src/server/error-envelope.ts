@@ -43,6 +43,26 @@ function envelopeOf(err: StowageError): ErrorEnvelope {
   return { status: err.status, body };
 }
 
+/** Longest reason phrase sent; python's http.client refuses a status line over 64 KiB. */
+const MAX_REASON_BYTES = 1024;
+
+/**
+ * The HTTP reason phrase of an error reply: the message itself, as Proxmox VE's API server sends
+ * it (`HTTP/1.1 403 Permission check failed ...`). python3-proxmoxer (1.2.0, `core.py`) builds
+ * the text of its ResourceException from the reason phrase and `data.errors`, not from the body's
+ * `message`, so with the standard phrase an operator's script printed only "403 Forbidden:
+ * Forbidden". PBS sends the standard phrase and the bare message as the body, which proxmoxer
+ * shows as `- b'<message>'`. One line: control characters become spaces; other text goes as its
+ * UTF-8 bytes (node writes the status line as latin1, so each byte is one latin1 character).
+ */
+export function reasonPhrase(message: string): string {
+  const line = message.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  let bytes = Buffer.from(line, 'utf8');
+  if (bytes.length > MAX_REASON_BYTES)
+    bytes = Buffer.concat([bytes.subarray(0, MAX_REASON_BYTES), Buffer.from('...')]);
+  return bytes.toString('latin1');
+}
+
 interface FastifyLikeError {
   statusCode?: number;
   code?: string;

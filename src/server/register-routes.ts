@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { authenticate, type AuthResult } from './auth/authenticate.js';
 import type { ServerContext } from './context.js';
-import { errorEnvelope } from './error-envelope.js';
+import { errorEnvelope, reasonPhrase } from './error-envelope.js';
 import { MAX_PARAMETER_BODY, mediaType, parseFormParams, unknownParams, validatorOf } from './parameters.js';
 import type { UserInfo } from './permissions.js';
 import type { AnyRoute, Permission, RoutePermission, UserParamPermission } from './route.js';
@@ -192,14 +192,16 @@ export async function registerRoutes(
         const reason = (err as { reason?: string }).reason;
         if (env.status >= 500) request.log.error({ err }, 'API request failed');
         else if (reason) request.log.info({ reason, url: request.url }, 'authentication failed');
+        reply.raw.statusMessage = reasonPhrase(env.body.message);
         void reply
           .status(env.status)
           .headers(env.headers ?? {})
           .send(env.body);
       });
       api.setNotFoundHandler((request, reply) => {
-        const path = request.url.split('?')[0];
-        void reply.status(404).send({ data: null, message: `Path '${path}' not found.` });
+        const message = `Path '${request.url.split('?')[0]}' not found.`;
+        reply.raw.statusMessage = reasonPhrase(message);
+        void reply.status(404).send({ data: null, message });
       });
 
       for (const route of routes) {
