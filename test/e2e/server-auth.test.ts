@@ -274,8 +274,10 @@ test('the task list, status and log have the PBS shapes and users only see their
 
   const status = await api('GET', `/nodes/testnode/tasks/${enc}/status`, { auth: root });
   assert.equal(status.status, 200);
+  const ended = status.body.data as { starttime: number; endtime: number };
+  assert.ok(ended.endtime >= ended.starttime, 'a stopped task has its endtime, as PBS reports it');
   assert.deepEqual(
-    { ...(status.body.data as object), pid: 0, pstart: 0, starttime: 0 },
+    { ...ended, pid: 0, pstart: 0, starttime: 0, endtime: 0 },
     {
       upid,
       node: 'testnode',
@@ -287,6 +289,7 @@ test('the task list, status and log have the PBS shapes and users only see their
       user: 'root@pam',
       status: 'stopped',
       exitstatus: 'WARNINGS: 1',
+      endtime: 0,
     },
   );
 

@@ -85,6 +85,7 @@ export const routes: AnyRoute[] = [
         ...(isTokenId(item.user) && { tokenid: item.user.slice(item.user.indexOf('!') + 1) }),
         status: item.endtime === undefined ? 'running' : 'stopped',
         ...(item.status !== undefined && { exitstatus: item.status }),
+        ...(item.endtime !== undefined && { endtime: item.endtime }),
         ...(progress !== undefined && { progress }),
       };
     },
