@@ -284,11 +284,12 @@ export class FixedIndexWriter {
 
   /**
    * Write size and index_csum into the header and rename into place (fsync file and directory
-   * under sync-level `file`). Every chunk must have been set; an index has at least one chunk.
+   * under sync-level `file`). Every chunk must have been set.
    */
   close(): IndexCloseResult {
     const fd = this.file.fd;
-    if (this.currentCount === 0) {
+    // PBS: an image of unknown size that got no chunk is no image (an explicit size 0 is valid)
+    if (this.growable && this.currentCount === 0) {
       throw new BadRequestError(`fixed index '${this.path}': fidx file must have at least one chunk`);
     }
     if (this.unfilled !== 0) {

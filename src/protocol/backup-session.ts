@@ -218,74 +218,26 @@ export class BackupSession {
 
   /** `"METHOD name"` → endpoint with PBS's parameter schema, for `serveRoutes`. */
   routes(): H2Routes {
-    const data = 'data' as const;
-    const params = 'parameters' as const;
     return new Map([
-      [
-        'POST blob',
-        h2Route({ params: UploadBlobParams, body: data, handler: (p, r) => this.uploadBlob(p, r) }),
-      ],
+      ['POST blob', h2Route(UploadBlobParams, 'data', (p, r) => this.uploadBlob(p, r))],
       [
         'POST dynamic_index',
-        h2Route({
-          params: CreateDynamicIndexParams,
-          body: params,
-          handler: (p) => this.createDynamicIndex(p),
-        }),
+        h2Route(CreateDynamicIndexParams, 'parameters', (p) => this.createDynamicIndex(p)),
       ],
-      [
-        'PUT dynamic_index',
-        h2Route({ params: AppendParams, body: params, handler: (p) => this.appendChunks(p, 'dynamic') }),
-      ],
-      [
-        'POST dynamic_chunk',
-        h2Route({
-          params: UploadChunkParams,
-          body: data,
-          handler: (p, r) => this.uploadChunk(p, r, 'dynamic'),
-        }),
-      ],
-      [
-        'POST dynamic_close',
-        h2Route({ params: CloseDynamicParams, body: params, handler: (p) => this.closeDynamicIndex(p) }),
-      ],
-      [
-        'POST fixed_index',
-        h2Route({ params: CreateFixedIndexParams, body: params, handler: (p) => this.createFixedIndex(p) }),
-      ],
-      [
-        'PUT fixed_index',
-        h2Route({ params: AppendParams, body: params, handler: (p) => this.appendChunks(p, 'fixed') }),
-      ],
-      [
-        'POST fixed_chunk',
-        h2Route({
-          params: UploadChunkParams,
-          body: data,
-          handler: (p, r) => this.uploadChunk(p, r, 'fixed'),
-        }),
-      ],
-      [
-        'POST fixed_close',
-        h2Route({ params: CloseFixedParams, body: params, handler: (p) => this.closeFixedIndex(p) }),
-      ],
-      [
-        'GET previous',
-        h2Route({ params: ArchiveNameParams, body: data, handler: (p) => this.downloadPrevious(p) }),
-      ],
+      ['PUT dynamic_index', h2Route(AppendParams, 'parameters', (p) => this.appendChunks(p, 'dynamic'))],
+      ['POST dynamic_chunk', h2Route(UploadChunkParams, 'data', (p, r) => this.uploadChunk(p, r, 'dynamic'))],
+      ['POST dynamic_close', h2Route(CloseDynamicParams, 'parameters', (p) => this.closeDynamicIndex(p))],
+      ['POST fixed_index', h2Route(CreateFixedIndexParams, 'parameters', (p) => this.createFixedIndex(p))],
+      ['PUT fixed_index', h2Route(AppendParams, 'parameters', (p) => this.appendChunks(p, 'fixed'))],
+      ['POST fixed_chunk', h2Route(UploadChunkParams, 'data', (p, r) => this.uploadChunk(p, r, 'fixed'))],
+      ['POST fixed_close', h2Route(CloseFixedParams, 'parameters', (p) => this.closeFixedIndex(p))],
+      ['GET previous', h2Route(ArchiveNameParams, 'data', (p) => this.downloadPrevious(p))],
       [
         'GET previous_backup_time',
-        h2Route({ params: NoParams, body: params, handler: async () => this.init.base?.dir.time ?? null }),
+        h2Route(NoParams, 'parameters', async () => this.init.base?.dir.time ?? null),
       ],
-      [
-        'POST speedtest',
-        h2Route({
-          params: NoParams,
-          body: data,
-          handler: async (_p, r) => void (await r.body(SPEEDTEST_LIMIT)),
-        }),
-      ],
-      ['POST finish', h2Route({ params: NoParams, body: params, handler: () => this.finish() })],
+      ['POST speedtest', h2Route(NoParams, 'data', async (_p, r) => void (await r.body(SPEEDTEST_LIMIT)))],
+      ['POST finish', h2Route(NoParams, 'parameters', () => this.finish())],
     ]);
   }
 

@@ -100,9 +100,13 @@ export interface H2Route<S extends TSchema = TSchema> {
   handler(params: Static<S>, req: H2Request): Promise<unknown>;
 }
 
-/** Declare an endpoint; the identity function, there for type inference of the handler. */
-export function h2Route<S extends TSchema>(route: H2Route<S>): H2Route<S> {
-  return route;
+/** Declare an endpoint: PBS's schema, where its parameters come from, the handler. */
+export function h2Route<S extends TSchema>(
+  params: S,
+  body: H2Route['body'],
+  handler: H2Route<S>['handler'],
+): H2Route<S> {
+  return { params, body, handler };
 }
 
 /** `"METHOD name"` → endpoint. */

@@ -29,27 +29,21 @@ const Wid = Type.Integer({ minimum: 1, maximum: 256, description: 'Writer ID.' }
 const Csum = Type.String({ description: 'Digest list checksum.' });
 const Flag = Type.Optional(Type.Boolean());
 
-/** `GET /api2/json/backup` (upgrade to `proxmox-backup-protocol-v1`). */
-export const BackupUpgradeParams = Type.Object({
+/** The snapshot a session is opened on, and PBS's `debug` flag. */
+const SessionSnapshot = {
   store: StoreSchema,
   ns: Type.Optional(NsSchema),
   'backup-type': BackupTypeSchema,
   'backup-id': BackupIdSchema,
   'backup-time': BackupTimeSchema,
   debug: Flag,
-  benchmark: Flag,
-  'no-cache': Flag,
-});
+};
+
+/** `GET /api2/json/backup` (upgrade to `proxmox-backup-protocol-v1`). */
+export const BackupUpgradeParams = Type.Object({ ...SessionSnapshot, benchmark: Flag, 'no-cache': Flag });
 
 /** `GET /api2/json/reader` (upgrade to `proxmox-backup-reader-protocol-v1`). */
-export const ReaderUpgradeParams = Type.Object({
-  store: StoreSchema,
-  ns: Type.Optional(NsSchema),
-  'backup-type': BackupTypeSchema,
-  'backup-id': BackupIdSchema,
-  'backup-time': BackupTimeSchema,
-  debug: Flag,
-});
+export const ReaderUpgradeParams = Type.Object(SessionSnapshot);
 
 export const NoParams = Type.Object({});
 

@@ -42,16 +42,9 @@ export class ReaderSession {
   /** `"METHOD name"` → endpoint with PBS's parameter schema; all three are downloads (query only). */
   routes(): H2Routes {
     return new Map([
-      ['GET download', h2Route({ params: FileNameParams, body: 'data', handler: (p) => this.download(p) })],
-      ['GET chunk', h2Route({ params: ChunkDigestParams, body: 'data', handler: (p) => this.chunk(p) })],
-      [
-        'GET speedtest',
-        h2Route({
-          params: NoParams,
-          body: 'data',
-          handler: async () => new RawReply(Buffer.alloc(SPEEDTEST_BYTES)),
-        }),
-      ],
+      ['GET download', h2Route(FileNameParams, 'data', (p) => this.download(p))],
+      ['GET chunk', h2Route(ChunkDigestParams, 'data', (p) => this.chunk(p))],
+      ['GET speedtest', h2Route(NoParams, 'data', async () => new RawReply(Buffer.alloc(SPEEDTEST_BYTES)))],
     ]);
   }
 
