@@ -253,7 +253,11 @@ test('bad maintenance-mode values are a 400 naming maintenance-mode and leave da
   }
   const del = await setMode('delete');
   assert.equal(del.status, 400, 'type delete is set only by removing the datastore');
-  assert.match(del.body.message!, /^maintenance-mode: type 'delete' cannot be set by hand/);
+  assert.match(
+    del.body.message!,
+    /^parameter verification failed - 'maintenance-mode': type 'delete' cannot be set by hand/,
+  );
+  assert.match(del.body.errors!['maintenance-mode']!, /^type 'delete' cannot be set by hand/);
   const unknownDelete = await t.api('PUT', `/config/datastore/${STORE}`, {
     auth: t.root,
     form: 'delete=comment,bogus',

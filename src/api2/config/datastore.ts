@@ -19,7 +19,13 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import { BadRequestError, ConfigModifiedError, NotFoundError, StowageError } from '../../errors.js';
+import {
+  BadRequestError,
+  ConfigModifiedError,
+  NotFoundError,
+  ParameterError,
+  StowageError,
+} from '../../errors.js';
 import {
   datastoreAbsolutePath,
   parseDatastoreBackend,
@@ -127,12 +133,22 @@ function parseDeleteList(value: string | string[] | undefined): string[] {
   return items;
 }
 
-/** Parse a maintenance-mode given by an operator: 400 naming the field, never `delete`. */
+/**
+ * Parse a maintenance-mode given by an operator, never `delete`: a bad one is PBS's 400
+ * `parameter verification failed - 'maintenance-mode': ...`, with the parameter in `errors`.
+ */
 function operatorMode(text: string): MaintenanceMode {
-  const mode = parseMaintenanceMode(text);
+  const refusal = (message: string) =>
+    new ParameterError([{ param: 'maintenance-mode', message: message.replace(/^maintenance-mode: /, '') }]);
+  let mode: MaintenanceMode;
+  try {
+    mode = parseMaintenanceMode(text);
+  } catch (err) {
+    throw err instanceof BadRequestError ? refusal(err.message) : err;
+  }
   if (!OPERATOR_SETTABLE.includes(mode.type)) {
-    throw new BadRequestError(
-      `maintenance-mode: type '${mode.type}' cannot be set by hand (only ${OPERATOR_SETTABLE.join(', ')}; 'delete' is set by removing the datastore)`,
+    throw refusal(
+      `type '${mode.type}' cannot be set by hand (only ${OPERATOR_SETTABLE.join(', ')}; 'delete' is set by removing the datastore)`,
     );
   }
   return mode;
