@@ -13,6 +13,18 @@ export interface OperationItem {
   started: number;
 }
 
+/** `GET admin/datastore/{store}/active-operations`: PBS's counts plus Stowage's details. */
+export interface ActiveOperationsReply {
+  read: number;
+  write: number;
+  lookup: number;
+  operations: OperationItem[];
+  /** How many of `operations` the current maintenance mode refuses. */
+  conflicting: number;
+  /** The raw stored mode, when one is set. */
+  'maintenance-mode'?: string;
+}
+
 /**
  * One line per operation, the same in server errors, logs and the CLI:
  * `backup host/web01 by alice@pbs since 10:02:11Z (pid 123)`.

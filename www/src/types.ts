@@ -38,26 +38,11 @@ export interface DatastoreStatus {
   counts?: Record<string, { groups?: number; snapshots?: number } | undefined>;
 }
 
-export interface ActiveOperation {
-  id: number | string;
-  class: string;
-  kind?: string;
-  detail?: string;
-  'auth-id'?: string;
-  'task-id'?: string;
-  pid?: number;
-  started?: number | string;
-}
-
-export interface ActiveOperations {
-  read: number;
-  write: number;
-  lookup?: number;
-  operations?: ActiveOperation[];
-  /** Count (or list) of operations that hold up the current mode, when the server sends it. */
-  conflicting?: number | ActiveOperation[] | Array<number | string>;
-  'maintenance-mode'?: string;
-}
+/** The server's own wire types (src/api-types/), not copies. */
+export type {
+  ActiveOperationsReply as ActiveOperations,
+  OperationItem as ActiveOperation,
+} from '../../src/api-types/operations.js';
 
 export interface DatastoreConfig {
   name: string;

@@ -36,20 +36,14 @@ export function conflicting(
   mode: MaintenanceMode | undefined,
 ): { count: number; list: ActiveOperation[] } {
   const classes = conflictingClasses(mode);
-  if (ops.operations) {
-    const list = ops.operations.filter((o) => classes.includes(o.class));
-    return { count: list.length, list };
-  }
-  if (typeof ops.conflicting === 'number') return { count: ops.conflicting, list: [] };
-  if (Array.isArray(ops.conflicting)) return { count: ops.conflicting.length, list: [] };
-  const count = (classes.includes('read') ? ops.read : 0) + (classes.includes('write') ? ops.write : 0);
-  return { count, list: [] };
+  const list = ops.operations.filter((o) => (classes as readonly string[]).includes(o.class));
+  return { count: list.length, list };
 }
 
 export function describeOperation(o: ActiveOperation): string {
-  const what = [o.kind ?? o.class, o.detail].filter(Boolean).join(' ');
+  const what = [o.kind, o.detail].filter(Boolean).join(' ');
   const who = o['auth-id'] ? ` by ${o['auth-id']}` : '';
-  const since = o.started !== undefined ? ` since ${clock(o.started)}` : '';
+  const since = ` since ${clock(o.started)}`;
   return `${what}${who}${since}`;
 }
 

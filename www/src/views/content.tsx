@@ -8,17 +8,9 @@ import { Confirm, ErrorBox, Loading, Modal } from '../components.js';
 import { bytes, dateTime } from '../format.js';
 import { useApi } from '../hooks.js';
 import { describe, type MaintenanceMode } from '../maintenance.js';
+import { KEEP_OPTION_NAMES } from '../../../src/api-types/prune-options.js';
 import type { BackupGroup, PruneItem, Snapshot } from '../types.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
-
-const KEEP_OPTIONS = [
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-] as const;
 
 function snapshotName(s: Pick<Snapshot, 'backup-type' | 'backup-id' | 'backup-time'>): string {
   return `${s['backup-type']}/${s['backup-id']}/${new Date(s['backup-time'] * 1000).toISOString().replace('.000', '')}`;
@@ -539,7 +531,7 @@ function PruneDialog({
       'backup-id': group['backup-id'],
       'dry-run': dryRun,
     };
-    for (const k of KEEP_OPTIONS) if (keep[k]) p[k] = Number(keep[k]);
+    for (const k of KEEP_OPTION_NAMES) if (keep[k]) p[k] = Number(keep[k]);
     return p;
   };
   const call = async (dryRun: boolean) => {
@@ -583,7 +575,7 @@ function PruneDialog({
       }
     >
       <div class="grid keep-grid">
-        {KEEP_OPTIONS.map((k) => (
+        {KEEP_OPTION_NAMES.map((k) => (
           <label key={k} for={`prune-${k}`}>
             {k.replace('keep-', 'Keep ')}
             <input

@@ -7,6 +7,7 @@
  * needs them (design §3 invariants 4 and 6).
  */
 import { Type } from 'typebox';
+import type { ActiveOperationsReply } from '../../../api-types/operations.js';
 import { BadConfigError } from '../../../errors.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
 import { storedMaintenanceMode } from '../../../maintenance/datastore-access.js';
@@ -37,7 +38,7 @@ function blockingClasses(mode: () => MaintenanceMode | undefined): OperationClas
 }
 
 /** The active operations of one datastore with the fields the API shows (shared with the config routes). */
-export function activeOperations(access: DatastoreAccess, store: string) {
+export function activeOperations(access: DatastoreAccess, store: string): ActiveOperationsReply {
   const cfg = access.datastoreConfig(store); // 404 for an unknown store
   const ops = access.registry.list(store);
   const blocking = blockingClasses(() => storedMaintenanceMode(cfg));
