@@ -1,50 +1,27 @@
 /**
- * Admission: the one way code reaches a datastore (design §2, §3). `lookupDatastore` checks the
- * maintenance mode and registers the operation atomically with respect to mode changes, and
- * returns a handle; the datastore's files are only reachable through that handle.
- *
- * Atomicity (invariant 1): admissions hold a *shared* flock on the datastore config lock across
- * read-config → check → open → register; every change of a maintenance mode holds the *exclusive*
- * lock across its write. So an admission either completes (and is visible in the registry) before
- * a mode change, or sees the new mode. PBS serialises all admissions on an exclusive lock
- * (reference §3.3); the shared lock gives the same guarantee without making admissions queue
- * behind each other.
+ * Admission: the one way code reaches a datastore (design §2, §3). `lookupDatastore` asks the
+ * admission backend (admission-backend.ts) to check the maintenance mode and register the
+ * operation atomically with respect to mode changes, and returns a handle; the datastore's files
+ * are only reachable through that handle.
  *
  * Releasing the disk (invariant 7): a process keeps a datastore open only while it has admitted
  * operations on it. When its last one ends the datastore is closed, whatever the mode, so an
  * `offline` datastore is released by every process as soon as it drains — no control socket, no
  * cache to evict, no restart.
  */
-import { dirname, join } from 'node:path';
-import { acquireFileLock, type FileLock } from '../sys/file-lock.js';
 import { BadConfigError, NotFoundError, StowageError } from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
 import { parsePropertyString } from '../config/property-string.js';
 import { Datastore } from '../datastore/datastore.js';
-import {
-  checkMaintenance,
-  parseMaintenanceMode,
-  type MaintenanceMode,
-  type OperationClass,
-} from './maintenance-mode.js';
+import type { OperationClass } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
+import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
+import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
 
-type SyncLevel = 'none' | 'filesystem' | 'file';
+export { storedMaintenanceMode } from './local-admission-backend.js';
 
-/** The maintenance mode stored for a datastore; a value that fails to parse is an error, never "none". */
-export function storedMaintenanceMode(cfg: DatastoreConfig): MaintenanceMode | undefined {
-  const raw = cfg['maintenance-mode'];
-  if (raw === undefined || raw === '') return undefined;
-  try {
-    return parseMaintenanceMode(raw);
-  } catch (err) {
-    throw new BadConfigError(
-      `datastore '${cfg.name}' has an invalid maintenance-mode in datastore.cfg (${(err as Error).message}); ` +
-        'refusing all operations until it is fixed',
-    );
-  }
-}
+type SyncLevel = 'none' | 'filesystem' | 'file';
 
 function syncLevelOf(cfg: DatastoreConfig): SyncLevel {
   if (!cfg.tuning) return 'filesystem';
@@ -79,59 +56,42 @@ interface OpenStore {
 
 export interface DatastoreAccessOptions {
   config: DatastoreConfigFile;
-  registry: OperationRegistry;
+  /** Where modes and operations live and admission is made atomic. */
+  backend: AdmissionBackend;
   runDir: string;
-  /** How long an admission waits for a mode change to finish (default 10 s, as PBS's lock). */
-  lockTimeoutMs?: number;
 }
 
 export class DatastoreAccess {
   readonly config: DatastoreConfigFile;
-  readonly registry: OperationRegistry;
+  readonly backend: AdmissionBackend;
   private readonly runDir: string;
-  private readonly lockTimeoutMs: number;
-  private readonly turnstilePath: string;
   /** Datastores this process holds open, with the number of its operations using each. */
   private readonly open = new Map<string, OpenStore>();
 
   constructor(opts: DatastoreAccessOptions) {
     this.config = opts.config;
-    this.registry = opts.registry;
+    this.backend = opts.backend;
     this.runDir = opts.runDir;
-    this.lockTimeoutMs = opts.lockTimeoutMs ?? 10_000;
-    this.turnstilePath = join(dirname(this.config.lockPath), '.datastore-admission.lck');
   }
 
   /**
-   * Take the lock every admission holds shared and every mode change holds exclusively.
-   *
-   * flock gives an exclusive waiter no priority over new shared holders, so under a steady stream
-   * of admissions a mode change could starve until its lock timeout. A turnstile lock in front
-   * gives changes priority: an admission passes the turnstile (held for microseconds) to take its
-   * shared lock; a change holds the turnstile while it waits, so no new admission gets in and the
-   * ones in flight drain within their short critical sections.
+   * The host's operation registry, synchronously: local backend only, for tests and
+   * diagnostics. Code that must work with any backend uses `backend`.
    */
-  async lockConfig(mode: 'admission' | 'change'): Promise<FileLock> {
-    const opts = { timeoutMs: this.lockTimeoutMs };
-    const turnstile = await acquireFileLock(this.turnstilePath, opts);
-    let main: FileLock;
-    try {
-      main = await acquireFileLock(this.config.lockPath, { ...opts, shared: mode === 'admission' });
-    } catch (err) {
-      turnstile.release();
-      throw err;
-    }
-    if (mode === 'admission') {
-      turnstile.release();
-      return main;
-    }
-    return {
-      path: main.path,
-      release() {
-        main.release();
-        turnstile.release();
-      },
-    };
+  get registry(): OperationRegistry {
+    if (this.backend instanceof LocalAdmissionBackend) return this.backend.registry;
+    throw new StowageError(
+      'INTERNAL',
+      'the operation registry is only readable synchronously on the local backend',
+    );
+  }
+
+  /**
+   * Exclude admissions and mode changes while writing datastore.cfg outside a mode change
+   * (`mode` is kept for the callers written when this was a flock; only 'change' is offered).
+   */
+  lockConfig(_mode: 'change'): Promise<ChangeLock> {
+    return this.backend.lockChanges();
   }
 
   /**
@@ -142,32 +102,21 @@ export class DatastoreAccess {
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
   async lookupDatastore(name: string, op: 'read' | 'write', info: OperationInfo): Promise<DatastoreHandle>;
   async lookupDatastore(name: string, op: OperationClass, info: OperationInfo): Promise<OperationHandle> {
-    const lock = await this.lockConfig('admission');
-    try {
-      const { stores } = this.config.readCached();
-      const cfg = stores.get(name);
-      if (!cfg) throw new NotFoundError(`datastore '${name}' does not exist`);
-      checkMaintenance(name, storedMaintenanceMode(cfg), op);
-      // After the mode, as PBS checks the mount after it (a removable datastore being unmounted
-      // says so). Lookups touch no disk, so they are admitted on these datastores too.
-      if (op !== 'lookup') checkSupportedDatastore(cfg);
-      if (op === 'lookup') {
-        const record = this.registry.register(name, op, info);
-        return this.makeHandle(name, op, record, cfg, undefined);
-      }
-      // Build the handle fully before registering: a failure here leaves nothing counted.
-      const store = this.acquireOpen(name, cfg);
-      let record: OperationRecord;
-      try {
-        record = this.registry.register(name, op, info);
-      } catch (err) {
-        this.releaseOpen(name, store);
-        throw err;
-      }
-      return this.makeHandle(name, op, record, cfg, store);
-    } finally {
-      lock.release();
+    if (op === 'lookup') {
+      const { record, config } = await this.backend.admit(name, op, info);
+      return this.makeHandle(name, op, record, config, undefined);
     }
+    // Opened inside the admission, before registering: a failure there leaves nothing counted.
+    const { record, config, value } = await this.backend.admit(name, op, info, {
+      prepare: (cfg) => {
+        // After the mode, as PBS checks the mount after it (a removable datastore being unmounted
+        // says so). Lookups touch no disk, so they are admitted on these datastores too.
+        checkSupportedDatastore(cfg);
+        return this.acquireOpen(name, cfg);
+      },
+      abort: (store) => this.releaseOpen(name, store),
+    });
+    return this.makeHandle(name, op, record, config, value);
   }
 
   private acquireOpen(name: string, cfg: DatastoreConfig): OpenStore {
@@ -201,7 +150,7 @@ export class DatastoreAccess {
       if (released) return;
       released = true;
       try {
-        this.registry.unregister(record.id);
+        await this.backend.release(record.id);
       } finally {
         if (store) this.releaseOpen(name, store);
       }
@@ -213,7 +162,8 @@ export class DatastoreAccess {
       config,
       release,
       attachTask: (taskId: string) => {
-        if (!released) this.registry.attachTask(record.id, taskId);
+        // the local backend records it before this returns; a failure only loses the display
+        if (!released) this.backend.attachTask(record.id, taskId).catch(() => {});
       },
       [Symbol.asyncDispose]: release,
     } as unknown as DatastoreHandle;
@@ -236,7 +186,7 @@ export class DatastoreAccess {
   close(): void {
     for (const store of this.open.values()) store.datastore.close();
     this.open.clear();
-    this.registry.close();
+    this.backend.close();
   }
 }
 

@@ -1,56 +1,26 @@
 /**
  * Changing a datastore's maintenance mode, seeing what blocks it, and waiting for it to drain
- * (design §3 invariants 4–6).
+ * (design §3 invariants 4–6). The atomicity lives in the admission backend (admission-backend.ts);
+ * these are the operations the API, the CLI and datastore removal call.
  */
-import { describeOperation as describeOperationLine } from '../api-types/operations.js';
-import { StowageError } from '../errors.js';
 import type { DatastoreAccess } from './datastore-access.js';
-import { storedMaintenanceMode } from './datastore-access.js';
-import {
-  checkTransition,
-  conflictingClasses,
-  formatMaintenanceMode,
-  type MaintenanceMode,
-} from './maintenance-mode.js';
+import { conflictingClasses, type MaintenanceMode } from './maintenance-mode.js';
 import type { OperationRecord } from './operation-registry.js';
+import type { SetModeOptions as BackendSetModeOptions } from './admission-backend.js';
+
+export { ConflictingOperationsError, describeOperation } from './admission-backend.js';
 
 /** Operations on `name` that the mode refuses and that therefore block the transition into it. */
-export function conflictingOperations(
+export async function conflictingOperations(
   access: DatastoreAccess,
   name: string,
   mode: MaintenanceMode | undefined,
-): OperationRecord[] {
+): Promise<OperationRecord[]> {
   const classes = conflictingClasses(mode);
-  return access.registry.list(name).filter((op) => classes.includes(op.class));
+  return (await access.backend.list(name)).filter((op) => classes.includes(op.class));
 }
 
-/** One line per operation, for errors and logs: `backup host/web01 by alice@pbs since 10:02:11Z (pid 123)`. */
-export function describeOperation(op: OperationRecord): string {
-  return describeOperationLine({ ...op, startedMs: op.startedAt });
-}
-
-export class ConflictingOperationsError extends StowageError {
-  readonly operations: OperationRecord[];
-  constructor(message: string, operations: OperationRecord[]) {
-    super(
-      'CONFLICT',
-      `${message}: ${operations.length} conflicting operation(s) active: ${operations.map(describeOperation).join('; ')}`,
-      {
-        details: { operations },
-      },
-    );
-    this.operations = operations;
-  }
-}
-
-export interface SetModeOptions {
-  /** Refuse (409) instead of changing the mode while conflicting operations are active. */
-  ifIdle?: boolean;
-  /** Expected config digest; a stale one is refused (PBS "detected modified configuration"). */
-  digest?: string;
-  /** Internal: datastore removal may set `delete` and restore from it. */
-  allowDelete?: boolean;
-}
+export type SetModeOptions = Omit<BackendSetModeOptions, 'precondition'>;
 
 export interface SetModeResult {
   /** The new datastore.cfg digest. */
@@ -72,46 +42,8 @@ export async function setMaintenanceMode(
   mode: MaintenanceMode | undefined,
   opts: SetModeOptions = {},
 ): Promise<SetModeResult> {
-  if (mode?.type === 'delete' && !opts.allowDelete) {
-    throw new StowageError(
-      'BAD_REQUEST',
-      "maintenance-mode: type 'delete' is set only by removing the datastore",
-    );
-  }
-  const lock = await access.lockConfig('change');
-  try {
-    let sequence = 0;
-    const snapshot = await access.config.update(
-      (stores) => {
-        const cfg = stores.get(name);
-        if (!cfg) throw new StowageError('NOT_FOUND', `datastore '${name}' does not exist`);
-        let current: MaintenanceMode | undefined;
-        try {
-          current = storedMaintenanceMode(cfg);
-        } catch {
-          current = undefined; // an unparsable stored value may be overwritten by a valid one
-        }
-        if (!opts.allowDelete) checkTransition(name, current, mode);
-        if (opts.ifIdle) {
-          const blocking = conflictingOperations(access, name, mode);
-          if (blocking.length > 0) {
-            throw new ConflictingOperationsError(
-              `datastore '${name}' is not idle, mode not changed`,
-              blocking,
-            );
-          }
-        }
-        if (mode) cfg['maintenance-mode'] = formatMaintenanceMode(mode);
-        else delete cfg['maintenance-mode'];
-        // Taken under the exclusive lock: no admission is in flight, so this splits the order exactly.
-        sequence = access.registry.sequence();
-      },
-      { digest: opts.digest, lockHeld: true },
-    );
-    return { digest: snapshot.digest, sequence, conflicting: conflictingOperations(access, name, mode) };
-  } finally {
-    lock.release();
-  }
+  const { digest, sequence, conflicting } = await access.backend.setMode(name, mode, opts);
+  return { digest, sequence, conflicting };
 }
 
 export interface DrainProgress {
@@ -124,6 +56,7 @@ export interface DrainOptions {
   timeoutMs?: number;
   /** Called at the start and whenever the set of remaining operations changes. */
   onProgress?: (p: DrainProgress) => void;
+  /** No longer used: the backend's watch wakes the wait (kept so callers compile). */
   pollMs?: number;
   signal?: AbortSignal;
 }
@@ -137,8 +70,9 @@ export interface DrainResult {
 
 /**
  * Wait until no operation that the datastore's current mode refuses is still running. Returns
- * `drained: false` with the operations still running when the timeout passes. The mode is re-read
- * on every poll, so clearing it ends the wait at once.
+ * `drained: false` with the operations still running when the timeout passes or `signal` aborts.
+ * Woken by the backend's watch on every release, admission, holder death and mode change, so
+ * clearing the mode ends the wait at once.
  */
 export async function waitForDrain(
   access: DatastoreAccess,
@@ -146,21 +80,31 @@ export async function waitForDrain(
   opts: DrainOptions = {},
 ): Promise<DrainResult> {
   const start = Date.now();
-  const pollMs = opts.pollMs ?? 200;
-  let lastKey: string | undefined;
-  for (;;) {
-    const mode = storedMaintenanceMode(access.datastoreConfig(name));
-    const remaining = conflictingOperations(access, name, mode);
-    const elapsedMs = Date.now() - start;
-    const key = remaining.map((o) => o.id).join(',');
-    if (key !== lastKey) opts.onProgress?.({ remaining, elapsedMs });
-    lastKey = key;
-    if (remaining.length === 0) return { drained: true, remaining, mode, elapsedMs };
-    if (opts.timeoutMs !== undefined && elapsedMs >= opts.timeoutMs) {
-      return { drained: false, remaining, mode, elapsedMs };
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(onAbort, Math.max(0, opts.timeoutMs));
+  // Subscribed before the first read, so no change between the read and the wait is lost.
+  const watch = access.backend.watch(name, { signal: stop.signal });
+  try {
+    let lastKey: string | undefined;
+    for (;;) {
+      const mode = await access.backend.mode(name);
+      const remaining = await conflictingOperations(access, name, mode);
+      const elapsedMs = Date.now() - start;
+      const key = remaining.map((o) => o.id).join(',');
+      if (key !== lastKey) opts.onProgress?.({ remaining, elapsedMs });
+      lastKey = key;
+      if (remaining.length === 0) return { drained: true, remaining, mode, elapsedMs };
+      if (stop.signal.aborted || (opts.timeoutMs !== undefined && elapsedMs >= opts.timeoutMs)) {
+        return { drained: false, remaining, mode, elapsedMs };
+      }
+      // false: timed out or aborted (or closed); the next round reads the state once more and returns
+      if (!(await watch.changed())) stop.abort();
     }
-    if (opts.signal?.aborted) return { drained: false, remaining, mode, elapsedMs };
-    const wait = opts.timeoutMs === undefined ? pollMs : Math.min(pollMs, opts.timeoutMs - elapsedMs);
-    await new Promise((r) => setTimeout(r, Math.max(1, wait)));
+  } finally {
+    watch.close();
+    if (timer) clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
 }

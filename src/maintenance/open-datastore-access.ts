@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { DatastoreConfigFile } from '../config/datastore-config.js';
 import type { StowagePaths } from '../config/paths.js';
 import { DatastoreAccess } from './datastore-access.js';
+import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 
 /** The registry file every process of one Stowage instance shares (tmpfs under /run when installed). */
@@ -14,10 +15,11 @@ export function openDatastoreAccess(
   paths: StowagePaths,
   opts: { lockTimeoutMs?: number } = {},
 ): DatastoreAccess {
-  return new DatastoreAccess({
-    config: new DatastoreConfigFile(paths.configDir),
+  const config = new DatastoreConfigFile(paths.configDir);
+  const backend = new LocalAdmissionBackend({
+    config,
     registry: new SqliteOperationRegistry(operationRegistryPath(paths)),
-    runDir: paths.runDir,
     ...opts,
   });
+  return new DatastoreAccess({ config, backend, runDir: paths.runDir });
 }

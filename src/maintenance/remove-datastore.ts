@@ -12,12 +12,10 @@
  * If the process dies between 1 and 4, the datastore stays in `delete`; running the removal
  * again resumes it (delete → delete is allowed), so there is always a way forward.
  */
-import { StowageError } from '../errors.js';
 import { destroyDatastoreData, type DestroyReport } from '../datastore/destroy.js';
-import { storedMaintenanceMode, type DatastoreAccess } from './datastore-access.js';
+import type { DatastoreAccess } from './datastore-access.js';
 import {
   ConflictingOperationsError,
-  conflictingOperations,
   setMaintenanceMode,
   waitForDrain,
   type DrainProgress,
@@ -51,33 +49,24 @@ export async function removeDatastore(
   let previous: MaintenanceMode | undefined;
   let path = '';
 
-  const lock = await access.lockConfig('change');
   try {
-    await access.config.update(
-      (stores) => {
-        const cfg = stores.get(name);
-        if (!cfg) throw new StowageError('NOT_FOUND', `datastore '${name}' does not exist`);
-        path = cfg.path;
+    const change = await access.backend.setMode(name, deleting, {
+      allowDelete: true,
+      ifIdle: opts.ifIdle,
+      digest: opts.digest,
+      precondition: (cfg) => {
         // a removable or S3 datastore's files are not ours to delete (and a removable one's
         // relative path would resolve against the working directory)
         if (opts.destroyData) checkSupportedDatastore(cfg);
-        try {
-          previous = storedMaintenanceMode(cfg);
-        } catch {
-          previous = undefined;
-        }
-        if (opts.ifIdle) {
-          const active = conflictingOperations(access, name, deleting);
-          if (active.length > 0) {
-            throw new ConflictingOperationsError(`datastore '${name}' is in use, not removed`, active);
-          }
-        }
-        cfg['maintenance-mode'] = formatMaintenanceMode(deleting);
       },
-      { digest: opts.digest, lockHeld: true },
-    );
-  } finally {
-    lock.release();
+    });
+    previous = change.previous;
+    path = change.config.path;
+  } catch (err) {
+    if (err instanceof ConflictingOperationsError) {
+      throw new ConflictingOperationsError(`datastore '${name}' is in use, not removed`, err.operations);
+    }
+    throw err;
   }
   if (previous?.type === 'delete') {
     log(`resuming an interrupted removal of datastore '${name}'`);
@@ -120,7 +109,7 @@ export async function removeDatastore(
   } finally {
     lock2.release();
   }
-  access.registry.forgetStore(name);
+  await access.backend.forgetStore(name);
   log(`datastore '${name}' removed from the configuration`);
   return { path, ...(destroyed && { destroyed }) };
 }

@@ -69,6 +69,7 @@ export class SqliteOperationRegistry implements OperationRegistry {
   private readonly selectAll: Database.Statement;
   private readonly selectStore: Database.Statement;
   private readonly removeDead: Database.Statement;
+  private readonly selectSignature: Database.Statement;
 
   /** `file` is usually `<runDir>/active-operations.sqlite`. */
   constructor(readonly file: string) {
@@ -87,6 +88,9 @@ export class SqliteOperationRegistry implements OperationRegistry {
     this.selectAll = this.db.prepare('SELECT * FROM operations ORDER BY id');
     this.selectStore = this.db.prepare('SELECT * FROM operations WHERE store = ? ORDER BY id');
     this.removeDead = this.db.prepare('DELETE FROM operations WHERE pid = ? AND pstart = ?');
+    this.selectSignature = this.db.prepare(
+      'SELECT count(*) AS n, max(id) AS top FROM operations WHERE store = ?',
+    );
   }
 
   register(store: string, cls: OperationClass, info: OperationInfo): OperationRecord {
@@ -139,6 +143,16 @@ export class SqliteOperationRegistry implements OperationRegistry {
     const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'operations'").get() as
       { seq: number } | undefined;
     return row?.seq ?? 0;
+  }
+
+  /**
+   * Changes whenever the rows of `store` change: an insert raises the highest id (AUTOINCREMENT
+   * never reuses one), a delete lowers the count, so no change of the set keeps both. Dead
+   * holders' rows count until a `list` sweeps them. One indexed read, nothing on the write path.
+   */
+  signature(store: string): string {
+    const row = this.selectSignature.get(store) as { n: number; top: number | null };
+    return `${row.n}:${row.top ?? 0}`;
   }
 
   forgetStore(store: string): void {

@@ -484,7 +484,7 @@ export const routes: AnyRoute[] = [
       const cfg = access.datastoreConfig(name);
       let conflicting = 0;
       try {
-        conflicting = conflictingOperations(access, name, storedMaintenanceMode(cfg)).length;
+        conflicting = (await conflictingOperations(access, name, storedMaintenanceMode(cfg))).length;
       } catch {
         conflicting = 0;
       }
@@ -521,7 +521,7 @@ export const routes: AnyRoute[] = [
       'admitted), wait for running operations (at most `timeout`), remove the data when `destroy-data`, ' +
       'then the configuration. If it cannot drain, the previous mode is restored. With `if-idle` a busy ' +
       'datastore is refused at once with 409.',
-    handler: ({ params, query, authId, server, reply }) => {
+    handler: async ({ params, query, authId, server, reply }) => {
       const access = server.datastores;
       const name = params.name;
       const current = access.config.read();
@@ -531,7 +531,7 @@ export const routes: AnyRoute[] = [
       // its data is not ours to delete (nor reachable: a removable one's path is on a device)
       if (query['destroy-data']) checkSupportedDatastore(stored);
       if (query['if-idle']) {
-        const active = conflictingOperations(access, name, { type: 'delete' });
+        const active = await conflictingOperations(access, name, { type: 'delete' });
         if (active.length > 0) {
           return sendConflict(
             reply,

@@ -38,9 +38,12 @@ function blockingClasses(mode: () => MaintenanceMode | undefined): OperationClas
 }
 
 /** The active operations of one datastore with the fields the API shows (shared with the config routes). */
-export function activeOperations(access: DatastoreAccess, store: string): ActiveOperationsReply {
+export async function activeOperations(
+  access: DatastoreAccess,
+  store: string,
+): Promise<ActiveOperationsReply> {
   const cfg = access.datastoreConfig(store); // 404 for an unknown store
-  const ops = access.registry.list(store);
+  const ops = await access.backend.list(store);
   const blocking = blockingClasses(() => storedMaintenanceMode(cfg));
   const conflicting = ops.filter((op) => blocking.includes(op.class));
   const counts = countOperations(ops);
