@@ -19,7 +19,13 @@ import type { ServerContext } from './context.js';
 import { errorEnvelope, reasonPhrase } from './error-envelope.js';
 import { MAX_PARAMETER_BODY, mediaType, parseFormParams, unknownParams, validatorOf } from './parameters.js';
 import type { UserInfo } from './permissions.js';
-import type { AnyRoute, Permission, RoutePermission, UserParamPermission } from './route.js';
+import type {
+  AnyRoute,
+  CheckedPermission,
+  Permission,
+  RoutePermission,
+  UserParamPermission,
+} from './route.js';
 
 export const API_PREFIX = '/api2/json';
 
@@ -64,10 +70,31 @@ function urlParamNames(path: string): string[] {
   return [...path.matchAll(/:([A-Za-z0-9_-]+)/g)].map((m) => m[1]!);
 }
 
+/** The URL-parameter checks of a permission (none for 'anybody', filtered and checked ones). */
 function permissionParts(p: RoutePermission): Array<Permission | UserParamPermission> {
-  if (typeof p === 'string') return [];
+  if (typeof p === 'string' || 'filtered' in p || 'checked' in p) return [];
   if ('anyOf' in p) return [...p.anyOf];
   return [p];
+}
+
+/** The route's parameter-dependent check, applied after validation (`ctx.access`). */
+export function checkedPermission(p: RoutePermission): CheckedPermission | undefined {
+  return typeof p === 'object' && 'checked' in p ? p : undefined;
+}
+
+function placeholders(path: string): string[] {
+  return [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!);
+}
+
+function schemaKeys(schema: unknown): string[] {
+  const props = (schema as { properties?: Record<string, unknown> } | undefined)?.properties;
+  return props ? Object.keys(props) : [];
+}
+
+function isKnownPermission(p: unknown): p is RoutePermission {
+  if (p === 'anybody') return true;
+  if (typeof p !== 'object' || p === null) return false;
+  return ['filtered', 'checked', 'anyOf', 'userParam', 'path'].some((k) => k in p);
 }
 
 /** Registration-time checks, so a typo in a route fails at startup rather than per request. */
@@ -75,12 +102,24 @@ export function checkRouteDeclaration(route: AnyRoute): void {
   const where = `${route.method} ${route.path}`;
   if (!route.permission) throw new StowageError('INTERNAL', `route ${where} declares no permission`);
   if (!route.description) throw new StowageError('INTERNAL', `route ${where} has no description`);
+  const perm = route.permission;
+  if (!isKnownPermission(perm))
+    throw new StowageError('INTERNAL', `route ${where} declares an unknown permission`);
+  if (typeof perm === 'object' && 'filtered' in perm && perm.filtered.trim().length < 10)
+    throw new StowageError('INTERNAL', `route ${where}: a filtered permission must say how it filters`);
   const names = urlParamNames(route.path);
-  for (const part of permissionParts(route.permission)) {
-    const needed =
-      'userParam' in part ? [part.userParam] : [...part.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!);
+  for (const part of permissionParts(perm)) {
+    const needed = 'userParam' in part ? [part.userParam] : placeholders(part.path);
     for (const n of needed) {
       if (!names.includes(n))
+        throw new StowageError('INTERNAL', `route ${where}: permission uses unknown parameter '${n}'`);
+    }
+  }
+  const checked = checkedPermission(perm);
+  if (checked) {
+    const known = [...names, ...schemaKeys(route.query), ...schemaKeys(route.body)];
+    for (const n of placeholders(checked.checked.path)) {
+      if (!known.includes(n))
         throw new StowageError('INTERNAL', `route ${where}: permission uses unknown parameter '${n}'`);
     }
   }
@@ -104,7 +143,7 @@ export function checkRoutePermission(
   params: Record<string, string>,
   info: UserInfo,
 ): void {
-  if (perm === 'anybody' || perm === 'authenticated') return;
+  if (perm === 'anybody' || 'filtered' in perm || 'checked' in perm) return;
   let firstError: ForbiddenError | undefined;
   for (const part of permissionParts(perm)) {
     if ('userParam' in part) {
@@ -117,6 +156,7 @@ export function checkRoutePermission(
       firstError ??= new ForbiddenError('permission check failed');
       continue;
     }
+    if (part.orBelow && info.anyPrivsBelow(authId, path, part.privs)) return;
     try {
       info.checkPrivs(authId, path, part.privs, { partial: part.partial });
       return;
@@ -129,6 +169,7 @@ export function checkRoutePermission(
 }
 
 const authOf = new WeakMap<FastifyRequest, AuthResult>();
+const accessOf = new WeakMap<FastifyRequest, unknown>();
 
 /**
  * Register `routes` under `/api2/json` as one fastify plugin (with its own 404 and error
@@ -245,6 +286,25 @@ export async function registerRoutes(
               ...unknownParams(route.body, request.body),
             ];
             if (extra.length > 0) throw new ParameterError(extra);
+            // a privilege on a namespace named by a parameter: after validation, before the handler
+            // (so before admission: 403 whatever the maintenance mode)
+            const checked = checkedPermission(route.permission);
+            const auth = authOf.get(request);
+            if (checked && auth) {
+              accessOf.set(
+                request,
+                checked.check({
+                  authId: auth.authId,
+                  userInfo: ctx.userInfo.get(),
+                  server: ctx,
+                  params: (request.params ?? {}) as Record<string, string>,
+                  parameters: {
+                    ...(isParameterObject(request.query) ? request.query : {}),
+                    ...(isParameterObject(request.body) ? request.body : {}),
+                  },
+                }),
+              );
+            }
           },
           handler: async (request: FastifyRequest, reply: FastifyReply) => {
             const attributes: Record<string, unknown> = {};
@@ -255,6 +315,7 @@ export async function registerRoutes(
               authId: authOf.get(request)?.authId ?? '',
               userInfo: ctx.userInfo.get(),
               server: ctx,
+              access: accessOf.get(request),
               request,
               reply,
               setAttribute: (name, value) => {

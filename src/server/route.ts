@@ -19,6 +19,8 @@ export interface Permission {
   privs: readonly string[];
   /** Any one of `privs` suffices (proxmox-router `partial`). */
   partial?: boolean;
+  /** Also passes with any of `privs` on a path below (listings filtered per item). */
+  orBelow?: boolean;
 }
 
 /** Passes when the URL parameter `userParam` equals the caller's auth id (PBS `UserParam`). */
@@ -32,20 +34,74 @@ export interface AnyOfPermission {
 }
 
 /**
+ * Any authenticated caller (PBS `Permission::Anybody`), because the handler filters per item or
+ * checks something the ACL cannot express. `filtered` says how, in words a reviewer can check
+ * against the handler; the route-walking test refuses a route that does not say it.
+ */
+export interface FilteredPermission {
+  filtered: string;
+}
+
+/** Declare a route open to every authenticated caller and say how its handler filters. */
+export function filtered(how: string): FilteredPermission {
+  return { filtered: how };
+}
+
+/** What a parameter-dependent permission check reads. */
+export interface PermissionInput {
+  authId: string;
+  userInfo: UserInfo;
+  server: ServerContext;
+  /** URL parameters. */
+  params: Record<string, string>;
+  /** The validated query and body parameters, body winning (where PBS reads them, together). */
+  parameters: Record<string, unknown>;
+}
+
+/**
+ * A privilege check on an ACL path that also names query or body parameters (a namespace), so it
+ * runs after parameter validation and before the handler, and hands its outcome to the handler as
+ * `ctx.access`. Its main use is PBS's "privilege A, or privilege B + ownership of the group"
+ * (`check_privs_and_load_store`, reference §2): the registrar checks "any of `privs` or `owner`"
+ * here (403 before anything is admitted); the ownership part needs the admitted datastore and is
+ * applied by the one helper `ctx.access` carries. Declared through a factory such as
+ * `ownerChecked` (src/api2/admin/datastore/access.ts); the registrar knows only this interface.
+ */
+export interface CheckedPermission<A = unknown> {
+  readonly checked: {
+    /** ACL path template: `{name}` is a URL parameter or a query/body parameter. */
+    readonly path: string;
+    /** Privileges of full access (any one suffices). */
+    readonly privs: readonly string[];
+    /** Privileges giving access to the caller's own groups only; empty without an owner part. */
+    readonly owner: readonly string[];
+    /** Also passes with any of the privileges on a path below (listings filtered per item). */
+    readonly orBelow?: boolean;
+  };
+  /** Throws ForbiddenError (403) or a parameter error (400); returns what `ctx.access` holds. */
+  check(input: PermissionInput): A;
+}
+
+/**
  * What a route requires:
  * - `'anybody'`: no authentication at all (PBS `Permission::World`; only the login route);
- * - `'authenticated'`: any valid ticket or token (PBS `Permission::Anybody`); the handler filters
- *   or checks further and its `description` says how;
- * - a privilege check, a user-parameter check, or alternatives of those.
+ * - `filtered(how)`: any valid ticket or token (PBS `Permission::Anybody`); the handler filters
+ *   or checks further, as `how` says;
+ * - a privilege check on URL parameters, a user-parameter check, or alternatives of those
+ *   (checked before parameter validation, as proxmox-router);
+ * - a `CheckedPermission` (privilege on a namespace, "A or B+owner"), checked after validation.
  */
 export type RoutePermission =
-  'anybody' | 'authenticated' | Permission | UserParamPermission | AnyOfPermission;
+  'anybody' | FilteredPermission | Permission | UserParamPermission | AnyOfPermission | CheckedPermission;
+
+/** What a route's handler finds in `ctx.access`: the outcome of a `CheckedPermission`. */
+export type AccessOf<R> = R extends CheckedPermission<infer A> ? A : undefined;
 
 type StaticOr<S, D> = S extends TSchema ? Static<S> : D;
 type Empty = Record<string, never>;
 
 /** What a handler gets. */
-export interface RouteContext<P, Q, B> {
+export interface RouteContext<P, Q, B, A = undefined> {
   params: P;
   query: Q;
   body: B;
@@ -54,6 +110,11 @@ export interface RouteContext<P, Q, B> {
   /** Permission snapshot taken for this request. */
   userInfo: UserInfo;
   server: ServerContext;
+  /**
+   * The outcome of the route's `CheckedPermission` (for `ownerChecked`: full access or own groups
+   * only, and the one ownership helper); undefined for other permissions.
+   */
+  access: A;
   request: FastifyRequest;
   reply: FastifyReply;
   /** Add a result attribute beside `data` (PBS rpcenv attributes such as `digest`, `total`). */
@@ -64,6 +125,7 @@ export interface RouteSpec<
   P extends TSchema | undefined,
   Q extends TSchema | undefined,
   B extends TSchema | undefined,
+  R extends RoutePermission = RoutePermission,
 > {
   method: HttpMethod;
   /** Below `/api2/json`, fastify syntax (`/admin/datastore/:store/status`). */
@@ -73,7 +135,7 @@ export interface RouteSpec<
   body?: B;
   /** Schema of `data` (documentation, and checked by tests; not enforced at runtime). */
   returns?: TSchema;
-  permission: RoutePermission;
+  permission: R;
   /** PBS runs protected calls in its privileged daemon; Stowage has one process, so this is documentation. */
   protected?: boolean;
   description: string;
@@ -81,17 +143,20 @@ export interface RouteSpec<
    * Returns `data` of the `{"data": ...}` envelope. A handler that sends its own reply (streams,
    * downloads) returns `ctx.reply`.
    */
-  handler(ctx: RouteContext<StaticOr<P, Empty>, StaticOr<Q, Empty>, StaticOr<B, Empty>>): unknown;
+  handler(
+    ctx: RouteContext<StaticOr<P, Empty>, StaticOr<Q, Empty>, StaticOr<B, Empty>, AccessOf<R>>,
+  ): unknown;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyRoute = RouteSpec<any, any, any>;
+export type AnyRoute = RouteSpec<any, any, any, any>;
 
 /** Declare a route; the identity function, there for type inference of the handler's context. */
 export function defineRoute<
   P extends TSchema | undefined = undefined,
   Q extends TSchema | undefined = undefined,
   B extends TSchema | undefined = undefined,
->(spec: RouteSpec<P, Q, B>): RouteSpec<P, Q, B> {
+  R extends RoutePermission = RoutePermission,
+>(spec: RouteSpec<P, Q, B, R>): RouteSpec<P, Q, B, R> {
   return spec;
 }

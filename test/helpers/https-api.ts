@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { ServerPaths } from '../../src/server/context.js';
+import type { AnyRoute } from '../../src/server/route.js';
 
 export interface ApiReply {
   status: number;
@@ -63,6 +64,8 @@ export interface StartTestServerOptions {
   prefix?: string;
   rootPassword?: string;
   nodeName?: string;
+  /** Routes to serve; default all of `src/api2/index.ts` (the login route is needed for `root`). */
+  routes?: readonly AnyRoute[];
 }
 
 /** Start a server for one test file; `close()` stops it and removes the temp dir. */
@@ -85,6 +88,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       rootPassword,
       authFailureDelayMs: 0,
       nodeName: opts.nodeName ?? 'testnode',
+      ...(opts.routes && { routes: opts.routes }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

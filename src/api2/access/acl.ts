@@ -6,7 +6,7 @@ import { Type } from 'typebox';
 import { BadRequestError, ForbiddenError } from '../../errors.js';
 import { readAclConfig, requireAclPath, splitAclPath, updateAclConfig } from '../../config/acl-config.js';
 import { authIdUser, isTokenId, readUserConfig } from '../../config/user-config.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { AclPathSchema, AuthidSchema, DigestSchema, RoleSchema } from '../../server/schemas.js';
 
 export const routes: AnyRoute[] = [
@@ -14,7 +14,9 @@ export const routes: AnyRoute[] = [
     method: 'GET',
     path: '/access/acl',
     query: Type.Object({ path: Type.Optional(AclPathSchema), exact: Type.Optional(Type.Boolean()) }),
-    permission: 'authenticated',
+    permission: filtered(
+      "with Sys.Audit on /access/acl all entries, else only the caller's own and its tokens'",
+    ),
     description:
       "Read ACL entries. With Sys.Audit on /access/acl all entries; otherwise only the caller's own (for a user, also those of its tokens). `path` limits to that path and below, `exact` to that path only.",
     returns: Type.Array(
@@ -52,7 +54,9 @@ export const routes: AnyRoute[] = [
       delete: Type.Optional(Type.Boolean()),
       digest: Type.Optional(DigestSchema),
     }),
-    permission: 'authenticated',
+    permission: filtered(
+      "Permissions.Modify on /access/acl, else only the ACL of the caller's own API tokens",
+    ),
     protected: true,
     description:
       "Update the ACL. Needs Permissions.Modify on /access/acl; without it a user may only change the ACL of its own API tokens (whose privileges stay capped by the user's own).",

@@ -11,7 +11,7 @@ import { BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError } fro
 import { isTokenId, readUserConfig, SUPERUSER } from '../../config/user-config.js';
 import { hasLocalPasswordRealm, setPassword, verifyPassword } from '../../server/auth/password.js';
 import type { ServerContext } from '../../server/context.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { PasswordSchema, UseridSchema } from '../../server/schemas.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -56,7 +56,9 @@ export const routes: AnyRoute[] = [
         Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', minLength: 1, maxLength: 1024 }),
       ),
     }),
-    permission: 'authenticated',
+    permission: filtered(
+      "own password; others' with Permissions.Modify on / (root@pam for @pam users); tokens refused",
+    ),
     protected: true,
     description:
       "Change a user's password. Everybody may change their own; root@pam, and users with Permissions.Modify on /, may change others' (only root@pam those of @pam users). API tokens are refused. Except for root@pam, the caller's current password must be given as `confirmation-password`.",

@@ -8,7 +8,7 @@ import { Type } from 'typebox';
 import { ForbiddenError } from '../../errors.js';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
 import type { UserInfo } from '../../server/permissions.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { AclPathSchema, AuthidSchema } from '../../server/schemas.js';
 
 /** Paths PBS always reports (when the auth id holds anything there), even without an ACL entry. */
@@ -35,7 +35,9 @@ export const routes: AnyRoute[] = [
       'auth-id': Type.Optional(AuthidSchema),
       path: Type.Optional(AclPathSchema),
     }),
-    permission: 'authenticated',
+    permission: filtered(
+      "own privileges; another auth id's with Sys.Audit on /access or when it is an own token",
+    ),
     description:
       "List the effective privileges of the caller, or of `auth-id` (needs Sys.Audit on /access unless it is the caller or one of the calling user's own tokens), on `path` or else on every path of the ACL tree plus /, /access, /datastore, /remote and /system. Paths where it holds nothing are left out.",
     returns: Type.Record(Type.String(), Type.Record(Type.String(), Type.Boolean())),

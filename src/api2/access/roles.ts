@@ -1,13 +1,13 @@
 /** `GET /access/roles` (PBS `src/api2/access/role.rs`): the built-in roles and their privileges. */
 import { Type } from 'typebox';
 import { ROLE_COMMENTS, ROLE_NAMES, ROLES, PRIVILEGES } from '../../config/acl-config.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 
 export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/access/roles',
-    permission: 'authenticated',
+    permission: filtered('nothing to filter: the role table is the same for every caller'),
     description:
       'List the roles, each with its privileges (in PBS privilege order) and description. Any authenticated user or token may read it.',
     returns: Type.Array(

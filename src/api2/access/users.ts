@@ -16,7 +16,7 @@ import {
   type UserEntry,
 } from '../../config/user-config.js';
 import { deletePassword, setPassword } from '../../server/auth/password.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import {
   CommentSchema,
   DigestSchema,
@@ -56,7 +56,9 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/access/users',
-    permission: 'authenticated',
+    permission: filtered(
+      'with Sys.Audit on /access/users all users, else only the caller (a token: its owner)',
+    ),
     description:
       'List users. Everyone with Sys.Audit on /access/users sees all users; others see only themselves (a token: its owner).',
     query: Type.Object({ include_tokens: Type.Optional(Type.Boolean()) }),

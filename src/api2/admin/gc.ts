@@ -18,7 +18,7 @@ import { isAdmissionRefusal } from '../../maintenance/datastore-access.js';
 import type { ServerContext } from '../../server/context.js';
 import { jobScheduleStatus } from '../../server/jobs/job-runner.js';
 import { gcJob } from '../../server/jobs/jobs.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { gcJobStatus, type GarbageCollectionJobStatus } from './datastore/gc.js';
 import { StoreParams } from './datastore/common.js';
 
@@ -73,7 +73,7 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/admin/gc',
-    permission: 'authenticated',
+    permission: filtered('only the datastores with Datastore.Audit or Datastore.Modify'),
     description:
       'List the garbage collection job of every datastore on which the caller has Datastore.Audit or Datastore.Modify. A datastore whose status cannot be read (maintenance, or a removable/S3 datastore this version does not support) is listed with its schedule and last run only.',
     handler: async ({ authId, userInfo, server }) => {

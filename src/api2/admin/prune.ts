@@ -10,7 +10,7 @@ import { jobAclPath, pruneJobConfig } from '../../config/job-config.js';
 import { canSeeJob, jobView } from '../../server/jobs/job-config-api.js';
 import { jobScheduleStatus, runJobNow } from '../../server/jobs/job-runner.js';
 import { pruneJob } from '../../server/jobs/jobs.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { StoreSchema } from './datastore/common.js';
 
 /** PBS `JobScheduleStatus`, shared by the job lists. */
@@ -36,7 +36,9 @@ export const routes: AnyRoute[] = [
     method: 'GET',
     path: '/admin/prune',
     query: Type.Object({ store: Type.Optional(StoreSchema) }),
-    permission: 'authenticated',
+    permission: filtered(
+      'only the jobs on whose datastore (namespace) the caller has Datastore.Audit or Datastore.Modify',
+    ),
     description:
       'List prune jobs with their schedule status. Shows the jobs on whose datastore (namespace) the caller has Datastore.Audit or Datastore.Modify.',
     returns: Type.Array(
@@ -57,7 +59,7 @@ export const routes: AnyRoute[] = [
     method: 'POST',
     path: '/admin/prune/:id/run',
     params: JobIdParams,
-    permission: 'authenticated',
+    permission: filtered("Datastore.Modify on the job's datastore (namespace), which the job config names"),
     protected: true,
     description:
       "Run a prune job now; returns the UPID. Needs Datastore.Modify on the job's datastore (namespace). The write admission comes first: in maintenance the answer is 503 with the mode's message and no task is created.",

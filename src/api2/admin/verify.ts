@@ -9,7 +9,7 @@ import { jobAclPath, verifyJobConfig } from '../../config/job-config.js';
 import { canSeeJob, jobView } from '../../server/jobs/job-config-api.js';
 import { jobScheduleStatus, runJobNow } from '../../server/jobs/job-runner.js';
 import { verifyJob } from '../../server/jobs/jobs.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { StoreSchema } from './datastore/common.js';
 import { JobScheduleStatusFields } from './prune.js';
 
@@ -24,7 +24,9 @@ export const routes: AnyRoute[] = [
     method: 'GET',
     path: '/admin/verify',
     query: Type.Object({ store: Type.Optional(StoreSchema) }),
-    permission: 'authenticated',
+    permission: filtered(
+      'only the jobs on whose datastore (namespace) the caller has Datastore.Audit or Datastore.Verify',
+    ),
     description:
       'List verify jobs with their schedule status. Shows the jobs on whose datastore (namespace) the caller has Datastore.Audit or Datastore.Verify.',
     returns: Type.Array(Type.Object({ id: Type.String(), store: Type.String(), ...JobScheduleStatusFields })),
@@ -38,7 +40,7 @@ export const routes: AnyRoute[] = [
     method: 'POST',
     path: '/admin/verify/:id/run',
     params: JobIdParams,
-    permission: 'authenticated',
+    permission: filtered("Datastore.Verify on the job's datastore (namespace), which the job config names"),
     protected: true,
     description:
       "Run a verify job now; returns the UPID. Needs Datastore.Verify on the job's datastore (namespace). The write admission comes first: in read-only or offline maintenance the answer is 503 with the mode's message and no task is created.",

@@ -49,7 +49,7 @@ import {
 } from '../../maintenance/maintenance-mode.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { CommentSchema, DigestSchema, UseridSchema } from '../../server/schemas.js';
 import { operationItem, StoreSchema } from '../admin/datastore/common.js';
 
@@ -283,7 +283,7 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/config/datastore',
-    permission: 'authenticated',
+    permission: filtered('only the datastores on which the caller has Datastore.Audit'),
     description:
       'List the datastore configurations (with the `digest` attribute), filtered to the stores on ' +
       'which the caller has Datastore.Audit.',

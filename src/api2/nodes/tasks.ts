@@ -5,7 +5,7 @@
  */
 import { Type } from 'typebox';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { NodeSchema, UpidSchema } from '../../server/schemas.js';
 import { checkTaskAccess } from '../../server/tasks/task-access.js';
 import { checkNode } from './check-node.js';
@@ -42,7 +42,9 @@ export const routes: AnyRoute[] = [
       since: Type.Optional(Type.Integer()),
       until: Type.Optional(Type.Integer()),
     }),
-    permission: 'authenticated',
+    permission: filtered(
+      "with Sys.Audit on /system/tasks all tasks, else the caller's own (a user's: also its tokens')",
+    ),
     description:
       "List tasks, newest first, with the `total` attribute. With Sys.Audit on /system/tasks all tasks; otherwise the caller's own (for a user, also those of its tokens).",
     returns: Type.Array(TaskListItemSchema),
@@ -64,7 +66,7 @@ export const routes: AnyRoute[] = [
     method: 'GET',
     path: '/nodes/:node/tasks/:upid/status',
     params: TaskParams,
-    permission: 'authenticated',
+    permission: filtered("the task's owner (or the owner of its token), else Sys.Audit on /system/tasks"),
     description:
       'Task status. Owners (and the owner of the token that started it) or Sys.Audit on /system/tasks.',
     handler: ({ params, authId, userInfo, server }) => {
@@ -99,7 +101,7 @@ export const routes: AnyRoute[] = [
       limit: Type.Optional(Type.Integer({ minimum: 0 })),
       'test-status': Type.Optional(Type.Boolean()),
     }),
-    permission: 'authenticated',
+    permission: filtered("the task's owner (or the owner of its token), else Sys.Audit on /system/tasks"),
     description:
       'Task log lines `{n, t}` (n counts from 1), with the `total` attribute and, with `test-status`, `active`. Owners or Sys.Audit on /system/tasks.',
     handler: ({ params, query, authId, userInfo, server, setAttribute }) => {
@@ -116,7 +118,7 @@ export const routes: AnyRoute[] = [
     method: 'DELETE',
     path: '/nodes/:node/tasks/:upid',
     params: TaskParams,
-    permission: 'authenticated',
+    permission: filtered("the task's owner (or the owner of its token), else Sys.Modify on /system/tasks"),
     protected: true,
     description: 'Ask a running task to stop. Owners or Sys.Modify on /system/tasks.',
     handler: ({ params, authId, userInfo, server }) => {

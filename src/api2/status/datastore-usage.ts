@@ -12,7 +12,7 @@ import { Type } from 'typebox';
 import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
 import { modeAdmits } from '../../maintenance/maintenance-mode.js';
 import { emptyGcStatus, readGcStatus } from '../../datastore/gc.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
 import { withDatastore } from '../admin/datastore/common.js';
 
@@ -31,7 +31,9 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/status/datastore-usage',
-    permission: 'authenticated',
+    permission: filtered(
+      'only the datastores the caller holds a datastore privilege on; usage figures with Audit or Backup',
+    ),
     returns: Type.Array(
       Type.Object({
         store: Type.String(),

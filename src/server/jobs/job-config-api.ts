@@ -12,7 +12,7 @@
 import { Type, type TProperties } from 'typebox';
 import { BadRequestError, NotFoundError, StowageError } from '../../errors.js';
 import { jobAclPath, validateJob, type JobConfigFile } from '../../config/job-config.js';
-import { defineRoute, type AnyRoute } from '../route.js';
+import { defineRoute, filtered, type AnyRoute } from '../route.js';
 import type { ServerContext } from '../context.js';
 import type { UserInfo } from '../permissions.js';
 import { DigestSchema } from '../schemas.js';
@@ -76,7 +76,9 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
     defineRoute({
       method: 'GET',
       path: base,
-      permission: 'authenticated',
+      permission: filtered(
+        `only the jobs on whose datastore (namespace) the caller has any of ${spec.readPrivs.join(', ')}`,
+      ),
       description: `List ${spec.noun}s, with the \`digest\` attribute. Shows the jobs on whose datastore (namespace) the caller has any of ${spec.readPrivs.join(', ')}.`,
       handler: ({ authId, userInfo, server, setAttribute }) => {
         const { jobs, digest } = spec.file(server).read();
@@ -88,7 +90,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
       method: 'POST',
       path: base,
       body: Type.Object({ id: IdSchema, ...spec.fields }),
-      permission: 'authenticated',
+      permission: filtered(`${spec.modifyPriv} on the datastore (namespace) the new job names`),
       protected: true,
       description: `Create a ${spec.noun}. Needs ${spec.modifyPriv} on the job's datastore (namespace).`,
       handler: async ({ body, authId, userInfo, server }) => {
@@ -116,7 +118,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
       method: 'GET',
       path: `${base}/:id`,
       params: Type.Object({ id: IdSchema }),
-      permission: 'authenticated',
+      permission: filtered(`any of ${spec.readPrivs.join(', ')} on the datastore (namespace) the job names`),
       description: `Read a ${spec.noun}, with the \`digest\` attribute. Needs any of ${spec.readPrivs.join(', ')} on its datastore (namespace).`,
       handler: ({ params, authId, userInfo, server, setAttribute }) => {
         const { jobs, digest } = spec.file(server).read();
@@ -136,7 +138,9 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
         delete: Type.Optional(DeleteSchema),
         digest: Type.Optional(DigestSchema),
       }),
-      permission: 'authenticated',
+      permission: filtered(
+        `${spec.modifyPriv} on the job's datastore (namespace), before and after the change`,
+      ),
       protected: true,
       description: `Update a ${spec.noun}: set fields, \`delete\` others. Needs ${spec.modifyPriv} on its datastore (namespace), before and after the change.`,
       handler: async ({ params, body, authId, userInfo, server }) => {
@@ -172,7 +176,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
       path: `${base}/:id`,
       params: Type.Object({ id: IdSchema }),
       query: Type.Object({ digest: Type.Optional(DigestSchema) }),
-      permission: 'authenticated',
+      permission: filtered(`${spec.modifyPriv} on the datastore (namespace) the job names`),
       protected: true,
       description: `Remove a ${spec.noun} and its job state. Needs ${spec.modifyPriv} on its datastore (namespace).`,
       handler: async ({ params, query, authId, userInfo, server }) => {

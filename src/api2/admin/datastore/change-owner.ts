@@ -13,8 +13,8 @@ import { authIdUser, isTokenId } from '../../../config/user-config.js';
 import { BadRequestError, ForbiddenError, NotFoundError } from '../../../errors.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { AuthidSchema } from '../../../server/schemas.js';
-import { checkNamespaceAccess } from './access.js';
-import { GroupQuery, groupOf, StoreParams, withDatastore } from './common.js';
+import { ownerChecked } from './access.js';
+import { GroupQuery, groupOf, StoreParams } from './common.js';
 
 const MODIFY = ['Datastore.Modify'];
 const BACKUP = ['Datastore.Backup'];
@@ -39,39 +39,33 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/change-owner',
     params: StoreParams,
     body: Type.Object({ ...GroupQuery, 'new-owner': AuthidSchema }),
-    permission: 'authenticated',
+    // the owner part is PBS's own rule here (user <-> own token), not plain ownership
+    permission: ownerChecked({ path: '/datastore/{store}/{ns}', full: MODIFY, owner: BACKUP }),
     protected: true,
     description:
       'Change the owner of a backup group (write operation). Datastore.Modify on the namespace, or ' +
       "Datastore.Backup to move a group the caller owns between the caller and the caller's own " +
       'API tokens. The new owner must be an existing, enabled user or API token.',
-    handler: ({ params, body, authId, userInfo, server }) => {
+    handler: ({ body, authId, userInfo, access }) => {
       const group = groupOf(body);
       const newOwner = parseAuthid(body['new-owner'], 'new-owner').authid;
-      const access = checkNamespaceAccess(userInfo, authId, params.store, group.ns, MODIFY, BACKUP);
-      return withDatastore(
-        { server, authId },
-        params.store,
-        'write',
-        { kind: 'change-owner', detail: group.toString() },
-        (ds) => {
-          if (!ds.groupExists(group)) throw new NotFoundError(`backup group '${group}' does not exist`);
-          const owner = ds.getOwner(group);
-          if (!access.full && !mayMoveOwnGroup(authId, owner, newOwner)) {
-            throw new ForbiddenError(
-              `${authId} does not have permission to change owner of backup group '${group}' to ${newOwner}`,
-            );
-          }
-          if (!userInfo.isActive(newOwner)) {
-            throw new BadRequestError(
-              `${isTokenId(newOwner) ? 'API token' : 'user'} '${newOwner}' is inactive or non-existent`,
-              { param: 'new-owner' },
-            );
-          }
-          ds.changeOwner(group, owner, newOwner);
-          return null;
-        },
-      );
+      return access.withStore('write', { kind: 'change-owner', detail: group.toString() }, (ds) => {
+        if (!ds.groupExists(group)) throw new NotFoundError(`backup group '${group}' does not exist`);
+        const owner = ds.getOwner(group);
+        if (!access.full && !mayMoveOwnGroup(authId, owner, newOwner)) {
+          throw new ForbiddenError(
+            `${authId} does not have permission to change owner of backup group '${group}' to ${newOwner}`,
+          );
+        }
+        if (!userInfo.isActive(newOwner)) {
+          throw new BadRequestError(
+            `${isTokenId(newOwner) ? 'API token' : 'user'} '${newOwner}' is inactive or non-existent`,
+            { param: 'new-owner' },
+          );
+        }
+        ds.changeOwner(group, owner, newOwner);
+        return null;
+      });
     },
   }),
 ];

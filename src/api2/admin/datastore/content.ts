@@ -3,7 +3,8 @@
  * snapshots (list, delete), snapshot files, notes of groups and snapshots, the protected flag.
  *
  * Classes per design §2: listings and GETs are `read`; deletions and PUTs are `write`.
- * Privileges are PBS's "A or B+owner" on `/datastore/{store}[/{ns}]` (access.ts).
+ * Privileges are PBS's "A or B+owner" on `/datastore/{store}[/{ns}]`, declared with `ownerChecked`
+ * (access.ts); handlers reach the datastore only through `ctx.access`, which checks ownership.
  */
 import { Type } from 'typebox';
 import { StowageError } from '../../../errors.js';
@@ -11,7 +12,7 @@ import type { BackupDir, SnapshotInfo } from '../../../datastore/backup-info.js'
 import type { Datastore } from '../../../datastore/datastore.js';
 import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import { checkNamespaceAccess, mayAccessGroup, withGroupAccess } from './access.js';
+import { ownerChecked } from './access.js';
 import {
   BackupGroupDeleteStatsSchema,
   deleteStatsOf,
@@ -19,17 +20,16 @@ import {
   GroupQuery,
   groupOf,
   NsSchema,
-  parseNs,
   SnapshotQuery,
   snapshotOf,
   StoreParams,
-  withDatastore,
 } from './common.js';
 
 const AUDIT = ['Datastore.Audit'];
 const MODIFY = ['Datastore.Modify'];
 const BACKUP = ['Datastore.Backup'];
 const PRUNE = ['Datastore.Prune'];
+const NS_PATH = '/datastore/{store}/{ns}';
 
 /** PBS `BackupContent`. */
 interface BackupContent {
@@ -108,43 +108,34 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/groups',
     params: StoreParams,
     query: Type.Object({ ns: Type.Optional(NsSchema) }),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: AUDIT, owner: BACKUP }),
     description:
       'List the backup groups of a namespace (read operation), PBS GroupListItem. Datastore.Audit ' +
       'lists all groups; Datastore.Backup only the groups the caller owns. Groups without snapshots ' +
       'are left out, as PBS does.',
-    handler: ({ params, query, authId, userInfo, server }) => {
-      const ns = parseNs(query.ns);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, ns, AUDIT, BACKUP);
-      return withDatastore(
-        { server, authId },
-        params.store,
-        'read',
-        { kind: 'list', detail: 'groups' },
-        (ds) => {
-          const out: unknown[] = [];
-          for (const group of ds.listGroups(ns)) {
-            if (!mayAccessGroup(ds, group, access)) continue;
-            const snapshots = ds.listSnapshots(group);
-            if (snapshots.length === 0) continue;
-            const finished = snapshots.filter((s) => s.finished);
-            const last = finished[finished.length - 1] ?? snapshots[snapshots.length - 1]!;
-            const owner = ownerOrUndefined(ds, group);
-            const comment = firstLine(ds.getNotes(group));
-            out.push({
-              'backup-type': group.type,
-              'backup-id': group.id,
-              'last-backup': last.dir.time,
-              'backup-count': snapshots.length,
-              files: last.files,
-              ...(owner !== undefined && { owner }),
-              ...(comment !== undefined && { comment }),
-            });
-          }
-          return out;
-        },
-      );
-    },
+    handler: ({ access }) =>
+      access.withStore('read', { kind: 'list', detail: 'groups' }, (ds) => {
+        const out: unknown[] = [];
+        for (const group of ds.listGroups(access.ns)) {
+          if (!access.mayAccess(ds, group)) continue;
+          const snapshots = ds.listSnapshots(group);
+          if (snapshots.length === 0) continue;
+          const finished = snapshots.filter((s) => s.finished);
+          const last = finished[finished.length - 1] ?? snapshots[snapshots.length - 1]!;
+          const owner = ownerOrUndefined(ds, group);
+          const comment = firstLine(ds.getNotes(group));
+          out.push({
+            'backup-type': group.type,
+            'backup-id': group.id,
+            'last-backup': last.dir.time,
+            'backup-count': snapshots.length,
+            files: last.files,
+            ...(owner !== undefined && { owner }),
+            ...(comment !== undefined && { comment }),
+          });
+        }
+        return out;
+      }),
   }),
   defineRoute({
     method: 'DELETE',
@@ -152,32 +143,24 @@ export const routes: AnyRoute[] = [
     params: StoreParams,
     query: Type.Object({ ...GroupQuery, 'error-on-protected': ErrorOnProtectedSchema }),
     returns: BackupGroupDeleteStatsSchema,
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: MODIFY, owner: PRUNE }),
     protected: true,
     description:
       'Delete a backup group with all its snapshots (write operation), PBS BackupGroupDeleteStats. ' +
       'Protected snapshots, and so the group, stay; then the call fails after deleting the rest, ' +
       'unless `error-on-protected` is false (as a PBS push job sends it). Datastore.Modify, or ' +
       'Datastore.Prune on a group the caller owns.',
-    handler: ({ params, query, authId, userInfo, server }) => {
+    handler: ({ query, access }) => {
       const group = groupOf(query);
       const errorOnProtected = query['error-on-protected'] ?? true;
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
-        group,
-        { full: MODIFY, owner: PRUNE },
-        'write',
-        { kind: 'delete-group', detail: group.toString() },
-        (ds) => {
-          const result = ds.deleteGroup(group);
-          // PBS `delete_group`: the same words whether it fails or only warns
-          if (!result.groupRemoved && errorOnProtected) {
-            throw new StowageError('PROTECTED', 'group only partially deleted due to protected snapshots');
-          }
-          return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
-        },
-      );
+      return access.withGroup(group, 'write', { kind: 'delete-group', detail: group.toString() }, (ds) => {
+        const result = ds.deleteGroup(group);
+        // PBS `delete_group`: the same words whether it fails or only warns
+        if (!result.groupRemoved && errorOnProtected) {
+          throw new StowageError('PROTECTED', 'group only partially deleted due to protected snapshots');
+        }
+        return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
+      });
     },
   }),
   defineRoute({
@@ -189,33 +172,25 @@ export const routes: AnyRoute[] = [
       'backup-type': Type.Optional(GroupQuery['backup-type']),
       'backup-id': Type.Optional(GroupQuery['backup-id']),
     }),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: AUDIT, owner: BACKUP }),
     description:
       'List snapshots (read operation), PBS SnapshotListItem, of one group or of every group of the ' +
       'namespace. Datastore.Audit lists all; Datastore.Backup only those of owned groups.',
-    handler: ({ params, query, authId, userInfo, server }) => {
-      const ns = parseNs(query.ns);
-      const access = checkNamespaceAccess(userInfo, authId, params.store, ns, AUDIT, BACKUP);
+    handler: ({ query, access }) => {
       const type = query['backup-type'];
       const id = query['backup-id'];
-      return withDatastore(
-        { server, authId },
-        params.store,
-        'read',
-        { kind: 'list', detail: 'snapshots' },
-        (ds) => {
-          const groups = ds
-            .listGroups(ns)
-            .filter((g) => (type === undefined || g.type === type) && (id === undefined || g.id === id));
-          const out: unknown[] = [];
-          for (const group of groups) {
-            if (!mayAccessGroup(ds, group, access)) continue;
-            const owner = ownerOrUndefined(ds, group);
-            for (const info of ds.listSnapshots(group)) out.push(snapshotItem(ds, info, owner));
-          }
-          return out;
-        },
-      );
+      return access.withStore('read', { kind: 'list', detail: 'snapshots' }, (ds) => {
+        const groups = ds
+          .listGroups(access.ns)
+          .filter((g) => (type === undefined || g.type === type) && (id === undefined || g.id === id));
+        const out: unknown[] = [];
+        for (const group of groups) {
+          if (!access.mayAccess(ds, group)) continue;
+          const owner = ownerOrUndefined(ds, group);
+          for (const info of ds.listSnapshots(group)) out.push(snapshotItem(ds, info, owner));
+        }
+        return out;
+      });
     },
   }),
   defineRoute({
@@ -223,18 +198,15 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/snapshots',
     params: StoreParams,
     query: Type.Object(SnapshotQuery),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: MODIFY, owner: PRUNE }),
     protected: true,
     description:
       'Delete one snapshot (write operation). Datastore.Modify, or Datastore.Prune on a group the ' +
       'caller owns. A protected snapshot is refused.',
-    handler: ({ params, query, authId, userInfo, server }) => {
+    handler: ({ query, access }) => {
       const dir = snapshotOf(query);
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
+      return access.withGroup(
         dir.group,
-        { full: MODIFY, owner: PRUNE },
         'write',
         { kind: 'delete-snapshot', detail: dir.toString() },
         (ds) => {
@@ -249,24 +221,16 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/files',
     params: StoreParams,
     query: Type.Object(SnapshotQuery),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: ['Datastore.Audit', 'Datastore.Read'], owner: BACKUP }),
     description:
       'List the files of a snapshot (read operation), PBS BackupContent. Datastore.Audit or ' +
       'Datastore.Read, or Datastore.Backup on a group the caller owns.',
-    handler: ({ params, query, authId, userInfo, server }) => {
+    handler: ({ query, access }) => {
       const dir = snapshotOf(query);
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
-        dir.group,
-        { full: ['Datastore.Audit', 'Datastore.Read'], owner: BACKUP },
-        'read',
-        { kind: 'list', detail: dir.toString() },
-        (ds) => {
-          const names = ds.snapshotFiles(dir).map((f) => f.filename);
-          return contentOf(ds, dir, names).files;
-        },
-      );
+      return access.withGroup(dir.group, 'read', { kind: 'list', detail: dir.toString() }, (ds) => {
+        const names = ds.snapshotFiles(dir).map((f) => f.filename);
+        return contentOf(ds, dir, names).files;
+      });
     },
   }),
   ...notesRoutes(),
@@ -275,21 +239,15 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/protected',
     params: StoreParams,
     query: Type.Object(SnapshotQuery),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: AUDIT, owner: BACKUP }),
     returns: Type.Boolean(),
     description:
       'Whether a snapshot is protected (read operation). Datastore.Audit, or Datastore.Backup on a ' +
       'group the caller owns.',
-    handler: ({ params, query, authId, userInfo, server }) => {
+    handler: ({ query, access }) => {
       const dir = snapshotOf(query);
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
-        dir.group,
-        { full: AUDIT, owner: BACKUP },
-        'read',
-        { kind: 'protected', detail: dir.toString() },
-        (ds) => ds.getProtected(dir),
+      return access.withGroup(dir.group, 'read', { kind: 'protected', detail: dir.toString() }, (ds) =>
+        ds.getProtected(dir),
       );
     },
   }),
@@ -298,25 +256,17 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/protected',
     params: StoreParams,
     body: Type.Object({ ...SnapshotQuery, protected: Type.Boolean() }),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: MODIFY, owner: BACKUP }),
     protected: true,
     description:
       'Protect or unprotect a snapshot (write operation). Datastore.Modify, or Datastore.Backup on a ' +
       'group the caller owns.',
-    handler: ({ params, body, authId, userInfo, server }) => {
+    handler: ({ body, access }) => {
       const dir = snapshotOf(body);
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
-        dir.group,
-        { full: MODIFY, owner: BACKUP },
-        'write',
-        { kind: 'protected', detail: dir.toString() },
-        (ds) => {
-          ds.setProtected(dir, body.protected);
-          return null;
-        },
-      );
+      return access.withGroup(dir.group, 'write', { kind: 'protected', detail: dir.toString() }, (ds) => {
+        ds.setProtected(dir, body.protected);
+        return null;
+      });
     },
   }),
 ];
@@ -330,21 +280,15 @@ function notesRoutes(): AnyRoute[] {
       path: '/admin/datastore/:store/notes',
       params: StoreParams,
       query: Type.Object(SnapshotQuery),
-      permission: 'authenticated',
+      permission: ownerChecked({ path: NS_PATH, full: AUDIT, owner: BACKUP }),
       returns: Type.String(),
       description:
         'Notes of a snapshot (read operation). Datastore.Audit, or Datastore.Backup on a group the ' +
         'caller owns.',
-      handler: ({ params, query, authId, userInfo, server }) => {
+      handler: ({ query, access }) => {
         const dir = snapshotOf(query);
-        return withGroupAccess(
-          { server, authId, userInfo },
-          params.store,
-          dir.group,
-          { full: AUDIT, owner: BACKUP },
-          'read',
-          { kind: 'notes', detail: dir.toString() },
-          (ds) => ds.getNotes(dir),
+        return access.withGroup(dir.group, 'read', { kind: 'notes', detail: dir.toString() }, (ds) =>
+          ds.getNotes(dir),
         );
       },
     }),
@@ -353,25 +297,17 @@ function notesRoutes(): AnyRoute[] {
       path: '/admin/datastore/:store/notes',
       params: StoreParams,
       body: Type.Object({ ...SnapshotQuery, notes: NotesSchema }),
-      permission: 'authenticated',
+      permission: ownerChecked({ path: NS_PATH, full: MODIFY, owner: BACKUP }),
       protected: true,
       description:
         'Set the notes of a snapshot (write operation). Datastore.Modify, or Datastore.Backup on a ' +
         'group the caller owns.',
-      handler: ({ params, body, authId, userInfo, server }) => {
+      handler: ({ body, access }) => {
         const dir = snapshotOf(body);
-        return withGroupAccess(
-          { server, authId, userInfo },
-          params.store,
-          dir.group,
-          { full: MODIFY, owner: BACKUP },
-          'write',
-          { kind: 'notes', detail: dir.toString() },
-          async (ds) => {
-            await ds.setNotes(dir, body.notes);
-            return null;
-          },
-        );
+        return access.withGroup(dir.group, 'write', { kind: 'notes', detail: dir.toString() }, async (ds) => {
+          await ds.setNotes(dir, body.notes);
+          return null;
+        });
       },
     }),
     defineRoute({
@@ -379,21 +315,15 @@ function notesRoutes(): AnyRoute[] {
       path: '/admin/datastore/:store/group-notes',
       params: StoreParams,
       query: Type.Object(GroupQuery),
-      permission: 'authenticated',
+      permission: ownerChecked({ path: NS_PATH, full: AUDIT, owner: BACKUP }),
       returns: Type.String(),
       description:
         'Notes of a backup group (read operation). Datastore.Audit, or Datastore.Backup on a group ' +
         'the caller owns.',
-      handler: ({ params, query, authId, userInfo, server }) => {
+      handler: ({ query, access }) => {
         const group = groupOf(query);
-        return withGroupAccess(
-          { server, authId, userInfo },
-          params.store,
-          group,
-          { full: AUDIT, owner: BACKUP },
-          'read',
-          { kind: 'notes', detail: group.toString() },
-          (ds) => ds.getNotes(group),
+        return access.withGroup(group, 'read', { kind: 'notes', detail: group.toString() }, (ds) =>
+          ds.getNotes(group),
         );
       },
     }),
@@ -402,25 +332,17 @@ function notesRoutes(): AnyRoute[] {
       path: '/admin/datastore/:store/group-notes',
       params: StoreParams,
       body: Type.Object({ ...GroupQuery, notes: NotesSchema }),
-      permission: 'authenticated',
+      permission: ownerChecked({ path: NS_PATH, full: MODIFY, owner: BACKUP }),
       protected: true,
       description:
         'Set the notes of a backup group (write operation). Datastore.Modify, or Datastore.Backup on ' +
         'a group the caller owns.',
-      handler: ({ params, body, authId, userInfo, server }) => {
+      handler: ({ body, access }) => {
         const group = groupOf(body);
-        return withGroupAccess(
-          { server, authId, userInfo },
-          params.store,
-          group,
-          { full: MODIFY, owner: BACKUP },
-          'write',
-          { kind: 'notes', detail: group.toString() },
-          async (ds) => {
-            await ds.setNotes(group, body.notes);
-            return null;
-          },
-        );
+        return access.withGroup(group, 'write', { kind: 'notes', detail: group.toString() }, async (ds) => {
+          await ds.setNotes(group, body.notes);
+          return null;
+        });
       },
     }),
   ];

@@ -16,7 +16,7 @@ import {
   parseDatastoreBackend,
   type DatastoreConfig,
 } from '../../../config/datastore-config.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../../server/route.js';
 import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 
@@ -52,7 +52,7 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
     path: '/admin/datastore',
-    permission: 'authenticated',
+    permission: filtered('only the datastores the caller holds any privilege on (or below)'),
     returns: Type.Array(
       Type.Object({
         store: Type.String(),

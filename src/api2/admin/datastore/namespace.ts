@@ -12,9 +12,8 @@ import { Type } from 'typebox';
 import { MAX_NAMESPACE_DEPTH, MAX_NAMESPACE_LENGTH, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
 import { BadRequestError, ForbiddenError, isStowageError, StowageError } from '../../../errors.js';
 import { BackupNamespace } from '../../../datastore/backup-info.js';
-import type { UserInfo } from '../../../server/permissions.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import { datastoreAclPath } from './access.js';
+import { datastoreAclPath, namespacePrivilege } from './access.js';
 import {
   BackupGroupDeleteStatsSchema,
   deleteStatsOf,
@@ -32,9 +31,6 @@ const MODIFY = ['Datastore.Modify'];
 const NamespaceListItem = Type.Object({ ns: Type.String(), comment: Type.Optional(Type.String()) });
 
 /** PBS `check_ns_modification_privs`: Datastore.Modify on the namespace's parent (403 otherwise). */
-function checkModifyParent(userInfo: UserInfo, authId: string, store: string, ns: BackupNamespace): void {
-  userInfo.checkPrivs(authId, datastoreAclPath(store, ns.parent()), MODIFY);
-}
 
 /**
  * `parent` plus `name` as PBS's `BackupNamespace::push` checks it: the depth limit (7 below the
@@ -67,22 +63,24 @@ export const routes: AnyRoute[] = [
       'max-depth': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_NAMESPACE_DEPTH })),
     }),
     returns: Type.Array(NamespaceListItem),
-    permission: 'authenticated',
+    // PBS answers a bare "permission check failed" here, so that a caller without rights learns
+    // nothing about which namespaces exist; one with no right at all below `parent` gets it
+    // before anything is admitted (design: privilege checks come before admission)
+    permission: namespacePrivilege({
+      path: '/datastore/{store}/{parent}',
+      privs: NS_PRIVS_OK,
+      partial: true,
+      orBelow: true,
+    }),
     description:
       'List the namespaces of a datastore (read operation): `parent` (the root when omitted) and ' +
       'those below it, at most `max-depth` levels further down (default 7), as PBS ' +
-      'NamespaceListItem; the root namespace is `""`. Needs Datastore.Audit, Modify, Read or ' +
-      'Backup; only the namespaces the caller holds one of them on are listed.',
+      'NamespaceListItem; the root namespace is `""`. Needs Datastore.Audit, Datastore.Modify, ' +
+      'Datastore.Read or Datastore.Backup; only the namespaces the caller holds one of them on are listed.',
     handler: ({ params, query, authId, userInfo, server }) => {
       const parent = BackupNamespace.parse(query.parent ?? '', 'parent');
       const parentPath = datastoreAclPath(params.store, parent);
       const parentAccess = userInfo.hasPrivs(authId, parentPath, NS_PRIVS_OK, { partial: true });
-      // PBS answers a bare "permission check failed" here, so that a caller without rights learns
-      // nothing about which namespaces exist; one with no right at all below `parent` gets it
-      // before anything is admitted (design: privilege checks come before admission)
-      if (!parentAccess && !userInfo.anyPrivsBelow(authId, parentPath, NS_PRIVS_OK)) {
-        throw new ForbiddenError('permission check failed');
-      }
       return withDatastore(
         { server, authId },
         params.store,
@@ -116,16 +114,15 @@ export const routes: AnyRoute[] = [
       parent: Type.Optional(NsSchema),
     }),
     returns: Type.String(),
-    permission: 'authenticated',
+    permission: namespacePrivilege({ path: '/datastore/{store}/{parent}', privs: MODIFY }),
     protected: true,
     description:
       'Create namespace `name` below `parent` (write operation); returns the new namespace. ' +
       'Datastore.Modify on the parent. The parent must exist; at most 7 levels below the root and ' +
       '256 characters in all. Creating a namespace that exists succeeds, as in PBS.',
-    handler: ({ params, body, authId, userInfo, server }) => {
+    handler: ({ params, body, authId, server }) => {
       const parent = BackupNamespace.parse(body.parent ?? '', 'parent');
       const ns = childNamespace(parent, body.name);
-      checkModifyParent(userInfo, authId, params.store, ns);
       return withDatastore(
         { server, authId },
         params.store,
@@ -153,7 +150,7 @@ export const routes: AnyRoute[] = [
       'error-on-protected': ErrorOnProtectedSchema,
     }),
     returns: BackupGroupDeleteStatsSchema,
-    permission: 'authenticated',
+    permission: namespacePrivilege({ path: '/datastore/{store}/{ns}', privs: MODIFY, parentOf: true }),
     protected: true,
     description:
       'Delete a namespace and every namespace below it (write operation), PBS ' +
@@ -161,12 +158,11 @@ export const routes: AnyRoute[] = [
       'their backup groups are destroyed too, except protected snapshots. When something stays the ' +
       'call fails (409) after removing what it could, unless `error-on-protected` is false. ' +
       'Datastore.Modify on the parent; the root namespace cannot be deleted.',
-    handler: ({ params, query, authId, userInfo, server }) => {
+    handler: ({ params, query, authId, server }) => {
       const ns = BackupNamespace.parse(query.ns, 'ns');
       if (ns.isRoot()) {
         throw new BadRequestError("invalid ns '': the root namespace cannot be deleted", { param: 'ns' });
       }
-      checkModifyParent(userInfo, authId, params.store, ns);
       const deleteGroups = query['delete-groups'] ?? false;
       const errorOnProtected = query['error-on-protected'] ?? true;
       return withDatastore(

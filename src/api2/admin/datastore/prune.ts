@@ -8,24 +8,17 @@
  * dry runs as Write and refuses them there).
  */
 import { Type } from 'typebox';
-import { BackupNamespace, type BackupGroup } from '../../../datastore/backup-info.js';
+import type { BackupNamespace, BackupGroup } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
 import { KEEP_OPTION_NAMES, type KeepOptions, type PruneResult } from '../../../datastore/prune.js';
-import type { UserInfo } from '../../../server/permissions.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import { checkNamespaceAccess, mayAccessGroup, namespaceAccess, withGroupAccess } from './access.js';
-import {
-  GroupQuery,
-  groupOf,
-  KeepSchemas,
-  NsSchema,
-  parseNs,
-  spawnAdmittedTask,
-  StoreParams,
-} from './common.js';
+import { ownerChecked, type GroupAccess } from './access.js';
+import { GroupQuery, groupOf, KeepSchemas, NsSchema, spawnAdmittedTask, StoreParams } from './common.js';
 
 const MODIFY = ['Datastore.Modify'];
 const PRUNE = ['Datastore.Prune'];
+/** Datastore.Modify, or Datastore.Prune on owned groups (PBS `prune`, `prune_datastore`). */
+const MODIFY_OR_PRUNE_OWNED = ownerChecked({ path: '/datastore/{store}/{ns}', full: MODIFY, owner: PRUNE });
 
 function keepOptions(body: Record<string, unknown>): KeepOptions {
   const out: KeepOptions = {};
@@ -51,10 +44,8 @@ function pruneItem(group: BackupGroup, r: PruneResult) {
 /** Prune every group the caller may prune below `ns`; returns how many removals failed. */
 function pruneNamespaces(
   ds: Datastore,
+  access: GroupAccess,
   opts: {
-    userInfo: UserInfo;
-    authId: string;
-    store: string;
     ns: BackupNamespace;
     maxDepth?: number;
     keep: KeepOptions;
@@ -66,11 +57,11 @@ function pruneNamespaces(
   let failed = 0;
   for (const ns of ds.listNamespaces(opts.ns, opts.maxDepth)) {
     // Per namespace: full access with Modify, owned groups only with Prune, else skipped.
-    const access = namespaceAccess(opts.userInfo, opts.authId, opts.store, ns, MODIFY, PRUNE);
-    if (!access) continue;
+    const nsAccess = access.forNamespace(ns);
+    if (!nsAccess) continue;
     for (const group of ds.listGroups(ns)) {
       opts.signal.throwIfAborted();
-      if (!mayAccessGroup(ds, group, access)) continue;
+      if (!nsAccess.mayAccess(ds, group)) continue;
       opts.log(`Pruning group ${ns.isRoot() ? '' : `${ns.name}:`}${group}`);
       for (const r of ds.prune(group, opts.keep, { dryRun: opts.dryRun })) {
         const what = r.keep ? 'keep' : opts.dryRun ? 'would remove' : 'remove';
@@ -91,20 +82,17 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/prune',
     params: StoreParams,
     body: Type.Object({ ...GroupQuery, ...KeepSchemas, 'dry-run': Type.Optional(Type.Boolean()) }),
-    permission: 'authenticated',
+    permission: MODIFY_OR_PRUNE_OWNED,
     protected: true,
     description:
       'Prune one backup group with the keep-* options (write operation; a dry run is a read ' +
       'operation). Returns PBS PruneListItem entries {backup-type, backup-id, backup-time, keep, ' +
       'protected}. Datastore.Modify, or Datastore.Prune on a group the caller owns.',
-    handler: ({ params, body, authId, userInfo, server }) => {
+    handler: ({ body, access }) => {
       const group = groupOf(body);
       const dryRun = body['dry-run'] ?? false;
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
+      return access.withGroup(
         group,
-        { full: MODIFY, owner: PRUNE },
         dryRun ? 'read' : 'write',
         { kind: 'prune', detail: group.toString() },
         (ds) => ds.prune(group, keepOptions(body), { dryRun }).map((r) => pruneItem(group, r)),
@@ -121,16 +109,15 @@ export const routes: AnyRoute[] = [
       'dry-run': Type.Optional(Type.Boolean()),
       ...KeepSchemas,
     }),
-    permission: 'authenticated',
+    permission: MODIFY_OR_PRUNE_OWNED,
     protected: true,
     returns: Type.String({ description: 'UPID of the prune task.' }),
     description:
       'Prune every group below a namespace as a `prune` task (write operation, admitted before the ' +
       'task exists; a dry run is a read operation). Datastore.Modify or Datastore.Prune on the ' +
       'namespace; with Prune alone only owned groups are pruned. Returns the UPID.',
-    handler: ({ params, body, authId, userInfo, server }) => {
-      const ns = parseNs(body.ns);
-      checkNamespaceAccess(userInfo, authId, params.store, ns, [...MODIFY, ...PRUNE], []);
+    handler: ({ params, body, authId, server, access }) => {
+      const ns = access.ns;
       const dryRun = body['dry-run'] ?? false;
       const keep = keepOptions(body);
       return spawnAdmittedTask(
@@ -143,10 +130,7 @@ export const routes: AnyRoute[] = [
           task.log(
             `Starting datastore prune on datastore '${params.store}', ${ns.isRoot() ? 'root namespace' : `namespace '${ns.name}'`}${dryRun ? ' (dry run)' : ''}`,
           );
-          const failed = pruneNamespaces(handle.datastore, {
-            userInfo,
-            authId,
-            store: params.store,
+          const failed = pruneNamespaces(handle.datastore, access, {
             ns,
             maxDepth: body['max-depth'],
             keep,

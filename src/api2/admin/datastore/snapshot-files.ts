@@ -26,20 +26,27 @@ import type { FileContent } from '../../../datastore/snapshot-files.js';
 import { CLIENT_LOG_BLOB_NAME } from '../../../datastore/manifest.js';
 import { BadRequestError } from '../../../errors.js';
 import { defineRoute, type AnyRoute, type RouteContext } from '../../../server/route.js';
-import { checkGroupAccess, checkNamespaceAccess, withGroupAccess } from './access.js';
+import { ownerChecked, type GroupAccess } from './access.js';
 import { SnapshotQuery, snapshotOf, StoreParams } from './common.js';
 
 const READ = ['Datastore.Read'];
 const BACKUP = ['Datastore.Backup'];
 
+const NS_PATH = '/datastore/{store}/{ns}';
+
 const FileNameSchema = Type.String({ maxLength: 256, description: 'Backup archive name.' });
 const DownloadQuery = Type.Object({ ...SnapshotQuery, 'file-name': FileNameSchema });
 
-type DownloadContext = RouteContext<Static<typeof StoreParams>, Static<typeof DownloadQuery>, unknown>;
+type DownloadContext = RouteContext<
+  Static<typeof StoreParams>,
+  Static<typeof DownloadQuery>,
+  unknown,
+  GroupAccess
+>;
 
 /**
- * Send a snapshot file through an admitted `read` operation: privilege check (403), admission
- * (503), owner check, then `open` on the admitted datastore. The operation is released when the
+ * Send a snapshot file through an admitted `read` operation: after the privilege check of the
+ * route (403), admission (503), owner check, then `open` on the admitted datastore. The operation is released when the
  * response ends, fails or is aborted by the client — not when the handler returns.
  */
 async function sendSnapshotFile(
@@ -47,9 +54,8 @@ async function sendSnapshotFile(
   file: ArchiveName,
   open: (ds: Datastore, dir: BackupDir, file: ArchiveName) => FileContent,
 ): Promise<unknown> {
-  const { params, authId, userInfo, server, reply } = ctx;
+  const { params, authId, access, server, reply } = ctx;
   const dir = snapshotOf(ctx.query);
-  const access = checkNamespaceAccess(userInfo, authId, params.store, dir.group.ns, READ, BACKUP);
   const handle = await server.datastores.lookupDatastore(params.store, 'read', {
     kind: 'download',
     detail: `${dir}/${file.name}`,
@@ -57,7 +63,7 @@ async function sendSnapshotFile(
   });
   let content: FileContent;
   try {
-    checkGroupAccess(handle.datastore, dir.group, access);
+    access.check(handle.datastore, dir.group);
     content = open(handle.datastore, dir, file);
   } catch (err) {
     await handle.release();
@@ -88,7 +94,7 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/download',
     params: StoreParams,
     query: DownloadQuery,
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: READ, owner: BACKUP }),
     description:
       'Download a file of a snapshot as stored (read operation), application/octet-stream. ' +
       '`file-name` is an archive name as the file listing shows it (*.fidx, *.didx, *.blob). ' +
@@ -103,7 +109,7 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/download-decoded',
     params: StoreParams,
     query: DownloadQuery,
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: READ, owner: BACKUP }),
     description:
       'Download a file of a snapshot decoded (read operation), application/octet-stream: a blob as ' +
       'its payload, a .didx/.fidx as the archive it describes, read from its chunks. The name may ' +
@@ -119,32 +125,24 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/upload-backup-log',
     params: StoreParams,
     query: Type.Object(SnapshotQuery),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: NS_PATH, full: [], owner: BACKUP }),
     protected: true,
     description:
       "Upload the client's backup log into a snapshot as client.log.blob (write operation). The " +
       'parameters are in the query; the body is the encoded blob (application/octet-stream), whose ' +
       'CRC is checked. A snapshot has at most one log. Only the owner of the group, with ' +
       'Datastore.Backup, may do this.',
-    handler: ({ params, query, authId, userInfo, server, request }) => {
+    handler: ({ query, access, request }) => {
       const dir = snapshotOf(query);
       const body = request.body;
       if (!Buffer.isBuffer(body) || body.length === 0) {
         throw new BadRequestError('the request body must be the log blob (application/octet-stream)');
       }
       const file = parseServerArchiveName(CLIENT_LOG_BLOB_NAME);
-      return withGroupAccess(
-        { server, authId, userInfo },
-        params.store,
-        dir.group,
-        { full: [], owner: BACKUP },
-        'write',
-        { kind: 'upload', detail: `${dir}/${file.name}` },
-        (ds) => {
-          ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });
-          return null;
-        },
-      );
+      return access.withGroup(dir.group, 'write', { kind: 'upload', detail: `${dir}/${file.name}` }, (ds) => {
+        ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });
+        return null;
+      });
     },
   }),
 ];

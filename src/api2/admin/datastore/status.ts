@@ -53,7 +53,14 @@ export const routes: AnyRoute[] = [
     path: '/admin/datastore/:store/status',
     params: StoreParams,
     query: Type.Object({ verbose: Type.Optional(Type.Boolean()) }),
-    permission: 'authenticated',
+    // Audit|Backup first, so a refusal names them as PBS does
+    permission: {
+      anyOf: [
+        { path: '/datastore/{store}', privs: STORE_STATS_PRIVS, partial: true },
+        { path: '/datastore/{store}', privs: ['Datastore.Read'] },
+        { path: '/datastore/{store}', privs: ANY_DATASTORE_PRIV, partial: true, orBelow: true },
+      ],
+    },
     returns: Type.Object({
       total: Type.Integer(),
       used: Type.Integer(),
@@ -75,13 +82,6 @@ export const routes: AnyRoute[] = [
     handler: async ({ params, query, authId, userInfo, server }) => {
       const path = datastoreAclPath(params.store);
       const storeStats = userInfo.hasPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
-      if (
-        !storeStats &&
-        !userInfo.hasPrivs(authId, path, ['Datastore.Read']) &&
-        !userInfo.anyPrivsBelow(authId, path, ANY_DATASTORE_PRIV)
-      ) {
-        userInfo.checkPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
-      }
       const access: NamespaceAccess = {
         authId,
         full: userInfo.hasPrivs(authId, path, ['Datastore.Audit']),

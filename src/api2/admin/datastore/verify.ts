@@ -14,24 +14,16 @@ import type { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore
 import type { Datastore } from '../../../datastore/datastore.js';
 import type { BackupManifest } from '../../../datastore/manifest.js';
 import { createVerifyCache } from '../../../datastore/verify.js';
-import type { UserInfo } from '../../../server/permissions.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import type { WorkerTask } from '../../../server/tasks/worker-task.js';
 import { parseUpid } from '../../../server/tasks/upid.js';
-import {
-  checkGroupAccess,
-  checkNamespaceAccess,
-  mayAccessGroup,
-  namespaceAccess,
-  type NamespaceAccess,
-} from './access.js';
+import { ownerChecked, type GroupAccess } from './access.js';
 import {
   BackupIdSchema,
   BackupTimeSchema,
   BackupTypeSchema,
   groupOf,
   NsSchema,
-  parseNs,
   spawnAdmittedTask,
   StoreParams,
 } from './common.js';
@@ -73,27 +65,20 @@ interface VerifyPlan {
 }
 
 /** The snapshots to verify, in PBS's order (groups sorted, snapshots newest first). */
-function snapshotsToVerify(
-  ds: Datastore,
-  plan: VerifyPlan,
-  userInfo: UserInfo,
-  authId: string,
-  store: string,
-  access: NamespaceAccess,
-): BackupDir[] {
+function snapshotsToVerify(ds: Datastore, plan: VerifyPlan, access: GroupAccess): BackupDir[] {
   if (plan.dir) return [plan.dir];
-  const groups: Array<{ group: BackupGroup; access: NamespaceAccess }> = [];
+  const groups: Array<{ group: BackupGroup; access: GroupAccess }> = [];
   if (plan.group) groups.push({ group: plan.group, access });
   else {
     for (const ns of ds.listNamespaces(plan.ns, plan.maxDepth)) {
-      const nsAccess = namespaceAccess(userInfo, authId, store, ns, VERIFY, BACKUP);
+      const nsAccess = access.forNamespace(ns);
       if (!nsAccess) continue;
       for (const group of ds.listGroups(ns)) groups.push({ group, access: nsAccess });
     }
   }
   const out: BackupDir[] = [];
   for (const { group, access: a } of groups) {
-    if (!mayAccessGroup(ds, group, a)) continue;
+    if (!a.mayAccess(ds, group)) continue;
     for (const info of ds.listSnapshots(group).reverse()) out.push(info.dir);
   }
   return out;
@@ -168,15 +153,15 @@ export const routes: AnyRoute[] = [
         }),
       ),
     }),
-    permission: 'authenticated',
+    permission: ownerChecked({ path: '/datastore/{store}/{ns}', full: VERIFY, owner: BACKUP }),
     protected: true,
     returns: Type.String({ description: 'UPID of the verify task.' }),
     description:
       'Verify a snapshot, a group or every group below a namespace as a task (write operation: ' +
       'records verify_state and renames corrupt chunks; with `read-only` a read operation that ' +
       'records nothing). Datastore.Verify, or Datastore.Backup on groups the caller owns. Returns the UPID.',
-    handler: async ({ params, body, authId, userInfo, server }) => {
-      const ns = parseNs(body.ns);
+    handler: async ({ params, body, authId, server, access }) => {
+      const ns = access.ns;
       const type = body['backup-type'];
       const id = body['backup-id'];
       const time = body['backup-time'];
@@ -191,7 +176,6 @@ export const routes: AnyRoute[] = [
           ? groupOf({ ns: body.ns, 'backup-type': type, 'backup-id': id })
           : undefined;
       const dir = group && time !== undefined ? group.snapshot(time) : undefined;
-      const access = checkNamespaceAccess(userInfo, authId, params.store, ns, VERIFY, BACKUP);
       const readOnly = body['read-only'] ?? false;
       const plan: VerifyPlan = {
         ns,
@@ -218,12 +202,12 @@ export const routes: AnyRoute[] = [
           type: workerType,
           id: workerId,
           check: (ds) => {
-            if (group) checkGroupAccess(ds, group, access);
+            if (group) access.check(ds, group);
           },
         },
         async (task, handle) => {
           const ds = handle.datastore;
-          const snapshots = snapshotsToVerify(ds, plan, userInfo, authId, params.store, access);
+          const snapshots = snapshotsToVerify(ds, plan, access);
           await runVerify(task, ds, plan, snapshots);
         },
       );

@@ -7,7 +7,7 @@ import { newManifest } from '../../../../src/datastore/manifest.js';
 import type { DatastoreAccess } from '../../../../src/maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../../src/maintenance/operation-registry.js';
 import { UserInfo } from '../../../../src/server/permissions.js';
-import { checkNamespaceAccess, datastoreAclPath } from '../../../../src/api2/admin/datastore/access.js';
+import { datastoreAclPath, ownerChecked } from '../../../../src/api2/admin/datastore/access.js';
 import { isBackupOwner } from '../../../../src/config/user-config.js';
 import { oldestWriteStart } from '../../../../src/api2/admin/datastore/gc.js';
 import { needsVerify } from '../../../../src/api2/admin/datastore/verify.js';
@@ -38,18 +38,29 @@ test('"A or B+owner": A gives full access, B owner-only access, neither a 403 na
   acl.insert('/datastore/s1', 'full@pbs', 'DatastoreAudit', true);
   acl.insert('/datastore/s1/team', 'backup@pbs', 'DatastoreBackup', true);
   const info = new UserInfo(users as never, acl);
-  const ns = BackupNamespace.parse('team');
-  const A = ['Datastore.Audit'];
-  const B = ['Datastore.Backup'];
-  assert.equal(checkNamespaceAccess(info, 'full@pbs', 's1', ns, A, B).full, true);
-  assert.equal(checkNamespaceAccess(info, 'backup@pbs', 's1', ns, A, B).full, false);
+  const perm = ownerChecked({
+    path: '/datastore/{store}/{ns}',
+    full: ['Datastore.Audit'],
+    owner: ['Datastore.Backup'],
+  });
+  const checkNamespaceAccess = (_: UserInfo, authId: string, store: string, ns?: string) =>
+    perm.check({
+      authId,
+      userInfo: info,
+      server: {} as never,
+      params: { store },
+      parameters: ns === undefined ? {} : { ns },
+    });
+  const ns = 'team';
+  assert.equal(checkNamespaceAccess(info, 'full@pbs', 's1', ns).full, true);
+  assert.equal(checkNamespaceAccess(info, 'backup@pbs', 's1', ns).full, false);
   assert.throws(
-    () => checkNamespaceAccess(info, 'backup@pbs', 's1', undefined, A, B),
+    () => checkNamespaceAccess(info, 'backup@pbs', 's1', undefined),
     (err: unknown) =>
       err instanceof ForbiddenError &&
       err.message === 'permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/s1',
   );
-  assert.throws(() => checkNamespaceAccess(info, 'none@pbs', 's1', ns, A, B), ForbiddenError);
+  assert.throws(() => checkNamespaceAccess(info, 'none@pbs', 's1', ns), ForbiddenError);
 });
 
 function op(id: number, cls: OperationRecord['class'], startedAt: number): OperationRecord {
