@@ -1,12 +1,15 @@
 /**
- * The chunk store: content-addressed DataBlob files under `<base>/.chunks/<4 hex>/<64 hex>`,
- * byte-compatible with PBS (reference §7.1). The store holds one descriptor under its path (on
- * `.lock`, as PBS's ProcessLocker does); `close()` releases it so an offline datastore's
- * filesystem can be unmounted (maintenance.md §3.7).
+ * The filesystem chunk backend (the chunk store): content-addressed DataBlob files under
+ * `<base>/.chunks/<4 hex>/<64 hex>`, byte-compatible with PBS (reference §7.1). Its contract is
+ * `ChunkBackend` (chunk-backend.ts); paths stay inside this file. The store holds one descriptor
+ * under its path (on `.lock`, as PBS's ProcessLocker does); `close()` releases it so an offline
+ * datastore's filesystem can be unmounted (maintenance.md §3.7).
  *
- * IO here is synchronous on purpose: every mutating step for one digest (stat, write temp,
- * rename, touch, sweep's stat + unlink) runs to completion without yielding, which is what PBS's
- * per-store mutex gives it in-process. Across processes the temp + rename keeps files whole.
+ * The methods are async (the interface's), but their IO is synchronous on purpose: every
+ * mutating step for one digest (stat, write temp, rename, touch, sweep's stat + unlink) runs to
+ * completion without yielding, which is what PBS's per-store mutex gives it in-process, and it
+ * is faster than libuv's thread pool for small files. Across processes the temp + rename keeps
+ * files whole.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,58 +32,27 @@ import {
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
+import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
-import { blobKind, decodeBlob, isEncryptedKind, verifyBlobCrc, type BlobKind } from './data-blob.js';
-import { digestToHex, sha256 } from './digest.js';
-
-/** PBS `sync-level` datastore option. PBS's default is `filesystem`. */
-export type SyncLevel = 'none' | 'filesystem' | 'file';
+import {
+  ChunkBackendClosedError,
+  chunkNotFound,
+  countSwept,
+  emptySweepStats,
+  sweepVerdict,
+  type ChunkBackend,
+  type ChunkEntry,
+  type InsertResult,
+  type SweepCutoffs,
+  type SweepOptions,
+  type SweepStats,
+  type SyncLevel,
+} from './chunk-backend.js';
+import { blobKind, isEncryptedKind, verifyBlobCrc, type BlobKind } from './data-blob.js';
+import { digestToHex } from './digest.js';
 
 export interface ChunkStoreOptions {
   syncLevel?: SyncLevel;
-  /**
-   * Start times (ms since epoch) of writers in other processes; the cross-process operation
-   * registry plugs in here. GC never removes chunks younger than the oldest writer.
-   */
-  externalOldestWriter?: () => number | undefined;
-}
-
-export interface ChunkFileInfo {
-  /** File name: `<64 hex>` or `<64 hex>.<n>.bad`. */
-  name: string;
-  path: string;
-  digestHex: string;
-  /** A chunk renamed by verify because it was corrupt (reference §7.1). */
-  bad: boolean;
-  atimeMs: number;
-  size: number;
-  /** Index (0..65535) of the `.chunks` subdirectory, for progress reports. */
-  subdir: number;
-}
-
-export interface SweepStats {
-  removedBytes: number;
-  removedChunks: number;
-  removedBad: number;
-  stillBad: number;
-  pendingBytes: number;
-  pendingChunks: number;
-  diskBytes: number;
-  diskChunks: number;
-}
-
-export interface InsertResult {
-  /** True when an equal-or-smaller copy was already stored and only its atime was touched. */
-  duplicate: boolean;
-  /** Size of the copy that is now on disk. */
-  encodedSize: number;
-}
-
-export interface WriterRegistration {
-  readonly startTime: number;
-  /** Idempotent. */
-  release(): void;
 }
 
 /** The path holds no chunk store: not created, or the disk is not mounted. */
@@ -103,46 +75,32 @@ function subdirName(i: number): string {
   return i.toString(16).padStart(4, '0');
 }
 
+/**
+ * `<base>/.chunks/<first 2 bytes as 4 hex>/<64 hex>` (PBS `digest_to_prefix`, §7.1): the on-disk
+ * layout, for tools and tests that inspect a datastore's files. The backend never hands out paths.
+ */
+export function chunkFilePath(basePath: string, digest: Uint8Array): string {
+  const hex = digestToHex(digest);
+  return join(basePath, '.chunks', hex.slice(0, 4), hex);
+}
+
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/**
- * Check a chunk's bytes against its digest: magic and CRC always; for unencrypted chunks also
- * that the plaintext hashes to `digest` and, when given, has `expectedSize` bytes. Encrypted
- * chunks are opaque to the server (their digest includes the client's id key, §7.2).
- */
-export function checkChunkBlob(
-  digest: Uint8Array,
-  bytes: Uint8Array,
-  opts: { expectedSize?: number } = {},
-): BlobKind {
-  const hex = digestToHex(digest);
-  const kind = verifyBlobCrc(bytes, `chunk ${hex}`);
-  if (isEncryptedKind(kind)) return kind;
-  const plain = decodeBlob(bytes, `chunk ${hex}`);
-  if (opts.expectedSize !== undefined && plain.length !== opts.expectedSize) {
-    throw new CorruptDataError(
-      `chunk ${hex}: wrong size (${plain.length} bytes, index expects ${opts.expectedSize})`,
-    );
-  }
-  if (!sha256(plain).equals(Buffer.from(digest))) {
-    throw new CorruptDataError(
-      `chunk ${hex}: wrong digest (content hashes to ${sha256(plain).toString('hex')})`,
-    );
-  }
-  return kind;
+/** A chunk file found by the listing, with where it is. */
+interface ChunkFile extends ChunkEntry {
+  path: string;
+  /** Index (0..65535) of the `.chunks` subdirectory, for progress reports. */
+  subdir: number;
 }
 
-export class ChunkStore {
-  readonly basePath: string;
-  readonly chunkDir: string;
+export class FilesystemChunkBackend implements ChunkBackend {
   readonly syncLevel: SyncLevel;
+  private readonly basePath: string;
+  private readonly chunkDir: string;
   private lockFd: number | undefined;
-  private externalOldestWriter: (() => number | undefined) | undefined;
-  private readonly writers = new Map<number, number>();
-  private nextWriterId = 1;
-  /** Files and dirs written since the last syncFilesystem(), for the fallback without syncfs. */
+  /** Files and dirs written since the last flush(), for the fallback without syncfs. */
   private readonly unsynced = new Set<string>();
 
   private constructor(basePath: string, lockFd: number, opts: ChunkStoreOptions) {
@@ -150,7 +108,6 @@ export class ChunkStore {
     this.chunkDir = join(basePath, '.chunks');
     this.syncLevel = opts.syncLevel ?? 'filesystem';
     this.lockFd = lockFd;
-    this.externalOldestWriter = opts.externalOldestWriter;
   }
 
   /**
@@ -159,7 +116,10 @@ export class ChunkStore {
    * a datastore is refused (only `lost+found`, as on a freshly formatted disk, is tolerated); an
    * existing datastore is refused unless `reuseExisting`, then it is completed and opened.
    */
-  static create(basePath: string, opts: ChunkStoreOptions & { reuseExisting?: boolean } = {}): ChunkStore {
+  static create(
+    basePath: string,
+    opts: ChunkStoreOptions & { reuseExisting?: boolean } = {},
+  ): FilesystemChunkBackend {
     mkdirSync(basePath, { recursive: true });
     const entries = readdirSync(basePath);
     const isDatastore = entries.includes('.chunks');
@@ -180,11 +140,11 @@ export class ChunkStore {
         if (errno(err) !== 'EEXIST') throw err;
       }
     }
-    return ChunkStore.open(basePath, opts);
+    return FilesystemChunkBackend.open(basePath, opts);
   }
 
   /** Open an existing chunk store; fails with ChunkStoreMissingError when `.chunks` is absent. */
-  static open(basePath: string, opts: ChunkStoreOptions = {}): ChunkStore {
+  static open(basePath: string, opts: ChunkStoreOptions = {}): FilesystemChunkBackend {
     try {
       if (!statSync(join(basePath, '.chunks')).isDirectory()) throw new ChunkStoreMissingError(basePath);
     } catch (err) {
@@ -200,48 +160,39 @@ export class ChunkStore {
       if (errno(err) !== 'EROFS' && errno(err) !== 'EACCES') throw err;
       fd = openSync(lockPath, 'r');
     }
-    return new ChunkStore(basePath, fd, opts);
-  }
-
-  get lockPath(): string {
-    return join(this.basePath, '.lock');
+    return new FilesystemChunkBackend(basePath, fd, opts);
   }
 
   get isOpen(): boolean {
     return this.lockFd !== undefined;
   }
 
-  /** Release every descriptor this store holds under its path. Idempotent. */
-  close(): void {
+  /** close(), for callers that cannot wait (the datastore handle's synchronous close). */
+  closeSync(): void {
     if (this.lockFd === undefined) return;
     const fd = this.lockFd;
     this.lockFd = undefined;
     closeSync(fd);
   }
 
+  async close(): Promise<void> {
+    this.closeSync();
+  }
+
   private assertOpen(): void {
-    if (this.lockFd === undefined) {
-      throw new StowageError('INTERNAL', `chunk store at '${this.basePath}' is closed`);
-    }
+    if (this.lockFd === undefined) throw new ChunkBackendClosedError(this.basePath);
   }
 
-  /** `<base>/.chunks/<first 2 bytes as 4 hex>/<64 hex>` (PBS `digest_to_prefix`, §7.1). */
-  chunkPath(digest: Uint8Array): string {
-    const hex = digestToHex(digest);
-    return join(this.chunkDir, hex.slice(0, 4), hex);
+  private chunkPath(digest: Uint8Array): string {
+    return chunkFilePath(this.basePath, digest);
   }
 
-  chunkExists(digest: Uint8Array): boolean {
+  async exists(digest: Uint8Array): Promise<boolean> {
+    this.assertOpen();
     return statSync(this.chunkPath(digest), { throwIfNoEntry: false })?.isFile() ?? false;
   }
 
-  /**
-   * Store a chunk with PBS's `insert_chunk` rules (§7.1): an existing copy of the same size is
-   * only touched (dedup); an existing empty file is overwritten; an encrypted chunk never
-   * replaces an unencrypted one; otherwise the smaller copy wins. The blob's CRC is checked
-   * first so a damaged upload never replaces a good copy.
-   */
-  insertChunk(digest: Uint8Array, blob: Uint8Array): InsertResult {
+  async insert(digest: Uint8Array, blob: Uint8Array): Promise<InsertResult> {
     this.assertOpen();
     const path = this.chunkPath(digest);
     const hex = digestToHex(digest);
@@ -253,7 +204,7 @@ export class ChunkStore {
         throw new CorruptDataError(`unexpected file type on store '${this.basePath}' for chunk ${hex}`);
       }
       if (old.size === encodedSize) {
-        this.touchChunk(digest);
+        this.touchExisting(path, digest);
         return { duplicate: true, encodedSize };
       }
       if (old.size !== 0) {
@@ -268,7 +219,7 @@ export class ChunkStore {
           }
         }
         if (old.size < encodedSize) {
-          this.touchChunk(digest);
+          this.touchExisting(path, digest);
           return { duplicate: true, encodedSize: old.size };
         }
       }
@@ -290,7 +241,7 @@ export class ChunkStore {
 
   private writeChunkFile(path: string, blob: Uint8Array): void {
     // Sync level `file` fsyncs the chunk and its directory right here; `filesystem` leaves
-    // both to syncFilesystem(), `none` to the kernel.
+    // both to flush(), `none` to the kernel.
     replaceFile(path, blob, {
       fsync: this.syncLevel === 'file',
       tempPath: `${path}.tmp_${randomBytes(6).toString('hex')}`,
@@ -301,58 +252,32 @@ export class ChunkStore {
     }
   }
 
-  /** The raw blob bytes as stored, unchecked; NotFoundError when the chunk is missing. */
-  loadChunkFile(digest: Uint8Array): Buffer {
+  async load(digest: Uint8Array): Promise<Buffer> {
     this.assertOpen();
     try {
       return readFileSync(this.chunkPath(digest));
     } catch (err) {
-      if (errno(err) === 'ENOENT') throw new NotFoundError(`chunk ${digestToHex(digest)} not found`);
+      if (errno(err) === 'ENOENT') throw chunkNotFound(digest);
       throw err;
     }
   }
 
-  /**
-   * Read a chunk's raw blob bytes after checking them: CRC always, and for unencrypted chunks
-   * that the plaintext hashes to `digest`. CorruptDataError names the digest.
-   */
-  readChunk(digest: Uint8Array): Buffer {
-    const bytes = this.loadChunkFile(digest);
-    checkChunkBlob(digest, bytes);
-    return bytes;
-  }
-
-  /** Set a chunk's atime to now, keeping its mtime (PBS `touch_chunk`); NotFoundError if missing. */
-  touchChunk(digest: Uint8Array): void {
-    if (!this.touchPath(this.chunkPath(digest))) {
-      throw new NotFoundError(`chunk ${digestToHex(digest)} not found`);
-    }
-  }
-
-  /**
-   * atime = now, mtime unchanged; false when the file does not exist. Node has no UTIME_OMIT,
-   * so mtime is re-set from a stat (sub-microsecond precision is lost, nothing reads it).
-   * Explicit utimes is what makes GC independent of `relatime`/`noatime` mounts (§7.6).
-   */
-  touchPath(path: string): boolean {
+  async mark(digest: Uint8Array): Promise<boolean> {
     this.assertOpen();
-    try {
-      const st = statSync(path);
-      utimesSync(path, Date.now() / 1000, st.mtimeMs / 1000);
-      return true;
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return false;
-      throw err;
-    }
+    const path = this.chunkPath(digest);
+    if (touchPath(path)) return true;
+    // Keep the corrupt copies verify set aside: they are the only evidence, and a later good
+    // upload makes them removable once no index needs the digest.
+    for (let n = 0; n < 10; n++) touchPath(`${path}.${n}.bad`);
+    return false;
   }
 
-  /**
-   * Move a corrupt chunk aside as `<digest>.<n>.bad`, taking the first free n of 0..9 and reusing
-   * 9 when all are taken (PBS `rename_corrupted_chunk`). GC keeps `.bad` files while an index
-   * still references the digest, so a later good upload can repair the snapshot. Returns the new
-   * path, or undefined when the chunk is already gone.
-   */
-  renameCorruptChunk(digest: Uint8Array): string | undefined {
+  /** The insert-time touch of a chunk just stat'ed; NotFoundError if it vanished meanwhile. */
+  private touchExisting(path: string, digest: Uint8Array): void {
+    if (!touchPath(path)) throw chunkNotFound(digest);
+  }
+
+  async quarantine(digest: Uint8Array): Promise<string | undefined> {
     this.assertOpen();
     const path = this.chunkPath(digest);
     let n = 0;
@@ -370,10 +295,10 @@ export class ChunkStore {
     }
   }
 
-  /** Paths of `<digest>.0.bad` … `<digest>.9.bad`, existing or not. */
-  badChunkPaths(digest: Uint8Array): string[] {
-    const path = this.chunkPath(digest);
-    return Array.from({ length: 10 }, (_, n) => `${path}.${n}.bad`);
+  async *list(): AsyncGenerator<ChunkEntry> {
+    for (const f of this.files()) {
+      yield { name: f.name, digestHex: f.digestHex, bad: f.bad, atimeMs: f.atimeMs, size: f.size };
+    }
   }
 
   /**
@@ -381,7 +306,7 @@ export class ChunkStore {
    * by subdirectory; temp files and other names are skipped, a missing subdirectory is fine.
    * A file that vanishes between listing and stat (concurrent sweep) is skipped.
    */
-  *chunkFiles(): Generator<ChunkFileInfo> {
+  private *files(): Generator<ChunkFile> {
     this.assertOpen();
     // List `.chunks` once rather than probing 65536 names: same result on a complete store,
     // much cheaper on one whose subdirectories are missing.
@@ -422,32 +347,13 @@ export class ChunkStore {
     }
   }
 
-  /**
-   * GC phase 2 (PBS `sweep_unused_chunks`, §7.6): unlink chunk files with atime < `minAtimeMs`;
-   * count files with atime < `oldestWriterMs` as pending (both compared in whole seconds), the rest as on disk. `.bad` files are
-   * counted apart (removed-bad / still-bad). Yields to the event loop between subdirectories.
-   */
-  async sweepUnusedChunks(
-    minAtimeMs: number,
-    oldestWriterMs: number,
-    opts: { signal?: AbortSignal; log?: (line: string) => void } = {},
-  ): Promise<SweepStats> {
-    const s: SweepStats = {
-      removedBytes: 0,
-      removedChunks: 0,
-      removedBad: 0,
-      stillBad: 0,
-      pendingBytes: 0,
-      pendingChunks: 0,
-      diskBytes: 0,
-      diskChunks: 0,
-    };
-    const minAtimeS = Math.floor(minAtimeMs / 1000);
-    const oldestWriterS = Math.floor(oldestWriterMs / 1000);
+  /** Yields to the event loop and logs progress between subdirectories. */
+  async sweep(cutoffs: SweepCutoffs, opts: SweepOptions = {}): Promise<SweepStats> {
+    const s = emptySweepStats();
     let lastPercent = 0;
     let count = 0;
     let lastSubdir = -1;
-    for (const f of this.chunkFiles()) {
+    for (const f of this.files()) {
       if (f.subdir !== lastSubdir) {
         lastSubdir = f.subdir;
         const percent = Math.floor((f.subdir * 100) / SUBDIR_COUNT);
@@ -462,70 +368,27 @@ export class ChunkStore {
       // Re-stat right before deciding: the iterator's stat may predate a dedup touch.
       const st = lstatSync(f.path, { throwIfNoEntry: false });
       if (!st) continue;
-      // Whole seconds, as PBS compares them: the kernel stamps atimes from a coarse clock that
-      // can lag Date.now() by a few ms, so a chunk marked right after phase 1 started would
-      // otherwise look older than the oldest writer and be miscounted as pending.
-      const atime = Math.floor(st.atimeMs / 1000);
-      if (atime < minAtimeS) {
+      const verdict = sweepVerdict(st.atimeMs, cutoffs);
+      if (verdict === 'remove') {
         try {
           unlinkSync(f.path);
         } catch (err) {
           if (errno(err) === 'ENOENT') continue;
           throw err;
         }
-        if (f.bad) s.removedBad++;
-        else s.removedChunks++;
-        s.removedBytes += st.size;
-      } else if (atime < oldestWriterS) {
-        if (f.bad) s.stillBad++;
-        else s.pendingChunks++;
-        s.pendingBytes += st.size;
-      } else {
-        if (f.bad) s.stillBad++;
-        else s.diskChunks++;
-        s.diskBytes += st.size;
       }
+      countSwept(s, verdict, f.bad, st.size);
     }
     return s;
   }
 
   /**
-   * Announce a writer whose new chunks are not indexed yet; GC will not sweep chunks touched
-   * after the oldest writer's start. `startTimeMs` defaults to now (pass an earlier time when the
-   * session began earlier).
+   * Sync-level `filesystem`: PBS calls syncfs(2); Node has none, so we run `sync -f <base>`
+   * (coreutils, which is syncfs on the datastore's filesystem: one flush instead of an fsync per
+   * chunk). Without it, fall back to fsync of every chunk file and subdirectory written since the
+   * last call.
    */
-  registerWriter(startTimeMs: number = Date.now()): WriterRegistration {
-    const id = this.nextWriterId++;
-    this.writers.set(id, startTimeMs);
-    return {
-      startTime: startTimeMs,
-      release: () => {
-        this.writers.delete(id);
-      },
-    };
-  }
-
-  /** Plug in the cross-process registry's view of active writers (ms since epoch). */
-  setExternalOldestWriter(provider: (() => number | undefined) | undefined): void {
-    this.externalOldestWriter = provider;
-  }
-
-  /** Start time (ms) of the oldest active writer, in this process or (via the provider) others. */
-  oldestWriterStart(): number | undefined {
-    let oldest: number | undefined;
-    for (const t of this.writers.values()) if (oldest === undefined || t < oldest) oldest = t;
-    const ext = this.externalOldestWriter?.();
-    if (ext !== undefined && (oldest === undefined || ext < oldest)) oldest = ext;
-    return oldest;
-  }
-
-  /**
-   * Make chunks written under sync-level `filesystem` durable. PBS calls syncfs(2); Node has
-   * none, so we run `sync -f <base>` (coreutils, which is syncfs on the datastore's filesystem:
-   * one flush instead of an fsync per chunk). Without it, fall back to fsync of every chunk file
-   * and subdirectory written since the last call.
-   */
-  async syncFilesystem(): Promise<void> {
+  async flush(): Promise<void> {
     this.assertOpen();
     const pending = [...this.unsynced];
     this.unsynced.clear();
@@ -551,8 +414,24 @@ export class ChunkStore {
     }
   }
 
-  /** Number of files/dirs waiting for syncFilesystem() (for tests and diagnostics). */
+  /** Number of files/dirs waiting for flush() (for tests and diagnostics). */
   get unsyncedCount(): number {
     return this.unsynced.size;
+  }
+}
+
+/**
+ * atime = now, mtime unchanged; false when the file does not exist. Node has no UTIME_OMIT,
+ * so mtime is re-set from a stat (sub-microsecond precision is lost, nothing reads it).
+ * Explicit utimes is what makes GC independent of `relatime`/`noatime` mounts (§7.6).
+ */
+function touchPath(path: string): boolean {
+  try {
+    const st = statSync(path);
+    utimesSync(path, Date.now() / 1000, st.mtimeMs / 1000);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
   }
 }

@@ -47,7 +47,8 @@ import {
   snapshotPath,
 } from './backup-info.js';
 import type { ArchiveName } from '../api-types/archive-name.js';
-import { ChunkStore, type SyncLevel } from './chunk-store.js';
+import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
+import { FilesystemChunkBackend } from './chunk-store.js';
 import { type GarbageCollectionOptions, type GarbageCollectionStatus, garbageCollection } from './gc.js';
 import { type BackupManifest, loadManifest, updateManifest } from './manifest.js';
 import { type KeepOptions, type PruneResult, pruneGroup } from './prune.js';
@@ -58,6 +59,7 @@ import {
   openSnapshotFile,
 } from './snapshot-files.js';
 import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
+import { WriterRegistry } from './writer-registry.js';
 
 export interface DatastoreOptions {
   /** Where lock files go (`<runDir>/locks/<store>/...`); a tmpfs such as /run/stowage. */
@@ -94,9 +96,16 @@ export class Datastore implements BackupStore {
   readonly basePath: string;
   readonly locks: BackupLocks;
   readonly syncLevel: SyncLevel;
-  private store: ChunkStore | undefined;
+  /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
+  readonly writers = new WriterRegistry();
+  private store: FilesystemChunkBackend | undefined;
 
-  private constructor(name: string, basePath: string, chunkStore: ChunkStore, opts: DatastoreOptions) {
+  private constructor(
+    name: string,
+    basePath: string,
+    chunkStore: FilesystemChunkBackend,
+    opts: DatastoreOptions,
+  ) {
     this.name = name;
     this.basePath = basePath;
     this.store = chunkStore;
@@ -107,14 +116,14 @@ export class Datastore implements BackupStore {
   /** Create the on-disk datastore (chunk store included) at `basePath` and open it. */
   static create(name: string, basePath: string, opts: DatastoreOptions): Datastore {
     validateDatastoreName(name, 'name');
-    const chunkStore = ChunkStore.create(basePath, { syncLevel: opts.syncLevel });
+    const chunkStore = FilesystemChunkBackend.create(basePath, { syncLevel: opts.syncLevel });
     return new Datastore(name, basePath, chunkStore, opts);
   }
 
   /** Open an existing datastore; fails (NOT_FOUND) when `.chunks` is missing, e.g. not mounted. */
   static open(name: string, basePath: string, opts: DatastoreOptions): Datastore {
     validateDatastoreName(name, 'name');
-    const chunkStore = ChunkStore.open(basePath, { syncLevel: opts.syncLevel });
+    const chunkStore = FilesystemChunkBackend.open(basePath, { syncLevel: opts.syncLevel });
     return new Datastore(name, basePath, chunkStore, opts);
   }
 
@@ -122,7 +131,8 @@ export class Datastore implements BackupStore {
     return this.store !== undefined;
   }
 
-  get chunkStore(): ChunkStore {
+  /** The datastore's chunks (the filesystem backend); refused once the handle is closed. */
+  get chunks(): ChunkBackend {
     if (this.store === undefined) {
       throw new StowageError('INTERNAL', `datastore '${this.name}' is closed`);
     }
@@ -137,12 +147,12 @@ export class Datastore implements BackupStore {
   close(): void {
     const store = this.store;
     this.store = undefined;
-    store?.close();
+    store?.closeSync();
   }
 
   /** Every method below touches the disk, so none may run on a closed handle. */
   private open(): this {
-    void this.chunkStore;
+    void this.chunks;
     return this;
   }
 
@@ -281,7 +291,7 @@ export class Datastore implements BackupStore {
   }
 
   garbageCollection(opts: GarbageCollectionOptions = {}): Promise<GarbageCollectionStatus> {
-    return garbageCollection({ basePath: this.basePath, chunkStore: this.chunkStore }, opts);
+    return garbageCollection(this.open(), opts);
   }
 
   /** Verify one snapshot; `write` mode records the result in its manifest (see verify.ts). */

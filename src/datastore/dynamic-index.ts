@@ -14,7 +14,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { readFileSync, writeSync } from 'node:fs';
 import { BadRequestError, CorruptDataError } from '../errors.js';
-import type { SyncLevel } from './chunk-store.js';
+import type { SyncLevel } from './chunk-backend.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
 import {
   INDEX_HEADER_SIZE,

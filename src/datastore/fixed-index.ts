@@ -17,7 +17,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { ftruncateSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
-import type { SyncLevel } from './chunk-store.js';
+import type { SyncLevel } from './chunk-backend.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
 import {
   INDEX_HEADER_SIZE,

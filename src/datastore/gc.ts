@@ -12,10 +12,11 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { CorruptDataError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import { tryAcquireFileLock } from '../sys/file-lock.js';
-import type { ChunkStore } from './chunk-store.js';
+import type { ChunkBackend } from './chunk-backend.js';
 import { digestToHex } from './digest.js';
 import { isIndexFileName, type ChunkIndexReader } from './index-file.js';
 import { openIndexReader } from './open-index.js';
+import { earliest, type WriterRegistry } from './writer-registry.js';
 
 /** PBS `GarbageCollectionStatus`; field names are PBS's kebab-case wire names. */
 export interface GarbageCollectionStatus {
@@ -107,28 +108,33 @@ function humanBytes(n: number): string {
   return u === 0 ? `${n} B` : `${v.toFixed(2)} ${units[u]}`;
 }
 
+/** What GC works on: the index tree under `basePath`, its chunks and its writers. */
+export interface GcStore {
+  readonly basePath: string;
+  readonly chunks: ChunkBackend;
+  /** This process's writers (the datastore's registry); others come via the options. */
+  readonly writers?: WriterRegistry;
+}
+
 /**
  * Run GC on a datastore. Refuses with CONFLICT when another GC holds the datastore's
  * `.lock` (flock; another process or this one). Writes the result to `<base>/.gc-status`
  * atomically and returns it. `signal` aborts between files.
  */
 export async function garbageCollection(
-  store: { basePath: string; chunkStore: ChunkStore },
+  store: GcStore,
   opts: GarbageCollectionOptions = {},
 ): Promise<GarbageCollectionStatus> {
   const log = opts.log ?? (() => {});
-  const lock = tryAcquireFileLock(store.chunkStore.lockPath);
+  const lock = tryAcquireFileLock(join(store.basePath, '.lock'));
   if (!lock) throw new StowageError('CONFLICT', 'Start GC failed - (already running/locked)');
   try {
     opts.signal?.throwIfAborted();
-    const chunkStore = store.chunkStore;
+    const chunks = store.chunks;
     const phase1Start = opts.now ?? Date.now();
     // Read before phase 1: a writer that finishes during phase 1 may index chunks in a part of
     // the tree already walked; only its start time protects those chunks.
-    let oldestWriter = phase1Start;
-    for (const t of [opts.oldestWriterStartMs, chunkStore.oldestWriterStart()]) {
-      if (t !== undefined && t < oldestWriter) oldestWriter = t;
-    }
+    const oldestWriter = earliest(phase1Start, opts.oldestWriterStartMs, store.writers?.oldestStart())!;
     const status = emptyGcStatus();
     if (opts.upid !== undefined) status.upid = opts.upid;
 
@@ -153,11 +159,9 @@ export async function garbageCollection(
         if (touched.has(hex)) continue;
         if (touched.size >= TOUCHED_CACHE_MAX) touched.clear();
         touched.add(hex);
-        if (!chunkStore.touchPath(chunkStore.chunkPath(digest))) {
+        // A missing chunk's quarantined copies are marked instead (see ChunkBackend.mark).
+        if (!(await chunks.mark(digest))) {
           log(`warning: unable to access non-existent chunk ${hex}, required by "${path}"`);
-          // Keep the corrupt copies verify set aside: they are the only evidence, and a later
-          // good upload makes them removable once no index needs the digest.
-          for (const bad of chunkStore.badChunkPaths(digest)) chunkStore.touchPath(bad);
         }
       }
       const percent = Math.floor(((n + 1) * 100) / indexes.length);
@@ -172,7 +176,10 @@ export async function garbageCollection(
     let minAtime = phase1Start - ATIME_SAFETY_MS;
     if (oldestWriter < minAtime) minAtime = oldestWriter;
     minAtime -= ATIME_GAP_MS;
-    const s = await chunkStore.sweepUnusedChunks(minAtime, oldestWriter, { signal: opts.signal, log });
+    const s = await chunks.sweep(
+      { minAtimeMs: minAtime, oldestWriterMs: oldestWriter },
+      { signal: opts.signal, log },
+    );
     status['removed-bytes'] = s.removedBytes;
     status['removed-chunks'] = s.removedChunks;
     status['removed-bad'] = s.removedBad;

@@ -8,7 +8,7 @@ import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, 
 import { dirname } from 'node:path';
 import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
 import { fsyncDir } from '../sys/atomic-file.js';
-import type { SyncLevel } from './chunk-store.js';
+import type { SyncLevel } from './chunk-backend.js';
 
 export const INDEX_HEADER_SIZE = 4096;
 

@@ -15,7 +15,7 @@ import type { ArchiveName } from '../api-types/archive-name.js';
 import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
 import { createFileExclusive } from '../sys/atomic-file.js';
 import { snapshotExists, snapshotPath, type BackupDir, type BackupStore } from './backup-info.js';
-import type { ChunkStore } from './chunk-store.js';
+import type { ChunkBackend } from './chunk-backend.js';
 import { blobKind, decodeBlob, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
 import type { ChunkIndexReader } from './index-file.js';
@@ -88,9 +88,13 @@ function encryptedError(name: string): BadRequestError {
  * One chunk's plaintext, checked against its digest and the size the index gives it. An
  * encrypted chunk in an archive the manifest calls unencrypted is damage, not a request error.
  */
-export function readDecodedChunk(chunkStore: ChunkStore, digest: Buffer, expectedSize: number): Buffer {
+export async function readDecodedChunk(
+  chunks: ChunkBackend,
+  digest: Buffer,
+  expectedSize: number,
+): Promise<Buffer> {
   const hex = digestToHex(digest);
-  const bytes = chunkStore.loadChunkFile(digest);
+  const bytes = await chunks.load(digest);
   const kind = blobKind(bytes);
   if (kind !== undefined && isEncryptedKind(kind)) {
     throw new CorruptDataError(`chunk ${hex}: encrypted, but the archive is not`);
@@ -106,11 +110,11 @@ export function readDecodedChunk(chunkStore: ChunkStore, digest: Buffer, expecte
 }
 
 /** The archive an index describes, chunk after chunk, read only as fast as the consumer takes it. */
-function decodedIndexStream(chunkStore: ChunkStore, index: ChunkIndexReader): Readable {
+function decodedIndexStream(backend: ChunkBackend, index: ChunkIndexReader): Readable {
   async function* chunks(): AsyncGenerator<Buffer> {
     for (let i = 0; i < index.count; i++) {
       const { start, end } = index.chunkRange(i);
-      yield readDecodedChunk(chunkStore, index.digest(i), end - start);
+      yield await readDecodedChunk(backend, index.digest(i), end - start);
     }
   }
   return Readable.from(chunks(), { objectMode: false });
@@ -122,7 +126,7 @@ function decodedIndexStream(chunkStore: ChunkStore, index: ChunkIndexReader): Re
  * for it and is streamed as the archive it describes; a blob is its payload (CRC checked).
  */
 export function openDecodedSnapshotFile(
-  store: BackupStore & { readonly chunkStore: ChunkStore },
+  store: BackupStore & { readonly chunks: ChunkBackend },
   dir: BackupDir,
   file: ArchiveName,
 ): FileContent {
@@ -148,7 +152,7 @@ export function openDecodedSnapshotFile(
   if (index.computeCsum().toString('hex') !== entry.csum) {
     throw new CorruptDataError(`wrong checksum for file '${file.name}'`);
   }
-  return { size: index.totalSize, stream: decodedIndexStream(store.chunkStore, index) };
+  return { size: index.totalSize, stream: decodedIndexStream(store.chunks, index) };
 }
 
 /**

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { isStowageError } from '../errors.js';
 import { snapshotPath, type BackupDir, type BackupStore } from './backup-info.js';
-import { checkChunkBlob, type ChunkStore } from './chunk-store.js';
+import { checkChunkBlob, type ChunkBackend } from './chunk-backend.js';
 import { decodeBlob, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
 import { isIndexFileName } from './index-file.js';
@@ -54,12 +54,12 @@ export interface SnapshotVerifyResult {
   errors: string[];
   /** Why the snapshot was not verified: in use by a backup or delete, or gone. */
   skipped?: string;
-  /** Paths corrupt chunks were renamed to (write mode only). */
+  /** Where corrupt chunks were quarantined (write mode only; paths on the filesystem backend). */
   renamed: string[];
 }
 
 export interface VerifyStore extends BackupStore {
-  readonly chunkStore: ChunkStore;
+  readonly chunks: ChunkBackend;
 }
 
 function message(err: unknown): string {
@@ -109,7 +109,7 @@ async function verifyIndexFile(ctx: FileContext, path: string, info: ManifestFil
     }
     const { start, end } = index.chunkRange(i);
     try {
-      const bytes = store.chunkStore.loadChunkFile(digest);
+      const bytes = await store.chunks.load(digest);
       const kind = checkChunkBlob(digest, bytes, { expectedSize: end - start });
       if (isEncryptedKind(kind) !== wantEncrypted) {
         // PBS counts this as an error without treating the chunk as corrupt.
@@ -124,7 +124,7 @@ async function verifyIndexFile(ctx: FileContext, path: string, info: ManifestFil
       errors.push(`${info.filename}: ${message(err)}`);
       log(`can't verify chunk ${hex} - ${message(err)}`);
       if (ctx.opts.mode === 'write') {
-        const renamed = store.chunkStore.renameCorruptChunk(digest);
+        const renamed = await store.chunks.quarantine(digest);
         if (renamed) {
           ctx.renamed.push(renamed);
           log(`corrupted chunk renamed to "${renamed}"`);

@@ -22,7 +22,7 @@ import { BadRequestError, ProtocolHttpError, StowageError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir, BackupGroup } from '../datastore/backup-info.js';
-import type { WriterRegistration } from '../datastore/chunk-store.js';
+import type { WriterRegistration } from '../datastore/writer-registry.js';
 import {
   BLOB_HEADER_SIZE,
   ENCRYPTED_BLOB_HEADER_SIZE,
@@ -209,7 +209,7 @@ export class BackupSession {
     this.snapshotPath = init.snapshotPath;
     this.log = init.log;
     // GC must not sweep chunks this session inserts or touches before its index is renamed in.
-    this.writerRegistration = init.datastore.chunkStore.registerWriter();
+    this.writerRegistration = init.datastore.writers.register();
   }
 
   get finished(): boolean {
@@ -414,7 +414,7 @@ export class BackupSession {
     const hex = digestToHex(digest);
     if (blobKind(data) === undefined) throw new BadRequestError(`uploaded chunk ${hex}: wrong magic number`);
     checkUploadedChunk(digest, hex, data, size);
-    const res = this.datastore.chunkStore.insertChunk(digest, data);
+    const res = await this.datastore.chunks.insert(digest, data);
     this.knownChunks.set(hex, size);
     writer.stats.count++;
     writer.stats.size += size;
@@ -609,7 +609,7 @@ export class BackupSession {
       );
     }
     // PBS `try_ensure_sync_level`: chunks must be durable before the manifest that needs them.
-    if (this.datastore.syncLevel === 'filesystem') await this.datastore.chunkStore.syncFilesystem();
+    if (this.datastore.syncLevel === 'filesystem') await this.datastore.chunks.flush();
     storeManifest(this.snapshotPath, manifest, { fsync: this.datastore.syncLevel === 'file' });
     if (this.stagedManifest) unlinkSync(join(this.snapshotPath, STAGED_MANIFEST));
     this.finishedFlag = true;

@@ -78,7 +78,7 @@ export class ReaderSession {
     if (!this.allowed.has(hex))
       throw new ProtocolHttpError('UNAUTHORIZED', `download chunk ${hex} not allowed`);
     // Raw bytes as stored: the client checks CRC and digest, as PBS's reader does.
-    return new RawReply(this.init.datastore.chunkStore.loadChunkFile(digest));
+    return new RawReply(await this.init.datastore.chunks.load(digest));
   }
 
   /** Release the snapshot lock. Idempotent. */

@@ -15,11 +15,14 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { readCheckedChunk } from '../../src/datastore/chunk-backend.js';
 import {
-  ChunkStore,
+  FilesystemChunkBackend as ChunkStore,
   ChunkStoreMissingError,
+  chunkFilePath,
   type ChunkStoreOptions,
 } from '../../src/datastore/chunk-store.js';
+import { WriterRegistry } from '../../src/datastore/writer-registry.js';
 import { BLOB_MAGIC, encodeBlob, rewriteBlobCrc } from '../../src/datastore/data-blob.js';
 import { openFilesUnder } from '../helpers/files.js';
 
@@ -41,14 +44,20 @@ function lightStore(t: { after: (fn: () => void) => void }, opts?: ChunkStoreOpt
   mkdirSync(join(dir, '.chunks'));
   writeFileSync(join(dir, '.lock'), '');
   const store = ChunkStore.open(dir, opts);
-  t.after(() => store.close());
+  bases.set(store, dir);
+  t.after(() => store.closeSync());
   return store;
 }
 
-function put(store: ChunkStore, payload: Buffer, blob = encodeBlob(payload)) {
+/** The tests below look at the files; the backend itself never hands out paths. */
+const bases = new WeakMap<ChunkStore, string>();
+const pathOf = (store: ChunkStore, digest: Uint8Array) => chunkFilePath(bases.get(store)!, digest);
+const lockPathOf = (store: ChunkStore) => join(bases.get(store)!, '.lock');
+
+async function put(store: ChunkStore, payload: Buffer, blob = encodeBlob(payload)) {
   const digest = sha(payload);
-  mkdirSync(dirname(store.chunkPath(digest)), { recursive: true });
-  return { digest, blob, result: store.insertChunk(digest, blob) };
+  mkdirSync(dirname(pathOf(store, digest)), { recursive: true });
+  return { digest, blob, result: await store.insert(digest, blob) };
 }
 
 /** An encrypted-looking blob: the server only sees magic, CRC, iv, tag and ciphertext. */
@@ -67,7 +76,7 @@ function lockFdCount(lockPath: string): number {
 test('creating a datastore makes .lock and all 65536 chunk subdirectories, and refuses to create twice', (t) => {
   const base = join(tempDir(t), 'store');
   const store = ChunkStore.create(base);
-  t.after(() => store.close());
+  t.after(() => store.closeSync());
   assert.equal(statSync(join(base, '.lock')).size, 0);
   const subdirs = readdirSync(join(base, '.chunks')).sort();
   assert.equal(subdirs.length, 65536);
@@ -76,7 +85,7 @@ test('creating a datastore makes .lock and all 65536 chunk subdirectories, and r
   const digest = Buffer.alloc(32, 0);
   digest[0] = 0xa3;
   digest[1] = 0x42;
-  assert.equal(store.chunkPath(digest), join(base, '.chunks', 'a342', digest.toString('hex')));
+  assert.equal(chunkFilePath(base, digest), join(base, '.chunks', 'a342', digest.toString('hex')));
   assert.throws(() => ChunkStore.create(base), { code: 'ALREADY_EXISTS' });
 });
 
@@ -97,25 +106,25 @@ test('opening a path without .chunks fails with a typed error that says so', (t)
   assert.equal(existsSync(join(base, '.lock')), false);
 });
 
-test('an open store holds a descriptor on .lock and close() releases it, twice harmlessly', (t) => {
+test('an open store holds a descriptor on .lock and close() releases it, twice harmlessly', async (t) => {
   const store = lightStore(t);
-  assert.equal(lockFdCount(store.lockPath), 1);
-  store.close();
-  assert.equal(lockFdCount(store.lockPath), 0);
-  store.close();
-  assert.throws(() => store.readChunk(Buffer.alloc(32)), { code: 'INTERNAL', message: /closed/ });
+  assert.equal(lockFdCount(lockPathOf(store)), 1);
+  await store.close();
+  assert.equal(lockFdCount(lockPathOf(store)), 0);
+  await store.close();
+  await assert.rejects(readCheckedChunk(store, Buffer.alloc(32)), { code: 'INTERNAL', message: /closed/ });
 });
 
-test('inserting the same chunk twice reports a duplicate and only refreshes its atime', (t) => {
+test('inserting the same chunk twice reports a duplicate and only refreshes its atime', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.alloc(5000, 'dedup ');
-  const first = put(store, payload);
+  const first = await put(store, payload);
   assert.deepEqual(first.result, { duplicate: false, encodedSize: first.blob.length });
-  const path = store.chunkPath(first.digest);
+  const path = pathOf(store, first.digest);
   const old = (Date.now() - 2 * DAY) / 1000;
   utimesSync(path, old, old);
   const before = statSync(path);
-  const second = store.insertChunk(first.digest, first.blob);
+  const second = await store.insert(first.digest, first.blob);
   assert.deepEqual(second, { duplicate: true, encodedSize: first.blob.length });
   const after = statSync(path);
   assert.ok(after.atimeMs > Date.now() - 60_000, 'atime refreshed');
@@ -124,115 +133,120 @@ test('inserting the same chunk twice reports a duplicate and only refreshes its 
   assert.deepEqual(readFileSync(path), first.blob);
 });
 
-test('when two copies of a chunk differ in size the smaller one is kept', (t) => {
+test('when two copies of a chunk differ in size the smaller one is kept', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.alloc(20_000, 'compressible ');
   const big = encodeBlob(payload, { compress: false });
   const small = encodeBlob(payload);
   assert.ok(small.length < big.length);
-  const { digest } = put(store, payload, big);
-  const path = store.chunkPath(digest);
-  assert.deepEqual(store.insertChunk(digest, small), { duplicate: false, encodedSize: small.length });
+  const { digest } = await put(store, payload, big);
+  const path = pathOf(store, digest);
+  assert.deepEqual(await store.insert(digest, small), { duplicate: false, encodedSize: small.length });
   assert.deepEqual(readFileSync(path), small);
-  assert.deepEqual(store.insertChunk(digest, big), { duplicate: true, encodedSize: small.length });
+  assert.deepEqual(await store.insert(digest, big), { duplicate: true, encodedSize: small.length });
   assert.deepEqual(readFileSync(path), small);
 });
 
-test('an empty chunk file left by a crash is overwritten by the next upload', (t) => {
+test('an empty chunk file left by a crash is overwritten by the next upload', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.from('zero-length leftovers');
   const digest = sha(payload);
-  const path = store.chunkPath(digest);
+  const path = pathOf(store, digest);
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, '');
   const blob = encodeBlob(payload);
-  assert.deepEqual(store.insertChunk(digest, blob), { duplicate: false, encodedSize: blob.length });
+  assert.deepEqual(await store.insert(digest, blob), { duplicate: false, encodedSize: blob.length });
   assert.deepEqual(readFileSync(path), blob);
 });
 
-test('an encrypted chunk never replaces an unencrypted chunk with the same digest', (t) => {
+test('an encrypted chunk never replaces an unencrypted chunk with the same digest', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.alloc(3000, 'plain ');
-  const { digest, blob } = put(store, payload, encodeBlob(payload, { compress: false }));
+  const { digest, blob } = await put(store, payload, encodeBlob(payload, { compress: false }));
   const smallerEncrypted = encryptedBlob(10);
   assert.ok(smallerEncrypted.length < blob.length);
-  assert.throws(() => store.insertChunk(digest, smallerEncrypted), {
+  await assert.rejects(store.insert(digest, smallerEncrypted), {
     code: 'BAD_REQUEST',
     message: /unencrypted chunk/,
   });
-  assert.deepEqual(readFileSync(store.chunkPath(digest)), blob);
+  assert.deepEqual(readFileSync(pathOf(store, digest)), blob);
 });
 
-test('a blob with a bad CRC is refused and nothing is stored', (t) => {
+test('a blob with a bad CRC is refused and nothing is stored', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.from('will be damaged in transit');
   const digest = sha(payload);
-  mkdirSync(dirname(store.chunkPath(digest)), { recursive: true });
+  mkdirSync(dirname(pathOf(store, digest)), { recursive: true });
   const blob = encodeBlob(payload);
   blob[blob.length - 1]! ^= 1;
-  assert.throws(() => store.insertChunk(digest, blob), { code: 'CORRUPT_DATA', message: /CRC/ });
-  assert.equal(store.chunkExists(digest), false);
-  assert.deepEqual(readdirSync(dirname(store.chunkPath(digest))), [], 'no temp file left');
+  await assert.rejects(store.insert(digest, blob), { code: 'CORRUPT_DATA', message: /CRC/ });
+  assert.equal(await store.exists(digest), false);
+  assert.deepEqual(readdirSync(dirname(pathOf(store, digest))), [], 'no temp file left');
 });
 
-test('reading a chunk detects a flipped byte and a content/digest mismatch, naming the digest', (t) => {
+test('reading a chunk detects a flipped byte and a content/digest mismatch, naming the digest', async (t) => {
   const store = lightStore(t);
   const payload = Buffer.alloc(4000, 'read me ');
-  const { digest, blob } = put(store, payload);
+  const { digest, blob } = await put(store, payload);
   const hex = digest.toString('hex');
-  assert.deepEqual(store.readChunk(digest), blob);
+  assert.deepEqual(await readCheckedChunk(store, digest), blob);
 
-  const path = store.chunkPath(digest);
+  const path = pathOf(store, digest);
   const flipped = Buffer.from(blob);
   flipped[flipped.length - 2]! ^= 0x10;
   writeFileSync(path, flipped);
-  assert.throws(() => store.readChunk(digest), { code: 'CORRUPT_DATA', message: new RegExp(`${hex}.*CRC`) });
+  await assert.rejects(readCheckedChunk(store, digest), {
+    code: 'CORRUPT_DATA',
+    message: new RegExp(`${hex}.*CRC`),
+  });
 
   // Valid CRC, wrong content: only the digest check catches it.
   const other = encodeBlob(Buffer.from('something else entirely'), { compress: false });
   rewriteBlobCrc(other);
   writeFileSync(path, other);
-  assert.throws(() => store.readChunk(digest), {
+  await assert.rejects(readCheckedChunk(store, digest), {
     code: 'CORRUPT_DATA',
     message: new RegExp(`${hex}.*wrong digest`),
   });
 
-  assert.throws(() => store.readChunk(sha(Buffer.from('never stored'))), { code: 'NOT_FOUND' });
+  await assert.rejects(readCheckedChunk(store, sha(Buffer.from('never stored'))), { code: 'NOT_FOUND' });
 });
 
-test('touching a chunk moves its atime to now and keeps its mtime', (t) => {
+test('touching a chunk moves its atime to now and keeps its mtime', async (t) => {
   const store = lightStore(t);
-  const { digest } = put(store, Buffer.from('touch me'));
-  const path = store.chunkPath(digest);
+  const { digest } = await put(store, Buffer.from('touch me'));
+  const path = pathOf(store, digest);
   const old = (Date.now() - 3 * DAY) / 1000;
   utimesSync(path, old, old);
-  store.touchChunk(digest);
+  assert.equal(await store.mark(digest), true);
   const st = statSync(path);
   assert.ok(st.atimeMs > Date.now() - 60_000);
   assert.ok(Math.abs(st.mtimeMs - old * 1000) < 1);
-  assert.throws(() => store.touchChunk(sha(Buffer.from('absent'))), { code: 'NOT_FOUND' });
+  // A missing chunk is not an error for mark (GC logs it); it says so instead.
+  assert.equal(await store.mark(sha(Buffer.from('absent'))), false);
 });
 
-test('a corrupt chunk is renamed to the first free <digest>.<n>.bad', (t) => {
+test('a corrupt chunk is renamed to the first free <digest>.<n>.bad', async (t) => {
   const store = lightStore(t);
-  const { digest, blob } = put(store, Buffer.from('bad twice'));
-  const path = store.chunkPath(digest);
-  assert.equal(store.renameCorruptChunk(digest), `${path}.0.bad`);
-  store.insertChunk(digest, blob);
-  assert.equal(store.renameCorruptChunk(digest), `${path}.1.bad`);
-  assert.equal(store.renameCorruptChunk(digest), undefined, 'nothing left to rename');
+  const { digest, blob } = await put(store, Buffer.from('bad twice'));
+  const path = pathOf(store, digest);
+  assert.equal(await store.quarantine(digest), `${path}.0.bad`);
+  await store.insert(digest, blob);
+  assert.equal(await store.quarantine(digest), `${path}.1.bad`);
+  assert.equal(await store.quarantine(digest), undefined, 'nothing left to rename');
   assert.equal(existsSync(`${path}.0.bad`) && existsSync(`${path}.1.bad`), true);
 });
 
-test('listing chunk files yields chunks and .bad files with atime and size, and skips anything else', (t) => {
+test('listing chunk files yields chunks and .bad files with atime and size, and skips anything else', async (t) => {
   const store = lightStore(t);
-  const a = put(store, Buffer.from('chunk a'));
-  const b = put(store, Buffer.from('chunk b'));
-  store.renameCorruptChunk(b.digest);
-  const dir = dirname(store.chunkPath(a.digest));
+  const a = await put(store, Buffer.from('chunk a'));
+  const b = await put(store, Buffer.from('chunk b'));
+  await store.quarantine(b.digest);
+  const dir = dirname(pathOf(store, a.digest));
   writeFileSync(join(dir, `${a.digest.toString('hex')}.tmp_123456`), 'x');
   writeFileSync(join(dir, 'README'), 'x');
-  const files = [...store.chunkFiles()].map((f) => ({ name: f.name, bad: f.bad, size: f.size }));
+  const files: { name: string; bad: boolean; size: number }[] = [];
+  for await (const f of store.list()) files.push({ name: f.name, bad: f.bad, size: f.size });
   files.sort((x, y) => x.name.localeCompare(y.name));
   const expected = [
     { name: a.digest.toString('hex'), bad: false, size: a.blob.length },
@@ -241,31 +255,31 @@ test('listing chunk files yields chunks and .bad files with atime and size, and 
   assert.deepEqual(files, expected);
 });
 
-test('the oldest writer is the earliest of this process and the external provider, until released', (t) => {
+test('the oldest writer is the earliest of this process and the external provider, until released', () => {
   let external: number | undefined;
-  const store = lightStore(t, { externalOldestWriter: () => external });
-  assert.equal(store.oldestWriterStart(), undefined);
-  const w1 = store.registerWriter(5000);
-  const w2 = store.registerWriter(3000);
-  assert.equal(store.oldestWriterStart(), 3000);
+  const store = new WriterRegistry(() => external);
+  assert.equal(store.oldestStart(), undefined);
+  const w1 = store.register(5000);
+  const w2 = store.register(3000);
+  assert.equal(store.oldestStart(), 3000);
   external = 1000;
-  assert.equal(store.oldestWriterStart(), 1000);
+  assert.equal(store.oldestStart(), 1000);
   external = undefined;
   w2.release();
   w2.release();
-  assert.equal(store.oldestWriterStart(), 5000);
+  assert.equal(store.oldestStart(), 5000);
   w1.release();
-  assert.equal(store.oldestWriterStart(), undefined);
+  assert.equal(store.oldestStart(), undefined);
 });
 
-test('with sync-level filesystem, chunks written are synced by syncFilesystem()', async (t) => {
+test('with sync-level filesystem, chunks written are synced by flush()', async (t) => {
   const store = lightStore(t, { syncLevel: 'filesystem' });
-  put(store, Buffer.from('durable'));
+  await put(store, Buffer.from('durable'));
   assert.equal(store.unsyncedCount, 2, 'the chunk file and its subdirectory');
-  await store.syncFilesystem();
+  await store.flush();
   assert.equal(store.unsyncedCount, 0);
   const fileLevel = lightStore(t, { syncLevel: 'file' });
-  const { digest } = put(fileLevel, Buffer.from('durable'));
+  const { digest } = await put(fileLevel, Buffer.from('durable'));
   assert.equal(fileLevel.unsyncedCount, 0, 'fsynced at once');
-  assert.equal(fileLevel.chunkExists(digest), true);
+  assert.equal(await fileLevel.exists(digest), true);
 });

@@ -21,6 +21,8 @@ import { sha256 } from '../../src/datastore/digest.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
+import { chunkFilePath } from '../../src/datastore/chunk-store.js';
+import { writeChunkFile } from '../helpers/chunk-files.js';
 import { openFilesUnder } from '../helpers/files.js';
 
 const ROOT = BackupNamespace.root();
@@ -81,7 +83,7 @@ async function writeSnapshot(
   try {
     const put = (chunk: Buffer) => {
       const digest = sha256(chunk);
-      ds.chunkStore.insertChunk(digest, encodeBlob(chunk));
+      writeChunkFile(ds.basePath, digest, encodeBlob(chunk));
       return digest;
     };
     const manifest = newManifest(group.type, group.id, dir.time);
@@ -155,7 +157,7 @@ test('a datastore holds two snapshots, prunes one, collects its garbage and the 
       // ones the remaining snapshot still references are saved only by GC's own marking.
       const old = Date.now() / 1000 - 2 * 86400;
       for (const c of [A, B, C, D, E, F, G]) {
-        const p = ds.chunkStore.chunkPath(sha256(c!));
+        const p = chunkFilePath(ds.basePath, sha256(c!));
         utimesSync(p, old, statSync(p).mtime);
       }
       const gc = await ds.garbageCollection();

@@ -11,7 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import {
   BackupDir,
   BackupGroup,
@@ -19,13 +19,14 @@ import {
   BackupNamespace,
   snapshotPath,
 } from '../../src/datastore/backup-info.js';
-import { ChunkStore } from '../../src/datastore/chunk-store.js';
+import { FilesystemChunkBackend, chunkFilePath } from '../../src/datastore/chunk-store.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { loadManifest, newManifest, storeManifest } from '../../src/datastore/manifest.js';
 import { createVerifyCache, verifySnapshot, type VerifyStore } from '../../src/datastore/verify.js';
 import { tryAcquireFileLock } from '../../src/sys/file-lock.js';
+import { writeChunkFile } from '../helpers/chunk-files.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 const UPID = 'UPID:pve:00001234:00005678:00000000:66000000:verify:store1:root@pam:';
@@ -43,15 +44,15 @@ function fixture(t: { after: (fn: () => void) => void }): Fixture {
   const base = join(root, 'store');
   mkdirSync(join(base, '.chunks'), { recursive: true });
   writeFileSync(join(base, '.lock'), '');
-  const chunkStore = ChunkStore.open(base);
+  const chunks = FilesystemChunkBackend.open(base);
   // The run dir (snapshot and manifest locks) lives outside the datastore, as in production.
   const store: VerifyStore = {
     basePath: base,
-    chunkStore,
+    chunks,
     locks: new BackupLocks(join(root, 'run'), 'store1'),
   };
   t.after(() => {
-    chunkStore.close();
+    chunks.closeSync();
     rmSync(root, { recursive: true, force: true });
   });
   const group = new BackupGroup(BackupNamespace.root(), 'vm', '100');
@@ -65,8 +66,7 @@ function fixture(t: { after: (fn: () => void) => void }): Fixture {
       const digests = payloads.map((p) => {
         const data = Buffer.alloc(CHUNK, p);
         const digest = sha(data);
-        mkdirSync(dirname(chunkStore.chunkPath(digest)), { recursive: true });
-        chunkStore.insertChunk(digest, encodeBlob(data));
+        writeChunkFile(base, digest, encodeBlob(data));
         return digest;
       });
       const fw = FixedIndexWriter.create(join(path, 'drive-scsi0.img.fidx'), {
@@ -121,7 +121,7 @@ function treeHash(root: string): string {
 }
 
 function corrupt(store: VerifyStore, digest: Buffer): void {
-  const path = store.chunkStore.chunkPath(digest);
+  const path = chunkFilePath(store.basePath, digest);
   const bytes = readFileSync(path);
   bytes[bytes.length - 1]! ^= 0x40;
   writeFileSync(path, bytes);
@@ -151,7 +151,7 @@ test('in write mode a corrupt chunk is reported, renamed to .0.bad and the snaps
     res.errors[0]!,
     new RegExp(`drive-scsi0.img.fidx: chunk ${bad.toString('hex')}: CRC mismatch`),
   );
-  const chunkPath = f.store.chunkStore.chunkPath(bad);
+  const chunkPath = chunkFilePath(f.base, bad);
   assert.deepEqual(res.renamed, [`${chunkPath}.0.bad`]);
   assert.equal(existsSync(chunkPath), false);
   assert.equal(existsSync(`${chunkPath}.0.bad`), true);
@@ -187,7 +187,7 @@ test('one run reads a shared chunk once: a corrupt one is reported for every sna
   assert.equal(r2.ok, false);
   assert.deepEqual(r2.renamed, []);
   assert.match(r2.errors.join('\n'), /was marked as corrupt/);
-  const path = f.store.chunkStore.chunkPath(s1.digests[1]!);
+  const path = chunkFilePath(f.base, s1.digests[1]!);
   assert.equal(existsSync(`${path}.1.bad`), false);
 
   // And a chunk verified earlier in the run is not read again.
@@ -207,7 +207,7 @@ test('index and blob mismatches against the manifest and missing chunks fail ver
   m.files[0]!.csum = '00'.repeat(32);
   m.files[2]!.size += 1;
   storeManifest(path, m);
-  rmSync(f.store.chunkStore.chunkPath(digests[0]!));
+  rmSync(chunkFilePath(f.base, digests[0]!));
   const res = await verifySnapshot(f.store, dir, { mode: 'read' });
   assert.equal(res.ok, false);
   assert.deepEqual(

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkChunkBlob } from '../../src/datastore/chunk-store.js';
+import { checkChunkBlob } from '../../src/datastore/chunk-backend.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';

@@ -1,13 +1,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { sha256 } from '../../src/datastore/digest.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { decodeManifest, newManifest, storeManifest } from '../../src/datastore/manifest.js';
+import { chunkFilePath } from '../../src/datastore/chunk-store.js';
+import { writeChunkFile } from '../helpers/chunk-files.js';
 import { listTree } from '../helpers/files.js';
 import { startTestServer, type Auth, type TestServer } from '../helpers/https-api.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';
@@ -117,8 +119,7 @@ async function writeArchiveSnapshot(): Promise<void> {
       let end = 0;
       for (const part of PARTS) {
         const digest = sha256(part);
-        mkdirSync(dirname(ds.chunkStore.chunkPath(digest)), { recursive: true });
-        ds.chunkStore.insertChunk(digest, encodeBlob(part));
+        writeChunkFile(ds.basePath, digest, encodeBlob(part));
         end += part.length;
         w.addChunk(end, digest);
       }
@@ -241,7 +242,7 @@ test('download-decoded refuses encrypted files, files outside the manifest and d
 test('a chunk missing in the middle of an archive aborts the download instead of sending a short file as complete', async () => {
   const q = `ns=dyn&backup-type=host&backup-id=web&backup-time=${T1}`;
   const handle = await t.server.context.datastores.lookupDatastore(STORE, 'read', { kind: 'test' });
-  const chunkPath = handle.datastore.chunkStore.chunkPath(sha256(PARTS[1]!));
+  const chunkPath = chunkFilePath(handle.datastore.basePath, sha256(PARTS[1]!));
   await handle.release();
   const saved = readFileSync(chunkPath);
   rmSync(chunkPath);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
-import { ChunkStore } from '../../src/datastore/chunk-store.js';
+import { FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
 
@@ -27,7 +27,7 @@ export function makeInstance(prefix = 'stowage-test-'): TestInstance {
     access,
     async createStore(name, extra = {}, opts = {}) {
       const path = join(root, 'stores', name);
-      if (opts.full) ChunkStore.create(path).close();
+      if (opts.full) FilesystemChunkBackend.create(path).closeSync();
       else {
         // .chunks with only the first subdir: creating all 65536 takes seconds on a busy disk,
         // and admission tests insert no chunks.

@@ -3,14 +3,14 @@
  * and snapshot locks, chunks, a fixed index, the manifest last) through an admitted `write`
  * operation. Works on a bare chunk store: the chunk subdirectories it needs are created on demand.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { sha256 } from '../../src/datastore/digest.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
+import { writeChunkFile } from './chunk-files.js';
 
 export interface FixtureSnapshot {
   type: 'vm' | 'ct' | 'host';
@@ -55,8 +55,7 @@ export async function writeSnapshots(
         });
         chunks.forEach((c, n) => {
           const digest = sha256(c);
-          mkdirSync(dirname(ds.chunkStore.chunkPath(digest)), { recursive: true });
-          ds.chunkStore.insertChunk(digest, encodeBlob(c));
+          writeChunkFile(ds.basePath, digest, encodeBlob(c));
           fw.addChunk(n * chunkSize, c.length, digest);
         });
         const f = fw.close();

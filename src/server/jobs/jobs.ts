@@ -10,6 +10,7 @@
 import { BackupNamespace } from '../../datastore/backup-info.js';
 import { createVerifyCache } from '../../datastore/verify.js';
 import { KEEP_OPTION_NAMES, type KeepOptions } from '../../datastore/prune.js';
+import { oldestWriteOperation } from '../../datastore/writer-registry.js';
 import { CorruptDataError } from '../../errors.js';
 import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
 import type { PruneJobConfig, VerifyJobConfig } from '../../config/job-config.js';
@@ -55,10 +56,7 @@ export function gcJob(store: string, schedule?: string): JobSpec {
     async run(task, handle, ctx) {
       // Chunks a running backup writes may not be referenced by any index yet; GC keeps chunks
       // newer than the oldest writer's start (reference §7.6).
-      const writers = ctx.datastores.registry
-        .list(store)
-        .filter((op) => op.class === 'write' && op.id !== handle.record.id);
-      const oldest = writers.length ? Math.min(...writers.map((op) => op.startedAt)) : undefined;
+      const oldest = oldestWriteOperation(ctx.datastores.registry.list(store), handle.record.id);
       task.log(`starting garbage collection on store ${store}`);
       await handle.datastore.garbageCollection({
         upid: task.upid,

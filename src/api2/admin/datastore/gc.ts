@@ -13,6 +13,7 @@
 import { Type } from 'typebox';
 import type { DatastoreConfig } from '../../../config/datastore-config.js';
 import { emptyGcStatus, readGcStatus, type GarbageCollectionStatus } from '../../../datastore/gc.js';
+import { oldestWriteOperation } from '../../../datastore/writer-registry.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import type { TaskManager } from '../../../server/tasks/worker-task.js';
@@ -33,12 +34,7 @@ export interface GarbageCollectionJobStatus extends GarbageCollectionStatus {
  * GC's own admission, which writes no chunks).
  */
 export function oldestWriteStart(access: DatastoreAccess, store: string, ownId: number): number | undefined {
-  let oldest: number | undefined;
-  for (const op of access.registry.list(store)) {
-    if (op.class !== 'write' || op.id === ownId) continue;
-    if (oldest === undefined || op.startedAt < oldest) oldest = op.startedAt;
-  }
-  return oldest;
+  return oldestWriteOperation(access.registry.list(store), ownId);
 }
 
 /** Combine the stored GC result with what the task index knows about the task that produced it. */
