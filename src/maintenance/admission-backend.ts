@@ -15,6 +15,7 @@ import { StowageError } from '../errors.js';
 import type { DatastoreConfig } from '../config/datastore-config.js';
 import type { MaintenanceMode, OperationClass } from './maintenance-mode.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
+import type { LockService } from './lock-service.js';
 
 export type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 
@@ -51,6 +52,11 @@ export interface SetModeOptions {
    * anything changes; throwing refuses the change (removal: "its data is not ours to delete").
    */
   precondition?: (config: DatastoreConfig) => void;
+  /**
+   * Other properties to change in the same write as the mode (a datastore update: PBS writes the
+   * config once), applied to the section being written.
+   */
+  alsoApply?: (config: DatastoreConfig) => void;
 }
 
 export interface ModeChange {
@@ -89,6 +95,9 @@ export interface ChangeLock {
 }
 
 export interface AdmissionBackend {
+  /** The group, snapshot, manifest, job and GC locks, shared by the same processes as the operations. */
+  readonly locks: LockService;
+
   /**
    * Admit an operation of class `cls` on `store`: read the datastore's configuration and mode,
    * refuse with MaintenanceError (503) when the mode refuses `cls`, run `hooks.prepare`, and

@@ -30,6 +30,7 @@ import {
 } from './maintenance-mode.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { SqliteOperationRegistry } from './sqlite-operation-registry.js';
+import type { LockService } from './lock-service.js';
 import {
   ConflictingOperationsError,
   type Admission,
@@ -62,6 +63,7 @@ function notFound(store: string): StowageError {
 export interface LocalAdmissionBackendOptions {
   config: DatastoreConfigFile;
   registry: SqliteOperationRegistry;
+  locks: LockService;
   /** How long an admission waits for a mode change to finish (default 10 s, as PBS's lock). */
   lockTimeoutMs?: number;
   /** How often a watch looks for changes (default 25 ms). */
@@ -72,6 +74,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
   readonly config: DatastoreConfigFile;
   /** The SQLite registry, synchronous: for tests and diagnostics on this host only. */
   readonly registry: SqliteOperationRegistry;
+  readonly locks: LockService;
   private readonly lockTimeoutMs: number;
   private readonly watchIntervalMs: number;
   private readonly turnstilePath: string;
@@ -79,6 +82,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
   constructor(opts: LocalAdmissionBackendOptions) {
     this.config = opts.config;
     this.registry = opts.registry;
+    this.locks = opts.locks;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 10_000;
     this.watchIntervalMs = opts.watchIntervalMs ?? 25;
     this.turnstilePath = join(dirname(this.config.lockPath), '.datastore-admission.lck');
@@ -191,6 +195,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
         (stores) => {
           const cfg = stores.get(store);
           if (!cfg) throw notFound(store);
+          opts.alsoApply?.(cfg);
           if (mode) cfg['maintenance-mode'] = formatMaintenanceMode(mode);
           else delete cfg['maintenance-mode'];
         },

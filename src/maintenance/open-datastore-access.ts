@@ -3,6 +3,7 @@ import { DatastoreConfigFile } from '../config/datastore-config.js';
 import type { StowagePaths } from '../config/paths.js';
 import { DatastoreAccess } from './datastore-access.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
+import { LocalLockService } from './local-lock-service.js';
 import { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 
 /** The registry file every process of one Stowage instance shares (tmpfs under /run when installed). */
@@ -19,6 +20,7 @@ export function openDatastoreAccess(
   const backend = new LocalAdmissionBackend({
     config,
     registry: new SqliteOperationRegistry(operationRegistryPath(paths)),
+    locks: new LocalLockService({ runDir: paths.runDir, dataDir: paths.dataDir, config }),
     ...opts,
   });
   return new DatastoreAccess({ config, backend, runDir: paths.runDir });

@@ -189,7 +189,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
           },
           { digest: query.digest },
         );
-        const lock = await lockJob(server.paths.dataDir, spec.jobType, params.id);
+        const lock = await lockJob(server.datastores.backend.locks, spec.jobType, params.id);
         try {
           removeJobState(server.paths.dataDir, spec.jobType, params.id);
         } finally {
@@ -203,7 +203,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
 
 /** A new or rescheduled job starts over: its first run is the first slot from now. */
 async function resetState(server: ServerContext, type: JobType, id: string): Promise<void> {
-  const lock = await lockJob(server.paths.dataDir, type, id);
+  const lock = await lockJob(server.datastores.backend.locks, type, id);
   try {
     writeJobState(server.paths.dataDir, type, id, { state: 'created', time: Math.floor(Date.now() / 1000) });
   } finally {

@@ -53,7 +53,7 @@ function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: numbe
   void ctx.tasks
     .waitForTask(upid)
     .then(async (status) => {
-      const lock = await lockJob(ctx.paths.dataDir, job.type, job.id);
+      const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
       try {
         const current = readJobState(ctx.paths.dataDir, job.type, job.id);
         if (current?.upid !== upid) return; // a newer run was recorded meanwhile
@@ -115,7 +115,7 @@ function spawnAdmitted(
  * CONFLICT. Returns the UPID.
  */
 export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): Promise<string> {
-  const lock = await lockJob(ctx.paths.dataDir, job.type, job.id);
+  const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
   try {
     const state = readJobState(ctx.paths.dataDir, job.type, job.id);
     const running = runningUpid(ctx, state);
@@ -160,7 +160,7 @@ export function dueSlot(
  * undefined when the job was not due or was being handled elsewhere.
  */
 export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date): Promise<JobRun | undefined> {
-  const lock = tryLockJob(ctx.paths.dataDir, job.type, job.id);
+  const lock = await tryLockJob(ctx.datastores.backend.locks, job.type, job.id);
   if (!lock) return undefined;
   try {
     const state = readJobState(ctx.paths.dataDir, job.type, job.id);

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadConfigError } from '../../errors.js';
 import { replaceFile } from '../../sys/atomic-file.js';
-import { acquireFileLock, tryAcquireFileLock, type FileLock } from '../../sys/file-lock.js';
+import type { HeldLock, LockService } from '../../maintenance/lock-service.js';
 
 export const JOB_TYPES = ['garbage_collection', 'prunejob', 'verificationjob'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
@@ -41,10 +41,6 @@ export function jobStateDir(dataDir: string): string {
 
 function statePath(dataDir: string, type: JobType, id: string): string {
   return join(jobStateDir(dataDir), `${type}-${id}.json`);
-}
-
-function lockPath(dataDir: string, type: JobType, id: string): string {
-  return join(jobStateDir(dataDir), `${type}-${id}.lck`);
 }
 
 /** The stored state; undefined when the job has none yet. A malformed file is a BadConfigError. */
@@ -90,13 +86,16 @@ export function removeJobState(dataDir: string, type: JobType, id: string): void
 }
 
 /** Take the job's lock, waiting at most `timeoutMs` (to record an outcome). */
-export function lockJob(dataDir: string, type: JobType, id: string, timeoutMs = 10_000): Promise<FileLock> {
-  mkdirSync(jobStateDir(dataDir), { recursive: true });
-  return acquireFileLock(lockPath(dataDir, type, id), { timeoutMs });
+export function lockJob(
+  locks: LockService,
+  type: JobType,
+  id: string,
+  timeoutMs = 10_000,
+): Promise<HeldLock> {
+  return locks.acquire({ kind: 'job', jobType: type, id }, { timeoutMs });
 }
 
 /** Take the job's lock if free; undefined when another process (or caller) is deciding about it. */
-export function tryLockJob(dataDir: string, type: JobType, id: string): FileLock | undefined {
-  mkdirSync(jobStateDir(dataDir), { recursive: true });
-  return tryAcquireFileLock(lockPath(dataDir, type, id));
+export function tryLockJob(locks: LockService, type: JobType, id: string): Promise<HeldLock | undefined> {
+  return locks.tryAcquire({ kind: 'job', jobType: type, id });
 }
