@@ -49,7 +49,12 @@ import {
 import type { ArchiveName } from '../api-types/archive-name.js';
 import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
 import { FilesystemChunkBackend } from './chunk-store.js';
-import { type GarbageCollectionOptions, type GarbageCollectionStatus, garbageCollection } from './gc.js';
+import {
+  type GarbageCollectionOptions,
+  type GarbageCollectionStatus,
+  garbageCollection,
+  readGcStatus,
+} from './gc.js';
 import { type BackupManifest, loadManifest, updateManifest } from './manifest.js';
 import { type KeepOptions, type PruneResult, pruneGroup } from './prune.js';
 import {
@@ -59,6 +64,7 @@ import {
   openSnapshotFile,
 } from './snapshot-files.js';
 import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
+import { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
 import { WriterRegistry } from './writer-registry.js';
 
 export interface DatastoreOptions {
@@ -286,12 +292,31 @@ export class Datastore implements BackupStore {
     return createLockedBackupDir(this.open(), dir);
   }
 
+  /**
+   * For the backup session: create the snapshot directory of `dir`, locked exclusively, and the
+   * writer of its files (ALREADY_EXISTS when the snapshot exists).
+   */
+  createSnapshotWriter(dir: BackupDir): { writer: SnapshotWriter; lock: FileLock } {
+    const { path, lock } = createLockedBackupDir(this.open(), dir);
+    return { writer: new SnapshotWriter(this, dir, path), lock };
+  }
+
+  /** Read access to an existing snapshot's files; the caller holds its lock (shared). */
+  openSnapshotReader(dir: BackupDir): SnapshotReader {
+    return new SnapshotReader(this.snapshotPath(dir), dir);
+  }
+
   prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun?: boolean } = {}): PruneResult[] {
     return pruneGroup(this.open(), group, opts, runOpts);
   }
 
   garbageCollection(opts: GarbageCollectionOptions = {}): Promise<GarbageCollectionStatus> {
     return garbageCollection(this.open(), opts);
+  }
+
+  /** The last GC result (`.gc-status`), or undefined when GC never ran on this datastore. */
+  gcStatus(): GarbageCollectionStatus | undefined {
+    return readGcStatus(this.open().basePath);
   }
 
   /** Verify one snapshot; `write` mode records the result in its manifest (see verify.ts). */

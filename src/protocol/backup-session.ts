@@ -14,12 +14,9 @@
  * place by `finish`, so the snapshot never looks finished (§7.1 "finished = manifest exists")
  * before it is; and the manifest must list exactly files uploaded in this session.
  */
-import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { decompress as zstdDecompress } from 'zstd-napi';
-import { join } from 'node:path';
 import { isBackupOwner } from '../config/user-config.js';
 import { BadRequestError, ProtocolHttpError, StowageError } from '../errors.js';
-import { replaceFile } from '../sys/atomic-file.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir, BackupGroup } from '../datastore/backup-info.js';
 import type { WriterRegistration } from '../datastore/writer-registry.js';
@@ -35,11 +32,11 @@ import type { Datastore } from '../datastore/datastore.js';
 import { digestToHex, hexToDigest, sha256 } from '../datastore/digest.js';
 import { DynamicIndexReader, DynamicIndexWriter } from '../datastore/dynamic-index.js';
 import { FixedIndexReader, FixedIndexWriter } from '../datastore/fixed-index.js';
+import type { SnapshotReader, SnapshotWriter } from '../datastore/snapshot-writer.js';
 import {
   MANIFEST_BLOB_NAME,
   decodeManifest,
   newManifest,
-  storeManifest,
   type BackupManifest,
   type ChunkUploadStats,
   type ManifestFile,
@@ -65,8 +62,6 @@ export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
 const MAX_WRITERS = 256;
 /** PBS's speedtest upload body. */
 const SPEEDTEST_LIMIT = 64 * 1024 * 1024;
-/** Name the client's manifest waits under until `finish` (not matched by BACKUP_FILE_REGEX). */
-const STAGED_MANIFEST = `${MANIFEST_BLOB_NAME}.tmp_upload`;
 
 const ARCHIVE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
@@ -171,13 +166,14 @@ export interface SessionLog {
 export interface BackupSessionInit {
   datastore: Datastore;
   dir: BackupDir;
-  snapshotPath: string;
+  /** The new snapshot's files. */
+  writer: SnapshotWriter;
   /** Held for the whole session: no other backup of this group, no group deletion. */
   groupLock: FileLock;
   /** Exclusive lock of the new snapshot. */
   dirLock: FileLock;
   /** The incremental base (last finished snapshot not failed in verify), locked shared. */
-  base?: { dir: BackupDir; path: string; lock: FileLock };
+  base?: { dir: BackupDir; reader: SnapshotReader; lock: FileLock };
   /** The group did not exist before this session (removed again if the session fails). */
   groupCreated: boolean;
   /** A `proxmox-backup-client benchmark` session: its data is removed even when finished. */
@@ -188,7 +184,7 @@ export interface BackupSessionInit {
 export class BackupSession {
   readonly datastore: Datastore;
   readonly dir: BackupDir;
-  readonly snapshotPath: string;
+  private readonly snapshot: SnapshotWriter;
   private readonly init: BackupSessionInit;
   private readonly log: SessionLog;
   private readonly knownChunks = new Map<string, number>();
@@ -198,7 +194,6 @@ export class BackupSession {
   private readonly writerRegistration: WriterRegistration;
   private nextWid = 1;
   private fileCount = 0;
-  private stagedManifest = false;
   private finishedFlag = false;
   private ended = false;
 
@@ -206,7 +201,7 @@ export class BackupSession {
     this.init = init;
     this.datastore = init.datastore;
     this.dir = init.dir;
-    this.snapshotPath = init.snapshotPath;
+    this.snapshot = init.writer;
     this.log = init.log;
     // GC must not sweep chunks this session inserts or touches before its index is renamed in.
     this.writerRegistration = init.datastore.writers.register();
@@ -292,15 +287,11 @@ export class BackupSession {
       } catch (err) {
         throw new BadRequestError((err as Error).message);
       }
-      replaceFile(join(this.snapshotPath, STAGED_MANIFEST), data, { mode: 0o644 });
-      this.stagedManifest = true;
+      this.snapshot.stageManifest(data);
       this.log.log(`add blob "${name}" (${data.length} bytes, staged until finish)`);
       return null;
     }
-    replaceFile(join(this.snapshotPath, name), data, {
-      mode: 0o644,
-      fsync: this.datastore.syncLevel === 'file',
-    });
+    this.snapshot.addBlob(name, data);
     this.registerFile({
       filename: name,
       'crypt-mode': this.cryptModeOf(data),
@@ -321,9 +312,7 @@ export class BackupSession {
     const name = checkArchiveName(p['archive-name'], '.didx');
     this.checkNewFile(name);
     const wid = this.allocWid();
-    const index = DynamicIndexWriter.create(join(this.snapshotPath, name), {
-      syncLevel: this.datastore.syncLevel,
-    });
+    const index = this.snapshot.createDynamicIndex(name);
     this.writers.set(wid, { kind: 'dynamic', name, index, offset: 0, chunkCount: 0, stats: emptyStats() });
     this.log.log(`created new dynamic index ${wid} ("${name}")`);
     return wid;
@@ -345,10 +334,8 @@ export class BackupSession {
     if (reuseCsum !== undefined) {
       if (size === undefined) throw new BadRequestError('size is required for incremental backups');
       if (!this.init.base) throw new BadRequestError('cannot reuse index - no valid previous backup exists');
-      const prevPath = join(this.init.base.path, name);
-      if (!existsSync(prevPath))
-        throw new BadRequestError('cannot reuse index - no previous backup exists for archive');
-      previous = FixedIndexReader.open(prevPath);
+      previous = this.init.base.reader.openFixedIndex(name);
+      if (!previous) throw new BadRequestError('cannot reuse index - no previous backup exists for archive');
       const oldCsum = previous.computeCsum().toString('hex');
       if (oldCsum !== reuseCsum) {
         throw new BadRequestError(
@@ -363,11 +350,7 @@ export class BackupSession {
       }
     }
     const wid = this.allocWid();
-    const index = FixedIndexWriter.create(join(this.snapshotPath, name), {
-      size,
-      chunkSize: FIXED_CHUNK_SIZE,
-      syncLevel: this.datastore.syncLevel,
-    });
+    const index = this.snapshot.createFixedIndex(name, size, FIXED_CHUNK_SIZE);
     try {
       if (previous) {
         index.cloneFrom(previous);
@@ -487,12 +470,9 @@ export class BackupSession {
         `dynamic writer '${w.name}' close failed - unexpected file size (${w.offset} != ${p.size})`,
       );
     }
-    const res = w.index.close();
+    const res = this.snapshot.closeIndex(w.index, p.csum);
     this.writers.delete(p.wid);
-    if (res.csum.toString('hex') !== p.csum) {
-      rmSync(w.index.path, { force: true });
-      throw new BadRequestError(`dynamic writer '${w.name}' close failed - got unexpected checksum`);
-    }
+    if (!res) throw new BadRequestError(`dynamic writer '${w.name}' close failed - got unexpected checksum`);
     addStats(this.stats, w.stats);
     this.registerFile({ filename: w.name, 'crypt-mode': 'none', size: res.size, csum: p.csum });
     this.log.log(this.uploadStatLine(w, res.size));
@@ -527,12 +507,9 @@ export class BackupSession {
         );
       }
     }
-    const res = w.index.close();
+    const res = this.snapshot.closeIndex(w.index, p.csum);
     this.writers.delete(p.wid);
-    if (res.csum.toString('hex') !== p.csum) {
-      rmSync(w.index.path, { force: true });
-      throw new BadRequestError(`fixed writer '${w.name}' close failed - got unexpected checksum`);
-    }
+    if (!res) throw new BadRequestError(`fixed writer '${w.name}' close failed - got unexpected checksum`);
     addStats(this.stats, w.stats);
     this.registerFile({ filename: w.name, 'crypt-mode': 'none', size: res.size, csum: p.csum });
     this.log.log(this.uploadStatLine(w, res.size));
@@ -548,18 +525,13 @@ export class BackupSession {
     const name = checkArchiveName(p['archive-name'], 'any');
     const base = this.init.base;
     if (!base) throw new BadRequestError('no valid previous backup');
-    const path = join(base.path, name);
-    let data: Buffer;
-    try {
-      data = readFileSync(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // PBS: an index that cannot be opened is a plain error; a missing blob a 404
-        const message = `previous backup ${base.dir} has no file '${name}'`;
-        if (name.endsWith('.blob')) throw new ProtocolHttpError('NOT_FOUND', message);
-        throw new BadRequestError(message);
-      }
-      throw err;
+    const path = base.reader.describe(name);
+    const data = base.reader.readFile(name);
+    if (!data) {
+      // PBS: an index that cannot be opened is a plain error; a missing blob a 404
+      const message = `previous backup ${base.dir} has no file '${name}'`;
+      if (name.endsWith('.blob')) throw new ProtocolHttpError('NOT_FOUND', message);
+      throw new BadRequestError(message);
     }
     if (name.endsWith('.didx')) this.registerIndexChunks(DynamicIndexReader.fromBuffer(data, { what: path }));
     else if (name.endsWith('.fidx'))
@@ -569,8 +541,9 @@ export class BackupSession {
   }
 
   private loadStagedManifest(): BackupManifest | undefined {
-    if (!this.stagedManifest) return undefined;
-    const m = decodeManifest(readFileSync(join(this.snapshotPath, STAGED_MANIFEST)), 'uploaded manifest');
+    const staged = this.snapshot.stagedManifest();
+    if (!staged) return undefined;
+    const m = decodeManifest(staged, 'uploaded manifest');
     const g: BackupGroup = this.dir.group;
     if (m['backup-type'] !== g.type || m['backup-id'] !== g.id || m['backup-time'] !== this.dir.time) {
       throw new BadRequestError(
@@ -602,16 +575,14 @@ export class BackupSession {
     }
     manifest.unprotected.chunk_upload_stats = { ...this.stats };
     const base = this.init.base;
-    if (base && !existsSync(base.path)) {
+    if (base && !base.reader.exists()) {
       throw new StowageError(
         'CONFLICT',
         `base snapshot ${base.dir} was removed during backup, cannot finish as chunks might be missing`,
       );
     }
-    // PBS `try_ensure_sync_level`: chunks must be durable before the manifest that needs them.
-    if (this.datastore.syncLevel === 'filesystem') await this.datastore.chunks.flush();
-    storeManifest(this.snapshotPath, manifest, { fsync: this.datastore.syncLevel === 'file' });
-    if (this.stagedManifest) unlinkSync(join(this.snapshotPath, STAGED_MANIFEST));
+    // Chunks durable first, then the manifest that needs them (see SnapshotWriter.finish).
+    await this.snapshot.finish(manifest);
     this.finishedFlag = true;
     this.log.log('backup finished successfully');
     return null;
@@ -630,16 +601,7 @@ export class BackupSession {
       if (this.init.benchmark) this.log.log('benchmark finished successfully');
       else if (!this.finishedFlag) this.log.warn('removing unfinished backup');
       if (!this.finishedFlag || this.init.benchmark) {
-        rmSync(this.snapshotPath, { recursive: true, force: true });
-        if (this.init.groupCreated) {
-          try {
-            if (this.datastore.listSnapshots(this.dir.group).length === 0) {
-              rmSync(this.datastore.groupPath(this.dir.group), { recursive: true, force: true });
-            }
-          } catch {
-            // group already gone
-          }
-        }
+        this.snapshot.abort({ removeEmptyGroup: this.init.groupCreated });
       }
     } finally {
       this.writerRegistration.release();
@@ -667,7 +629,7 @@ export async function openBackupSession(
 ): Promise<BackupSession> {
   const group = dir.group;
   if (!datastore.namespaceExists(group.ns)) throw new ProtocolHttpError('NOT_FOUND', 'namespace not found');
-  const groupExisted = existsSync(datastore.groupPath(group));
+  const groupExisted = datastore.groupExists(group);
   const { owner, lock: groupLock } = await datastore.createLockedBackupGroup(group, authId);
   const locks: FileLock[] = [groupLock];
   try {
@@ -694,23 +656,23 @@ export async function openBackupSession(
           shared: true,
         });
         locks.push(lock);
-        base = { dir: last.dir, path: datastore.snapshotPath(last.dir), lock };
+        base = { dir: last.dir, reader: datastore.openSnapshotReader(last.dir), lock };
       }
     }
-    let created: { path: string; lock: FileLock };
+    let created: { writer: SnapshotWriter; lock: FileLock };
     try {
-      created = datastore.createLockedBackupDir(dir);
+      created = datastore.createSnapshotWriter(dir);
     } catch (err) {
       if (err instanceof StowageError && err.code === 'ALREADY_EXISTS') {
         throw new BadRequestError('backup directory already exists.');
       }
       throw err;
     }
-    const { path, lock: dirLock } = created;
+    const { writer, lock: dirLock } = created;
     return new BackupSession({
       datastore,
       dir,
-      snapshotPath: path,
+      writer,
       groupLock,
       dirLock,
       base,

@@ -4,8 +4,6 @@
  * referenced by an index downloaded in this session is refused with 401, as PBS does, so a
  * reader of one snapshot cannot fetch arbitrary chunks of the datastore by digest.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Static } from 'typebox';
 import { ProtocolHttpError } from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
@@ -15,6 +13,7 @@ import { digestToHex, hexToDigest } from '../datastore/digest.js';
 import { DynamicIndexReader } from '../datastore/dynamic-index.js';
 import { FixedIndexReader } from '../datastore/fixed-index.js';
 import { MANIFEST_BLOB_NAME } from '../datastore/manifest.js';
+import type { SnapshotReader } from '../datastore/snapshot-writer.js';
 import { checkArchiveName, type SessionLog } from './backup-session.js';
 import { RawReply, h2Route, type H2Routes } from './h2-session.js';
 import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.js';
@@ -24,7 +23,8 @@ const SPEEDTEST_BYTES = 1024 * 1024;
 export interface ReaderSessionInit {
   datastore: Datastore;
   dir: BackupDir;
-  snapshotPath: string;
+  /** The snapshot's files. */
+  snapshot: SnapshotReader;
   /** Shared snapshot lock, held for the whole session so the snapshot cannot be removed. */
   lock: FileLock;
   log: SessionLog;
@@ -51,16 +51,11 @@ export class ReaderSession {
   private async download(p: Static<typeof FileNameParams>): Promise<RawReply> {
     const raw = p['file-name'];
     const name = raw === MANIFEST_BLOB_NAME ? raw : checkArchiveName(raw, 'any', 'file-name');
-    const path = join(this.init.snapshotPath, name);
-    let data: Buffer;
-    try {
-      data = readFileSync(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // PBS: 404 for a file that is not there (its message names the server path; ours the snapshot)
-        throw new ProtocolHttpError('NOT_FOUND', `open file '${this.init.dir}/${name}' failed - not found`);
-      }
-      throw err;
+    const path = this.init.snapshot.describe(name);
+    const data = this.init.snapshot.readFile(name);
+    if (!data) {
+      // PBS: 404 for a file that is not there (its message names the server path; ours the snapshot)
+      throw new ProtocolHttpError('NOT_FOUND', `open file '${this.init.dir}/${name}' failed - not found`);
     }
     const index = name.endsWith('.didx')
       ? DynamicIndexReader.fromBuffer(data, { what: path })

@@ -298,12 +298,12 @@ async function runReader(u: AdmittedUpgrade, readPriv: boolean): Promise<void> {
   if (!ds.groupExists(params.dir.group)) throw missing;
   if (!readPriv && !isBackupOwner(ds.getOwner(params.dir.group), authId))
     throw new BadRequestError('backup owner check failed!');
-  const snapshotPath = ds.snapshotPath(params.dir);
+  const snapshot = ds.openSnapshotReader(params.dir);
   const snap = ds.listSnapshots(params.dir.group).find((s) => s.dir.time === params.dir.time);
   if (!snap) throw missing;
   const lock = ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', { shared: true });
   const log = new DeferredLog();
-  const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshotPath, lock, log });
+  const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshot, lock, log });
   const nsPrefix = logSessionStart(log, 'reader', u);
   const hexTime = params.dir.time.toString(16).toUpperCase().padStart(8, '0');
   await serveSession(u.socket, u.head, u.deps, {
