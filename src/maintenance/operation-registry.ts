@@ -1,7 +1,8 @@
 /**
- * The registry of admitted operations, shared by every process on the host (design §3 invariants
- * 2, 3). One interface, so that a cluster backend (etcd leases) can replace the local SQLite one;
- * see sqlite-operation-registry.ts for the local implementation.
+ * The records of admitted operations, and the registry the local admission backend keeps them in,
+ * shared by every process on the host (design §3 invariants 2, 3); sqlite-operation-registry.ts
+ * implements it. The seam another backend (etcd) plugs into is AdmissionBackend
+ * (admission-backend.ts), which owns the atomicity this registry alone cannot give.
  */
 import type { OperationClass } from './maintenance-mode.js';
 
