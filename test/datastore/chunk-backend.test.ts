@@ -5,6 +5,9 @@
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sweepVerdict } from '../../src/datastore/chunk-backend.js';
 import { chunkFilePath, FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
 import { MemoryChunkBackend } from '../../src/datastore/memory-chunk-backend.js';
 import { chunkBackendConformance } from '../suites/chunk-backend-conformance.js';
@@ -47,4 +50,13 @@ chunkBackendConformance('memory', () => {
       backend.putRaw(name, bytes);
     },
   };
+});
+
+test('sweep decisions compare whole seconds, so a mark a few ms behind the cutoff still counts as after it', () => {
+  const cutoffs = { minAtimeMs: 10_000, oldestWriterMs: 20_500 };
+  assert.equal(sweepVerdict(9_999, cutoffs), 'remove');
+  assert.equal(sweepVerdict(10_000, cutoffs), 'pending');
+  assert.equal(sweepVerdict(19_999, cutoffs), 'pending');
+  // atime 20.0 s and writer 20.5 s are the same second: on disk, not pending (as PBS)
+  assert.equal(sweepVerdict(20_000, cutoffs), 'keep');
 });

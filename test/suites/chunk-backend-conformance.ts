@@ -115,6 +115,17 @@ export function chunkBackendConformance(
     assert.deepEqual(await backend.load(c.digest), c.blob);
   });
 
+  it('concurrent inserts of one chunk store it once: one new copy, the rest duplicates', async ({
+    backend,
+    chunk,
+  }) => {
+    const c = await chunk('raced ');
+    const results = await Promise.all(Array.from({ length: 8 }, () => backend.insert(c.digest, c.blob)));
+    assert.equal(results.filter((r) => !r.duplicate).length, 1);
+    assert.deepEqual(await names(backend), [c.hex]);
+    assert.deepEqual(await backend.load(c.digest), c.blob);
+  });
+
   it('when two copies differ in size the smaller one wins, in either order', async ({ backend, chunk }) => {
     const big = await chunk('compressible ', { compress: false });
     const small = await chunk('compressible ');
