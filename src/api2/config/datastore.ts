@@ -8,47 +8,21 @@
  * many (`conflicting` attribute). Stowage's `if-idle` refuses the change instead (409 with the
  * operations) while any conflicting operation runs.
  *
- * Update order as PBS: digest check, `delete` list, fields, maintenance-mode parse (400 naming
- * `maintenance-mode`) and transition check. Everything that can be validated is validated before
- * anything is written, so bad input leaves datastore.cfg byte-identical.
+ * The handlers translate HTTP only: creating, updating and removing are domain functions in
+ * src/maintenance/ (create-datastore.ts, update-datastore.ts, remove-datastore.ts), which the quick
+ * start uses too.
  */
-import { validateCalendarEvent } from '../../api-types/calendar-event.js';
 import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
 import { removeJobState } from '../../server/jobs/job-state.js';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import {
-  BadRequestError,
-  ConfigModifiedError,
-  NotFoundError,
-  ParameterError,
-  StowageError,
-} from '../../errors.js';
-import {
-  datastoreAbsolutePath,
-  parseDatastoreBackend,
-  validateDatastoreConfig,
-  type DatastoreConfig,
-} from '../../config/datastore-config.js';
-import { Datastore } from '../../datastore/datastore.js';
-import type { DatastoreAccess } from '../../maintenance/datastore-access.js';
-import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
-import {
-  ConflictingOperationsError,
-  conflictingOperations,
-  setMaintenanceMode,
-} from '../../maintenance/maintenance-control.js';
-import {
-  checkTransition,
-  formatMaintenanceMode,
-  OPERATOR_SETTABLE,
-  parseMaintenanceMode,
-  type MaintenanceMode,
-} from '../../maintenance/maintenance-mode.js';
+import { ConfigModifiedError, NotFoundError } from '../../errors.js';
+import { type DatastoreConfig } from '../../config/datastore-config.js';
+import { createDatastore, prepareDatastoreCreation } from '../../maintenance/create-datastore.js';
+import { ConflictingOperationsError, conflictingOperations } from '../../maintenance/maintenance-control.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
+import { STRING_FIELDS, updateDatastore } from '../../maintenance/update-datastore.js';
 import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { CommentSchema, DigestSchema, UseridSchema } from '../../server/schemas.js';
 import { operationItem, StoreSchema } from '../admin/datastore/common.js';
@@ -70,40 +44,6 @@ const UpdatableFields = {
   'verify-new': Type.Optional(Type.Boolean()),
 };
 
-type StringField = 'comment' | 'gc-schedule' | 'notification-mode' | 'notify-user' | 'tuning';
-const STRING_FIELDS: readonly StringField[] = [
-  'comment',
-  'gc-schedule',
-  'notification-mode',
-  'notify-user',
-  'tuning',
-];
-/** Properties kept in `extra` (PBS knows them, Stowage only stores them). */
-const EXTRA_FIELDS = ['notify'] as const;
-
-/** PBS `DeletableProperty` of the datastore update. */
-const DELETABLE = new Set([
-  'comment',
-  'gc-schedule',
-  'prune-schedule',
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-  'verify-new',
-  'notify-user',
-  'notify',
-  'notification-mode',
-  'tuning',
-  'maintenance-mode',
-  // PBS 4; Stowage only stores them
-  'gc-on-unmount',
-  'notification-thresholds',
-  'counter-reset-schedule',
-]);
-
 /** A datastore's configuration as PBS sends it (kebab-case keys, keep-* as numbers). */
 export function datastoreConfigJson(cfg: DatastoreConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { name: cfg.name, path: cfg.path };
@@ -117,81 +57,6 @@ export function datastoreConfigJson(cfg: DatastoreConfig): Record<string, unknow
     else out[key] = value;
   }
   return out;
-}
-
-/** `delete` as an array or a comma/semicolon/space separated list (PBS's CLI and GUI send both). */
-function parseDeleteList(value: string | string[] | undefined): string[] {
-  const items = [value ?? []]
-    .flat()
-    .flatMap((v) => v.split(/[,;\s]+/))
-    .filter((v) => v !== '');
-  for (const item of items) {
-    if (!DELETABLE.has(item)) {
-      throw new BadRequestError(`parameter verification failed - 'delete': unknown property '${item}'`);
-    }
-  }
-  return items;
-}
-
-/**
- * Parse a maintenance-mode given by an operator, never `delete`: a bad one is PBS's 400
- * `parameter verification failed - 'maintenance-mode': ...`, with the parameter in `errors`.
- */
-function operatorMode(text: string): MaintenanceMode {
-  const refusal = (message: string) =>
-    new ParameterError([{ param: 'maintenance-mode', message: message.replace(/^maintenance-mode: /, '') }]);
-  let mode: MaintenanceMode;
-  try {
-    mode = parseMaintenanceMode(text);
-  } catch (err) {
-    throw err instanceof BadRequestError ? refusal(err.message) : err;
-  }
-  if (!OPERATOR_SETTABLE.includes(mode.type)) {
-    throw refusal(
-      `type '${mode.type}' cannot be set by hand (only ${OPERATOR_SETTABLE.join(', ')}; 'delete' is set by removing the datastore)`,
-    );
-  }
-  return mode;
-}
-
-interface FieldChanges {
-  set: Partial<Record<StringField | 'notify', string>> & { 'verify-new'?: boolean };
-  remove: string[];
-}
-
-function applyFields(cfg: DatastoreConfig, changes: FieldChanges): void {
-  for (const key of changes.remove) {
-    if (key === 'maintenance-mode') continue; // setMaintenanceMode's business
-    if (key === 'verify-new' || (STRING_FIELDS as readonly string[]).includes(key)) {
-      delete cfg[key as StringField | 'verify-new'];
-    } else {
-      cfg.extra = (cfg.extra ?? []).filter(([k]) => k !== key);
-    }
-  }
-  for (const [key, value] of Object.entries(changes.set)) {
-    if (value === undefined) continue;
-    if ((EXTRA_FIELDS as readonly string[]).includes(key)) {
-      const extra = (cfg.extra ?? []).filter(([k]) => k !== key);
-      const at = (cfg.extra ?? []).findIndex(([k]) => k === key);
-      extra.splice(at < 0 ? extra.length : at, 0, [key, String(value)]);
-      cfg.extra = extra;
-    } else if (key === 'verify-new') {
-      cfg['verify-new'] = value as boolean;
-    } else {
-      cfg[key as StringField] = value as string;
-    }
-  }
-  if (cfg.extra?.length === 0) delete cfg.extra;
-}
-
-/** gc-schedule must be a calendar event the scheduler understands. */
-function validateSchedule(cfg: DatastoreConfig): void {
-  if (cfg['gc-schedule'] !== undefined) validateCalendarEvent(cfg['gc-schedule'], 'gc-schedule');
-}
-
-/** An unfrozen deep copy of a stored config. */
-function copyConfig(cfg: DatastoreConfig): DatastoreConfig {
-  return { ...cfg, ...(cfg.extra && { extra: cfg.extra.map(([k, v]) => [k, v] as [string, string]) }) };
 }
 
 /**
@@ -208,37 +73,6 @@ function sendConflict(reply: FastifyReply, err: ConflictingOperationsError, para
   return reply;
 }
 
-function normalizePath(path: string): string {
-  if (!isAbsolute(path)) {
-    throw new BadRequestError(`parameter verification failed - 'path': path must be absolute, not '${path}'`);
-  }
-  const p = resolve(path);
-  if (p === '/')
-    throw new BadRequestError("parameter verification failed - 'path': refusing the root directory");
-  return p;
-}
-
-/** Refuse a path inside another datastore, containing one, or an existing non-empty directory. */
-function checkNewPath(access: DatastoreAccess, path: string): void {
-  for (const other of access.config.read().stores.values()) {
-    // a removable datastore's path is relative to its device; it lives at its mount point (PBS)
-    const o = resolve(datastoreAbsolutePath(other));
-    if (path === o || path.startsWith(`${o}/`) || o.startsWith(`${path}/`)) {
-      throw new BadRequestError(
-        `parameter verification failed - 'path': '${path}' overlaps datastore '${other.name}' at '${o}'`,
-      );
-    }
-  }
-  if (!existsSync(path)) return;
-  if (!statSync(path).isDirectory()) {
-    throw new BadRequestError(`parameter verification failed - 'path': '${path}' is not a directory`);
-  }
-  const entries = readdirSync(path).filter((e) => e !== 'lost+found');
-  if (entries.length > 0) {
-    throw new BadRequestError(`parameter verification failed - 'path': directory '${path}' is not empty`);
-  }
-}
-
 /**
  * PBS 4 create parameters for datastores this version cannot serve: accepted by the schema so the
  * refusal names them (rather than "additional properties"), then refused.
@@ -251,33 +85,6 @@ const UnsupportedCreateFields = {
     Type.String({ description: 'PBS 4 datastore backends (S3): not supported by this Stowage version.' }),
   ),
 };
-
-/** 400 naming the parameter: Stowage cannot create removable or S3 datastores (yet). */
-function refuseUnsupportedCreate(backingDevice: string | undefined, backend: string | undefined): void {
-  if (backingDevice !== undefined) {
-    throw new BadRequestError(
-      "parameter verification failed - 'backing-device': removable datastores are not supported by this Stowage version",
-      { param: 'backing-device' },
-    );
-  }
-  if (backend === undefined) return;
-  const type = (() => {
-    try {
-      return parseDatastoreBackend({ name: 'new', path: '/', backend }).type;
-    } catch {
-      return undefined;
-    }
-  })();
-  if (type !== 'filesystem') {
-    throw new BadRequestError(
-      `parameter verification failed - 'backend': datastore backends other than the local filesystem (here '${backend}') are not supported by this Stowage version`,
-      { param: 'backend' },
-    );
-  }
-}
-
-/** Names being created by a running task, per server, so two creations cannot race. */
-const creating = new WeakMap<DatastoreAccess, Set<string>>();
 
 export const routes: AnyRoute[] = [
   defineRoute({
@@ -326,71 +133,24 @@ export const routes: AnyRoute[] = [
       'return its UPID. The path must be absolute, outside every other datastore, and a missing or ' +
       'empty directory. Prune settings belong to prune jobs (/config/prune).',
     handler: ({ body, authId, server }) => {
-      const access = server.datastores;
-      const {
+      const { name, path, 'maintenance-mode': mode, 'backing-device': backingDevice, backend, ...set } = body;
+      const prepared = prepareDatastoreCreation(server.datastores, {
         name,
-        path: rawPath,
-        'maintenance-mode': modeText,
-        'backing-device': backingDevice,
-        backend,
-        ...fields
-      } = body;
-      refuseUnsupportedCreate(backingDevice, backend);
-      const path = normalizePath(rawPath);
-      const candidate: DatastoreConfig = { name, path, ...(backend !== undefined && { backend }) };
-      applyFields(candidate, { set: fields, remove: [] });
-      if (modeText !== undefined)
-        candidate['maintenance-mode'] = formatMaintenanceMode(operatorMode(modeText));
-      validateDatastoreConfig(candidate);
-      validateSchedule(candidate);
-      const pending = creating.get(access) ?? new Set<string>();
-      creating.set(access, pending);
-      if (access.config.read().stores.has(name) || pending.has(name)) {
-        throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
-      }
-      checkNewPath(access, path);
-      for (const p of pending) {
-        if (p === path || p.startsWith(`${path}/`) || path.startsWith(`${p}/`)) {
-          throw new BadRequestError(`parameter verification failed - 'path': '${path}' is being created`);
-        }
-      }
-      pending.add(name);
-      pending.add(path);
-      const existed = existsSync(path);
+        path,
+        set,
+        ...(mode !== undefined && { 'maintenance-mode': mode }),
+        ...(backingDevice !== undefined && { 'backing-device': backingDevice }),
+        ...(backend !== undefined && { backend }),
+      });
       try {
-        return server.tasks.spawnTask('create-datastore', name, authId, async (task) => {
-          try {
-            task.log(`create datastore '${name}' at ${path}`);
-            Datastore.create(name, path, { runDir: server.paths.runDir }).close();
-            task.log('chunk store created');
-            const lock = await access.lockConfig('change');
-            try {
-              await access.config.update(
-                (stores) => {
-                  if (stores.has(name))
-                    throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
-                  stores.set(name, candidate);
-                },
-                { lockHeld: true },
-              );
-            } catch (err) {
-              // leave nothing behind that would make the path unusable for the next attempt
-              if (existed)
-                for (const e of ['.chunks', '.lock']) rmSync(join(path, e), { recursive: true, force: true });
-              else rmSync(path, { recursive: true, force: true });
-              throw err;
-            } finally {
-              lock.release();
-            }
-            task.log(`datastore '${name}' added to the configuration`);
-          } finally {
-            pending.delete(name);
-            pending.delete(path);
-          }
-        });
+        return server.tasks.spawnTask('create-datastore', name, authId, (task) =>
+          createDatastore(server.datastores, prepared, {
+            runDir: server.paths.runDir,
+            log: (line) => task.log(line),
+          }),
+        );
       } catch (err) {
-        pending.delete(name);
-        pending.delete(path);
+        prepared.cancel();
         throw err;
       }
     },
@@ -419,77 +179,24 @@ export const routes: AnyRoute[] = [
       'refused from the moment this returns; the `conflicting` attribute counts those still running. ' +
       "Type 'delete' cannot be set by hand. With `if-idle` the change is refused with 409 instead.",
     handler: async ({ params, body, server, reply, setAttribute }) => {
-      const access = server.datastores;
-      const name = params.name;
-      const { delete: del, digest, 'if-idle': ifIdle, 'maintenance-mode': modeText, ...fields } = body;
-
-      // 1. validate everything before writing anything
-      const current = access.config.read();
-      if (digest !== undefined && digest !== current.digest) throw new ConfigModifiedError();
-      const stored = current.stores.get(name);
-      if (!stored) throw new NotFoundError(`datastore '${name}' does not exist`);
-      const remove = parseDeleteList(del);
-      const changes: FieldChanges = { set: fields, remove };
-      const candidate = copyConfig(stored);
-      applyFields(candidate, changes);
-      validateDatastoreConfig(candidate);
-      validateSchedule(candidate);
-      const gcScheduleChanged = candidate['gc-schedule'] !== stored['gc-schedule'];
-      let modeChange: { mode: MaintenanceMode | undefined } | undefined;
-      if (remove.includes('maintenance-mode')) modeChange = { mode: undefined };
-      if (modeText !== undefined) modeChange = { mode: operatorMode(modeText) };
-      if (modeChange) {
-        let from: MaintenanceMode | undefined;
-        try {
-          from = storedMaintenanceMode(stored);
-        } catch {
-          from = undefined; // an unparsable stored value may be replaced (setMaintenanceMode agrees)
-        }
-        checkTransition(name, from, modeChange.mode);
-      }
-      const hasFieldChanges = remove.some((k) => k !== 'maintenance-mode') || Object.keys(fields).length > 0;
-
-      // 2. the mode first, atomically with admissions: a refusal (if-idle, stale digest) changes nothing
-      let newDigest = digest;
+      const { delete: del, digest, 'if-idle': ifIdle, 'maintenance-mode': mode, ...set } = body;
+      let result;
       try {
-        if (modeChange) {
-          const r = await setMaintenanceMode(access, name, modeChange.mode, { ifIdle, digest });
-          newDigest = r.digest;
-        }
+        result = await updateDatastore(server.datastores, params.name, {
+          set,
+          ...(del !== undefined && { delete: del }),
+          ...(mode !== undefined && { 'maintenance-mode': mode }),
+          ...(digest !== undefined && { digest }),
+          ...(ifIdle !== undefined && { ifIdle }),
+        });
       } catch (err) {
         if (err instanceof ConflictingOperationsError) return sendConflict(reply, err, 'if-idle');
         throw err;
       }
-
-      // 3. the other fields, against the file the mode change left (or the client's digest)
-      if (hasFieldChanges) {
-        const lock = await access.lockConfig('change');
-        try {
-          const snap = await access.config.update(
-            (stores) => {
-              const cfg = stores.get(name);
-              if (!cfg) throw new NotFoundError(`datastore '${name}' does not exist`);
-              applyFields(cfg, changes);
-            },
-            { digest: newDigest, lockHeld: true },
-          );
-          newDigest = snap.digest;
-        } finally {
-          lock.release();
-        }
-        // as PBS: a new GC schedule starts from now, not from the old schedule's last run
-        if (gcScheduleChanged) removeJobState(server.paths.dataDir, 'garbage_collection', name);
-      }
-
-      const cfg = access.datastoreConfig(name);
-      let conflicting = 0;
-      try {
-        conflicting = (await conflictingOperations(access, name, storedMaintenanceMode(cfg))).length;
-      } catch {
-        conflicting = 0;
-      }
-      setAttribute('conflicting', conflicting);
-      setAttribute('digest', newDigest ?? access.config.read().digest);
+      // as PBS: a new GC schedule starts from now, not from the old schedule's last run
+      if (result.gcScheduleChanged) removeJobState(server.paths.dataDir, 'garbage_collection', params.name);
+      setAttribute('conflicting', result.conflicting);
+      setAttribute('digest', result.digest);
       return null;
     },
   }),

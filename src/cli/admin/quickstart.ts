@@ -1,12 +1,12 @@
 /**
  * The embedded default of `npm start`: a datastore named `local` under the data dir, created on
- * the first start when no datastore is configured yet.
+ * the first start when no datastore is configured yet — through the same domain function as
+ * `POST /config/datastore`, under the config change lock.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StowagePaths } from '../../config/paths.js';
-import { DatastoreConfigFile } from '../../config/datastore-config.js';
-import { Datastore } from '../../datastore/datastore.js';
+import { createDatastore, prepareDatastoreCreation } from '../../maintenance/create-datastore.js';
+import { openDatastoreAccess } from '../../maintenance/open-datastore-access.js';
 
 export const QUICKSTART_STORE = 'local';
 
@@ -14,16 +14,21 @@ export async function ensureQuickstartDatastore(
   paths: StowagePaths,
   log: (line: string) => void,
 ): Promise<void> {
-  const config = new DatastoreConfigFile(paths.configDir);
-  if (config.read().stores.size > 0) return;
-  const path = join(paths.dataDir, 'datastores', QUICKSTART_STORE);
-  if (!existsSync(join(path, '.chunks'))) {
+  const access = openDatastoreAccess(paths);
+  try {
+    if (access.config.read().stores.size > 0) return;
+    const path = join(paths.dataDir, 'datastores', QUICKSTART_STORE);
+    // a chunk store left by an earlier start whose configuration is gone is taken over
+    const prepared = prepareDatastoreCreation(access, {
+      name: QUICKSTART_STORE,
+      path,
+      set: { comment: 'created by npm start' },
+      adoptExisting: true,
+    });
     log(`creating datastore '${QUICKSTART_STORE}' at ${path} ...`);
-    Datastore.create(QUICKSTART_STORE, path, { runDir: paths.runDir }).close();
+    await createDatastore(access, prepared, { runDir: paths.runDir });
+    log(`datastore '${QUICKSTART_STORE}' ready`);
+  } finally {
+    access.close();
   }
-  await config.update((stores) => {
-    if (stores.size === 0)
-      stores.set(QUICKSTART_STORE, { name: QUICKSTART_STORE, path, comment: 'created by npm start' });
-  });
-  log(`datastore '${QUICKSTART_STORE}' ready`);
 }

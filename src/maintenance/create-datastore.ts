@@ -1,0 +1,192 @@
+/**
+ * Creating a datastore (PBS `create_datastore`, reference §6.1): the one path for the API
+ * (`POST /config/datastore`, and through it the admin CLI) and the quick start of `stowage server
+ * --quickstart`.
+ *
+ * Two steps, because creating the chunk store takes a while and the API runs it as a task:
+ * `prepareDatastoreCreation` validates and reserves the name and path (synchronous 400s, before a
+ * task exists); `createDatastore` creates the chunk store, then adds the section under the config
+ * change lock, so no admission is mid-check while the store appears. A failed creation leaves
+ * nothing behind that would make the path unusable for the next attempt.
+ */
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import {
+  datastoreAbsolutePath,
+  parseDatastoreBackend,
+  type DatastoreConfig,
+} from '../config/datastore-config.js';
+import { Datastore } from '../datastore/datastore.js';
+import { BadRequestError, StowageError } from '../errors.js';
+import type { DatastoreAccess } from './datastore-access.js';
+import { formatMaintenanceMode } from './maintenance-mode.js';
+import { applyFields, operatorMode, validateNewConfig, type DatastoreFields } from './update-datastore.js';
+
+/** What a new datastore is made of, as PBS's create parameters. */
+export interface NewDatastore {
+  name: string;
+  /** Absolute; normalized here. */
+  path: string;
+  set?: DatastoreFields;
+  'maintenance-mode'?: string;
+  /** PBS 4 removable datastores: refused (400 naming it). */
+  'backing-device'?: string;
+  /** PBS 4 backends: only `type=filesystem` is accepted. */
+  backend?: string;
+  /**
+   * Quick start: take over a chunk store already at `path` (left by an earlier start whose
+   * configuration is gone) instead of refusing a non-empty directory.
+   */
+  adoptExisting?: boolean;
+}
+
+/** A validated creation holding its name and path until it ends or is cancelled. */
+export interface PreparedDatastore {
+  readonly config: DatastoreConfig;
+  /** Take over a chunk store already at the path. */
+  readonly adoptExisting: boolean;
+  /** Give up before `createDatastore` ran (e.g. the task could not be started). */
+  cancel(): void;
+}
+
+/** Names and paths being created, per DatastoreAccess, so two creations cannot race. */
+const creating = new WeakMap<DatastoreAccess, Set<string>>();
+
+function normalizePath(path: string): string {
+  if (!isAbsolute(path)) {
+    throw new BadRequestError(`parameter verification failed - 'path': path must be absolute, not '${path}'`);
+  }
+  const p = resolve(path);
+  if (p === '/')
+    throw new BadRequestError("parameter verification failed - 'path': refusing the root directory");
+  return p;
+}
+
+/** Refuse a path inside another datastore, containing one, or an existing non-empty directory. */
+function checkNewPath(access: DatastoreAccess, path: string, adoptExisting: boolean): void {
+  for (const other of access.config.read().stores.values()) {
+    // a removable datastore's path is relative to its device; it lives at its mount point (PBS)
+    const o = resolve(datastoreAbsolutePath(other));
+    if (path === o || path.startsWith(`${o}/`) || o.startsWith(`${path}/`)) {
+      throw new BadRequestError(
+        `parameter verification failed - 'path': '${path}' overlaps datastore '${other.name}' at '${o}'`,
+      );
+    }
+  }
+  if (!existsSync(path)) return;
+  if (!statSync(path).isDirectory()) {
+    throw new BadRequestError(`parameter verification failed - 'path': '${path}' is not a directory`);
+  }
+  if (adoptExisting && existsSync(join(path, '.chunks'))) return;
+  const entries = readdirSync(path).filter((e) => e !== 'lost+found');
+  if (entries.length > 0) {
+    throw new BadRequestError(`parameter verification failed - 'path': directory '${path}' is not empty`);
+  }
+}
+
+/** 400 naming the parameter: Stowage cannot create removable or S3 datastores (yet). */
+function refuseUnsupported(backingDevice: string | undefined, backend: string | undefined): void {
+  if (backingDevice !== undefined) {
+    throw new BadRequestError(
+      "parameter verification failed - 'backing-device': removable datastores are not supported by this Stowage version",
+      { param: 'backing-device' },
+    );
+  }
+  if (backend === undefined) return;
+  const type = (() => {
+    try {
+      return parseDatastoreBackend({ name: 'new', path: '/', backend }).type;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (type !== 'filesystem') {
+    throw new BadRequestError(
+      `parameter verification failed - 'backend': datastore backends other than the local filesystem (here '${backend}') are not supported by this Stowage version`,
+      { param: 'backend' },
+    );
+  }
+}
+
+/**
+ * Validate a new datastore and reserve its name and path: every refusal (400, or 409-like
+ * ALREADY_EXISTS) happens here, before anything is created.
+ */
+export function prepareDatastoreCreation(access: DatastoreAccess, req: NewDatastore): PreparedDatastore {
+  refuseUnsupported(req['backing-device'], req.backend);
+  const { name } = req;
+  const path = normalizePath(req.path);
+  const config: DatastoreConfig = { name, path, ...(req.backend !== undefined && { backend: req.backend }) };
+  applyFields(config, { set: req.set ?? {}, remove: [] });
+  const modeText = req['maintenance-mode'];
+  if (modeText !== undefined) config['maintenance-mode'] = formatMaintenanceMode(operatorMode(modeText));
+  validateNewConfig(config);
+  const pending = creating.get(access) ?? new Set<string>();
+  creating.set(access, pending);
+  if (access.config.read().stores.has(name) || pending.has(name)) {
+    throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
+  }
+  checkNewPath(access, path, req.adoptExisting ?? false);
+  for (const p of pending) {
+    if (p === path || p.startsWith(`${path}/`) || path.startsWith(`${p}/`)) {
+      throw new BadRequestError(`parameter verification failed - 'path': '${path}' is being created`);
+    }
+  }
+  pending.add(name);
+  pending.add(path);
+  return {
+    config,
+    adoptExisting: req.adoptExisting ?? false,
+    cancel() {
+      pending.delete(name);
+      pending.delete(path);
+    },
+  };
+}
+
+/**
+ * Create the chunk store of a prepared datastore (unless one is adopted) and add its section to
+ * datastore.cfg under the change lock. Ends the reservation however it ends.
+ */
+export async function createDatastore(
+  access: DatastoreAccess,
+  prepared: PreparedDatastore,
+  opts: { runDir: string; log?: (line: string) => void },
+): Promise<void> {
+  const log = opts.log ?? (() => {});
+  const { config } = prepared;
+  const { name, path } = config;
+  try {
+    const existed = existsSync(path);
+    const adopted = prepared.adoptExisting && existsSync(join(path, '.chunks'));
+    if (!adopted) {
+      log(`create datastore '${name}' at ${path}`);
+      Datastore.create(name, path, { runDir: opts.runDir }).close();
+      log('chunk store created');
+    }
+    const lock = await access.lockConfig('change');
+    try {
+      await access.config.update(
+        (stores) => {
+          if (stores.has(name))
+            throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
+          stores.set(name, config);
+        },
+        { lockHeld: true },
+      );
+    } catch (err) {
+      // leave nothing behind that would make the path unusable for the next attempt
+      if (!adopted) {
+        if (existed)
+          for (const e of ['.chunks', '.lock']) rmSync(join(path, e), { recursive: true, force: true });
+        else rmSync(path, { recursive: true, force: true });
+      }
+      throw err;
+    } finally {
+      lock.release();
+    }
+    log(`datastore '${name}' added to the configuration`);
+  } finally {
+    prepared.cancel();
+  }
+}
