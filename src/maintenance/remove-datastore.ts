@@ -3,8 +3,9 @@
  * first and then fails "datastore is currently in use" leaving the datastore stranded in a mode
  * no command can leave, removal here either completes or puts the previous mode back:
  *
- * 1. under the exclusive config lock: with `ifIdle`, refuse while operations are active (nothing
- *    changes); otherwise set `delete`, so nothing new is admitted, not even lookups;
+ * 1. atomically with admissions (the backend's setMode): with `ifIdle`, refuse while operations
+ *    are active (nothing changes); otherwise set `delete`, so nothing new is admitted, not even
+ *    lookups;
  * 2. wait for the running operations to drain (with a timeout);
  * 3. timed out or aborted → restore the previous mode and report the operations still running;
  * 4. remove the data when asked, then the config section.
@@ -46,11 +47,8 @@ export async function removeDatastore(
 ): Promise<RemoveDatastoreResult> {
   const log = opts.log ?? (() => {});
   const deleting: MaintenanceMode = { type: 'delete' };
-  let previous: MaintenanceMode | undefined;
-  let path = '';
-
-  try {
-    const change = await access.backend.setMode(name, deleting, {
+  const change = await access.backend
+    .setMode(name, deleting, {
       allowDelete: true,
       ifIdle: opts.ifIdle,
       digest: opts.digest,
@@ -59,15 +57,15 @@ export async function removeDatastore(
         // relative path would resolve against the working directory)
         if (opts.destroyData) checkSupportedDatastore(cfg);
       },
+    })
+    .catch((err: unknown) => {
+      if (err instanceof ConflictingOperationsError) {
+        throw new ConflictingOperationsError(`datastore '${name}' is in use, not removed`, err.operations);
+      }
+      throw err;
     });
-    previous = change.previous;
-    path = change.config.path;
-  } catch (err) {
-    if (err instanceof ConflictingOperationsError) {
-      throw new ConflictingOperationsError(`datastore '${name}' is in use, not removed`, err.operations);
-    }
-    throw err;
-  }
+  let previous = change.previous;
+  const path = change.config.path;
   if (previous?.type === 'delete') {
     log(`resuming an interrupted removal of datastore '${name}'`);
     previous = undefined; // the mode before the interrupted removal is unknown: restore to none
