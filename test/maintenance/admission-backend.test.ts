@@ -37,3 +37,23 @@ test('the local watch stays quiet while nothing changes', async () => {
     inst.cleanup();
   }
 });
+
+test('the local watch wakes when datastore.cfg is edited behind its back', async () => {
+  const inst = makeInstance('stowage-admission-');
+  try {
+    await inst.createStore('edited');
+    const watch = inst.access.backend.watch('edited');
+    const next = watch.changed();
+    await inst.access.config.update((s) => {
+      s.get('edited')!['maintenance-mode'] = 'offline,message="by hand"';
+    });
+    const woke = await Promise.race([
+      next,
+      new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000)),
+    ]);
+    assert.equal(woke, true);
+    watch.close();
+  } finally {
+    inst.cleanup();
+  }
+});

@@ -304,6 +304,12 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         await woke('a release in another process', () => a.send({ cmd: 'release', id }));
         await woke('a mode change', () => backend.setMode(store, { type: 'offline', message: 'moving' }));
         await woke('the mode being cleared', () => backend.setMode(store, undefined));
+        await woke('a mode change made by another process', () =>
+          a.send({ cmd: 'set-mode', store, mode: 'read-only,message=elsewhere' }),
+        );
+        await woke('the mode being cleared by another process', () =>
+          a.send({ cmd: 'set-mode', store, mode: null }),
+        );
         const own = await backend.admit(store, 'write', { kind: 'backup' });
         assert.equal(
           await within(watch.changed(), 5000),
