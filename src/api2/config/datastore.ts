@@ -12,7 +12,7 @@
  * src/maintenance/ (create-datastore.ts, update-datastore.ts, remove-datastore.ts), which the quick
  * start uses too.
  */
-import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
+import { forgetDatastoreJobs } from '../../server/jobs/datastore-jobs.js';
 import { removeJobState } from '../../server/jobs/job-state.js';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
@@ -257,32 +257,10 @@ export const routes: AnyRoute[] = [
           signal: task.signal,
         });
         if (!query['destroy-data']) task.log(`data left in place at ${result.path}`);
-        // after the removal succeeded (PBS removes them first, losing them when removal fails)
-        removeJobState(server.paths.dataDir, 'garbage_collection', name);
-        if (!query['keep-job-configs']) {
-          for (const file of [
-            pruneJobConfig(server.paths.configDir),
-            verifyJobConfig(server.paths.configDir),
-          ]) {
-            const removed: string[] = [];
-            await file.update((jobs) => {
-              for (const [id, job] of jobs) {
-                if (job.store === name) {
-                  jobs.delete(id);
-                  removed.push(id);
-                }
-              }
-            });
-            for (const id of removed) {
-              removeJobState(
-                server.paths.dataDir,
-                file.kind.sectionType === 'prune' ? 'prunejob' : 'verificationjob',
-                id,
-              );
-              task.log(`removed job '${id}'`);
-            }
-          }
-        }
+        await forgetDatastoreJobs(server.paths, name, {
+          keepJobConfigs: query['keep-job-configs'] ?? false,
+          log: (line) => task.log(line),
+        });
       });
     },
   }),
