@@ -99,3 +99,24 @@ test('a filtered route admits every authenticated caller, with no access outcome
   const anonymous = await t.api('GET', '/probe-filtered');
   assert.equal(anonymous.status, 401);
 });
+
+test('an ownerChecked route refuses a caller without either privilege with 403 before admission, and admits the others (503 in maintenance)', async () => {
+  await t.addBareDatastore('offline1', { 'maintenance-mode': 'offline,message="disk swap"' });
+  const backup = await t.addUser('backup1@pbs', [{ path: '/datastore/offline1', role: 'DatastoreBackup' }]);
+  const query = 'backup-type=host&backup-id=h1&backup-time=1717236000';
+  const refused = await t.api('GET', `/admin/datastore/offline1/notes?${query}`, { auth: nobody });
+  assert.deepEqual(
+    [refused.status, refused.body.message],
+    [403, 'permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/offline1'],
+  );
+  const inNs = await t.api('GET', `/admin/datastore/offline1/notes?ns=team&${query}`, { auth: nobody });
+  assert.equal(
+    inNs.body.message,
+    'permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/offline1/team',
+  );
+  const admitted = await t.api('GET', `/admin/datastore/offline1/notes?${query}`, { auth: backup });
+  assert.deepEqual(
+    [admitted.status, admitted.body.message],
+    [503, "datastore 'offline1' is unavailable: offline maintenance mode: disk swap"],
+  );
+});
