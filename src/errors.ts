@@ -46,18 +46,32 @@ export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(STATUS, code);
 }
 
+/** The name of one error of the registry below (`ERR_GROUP_LOCKED`); stable, like `code`. */
+export type ErrorId = `ERR_${string}`;
+
+export interface StowageErrorOptions {
+  cause?: unknown;
+  details?: unknown;
+  /** The registry name, set by the named errors below; code tests an error by it, never by text. */
+  id?: ErrorId;
+}
+
 export class StowageError extends Error {
+  /** The coarse category: decides the HTTP status and the CLI exit code; clients see it. */
   readonly code: ErrorCode;
   readonly status: number;
+  /** Which error of the registry this is, when it was raised through one (see `createError`). */
+  readonly id?: ErrorId;
   /** Structured details for API clients (e.g. the conflicting operations of a refused change). */
   readonly details?: unknown;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: StowageErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StowageError';
     this.code = code;
     this.status = STATUS[code];
     this.details = options?.details;
+    if (options?.id !== undefined) this.id = options.id;
   }
 }
 
@@ -135,8 +149,8 @@ export class LockTimeoutError extends StowageError {
  * tell a wrong password from an unknown user (reference §8.1).
  */
 export class UnauthorizedError extends StowageError {
-  constructor(message = 'authentication failed') {
-    super('UNAUTHORIZED', message);
+  constructor(message = 'authentication failed', id?: ErrorId) {
+    super('UNAUTHORIZED', message, { id });
   }
 }
 
@@ -164,3 +178,413 @@ export const ERROR_CODE_HEADER = 'x-stowage-error-code';
 export function isStowageError(err: unknown): err is StowageError {
   return err instanceof StowageError;
 }
+
+/** What a message template interpolates: names, numbers, and objects that print as their name. */
+export type Printable = string | number | { toString(): string };
+
+/**
+ * One named error of the registry: call it to get the error to throw (`throw ERR_GC_RUNNING()`),
+ * `withOptions` to attach a cause or details, `is` to recognise it in a catch.
+ */
+export interface NamedError<A extends Printable[]> {
+  (...args: A): StowageError;
+  readonly id: ErrorId;
+  readonly code: ErrorCode;
+  /** The operator message alone, for a caller that compares or logs it. */
+  format(...args: A): string;
+  withOptions(options: Omit<StowageErrorOptions, 'id'>, ...args: A): StowageError;
+  is(err: unknown): err is StowageError;
+}
+
+/**
+ * Declare one named error (fastify's `createError`): its registry name, its coarse `code` (HTTP
+ * status, exit code, the `code` clients see) and its message template. `build` makes an instance
+ * of a subclass when callers test for one (`UnauthorizedError`).
+ */
+function createError<A extends Printable[]>(
+  id: ErrorId,
+  code: ErrorCode,
+  message: (...args: A) => string,
+  build?: (message: string, id: ErrorId) => StowageError,
+): NamedError<A> {
+  const withOptions = (options: Omit<StowageErrorOptions, 'id'>, ...args: A): StowageError =>
+    build ? build(message(...args), id) : new StowageError(code, message(...args), { ...options, id });
+  return Object.assign((...args: A) => withOptions({}, ...args), {
+    id,
+    code,
+    format: message,
+    withOptions,
+    is: (err: unknown): err is StowageError => err instanceof StowageError && err.id === id,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry. Every error the code raises by name is declared here, once; its message is the
+// operator's text (PBS clients print it and tests assert it, so a change here is a wire change).
+// ---------------------------------------------------------------------------------------------
+
+// authentication
+export const ERR_NO_CREDENTIALS = createError(
+  'ERR_NO_CREDENTIALS',
+  'UNAUTHORIZED',
+  () => 'authentication failed - no authentication credentials provided',
+  (message, id) => new UnauthorizedError(message, id),
+);
+export const ERR_NO_CREDENTIALS_GIVEN = createError(
+  'ERR_NO_CREDENTIALS_GIVEN',
+  'UNAUTHORIZED',
+  (what: string) => `no ${what} given - set STOWAGE_PASSWORD (or PBS_PASSWORD), or run on a terminal`,
+);
+
+// datastores and their configuration
+export const ERR_DATASTORE_NOT_FOUND = createError(
+  'ERR_DATASTORE_NOT_FOUND',
+  'NOT_FOUND',
+  (store: string) => `datastore '${store}' does not exist`,
+);
+export const ERR_DATASTORE_EXISTS = createError(
+  'ERR_DATASTORE_EXISTS',
+  'ALREADY_EXISTS',
+  (store: string) => `datastore '${store}' already exists.`,
+);
+export const ERR_DATASTORE_PATH_IN_USE = createError(
+  'ERR_DATASTORE_PATH_IN_USE',
+  'ALREADY_EXISTS',
+  (path: string) => `a datastore already exists at '${path}'`,
+);
+export const ERR_DATASTORE_BEING_DELETED = createError(
+  'ERR_DATASTORE_BEING_DELETED',
+  'CONFLICT',
+  (store: string) => `datastore '${store}' is being deleted: its maintenance mode cannot be changed`,
+);
+export const ERR_DELETE_MODE_RESERVED = createError(
+  'ERR_DELETE_MODE_RESERVED',
+  'BAD_REQUEST',
+  () => "maintenance-mode: type 'delete' is set only by removing the datastore",
+);
+export const ERR_MAINTENANCE_TYPE_INVALID = createError(
+  'ERR_MAINTENANCE_TYPE_INVALID',
+  'BAD_REQUEST',
+  (type: string, expected: string) => `invalid maintenance type '${type}': expected one of ${expected}`,
+);
+export const ERR_DRAIN_TIMEOUT = createError(
+  'ERR_DRAIN_TIMEOUT',
+  'TIMEOUT',
+  (store: string, seconds: number, count: number, operations: string) =>
+    `datastore '${store}' did not drain within ${seconds}s: ${count} conflicting operation(s) still running: ${operations}`,
+);
+
+// groups, snapshots and namespaces
+export const ERR_GROUP_LOCKED = createError(
+  'ERR_GROUP_LOCKED',
+  'CONFLICT',
+  (group: Printable, why: string) => `unable to acquire lock on backup group ${group} - ${why}`,
+);
+export const ERR_SNAPSHOT_LOCKED = createError(
+  'ERR_SNAPSHOT_LOCKED',
+  'CONFLICT',
+  (snapshot: Printable, why: string) => `unable to acquire lock on snapshot ${snapshot} - ${why}`,
+);
+export const ERR_GROUP_HAS_OWNER = createError(
+  'ERR_GROUP_HAS_OWNER',
+  'ALREADY_EXISTS',
+  (group: Printable) => `backup group '${group}' already has an owner`,
+);
+export const ERR_GROUP_OWNER_CHANGED = createError(
+  'ERR_GROUP_OWNER_CHANGED',
+  'CONFLICT',
+  (expectedOwner: string) => `${expectedOwner} does not own this group anymore`,
+);
+export const ERR_GROUP_PARTIALLY_DELETED = createError(
+  'ERR_GROUP_PARTIALLY_DELETED',
+  'PROTECTED',
+  () => 'group only partially deleted due to protected snapshots',
+);
+/** `where` is `inNamespace(ns)`: empty for the root namespace. */
+export const ERR_SNAPSHOT_PROTECTED = createError(
+  'ERR_SNAPSHOT_PROTECTED',
+  'PROTECTED',
+  (snapshot: Printable, where: string) => `cannot remove protected snapshot '${snapshot}'${where}`,
+);
+/** `where` is `inNamespace(ns)`: empty for the root namespace. */
+export const ERR_SNAPSHOT_EXISTS = createError(
+  'ERR_SNAPSHOT_EXISTS',
+  'ALREADY_EXISTS',
+  (snapshot: Printable, where: string) => `snapshot '${snapshot}' already exists${where}`,
+);
+export const ERR_ROOT_NAMESPACE_EXISTS = createError(
+  'ERR_ROOT_NAMESPACE_EXISTS',
+  'ALREADY_EXISTS',
+  () => 'the root namespace always exists',
+);
+export const ERR_NAMESPACE_EXISTS = createError(
+  'ERR_NAMESPACE_EXISTS',
+  'ALREADY_EXISTS',
+  (ns: string) => `namespace '${ns}' already exists`,
+);
+export const ERR_NAMESPACE_HAS_GROUPS = createError(
+  'ERR_NAMESPACE_HAS_GROUPS',
+  'CONFLICT',
+  () => 'only partially deleted due to existing groups but `delete-groups` not true',
+);
+export const ERR_MANIFEST_SIGNED_PART = createError(
+  'ERR_MANIFEST_SIGNED_PART',
+  'INTERNAL',
+  (snapshotPath: string) => `refusing to change the signed part of manifest in ${snapshotPath}`,
+);
+
+// chunk store and index files
+export const ERR_CHUNK_DIR_UNREADABLE = createError(
+  'ERR_CHUNK_DIR_UNREADABLE',
+  'INTERNAL',
+  (dir: string, why: string) => `unable to read chunk subdir '${dir}' - ${why}`,
+);
+export const ERR_NOT_AN_INDEX = createError(
+  'ERR_NOT_AN_INDEX',
+  'INTERNAL',
+  (path: string) => `'${path}' is not an index file`,
+);
+export const ERR_NOT_A_BLOB_NAME = createError(
+  'ERR_NOT_A_BLOB_NAME',
+  'INTERNAL',
+  (name: string) => `'${name}' is not a blob name`,
+);
+export const ERR_INDEX_SHORT_READ = createError(
+  'ERR_INDEX_SHORT_READ',
+  'INTERNAL',
+  (path: string) => `fixed index '${path}': short read`,
+);
+export const ERR_INDEX_WRITER_CLOSED = createError(
+  'ERR_INDEX_WRITER_CLOSED',
+  'INTERNAL',
+  (kind: string, path: string) => `${kind} index writer '${path}' is closed`,
+);
+
+// garbage collection and verification
+export const ERR_GC_RUNNING = createError(
+  'ERR_GC_RUNNING',
+  'CONFLICT',
+  () => 'Start GC failed - (already running/locked)',
+);
+export const ERR_VERIFY_FAILED = createError(
+  'ERR_VERIFY_FAILED',
+  'CORRUPT_DATA',
+  () => 'verification failed - please check the log for details',
+);
+export const ERR_VERIFY_SELECTION = createError(
+  'ERR_VERIFY_SELECTION',
+  'BAD_REQUEST',
+  () =>
+    "parameter verification failed - 'backup-type': backup-type and backup-id go together, and backup-time needs both",
+);
+
+// backup protocol
+export const ERR_SESSION_ENDED = createError(
+  'ERR_SESSION_ENDED',
+  'CONFLICT',
+  () => 'backup session has ended',
+);
+export const ERR_BASE_SNAPSHOT_REMOVED = createError(
+  'ERR_BASE_SNAPSHOT_REMOVED',
+  'CONFLICT',
+  (base: Printable) =>
+    `base snapshot ${base} was removed during backup, cannot finish as chunks might be missing`,
+);
+export const ERR_BACKUP_NOT_FINISHED = createError(
+  'ERR_BACKUP_NOT_FINISHED',
+  'CONFLICT',
+  () => 'backup ended but finished flag is not set.',
+);
+
+// users, tokens and jobs
+export const ERR_USER_EXISTS = createError(
+  'ERR_USER_EXISTS',
+  'ALREADY_EXISTS',
+  (userid: string) => `user '${userid}' already exists.`,
+);
+export const ERR_TOKEN_EXISTS = createError(
+  'ERR_TOKEN_EXISTS',
+  'ALREADY_EXISTS',
+  (tokenid: string) => `token '${tokenid}' already exists.`,
+);
+/** `noun` is the job kind as the operator reads it ("sync job"). */
+export const ERR_JOB_EXISTS = createError(
+  'ERR_JOB_EXISTS',
+  'ALREADY_EXISTS',
+  (noun: string, id: string) => `${noun} '${id}' already exists.`,
+);
+export const ERR_JOB_RUNNING = createError(
+  'ERR_JOB_RUNNING',
+  'CONFLICT',
+  (title: string, upid: string) => `${title} is already running (${upid})`,
+);
+
+// worker tasks and the server process
+export const ERR_SHUTTING_DOWN = createError(
+  'ERR_SHUTTING_DOWN',
+  'CONFLICT',
+  () => 'server is shutting down - not starting new tasks',
+);
+export const ERR_TASK_ABORTED = createError(
+  'ERR_TASK_ABORTED',
+  'CONFLICT',
+  () => 'abort requested - aborting task',
+);
+export const ERR_TASK_FAILED = createError(
+  'ERR_TASK_FAILED',
+  'INTERNAL',
+  (exit: string) => `task failed: ${exit}`,
+);
+export const ERR_TLS_CERT_CREATE = createError(
+  'ERR_TLS_CERT_CREATE',
+  'INTERNAL',
+  (why: string) => `unable to create the TLS certificate with openssl: ${why}`,
+);
+export const ERR_NO_LISTEN_SOCKET = createError(
+  'ERR_NO_LISTEN_SOCKET',
+  'INTERNAL',
+  (port: number) => `no listening socket on port ${port} found to hand over`,
+);
+export const ERR_RESTART_TIMEOUT = createError(
+  'ERR_RESTART_TIMEOUT',
+  'TIMEOUT',
+  (seconds: number) => `new server process not ready after ${seconds} s`,
+);
+export const ERR_RESTART_CHILD_EXITED = createError(
+  'ERR_RESTART_CHILD_EXITED',
+  'INTERNAL',
+  (how: string) => `new server process exited before serving (${how})`,
+);
+export const ERR_PROC_STAT_NO_CPU = createError(
+  'ERR_PROC_STAT_NO_CPU',
+  'INTERNAL',
+  () => "failed to find 'cpu' line in /proc/stat",
+);
+
+// route declarations (programming errors, found when the server starts)
+export const ERR_ROUTE_NO_PERMISSION = createError(
+  'ERR_ROUTE_NO_PERMISSION',
+  'INTERNAL',
+  (route: string) => `route ${route} declares no permission`,
+);
+export const ERR_ROUTE_NO_DESCRIPTION = createError(
+  'ERR_ROUTE_NO_DESCRIPTION',
+  'INTERNAL',
+  (route: string) => `route ${route} has no description`,
+);
+export const ERR_ROUTE_UNKNOWN_PERMISSION = createError(
+  'ERR_ROUTE_UNKNOWN_PERMISSION',
+  'INTERNAL',
+  (route: string) => `route ${route} declares an unknown permission`,
+);
+export const ERR_ROUTE_FILTER_UNEXPLAINED = createError(
+  'ERR_ROUTE_FILTER_UNEXPLAINED',
+  'INTERNAL',
+  (route: string) => `route ${route}: a filtered permission must say how it filters`,
+);
+export const ERR_ROUTE_UNKNOWN_PARAM = createError(
+  'ERR_ROUTE_UNKNOWN_PARAM',
+  'INTERNAL',
+  (route: string, param: string) => `route ${route}: permission uses unknown parameter '${param}'`,
+);
+export const ERR_ROUTE_DUPLICATE = createError(
+  'ERR_ROUTE_DUPLICATE',
+  'INTERNAL',
+  (route: string) => `route ${route} is registered twice`,
+);
+
+// command-line tools
+export const ERR_SERVER_SPEC_INVALID = createError(
+  'ERR_SERVER_SPEC_INVALID',
+  'BAD_REQUEST',
+  (spec: string) => `invalid --server '${spec}': expected HOST[:PORT]`,
+);
+export const ERR_SERVER_SPEC_BAD_PORT = createError(
+  'ERR_SERVER_SPEC_BAD_PORT',
+  'BAD_REQUEST',
+  (spec: string) => `invalid --server '${spec}': bad port`,
+);
+export const ERR_NO_SERVER_CONFIG = createError(
+  'ERR_NO_SERVER_CONFIG',
+  'NOT_FOUND',
+  (configDir: string) =>
+    `no server configuration in ${configDir} (start the server first with 'stowage server', or pass --config-dir)`,
+);
+
+// client: connection, chunk workers, backup writer
+export const ERR_CONNECT_FAILED = createError(
+  'ERR_CONNECT_FAILED',
+  'INTERNAL',
+  (host: string, port: number, why: string) => `unable to connect to ${host}:${port} - ${why}`,
+);
+export const ERR_CONNECTION_CLOSED = createError(
+  'ERR_CONNECTION_CLOSED',
+  'INTERNAL',
+  () => 'connection to server closed',
+);
+export const ERR_REQUEST_FAILED = createError(
+  'ERR_REQUEST_FAILED',
+  'INTERNAL',
+  (why: string) => `request failed - ${why}`,
+);
+export const ERR_PROTOCOL_REQUEST_FAILED = createError(
+  'ERR_PROTOCOL_REQUEST_FAILED',
+  'INTERNAL',
+  (name: string, why: string) => `request ${name} failed - ${why}`,
+);
+export const ERR_UNEXPECTED_ANSWER = createError(
+  'ERR_UNEXPECTED_ANSWER',
+  'INTERNAL',
+  (text: string) => `unexpected answer from server: ${text}`,
+);
+export const ERR_RESPONSE_HEAD_TOO_LARGE = createError(
+  'ERR_RESPONSE_HEAD_TOO_LARGE',
+  'INTERNAL',
+  () => 'response head too large',
+);
+export const ERR_UPGRADE_UNEXPECTED = createError(
+  'ERR_UPGRADE_UNEXPECTED',
+  'INTERNAL',
+  (statusLine: string) => `unexpected answer to upgrade: ${statusLine}`,
+);
+export const ERR_UPGRADE_CLOSED = createError(
+  'ERR_UPGRADE_CLOSED',
+  'INTERNAL',
+  () => 'server closed the connection during the upgrade',
+);
+export const ERR_H2_HANDSHAKE = createError(
+  'ERR_H2_HANDSHAKE',
+  'INTERNAL',
+  (why: string) => `HTTP/2 handshake failed - ${why}`,
+);
+export const ERR_NOT_IN_WORKER = createError(
+  'ERR_NOT_IN_WORKER',
+  'INTERNAL',
+  () => 'chunk-worker must run in a worker thread',
+);
+export const ERR_CHUNK_NOT_HELD = createError(
+  'ERR_CHUNK_NOT_HELD',
+  'INTERNAL',
+  (id: number) => `no chunk ${id} held`,
+);
+export const ERR_CHUNK_WORKER_EXITED = createError(
+  'ERR_CHUNK_WORKER_EXITED',
+  'INTERNAL',
+  (exitCode: number) => `chunk worker exited with code ${exitCode}`,
+);
+export const ERR_CHUNK_WORKER_ANSWER = createError(
+  'ERR_CHUNK_WORKER_ANSWER',
+  'INTERNAL',
+  (answer: string, request: string) => `chunk worker answered ${answer} to ${request}`,
+);
+export const ERR_CHUNK_POOL_CLOSED = createError(
+  'ERR_CHUNK_POOL_CLOSED',
+  'INTERNAL',
+  () => 'chunk pool is closed',
+);
+export const ERR_IMAGE_SIZE_CHANGED = createError(
+  'ERR_IMAGE_SIZE_CHANGED',
+  'CONFLICT',
+  (image: string, bytes: number, size: number) =>
+    `image '${image}' changed size while reading (${bytes} != ${size} bytes)`,
+);

@@ -12,7 +12,7 @@
  * refuses unknown digests), in batches, while later chunks are still being hashed and uploaded.
  */
 import { createHash } from 'node:crypto';
-import { BadRequestError, StowageError } from '../errors.js';
+import { BadRequestError, ERR_IMAGE_SIZE_CHANGED, StowageError } from '../errors.js';
 import { encodeBlob } from '../datastore/data-blob.js';
 import { DynamicIndexReader } from '../datastore/dynamic-index.js';
 import { FixedIndexReader } from '../datastore/fixed-index.js';
@@ -239,10 +239,7 @@ export class BackupWriter {
       (_c, digest) => csum.update(digest),
     );
     if (stats.bytes !== size) {
-      throw new StowageError(
-        'CONFLICT',
-        `image '${name}' changed size while reading (${stats.bytes} != ${size} bytes)`,
-      );
+      throw ERR_IMAGE_SIZE_CHANGED(name, stats.bytes, size);
     }
     const hex = csum.digest('hex');
     await this.session.json('POST', 'fixed_close', { wid, 'chunk-count': stats.chunks, size, csum: hex });

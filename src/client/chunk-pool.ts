@@ -6,7 +6,14 @@
  */
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { CorruptDataError, StowageError, type ErrorCode } from '../errors.js';
+import {
+  CorruptDataError,
+  ERR_CHUNK_POOL_CLOSED,
+  ERR_CHUNK_WORKER_ANSWER,
+  ERR_CHUNK_WORKER_EXITED,
+  type ErrorCode,
+  StowageError,
+} from '../errors.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
 export interface ProcessedChunk {
@@ -80,7 +87,7 @@ export class ChunkPool {
       });
       worker.on('error', (err) => this.fail(err));
       worker.on('exit', (code) => {
-        if (!this.closed) this.fail(new StowageError('INTERNAL', `chunk worker exited with code ${code}`));
+        if (!this.closed) this.fail(ERR_CHUNK_WORKER_EXITED(code));
       });
       this.workers.push(pw);
     }
@@ -101,7 +108,7 @@ export class ChunkPool {
 
   private request(pw: PoolWorker, msg: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<WorkerResponse> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new StowageError('INTERNAL', 'chunk pool is closed'));
+    if (this.closed) return Promise.reject(ERR_CHUNK_POOL_CLOSED());
     return new Promise((resolve, reject) => {
       this.pending.set(msg.id, { resolve, reject });
       pw.inFlight++;
@@ -122,16 +129,14 @@ export class ChunkPool {
     const size = chunk.length;
     const pw = this.pick();
     const hashed = await this.request(pw, { op: 'hash', id, data: chunk }, transferable(chunk));
-    if (hashed.op !== 'hashed')
-      throw new StowageError('INTERNAL', `chunk worker answered ${hashed.op} to hash`);
+    if (hashed.op !== 'hashed') throw ERR_CHUNK_WORKER_ANSWER(hashed.op, 'hash');
     const digest = toBuffer(hashed.digest);
     if (isKnown(digest)) {
       pw.worker.postMessage({ op: 'drop', id } satisfies WorkerRequest);
       return { digest, size };
     }
     const encoded = await this.request(pw, { op: 'encode', id, compress: opts.compress !== false });
-    if (encoded.op !== 'encoded')
-      throw new StowageError('INTERNAL', `chunk worker answered ${encoded.op} to encode`);
+    if (encoded.op !== 'encoded') throw ERR_CHUNK_WORKER_ANSWER(encoded.op, 'encode');
     return { digest, size, blob: toBuffer(encoded.blob) };
   }
 
@@ -159,6 +164,6 @@ export class ChunkPool {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
-    this.fail(new StowageError('INTERNAL', 'chunk pool is closed'));
+    this.fail(ERR_CHUNK_POOL_CLOSED());
   }
 }

@@ -9,7 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import { encodeBlob, decodeBlob } from '../datastore/data-blob.js';
 import { sha256 } from '../datastore/digest.js';
-import { StowageError } from '../errors.js';
+import { ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
 export type WorkerRequest =
   | { op: 'hash'; id: number; data: Uint8Array }
@@ -25,7 +25,7 @@ export type WorkerResponse =
 
 const held = new Map<number, Uint8Array>();
 const port = parentPort;
-if (!port) throw new StowageError('INTERNAL', 'chunk-worker must run in a worker thread');
+if (!port) throw ERR_NOT_IN_WORKER();
 
 function transferable(b: Uint8Array): ArrayBuffer[] {
   // Only a buffer that owns its whole ArrayBuffer can be moved without copying.
@@ -46,7 +46,7 @@ port.on('message', (msg: WorkerRequest) => {
       case 'encode': {
         const data = held.get(msg.id);
         held.delete(msg.id);
-        if (!data) throw new StowageError('INTERNAL', `no chunk ${msg.id} held`);
+        if (!data) throw ERR_CHUNK_NOT_HELD(msg.id);
         const blob = encodeBlob(data, { compress: msg.compress });
         port.postMessage({ op: 'encoded', id: msg.id, blob } satisfies WorkerResponse, transferable(blob));
         break;

@@ -12,7 +12,21 @@ import { request as httpRequest } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import type { BackupType } from '../api-types/names.js';
-import { ERROR_CODE_HEADER, StowageError, isErrorCode, type ErrorCode } from '../errors.js';
+import {
+  ERR_CONNECT_FAILED,
+  ERR_CONNECTION_CLOSED,
+  ERR_H2_HANDSHAKE,
+  ERR_PROTOCOL_REQUEST_FAILED,
+  ERR_REQUEST_FAILED,
+  ERR_RESPONSE_HEAD_TOO_LARGE,
+  ERR_UNEXPECTED_ANSWER,
+  ERR_UPGRADE_CLOSED,
+  ERR_UPGRADE_UNEXPECTED,
+  ERROR_CODE_HEADER,
+  type ErrorCode,
+  isErrorCode,
+  StowageError,
+} from '../errors.js';
 
 export interface ServerTarget {
   host: string;
@@ -85,9 +99,7 @@ export async function connectTls(target: ServerTarget, policy: TlsPolicy): Promi
     });
     s.once('secureConnect', () => resolve(s));
     s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(
-        new StowageError('INTERNAL', `unable to connect to ${target.host}:${target.port} - ${err.message}`),
-      ),
+      reject(ERR_CONNECT_FAILED(target.host, target.port, err.message)),
     );
   });
   const fp = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
@@ -153,14 +165,12 @@ export class ApiClient {
           try {
             resolve((JSON.parse(text.toString()) as { data: T }).data);
           } catch {
-            reject(
-              new StowageError('INTERNAL', `unexpected answer from server: ${text.toString().slice(0, 200)}`),
-            );
+            reject(ERR_UNEXPECTED_ANSWER(text.toString().slice(0, 200)));
           }
         });
         res.on('error', reject);
       });
-      req.on('error', (err) => reject(new StowageError('INTERNAL', `request failed - ${err.message}`)));
+      req.on('error', (err) => reject(ERR_REQUEST_FAILED(err.message)));
       req.end(body);
     });
   }
@@ -172,7 +182,7 @@ export class ProtocolSession {
 
   constructor(readonly h2: ClientHttp2Session) {
     h2.on('error', (err) => (this.closedErr ??= err));
-    h2.on('close', () => (this.closedErr ??= new StowageError('INTERNAL', 'connection to server closed')));
+    h2.on('close', () => (this.closedErr ??= ERR_CONNECTION_CLOSED()));
   }
 
   /**
@@ -201,7 +211,7 @@ export class ProtocolSession {
           ...(body !== undefined ? { 'content-type': contentType } : {}),
         });
       } catch (err) {
-        return reject(new StowageError('INTERNAL', `request ${name} failed - ${(err as Error).message}`));
+        return reject(ERR_PROTOCOL_REQUEST_FAILED(name, (err as Error).message));
       }
       let status = 0;
       let codeHeader: string | undefined;
@@ -217,9 +227,7 @@ export class ProtocolSession {
         if (status >= 200 && status < 300) resolve(data);
         else reject(errorFromResponse(status, data, codeHeader));
       });
-      stream.on('error', (err) =>
-        reject(new StowageError('INTERNAL', `request ${name} failed - ${err.message}`)),
-      );
+      stream.on('error', (err) => reject(ERR_PROTOCOL_REQUEST_FAILED(name, err.message)));
       stream.end(body);
     });
   }
@@ -265,14 +273,14 @@ function readResponseHead(
       buf = Buffer.concat([buf, d]);
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (buf.length > 64 * 1024) fail(new StowageError('INTERNAL', 'response head too large'));
+        if (buf.length > 64 * 1024) fail(ERR_RESPONSE_HEAD_TOO_LARGE());
         return;
       }
       cleanup();
       socket.pause();
       const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
-      if (!m) return reject(new StowageError('INTERNAL', `unexpected answer to upgrade: ${lines[0] ?? ''}`));
+      if (!m) return reject(ERR_UPGRADE_UNEXPECTED(lines[0] ?? ''));
       const headers = new Map<string, string>();
       for (const l of lines.slice(1)) {
         const i = l.indexOf(':');
@@ -280,7 +288,7 @@ function readResponseHead(
       }
       resolve({ status: Number(m[1]), headers, rest: buf.subarray(end + 4) });
     };
-    const onEnd = () => fail(new StowageError('INTERNAL', 'server closed the connection during the upgrade'));
+    const onEnd = () => fail(ERR_UPGRADE_CLOSED());
     const fail = (err: Error) => {
       cleanup();
       reject(err);
@@ -363,9 +371,7 @@ export async function openProtocolSession(opts: {
   });
   await new Promise<void>((resolve, reject) => {
     h2.once('connect', () => resolve());
-    h2.once('error', (err) =>
-      reject(new StowageError('INTERNAL', `HTTP/2 handshake failed - ${err.message}`)),
-    );
+    h2.once('error', (err) => reject(ERR_H2_HANDSHAKE(err.message)));
   });
   h2.setLocalWindowSize(WINDOW);
   return new ProtocolSession(h2);

@@ -28,7 +28,18 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { BadRequestError, NotFoundError, StowageError } from '../errors.js';
+import {
+  BadRequestError,
+  ERR_GROUP_HAS_OWNER,
+  ERR_GROUP_LOCKED,
+  ERR_GROUP_OWNER_CHANGED,
+  ERR_NAMESPACE_EXISTS,
+  ERR_ROOT_NAMESPACE_EXISTS,
+  ERR_SNAPSHOT_EXISTS,
+  ERR_SNAPSHOT_LOCKED,
+  ERR_SNAPSHOT_PROTECTED,
+  NotFoundError,
+} from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import { acquireFileLock, tryAcquireFileLock, type FileLock } from '../sys/file-lock.js';
 import {
@@ -234,7 +245,7 @@ export class BackupLocks {
   /** Take the group lock or fail at once, as PBS's `lock_dir_noblock`. */
   tryLockGroup(group: BackupGroup, why: string): FileLock {
     const lock = tryAcquireFileLock(this.groupLockPath(group));
-    if (!lock) throw new StowageError('CONFLICT', `unable to acquire lock on backup group ${group} - ${why}`);
+    if (!lock) throw ERR_GROUP_LOCKED(group, why);
     return lock;
   }
 
@@ -244,7 +255,7 @@ export class BackupLocks {
 
   tryLockSnapshot(dir: BackupDir, why: string, opts: { shared?: boolean } = {}): FileLock {
     const lock = tryAcquireFileLock(this.snapshotLockPath(dir), opts);
-    if (!lock) throw new StowageError('CONFLICT', `unable to acquire lock on snapshot ${dir} - ${why}`);
+    if (!lock) throw ERR_SNAPSHOT_LOCKED(dir, why);
     return lock;
   }
 }
@@ -317,7 +328,7 @@ export function listNamespaces(
 
 /** Create a namespace whose parent exists (PBS refuses to create intermediate levels implicitly). */
 export function createNamespace(store: BackupStore, ns: BackupNamespace): void {
-  if (ns.isRoot()) throw new StowageError('ALREADY_EXISTS', 'the root namespace always exists');
+  if (ns.isRoot()) throw ERR_ROOT_NAMESPACE_EXISTS();
   if (!namespaceExists(store, ns.parent())) {
     throw new NotFoundError(`parent namespace '${ns.parent().name}' does not exist`);
   }
@@ -326,8 +337,7 @@ export function createNamespace(store: BackupStore, ns: BackupNamespace): void {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') mkdirSync(namespacePath(store, ns), { recursive: true });
-    else if (code === 'EEXIST')
-      throw new StowageError('ALREADY_EXISTS', `namespace '${ns.name}' already exists`);
+    else if (code === 'EEXIST') throw ERR_NAMESPACE_EXISTS(ns.name);
     else throw err;
   }
 }
@@ -515,7 +525,7 @@ export function setOwner(
     fd = openSync(path, 'wx', 0o644);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new StowageError('ALREADY_EXISTS', `backup group '${group}' already has an owner`);
+      throw ERR_GROUP_HAS_OWNER(group);
     }
     throw err;
   }
@@ -543,7 +553,7 @@ export function changeOwner(
   try {
     const owner = getOwner(store, group);
     if (owner !== expectedOwner) {
-      throw new StowageError('CONFLICT', `${expectedOwner} does not own this group anymore`);
+      throw ERR_GROUP_OWNER_CHANGED(expectedOwner);
     }
     setOwner(store, group, newOwner, { force: true, fsync: opts.fsync });
   } finally {
@@ -616,10 +626,7 @@ export function deleteSnapshot(store: BackupStore, dir: BackupDir, opts: { force
   const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use');
   try {
     if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
-      throw new StowageError(
-        'PROTECTED',
-        `cannot remove protected snapshot '${dir}'${inNamespace(dir.group.ns)}`,
-      );
+      throw ERR_SNAPSHOT_PROTECTED(dir, inNamespace(dir.group.ns));
     }
     rmSync(path, { recursive: true, force: true });
   } finally {
@@ -713,10 +720,7 @@ export function createLockedBackupDir(store: BackupStore, dir: BackupDir): { pat
   } catch (err) {
     lock.release();
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new StowageError(
-        'ALREADY_EXISTS',
-        `snapshot '${dir}' already exists${inNamespace(dir.group.ns)}`,
-      );
+      throw ERR_SNAPSHOT_EXISTS(dir, inNamespace(dir.group.ns));
     }
     throw err;
   }

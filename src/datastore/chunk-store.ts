@@ -32,7 +32,13 @@ import {
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
+import {
+  BadRequestError,
+  CorruptDataError,
+  ERR_CHUNK_DIR_UNREADABLE,
+  ERR_DATASTORE_PATH_IN_USE,
+  StowageError,
+} from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import {
   ChunkBackendClosedError,
@@ -124,7 +130,7 @@ export class FilesystemChunkBackend implements ChunkBackend {
     const entries = readdirSync(basePath);
     const isDatastore = entries.includes('.chunks');
     if (isDatastore && !opts.reuseExisting) {
-      throw new StowageError('ALREADY_EXISTS', `a datastore already exists at '${basePath}'`);
+      throw ERR_DATASTORE_PATH_IN_USE(basePath);
     }
     if (!isDatastore && entries.some((e) => e !== 'lost+found')) {
       throw new BadRequestError(`path '${basePath}' is not empty and is not a datastore`);
@@ -321,13 +327,7 @@ export class FilesystemChunkBackend implements ChunkBackend {
         names = readdirSync(dir);
       } catch (err) {
         if (errno(err) === 'ENOENT') continue;
-        throw new StowageError(
-          'INTERNAL',
-          `unable to read chunk subdir '${dir}' - ${(err as Error).message}`,
-          {
-            cause: err,
-          },
-        );
+        throw ERR_CHUNK_DIR_UNREADABLE.withOptions({ cause: err }, dir, (err as Error).message);
       }
       for (const name of names) {
         if (!CHUNK_NAME.test(name)) continue;

@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ftruncateSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
+import { BadRequestError, CorruptDataError, ERR_INDEX_SHORT_READ } from '../errors.js';
 import type { SyncLevel } from './chunk-backend.js';
 import { DIGEST_SIZE, sha256 } from './digest.js';
 import {
@@ -302,7 +302,7 @@ export class FixedIndexWriter {
     const bodyLen = this.currentCount * DIGEST_SIZE;
     for (let off = 0; off < bodyLen;) {
       const n = readSync(fd, block, 0, Math.min(block.length, bodyLen - off), INDEX_HEADER_SIZE + off);
-      if (n === 0) throw new StowageError('INTERNAL', `fixed index '${this.tmpPath}': short read`);
+      if (n === 0) throw ERR_INDEX_SHORT_READ(this.tmpPath);
       hash.update(block.subarray(0, n));
       off += n;
     }

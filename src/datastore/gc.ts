@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { CorruptDataError, StowageError } from '../errors.js';
+import { CorruptDataError, ERR_GC_RUNNING } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import { tryAcquireFileLock } from '../sys/file-lock.js';
 import type { ChunkBackend } from './chunk-backend.js';
@@ -127,7 +127,7 @@ export async function garbageCollection(
 ): Promise<GarbageCollectionStatus> {
   const log = opts.log ?? (() => {});
   const lock = tryAcquireFileLock(join(store.basePath, '.lock'));
-  if (!lock) throw new StowageError('CONFLICT', 'Start GC failed - (already running/locked)');
+  if (!lock) throw ERR_GC_RUNNING();
   try {
     opts.signal?.throwIfAborted();
     const chunks = store.chunks;

@@ -6,7 +6,7 @@
  */
 import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BadRequestError, CorruptDataError, StowageError } from '../errors.js';
+import { BadRequestError, CorruptDataError, ERR_INDEX_WRITER_CLOSED } from '../errors.js';
 import { fsyncDir } from '../sys/atomic-file.js';
 import type { SyncLevel } from './chunk-backend.js';
 
@@ -149,8 +149,7 @@ export class IndexTmpFile {
 
   /** The open descriptor; a writer used after close or abort is a bug. */
   get fd(): number {
-    if (this.openFd === undefined)
-      throw new StowageError('INTERNAL', `${this.kind} index writer '${this.path}' is closed`);
+    if (this.openFd === undefined) throw ERR_INDEX_WRITER_CLOSED(this.kind, this.path);
     return this.openFd;
   }
 

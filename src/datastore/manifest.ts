@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptDataError, NotFoundError, StowageError } from '../errors.js';
+import { CorruptDataError, ERR_MANIFEST_SIGNED_PART, NotFoundError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import { withFileLock } from '../sys/file-lock.js';
 import { BACKUP_ID_REGEX, BACKUP_TYPE_REGEX, type BackupType } from '../api-types/names.js';
@@ -252,10 +252,7 @@ export async function updateManifest(
       const before = signedManifestJson(m);
       await mutate(m);
       if (signedManifestJson(m) !== before) {
-        throw new StowageError(
-          'INTERNAL',
-          `refusing to change the signed part of manifest in ${snapshotPath}`,
-        );
+        throw ERR_MANIFEST_SIGNED_PART(snapshotPath);
       }
       storeManifest(snapshotPath, m, { fsync: opts.fsync });
       return m;

@@ -2,7 +2,7 @@
  * Opening an index of either kind by its file name. It sits above `fixed-index.ts` and
  * `dynamic-index.ts` (which share `index-file.ts`), so GC and verify need not know the kinds.
  */
-import { StowageError } from '../errors.js';
+import { ERR_NOT_AN_INDEX } from '../errors.js';
 import { DynamicIndexReader } from './dynamic-index.js';
 import { FixedIndexReader } from './fixed-index.js';
 import { isIndexFileName, type ChunkIndexReader } from './index-file.js';
@@ -12,5 +12,5 @@ export function openIndexReader(path: string, opts: { verifyCsum?: boolean } = {
   const kind = isIndexFileName(path);
   if (kind === 'fixed') return FixedIndexReader.open(path, opts);
   if (kind === 'dynamic') return DynamicIndexReader.open(path, opts);
-  throw new StowageError('INTERNAL', `'${path}' is not an index file`);
+  throw ERR_NOT_AN_INDEX(path);
 }

@@ -12,7 +12,13 @@ import { closeSync, createReadStream, fstatSync, openSync, readFileSync } from '
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ArchiveName } from '../api-types/archive-name.js';
-import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
+import {
+  BadRequestError,
+  CorruptDataError,
+  ERR_NOT_A_BLOB_NAME,
+  NotFoundError,
+  StowageError,
+} from '../errors.js';
 import { createFileExclusive } from '../sys/atomic-file.js';
 import { snapshotExists, snapshotPath, type BackupDir, type BackupStore } from './backup-info.js';
 import type { ChunkBackend } from './chunk-backend.js';
@@ -168,7 +174,7 @@ export function addSnapshotBlob(
   bytes: Buffer,
   opts: { fsync?: boolean; existsMessage?: string } = {},
 ): void {
-  if (file.type !== 'blob') throw new StowageError('INTERNAL', `'${file.name}' is not a blob name`);
+  if (file.type !== 'blob') throw ERR_NOT_A_BLOB_NAME(file.name);
   try {
     verifyBlobCrc(bytes, 'uploaded blob');
   } catch (err) {

@@ -17,7 +17,7 @@ import {
   type DatastoreConfig,
 } from '../config/datastore-config.js';
 import { Datastore } from '../datastore/datastore.js';
-import { BadRequestError, StowageError } from '../errors.js';
+import { BadRequestError, ERR_DATASTORE_EXISTS } from '../errors.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import { formatMaintenanceMode } from './maintenance-mode.js';
 import { applyFields, operatorMode, validateNewConfig, type DatastoreFields } from './update-datastore.js';
@@ -124,7 +124,7 @@ export function prepareDatastoreCreation(access: DatastoreAccess, req: NewDatast
   const pending = creating.get(access) ?? new Set<string>();
   creating.set(access, pending);
   if (access.config.read().stores.has(name) || pending.has(name)) {
-    throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
+    throw ERR_DATASTORE_EXISTS(name);
   }
   checkNewPath(access, path, req.adoptExisting ?? false);
   for (const p of pending) {
@@ -168,8 +168,7 @@ export async function createDatastore(
     try {
       await access.config.update(
         (stores) => {
-          if (stores.has(name))
-            throw new StowageError('ALREADY_EXISTS', `datastore '${name}' already exists.`);
+          if (stores.has(name)) throw ERR_DATASTORE_EXISTS(name);
           stores.set(name, config);
         },
         { lockHeld: true },

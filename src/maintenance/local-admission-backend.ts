@@ -17,7 +17,13 @@
 import { dirname, join } from 'node:path';
 import { acquireFileLock, type FileLock } from '../sys/file-lock.js';
 import { processStartTime } from '../sys/proc.js';
-import { BadConfigError, ConfigModifiedError, StowageError } from '../errors.js';
+import {
+  BadConfigError,
+  ConfigModifiedError,
+  ERR_DATASTORE_NOT_FOUND,
+  ERR_DELETE_MODE_RESERVED,
+  StowageError,
+} from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
 import {
   checkMaintenance,
@@ -57,7 +63,7 @@ export function storedMaintenanceMode(cfg: DatastoreConfig): MaintenanceMode | u
 }
 
 function notFound(store: string): StowageError {
-  return new StowageError('NOT_FOUND', `datastore '${store}' does not exist`);
+  return ERR_DATASTORE_NOT_FOUND(store);
 }
 
 export interface LocalAdmissionBackendOptions {
@@ -160,10 +166,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     opts: SetModeOptions = {},
   ): Promise<ModeChange> {
     if (mode?.type === 'delete' && !opts.allowDelete) {
-      throw new StowageError(
-        'BAD_REQUEST',
-        "maintenance-mode: type 'delete' is set only by removing the datastore",
-      );
+      throw ERR_DELETE_MODE_RESERVED();
     }
     const lock = await this.lockConfig('change');
     let change: Omit<ModeChange, 'conflicting'>;

@@ -3,7 +3,7 @@
  * stored property string's codec, the refusal error and the transition rule. The mode × class
  * table itself is in src/api-types/maintenance.ts, shared with the CLI and the web UI. Pure.
  */
-import { BadRequestError, StowageError } from '../errors.js';
+import { BadRequestError, ERR_DATASTORE_BEING_DELETED, StowageError } from '../errors.js';
 import { formatPropertyString, parsePropertyString } from '../config/property-string.js';
 import {
   MAINTENANCE_TYPES,
@@ -117,9 +117,6 @@ export function checkTransition(
   to: MaintenanceMode | undefined,
 ): void {
   if (!MAY_LEAVE_TO[from?.type ?? 'none'](to?.type ?? 'none')) {
-    throw new StowageError(
-      'CONFLICT',
-      `datastore '${store}' is being deleted: its maintenance mode cannot be changed`,
-    );
+    throw ERR_DATASTORE_BEING_DELETED(store);
   }
 }

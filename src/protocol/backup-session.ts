@@ -16,7 +16,13 @@
  */
 import { decompress as zstdDecompress } from 'zstd-napi';
 import { isBackupOwner } from '../config/user-config.js';
-import { BadRequestError, ProtocolHttpError, StowageError } from '../errors.js';
+import {
+  BadRequestError,
+  ERR_BASE_SNAPSHOT_REMOVED,
+  ERR_SESSION_ENDED,
+  ProtocolHttpError,
+  StowageError,
+} from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir, BackupGroup } from '../datastore/backup-info.js';
 import type { WriterRegistration } from '../datastore/writer-registry.js';
@@ -238,7 +244,7 @@ export class BackupSession {
 
   private assertActive(): void {
     if (this.finishedFlag) throw new BadRequestError('backup already marked as finished.');
-    if (this.ended) throw new StowageError('CONFLICT', 'backup session has ended');
+    if (this.ended) throw ERR_SESSION_ENDED();
   }
 
   private writer<K extends WriterState['kind']>(wid: number, kind: K): Extract<WriterState, { kind: K }> {
@@ -576,10 +582,7 @@ export class BackupSession {
     manifest.unprotected.chunk_upload_stats = { ...this.stats };
     const base = this.init.base;
     if (base && !base.reader.exists()) {
-      throw new StowageError(
-        'CONFLICT',
-        `base snapshot ${base.dir} was removed during backup, cannot finish as chunks might be missing`,
-      );
+      throw ERR_BASE_SNAPSHOT_REMOVED(base.dir);
     }
     // Chunks durable first, then the manifest that needs them (see SnapshotWriter.finish).
     await this.snapshot.finish(manifest);

@@ -21,7 +21,7 @@ import type { Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Static } from 'typebox';
-import { BadRequestError, ProtocolHttpError, StowageError, UnauthorizedError } from '../errors.js';
+import { BadRequestError, ERR_BACKUP_NOT_FINISHED, ProtocolHttpError, UnauthorizedError } from '../errors.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/backup-info.js';
 import { isBackupOwner } from '../config/user-config.js';
 import { checkParams, queryParams } from '../server/parameters.js';
@@ -284,7 +284,7 @@ async function runBackup(u: AdmittedUpgrade): Promise<void> {
     end: () => session.end(),
     outcome: () => {
       if (!session.finished) {
-        throw new StowageError('CONFLICT', 'backup ended but finished flag is not set.');
+        throw ERR_BACKUP_NOT_FINISHED();
       }
     },
   });

@@ -9,9 +9,15 @@ import type { TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import {
   BadRequestError,
+  ERR_NO_CREDENTIALS,
+  ERR_ROUTE_DUPLICATE,
+  ERR_ROUTE_FILTER_UNEXPLAINED,
+  ERR_ROUTE_NO_DESCRIPTION,
+  ERR_ROUTE_NO_PERMISSION,
+  ERR_ROUTE_UNKNOWN_PARAM,
+  ERR_ROUTE_UNKNOWN_PERMISSION,
   ForbiddenError,
   ParameterError,
-  StowageError,
   UnauthorizedError,
 } from '../errors.js';
 import { authenticate, type AuthResult } from './auth/authenticate.js';
@@ -100,27 +106,24 @@ function isKnownPermission(p: unknown): p is RoutePermission {
 /** Registration-time checks, so a typo in a route fails at startup rather than per request. */
 export function checkRouteDeclaration(route: AnyRoute): void {
   const where = `${route.method} ${route.path}`;
-  if (!route.permission) throw new StowageError('INTERNAL', `route ${where} declares no permission`);
-  if (!route.description) throw new StowageError('INTERNAL', `route ${where} has no description`);
+  if (!route.permission) throw ERR_ROUTE_NO_PERMISSION(where);
+  if (!route.description) throw ERR_ROUTE_NO_DESCRIPTION(where);
   const perm = route.permission;
-  if (!isKnownPermission(perm))
-    throw new StowageError('INTERNAL', `route ${where} declares an unknown permission`);
+  if (!isKnownPermission(perm)) throw ERR_ROUTE_UNKNOWN_PERMISSION(where);
   if (typeof perm === 'object' && 'filtered' in perm && perm.filtered.trim().length < 10)
-    throw new StowageError('INTERNAL', `route ${where}: a filtered permission must say how it filters`);
+    throw ERR_ROUTE_FILTER_UNEXPLAINED(where);
   const names = urlParamNames(route.path);
   for (const part of permissionParts(perm)) {
     const needed = 'userParam' in part ? [part.userParam] : placeholders(part.path);
     for (const n of needed) {
-      if (!names.includes(n))
-        throw new StowageError('INTERNAL', `route ${where}: permission uses unknown parameter '${n}'`);
+      if (!names.includes(n)) throw ERR_ROUTE_UNKNOWN_PARAM(where, n);
     }
   }
   const checked = checkedPermission(perm);
   if (checked) {
     const known = [...names, ...schemaKeys(route.query), ...schemaKeys(route.body)];
     for (const n of placeholders(checked.checked.path)) {
-      if (!known.includes(n))
-        throw new StowageError('INTERNAL', `route ${where}: permission uses unknown parameter '${n}'`);
+      if (!known.includes(n)) throw ERR_ROUTE_UNKNOWN_PARAM(where, n);
     }
   }
 }
@@ -184,7 +187,7 @@ export async function registerRoutes(
   for (const r of routes) {
     checkRouteDeclaration(r);
     const key = `${r.method} ${r.path}`;
-    if (seen.has(key)) throw new StowageError('INTERNAL', `route ${key} is registered twice`);
+    if (seen.has(key)) throw ERR_ROUTE_DUPLICATE(key);
     seen.add(key);
   }
 
@@ -262,8 +265,7 @@ export async function registerRoutes(
             try {
               authOf.set(request, authenticate(ctx, request.method, request.headers));
             } catch (err) {
-              const noCredentials =
-                err instanceof UnauthorizedError && err.message.includes('no authentication credentials');
+              const noCredentials = ERR_NO_CREDENTIALS.is(err);
               if (err instanceof UnauthorizedError && !noCredentials) await sleep(ctx.authFailureDelayMs);
               throw err;
             }

@@ -20,7 +20,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { RunningServer } from './server.js';
-import { StowageError } from '../errors.js';
+import { ERR_NO_LISTEN_SOCKET, ERR_RESTART_CHILD_EXITED, ERR_RESTART_TIMEOUT } from '../errors.js';
 
 /** Environment variable telling a new server process which fd is its inherited listening socket. */
 export const LISTEN_FD_ENV = 'STOWAGE_LISTEN_FD';
@@ -93,8 +93,7 @@ export interface RestartOptions {
 export async function spawnReplacement(server: RunningServer, opts: RestartOptions = {}): Promise<number> {
   const port = Number(new URL(server.url).port);
   const fd = findListeningFd(port);
-  if (fd === undefined)
-    throw new StowageError('INTERNAL', `no listening socket on port ${port} found to hand over`);
+  if (fd === undefined) throw ERR_NO_LISTEN_SOCKET(port);
   const args = opts.args ?? [...process.execArgv, ...process.argv.slice(1)];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'inherit', 'inherit', fd, 'ipc'],
@@ -109,10 +108,7 @@ export async function spawnReplacement(server: RunningServer, opts: RestartOptio
   const timeoutMs = opts.readyTimeoutMs ?? 60_000;
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new StowageError('TIMEOUT', `new server process not ready after ${timeoutMs / 1000} s`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => reject(ERR_RESTART_TIMEOUT(timeoutMs / 1000)), timeoutMs);
       const done = (err?: Error) => {
         clearTimeout(timer);
         child.off('message', onMessage);
@@ -125,12 +121,7 @@ export async function spawnReplacement(server: RunningServer, opts: RestartOptio
         if ((msg as { type?: unknown })?.type === READY_MESSAGE) done();
       };
       const onExit = (code: number | null, signal: string | null) =>
-        done(
-          new StowageError(
-            'INTERNAL',
-            `new server process exited before serving (${signal ?? `code ${code}`})`,
-          ),
-        );
+        done(ERR_RESTART_CHILD_EXITED(signal ?? `code ${code}`));
       child.on('message', onMessage);
       child.on('exit', onExit);
       child.on('error', done);

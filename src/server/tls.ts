@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { StowageError } from '../errors.js';
+import { ERR_TLS_CERT_CREATE } from '../errors.js';
 import { withFileLock } from '../sys/file-lock.js';
 import { tempPathFor } from '../sys/atomic-file.js';
 
@@ -61,10 +61,7 @@ export async function ensureCertificate(configDir: string, cn = hostname()): Pro
       );
     } catch (err) {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-      throw new StowageError(
-        'INTERNAL',
-        `unable to create the TLS certificate with openssl: ${stderr || (err as Error).message}`,
-      );
+      throw ERR_TLS_CERT_CREATE(stderr || (err as Error).message);
     }
     chmodSync(tmpKey, 0o600);
     renameSync(tmpKey, keyPath);

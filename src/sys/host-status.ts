@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { machine, release, type, version } from 'node:os';
-import { StowageError } from '../errors.js';
+import { ERR_PROC_STAT_NO_CPU } from '../errors.js';
 
 export interface MemoryCounters {
   total: number;
@@ -59,7 +59,7 @@ export function parseProcStat(text: string): CpuTimes {
       };
     } else if (key?.startsWith('cpu')) cpuCount++;
   }
-  if (!times) throw new StowageError('INTERNAL', "failed to find 'cpu' line in /proc/stat");
+  if (!times) throw ERR_PROC_STAT_NO_CPU();
   return { ...times, cpuCount };
 }
 

@@ -5,7 +5,7 @@
  * (src/api2/access/password.ts).
  */
 import { Type } from 'typebox';
-import { BadRequestError, ForbiddenError, NotFoundError, StowageError } from '../../errors.js';
+import { BadRequestError, ERR_USER_EXISTS, ForbiddenError, NotFoundError } from '../../errors.js';
 import { updateAclConfig } from '../../config/acl-config.js';
 import { deleteTokenSecrets } from '../../config/token-config.js';
 import {
@@ -95,8 +95,7 @@ export const routes: AnyRoute[] = [
         );
       }
       await updateUserConfig(server.paths.configDir, (cfg) => {
-        if (cfg.users.has(entry.userid))
-          throw new StowageError('ALREADY_EXISTS', `user '${entry.userid}' already exists.`);
+        if (cfg.users.has(entry.userid)) throw ERR_USER_EXISTS(entry.userid);
         cfg.users.set(entry.userid, entry);
       });
       if (password !== undefined) await setPassword(server.paths.configDir, entry.userid, password);

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../../client/connection.js';
 import { resolvePaths, type StowagePaths } from '../../config/paths.js';
-import { StowageError } from '../../errors.js';
+import { ERR_NO_SERVER_CONFIG, ERR_SERVER_SPEC_BAD_PORT, ERR_SERVER_SPEC_INVALID } from '../../errors.js';
 import { loadOrCreateAuthKeys } from '../../server/auth/auth-keys.js';
 import { createCsrfToken } from '../../server/auth/csrf.js';
 import { createTicket } from '../../server/auth/ticket.js';
@@ -29,9 +29,9 @@ export function adminPaths(opts: GlobalOptions): StowagePaths {
 
 export function parseHostPort(spec: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(spec);
-  if (!m) throw new StowageError('BAD_REQUEST', `invalid --server '${spec}': expected HOST[:PORT]`);
+  if (!m) throw ERR_SERVER_SPEC_INVALID(spec);
   const port = m[3] ? Number(m[3]) : 8007;
-  if (port < 1 || port > 65535) throw new StowageError('BAD_REQUEST', `invalid --server '${spec}': bad port`);
+  if (port < 1 || port > 65535) throw ERR_SERVER_SPEC_BAD_PORT(spec);
   return { host: m[1] ?? m[2]!, port };
 }
 
@@ -40,10 +40,7 @@ export async function adminClient(opts: GlobalOptions): Promise<ApiClient> {
   const paths = adminPaths(opts);
   const certPath = join(paths.configDir, 'proxy.pem');
   if (!existsSync(join(paths.configDir, 'authkey.key')) || !existsSync(certPath)) {
-    throw new StowageError(
-      'NOT_FOUND',
-      `no server configuration in ${paths.configDir} (start the server first with 'stowage server', or pass --config-dir)`,
-    );
+    throw ERR_NO_SERVER_CONFIG(paths.configDir);
   }
   const keys = await loadOrCreateAuthKeys(paths.configDir);
   const ticket = createTicket(keys.privateKey, 'root@pam');

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { describeOperation, type OperationItem } from '../../api-types/operations.js';
-import { StowageError } from '../../errors.js';
+import { ERR_DRAIN_TIMEOUT, ERR_MAINTENANCE_TYPE_INVALID } from '../../errors.js';
 import { OPERATOR_SETTABLE, type MaintenanceType } from '../../api-types/maintenance.js';
 import {
   conflictingClasses,
@@ -97,9 +97,11 @@ async function waitDrained(cmd: Command, name: string, timeoutMs: number): Promi
       last = key;
     }
     if (Date.now() >= deadline) {
-      throw new StowageError(
-        'TIMEOUT',
-        `datastore '${name}' did not drain within ${Math.round(timeoutMs / 1000)}s: ${answer.remaining.length} conflicting operation(s) still running: ${answer.remaining.map(describeActiveOperation).join('; ')}`,
+      throw ERR_DRAIN_TIMEOUT(
+        name,
+        Math.round(timeoutMs / 1000),
+        answer.remaining.length,
+        answer.remaining.map(describeActiveOperation).join('; '),
       );
     }
   }
@@ -225,10 +227,7 @@ export function registerDatastoreCommands(program: Command): void {
         cmd: Command,
       ) => {
         if (!(OPERATOR_SETTABLE as readonly string[]).includes(type)) {
-          throw new StowageError(
-            'BAD_REQUEST',
-            `invalid maintenance type '${type}': expected one of ${OPERATOR_SETTABLE.join(', ')}`,
-          );
+          throw ERR_MAINTENANCE_TYPE_INVALID(type, OPERATOR_SETTABLE.join(', '));
         }
         const settable = type as MaintenanceType;
         const mode: MaintenanceMode = o.message ? { type: settable, message: o.message } : { type: settable };

@@ -1,6 +1,6 @@
 /** Follow a worker task from the CLI: stream its log lines and end with its exit status. */
 import type { ApiClient } from '../../client/connection.js';
-import { StowageError } from '../../errors.js';
+import { ERR_TASK_FAILED } from '../../errors.js';
 
 interface LogLine {
   n: number;
@@ -30,7 +30,7 @@ export async function followTask(
       const exit = status.exitstatus ?? 'unknown';
       if (exit === 'OK' || exit.startsWith('WARNINGS')) return exit;
       if (exit.startsWith('skipped')) return exit;
-      throw new StowageError('INTERNAL', `task failed: ${exit}`);
+      throw ERR_TASK_FAILED(exit);
     }
     await new Promise((r) => setTimeout(r, 300));
   }

@@ -14,7 +14,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { StowageError } from '../../errors.js';
+import { ERR_NO_CREDENTIALS_GIVEN } from '../../errors.js';
 import { replaceFile } from '../../sys/atomic-file.js';
 import {
   ApiClient,
@@ -119,10 +119,7 @@ async function secret(what: string, env: NodeJS.ProcessEnv): Promise<string> {
   const fromEnv = env.STOWAGE_PASSWORD ?? env.PBS_PASSWORD;
   if (fromEnv !== undefined) return fromEnv;
   if (!isTty()) {
-    throw new StowageError(
-      'UNAUTHORIZED',
-      `no ${what} given - set STOWAGE_PASSWORD (or PBS_PASSWORD), or run on a terminal`,
-    );
+    throw ERR_NO_CREDENTIALS_GIVEN(what);
   }
   return prompt(`${what}: `, { hidden: true });
 }

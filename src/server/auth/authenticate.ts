@@ -6,7 +6,7 @@
  * requests never do. Every credential failure is the same 401 "authentication failed".
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { UnauthorizedError } from '../../errors.js';
+import { ERR_NO_CREDENTIALS, UnauthorizedError } from '../../errors.js';
 import { isTokenId, parseAuthId } from '../../config/user-config.js';
 import { verifyTokenSecret } from '../../config/token-config.js';
 import type { ServerContext } from '../context.js';
@@ -74,7 +74,7 @@ export interface AuthResult {
  */
 export function authenticate(ctx: ServerContext, method: string, headers: IncomingHttpHeaders): AuthResult {
   const creds = extractCredentials(headers);
-  if (!creds) throw new UnauthorizedError('authentication failed - no authentication credentials provided');
+  if (!creds) throw ERR_NO_CREDENTIALS();
   const fail = (reason: string): never => {
     const err = new UnauthorizedError();
     (err as { reason?: string }).reason = reason;

@@ -10,7 +10,7 @@
  * schedule changes (so the next run is the first slot after the change, as PBS), removed with it.
  */
 import { Type, type TProperties } from 'typebox';
-import { BadRequestError, NotFoundError, StowageError } from '../../errors.js';
+import { BadRequestError, ERR_JOB_EXISTS, NotFoundError } from '../../errors.js';
 import { jobAclPath, validateJob, type JobConfigFile } from '../../config/job-config.js';
 import { defineRoute, filtered, type AnyRoute } from '../route.js';
 import type { ServerContext } from '../context.js';
@@ -106,8 +106,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
           );
         }
         await spec.file(server).update((jobs) => {
-          if (jobs.has(job.id))
-            throw new StowageError('ALREADY_EXISTS', `${spec.noun} '${job.id}' already exists.`);
+          if (jobs.has(job.id)) throw ERR_JOB_EXISTS(spec.noun, job.id);
           jobs.set(job.id, job);
         });
         await resetState(server, spec.jobType, job.id);

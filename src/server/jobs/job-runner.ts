@@ -9,7 +9,7 @@
  * attempt is the next slot (design invariant 9). A scheduled run on a datastore this version does
  * not support (PBS 4 removable or S3) is recorded the same way, as `skipped: unsupported: ...`.
  */
-import { StowageError } from '../../errors.js';
+import { ERR_JOB_RUNNING, StowageError } from '../../errors.js';
 import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
 import { UnsupportedDatastoreError } from '../../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
@@ -119,7 +119,7 @@ export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): 
   try {
     const state = readJobState(ctx.paths.dataDir, job.type, job.id);
     const running = runningUpid(ctx, state);
-    if (running) throw new StowageError('CONFLICT', `${job.title} is already running (${running})`);
+    if (running) throw ERR_JOB_RUNNING(job.title, running);
     const handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
       kind: job.kind,
       detail: `${job.title} (manual)`,

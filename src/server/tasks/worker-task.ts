@@ -12,7 +12,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { NotFoundError, StowageError, BadRequestError } from '../../errors.js';
+import { BadRequestError, ERR_SHUTTING_DOWN, ERR_TASK_ABORTED, NotFoundError } from '../../errors.js';
 import { isSameProcessAlive, ownStartTime } from '../../sys/proc.js';
 import { TaskIndex, type TaskQuery, type TaskRow } from './task-index.js';
 import { formatUpid, isUpidSafe, parseUpid, type Upid } from './upid.js';
@@ -50,7 +50,7 @@ export interface TaskListItem {
 }
 
 /** PBS's abort message (`WorkerTask::fail_on_abort`). */
-export const ABORT_MESSAGE = 'abort requested - aborting task';
+export const ABORT_MESSAGE = ERR_TASK_ABORTED.format();
 
 interface RunningTask {
   controller: AbortController;
@@ -110,7 +110,7 @@ export class TaskManager {
    * request handler can answer with the UPID before the task logs anything.
    */
   spawnTask(workerType: string, workerId: string | undefined, authId: string, fn: TaskFn): string {
-    if (this.closing) throw new StowageError('CONFLICT', 'server is shutting down - not starting new tasks');
+    if (this.closing) throw ERR_SHUTTING_DOWN();
     if (!isUpidSafe(workerType))
       throw new BadRequestError(`illegal characters in worker type '${workerType}'`);
     if (!isUpidSafe(authId)) throw new BadRequestError(`illegal characters in auth_id '${authId}'`);
@@ -160,7 +160,7 @@ export class TaskManager {
         entry.progress = Math.max(0, Math.min(1, f));
       },
       throwIfAborted: () => {
-        if (controller.signal.aborted) throw new StowageError('CONFLICT', ABORT_MESSAGE);
+        if (controller.signal.aborted) throw ERR_TASK_ABORTED();
       },
       markSkipped: (reason) => {
         skipped = reason;

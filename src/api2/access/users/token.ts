@@ -5,7 +5,7 @@
  * privileges never exceed its owner's (src/server/permissions.ts).
  */
 import { Type } from 'typebox';
-import { NotFoundError, StowageError } from '../../../errors.js';
+import { ERR_TOKEN_EXISTS, NotFoundError } from '../../../errors.js';
 import { updateAclConfig } from '../../../config/acl-config.js';
 import { deleteTokenSecrets, generateTokenSecret } from '../../../config/token-config.js';
 import { readUserConfig, updateUserConfig } from '../../../config/user-config.js';
@@ -81,8 +81,7 @@ export const routes: AnyRoute[] = [
         (cfg) => {
           if (!cfg.users.has(params.userid))
             throw new NotFoundError(`user '${params.userid}' does not exist.`);
-          if (cfg.tokens.has(tokenid))
-            throw new StowageError('ALREADY_EXISTS', `token '${tokenid}' already exists.`);
+          if (cfg.tokens.has(tokenid)) throw ERR_TOKEN_EXISTS(tokenid);
           cfg.tokens.set(tokenid, { tokenid, ...fields });
         },
         digest,

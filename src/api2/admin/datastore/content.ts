@@ -7,7 +7,7 @@
  * (access.ts); handlers reach the datastore only through `ctx.access`, which checks ownership.
  */
 import { Type } from 'typebox';
-import { StowageError } from '../../../errors.js';
+import { ERR_GROUP_PARTIALLY_DELETED } from '../../../errors.js';
 import type { BackupDir, SnapshotInfo } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
 import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
@@ -157,7 +157,7 @@ export const routes: AnyRoute[] = [
         const result = ds.deleteGroup(group);
         // PBS `delete_group`: the same words whether it fails or only warns
         if (!result.groupRemoved && errorOnProtected) {
-          throw new StowageError('PROTECTED', 'group only partially deleted due to protected snapshots');
+          throw ERR_GROUP_PARTIALLY_DELETED();
         }
         return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
       });

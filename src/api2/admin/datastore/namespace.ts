@@ -10,7 +10,13 @@
  */
 import { Type } from 'typebox';
 import { MAX_NAMESPACE_DEPTH, MAX_NAMESPACE_LENGTH, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
-import { BadRequestError, ForbiddenError, isStowageError, StowageError } from '../../../errors.js';
+import {
+  BadRequestError,
+  ERR_GROUP_PARTIALLY_DELETED,
+  ERR_NAMESPACE_HAS_GROUPS,
+  ForbiddenError,
+  isStowageError,
+} from '../../../errors.js';
 import { BackupNamespace } from '../../../datastore/backup-info.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { datastoreAclPath, namespacePrivilege } from './access.js';
@@ -173,12 +179,7 @@ export const routes: AnyRoute[] = [
         (ds) => {
           const { removedAll, stats } = ds.deleteNamespace(ns, { deleteGroups });
           if (!removedAll && errorOnProtected) {
-            throw deleteGroups
-              ? new StowageError('PROTECTED', 'group only partially deleted due to protected snapshots')
-              : new StowageError(
-                  'CONFLICT',
-                  'only partially deleted due to existing groups but `delete-groups` not true',
-                );
+            throw deleteGroups ? ERR_GROUP_PARTIALLY_DELETED() : ERR_NAMESPACE_HAS_GROUPS();
           }
           return deleteStatsOf(stats);
         },

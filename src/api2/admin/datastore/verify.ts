@@ -9,7 +9,7 @@
  *   reports in its task log, so it also runs on a datastore in read-only maintenance.
  */
 import { Type } from 'typebox';
-import { StowageError } from '../../../errors.js';
+import { ERR_VERIFY_FAILED, ERR_VERIFY_SELECTION } from '../../../errors.js';
 import type { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
 import type { Datastore } from '../../../datastore/datastore.js';
 import type { BackupManifest } from '../../../datastore/manifest.js';
@@ -124,7 +124,7 @@ async function runVerify(
   if (failed.length > 0) {
     task.log('Failed to verify the following snapshots/groups:');
     for (const f of failed) task.log(`\t${f}`);
-    throw new StowageError('CORRUPT_DATA', 'verification failed - please check the log for details');
+    throw ERR_VERIFY_FAILED();
   }
 }
 
@@ -166,10 +166,7 @@ export const routes: AnyRoute[] = [
       const id = body['backup-id'];
       const time = body['backup-time'];
       if ((type === undefined) !== (id === undefined) || (time !== undefined && type === undefined)) {
-        throw new StowageError(
-          'BAD_REQUEST',
-          "parameter verification failed - 'backup-type': backup-type and backup-id go together, and backup-time needs both",
-        );
+        throw ERR_VERIFY_SELECTION();
       }
       const group =
         type !== undefined && id !== undefined
