@@ -13,6 +13,7 @@ import { ERR_JOB_RUNNING, StowageError } from '../../errors.js';
 import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
 import { UnsupportedDatastoreError } from '../../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
+import { spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
 import { nextEvent } from '../../api-types/calendar-event.js';
@@ -82,28 +83,20 @@ function runningUpid(ctx: JobContext, state: JobState | undefined): string | und
   }
 }
 
-/** Admit and spawn; the handle is released when the task ends. Caller holds the job lock. */
-function spawnAdmitted(
+/** Spawn the job's task, which owns the admitted handle, and record the start. Caller holds the job lock. */
+async function spawnAdmitted(
   ctx: JobContext,
   job: JobSpec,
   handle: DatastoreHandle,
   authId: string,
   time: number,
-): string {
-  let upid: string;
-  try {
-    upid = ctx.tasks.spawnTask(job.workerType, job.workerId, authId, async (task) => {
-      try {
-        await job.run(task, handle, ctx);
-      } finally {
-        await handle.release();
-      }
-    });
-  } catch (err) {
-    void handle.release();
-    throw err;
-  }
-  handle.attachTask(upid);
+): Promise<string> {
+  const upid = await spawnTaskOwning(
+    ctx.tasks,
+    handle,
+    { type: job.workerType, id: job.workerId, authId },
+    (task, admitted) => job.run(task, admitted, ctx),
+  );
   writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'started', time, upid });
   recordWhenDone(ctx, job, upid, time);
   return upid;
@@ -125,7 +118,7 @@ export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): 
       detail: `${job.title} (manual)`,
       authId,
     });
-    return spawnAdmitted(ctx, job, handle, authId, Math.floor(Date.now() / 1000));
+    return await spawnAdmitted(ctx, job, handle, authId, Math.floor(Date.now() / 1000));
   } finally {
     lock.release();
   }
@@ -181,7 +174,7 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
       if (err instanceof StowageError && err.code === 'LOCK_TIMEOUT') throw err;
       return recordRefusal(ctx, job, err, time);
     }
-    const upid = spawnAdmitted(ctx, job, handle, SCHEDULER_AUTH_ID, time);
+    const upid = await spawnAdmitted(ctx, job, handle, SCHEDULER_AUTH_ID, time);
     return { type: job.type, id: job.id, upid, outcome: 'started' };
   } finally {
     lock.release();

@@ -17,6 +17,7 @@ import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../maintenance/operation-registry.js';
 import type { ServerContext } from '../../../server/context.js';
 import type { WorkerTask } from '../../../server/tasks/worker-task.js';
+import { spawnTaskOwning } from '../../../server/tasks/admitted-task.js';
 
 /** PBS `DATASTORE_SCHEMA`: a safe-id of 3 to 32 characters. */
 export const StoreSchema = Type.String({
@@ -161,7 +162,8 @@ export async function withDatastore<T>(
  * Admit first, then start a worker task that owns the admitted operation (PBS "pre-task",
  * reference §2): a refusal is a synchronous 503 and no task is created. The operation is released
  * when the task function ends, however it ends, or at once if `task.check` (run on the admitted
- * datastore before the task exists) throws or the task cannot be started.
+ * datastore before the task exists) throws or the task cannot be started (`spawnTaskOwning`, which
+ * the job runner uses too).
  *
  * The registry record carries no task id: the UPID exists only once the task does, and the
  * registry cannot amend a record (see the report; `kind`, `detail`, auth id and pid identify it).
@@ -180,17 +182,14 @@ export async function spawnAdmittedTask(
   });
   try {
     task.check?.(handle.datastore); // e.g. ownership: a refusal is synchronous, no task appears
-    const upid = caller.server.tasks.spawnTask(task.type, task.id, caller.authId, async (worker) => {
-      try {
-        await fn(worker, handle);
-      } finally {
-        await handle.release();
-      }
-    });
-    handle.attachTask(upid);
-    return upid;
   } catch (err) {
     await handle.release();
     throw err;
   }
+  return spawnTaskOwning(
+    caller.server.tasks,
+    handle,
+    { type: task.type, id: task.id, authId: caller.authId },
+    fn,
+  );
 }
