@@ -97,7 +97,76 @@ export interface DatastoreStatus {
   avail: number;
 }
 
-export class Datastore implements BackupStore {
+/** What a `read` admission may do with chunks: look, never change. */
+export type ReadonlyChunks = Pick<ChunkBackend, 'load' | 'exists' | 'list'>;
+
+/**
+ * The datastore as a `read` admission sees it (maintenance.md §2): listing, reading files and
+ * chunks, status, a prune preview and a verify that records nothing. A handler holding a read
+ * admission cannot call a writing method (a type error), so a read-only datastore stays
+ * unmodified by construction. No paths: callers reach files only through these methods.
+ */
+export interface ReadonlyDatastore {
+  readonly name: string;
+  /** Group and snapshot locks (under the run dir, not the datastore), e.g. a reader's shared lock. */
+  readonly locks: BackupLocks;
+  readonly chunks: ReadonlyChunks;
+  listNamespaces(parent?: BackupNamespace, maxDepth?: number): BackupNamespace[];
+  namespaceExists(ns: BackupNamespace): boolean;
+  listGroups(ns?: BackupNamespace): BackupGroup[];
+  groupExists(group: BackupGroup): boolean;
+  listSnapshots(group: BackupGroup): SnapshotInfo[];
+  snapshotFiles(dir: BackupDir): SnapshotFile[];
+  loadManifest(dir: BackupDir): BackupManifest;
+  getProtected(dir: BackupDir): boolean;
+  getNotes(target: BackupGroup | BackupDir): string;
+  getOwner(group: BackupGroup): string;
+  openSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent;
+  openDecodedSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent;
+  openSnapshotReader(dir: BackupDir): SnapshotReader;
+  /** Under a read admission only the preview: what a prune would keep and remove. */
+  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun: true }): PruneResult[];
+  gcStatus(): GarbageCollectionStatus | undefined;
+  /** Under a read admission only `mode: 'read'`, which records nothing on the datastore. */
+  verifySnapshot(dir: BackupDir, opts: VerifyOptions & { mode: 'read' }): Promise<SnapshotVerifyResult>;
+  counts(): DatastoreCounts;
+  status(): DatastoreStatus;
+}
+
+/** The datastore as a `write` admission sees it: everything a read admission may do, and writing. */
+export interface WritableDatastore extends ReadonlyDatastore {
+  readonly chunks: ChunkBackend;
+  /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
+  readonly writers: WriterRegistry;
+  createNamespace(ns: BackupNamespace): void;
+  deleteNamespace(ns: BackupNamespace, opts?: { deleteGroups?: boolean }): DeleteNamespaceResult;
+  updateManifest(
+    dir: BackupDir,
+    mutate: (m: BackupManifest) => void | Promise<void>,
+  ): Promise<BackupManifest>;
+  deleteSnapshot(dir: BackupDir): void;
+  deleteGroup(group: BackupGroup): DeleteGroupResult;
+  setProtected(dir: BackupDir, value: boolean): void;
+  setNotes(target: BackupGroup | BackupDir, notes: string): Promise<void>;
+  setOwner(group: BackupGroup, authId: string, opts?: { force?: boolean }): void;
+  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): void;
+  addSnapshotBlob(dir: BackupDir, file: ArchiveName, bytes: Buffer, opts?: { existsMessage?: string }): void;
+  createLockedBackupGroup(
+    group: BackupGroup,
+    authId: string,
+    opts?: { timeoutMs?: number },
+  ): Promise<{ owner: string; lock: FileLock }>;
+  createSnapshotWriter(dir: BackupDir): { writer: SnapshotWriter; lock: FileLock };
+  prune(group: BackupGroup, opts: KeepOptions, runOpts?: { dryRun?: boolean }): PruneResult[];
+  garbageCollection(opts?: GarbageCollectionOptions): Promise<GarbageCollectionStatus>;
+  verifySnapshot(dir: BackupDir, opts: VerifyOptions): Promise<SnapshotVerifyResult>;
+}
+
+/**
+ * The open datastore. Only admission (src/maintenance/) opens, creates and closes it; everyone
+ * else holds it as a `ReadonlyDatastore` or `WritableDatastore`, which carry no paths.
+ */
+export class Datastore implements BackupStore, WritableDatastore {
   readonly name: string;
   readonly basePath: string;
   readonly locks: BackupLocks;

@@ -12,7 +12,7 @@
 import { BadConfigError, NotFoundError, StowageError } from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
 import { parsePropertyString } from '../config/property-string.js';
-import { Datastore } from '../datastore/datastore.js';
+import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
 import type { OperationClass } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
 import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
@@ -43,10 +43,29 @@ export interface OperationHandle extends AsyncDisposable {
   attachTask(taskId: string): void;
 }
 
-/** A read or write operation: the datastore's files are reachable through `datastore`. */
-export interface DatastoreHandle extends OperationHandle {
-  readonly datastore: Datastore;
+/**
+ * A `read` operation: the datastore is reachable through `datastore`, read-only by type (no
+ * writing method, no path), so a read admission cannot modify the datastore.
+ */
+export interface ReadHandle extends OperationHandle {
+  readonly operation: 'read';
+  readonly datastore: ReadonlyDatastore;
 }
+
+/** A `write` operation: the whole datastore (still without paths) through `datastore`. */
+export interface WriteHandle extends OperationHandle {
+  readonly operation: 'write';
+  readonly datastore: WritableDatastore;
+}
+
+/** A read or write operation; narrow on `operation` to write. */
+export type DatastoreHandle = ReadHandle | WriteHandle;
+
+/** The handle an admission of class `Op` gets (`'read' | 'write'` gives either). */
+export type DatastoreHandleFor<Op extends 'read' | 'write'> = Op extends 'write' ? WriteHandle : ReadHandle;
+
+/** The datastore an admission of class `Op` sees (`'read' | 'write'` gives the read-only view). */
+export type DatastoreFor<Op extends 'read' | 'write'> = DatastoreHandleFor<Op>['datastore'];
 
 interface OpenStore {
   datastore: Datastore;
@@ -100,7 +119,13 @@ export class DatastoreAccess {
    * S3 datastore of PBS 4. `lookup` admissions get no datastore (they must do no disk IO).
    */
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
-  async lookupDatastore(name: string, op: 'read' | 'write', info: OperationInfo): Promise<DatastoreHandle>;
+  async lookupDatastore(name: string, op: 'read', info: OperationInfo): Promise<ReadHandle>;
+  async lookupDatastore(name: string, op: 'write', info: OperationInfo): Promise<WriteHandle>;
+  async lookupDatastore<Op extends 'read' | 'write'>(
+    name: string,
+    op: Op,
+    info: OperationInfo,
+  ): Promise<DatastoreHandleFor<Op>>;
   async lookupDatastore(name: string, op: OperationClass, info: OperationInfo): Promise<OperationHandle> {
     if (op === 'lookup') {
       const { record, config } = await this.backend.admit(name, op, info);

@@ -34,7 +34,7 @@ import {
   rewriteBlobCrc,
   verifyBlobCrc,
 } from '../datastore/data-blob.js';
-import type { Datastore } from '../datastore/datastore.js';
+import type { WritableDatastore } from '../datastore/datastore.js';
 import { digestToHex, hexToDigest, sha256 } from '../datastore/digest.js';
 import { DynamicIndexReader, DynamicIndexWriter } from '../datastore/dynamic-index.js';
 import { FixedIndexReader, FixedIndexWriter } from '../datastore/fixed-index.js';
@@ -170,7 +170,7 @@ export interface SessionLog {
 }
 
 export interface BackupSessionInit {
-  datastore: Datastore;
+  datastore: WritableDatastore;
   dir: BackupDir;
   /** The new snapshot's files. */
   writer: SnapshotWriter;
@@ -188,7 +188,7 @@ export interface BackupSessionInit {
 }
 
 export class BackupSession {
-  readonly datastore: Datastore;
+  readonly datastore: WritableDatastore;
   readonly dir: BackupDir;
   private readonly snapshot: SnapshotWriter;
   private readonly init: BackupSessionInit;
@@ -624,7 +624,7 @@ export class BackupSession {
  * Every lock taken is released again when a later step fails.
  */
 export async function openBackupSession(
-  datastore: Datastore,
+  datastore: WritableDatastore,
   dir: BackupDir,
   authId: string,
   log: SessionLog,

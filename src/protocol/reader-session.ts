@@ -8,7 +8,7 @@ import type { Static } from 'typebox';
 import { ProtocolHttpError } from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
 import type { BackupDir } from '../datastore/backup-info.js';
-import type { Datastore } from '../datastore/datastore.js';
+import type { ReadonlyDatastore } from '../datastore/datastore.js';
 import { digestToHex, hexToDigest } from '../datastore/digest.js';
 import { DynamicIndexReader } from '../datastore/dynamic-index.js';
 import { FixedIndexReader } from '../datastore/fixed-index.js';
@@ -21,7 +21,7 @@ import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.
 const SPEEDTEST_BYTES = 1024 * 1024;
 
 export interface ReaderSessionInit {
-  datastore: Datastore;
+  datastore: ReadonlyDatastore;
   dir: BackupDir;
   /** The snapshot's files. */
   snapshot: SnapshotReader;

@@ -25,7 +25,12 @@ import { BadRequestError, ERR_BACKUP_NOT_FINISHED, ProtocolHttpError, Unauthoriz
 import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/backup-info.js';
 import { isBackupOwner } from '../config/user-config.js';
 import { checkParams, queryParams } from '../server/parameters.js';
-import type { DatastoreAccess, DatastoreHandle } from '../maintenance/datastore-access.js';
+import type {
+  DatastoreAccess,
+  DatastoreHandle,
+  ReadHandle,
+  WriteHandle,
+} from '../maintenance/datastore-access.js';
 import { authenticate } from '../server/auth/authenticate.js';
 import type { ServerContext } from '../server/context.js';
 import type { WorkerTask } from '../server/tasks/worker-task.js';
@@ -161,9 +166,10 @@ export async function handleProtocolUpgrade(
     if (req.headers.upgrade !== expected) throw new BadRequestError('invalid protocol name');
     if (req.httpVersionMajor >= 2)
       throw new BadRequestError(`unexpected http version '${req.httpVersion}' (expected version < 2)`);
-    const upgrade: AdmittedUpgrade = { req, socket, head, deps, handle, params, authId };
-    if (kind === 'backup') await runBackup(upgrade);
-    else await runReader(upgrade, readPriv);
+    const upgrade = { req, socket, head, deps, params, authId };
+    // a backup is admitted as write, a reader as read: the reader gets a read-only datastore
+    if (handle.operation === 'write') await runBackup({ ...upgrade, handle });
+    else await runReader({ ...upgrade, handle }, readPriv);
   } catch (err) {
     writeHttp1Error(socket, err);
   } finally {
@@ -241,12 +247,12 @@ async function serveSession(
 }
 
 /** An upgrade request that passed authentication, privileges and admission. */
-interface AdmittedUpgrade {
+interface AdmittedUpgrade<H extends DatastoreHandle = DatastoreHandle> {
   req: IncomingMessage;
   socket: Duplex;
   head: Buffer;
   deps: ProtocolDeps;
-  handle: DatastoreHandle;
+  handle: H;
   params: SessionParams;
   authId: string;
 }
@@ -264,7 +270,7 @@ function logSessionStart(log: DeferredLog, what: 'backup' | 'reader', u: Admitte
   return nsPrefix;
 }
 
-async function runBackup(u: AdmittedUpgrade): Promise<void> {
+async function runBackup(u: AdmittedUpgrade<WriteHandle>): Promise<void> {
   const { params, authId } = u;
   const log = new DeferredLog();
   checkBenchmark(params);
@@ -290,7 +296,7 @@ async function runBackup(u: AdmittedUpgrade): Promise<void> {
   });
 }
 
-async function runReader(u: AdmittedUpgrade, readPriv: boolean): Promise<void> {
+async function runReader(u: AdmittedUpgrade<ReadHandle>, readPriv: boolean): Promise<void> {
   const { params, authId } = u;
   const ds = u.handle.datastore;
   // PBS's words, and a plain 400 for both (src/api2/reader/mod.rs)

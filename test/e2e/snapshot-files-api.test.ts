@@ -13,6 +13,7 @@ import { writeChunkFile } from '../helpers/chunk-files.js';
 import { listTree } from '../helpers/files.js';
 import { startTestServer, type Auth, type TestServer } from '../helpers/https-api.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';
+import { datastoreInternals } from '../helpers/datastore-internals.js';
 
 let t: TestServer;
 let storePath: string;
@@ -107,7 +108,7 @@ async function settledOps(): Promise<{ read: number; write: number }> {
 async function writeArchiveSnapshot(): Promise<void> {
   const handle = await t.server.context.datastores.lookupDatastore(STORE, 'write', { kind: 'test-fixture' });
   try {
-    const ds = handle.datastore;
+    const ds = datastoreInternals(handle.datastore);
     const ns = BackupNamespace.parse('dyn');
     ds.createNamespace(ns);
     const group = new BackupGroup(ns, 'host', 'web');
@@ -242,7 +243,7 @@ test('download-decoded refuses encrypted files, files outside the manifest and d
 test('a chunk missing in the middle of an archive aborts the download instead of sending a short file as complete', async () => {
   const q = `ns=dyn&backup-type=host&backup-id=web&backup-time=${T1}`;
   const handle = await t.server.context.datastores.lookupDatastore(STORE, 'read', { kind: 'test' });
-  const chunkPath = chunkFilePath(handle.datastore.basePath, sha256(PARTS[1]!));
+  const chunkPath = chunkFilePath(datastoreInternals(handle.datastore).basePath, sha256(PARTS[1]!));
   await handle.release();
   const saved = readFileSync(chunkPath);
   rmSync(chunkPath);

@@ -11,6 +11,7 @@ import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
 import { writeChunkFile } from './chunk-files.js';
+import { datastoreInternals } from './datastore-internals.js';
 
 export interface FixtureSnapshot {
   type: 'vm' | 'ct' | 'host';
@@ -31,7 +32,7 @@ export async function writeSnapshots(
 ): Promise<void> {
   const handle = await access.lookupDatastore(store, 'write', { kind: 'test-fixture' });
   try {
-    const ds = handle.datastore;
+    const ds = datastoreInternals(handle.datastore);
     for (const s of snapshots) {
       const ns = BackupNamespace.parse(s.ns ?? '');
       for (let i = 1; i <= ns.depth; i++) {

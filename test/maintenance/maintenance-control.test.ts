@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
+import { datastoreInternals } from '../helpers/datastore-internals.js';
 import {
   setMaintenanceMode,
   waitForDrain,
@@ -41,7 +42,7 @@ test('setting read-only is graceful: a running backup goes on and is listed as c
   assert.ok(reader.datastore, 'restores go on in read-only');
   await reader.release();
   // the admitted backup can still use its datastore
-  assert.ok(backup.datastore.basePath === storePath);
+  assert.ok(datastoreInternals(backup.datastore).basePath === storePath);
   await backup.release();
   const drained = await waitForDrain(inst.access, 'store1', { timeoutMs: 1000 });
   assert.equal(drained.drained, true);

@@ -11,7 +11,7 @@
 import { Type } from 'typebox';
 import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
 import { modeAdmits } from '../../maintenance/maintenance-mode.js';
-import { emptyGcStatus, readGcStatus } from '../../datastore/gc.js';
+import { emptyGcStatus } from '../../datastore/gc.js';
 import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
 import { withDatastore } from '../admin/datastore/common.js';
@@ -58,7 +58,7 @@ export const routes: AnyRoute[] = [
               await withDatastore({ server, authId }, cfg.name, 'read', { kind: 'status' }, (ds) => ({
                 store: cfg.name,
                 ...ds.status(),
-                'gc-status': readGcStatus(ds.basePath) ?? emptyGcStatus(),
+                'gc-status': ds.gcStatus() ?? emptyGcStatus(),
               })),
             );
           } catch (err) {

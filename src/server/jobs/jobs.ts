@@ -12,7 +12,7 @@ import { createVerifyCache } from '../../datastore/verify.js';
 import { KEEP_OPTION_NAMES, type KeepOptions } from '../../datastore/prune.js';
 import { oldestWriteOperation } from '../../datastore/writer-registry.js';
 import { CorruptDataError } from '../../errors.js';
-import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
+import type { DatastoreHandleFor } from '../../maintenance/datastore-access.js';
 import type { PruneJobConfig, VerifyJobConfig } from '../../config/job-config.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
@@ -24,7 +24,7 @@ export type JobContext = Pick<ServerContext, 'paths' | 'tasks' | 'datastores'> &
   log?: Pick<ServerContext['log'], 'info' | 'warn' | 'error'>;
 };
 
-export interface JobSpec {
+export interface JobSpec<Op extends 'read' | 'write' = 'read' | 'write'> {
   type: JobType;
   /** Job id: the datastore for GC, the configured id otherwise. */
   id: string;
@@ -34,15 +34,16 @@ export interface JobSpec {
   workerId: string;
   schedule?: string;
   /** Admission class and the `kind` shown in active-operations. */
-  operation: 'read' | 'write';
+  operation: Op;
   kind: string;
   /** For log lines: "garbage collection", "prune job 'x'". */
   title: string;
-  run(task: WorkerTask, handle: DatastoreHandle, ctx: JobContext): Promise<void>;
+  /** Runs on the handle admitted with `operation`: read-only under `read`. */
+  run(task: WorkerTask, handle: DatastoreHandleFor<Op>, ctx: JobContext): Promise<void>;
 }
 
 /** Garbage collection of one datastore, scheduled by its `gc-schedule`. */
-export function gcJob(store: string, schedule?: string): JobSpec {
+export function gcJob(store: string, schedule?: string): JobSpec<'write'> {
   return {
     type: 'garbage_collection',
     id: store,
@@ -79,7 +80,7 @@ function nsText(ns: string | undefined): string {
 }
 
 /** A prune job of prune.cfg. */
-export function pruneJob(job: PruneJobConfig): JobSpec {
+export function pruneJob(job: PruneJobConfig): JobSpec<'write'> {
   return {
     type: 'prunejob',
     id: job.id,
@@ -159,13 +160,17 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
               }
             }
             checked++;
-            const result = await ds.verifySnapshot(snap.dir, {
-              ...(readOnly ? { mode: 'read' as const } : { mode: 'write' as const }),
+            const opts = {
               upid: task.upid,
               cache,
-              log: (line) => task.log(line),
+              log: (line: string) => task.log(line),
               signal: task.signal,
-            });
+            };
+            // the mode follows the admission: only a write admission may record verify_state
+            const result =
+              handle.operation === 'write'
+                ? await handle.datastore.verifySnapshot(snap.dir, { ...opts, mode: 'write' })
+                : await handle.datastore.verifySnapshot(snap.dir, { ...opts, mode: 'read' });
             if (!result.ok) failed.push(String(snap.dir));
           }
         }

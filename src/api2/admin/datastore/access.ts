@@ -18,7 +18,8 @@
 import { ForbiddenError, isStowageError } from '../../../errors.js';
 import { isBackupOwner } from '../../../config/user-config.js';
 import { BackupNamespace, type BackupGroup } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
+import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
+import type { DatastoreFor } from '../../../maintenance/datastore-access.js';
 import { datastoreAclPath, type UserInfo } from '../../../server/permissions.js';
 import type { CheckedPermission, PermissionInput } from '../../../server/route.js';
 import { withDatastore, type AdmissionInfo, type Caller } from './common.js';
@@ -37,7 +38,11 @@ export interface NamespaceAccess {
  * group without an owner file belongs to nobody. The one ownership rule; `GroupAccess` and the
  * filtered counts of the status route use it.
  */
-export function mayAccessGroup(datastore: Datastore, group: BackupGroup, access: NamespaceAccess): boolean {
+export function mayAccessGroup(
+  datastore: ReadonlyDatastore,
+  group: BackupGroup,
+  access: NamespaceAccess,
+): boolean {
   if (access.full) return true;
   let owner: string;
   try {
@@ -73,12 +78,12 @@ export class GroupAccess implements NamespaceAccess {
   }
 
   /** Whether the caller may act on `group` (for listings filtered per group). */
-  mayAccess(datastore: Datastore, group: BackupGroup): boolean {
+  mayAccess(datastore: ReadonlyDatastore, group: BackupGroup): boolean {
     return mayAccessGroup(datastore, group, this);
   }
 
   /** Throw 403 (PBS wording) unless `mayAccess`. */
-  check(datastore: Datastore, group: BackupGroup): void {
+  check(datastore: ReadonlyDatastore, group: BackupGroup): void {
     if (this.mayAccess(datastore, group)) return;
     let owner = 'nobody';
     try {
@@ -93,10 +98,10 @@ export class GroupAccess implements NamespaceAccess {
    * Run `fn` under an admitted `op` on the store (503 in maintenance), released in every exit
    * path; for listings, which filter per group with `mayAccess`.
    */
-  withStore<T>(
-    op: 'read' | 'write',
+  withStore<Op extends 'read' | 'write', T>(
+    op: Op,
     info: AdmissionInfo,
-    fn: (datastore: Datastore) => T | Promise<T>,
+    fn: (datastore: DatastoreFor<Op>) => T | Promise<T>,
   ): Promise<T> {
     return withDatastore(this.caller, this.store, op, info, fn);
   }
@@ -105,11 +110,11 @@ export class GroupAccess implements NamespaceAccess {
    * Run `fn` under an admitted `op` on the store (503 in maintenance) once the owner check on the
    * admitted datastore passed (403); released in every exit path.
    */
-  withGroup<T>(
+  withGroup<Op extends 'read' | 'write', T>(
     group: BackupGroup,
-    op: 'read' | 'write',
+    op: Op,
     info: AdmissionInfo,
-    fn: (datastore: Datastore) => T | Promise<T>,
+    fn: (datastore: DatastoreFor<Op>) => T | Promise<T>,
   ): Promise<T> {
     return withDatastore(this.caller, this.store, op, info, (datastore) => {
       this.check(datastore, group);

@@ -12,8 +12,7 @@ import type { OperationItem } from '../../../api-types/operations.js';
 import { Type, type Static } from 'typebox';
 import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
-import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
+import type { DatastoreFor, DatastoreHandleFor } from '../../../maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../maintenance/operation-registry.js';
 import type { ServerContext } from '../../../server/context.js';
 import type { WorkerTask } from '../../../server/tasks/worker-task.js';
@@ -138,14 +137,15 @@ export interface Caller {
 
 /**
  * Run `fn` under an admitted `read` or `write` operation on `store`, released in every exit path.
- * A refusal is the MaintenanceError (503) of `lookupDatastore`.
+ * A refusal is the MaintenanceError (503) of `lookupDatastore`. `fn` gets the datastore as the
+ * class admits it: read-only under `read` (and under a class only known at run time).
  */
-export async function withDatastore<T>(
+export async function withDatastore<Op extends 'read' | 'write', T>(
   caller: Caller,
   store: string,
-  op: 'read' | 'write',
+  op: Op,
   info: AdmissionInfo,
-  fn: (datastore: Datastore) => T | Promise<T>,
+  fn: (datastore: DatastoreFor<Op>) => T | Promise<T>,
 ): Promise<T> {
   const handle = await caller.server.datastores.lookupDatastore(store, op, {
     ...info,
@@ -168,13 +168,13 @@ export async function withDatastore<T>(
  * The registry record carries no task id: the UPID exists only once the task does, and the
  * registry cannot amend a record (see the report; `kind`, `detail`, auth id and pid identify it).
  */
-export async function spawnAdmittedTask(
+export async function spawnAdmittedTask<Op extends 'read' | 'write'>(
   caller: Caller,
   store: string,
-  op: 'read' | 'write',
+  op: Op,
   info: AdmissionInfo,
-  task: { type: string; id?: string; check?: (datastore: Datastore) => void },
-  fn: (task: WorkerTask, handle: DatastoreHandle) => Promise<void>,
+  task: { type: string; id?: string; check?: (datastore: DatastoreFor<Op>) => void },
+  fn: (task: WorkerTask, handle: DatastoreHandleFor<Op>) => Promise<void>,
 ): Promise<string> {
   const handle = await caller.server.datastores.lookupDatastore(store, op, {
     ...info,

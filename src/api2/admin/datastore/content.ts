@@ -9,7 +9,7 @@
 import { Type } from 'typebox';
 import { ERR_GROUP_PARTIALLY_DELETED } from '../../../errors.js';
 import type { BackupDir, SnapshotInfo } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
+import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
 import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { ownerChecked } from './access.js';
@@ -49,7 +49,7 @@ function firstLine(notes: string): string | undefined {
  * crypt mode and size, plus the manifest itself and any other archive in the directory (the
  * client log). An unfinished snapshot has no manifest: its archive names only.
  */
-function contentOf(ds: Datastore, dir: BackupDir, names: readonly string[]) {
+function contentOf(ds: ReadonlyDatastore, dir: BackupDir, names: readonly string[]) {
   const sizes = new Map(ds.snapshotFiles(dir).map((f) => [f.filename, f.size]));
   if (!names.includes(MANIFEST_BLOB_NAME)) {
     return { files: names.map((filename): BackupContent => ({ filename })), manifest: undefined };
@@ -72,7 +72,7 @@ function contentOf(ds: Datastore, dir: BackupDir, names: readonly string[]) {
 }
 
 /** PBS `SnapshotListItem`. */
-function snapshotItem(ds: Datastore, info: SnapshotInfo, owner: string | undefined) {
+function snapshotItem(ds: ReadonlyDatastore, info: SnapshotInfo, owner: string | undefined) {
   const { dir } = info;
   const { files, manifest } = contentOf(ds, dir, info.files);
   const size = files.reduce((n, f) => n + (f.size ?? 0), 0);
@@ -94,7 +94,10 @@ function snapshotItem(ds: Datastore, info: SnapshotInfo, owner: string | undefin
   };
 }
 
-function ownerOrUndefined(ds: Datastore, group: Parameters<Datastore['getOwner']>[0]): string | undefined {
+function ownerOrUndefined(
+  ds: ReadonlyDatastore,
+  group: Parameters<ReadonlyDatastore['getOwner']>[0],
+): string | undefined {
   try {
     return ds.getOwner(group);
   } catch {

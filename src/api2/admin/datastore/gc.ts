@@ -12,7 +12,7 @@
  */
 import { Type } from 'typebox';
 import type { DatastoreConfig } from '../../../config/datastore-config.js';
-import { emptyGcStatus, readGcStatus, type GarbageCollectionStatus } from '../../../datastore/gc.js';
+import { emptyGcStatus, type GarbageCollectionStatus } from '../../../datastore/gc.js';
 import { oldestWriteOperation } from '../../../datastore/writer-registry.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
@@ -71,7 +71,7 @@ export const routes: AnyRoute[] = [
       'stored in `.gc-status` with the schedule and the state, end time and duration of its task.',
     handler: ({ params, authId, server }) =>
       withDatastore({ server, authId }, params.store, 'read', { kind: 'gc-status' }, (ds) =>
-        gcJobStatus(server.datastores.datastoreConfig(params.store), readGcStatus(ds.basePath), server.tasks),
+        gcJobStatus(server.datastores.datastoreConfig(params.store), ds.gcStatus(), server.tasks),
       ),
   }),
   defineRoute({

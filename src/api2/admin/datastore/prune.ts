@@ -9,7 +9,7 @@
  */
 import { Type } from 'typebox';
 import type { BackupNamespace, BackupGroup } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
+import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
 import { KEEP_OPTION_NAMES, type KeepOptions, type PruneResult } from '../../../datastore/prune.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';
@@ -41,9 +41,12 @@ function pruneItem(group: BackupGroup, r: PruneResult) {
   };
 }
 
-/** Prune every group the caller may prune below `ns`; returns how many removals failed. */
+/**
+ * Prune every group the caller may prune below `ns`; returns how many removals failed. Under a
+ * read admission (a dry run) only the preview runs: the handle has nothing else.
+ */
 function pruneNamespaces(
-  ds: Datastore,
+  handle: DatastoreHandle,
   access: GroupAccess,
   opts: {
     ns: BackupNamespace;
@@ -55,6 +58,7 @@ function pruneNamespaces(
   },
 ): number {
   let failed = 0;
+  const ds = handle.datastore;
   for (const ns of ds.listNamespaces(opts.ns, opts.maxDepth)) {
     // Per namespace: full access with Modify, owned groups only with Prune, else skipped.
     const nsAccess = access.forNamespace(ns);
@@ -63,7 +67,11 @@ function pruneNamespaces(
       opts.signal.throwIfAborted();
       if (!nsAccess.mayAccess(ds, group)) continue;
       opts.log(`Pruning group ${ns.isRoot() ? '' : `${ns.name}:`}${group}`);
-      for (const r of ds.prune(group, opts.keep, { dryRun: opts.dryRun })) {
+      const results =
+        handle.operation === 'write'
+          ? handle.datastore.prune(group, opts.keep, { dryRun: opts.dryRun })
+          : handle.datastore.prune(group, opts.keep, { dryRun: true });
+      for (const r of results) {
         const what = r.keep ? 'keep' : opts.dryRun ? 'would remove' : 'remove';
         opts.log(`${r.dir} ${what}${r.protected ? ' (protected)' : ''}`);
         if (r.error !== undefined) {
@@ -91,12 +99,13 @@ export const routes: AnyRoute[] = [
     handler: ({ body, access }) => {
       const group = groupOf(body);
       const dryRun = body['dry-run'] ?? false;
-      return access.withGroup(
-        group,
-        dryRun ? 'read' : 'write',
-        { kind: 'prune', detail: group.toString() },
-        (ds) => ds.prune(group, keepOptions(body), { dryRun }).map((r) => pruneItem(group, r)),
-      );
+      const keep = keepOptions(body);
+      const info = { kind: 'prune', detail: group.toString() };
+      const items = (results: PruneResult[]) => results.map((r) => pruneItem(group, r));
+      // a dry run is a read admission, whose datastore only offers the preview
+      return dryRun
+        ? access.withGroup(group, 'read', info, (ds) => items(ds.prune(group, keep, { dryRun: true })))
+        : access.withGroup(group, 'write', info, (ds) => items(ds.prune(group, keep)));
     },
   }),
   defineRoute({
@@ -130,7 +139,7 @@ export const routes: AnyRoute[] = [
           task.log(
             `Starting datastore prune on datastore '${params.store}', ${ns.isRoot() ? 'root namespace' : `namespace '${ns.name}'`}${dryRun ? ' (dry run)' : ''}`,
           );
-          const failed = pruneNamespaces(handle.datastore, access, {
+          const failed = pruneNamespaces(handle, access, {
             ns,
             maxDepth: body['max-depth'],
             keep,

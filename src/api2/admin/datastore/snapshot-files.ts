@@ -21,7 +21,7 @@ import {
   type ArchiveName,
 } from '../../../api-types/archive-name.js';
 import type { BackupDir } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
+import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
 import type { FileContent } from '../../../datastore/snapshot-files.js';
 import { CLIENT_LOG_BLOB_NAME } from '../../../datastore/manifest.js';
 import { BadRequestError } from '../../../errors.js';
@@ -52,7 +52,7 @@ type DownloadContext = RouteContext<
 async function sendSnapshotFile(
   ctx: DownloadContext,
   file: ArchiveName,
-  open: (ds: Datastore, dir: BackupDir, file: ArchiveName) => FileContent,
+  open: (ds: ReadonlyDatastore, dir: BackupDir, file: ArchiveName) => FileContent,
 ): Promise<unknown> {
   const { params, authId, access, server, reply } = ctx;
   const dir = snapshotOf(ctx.query);

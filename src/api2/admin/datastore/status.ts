@@ -8,8 +8,8 @@
  */
 import { Type } from 'typebox';
 import { BackupNamespace } from '../../../datastore/backup-info.js';
-import type { Datastore, DatastoreCounts } from '../../../datastore/datastore.js';
-import { emptyGcStatus, readGcStatus } from '../../../datastore/gc.js';
+import type { DatastoreCounts, ReadonlyDatastore } from '../../../datastore/datastore.js';
+import { emptyGcStatus } from '../../../datastore/gc.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
 import { StoreParams, withDatastore } from './common.js';
@@ -25,7 +25,7 @@ const ANY_DATASTORE_PRIV = [
 ];
 
 /** Groups and snapshots per type over all namespaces, counting only the groups `access` reaches. */
-export function countSnapshots(ds: Datastore, access: NamespaceAccess): DatastoreCounts {
+export function countSnapshots(ds: ReadonlyDatastore, access: NamespaceAccess): DatastoreCounts {
   if (access.full) return ds.counts();
   const counts: DatastoreCounts = {
     ct: { groups: 0, snapshots: 0 },
@@ -91,7 +91,7 @@ export const routes: AnyRoute[] = [
         if (!query.verbose) return usage;
         return {
           ...usage,
-          ...(storeStats && { 'gc-status': readGcStatus(ds.basePath) ?? emptyGcStatus() }),
+          ...(storeStats && { 'gc-status': ds.gcStatus() ?? emptyGcStatus() }),
           counts: countSnapshots(ds, access),
         };
       });

@@ -11,7 +11,8 @@
 import { Type } from 'typebox';
 import { ERR_VERIFY_FAILED, ERR_VERIFY_SELECTION } from '../../../errors.js';
 import type { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
-import type { Datastore } from '../../../datastore/datastore.js';
+import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
+import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
 import type { BackupManifest } from '../../../datastore/manifest.js';
 import { createVerifyCache } from '../../../datastore/verify.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
@@ -65,7 +66,7 @@ interface VerifyPlan {
 }
 
 /** The snapshots to verify, in PBS's order (groups sorted, snapshots newest first). */
-function snapshotsToVerify(ds: Datastore, plan: VerifyPlan, access: GroupAccess): BackupDir[] {
+function snapshotsToVerify(ds: ReadonlyDatastore, plan: VerifyPlan, access: GroupAccess): BackupDir[] {
   if (plan.dir) return [plan.dir];
   const groups: Array<{ group: BackupGroup; access: GroupAccess }> = [];
   if (plan.group) groups.push({ group: plan.group, access });
@@ -86,10 +87,11 @@ function snapshotsToVerify(ds: Datastore, plan: VerifyPlan, access: GroupAccess)
 
 async function runVerify(
   task: WorkerTask,
-  ds: Datastore,
+  handle: DatastoreHandle,
   plan: VerifyPlan,
   snapshots: BackupDir[],
 ): Promise<void> {
+  const ds = handle.datastore;
   const cache = createVerifyCache();
   const failed: string[] = [];
   let done = 0;
@@ -107,14 +109,12 @@ async function runVerify(
     if (!needsVerify(manifest, plan.ignoreVerified, plan.outdatedAfter)) {
       task.log(`SKIPPED: verify ${dir} (recently verified)`);
     } else {
-      const result = await ds.verifySnapshot(dir, {
-        ...(plan.readOnly
-          ? { mode: 'read' as const, upid: task.upid }
-          : { mode: 'write' as const, upid: task.upid }),
-        cache,
-        log: (line) => task.log(line),
-        signal: task.signal,
-      });
+      const opts = { upid: task.upid, cache, log: (line: string) => task.log(line), signal: task.signal };
+      // the mode follows the admission (`read-only` admits as read): only write records anything
+      const result =
+        handle.operation === 'write'
+          ? await handle.datastore.verifySnapshot(dir, { ...opts, mode: 'write' })
+          : await handle.datastore.verifySnapshot(dir, { ...opts, mode: 'read' });
       for (const e of result.errors) task.log(`  ${e}`);
       if (!result.ok) failed.push(dir.toString());
     }
@@ -203,9 +203,8 @@ export const routes: AnyRoute[] = [
           },
         },
         async (task, handle) => {
-          const ds = handle.datastore;
-          const snapshots = snapshotsToVerify(ds, plan, access);
-          await runVerify(task, ds, plan, snapshots);
+          const snapshots = snapshotsToVerify(handle.datastore, plan, access);
+          await runVerify(task, handle, plan, snapshots);
         },
       );
     },
