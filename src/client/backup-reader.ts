@@ -15,9 +15,9 @@ import type { ChunkIndexReader } from '../datastore/index-file.js';
 import { MANIFEST_BLOB_NAME, decodeManifest, type BackupManifest } from '../datastore/manifest.js';
 import { decodeBlob } from '../datastore/data-blob.js';
 import type { ChunkPool } from './chunk-pool.js';
+import { READER_PATH, READER_PROTOCOL_ID } from '../api-types/protocol.js';
 import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
 
-export const READER_PROTOCOL = 'proxmox-backup-reader-protocol-v1';
 const PREFETCH = 8;
 
 /** The snapshot a reader session restores from. */
@@ -40,7 +40,7 @@ export class BackupReader {
 
   /** Open a reader session; refused (e.g. offline maintenance) with the server's error. */
   static async open(ref: SnapshotRef, pool: ChunkPool): Promise<BackupReader> {
-    const session = await openSnapshotSession(ref, '/api2/json/reader', READER_PROTOCOL);
+    const session = await openSnapshotSession(ref, READER_PATH, READER_PROTOCOL_ID);
     return new BackupReader(session, pool);
   }
 

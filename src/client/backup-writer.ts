@@ -26,9 +26,9 @@ import {
 } from '../datastore/manifest.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
+import { BACKUP_PATH, BACKUP_PROTOCOL_ID } from '../api-types/protocol.js';
 import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
 
-export const BACKUP_PROTOCOL = 'proxmox-backup-protocol-v1';
 /** PBS appends digests in batches of 128. */
 const APPEND_BATCH = 128;
 /** A reused index is appended in larger batches: its chunks need no upload to wait for. */
@@ -94,7 +94,7 @@ export class BackupWriter {
 
   /** Open the backup session; a refused admission (e.g. maintenance) throws the server's error. */
   static async start(spec: BackupTarget, pool: ChunkPool): Promise<BackupWriter> {
-    const session = await openSnapshotSession(spec, '/api2/json/backup', BACKUP_PROTOCOL);
+    const session = await openSnapshotSession(spec, BACKUP_PATH, BACKUP_PROTOCOL_ID);
     return new BackupWriter(session, pool, spec);
   }
 

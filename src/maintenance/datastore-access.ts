@@ -18,10 +18,9 @@ import type { OperationInfo, OperationRecord, OperationRegistry } from './operat
 import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
+import type { SyncLevel } from '../datastore/chunk-backend.js';
 
 export { storedMaintenanceMode } from './local-admission-backend.js';
-
-type SyncLevel = 'none' | 'filesystem' | 'file';
 
 function syncLevelOf(cfg: DatastoreConfig): SyncLevel {
   if (!cfg.tuning) return 'filesystem';

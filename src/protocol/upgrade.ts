@@ -38,11 +38,7 @@ import { openBackupSession, type SessionLog } from './backup-session.js';
 import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Routes } from './h2-session.js';
 import { BackupUpgradeParams, ReaderUpgradeParams } from './protocol-schemas.js';
 import { ReaderSession } from './reader-session.js';
-
-export const BACKUP_PROTOCOL_ID = 'proxmox-backup-protocol-v1';
-export const READER_PROTOCOL_ID = 'proxmox-backup-reader-protocol-v1';
-export const BACKUP_PATH = '/api2/json/backup';
-export const READER_PATH = '/api2/json/reader';
+import { BACKUP_PATH, BACKUP_PROTOCOL_ID, READER_PATH, READER_PROTOCOL_ID } from '../api-types/protocol.js';
 
 export interface ProtocolDeps {
   context: ServerContext;
