@@ -4,13 +4,12 @@
  * For callers with Datastore.Audit or Datastore.Backup on a store, its usage is read under a
  * `read` admission; a refusal (maintenance) or any other failure becomes that store's `error`
  * field rather than failing the whole list, as PBS does. Callers with privileges only on a
- * namespace below see `{store}` and nothing else. PBS admits those as Lookup and then walks the
- * namespaces on disk, breaking its own "no IO under Lookup" rule even in `offline`; we decide from
- * the ACL and the config alone and touch no datastore for them.
+ * namespace below see `{store}` and nothing else, under a `lookup` admission as PBS (reference
+ * §2): a store the lookup refuses (being deleted, an unparsable mode) is left out. PBS then walks
+ * the namespaces on disk, breaking its own "no IO under Lookup" rule even in `offline`; we do not,
+ * and the lookup handle has no datastore to do it with.
  */
 import { Type } from 'typebox';
-import { storedMaintenanceMode } from '../../maintenance/datastore-access.js';
-import { modeAdmits } from '../../maintenance/maintenance-mode.js';
 import { emptyGcStatus } from '../../datastore/gc.js';
 import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
@@ -65,12 +64,17 @@ export const routes: AnyRoute[] = [
             out.push({ store: cfg.name, error: err instanceof Error ? err.message : String(err) });
           }
         } else if (userInfo.anyPrivsBelow(authId, path, USAGE_PRIVS)) {
-          // PBS's Lookup fails for a datastore being deleted and leaves it out; same here, from the config
-          let visible: boolean;
+          // PBS's Lookup fails for a datastore being deleted and leaves it out; so does ours
+          let visible = false;
           try {
-            visible = modeAdmits(storedMaintenanceMode(cfg), 'lookup');
+            const handle = await server.datastores.lookupDatastore(cfg.name, 'lookup', {
+              kind: 'status',
+              authId,
+            });
+            await handle.release();
+            visible = true;
           } catch {
-            visible = false;
+            // refused (delete mode) or unreadable mode: not listed
           }
           if (visible) out.push({ store: cfg.name });
         }
