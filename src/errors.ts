@@ -242,6 +242,16 @@ export const ERR_DATASTORE_NOT_FOUND = createError(
   'NOT_FOUND',
   (store: string) => `datastore '${store}' does not exist`,
 );
+export const ERR_DATASTORE_CLOSED = createError(
+  'ERR_DATASTORE_CLOSED',
+  'INTERNAL',
+  (store: string) => `datastore '${store}' is closed`,
+);
+export const ERR_REGISTRY_NOT_LOCAL = createError(
+  'ERR_REGISTRY_NOT_LOCAL',
+  'INTERNAL',
+  () => 'the operation registry is only readable synchronously on the local backend',
+);
 export const ERR_DATASTORE_EXISTS = createError(
   'ERR_DATASTORE_EXISTS',
   'ALREADY_EXISTS',

@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as errors from '../src/errors.js';
 import {
   ERR_GC_RUNNING,
@@ -56,4 +59,24 @@ test('withOptions attaches a cause without changing the message', () => {
   const err = errors.ERR_CHUNK_DIR_UNREADABLE.withOptions({ cause }, '/x/.chunks/0000', 'EACCES');
   assert.equal(err.cause, cause);
   assert.equal(err.message, "unable to read chunk subdir '/x/.chunks/0000' - EACCES");
+});
+
+/**
+ * Where `new StowageError(` may still appear: the registry itself, the two client places that
+ * rebuild an error from the code a server sent back, and the snapshot-file writer whose caller
+ * supplies the message (PBS's "backup already contains a log.").
+ */
+const INLINE_ALLOWED = new Set([
+  'errors.ts',
+  'client/chunk-pool.ts',
+  'client/connection.ts',
+  'datastore/snapshot-files.ts',
+]);
+
+test('the code raises named errors from the registry, not inline StowageErrors', () => {
+  const src = fileURLToPath(new URL('../src/', import.meta.url));
+  const offenders = (readdirSync(src, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('.ts') && !INLINE_ALLOWED.has(f))
+    .filter((f) => readFileSync(join(src, f), 'utf8').includes('new StowageError('));
+  assert.deepEqual(offenders, []);
 });

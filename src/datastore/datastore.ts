@@ -9,7 +9,7 @@
  * releases the disk.
  */
 import { statfsSync } from 'node:fs';
-import { StowageError } from '../errors.js';
+import { ERR_DATASTORE_CLOSED } from '../errors.js';
 import { validateDatastoreName } from '../api-types/names.js';
 import { type FileLock } from '../sys/file-lock.js';
 import {
@@ -209,7 +209,7 @@ export class Datastore implements BackupStore, WritableDatastore {
   /** The datastore's chunks (the filesystem backend); refused once the handle is closed. */
   get chunks(): ChunkBackend {
     if (this.store === undefined) {
-      throw new StowageError('INTERNAL', `datastore '${this.name}' is closed`);
+      throw ERR_DATASTORE_CLOSED(this.name);
     }
     return this.store;
   }

@@ -9,7 +9,7 @@
  * `offline` datastore is released by every process as soon as it drains — no control socket, no
  * cache to evict, no restart.
  */
-import { BadConfigError, NotFoundError, StowageError } from '../errors.js';
+import { BadConfigError, ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
 import { parsePropertyString } from '../config/property-string.js';
 import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
@@ -98,10 +98,7 @@ export class DatastoreAccess {
    */
   get registry(): OperationRegistry {
     if (this.backend instanceof LocalAdmissionBackend) return this.backend.registry;
-    throw new StowageError(
-      'INTERNAL',
-      'the operation registry is only readable synchronously on the local backend',
-    );
+    throw ERR_REGISTRY_NOT_LOCAL();
   }
 
   /**
