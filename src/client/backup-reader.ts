@@ -9,10 +9,14 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
-import { DynamicIndexReader } from '../datastore/dynamic-index.js';
-import { FixedIndexReader } from '../datastore/fixed-index.js';
-import type { ChunkIndexReader } from '../datastore/index-file.js';
-import { MANIFEST_BLOB_NAME, decodeManifest, type BackupManifest } from '../datastore/manifest.js';
+import {
+  type BackupManifest,
+  type ChunkIndexReader,
+  decodeDynamicIndex,
+  decodeFixedIndex,
+  decodeManifest,
+  MANIFEST_BLOB_NAME,
+} from '../datastore/index.js';
 import { decodeBlob } from '../datastore/data-blob.js';
 import type { ChunkPool } from './chunk-pool.js';
 import { READER_PATH, READER_PROTOCOL_ID } from '../api-types/protocol.js';
@@ -65,9 +69,9 @@ export class BackupReader {
     }
     const raw = await this.download(archive);
     const index = archive.endsWith('.didx')
-      ? DynamicIndexReader.fromBuffer(raw, { what: archive, verifyCsum: true })
+      ? decodeDynamicIndex(raw, { what: archive, verifyCsum: true })
       : archive.endsWith('.fidx')
-        ? FixedIndexReader.fromBuffer(raw, { what: archive, verifyCsum: true })
+        ? decodeFixedIndex(raw, { what: archive, verifyCsum: true })
         : undefined;
     if (!index) throw new BadRequestError(`'${archive}' is not an index (*.didx or *.fidx)`);
     if (index.csum.toString('hex') !== entry.csum) {

@@ -14,16 +14,16 @@
 import { createHash } from 'node:crypto';
 import { BadRequestError, ERR_IMAGE_SIZE_CHANGED, StowageError } from '../errors.js';
 import { encodeBlob } from '../datastore/data-blob.js';
-import { DynamicIndexReader } from '../datastore/dynamic-index.js';
-import { FixedIndexReader } from '../datastore/fixed-index.js';
 import {
-  MANIFEST_BLOB_NAME,
+  type BackupManifest,
+  decodeDynamicIndex,
+  decodeFixedIndex,
   decodeManifest,
   encodeManifest,
-  newManifest,
-  type BackupManifest,
+  MANIFEST_BLOB_NAME,
   type ManifestFile,
-} from '../datastore/manifest.js';
+  newManifest,
+} from '../datastore/index.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
 import { BACKUP_PATH, BACKUP_PROTOCOL_ID } from '../api-types/protocol.js';
@@ -120,9 +120,7 @@ export class BackupWriter {
     const prev = await this.previousManifest();
     if (!prev?.files.some((f) => f.filename === name)) return known;
     const raw = await this.session.request('GET', 'previous', { 'archive-name': name });
-    const index = name.endsWith('.didx')
-      ? DynamicIndexReader.fromBuffer(raw)
-      : FixedIndexReader.fromBuffer(raw);
+    const index = name.endsWith('.didx') ? decodeDynamicIndex(raw) : decodeFixedIndex(raw);
     for (const d of index.digests()) known.add(d.toString('hex'));
     return known;
   }
@@ -178,7 +176,7 @@ export class BackupWriter {
     if (!entry || entry.csum !== expect.csum || entry.size !== expect.size) return undefined;
     // Downloading it through `previous` is also what makes the server accept its digests.
     const raw = await this.session.request('GET', 'previous', { 'archive-name': name });
-    const index = DynamicIndexReader.fromBuffer(raw, { what: `previous ${name}`, verifyCsum: true });
+    const index = decodeDynamicIndex(raw, { what: `previous ${name}`, verifyCsum: true });
     if (index.csum.toString('hex') !== expect.csum || index.totalSize !== expect.size) return undefined;
     const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
     const stats = emptyTransferStats();

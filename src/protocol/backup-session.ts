@@ -24,8 +24,26 @@ import {
   StowageError,
 } from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
-import type { BackupDir, BackupGroup } from '../datastore/backup-info.js';
-import type { WriterRegistration } from '../datastore/writer-registry.js';
+import {
+  type BackupDir,
+  type BackupGroup,
+  type BackupManifest,
+  type ChunkUploadStats,
+  decodeDynamicIndex,
+  decodeFixedIndex,
+  decodeManifest,
+  type DynamicIndexReader,
+  type DynamicIndexWriter,
+  type FixedIndexReader,
+  type FixedIndexWriter,
+  MANIFEST_BLOB_NAME,
+  type ManifestFile,
+  newManifest,
+  type SnapshotReader,
+  type SnapshotWriter,
+  type WritableDatastore,
+  type WriterRegistration,
+} from '../datastore/index.js';
 import {
   BLOB_HEADER_SIZE,
   ENCRYPTED_BLOB_HEADER_SIZE,
@@ -34,19 +52,7 @@ import {
   rewriteBlobCrc,
   verifyBlobCrc,
 } from '../datastore/data-blob.js';
-import type { WritableDatastore } from '../datastore/datastore.js';
 import { digestToHex, hexToDigest, sha256 } from '../datastore/digest.js';
-import { DynamicIndexReader, DynamicIndexWriter } from '../datastore/dynamic-index.js';
-import { FixedIndexReader, FixedIndexWriter } from '../datastore/fixed-index.js';
-import type { SnapshotReader, SnapshotWriter } from '../datastore/snapshot-writer.js';
-import {
-  MANIFEST_BLOB_NAME,
-  decodeManifest,
-  newManifest,
-  type BackupManifest,
-  type ChunkUploadStats,
-  type ManifestFile,
-} from '../datastore/manifest.js';
 import type { Static } from 'typebox';
 
 import { RawReply, h2Route, type H2Request, type H2Routes } from './h2-session.js';
@@ -539,9 +545,8 @@ export class BackupSession {
       if (name.endsWith('.blob')) throw new ProtocolHttpError('NOT_FOUND', message);
       throw new BadRequestError(message);
     }
-    if (name.endsWith('.didx')) this.registerIndexChunks(DynamicIndexReader.fromBuffer(data, { what: path }));
-    else if (name.endsWith('.fidx'))
-      this.registerIndexChunks(FixedIndexReader.fromBuffer(data, { what: path }));
+    if (name.endsWith('.didx')) this.registerIndexChunks(decodeDynamicIndex(data, { what: path }));
+    else if (name.endsWith('.fidx')) this.registerIndexChunks(decodeFixedIndex(data, { what: path }));
     this.log.log(`download '${name}' from previous backup.`);
     return new RawReply(data);
   }

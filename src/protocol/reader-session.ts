@@ -7,13 +7,15 @@
 import type { Static } from 'typebox';
 import { ProtocolHttpError } from '../errors.js';
 import type { FileLock } from '../sys/file-lock.js';
-import type { BackupDir } from '../datastore/backup-info.js';
-import type { ReadonlyDatastore } from '../datastore/datastore.js';
+import {
+  type BackupDir,
+  decodeDynamicIndex,
+  decodeFixedIndex,
+  MANIFEST_BLOB_NAME,
+  type ReadonlyDatastore,
+  type SnapshotReader,
+} from '../datastore/index.js';
 import { digestToHex, hexToDigest } from '../datastore/digest.js';
-import { DynamicIndexReader } from '../datastore/dynamic-index.js';
-import { FixedIndexReader } from '../datastore/fixed-index.js';
-import { MANIFEST_BLOB_NAME } from '../datastore/manifest.js';
-import type { SnapshotReader } from '../datastore/snapshot-writer.js';
 import { checkArchiveName, type SessionLog } from './backup-session.js';
 import { RawReply, h2Route, type H2Routes } from './h2-session.js';
 import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.js';
@@ -58,9 +60,9 @@ export class ReaderSession {
       throw new ProtocolHttpError('NOT_FOUND', `open file '${this.init.dir}/${name}' failed - not found`);
     }
     const index = name.endsWith('.didx')
-      ? DynamicIndexReader.fromBuffer(data, { what: path })
+      ? decodeDynamicIndex(data, { what: path })
       : name.endsWith('.fidx')
-        ? FixedIndexReader.fromBuffer(data, { what: path })
+        ? decodeFixedIndex(data, { what: path })
         : undefined;
     if (index) for (const d of index.digests()) this.allowed.add(digestToHex(d));
     this.init.log.log(`download "${path}"`);

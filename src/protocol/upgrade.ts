@@ -22,7 +22,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Static } from 'typebox';
 import { BadRequestError, ERR_BACKUP_NOT_FINISHED, ProtocolHttpError, UnauthorizedError } from '../errors.js';
-import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/backup-info.js';
+import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/index.js';
 import { isBackupOwner } from '../config/user-config.js';
 import { checkParams, queryParams } from '../server/parameters.js';
 import type {

@@ -13,7 +13,7 @@
  * read). `/admin/gc/{store}` answers the refusal (503 for maintenance, 400 for those).
  */
 import type { DatastoreConfig } from '../../config/datastore-config.js';
-import type { GarbageCollectionStatus } from '../../datastore/gc.js';
+import type { GarbageCollectionStatus } from '../../datastore/index.js';
 import { isAdmissionRefusal } from '../../maintenance/datastore-access.js';
 import type { ServerContext } from '../../server/context.js';
 import { jobScheduleStatus } from '../../server/jobs/job-runner.js';

@@ -10,7 +10,7 @@
  * and the lookup handle has no datastore to do it with.
  */
 import { Type } from 'typebox';
-import { emptyGcStatus } from '../../datastore/gc.js';
+import { emptyGcStatus } from '../../datastore/index.js';
 import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
 import { withDatastore } from '../admin/datastore/common.js';

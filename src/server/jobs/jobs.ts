@@ -7,10 +7,13 @@
  * it records `verify_state` in manifests and renames corrupt chunks (docs/adr/002) — so a
  * verify job on a read-only datastore is skipped rather than modifying it as PBS does.
  */
-import { BackupNamespace } from '../../datastore/backup-info.js';
-import { createVerifyCache } from '../../datastore/verify.js';
-import { KEEP_OPTION_NAMES, type KeepOptions } from '../../datastore/prune.js';
-import { oldestWriteOperation } from '../../datastore/writer-registry.js';
+import {
+  BackupNamespace,
+  createVerifyCache,
+  KEEP_OPTION_NAMES,
+  type KeepOptions,
+  oldestWriteOperation,
+} from '../../datastore/index.js';
 import { CorruptDataError } from '../../errors.js';
 import type { DatastoreHandleFor } from '../../maintenance/datastore-access.js';
 import type { PruneJobConfig, VerifyJobConfig } from '../../config/job-config.js';

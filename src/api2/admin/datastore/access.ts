@@ -17,8 +17,7 @@
  */
 import { ForbiddenError, isStowageError } from '../../../errors.js';
 import { isBackupOwner } from '../../../config/user-config.js';
-import { BackupNamespace, type BackupGroup } from '../../../datastore/backup-info.js';
-import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
+import { type BackupGroup, BackupNamespace, type ReadonlyDatastore } from '../../../datastore/index.js';
 import type { DatastoreFor } from '../../../maintenance/datastore-access.js';
 import { datastoreAclPath, type UserInfo } from '../../../server/permissions.js';
 import type { CheckedPermission, PermissionInput } from '../../../server/route.js';

@@ -11,7 +11,7 @@
 import type { OperationItem } from '../../../api-types/operations.js';
 import { Type, type Static } from 'typebox';
 import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
-import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
+import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/index.js';
 import type { DatastoreFor, DatastoreHandleFor } from '../../../maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../maintenance/operation-registry.js';
 import type { ServerContext } from '../../../server/context.js';

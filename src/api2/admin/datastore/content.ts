@@ -8,9 +8,12 @@
  */
 import { Type } from 'typebox';
 import { ERR_GROUP_PARTIALLY_DELETED } from '../../../errors.js';
-import type { BackupDir, SnapshotInfo } from '../../../datastore/backup-info.js';
-import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
-import { MANIFEST_BLOB_NAME } from '../../../datastore/manifest.js';
+import {
+  type BackupDir,
+  MANIFEST_BLOB_NAME,
+  type ReadonlyDatastore,
+  type SnapshotInfo,
+} from '../../../datastore/index.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { ownerChecked } from './access.js';
 import {

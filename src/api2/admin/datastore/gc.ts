@@ -12,8 +12,11 @@
  */
 import { Type } from 'typebox';
 import type { DatastoreConfig } from '../../../config/datastore-config.js';
-import { emptyGcStatus, type GarbageCollectionStatus } from '../../../datastore/gc.js';
-import { oldestWriteOperation } from '../../../datastore/writer-registry.js';
+import {
+  emptyGcStatus,
+  type GarbageCollectionStatus,
+  oldestWriteOperation,
+} from '../../../datastore/index.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import type { TaskManager } from '../../../server/tasks/worker-task.js';

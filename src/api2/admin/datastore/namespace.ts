@@ -17,7 +17,7 @@ import {
   ForbiddenError,
   isStowageError,
 } from '../../../errors.js';
-import { BackupNamespace } from '../../../datastore/backup-info.js';
+import { BackupNamespace } from '../../../datastore/index.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { datastoreAclPath, namespacePrivilege } from './access.js';
 import {

@@ -8,9 +8,14 @@
  * dry runs as Write and refuses them there).
  */
 import { Type } from 'typebox';
-import type { BackupNamespace, BackupGroup } from '../../../datastore/backup-info.js';
+import {
+  type BackupGroup,
+  type BackupNamespace,
+  KEEP_OPTION_NAMES,
+  type KeepOptions,
+  type PruneResult,
+} from '../../../datastore/index.js';
 import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
-import { KEEP_OPTION_NAMES, type KeepOptions, type PruneResult } from '../../../datastore/prune.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';
 import { GroupQuery, groupOf, KeepSchemas, NsSchema, spawnAdmittedTask, StoreParams } from './common.js';

@@ -20,10 +20,12 @@ import {
   parseServerArchiveName,
   type ArchiveName,
 } from '../../../api-types/archive-name.js';
-import type { BackupDir } from '../../../datastore/backup-info.js';
-import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
-import type { FileContent } from '../../../datastore/snapshot-files.js';
-import { CLIENT_LOG_BLOB_NAME } from '../../../datastore/manifest.js';
+import {
+  type BackupDir,
+  CLIENT_LOG_BLOB_NAME,
+  type FileContent,
+  type ReadonlyDatastore,
+} from '../../../datastore/index.js';
 import { BadRequestError } from '../../../errors.js';
 import { defineRoute, type AnyRoute, type RouteContext } from '../../../server/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';

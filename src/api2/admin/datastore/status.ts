@@ -7,9 +7,12 @@
  * `verbose` the counts; only Audit counts every group, the others only their own.
  */
 import { Type } from 'typebox';
-import { BackupNamespace } from '../../../datastore/backup-info.js';
-import type { DatastoreCounts, ReadonlyDatastore } from '../../../datastore/datastore.js';
-import { emptyGcStatus } from '../../../datastore/gc.js';
+import {
+  BackupNamespace,
+  type DatastoreCounts,
+  emptyGcStatus,
+  type ReadonlyDatastore,
+} from '../../../datastore/index.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
 import { StoreParams, withDatastore } from './common.js';

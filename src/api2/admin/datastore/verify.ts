@@ -10,11 +10,15 @@
  */
 import { Type } from 'typebox';
 import { ERR_VERIFY_FAILED, ERR_VERIFY_SELECTION } from '../../../errors.js';
-import type { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/backup-info.js';
-import type { ReadonlyDatastore } from '../../../datastore/datastore.js';
+import {
+  type BackupDir,
+  type BackupGroup,
+  type BackupManifest,
+  type BackupNamespace,
+  createVerifyCache,
+  type ReadonlyDatastore,
+} from '../../../datastore/index.js';
 import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
-import type { BackupManifest } from '../../../datastore/manifest.js';
-import { createVerifyCache } from '../../../datastore/verify.js';
 import { defineRoute, type AnyRoute } from '../../../server/route.js';
 import type { WorkerTask } from '../../../server/tasks/worker-task.js';
 import { parseUpid } from '../../../server/tasks/upid.js';
