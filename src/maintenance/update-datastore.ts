@@ -8,6 +8,7 @@
  * mode change it is the admission backend's `setMode` (atomic with admissions, design §3
  * invariant 1) carrying the other fields along; without one, a plain write under the change lock.
  */
+import { KEEP_OPTION_NAMES } from '../api-types/prune-options.js';
 import { validateCalendarEvent } from '../api-types/calendar-event.js';
 import { validateDatastoreConfig, type DatastoreConfig } from '../config/datastore-config.js';
 import { BadRequestError, ConfigModifiedError, NotFoundError, ParameterError } from '../errors.js';
@@ -36,12 +37,7 @@ const DELETABLE = new Set([
   'comment',
   'gc-schedule',
   'prune-schedule',
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
+  ...KEEP_OPTION_NAMES,
   'verify-new',
   'notify-user',
   'notify',

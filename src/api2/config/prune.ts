@@ -4,6 +4,7 @@
  * Datastore.Audit or Datastore.Modify on its datastore (namespace); changing one, Datastore.Modify.
  */
 import { Type } from 'typebox';
+import { KEEP_OPTION_NAMES } from '../../api-types/prune-options.js';
 import { pruneJobConfig, type PruneJobConfig } from '../../config/job-config.js';
 import { jobConfigRoutes } from '../../server/jobs/job-config-api.js';
 import type { AnyRoute } from '../../server/route.js';
@@ -32,18 +33,7 @@ export const routes: AnyRoute[] = jobConfigRoutes<PruneJobConfig>({
     ...KeepSchemas,
     comment: Type.Optional(CommentSchema),
   },
-  deletable: [
-    'comment',
-    'disable',
-    'ns',
-    'max-depth',
-    'keep-last',
-    'keep-hourly',
-    'keep-daily',
-    'keep-weekly',
-    'keep-monthly',
-    'keep-yearly',
-  ],
+  deletable: ['comment', 'disable', 'ns', 'max-depth', ...KEEP_OPTION_NAMES],
   readPrivs: ['Datastore.Audit', 'Datastore.Modify'],
   modifyPriv: 'Datastore.Modify',
 });
