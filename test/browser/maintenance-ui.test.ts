@@ -379,7 +379,10 @@ describe('web UI', { skip }, () => {
       dialog = await openMaintenanceDialog(page);
       assert.equal(await dialog.getByLabel('S3 refresh').isChecked(), true);
       await dialog.getByRole('button', { name: 'Cancel' }).click();
-      assert.deepEqual(unexpected(errors), []);
+      // The mode was set behind the page's back (no save in this page): a status request may race
+      // the first active-operations answer and be refused; the summary handles that 503 by showing
+      // the maintenance panel (asserted above). Nothing else may fail.
+      assert.deepEqual(unexpected(errors, [503]), []);
     } finally {
       await context.close();
       await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode'] });
