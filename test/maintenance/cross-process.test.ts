@@ -2,12 +2,12 @@
  * The operation registry and admission across real processes (design §3 invariants 1, 2, 3, 7).
  */
 import { after, before, describe, test } from 'node:test';
+import { admissionViolations, type ModeChangeAt } from '../helpers/admission-race.js';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { HolderProcess } from '../helpers/holder-process.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
-import { modeAdmits, parseMaintenanceMode } from '../../src/maintenance/maintenance-mode.js';
 import { operationRegistryPath } from '../../src/maintenance/open-datastore-access.js';
 import { openFilesUnder } from '../helpers/files.js';
 
@@ -156,24 +156,13 @@ describe('mode changes racing with admissions', () => {
         flipper.send({ cmd: 'flip-loop', store: 'race', modes, count: 200, pauseMs: 10 }),
       ]);
       assert.ok(w.ok && r.ok && flips.ok, JSON.stringify([w, r, flips]).slice(0, 500));
-      const changes = flips.changes as Array<{ mode: string | null; sequence: number }>;
+      const changes = flips.changes as ModeChangeAt[];
       // Every operation id above a change's sequence was admitted under that change's mode,
       // until the next change: find the mode in force for each admission and check it.
-      const modeAt = (id: number) => {
-        let mode: string | null = null;
-        for (const c of changes) if (c.sequence < id) mode = c.mode;
-        return mode === null ? undefined : parseMaintenanceMode(mode);
-      };
-      const violations: string[] = [];
-      for (const [op, res] of [
-        ['write', w],
-        ['read', r],
-      ] as const) {
-        for (const id of res.admitted as number[]) {
-          const mode = modeAt(id);
-          if (!modeAdmits(mode, op)) violations.push(`${op} #${id} admitted under ${mode?.type}`);
-        }
-      }
+      const violations = admissionViolations(changes, [
+        ['write', w.admitted as number[]],
+        ['read', r.admitted as number[]],
+      ]);
       assert.deepEqual(violations, []);
       // The race really happened: both outcomes occurred for both classes.
       assert.ok(

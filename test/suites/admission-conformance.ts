@@ -6,9 +6,9 @@
  * on that state). The local backend runs it in test/maintenance/admission-backend.test.ts.
  */
 import { after, before, describe, test } from 'node:test';
+import { admissionViolations, type ModeChangeAt } from '../helpers/admission-race.js';
 import assert from 'node:assert/strict';
 import type { AdmissionBackend } from '../../src/maintenance/admission-backend.js';
-import { modeAdmits, parseMaintenanceMode } from '../../src/maintenance/maintenance-mode.js';
 
 /** What the suite needs from a process other than the test's own. */
 export interface RemoteHolder {
@@ -343,22 +343,11 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         flipper.send({ cmd: 'flip-loop', store, modes, count: 120, pauseMs: 10 }),
       ]);
       assert.ok(wr.ok && rr.ok && flips.ok, JSON.stringify([wr, rr, flips]).slice(0, 500));
-      const changes = flips.changes as Array<{ mode: string | null; sequence: number }>;
-      // the mode in force for an id is the last change whose sequence is below it
-      const modeAt = (id: number) => {
-        let mode: string | null = null;
-        for (const c of changes) if (c.sequence < id) mode = c.mode;
-        return mode === null ? undefined : parseMaintenanceMode(mode);
-      };
-      const violations: string[] = [];
-      for (const [op, res] of [
-        ['write', wr],
-        ['read', rr],
-      ] as const) {
-        for (const id of res.admitted as number[]) {
-          if (!modeAdmits(modeAt(id), op)) violations.push(`${op} #${id} admitted under ${modeAt(id)?.type}`);
-        }
-      }
+      const changes = flips.changes as ModeChangeAt[];
+      const violations = admissionViolations(changes, [
+        ['write', wr.admitted as number[]],
+        ['read', rr.admitted as number[]],
+      ]);
       assert.deepEqual(violations, []);
       for (const [op, res] of [
         ['write', wr],
