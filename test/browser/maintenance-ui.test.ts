@@ -370,8 +370,11 @@ describe('web UI', { skip }, () => {
       const cfg = await h.api<Record<string, unknown>>('GET', `/config/datastore/${STORE}`);
       assert.equal(cfg.body.data['maintenance-mode'], undefined);
 
-      await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 's3-refresh,message="resync"' });
+      // set behind the page's back: from the list, which asks nothing maintenance refuses (a
+      // datastore view open at that moment could not know and would be refused once)
       await page.goto(`${h.server.url}/#/`);
+      await row.getByText('none').waitFor();
+      await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 's3-refresh,message="resync"' });
       await row.getByTestId('maintenance-marker').getByText('S3 refresh').waitFor();
       assert.equal(await row.getByTestId('maintenance-marker').innerText(), 'S3 refresh: resync');
       await page.goto(`${h.server.url}/#/datastore/${STORE}/summary`);
@@ -379,10 +382,7 @@ describe('web UI', { skip }, () => {
       dialog = await openMaintenanceDialog(page);
       assert.equal(await dialog.getByLabel('S3 refresh').isChecked(), true);
       await dialog.getByRole('button', { name: 'Cancel' }).click();
-      // The mode was set behind the page's back (no save in this page): a status request may race
-      // the first active-operations answer and be refused; the summary handles that 503 by showing
-      // the maintenance panel (asserted above). Nothing else may fail.
-      assert.deepEqual(unexpected(errors, [503]), []);
+      assert.deepEqual(unexpected(errors), []);
     } finally {
       await context.close();
       await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode'] });

@@ -6,6 +6,11 @@ export interface Loaded<T> {
   data: T | undefined;
   error: ApiError | Error | undefined;
   loading: boolean;
+  /**
+   * When the request that produced `data` was sent (`performance.now()`): lets a caller tell an
+   * answer given before an action of its own from one given after it.
+   */
+  requestedAt: number | undefined;
   reload: () => void;
 }
 
@@ -20,6 +25,7 @@ export function useApi<T>(
   intervalMs?: number,
 ): Loaded<T> {
   const [data, setData] = useState<T | undefined>(undefined);
+  const [requestedAt, setRequestedAt] = useState<number | undefined>(undefined);
   const [error, setError] = useState<ApiError | Error | undefined>(undefined);
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
@@ -30,10 +36,12 @@ export function useApi<T>(
     const ctl = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const run = async () => {
+      const sent = performance.now();
       try {
         const v = await fnRef.current(ctl.signal);
         if (ctl.signal.aborted) return;
         setData(v);
+        setRequestedAt(sent);
         setError(undefined);
       } catch (err) {
         if (ctl.signal.aborted || (err as Error).name === 'AbortError') return;
@@ -51,5 +59,5 @@ export function useApi<T>(
   }, [...deps, tick, intervalMs]);
 
   const reload = useCallback(() => setTick((t) => t + 1), []);
-  return { data, error, loading, reload };
+  return { data, error, loading, requestedAt, reload };
 }

@@ -23,13 +23,15 @@ const TABS = [
 
 export function DatastoreView({ store, tab }: { store: string; tab: string }) {
   const ops = useActiveOperations(store);
-  // The mode just saved, until the next poll reports it: a tab must not ask an offline store for
-  // its status in between (that would be a refused request, and an error in the console).
-  // The reload after saving aborts any poll in flight, so the first new answer is post-save.
-  const [saved, setSaved] = useState<{ raw: string | undefined; before: unknown } | undefined>(undefined);
+  // The mode just saved, until an answer to a poll sent after the save reports it: a tab must not
+  // ask an offline store for its status in between (that would be a refused request, and an error
+  // in the console). A poll sent before the save may still answer after it (its abort by the
+  // reload only comes with the next effect run), so the answer's send time decides, not its
+  // arrival.
+  const [saved, setSaved] = useState<{ raw: string | undefined; at: number } | undefined>(undefined);
   useEffect(() => {
-    if (saved && ops.data !== saved.before) setSaved(undefined);
-  }, [saved, ops.data]);
+    if (saved && (ops.requestedAt ?? -Infinity) > saved.at) setSaved(undefined);
+  }, [saved, ops.requestedAt]);
   const mode = saved ? parseMaintenance(saved.raw) : liveMode(ops.data);
   const [editing, setEditing] = useState(false);
   const [version, setVersion] = useState(0);
@@ -85,7 +87,7 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
           current={mode}
           onClose={() => setEditing(false)}
           onSaved={(raw) => {
-            setSaved({ raw, before: ops.data });
+            setSaved({ raw, at: performance.now() });
             ops.reload();
             setVersion((v) => v + 1);
           }}
