@@ -2,7 +2,7 @@
  * The one error family of Stowage. Every error the core raises for an operator carries a stable
  * `code`, the HTTP status the API answers with, and a message written for the operator. The API
  * layer maps these to PBS's error envelope and the CLIs to exit codes in one place each
- * (`src/server/error-envelope.ts`, `src/cli/exit-codes.ts`); nothing matches on message text.
+ * (`src/http/error-envelope.ts`, `src/cli/exit-codes.ts`); nothing matches on message text.
  */
 export type ErrorCode =
   | 'BAD_REQUEST'
@@ -163,7 +163,7 @@ export class ForbiddenError extends StowageError {
 
 /**
  * An error that PBS raises with its own HTTP status (`http_err!`) on the backup and reader
- * protocols, where every other error is answered 400 (`src/server/error-envelope.ts`,
+ * protocols, where every other error is answered 400 (`src/http/error-envelope.ts`,
  * `protocolErrorResponse`): an unknown path, namespace or file (404), a chunk not registered for
  * download (401).
  */

@@ -3,7 +3,7 @@
  * datastore endpoints: `admin/`, `config/`, `status/`, ...); `registerRoutes` checks each route
  * declares a permission and that no method+path is registered twice.
  */
-import type { AnyRoute } from '../server/route.js';
+import type { AnyRoute } from '../http/route.js';
 import { routes as access } from './access/index.js';
 import { routes as adminDatastore } from './admin/datastore/index.js';
 import { routes as adminGc } from './admin/gc.js';

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Type } from 'typebox';
-import { defineRoute, filtered, type AnyRoute } from '../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../http/route.js';
 
 function packageVersion(): string {
   // src/api2 when run with tsx, dist/src/api2 when built: walk up to the package root

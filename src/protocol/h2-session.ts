@@ -13,8 +13,8 @@ import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import type { Static, TSchema } from 'typebox';
 import { BadRequestError, ProtocolHttpError, isStowageError } from '../errors.js';
-import { protocolErrorResponse } from '../server/error-envelope.js';
-import { MAX_PARAMETER_BODY, checkParams, queryParams, requestParams } from '../server/parameters.js';
+import { protocolErrorResponse } from '../http/error-envelope.js';
+import { MAX_PARAMETER_BODY, checkParams, queryParams, requestParams } from '../http/parameters.js';
 
 /** PBS: initial stream and connection windows of 32 MiB, frames up to 4 MiB (reference §8.2). */
 export const H2_WINDOW_SIZE = 32 * 1024 * 1024;
@@ -87,7 +87,7 @@ export class RawReply {
 
 /**
  * One endpoint of a protocol session, PBS's `ApiMethod`: its parameter schema beside its handler.
- * `body` says where the parameters come from (`src/server/parameters.ts`):
+ * `body` says where the parameters come from (`src/http/parameters.ts`):
  * - `'parameters'`: the query and a JSON or form body (PBS's Sync/Async handlers: `dynamic_index`,
  *   `dynamic_close`, `fixed_index`, `fixed_close`, the appends, `finish`, ...);
  * - `'data'`: the query only; the body is the upload (PBS's AsyncHttp handlers: `blob`,

@@ -15,7 +15,7 @@
  * Each session runs as a worker task (`backup` / `reader`) whose log tells what happened and
  * whose status tells whether the backup finished; aborting the task ends the session.
  */
-import { datastoreAclPath } from '../server/permissions.js';
+import { datastoreAclPath } from '../http/permissions.js';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
@@ -24,16 +24,16 @@ import type { Static } from 'typebox';
 import { BadRequestError, ERR_BACKUP_NOT_FINISHED, ProtocolHttpError, UnauthorizedError } from '../errors.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/index.js';
 import { isBackupOwner } from '../config/user-config.js';
-import { checkParams, queryParams } from '../server/parameters.js';
+import { checkParams, queryParams } from '../http/parameters.js';
 import type {
   DatastoreAccess,
   DatastoreHandle,
   ReadHandle,
   WriteHandle,
 } from '../maintenance/datastore-access.js';
-import { authenticate } from '../server/auth/authenticate.js';
-import type { ServerContext } from '../server/context.js';
-import type { WorkerTask } from '../server/tasks/worker-task.js';
+import { authenticate } from '../http/auth/authenticate.js';
+import type { ServerContext } from '../http/context.js';
+import type { WorkerTask } from '../tasks/worker-task.js';
 import { openBackupSession, type SessionLog } from './backup-session.js';
 import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Routes } from './h2-session.js';
 import { BackupUpgradeParams, ReaderUpgradeParams } from './protocol-schemas.js';

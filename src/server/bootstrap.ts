@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SUPERUSER, updateUserConfig, readUserConfig } from '../config/user-config.js';
-import { hasPassword, setPassword } from './auth/password.js';
+import { hasPassword, setPassword } from '../http/auth/password.js';
 
 export interface BootstrapResult {
   /** The generated password, when one was generated (to be printed once). */

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { spawnClient } from '../e2e/backup-helpers.js';
 import { HolderProcess } from '../helpers/holder-process.js';
-import { runScheduledJob } from '../../src/server/jobs/job-runner.js';
-import { gcJob } from '../../src/server/jobs/jobs.js';
+import { runScheduledJob } from '../../src/jobs/job-runner.js';
+import { gcJob } from '../../src/jobs/jobs.js';
 import { browserSkipReason, Harness, screenshot } from './harness.js';
 
 const skip = browserSkipReason();

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { apiRoutes } from '../../src/api2/index.js';
-import type { AnyRoute } from '../../src/server/route.js';
+import type { AnyRoute } from '../../src/http/route.js';
 import { startTestServer, type TestServer } from '../helpers/https-api.js';
 
 let t: TestServer;

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, taskLog, waitForTask, type TestServer } from '../helpers/https-api.js';
-import { runSchedulerOnce } from '../../src/server/jobs/scheduler.js';
-import { writeJobState } from '../../src/server/jobs/job-state.js';
+import { runSchedulerOnce } from '../../src/jobs/scheduler.js';
+import { writeJobState } from '../../src/jobs/job-state.js';
 
 let t: TestServer;
 

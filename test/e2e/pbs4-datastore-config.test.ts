@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runSchedulerOnce } from '../../src/server/jobs/scheduler.js';
+import { runSchedulerOnce } from '../../src/jobs/scheduler.js';
 import { listTree, openFilesUnder } from '../helpers/files.js';
 import { startTestServer, waitForTask, type ApiReply, type TestServer } from '../helpers/https-api.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';

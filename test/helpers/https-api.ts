@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import type { ServerPaths } from '../../src/server/context.js';
-import type { AnyRoute } from '../../src/server/route.js';
+import type { ServerPaths } from '../../src/http/context.js';
+import type { AnyRoute } from '../../src/http/route.js';
 
 export interface ApiReply {
   status: number;

@@ -6,8 +6,8 @@ import { Type } from 'typebox';
 import { BadRequestError, ForbiddenError } from '../../errors.js';
 import { readAclConfig, requireAclPath, splitAclPath, updateAclConfig } from '../../config/acl-config.js';
 import { authIdUser, isTokenId, readUserConfig } from '../../config/user-config.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
-import { AclPathSchema, AuthidSchema, DigestSchema, RoleSchema } from '../../server/schemas.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import { AclPathSchema, AuthidSchema, DigestSchema, RoleSchema } from '../../http/schemas.js';
 
 export const routes: AnyRoute[] = [
   defineRoute({

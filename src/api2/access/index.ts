@@ -1,5 +1,5 @@
 /** `/access`: login, users and their API tokens, the ACL, roles, effective permissions, passwords. */
-import type { AnyRoute } from '../../server/route.js';
+import type { AnyRoute } from '../../http/route.js';
 import { routes as acl } from './acl.js';
 import { routes as password } from './password.js';
 import { routes as permissions } from './permissions.js';

@@ -9,10 +9,10 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../errors.js';
 import { isTokenId, readUserConfig, SUPERUSER } from '../../config/user-config.js';
-import { hasLocalPasswordRealm, setPassword, verifyPassword } from '../../server/auth/password.js';
-import type { ServerContext } from '../../server/context.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
-import { PasswordSchema, UseridSchema } from '../../server/schemas.js';
+import { hasLocalPasswordRealm, setPassword, verifyPassword } from '../../http/auth/password.js';
+import type { ServerContext } from '../../http/context.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import { PasswordSchema, UseridSchema } from '../../http/schemas.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -7,9 +7,9 @@
 import { Type } from 'typebox';
 import { ForbiddenError } from '../../errors.js';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
-import type { UserInfo } from '../../server/permissions.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
-import { AclPathSchema, AuthidSchema } from '../../server/schemas.js';
+import type { UserInfo } from '../../http/permissions.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import { AclPathSchema, AuthidSchema } from '../../http/schemas.js';
 
 /** Paths PBS always reports (when the auth id holds anything there), even without an ACL entry. */
 const DEFAULT_PATHS = ['/', '/access', '/datastore', '/remote', '/system'];

@@ -1,7 +1,7 @@
 /** `GET /access/roles` (PBS `src/api2/access/role.rs`): the built-in roles and their privileges. */
 import { Type } from 'typebox';
 import { ROLE_COMMENTS, ROLE_NAMES, ROLES, PRIVILEGES } from '../../config/acl-config.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 
 export const routes: AnyRoute[] = [
   defineRoute({

@@ -1,15 +1,15 @@
 /**
  * `POST /access/ticket`: log in with a password, or renew a ticket by passing it as the password
  * (reference §8.1). Failures are all 401 "authentication failed", delayed, and rate-limited per
- * remote address and user (`src/server/auth/login-limiter.ts`).
+ * remote address and user (`src/http/auth/login-limiter.ts`).
  */
 import { Type } from 'typebox';
 import { UnauthorizedError } from '../../errors.js';
 import { isTokenId, isValidUserid, SUPERUSER } from '../../config/user-config.js';
-import { createCsrfToken } from '../../server/auth/csrf.js';
-import { verifyPassword } from '../../server/auth/password.js';
-import { createTicket, TICKET_PREFIX, verifyTicket } from '../../server/auth/ticket.js';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
+import { createCsrfToken } from '../../http/auth/csrf.js';
+import { verifyPassword } from '../../http/auth/password.js';
+import { createTicket, TICKET_PREFIX, verifyTicket } from '../../http/auth/ticket.js';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -15,8 +15,8 @@ import {
   type TokenEntry,
   type UserEntry,
 } from '../../config/user-config.js';
-import { deletePassword, setPassword } from '../../server/auth/password.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import { deletePassword, setPassword } from '../../http/auth/password.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import {
   CommentSchema,
   DigestSchema,
@@ -26,7 +26,7 @@ import {
   NameSchema,
   PasswordSchema,
   UseridSchema,
-} from '../../server/schemas.js';
+} from '../../http/schemas.js';
 
 const UserFields = {
   comment: Type.Optional(CommentSchema),

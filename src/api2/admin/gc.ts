@@ -15,10 +15,10 @@
 import type { DatastoreConfig } from '../../config/datastore-config.js';
 import type { GarbageCollectionStatus } from '../../datastore/index.js';
 import { isAdmissionRefusal } from '../../maintenance/datastore-access.js';
-import type { ServerContext } from '../../server/context.js';
-import { jobScheduleStatus } from '../../server/jobs/job-runner.js';
-import { gcJob } from '../../server/jobs/jobs.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import type { ServerContext } from '../../http/context.js';
+import { jobScheduleStatus } from '../../jobs/job-runner.js';
+import { gcJob } from '../../jobs/jobs.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { gcJobStatus, type GarbageCollectionJobStatus } from './datastore/gc.js';
 import { StoreParams } from './datastore/common.js';
 

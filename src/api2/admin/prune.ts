@@ -7,10 +7,10 @@
 import { Type } from 'typebox';
 import { NotFoundError } from '../../errors.js';
 import { jobAclPath, pruneJobConfig } from '../../config/job-config.js';
-import { canSeeJob, jobView } from '../../server/jobs/job-config-api.js';
-import { jobScheduleStatus, runJobNow } from '../../server/jobs/job-runner.js';
-import { pruneJob } from '../../server/jobs/jobs.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import { canSeeJob, jobView } from '../config/job-config-api.js';
+import { jobScheduleStatus, runJobNow } from '../../jobs/job-runner.js';
+import { pruneJob } from '../../jobs/jobs.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { StoreSchema } from './datastore/common.js';
 
 /** PBS `JobScheduleStatus`, shared by the job lists. */

@@ -6,10 +6,10 @@
 import { Type } from 'typebox';
 import { NotFoundError } from '../../errors.js';
 import { jobAclPath, verifyJobConfig } from '../../config/job-config.js';
-import { canSeeJob, jobView } from '../../server/jobs/job-config-api.js';
-import { jobScheduleStatus, runJobNow } from '../../server/jobs/job-runner.js';
-import { verifyJob } from '../../server/jobs/jobs.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import { canSeeJob, jobView } from '../config/job-config-api.js';
+import { jobScheduleStatus, runJobNow } from '../../jobs/job-runner.js';
+import { verifyJob } from '../../jobs/jobs.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { StoreSchema } from './datastore/common.js';
 import { JobScheduleStatusFields } from './prune.js';
 

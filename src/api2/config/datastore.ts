@@ -12,8 +12,8 @@
  * src/maintenance/ (create-datastore.ts, update-datastore.ts, remove-datastore.ts), which the quick
  * start uses too.
  */
-import { forgetDatastoreJobs } from '../../server/jobs/datastore-jobs.js';
-import { removeJobState } from '../../server/jobs/job-state.js';
+import { forgetDatastoreJobs } from '../../jobs/datastore-jobs.js';
+import { removeJobState } from '../../jobs/job-state.js';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { ConfigModifiedError, NotFoundError } from '../../errors.js';
@@ -23,8 +23,8 @@ import { ConflictingOperationsError, conflictingOperations } from '../../mainten
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
 import { STRING_FIELDS, updateDatastore } from '../../maintenance/update-datastore.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
-import { CommentSchema, DigestSchema, UseridSchema } from '../../server/schemas.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import { CommentSchema, DigestSchema, UseridSchema } from '../../http/schemas.js';
 import { operationItem, StoreSchema } from '../admin/datastore/common.js';
 
 const NAME_PARAMS = Type.Object({ name: StoreSchema });

@@ -6,9 +6,9 @@
 import { Type } from 'typebox';
 import { KEEP_OPTION_NAMES } from '../../api-types/prune-options.js';
 import { pruneJobConfig, type PruneJobConfig } from '../../config/job-config.js';
-import { jobConfigRoutes } from '../../server/jobs/job-config-api.js';
-import type { AnyRoute } from '../../server/route.js';
-import { CommentSchema } from '../../server/schemas.js';
+import { jobConfigRoutes } from './job-config-api.js';
+import type { AnyRoute } from '../../http/route.js';
+import { CommentSchema } from '../../http/schemas.js';
 import { KeepSchemas, NsSchema, StoreSchema } from '../admin/datastore/common.js';
 
 /** A PBS calendar event; fully checked by the calendar-event parser (400 naming `schedule`). */

@@ -5,9 +5,9 @@
  */
 import { Type } from 'typebox';
 import { verifyJobConfig, type VerifyJobConfig } from '../../config/job-config.js';
-import { jobConfigRoutes } from '../../server/jobs/job-config-api.js';
-import type { AnyRoute } from '../../server/route.js';
-import { CommentSchema } from '../../server/schemas.js';
+import { jobConfigRoutes } from './job-config-api.js';
+import type { AnyRoute } from '../../http/route.js';
+import { CommentSchema } from '../../http/schemas.js';
 import { NsSchema, StoreSchema } from '../admin/datastore/common.js';
 import { ScheduleSchema } from './prune.js';
 

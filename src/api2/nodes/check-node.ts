@@ -3,7 +3,7 @@
  * its UPIDs). Stowage is a single node, so any other name is refused.
  */
 import { BadRequestError } from '../../errors.js';
-import type { ServerContext } from '../../server/context.js';
+import type { ServerContext } from '../../http/context.js';
 
 export function checkNode(server: ServerContext, node: string): void {
   if (node !== 'localhost' && node !== server.tasks.node) {

@@ -1,5 +1,5 @@
 /** `/nodes/{node}`: per-node resources (tasks, status). */
-import type { AnyRoute } from '../../server/route.js';
+import type { AnyRoute } from '../../http/route.js';
 import { routes as status } from './status.js';
 import { routes as tasks } from './tasks.js';
 

@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from 'typebox';
-import { defineRoute, type AnyRoute } from '../../server/route.js';
-import { NodeSchema } from '../../server/schemas.js';
-import { certFingerprint } from '../../server/tls.js';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { NodeSchema } from '../../http/schemas.js';
+import { certFingerprint } from '../../http/tls.js';
 import { readHostStatus } from '../../sys/host-status.js';
 import { checkNode } from './check-node.js';
 

@@ -1,15 +1,15 @@
 /**
  * `/nodes/{node}/tasks` (PBS `src/api2/node/tasks.rs`): the task list, a task's status and log,
  * and stopping it. `{node}` is `localhost` or this node's name. Access to a single task is
- * ownership-checked by `checkTaskAccess` (src/server/tasks/task-access.ts).
+ * ownership-checked by `checkTaskAccess` (src/tasks/task-access.ts).
  */
 import { Type } from 'typebox';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
-import { NodeSchema, UpidSchema } from '../../server/schemas.js';
-import { checkTaskAccess } from '../../server/tasks/task-access.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import { NodeSchema, UpidSchema } from '../../http/schemas.js';
+import { checkTaskAccess } from '../../tasks/task-access.js';
 import { checkNode } from './check-node.js';
-import { parseUpid } from '../../server/tasks/upid.js';
+import { parseUpid } from '../../tasks/upid.js';
 
 const TaskParams = Type.Object({ node: NodeSchema, upid: UpidSchema });
 

@@ -11,7 +11,7 @@
  */
 import { Type } from 'typebox';
 import { emptyGcStatus } from '../../datastore/index.js';
-import { defineRoute, filtered, type AnyRoute } from '../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
 import { withDatastore } from '../admin/datastore/common.js';
 

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { ApiClient } from '../../client/connection.js';
 import { resolvePaths, type StowagePaths } from '../../config/paths.js';
 import { ERR_NO_SERVER_CONFIG, ERR_SERVER_SPEC_BAD_PORT, ERR_SERVER_SPEC_INVALID } from '../../errors.js';
-import { loadOrCreateAuthKeys } from '../../server/auth/auth-keys.js';
-import { createCsrfToken } from '../../server/auth/csrf.js';
-import { createTicket } from '../../server/auth/ticket.js';
-import { certFingerprint } from '../../server/tls.js';
+import { loadOrCreateAuthKeys } from '../../http/auth/auth-keys.js';
+import { createCsrfToken } from '../../http/auth/csrf.js';
+import { createTicket } from '../../http/auth/ticket.js';
+import { certFingerprint } from '../../http/tls.js';
 
 export const DEFAULT_SERVER = 'localhost:8007';
 

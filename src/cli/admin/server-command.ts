@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { resolvePaths } from '../../config/paths.js';
 import { startServer } from '../../server/server.js';
-import { startScheduler } from '../../server/jobs/scheduler.js';
+import { startScheduler } from '../../jobs/scheduler.js';
 import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';

@@ -2,14 +2,14 @@
  * API tokens, `/access/users/{userid}/token[/{token-name}]` (PBS `src/api2/access/user.rs`).
  * The URL parameter is called `tokenname` here because fastify's router reads `-` as a separator
  * in parameter names. A user manages its own tokens without privileges; a token's effective
- * privileges never exceed its owner's (src/server/permissions.ts).
+ * privileges never exceed its owner's (src/http/permissions.ts).
  */
 import { Type } from 'typebox';
 import { ERR_TOKEN_EXISTS, NotFoundError } from '../../../errors.js';
 import { updateAclConfig } from '../../../config/acl-config.js';
 import { deleteTokenSecrets, generateTokenSecret } from '../../../config/token-config.js';
 import { readUserConfig, updateUserConfig } from '../../../config/user-config.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import {
   CommentSchema,
   DigestSchema,
@@ -17,7 +17,7 @@ import {
   ExpireSchema,
   TokenNameSchema,
   UseridSchema,
-} from '../../../server/schemas.js';
+} from '../../../http/schemas.js';
 import { tokenView } from '../users.js';
 
 const TokenParams = Type.Object({ userid: UseridSchema, tokenname: TokenNameSchema });

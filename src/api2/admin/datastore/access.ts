@@ -19,8 +19,8 @@ import { ForbiddenError, isStowageError } from '../../../errors.js';
 import { isBackupOwner } from '../../../config/user-config.js';
 import { type BackupGroup, BackupNamespace, type ReadonlyDatastore } from '../../../datastore/index.js';
 import type { DatastoreFor } from '../../../maintenance/datastore-access.js';
-import { datastoreAclPath, type UserInfo } from '../../../server/permissions.js';
-import type { CheckedPermission, PermissionInput } from '../../../server/route.js';
+import { datastoreAclPath, type UserInfo } from '../../../http/permissions.js';
+import type { CheckedPermission, PermissionInput } from '../../../http/route.js';
 import { withDatastore, type AdmissionInfo, type Caller } from './common.js';
 
 export { datastoreAclPath };

@@ -19,7 +19,7 @@ import {
   type OperationClass,
 } from '../../../maintenance/maintenance-mode.js';
 import { countOperations, type OperationRecord } from '../../../maintenance/operation-registry.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { operationItem, OperationItemSchema, StoreParams } from './common.js';
 
 const AUDIT = { path: '/datastore/{store}', privs: ['Datastore.Audit'], partial: true } as const;

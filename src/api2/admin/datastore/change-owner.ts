@@ -11,8 +11,8 @@ import { Type } from 'typebox';
 import { parseAuthid } from '../../../api-types/names.js';
 import { authIdUser, isTokenId } from '../../../config/user-config.js';
 import { BadRequestError, ForbiddenError, NotFoundError } from '../../../errors.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import { AuthidSchema } from '../../../server/schemas.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
+import { AuthidSchema } from '../../../http/schemas.js';
 import { ownerChecked } from './access.js';
 import { GroupQuery, groupOf, StoreParams } from './common.js';
 

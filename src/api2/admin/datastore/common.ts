@@ -14,9 +14,9 @@ import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js'
 import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/index.js';
 import type { DatastoreFor, DatastoreHandleFor } from '../../../maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../maintenance/operation-registry.js';
-import type { ServerContext } from '../../../server/context.js';
-import type { WorkerTask } from '../../../server/tasks/worker-task.js';
-import { spawnTaskOwning } from '../../../server/tasks/admitted-task.js';
+import type { ServerContext } from '../../../http/context.js';
+import type { WorkerTask } from '../../../tasks/worker-task.js';
+import { spawnTaskOwning } from '../../../tasks/admitted-task.js';
 
 /** PBS `DATASTORE_SCHEMA`: a safe-id of 3 to 32 characters. */
 export const StoreSchema = Type.String({

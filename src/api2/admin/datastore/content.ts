@@ -14,7 +14,7 @@ import {
   type ReadonlyDatastore,
   type SnapshotInfo,
 } from '../../../datastore/index.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { ownerChecked } from './access.js';
 import {
   BackupGroupDeleteStatsSchema,

@@ -18,8 +18,8 @@ import {
   oldestWriteOperation,
 } from '../../../datastore/index.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import type { TaskManager } from '../../../server/tasks/worker-task.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
+import type { TaskManager } from '../../../tasks/worker-task.js';
 import { spawnAdmittedTask, StoreParams, withDatastore } from './common.js';
 
 /** PBS `GarbageCollectionJobStatus`: the store's last GC result plus its job state. */

@@ -1,5 +1,5 @@
 /** `/admin/datastore` and `/admin/datastore/{store}/...` (PBS `src/api2/admin/datastore.rs`). */
-import type { AnyRoute } from '../../../server/route.js';
+import type { AnyRoute } from '../../../http/route.js';
 import { routes as activeOperations } from './active-operations.js';
 import { routes as changeOwner } from './change-owner.js';
 import { routes as content } from './content.js';

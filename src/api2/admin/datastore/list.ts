@@ -16,7 +16,7 @@ import {
   parseDatastoreBackend,
   type DatastoreConfig,
 } from '../../../config/datastore-config.js';
-import { defineRoute, filtered, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
 import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 

@@ -18,7 +18,7 @@ import {
   isStowageError,
 } from '../../../errors.js';
 import { BackupNamespace } from '../../../datastore/index.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath, namespacePrivilege } from './access.js';
 import {
   BackupGroupDeleteStatsSchema,

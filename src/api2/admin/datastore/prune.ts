@@ -16,7 +16,7 @@ import {
   type PruneResult,
 } from '../../../datastore/index.js';
 import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';
 import { GroupQuery, groupOf, KeepSchemas, NsSchema, spawnAdmittedTask, StoreParams } from './common.js';
 

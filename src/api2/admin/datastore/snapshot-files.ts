@@ -27,7 +27,7 @@ import {
   type ReadonlyDatastore,
 } from '../../../datastore/index.js';
 import { BadRequestError } from '../../../errors.js';
-import { defineRoute, type AnyRoute, type RouteContext } from '../../../server/route.js';
+import { defineRoute, type AnyRoute, type RouteContext } from '../../../http/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';
 import { SnapshotQuery, snapshotOf, StoreParams } from './common.js';
 

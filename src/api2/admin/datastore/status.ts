@@ -13,7 +13,7 @@ import {
   emptyGcStatus,
   type ReadonlyDatastore,
 } from '../../../datastore/index.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
 import { StoreParams, withDatastore } from './common.js';
 

@@ -19,9 +19,9 @@ import {
   type ReadonlyDatastore,
 } from '../../../datastore/index.js';
 import type { DatastoreHandle } from '../../../maintenance/datastore-access.js';
-import { defineRoute, type AnyRoute } from '../../../server/route.js';
-import type { WorkerTask } from '../../../server/tasks/worker-task.js';
-import { parseUpid } from '../../../server/tasks/upid.js';
+import { defineRoute, type AnyRoute } from '../../../http/route.js';
+import type { WorkerTask } from '../../../tasks/worker-task.js';
+import { parseUpid } from '../../../tasks/upid.js';
 import { ownerChecked, type GroupAccess } from './access.js';
 import {
   BackupIdSchema,

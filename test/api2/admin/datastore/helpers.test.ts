@@ -6,7 +6,7 @@ import { BackupNamespace } from '../../../../src/datastore/backup-info.js';
 import { newManifest } from '../../../../src/datastore/manifest.js';
 import type { DatastoreAccess } from '../../../../src/maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../../src/maintenance/operation-registry.js';
-import { UserInfo } from '../../../../src/server/permissions.js';
+import { UserInfo } from '../../../../src/http/permissions.js';
 import { datastoreAclPath, ownerChecked } from '../../../../src/api2/admin/datastore/access.js';
 import { isBackupOwner } from '../../../../src/config/user-config.js';
 import { oldestWriteStart } from '../../../../src/api2/admin/datastore/gc.js';

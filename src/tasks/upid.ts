@@ -4,7 +4,7 @@
  * with hex in upper case and the worker id escaped systemd-style (`/` → `-`, other unsafe bytes
  * → `\xNN`). Pure codec.
  */
-import { BadRequestError } from '../../errors.js';
+import { BadRequestError } from '../errors.js';
 
 export interface Upid {
   node: string;

@@ -5,7 +5,7 @@
 import { Type } from 'typebox';
 import { AUTHID_PATTERN, TOKEN_NAME_PATTERN, USERID_PATTERN } from '../config/user-config.js';
 import { ACL_PATH_PATTERN, ROLE_NAMES } from '../config/acl-config.js';
-import { UPID_PATTERN } from './tasks/upid.js';
+import { UPID_PATTERN } from '../tasks/upid.js';
 
 export const UseridSchema = Type.String({
   pattern: USERID_PATTERN,

@@ -12,8 +12,8 @@
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BadRequestError, ERR_SHUTTING_DOWN, ERR_TASK_ABORTED, NotFoundError } from '../../errors.js';
-import { isSameProcessAlive, ownStartTime } from '../../sys/proc.js';
+import { BadRequestError, ERR_SHUTTING_DOWN, ERR_TASK_ABORTED, NotFoundError } from '../errors.js';
+import { isSameProcessAlive, ownStartTime } from '../sys/proc.js';
 import { TaskIndex, type TaskQuery, type TaskRow } from './task-index.js';
 import { formatUpid, isUpidSafe, parseUpid, type Upid } from './upid.js';
 

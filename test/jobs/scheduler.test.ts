@@ -1,17 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { makeInstance, type TestInstance } from '../../helpers/instance.js';
-import { TaskManager } from '../../../src/server/tasks/worker-task.js';
-import { pruneJobConfig, verifyJobConfig } from '../../../src/config/job-config.js';
-import { DatastoreConfigFile } from '../../../src/config/datastore-config.js';
-import { setMaintenanceMode } from '../../../src/maintenance/maintenance-control.js';
-import { runSchedulerOnce, startScheduler } from '../../../src/server/jobs/scheduler.js';
-import { readJobState, writeJobState } from '../../../src/server/jobs/job-state.js';
-import { jobScheduleStatus, runJobNow } from '../../../src/server/jobs/job-runner.js';
-import { pruneJob } from '../../../src/server/jobs/jobs.js';
-import type { JobContext } from '../../../src/server/jobs/jobs.js';
-import { StowageError } from '../../../src/errors.js';
+import { makeInstance, type TestInstance } from '../helpers/instance.js';
+import { TaskManager } from '../../src/tasks/worker-task.js';
+import { pruneJobConfig, verifyJobConfig } from '../../src/config/job-config.js';
+import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
+import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
+import { runSchedulerOnce, startScheduler } from '../../src/jobs/scheduler.js';
+import { readJobState, writeJobState } from '../../src/jobs/job-state.js';
+import { jobScheduleStatus, runJobNow } from '../../src/jobs/job-runner.js';
+import { pruneJob } from '../../src/jobs/jobs.js';
+import type { JobContext } from '../../src/jobs/jobs.js';
+import { StowageError } from '../../src/errors.js';
 
 const T = (s: string) => new Date(s);
 const sec = (s: string) => Math.floor(T(s).getTime() / 1000);

@@ -12,9 +12,9 @@
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadConfigError } from '../../errors.js';
-import { replaceFile } from '../../sys/atomic-file.js';
-import type { HeldLock, LockService } from '../../maintenance/lock-service.js';
+import { BadConfigError } from '../errors.js';
+import { replaceFile } from '../sys/atomic-file.js';
+import type { HeldLock, LockService } from '../maintenance/lock-service.js';
 
 export const JOB_TYPES = ['garbage_collection', 'prunejob', 'verificationjob'] as const;
 export type JobType = (typeof JOB_TYPES)[number];

@@ -7,7 +7,7 @@
  * Several server processes may run a scheduler at once (an old one finishing its tasks after a
  * graceful restart); the per-job lock and job state make each slot run once.
  */
-import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
+import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
 import { gcJob, pruneJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
 import { runScheduledJob, type JobRun } from './job-runner.js';
 

@@ -12,11 +12,11 @@
 import { Type, type TProperties } from 'typebox';
 import { BadRequestError, ERR_JOB_EXISTS, NotFoundError } from '../../errors.js';
 import { jobAclPath, validateJob, type JobConfigFile } from '../../config/job-config.js';
-import { defineRoute, filtered, type AnyRoute } from '../route.js';
-import type { ServerContext } from '../context.js';
-import type { UserInfo } from '../permissions.js';
-import { DigestSchema } from '../schemas.js';
-import { removeJobState, writeJobState, lockJob, type JobType } from './job-state.js';
+import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
+import type { ServerContext } from '../../http/context.js';
+import type { UserInfo } from '../../http/permissions.js';
+import { DigestSchema } from '../../http/schemas.js';
+import { removeJobState, writeJobState, lockJob, type JobType } from '../../jobs/job-state.js';
 
 interface JobLike {
   id: string;

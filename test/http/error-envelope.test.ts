@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { reasonPhrase } from '../../src/server/error-envelope.js';
+import { reasonPhrase } from '../../src/http/error-envelope.js';
 
 /** The raw status line a node HTTP server sends with `statusMessage` set to `reason`. */
 async function statusLineFor(reason: string): Promise<Buffer> {

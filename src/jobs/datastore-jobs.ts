@@ -3,7 +3,7 @@
  * unless the operator keeps them, the prune and verify jobs on it with their state. Run after the
  * removal succeeded (PBS removes them first, losing them when the removal fails).
  */
-import { pruneJobConfig, verifyJobConfig } from '../../config/job-config.js';
+import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
 import { removeJobState } from './job-state.js';
 
 export async function forgetDatastoreJobs(

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Type } from 'typebox';
 import { apiRoutes } from '../../src/api2/index.js';
 import { ForbiddenError } from '../../src/errors.js';
-import { defineRoute, filtered, type CheckedPermission } from '../../src/server/route.js';
+import { defineRoute, filtered, type CheckedPermission } from '../../src/http/route.js';
 import { startTestServer, type Auth, type TestServer } from '../helpers/https-api.js';
 
 /** What ran, in order, for the last request. */

@@ -9,14 +9,14 @@
  * attempt is the next slot (design invariant 9). A scheduled run on a datastore this version does
  * not support (PBS 4 removable or S3) is recorded the same way, as `skipped: unsupported: ...`.
  */
-import { ERR_JOB_RUNNING, StowageError } from '../../errors.js';
-import { MaintenanceError } from '../../maintenance/maintenance-mode.js';
-import { UnsupportedDatastoreError } from '../../maintenance/unsupported-datastore.js';
-import type { DatastoreHandle } from '../../maintenance/datastore-access.js';
+import { ERR_JOB_RUNNING, StowageError } from '../errors.js';
+import { MaintenanceError } from '../maintenance/maintenance-mode.js';
+import { UnsupportedDatastoreError } from '../maintenance/unsupported-datastore.js';
+import type { DatastoreHandle } from '../maintenance/datastore-access.js';
 import { spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
-import { nextEvent } from '../../api-types/calendar-event.js';
+import { nextEvent } from '../api-types/calendar-event.js';
 
 /** Scheduled runs are done as root@pam, as PBS's proxy runs them. */
 export const SCHEDULER_AUTH_ID = 'root@pam';

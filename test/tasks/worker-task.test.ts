@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ABORT_MESSAGE, TaskManager } from '../../../src/server/tasks/worker-task.js';
-import { TaskIndex } from '../../../src/server/tasks/task-index.js';
-import { formatUpid } from '../../../src/server/tasks/upid.js';
-import { StowageError } from '../../../src/errors.js';
+import { ABORT_MESSAGE, TaskManager } from '../../src/tasks/worker-task.js';
+import { TaskIndex } from '../../src/tasks/task-index.js';
+import { formatUpid } from '../../src/tasks/upid.js';
+import { StowageError } from '../../src/errors.js';
 
 async function withManager(fn: (m: TaskManager, dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'stowage-tasks-'));

@@ -56,7 +56,7 @@ function isParameterObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Gather the parameters where PBS looks for them (`src/server/parameters.ts`) and hand them to
+ * Gather the parameters where PBS looks for them (`src/http/parameters.ts`) and hand them to
  * the schema the route declares: a body with no content type, an empty JSON body and no body at
  * all are "no parameters" (python3-proxmoxer and curl send a bodyless POST); the query string and
  * a form or JSON body are read together, whichever of `body` or `query` the route validates. A

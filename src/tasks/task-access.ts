@@ -3,8 +3,8 @@
  * owning the token that started it, or anyone with `priv` (Sys.Audit to read, Sys.Modify to
  * stop) on `/system/tasks`. Every ownership-checked task route calls this one helper.
  */
-import { authIdUser, isTokenId } from '../../config/user-config.js';
-import type { UserInfo } from '../permissions.js';
+import { authIdUser, isTokenId } from '../config/user-config.js';
+import type { UserInfo } from '../http/permissions.js';
 
 export function mayAccessTask(
   info: UserInfo,

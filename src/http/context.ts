@@ -6,7 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { AuthKeys } from './auth/auth-keys.js';
 import type { LoginLimiter } from './auth/login-limiter.js';
 import type { UserInfoCache } from './permissions.js';
-import type { TaskManager } from './tasks/worker-task.js';
+import type { TaskManager } from '../tasks/worker-task.js';
 import type { DatastoreAccess } from '../maintenance/datastore-access.js';
 
 export interface ServerPaths {

@@ -13,14 +13,14 @@ import {
   KEEP_OPTION_NAMES,
   type KeepOptions,
   oldestWriteOperation,
-} from '../../datastore/index.js';
-import { CorruptDataError } from '../../errors.js';
-import type { DatastoreHandleFor } from '../../maintenance/datastore-access.js';
-import type { PruneJobConfig, VerifyJobConfig } from '../../config/job-config.js';
+} from '../datastore/index.js';
+import { CorruptDataError } from '../errors.js';
+import type { DatastoreHandleFor } from '../maintenance/datastore-access.js';
+import type { PruneJobConfig, VerifyJobConfig } from '../config/job-config.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import type { JobType } from './job-state.js';
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../http/context.js';
 
 /** The parts of the server context jobs and the scheduler use. */
 export type JobContext = Pick<ServerContext, 'paths' | 'tasks' | 'datastores'> & {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TaskManager } from '../../../src/server/tasks/worker-task.js';
-import { spawnTaskOwning } from '../../../src/server/tasks/admitted-task.js';
-import { ERR_SHUTTING_DOWN } from '../../../src/errors.js';
+import { TaskManager } from '../../src/tasks/worker-task.js';
+import { spawnTaskOwning } from '../../src/tasks/admitted-task.js';
+import { ERR_SHUTTING_DOWN } from '../../src/errors.js';
 
 /** A stand-in admission that records what the task did with it. */
 function fakeHandle() {

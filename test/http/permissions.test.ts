@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { formatAclConfig, parseAclConfig, ROLES, aclPathError } from '../../src/config/acl-config.js';
 import { parseUserConfig } from '../../src/config/user-config.js';
 import { ForbiddenError } from '../../src/errors.js';
-import { UserInfo } from '../../src/server/permissions.js';
+import { UserInfo } from '../../src/http/permissions.js';
 
 const users = parseUserConfig(
   [

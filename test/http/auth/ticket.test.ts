@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateAuthKeys } from '../../../src/server/auth/auth-keys.js';
-import { createCsrfToken, verifyCsrfToken } from '../../../src/server/auth/csrf.js';
-import { LoginLimiter } from '../../../src/server/auth/login-limiter.js';
-import { createTicket, TICKET_LIFETIME, verifyTicket } from '../../../src/server/auth/ticket.js';
+import { generateAuthKeys } from '../../../src/http/auth/auth-keys.js';
+import { createCsrfToken, verifyCsrfToken } from '../../../src/http/auth/csrf.js';
+import { LoginLimiter } from '../../../src/http/auth/login-limiter.js';
+import { createTicket, TICKET_LIFETIME, verifyTicket } from '../../../src/http/auth/ticket.js';
 
 const keys = generateAuthKeys();
 const NOW = 1_700_000_000;

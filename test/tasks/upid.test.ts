@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { escapeWorkerId, formatUpid, parseUpid, unescapeWorkerId } from '../../../src/server/tasks/upid.js';
-import { BadRequestError } from '../../../src/errors.js';
+import { escapeWorkerId, formatUpid, parseUpid, unescapeWorkerId } from '../../src/tasks/upid.js';
+import { BadRequestError } from '../../src/errors.js';
 
 test("PBS's documented example UPID parses into its fields and formats back identically", () => {
   const text = 'UPID:elsa:00004F37:0039E469:00000000:5CA78B83:garbage_collection::root@pam:';

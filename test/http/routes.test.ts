@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { apiRoutes } from '../../src/api2/index.js';
-import { checkedPermission, checkRouteDeclaration } from '../../src/server/register-routes.js';
-import type { AnyRoute, Permission, RoutePermission } from '../../src/server/route.js';
+import { checkedPermission, checkRouteDeclaration } from '../../src/http/register-routes.js';
+import type { AnyRoute, Permission, RoutePermission } from '../../src/http/route.js';
 
 test('every registered API route declares a permission and a description', () => {
   assert.ok(apiRoutes.length > 10);
