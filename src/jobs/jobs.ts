@@ -12,10 +12,10 @@ import {
   createVerifyCache,
   KEEP_OPTION_NAMES,
   type KeepOptions,
-  oldestWriteOperation,
 } from '../datastore/index.js';
 import { CorruptDataError } from '../errors.js';
 import type { DatastoreHandleFor } from '../maintenance/datastore-access.js';
+import { oldestWriteStart } from '../maintenance/oldest-writer.js';
 import type { PruneJobConfig, VerifyJobConfig } from '../config/job-config.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
@@ -60,7 +60,7 @@ export function gcJob(store: string, schedule?: string): JobSpec<'write'> {
     async run(task, handle, ctx) {
       // Chunks a running backup writes may not be referenced by any index yet; GC keeps chunks
       // newer than the oldest writer's start (reference §7.6).
-      const oldest = oldestWriteOperation(ctx.datastores.registry.list(store), handle.record.id);
+      const oldest = await oldestWriteStart(ctx.datastores.backend, store, handle.record.id);
       task.log(`starting garbage collection on store ${store}`);
       await handle.datastore.garbageCollection({
         upid: task.upid,

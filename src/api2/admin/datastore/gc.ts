@@ -12,12 +12,8 @@
  */
 import { Type } from 'typebox';
 import type { DatastoreConfig } from '../../../config/datastore-config.js';
-import {
-  emptyGcStatus,
-  type GarbageCollectionStatus,
-  oldestWriteOperation,
-} from '../../../datastore/index.js';
-import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
+import { emptyGcStatus, type GarbageCollectionStatus } from '../../../datastore/index.js';
+import { oldestWriteStart } from '../../../maintenance/oldest-writer.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import type { TaskManager } from '../../../tasks/worker-task.js';
 import { spawnAdmittedTask, StoreParams, withDatastore } from './common.js';
@@ -30,14 +26,6 @@ export interface GarbageCollectionJobStatus extends GarbageCollectionStatus {
   'last-run-endtime'?: number;
   'last-run-state'?: string;
   duration?: number;
-}
-
-/**
- * Start (ms) of the oldest write operation on `store` in any process, leaving out `ownId` (the
- * GC's own admission, which writes no chunks).
- */
-export function oldestWriteStart(access: DatastoreAccess, store: string, ownId: number): number | undefined {
-  return oldestWriteOperation(access.registry.list(store), ownId);
 }
 
 /** Combine the stored GC result with what the task index knows about the task that produced it. */
@@ -97,7 +85,11 @@ export const routes: AnyRoute[] = [
         async (task, handle) => {
           await handle.datastore.garbageCollection({
             upid: task.upid,
-            oldestWriterStartMs: oldestWriteStart(server.datastores, params.store, handle.record.id),
+            oldestWriterStartMs: await oldestWriteStart(
+              server.datastores.backend,
+              params.store,
+              handle.record.id,
+            ),
             log: (line) => task.log(line),
             signal: task.signal,
           });

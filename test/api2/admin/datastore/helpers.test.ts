@@ -4,12 +4,11 @@ import { ForbiddenError } from '../../../../src/errors.js';
 import { AclTree } from '../../../../src/config/acl-config.js';
 import { BackupNamespace } from '../../../../src/datastore/backup-info.js';
 import { newManifest } from '../../../../src/datastore/manifest.js';
-import type { DatastoreAccess } from '../../../../src/maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../../src/maintenance/operation-registry.js';
 import { UserInfo } from '../../../../src/http/permissions.js';
 import { datastoreAclPath, ownerChecked } from '../../../../src/api2/admin/datastore/access.js';
 import { isBackupOwner } from '../../../../src/config/user-config.js';
-import { oldestWriteStart } from '../../../../src/api2/admin/datastore/gc.js';
+import { oldestWriteStart } from '../../../../src/maintenance/oldest-writer.js';
 import { needsVerify } from '../../../../src/api2/admin/datastore/verify.js';
 
 test("a user owns the groups its API tokens own, but a token does not own its user's groups", () => {
@@ -67,13 +66,13 @@ function op(id: number, cls: OperationRecord['class'], startedAt: number): Opera
   return { id, store: 's1', class: cls, kind: 'k', pid: 1, pstart: 1, startedAt };
 }
 
-test('GC takes the oldest write operation of any process as its writer bound, leaving out itself and reads', () => {
+test('GC takes the oldest write operation of any process as its writer bound, leaving out itself and reads', async () => {
   const records = [op(1, 'read', 100), op(2, 'write', 500), op(3, 'write', 300), op(4, 'lookup', 50)];
-  const access = { registry: { list: () => records } } as unknown as DatastoreAccess;
-  assert.equal(oldestWriteStart(access, 's1', 99), 300);
-  assert.equal(oldestWriteStart(access, 's1', 3), 500, 'its own admission does not hold GC back');
-  const onlyGc = { registry: { list: () => [op(7, 'write', 10)] } } as unknown as DatastoreAccess;
-  assert.equal(oldestWriteStart(onlyGc, 's1', 7), undefined);
+  const backend = { list: async () => records };
+  assert.equal(await oldestWriteStart(backend, 's1', 99), 300);
+  assert.equal(await oldestWriteStart(backend, 's1', 3), 500, 'its own admission does not hold GC back');
+  const onlyGc = { list: async () => [op(7, 'write', 10)] };
+  assert.equal(await oldestWriteStart(onlyGc, 's1', 7), undefined);
 });
 
 test('verify skips snapshots verified ok unless told otherwise or the verification is outdated', () => {
