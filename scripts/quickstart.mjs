@@ -15,6 +15,9 @@ const child = spawn(
       STOWAGE_CONFIG_DIR: join(data, 'etc'),
       STOWAGE_DATA_DIR: data,
       STOWAGE_RUN_DIR: join(data, 'run'),
+      // the quick start is for trying it out on this machine: reachable from elsewhere only when
+      // asked (STOWAGE_LISTEN=0.0.0.0:8007 or --listen)
+      STOWAGE_LISTEN: '127.0.0.1:8007',
       ...process.env,
     },
   },

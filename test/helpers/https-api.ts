@@ -4,6 +4,7 @@
  * the fingerprint it was served with. Plus the setup most API tests need: root's ticket, users
  * with ACL entries, and datastores that are quick to create.
  */
+import type { LoginLimiterOptions } from '../../src/http/auth/login-limiter.js';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -66,6 +67,8 @@ export interface StartTestServerOptions {
   nodeName?: string;
   /** Routes to serve; default all of `src/api2/index.ts` (the login route is needed for `root`). */
   routes?: readonly AnyRoute[];
+  /** The login brake's settings (default: the server's). */
+  loginLimit?: LoginLimiterOptions;
 }
 
 /** Start a server for one test file; `close()` stops it and removes the temp dir. */
@@ -89,6 +92,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       authFailureDelayMs: 0,
       nodeName: opts.nodeName ?? 'testnode',
       ...(opts.routes && { routes: opts.routes }),
+      ...(opts.loginLimit && { loginLimit: opts.loginLimit }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -64,16 +64,49 @@ test('a CSRF token is valid only for the user it was issued to', () => {
   assert.equal(verifyCsrfToken(generateAuthKeys().csrfSecret, 'alice@pbs', token, NOW), false);
 });
 
-test('after five failed logins within a minute the next attempt must wait until the window passes', () => {
-  const limiter = new LoginLimiter({ maxFailures: 5, windowMs: 60_000 });
+test('after five free failures each further one doubles the wait, for that address and user only', () => {
+  const limiter = new LoginLimiter();
+  const ip = '192.0.2.7';
   for (let i = 0; i < 5; i++) {
-    assert.equal(limiter.retryAfterMs('10.0.0.1', 'alice@pbs', 1000 + i), 0);
-    limiter.recordFailure('10.0.0.1', 'alice@pbs', 1000 + i);
+    assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 1000 + i), 0, 'five tries are free');
+    limiter.recordFailure(ip, 'alice@pbs', 1000 + i);
   }
-  assert.equal(limiter.retryAfterMs('10.0.0.1', 'alice@pbs', 2000), 59_000);
-  assert.equal(limiter.retryAfterMs('10.0.0.2', 'alice@pbs', 2000), 0, 'another address is not affected');
-  assert.equal(limiter.retryAfterMs('10.0.0.1', 'bob@pbs', 2000), 0, 'another user is not affected');
-  assert.equal(limiter.retryAfterMs('10.0.0.1', 'alice@pbs', 61_001), 0);
-  limiter.recordSuccess('10.0.0.1', 'alice@pbs');
-  assert.equal(limiter.retryAfterMs('10.0.0.1', 'alice@pbs', 2000), 0);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 1005), 0, 'five failures alone impose no wait');
+  limiter.recordFailure(ip, 'alice@pbs', 2000);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 2000), 1000);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 3000), 0);
+  limiter.recordFailure(ip, 'alice@pbs', 3000);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 3000), 2000);
+  limiter.recordFailure(ip, 'alice@pbs', 5000);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 5000), 4000);
+  assert.equal(limiter.retryAfterMs('192.0.2.8', 'alice@pbs', 5000), 0, 'another address is not affected');
+  assert.equal(limiter.retryAfterMs(ip, 'bob@pbs', 5000), 0, 'another user is not affected');
+  for (let t = 10_000; t < 100_000; t += 1000) limiter.recordFailure(ip, 'alice@pbs', t);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 99_000), 300_000, 'the wait is capped at five minutes');
+  assert.equal(
+    limiter.retryAfterMs(ip, 'alice@pbs', 99_000 + 15 * 60_000),
+    0,
+    'quiet for 15 minutes: forgotten',
+  );
+  limiter.recordFailure(ip, 'alice@pbs', 2_000_000);
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 2_000_000), 0, 'counting starts again');
+  for (let i = 0; i < 6; i++) limiter.recordFailure(ip, 'alice@pbs', 2_000_001 + i);
+  assert.ok(limiter.retryAfterMs(ip, 'alice@pbs', 2_000_010) > 0);
+  limiter.recordSuccess(ip, 'alice@pbs');
+  assert.equal(limiter.retryAfterMs(ip, 'alice@pbs', 2_000_010), 0, 'a success clears the record');
+});
+
+test('attempts from the host itself are always checked, however many failed', () => {
+  const limiter = new LoginLimiter();
+  for (const local of ['127.0.0.1', '::1', '::ffff:127.0.0.1', '127.8.9.10']) {
+    for (let i = 0; i < 50; i++) limiter.recordFailure(local, 'root@pam', 1000 + i);
+    assert.equal(limiter.retryAfterMs(local, 'root@pam', 1050), 0, local);
+  }
+  for (const remote of ['128.0.0.1', '::2', '::ffff:10.0.0.1', '1270.0.0.1']) {
+    for (let i = 0; i < 50; i++) limiter.recordFailure(remote, 'root@pam', 1000 + i);
+    assert.ok(limiter.retryAfterMs(remote, 'root@pam', 1050) > 0, remote);
+  }
+  const strict = new LoginLimiter({ exemptLoopback: false });
+  for (let i = 0; i < 6; i++) strict.recordFailure('127.0.0.1', 'root@pam', 1000 + i);
+  assert.ok(strict.retryAfterMs('127.0.0.1', 'root@pam', 1010) > 0);
 });
