@@ -1,24 +1,33 @@
 /**
- * Backup throughput against peers: `node --import tsx bench/backup.ts [--size MB] [--keep] [--tsx]`
+ * Backup throughput against peers:
+ *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
  *
- * Generates one mixed dataset (random, text, duplicated files, many small files; default 100 MB,
- * the issue's full run is `--size 1024`) and backs it up with stowage-client (server on localhost
- * over HTTPS), restic and borg (Debian packages `restic`, `borgbackup`), each into a fresh
- * repository on the same disk: first run, unchanged second run, full restore. Prints MB/s per
- * tool and Stowage's ratio to each peer. Times are wall clock of the whole command, process start
- * included, as a user would see them. Not a test: run it on an idle machine.
+ * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
+ * borg (Debian packages `restic`, `borgbackup`) into fresh repositories on the same disk:
+ * - `mixed` (`--size`, default 100 MB; the issue's reference run is `--size 1024`): 40 % random,
+ *   30 % text, 20 % copies of the random files, 10 % small files, plus one 10 MiB file. Steps: a
+ *   first backup, an unchanged second backup, a third after that 10 MiB file was rewritten (the
+ *   nightly case: only that file should be read), and a full restore of the first snapshot.
+ * - `small` (`--files`, default 100 000; 0 skips it): that many files of 0.1 to 2 KB in a tree four
+ *   directories deep. Steps: first backup, unchanged second backup, restore.
+ *
+ * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
+ * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
+ * from the medians of the same invocation: above 1 means Stowage is faster. Times are wall clock
+ * of the whole command, process start included, as a user would see them; peak RSS is each
+ * client process's VmHWM (from /usr/bin/time). Not a test: the machine should be idle.
  *
  * Stowage runs as a user runs it, from JavaScript: the sources are transpiled (esbuild, one file
  * per module like `tsc`) into the work directory first. `--tsx` runs them through tsx instead,
  * which adds about half a second of compiling to every process and worker thread.
  *
- * The first backup starts at least `RACY_MARGIN_MS` after the dataset was written: files changed
- * that recently are never trusted by the client's tree cache (docs/performance.md), and a user's
- * tree is rarely written in the second before a backup.
+ * Every backup starts at least `RACY_MARGIN_MS` after the data was written: files changed that
+ * recently are never trusted by the client's tree cache (docs/performance.md), and a user's tree
+ * is rarely written in the second before a backup.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,10 +36,19 @@ import { RACY_MARGIN_MS } from '../src/client/tar-archive.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
-const sizeMb = Number(args[args.indexOf('--size') + 1] ?? 100) || 100;
+const arg = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? def : (args[i + 1] ?? def);
+};
+const sizeMb = Number(arg('size', '100')) || 100;
+const smallFiles = Number(arg('files', '100000'));
+const runs = Math.max(1, Number(arg('runs', '1')) || 1);
+const only = arg('only', '');
 const keep = args.includes('--keep');
 const useTsx = args.includes('--tsx');
 const PASSWORD = 'bench-secret-1';
+const CHANGING_FILE = 'changing/ten-mib.bin';
+const CHANGING_SIZE = 10 * 1024 * 1024;
 
 function prng(seed: string, n: number): Buffer {
   const out = Buffer.alloc(n);
@@ -39,13 +57,14 @@ function prng(seed: string, n: number): Buffer {
   return out;
 }
 
-/** About `bytes` of data: 40% random, 30% text, 20% duplicates of random files, 10% small files. */
-function generate(dir: string, bytes: number): void {
+/**
+ * About `bytes` of data: 40% random, 30% text, 20% duplicates of random files, 10% small files,
+ * and the 10 MiB file the third backup finds changed.
+ */
+function generateMixed(dir: string, bytes: number): void {
   const fileSize = 8 * 1024 * 1024;
-  mkdirSync(join(dir, 'random'), { recursive: true });
-  mkdirSync(join(dir, 'text'), { recursive: true });
-  mkdirSync(join(dir, 'dup'), { recursive: true });
-  mkdirSync(join(dir, 'small'), { recursive: true });
+  for (const d of ['random', 'text', 'dup', 'small', 'changing'])
+    mkdirSync(join(dir, d), { recursive: true });
   const randomFiles = Math.max(1, Math.round((bytes * 0.4) / fileSize));
   for (let i = 0; i < randomFiles; i++)
     writeFileSync(join(dir, 'random', `r${i}.bin`), prng(`r${i}`, fileSize));
@@ -63,16 +82,53 @@ function generate(dir: string, bytes: number): void {
   const smallCount = Math.max(10, Math.round((bytes * 0.1) / 16384));
   for (let i = 0; i < smallCount; i++)
     writeFileSync(join(dir, 'small', `s${i}.dat`), prng(`s${i}`, 1024 + (i % 31) * 1000));
+  writeFileSync(join(dir, CHANGING_FILE), prng('changing-0', CHANGING_SIZE));
 }
 
-function duSize(dir: string): number {
-  const r = spawnSync('du', ['-sb', dir], { encoding: 'utf8' });
-  return Number(r.stdout.split('\t')[0]);
+/** `count` files of 100..2047 bytes, 10 per directory, in a tree four levels deep. */
+function generateSmall(dir: string, count: number): void {
+  const seed = createHash('sha256').update('small files').digest();
+  for (let i = 0; i < count; i++) {
+    const d = Math.floor(i / 10);
+    const sub = join(
+      dir,
+      `a${d % 10}`,
+      `b${Math.floor(d / 10) % 10}`,
+      `c${Math.floor(d / 100) % 10}`,
+      `d${Math.floor(d / 1000)}`,
+    );
+    if (i % 10 === 0) mkdirSync(sub, { recursive: true });
+    const size = 100 + ((i * 7919) % 1948);
+    const b = Buffer.allocUnsafe(size);
+    for (let off = 0; off < size; off += 32) seed.copy(b, off, 0, Math.min(32, size - off));
+    b.writeUInt32LE(i, 0);
+    writeFileSync(join(sub, `f${i}.txt`), b);
+  }
 }
 
-function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRoot): number {
+/** Regular files under `dir` and the sum of their sizes. */
+function treeSize(dir: string): { files: number; bytes: number } {
+  const r = spawnSync('find', [dir, '-type', 'f', '-printf', '%s\n'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  const sizes = r.stdout.split('\n').filter((l) => l !== '');
+  return { files: sizes.length, bytes: sizes.reduce((a, l) => a + Number(l), 0) };
+}
+
+interface Measure {
+  secs: number;
+  /** Peak RSS of the command's process, KiB. */
+  rssKb: number;
+}
+
+const haveTime = spawnSync('/usr/bin/time', ['-f', '%M', 'true']).status === 0;
+
+function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRoot): Measure {
+  const rssFile = join(tmpdir(), `stowage-bench-rss-${process.pid}`);
+  const [c, a] = haveTime ? ['/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...argv]] : [cmd, argv];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, argv, {
+  const r = spawnSync(c, a, {
     env: { ...process.env, ...env },
     cwd,
     encoding: 'utf8',
@@ -81,14 +137,12 @@ function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRo
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0)
     throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
-  return secs;
-}
-
-interface Result {
-  tool: string;
-  first: number;
-  second: number;
-  restore: number;
+  let rssKb = 0;
+  if (haveTime) {
+    rssKb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1));
+    rmSync(rssFile, { force: true });
+  }
+  return { secs, rssKb };
 }
 
 /** How to run a TypeScript entry point of the repository: transpiled, or through tsx. */
@@ -138,110 +192,214 @@ async function startServer(
   };
 }
 
-async function benchStowage(data: string, work: string, run: Runner, dataWritten: number): Promise<Result> {
-  const server = await startServer(join(work, 'stowage-server'), run);
-  const wait = dataWritten + RACY_MARGIN_MS + 500 - Date.now();
-  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  try {
-    const env = {
-      HOME: join(work, 'home'),
-      STOWAGE_REPOSITORY: `root@pam@${server.host}:${server.port}:local`,
-      STOWAGE_PASSWORD: PASSWORD,
-      STOWAGE_FINGERPRINT: server.fingerprint,
-    };
-    const client = run('src/cli/stowage-client.ts');
-    const first = timed(
-      process.execPath,
-      [...client, 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', '1700000000'],
-      env,
-    );
-    const second = timed(
-      process.execPath,
-      [...client, 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', '1700000001'],
-      env,
-    );
-    const restore = timed(
-      process.execPath,
-      [...client, 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', join(work, 'stowage-restore')],
-      env,
-    );
-    return { tool: 'stowage', first, second, restore };
-  } finally {
-    server.stop();
-  }
+/** One tool on one dataset in one run: a fresh repository, then the steps in order. */
+interface ToolSession {
+  first(): Measure;
+  second(): Measure;
+  changed(): Measure;
+  restore(target: string): Measure;
+  close(): void;
 }
 
-function benchRestic(data: string, work: string): Result {
+async function stowageSession(data: string, work: string, run: Runner): Promise<ToolSession> {
+  const server = await startServer(join(work, 'server'), run);
+  const env = {
+    HOME: join(work, 'home'),
+    STOWAGE_REPOSITORY: `root@pam@${server.host}:${server.port}:local`,
+    STOWAGE_PASSWORD: PASSWORD,
+    STOWAGE_FINGERPRINT: server.fingerprint,
+  };
+  const client = run('src/cli/stowage-client.ts');
+  const backup = (time: number) =>
+    timed(
+      process.execPath,
+      [...client, 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', String(time)],
+      env,
+    );
+  return {
+    first: () => backup(1700000000),
+    second: () => backup(1700000001),
+    changed: () => backup(1700000002),
+    restore: (target) =>
+      timed(
+        process.execPath,
+        [...client, 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', target],
+        env,
+      ),
+    close: () => server.stop(),
+  };
+}
+
+function resticSession(data: string, work: string): ToolSession {
   const env = {
     RESTIC_PASSWORD: PASSWORD,
-    RESTIC_REPOSITORY: join(work, 'restic-repo'),
-    RESTIC_CACHE_DIR: join(work, 'restic-cache'),
+    RESTIC_REPOSITORY: join(work, 'repo'),
+    RESTIC_CACHE_DIR: join(work, 'cache'),
   };
   timed('restic', ['init'], env);
-  const first = timed('restic', ['backup', '--quiet', data], env);
-  const second = timed('restic', ['backup', '--quiet', data], env);
-  const restore = timed(
-    'restic',
-    ['restore', 'latest', '--quiet', '--target', join(work, 'restic-restore')],
-    env,
-  );
-  return { tool: 'restic', first, second, restore };
+  const backup = () => timed('restic', ['backup', '--quiet', data], env);
+  let firstId = '';
+  return {
+    first: () => {
+      const m = backup();
+      const r = spawnSync('restic', ['snapshots', '--json'], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+      });
+      firstId = (JSON.parse(r.stdout) as Array<{ short_id: string }>)[0]!.short_id;
+      return m;
+    },
+    second: backup,
+    changed: backup,
+    restore: (target) => timed('restic', ['restore', firstId, '--quiet', '--target', target], env),
+    close: () => {},
+  };
 }
 
-function benchBorg(data: string, work: string): Result {
-  const repo = join(work, 'borg-repo');
+function borgSession(data: string, work: string): ToolSession {
+  const repo = join(work, 'repo');
   const env = {
     BORG_PASSPHRASE: '',
-    BORG_BASE_DIR: join(work, 'borg-base'),
+    BORG_BASE_DIR: join(work, 'base'),
     BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
   };
   timed('borg', ['init', '--encryption', 'none', repo], env);
-  const first = timed('borg', ['create', `${repo}::a1`, data], env);
-  const second = timed('borg', ['create', `${repo}::a2`, data], env);
-  const out = join(work, 'borg-restore');
-  mkdirSync(out);
-  const restore = timed('borg', ['extract', `${repo}::a1`], env, out);
-  return { tool: 'borg', first, second, restore };
+  return {
+    first: () => timed('borg', ['create', `${repo}::a1`, data], env),
+    second: () => timed('borg', ['create', `${repo}::a2`, data], env),
+    changed: () => timed('borg', ['create', `${repo}::a3`, data], env),
+    restore: (target) => {
+      mkdirSync(target, { recursive: true });
+      return timed('borg', ['extract', `${repo}::a1`], env, target);
+    },
+    close: () => {},
+  };
+}
+
+type Step = 'first' | 'second' | 'changed' | 'restore';
+type Tool = 'stowage' | 'restic' | 'borg';
+
+const tools: Tool[] = ['stowage'];
+for (const tool of ['restic', 'borg'] as const) {
+  if (spawnSync('which', [tool]).status === 0) tools.push(tool);
+  else
+    process.stderr.write(
+      `${tool} not installed (apt-get install ${tool === 'borg' ? 'borgbackup' : tool}), skipped\n`,
+    );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** results[step][tool] = one Measure per run */
+type Results = Partial<Record<Step, Partial<Record<Tool, Measure[]>>>>;
+
+async function benchDataset(
+  name: string,
+  data: string,
+  steps: Step[],
+  work: string,
+  run: Runner,
+): Promise<Results> {
+  const results: Results = {};
+  const record = (step: Step, tool: Tool, m: Measure) => {
+    ((results[step] ??= {})[tool] ??= []).push(m);
+    process.stderr.write(`  ${name} run ${step.padEnd(7)} ${tool.padEnd(7)} ${m.secs.toFixed(2)} s\n`);
+  };
+  for (let r = 0; r < runs; r++) {
+    process.stderr.write(`${name}: run ${r + 1} of ${runs}\n`);
+    const order = tools.map((_, i) => tools[(i + r) % tools.length]!);
+    const sessions = new Map<Tool, ToolSession>();
+    const dir = (tool: Tool) => join(work, `${name}-${tool}-${r}`);
+    for (const tool of order) {
+      mkdirSync(dir(tool), { recursive: true });
+      sessions.set(
+        tool,
+        tool === 'stowage'
+          ? await stowageSession(data, dir(tool), run)
+          : tool === 'restic'
+            ? resticSession(data, dir(tool))
+            : borgSession(data, dir(tool)),
+      );
+    }
+    try {
+      for (const tool of order) record('first', tool, sessions.get(tool)!.first());
+      for (const tool of order) record('second', tool, sessions.get(tool)!.second());
+      if (steps.includes('changed')) {
+        // A different 10 MiB in every run; aged past the racy margin as a nightly change would be.
+        writeFileSync(join(data, CHANGING_FILE), prng(`changing-${r + 1}`, CHANGING_SIZE));
+        await sleep(RACY_MARGIN_MS + 500);
+        for (const tool of order) record('changed', tool, sessions.get(tool)!.changed());
+      }
+      for (const tool of order) {
+        const target = join(dir(tool), 'restore');
+        record('restore', tool, sessions.get(tool)!.restore(target));
+        rmSync(target, { recursive: true, force: true });
+      }
+    } finally {
+      for (const s of sessions.values()) s.close();
+      if (!keep) for (const tool of order) rmSync(dir(tool), { recursive: true, force: true });
+    }
+  }
+  return results;
+}
+
+function report(name: string, bytes: number, files: number, results: Results): void {
+  const out = (s: string) => process.stdout.write(s + '\n');
+  out(`\n== ${name}: ${(bytes / 1e6).toFixed(1)} MB, ${files} files, ${runs} run(s), median first`);
+  out(
+    `${'step'.padEnd(8)} ${'tool'.padEnd(8)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'peak RSS'.padStart(9)}  runs (s)`,
+  );
+  for (const [step, byTool] of Object.entries(results) as Array<[Step, Partial<Record<Tool, Measure[]>>]>) {
+    for (const tool of tools) {
+      const ms = byTool[tool];
+      if (!ms) continue;
+      const med = median(ms.map((m) => m.secs));
+      const rss = Math.max(...ms.map((m) => m.rssKb));
+      out(
+        `${step.padEnd(8)} ${tool.padEnd(8)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
+      );
+    }
+    const s = byTool.stowage;
+    if (!s) continue;
+    const sm = median(s.map((m) => m.secs));
+    const ratios = tools
+      .filter((t) => t !== 'stowage' && byTool[t])
+      .map((t) => {
+        const pm = median(byTool[t]!.map((m) => m.secs));
+        const perRun = byTool[t]!.map((m, i) => (m.secs / s[i]!.secs).toFixed(2)).join('/');
+        return `${(pm / sm).toFixed(2)}x ${t} (runs ${perRun})`;
+      });
+    out(
+      `${''.padEnd(8)} stowage vs ${ratios.join(', ')}  (peer time / stowage time: above 1 = stowage faster)`,
+    );
+  }
 }
 
 const work = mkdtempSync(join(tmpdir(), 'stowage-bench-'));
 try {
-  const data = join(work, 'data');
-  process.stderr.write(`generating ~${sizeMb} MB dataset in ${data}\n`);
-  generate(data, sizeMb * 1e6);
-  const dataWritten = Date.now();
-  const bytes = duSize(data);
   const run = useTsx ? fromSources : transpile(join(work, 'build'));
-  const results: Result[] = [await benchStowage(data, work, run, dataWritten)];
-  for (const [tool, fn] of [
-    ['restic', benchRestic],
-    ['borg', benchBorg],
-  ] as const) {
-    if (spawnSync('which', [tool]).status !== 0) {
-      process.stderr.write(
-        `${tool} not installed (apt-get install ${tool === 'borg' ? 'borgbackup' : tool}), skipped\n`,
-      );
-      continue;
-    }
-    results.push(fn(data, work));
+  if (only !== 'small') {
+    const data = join(work, 'mixed');
+    process.stderr.write(`generating ~${sizeMb} MB mixed dataset in ${data}\n`);
+    generateMixed(data, sizeMb * 1e6);
+    await sleep(RACY_MARGIN_MS + 500);
+    const { files, bytes } = treeSize(data);
+    const results = await benchDataset('mixed', data, ['first', 'second', 'changed', 'restore'], work, run);
+    report('mixed', bytes, files, results);
+    if (!keep) rmSync(data, { recursive: true, force: true });
   }
-  const mbs = (secs: number) => bytes / 1e6 / secs;
-  const cell = (v: number) => v.toFixed(1).padStart(9);
-  process.stdout.write(`dataset: ${(bytes / 1e6).toFixed(1)} MB\n`);
-  process.stdout.write(
-    `${'tool'.padEnd(8)} ${'first MB/s'.padStart(11)} ${'second MB/s'.padStart(12)} ${'second s'.padStart(9)} ${'restore MB/s'.padStart(13)}\n`,
-  );
-  for (const r of results) {
-    process.stdout.write(
-      `${r.tool.padEnd(8)} ${cell(mbs(r.first)).padStart(11)} ${cell(mbs(r.second)).padStart(12)} ${cell(r.second)} ${cell(mbs(r.restore)).padStart(13)}\n`,
-    );
-  }
-  const s = results[0]!;
-  for (const peer of results.slice(1)) {
-    process.stdout.write(
-      `stowage/${peer.tool}: first ${(peer.first / s.first).toFixed(2)}x, second ${(peer.second / s.second).toFixed(2)}x, ` +
-        `restore ${(peer.restore / s.restore).toFixed(2)}x (above 1 = stowage faster)\n`,
-    );
+  if (only !== 'mixed' && smallFiles > 0) {
+    const data = join(work, 'small');
+    process.stderr.write(`generating ${smallFiles} small files in ${data}\n`);
+    generateSmall(data, smallFiles);
+    await sleep(RACY_MARGIN_MS + 500);
+    const { files, bytes } = treeSize(data);
+    const results = await benchDataset('small', data, ['first', 'second', 'restore'], work, run);
+    report('small', bytes, files, results);
   }
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true });
