@@ -23,7 +23,15 @@ import {
 import { authenticate, type AuthResult } from './auth/authenticate.js';
 import type { ServerContext } from './context.js';
 import { errorEnvelope, reasonPhrase } from './error-envelope.js';
-import { MAX_PARAMETER_BODY, mediaType, parseFormParams, unknownParams, validatorOf } from './parameters.js';
+import {
+  checkParams,
+  MAX_PARAMETER_BODY,
+  mediaType,
+  parseFormParams,
+  type RawParams,
+  unknownParams,
+  validatorOf,
+} from './parameters.js';
 import type { UserInfo } from './permissions.js';
 import type {
   AnyRoute,
@@ -274,6 +282,10 @@ export async function registerRoutes(
             gatherParameters(route, request);
             const auth = authOf.get(request);
             if (!auth) return;
+            // The URL's own parameters name the ACL path the permission is checked on: a value
+            // the schema refuses (a decoded `..` or `a/b`) is a 400 naming it, not a 403 about
+            // a path that cannot exist.
+            if (route.params) checkParams(route.params, request.params as RawParams);
             const info = ctx.userInfo.get();
             checkRoutePermission(
               route.permission,

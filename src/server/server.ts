@@ -3,11 +3,12 @@
  * `src/api2/index.ts`. On first start it creates the TLS certificate, the ticket signing keys and
  * root@pam (password from `STOWAGE_ROOT_PASSWORD`, or generated and printed once).
  */
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiRoutes } from '../api2/index.js';
 import { loadOrCreateAuthKeys } from '../http/auth/auth-keys.js';
+import { errorEnvelope, reasonPhrase } from '../http/error-envelope.js';
 import { LoginLimiter, type LoginLimiterOptions } from '../http/auth/login-limiter.js';
 import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from '../http/context.js';
@@ -77,6 +78,19 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     bodyLimit: 1024 * 1024,
     // UPIDs in task URLs are longer than fastify's default of 100 characters
     routerOptions: { maxParamLength: 1024 },
+    // errors fastify raises before routing (an overlong or undecodable path component) get the
+    // same envelope as every other error, not fastify's own body
+    frameworkErrors: (err, _request, reply) => {
+      const env = errorEnvelope(
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? Object.assign(new Error('URI too long: a path component is longer than 1024 characters'), {
+              statusCode: 414,
+            })
+          : err,
+      );
+      reply.raw.statusMessage = reasonPhrase(env.body.message);
+      void (reply as FastifyReply).status(env.status).send(env.body);
+    },
   });
 
   const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });

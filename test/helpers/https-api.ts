@@ -7,7 +7,7 @@
 import type { LoginLimiterOptions } from '../../src/http/auth/login-limiter.js';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -99,6 +99,9 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
     throw err;
   }
 
+  // No TLS session resumption: a resumed session shows no peer certificate, and every reply's
+  // certificate is checked against the announced fingerprint.
+  const agent = new HttpsAgent({ keepAlive: true, maxCachedSessions: 0 });
   const api = (method: string, path: string, o: RequestOptions = {}): Promise<ApiReply> => {
     const headers: Record<string, string> = {};
     const { auth } = o;
@@ -120,7 +123,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
     if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     const url = new URL(`/api2/json${path}`, server.url);
     return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { method, headers, rejectUnauthorized: false }, (res) => {
+      const req = httpsRequest(url, { method, headers, rejectUnauthorized: false, agent }, (res) => {
         const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256.toLowerCase();
         if (fingerprint !== server.fingerprint) {
           res.destroy();
@@ -184,6 +187,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       return path;
     },
     async close() {
+      agent.destroy();
       await server.close();
       rmSync(dir, { recursive: true, force: true });
     },
