@@ -48,7 +48,6 @@ import {
 } from './backup-info.js';
 import type { ArchiveName } from '../api-types/archive-name.js';
 import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
-import { FilesystemChunkBackend } from './chunk-store.js';
 import {
   type GarbageCollectionOptions,
   type GarbageCollectionStatus,
@@ -68,8 +67,15 @@ import { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
 import { WriterRegistry } from './writer-registry.js';
 
 export interface DatastoreOptions {
+  /**
+   * The datastore's chunks, opened (or created) by the caller for this datastore: admission
+   * picks the backend from the configuration (src/maintenance/chunk-backend-for.ts). The
+   * datastore owns it from here on and closes it in `close()`.
+   */
+  chunks: ChunkBackend;
   /** Where lock files go (`<runDir>/locks/<store>/...`); a tmpfs such as /run/stowage. */
   runDir: string;
+  /** What the datastore fsyncs besides the chunks (manifests, indexes, blobs); PBS's default `filesystem`. */
   syncLevel?: SyncLevel;
 }
 
@@ -173,40 +179,43 @@ export class Datastore implements BackupStore, WritableDatastore {
   readonly syncLevel: SyncLevel;
   /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
   readonly writers = new WriterRegistry();
-  private store: FilesystemChunkBackend | undefined;
+  private store: ChunkBackend | undefined;
 
-  private constructor(
-    name: string,
-    basePath: string,
-    chunkStore: FilesystemChunkBackend,
-    opts: DatastoreOptions,
-  ) {
+  private constructor(name: string, basePath: string, opts: DatastoreOptions) {
+    try {
+      validateDatastoreName(name, 'name');
+    } catch (err) {
+      opts.chunks.close().catch(() => {}); // ours from the call on, even when refused
+      throw err;
+    }
     this.name = name;
     this.basePath = basePath;
-    this.store = chunkStore;
-    this.syncLevel = chunkStore.syncLevel;
+    this.store = opts.chunks;
+    this.syncLevel = opts.syncLevel ?? 'filesystem';
     this.locks = new BackupLocks(opts.runDir, name);
   }
 
-  /** Create the on-disk datastore (chunk store included) at `basePath` and open it. */
+  /**
+   * A new datastore at `basePath`, on a chunk backend the caller has just created
+   * (`createChunkBackend`); the backup tree needs nothing created up front.
+   */
   static create(name: string, basePath: string, opts: DatastoreOptions): Datastore {
-    validateDatastoreName(name, 'name');
-    const chunkStore = FilesystemChunkBackend.create(basePath, { syncLevel: opts.syncLevel });
-    return new Datastore(name, basePath, chunkStore, opts);
+    return new Datastore(name, basePath, opts);
   }
 
-  /** Open an existing datastore; fails (NOT_FOUND) when `.chunks` is missing, e.g. not mounted. */
+  /**
+   * An existing datastore on its opened chunk backend (`openChunkBackend`, which fails with
+   * NOT_FOUND when the chunk store is missing, e.g. not mounted).
+   */
   static open(name: string, basePath: string, opts: DatastoreOptions): Datastore {
-    validateDatastoreName(name, 'name');
-    const chunkStore = FilesystemChunkBackend.open(basePath, { syncLevel: opts.syncLevel });
-    return new Datastore(name, basePath, chunkStore, opts);
+    return new Datastore(name, basePath, opts);
   }
 
   get isOpen(): boolean {
     return this.store !== undefined;
   }
 
-  /** The datastore's chunks (the filesystem backend); refused once the handle is closed. */
+  /** The datastore's chunks (the injected backend); refused once the handle is closed. */
   get chunks(): ChunkBackend {
     if (this.store === undefined) {
       throw ERR_DATASTORE_CLOSED(this.name);
@@ -222,7 +231,9 @@ export class Datastore implements BackupStore, WritableDatastore {
   close(): void {
     const store = this.store;
     this.store = undefined;
-    store?.closeSync();
+    // The filesystem backend closes its descriptor before close() first yields, so the path is
+    // released when this returns; a backend's failure to close leaves nothing for us to do.
+    store?.close().catch(() => {});
   }
 
   /** Every method below touches the disk, so none may run on a closed handle. */

@@ -19,6 +19,7 @@ import {
 import { Datastore } from '../datastore/datastore.js';
 import { BadRequestError, ERR_DATASTORE_EXISTS } from '../errors.js';
 import type { DatastoreAccess } from './datastore-access.js';
+import { createChunkBackend, syncLevelOf } from './chunk-backend-for.js';
 import { formatMaintenanceMode } from './maintenance-mode.js';
 import { applyFields, operatorMode, validateNewConfig, type DatastoreFields } from './update-datastore.js';
 
@@ -161,7 +162,11 @@ export async function createDatastore(
     const adopted = prepared.adoptExisting && existsSync(join(path, '.chunks'));
     if (!adopted) {
       log(`create datastore '${name}' at ${path}`);
-      Datastore.create(name, path, { runDir: opts.runDir }).close();
+      Datastore.create(name, path, {
+        chunks: createChunkBackend(config),
+        syncLevel: syncLevelOf(config),
+        runDir: opts.runDir,
+      }).close();
       log('chunk store created');
     }
     const lock = await access.lockConfig('change');

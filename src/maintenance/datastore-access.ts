@@ -9,26 +9,17 @@
  * `offline` datastore is released by every process as soon as it drains — no control socket, no
  * cache to evict, no restart.
  */
-import { BadConfigError, ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.js';
+import { ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
-import { parsePropertyString } from '../config/property-string.js';
 import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
 import type { OperationClass } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
 import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
-import type { SyncLevel } from '../datastore/chunk-backend.js';
+import { openChunkBackend, syncLevelOf } from './chunk-backend-for.js';
 
 export { storedMaintenanceMode } from './local-admission-backend.js';
-
-function syncLevelOf(cfg: DatastoreConfig): SyncLevel {
-  if (!cfg.tuning) return 'filesystem';
-  const level = parsePropertyString(cfg.tuning, { name: 'tuning' }).find(([k]) => k === 'sync-level')?.[1];
-  if (level === undefined) return 'filesystem';
-  if (level === 'none' || level === 'filesystem' || level === 'file') return level;
-  throw new BadConfigError(`datastore '${cfg.name}': invalid tuning sync-level '${level}'`);
-}
 
 /** A handle on an admitted operation. Release it exactly once (extra releases are no-ops). */
 export interface OperationHandle extends AsyncDisposable {
@@ -144,7 +135,12 @@ export class DatastoreAccess {
     let store = this.open.get(name);
     if (!store || store.path !== cfg.path) {
       // A changed path gets a fresh open; the old one closes when its last holder releases.
-      const datastore = Datastore.open(name, cfg.path, { syncLevel: syncLevelOf(cfg), runDir: this.runDir });
+      const syncLevel = syncLevelOf(cfg);
+      const datastore = Datastore.open(name, cfg.path, {
+        chunks: openChunkBackend(cfg),
+        syncLevel,
+        runDir: this.runDir,
+      });
       store = { datastore, path: cfg.path, holders: 0 };
       this.open.set(name, store);
     }

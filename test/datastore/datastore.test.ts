@@ -1,15 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { BadRequestError, StowageError } from '../../src/errors.js';
@@ -23,6 +14,7 @@ import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
 import { chunkFilePath } from '../../src/datastore/chunk-store.js';
 import { writeChunkFile } from '../helpers/chunk-files.js';
+import { openTestDatastore } from '../helpers/test-datastore.js';
 import { openFilesUnder } from '../helpers/files.js';
 
 const ROOT = BackupNamespace.root();
@@ -57,10 +49,7 @@ function files(root: string): string[] {
  * test that stores chunks pays for `Datastore.create`.
  */
 function openBare(root: string): Datastore {
-  const basePath = join(root, 'store');
-  mkdirSync(join(basePath, '.chunks'), { recursive: true });
-  writeFileSync(join(basePath, '.lock'), '');
-  return Datastore.open('store1', basePath, { runDir: join(root, 'run') });
+  return openTestDatastore(root);
 }
 
 /** Deterministic chunk contents, different per label. */
@@ -124,7 +113,7 @@ async function writeSnapshot(
 test('a datastore holds two snapshots, prunes one, collects its garbage and the rest verifies', () =>
   withTemp(async (root) => {
     const basePath = join(root, 'store');
-    const ds = Datastore.create('store1', basePath, { runDir: join(root, 'run') });
+    const ds = openTestDatastore(root, { basePath, chunkStore: 'create' });
     try {
       const group = new BackupGroup(ROOT, 'vm', '100');
       const [A, B, C, F] = [data('A', 4096), data('B', 4096), data('C', 1000), data('F', 1000)];
@@ -209,7 +198,7 @@ test('closing a datastore releases every file under its path, twice is harmless,
     );
     assert.throws(() => ds.status(), StowageError);
 
-    const again = Datastore.open('store1', basePath, { runDir: join(root, 'run') });
+    const again = openTestDatastore(root, { basePath, chunkStore: 'open' });
     assert.deepEqual(again.listGroups(), []);
     again.close();
     assert.deepEqual(openFilesUnder('self', basePath), []);
@@ -219,16 +208,16 @@ test('opening a path without a chunk store or with a bad name fails with a typed
   withTemp(async (root) => {
     mkdirSync(join(root, 'empty'));
     assert.throws(
-      () => Datastore.open('store1', join(root, 'empty'), { runDir: join(root, 'run') }),
+      () => openTestDatastore(root, { basePath: join(root, 'empty'), chunkStore: 'open' }),
       (err: unknown) =>
         err instanceof StowageError && err.code === 'NOT_FOUND' && /not mounted/.test(err.message),
     );
     assert.throws(
-      () => Datastore.create('../x', join(root, 'x'), { runDir: join(root, 'run') }),
+      () => openTestDatastore(root, { name: '../x', basePath: join(root, 'x') }),
       BadRequestError,
     );
     assert.throws(
-      () => Datastore.open('ab', join(root, 'empty'), { runDir: join(root, 'run') }),
+      () => openTestDatastore(root, { name: 'ab', basePath: join(root, 'empty') }),
       BadRequestError,
     );
     assert.deepEqual(openFilesUnder('self', root), []);

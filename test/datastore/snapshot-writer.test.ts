@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
@@ -8,14 +8,12 @@ import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { Datastore } from '../../src/datastore/datastore.js';
 import { sha256 } from '../../src/datastore/digest.js';
 import { encodeManifest, newManifest } from '../../src/datastore/manifest.js';
+import { openTestDatastore } from '../helpers/test-datastore.js';
 
 /** A datastore without chunk subdirectories (none of these tests stores chunks). */
 function bareDatastore(t: { after: (fn: () => void) => void }): Datastore {
   const root = mkdtempSync(join(tmpdir(), 'stowage-snapw-'));
-  const basePath = join(root, 'store');
-  mkdirSync(join(basePath, '.chunks'), { recursive: true });
-  writeFileSync(join(basePath, '.lock'), '');
-  const ds = Datastore.open('store1', basePath, { runDir: join(root, 'run') });
+  const ds = openTestDatastore(root);
   t.after(() => {
     ds.close();
     rmSync(root, { recursive: true, force: true });
