@@ -445,6 +445,17 @@ export const ERR_TASK_FAILED = createError(
   'INTERNAL',
   (exit: string) => `task failed: ${exit}`,
 );
+
+/**
+ * A followed task that failed, as the error it failed with: the task status's `error-code`
+ * (when the server sent a known one) decides the status and exit code, as it would have had the
+ * error been raised by the request itself (a drain timeout exits 6, a maintenance refusal 75).
+ */
+export function taskFailed(exit: string, errorCode?: unknown): StowageError {
+  const err = ERR_TASK_FAILED(exit);
+  if (typeof errorCode !== 'string' || !Object.hasOwn(STATUS, errorCode)) return err;
+  return new StowageError(errorCode as ErrorCode, err.message, { id: ERR_TASK_FAILED.id });
+}
 export const ERR_TLS_CERT_CREATE = createError(
   'ERR_TLS_CERT_CREATE',
   'INTERNAL',

@@ -175,9 +175,10 @@ export function describeOperation(op: OperationRecord): string {
 /** A change refused because operations it conflicts with are running (if-idle): 409 with the list. */
 export class ConflictingOperationsError extends StowageError {
   readonly operations: OperationRecord[];
-  constructor(message: string, operations: OperationRecord[]) {
+  /** `code` TIMEOUT when a wait for them ran out (the CLI exits 6, as for any timeout). */
+  constructor(message: string, operations: OperationRecord[], code: 'CONFLICT' | 'TIMEOUT' = 'CONFLICT') {
     super(
-      'CONFLICT',
+      code,
       `${message}: ${operations.length} conflicting operation(s) active: ${operations.map(describeOperation).join('; ')}`,
       {
         details: { operations },

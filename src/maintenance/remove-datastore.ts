@@ -86,6 +86,7 @@ export async function removeDatastore(
     throw new ConflictingOperationsError(
       `datastore '${name}' is still in use after ${Math.round(drain.elapsedMs / 1000)}s, removal aborted and maintenance mode restored to ${restored}`,
       drain.remaining,
+      'TIMEOUT',
     );
   }
 

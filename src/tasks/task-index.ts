@@ -18,6 +18,8 @@ export interface TaskRow {
   auth_id: string;
   endtime: number | null;
   status: string | null;
+  /** The Stowage error code of a failed task (`MAINTENANCE`, `TIMEOUT`, ...), else null. */
+  error_code: string | null;
   abort_requested: number;
 }
 
@@ -64,9 +66,14 @@ export class TaskIndex {
       CREATE INDEX IF NOT EXISTS tasks_starttime ON tasks (starttime);
       CREATE INDEX IF NOT EXISTS tasks_running ON tasks (endtime) WHERE endtime IS NULL;
     `);
+    // added after the first release: an index written by an older version lacks the column
+    const columns = this.db.prepare('PRAGMA table_info(tasks)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'error_code')) {
+      this.db.exec('ALTER TABLE tasks ADD COLUMN error_code TEXT');
+    }
   }
 
-  insert(row: Omit<TaskRow, 'endtime' | 'status' | 'abort_requested'>): void {
+  insert(row: Omit<TaskRow, 'endtime' | 'status' | 'error_code' | 'abort_requested'>): void {
     this.db
       .prepare(
         `INSERT INTO tasks (upid, node, pid, pstart, starttime, worker_type, worker_id, auth_id)
@@ -75,10 +82,10 @@ export class TaskIndex {
       .run(row);
   }
 
-  finish(upid: string, endtime: number, status: string): void {
+  finish(upid: string, endtime: number, status: string, errorCode?: string): void {
     this.db
-      .prepare('UPDATE tasks SET endtime = ?, status = ? WHERE upid = ? AND endtime IS NULL')
-      .run(endtime, status, upid);
+      .prepare('UPDATE tasks SET endtime = ?, status = ?, error_code = ? WHERE upid = ? AND endtime IS NULL')
+      .run(endtime, status, errorCode ?? null, upid);
   }
 
   get(upid: string): TaskRow | undefined {

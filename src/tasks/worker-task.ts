@@ -12,7 +12,13 @@
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BadRequestError, ERR_SHUTTING_DOWN, ERR_TASK_ABORTED, NotFoundError } from '../errors.js';
+import {
+  BadRequestError,
+  ERR_SHUTTING_DOWN,
+  ERR_TASK_ABORTED,
+  isStowageError,
+  NotFoundError,
+} from '../errors.js';
 import { isSameProcessAlive, ownStartTime } from '../sys/proc.js';
 import { TaskIndex, type TaskQuery, type TaskRow } from './task-index.js';
 import { formatUpid, isUpidSafe, parseUpid, type Upid } from './upid.js';
@@ -167,12 +173,14 @@ export class TaskManager {
       },
     };
 
+    let errorCode: string | undefined;
     entry.done = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => fn(task))
       .then(
         () => (skipped !== undefined ? `skipped: ${skipped}` : warnings > 0 ? `WARNINGS: ${warnings}` : 'OK'),
         (err: unknown) => {
           if (controller.signal.aborted && (err as Error)?.name === 'AbortError') return ABORT_MESSAGE;
+          if (isStowageError(err)) errorCode = err.code;
           const msg = err instanceof Error ? err.message : String(err);
           return msg.trim() === '' ? 'unknown error' : msg.replace(/\n/g, ' ');
         },
@@ -188,7 +196,7 @@ export class TaskManager {
           finished = true;
           closeSync(fd);
         }
-        this.index.finish(upid, Math.floor(Date.now() / 1000), status);
+        this.index.finish(upid, Math.floor(Date.now() / 1000), status, errorCode);
         this.running.delete(upid);
         this.afterTaskEnd();
         return status;
@@ -221,6 +229,14 @@ export class TaskManager {
       return true;
     }
     return this.index.requestAbort(upid);
+  }
+
+  /**
+   * The Stowage error code a failed task ended with (`TIMEOUT`, `MAINTENANCE`, ...), so that a
+   * CLI following the task exits as it would for the error itself; undefined otherwise.
+   */
+  errorCode(upid: string): string | undefined {
+    return this.index.get(upid)?.error_code ?? undefined;
   }
 
   /** The list entry of one task; NotFoundError when the index does not know it. */

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StowagePaths } from '../../src/config/paths.js';
@@ -151,4 +152,59 @@ test('bad input gets a one-line error and a non-zero exit, and changes nothing',
   assert.equal(missing.code, 4);
   assert.match(missing.stderr, /nope/);
   assert.equal(cfg(), before);
+});
+
+test('datastore remove that times out waiting for running operations exits 6, as maintenance set --wait does', async () => {
+  const create = await stowage('datastore', 'create', 'retiring', join(root, 'retiring'));
+  assert.equal(create.code, 0, create.stderr);
+  const id = await holder.hold('retiring', 'read', 'restore', 'host/web01');
+  try {
+    const r = await stowage('datastore', 'remove', 'retiring', '--timeout', '1s');
+    assert.equal(r.code, 6, `${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^error: task failed: .*restore host\/web01/);
+    assert.match(cfg(), /^datastore: retiring$/m, 'the datastore is still configured');
+  } finally {
+    await holder.send({ cmd: 'release', id });
+  }
+  const removed = await stowage('datastore', 'remove', 'retiring');
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.doesNotMatch(cfg(), /retiring/);
+});
+
+test("tokens are named as PBS spells them ('user@realm!name') or as user and name", async () => {
+  const pbs = await stowage('token', 'create', 'root@pam!tok1', '--comment', 'as PBS');
+  assert.equal(pbs.code, 0, pbs.stderr);
+  assert.match(pbs.stdout, /root@pam!tok1/);
+  const apart = await stowage('token', 'create', 'root@pam', 'tok2');
+  assert.equal(apart.code, 0, apart.stderr);
+  const list = await stowage('token', 'list', 'root@pam');
+  assert.match(list.stdout, /root@pam!tok1\s+true\s+as PBS/);
+  assert.match(list.stdout, /root@pam!tok2/);
+  const both = await stowage('token', 'create', 'root@pam!tok3', 'tok3');
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /^error: give the token as 'root@pam!tok3' or as user and name, not both$/m);
+  const neither = await stowage('token', 'create', 'root@pam');
+  assert.equal(neither.code, 2);
+  assert.match(neither.stderr, /names no token/);
+  assert.equal((await stowage('token', 'remove', 'root@pam!tok1')).code, 0);
+  assert.equal((await stowage('token', 'remove', 'root@pam', 'tok2')).code, 0);
+  assert.doesNotMatch((await stowage('token', 'list', 'root@pam')).stdout, /tok1|tok2/);
+});
+
+test('output piped into a reader that stops early ends the command quietly', async () => {
+  // `true` reads nothing and exits at once: every write of the CLI meets a closed pipe
+  const child = spawn(
+    'bash',
+    ['-c', `"${process.execPath}" "${STOWAGE_BIN}" token list root@pam | true; exit \${PIPESTATUS[0]}`],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
 });

@@ -170,3 +170,46 @@ test('the task list filters by user, type and store and pages newest first', asy
     );
   });
 });
+
+test("a failed task keeps its error's code, so a CLI following it exits as for the error itself", async () => {
+  await withManager(async (m) => {
+    const timedOut = m.spawnTask('delete-datastore', 'store1', 'root@pam', () => {
+      throw new StowageError('TIMEOUT', 'still in use after 1s');
+    });
+    assert.equal(await m.waitForTask(timedOut), 'still in use after 1s');
+    assert.equal(m.errorCode(timedOut), 'TIMEOUT');
+    const plain = m.spawnTask('verify', 'store1', 'root@pam', () => {
+      throw new Error('disk on fire');
+    });
+    await m.waitForTask(plain);
+    assert.equal(m.errorCode(plain), undefined, 'not a Stowage error: no code');
+    const ok = m.spawnTask('verify', 'store1', 'root@pam', () => {});
+    await m.waitForTask(ok);
+    assert.equal(m.errorCode(ok), undefined);
+    assert.equal('errorCode' in m.item(timedOut), false, 'the list entry keeps PBS shape');
+  });
+});
+
+test('a task index written before error codes existed is upgraded in place', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tasks-'));
+  try {
+    const Database = (await import('better-sqlite3')).default;
+    const old = new Database(join(dir, 'index.db'));
+    old.exec(`CREATE TABLE tasks (upid TEXT PRIMARY KEY, node TEXT NOT NULL, pid INTEGER NOT NULL,
+      pstart INTEGER NOT NULL, starttime INTEGER NOT NULL, worker_type TEXT NOT NULL, worker_id TEXT,
+      auth_id TEXT NOT NULL, endtime INTEGER, status TEXT, abort_requested INTEGER NOT NULL DEFAULT 0)`);
+    old.close();
+    const m = new TaskManager({ tasksDir: dir, node: 'testnode', abortPollMs: 20 });
+    try {
+      const upid = m.spawnTask('verify', 'store1', 'root@pam', () => {
+        throw new StowageError('MAINTENANCE', 'offline');
+      });
+      await m.waitForTask(upid);
+      assert.equal(m.errorCode(upid), 'MAINTENANCE');
+    } finally {
+      await m.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

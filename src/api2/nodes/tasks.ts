@@ -75,6 +75,7 @@ export const routes: AnyRoute[] = [
       checkTaskAccess(userInfo, authId, u.authId, 'Sys.Audit');
       const item = server.tasks.item(params.upid);
       const progress = server.tasks.progressOf(params.upid);
+      const errorCode = server.tasks.errorCode(params.upid);
       return {
         upid: item.upid,
         node: item.node,
@@ -87,6 +88,8 @@ export const routes: AnyRoute[] = [
         ...(isTokenId(item.user) && { tokenid: item.user.slice(item.user.indexOf('!') + 1) }),
         status: item.endtime === undefined ? 'running' : 'stopped',
         ...(item.status !== undefined && { exitstatus: item.status }),
+        // Stowage extension (PBS clients ignore it): the failed task's error code
+        ...(errorCode !== undefined && { 'error-code': errorCode }),
         ...(item.endtime !== undefined && { endtime: item.endtime }),
         ...(progress !== undefined && { progress }),
       };

@@ -1,5 +1,6 @@
 /** `stowage user|token|acl ...`: users, API tokens and permissions through the API. */
 import type { Command } from 'commander';
+import { BadRequestError } from '../../errors.js';
 import { adminClient, type GlobalOptions } from './admin-connection.js';
 import { printRecord, printRows, type OutputFormat } from './output.js';
 
@@ -59,9 +60,11 @@ export function registerAccessCommands(program: Command): void {
 
   const token = program.command('token').description('API tokens (user@realm!name)');
   token
-    .command('create <userid> <name>')
+    .command('create <tokenid> [name]')
+    .description("create an API token: 'user@realm!name' as PBS spells it, or user@realm name")
     .option('--comment <text>')
-    .action(async (userid: string, name: string, o: { comment?: string }, cmd: Command) => {
+    .action(async (id: string, tokenName: string | undefined, o: { comment?: string }, cmd: Command) => {
+      const { userid, name } = splitTokenId(id, tokenName);
       const g = globals(cmd);
       const r = await (
         await adminClient(g)
@@ -86,9 +89,15 @@ export function registerAccessCommands(program: Command): void {
       g.outputFormat,
     );
   });
-  token.command('remove <userid> <name>').action(async (userid: string, name: string, _o, cmd: Command) => {
-    await (await adminClient(globals(cmd))).call('DELETE', `/access/users/${enc(userid)}/token/${enc(name)}`);
-  });
+  token
+    .command('remove <tokenid> [name]')
+    .description("remove an API token: 'user@realm!name', or user@realm name")
+    .action(async (id: string, tokenName: string | undefined, _o, cmd: Command) => {
+      const { userid, name } = splitTokenId(id, tokenName);
+      await (
+        await adminClient(globals(cmd))
+      ).call('DELETE', `/access/users/${enc(userid)}/token/${enc(name)}`);
+    });
 
   const acl = program.command('acl').description('access control lists');
   acl.command('list').action(async (_o, cmd: Command) => {
@@ -128,4 +137,20 @@ export function registerAccessCommands(program: Command): void {
         });
       },
     );
+}
+
+/**
+ * A token named as PBS spells it (`user@realm!name`) or as user and name apart; the server
+ * validates both parts. Both spellings at once, or neither, is a usage error.
+ */
+export function splitTokenId(id: string, name: string | undefined): { userid: string; name: string } {
+  const bang = id.indexOf('!');
+  if (bang >= 0) {
+    if (name !== undefined)
+      throw new BadRequestError(`give the token as '${id}' or as user and name, not both`);
+    return { userid: id.slice(0, bang), name: id.slice(bang + 1) };
+  }
+  if (name === undefined)
+    throw new BadRequestError(`'${id}' names no token: give 'user@realm!name' or user@realm name`);
+  return { userid: id, name };
 }

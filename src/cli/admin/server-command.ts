@@ -7,6 +7,7 @@ import { startScheduler } from '../../jobs/scheduler.js';
 import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
+import { keepRunningWhenOutputCloses } from '../pipe-closed.js';
 
 interface ServerOptions {
   listen: string;
@@ -31,6 +32,7 @@ export function registerServerCommand(program: Command): void {
     .action(async (_o, cmd: Command) => {
       // --config-dir is a global option: the admin commands need it too
       const opts = cmd.optsWithGlobals() as ServerOptions;
+      keepRunningWhenOutputCloses();
       const paths = resolvePaths({
         ...(opts.configDir && { configDir: opts.configDir }),
         ...(opts.dataDir && { dataDir: opts.dataDir }),

@@ -1,6 +1,6 @@
 /** Follow a worker task from the CLI: stream its log lines and end with its exit status. */
 import type { ApiClient } from '../../client/connection.js';
-import { ERR_TASK_FAILED } from '../../errors.js';
+import { taskFailed } from '../../errors.js';
 
 interface LogLine {
   n: number;
@@ -19,7 +19,10 @@ export async function followTask(
   const base = `/nodes/localhost/tasks/${encodeURIComponent(upid)}`;
   let next = 0;
   for (;;) {
-    const status = await client.call<{ status: string; exitstatus?: string }>('GET', `${base}/status`);
+    const status = await client.call<{ status: string; exitstatus?: string; 'error-code'?: string }>(
+      'GET',
+      `${base}/status`,
+    );
     for (;;) {
       const lines = await client.call<LogLine[]>('GET', `${base}/log`, { start: next, limit: 500 });
       for (const l of lines) if (!opts.quiet) process.stdout.write(l.t + '\n');
@@ -30,7 +33,7 @@ export async function followTask(
       const exit = status.exitstatus ?? 'unknown';
       if (exit === 'OK' || exit.startsWith('WARNINGS')) return exit;
       if (exit.startsWith('skipped')) return exit;
-      throw ERR_TASK_FAILED(exit);
+      throw taskFailed(exit, status['error-code']);
     }
     await new Promise((r) => setTimeout(r, 300));
   }
