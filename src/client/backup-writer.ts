@@ -24,7 +24,10 @@ import {
   type ManifestFile,
   newManifest,
 } from '../datastore/index.js';
+import type { DynamicIndexReader } from '../datastore/index.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
+import type { TreePlan } from './tar-archive.js';
+import { type ReusedChunk, treeChunks } from './tree-reuse.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
 import { BACKUP_PATH, BACKUP_PROTOCOL_ID } from '../api-types/protocol.js';
 import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
@@ -46,12 +49,14 @@ export interface TransferStats {
   newChunks: number;
   /** Plaintext bytes of chunks the server already had (appended by digest). */
   reusedBytes: number;
+  /** Of those, bytes taken from the previous index by the tree cache without reading a file. */
+  cachedBytes: number;
   /** Encoded bytes sent for new chunks. */
   uploadedBytes: number;
 }
 
 export function emptyTransferStats(): TransferStats {
-  return { bytes: 0, chunks: 0, newBytes: 0, newChunks: 0, reusedBytes: 0, uploadedBytes: 0 };
+  return { bytes: 0, chunks: 0, newBytes: 0, newChunks: 0, reusedBytes: 0, cachedBytes: 0, uploadedBytes: 0 };
 }
 
 /** The snapshot a backup session creates. */
@@ -68,6 +73,15 @@ interface QueuedChunk {
   offset: number;
   size: number;
   done: Promise<ProcessedChunk>;
+}
+
+/** Where each entry of the previous backup's tar stream was (from the tree cache). */
+export interface PreviousTreeEntries {
+  /** The previous index this describes (checksum and size, as in the manifest). */
+  csum: string;
+  size: number;
+  /** Entry key → [start, length]. */
+  entries: Map<string, [number, number]>;
 }
 
 /** The chunks of `source` as `chunker` cuts them, the tail included. */
@@ -116,13 +130,81 @@ export class BackupWriter {
 
   /** Digests of the previous snapshot's archive `name`, registered as known on the server too. */
   private async knownFromPrevious(name: string): Promise<Set<string>> {
+    return (await this.previousIndex(name)).known;
+  }
+
+  /** The previous snapshot's index of `name` (downloading it registers its chunks as known). */
+  private async previousIndex(name: string): Promise<{
+    known: Set<string>;
+    index?: ReturnType<typeof decodeDynamicIndex | typeof decodeFixedIndex>;
+  }> {
     const known = new Set<string>();
     const prev = await this.previousManifest();
-    if (!prev?.files.some((f) => f.filename === name)) return known;
+    const entry = prev?.files.find((f) => f.filename === name);
+    if (!entry) return { known };
     const raw = await this.session.request('GET', 'previous', { 'archive-name': name });
     const index = name.endsWith('.didx') ? decodeDynamicIndex(raw) : decodeFixedIndex(raw);
     for (const d of index.digests()) known.add(d.toString('hex'));
-    return known;
+    if (index.kind === 'dynamic') {
+      // Reused by position only when its checksum is right (as `reuseStream` checks it).
+      try {
+        decodeDynamicIndex(raw, { what: `previous ${name}`, verifyCsum: true });
+      } catch {
+        return { known };
+      }
+    }
+    return { known, index: index.csum.toString('hex') === entry.csum ? index : undefined };
+  }
+
+  /**
+   * Upload a planned tree as a dynamic index `name` (`*.tar.didx`). With `previous` (the tree
+   * cache's entry map of the previous backup) and a previous index that is exactly the one it
+   * describes, unchanged entries' chunks are appended by digest without reading them wherever the
+   * chunker provably cuts the same (tree-reuse.ts); the index is the one a full read gives.
+   */
+  async uploadTree(
+    name: string,
+    plan: TreePlan,
+    previous: PreviousTreeEntries | undefined,
+    opts: ArchiveOptions = {},
+  ): Promise<TransferStats> {
+    if (!name.endsWith('.didx')) throw new BadRequestError(`archive name '${name}' must end in .didx`);
+    const { known, index } = await this.previousIndex(name);
+    const prevIndex =
+      previous &&
+      index?.kind === 'dynamic' &&
+      index.csum.toString('hex') === previous.csum &&
+      index.totalSize === previous.size
+        ? (index as DynamicIndexReader)
+        : undefined;
+    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
+    const csum = createHash('sha256');
+    const stats = await this.pipeline(
+      wid,
+      'dynamic',
+      known,
+      opts,
+      () =>
+        treeChunks(
+          plan,
+          prevIndex && previous ? { index: prevIndex, entries: previous.entries } : undefined,
+          opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+        ),
+      (c, digest) => {
+        const end = Buffer.alloc(8);
+        end.writeBigUInt64LE(BigInt(c.offset + c.size));
+        csum.update(end).update(digest);
+      },
+    );
+    const hex = csum.digest('hex');
+    await this.session.json('POST', 'dynamic_close', {
+      wid,
+      'chunk-count': stats.chunks,
+      size: stats.bytes,
+      csum: hex,
+    });
+    this.files.push({ filename: name, 'crypt-mode': 'none', size: stats.bytes, csum: hex });
+    return stats;
   }
 
   /** Upload a stream (e.g. a tar of a directory) as a dynamic index `name` (`*.didx`). */
@@ -190,6 +272,7 @@ export class BackupWriter {
         stats.chunks++;
         stats.bytes += end - start;
         stats.reusedBytes += end - start;
+        stats.cachedBytes += end - start;
       }
       await this.session.json(
         'PUT',
@@ -254,7 +337,7 @@ export class BackupWriter {
     kind: 'dynamic' | 'fixed',
     known: Set<string>,
     opts: ArchiveOptions,
-    chunks: () => AsyncGenerator<Buffer>,
+    chunks: () => AsyncGenerator<Buffer | ReusedChunk>,
     onAppend: (c: QueuedChunk, digest: Buffer) => void,
   ): Promise<TransferStats> {
     const stats = emptyTransferStats();
@@ -281,8 +364,16 @@ export class BackupWriter {
     let offset = 0;
     try {
       for await (const chunk of chunks()) {
-        const size = chunk.length;
-        const c: QueuedChunk = { offset, size, done: this.processChunk(chunk, wid, kind, known, stats) };
+        let c: QueuedChunk;
+        if (Buffer.isBuffer(chunk)) {
+          c = { offset, size: chunk.length, done: this.processChunk(chunk, wid, kind, known, stats) };
+        } else {
+          // Appended by digest from the previous index: nothing to hash or upload.
+          stats.reusedBytes += chunk.size;
+          stats.cachedBytes += chunk.size;
+          c = { offset, size: chunk.size, done: Promise.resolve({ digest: chunk.digest, size: chunk.size }) };
+        }
+        const size = c.size;
         c.done.catch(() => {}); // awaited in order below; avoid unhandled rejections meanwhile
         queue.push(c);
         offset += size;

@@ -12,7 +12,17 @@
  * Entries are written in a deterministic order (names sorted by bytes) so an unchanged tree gives
  * an identical stream, and therefore identical chunks.
  */
-import { constants as fsConstants, createWriteStream } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  openSync,
+  readSync,
+  writeSync,
+} from 'node:fs';
+import { Readable } from 'node:stream';
 import {
   chmod,
   chown,
@@ -28,12 +38,8 @@ import {
 } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join, posix, relative, sep } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
-
-const READ_BLOCK = 1024 * 1024;
 
 /** An `--exclude` test: `(path relative to the root, with '/' separators, isDirectory) → excluded`. */
 export type ExcludeMatcher = (relPath: string, isDir: boolean) => boolean;
@@ -99,9 +105,6 @@ export function compileExcludes(patterns: readonly string[]): ExcludeMatcher {
   };
 }
 
-/** The tar stream: a streamx Readable, which is async-iterable (its typings do not say so). */
-export type TarStream = tar.Pack & AsyncIterable<Buffer>;
-
 export interface TarSourceOptions {
   exclude?: readonly string[];
   /** Called for entries that cannot be archived (sockets, devices, unreadable files). */
@@ -140,28 +143,38 @@ export interface TreeFingerprint {
   digest: string;
   entries: number;
   usable: boolean;
+  /** The walk or the read warned: nothing it archived may be trusted by a later backup. */
+  warned?: boolean;
 }
 
 /** How old every entry's ctime must be, relative to the walk start, for a usable fingerprint. */
 export const RACY_MARGIN_MS = 2000;
 /** Bumped whenever the tar stream of a given tree changes (format, order, header fields). */
 const TAR_LAYOUT_VERSION = 1;
+/** Hex digits of an entry key (128 bits). */
+export const ENTRY_KEY_HEX = 32;
 
 class FingerprintBuilder {
   private readonly hash = createHash('sha256').update(`stowage tar layout ${TAR_LAYOUT_VERSION}\n`);
   private readonly racyAfter: number;
   private entries = 0;
   private usable = true;
+  private warned = false;
+  private digest: string | undefined;
 
   constructor(clock: () => number) {
     this.racyAfter = clock() - RACY_MARGIN_MS;
   }
 
-  add(e: WalkEntry): void {
+  /**
+   * Add an entry; returns its own key (a digest of the same metadata, what the tree cache reuses
+   * a single entry by), or '' when its ctime is racy and it must not be reused.
+   */
+  add(e: WalkEntry): string {
     const st = e.st;
     const type = st.isDirectory() ? 'd' : st.isFile() ? 'f' : st.isSymbolicLink() ? 'l' : 'o';
     // JSON: names may hold any byte but NUL, including newlines.
-    this.hash.update(
+    const line =
       JSON.stringify([
         e.rel,
         type,
@@ -173,18 +186,25 @@ class FingerprintBuilder {
         st.ctimeMs,
         st.ino,
         st.dev,
-      ]) + '\n',
-    );
-    if (st.ctimeMs >= this.racyAfter) this.usable = false;
+      ]) + '\n';
+    this.hash.update(line);
     this.entries++;
+    if (st.ctimeMs >= this.racyAfter) {
+      this.usable = false;
+      return '';
+    }
+    return createHash('sha256').update(line).digest('hex').slice(0, ENTRY_KEY_HEX);
   }
 
   spoil(): void {
     this.usable = false;
+    this.warned = true;
   }
 
+  /** The digest is final after the first call; `usable` and `warned` follow later warnings. */
   result(): TreeFingerprint {
-    return { digest: this.hash.digest('hex'), entries: this.entries, usable: this.usable };
+    this.digest ??= this.hash.digest('hex');
+    return { digest: this.digest, entries: this.entries, usable: this.usable, warned: this.warned };
   }
 }
 
@@ -256,97 +276,358 @@ export async function measureTree(root: string, opts: TarSourceOptions = {}): Pr
   return size;
 }
 
-function entryHeader(e: WalkEntry): Pick<tar.Header, 'name' | 'mode' | 'uid' | 'gid' | 'mtime'> {
-  return {
-    name: e.rel === '.' ? './' : e.st.isDirectory() ? `${e.rel}/` : e.rel,
-    mode: e.st.mode & 0o7777,
-    uid: e.st.uid,
-    gid: e.st.gid,
-    mtime: new Date(Math.floor(e.st.mtimeMs / 1000) * 1000),
-  };
+/*
+ * The tar encoding, written here rather than through tar-stream's pack: the stream is produced
+ * straight into large blocks (file contents are read into them, no per-entry stream objects), and
+ * every entry's length is known from its metadata before a byte of it is read, which is what lets
+ * the tree cache reuse unchanged entries without reading them. The bytes are exactly those
+ * tar-stream 3's `pack` writes for the same entries (ustar headers, its pax fallback, its
+ * defaults and padding); test/client/tar-archive.test.ts compares both on generated trees.
+ */
+
+const TAR_BLOCK = 512;
+const ZEROS = Buffer.alloc(1024);
+const OCT_ZEROS = '0000000000000000000';
+const OCT_SEVENS = '7777777777777777777';
+
+function encodeOct(val: number, n: number): string {
+  const s = val.toString(8);
+  if (s.length > n) return OCT_SEVENS.slice(0, n) + ' ';
+  return OCT_ZEROS.slice(0, n - s.length) + s + ' ';
 }
 
-/** Write exactly `size` bytes of a file into a tar entry: a file that shrank is padded with zeros. */
-async function writeFileEntry(
-  entry: NodeJS.WritableStream,
-  path: string,
-  size: number,
-  warn: (m: string) => void,
-): Promise<void> {
-  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOATIME).catch(() => open(path, 'r'));
-  try {
-    let done = 0;
-    while (done < size) {
-      const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, size - done));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, done);
-      if (bytesRead === 0) {
-        warn(`file '${path}' shrank while reading; padding with zeros`);
-        buf.fill(0);
-        done += buf.length;
-        if (!entry.write(buf)) await new Promise((r) => entry.once('drain', r));
-        continue;
-      }
-      done += bytesRead;
-      if (!entry.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))) {
-        await new Promise((r) => entry.once('drain', r));
-      }
-    }
-  } finally {
-    await fh.close();
+type TarType = 'file' | 'directory' | 'symlink' | 'pax-header';
+const TYPEFLAG: Record<TarType, number> = { file: 0, symlink: 2, directory: 5, 'pax-header': 72 };
+
+interface TarHeader {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Seconds. */
+  mtime: number;
+  type: TarType;
+  linkname?: string;
+}
+
+/** One ustar header block, or undefined where tar-stream falls back to a pax header. */
+function ustarHeader(h: TarHeader): Buffer | undefined {
+  let name = h.name;
+  let prefix = '';
+  if (Buffer.byteLength(name) !== name.length) return undefined;
+  while (Buffer.byteLength(name) > 100) {
+    const i = name.indexOf('/');
+    if (i === -1) return undefined;
+    prefix += prefix ? '/' + name.slice(0, i) : name.slice(0, i);
+    name = name.slice(i + 1);
   }
-  entry.end();
+  if (Buffer.byteLength(name) > 100 || Buffer.byteLength(prefix) > 155) return undefined;
+  if (h.linkname && Buffer.byteLength(h.linkname) > 100) return undefined;
+  const buf = Buffer.alloc(TAR_BLOCK);
+  buf.write(name);
+  buf.write(encodeOct(h.mode & 0o7777, 6), 100);
+  buf.write(encodeOct(h.uid, 6), 108);
+  buf.write(encodeOct(h.gid, 6), 116);
+  if (h.size.toString(8).length > 11) {
+    buf[124] = 0x80;
+    let num = h.size;
+    for (let i = 11; i > 0; i--) {
+      buf[124 + i] = num & 0xff;
+      num = Math.floor(num / 0x100);
+    }
+  } else buf.write(encodeOct(h.size, 11), 124);
+  buf.write(encodeOct(h.mtime | 0, 11), 136);
+  buf[156] = 0x30 + TYPEFLAG[h.type];
+  if (h.linkname) buf.write(h.linkname, 157);
+  buf.write('ustar\u000000', 257, 'latin1');
+  buf.write(encodeOct(0, 6), 329);
+  buf.write(encodeOct(0, 6), 337);
+  if (prefix) buf.write(prefix, 345);
+  let sum = 8 * 32;
+  for (let i = 0; i < 148; i++) sum += buf[i]!;
+  for (let i = 156; i < TAR_BLOCK; i++) sum += buf[i]!;
+  buf.write(encodeOct(sum, 6), 148);
+  return buf;
+}
+
+function paxRecord(str: string): string {
+  const len = Buffer.byteLength(str);
+  let digits = Math.floor(Math.log(len) / Math.log(10)) + 1;
+  if (len + digits >= Math.pow(10, digits)) digits++;
+  return `${len + digits}${str}`;
+}
+
+/** The header bytes of an entry (ustar, or a pax extended header and its ustar header). */
+function encodeHeader(h: TarHeader): Buffer {
+  const plain = ustarHeader(h);
+  if (plain) return plain;
+  let paxText = '';
+  if (h.name) paxText += paxRecord(' path=' + h.name + '\n');
+  if (h.linkname) paxText += paxRecord(' linkpath=' + h.linkname + '\n');
+  const pax = Buffer.from(paxText);
+  const outer: TarHeader = {
+    name: 'PaxHeader',
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: pax.length,
+    mtime: h.mtime,
+    type: 'pax-header',
+    linkname: h.linkname ? 'PaxHeader' : undefined,
+  };
+  const parts = [ustarHeader(outer)!, pax, ZEROS.subarray(0, padding(pax.length))];
+  parts.push(ustarHeader({ ...outer, size: h.size, type: h.type })!);
+  return Buffer.concat(parts);
+}
+
+function padding(size: number): number {
+  const over = size & 511;
+  return over === 0 ? 0 : TAR_BLOCK - over;
+}
+
+/** One entry of a planned tar stream. */
+export interface PlannedEntry {
+  /** Absolute path (read for files). */
+  abs: string;
+  /** Header bytes (with a pax header where needed). */
+  header: Buffer;
+  /** File content bytes (0 for directories and symlinks). */
+  dataSize: number;
+  /** Offset of the header in the stream. */
+  start: number;
+  /** Total bytes: header, content, padding. */
+  length: number;
+  /** Metadata key (see `FingerprintBuilder.add`), '' when the entry must not be reused. */
+  key: string;
 }
 
 /**
- * A tar stream of the tree under `root` (entries relative to it, the root itself as `./`).
- * Missing or non-directory roots are refused before the first byte.
+ * A tree's tar stream as a list of entries whose lengths are known from the walk alone; the
+ * bytes of any range are produced on demand by `treeBytes`. The last pseudo-entry is the
+ * end-of-archive marker (1024 zero bytes, key `END_OF_ARCHIVE_KEY`).
  */
-export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStream {
-  const pack = tar.pack();
+export interface TreePlan {
+  root: string;
+  entries: PlannedEntry[];
+  /** Stream size in bytes. */
+  size: number;
+  /** Bytes of regular files (for progress). */
+  fileBytes: number;
+  files: number;
+  dirs: number;
+  /** The walk's fingerprint; `usable` also turns false when reading finds a file shrunk. */
+  fingerprint(): TreeFingerprint;
+  /** Report a problem found while reading (spoils the fingerprint). */
+  warn(message: string): void;
+}
+
+/** The key of the end-of-archive pseudo-entry (the same in every stream). */
+export const END_OF_ARCHIVE_KEY = createHash('sha256')
+  .update('stowage end of archive')
+  .digest('hex')
+  .slice(0, ENTRY_KEY_HEX);
+
+/** Walk `root` and plan its tar stream (nothing is read but directories and symlinks). */
+export async function planTree(root: string, opts: TarSourceOptions = {}): Promise<TreePlan> {
   const exclude = compileExcludes(opts.exclude ?? []);
   const fp = new FingerprintBuilder(opts.clock ?? Date.now);
   const warn = (m: string) => {
     fp.spoil();
     opts.onWarning?.(m);
   };
-  const run = async () => {
-    for await (const e of walk(root, exclude, warn)) {
-      fp.add(e);
-      const header = entryHeader(e);
-      if (e.st.isDirectory()) {
-        await new Promise<void>((res, rej) =>
-          pack.entry({ ...header, type: 'directory' }, (err) => (err ? rej(err) : res())),
-        );
-      } else if (e.st.isSymbolicLink()) {
-        let target: string;
-        try {
-          target = await readlink(e.abs);
-        } catch (err) {
-          warn(`unable to read symlink '${e.abs}': ${(err as Error).message}`);
-          continue;
+  const entries: PlannedEntry[] = [];
+  let offset = 0;
+  let fileBytes = 0;
+  let files = 0;
+  let dirs = 0;
+  const add = (abs: string, header: TarHeader, key: string) => {
+    const enc = encodeHeader(header);
+    const dataSize = header.type === 'file' ? header.size : 0;
+    const length = enc.length + dataSize + padding(dataSize);
+    entries.push({ abs, header: enc, dataSize, start: offset, length, key });
+    offset += length;
+  };
+  for await (const e of walk(root, exclude, warn)) {
+    const st = e.st;
+    const base = {
+      name: e.rel === '.' ? './' : st.isDirectory() ? `${e.rel}/` : e.rel,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: Math.floor(st.mtimeMs / 1000),
+    };
+    const perm = st.mode & 0o7777;
+    const key = fp.add(e);
+    if (st.isDirectory()) {
+      add(e.abs, { ...base, mode: perm || 0o755, size: 0, type: 'directory' }, key);
+      dirs++;
+    } else if (st.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = await readlink(e.abs);
+      } catch (err) {
+        warn(`unable to read symlink '${e.abs}': ${(err as Error).message}`);
+        continue;
+      }
+      add(e.abs, { ...base, mode: perm || 0o644, size: 0, type: 'symlink', linkname: target }, key);
+    } else if (st.isFile()) {
+      add(e.abs, { ...base, mode: perm || 0o644, size: st.size, type: 'file' }, key);
+      fileBytes += st.size;
+      files++;
+    } else {
+      // Deterministic from the metadata, so it does not spoil the fingerprint.
+      opts.onWarning?.(`skipping '${e.rel}': sockets, fifos and devices are not archived`);
+    }
+  }
+  entries.push({
+    abs: '',
+    header: ZEROS,
+    dataSize: 0,
+    start: offset,
+    length: ZEROS.length,
+    key: END_OF_ARCHIVE_KEY,
+  });
+  offset += ZEROS.length;
+  return {
+    root,
+    entries,
+    size: offset,
+    fileBytes,
+    files,
+    dirs,
+    fingerprint: () => fp.result(),
+    warn,
+  };
+}
+
+/** Index of the entry holding stream offset `pos` (binary search). */
+export function entryAt(plan: TreePlan, pos: number): number {
+  let lo = 0;
+  let hi = plan.entries.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (plan.entries[mid]!.start <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Block size of `treeBytes`: the stream comes in pieces of this size (smaller at `to`). */
+const TREE_BLOCK = 1024 * 1024;
+/** Files up to this size are read with synchronous calls: no thread-pool round trips. */
+const SYNC_READ_MAX = 64 * 1024;
+
+/**
+ * The bytes `[from, to)` of a planned tar stream, in blocks of about 1 MiB: headers are copied
+ * and file contents read straight into the block. A file that shrank since the walk is padded with
+ * zeros and reported (`plan.warn`); one that grew is cut at its walked size.
+ */
+export async function* treeBytes(plan: TreePlan, from = 0, to = plan.size): AsyncGenerator<Buffer> {
+  let block = Buffer.allocUnsafeSlow(Math.min(TREE_BLOCK, to - from));
+  let fill = 0;
+  let pos = from;
+  let i = entryAt(plan, from);
+  let fd = -1;
+  let fh: import('node:fs/promises').FileHandle | undefined;
+  const closeFile = async () => {
+    if (fd >= 0) closeSync(fd);
+    fd = -1;
+    await fh?.close();
+    fh = undefined;
+  };
+  try {
+    while (pos < to) {
+      const e = plan.entries[i]!;
+      let within = pos - e.start;
+      if (within >= e.length) {
+        i++;
+        continue;
+      }
+      const take = (n: number) => {
+        fill += n;
+        pos += n;
+        within += n;
+      };
+      const room = () => Math.min(block.length - fill, to - pos);
+      if (within < e.header.length) {
+        const n = Math.min(e.header.length - within, room());
+        e.header.copy(block, fill, within, within + n);
+        take(n);
+      } else if (within < e.header.length + e.dataSize) {
+        const at = within - e.header.length;
+        const n = Math.min(e.dataSize - at, room());
+        let got: number;
+        if (e.dataSize <= SYNC_READ_MAX) {
+          if (fd < 0) fd = openFileSync(e.abs);
+          got = readFull(fd, block, fill, n, at);
+          closeSync(fd);
+          fd = -1;
+        } else {
+          fh ??= await open(e.abs, fsConstants.O_RDONLY | fsConstants.O_NOATIME).catch(() =>
+            open(e.abs, 'r'),
+          );
+          got = 0;
+          while (got < n) {
+            const { bytesRead } = await fh.read(block, fill + got, n - got, at + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          if (at + n >= e.dataSize) await closeFile();
         }
-        await new Promise<void>((res, rej) =>
-          pack.entry({ ...header, type: 'symlink', linkname: target }, (err) => (err ? rej(err) : res())),
-        );
-      } else if (e.st.isFile()) {
-        const size = e.st.size;
-        await new Promise<void>((res, rej) => {
-          const entry = pack.entry({ ...header, type: 'file', size }, (err) => (err ? rej(err) : res()));
-          writeFileEntry(entry, e.abs, size, warn).catch((err: unknown) => {
-            entry.destroy(err as Error);
-            rej(err);
-          });
-        });
+        if (got < n) {
+          plan.warn(`file '${e.abs}' shrank while reading; padding with zeros`);
+          block.fill(0, fill + got, fill + n);
+          if (fh) await closeFile();
+        }
+        take(n);
       } else {
-        // Deterministic from the metadata, so it does not spoil the fingerprint.
-        opts.onWarning?.(`skipping '${e.rel}': sockets, fifos and devices are not archived`);
+        const n = Math.min(e.length - within, room());
+        block.fill(0, fill, fill + n);
+        take(n);
+      }
+      if (fill === block.length || pos === to) {
+        yield fill === block.length ? block : block.subarray(0, fill);
+        if (pos < to) block = Buffer.allocUnsafeSlow(Math.min(TREE_BLOCK, to - pos));
+        fill = 0;
       }
     }
-    opts.onFingerprint?.(fp.result());
-    pack.finalize();
-  };
-  run().catch((err: unknown) => pack.destroy(err as Error));
-  return pack as TarStream;
+  } finally {
+    await closeFile();
+  }
+}
+
+function openFileSync(path: string): number {
+  try {
+    return openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOATIME);
+  } catch {
+    return openSync(path, 'r');
+  }
+}
+
+function readFull(fd: number, buf: Buffer, off: number, n: number, position: number): number {
+  let got = 0;
+  while (got < n) {
+    const r = readSync(fd, buf, off + got, n - got, position + got);
+    if (r === 0) break;
+    got += r;
+  }
+  return got;
+}
+
+/** The tar stream of a planned tree, as a Readable (for `pipe`) that is also async-iterable. */
+export type TarStream = Readable;
+
+/**
+ * A tar stream of the tree under `root` (entries relative to it, the root itself as `./`).
+ * Missing or non-directory roots are refused before the first byte.
+ */
+export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStream {
+  async function* bytes(): AsyncGenerator<Buffer> {
+    const plan = await planTree(root, opts);
+    yield* treeBytes(plan);
+    opts.onFingerprint?.(plan.fingerprint());
+  }
+  return Readable.from(bytes(), { objectMode: false, highWaterMark: 4 * TREE_BLOCK });
 }
 
 export interface ExtractResult {
@@ -354,6 +635,44 @@ export interface ExtractResult {
   dirs: number;
   symlinks: number;
   bytes: number;
+}
+
+/** Files up to this size are collected and written with synchronous calls: no thread-pool round trips. */
+const SMALL_FILE = 256 * 1024;
+
+/**
+ * Write one extracted file (created exclusively, 0600 until `finish` sets its metadata on the
+ * open descriptor). Small files are written with synchronous calls (a handful of syscalls, none
+ * of the thread-pool round trips that dominate restoring many small files); larger ones stream
+ * through a file handle.
+ */
+async function writeFileEntryOut(
+  data: AsyncIterable<Buffer>,
+  path: string,
+  size: number,
+  finish: (fd: number) => void,
+): Promise<void> {
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
+  if (size <= SMALL_FILE) {
+    const parts: Buffer[] = [];
+    for await (const d of data) parts.push(d);
+    const fd = openSync(path, flags, 0o600);
+    try {
+      for (const p of parts) for (let off = 0; off < p.length;) off += writeSync(fd, p, off);
+      finish(fd);
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
+  const fh = await open(path, flags, 0o600);
+  try {
+    for await (const d of data)
+      for (let off = 0; off < d.length;) off += (await fh.write(d, off)).bytesWritten;
+    finish(fh.fd);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Reject names that would land outside the target: absolute, `..`, or empty. */
@@ -379,6 +698,8 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   const result: ExtractResult = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const dirs: Array<{ path: string; mode: number; mtime: Date; uid: number; gid: number }> = [];
   const symlinks = new Set<string>();
+  /** Directories known to exist: most files need no mkdir of their parent. */
+  const made = new Set<string>([target]);
   const extract = tar.extract();
   const feeding = (async () => {
     for await (const chunk of source) {
@@ -400,17 +721,23 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
     switch (h.type) {
       case 'directory':
         await mkdir(path, { recursive: true });
+        made.add(path);
         dirs.push({ path, mode, mtime, uid: h.uid ?? 0, gid: h.gid ?? 0 });
         result.dirs++;
         entry.resume();
         break;
       case 'file':
       case 'contiguous-file': {
-        await mkdir(dirname(path), { recursive: true });
-        await pipeline(entry as unknown as Readable, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
-        if (asRoot) await chown(path, h.uid ?? 0, h.gid ?? 0);
-        await chmod(path, mode);
-        await utimes(path, mtime, mtime);
+        const parent = dirname(path);
+        if (!made.has(parent)) {
+          await mkdir(parent, { recursive: true });
+          made.add(parent);
+        }
+        await writeFileEntryOut(entry as AsyncIterable<Buffer>, path, h.size ?? 0, (fd) => {
+          if (asRoot) fchownSync(fd, h.uid ?? 0, h.gid ?? 0);
+          fchmodSync(fd, mode);
+          futimesSync(fd, mtime, mtime);
+        });
         result.files++;
         result.bytes += h.size ?? 0;
         break;

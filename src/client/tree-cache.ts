@@ -4,8 +4,13 @@
  * produced. When the next backup finds the same fingerprint, the tar stream would be
  * byte-identical (see `TreeFingerprint` in tar-archive.ts), so its chunks and its index are the
  * previous snapshot's: the writer appends them by digest (`BackupWriter.reuseStream`) without
- * reading a single file. This is restic's and borg's files cache, all or nothing, because chunks
- * of a tar stream span many files.
+ * reading a single file.
+ *
+ * Each entry also lists every tar entry of that backup (its metadata key and its length in the
+ * stream, in stream order), tied to the index by the entry's checksum and size. When only
+ * some files changed, the writer reuses the previous chunks of the unchanged ones by position
+ * (tree-reuse.ts): restic's and borg's files cache, at the chunk level because chunks of a tar
+ * stream span files.
  *
  * The checksum ties the entry to an index, not to a snapshot: whatever snapshot the server offers
  * as the incremental base, its index is reused only when it is that exact index.
@@ -15,6 +20,8 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import type { PreviousTreeEntries } from './backup-writer.js';
+import { ENTRY_KEY_HEX, type PlannedEntry } from './tar-archive.js';
 import { join } from 'node:path';
 import { replaceFile } from '../sys/atomic-file.js';
 
@@ -44,11 +51,50 @@ export interface TreeCacheEntry {
   csum: string;
   /** Archive size in bytes. */
   size: number;
+  /**
+   * Where each tar entry was in that archive's stream (`encodeEntries`), for reusing unchanged
+   * files when others changed. Stored base64 in the same JSON file.
+   */
+  entries?: Buffer;
 }
 
-interface StoredEntry extends TreeCacheEntry {
+interface StoredEntry extends Omit<TreeCacheEntry, 'entries'> {
   version: number;
   key: TreeCacheKey;
+  entries?: string;
+}
+
+/** Entry records: per tar entry, in stream order, its key (16 bytes) and its length (u64 LE). */
+const KEY_BYTES = ENTRY_KEY_HEX / 2;
+const RECORD = KEY_BYTES + 8;
+
+/** The records of a planned stream's entries (a racy entry's empty key is stored as zeros). */
+export function encodeEntries(entries: readonly PlannedEntry[]): Buffer {
+  const buf = Buffer.alloc(entries.length * RECORD);
+  let off = 0;
+  for (const e of entries) {
+    if (e.key) buf.write(e.key, off, KEY_BYTES, 'hex');
+    buf.writeBigUInt64LE(BigInt(e.length), off + KEY_BYTES);
+    off += RECORD;
+  }
+  return buf;
+}
+
+/** The entry map of a cache entry, or undefined when it has none or it does not add up to its size. */
+export function previousEntries(entry: TreeCacheEntry): PreviousTreeEntries | undefined {
+  const buf = entry.entries;
+  if (!buf || buf.length % RECORD !== 0) return undefined;
+  const entries = new Map<string, [number, number]>();
+  const zero = '0'.repeat(ENTRY_KEY_HEX);
+  let start = 0;
+  for (let off = 0; off < buf.length; off += RECORD) {
+    const k = buf.toString('hex', off, off + KEY_BYTES);
+    const length = Number(buf.readBigUInt64LE(off + KEY_BYTES));
+    if (k !== zero) entries.set(k, [start, length]);
+    start += length;
+  }
+  if (start !== entry.size) return undefined;
+  return { csum: entry.csum, size: entry.size, entries };
 }
 
 export class TreeCache {
@@ -75,12 +121,24 @@ export class TreeCache {
       typeof stored.size !== 'number'
     )
       return undefined;
-    return { fingerprint: stored.fingerprint, csum: stored.csum, size: stored.size };
+    return {
+      fingerprint: stored.fingerprint,
+      csum: stored.csum,
+      size: stored.size,
+      entries: typeof stored.entries === 'string' ? Buffer.from(stored.entries, 'base64') : undefined,
+    };
   }
 
   store(key: TreeCacheKey, entry: TreeCacheEntry): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const stored: StoredEntry = { version: CACHE_VERSION, key, ...entry };
+    const stored: StoredEntry = {
+      version: CACHE_VERSION,
+      key,
+      fingerprint: entry.fingerprint,
+      csum: entry.csum,
+      size: entry.size,
+      entries: entry.entries?.toString('base64'),
+    };
     replaceFile(this.path(key), JSON.stringify(stored) + '\n', { mode: 0o600 });
   }
 

@@ -21,8 +21,8 @@ import {
 import { BackupWriter, type TransferStats } from '../../client/backup-writer.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, validateChunkSize } from '../../client/chunker.js';
-import { measureTree, tarDirectory, type TreeFingerprint } from '../../client/tar-archive.js';
-import { TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
+import { planTree, type TreeFingerprint, type TreePlan } from '../../client/tar-archive.js';
+import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession } from './session.js';
 
@@ -95,8 +95,8 @@ interface BackupOptions {
 
 interface ArchivePlan extends BackupSpec {
   size: number;
-  /** For trees: the metadata fingerprint of the measuring walk. */
-  fingerprint?: TreeFingerprint;
+  /** For trees: the walk, with every entry's header and metadata key (read later, once). */
+  tree?: TreePlan;
 }
 
 /** `$XDG_CACHE_HOME/stowage/tree-cache`, or `~/.cache/stowage/tree-cache`. */
@@ -116,9 +116,11 @@ async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan
     if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
-      let fingerprint: TreeFingerprint | undefined;
-      const size = await measureTree(s.path, { exclude, onFingerprint: (fp) => (fingerprint = fp) });
-      out.push({ ...s, size: size.bytes, fingerprint });
+      const tree = await planTree(s.path, {
+        exclude,
+        onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+      });
+      out.push({ ...s, size: tree.fileBytes, tree });
     } else if (s.kind === 'image') out.push({ ...s, size: imageSize(s.path) });
     else {
       if (!st.isFile()) throw new BadRequestError(`'${s.path}' is not a file`);
@@ -190,7 +192,13 @@ export function registerBackupCommand(program: Command): void {
         chunkSize: chunkSize ?? DEFAULT_CHUNK_SIZE,
       });
       /** Cache entries to write once the snapshot is finished. */
-      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string }> = [];
+      const toCache: Array<{
+        key: TreeCacheKey;
+        fingerprint: string;
+        archive: string;
+        tree?: TreePlan;
+        entries?: Buffer;
+      }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
       try {
@@ -237,30 +245,37 @@ export function registerBackupCommand(program: Command): void {
               try {
                 if (a.kind === 'tree') {
                   const key = cacheKey(a);
+                  const tree = a.tree!;
+                  const walked: TreeFingerprint = tree.fingerprint();
                   const cached = opts.treeCache ? cache.lookup(key) : undefined;
-                  if (cached && a.fingerprint?.usable && cached.fingerprint === a.fingerprint.digest) {
+                  if (cached && walked.usable && cached.fingerprint === walked.digest) {
                     const stats = await writer.reuseStream(a.archive, cached, { onProgress });
                     if (stats) {
                       onProgress(stats);
                       perArchive.push({ archive: a.archive, stats, size: stats.bytes, 'index-reused': true });
-                      toCache.push({ key, fingerprint: cached.fingerprint, archive: a.archive });
+                      toCache.push({
+                        key,
+                        fingerprint: cached.fingerprint,
+                        archive: a.archive,
+                        entries: cached.entries,
+                      });
                       continue;
                     }
                   }
-                  let archived: TreeFingerprint | undefined;
-                  const stats = await writer.uploadStream(
-                    a.archive,
-                    tarDirectory(a.path, {
-                      exclude: opts.exclude,
-                      onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
-                      onFingerprint: (fp) => (archived = fp),
-                    }),
-                    { onProgress, chunkSize },
-                  );
+                  // Unchanged files' chunks are reused by position where that is exact (tree-reuse.ts).
+                  const previous = cached ? previousEntries(cached) : undefined;
+                  const stats = await writer.uploadTree(a.archive, tree, previous, { onProgress, chunkSize });
                   onProgress(stats);
                   perArchive.push({ archive: a.archive, stats, size: stats.bytes });
-                  if (archived?.usable)
-                    toCache.push({ key, fingerprint: archived.digest, archive: a.archive });
+                  const archived = tree.fingerprint();
+                  // Racy entries are simply not reusable; a warning spoils everything.
+                  if (!archived.warned)
+                    toCache.push({
+                      key,
+                      fingerprint: archived.usable ? archived.digest : '',
+                      archive: a.archive,
+                      tree,
+                    });
                   else cache.forget(key);
                 } else {
                   const stats = await writer.uploadImage(a.archive, readImage(a.path, a.size), a.size, {
@@ -279,7 +294,12 @@ export function registerBackupCommand(program: Command): void {
               const file = writer.archive(c.archive);
               if (!file) continue;
               try {
-                cache.store(c.key, { fingerprint: c.fingerprint, csum: file.csum, size: file.size });
+                cache.store(c.key, {
+                  fingerprint: c.fingerprint,
+                  csum: file.csum,
+                  size: file.size,
+                  entries: c.tree ? encodeEntries(c.tree.entries) : c.entries,
+                });
               } catch (err) {
                 process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);
               }
@@ -305,6 +325,7 @@ export function registerBackupCommand(program: Command): void {
             newBytes: 0,
             newChunks: 0,
             reusedBytes: 0,
+            cachedBytes: 0,
             uploadedBytes: 0,
           } as TransferStats,
         );
@@ -320,7 +341,7 @@ export function registerBackupCommand(program: Command): void {
           const s = r.stats;
           process.stdout.write(
             s
-              ? `${r.archive}: ${formatBytes(s.bytes)}, new ${formatBytes(s.newBytes)} (${s.newChunks} chunks, ${formatBytes(s.uploadedBytes)} sent), reused ${formatBytes(s.reusedBytes)}\n`
+              ? `${r.archive}: ${formatBytes(s.bytes)}, new ${formatBytes(s.newBytes)} (${s.newChunks} chunks, ${formatBytes(s.uploadedBytes)} sent), reused ${formatBytes(s.reusedBytes)}${s.cachedBytes > 0 ? ` (${formatBytes(s.cachedBytes)} of it not read, tree cache)` : ''}\n`
               : `${r.archive}: ${formatBytes(r.size)} (blob)\n`,
           );
         }

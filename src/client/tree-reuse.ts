@@ -1,0 +1,157 @@
+/**
+ * Per-file reuse of the previous snapshot's chunks for a tree archive (the tree cache's partial
+ * case, restic's and borg's files cache): entries whose metadata key is unchanged since the last
+ * backup have the same bytes as then, at a known range of the previous tar stream. Their chunks
+ * are appended by digest without reading the files, wherever that provably gives the chunks a
+ * full read would give.
+ *
+ * Why not simply per file: the chunks of a tar stream span files, and a content-defined chunk's
+ * end depends on every byte since the previous cut. So the reuse is at chunk level, where the
+ * chunker resynchronises. The chunker's state right after a cut is empty (`Chunker.cut`): the
+ * cuts that follow depend only on the bytes after it. Within a run of unchanged entries that were
+ * also contiguous in the previous stream (a "copy" segment, new offset = old offset + delta):
+ * - if the new stream has a cut at a position whose old counterpart was a cut too, every old
+ *   chunk from there that lies entirely inside the segment is exactly the chunk a full read would
+ *   cut now: its digest is appended, nothing is read;
+ * - the bytes before that first common cut, and the tail after the last whole old chunk, are read
+ *   and chunked as usual.
+ * A stream that starts with unchanged entries is in sync at offset 0; after a changed file the
+ * chunker usually meets an old cut within a chunk or two. Nothing else is trusted: the chunks are
+ * exactly those of a full read, so the index is the same, byte for byte.
+ */
+import type { DynamicIndexReader } from '../datastore/index.js';
+import { Chunker } from './chunker.js';
+import { treeBytes, type TreePlan } from './tar-archive.js';
+
+/** A chunk of the previous index appended by digest, without its bytes. */
+export interface ReusedChunk {
+  digest: Buffer;
+  size: number;
+}
+
+/** What the previous backup of the tree left: its index, and where each entry was in its stream. */
+export interface PreviousTree {
+  index: DynamicIndexReader;
+  /** Entry key → [start, length] in the previous stream. */
+  entries: Map<string, [number, number]>;
+}
+
+interface Segment {
+  newStart: number;
+  newEnd: number;
+  /** Old offset of `newStart` for a copy segment; -1 for bytes that must be read. */
+  oldStart: number;
+}
+
+/** The plan as read segments and copy segments (maximal runs of contiguous unchanged entries). */
+function segments(plan: TreePlan, prev: PreviousTree | undefined): Segment[] {
+  const out: Segment[] = [];
+  for (const e of plan.entries) {
+    const old = e.key ? prev?.entries.get(e.key) : undefined;
+    const oldStart = old && old[1] === e.length ? old[0] : -1;
+    const last = out.at(-1);
+    if (
+      last &&
+      ((oldStart < 0 && last.oldStart < 0) ||
+        (oldStart >= 0 && last.oldStart >= 0 && last.oldStart + (last.newEnd - last.newStart) === oldStart))
+    ) {
+      last.newEnd = e.start + e.length;
+      continue;
+    }
+    out.push({ newStart: e.start, newEnd: e.start + e.length, oldStart });
+  }
+  return out;
+}
+
+/**
+ * The chunks of the plan's tar stream, in order: Buffers to hash and upload, or chunks of the
+ * previous index (by digest) where unchanged entries make them provably identical. `avg` is the
+ * chunker's average size, which must be the previous backup's. Without `prev`, a plain full read.
+ */
+export async function* treeChunks(
+  plan: TreePlan,
+  prev: PreviousTree | undefined,
+  avg: number,
+): AsyncGenerator<Buffer | ReusedChunk> {
+  const chunker = new Chunker(avg);
+  let parts: Buffer[] = [];
+  let partsLen = 0;
+  /** New-stream offset of the next byte the chunker sees. */
+  let pos = 0;
+  const take = (): Buffer => {
+    const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, partsLen);
+    parts = [];
+    partsLen = 0;
+    return chunk;
+  };
+  const add = (b: Buffer) => {
+    if (b.length === 0) return;
+    parts.push(b);
+    partsLen += b.length;
+    pos += b.length;
+  };
+  /**
+   * Chunk `piece`; `stop(cutPos)` is asked after every cut and ends the piece there when true.
+   * Returns the chunks cut and whether it stopped.
+   */
+  const feed = (
+    piece: Buffer,
+    stop?: (cutPos: number) => boolean,
+  ): { chunks: Buffer[]; stopped: boolean } => {
+    const chunks: Buffer[] = [];
+    let from = 0;
+    while (from < piece.length) {
+      const cut = chunker.scan(piece, from);
+      if (cut < 0) {
+        add(piece.subarray(from));
+        break;
+      }
+      add(piece.subarray(from, cut));
+      chunks.push(take());
+      from = cut;
+      if (stop?.(pos)) return { chunks, stopped: true };
+    }
+    return { chunks, stopped: false };
+  };
+
+  let oldStarts: Map<number, number> | undefined;
+  if (prev) {
+    oldStarts = new Map();
+    for (let i = 0; i < prev.index.count; i++) oldStarts.set(prev.index.chunkRange(i).start, i);
+  }
+
+  for (const seg of segments(plan, prev)) {
+    if (seg.oldStart < 0 || !prev || !oldStarts) {
+      for await (const piece of treeBytes(plan, seg.newStart, seg.newEnd)) yield* feed(piece).chunks;
+      continue;
+    }
+    const delta = seg.newStart - seg.oldStart;
+    const oldEnd = seg.oldStart + (seg.newEnd - seg.newStart);
+    /** An old chunk starts at the counterpart of new offset `p`, inside this segment. */
+    const inSync = (p: number) => p < seg.newEnd && oldStarts.has(p - delta);
+    let synced = partsLen === 0 && inSync(pos);
+    if (!synced) {
+      for await (const piece of treeBytes(plan, pos, seg.newEnd)) {
+        const r = feed(piece, inSync);
+        yield* r.chunks;
+        if (r.stopped) {
+          synced = true;
+          break;
+        }
+      }
+    }
+    if (!synced) continue;
+    // In sync at `pos` with an empty chunker: every old chunk wholly inside the segment is reused.
+    let i = oldStarts.get(pos - delta)!;
+    for (; i < prev.index.count; i++) {
+      const { start, end } = prev.index.chunkRange(i);
+      if (end > oldEnd) break;
+      yield { digest: prev.index.digest(i), size: end - start };
+      pos = end + delta;
+    }
+    if (pos < seg.newEnd) {
+      for await (const piece of treeBytes(plan, pos, seg.newEnd)) yield* feed(piece).chunks;
+    }
+  }
+  if (partsLen > 0) yield take();
+}

@@ -1,0 +1,98 @@
+/**
+ * The nightly case: a tree backed up before, one file changed since. The tree cache reuses the
+ * unchanged files' chunks without reading them (tree-reuse.ts), and the index is exactly the one
+ * a full read produces.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeBlob } from '../../src/datastore/data-blob.js';
+import { RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
+import { describeTree, makeTree } from '../client/tree-fixture.js';
+import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
+
+let srv: E2eServer;
+let src: string;
+const FILE = 1024 * 1024;
+
+interface Summary {
+  bytes: number;
+  newBytes: number;
+  reusedBytes: number;
+  cachedBytes: number;
+  uploadedBytes: number;
+  archives: Array<{ archive: string; 'index-reused'?: boolean }>;
+}
+
+const age = () => new Promise((r) => setTimeout(r, RACY_MARGIN_MS + 200));
+const iso = (time: number) => new Date(time * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+before(async () => {
+  srv = await startE2eServer('stowage-e2e-partial-');
+  src = join(srv.root, 'src');
+  makeTree(src, { scale: 1024 * 1024 });
+  mkdirSync(join(src, 'data'));
+  for (let i = 0; i < 8; i++) writeFileSync(join(src, 'data', `f${i}.bin`), randomBytes(FILE));
+  await age();
+});
+
+after(async () => {
+  await srv?.stop();
+});
+
+async function backup(time: number, extra: string[] = []): Promise<Summary> {
+  const res = await runClient(
+    [
+      'backup',
+      `root.tar:${src}`,
+      '--backup-id',
+      'partial',
+      '--backup-time',
+      String(time),
+      '--chunk-size',
+      '64',
+      '--output-format',
+      'json',
+      ...extra,
+    ],
+    srv.env,
+  );
+  assert.equal(res.code, 0, res.stderr);
+  return JSON.parse(res.stdout) as Summary;
+}
+
+/** The archive's index checksum in the snapshot's manifest, read from the datastore. */
+function archiveCsum(time: number): string {
+  const raw = readFileSync(join(srv.storePath, 'host', 'partial', iso(time), 'index.json.blob'));
+  const manifest = JSON.parse(decodeBlob(raw).toString()) as {
+    files: Array<{ filename: string; csum: string }>;
+  };
+  return manifest.files.find((f) => f.filename === 'root.tar.didx')!.csum;
+}
+
+test('after one file changed, only that file is read, and the index is the one a full read gives', async () => {
+  const first = await backup(1_700_000_000);
+  assert.equal(first.cachedBytes, 0);
+
+  writeFileSync(join(src, 'data', 'f3.bin'), randomBytes(FILE));
+  await age();
+  const second = await backup(1_700_000_100);
+  assert.notEqual(second.archives[0]!['index-reused'], true);
+  assert.ok(second.newBytes >= FILE, 'the changed file was uploaded');
+  // Read: the changed file plus at most a few chunks (64 KiB average, 256 KiB at most) around it.
+  const read = second.bytes - second.cachedBytes;
+  assert.ok(read < FILE + 4 * 256 * 1024, `read ${read} of ${second.bytes} bytes`);
+
+  const dst = join(srv.root, 'restore');
+  const r = await runClient(['restore', `host/partial/${iso(1_700_000_100)}`, 'root.tar', dst], srv.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
+
+  // A full read of the same tree cuts the same chunks: the same index, nothing new to upload.
+  const full = await backup(1_700_000_200, ['--no-tree-cache']);
+  assert.equal(full.cachedBytes, 0);
+  assert.equal(full.uploadedBytes, 0);
+  assert.equal(archiveCsum(1_700_000_200), archiveCsum(1_700_000_100));
+});
