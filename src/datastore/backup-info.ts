@@ -6,14 +6,14 @@
  * `BackupNamespace`, `BackupGroup` and `BackupDir` validate every part in their constructors, so
  * a relative path can only be built from validated names and never escapes the datastore.
  *
- * Locking: PBS flocks the snapshot and group directories themselves. We lock separate files under
- * the run dir instead (`BackupLocks`), which PBS 4 also moved to, for two reasons: a lock held on
+ * Locking: PBS flocks the snapshot and group directories themselves. We take the group and
+ * snapshot locks through the datastore's LockService instead (`store.locks`, datastore-locks.ts),
+ * whose local implementation keeps them under the run dir, as PBS 4 also moved to: a lock held on
  * a directory inside the datastore is an open file under its mount point, which would keep an
- * `offline` datastore from being unmounted (maintenance.md invariant 7); and a lock file survives
- * the removal of the directory it guards, so a delete can hold its lock until the very end. The
- * lock files are never unlinked (unlinking a flocked file lets two holders in at once); they are
- * empty and the run dir is a tmpfs cleared at boot. Exclusive for a backup or a delete, shared for
- * readers and for flag changes that must not race a running backup.
+ * `offline` datastore from being unmounted (maintenance.md invariant 7); and a lock that lives
+ * apart from the directory it guards survives its removal, so a delete can hold its lock until
+ * the very end. Exclusive for a backup or a delete, shared for readers and for flag changes that
+ * must not race a running backup.
  */
 import {
   closeSync,
@@ -31,17 +31,14 @@ import { join } from 'node:path';
 import {
   BadRequestError,
   ERR_GROUP_HAS_OWNER,
-  ERR_GROUP_LOCKED,
   ERR_GROUP_OWNER_CHANGED,
   ERR_NAMESPACE_EXISTS,
   ERR_ROOT_NAMESPACE_EXISTS,
   ERR_SNAPSHOT_EXISTS,
-  ERR_SNAPSHOT_LOCKED,
   ERR_SNAPSHOT_PROTECTED,
   NotFoundError,
 } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
-import { acquireFileLock, tryAcquireFileLock, type FileLock } from '../sys/file-lock.js';
 import {
   BACKUP_FILE_REGEX,
   BACKUP_ID_REGEX,
@@ -55,12 +52,13 @@ import {
   parseBackupType,
   parseNamespace,
   validateBackupId,
-  validateDatastoreName,
   validateNamespaceComponent,
   validateNamespaceComponents,
   type BackupType,
 } from '../api-types/names.js';
 import { MANIFEST_BLOB_NAME, loadManifest, updateManifest } from './manifest.js';
+import type { DatastoreLocks } from './datastore-locks.js';
+import type { HeldLock } from './lock-service.js';
 
 export const OWNER_FILE_NAME = 'owner';
 export const GROUP_NOTES_FILE_NAME = 'notes';
@@ -209,61 +207,10 @@ export class BackupDir {
   }
 }
 
-/**
- * Lock files of one datastore under `<runDir>/locks/<store>/`, mirroring the data layout:
- *
- *   [ns/<a>/]<type>/<id>/group.lck                 backup session, group deletion, prune
- *   [ns/<a>/]<type>/<id>/<time>.lck                snapshot: exclusive to write/delete, shared to read
- *   [ns/<a>/]<type>/<id>/<time>.index.json.lck     manifest updates (PBS's exact name, §7.1)
- *
- * `group.lck` cannot collide with a snapshot lock: backup times never spell `group`.
- */
-export class BackupLocks {
-  readonly root: string;
-
-  constructor(runDir: string, store: string) {
-    this.root = join(runDir, 'locks', validateDatastoreName(store));
-  }
-
-  groupLockPath(group: BackupGroup): string {
-    return join(this.root, group.relativePath, 'group.lck');
-  }
-
-  snapshotLockPath(dir: BackupDir): string {
-    return join(this.root, dir.group.relativePath, `${dir.timeString}.lck`);
-  }
-
-  manifestLockPath(dir: BackupDir): string {
-    return join(this.root, dir.group.relativePath, `${dir.timeString}.index.json.lck`);
-  }
-
-  /** Wait for the group lock (a running backup holds it for its whole session). */
-  lockGroup(group: BackupGroup, opts: { timeoutMs?: number } = {}): Promise<FileLock> {
-    return acquireFileLock(this.groupLockPath(group), opts);
-  }
-
-  /** Take the group lock or fail at once, as PBS's `lock_dir_noblock`. */
-  tryLockGroup(group: BackupGroup, why: string): FileLock {
-    const lock = tryAcquireFileLock(this.groupLockPath(group));
-    if (!lock) throw ERR_GROUP_LOCKED(group, why);
-    return lock;
-  }
-
-  lockSnapshot(dir: BackupDir, opts: { shared?: boolean; timeoutMs?: number } = {}): Promise<FileLock> {
-    return acquireFileLock(this.snapshotLockPath(dir), opts);
-  }
-
-  tryLockSnapshot(dir: BackupDir, why: string, opts: { shared?: boolean } = {}): FileLock {
-    const lock = tryAcquireFileLock(this.snapshotLockPath(dir), opts);
-    if (!lock) throw ERR_SNAPSHOT_LOCKED(dir, why);
-    return lock;
-  }
-}
-
-/** Where a datastore's backups live and where their locks are; the Datastore facade is one. */
+/** Where a datastore's backups live and how its locks are taken; the Datastore facade is one. */
 export interface BackupStore {
   readonly basePath: string;
-  readonly locks: BackupLocks;
+  readonly locks: DatastoreLocks;
 }
 
 export function namespacePath(store: BackupStore, ns: BackupNamespace): string {
@@ -375,11 +322,11 @@ function removeDirIfEmpty(path: string): boolean {
  * namespaces are removed. Either way a level that is not empty afterwards stays and `removedAll`
  * is false. Fails with CONFLICT, as `deleteGroup`, when a backup holds a group's lock.
  */
-export function deleteNamespace(
+export async function deleteNamespace(
   store: BackupStore,
   ns: BackupNamespace,
   opts: { deleteGroups?: boolean } = {},
-): DeleteNamespaceResult {
+): Promise<DeleteNamespaceResult> {
   if (ns.isRoot())
     throw new BadRequestError("invalid ns '': the root namespace cannot be deleted", { param: 'ns' });
   if (!namespaceExists(store, ns)) throw new NotFoundError(`namespace '${ns.name}' does not exist`);
@@ -389,7 +336,7 @@ export function deleteNamespace(
   for (const level of levels) {
     if (opts.deleteGroups) {
       for (const group of listGroups(store, level)) {
-        const r = deleteGroup(store, group);
+        const r = await deleteGroup(store, group);
         stats.removedSnapshots += r.removedSnapshots;
         stats.protectedSnapshots += r.protectedSnapshots;
         if (r.groupRemoved) stats.removedGroups++;
@@ -542,14 +489,14 @@ export function setOwner(
  * `expectedOwner` (what the caller's permission check was made against). The owner file is
  * replaced atomically.
  */
-export function changeOwner(
+export async function changeOwner(
   store: BackupStore,
   group: BackupGroup,
   expectedOwner: string,
   newOwner: string,
   opts: { fsync?: boolean } = {},
-): void {
-  const lock = store.locks.tryLockGroup(group, 'possibly running backup');
+): Promise<void> {
+  const lock = await store.locks.tryLockGroup(group, 'possibly running backup');
   try {
     const owner = getOwner(store, group);
     if (owner !== expectedOwner) {
@@ -585,9 +532,9 @@ export function isProtected(store: BackupStore, dir: BackupDir): boolean {
  * Set or clear the `.protected` marker. Takes the snapshot lock shared and without waiting: a
  * running backup or delete (exclusive) refuses the change, a restore in progress does not.
  */
-export function setProtected(store: BackupStore, dir: BackupDir, value: boolean): void {
+export async function setProtected(store: BackupStore, dir: BackupDir, value: boolean): Promise<void> {
   const path = requireSnapshot(store, dir);
-  const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is being deleted', {
+  const lock = await store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is being deleted', {
     shared: true,
   });
   try {
@@ -612,7 +559,7 @@ export async function setSnapshotNotes(store: BackupStore, dir: BackupDir, notes
     (m) => {
       m.unprotected.notes = notes;
     },
-    { lockPath: store.locks.manifestLockPath(dir) },
+    { lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }) },
   );
 }
 
@@ -621,9 +568,13 @@ export async function setSnapshotNotes(store: BackupStore, dir: BackupDir, notes
  * only removal of a whole datastore uses), and with CONFLICT if a backup, reader or other delete
  * holds its lock: like PBS we do not wait, a delete must not queue behind a long restore.
  */
-export function deleteSnapshot(store: BackupStore, dir: BackupDir, opts: { force?: boolean } = {}): void {
+export async function deleteSnapshot(
+  store: BackupStore,
+  dir: BackupDir,
+  opts: { force?: boolean } = {},
+): Promise<void> {
   const path = requireSnapshot(store, dir);
-  const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use');
+  const lock = await store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use');
   try {
     if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
       throw ERR_SNAPSHOT_PROTECTED(dir, inNamespace(dir.group.ns));
@@ -646,9 +597,9 @@ export interface DeleteGroupResult {
  * (PBS `BackupGroup::destroy`). Holds the group lock without waiting, so a running backup makes
  * it fail with CONFLICT rather than delete under the writer's feet.
  */
-export function deleteGroup(store: BackupStore, group: BackupGroup): DeleteGroupResult {
+export async function deleteGroup(store: BackupStore, group: BackupGroup): Promise<DeleteGroupResult> {
   if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
-  const lock = store.locks.tryLockGroup(group, 'possibly running backup');
+  const lock = await store.locks.tryLockGroup(group, 'possibly running backup');
   try {
     let removedSnapshots = 0;
     let protectedSnapshots = 0;
@@ -657,7 +608,7 @@ export function deleteGroup(store: BackupStore, group: BackupGroup): DeleteGroup
         protectedSnapshots++;
         continue;
       }
-      deleteSnapshot(store, snap.dir);
+      await deleteSnapshot(store, snap.dir);
       removedSnapshots++;
     }
     const groupRemoved = protectedSnapshots === 0;
@@ -679,13 +630,13 @@ export async function createLockedBackupGroup(
   group: BackupGroup,
   authId: string,
   opts: { timeoutMs?: number } = {},
-): Promise<{ owner: string; lock: FileLock }> {
+): Promise<{ owner: string; lock: HeldLock }> {
   if (!namespaceExists(store, group.ns))
     throw new NotFoundError(`namespace '${group.ns.name}' does not exist`);
   parseAuthid(authId, 'owner');
   const lock =
     opts.timeoutMs === undefined
-      ? store.locks.tryLockGroup(group, 'another backup is already running')
+      ? await store.locks.tryLockGroup(group, 'another backup is already running')
       : await store.locks.lockGroup(group, { timeoutMs: opts.timeoutMs });
   try {
     const gp = groupPath(store, group);
@@ -711,9 +662,12 @@ export async function createLockedBackupGroup(
  * Create a new snapshot directory holding its exclusive lock; ALREADY_EXISTS when a snapshot
  * with that time exists. The caller holds the group lock.
  */
-export function createLockedBackupDir(store: BackupStore, dir: BackupDir): { path: string; lock: FileLock } {
+export async function createLockedBackupDir(
+  store: BackupStore,
+  dir: BackupDir,
+): Promise<{ path: string; lock: HeldLock }> {
   const path = snapshotPath(store, dir);
-  const lock = store.locks.tryLockSnapshot(dir, 'snapshot is in use');
+  const lock = await store.locks.tryLockSnapshot(dir, 'snapshot is in use');
   try {
     mkdirSync(join(path, '..'), { recursive: true });
     mkdirSync(path);

@@ -3,7 +3,9 @@
  * `<base>/.chunks/<4 hex>/<64 hex>`, byte-compatible with PBS (reference §7.1). Its contract is
  * `ChunkBackend` (chunk-backend.ts); paths stay inside this file. The store holds one descriptor
  * under its path (on `.lock`, as PBS's ProcessLocker does); `close()` releases it so an offline
- * datastore's filesystem can be unmounted (maintenance.md §3.7).
+ * datastore's filesystem can be unmounted (maintenance.md §3.7). It never flocks `.lock`: that
+ * file is also the datastore's GC lock in the local lock service (local-lock-service.ts), which
+ * flocks it on a descriptor of its own, so only GC runs exclude each other.
  *
  * The methods are async (the interface's), but their IO is synchronous on purpose: every
  * mutating step for one digest (stat, write temp, rename, touch, sweep's stat + unlink) runs to

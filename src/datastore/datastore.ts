@@ -11,11 +11,9 @@
 import { statfsSync } from 'node:fs';
 import { ERR_DATASTORE_CLOSED } from '../errors.js';
 import { validateDatastoreName } from '../api-types/names.js';
-import { type FileLock } from '../sys/file-lock.js';
 import {
   BackupDir,
   BackupGroup,
-  BackupLocks,
   BackupNamespace,
   type BackupStore,
   type DeleteGroupResult,
@@ -48,6 +46,8 @@ import {
 } from './backup-info.js';
 import type { ArchiveName } from '../api-types/archive-name.js';
 import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
+import { DatastoreLocks } from './datastore-locks.js';
+import type { HeldLock, LockService } from './lock-service.js';
 import {
   type GarbageCollectionOptions,
   type GarbageCollectionStatus,
@@ -73,8 +73,11 @@ export interface DatastoreOptions {
    * datastore owns it from here on and closes it in `close()`.
    */
   chunks: ChunkBackend;
-  /** Where lock files go (`<runDir>/locks/<store>/...`); a tmpfs such as /run/stowage. */
-  runDir: string;
+  /**
+   * The locks the datastore's processes share (group, snapshot, manifest, GC): admission passes
+   * its backend's (`AdmissionBackend.locks`). The datastore takes every lock through it.
+   */
+  locks: LockService;
   /** What the datastore fsyncs besides the chunks (manifests, indexes, blobs); PBS's default `filesystem`. */
   syncLevel?: SyncLevel;
 }
@@ -114,8 +117,8 @@ export type ReadonlyChunks = Pick<ChunkBackend, 'load' | 'exists' | 'list'>;
  */
 export interface ReadonlyDatastore {
   readonly name: string;
-  /** Group and snapshot locks (under the run dir, not the datastore), e.g. a reader's shared lock. */
-  readonly locks: BackupLocks;
+  /** Group and snapshot locks (through the lock service, not in the datastore), e.g. a reader's shared lock. */
+  readonly locks: DatastoreLocks;
   readonly chunks: ReadonlyChunks;
   listNamespaces(parent?: BackupNamespace, maxDepth?: number): BackupNamespace[];
   namespaceExists(ns: BackupNamespace): boolean;
@@ -131,7 +134,7 @@ export interface ReadonlyDatastore {
   openDecodedSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent;
   openSnapshotReader(dir: BackupDir): SnapshotReader;
   /** Under a read admission only the preview: what a prune would keep and remove. */
-  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun: true }): PruneResult[];
+  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun: true }): Promise<PruneResult[]>;
   gcStatus(): GarbageCollectionStatus | undefined;
   /** Under a read admission only `mode: 'read'`, which records nothing on the datastore. */
   verifySnapshot(dir: BackupDir, opts: VerifyOptions & { mode: 'read' }): Promise<SnapshotVerifyResult>;
@@ -145,25 +148,30 @@ export interface WritableDatastore extends ReadonlyDatastore {
   /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
   readonly writers: WriterRegistry;
   createNamespace(ns: BackupNamespace): void;
-  deleteNamespace(ns: BackupNamespace, opts?: { deleteGroups?: boolean }): DeleteNamespaceResult;
+  deleteNamespace(ns: BackupNamespace, opts?: { deleteGroups?: boolean }): Promise<DeleteNamespaceResult>;
   updateManifest(
     dir: BackupDir,
     mutate: (m: BackupManifest) => void | Promise<void>,
   ): Promise<BackupManifest>;
-  deleteSnapshot(dir: BackupDir): void;
-  deleteGroup(group: BackupGroup): DeleteGroupResult;
-  setProtected(dir: BackupDir, value: boolean): void;
+  deleteSnapshot(dir: BackupDir): Promise<void>;
+  deleteGroup(group: BackupGroup): Promise<DeleteGroupResult>;
+  setProtected(dir: BackupDir, value: boolean): Promise<void>;
   setNotes(target: BackupGroup | BackupDir, notes: string): Promise<void>;
   setOwner(group: BackupGroup, authId: string, opts?: { force?: boolean }): void;
-  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): void;
-  addSnapshotBlob(dir: BackupDir, file: ArchiveName, bytes: Buffer, opts?: { existsMessage?: string }): void;
+  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): Promise<void>;
+  addSnapshotBlob(
+    dir: BackupDir,
+    file: ArchiveName,
+    bytes: Buffer,
+    opts?: { existsMessage?: string },
+  ): Promise<void>;
   createLockedBackupGroup(
     group: BackupGroup,
     authId: string,
     opts?: { timeoutMs?: number },
-  ): Promise<{ owner: string; lock: FileLock }>;
-  createSnapshotWriter(dir: BackupDir): { writer: SnapshotWriter; lock: FileLock };
-  prune(group: BackupGroup, opts: KeepOptions, runOpts?: { dryRun?: boolean }): PruneResult[];
+  ): Promise<{ owner: string; lock: HeldLock }>;
+  createSnapshotWriter(dir: BackupDir): Promise<{ writer: SnapshotWriter; lock: HeldLock }>;
+  prune(group: BackupGroup, opts: KeepOptions, runOpts?: { dryRun?: boolean }): Promise<PruneResult[]>;
   garbageCollection(opts?: GarbageCollectionOptions): Promise<GarbageCollectionStatus>;
   verifySnapshot(dir: BackupDir, opts: VerifyOptions): Promise<SnapshotVerifyResult>;
 }
@@ -175,7 +183,7 @@ export interface WritableDatastore extends ReadonlyDatastore {
 export class Datastore implements BackupStore, WritableDatastore {
   readonly name: string;
   readonly basePath: string;
-  readonly locks: BackupLocks;
+  readonly locks: DatastoreLocks;
   readonly syncLevel: SyncLevel;
   /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
   readonly writers = new WriterRegistry();
@@ -192,7 +200,7 @@ export class Datastore implements BackupStore, WritableDatastore {
     this.basePath = basePath;
     this.store = opts.chunks;
     this.syncLevel = opts.syncLevel ?? 'filesystem';
-    this.locks = new BackupLocks(opts.runDir, name);
+    this.locks = new DatastoreLocks(opts.locks, name);
   }
 
   /**
@@ -225,8 +233,8 @@ export class Datastore implements BackupStore, WritableDatastore {
 
   /**
    * Close every file this handle holds under `basePath` (the chunk store's `.lock`), so an
-   * offline datastore's filesystem can be unmounted. Locks live under the run dir and are only
-   * held for the duration of a call. Idempotent.
+   * offline datastore's filesystem can be unmounted. Locks belong to the lock service and are
+   * only held for the duration of a call (or a session). Idempotent.
    */
   close(): void {
     const store = this.store;
@@ -263,7 +271,10 @@ export class Datastore implements BackupStore, WritableDatastore {
   }
 
   /** Delete a namespace and those below it; groups only with `deleteGroups` (see backup-info). */
-  deleteNamespace(ns: BackupNamespace, opts: { deleteGroups?: boolean } = {}): DeleteNamespaceResult {
+  deleteNamespace(
+    ns: BackupNamespace,
+    opts: { deleteGroups?: boolean } = {},
+  ): Promise<DeleteNamespaceResult> {
     return deleteNamespace(this.open(), ns, opts);
   }
 
@@ -293,16 +304,16 @@ export class Datastore implements BackupStore, WritableDatastore {
     mutate: (m: BackupManifest) => void | Promise<void>,
   ): Promise<BackupManifest> {
     return updateManifest(this.snapshotPath(dir), mutate, {
-      lockPath: this.locks.manifestLockPath(dir),
+      lock: (timeoutMs) => this.locks.lockManifest(dir, { timeoutMs }),
       fsync: this.syncLevel === 'file',
     });
   }
 
-  deleteSnapshot(dir: BackupDir): void {
-    deleteSnapshot(this.open(), dir);
+  deleteSnapshot(dir: BackupDir): Promise<void> {
+    return deleteSnapshot(this.open(), dir);
   }
 
-  deleteGroup(group: BackupGroup): DeleteGroupResult {
+  deleteGroup(group: BackupGroup): Promise<DeleteGroupResult> {
     return deleteGroup(this.open(), group);
   }
 
@@ -310,8 +321,8 @@ export class Datastore implements BackupStore, WritableDatastore {
     return isProtected(this.open(), dir);
   }
 
-  setProtected(dir: BackupDir, value: boolean): void {
-    setProtected(this.open(), dir, value);
+  setProtected(dir: BackupDir, value: boolean): Promise<void> {
+    return setProtected(this.open(), dir, value);
   }
 
   /** Notes of a group (its `notes` file) or of a snapshot (manifest `unprotected.notes`). */
@@ -335,8 +346,8 @@ export class Datastore implements BackupStore, WritableDatastore {
   }
 
   /** Give a group still owned by `expectedOwner` to `newOwner`, under the group lock. */
-  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): void {
-    changeOwner(this.open(), group, expectedOwner, newOwner, { fsync: this.syncLevel === 'file' });
+  changeOwner(group: BackupGroup, expectedOwner: string, newOwner: string): Promise<void> {
+    return changeOwner(this.open(), group, expectedOwner, newOwner, { fsync: this.syncLevel === 'file' });
   }
 
   /** A snapshot file as stored, as a stream that closes its descriptor when done. */
@@ -355,8 +366,8 @@ export class Datastore implements BackupStore, WritableDatastore {
     file: ArchiveName,
     bytes: Buffer,
     opts: { existsMessage?: string } = {},
-  ): void {
-    addSnapshotBlob(this.open(), dir, file, bytes, { ...opts, fsync: this.syncLevel === 'file' });
+  ): Promise<void> {
+    return addSnapshotBlob(this.open(), dir, file, bytes, { ...opts, fsync: this.syncLevel === 'file' });
   }
 
   /** For the backup session: open or create a group, holding its lock (see backup-info). */
@@ -364,11 +375,11 @@ export class Datastore implements BackupStore, WritableDatastore {
     group: BackupGroup,
     authId: string,
     opts: { timeoutMs?: number } = {},
-  ): Promise<{ owner: string; lock: FileLock }> {
+  ): Promise<{ owner: string; lock: HeldLock }> {
     return createLockedBackupGroup(this.open(), group, authId, opts);
   }
 
-  createLockedBackupDir(dir: BackupDir): { path: string; lock: FileLock } {
+  createLockedBackupDir(dir: BackupDir): Promise<{ path: string; lock: HeldLock }> {
     return createLockedBackupDir(this.open(), dir);
   }
 
@@ -376,8 +387,8 @@ export class Datastore implements BackupStore, WritableDatastore {
    * For the backup session: create the snapshot directory of `dir`, locked exclusively, and the
    * writer of its files (ALREADY_EXISTS when the snapshot exists).
    */
-  createSnapshotWriter(dir: BackupDir): { writer: SnapshotWriter; lock: FileLock } {
-    const { path, lock } = createLockedBackupDir(this.open(), dir);
+  async createSnapshotWriter(dir: BackupDir): Promise<{ writer: SnapshotWriter; lock: HeldLock }> {
+    const { path, lock } = await createLockedBackupDir(this.open(), dir);
     return { writer: new SnapshotWriter(this, dir, path), lock };
   }
 
@@ -386,7 +397,7 @@ export class Datastore implements BackupStore, WritableDatastore {
     return new SnapshotReader(this.snapshotPath(dir), dir);
   }
 
-  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun?: boolean } = {}): PruneResult[] {
+  prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun?: boolean } = {}): Promise<PruneResult[]> {
     return pruneGroup(this.open(), group, opts, runOpts);
   }
 

@@ -9,10 +9,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { CorruptDataError, ERR_GC_RUNNING } from '../errors.js';
+import { CorruptDataError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
-import { tryAcquireFileLock } from '../sys/file-lock.js';
 import type { ChunkBackend } from './chunk-backend.js';
+import type { DatastoreLocks } from './datastore-locks.js';
 import { digestToHex } from './digest.js';
 import { isIndexFileName, type ChunkIndexReader } from './index-file.js';
 import { openIndexReader } from './open-index.js';
@@ -108,17 +108,19 @@ function humanBytes(n: number): string {
   return u === 0 ? `${n} B` : `${v.toFixed(2)} ${units[u]}`;
 }
 
-/** What GC works on: the index tree under `basePath`, its chunks and its writers. */
+/** What GC works on: the index tree under `basePath`, its chunks, its writers and its GC lock. */
 export interface GcStore {
   readonly basePath: string;
   readonly chunks: ChunkBackend;
+  /** The datastore's locks; GC takes the `gc` one (the local lock service's is `<base>/.lock`). */
+  readonly locks: Pick<DatastoreLocks, 'tryLockGc'>;
   /** This process's writers (the datastore's registry); others come via the options. */
   readonly writers?: WriterRegistry;
 }
 
 /**
- * Run GC on a datastore. Refuses with CONFLICT when another GC holds the datastore's
- * `.lock` (flock; another process or this one). Writes the result to `<base>/.gc-status`
+ * Run GC on a datastore. Refuses with CONFLICT when another GC holds the datastore's GC lock
+ * (another process or this one; LockService name `gc`). Writes the result to `<base>/.gc-status`
  * atomically and returns it. `signal` aborts between files.
  */
 export async function garbageCollection(
@@ -126,8 +128,7 @@ export async function garbageCollection(
   opts: GarbageCollectionOptions = {},
 ): Promise<GarbageCollectionStatus> {
   const log = opts.log ?? (() => {});
-  const lock = tryAcquireFileLock(join(store.basePath, '.lock'));
-  if (!lock) throw ERR_GC_RUNNING();
+  const lock = await store.locks.tryLockGc();
   try {
     opts.signal?.throwIfAborted();
     const chunks = store.chunks;

@@ -29,6 +29,8 @@ export type {
   WritableDatastore,
 } from './datastore.js';
 export type { ChunkBackend, InsertResult, SyncLevel } from './chunk-backend.js';
+export type { DatastoreLocks } from './datastore-locks.js';
+export type { HeldLock, LockName, LockOptions, LockService } from './lock-service.js';
 export { emptyGcStatus, type GarbageCollectionStatus } from './gc.js';
 export {
   CLIENT_LOG_BLOB_NAME,

@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError, ERR_MANIFEST_SIGNED_PART, NotFoundError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
-import { withFileLock } from '../sys/file-lock.js';
 import { BACKUP_ID_REGEX, BACKUP_TYPE_REGEX, type BackupType } from '../api-types/names.js';
 import { decodeBlob, encodeBlob } from './data-blob.js';
+import type { HeldLock } from './lock-service.js';
 
 export const MANIFEST_BLOB_NAME = 'index.json.blob';
 export const CLIENT_LOG_BLOB_NAME = 'client.log.blob';
@@ -229,8 +229,12 @@ export function storeManifest(snapshotPath: string, m: BackupManifest, opts: { f
 }
 
 export interface UpdateManifestOptions {
-  /** The manifest lock file (see `BackupLocks.manifestLockPath`); lives under the run dir. */
-  lockPath: string;
+  /**
+   * Take the snapshot's manifest lock, waiting at most `timeoutMs` (LOCK_TIMEOUT after): the
+   * datastore's `locks.lockManifest(dir, { timeoutMs })`.
+   */
+  lock: (timeoutMs: number) => Promise<HeldLock>;
+  /** Default MANIFEST_LOCK_TIMEOUT_MS, as PBS. */
   timeoutMs?: number;
   fsync?: boolean;
 }
@@ -245,18 +249,17 @@ export async function updateManifest(
   mutate: (m: BackupManifest) => void | Promise<void>,
   opts: UpdateManifestOptions,
 ): Promise<BackupManifest> {
-  return withFileLock(
-    opts.lockPath,
-    async () => {
-      const m = loadManifest(snapshotPath);
-      const before = signedManifestJson(m);
-      await mutate(m);
-      if (signedManifestJson(m) !== before) {
-        throw ERR_MANIFEST_SIGNED_PART(snapshotPath);
-      }
-      storeManifest(snapshotPath, m, { fsync: opts.fsync });
-      return m;
-    },
-    { timeoutMs: opts.timeoutMs ?? MANIFEST_LOCK_TIMEOUT_MS },
-  );
+  const lock = await opts.lock(opts.timeoutMs ?? MANIFEST_LOCK_TIMEOUT_MS);
+  try {
+    const m = loadManifest(snapshotPath);
+    const before = signedManifestJson(m);
+    await mutate(m);
+    if (signedManifestJson(m) !== before) {
+      throw ERR_MANIFEST_SIGNED_PART(snapshotPath);
+    }
+    storeManifest(snapshotPath, m, { fsync: opts.fsync });
+    return m;
+  } finally {
+    lock.release();
+  }
 }

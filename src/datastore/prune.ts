@@ -183,12 +183,12 @@ export interface PruneResult extends PruneMark {
  * a running backup) is left in place and reported with `error`, and the others are still pruned,
  * as PBS logs and continues.
  */
-export function pruneGroup(
+export async function pruneGroup(
   store: BackupStore,
   group: BackupGroup,
   opts: KeepOptions,
   runOpts: { dryRun?: boolean } = {},
-): PruneResult[] {
+): Promise<PruneResult[]> {
   const keepOptions = validateKeepOptions(opts);
   const snapshots = listSnapshots(store, group);
   const byTime = new Map(snapshots.map((s) => [s.dir.time, s]));
@@ -196,17 +196,19 @@ export function pruneGroup(
     snapshots.map((s) => ({ time: s.dir.time, protected: s.protected, finished: s.finished })),
     keepOptions,
   );
-  return marks.map((mark) => {
+  const results: PruneResult[] = [];
+  for (const mark of marks) {
     const info = byTime.get(mark.time)!;
     const result: PruneResult = { ...mark, dir: info.dir, protected: info.protected };
     if (!mark.keep && !runOpts.dryRun) {
       try {
-        deleteSnapshot(store, info.dir);
+        await deleteSnapshot(store, info.dir);
       } catch (err) {
         if (!isStowageError(err) && (err as NodeJS.ErrnoException).code === undefined) throw err;
         result.error = (err as Error).message;
       }
     }
-    return result;
-  });
+    results.push(result);
+  }
+  return results;
 }

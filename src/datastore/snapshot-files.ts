@@ -167,13 +167,13 @@ export function openDecodedSnapshotFile(
  * and it appears whole or not at all (temp file, fsync under sync-level `file`, link into place).
  * Holds the snapshot lock shared without waiting, so a running backup or a delete refuses it.
  */
-export function addSnapshotBlob(
+export async function addSnapshotBlob(
   store: BackupStore,
   dir: BackupDir,
   file: ArchiveName,
   bytes: Buffer,
   opts: { fsync?: boolean; existsMessage?: string } = {},
-): void {
+): Promise<void> {
   if (file.type !== 'blob') throw ERR_NOT_A_BLOB_NAME(file.name);
   try {
     verifyBlobCrc(bytes, 'uploaded blob');
@@ -182,7 +182,9 @@ export function addSnapshotBlob(
     throw err;
   }
   const path = existingSnapshot(store, dir);
-  const lock = store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use', { shared: true });
+  const lock = await store.locks.tryLockSnapshot(dir, 'backup is running or snapshot is in use', {
+    shared: true,
+  });
   try {
     createFileExclusive(join(path, file.name), bytes, { fsync: opts.fsync, mode: 0o644 });
   } catch (err) {

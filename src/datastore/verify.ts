@@ -174,13 +174,7 @@ export async function verifySnapshot(
   const log = opts.log ?? (() => {});
   const cache = opts.cache ?? createVerifyCache();
   const path = snapshotPath(store, dir);
-  const lock = (() => {
-    try {
-      return store.locks.tryLockSnapshot(dir, 'verify', { shared: true });
-    } catch (err) {
-      return message(err);
-    }
-  })();
+  const lock = await store.locks.tryLockSnapshot(dir, 'verify', { shared: true }).catch(message);
   if (typeof lock === 'string') {
     log(`SKIPPED: verify ${dir} - could not acquire snapshot lock: ${lock}`);
     return { ok: true, errors: [], skipped: lock, renamed: [] };
@@ -219,7 +213,7 @@ export async function verifySnapshot(
         (m) => {
           m.unprotected.verify_state = { upid: opts.upid, state };
         },
-        { lockPath: store.locks.manifestLockPath(dir), fsync: opts.fsync },
+        { lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }), fsync: opts.fsync },
       );
     }
     return { ok: state === 'ok', errors: ctx.errors, renamed: ctx.renamed };

@@ -94,7 +94,7 @@ export function pruneJob(job: PruneJobConfig): JobSpec<'write'> {
     operation: 'write',
     kind: 'prune',
     title: `prune job '${job.id}'`,
-    run(task, handle) {
+    async run(task, handle) {
       const keep = keepOptions(job);
       const depth = job['max-depth'];
       task.log(
@@ -110,14 +110,13 @@ export function pruneJob(job: PruneJobConfig): JobSpec<'write'> {
         for (const group of ds.listGroups(ns)) {
           task.throwIfAborted();
           task.log(`Pruning group ${ns.isRoot() ? '' : ns.name + ':'}"${group}"`);
-          for (const r of ds.prune(group, keep)) {
+          for (const r of await ds.prune(group, keep)) {
             const what = r.keep ? `keep (${r.reason})` : 'remove';
             if (r.error) task.warn(`${r.dir}: failed to remove - ${r.error}`);
             else task.log(`${what} ${r.dir}`);
           }
         }
       }
-      return Promise.resolve();
     },
   };
 }

@@ -152,7 +152,7 @@ export function prepareDatastoreCreation(access: DatastoreAccess, req: NewDatast
 export async function createDatastore(
   access: DatastoreAccess,
   prepared: PreparedDatastore,
-  opts: { runDir: string; log?: (line: string) => void },
+  opts: { log?: (line: string) => void } = {},
 ): Promise<void> {
   const log = opts.log ?? (() => {});
   const { config } = prepared;
@@ -165,7 +165,7 @@ export async function createDatastore(
       Datastore.create(name, path, {
         chunks: createChunkBackend(config),
         syncLevel: syncLevelOf(config),
-        runDir: opts.runDir,
+        locks: access.backend.locks,
       }).close();
       log('chunk store created');
     }

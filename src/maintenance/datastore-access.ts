@@ -67,20 +67,17 @@ export interface DatastoreAccessOptions {
   config: DatastoreConfigFile;
   /** Where modes and operations live and admission is made atomic. */
   backend: AdmissionBackend;
-  runDir: string;
 }
 
 export class DatastoreAccess {
   readonly config: DatastoreConfigFile;
   readonly backend: AdmissionBackend;
-  private readonly runDir: string;
   /** Datastores this process holds open, with the number of its operations using each. */
   private readonly open = new Map<string, OpenStore>();
 
   constructor(opts: DatastoreAccessOptions) {
     this.config = opts.config;
     this.backend = opts.backend;
-    this.runDir = opts.runDir;
   }
 
   /**
@@ -139,7 +136,7 @@ export class DatastoreAccess {
       const datastore = Datastore.open(name, cfg.path, {
         chunks: openChunkBackend(cfg),
         syncLevel,
-        runDir: this.runDir,
+        locks: this.backend.locks,
       });
       store = { datastore, path: cfg.path, holders: 0 };
       this.open.set(name, store);

@@ -1,14 +1,24 @@
 /**
  * The local lock service: a flock on one `.lck` file per lock name (src/sys/file-lock.ts), the
- * kernel drops it when the holder dies. The files are the ones the code that still calls the
- * flock primitive directly uses, so both exclude each other while callers move over:
+ * kernel drops it when the holder dies. The files:
  *
- *   group, snapshot, manifest   <runDir>/locks/<store>/<group path>/{group,<time>,<time>.index.json}.lck
- *   job                         <dataDir>/jobstates/<type>-<id>.lck
- *   gc                          <datastore path>/.lock (the chunk store's lock, as PBS)
+ *   group      <runDir>/locks/<store>/[ns/<a>/]<type>/<id>/group.lck
+ *   snapshot   <runDir>/locks/<store>/[ns/<a>/]<type>/<id>/<time>.lck
+ *   manifest   <runDir>/locks/<store>/[ns/<a>/]<type>/<id>/<time>.index.json.lck (PBS's name, §7.1)
+ *   job        <dataDir>/jobstates/<type>-<id>.lck
+ *   gc         <datastore path>/.lock (the file the filesystem chunk backend keeps open, as PBS's
+ *              ProcessLocker; the backend never flocks it, so only GC holders exclude each other)
+ *
+ * Group, snapshot and manifest locks live under the run dir, not in the datastore: a lock held on
+ * a file inside the datastore would be an open file under its mount point and keep an `offline`
+ * datastore from being unmounted (maintenance.md invariant 7), and a lock file survives the
+ * removal of the directory it guards, so a delete holds its lock until the very end. `group.lck`
+ * cannot collide with a snapshot lock: backup times never spell `group`. The lock files are never
+ * unlinked (unlinking a flocked file lets two holders in at once); they are empty and the run dir
+ * is a tmpfs cleared at boot.
  */
 import { join } from 'node:path';
-import { BackupLocks } from '../datastore/backup-info.js';
+import { validateDatastoreName } from '../api-types/names.js';
 import type { DatastoreConfigFile } from '../config/datastore-config.js';
 import { NotFoundError } from '../errors.js';
 import { acquireFileLock, tryAcquireFileLock } from '../sys/file-lock.js';
@@ -28,11 +38,19 @@ export class LocalLockService implements LockService {
   lockPath(name: LockName): string {
     switch (name.kind) {
       case 'group':
-        return new BackupLocks(this.opts.runDir, name.store).groupLockPath(name.group);
+        return join(this.storeRoot(name.store), name.group.relativePath, 'group.lck');
       case 'snapshot':
-        return new BackupLocks(this.opts.runDir, name.store).snapshotLockPath(name.snapshot);
+        return join(
+          this.storeRoot(name.store),
+          name.snapshot.group.relativePath,
+          `${name.snapshot.timeString}.lck`,
+        );
       case 'manifest':
-        return new BackupLocks(this.opts.runDir, name.store).manifestLockPath(name.snapshot);
+        return join(
+          this.storeRoot(name.store),
+          name.snapshot.group.relativePath,
+          `${name.snapshot.timeString}.index.json.lck`,
+        );
       case 'job':
         if (
           !/^[A-Za-z0-9_-]+$/.test(name.jobType) ||
@@ -48,6 +66,11 @@ export class LocalLockService implements LockService {
         return join(cfg.path, '.lock');
       }
     }
+  }
+
+  /** `<runDir>/locks/<store>`; the name is validated, so the path stays under the run dir. */
+  private storeRoot(store: string): string {
+    return join(this.opts.runDir, 'locks', validateDatastoreName(store));
   }
 
   async acquire(name: LockName, opts: LockOptions & { timeoutMs?: number } = {}): Promise<HeldLock> {

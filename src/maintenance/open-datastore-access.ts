@@ -23,5 +23,5 @@ export function openDatastoreAccess(
     locks: new LocalLockService({ runDir: paths.runDir, dataDir: paths.dataDir, config }),
     ...opts,
   });
-  return new DatastoreAccess({ config, backend, runDir: paths.runDir });
+  return new DatastoreAccess({ config, backend });
 }

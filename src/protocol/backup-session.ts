@@ -23,7 +23,6 @@ import {
   ProtocolHttpError,
   StowageError,
 } from '../errors.js';
-import type { FileLock } from '../sys/file-lock.js';
 import {
   type BackupDir,
   type BackupGroup,
@@ -36,6 +35,7 @@ import {
   type DynamicIndexWriter,
   type FixedIndexReader,
   type FixedIndexWriter,
+  type HeldLock,
   MANIFEST_BLOB_NAME,
   type ManifestFile,
   newManifest,
@@ -181,11 +181,11 @@ export interface BackupSessionInit {
   /** The new snapshot's files. */
   writer: SnapshotWriter;
   /** Held for the whole session: no other backup of this group, no group deletion. */
-  groupLock: FileLock;
+  groupLock: HeldLock;
   /** Exclusive lock of the new snapshot. */
-  dirLock: FileLock;
+  dirLock: HeldLock;
   /** The incremental base (last finished snapshot not failed in verify), locked shared. */
-  base?: { dir: BackupDir; reader: SnapshotReader; lock: FileLock };
+  base?: { dir: BackupDir; reader: SnapshotReader; lock: HeldLock };
   /** The group did not exist before this session (removed again if the session fails). */
   groupCreated: boolean;
   /** A `proxmox-backup-client benchmark` session: its data is removed even when finished. */
@@ -639,7 +639,7 @@ export async function openBackupSession(
   if (!datastore.namespaceExists(group.ns)) throw new ProtocolHttpError('NOT_FOUND', 'namespace not found');
   const groupExisted = datastore.groupExists(group);
   const { owner, lock: groupLock } = await datastore.createLockedBackupGroup(group, authId);
-  const locks: FileLock[] = [groupLock];
+  const locks: HeldLock[] = [groupLock];
   try {
     // PBS lets anyone with Datastore.Backup run the benchmark
     if (!isBackupOwner(owner, authId) && !opts.benchmark) {
@@ -660,16 +660,16 @@ export async function openBackupSession(
       if (verifyFailed) {
         log.log(`last snapshot ${last.dir} failed verification or is unreadable - not using it as base`);
       } else {
-        const lock = datastore.locks.tryLockSnapshot(last.dir, 'base snapshot is being removed', {
+        const lock = await datastore.locks.tryLockSnapshot(last.dir, 'base snapshot is being removed', {
           shared: true,
         });
         locks.push(lock);
         base = { dir: last.dir, reader: datastore.openSnapshotReader(last.dir), lock };
       }
     }
-    let created: { writer: SnapshotWriter; lock: FileLock };
+    let created: { writer: SnapshotWriter; lock: HeldLock };
     try {
-      created = datastore.createSnapshotWriter(dir);
+      created = await datastore.createSnapshotWriter(dir);
     } catch (err) {
       if (err instanceof StowageError && err.code === 'ALREADY_EXISTS') {
         throw new BadRequestError('backup directory already exists.');

@@ -6,11 +6,11 @@
  */
 import type { Static } from 'typebox';
 import { ProtocolHttpError } from '../errors.js';
-import type { FileLock } from '../sys/file-lock.js';
 import {
   type BackupDir,
   decodeDynamicIndex,
   decodeFixedIndex,
+  type HeldLock,
   MANIFEST_BLOB_NAME,
   type ReadonlyDatastore,
   type SnapshotReader,
@@ -28,7 +28,7 @@ export interface ReaderSessionInit {
   /** The snapshot's files. */
   snapshot: SnapshotReader;
   /** Shared snapshot lock, held for the whole session so the snapshot cannot be removed. */
-  lock: FileLock;
+  lock: HeldLock;
   log: SessionLog;
 }
 

@@ -303,7 +303,9 @@ async function runReader(u: AdmittedUpgrade<ReadHandle>, readPriv: boolean): Pro
   const snapshot = ds.openSnapshotReader(params.dir);
   const snap = ds.listSnapshots(params.dir.group).find((s) => s.dir.time === params.dir.time);
   if (!snap) throw missing;
-  const lock = ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', { shared: true });
+  const lock = await ds.locks.tryLockSnapshot(params.dir, 'snapshot is being removed or written', {
+    shared: true,
+  });
   const log = new DeferredLog();
   const session = new ReaderSession({ datastore: ds, dir: params.dir, snapshot, lock, log });
   const nsPrefix = logSessionStart(log, 'reader', u);

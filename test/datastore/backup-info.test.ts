@@ -17,7 +17,6 @@ import { backupTimeFromString } from '../../src/api-types/names.js';
 import {
   BackupDir,
   BackupGroup,
-  BackupLocks,
   BackupNamespace,
   createLockedBackupDir,
   createLockedBackupGroup,
@@ -46,6 +45,7 @@ import {
   storeManifest,
 } from '../../src/datastore/manifest.js';
 import { listTree } from '../helpers/files.js';
+import { testDatastoreLocks } from '../helpers/test-datastore.js';
 
 const ROOT = BackupNamespace.root();
 const t = (s: string) => backupTimeFromString(s);
@@ -59,7 +59,7 @@ async function withStore(fn: (store: BackupStore, root: string) => Promise<void>
   const basePath = join(root, 'store');
   mkdirSync(basePath);
   try {
-    await fn({ basePath, locks: new BackupLocks(join(root, 'run'), 'store1') }, root);
+    await fn({ basePath, locks: testDatastoreLocks(root, basePath) }, root);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -216,12 +216,12 @@ test('two backups of one group cannot hold it at once, and a snapshot time is cr
     const held = await createLockedBackupGroup(store, g, 'root@pam');
     try {
       await assert.rejects(createLockedBackupGroup(store, g, 'root@pam'), code('CONFLICT'));
-      assert.throws(() => deleteGroup(store, g), code('CONFLICT'));
+      await assert.rejects(deleteGroup(store, g), code('CONFLICT'));
       const dir = g.snapshot(t('2024-01-01T00:00:00Z'));
-      const created = createLockedBackupDir(store, dir);
-      assert.throws(() => createLockedBackupDir(store, dir), code('CONFLICT'), 'locked by the writer');
+      const created = await createLockedBackupDir(store, dir);
+      await assert.rejects(createLockedBackupDir(store, dir), code('CONFLICT'), 'locked by the writer');
       created.lock.release();
-      assert.throws(() => createLockedBackupDir(store, dir), code('ALREADY_EXISTS'));
+      await assert.rejects(createLockedBackupDir(store, dir), code('ALREADY_EXISTS'));
     } finally {
       held.lock.release();
     }
@@ -245,20 +245,20 @@ test('group notes, snapshot notes and the protected flag round-trip', () =>
     assert.equal(loadManifest(snapshotPath(store, d)).unprotected.notes, 'before upgrade');
 
     assert.equal(isProtected(store, d), false);
-    setProtected(store, d, true);
+    await setProtected(store, d, true);
     assert.equal(isProtected(store, d), true);
     assert.ok(existsSync(join(snapshotPath(store, d), '.protected')));
-    setProtected(store, d, true); // idempotent
-    setProtected(store, d, false);
-    setProtected(store, d, false);
+    await setProtected(store, d, true); // idempotent
+    await setProtected(store, d, false);
+    await setProtected(store, d, false);
     assert.equal(isProtected(store, d), false);
 
     // a running backup (exclusive snapshot lock) refuses the change; a reader does not
     const writer = await store.locks.lockSnapshot(d);
-    assert.throws(() => setProtected(store, d, true), code('CONFLICT'));
+    await assert.rejects(setProtected(store, d, true), code('CONFLICT'));
     writer.release();
     const reader = await store.locks.lockSnapshot(d, { shared: true });
-    setProtected(store, d, true);
+    await setProtected(store, d, true);
     reader.release();
     assert.equal(isProtected(store, d), true);
   }));
@@ -268,26 +268,23 @@ test('a protected snapshot cannot be deleted, an unprotected one can, one in use
     const g = new BackupGroup(ROOT, 'vm', '100');
     const d1 = addSnapshot(store, g, '2024-01-01T00:00:00Z');
     const d2 = addSnapshot(store, g, '2024-01-02T00:00:00Z');
-    setProtected(store, d1, true);
-    assert.throws(
-      () => deleteSnapshot(store, d1),
-      (err: unknown) => {
-        assert.ok(err instanceof StowageError);
-        assert.equal(err.code, 'PROTECTED');
-        assert.equal(err.status, 409);
-        assert.match(err.message, /protected snapshot 'vm\/100\/2024-01-01T00:00:00Z'/);
-        return true;
-      },
-    );
+    await setProtected(store, d1, true);
+    await assert.rejects(deleteSnapshot(store, d1), (err: unknown) => {
+      assert.ok(err instanceof StowageError);
+      assert.equal(err.code, 'PROTECTED');
+      assert.equal(err.status, 409);
+      assert.match(err.message, /protected snapshot 'vm\/100\/2024-01-01T00:00:00Z'/);
+      return true;
+    });
     assert.ok(existsSync(snapshotPath(store, d1)));
 
     const reader = await store.locks.lockSnapshot(d2, { shared: true });
-    assert.throws(() => deleteSnapshot(store, d2), code('CONFLICT'));
+    await assert.rejects(deleteSnapshot(store, d2), code('CONFLICT'));
     reader.release();
     assert.ok(existsSync(snapshotPath(store, d2)));
-    deleteSnapshot(store, d2);
+    await deleteSnapshot(store, d2);
     assert.equal(existsSync(snapshotPath(store, d2)), false);
-    assert.throws(() => deleteSnapshot(store, d2), NotFoundError);
+    await assert.rejects(deleteSnapshot(store, d2), NotFoundError);
   }));
 
 test('deleting a group keeps it, with owner and notes, while a protected snapshot remains', () =>
@@ -298,9 +295,9 @@ test('deleting a group keeps it, with owner and notes, while a protected snapsho
     const keep = addSnapshot(store, g, '2024-01-01T00:00:00Z');
     addSnapshot(store, g, '2024-01-02T00:00:00Z');
     addSnapshot(store, g, '2024-01-03T00:00:00Z', { finished: false });
-    setProtected(store, keep, true);
+    await setProtected(store, keep, true);
 
-    assert.deepEqual(deleteGroup(store, g), {
+    assert.deepEqual(await deleteGroup(store, g), {
       removedSnapshots: 2,
       protectedSnapshots: 1,
       groupRemoved: false,
@@ -311,14 +308,14 @@ test('deleting a group keeps it, with owner and notes, while a protected snapsho
       'owner',
     ]);
 
-    setProtected(store, keep, false);
-    assert.deepEqual(deleteGroup(store, g), {
+    await setProtected(store, keep, false);
+    assert.deepEqual(await deleteGroup(store, g), {
       removedSnapshots: 1,
       protectedSnapshots: 0,
       groupRemoved: true,
     });
     assert.deepEqual(readdirSync(join(store.basePath, 'vm')), []);
-    assert.throws(() => deleteGroup(store, g), NotFoundError);
+    await assert.rejects(deleteGroup(store, g), NotFoundError);
 
     // every lock file lives under the run dir, none inside the datastore
     assert.deepEqual(listTree(store.basePath), ['vm']);

@@ -68,7 +68,7 @@ async function writeSnapshot(
 ): Promise<void> {
   const { lock: groupLock } = await ds.createLockedBackupGroup(group, 'root@pam');
   const dir = group.snapshot(t(time));
-  const { path, lock } = ds.createLockedBackupDir(dir);
+  const { path, lock } = await ds.createLockedBackupDir(dir);
   try {
     const put = (chunk: Buffer) => {
       const digest = sha256(chunk);
@@ -133,7 +133,7 @@ test('a datastore holds two snapshots, prunes one, collects its garbage and the 
       const second = group.snapshot(t('2024-06-02T10:00:00Z'));
       assert.deepEqual((await ds.verifySnapshot(first, { mode: 'read' })).errors, []);
 
-      const pruned = ds.prune(group, { 'keep-last': 1 });
+      const pruned = await ds.prune(group, { 'keep-last': 1 });
       assert.deepEqual(
         pruned.map((r) => [r.dir.timeString, r.keep, r.reason, r.error]),
         [
@@ -231,7 +231,7 @@ test('counts report groups with snapshots per type across namespaces, and status
       ds.createNamespace(ns);
       const mk = async (group: BackupGroup, time: string) => {
         (await ds.createLockedBackupGroup(group, 'root@pam')).lock.release();
-        ds.createLockedBackupDir(group.snapshot(t(time))).lock.release();
+        (await ds.createLockedBackupDir(group.snapshot(t(time)))).lock.release();
       };
       await mk(new BackupGroup(ROOT, 'vm', '100'), '2024-01-01T00:00:00Z');
       await mk(new BackupGroup(ROOT, 'vm', '100'), '2024-01-02T00:00:00Z');
@@ -262,7 +262,7 @@ test('notes, protection and owner go through the facade to the right files', () 
       const group = new BackupGroup(ROOT, 'host', 'web01');
       const dir = group.snapshot(t('2024-01-01T00:00:00Z'));
       (await ds.createLockedBackupGroup(group, 'alice@pbs')).lock.release();
-      const { path, lock } = ds.createLockedBackupDir(dir);
+      const { path, lock } = await ds.createLockedBackupDir(dir);
       storeManifest(path, newManifest('host', 'web01', dir.time));
       lock.release();
 
@@ -272,13 +272,13 @@ test('notes, protection and owner go through the facade to the right files', () 
       assert.equal(ds.getNotes(dir), 'snapshot note');
       assert.equal(ds.loadManifest(dir).unprotected.notes, 'snapshot note');
 
-      ds.setProtected(dir, true);
+      await ds.setProtected(dir, true);
       assert.equal(ds.getProtected(dir), true);
-      assert.throws(
-        () => ds.deleteSnapshot(dir),
+      await assert.rejects(
+        ds.deleteSnapshot(dir),
         (err: unknown) => err instanceof StowageError && err.code === 'PROTECTED',
       );
-      assert.deepEqual(ds.deleteGroup(group), {
+      assert.deepEqual(await ds.deleteGroup(group), {
         removedSnapshots: 0,
         protectedSnapshots: 1,
         groupRemoved: false,

@@ -20,13 +20,14 @@ import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { garbageCollection, readGcStatus, type GcStore } from '../../src/datastore/gc.js';
 import { WriterRegistry } from '../../src/datastore/writer-registry.js';
 import { tryAcquireFileLock } from '../../src/sys/file-lock.js';
+import { testDatastoreLocks } from '../helpers/test-datastore.js';
 
 const DAY = 86_400_000;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 
 interface Fixture {
   base: string;
-  /** What GC is given: the chunk backend and this process's writers. */
+  /** What GC is given: the chunk backend, this process's writers and the datastore's locks. */
   gc: GcStore & { chunks: FilesystemChunkBackend; writers: WriterRegistry };
   store: { chunkPath(digest: Uint8Array): string; lockPath: string };
   chunk(name: string, ageMs?: number): Promise<Buffer>;
@@ -40,11 +41,19 @@ function fixture(t: { after: (fn: () => void) => void }): Fixture {
   mkdirSync(join(base, '.chunks'));
   writeFileSync(join(base, '.lock'), '');
   const chunks = FilesystemChunkBackend.open(base);
-  const gc = { basePath: base, chunks, writers: new WriterRegistry() };
+  // the lock service's run and config dirs, outside the datastore as in production
+  const lockRoot = mkdtempSync(join(tmpdir(), 'stowage-gc-locks-'));
+  const gc = {
+    basePath: base,
+    chunks,
+    writers: new WriterRegistry(),
+    locks: testDatastoreLocks(lockRoot, base),
+  };
   const store = { chunkPath: (d: Uint8Array) => chunkFilePath(base, d), lockPath: join(base, '.lock') };
   t.after(() => {
     chunks.closeSync();
     rmSync(base, { recursive: true, force: true });
+    rmSync(lockRoot, { recursive: true, force: true });
   });
   const setAge = (path: string, ageMs: number) => {
     const at = (Date.now() - ageMs) / 1000;

@@ -160,6 +160,7 @@ test(
   withTempDir(async (dir) => {
     storeManifest(dir, sample());
     const lockPath = join(dir, 'locks', 'x.index.json.lck');
+    const lock = (timeoutMs: number) => acquireFileLock(lockPath, { timeoutMs });
     await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         updateManifest(
@@ -168,7 +169,7 @@ test(
             await new Promise((r) => setTimeout(r, 2)); // yield while holding the lock
             m.unprotected[`k${i}`] = i;
           },
-          { lockPath },
+          { lock },
         ),
       ),
     );
@@ -185,7 +186,10 @@ test(
     const held = await acquireFileLock(lockPath);
     try {
       await assert.rejects(
-        updateManifest(dir, (m) => void (m.unprotected.notes = 'x'), { lockPath, timeoutMs: 100 }),
+        updateManifest(dir, (m) => void (m.unprotected.notes = 'x'), {
+          lock: (timeoutMs) => acquireFileLock(lockPath, { timeoutMs }),
+          timeoutMs: 100,
+        }),
         (err: unknown) => err instanceof StowageError && err.code === 'LOCK_TIMEOUT',
       );
     } finally {
@@ -201,7 +205,9 @@ test(
     storeManifest(dir, sample());
     const before = readFileSync(join(dir, MANIFEST_BLOB_NAME));
     await assert.rejects(
-      updateManifest(dir, (m) => void (m.files[0]!.size = 1), { lockPath: join(dir, 'm.lck') }),
+      updateManifest(dir, (m) => void (m.files[0]!.size = 1), {
+        lock: (timeoutMs) => acquireFileLock(join(dir, 'm.lck'), { timeoutMs }),
+      }),
       StowageError,
     );
     assert.deepEqual(readFileSync(join(dir, MANIFEST_BLOB_NAME)), before);

@@ -7,7 +7,6 @@ import { BadRequestError } from '../../src/errors.js';
 import { backupTimeFromString, backupTimeToString } from '../../src/api-types/names.js';
 import {
   BackupGroup,
-  BackupLocks,
   BackupNamespace,
   snapshotPath,
   type BackupStore,
@@ -22,6 +21,7 @@ import {
   type PruneCandidate,
 } from '../../src/datastore/prune.js';
 import { listTree } from '../helpers/files.js';
+import { testDatastoreLocks } from '../helpers/test-datastore.js';
 
 const t = (s: string) => backupTimeFromString(s);
 const fin = (s: string, extra: Partial<PruneCandidate> = {}): PruneCandidate => ({
@@ -271,7 +271,7 @@ function setup(): { store: BackupStore; group: BackupGroup; cleanup: () => void 
   const root = mkdtempSync(join(tmpdir(), 'stowage-prune-'));
   const basePath = join(root, 'store');
   mkdirSync(basePath);
-  const store: BackupStore = { basePath, locks: new BackupLocks(join(root, 'run'), 'store1') };
+  const store: BackupStore = { basePath, locks: testDatastoreLocks(root, basePath) };
   const group = new BackupGroup(BackupNamespace.root(), 'vm', '100');
   const add = (time: string, opts: { finished?: boolean; protected?: boolean } = {}) => {
     const dir = group.snapshot(t(time));
@@ -288,11 +288,11 @@ function setup(): { store: BackupStore; group: BackupGroup; cleanup: () => void 
   return { store, group, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
-test('a dry-run prune reports the plan and changes nothing on disk', () => {
+test('a dry-run prune reports the plan and changes nothing on disk', async () => {
   const { store, group, cleanup } = setup();
   try {
     const before = listTree(store.basePath);
-    const result = pruneGroup(store, group, { 'keep-last': 1 }, { dryRun: true });
+    const result = await pruneGroup(store, group, { 'keep-last': 1 }, { dryRun: true });
     assert.deepEqual(
       result.map((r) => `${r.dir.timeString} ${r.keep} ${r.reason}`),
       [
@@ -318,7 +318,7 @@ test('prune removes exactly the snapshots it marked and leaves one in use in pla
     });
     let result;
     try {
-      result = pruneGroup(store, group, { 'keep-last': 1 });
+      result = await pruneGroup(store, group, { 'keep-last': 1 });
     } finally {
       reader.release();
     }
@@ -334,7 +334,7 @@ test('prune removes exactly the snapshots it marked and leaves one in use in pla
       '2024-01-05T00:00:00Z',
     ]);
     // once the reader is gone, the next prune removes it
-    pruneGroup(store, group, { 'keep-last': 1 });
+    await pruneGroup(store, group, { 'keep-last': 1 });
     assert.deepEqual(readdirSync(join(store.basePath, 'vm', '100')).sort(), [
       '2024-01-01T00:00:00Z',
       '2024-01-04T00:00:00Z',

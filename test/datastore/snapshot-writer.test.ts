@@ -27,7 +27,7 @@ test('a snapshot being written does not look finished until finish writes the ma
   const ds = bareDatastore(t);
   await ds.createLockedBackupGroup(group, 'root@pam').then(({ lock }) => lock.release());
   const dir = group.snapshot(1_718_000_000);
-  const { writer, lock } = ds.createSnapshotWriter(dir);
+  const { writer, lock } = await ds.createSnapshotWriter(dir);
   t.after(() => lock.release());
   const manifest = newManifest('host', 'web', dir.time);
   writer.stageManifest(encodeManifest(manifest));
@@ -45,11 +45,11 @@ test('a snapshot being written does not look finished until finish writes the ma
   assert.deepEqual(readdirSync(ds.snapshotPath(dir)).sort(), ['client.log.blob', 'index.json.blob']);
 });
 
-test('an index whose checksum does not match the client one is removed on close', (t) => {
+test('an index whose checksum does not match the client one is removed on close', async (t) => {
   const ds = bareDatastore(t);
   const dir = group.snapshot(1_718_000_000);
   mkdirSync(ds.groupPath(group), { recursive: true });
-  const { writer, lock } = ds.createSnapshotWriter(dir);
+  const { writer, lock } = await ds.createSnapshotWriter(dir);
   t.after(() => lock.release());
   const digest = sha256(Buffer.from('chunk'));
   const good = writer.createDynamicIndex('good.didx');
@@ -62,11 +62,11 @@ test('an index whose checksum does not match the client one is removed on close'
   assert.deepEqual(readdirSync(ds.snapshotPath(dir)), ['good.didx']);
 });
 
-test('abort removes the snapshot, and the group it created when nothing else is in it', (t) => {
+test('abort removes the snapshot, and the group it created when nothing else is in it', async (t) => {
   const ds = bareDatastore(t);
   mkdirSync(ds.groupPath(group), { recursive: true });
-  const first = ds.createSnapshotWriter(group.snapshot(1_718_000_000));
-  const second = ds.createSnapshotWriter(group.snapshot(1_718_000_100));
+  const first = await ds.createSnapshotWriter(group.snapshot(1_718_000_000));
+  const second = await ds.createSnapshotWriter(group.snapshot(1_718_000_100));
   first.writer.abort({ removeEmptyGroup: true });
   first.lock.release();
   assert.equal(ds.groupExists(group), true, 'another snapshot is still in the group');
@@ -79,7 +79,7 @@ test('a snapshot reader reads files by name and says undefined for a missing one
   const ds = bareDatastore(t);
   mkdirSync(ds.groupPath(group), { recursive: true });
   const dir = group.snapshot(1_718_000_000);
-  const { writer, lock } = ds.createSnapshotWriter(dir);
+  const { writer, lock } = await ds.createSnapshotWriter(dir);
   const blob = encodeBlob(Buffer.from('notes'));
   writer.addBlob('notes.blob', blob);
   lock.release();
@@ -88,7 +88,7 @@ test('a snapshot reader reads files by name and says undefined for a missing one
   assert.equal(reader.readFile('missing.blob'), undefined);
   assert.equal(reader.openFixedIndex('drive.fidx'), undefined);
   assert.equal(reader.exists(), true);
-  ds.deleteSnapshot(dir);
+  await ds.deleteSnapshot(dir);
   assert.equal(reader.exists(), false);
 });
 

@@ -12,20 +12,14 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import {
-  BackupDir,
-  BackupGroup,
-  BackupLocks,
-  BackupNamespace,
-  snapshotPath,
-} from '../../src/datastore/backup-info.js';
+import { BackupDir, BackupGroup, BackupNamespace, snapshotPath } from '../../src/datastore/backup-info.js';
 import { FilesystemChunkBackend, chunkFilePath } from '../../src/datastore/chunk-store.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { loadManifest, newManifest, storeManifest } from '../../src/datastore/manifest.js';
 import { createVerifyCache, verifySnapshot, type VerifyStore } from '../../src/datastore/verify.js';
-import { tryAcquireFileLock } from '../../src/sys/file-lock.js';
+import { testDatastoreLocks } from '../helpers/test-datastore.js';
 import { writeChunkFile } from '../helpers/chunk-files.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
@@ -45,11 +39,11 @@ function fixture(t: { after: (fn: () => void) => void }): Fixture {
   mkdirSync(join(base, '.chunks'), { recursive: true });
   writeFileSync(join(base, '.lock'), '');
   const chunks = FilesystemChunkBackend.open(base);
-  // The run dir (snapshot and manifest locks) lives outside the datastore, as in production.
+  // The locks (snapshot and manifest) live outside the datastore, under the run dir, as in production.
   const store: VerifyStore = {
     basePath: base,
     chunks,
-    locks: new BackupLocks(join(root, 'run'), 'store1'),
+    locks: testDatastoreLocks(root, base),
   };
   t.after(() => {
     chunks.closeSync();
@@ -223,7 +217,7 @@ test('index and blob mismatches against the manifest and missing chunks fail ver
 test('a snapshot locked by a running backup or delete is skipped, not failed', async (t) => {
   const f = fixture(t);
   const { dir } = f.snapshot(1_718_000_000, ['a']);
-  const lock = tryAcquireFileLock(f.store.locks.snapshotLockPath(dir));
+  const lock = await f.store.locks.service.tryAcquire({ kind: 'snapshot', store: 'store1', snapshot: dir });
   assert.ok(lock);
   t.after(() => lock.release());
   const res = await verifySnapshot(f.store, dir, { mode: 'write', upid: UPID });

@@ -114,7 +114,7 @@ async function writeArchiveSnapshot(): Promise<void> {
     const group = new BackupGroup(ns, 'host', 'web');
     const { lock: groupLock } = await ds.createLockedBackupGroup(group, 'root@pam');
     const dir = group.snapshot(T1);
-    const { path, lock } = ds.createLockedBackupDir(dir);
+    const { path, lock } = await ds.createLockedBackupDir(dir);
     try {
       const w = DynamicIndexWriter.create(join(path, 'root.pxar.didx'));
       let end = 0;

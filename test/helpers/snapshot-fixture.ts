@@ -46,7 +46,7 @@ export async function writeSnapshots(
       const group = new BackupGroup(ns, s.type, s.id);
       const { lock: groupLock } = await ds.createLockedBackupGroup(group, s.owner ?? 'root@pam');
       const dir = group.snapshot(s.time);
-      const { path, lock } = ds.createLockedBackupDir(dir);
+      const { path, lock } = await ds.createLockedBackupDir(dir);
       try {
         const chunkSize = 4096;
         const chunks = [0, 1].map((n) => Buffer.alloc(chunkSize, `${s.label ?? `${s.id}-${s.time}`}:${n};`));

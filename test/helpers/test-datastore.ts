@@ -1,13 +1,24 @@
 /**
  * A Datastore opened below admission, for tests of the datastore itself: what admission injects
- * (the chunk backend chosen for the datastore, src/maintenance/chunk-backend-for.ts) is built
- * here, in one place. Locks go under `<root>/run`, as a test instance's.
+ * (the chunk backend chosen for the datastore, src/maintenance/chunk-backend-for.ts, and the
+ * admission backend's lock service) is built here, in one place. The lock service is the local
+ * one on a test root's run dir (`<root>/run`) and config dir (`<root>/etc`, where the datastore
+ * is registered so its GC lock is found at `<path>/.lock`), as a test instance's.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  DatastoreConfigFile,
+  formatDatastoreConfig,
+  parseDatastoreConfig,
+  validateDatastoreName,
+} from '../../src/config/datastore-config.js';
 import type { ChunkBackend, SyncLevel } from '../../src/datastore/chunk-backend.js';
 import { FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
 import { Datastore } from '../../src/datastore/datastore.js';
+import { DatastoreLocks } from '../../src/datastore/datastore-locks.js';
+import type { LockService } from '../../src/datastore/lock-service.js';
+import { LocalLockService } from '../../src/maintenance/local-lock-service.js';
 
 export interface TestDatastoreOptions {
   name?: string;
@@ -21,6 +32,8 @@ export interface TestDatastoreOptions {
   syncLevel?: SyncLevel;
   /** Another chunk backend instead of the filesystem one at `basePath`. */
   chunks?: ChunkBackend;
+  /** Another lock service instead of the local one of `root`. */
+  locks?: LockService;
 }
 
 /** `.chunks` and `.lock`: all a filesystem chunk store needs to open. */
@@ -40,12 +53,55 @@ export function testChunkBackend(
   return FilesystemChunkBackend.open(basePath, { syncLevel });
 }
 
+/**
+ * The local lock service of a test root, with datastore `name` at `basePath` registered in
+ * `<root>/etc/datastore.cfg` (written directly, without the config lock: tests only).
+ */
+export function testLockService(root: string, stores: Record<string, string> = {}): LocalLockService {
+  const configDir = join(root, 'etc');
+  const cfgPath = join(configDir, 'datastore.cfg');
+  const current = existsSync(cfgPath)
+    ? parseDatastoreConfig(readFileSync(cfgPath, 'utf8')).stores
+    : new Map();
+  let changed = false;
+  for (const [name, path] of Object.entries(stores)) {
+    if (current.get(name)?.path === path) continue;
+    current.set(name, { name, path });
+    changed = true;
+  }
+  if (changed) {
+    mkdirSync(configDir, { recursive: true });
+    writeFileSync(cfgPath, formatDatastoreConfig(current));
+  }
+  return new LocalLockService({
+    runDir: join(root, 'run'),
+    dataDir: root,
+    config: new DatastoreConfigFile(configDir),
+  });
+}
+
+/** A datastore's locks through the local lock service of `root` (for functions below the facade). */
+export function testDatastoreLocks(root: string, basePath: string, name = 'store1'): DatastoreLocks {
+  return new DatastoreLocks(testLockService(root, { [name]: basePath }), name);
+}
+
+function validName(name: string): boolean {
+  try {
+    validateDatastoreName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Open (or, with `chunkStore: 'create'`, create) datastore `name` at `basePath` under `root`. */
 export function openTestDatastore(root: string, opts: TestDatastoreOptions = {}): Datastore {
   const name = opts.name ?? 'store1';
   const basePath = opts.basePath ?? join(root, 'store');
   const how = opts.chunkStore ?? 'bare';
   const chunks = opts.chunks ?? testChunkBackend(basePath, how, opts.syncLevel);
-  const dsOpts = { chunks, runDir: join(root, 'run'), syncLevel: opts.syncLevel };
+  // a bad name is the Datastore's to refuse (datastore.cfg could not hold it): not registered
+  const locks = opts.locks ?? testLockService(root, validName(name) ? { [name]: basePath } : {});
+  const dsOpts = { chunks, locks, syncLevel: opts.syncLevel };
   return how === 'create' ? Datastore.create(name, basePath, dsOpts) : Datastore.open(name, basePath, dsOpts);
 }

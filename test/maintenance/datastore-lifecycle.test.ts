@@ -90,10 +90,7 @@ test('a prepared creation holds its name and path until it ends, and a failed on
     await new DatastoreConfigFile(inst.paths.configDir).update((stores) => {
       stores.set('new1', { name: 'new1', path: '/elsewhere' });
     });
-    await assert.rejects(
-      createDatastore(inst.access, prepared, { runDir: inst.paths.runDir }),
-      /already exists/,
-    );
+    await assert.rejects(createDatastore(inst.access, prepared), /already exists/);
     assert.equal(existsSync(path), false);
     assert.doesNotThrow(() => prepareDatastoreCreation(inst.access, { name: 'new3', path }).cancel());
   } finally {

@@ -5,9 +5,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { HolderProcess } from '../helpers/holder-process.js';
-import { BackupDir, BackupGroup, BackupLocks, BackupNamespace } from '../../src/datastore/backup-info.js';
+import { BackupDir, BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
+import { DatastoreLocks } from '../../src/datastore/datastore-locks.js';
 import { tryAcquireFileLock } from '../../src/sys/file-lock.js';
 import type { LockService } from '../../src/maintenance/lock-service.js';
+import { LocalLockService } from '../../src/maintenance/local-lock-service.js';
 
 let inst: TestInstance;
 let locks: LockService;
@@ -22,13 +24,20 @@ before(async () => {
 });
 after(() => inst.cleanup());
 
-test('a group lock excludes the code that still takes the flock directly, both ways', async () => {
-  const direct = new BackupLocks(inst.paths.runDir, 'store1');
+/** A datastore's locks through a second local service on the same files, as another process has. */
+function otherDatastoreLocks(): DatastoreLocks {
+  const { runDir, dataDir } = inst.paths;
+  return new DatastoreLocks(new LocalLockService({ runDir, dataDir, config: inst.access.config }), 'store1');
+}
+
+test("a group lock excludes a datastore's group lock taken through another service on the same files, both ways", async () => {
+  const direct = otherDatastoreLocks();
   const held = await locks.acquire({ kind: 'group', store: 'store1', group });
-  assert.throws(() => direct.tryLockGroup(group, 'backup running'), { code: 'CONFLICT' });
+  assert.ok(existsSync(join(inst.paths.runDir, 'locks', 'store1', 'ns', 'team', 'vm', '100', 'group.lck')));
+  await assert.rejects(direct.tryLockGroup(group, 'backup running'), { code: 'CONFLICT' });
   held.release();
   held.release();
-  const d = direct.tryLockGroup(group, 'backup running');
+  const d = await direct.tryLockGroup(group, 'backup running');
   assert.equal(await locks.tryAcquire({ kind: 'group', store: 'store1', group }), undefined);
   d.release();
   (await locks.tryAcquire({ kind: 'group', store: 'store1', group }))!.release();
@@ -48,9 +57,7 @@ test('snapshot locks are shared for readers and exclusive for writers; the manif
   r2.release();
   const w = await locks.tryAcquire(name);
   assert.ok(w);
-  assert.throws(() =>
-    new BackupLocks(inst.paths.runDir, 'store1').tryLockSnapshot(snapshot, 'in use', { shared: true }),
-  );
+  await assert.rejects(otherDatastoreLocks().tryLockSnapshot(snapshot, 'in use', { shared: true }));
   w.release();
 });
 

@@ -144,10 +144,7 @@ export const routes: AnyRoute[] = [
       });
       try {
         return server.tasks.spawnTask('create-datastore', name, authId, (task) =>
-          createDatastore(server.datastores, prepared, {
-            runDir: server.paths.runDir,
-            log: (line) => task.log(line),
-          }),
+          createDatastore(server.datastores, prepared, { log: (line) => task.log(line) }),
         );
       } catch (err) {
         prepared.cancel();

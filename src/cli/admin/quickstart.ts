@@ -26,7 +26,7 @@ export async function ensureQuickstartDatastore(
       adoptExisting: true,
     });
     log(`creating datastore '${QUICKSTART_STORE}' at ${path} ...`);
-    await createDatastore(access, prepared, { runDir: paths.runDir });
+    await createDatastore(access, prepared);
     log(`datastore '${QUICKSTART_STORE}' ready`);
   } finally {
     access.close();

@@ -159,14 +159,19 @@ export const routes: AnyRoute[] = [
     handler: ({ query, access }) => {
       const group = groupOf(query);
       const errorOnProtected = query['error-on-protected'] ?? true;
-      return access.withGroup(group, 'write', { kind: 'delete-group', detail: group.toString() }, (ds) => {
-        const result = ds.deleteGroup(group);
-        // PBS `delete_group`: the same words whether it fails or only warns
-        if (!result.groupRemoved && errorOnProtected) {
-          throw ERR_GROUP_PARTIALLY_DELETED();
-        }
-        return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
-      });
+      return access.withGroup(
+        group,
+        'write',
+        { kind: 'delete-group', detail: group.toString() },
+        async (ds) => {
+          const result = await ds.deleteGroup(group);
+          // PBS `delete_group`: the same words whether it fails or only warns
+          if (!result.groupRemoved && errorOnProtected) {
+            throw ERR_GROUP_PARTIALLY_DELETED();
+          }
+          return deleteStatsOf({ ...result, removedGroups: result.groupRemoved ? 1 : 0 });
+        },
+      );
     },
   }),
   defineRoute({
@@ -215,8 +220,8 @@ export const routes: AnyRoute[] = [
         dir.group,
         'write',
         { kind: 'delete-snapshot', detail: dir.toString() },
-        (ds) => {
-          ds.deleteSnapshot(dir);
+        async (ds) => {
+          await ds.deleteSnapshot(dir);
           return null;
         },
       );
@@ -269,10 +274,15 @@ export const routes: AnyRoute[] = [
       'group the caller owns.',
     handler: ({ body, access }) => {
       const dir = snapshotOf(body);
-      return access.withGroup(dir.group, 'write', { kind: 'protected', detail: dir.toString() }, (ds) => {
-        ds.setProtected(dir, body.protected);
-        return null;
-      });
+      return access.withGroup(
+        dir.group,
+        'write',
+        { kind: 'protected', detail: dir.toString() },
+        async (ds) => {
+          await ds.setProtected(dir, body.protected);
+          return null;
+        },
+      );
     },
   }),
 ];

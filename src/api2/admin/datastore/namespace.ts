@@ -176,8 +176,8 @@ export const routes: AnyRoute[] = [
         params.store,
         'write',
         { kind: 'delete-namespace', detail: ns.name },
-        (ds) => {
-          const { removedAll, stats } = ds.deleteNamespace(ns, { deleteGroups });
+        async (ds) => {
+          const { removedAll, stats } = await ds.deleteNamespace(ns, { deleteGroups });
           if (!removedAll && errorOnProtected) {
             throw deleteGroups ? ERR_GROUP_PARTIALLY_DELETED() : ERR_NAMESPACE_HAS_GROUPS();
           }

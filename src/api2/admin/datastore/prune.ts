@@ -50,7 +50,7 @@ function pruneItem(group: BackupGroup, r: PruneResult) {
  * Prune every group the caller may prune below `ns`; returns how many removals failed. Under a
  * read admission (a dry run) only the preview runs: the handle has nothing else.
  */
-function pruneNamespaces(
+async function pruneNamespaces(
   handle: DatastoreHandle,
   access: GroupAccess,
   opts: {
@@ -61,7 +61,7 @@ function pruneNamespaces(
     log: (line: string) => void;
     signal: AbortSignal;
   },
-): number {
+): Promise<number> {
   let failed = 0;
   const ds = handle.datastore;
   for (const ns of ds.listNamespaces(opts.ns, opts.maxDepth)) {
@@ -74,8 +74,8 @@ function pruneNamespaces(
       opts.log(`Pruning group ${ns.isRoot() ? '' : `${ns.name}:`}${group}`);
       const results =
         handle.operation === 'write'
-          ? handle.datastore.prune(group, opts.keep, { dryRun: opts.dryRun })
-          : handle.datastore.prune(group, opts.keep, { dryRun: true });
+          ? await handle.datastore.prune(group, opts.keep, { dryRun: opts.dryRun })
+          : await handle.datastore.prune(group, opts.keep, { dryRun: true });
       for (const r of results) {
         const what = r.keep ? 'keep' : opts.dryRun ? 'would remove' : 'remove';
         opts.log(`${r.dir} ${what}${r.protected ? ' (protected)' : ''}`);
@@ -109,8 +109,10 @@ export const routes: AnyRoute[] = [
       const items = (results: PruneResult[]) => results.map((r) => pruneItem(group, r));
       // a dry run is a read admission, whose datastore only offers the preview
       return dryRun
-        ? access.withGroup(group, 'read', info, (ds) => items(ds.prune(group, keep, { dryRun: true })))
-        : access.withGroup(group, 'write', info, (ds) => items(ds.prune(group, keep)));
+        ? access.withGroup(group, 'read', info, async (ds) =>
+            items(await ds.prune(group, keep, { dryRun: true })),
+          )
+        : access.withGroup(group, 'write', info, async (ds) => items(await ds.prune(group, keep)));
     },
   }),
   defineRoute({
@@ -144,7 +146,7 @@ export const routes: AnyRoute[] = [
           task.log(
             `Starting datastore prune on datastore '${params.store}', ${ns.isRoot() ? 'root namespace' : `namespace '${ns.name}'`}${dryRun ? ' (dry run)' : ''}`,
           );
-          const failed = pruneNamespaces(handle, access, {
+          const failed = await pruneNamespaces(handle, access, {
             ns,
             maxDepth: body['max-depth'],
             keep,

@@ -141,10 +141,15 @@ export const routes: AnyRoute[] = [
         throw new BadRequestError('the request body must be the log blob (application/octet-stream)');
       }
       const file = parseServerArchiveName(CLIENT_LOG_BLOB_NAME);
-      return access.withGroup(dir.group, 'write', { kind: 'upload', detail: `${dir}/${file.name}` }, (ds) => {
-        ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });
-        return null;
-      });
+      return access.withGroup(
+        dir.group,
+        'write',
+        { kind: 'upload', detail: `${dir}/${file.name}` },
+        async (ds) => {
+          await ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });
+          return null;
+        },
+      );
     },
   }),
 ];
