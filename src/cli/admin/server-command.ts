@@ -1,7 +1,10 @@
 /** `stowage server`: run the HTTPS server (API, protocols, web UI, scheduler). */
 import type { Command } from 'commander';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { resolvePaths } from '../../config/paths.js';
+import { replaceFile } from '../../sys/atomic-file.js';
 import { startServer } from '../../server/server.js';
 import { startScheduler } from '../../jobs/scheduler.js';
 import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
@@ -50,14 +53,31 @@ export function registerServerCommand(program: Command): void {
       });
       const scheduler = startScheduler(server.context);
       installGracefulRestart(server, { stop: [scheduler] });
+      // who serves now (a graceful restart replaces the process): `kill $(cat …/server.pid)`
+      // stops the server, and `npm start` follows the new process through it
+      const pidFile = join(paths.runDir, SERVER_PID_FILE);
+      replaceFile(pidFile, `${process.pid}\n`);
       process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
       const stop = async (signal: string) => {
         process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
         await scheduler.stop();
         await server.close();
+        removePidFileIfOurs(pidFile);
         process.exit(0);
       };
       process.once('SIGTERM', () => void stop('SIGTERM'));
       process.once('SIGINT', () => void stop('SIGINT'));
     });
+}
+
+/** `<run dir>/server.pid`: the pid of the process serving now. */
+export const SERVER_PID_FILE = 'server.pid';
+
+/** Remove the pid file unless a newer server process (a graceful restart) has replaced it. */
+function removePidFileIfOurs(path: string): void {
+  try {
+    if (readFileSync(path, 'utf8').trim() === String(process.pid)) rmSync(path, { force: true });
+  } catch {
+    // gone already
+  }
 }
