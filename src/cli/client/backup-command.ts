@@ -192,13 +192,7 @@ export function registerBackupCommand(program: Command): void {
         chunkSize: chunkSize ?? DEFAULT_CHUNK_SIZE,
       });
       /** Cache entries to write once the snapshot is finished. */
-      const toCache: Array<{
-        key: TreeCacheKey;
-        fingerprint: string;
-        archive: string;
-        tree?: TreePlan;
-        entries?: Buffer;
-      }> = [];
+      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string; tree: TreePlan }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
       try {
@@ -253,12 +247,7 @@ export function registerBackupCommand(program: Command): void {
                     if (stats) {
                       onProgress(stats);
                       perArchive.push({ archive: a.archive, stats, size: stats.bytes, 'index-reused': true });
-                      toCache.push({
-                        key,
-                        fingerprint: cached.fingerprint,
-                        archive: a.archive,
-                        entries: cached.entries,
-                      });
+                      // The entry on disk already says exactly this: not rewritten.
                       continue;
                     }
                   }
@@ -298,7 +287,7 @@ export function registerBackupCommand(program: Command): void {
                   fingerprint: c.fingerprint,
                   csum: file.csum,
                   size: file.size,
-                  entries: c.tree ? encodeEntries(c.tree.entries) : c.entries,
+                  entries: encodeEntries(c.tree.entries),
                 });
               } catch (err) {
                 process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);
