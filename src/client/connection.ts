@@ -99,7 +99,7 @@ export async function connectTls(target: ServerTarget, policy: TlsPolicy): Promi
     });
     s.once('secureConnect', () => resolve(s));
     s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(ERR_CONNECT_FAILED(target.host, target.port, err.message)),
+      reject(ERR_CONNECT_FAILED.withOptions({ cause: err }, target.host, target.port, err.message)),
     );
   });
   const fp = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
@@ -119,13 +119,39 @@ export async function connectTls(target: ServerTarget, policy: TlsPolicy): Promi
   );
 }
 
-function authHeaders(creds: Credentials | undefined, method: string): Record<string, string> {
+export function authHeaders(creds: Credentials | undefined, method: string): Record<string, string> {
   if (!creds) return {};
   if (creds.kind === 'token')
     return { authorization: `PBSAPIToken ${creds.tokenId}:${encodeURIComponent(creds.secret)}` };
   const h: Record<string, string> = { cookie: `PBSAuthCookie=${encodeURIComponent(creds.ticket)}` };
   if (method !== 'GET' && creds.csrf) h.csrfpreventiontoken = creds.csrf;
   return h;
+}
+
+/** URL and JSON body of a REST call: parameters in the query for GET and DELETE, else the body. */
+export function apiRequest(
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  params?: Record<string, unknown>,
+): { url: string; body?: string } {
+  let url = `/api2/json${path}`;
+  const clean = Object.fromEntries(Object.entries(params ?? {}).filter(([, v]) => v !== undefined));
+  if (method === 'GET' || method === 'DELETE') {
+    const qs = new URLSearchParams(clean as Record<string, string>).toString();
+    if (qs) url += `?${qs}`;
+    return { url };
+  }
+  return { url, body: JSON.stringify(clean) };
+}
+
+/** `data` of a REST reply, or the server's error. */
+export function apiReplyData<T>(status: number, text: Buffer | string): T {
+  if (status >= 400) throw errorFromResponse(status, text);
+  try {
+    return (JSON.parse(text.toString()) as { data: T }).data;
+  } catch {
+    throw ERR_UNEXPECTED_ANSWER(text.toString().slice(0, 200));
+  }
 }
 
 /** A REST client for `/api2/json`. One TLS connection per request (the CLI makes a handful). */
@@ -143,13 +169,7 @@ export class ApiClient {
     params?: Record<string, unknown>,
   ): Promise<T> {
     const socket = await connectTls(this.target, this.policy);
-    let url = `/api2/json${path}`;
-    let body: string | undefined;
-    const clean = Object.fromEntries(Object.entries(params ?? {}).filter(([, v]) => v !== undefined));
-    if (method === 'GET' || method === 'DELETE') {
-      const qs = new URLSearchParams(clean as Record<string, string>).toString();
-      if (qs) url += `?${qs}`;
-    } else body = JSON.stringify(clean);
+    const { url, body } = apiRequest(method, path, params);
     const headers: Record<string, string> = {
       ...authHeaders(this.credentials, method),
       host: this.target.host,
@@ -160,12 +180,10 @@ export class ApiClient {
         const parts: Buffer[] = [];
         res.on('data', (d: Buffer) => parts.push(d));
         res.on('end', () => {
-          const text = Buffer.concat(parts);
-          if ((res.statusCode ?? 500) >= 400) return reject(errorFromResponse(res.statusCode ?? 500, text));
           try {
-            resolve((JSON.parse(text.toString()) as { data: T }).data);
-          } catch {
-            reject(ERR_UNEXPECTED_ANSWER(text.toString().slice(0, 200)));
+            resolve(apiReplyData<T>(res.statusCode ?? 500, Buffer.concat(parts)));
+          } catch (err) {
+            reject(err);
           }
         });
         res.on('error', reject);

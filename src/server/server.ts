@@ -3,7 +3,13 @@
  * `src/api2/index.ts`. On first start it creates the TLS certificate, the ticket signing keys and
  * root@pam (password from `STOWAGE_ROOT_PASSWORD`, or generated and printed once).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiRoutes } from '../api2/index.js';
@@ -55,6 +61,55 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Fastify options every assembly of the API shares (the HTTPS server and the in-process one). */
+export const API_FASTIFY_OPTIONS = {
+  bodyLimit: 1024 * 1024,
+  // UPIDs in task URLs are longer than fastify's default of 100 characters
+  routerOptions: { maxParamLength: 1024 },
+  // errors fastify raises before routing (an overlong or undecodable path component) get the
+  // same envelope as every other error, not fastify's own body
+  frameworkErrors: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    const env = errorEnvelope(
+      err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? Object.assign(new Error('URI too long: a path component is longer than 1024 characters'), {
+            statusCode: 414,
+          })
+        : err,
+    );
+    reply.raw.statusMessage = reasonPhrase(env.body.message);
+    void reply.status(env.status).send(env.body);
+  },
+};
+
+export interface AssembleApiOptions {
+  paths: ServerPaths;
+  keys: ServerContext['keys'];
+  nodeName?: string;
+  loginLimit?: LoginLimiterOptions;
+  authFailureDelayMs?: number;
+  routes?: readonly AnyRoute[];
+}
+
+/**
+ * The API on `app`: tasks, datastore access and every route, with their context. The HTTPS server
+ * adds the protocols, the web UI and a listening socket; the admin CLI uses it in-process when no
+ * server runs (src/server/in-process-api.ts).
+ */
+export async function assembleApi(app: FastifyInstance, opts: AssembleApiOptions): Promise<ServerContext> {
+  const context: ServerContext = {
+    paths: opts.paths,
+    keys: opts.keys,
+    userInfo: new UserInfoCache(opts.paths.configDir),
+    tasks: new TaskManager({ tasksDir: join(opts.paths.dataDir, 'tasks'), node: opts.nodeName }),
+    datastores: openDatastoreAccess(opts.paths),
+    loginLimiter: new LoginLimiter(opts.loginLimit),
+    authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
+    log: app.log,
+  };
+  await registerRoutes(app, opts.routes ?? apiRoutes, context);
+  return context;
+}
+
 /** Start the HTTPS API server. */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const { paths } = opts;
@@ -75,37 +130,17 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       : opts.logger === false
         ? { logger: false }
         : { loggerInstance: opts.logger }),
-    bodyLimit: 1024 * 1024,
-    // UPIDs in task URLs are longer than fastify's default of 100 characters
-    routerOptions: { maxParamLength: 1024 },
-    // errors fastify raises before routing (an overlong or undecodable path component) get the
-    // same envelope as every other error, not fastify's own body
-    frameworkErrors: (err, _request, reply) => {
-      const env = errorEnvelope(
-        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-          ? Object.assign(new Error('URI too long: a path component is longer than 1024 characters'), {
-              statusCode: 414,
-            })
-          : err,
-      );
-      reply.raw.statusMessage = reasonPhrase(env.body.message);
-      void (reply as FastifyReply).status(env.status).send(env.body);
-    },
+    ...API_FASTIFY_OPTIONS,
   });
-
-  const tasks = new TaskManager({ tasksDir: join(paths.dataDir, 'tasks'), node: opts.nodeName });
-  const datastores = openDatastoreAccess(paths);
-  const context: ServerContext = {
+  const context = await assembleApi(app, {
     paths,
     keys,
-    userInfo: new UserInfoCache(paths.configDir),
-    tasks,
-    datastores,
-    loginLimiter: new LoginLimiter(opts.loginLimit),
-    authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
-    log: app.log,
-  };
-  await registerRoutes(app, opts.routes ?? apiRoutes, context);
+    nodeName: opts.nodeName,
+    loginLimit: opts.loginLimit,
+    authFailureDelayMs: opts.authFailureDelayMs,
+    routes: opts.routes,
+  });
+  const { tasks, datastores } = context;
   // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection
   attachProtocolUpgrade(app.server, { context });
   await registerWebUi(app);

@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { failAndExit, EXIT } from '../exit-codes.js';
 import { registerAccessCommands } from './access-commands.js';
+import { closeInProcessApis } from './admin-connection.js';
 import { registerDatastoreCommands } from './datastore-commands.js';
 import { registerJobCommands } from './job-commands.js';
 import { registerServerCommand } from './server-command.js';
@@ -37,7 +38,9 @@ export async function runAdminCli(argv: string[]): Promise<void> {
   const program = buildAdminCli();
   try {
     await program.parseAsync(argv);
+    await closeInProcessApis();
   } catch (err) {
+    await closeInProcessApis().catch(() => undefined);
     if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
     failAndExit(err);
   }

@@ -1,5 +1,5 @@
 /** Follow a worker task from the CLI: stream its log lines and end with its exit status. */
-import type { ApiClient } from '../../client/connection.js';
+import type { AdminApi } from './admin-connection.js';
 import { taskFailed } from '../../errors.js';
 
 interface LogLine {
@@ -12,7 +12,7 @@ interface LogLine {
  * did not end OK (so the CLI exits non-zero with that message).
  */
 export async function followTask(
-  client: ApiClient,
+  client: AdminApi,
   upid: string,
   opts: { quiet?: boolean } = {},
 ): Promise<string> {
