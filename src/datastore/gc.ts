@@ -18,20 +18,9 @@ import { isIndexFileName, type ChunkIndexReader } from './index-file.js';
 import { openIndexReader } from './open-index.js';
 import { earliest, type WriterRegistry } from './writer-registry.js';
 
-/** PBS `GarbageCollectionStatus`; field names are PBS's kebab-case wire names. */
-export interface GarbageCollectionStatus {
-  upid?: string;
-  'index-file-count': number;
-  'index-data-bytes': number;
-  'disk-bytes': number;
-  'disk-chunks': number;
-  'removed-bytes': number;
-  'removed-chunks': number;
-  'pending-bytes': number;
-  'pending-chunks': number;
-  'removed-bad': number;
-  'still-bad': number;
-}
+/** PBS `GarbageCollectionStatus`, as the API sends it (declared with the other wire types). */
+export type { GarbageCollectionStatus } from '../api-types/datastore-replies.js';
+import type { GarbageCollectionStatus } from '../api-types/datastore-replies.js';
 
 export interface GarbageCollectionOptions {
   /** Start (ms since epoch) of the oldest writer known to the caller, e.g. from the registry. */

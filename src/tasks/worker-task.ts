@@ -41,19 +41,9 @@ export interface WorkerTask {
 
 export type TaskFn = (task: WorkerTask) => Promise<void> | void;
 
-/** A task list entry, PBS `TaskListItem` (JSON keys as PBS spells them). */
-export interface TaskListItem {
-  upid: string;
-  node: string;
-  pid: number;
-  pstart: number;
-  starttime: number;
-  worker_type: string;
-  worker_id?: string;
-  user: string;
-  endtime?: number;
-  status?: string;
-}
+/** A task list entry, PBS `TaskListItem` (declared with the other wire types). */
+export type { TaskListItem } from '../api-types/tasks.js';
+import type { TaskListItem } from '../api-types/tasks.js';
 
 /** PBS's abort message (`WorkerTask::fail_on_abort`). */
 export const ABORT_MESSAGE = ERR_TASK_ABORTED.format();

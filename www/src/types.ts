@@ -1,44 +1,12 @@
 /** Shapes of the API answers the UI reads (PBS names, kebab-case as on the wire). */
 
-export interface DatastoreListItem {
-  store: string;
-  comment?: string;
-  /** Raw property string, e.g. `read-only,message="disk swap"` (reference §6.2). */
-  maintenance?: string;
-}
-
-export interface DatastoreUsage {
-  store: string;
-  total?: number;
-  used?: number;
-  avail?: number;
-  error?: string;
-  'gc-status'?: GcStatus;
-}
-
-export interface GcStatus {
-  upid?: string;
-  'index-file-count'?: number;
-  'index-data-bytes'?: number;
-  'disk-bytes'?: number;
-  'disk-chunks'?: number;
-  'removed-bytes'?: number;
-  'removed-chunks'?: number;
-  'pending-bytes'?: number;
-  'pending-chunks'?: number;
-  'removed-bad'?: number;
-  'still-bad'?: number;
-}
-
-export interface DatastoreStatus {
-  total: number;
-  used: number;
-  avail: number;
-  'gc-status'?: GcStatus;
-  counts?: Record<string, { groups?: number; snapshots?: number } | undefined>;
-}
-
 /** The server's own wire types (src/api-types/), not copies. */
+export type {
+  DatastoreListItem,
+  DatastoreStatusReply as DatastoreStatus,
+  DatastoreUsageItem as DatastoreUsage,
+  GarbageCollectionStatus as GcStatus,
+} from '../../src/api-types/datastore-replies.js';
 export type {
   ActiveOperationsReply as ActiveOperations,
   OperationItem as ActiveOperation,
@@ -81,16 +49,7 @@ export interface PruneItem {
   protected?: boolean;
 }
 
-export interface Task {
-  upid: string;
-  node: string;
-  starttime: number;
-  endtime?: number;
-  worker_type: string;
-  worker_id?: string;
-  user: string;
-  status?: string;
-}
+export type { TaskListItem as Task } from '../../src/api-types/tasks.js';
 
 export interface TaskLogLine {
   n: number;

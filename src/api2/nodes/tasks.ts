@@ -3,6 +3,7 @@
  * and stopping it. `{node}` is `localhost` or this node's name. Access to a single task is
  * ownership-checked by `checkTaskAccess` (src/tasks/task-access.ts).
  */
+import { TaskListItemSchema } from '../../api-types/tasks.js';
 import { Type } from 'typebox';
 import { authIdUser, isTokenId } from '../../config/user-config.js';
 import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
@@ -12,19 +13,6 @@ import { checkNode } from './check-node.js';
 import { parseUpid } from '../../tasks/upid.js';
 
 const TaskParams = Type.Object({ node: NodeSchema, upid: UpidSchema });
-
-const TaskListItemSchema = Type.Object({
-  upid: Type.String(),
-  node: Type.String(),
-  pid: Type.Integer(),
-  pstart: Type.Integer(),
-  starttime: Type.Integer(),
-  worker_type: Type.String(),
-  worker_id: Type.Optional(Type.String()),
-  user: Type.String(),
-  endtime: Type.Optional(Type.Integer()),
-  status: Type.Optional(Type.String()),
-});
 
 export const routes: AnyRoute[] = [
   defineRoute({

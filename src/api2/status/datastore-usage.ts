@@ -13,18 +13,12 @@ import { Type } from 'typebox';
 import { emptyGcStatus } from '../../datastore/index.js';
 import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { datastoreAclPath } from '../admin/datastore/access.js';
+import { DatastoreUsageItemSchema, type DatastoreUsageItem } from '../../api-types/datastore-replies.js';
 import { withDatastore } from '../admin/datastore/common.js';
 
 const USAGE_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
-interface UsageItem {
-  store: string;
-  total?: number;
-  used?: number;
-  avail?: number;
-  error?: string;
-  'gc-status'?: unknown;
-}
+type UsageItem = DatastoreUsageItem;
 
 export const routes: AnyRoute[] = [
   defineRoute({
@@ -33,16 +27,7 @@ export const routes: AnyRoute[] = [
     permission: filtered(
       'only the datastores the caller holds a datastore privilege on; usage figures with Audit or Backup',
     ),
-    returns: Type.Array(
-      Type.Object({
-        store: Type.String(),
-        total: Type.Optional(Type.Integer()),
-        used: Type.Optional(Type.Integer()),
-        avail: Type.Optional(Type.Integer()),
-        error: Type.Optional(Type.String()),
-        'gc-status': Type.Optional(Type.Object({})),
-      }),
-    ),
+    returns: Type.Array(DatastoreUsageItemSchema),
     description:
       'Usage of every datastore the caller may see. With Datastore.Audit or Datastore.Backup on the ' +
       'store: total/used/avail and gc-status (a read operation; a maintenance refusal becomes `error`). ' +

@@ -19,18 +19,12 @@ import {
 import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
 import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
+import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
-type MountStatus = 'mounted' | 'notmounted' | 'nonremovable';
-
-interface ListItem {
-  store: string;
-  comment?: string;
-  'mount-status': MountStatus;
-  maintenance?: string;
-  'backend-type': string;
-}
+type ListItem = DatastoreListItem;
+type MountStatus = ListItem['mount-status'];
 
 /** PBS `get_datastore_mount_status`. */
 function mountStatus(cfg: DatastoreConfig): MountStatus {
@@ -53,19 +47,7 @@ export const routes: AnyRoute[] = [
     method: 'GET',
     path: '/admin/datastore',
     permission: filtered('only the datastores the caller holds any privilege on (or below)'),
-    returns: Type.Array(
-      Type.Object({
-        store: Type.String(),
-        comment: Type.Optional(Type.String()),
-        'mount-status': Type.Union([
-          Type.Literal('mounted'),
-          Type.Literal('notmounted'),
-          Type.Literal('nonremovable'),
-        ]),
-        maintenance: Type.Optional(Type.String()),
-        'backend-type': Type.String(),
-      }),
-    ),
+    returns: Type.Array(DatastoreListItemSchema),
     description:
       'List the datastores the caller can use: with Datastore.Audit or Datastore.Backup on the store ' +
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +

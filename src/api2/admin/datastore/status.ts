@@ -6,6 +6,7 @@
  * last GC status); Read on the store or any privilege on a namespace below it see zeros, and with
  * `verbose` the counts; only Audit counts every group, the others only their own.
  */
+import { DatastoreStatusSchema } from '../../../api-types/datastore-replies.js';
 import { Type } from 'typebox';
 import {
   BackupNamespace,
@@ -48,8 +49,6 @@ export function countSnapshots(ds: ReadonlyDatastore, access: NamespaceAccess): 
   return counts;
 }
 
-const TypeCountsSchema = Type.Object({ groups: Type.Integer(), snapshots: Type.Integer() });
-
 export const routes: AnyRoute[] = [
   defineRoute({
     method: 'GET',
@@ -64,20 +63,7 @@ export const routes: AnyRoute[] = [
         { path: '/datastore/{store}', privs: ANY_DATASTORE_PRIV, partial: true, orBelow: true },
       ],
     },
-    returns: Type.Object({
-      total: Type.Integer(),
-      used: Type.Integer(),
-      avail: Type.Integer(),
-      'gc-status': Type.Optional(Type.Object({})),
-      counts: Type.Optional(
-        Type.Object({
-          ct: TypeCountsSchema,
-          host: TypeCountsSchema,
-          vm: TypeCountsSchema,
-          other: TypeCountsSchema,
-        }),
-      ),
-    }),
+    returns: DatastoreStatusSchema,
     description:
       'Datastore status (read operation). Datastore.Audit or Datastore.Backup: filesystem usage, with ' +
       '`verbose` also the last GC status and the counts; Datastore.Read or any datastore privilege on a ' +

@@ -1,0 +1,68 @@
+/**
+ * Answers of the datastore list, status and usage routes, as PBS shapes them: one declaration
+ * for the route schemas (src/api2/) and the web UI's types (www/src/types.ts).
+ */
+import { Type, type Static } from 'typebox';
+
+/** PBS `GarbageCollectionStatus`; field names are PBS's kebab-case wire names. */
+export interface GarbageCollectionStatus {
+  upid?: string;
+  'index-file-count': number;
+  'index-data-bytes': number;
+  'disk-bytes': number;
+  'disk-chunks': number;
+  'removed-bytes': number;
+  'removed-chunks': number;
+  'pending-bytes': number;
+  'pending-chunks': number;
+  'removed-bad': number;
+  'still-bad': number;
+}
+
+/** The GC status in a reply: passed through as stored (not re-validated on the way out). */
+const GcStatusSchema = Type.Unsafe<GarbageCollectionStatus>(Type.Object({}));
+
+/** One entry of `GET /admin/datastore` (PBS 4 adds `mount-status` and `backend-type`). */
+export const DatastoreListItemSchema = Type.Object({
+  store: Type.String(),
+  comment: Type.Optional(Type.String()),
+  'mount-status': Type.Union([
+    Type.Literal('mounted'),
+    Type.Literal('notmounted'),
+    Type.Literal('nonremovable'),
+  ]),
+  /** The raw stored maintenance-mode property string. */
+  maintenance: Type.Optional(Type.String()),
+  'backend-type': Type.String(),
+});
+export type DatastoreListItem = Static<typeof DatastoreListItemSchema>;
+
+const TypeCountsSchema = Type.Object({ groups: Type.Integer(), snapshots: Type.Integer() });
+
+/** `GET /admin/datastore/{store}/status`. */
+export const DatastoreStatusSchema = Type.Object({
+  total: Type.Integer(),
+  used: Type.Integer(),
+  avail: Type.Integer(),
+  'gc-status': Type.Optional(GcStatusSchema),
+  counts: Type.Optional(
+    Type.Object({
+      ct: TypeCountsSchema,
+      host: TypeCountsSchema,
+      vm: TypeCountsSchema,
+      other: TypeCountsSchema,
+    }),
+  ),
+});
+export type DatastoreStatusReply = Static<typeof DatastoreStatusSchema>;
+
+/** One entry of `GET /status/datastore-usage`. */
+export const DatastoreUsageItemSchema = Type.Object({
+  store: Type.String(),
+  total: Type.Optional(Type.Integer()),
+  used: Type.Optional(Type.Integer()),
+  avail: Type.Optional(Type.Integer()),
+  error: Type.Optional(Type.String()),
+  'gc-status': Type.Optional(GcStatusSchema),
+});
+export type DatastoreUsageItem = Static<typeof DatastoreUsageItemSchema>;
