@@ -177,34 +177,13 @@ export class BackupWriter {
       index.totalSize === previous.size
         ? (index as DynamicIndexReader)
         : undefined;
-    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
-    const csum = createHash('sha256');
-    const stats = await this.pipeline(
-      wid,
-      'dynamic',
-      known,
-      opts,
-      () =>
-        treeChunks(
-          plan,
-          prevIndex && previous ? { index: prevIndex, entries: previous.entries } : undefined,
-          opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-        ),
-      (c, digest) => {
-        const end = Buffer.alloc(8);
-        end.writeBigUInt64LE(BigInt(c.offset + c.size));
-        csum.update(end).update(digest);
-      },
+    return this.uploadDynamic(name, known, opts, () =>
+      treeChunks(
+        plan,
+        prevIndex && previous ? { index: prevIndex, entries: previous.entries } : undefined,
+        opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      ),
     );
-    const hex = csum.digest('hex');
-    await this.session.json('POST', 'dynamic_close', {
-      wid,
-      'chunk-count': stats.chunks,
-      size: stats.bytes,
-      csum: hex,
-    });
-    this.files.push({ filename: name, 'crypt-mode': 'none', size: stats.bytes, csum: hex });
-    return stats;
   }
 
   /** Upload a stream (e.g. a tar of a directory) as a dynamic index `name` (`*.didx`). */
@@ -215,21 +194,27 @@ export class BackupWriter {
   ): Promise<TransferStats> {
     if (!name.endsWith('.didx')) throw new BadRequestError(`archive name '${name}' must end in .didx`);
     const known = await this.knownFromPrevious(name);
-    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
     const chunker = new StreamChunker(opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
+    return this.uploadDynamic(name, known, opts, () => chunksOf(source, chunker));
+  }
+
+  /**
+   * One dynamic index: open it, run `chunks` through the upload pipeline, close it with PBS's
+   * checksum (SHA-256 over each chunk's end offset and digest) and record it for the manifest.
+   */
+  private async uploadDynamic(
+    name: string,
+    known: Set<string>,
+    opts: ArchiveOptions,
+    chunks: () => AsyncGenerator<Buffer | ReusedChunk>,
+  ): Promise<TransferStats> {
+    const wid = await this.session.json<number>('POST', 'dynamic_index', { 'archive-name': name });
     const csum = createHash('sha256');
-    const stats = await this.pipeline(
-      wid,
-      'dynamic',
-      known,
-      opts,
-      () => chunksOf(source, chunker),
-      (c, digest) => {
-        const end = Buffer.alloc(8);
-        end.writeBigUInt64LE(BigInt(c.offset + c.size));
-        csum.update(end).update(digest);
-      },
-    );
+    const stats = await this.pipeline(wid, 'dynamic', known, opts, chunks, (c, digest) => {
+      const end = Buffer.alloc(8);
+      end.writeBigUInt64LE(BigInt(c.offset + c.size));
+      csum.update(end).update(digest);
+    });
     const hex = csum.digest('hex');
     await this.session.json('POST', 'dynamic_close', {
       wid,

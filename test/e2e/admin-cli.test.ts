@@ -5,13 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { HolderProcess } from '../helpers/holder-process.js';
-import { runCli, ServerProcess, STOWAGE_BIN } from '../helpers/cli.js';
+import { STOWAGE_BIN, ServerProcess, freePort, runCli } from '../helpers/cli.js';
 
 let root: string;
 let paths: StowagePaths;
@@ -19,15 +18,6 @@ let env: NodeJS.ProcessEnv;
 let server: ServerProcess;
 let holder: HolderProcess;
 const cfg = () => readFileSync(join(paths.configDir, 'datastore.cfg'), 'utf8');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const stowage = (...args: string[]) => runCli(STOWAGE_BIN, args, env);
 

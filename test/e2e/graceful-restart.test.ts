@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
 import { SqliteOperationRegistry } from '../../src/maintenance/sqlite-operation-registry.js';
+import { isAlive } from '../helpers/cli.js';
 import { findListeningFd } from '../../src/server/restart.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/restart-server.ts', import.meta.url));
@@ -24,15 +25,6 @@ after(async () => {
   }
   rmSync(root, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function until(
   what: string,
@@ -110,7 +102,7 @@ test('a restarted server hands its port to a new process while the old one finis
 
     // the old process has closed its listener but is still running its task ...
     await until('the old listener to close', () => findListeningFd(port, old.pid!) === undefined);
-    assert.ok(alive(old.pid!));
+    assert.ok(isAlive(old.pid!));
     assert.notEqual(findListeningFd(port, newPid), undefined);
     // ... so these are served by the new process, with the same certificate and password
     for (let i = 0; i < 3; i++) assert.equal((await login()).status, 200);
@@ -125,7 +117,7 @@ test('a restarted server hands its port to a new process while the old one finis
     assert.equal(await exited, 0);
     assert.deepEqual(registry.counts('store1'), { read: 0, write: 0, lookup: 0 });
     assert.equal((await login()).status, 200);
-    assert.ok(alive(newPid));
+    assert.ok(isAlive(newPid));
 
     // the new process neither printed a password nor made a new certificate
     assert.equal(output.match(/root@pam password:/g)?.length, 1);
@@ -139,7 +131,7 @@ test('a restarted server hands its port to a new process while the old one finis
     );
 
     process.kill(newPid, 'SIGTERM');
-    await until('the new server to stop', () => !alive(newPid), 20_000);
+    await until('the new server to stop', () => !isAlive(newPid), 20_000);
   } finally {
     registry.close();
   }

@@ -8,9 +8,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, isAlive } from '../helpers/cli.js';
 import { fileURLToPath } from 'node:url';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/quickstart.mjs', import.meta.url));
@@ -27,24 +27,6 @@ after(() => {
   }
   rmSync(dir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -90,23 +72,23 @@ test('npm start follows a graceful restart and stops the new server on Ctrl-C', 
   );
   const first = Number(readFileSync(pidFile, 'utf8'));
   started.push(first);
-  assert.ok(alive(first));
+  assert.ok(isAlive(first));
 
   wrapper.kill('SIGHUP');
   await until('the new server to take over', () => {
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : first;
-    return pid !== first && !alive(first);
+    return pid !== first && !isAlive(first);
   });
   const second = Number(readFileSync(pidFile, 'utf8'));
   started.push(second);
-  assert.ok(alive(second), 'the new server runs');
+  assert.ok(isAlive(second), 'the new server runs');
   await new Promise((r) => setTimeout(r, 1500)); // the script polls every 500 ms
   assert.equal(exitCode, undefined, `npm start is still running after the restart:\n${output}`);
 
   wrapper.kill('SIGINT');
   await until('npm start to end', () => exitCode !== undefined, 30_000);
   assert.equal(exitCode, 0);
-  await until('the new server to stop', () => !alive(second), 30_000);
+  await until('the new server to stop', () => !isAlive(second), 30_000);
   assert.equal(existsSync(pidFile), false, 'the pid file goes with the server');
   assert.match(output, /received SIGINT, finishing running tasks and shutting down/);
 });
