@@ -277,6 +277,13 @@ export const ERR_MAINTENANCE_TYPE_INVALID = createError(
   'BAD_REQUEST',
   (type: string, expected: string) => `invalid maintenance type '${type}': expected one of ${expected}`,
 );
+export const ERR_MAINTENANCE_MODE_UNREADABLE = createError(
+  'ERR_MAINTENANCE_MODE_UNREADABLE',
+  'MAINTENANCE',
+  (store: string, why: string) =>
+    `datastore '${store}' is unavailable: its maintenance-mode in datastore.cfg cannot be read (${why}); ` +
+    'refusing all operations until an administrator sets or clears the mode',
+);
 export const ERR_DRAIN_TIMEOUT = createError(
   'ERR_DRAIN_TIMEOUT',
   'TIMEOUT',

@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path';
 import { acquireFileLock, type FileLock } from '../sys/file-lock.js';
 import { processStartTime } from '../sys/proc.js';
 import {
-  BadConfigError,
+  ERR_MAINTENANCE_MODE_UNREADABLE,
   ConfigModifiedError,
   ERR_DATASTORE_NOT_FOUND,
   ERR_DELETE_MODE_RESERVED,
@@ -48,17 +48,18 @@ import {
   type SetModeOptions,
 } from './admission-backend.js';
 
-/** The maintenance mode stored for a datastore; a value that fails to parse is an error, never "none". */
+/**
+ * The maintenance mode stored for a datastore. A value that fails to parse (a hand edit) is never
+ * "none": it refuses everything as a maintenance refusal (503, CLI exit 75 — the datastore is
+ * unavailable, not the server broken), and setting or clearing the mode replaces it.
+ */
 export function storedMaintenanceMode(cfg: DatastoreConfig): MaintenanceMode | undefined {
   const raw = cfg['maintenance-mode'];
   if (raw === undefined || raw === '') return undefined;
   try {
     return parseMaintenanceMode(raw);
   } catch (err) {
-    throw new BadConfigError(
-      `datastore '${cfg.name}' has an invalid maintenance-mode in datastore.cfg (${(err as Error).message}); ` +
-        'refusing all operations until it is fixed',
-    );
+    throw ERR_MAINTENANCE_MODE_UNREADABLE(cfg.name, (err as Error).message);
   }
 }
 
