@@ -139,8 +139,9 @@ test('an unparsable stored mode refuses every operation instead of meaning "no m
     s.get('store1')!['maintenance-mode'] = 'read-only,message=a,b';
   });
   await assert.rejects(inst.access.lookupDatastore('store1', 'read', { kind: 'restore' }), {
-    code: 'BAD_CONFIG',
-    message: /invalid maintenance-mode/,
+    // a maintenance refusal (503, exit 75): the store is unavailable, the server is not broken
+    code: 'MAINTENANCE',
+    message: /maintenance-mode in datastore\.cfg cannot be read/,
   });
   // an operator can repair it by setting a valid mode
   await setMaintenanceMode(inst.access, 'store1', undefined);
