@@ -284,6 +284,12 @@ export const ERR_MAINTENANCE_MODE_UNREADABLE = createError(
     `datastore '${store}' is unavailable: its maintenance-mode in datastore.cfg cannot be read (${why}); ` +
     'refusing all operations until an administrator sets or clears the mode',
 );
+export const ERR_RESTORE_TARGET_EXISTS = createError(
+  'ERR_RESTORE_TARGET_EXISTS',
+  'ALREADY_EXISTS',
+  (path: string) =>
+    `'${path}' already exists: restore never overwrites a file - move it away or restore elsewhere`,
+);
 export const ERR_DRAIN_TIMEOUT = createError(
   'ERR_DRAIN_TIMEOUT',
   'TIMEOUT',

@@ -6,7 +6,7 @@
  * Nothing the index does not describe is ever written: each chunk must hash to its digest and
  * have the size the index gives it, and the index must match the manifest's checksum.
  */
-import { createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { once } from 'node:events';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
 import {
@@ -120,7 +120,9 @@ export class BackupReader {
     path: string,
     onProgress?: (p: RestoreProgress) => void,
   ): Promise<number> {
-    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    // opened first, so that an existing file is an error here (createWriteStream would report
+    // it as an 'error' event nobody listens to yet, which ends the process)
+    const out = (await open(path, 'wx', 0o600)).createWriteStream();
     let bytes = 0;
     try {
       for await (const data of this.chunks(archive, onProgress)) {

@@ -92,6 +92,19 @@ test('a tree and an image are backed up and restored byte for byte with their me
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(sha(readFileSync(img)), sha(readFileSync(imagePath)));
 
+  // restore never overwrites: an existing target is named, with exit 3 and the file untouched
+  const again = await runClient(['restore', 'host/web01', 'disk.img', img], srv.env);
+  assert.equal(again.code, 3, again.stderr);
+  assert.equal(
+    again.stderr.trim().split('\n').at(-1),
+    `error: '${img}' already exists: restore never overwrites a file - move it away or restore elsewhere`,
+  );
+  assert.equal(sha(readFileSync(img)), sha(readFileSync(imagePath)));
+  const intoTree = await runClient(['restore', 'host/web01/2023-11-14T22:13:20Z', 'root.tar', dst], srv.env);
+  assert.equal(intoTree.code, 2, intoTree.stderr);
+  assert.match(intoTree.stderr, /^error: restore target '.*' exists and is not empty$/m);
+  assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
+
   const list = await runClient(['snapshots', '--output-format', 'json'], srv.env);
   assert.equal(list.code, 0, list.stderr);
   const snaps = JSON.parse(list.stdout) as Array<{ 'backup-id': string; 'backup-time': number }>;

@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { BadRequestError, NotFoundError } from '../../errors.js';
+import { BadRequestError, ERR_RESTORE_TARGET_EXISTS, NotFoundError } from '../../errors.js';
 import {
   backupTimeFromString,
   parseBackupType,
@@ -83,6 +83,20 @@ function resolveArchive(files: string[], name: string): string {
   throw new NotFoundError(`snapshot has no archive '${name}' (archives: ${files.join(', ')})`);
 }
 
+/**
+ * Restore creates every file exclusively and never replaces one: a file that is already there
+ * is the operator's to move, named as such (exit 3), not a raw `EEXIST` from the filesystem.
+ */
+async function restoreNeverOverwrites<T>(restore: () => Promise<T>): Promise<T> {
+  try {
+    return await restore();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'EEXIST' && typeof e.path === 'string') throw ERR_RESTORE_TARGET_EXISTS(e.path);
+    throw err;
+  }
+}
+
 export function registerRestoreCommand(program: Command): void {
   program
     .command('restore')
@@ -109,67 +123,69 @@ export function registerRestoreCommand(program: Command): void {
         const pool = new ChunkPool();
         const started = Date.now();
         try {
-          const bytes = await session.withAuth(async (credentials) => {
-            const api = new ApiClient(session.target, session.policy, credentials);
-            const backupTime = spec.backupTime ?? (await latestSnapshot(session, api, spec, opts.ns));
-            const reader = await BackupReader.open(
-              {
-                target: session.target,
-                policy: session.policy,
-                credentials,
-                store: session.repo.store,
-                ns: opts.ns,
-                backupType: spec.backupType,
-                backupId: spec.backupId,
-                backupTime,
-              },
-              pool,
-            );
-            try {
-              const manifest = await reader.manifest();
-              const archive = resolveArchive(
-                manifest.files.map((f) => f.filename),
-                archiveArg,
+          const bytes = await session.withAuth(async (credentials) =>
+            restoreNeverOverwrites(async () => {
+              const api = new ApiClient(session.target, session.policy, credentials);
+              const backupTime = spec.backupTime ?? (await latestSnapshot(session, api, spec, opts.ns));
+              const reader = await BackupReader.open(
+                {
+                  target: session.target,
+                  policy: session.policy,
+                  credentials,
+                  store: session.repo.store,
+                  ns: opts.ns,
+                  backupType: spec.backupType,
+                  backupId: spec.backupId,
+                  backupTime,
+                },
+                pool,
               );
-              if (archive.endsWith('.blob')) {
-                const data = await reader.blob(archive);
-                if (target === '-') process.stdout.write(data);
-                else writeFileSync(target, data, { flag: 'wx', mode: 0o600 });
-                return data.length;
-              }
-              const entry = manifest.files.find((f) => f.filename === archive)!;
-              const progress = startProgress(archive, entry.size);
               try {
-                if (archive.endsWith('.tar.didx')) {
-                  if (target === '-')
-                    throw new BadRequestError('a tar archive is restored into a directory, not to stdout');
-                  const res = await extractTar(
-                    reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
-                    target,
-                  );
-                  return res.bytes;
-                }
-                if (target === '-') {
-                  let n = 0;
-                  for await (const data of reader.chunks(archive, (p) =>
-                    progress.update({ bytes: p.bytes }),
-                  )) {
-                    n += data.length;
-                    if (!process.stdout.write(data))
-                      await new Promise((r) => process.stdout.once('drain', r));
-                  }
-                  return n;
-                }
-                return await reader.restoreToFile(archive, target, (p) =>
-                  progress.update({ bytes: p.bytes }),
+                const manifest = await reader.manifest();
+                const archive = resolveArchive(
+                  manifest.files.map((f) => f.filename),
+                  archiveArg,
                 );
+                if (archive.endsWith('.blob')) {
+                  const data = await reader.blob(archive);
+                  if (target === '-') process.stdout.write(data);
+                  else writeFileSync(target, data, { flag: 'wx', mode: 0o600 });
+                  return data.length;
+                }
+                const entry = manifest.files.find((f) => f.filename === archive)!;
+                const progress = startProgress(archive, entry.size);
+                try {
+                  if (archive.endsWith('.tar.didx')) {
+                    if (target === '-')
+                      throw new BadRequestError('a tar archive is restored into a directory, not to stdout');
+                    const res = await extractTar(
+                      reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
+                      target,
+                    );
+                    return res.bytes;
+                  }
+                  if (target === '-') {
+                    let n = 0;
+                    for await (const data of reader.chunks(archive, (p) =>
+                      progress.update({ bytes: p.bytes }),
+                    )) {
+                      n += data.length;
+                      if (!process.stdout.write(data))
+                        await new Promise((r) => process.stdout.once('drain', r));
+                    }
+                    return n;
+                  }
+                  return await reader.restoreToFile(archive, target, (p) =>
+                    progress.update({ bytes: p.bytes }),
+                  );
+                } finally {
+                  progress.stop();
+                }
               } finally {
-                progress.stop();
+                await reader.close();
               }
-            } finally {
-              await reader.close();
-            }
-          });
+            }),
+          );
           const ms = Date.now() - started;
           process.stderr.write(
             `restored ${formatBytes(bytes)} in ${(ms / 1000).toFixed(1)} s (${formatRate(bytes, ms)})\n`,
