@@ -9,8 +9,8 @@
  * change lock, so no admission is mid-check while the store appears. A failed creation leaves
  * nothing behind that would make the path unusable for the next attempt.
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { existsSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   datastoreAbsolutePath,
   parseDatastoreBackend,
@@ -60,7 +60,44 @@ function normalizePath(path: string): string {
   const p = resolve(path);
   if (p === '/')
     throw new BadRequestError("parameter verification failed - 'path': refusing the root directory");
+  const pseudo = pseudoFilesystemOf(p);
+  if (pseudo) {
+    throw new BadRequestError(
+      `parameter verification failed - 'path': '${p}' is on ${pseudo}, not a filesystem that can hold a datastore`,
+    );
+  }
   return p;
+}
+
+/** Kernel pseudo-filesystems by their statfs magic (linux/magic.h). */
+const PSEUDO_FS_MAGIC = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x1cd1, 'devpts'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x6165676c, 'pstore'],
+  [0xcafe4a11, 'bpf'],
+  [0x62656570, 'configfs'],
+]);
+
+/**
+ * The pseudo-filesystem `path` would be created on, if any: /proc, /sys and /dev by name (/dev is
+ * a devtmpfs, whose magic is tmpfs's), anything else by the statfs magic of its nearest existing
+ * ancestor. Creating directories there fails in odd ways — under /proc, Node 20's recursive
+ * mkdir loops forever and hung the whole server (issue 12, defect 1).
+ */
+function pseudoFilesystemOf(path: string): string | undefined {
+  for (const top of ['/proc', '/sys', '/dev']) {
+    if (path === top || path.startsWith(`${top}/`)) return top;
+  }
+  let existing = path;
+  while (!existsSync(existing)) existing = dirname(existing);
+  const type = PSEUDO_FS_MAGIC.get(Number(statfsSync(existing).type));
+  return type && `a ${type} filesystem`;
 }
 
 /** Refuse a path inside another datastore, containing one, or an existing non-empty directory. */

@@ -70,6 +70,14 @@ test('creating a datastore through the API runs a create-datastore task; bad nam
     [{ name: 'inner', path: join(storePath, 'sub') }, 400, /'path': .* overlaps datastore 'data1'/],
     [{ name: STORE, path }, 409, /datastore 'data1' already exists/],
     [{ name: 'mmm', path, 'maintenance-mode': 'delete' }, 400, /maintenance-mode/],
+    // pseudo-filesystems: a recursive mkdir under /proc spun the server forever (issue 12)
+    [
+      { name: 'procnew', path: '/proc/newdir' },
+      400,
+      /'path': '\/proc\/newdir' is on \/proc, not a filesystem/,
+    ],
+    [{ name: 'sysnew', path: '/sys/kernel/newdir/x' }, 400, /'path': .* is on \/sys/],
+    [{ name: 'devnew', path: '/dev/shm/../newdir' }, 400, /'path': '\/dev\/newdir' is on \/dev/],
   ];
   const full = join(t.dir, 'not-empty');
   mkdirSync(full);
