@@ -96,6 +96,8 @@ async function* chunksOf(
 
 export class BackupWriter {
   private readonly files: ManifestFile[] = [];
+  /** Chunks of this session whose upload is under way, so a duplicate appends only after it. */
+  private readonly uploading = new Map<string, Promise<void>>();
   private previous: BackupManifest | undefined;
   private previousLoaded = false;
   readonly total = emptyTransferStats();
@@ -380,22 +382,31 @@ export class BackupWriter {
     known: Set<string>,
     stats: TransferStats,
   ): Promise<ProcessedChunk> {
+    let uploaded: (() => void) | undefined;
     const r = await this.pool.process(chunk, (digest) => {
       const hex = digest.toString('hex');
       if (known.has(hex)) return true;
-      known.add(hex); // a second copy in this backup is appended after this upload, never re-sent
+      // A second copy in this backup is never re-sent. Workers hash in parallel, so that copy
+      // may come *earlier* in the stream than the one uploading: its append waits for the upload.
+      known.add(hex);
+      this.uploading.set(hex, new Promise<void>((resolve) => (uploaded = resolve)));
       return false;
     });
     if (!r.blob) {
+      await this.uploading.get(r.digest.toString('hex'));
       stats.reusedBytes += r.size;
       return r;
     }
-    await this.session.request(
-      'POST',
-      `${kind}_chunk`,
-      { wid, digest: r.digest.toString('hex'), size: r.size, 'encoded-size': r.blob.length },
-      r.blob,
-    );
+    try {
+      await this.session.request(
+        'POST',
+        `${kind}_chunk`,
+        { wid, digest: r.digest.toString('hex'), size: r.size, 'encoded-size': r.blob.length },
+        r.blob,
+      );
+    } finally {
+      uploaded?.();
+    }
     stats.newBytes += r.size;
     stats.newChunks++;
     stats.uploadedBytes += r.blob.length;
