@@ -680,3 +680,76 @@ export async function createLockedBackupDir(
   }
   return { path, lock };
 }
+
+/** What `removeAbandonedSnapshots` removed. */
+export interface AbandonedSnapshotsResult {
+  snapshots: BackupDir[];
+  groups: BackupGroup[];
+}
+
+/**
+ * Remove the unfinished snapshots (no manifest) that no live backup session owns: what a server
+ * killed mid-backup leaves behind (a snapshot listed as unfinished for good, its `.tmp_didx`
+ * never renamed). A session holds its snapshot's lock exclusively from before the directory
+ * exists until it finished or removed it, in whichever process it runs, so a snapshot whose lock
+ * can be taken without waiting has no session; a graceful restart's old process keeps its
+ * running backups. The manifest is checked again under the lock: a session that finished in
+ * between released the lock after writing it. Protected snapshots stay (the operator asked so).
+ *
+ * A group emptied by this goes too, as a failed backup's session removes the group it created
+ * (PBS destroys an empty group the same way), under the group lock so a starting backup is not
+ * pulled from under its feet. Each removal is one `log` line.
+ */
+export async function removeAbandonedSnapshots(
+  store: BackupStore,
+  log: (line: string) => void,
+): Promise<AbandonedSnapshotsResult> {
+  const result: AbandonedSnapshotsResult = { snapshots: [], groups: [] };
+  for (const ns of listNamespaces(store)) {
+    for (const group of listGroups(store, ns)) {
+      let removedHere = false;
+      for (const snap of listSnapshotsOrNone(store, group)) {
+        if (snap.finished || snap.protected) continue;
+        const lock = await store.locks.lockSnapshotIfFree(snap.dir);
+        if (!lock) continue; // a live session (or a reader, a delete) has it
+        try {
+          const path = snapshotPath(store, snap.dir);
+          if (!isDir(path) || existsSync(join(path, MANIFEST_BLOB_NAME))) continue;
+          rmSync(path, { recursive: true, force: true });
+          removedHere = true;
+          result.snapshots.push(snap.dir);
+          log(`removed unfinished snapshot ${snap.dir}${inNamespace(ns)}: no backup session owns it`);
+        } finally {
+          lock.release();
+        }
+      }
+      if (removedHere && (await removeGroupIfEmpty(store, group))) {
+        result.groups.push(group);
+        log(`removed backup group ${group}${inNamespace(ns)}: no snapshot left`);
+      }
+    }
+  }
+  return result;
+}
+
+function listSnapshotsOrNone(store: BackupStore, group: BackupGroup): SnapshotInfo[] {
+  try {
+    return listSnapshots(store, group);
+  } catch (err) {
+    if (err instanceof NotFoundError) return []; // removed meanwhile
+    throw err;
+  }
+}
+
+/** Remove a group that has no snapshot, unless someone holds its lock; true when removed. */
+async function removeGroupIfEmpty(store: BackupStore, group: BackupGroup): Promise<boolean> {
+  const lock = await store.locks.lockGroupIfFree(group);
+  if (!lock) return false;
+  try {
+    if (!groupExists(store, group) || listSnapshots(store, group).length > 0) return false;
+    rmSync(groupPath(store, group), { recursive: true, force: true });
+    return true;
+  } finally {
+    lock.release();
+  }
+}

@@ -50,6 +50,20 @@ export class DatastoreLocks {
     return lock;
   }
 
+  /**
+   * The snapshot lock, exclusive, if nobody holds it; undefined when someone does (a backup
+   * session writing it, in any process, a reader, a delete). The abandoned-snapshot cleanup
+   * asks this to tell a live session's snapshot from a dead one's.
+   */
+  lockSnapshotIfFree(dir: BackupDir): Promise<HeldLock | undefined> {
+    return this.service.tryAcquire({ kind: 'snapshot', store: this.store, snapshot: dir });
+  }
+
+  /** The group lock if nobody holds it (a backup session holds it for its whole run), else undefined. */
+  lockGroupIfFree(group: BackupGroup): Promise<HeldLock | undefined> {
+    return this.service.tryAcquire({ kind: 'group', store: this.store, group });
+  }
+
   /** Wait for the manifest lock of a snapshot at most `timeoutMs` (LOCK_TIMEOUT after). */
   lockManifest(dir: BackupDir, opts: { timeoutMs?: number } = {}): Promise<HeldLock> {
     return this.service.acquire({ kind: 'manifest', store: this.store, snapshot: dir }, opts);

@@ -15,6 +15,7 @@ import {
   BackupDir,
   BackupGroup,
   BackupNamespace,
+  type AbandonedSnapshotsResult,
   type BackupStore,
   type DeleteGroupResult,
   type DeleteNamespaceResult,
@@ -37,6 +38,7 @@ import {
   listNamespaces,
   listSnapshots,
   namespaceExists,
+  removeAbandonedSnapshots,
   setGroupNotes,
   setOwner,
   setProtected,
@@ -172,6 +174,8 @@ export interface WritableDatastore extends ReadonlyDatastore {
   ): Promise<{ owner: string; lock: HeldLock }>;
   createSnapshotWriter(dir: BackupDir): Promise<{ writer: SnapshotWriter; lock: HeldLock }>;
   prune(group: BackupGroup, opts: KeepOptions, runOpts?: { dryRun?: boolean }): Promise<PruneResult[]>;
+  /** Remove unfinished snapshots no live backup session owns (start-up; GC does it too). */
+  removeAbandonedSnapshots(log: (line: string) => void): Promise<AbandonedSnapshotsResult>;
   garbageCollection(opts?: GarbageCollectionOptions): Promise<GarbageCollectionStatus>;
   verifySnapshot(dir: BackupDir, opts: VerifyOptions): Promise<SnapshotVerifyResult>;
 }
@@ -401,6 +405,11 @@ export class Datastore implements BackupStore, WritableDatastore {
     return pruneGroup(this.open(), group, opts, runOpts);
   }
 
+  removeAbandonedSnapshots(log: (line: string) => void): Promise<AbandonedSnapshotsResult> {
+    return removeAbandonedSnapshots(this.open(), log);
+  }
+
+  /** GC; its first phase also removes abandoned unfinished snapshots (removeAbandonedSnapshots). */
   garbageCollection(opts: GarbageCollectionOptions = {}): Promise<GarbageCollectionStatus> {
     return garbageCollection(this.open(), opts);
   }

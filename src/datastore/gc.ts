@@ -105,6 +105,11 @@ export interface GcStore {
   readonly locks: Pick<DatastoreLocks, 'tryLockGc'>;
   /** This process's writers (the datastore's registry); others come via the options. */
   readonly writers?: WriterRegistry;
+  /**
+   * Remove unfinished snapshots no live session owns (backup-info.ts), before phase 1: what a
+   * killed server left is garbage, and its chunks become collectable once nothing protects them.
+   */
+  removeAbandonedSnapshots?(log: (line: string) => void): Promise<unknown>;
 }
 
 /**
@@ -129,6 +134,7 @@ export async function garbageCollection(
     if (opts.upid !== undefined) status.upid = opts.upid;
 
     log('Start GC phase1 (mark used chunks)');
+    await store.removeAbandonedSnapshots?.(log);
     const indexes = listIndexFiles(store.basePath);
     const touched = new Set<string>();
     let lastPercent = 0;

@@ -26,6 +26,7 @@ import type { AnyRoute } from '../http/route.js';
 import { TaskManager } from '../tasks/worker-task.js';
 import { ensureCertificate } from '../http/tls.js';
 import { registerWebUi } from './web-ui.js';
+import { removeAbandonedSnapshotsAtStartup } from './startup-cleanup.js';
 
 export const DEFAULT_PORT = 8007;
 
@@ -54,6 +55,11 @@ export interface RunningServer {
   /** SHA-256 certificate fingerprint, `aa:bb:...`. */
   fingerprint: string;
   context: ServerContext;
+  /**
+   * The start-up removal of abandoned unfinished snapshots (startup-cleanup.ts), running in the
+   * background once the server listens; it never rejects.
+   */
+  startupCleanup: Promise<void>;
   /**
    * Stop accepting connections, then wait for this process's running tasks to end (they are not
    * aborted: a server being replaced finishes its work).
@@ -164,12 +170,17 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
 
   announce(`fingerprint: ${tls.fingerprint}`);
   if (boot.generatedPassword) announce(`root@pam password: ${boot.generatedPassword}`);
+  // After listen, not before: walking a large datastore must not delay serving (the sessions it
+  // could race hold their snapshot locks, see startup-cleanup.ts).
+  const startupCleanup = removeAbandonedSnapshotsAtStartup(datastores, app.log);
 
   return {
     url: `https://${urlHost}:${actualPort}`,
     fingerprint: tls.fingerprint,
     context,
+    startupCleanup,
     async close() {
+      await startupCleanup;
       await app.close();
       await tasks.close();
       datastores.close();

@@ -18,20 +18,44 @@ export interface E2eServer {
   proc: ChildProcess;
   /** Environment for `stowage-client` against this server (HOME in the temp dir). */
   env: NodeJS.ProcessEnv;
+  /** What the server wrote to stderr so far (its log at `warn` and up, with `serverLog`). */
+  readonly stderr: string;
+  /** SIGKILL the server and remove its directory. */
   stop(): Promise<void>;
+  /** SIGKILL the server, keeping its directory (restart it with `startE2eServer(…, {root, port})`). */
+  kill(): Promise<void>;
 }
 
-export async function startE2eServer(prefix: string): Promise<E2eServer> {
-  const root = mkdtempSync(join(tmpdir(), prefix));
+export interface E2eServerOptions {
+  /** An existing server directory (a restart): its datastore and config are kept. */
+  root?: string;
+  /** Listen on this port (a restart keeps the clients' repository valid); default any free one. */
+  port?: number;
+  /** Log as the real server does (pino, level `warn`) to stderr, kept in `stderr`. */
+  serverLog?: boolean;
+}
+
+export async function startE2eServer(prefix: string, opts: E2eServerOptions = {}): Promise<E2eServer> {
+  const root = opts.root ?? mkdtempSync(join(tmpdir(), prefix));
   const proc = spawn(
     process.execPath,
     ['--import', 'tsx', join(repoRoot, 'test/e2e/fixtures/backup-server.ts'), root],
     {
       cwd: repoRoot,
-      env: { ...process.env, ROOT_PASSWORD },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        ROOT_PASSWORD,
+        ...(opts.port !== undefined && { PORT: String(opts.port) }),
+        ...(opts.serverLog && { SERVER_LOG: '1' }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (!opts.serverLog) process.stderr.write(d);
+  });
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: proc.stdout! });
     rl.once('line', resolve);
@@ -45,15 +69,24 @@ export async function startE2eServer(prefix: string): Promise<E2eServer> {
     STOWAGE_PASSWORD: ROOT_PASSWORD,
     STOWAGE_FINGERPRINT: info.fingerprint,
   };
+  const kill = async () => {
+    proc.kill('SIGKILL');
+    await new Promise((r) =>
+      proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.once('exit', r),
+    );
+  };
   return {
     root,
     ...info,
     storePath: join(root, 'stores', 'local'),
     proc,
     env,
+    get stderr() {
+      return stderr;
+    },
+    kill,
     async stop() {
-      proc.kill('SIGKILL');
-      await new Promise((r) => (proc.exitCode !== null ? r(null) : proc.once('exit', r)));
+      await kill();
       rmSync(root, { recursive: true, force: true });
     },
   };
