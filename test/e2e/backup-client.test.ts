@@ -81,6 +81,16 @@ test('a tree and an image are backed up and restored byte for byte with their me
   const summary = JSON.parse(res.stdout) as { snapshot: string; bytes: number; newBytes: number };
   assert.equal(summary.snapshot, 'host/web01/2023-11-14T22:13:20Z');
   assert.ok(summary.newBytes > 0);
+  // the progress of each archive ends at its total (tar headers included), never beyond it
+  for (const archive of ['root.tar.didx', 'disk.img.fidx']) {
+    const last = res.stderr
+      .split('\n')
+      .filter((l) => l.startsWith(`${archive}: `))
+      .at(-1);
+    const m = /^\S+: ([\d.]+ \w+) of ([\d.]+ \w+),/.exec(last ?? '');
+    assert.ok(m, `no progress line for ${archive} in:\n${res.stderr}`);
+    assert.equal(m[1], m[2], last);
+  }
 
   const dst = join(srv.root, 'restore1');
   const r1 = await runClient(['restore', 'host/web01/2023-11-14T22:13:20Z', 'root.tar', dst], srv.env);

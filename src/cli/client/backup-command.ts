@@ -120,7 +120,7 @@ async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan
         exclude,
         onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
       });
-      out.push({ ...s, size: tree.fileBytes, tree });
+      out.push({ ...s, size: tree.size, tree });
     } else if (s.kind === 'image') out.push({ ...s, size: imageSize(s.path) });
     else {
       if (!st.isFile()) throw new BadRequestError(`'${s.path}' is not a file`);
