@@ -554,7 +554,7 @@ export const ERR_CONNECT_FAILED = createError(
 export const ERR_CONNECTION_CLOSED = createError(
   'ERR_CONNECTION_CLOSED',
   'INTERNAL',
-  () => 'connection to server closed',
+  () => 'connection to the server was lost (the server stopped or restarted, or the network failed)',
 );
 export const ERR_REQUEST_FAILED = createError(
   'ERR_REQUEST_FAILED',

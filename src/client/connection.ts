@@ -199,7 +199,7 @@ export class ProtocolSession {
   private closedErr: Error | undefined;
 
   constructor(readonly h2: ClientHttp2Session) {
-    h2.on('error', (err) => (this.closedErr ??= err));
+    h2.on('error', () => (this.closedErr ??= ERR_CONNECTION_CLOSED()));
     h2.on('close', () => (this.closedErr ??= ERR_CONNECTION_CLOSED()));
   }
 
@@ -240,12 +240,34 @@ export class ProtocolSession {
         codeHeader = typeof c === 'string' ? c : undefined;
       });
       stream.on('data', (d: Buffer) => parts.push(d));
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        fn();
+      };
+      // the connection went away under the stream, or the server reset the stream unanswered
+      const unanswered = () =>
+        this.h2.destroyed || this.h2.closed || this.closedErr
+          ? (this.closedErr ?? ERR_CONNECTION_CLOSED())
+          : ERR_PROTOCOL_REQUEST_FAILED(name, 'the server closed the request without an answer');
       stream.on('end', () => {
         const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        if (status >= 200 && status < 300) resolve(data);
-        else reject(errorFromResponse(status, data, codeHeader));
+        if (status === 0) settle(() => reject(unanswered()));
+        else if (status >= 200 && status < 300) settle(() => resolve(data));
+        else settle(() => reject(errorFromResponse(status, data, codeHeader)));
       });
-      stream.on('error', (err) => reject(ERR_PROTOCOL_REQUEST_FAILED(name, err.message)));
+      stream.on('error', (err) =>
+        settle(() =>
+          reject(
+            this.h2.destroyed || this.h2.closed
+              ? ERR_CONNECTION_CLOSED()
+              : ERR_PROTOCOL_REQUEST_FAILED(name, err.message),
+          ),
+        ),
+      );
+      // a reset without an error emits neither 'end' nor 'error'
+      stream.on('close', () => settle(() => reject(unanswered())));
       stream.end(body);
     });
   }
