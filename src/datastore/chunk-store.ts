@@ -61,6 +61,11 @@ import { digestToHex } from './digest.js';
 
 export interface ChunkStoreOptions {
   syncLevel?: SyncLevel;
+  /**
+   * Fault injection for tests: called in the sweep between deciding to remove `name` and
+   * removing it, where another process's re-insert can land (test/faults/gc-sweep-race.test.ts).
+   */
+  beforeSweepRemove?: (name: string) => void;
 }
 
 /** The path holds no chunk store: not created, or the disk is not mounted. */
@@ -77,6 +82,12 @@ export class ChunkStoreMissingError extends StowageError {
 const SUBDIR_COUNT = 0x10000;
 const SUBDIR_NAME = /^[0-9a-f]{4}$/;
 const CHUNK_NAME = /^[0-9a-fA-F]{64}(\.[0-9]\.bad)?$/;
+/**
+ * What a killed process leaves in a chunk directory: a write's temp file (`replaceFile`) or a
+ * sweep's set-aside copy (`removeUnlessTouched`). Never a chunk; the sweep removes them once
+ * they are older than its cutoff (no live writer is that old).
+ */
+const LEFTOVER_NAME = /^[0-9a-fA-F]{64}(\.[0-9]\.bad)?\.(tmp|gc)_[0-9a-f]{12}$/;
 const execFileAsync = promisify(execFile);
 
 function subdirName(i: number): string {
@@ -101,6 +112,8 @@ interface ChunkFile extends ChunkEntry {
   path: string;
   /** Index (0..65535) of the `.chunks` subdirectory, for progress reports. */
   subdir: number;
+  /** A temp or set-aside file a killed process left (LEFTOVER_NAME), not a chunk. */
+  leftover: boolean;
 }
 
 export class FilesystemChunkBackend implements ChunkBackend {
@@ -110,9 +123,11 @@ export class FilesystemChunkBackend implements ChunkBackend {
   private lockFd: number | undefined;
   /** Files and dirs written since the last flush(), for the fallback without syncfs. */
   private readonly unsynced = new Set<string>();
+  private readonly beforeSweepRemove: ((name: string) => void) | undefined;
 
   private constructor(basePath: string, lockFd: number, opts: ChunkStoreOptions) {
     this.basePath = basePath;
+    this.beforeSweepRemove = opts.beforeSweepRemove;
     this.chunkDir = join(basePath, '.chunks');
     this.syncLevel = opts.syncLevel ?? 'filesystem';
     this.lockFd = lockFd;
@@ -212,8 +227,9 @@ export class FilesystemChunkBackend implements ChunkBackend {
         throw new CorruptDataError(`unexpected file type on store '${this.basePath}' for chunk ${hex}`);
       }
       if (old.size === encodedSize) {
-        this.touchExisting(path, digest);
-        return { duplicate: true, encodedSize };
+        if (this.touchExisting(path, old.ino)) return { duplicate: true, encodedSize };
+        this.writeChunkFile(path, blob); // swept meanwhile: store our copy
+        return { duplicate: false, encodedSize };
       }
       if (old.size !== 0) {
         // The digest of an encrypted chunk includes the key's id_key (§7.2), so an encrypted
@@ -226,8 +242,7 @@ export class FilesystemChunkBackend implements ChunkBackend {
             );
           }
         }
-        if (old.size < encodedSize) {
-          this.touchExisting(path, digest);
+        if (old.size < encodedSize && this.touchExisting(path, old.ino)) {
           return { duplicate: true, encodedSize: old.size };
         }
       }
@@ -280,9 +295,16 @@ export class FilesystemChunkBackend implements ChunkBackend {
     return false;
   }
 
-  /** The insert-time touch of a chunk just stat'ed; NotFoundError if it vanished meanwhile. */
-  private touchExisting(path: string, digest: Uint8Array): void {
-    if (!touchPath(path)) throw chunkNotFound(digest);
+  /**
+   * The insert-time touch of a chunk file just stat'ed (inode `ino`), as PBS's insert_chunk: the
+   * atime keeps the sweep of a concurrent GC from removing it. False when the file is gone or
+   * replaced by then, and the caller stores its own copy. The file is looked up again after the
+   * touch: a sweep in another process that set it aside (see `sweep`) before the touch landed
+   * may remove it, so only a touch followed by the file still being in place counts.
+   */
+  private touchExisting(path: string, ino: number): boolean {
+    if (!touchPath(path)) return false;
+    return statSync(path, { throwIfNoEntry: false })?.ino === ino;
   }
 
   async quarantine(digest: Uint8Array): Promise<string | undefined> {
@@ -305,6 +327,7 @@ export class FilesystemChunkBackend implements ChunkBackend {
 
   async *list(): AsyncGenerator<ChunkEntry> {
     for (const f of this.files()) {
+      if (f.leftover) continue;
       yield { name: f.name, digestHex: f.digestHex, bad: f.bad, atimeMs: f.atimeMs, size: f.size };
     }
   }
@@ -332,15 +355,17 @@ export class FilesystemChunkBackend implements ChunkBackend {
         throw ERR_CHUNK_DIR_UNREADABLE.withOptions({ cause: err }, dir, (err as Error).message);
       }
       for (const name of names) {
-        if (!CHUNK_NAME.test(name)) continue;
+        const leftover = LEFTOVER_NAME.test(name);
+        if (!leftover && !CHUNK_NAME.test(name)) continue;
         const path = join(dir, name);
         const st = lstatSync(path, { throwIfNoEntry: false });
         if (!st?.isFile()) continue;
         yield {
           name,
           path,
+          leftover,
           digestHex: name.slice(0, 64).toLowerCase(),
-          bad: name.length > 64,
+          bad: /^.{64}\.[0-9]\.bad$/.test(name),
           atimeMs: st.atimeMs,
           size: st.size,
           subdir: i,
@@ -366,18 +391,24 @@ export class FilesystemChunkBackend implements ChunkBackend {
         }
         opts.signal?.throwIfAborted();
       }
-      count++;
       // Re-stat right before deciding: the iterator's stat may predate a dedup touch.
       const st = lstatSync(f.path, { throwIfNoEntry: false });
       if (!st) continue;
-      const verdict = sweepVerdict(st.atimeMs, cutoffs);
-      if (verdict === 'remove') {
-        try {
-          unlinkSync(f.path);
-        } catch (err) {
-          if (errno(err) === 'ENOENT') continue;
-          throw err;
+      if (f.leftover) {
+        // by its modification time: a write in progress keeps changing it
+        if (st.mtimeMs < cutoffs.minAtimeMs) {
+          unlinkIfPresent(f.path);
+          opts.log?.(`removed leftover file ${f.name}`);
         }
+        continue;
+      }
+      count++;
+      let verdict = sweepVerdict(st.atimeMs, cutoffs);
+      if (verdict === 'remove') {
+        this.beforeSweepRemove?.(f.name);
+        const outcome = removeUnlessTouched(f.path, cutoffs);
+        if (outcome === 'gone') continue;
+        verdict = outcome;
       }
       countSwept(s, verdict, f.bad, st.size);
     }
@@ -419,6 +450,38 @@ export class FilesystemChunkBackend implements ChunkBackend {
   /** Number of files/dirs waiting for flush() (for tests and diagnostics). */
   get unsyncedCount(): number {
     return this.unsynced.size;
+  }
+}
+
+/**
+ * Remove a chunk file the sweep found unused, unless a re-insert in another process touched it
+ * meanwhile (issue 2's note: the stat -> unlink window of PBS's sweep). The file is first moved
+ * aside under a name no reader or insert uses, then its atime is read again: a touch that landed
+ * before the move shows there and the file goes back; a touch after it finds no file, and that
+ * insert stores its own copy (`touchExisting`). In one process the sync IO makes this atomic
+ * anyway; across processes (a graceful restart's two servers) this is what keeps the chunk.
+ */
+function removeUnlessTouched(path: string, cutoffs: SweepCutoffs): 'remove' | 'pending' | 'keep' | 'gone' {
+  const aside = `${path}.gc_${randomBytes(6).toString('hex')}`;
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return 'gone';
+    throw err;
+  }
+  const verdict = sweepVerdict(lstatSync(aside).atimeMs, cutoffs);
+  // Back in place if touched; a concurrent insert may have stored a fresh copy by now, with the
+  // same digest and so the same content.
+  if (verdict !== 'remove') renameSync(aside, path);
+  else unlinkSync(aside);
+  return verdict;
+}
+
+function unlinkIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (errno(err) !== 'ENOENT') throw err;
   }
 }
 
