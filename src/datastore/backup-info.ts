@@ -579,6 +579,9 @@ export async function deleteSnapshot(
     if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
       throw ERR_SNAPSHOT_PROTECTED(dir, inNamespace(dir.group.ns));
     }
+    // The manifest first: a process killed halfway leaves an unfinished snapshot, which the next
+    // start or GC removes (removeAbandonedSnapshots), never a "finished" one missing an index.
+    rmSync(join(path, MANIFEST_BLOB_NAME), { force: true });
     rmSync(path, { recursive: true, force: true });
   } finally {
     lock.release();

@@ -6,12 +6,17 @@ import { checkChunkBlob } from '../../src/datastore/chunk-backend.js';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 
-/** Poll `cond` every 20 ms until it holds; fail naming `what` after `timeoutMs`. */
-export async function waitUntil(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+/** Poll `cond` every `everyMs` until it holds; fail naming `what` after `timeoutMs`. */
+export async function waitUntil(
+  what: string,
+  cond: () => boolean,
+  timeoutMs = 30_000,
+  everyMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     assert.ok(Date.now() < deadline, `timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
