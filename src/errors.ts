@@ -362,6 +362,13 @@ export const ERR_CHUNK_DIR_UNREADABLE = createError(
   'INTERNAL',
   (dir: string, why: string) => `unable to read chunk subdir '${dir}' - ${why}`,
 );
+export const ERR_DATASTORE_FULL = createError(
+  'ERR_DATASTORE_FULL',
+  'INTERNAL',
+  (path: string, what: string) =>
+    `no space left on device: the datastore at '${path}' is full (writing ${what}) - ` +
+    'remove snapshots and run garbage collection to free space',
+);
 export const ERR_NOT_AN_INDEX = createError(
   'ERR_NOT_AN_INDEX',
   'INTERNAL',

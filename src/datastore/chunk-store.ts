@@ -31,13 +31,14 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   BadRequestError,
   CorruptDataError,
   ERR_CHUNK_DIR_UNREADABLE,
+  ERR_DATASTORE_FULL,
   ERR_DATASTORE_PATH_IN_USE,
   StowageError,
 } from '../errors.js';
@@ -265,10 +266,19 @@ export class FilesystemChunkBackend implements ChunkBackend {
   private writeChunkFile(path: string, blob: Uint8Array): void {
     // Sync level `file` fsyncs the chunk and its directory right here; `filesystem` leaves
     // both to flush(), `none` to the kernel.
-    replaceFile(path, blob, {
-      fsync: this.syncLevel === 'file',
-      tempPath: `${path}.tmp_${randomBytes(6).toString('hex')}`,
-    });
+    try {
+      replaceFile(path, blob, {
+        fsync: this.syncLevel === 'file',
+        tempPath: `${path}.tmp_${randomBytes(6).toString('hex')}`,
+      });
+    } catch (err) {
+      // the temp file is gone again (replaceFile); say what happened, not just the errno
+      const code = errno(err);
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw ERR_DATASTORE_FULL.withOptions({ cause: err }, this.basePath, `chunk ${basename(path)}`);
+      }
+      throw err;
+    }
     if (this.syncLevel === 'filesystem') {
       this.unsynced.add(path);
       this.unsynced.add(join(path, '..'));
