@@ -11,6 +11,7 @@
  */
 import { ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.js';
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
+import type { ChunkBackend } from '../datastore/chunk-backend.js';
 import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
 import type { OperationClass } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
@@ -63,21 +64,31 @@ interface OpenStore {
   holders: number;
 }
 
+/** Opens an existing datastore's chunk backend from its configuration. */
+export type ChunkBackendOpener = (cfg: DatastoreConfig) => ChunkBackend;
+
 export interface DatastoreAccessOptions {
   config: DatastoreConfigFile;
   /** Where modes and operations live and admission is made atomic. */
   backend: AdmissionBackend;
+  /**
+   * How a datastore's chunk backend is opened; default `openChunkBackend` (chunk-backend-for.ts).
+   * Fault tests wrap it (a backend that runs out of space, test/faults/).
+   */
+  openChunks?: ChunkBackendOpener;
 }
 
 export class DatastoreAccess {
   readonly config: DatastoreConfigFile;
   readonly backend: AdmissionBackend;
+  private readonly openChunks: ChunkBackendOpener;
   /** Datastores this process holds open, with the number of its operations using each. */
   private readonly open = new Map<string, OpenStore>();
 
   constructor(opts: DatastoreAccessOptions) {
     this.config = opts.config;
     this.backend = opts.backend;
+    this.openChunks = opts.openChunks ?? openChunkBackend;
   }
 
   /**
@@ -134,7 +145,7 @@ export class DatastoreAccess {
       // A changed path gets a fresh open; the old one closes when its last holder releases.
       const syncLevel = syncLevelOf(cfg);
       const datastore = Datastore.open(name, cfg.path, {
-        chunks: openChunkBackend(cfg),
+        chunks: this.openChunks(cfg),
         syncLevel,
         locks: this.backend.locks,
       });

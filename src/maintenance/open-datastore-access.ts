@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { DatastoreConfigFile } from '../config/datastore-config.js';
 import type { StowagePaths } from '../config/paths.js';
-import { DatastoreAccess } from './datastore-access.js';
+import { DatastoreAccess, type ChunkBackendOpener } from './datastore-access.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { LocalLockService } from './local-lock-service.js';
 import { SqliteOperationRegistry } from './sqlite-operation-registry.js';
@@ -14,14 +14,15 @@ export function operationRegistryPath(paths: Pick<StowagePaths, 'runDir'>): stri
 /** Datastore access for this process, on the instance's config dir and shared operation registry. */
 export function openDatastoreAccess(
   paths: StowagePaths,
-  opts: { lockTimeoutMs?: number } = {},
+  opts: { lockTimeoutMs?: number; openChunks?: ChunkBackendOpener } = {},
 ): DatastoreAccess {
+  const { openChunks, ...backendOpts } = opts;
   const config = new DatastoreConfigFile(paths.configDir);
   const backend = new LocalAdmissionBackend({
     config,
     registry: new SqliteOperationRegistry(operationRegistryPath(paths)),
     locks: new LocalLockService({ runDir: paths.runDir, dataDir: paths.dataDir, config }),
-    ...opts,
+    ...backendOpts,
   });
-  return new DatastoreAccess({ config, backend });
+  return new DatastoreAccess({ config, backend, openChunks });
 }

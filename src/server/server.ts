@@ -19,6 +19,7 @@ import { LoginLimiter, type LoginLimiterOptions } from '../http/auth/login-limit
 import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from '../http/context.js';
 import { openDatastoreAccess } from '../maintenance/open-datastore-access.js';
+import type { ChunkBackendOpener } from '../maintenance/datastore-access.js';
 import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from '../http/permissions.js';
 import { registerRoutes } from '../http/register-routes.js';
@@ -47,6 +48,8 @@ export interface StartServerOptions {
   routes?: readonly AnyRoute[];
   /** Node name in UPIDs; default the short hostname. */
   nodeName?: string;
+  /** How datastores' chunk backends are opened (fault injection in tests); default from the config. */
+  openChunks?: ChunkBackendOpener;
 }
 
 export interface RunningServer {
@@ -94,6 +97,7 @@ export interface AssembleApiOptions {
   loginLimit?: LoginLimiterOptions;
   authFailureDelayMs?: number;
   routes?: readonly AnyRoute[];
+  openChunks?: ChunkBackendOpener;
 }
 
 /**
@@ -107,7 +111,7 @@ export async function assembleApi(app: FastifyInstance, opts: AssembleApiOptions
     keys: opts.keys,
     userInfo: new UserInfoCache(opts.paths.configDir),
     tasks: new TaskManager({ tasksDir: join(opts.paths.dataDir, 'tasks'), node: opts.nodeName }),
-    datastores: openDatastoreAccess(opts.paths),
+    datastores: openDatastoreAccess(opts.paths, { openChunks: opts.openChunks }),
     loginLimiter: new LoginLimiter(opts.loginLimit),
     authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
     log: app.log,
@@ -145,6 +149,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     loginLimit: opts.loginLimit,
     authFailureDelayMs: opts.authFailureDelayMs,
     routes: opts.routes,
+    openChunks: opts.openChunks,
   });
   const { tasks, datastores } = context;
   // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection

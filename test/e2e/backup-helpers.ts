@@ -33,6 +33,8 @@ export interface E2eServerOptions {
   port?: number;
   /** Log as the real server does (pino, level `warn`) to stderr, kept in `stderr`. */
   serverLog?: boolean;
+  /** More environment for the fixture (e.g. its fault injection, NO_SPACE_AFTER). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startE2eServer(prefix: string, opts: E2eServerOptions = {}): Promise<E2eServer> {
@@ -47,6 +49,7 @@ export async function startE2eServer(prefix: string, opts: E2eServerOptions = {}
         ROOT_PASSWORD,
         ...(opts.port !== undefined && { PORT: String(opts.port) }),
         ...(opts.serverLog && { SERVER_LOG: '1' }),
+        ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
