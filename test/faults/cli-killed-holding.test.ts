@@ -7,8 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+
 import { join } from 'node:path';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
@@ -16,7 +15,7 @@ import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js'
 import { HolderProcess } from '../helpers/holder-process.js';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
-import { e2ePaths, waitUntil } from './fault-helpers.js';
+import { backupArgs, e2ePaths, randomTree, waitUntil } from './fault-helpers.js';
 
 let srv: E2eServer;
 let paths: StowagePaths;
@@ -25,13 +24,8 @@ let env: NodeJS.ProcessEnv;
 
 before(async () => {
   srv = await startE2eServer('stowage-fault-cli-');
-  const src = join(srv.root, 'src');
-  mkdirSync(src);
-  writeFileSync(join(src, 'data'), randomBytes(1024 * 1024));
-  const b = await runClient(
-    ['backup', `data.tar:${src}`, '--backup-id', 'web', '--backup-time', '1700000000'],
-    srv.env,
-  );
+  const src = randomTree(join(srv.root, 'src'), 1, 1024 * 1024);
+  const b = await runClient(backupArgs(src, 'web', 1_700_000_000), srv.env);
   assert.equal(b.code, 0, b.stderr);
   // the server is stopped: the admin CLI works on the configuration and the datastore itself
   await srv.kill();

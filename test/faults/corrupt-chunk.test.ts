@@ -5,10 +5,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
+import { backupArgs, randomTree } from './fault-helpers.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
 
 let srv: E2eServer;
@@ -30,13 +31,8 @@ function chunkFiles(): string[] {
 }
 
 test('a corrupted chunk is found by verify and makes the restore fail instead of writing wrong data', async () => {
-  const src = join(srv.root, 'src');
-  mkdirSync(src);
-  writeFileSync(join(src, 'data'), randomBytes(3 * 1024 * 1024));
-  const b = await runClient(
-    ['backup', `data.tar:${src}`, '--backup-id', 'rot', '--backup-time', '1700000000'],
-    srv.env,
-  );
+  const src = randomTree(join(srv.root, 'src'), 1, 3 * 1024 * 1024);
+  const b = await runClient(backupArgs(src, 'rot', 1_700_000_000), srv.env);
   assert.equal(b.code, 0, b.stderr);
 
   // flip bytes in the middle of one chunk file (same size: only a content check finds it)
@@ -46,7 +42,7 @@ test('a corrupted chunk is found by verify and makes the restore fail instead of
   writeFileSync(victim, bytes);
   const digest = victim.slice(-64);
 
-  const source = readFileSync(join(src, 'data'));
+  const source = readFileSync(join(src, 'f0'));
   const admin = ['--config-dir', join(srv.root, 'etc'), '--server', `127.0.0.1:${srv.port}`];
   const snapshot = 'host/rot/2023-11-14T22:13:20Z';
 
@@ -56,7 +52,7 @@ test('a corrupted chunk is found by verify and makes the restore fail instead of
     assert.notEqual(r.code, 0, 'the restore of a snapshot with a corrupt chunk succeeded');
     assert.match(r.stderr, why);
     // what was written before the failure is a correct prefix of the file, nothing else
-    const out = join(dst, 'data');
+    const out = join(dst, 'f0');
     if (existsSync(out)) {
       const written = readFileSync(out);
       assert.ok(written.length < source.length);
@@ -82,14 +78,11 @@ test('a corrupted chunk is found by verify and makes the restore fail instead of
   await restoreFails(join(srv.root, 'r2'), new RegExp(`^error: chunk ${digest} not found`, 'm'));
 
   // the next backup does not build on the failed snapshot: it uploads the chunk again, and verifies
-  const again = await runClient(
-    ['backup', `data.tar:${src}`, '--backup-id', 'rot', '--backup-time', '1700000001'],
-    srv.env,
-  );
+  const again = await runClient(backupArgs(src, 'rot', 1_700_000_001), srv.env);
   assert.equal(again.code, 0, again.stderr);
   assert.ok(existsSync(victim), 'the good copy of the chunk was not uploaded again');
   const dst = join(srv.root, 'r3');
   const ok = await runClient(['restore', 'host/rot/2023-11-14T22:13:21Z', 'data.tar', dst], srv.env);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.ok(readFileSync(join(dst, 'data')).equals(source));
+  assert.ok(readFileSync(join(dst, 'f0')).equals(source));
 });

@@ -1,6 +1,7 @@
 /** What the fault tests share: waiting for a condition, and checking a whole datastore. */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkChunkBlob } from '../../src/datastore/chunk-backend.js';
 import type { StowagePaths } from '../../src/config/paths.js';
@@ -94,4 +95,16 @@ export async function verifyWholeDatastore(
 /** The instance dirs of an e2e fixture server rooted at `root`. */
 export function e2ePaths(root: string): StowagePaths {
   return { configDir: join(root, 'etc'), dataDir: root, runDir: join(root, 'run') };
+}
+
+/** A new directory `dir` holding `files` files (f0, f1, ...) of `bytes` random bytes each. */
+export function randomTree(dir: string, files: number, bytes: number): string {
+  mkdirSync(dir);
+  for (let i = 0; i < files; i++) writeFileSync(join(dir, `f${i}`), randomBytes(bytes));
+  return dir;
+}
+
+/** `stowage-client` arguments backing up tree `dir` as `data.tar` to host/`id` at `time`. */
+export function backupArgs(dir: string, id: string, time: number): string[] {
+  return ['backup', `data.tar:${dir}`, '--backup-id', id, '--backup-time', String(time)];
 }

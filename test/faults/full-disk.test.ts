@@ -9,13 +9,20 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
-import { assertChunkStoreIntact, e2ePaths, filesMatching, verifyWholeDatastore } from './fault-helpers.js';
+import {
+  assertChunkStoreIntact,
+  backupArgs,
+  e2ePaths,
+  filesMatching,
+  randomTree,
+  verifyWholeDatastore,
+} from './fault-helpers.js';
 
 const cleanups: Array<() => void> = [];
 after(() => {
@@ -26,14 +33,8 @@ const FULL =
   /^error: no space left on device: the datastore at '.*' is full \(writing chunk [0-9a-f]{64}\) - remove snapshots and run garbage collection to free space$/m;
 
 async function fullDiskScenario(root: string, srv: E2eServer): Promise<void> {
-  const tree = (name: string, mib: number) => {
-    const dir = join(root, name);
-    mkdirSync(dir);
-    for (let i = 0; i < mib; i++) writeFileSync(join(dir, `f${i}`), randomBytes(1024 * 1024));
-    return dir;
-  };
-  const backup = (dir: string, id: string, time: number) =>
-    runClient(['backup', `data.tar:${dir}`, '--backup-id', id, '--backup-time', String(time)], srv.env);
+  const tree = (name: string, mib: number) => randomTree(join(root, name), mib, 1024 * 1024);
+  const backup = (dir: string, id: string, time: number) => runClient(backupArgs(dir, id, time), srv.env);
   const small = tree('small', 2);
   const first = await backup(small, 'keep', 1_700_000_000);
   assert.equal(first.code, 0, first.stderr);

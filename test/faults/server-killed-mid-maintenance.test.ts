@@ -7,26 +7,28 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { writeSnapshots, type FixtureSnapshot } from '../helpers/snapshot-fixture.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
-import { assertChunkStoreIntact, e2ePaths, verifyWholeDatastore, waitUntil } from './fault-helpers.js';
+import {
+  assertChunkStoreIntact,
+  backupArgs,
+  e2ePaths,
+  randomTree,
+  verifyWholeDatastore,
+  waitUntil,
+} from './fault-helpers.js';
 
 let srv: E2eServer;
 
 before(async () => {
   srv = await startE2eServer('stowage-fault-maint-');
-  const src = join(srv.root, 'src');
-  mkdirSync(src);
-  writeFileSync(join(src, 'data'), randomBytes(4 * 1024 * 1024));
-  const b = await runClient(
-    ['backup', `data.tar:${src}`, '--backup-id', 'real', '--backup-time', '1700000000'],
-    srv.env,
-  );
+  const src = randomTree(join(srv.root, 'src'), 1, 4 * 1024 * 1024);
+  const b = await runClient(backupArgs(src, 'real', 1_700_000_000), srv.env);
   assert.equal(b.code, 0, b.stderr);
   // many small snapshots, so a prune of them takes long enough to be killed halfway
   const snaps: FixtureSnapshot[] = [];

@@ -6,23 +6,28 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { runClient, spawnClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
-import { e2ePaths, filesMatching, verifyWholeDatastore, waitUntil } from './fault-helpers.js';
+import {
+  backupArgs,
+  e2ePaths,
+  filesMatching,
+  randomTree,
+  verifyWholeDatastore,
+  waitUntil,
+} from './fault-helpers.js';
 
 let srv: E2eServer;
 let big: string;
 
 before(async () => {
   srv = await startE2eServer('stowage-fault-startup-', { serverLog: true });
-  big = join(srv.root, 'big');
-  mkdirSync(big);
-  for (let i = 0; i < 4; i++) writeFileSync(join(big, `f${i}`), randomBytes(8 * 1024 * 1024));
+  big = randomTree(join(srv.root, 'big'), 4, 8 * 1024 * 1024);
 });
 
 after(async () => {
@@ -35,10 +40,7 @@ function snapshotDir(id: string, time: number): string {
 
 /** Start a backup of `big` and return once it uploads, SIGSTOPped so it stays mid-upload. */
 async function pausedBackup(id: string, time: number) {
-  const client = spawnClient(
-    ['backup', `data.tar:${big}`, '--backup-id', id, '--backup-time', String(time)],
-    srv.env,
-  );
+  const client = spawnClient(backupArgs(big, id, time), srv.env);
   let stderr = '';
   client.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((r) => client.once('close', (code) => r(code ?? -1)));
