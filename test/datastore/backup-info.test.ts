@@ -30,6 +30,7 @@ import {
   listGroups,
   listNamespaces,
   listSnapshots,
+  removeAbandonedSnapshots,
   setGroupNotes,
   setOwner,
   setProtected,
@@ -321,3 +322,52 @@ test('deleting a group keeps it, with owner and notes, while a protected snapsho
     assert.deepEqual(listTree(store.basePath), ['vm']);
     assert.ok(listTree(join(root, 'run')).includes('locks/store1/vm/100/group.lck'));
   }));
+
+test('abandoned unfinished snapshots go, a locked or protected one stays, and so does a group with others', async () => {
+  await withStore(async (store) => {
+    const ns = BackupNamespace.parse('site1');
+    mkdirSync(join(store.basePath, ns.path), { recursive: true });
+    const web = new BackupGroup(ROOT, 'host', 'web01');
+    const finished = addSnapshot(store, web, '2024-06-10T06:00:00Z');
+    const half = addSnapshot(store, web, '2024-06-10T07:00:00Z', {
+      finished: false,
+      files: { 'root.tar.tmp_didx': 10 },
+    });
+    const lonely = new BackupGroup(ns, 'vm', '100');
+    const onlyHalf = addSnapshot(store, lonely, '2024-06-10T06:00:00Z', { finished: false });
+    const live = new BackupGroup(ROOT, 'ct', '200');
+    const running = addSnapshot(store, live, '2024-06-10T06:00:00Z', { finished: false });
+    const kept = new BackupGroup(ROOT, 'vm', '300');
+    const protectedHalf = addSnapshot(store, kept, '2024-06-10T06:00:00Z', { finished: false });
+    writeFileSync(join(snapshotPath(store, protectedHalf), '.protected'), '');
+
+    const lines: string[] = [];
+    // a running backup session holds its snapshot's lock
+    const lock = await store.locks.lockSnapshot(running);
+    try {
+      const res = await removeAbandonedSnapshots(store, (l) => lines.push(l));
+      assert.deepEqual(
+        res.snapshots.map((d) => d.toString()),
+        [half.toString(), onlyHalf.toString()],
+      );
+      assert.deepEqual(
+        res.groups.map((g) => g.toString()),
+        ['vm/100'],
+      );
+    } finally {
+      lock.release();
+    }
+    assert.deepEqual(lines, [
+      'removed unfinished snapshot host/web01/2024-06-10T07:00:00Z: no backup session owns it',
+      "removed unfinished snapshot vm/100/2024-06-10T06:00:00Z in namespace 'site1': no backup session owns it",
+      "removed backup group vm/100 in namespace 'site1': no snapshot left",
+    ]);
+    assert.deepEqual(
+      listSnapshots(store, web).map((s) => s.dir.toString()),
+      [finished.toString()],
+    );
+    assert.deepEqual(listGroups(store, ns), []);
+    assert.equal(listSnapshots(store, live).length, 1);
+    assert.equal(listSnapshots(store, kept).length, 1);
+  });
+});
