@@ -20,7 +20,6 @@ import {
   constants as fsConstants,
   fsyncSync,
   lstatSync,
-  mkdirSync,
   openSync,
   readFileSync,
   readSync,
@@ -29,8 +28,8 @@ import {
   statSync,
   unlinkSync,
   utimesSync,
-  writeFileSync,
 } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -140,12 +139,14 @@ export class FilesystemChunkBackend implements ChunkBackend {
    * a datastore is refused (only `lost+found`, as on a freshly formatted disk, is tolerated); an
    * existing datastore is refused unless `reuseExisting`, then it is completed and opened.
    */
-  static create(
+  static async create(
     basePath: string,
     opts: ChunkStoreOptions & { reuseExisting?: boolean } = {},
-  ): FilesystemChunkBackend {
-    mkdirSync(basePath, { recursive: true });
-    const entries = readdirSync(basePath);
+  ): Promise<FilesystemChunkBackend> {
+    // Asynchronous, so that the 65536 mkdirs (seconds on a slow disk, unbounded on a hung
+    // network mount) run on libuv's thread pool and never hold up the server's event loop.
+    await mkdir(basePath, { recursive: true });
+    const entries = await readdir(basePath);
     const isDatastore = entries.includes('.chunks');
     if (isDatastore && !opts.reuseExisting) {
       throw ERR_DATASTORE_PATH_IN_USE(basePath);
@@ -154,15 +155,22 @@ export class FilesystemChunkBackend implements ChunkBackend {
       throw new BadRequestError(`path '${basePath}' is not empty and is not a datastore`);
     }
     const chunkDir = join(basePath, '.chunks');
-    mkdirSync(chunkDir, { recursive: true });
+    await mkdir(chunkDir, { recursive: true });
     const lockPath = join(basePath, '.lock');
-    if (!entries.includes('.lock')) writeFileSync(lockPath, '', { mode: 0o644 });
-    for (let i = 0; i < SUBDIR_COUNT; i++) {
+    if (!entries.includes('.lock')) await writeFile(lockPath, '', { mode: 0o644 });
+    const mkSubdir = async (i: number) => {
       try {
-        mkdirSync(join(chunkDir, subdirName(i)));
+        await mkdir(join(chunkDir, subdirName(i)));
       } catch (err) {
         if (errno(err) !== 'EEXIST') throw err;
       }
+    };
+    // a few at a time: enough to keep the thread pool busy without queueing 65536 requests
+    const PARALLEL = 16;
+    for (let i = 0; i < SUBDIR_COUNT; i += PARALLEL) {
+      await Promise.all(
+        Array.from({ length: Math.min(PARALLEL, SUBDIR_COUNT - i) }, (_, k) => mkSubdir(i + k)),
+      );
     }
     return FilesystemChunkBackend.open(basePath, opts);
   }

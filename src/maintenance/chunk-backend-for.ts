@@ -39,7 +39,7 @@ export function openChunkBackend(cfg: DatastoreConfig): ChunkBackend {
 }
 
 /** Create the chunk backend of a new datastore (its chunk store at the path) and open it. */
-export function createChunkBackend(cfg: DatastoreConfig): ChunkBackend {
+export async function createChunkBackend(cfg: DatastoreConfig): Promise<ChunkBackend> {
   switch (backendType(cfg)) {
     case 'filesystem':
       return FilesystemChunkBackend.create(cfg.path, { syncLevel: syncLevelOf(cfg) });

@@ -4,12 +4,13 @@
  * --quickstart`.
  *
  * Two steps, because creating the chunk store takes a while and the API runs it as a task:
- * `prepareDatastoreCreation` validates and reserves the name and path (synchronous 400s, before a
- * task exists); `createDatastore` creates the chunk store, then adds the section under the config
+ * `prepareDatastoreCreation` validates and reserves the name and path (400s before a task
+ * exists); `createDatastore` creates the chunk store, then adds the section under the config
  * change lock, so no admission is mid-check while the store appears. A failed creation leaves
  * nothing behind that would make the path unusable for the next attempt.
  */
-import { existsSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   datastoreAbsolutePath,
@@ -60,12 +61,6 @@ function normalizePath(path: string): string {
   const p = resolve(path);
   if (p === '/')
     throw new BadRequestError("parameter verification failed - 'path': refusing the root directory");
-  const pseudo = pseudoFilesystemOf(p);
-  if (pseudo) {
-    throw new BadRequestError(
-      `parameter verification failed - 'path': '${p}' is on ${pseudo}, not a filesystem that can hold a datastore`,
-    );
-  }
   return p;
 }
 
@@ -90,18 +85,27 @@ const PSEUDO_FS_MAGIC = new Map<number, string>([
  * ancestor. Creating directories there fails in odd ways — under /proc, Node 20's recursive
  * mkdir loops forever and hung the whole server (issue 12, defect 1).
  */
-function pseudoFilesystemOf(path: string): string | undefined {
+async function pseudoFilesystemOf(path: string): Promise<string | undefined> {
   for (const top of ['/proc', '/sys', '/dev']) {
     if (path === top || path.startsWith(`${top}/`)) return top;
   }
   let existing = path;
-  while (!existsSync(existing)) existing = dirname(existing);
-  const type = PSEUDO_FS_MAGIC.get(Number(statfsSync(existing).type));
+  while (!(await statOrUndefined(existing))) existing = dirname(existing);
+  const type = PSEUDO_FS_MAGIC.get(Number((await statfs(existing)).type));
   return type && `a ${type} filesystem`;
 }
 
-/** Refuse a path inside another datastore, containing one, or an existing non-empty directory. */
-function checkNewPath(access: DatastoreAccess, path: string, adoptExisting: boolean): void {
+async function statOrUndefined(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Refuse a path inside another datastore or containing one. */
+function checkPathOverlap(access: DatastoreAccess, path: string): void {
   for (const other of access.config.read().stores.values()) {
     // a removable datastore's path is relative to its device; it lives at its mount point (PBS)
     const o = resolve(datastoreAbsolutePath(other));
@@ -111,14 +115,54 @@ function checkNewPath(access: DatastoreAccess, path: string, adoptExisting: bool
       );
     }
   }
-  if (!existsSync(path)) return;
-  if (!statSync(path).isDirectory()) {
+}
+
+/**
+ * How long the path checks may take. They run on libuv's thread pool, so a hung network mount
+ * cannot stall the server, but the request must still get an answer.
+ */
+const PATH_CHECK_TIMEOUT_MS = 10_000;
+
+/**
+ * Refuse a path on a pseudo-filesystem, one that is not a directory, or an existing non-empty
+ * directory (an existing datastore only with `adoptExisting`).
+ */
+async function checkNewPathOnDisk(path: string, adoptExisting: boolean): Promise<void> {
+  const pseudo = await pseudoFilesystemOf(path);
+  if (pseudo) {
+    throw new BadRequestError(
+      `parameter verification failed - 'path': '${path}' is on ${pseudo}, not a filesystem that can hold a datastore`,
+    );
+  }
+  const st = await statOrUndefined(path);
+  if (!st) return;
+  if (!st.isDirectory()) {
     throw new BadRequestError(`parameter verification failed - 'path': '${path}' is not a directory`);
   }
-  if (adoptExisting && existsSync(join(path, '.chunks'))) return;
-  const entries = readdirSync(path).filter((e) => e !== 'lost+found');
+  if (adoptExisting && (await statOrUndefined(join(path, '.chunks')))) return;
+  const entries = (await readdir(path)).filter((e) => e !== 'lost+found');
   if (entries.length > 0) {
     throw new BadRequestError(`parameter verification failed - 'path': directory '${path}' is not empty`);
+  }
+}
+
+async function withinPathCheckTime<T>(path: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new BadRequestError(
+            `parameter verification failed - 'path': '${path}' did not answer within ${PATH_CHECK_TIMEOUT_MS / 1000} s (a hung mount?)`,
+          ),
+        ),
+      PATH_CHECK_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -150,7 +194,10 @@ function refuseUnsupported(backingDevice: string | undefined, backend: string | 
  * Validate a new datastore and reserve its name and path: every refusal (400, or 409-like
  * ALREADY_EXISTS) happens here, before anything is created.
  */
-export function prepareDatastoreCreation(access: DatastoreAccess, req: NewDatastore): PreparedDatastore {
+export async function prepareDatastoreCreation(
+  access: DatastoreAccess,
+  req: NewDatastore,
+): Promise<PreparedDatastore> {
   refuseUnsupported(req['backing-device'], req.backend);
   const { name } = req;
   const path = normalizePath(req.path);
@@ -164,22 +211,27 @@ export function prepareDatastoreCreation(access: DatastoreAccess, req: NewDatast
   if (access.config.read().stores.has(name) || pending.has(name)) {
     throw ERR_DATASTORE_EXISTS(name);
   }
-  checkNewPath(access, path, req.adoptExisting ?? false);
+  checkPathOverlap(access, path);
   for (const p of pending) {
     if (p === path || p.startsWith(`${path}/`) || path.startsWith(`${p}/`)) {
       throw new BadRequestError(`parameter verification failed - 'path': '${path}' is being created`);
     }
   }
+  // reserved before the filesystem is asked, so a concurrent request for the same name or path
+  // is refused while this one awaits the checks
   pending.add(name);
   pending.add(path);
-  return {
-    config,
-    adoptExisting: req.adoptExisting ?? false,
-    cancel() {
-      pending.delete(name);
-      pending.delete(path);
-    },
+  const cancel = () => {
+    pending.delete(name);
+    pending.delete(path);
   };
+  try {
+    await withinPathCheckTime(path, checkNewPathOnDisk(path, req.adoptExisting ?? false));
+  } catch (err) {
+    cancel();
+    throw err;
+  }
+  return { config, adoptExisting: req.adoptExisting ?? false, cancel };
 }
 
 /**
@@ -200,7 +252,7 @@ export async function createDatastore(
     if (!adopted) {
       log(`create datastore '${name}' at ${path}`);
       Datastore.create(name, path, {
-        chunks: createChunkBackend(config),
+        chunks: await createChunkBackend(config),
         syncLevel: syncLevelOf(config),
         locks: access.backend.locks,
       }).close();

@@ -318,6 +318,12 @@ export class TaskManager {
     this.index.close();
   }
 
+  /** Abort every task this process runs (a shutdown whose grace period ran out); their count. */
+  abortAll(): number {
+    for (const upid of this.running.keys()) this.abortTask(upid);
+    return this.running.size;
+  }
+
   /** Number of tasks this process is running. */
   get activeCount(): number {
     return this.running.size;

@@ -73,9 +73,13 @@ function lockFdCount(lockPath: string): number {
   return openFilesUnder('self', lockPath).filter((p) => p === lockPath).length;
 }
 
-test('creating a datastore makes .lock and all 65536 chunk subdirectories, and refuses to create twice', (t) => {
+test('creating a datastore makes .lock and all 65536 chunk subdirectories, and refuses to create twice', async (t) => {
   const base = join(tempDir(t), 'store');
-  const store = ChunkStore.create(base);
+  // the 65536 mkdirs run off the event loop: timers keep firing while the store is created
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 1);
+  const store = await ChunkStore.create(base).finally(() => clearInterval(ticker));
+  assert.ok(ticks >= 5, `the event loop ran only ${ticks} timer ticks during creation`);
   t.after(() => store.closeSync());
   assert.equal(statSync(join(base, '.lock')).size, 0);
   const subdirs = readdirSync(join(base, '.chunks')).sort();
@@ -86,13 +90,13 @@ test('creating a datastore makes .lock and all 65536 chunk subdirectories, and r
   digest[0] = 0xa3;
   digest[1] = 0x42;
   assert.equal(chunkFilePath(base, digest), join(base, '.chunks', 'a342', digest.toString('hex')));
-  assert.throws(() => ChunkStore.create(base), { code: 'ALREADY_EXISTS' });
+  await assert.rejects(ChunkStore.create(base), { code: 'ALREADY_EXISTS' });
 });
 
-test('creating a datastore in a non-empty directory that is not one is refused and changes nothing', (t) => {
+test('creating a datastore in a non-empty directory that is not one is refused and changes nothing', async (t) => {
   const base = tempDir(t);
   writeFileSync(join(base, 'precious.txt'), 'keep');
-  assert.throws(() => ChunkStore.create(base), { code: 'BAD_REQUEST', message: /not empty/ });
+  await assert.rejects(ChunkStore.create(base), { code: 'BAD_REQUEST', message: /not empty/ });
   assert.deepEqual(readdirSync(base), ['precious.txt']);
 });
 

@@ -12,7 +12,7 @@ import { sha256 } from '../../src/datastore/digest.js';
 import { DynamicIndexWriter } from '../../src/datastore/dynamic-index.js';
 import { FixedIndexWriter } from '../../src/datastore/fixed-index.js';
 import { newManifest, storeManifest } from '../../src/datastore/manifest.js';
-import { chunkFilePath } from '../../src/datastore/chunk-store.js';
+import { chunkFilePath, FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
 import { writeChunkFile } from '../helpers/chunk-files.js';
 import { openTestDatastore } from '../helpers/test-datastore.js';
 import { openFilesUnder } from '../helpers/files.js';
@@ -113,7 +113,8 @@ async function writeSnapshot(
 test('a datastore holds two snapshots, prunes one, collects its garbage and the rest verifies', () =>
   withTemp(async (root) => {
     const basePath = join(root, 'store');
-    const ds = openTestDatastore(root, { basePath, chunkStore: 'create' });
+    (await FilesystemChunkBackend.create(basePath)).closeSync();
+    const ds = openTestDatastore(root, { basePath, chunkStore: 'open' });
     try {
       const group = new BackupGroup(ROOT, 'vm', '100');
       const [A, B, C, F] = [data('A', 4096), data('B', 4096), data('C', 1000), data('F', 1000)];

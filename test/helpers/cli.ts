@@ -53,13 +53,21 @@ export class ServerProcess {
     });
   }
 
-  started(timeoutMs = 120_000): Promise<void> {
-    return Promise.race([
-      this.listening,
-      new Promise<void>((_r, reject) =>
-        setTimeout(() => reject(new Error(`server did not start in time:\n${this.output}`)), timeoutMs),
-      ),
-    ]);
+  async started(timeoutMs = 120_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.listening,
+        new Promise<void>((_r, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`server did not start in time:\n${this.output}`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer); // a pending timer would keep the test process alive for its whole length
+    }
   }
 
   stop(): Promise<void> {

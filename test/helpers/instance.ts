@@ -27,7 +27,7 @@ export function makeInstance(prefix = 'stowage-test-'): TestInstance {
     access,
     async createStore(name, extra = {}, opts = {}) {
       const path = join(root, 'stores', name);
-      if (opts.full) FilesystemChunkBackend.create(path).closeSync();
+      if (opts.full) (await FilesystemChunkBackend.create(path)).closeSync();
       else {
         // .chunks with only the first subdir: creating all 65536 takes seconds on a busy disk,
         // and admission tests insert no chunks.

@@ -25,10 +25,10 @@ export interface TestDatastoreOptions {
   /** Default `<root>/store`. */
   basePath?: string;
   /**
-   * `create`: a full chunk store (65536 subdirectories, seconds on a busy disk); `bare`: only
-   * `.chunks` and `.lock`, all opening needs (default); `open`: whatever is there already.
+   * `bare`: only `.chunks` and `.lock`, all opening needs (default); `open`: whatever is there
+   * already (a full chunk store: `await FilesystemChunkBackend.create(basePath)` first).
    */
-  chunkStore?: 'create' | 'bare' | 'open';
+  chunkStore?: 'bare' | 'open';
   syncLevel?: SyncLevel;
   /** Another chunk backend instead of the filesystem one at `basePath`. */
   chunks?: ChunkBackend;
@@ -45,10 +45,9 @@ export function makeBareChunkStore(basePath: string): void {
 /** The filesystem chunk backend at `basePath`, created, bare or as it is. */
 export function testChunkBackend(
   basePath: string,
-  how: 'create' | 'bare' | 'open' = 'bare',
+  how: 'bare' | 'open' = 'bare',
   syncLevel?: SyncLevel,
 ): FilesystemChunkBackend {
-  if (how === 'create') return FilesystemChunkBackend.create(basePath, { syncLevel });
   if (how === 'bare') makeBareChunkStore(basePath);
   return FilesystemChunkBackend.open(basePath, { syncLevel });
 }
@@ -94,7 +93,7 @@ function validName(name: string): boolean {
   }
 }
 
-/** Open (or, with `chunkStore: 'create'`, create) datastore `name` at `basePath` under `root`. */
+/** Open datastore `name` at `basePath` under `root`. */
 export function openTestDatastore(root: string, opts: TestDatastoreOptions = {}): Datastore {
   const name = opts.name ?? 'store1';
   const basePath = opts.basePath ?? join(root, 'store');
@@ -103,5 +102,5 @@ export function openTestDatastore(root: string, opts: TestDatastoreOptions = {})
   // a bad name is the Datastore's to refuse (datastore.cfg could not hold it): not registered
   const locks = opts.locks ?? testLockService(root, validName(name) ? { [name]: basePath } : {});
   const dsOpts = { chunks, locks, syncLevel: opts.syncLevel };
-  return how === 'create' ? Datastore.create(name, basePath, dsOpts) : Datastore.open(name, basePath, dsOpts);
+  return Datastore.open(name, basePath, dsOpts);
 }

@@ -77,13 +77,17 @@ test('a prepared creation holds its name and path until it ends, and a failed on
   const inst = makeInstance('stowage-lifecycle-');
   try {
     const path = join(inst.root, 'stores', 'new1');
-    const prepared = prepareDatastoreCreation(inst.access, { name: 'new1', path, set: { comment: 'c' } });
-    assert.throws(
-      () => prepareDatastoreCreation(inst.access, { name: 'new1', path: join(inst.root, 'other') }),
+    const prepared = await prepareDatastoreCreation(inst.access, {
+      name: 'new1',
+      path,
+      set: { comment: 'c' },
+    });
+    await assert.rejects(
+      prepareDatastoreCreation(inst.access, { name: 'new1', path: join(inst.root, 'other') }),
       /already exists/,
     );
-    assert.throws(
-      () => prepareDatastoreCreation(inst.access, { name: 'new2', path: join(path, 'inner') }),
+    await assert.rejects(
+      prepareDatastoreCreation(inst.access, { name: 'new2', path: join(path, 'inner') }),
       /is being created/,
     );
     // someone adds the same name meanwhile: the creation fails and removes what it made
@@ -92,7 +96,7 @@ test('a prepared creation holds its name and path until it ends, and a failed on
     });
     await assert.rejects(createDatastore(inst.access, prepared), /already exists/);
     assert.equal(existsSync(path), false);
-    assert.doesNotThrow(() => prepareDatastoreCreation(inst.access, { name: 'new3', path }).cancel());
+    (await prepareDatastoreCreation(inst.access, { name: 'new3', path })).cancel();
   } finally {
     inst.cleanup();
   }
@@ -126,14 +130,14 @@ test('the quick start creates "local" once, and takes over a chunk store whose c
   }
 });
 
-test('creation refuses a non-empty directory unless it adopts a chunk store there', () => {
+test('creation refuses a non-empty directory unless it adopts a chunk store there', async () => {
   const inst = makeInstance('stowage-lifecycle-');
   try {
     const path = join(inst.root, 'busy');
     mkdirSync(join(path, 'something'), { recursive: true });
-    assert.throws(() => prepareDatastoreCreation(inst.access, { name: 'busy', path }), /is not empty/);
-    assert.throws(
-      () => prepareDatastoreCreation(inst.access, { name: 'busy', path, adoptExisting: true }),
+    await assert.rejects(prepareDatastoreCreation(inst.access, { name: 'busy', path }), /is not empty/);
+    await assert.rejects(
+      prepareDatastoreCreation(inst.access, { name: 'busy', path, adoptExisting: true }),
       /is not empty/,
       'adopting needs a chunk store, not any directory',
     );

@@ -132,9 +132,9 @@ export const routes: AnyRoute[] = [
       'Create a datastore as a `create-datastore` task (creating the chunk store takes a while) and ' +
       'return its UPID. The path must be absolute, outside every other datastore, and a missing or ' +
       'empty directory. Prune settings belong to prune jobs (/config/prune).',
-    handler: ({ body, authId, server }) => {
+    handler: async ({ body, authId, server }) => {
       const { name, path, 'maintenance-mode': mode, 'backing-device': backingDevice, backend, ...set } = body;
-      const prepared = prepareDatastoreCreation(server.datastores, {
+      const prepared = await prepareDatastoreCreation(server.datastores, {
         name,
         path,
         set,

@@ -19,7 +19,7 @@ export async function ensureQuickstartDatastore(
     if (access.config.read().stores.size > 0) return;
     const path = join(paths.dataDir, 'datastores', QUICKSTART_STORE);
     // a chunk store left by an earlier start whose configuration is gone is taken over
-    const prepared = prepareDatastoreCreation(access, {
+    const prepared = await prepareDatastoreCreation(access, {
       name: QUICKSTART_STORE,
       path,
       set: { comment: 'created by npm start' },

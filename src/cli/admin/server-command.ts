@@ -11,6 +11,8 @@ import { inheritedListenFd, installGracefulRestart } from '../../server/restart.
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
 import { keepRunningWhenOutputCloses } from '../pipe-closed.js';
+import { BadRequestError } from '../../errors.js';
+import { stallKillAfterMs, startEventLoopWatchdog } from '../../sys/event-loop-watchdog.js';
 
 interface ServerOptions {
   listen: string;
@@ -18,7 +20,16 @@ interface ServerOptions {
   dataDir?: string;
   runDir?: string;
   quickstart?: boolean;
+  shutdownGrace: string;
 }
+
+/**
+ * Below systemd's default stop timeout (90 s), so a stop ends in an orderly abort (tasks marked
+ * aborted, sessions' snapshots removed) rather than a SIGKILL.
+ */
+const DEFAULT_SHUTDOWN_GRACE_S = 60;
+/** After the abort, how long the aborted tasks get to record their end before the process exits. */
+const ABORT_SETTLE_MS = 5_000;
 
 export function registerServerCommand(program: Command): void {
   program
@@ -32,9 +43,20 @@ export function registerServerCommand(program: Command): void {
     .option('--data-dir <dir>', 'state directory: task logs, job state (env STOWAGE_DATA_DIR)')
     .option('--run-dir <dir>', 'runtime directory: locks, operation registry (env STOWAGE_RUN_DIR)')
     .option('--quickstart', 'create the default datastore "local" under the data dir when none exists')
+    .option(
+      '--shutdown-grace <seconds>',
+      'on SIGTERM/SIGINT, how long running tasks and backup sessions may take to finish before they are aborted (env STOWAGE_SHUTDOWN_GRACE)',
+      process.env.STOWAGE_SHUTDOWN_GRACE ?? String(DEFAULT_SHUTDOWN_GRACE_S),
+    )
     .action(async (_o, cmd: Command) => {
       // --config-dir is a global option: the admin commands need it too
       const opts = cmd.optsWithGlobals() as ServerOptions;
+      const graceS = Number(opts.shutdownGrace);
+      if (!/^\d+$/.test(opts.shutdownGrace) || !Number.isSafeInteger(graceS)) {
+        throw new BadRequestError(
+          `--shutdown-grace: '${opts.shutdownGrace}' is not a whole number of seconds`,
+        );
+      }
       keepRunningWhenOutputCloses();
       const paths = resolvePaths({
         ...(opts.configDir && { configDir: opts.configDir }),
@@ -46,6 +68,8 @@ export function registerServerCommand(program: Command): void {
       if (opts.quickstart && fd === undefined) {
         await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
       }
+      // a stuck event loop is reported, and ended after STOWAGE_STALL_KILL_SECONDS (default 120)
+      startEventLoopWatchdog({ killAfterMs: stallKillAfterMs() });
       const server = await startServer({
         listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
         paths,
@@ -58,15 +82,38 @@ export function registerServerCommand(program: Command): void {
       const pidFile = join(paths.runDir, SERVER_PID_FILE);
       replaceFile(pidFile, `${process.pid}\n`);
       process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
+      // SIGTERM/SIGINT: stop accepting, let running tasks and sessions finish for the grace
+      // period, then abort them; a second signal exits at once. A stop therefore always ends.
+      let stopping = false;
       const stop = async (signal: string) => {
-        process.stdout.write(`received ${signal}, finishing running tasks and shutting down\n`);
+        if (stopping) {
+          process.stdout.write(`received ${signal} again, exiting now\n`);
+          removePidFileIfOurs(pidFile);
+          process.exit(1);
+        }
+        stopping = true;
+        const running = server.context.tasks.activeCount;
+        process.stdout.write(
+          `received ${signal}, shutting down` +
+            (running > 0 ? ` - waiting up to ${graceS} s for ${running} running task(s)` : '') +
+            '\n',
+        );
+        const grace = setTimeout(() => {
+          const aborted = server.context.tasks.abortAll();
+          process.stdout.write(`grace period of ${graceS} s over: aborted ${aborted} running task(s)\n`);
+          setTimeout(() => {
+            removePidFileIfOurs(pidFile);
+            process.exit(1);
+          }, ABORT_SETTLE_MS).unref();
+        }, graceS * 1000);
         await scheduler.stop();
         await server.close();
+        clearTimeout(grace);
         removePidFileIfOurs(pidFile);
         process.exit(0);
       };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
     });
 }
 
