@@ -1,6 +1,7 @@
 /**
  * Backup throughput against peers:
  *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
+ *                                     [--profile DIR]
  *
  * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
  * borg (Debian packages `restic`, `borgbackup`) into fresh repositories on the same disk:
@@ -24,17 +25,26 @@
  * Every backup starts at least `RACY_MARGIN_MS` after the data was written: files changed that
  * recently are never trusted by the client's tree cache (docs/performance.md), and a user's tree
  * is rarely written in the second before a backup.
+ *
+ * `--profile DIR` runs Stowage's server and client under `node --cpu-prof` (every thread), the
+ * profiles of each step in DIR/<dataset>-<step>-<run>/; `bench/profile-summary.ts DIR/...`
+ * sums them by function. Profiling slows the run: its times are not comparable.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { RACY_MARGIN_MS } from '../src/client/tar-archive.js';
+import {
+  fromSources,
+  profileFlags,
+  repoRoot,
+  type Runner,
+  startServer,
+  transpile,
+} from './lib/stowage-process.js';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => {
   const i = args.indexOf(`--${name}`);
@@ -46,6 +56,7 @@ const runs = Math.max(1, Number(arg('runs', '1')) || 1);
 const only = arg('only', '');
 const keep = args.includes('--keep');
 const useTsx = args.includes('--tsx');
+const profileDir = arg('profile', '');
 const PASSWORD = 'bench-secret-1';
 const CHANGING_FILE = 'changing/ten-mib.bin';
 const CHANGING_SIZE = 10 * 1024 * 1024;
@@ -145,85 +156,44 @@ function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRo
   return { secs, rssKb };
 }
 
-/** How to run a TypeScript entry point of the repository: transpiled, or through tsx. */
-type Runner = (tsPath: string) => string[];
-
-/**
- * Transpile src/ and the server fixture into `out` (one .js per .ts, imports unchanged, as tsc
- * emits them), with the repository's node_modules and an ESM package.json beside them.
- */
-function transpile(out: string): Runner {
-  const esbuild = join(repoRoot, 'node_modules/.bin/esbuild');
-  const entries = spawnSync('find', ['src', 'test/e2e/fixtures', '-name', '*.ts'], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  })
-    .stdout.split('\n')
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
-  const r = spawnSync(
-    esbuild,
-    [...entries, `--outdir=${out}`, '--outbase=.', '--format=esm', '--platform=node', '--log-level=warning'],
-    { cwd: repoRoot, encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`esbuild failed: ${r.stderr}`);
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  symlinkSync(join(repoRoot, 'node_modules'), join(out, 'node_modules'));
-  return (tsPath) => [join(out, tsPath.replace(/\.ts$/, '.js'))];
-}
-
-const fromSources: Runner = (tsPath) => ['--import', 'tsx', join(repoRoot, tsPath)];
-
-async function startServer(
-  root: string,
-  run: Runner,
-): Promise<{ host: string; port: number; fingerprint: string; stop: () => void }> {
-  const proc = spawn(process.execPath, [...run('test/e2e/fixtures/backup-server.ts'), root], {
-    cwd: repoRoot,
-    env: { ...process.env, ROOT_PASSWORD: PASSWORD },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).once('line', resolve);
-    proc.once('exit', (c) => reject(new Error(`server exited with ${c}`)));
-  });
-  return {
-    ...(JSON.parse(line) as { host: string; port: number; fingerprint: string }),
-    stop: () => proc.kill('SIGKILL'),
-  };
-}
-
 /** One tool on one dataset in one run: a fresh repository, then the steps in order. */
 interface ToolSession {
   first(): Measure;
   second(): Measure;
   changed(): Measure;
   restore(target: string): Measure;
-  close(): void;
+  close(): void | Promise<void>;
 }
 
-async function stowageSession(data: string, work: string, run: Runner): Promise<ToolSession> {
-  const server = await startServer(join(work, 'server'), run);
+async function stowageSession(data: string, work: string, run: Runner, tag: string): Promise<ToolSession> {
+  const server = await startServer(join(work, 'server'), run, {
+    password: PASSWORD,
+    profile: profileDir && join(profileDir, `${tag}-server`),
+  });
   const env = {
     HOME: join(work, 'home'),
     STOWAGE_REPOSITORY: `root@pam@${server.host}:${server.port}:local`,
     STOWAGE_PASSWORD: PASSWORD,
     STOWAGE_FINGERPRINT: server.fingerprint,
   };
-  const client = run('src/cli/stowage-client.ts');
-  const backup = (time: number) =>
+  const client = (step: Step) => [
+    ...profileFlags(profileDir && join(profileDir, `${tag}-${step}`)),
+    ...run('src/cli/stowage-client.ts'),
+  ];
+  const backup = (step: Step, time: number) =>
     timed(
       process.execPath,
-      [...client, 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', String(time)],
+      [...client(step), 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', String(time)],
       env,
     );
   return {
-    first: () => backup(1700000000),
-    second: () => backup(1700000001),
-    changed: () => backup(1700000002),
+    first: () => backup('first', 1700000000),
+    second: () => backup('second', 1700000001),
+    changed: () => backup('changed', 1700000002),
     restore: (target) =>
       timed(
         process.execPath,
-        [...client, 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', target],
+        [...client('restore'), 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', target],
         env,
       ),
     close: () => server.stop(),
@@ -319,7 +289,7 @@ async function benchDataset(
       sessions.set(
         tool,
         tool === 'stowage'
-          ? await stowageSession(data, dir(tool), run)
+          ? await stowageSession(data, dir(tool), run, `${name}-${r}`)
           : tool === 'restic'
             ? resticSession(data, dir(tool))
             : borgSession(data, dir(tool)),
@@ -340,7 +310,7 @@ async function benchDataset(
         rmSync(target, { recursive: true, force: true });
       }
     } finally {
-      for (const s of sessions.values()) s.close();
+      for (const s of sessions.values()) await s.close();
       if (!keep) for (const tool of order) rmSync(dir(tool), { recursive: true, force: true });
     }
   }
