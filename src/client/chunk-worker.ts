@@ -7,8 +7,14 @@
  * which digests the server already has) asks for it.
  */
 import { parentPort } from 'node:worker_threads';
-import { decompress as zstdDecompress } from 'zstd-napi';
-import { BLOB_HEADER_SIZE, encodeBlob, isEncryptedKind, verifyBlobCrc } from '../datastore/data-blob.js';
+import {
+  BLOB_HEADER_SIZE,
+  MAX_BLOB_SIZE,
+  encodeBlob,
+  isEncryptedKind,
+  verifyBlobCrc,
+  zstdDecompressBounded,
+} from '../datastore/data-blob.js';
 import { sha256 } from '../datastore/digest.js';
 import { CorruptDataError, ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
@@ -38,11 +44,7 @@ function decodeInPlace(blob: Uint8Array, what: string): Uint8Array {
   if (isEncryptedKind(kind)) throw new CorruptDataError(`${what}: encrypted blob cannot be decoded here`);
   const body = blob.subarray(BLOB_HEADER_SIZE);
   if (kind === 'uncompressed') return body;
-  try {
-    return zstdDecompress(body);
-  } catch (err) {
-    throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
-  }
+  return zstdDecompressBounded(body, MAX_BLOB_SIZE, what);
 }
 
 function transferable(b: Uint8Array): ArrayBuffer[] {

@@ -5,7 +5,8 @@
  * Pure: bytes in, bytes out.
  */
 import { crc32 } from 'node:zlib';
-import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
+import { compress as zstdCompress } from 'zstd-napi';
+import { createRequire } from 'node:module';
 import { CorruptDataError } from '../errors.js';
 
 /** First 8 bytes of sha256 of the format's name, as PBS defines them. */
@@ -93,9 +94,70 @@ export function decodeBlob(bytes: Uint8Array, what = 'blob'): Buffer {
   }
   const body = buf.subarray(BLOB_HEADER_SIZE);
   if (kind === 'uncompressed') return Buffer.from(body);
+  return zstdDecompressBounded(body, MAX_BLOB_SIZE, what);
+}
+
+// zstd-napi's low-level binding is a native CommonJS module: ESM sees no named exports in it.
+const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
+
+// One context for all decodes (creating one per chunk costs more than the decode of a small one).
+let dctx: InstanceType<typeof zstd.DCtx> | undefined;
+
+/** The content size the frames of `body` declare, or null when a frame does not say. */
+function declaredContentSize(body: Uint8Array): number | null {
+  let total = 0;
+  for (let frame = body; frame.length > 0; frame = frame.subarray(zstd.findFrameCompressedSize(frame))) {
+    const size = zstd.getFrameContentSize(frame);
+    if (size === null) return null;
+    total += size;
+  }
+  return total;
+}
+
+/**
+ * zstd-decode `body`, refusing content beyond `maxSize` bytes before it is allocated: a 20-byte
+ * frame may claim 4 GiB (zstd-napi's `decompress` allocates what the frame claims), and a frame
+ * without a declared size may expand a thousandfold. PBS likewise caps a blob at MAX_BLOB_SIZE.
+ * CorruptDataError names `what` on any damage. The context is reset after a failure: zstd-napi's
+ * shared context stays in its failed state, and refused every later, valid, decode.
+ */
+export function zstdDecompressBounded(body: Uint8Array, maxSize: number, what: string): Buffer {
+  const ctx = (dctx ??= new zstd.DCtx());
+  const tooLarge = () => new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
   try {
-    return zstdDecompress(body);
+    const declared = declaredContentSize(body);
+    if (declared !== null) {
+      if (declared > maxSize) throw tooLarge();
+      const out = Buffer.allocUnsafe(declared);
+      const written = ctx.decompress(out, body);
+      if (written !== declared) {
+        throw new CorruptDataError(`${what}: zstd data is corrupt (${written} of ${declared} bytes)`);
+      }
+      return out;
+    }
+    const parts: Buffer[] = [];
+    let total = 0;
+    let input = body;
+    for (;;) {
+      const piece = Buffer.allocUnsafe(zstd.dStreamOutSize());
+      const [hint, produced, consumed] = ctx.decompressStream(piece, input);
+      total += produced;
+      if (total > maxSize) throw tooLarge();
+      parts.push(piece.subarray(0, produced));
+      input = input.subarray(consumed);
+      // a full piece may leave output pending even when all input is consumed
+      if (input.length === 0 && produced < piece.length) {
+        if (hint !== 0) throw new CorruptDataError(`${what}: zstd data is corrupt (truncated frame)`);
+        break;
+      }
+      if (produced === 0 && consumed === 0) {
+        throw new CorruptDataError(`${what}: zstd data is corrupt (no progress)`);
+      }
+    }
+    return Buffer.concat(parts, total);
   } catch (err) {
+    ctx.reset(zstd.ResetDirective.sessionOnly);
+    if (err instanceof CorruptDataError) throw err;
     throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
   }
 }

@@ -14,7 +14,6 @@
  * place by `finish`, so the snapshot never looks finished (§7.1 "finished = manifest exists")
  * before it is; and the manifest must list exactly files uploaded in this session.
  */
-import { decompress as zstdDecompress } from 'zstd-napi';
 import { isBackupOwner } from '../config/user-config.js';
 import {
   BadRequestError,
@@ -51,6 +50,7 @@ import {
   isEncryptedKind,
   rewriteBlobCrc,
   verifyBlobCrc,
+  zstdDecompressBounded,
 } from '../datastore/data-blob.js';
 import { digestToHex, hexToDigest, sha256 } from '../datastore/digest.js';
 import type { Static } from 'typebox';
@@ -65,6 +65,7 @@ import {
   CreateFixedIndexParams,
   NoParams,
   UploadBlobParams,
+  MAX_CHUNK_SIZE,
   UploadChunkParams,
 } from './protocol-schemas.js';
 
@@ -116,9 +117,10 @@ function checkUploadedChunk(digest: Buffer, hex: string, data: Buffer, size: num
   if (kind === 'uncompressed') plain = payload;
   else {
     try {
-      plain = zstdDecompress(payload);
+      // a chunk is at most MAX_CHUNK_SIZE (the schema's bound on `size`), whatever the frame claims
+      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`);
     } catch (err) {
-      throw new BadRequestError(`uploaded chunk ${hex}: zstd data is corrupt (${(err as Error).message})`);
+      throw new BadRequestError((err as Error).message);
     }
   }
   if (plain.length !== size) {
