@@ -42,6 +42,8 @@ export interface TreeCacheKey {
   exclude: readonly string[];
   /** Average chunk size (boundaries depend on it). */
   chunkSize: number;
+  /** Sub-second mtimes in pax headers (`TarSourceOptions.subsecondMtimes`). */
+  subsecondMtimes?: boolean;
 }
 
 export interface TreeCacheEntry {

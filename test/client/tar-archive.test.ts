@@ -133,6 +133,35 @@ test('an archive entry pointing outside the target is refused', async () => {
   }
 });
 
+test('a hard link entry may only name a path inside the target, and one not archived is warned about', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    for (const [i, linkname, expected] of [
+      [1, '../outside', /outside the restore target/],
+      [2, 'sym/passwd', /below the symlink/],
+    ] as const) {
+      const pack = tar.pack();
+      pack.entry({ name: 'sym', type: 'symlink', linkname: '/etc' });
+      pack.entry({ name: 'hard', type: 'link', linkname });
+      pack.finalize();
+      await assert.rejects(
+        extractTar(pack as unknown as AsyncIterable<Uint8Array>, join(dir, `t${i}`)),
+        expected,
+      );
+    }
+    const pack = tar.pack();
+    pack.entry({ name: 'hard', type: 'link', linkname: 'missing' });
+    pack.finalize();
+    const warnings: string[] = [];
+    await extractTar(pack as unknown as AsyncIterable<Uint8Array>, join(dir, 'missing'), {
+      onWarning: (m) => warnings.push(m),
+    });
+    assert.deepEqual(warnings, ["skipping hard link 'hard': its target 'missing' is not in the archive"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a restore into a non-empty directory is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
   try {

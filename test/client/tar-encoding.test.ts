@@ -5,9 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -16,6 +18,7 @@ import {
   readlinkSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,3 +110,88 @@ test('the tar stream is byte-identical to tar-stream pack for odd names, modes, 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The entries of a tar stream as tar-stream reads them (headers with their pax records). */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tarenc-'));
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type ParsedEntry = Omit<tar.Header, 'pax'> & { pax?: Record<string, string> | null };
+
+async function entriesOf(stream: Buffer): Promise<Map<string, ParsedEntry>> {
+  const out = new Map<string, ParsedEntry>();
+  const extract = tar.extract();
+  extract.end(stream);
+  for await (const e of extract) {
+    out.set(e.header.name, e.header as ParsedEntry);
+    e.resume();
+  }
+  return out;
+}
+
+test('mtimes outside the octal range get a pax mtime and a base-256 field; others stay plain ustar', () =>
+  inTempDir(async (dir) => {
+    const times: Record<string, number> = {
+      y2040: 2_222_208_000,
+      y2300: 10_413_792_000,
+      y1960: -315_619_200,
+    };
+    for (const [name, t] of Object.entries(times)) {
+      writeFileSync(join(dir, name), name);
+      utimesSync(join(dir, name), new Date(t * 1000), new Date(t * 1000));
+    }
+    const plan = await planTree(dir);
+    const entries = await entriesOf(await collect(treeBytes(plan)));
+    // 2040 fits 11 octal digits: one ustar block, no pax header (layout 1 wrapped it negative).
+    const y2040 = plan.entries.find((e) => e.abs.endsWith('y2040'))!;
+    assert.equal(y2040.header.length, 512);
+    assert.equal(entries.get('y2040')!.mtime!.getTime(), times.y2040! * 1000);
+    assert.ok(!entries.get('y2040')!.pax);
+    for (const name of ['y2300', 'y1960']) {
+      const e = plan.entries.find((p) => p.abs.endsWith(name))!;
+      assert.equal(entries.get(name)!.pax?.mtime, String(times[name]), name);
+      // the ustar header after the pax header: base-256, first byte 0x80 or 0xff
+      const ustar = e.header.subarray(e.header.length - 512);
+      assert.equal(ustar[136], times[name]! < 0 ? 0xff : 0x80, name);
+      assert.equal(ustar.subarray(0, name.length).toString(), name);
+    }
+  }));
+
+test('sub-second mtimes go in a pax mtime record only when asked', () =>
+  inTempDir(async (dir) => {
+    writeFileSync(join(dir, 'f'), 'x');
+    utimesSync(join(dir, 'f'), 1_700_000_000.25, 1_700_000_000.25);
+    const plain = await entriesOf(await collect(tarDirectory(dir)));
+    assert.ok(!plain.get('f')!.pax);
+    const exact = await entriesOf(await collect(tarDirectory(dir, { subsecondMtimes: true })));
+    const ns = lstatSync(join(dir, 'f'), { bigint: true }).mtimeNs;
+    const fraction = (ns % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
+    assert.equal(exact.get('f')!.pax?.mtime, `${ns / 1_000_000_000n}.${fraction}`);
+  }));
+
+test('hard links, FIFOs and devices are link, fifo and device entries', () =>
+  inTempDir(async (dir) => {
+    writeFileSync(join(dir, 'a'), 'content');
+    mkdirSync(join(dir, 'z'));
+    linkSync(join(dir, 'a'), join(dir, 'z', 'b'));
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('mknod', [join(dir, 'disk'), 'b', '259', '65537']);
+    const entries = await entriesOf(await collect(tarDirectory(dir)));
+    assert.equal(entries.get('a')!.type, 'file');
+    assert.equal(entries.get('a')!.size, 7);
+    assert.equal(entries.get('z/b')!.type, 'link');
+    assert.equal(entries.get('z/b')!.linkname, 'a');
+    assert.equal(entries.get('z/b')!.size, 0);
+    assert.equal(entries.get('pipe')!.type, 'fifo');
+    if (asRoot) {
+      assert.equal(entries.get('disk')!.type, 'block-device');
+      assert.equal(entries.get('disk')!.devmajor, 259);
+      assert.equal(entries.get('disk')!.devminor, 65537);
+    }
+  }));

@@ -121,3 +121,15 @@ export function runClient(args: string[], env: NodeJS.ProcessEnv): Promise<Clien
     proc.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr })),
   );
 }
+
+/** `stowage-client backup root.tar:DIR` as `host/ID` at `time`, with the JSON summary on stdout. */
+export function runTreeBackup(
+  env: NodeJS.ProcessEnv,
+  dir: string,
+  id: string,
+  time: number,
+  extra: string[] = [],
+): Promise<ClientResult> {
+  const args = ['backup', `root.tar:${dir}`, '--backup-id', id, '--backup-time', String(time)];
+  return runClient([...args, '--output-format', 'json', ...extra], env);
+}

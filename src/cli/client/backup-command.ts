@@ -91,6 +91,7 @@ interface BackupOptions {
   chunkSize?: string;
   outputFormat: string;
   treeCache: boolean;
+  subsecondMtimes?: boolean;
 }
 
 interface ArchivePlan extends BackupSpec {
@@ -105,7 +106,11 @@ export function treeCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'stowage', 'tree-cache');
 }
 
-async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan[]> {
+async function plan(
+  specs: BackupSpec[],
+  exclude: string[],
+  subsecondMtimes: boolean,
+): Promise<ArchivePlan[]> {
   const seen = new Set<string>();
   const out: ArchivePlan[] = [];
   for (const s of specs) {
@@ -118,6 +123,7 @@ async function plan(specs: BackupSpec[], exclude: string[]): Promise<ArchivePlan
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
       const tree = await planTree(s.path, {
         exclude,
+        subsecondMtimes,
         onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
       });
       out.push({ ...s, size: tree.size, tree });
@@ -159,6 +165,10 @@ export function registerBackupCommand(program: Command): void {
     .option('--chunk-size <KiB>', 'average chunk size of tar archives in KiB (power of two, 64..4096)')
     .option('--output-format <format>', 'text or json', 'text')
     .option(
+      '--subsecond-mtimes',
+      'keep mtimes to the nanosecond in tar archives (a pax header per file: larger, and chunks differ from backups made without it)',
+    )
+    .option(
       '--no-tree-cache',
       'read every file even when no metadata (size, mtime, ctime, inode) changed since the last backup',
     )
@@ -171,7 +181,7 @@ export function registerBackupCommand(program: Command): void {
       );
       const chunkSize =
         opts.chunkSize === undefined ? undefined : validateChunkSize(Number(opts.chunkSize) * 1024);
-      const archives = await plan(specs, opts.exclude);
+      const archives = await plan(specs, opts.exclude, opts.subsecondMtimes === true);
       const json = opts.outputFormat === 'json';
       if (opts.dryRun) {
         for (const a of archives)
@@ -190,6 +200,8 @@ export function registerBackupCommand(program: Command): void {
         root: a.path,
         exclude: opts.exclude,
         chunkSize: chunkSize ?? DEFAULT_CHUNK_SIZE,
+        // Only when set: the keys (and cache entries) of backups without it stay as they were.
+        ...(opts.subsecondMtimes && { subsecondMtimes: true }),
       });
       /** Cache entries to write once the snapshot is finished. */
       const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string; tree: TreePlan }> = [];

@@ -161,6 +161,7 @@ export function registerRestoreCommand(program: Command): void {
                     const res = await extractTar(
                       reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
                       target,
+                      { onWarning: (m) => process.stderr.write(`warning: ${m}\n`) },
                     );
                     return res.bytes;
                   }
