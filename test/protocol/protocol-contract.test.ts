@@ -21,6 +21,7 @@ import {
 } from '../../src/client/connection.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
+import { h2Call, type H2Reply } from '../helpers/h2-call.js';
 import { startProtocolServer, type ProtocolServer } from './protocol-server.js';
 
 const FIXED_CHUNK = 4 * 1024 * 1024;
@@ -48,11 +49,7 @@ after(async () => {
 type Params = Record<string, string | number | boolean | readonly (string | number)[]>;
 type Style = 'query' | 'json' | 'form';
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
+type Reply = H2Reply;
 
 function formEncode(params: Params): string {
   const q = new URLSearchParams();
@@ -60,33 +57,6 @@ function formEncode(params: Params): string {
     for (const item of Array.isArray(v) ? v : [v]) q.append(k, String(item));
   }
   return q.toString();
-}
-
-/** One request on the raw HTTP/2 session: `:path`, optional content type and body, as given. */
-function h2Call(
-  s: ProtocolSession,
-  method: string,
-  path: string,
-  opts: { contentType?: string; body?: Buffer | string } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const stream = s.h2.request({
-      ':method': method,
-      ':path': path,
-      ...(opts.contentType !== undefined && { 'content-type': opts.contentType }),
-    });
-    let status = 0;
-    let headers: Reply['headers'] = {};
-    const parts: Buffer[] = [];
-    stream.on('response', (h) => {
-      status = Number(h[':status']);
-      headers = h;
-    });
-    stream.on('data', (d: Buffer) => parts.push(d));
-    stream.on('end', () => resolve({ status, headers, body: Buffer.concat(parts) }));
-    stream.on('error', reject);
-    stream.end(opts.body);
-  });
 }
 
 /** A call whose parameters travel the given way (PBS reads all three). */
