@@ -797,15 +797,26 @@ function dataRuns(data: Buffer, pos: number): Array<{ buf: Buffer; pos: number }
   return runs;
 }
 
-/** `data` regrouped into pieces of whole `HOLE_BLOCK`s (the last one may be shorter). */
+/**
+ * `data` as pieces that each start at a multiple of `HOLE_BLOCK` and, but for the last, hold
+ * whole blocks: the bulk of every piece tar-stream hands out is passed on as it is, only the few
+ * bytes that complete a block across two pieces are copied.
+ */
 async function* alignedPieces(data: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let carry: Buffer | undefined;
-  for await (const d of data) {
-    const joined = carry ? Buffer.concat([carry, d]) : d;
-    const whole = joined.length - (joined.length % HOLE_BLOCK);
-    // The tail is copied: tar-stream may reuse the memory of what it handed out.
-    carry = whole < joined.length ? Buffer.from(joined.subarray(whole)) : undefined;
-    if (whole > 0) yield joined.subarray(0, whole);
+  for await (let d of data) {
+    if (carry) {
+      const fill = Math.min(HOLE_BLOCK - carry.length, d.length);
+      carry = Buffer.concat([carry, d.subarray(0, fill)]);
+      d = d.subarray(fill);
+      if (carry.length < HOLE_BLOCK) continue;
+      yield carry;
+      carry = undefined;
+    }
+    const whole = d.length - (d.length % HOLE_BLOCK);
+    if (whole > 0) yield d.subarray(0, whole);
+    // Copied: tar-stream may reuse the memory of what it handed out.
+    if (whole < d.length) carry = Buffer.from(d.subarray(whole));
   }
   if (carry) yield carry;
 }
@@ -942,11 +953,23 @@ export async function extractTar(
     const path = rel === '.' ? target : join(target, ...rel.split('/'));
     const mode = (h.mode ?? 0o644) & 0o7777;
     const mtime = entryMtime(h);
-    /** Owner, mode and mtime of a node created by path (FIFOs and devices). */
-    const setMeta = async () => {
+    /**
+     * Create a FIFO or device node with `cmd` and give it its owner, mode and mtime. A tool that
+     * is missing or refused (no CAP_MKNOD in a container) costs that entry, with a warning, not
+     * the restore.
+     */
+    const makeNode = async (what: string, cmd: string, args: string[]) => {
+      await makeParent(path);
+      try {
+        await runTool(cmd, ['-m', '600', path, ...args]);
+      } catch (err) {
+        warn(`unable to create ${what} '${rel}': ${(err as Error).message}`);
+        return;
+      }
       if (asRoot) await chown(path, h.uid ?? 0, h.gid ?? 0);
       await chmod(path, mode);
       await utimes(path, mtime, mtime);
+      result.special++;
     };
     switch (h.type) {
       case 'directory':
@@ -994,10 +1017,7 @@ export async function extractTar(
       }
       case 'fifo':
         entry.resume();
-        await makeParent(path);
-        await runTool('mkfifo', ['-m', '600', path]);
-        await setMeta();
-        result.special++;
+        await makeNode('FIFO', 'mkfifo', []);
         break;
       case 'character-device':
       case 'block-device': {
@@ -1008,10 +1028,7 @@ export async function extractTar(
           warn(`skipping device '${rel}' (${kind} ${numbers}): creating devices needs root`);
           break;
         }
-        await makeParent(path);
-        await runTool('mknod', ['-m', '600', path, kind, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
-        await setMeta();
-        result.special++;
+        await makeNode('device', 'mknod', [kind, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
         break;
       }
       default:

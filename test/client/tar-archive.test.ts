@@ -4,6 +4,7 @@ import {
   chmodSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -157,6 +158,57 @@ test('a hard link entry may only name a path inside the target, and one not arch
       onWarning: (m) => warnings.push(m),
     });
     assert.deepEqual(warnings, ["skipping hard link 'hard': its target 'missing' is not in the archive"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a node that cannot be created costs a warning for that entry, not the restore', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    const pack = tar.pack();
+    // The second FIFO of the same name: mkfifo fails (File exists), as a tool missing would.
+    pack.entry({ name: 'pipe', type: 'fifo' });
+    pack.entry({ name: 'pipe', type: 'fifo' });
+    pack.entry({ name: 'after', type: 'file' }, 'still restored');
+    pack.finalize();
+    const warnings: string[] = [];
+    const res = await extractTar(pack as unknown as AsyncIterable<Uint8Array>, join(dir, 't'), {
+      onWarning: (m) => warnings.push(m),
+    });
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /^unable to create FIFO 'pipe': .*File exists/);
+    assert.equal(res.files, 1);
+    assert.equal(readFileSync(join(dir, 't', 'after'), 'utf8'), 'still restored');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('all-zero blocks of small and large files are restored as holes, the content unchanged', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    const pack = tar.pack();
+    const small = Buffer.alloc(200 * 1024);
+    small.write('head', 0);
+    small.write('tail', small.length - 4);
+    const large = Buffer.alloc(3 * 1024 * 1024 + 100);
+    large.write('middle', 1024 * 1024 + 5);
+    pack.entry({ name: 'small', type: 'file' }, small);
+    pack.entry({ name: 'large', type: 'file' }, large);
+    pack.finalize();
+    const t = join(dir, 't');
+    await extractTar(pack as unknown as AsyncIterable<Uint8Array>, t);
+    for (const [name, content] of [
+      ['small', small],
+      ['large', large],
+    ] as const) {
+      assert.ok(readFileSync(join(t, name)).equals(content), name);
+      assert.ok(
+        statSync(join(t, name)).blocks * 512 <= 16 * 1024,
+        `${name}: ${statSync(join(t, name)).blocks} blocks`,
+      );
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
