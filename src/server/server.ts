@@ -11,6 +11,8 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { mkdirSync } from 'node:fs';
+import { maxHeaderSize as httpMaxHeaderSize } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { apiRoutes } from '../api2/index.js';
 import { loadOrCreateAuthKeys } from '../http/auth/auth-keys.js';
@@ -70,9 +72,54 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** node's limit on the request line plus headers (`--max-http-header-size`, 16 KiB by default). */
+const HEAD_LIMIT_KIB = Math.round(httpMaxHeaderSize / 1024);
+
+/**
+ * A request node's parser refused, answered with the envelope every other error on `/api2/json`
+ * has: 414 when the request line overflowed node's limit on a request head (a URL with a huge
+ * query), 431 when the headers did, 408 for a client too slow to send its head, else 400. The
+ * connection is closed after, as node does.
+ */
+function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let status = 400;
+  let message = 'malformed HTTP request';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    message = 'request timeout: the request head was not received in time';
+  } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+    // node hands over only the packet that overflowed: the request line is too long when that
+    // packet holds the end of a request line that started in an earlier packet, or a request line
+    // longer than half the limit
+    const packet = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.toString('latin1') : '';
+    const firstLine = packet.split('\r\n', 1)[0]!;
+    const endsRequestLine = packet.includes('\r\n') && / HTTP\/1\.[01]$/.test(firstLine);
+    const startsRequest = /^[A-Z]+ \S/.test(packet);
+    if (endsRequestLine && (!startsRequest || firstLine.length > httpMaxHeaderSize / 2)) {
+      status = 414;
+      message = `URI too long: the request line is longer than node's ${HEAD_LIMIT_KIB} KiB limit on a request head`;
+    } else {
+      status = 431;
+      message = `request headers too large: more than the ${HEAD_LIMIT_KIB} KiB limit on a request head`;
+    }
+  }
+  const body = JSON.stringify({ data: null, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reasonPhrase(message)}\r\nContent-Type: application/json;charset=UTF-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /** Fastify options every assembly of the API shares (the HTTPS server and the in-process one). */
 export const API_FASTIFY_OPTIONS = {
   bodyLimit: 1024 * 1024,
+  // errors node's HTTP parser raises before fastify sees a request (an over-long URL or header
+  // block, a malformed request) also get the envelope, not fastify's own body
+  clientErrorHandler: answerClientError,
   // UPIDs in task URLs are longer than fastify's default of 100 characters
   routerOptions: { maxParamLength: 1024 },
   // errors fastify raises before routing (an overlong or undecodable path component) get the
