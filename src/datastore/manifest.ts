@@ -85,7 +85,9 @@ function compareKeys(a: string, b: string): number {
 function sortKeysDeep(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeysDeep);
   if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
+    // no prototype: a `__proto__` key (JSON.parse makes it an own property of a client's
+    // manifest) stays a key, instead of setting the prototype and vanishing from the file
+    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     for (const key of Object.keys(value).sort(compareKeys)) {
       const v = (value as Record<string, unknown>)[key];
       if (v !== undefined) out[key] = sortKeysDeep(v);

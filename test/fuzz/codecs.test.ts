@@ -25,6 +25,7 @@ import {
   decodeManifest,
   encodeManifest,
   manifestToJson,
+  signedManifestJson,
   type BackupManifest,
 } from '../../src/datastore/manifest.js';
 import { formatPropertyString, parsePropertyString } from '../../src/config/property-string.js';
@@ -280,23 +281,76 @@ function randomManifest(rng: Prng): BackupManifest {
   };
 }
 
+/** Values that JSON checks get wrong: every type, empty ones, boundaries, a `__proto__` key. */
+const ODD_JSON: readonly unknown[] = [
+  null,
+  true,
+  0,
+  -1,
+  1.5,
+  2 ** 53,
+  1e308,
+  '',
+  '../x',
+  'a'.repeat(1000),
+  [],
+  [null],
+  {},
+  JSON.parse('{"__proto__": {"polluted": 1}}'),
+];
+
+/** Replace one value somewhere in `json` (an object or array) with an odd one, or delete it. */
+function replaceRandomValue(rng: Prng, json: unknown): void {
+  let node = json;
+  for (let depth = 0; depth < 4; depth++) {
+    if (node === null || typeof node !== 'object') return;
+    const keys = Object.keys(node);
+    if (keys.length === 0) return;
+    const key = rng.pick(keys);
+    const child = (node as Record<string, unknown>)[key];
+    if (child !== null && typeof child === 'object' && rng.int(2) === 0) {
+      node = child;
+      continue;
+    }
+    if (rng.int(5) === 0 && !Array.isArray(node)) delete (node as Record<string, unknown>)[key];
+    else (node as Record<string, unknown>)[key] = rng.pick(ODD_JSON);
+    return;
+  }
+}
+
 test('fuzz: manifest decode', () => {
   const n = runFuzz('manifest', (rng) => {
     const m = randomManifest(rng);
     const blob = encodeManifest(m);
     assert.deepEqual(decodeManifest(blob), m, 'decode(encode(x)) == x');
 
-    // damage either the blob or the JSON inside it (re-encoded, so it passes the CRC)
+    // damage the blob, the JSON text inside it, or one value of the JSON (re-encoded, so both
+    // of the latter pass the CRC and reach the manifest checks)
     let bad: Buffer;
-    if (rng.int(2) === 0) {
+    const kind = rng.int(3);
+    if (kind === 0) {
       bad = mutate(rng, blob, { intOffsets: [8, 12] });
       if (bad.length >= 12 && rng.int(2) === 0) rewriteBlobCrc(bad);
-    } else {
+    } else if (kind === 1) {
       bad = encodeBlob(
         Buffer.from(mutateText(rng, manifestToJson(m), { alphabet: '{}[]",:0-.ntrue ' }), 'utf8'),
       );
+    } else {
+      const json = JSON.parse(manifestToJson(m)) as unknown;
+      replaceRandomValue(rng, json);
+      bad = encodeBlob(Buffer.from(JSON.stringify(json), 'utf8'));
     }
-    assertDeclaredOutcome(() => decodeManifest(bad));
+    const out = assertDeclaredOutcome(() => decodeManifest(bad));
+    if (!(out instanceof Error)) {
+      // what the server does next with a manifest it accepted
+      const accepted = out as BackupManifest;
+      assertDeclaredOutcome(() => signedManifestJson(accepted));
+      assert.deepEqual(
+        decodeManifest(encodeManifest(accepted)),
+        accepted,
+        'an accepted manifest round-trips',
+      );
+    }
   });
   report('manifest', n);
 });
@@ -353,4 +407,14 @@ test('regression: a truncated or corrupt zstd frame is refused, and the next val
   flipped[flipped.length - 2] = flipped[flipped.length - 2]! ^ 0xff;
   assert.throws(() => decodeBlob(compressedBlobOf(flipped)), { code: 'CORRUPT_DATA' });
   assert.deepEqual(decodeBlob(good), payload);
+});
+
+test("regression: a '__proto__' key in a manifest's unprotected part survives a rewrite", () => {
+  const text =
+    '{"backup-type":"host","backup-id":"x","backup-time":1,"files":[],' +
+    '"unprotected":{"__proto__":{"polluted":1},"notes":"n"},"signature":null}';
+  const m = decodeManifest(encodeBlob(Buffer.from(text)));
+  const again = decodeManifest(encodeManifest(m));
+  assert.deepEqual(Object.keys(again.unprotected), ['__proto__', 'notes']);
+  assert.deepEqual(again, m);
 });
