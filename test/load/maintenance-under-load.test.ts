@@ -19,7 +19,9 @@ import { BackupWriter, type BackupTarget } from '../../src/client/backup-writer.
 import { BackupReader } from '../../src/client/backup-reader.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { ApiClient, type Credentials } from '../../src/client/connection.js';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import { StowageError } from '../../src/errors.js';
+import { openFilesUnder } from '../helpers/files.js';
 import { CLIENT_BIN, STOWAGE_BIN, runCli, type CliResult } from '../helpers/cli.js';
 import { ROOT_PASSWORD, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
 import {
@@ -283,7 +285,7 @@ test('20 backups, restores and a GC while maintenance goes none -> read-only -> 
     message: READ_ONLY,
   });
   const roCli = await client(backupArgs(cliTree('cli-ro'), 'cli-ro', T1));
-  assert.equal(roCli.code, 75, roCli.stderr);
+  assert.equal(roCli.code, EXIT.MAINTENANCE, roCli.stderr);
   assert.equal(roCli.stderr.trim(), `error: ${READ_ONLY}`);
   assert.equal(sha(await restore('seed-1', T0)), sha(seedData[1]!), 'a restore under read-only');
 
@@ -316,7 +318,7 @@ test('20 backups, restores and a GC while maintenance goes none -> read-only -> 
   }
   assert.deepEqual(await refusal(() => restore('seed-0', T0)), { status: 503, message: OFFLINE });
   const offCli = await client(backupArgs(cliTree('cli-off'), 'cli-off', T1));
-  assert.equal(offCli.code, 75, offCli.stderr);
+  assert.equal(offCli.code, EXIT.MAINTENANCE, offCli.stderr);
   assert.equal(offCli.stderr.trim(), `error: ${OFFLINE}`);
   // what still runs: the 16 half-way sessions, the 2 paused restores, and maybe a CLI backup of
   // wave 1 still finishing (they run unpaced); nothing admitted after the changes
@@ -343,6 +345,9 @@ test('20 backups, restores and a GC while maintenance goes none -> read-only -> 
   assert.match(drained.stdout, new RegExp(`datastore '${STORE}' drained`));
   const idle = await activeOps();
   assert.deepEqual([idle.read, idle.write, idle.lookup, idle.conflicting, idle.operations], [0, 0, 0, 0, []]);
+
+  // drained and offline: the server holds no file on the datastore (it could be unmounted)
+  assert.deepEqual(openFilesUnder(srv.proc.pid!, srv.storePath), []);
 
   // --- back in service: nothing left by the refused, every admitted backup is there and whole
   const cleared = await admin('datastore', 'maintenance', 'clear', STORE);
