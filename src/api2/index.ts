@@ -13,6 +13,7 @@ import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
 import { routes as nodes } from './nodes/index.js';
+import { routes as protocolPaths } from './protocol-paths.js';
 import { routes as status } from './status/index.js';
 import { routes as version } from './version.js';
 
@@ -28,4 +29,5 @@ export const apiRoutes: AnyRoute[] = [
   ...adminPrune,
   ...adminVerify,
   ...adminGc,
+  ...protocolPaths,
 ];

@@ -116,6 +116,51 @@ function checkBenchmark(params: SessionParams): void {
     throw new BadRequestError("benchmark flags is only allowed on 'host/benchmark'");
 }
 
+/**
+ * The checks before a session, in PBS's order: parameters (400), privileges (403; a reader
+ * without either privilege gets PBS's plain 400), the datastore admission (maintenance 503,
+ * unknown store 404). The caller releases the handle.
+ */
+async function admitSession(
+  kind: 'backup' | 'reader',
+  authId: string,
+  query: URLSearchParams,
+  deps: ProtocolDeps,
+): Promise<{ params: SessionParams; readPriv: boolean; handle: DatastoreHandle }> {
+  const params = parseSessionParams(kind, query);
+  const info = deps.context.userInfo.get();
+  const path = datastoreAclPath(params.store, params.ns);
+  let readPriv = false;
+  if (kind === 'backup') info.checkPrivs(authId, path, ['Datastore.Backup']);
+  else {
+    readPriv = info.hasPrivs(authId, path, ['Datastore.Read']);
+    // PBS answers this one with a plain 400, not the 403 of the backup upgrade
+    if (!readPriv && !info.hasPrivs(authId, path, ['Datastore.Backup']))
+      throw new BadRequestError(`no permissions on ${path}`);
+  }
+  const handle = await (deps.access ?? deps.context.datastores).lookupDatastore(
+    params.store,
+    kind === 'backup' ? 'write' : 'read',
+    { kind, detail: params.dir.toString(), authId },
+  );
+  return { params, readPriv, handle };
+}
+
+/**
+ * A GET of the protocol path without `Upgrade` (PBS routes the upgrade as a GET): the same checks
+ * as an upgrade, then PBS's 400 `missing Upgrade header`, never a session.
+ */
+export async function refuseWithoutUpgrade(
+  kind: 'backup' | 'reader',
+  authId: string,
+  query: URLSearchParams,
+  deps: ProtocolDeps,
+): Promise<never> {
+  const { handle } = await admitSession(kind, authId, query, deps);
+  await handle.release();
+  throw new BadRequestError('missing Upgrade header');
+}
+
 /** Handle one upgrade request end to end; resolves when the session is over. */
 export async function handleProtocolUpgrade(
   req: IncomingMessage,
@@ -138,26 +183,9 @@ export async function handleProtocolUpgrade(
       if (err instanceof UnauthorizedError) await sleep(ctx.authFailureDelayMs);
       throw err;
     }
-    const params = parseSessionParams(kind, url.searchParams);
-    const info = ctx.userInfo.get();
-    const path = datastoreAclPath(params.store, params.ns);
-    let readPriv = false;
-    if (kind === 'backup') info.checkPrivs(authId, path, ['Datastore.Backup']);
-    else {
-      readPriv = info.hasPrivs(authId, path, ['Datastore.Read']);
-      // PBS answers this one with a plain 400, not the 403 of the backup upgrade
-      if (!readPriv && !info.hasPrivs(authId, path, ['Datastore.Backup']))
-        throw new BadRequestError(`no permissions on ${path}`);
-    }
-    handle = await (deps.access ?? ctx.datastores).lookupDatastore(
-      params.store,
-      kind === 'backup' ? 'write' : 'read',
-      {
-        kind,
-        detail: params.dir.toString(),
-        authId,
-      },
-    );
+    const admitted = await admitSession(kind, authId, url.searchParams, deps);
+    handle = admitted.handle;
+    const { params, readPriv } = admitted;
     const expected = kind === 'backup' ? BACKUP_PROTOCOL_ID : READER_PROTOCOL_ID;
     if (req.headers.upgrade !== expected) throw new BadRequestError('invalid protocol name');
     if (req.httpVersionMajor >= 2)
