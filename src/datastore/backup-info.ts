@@ -586,6 +586,10 @@ export async function deleteSnapshot(
   } finally {
     lock.release();
   }
+  // PBS 4 (`BackupDir::destroy`): the last snapshot takes its group, owner and notes with it, so
+  // the group id is free for anyone again; not while someone holds the group (a running backup,
+  // a prune, which cleans up itself).
+  await removeGroupIfEmpty(store, dir.group);
 }
 
 export interface DeleteGroupResult {

@@ -288,6 +288,31 @@ test('a protected snapshot cannot be deleted, an unprotected one can, one in use
     await assert.rejects(deleteSnapshot(store, d2), NotFoundError);
   }));
 
+test('deleting the last snapshot removes its group with owner and notes, as PBS 4 does, unless the group is held', () =>
+  withStore(async (store) => {
+    const g = new BackupGroup(ROOT, 'vm', '100');
+    (await createLockedBackupGroup(store, g, 'alice@pbs')).lock.release();
+    setGroupNotes(store, g, 'n');
+    const d1 = addSnapshot(store, g, '2024-01-01T00:00:00Z');
+    const d2 = addSnapshot(store, g, '2024-01-02T00:00:00Z');
+    await deleteSnapshot(store, d1);
+    assert.ok(existsSync(join(store.basePath, 'vm', '100', 'owner')), 'a snapshot is left: the group stays');
+
+    // held (a running backup, a prune): the group stays, empty
+    const held = await store.locks.lockGroup(g);
+    await deleteSnapshot(store, d2);
+    held.release();
+    assert.deepEqual(readdirSync(join(store.basePath, 'vm', '100')).sort(), ['notes', 'owner']);
+
+    const d3 = addSnapshot(store, g, '2024-01-03T00:00:00Z');
+    await deleteSnapshot(store, d3);
+    assert.deepEqual(readdirSync(join(store.basePath, 'vm')), [], 'group, owner and notes gone');
+    // the id is free again: another user's first backup claims it
+    const { owner, lock } = await createLockedBackupGroup(store, g, 'bob@pbs');
+    lock.release();
+    assert.equal(owner, 'bob@pbs');
+  }));
+
 test('deleting a group keeps it, with owner and notes, while a protected snapshot remains', () =>
   withStore(async (store, root) => {
     const g = new BackupGroup(ROOT, 'vm', '100');
