@@ -297,6 +297,25 @@ export const ERR_DRAIN_TIMEOUT = createError(
     `datastore '${store}' did not drain within ${seconds}s: ${count} conflicting operation(s) still running: ${operations}`,
 );
 
+export const ERR_DRAIN_TIMEOUT_REVERTED = createError(
+  'ERR_DRAIN_TIMEOUT_REVERTED',
+  'TIMEOUT',
+  (store: string, seconds: number, previous: string, count: number, operations: string) =>
+    `datastore '${store}' did not drain within ${seconds}s: maintenance mode reverted to ${previous}; ` +
+    `blocked by ${count} operation(s): ${operations}`,
+);
+export const ERR_DRAIN_TIMEOUT_NOT_REVERTED = createError(
+  'ERR_DRAIN_TIMEOUT_NOT_REVERTED',
+  'TIMEOUT',
+  (store: string, seconds: number, current: string) =>
+    `datastore '${store}' did not drain within ${seconds}s and was not reverted: its maintenance mode was changed meanwhile to ${current}`,
+);
+export const ERR_DRY_RUN_WITH_WAIT = createError(
+  'ERR_DRY_RUN_WITH_WAIT',
+  'BAD_REQUEST',
+  () => '--dry-run changes nothing, so there is nothing to wait for: drop --wait and --on-timeout',
+);
+
 // groups, snapshots and namespaces
 export const ERR_GROUP_LOCKED = createError(
   'ERR_GROUP_LOCKED',

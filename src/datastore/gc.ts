@@ -115,7 +115,8 @@ export interface GcStore {
 /**
  * Run GC on a datastore. Refuses with CONFLICT when another GC holds the datastore's GC lock
  * (another process or this one; LockService name `gc`). Writes the result to `<base>/.gc-status`
- * atomically and returns it. `signal` aborts between files.
+ * atomically and returns it. `signal` aborts between chunks (an index may hold a million of them,
+ * and an operator ending GC for a maintenance deadline should not wait for a whole index).
  */
 export async function garbageCollection(
   store: GcStore,
@@ -150,6 +151,7 @@ export async function garbageCollection(
       status['index-file-count']++;
       status['index-data-bytes'] += index.totalSize;
       for (let i = 0; i < index.count; i++) {
+        opts.signal?.throwIfAborted();
         const digest = index.digest(i);
         const hex = digestToHex(digest);
         if (touched.has(hex)) continue;

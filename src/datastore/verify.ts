@@ -96,10 +96,9 @@ async function verifyIndexFile(ctx: FileContext, path: string, info: ManifestFil
   }
   const wantEncrypted = info['crypt-mode'] === 'encrypt';
   for (let i = 0; i < index.count; i++) {
-    if (i % YIELD_EVERY === YIELD_EVERY - 1) {
-      await yieldToLoop();
-      ctx.opts.signal?.throwIfAborted();
-    }
+    // every chunk: an abort (a maintenance deadline) lands within one chunk load, not 64
+    ctx.opts.signal?.throwIfAborted();
+    if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop();
     const digest = index.digest(i);
     const hex = digestToHex(digest);
     if (cache.verified.has(hex)) continue;

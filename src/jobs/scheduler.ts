@@ -9,7 +9,8 @@
  */
 import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
 import { gcJob, pruneJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
-import { runScheduledJob, type JobRun } from './job-runner.js';
+import { jobScheduleStatus, runScheduledJob, type JobRun } from './job-runner.js';
+import { modeAdmits, type MaintenanceMode } from '../maintenance/maintenance-mode.js';
 
 /** Every job that has a schedule: GC per datastore, then prune jobs, then verify jobs. */
 export function scheduledJobs(ctx: JobContext): JobSpec[] {
@@ -24,6 +25,39 @@ export function scheduledJobs(ctx: JobContext): JobSpec[] {
     if (job.schedule) jobs.push(verifyJob(job));
   }
   return jobs;
+}
+
+/** A scheduled job a maintenance mode would skip, as `dry-run` answers it. */
+export interface RefusedJob {
+  /** PBS job type: garbage_collection, prunejob, verificationjob. */
+  type: string;
+  id: string;
+  schedule?: string;
+  /** Epoch seconds of its next slot: when it would be recorded as skipped. */
+  'next-run'?: number;
+}
+
+/**
+ * The scheduled jobs of `store` that `mode` refuses: while the mode is in force each of them is
+ * recorded as skipped (maintenance: MESSAGE) at its slots instead of running.
+ */
+export function jobsRefusedBy(
+  ctx: JobContext,
+  store: string,
+  mode: MaintenanceMode | undefined,
+  now = new Date(),
+): RefusedJob[] {
+  return scheduledJobs(ctx)
+    .filter((job) => job.store === store && !modeAdmits(mode, job.operation))
+    .map((job) => {
+      const next = jobScheduleStatus(ctx, job, now)['next-run'];
+      return {
+        type: job.type,
+        id: job.id,
+        ...(job.schedule !== undefined && { schedule: job.schedule }),
+        ...(next !== undefined && { 'next-run': next }),
+      };
+    });
 }
 
 /**

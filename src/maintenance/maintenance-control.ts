@@ -4,7 +4,7 @@
  * these are the operations the API, the CLI and datastore removal call.
  */
 import type { DatastoreAccess } from './datastore-access.js';
-import { conflictingClasses, type MaintenanceMode } from './maintenance-mode.js';
+import { conflictingClasses, MaintenanceError, type MaintenanceMode } from './maintenance-mode.js';
 import type { OperationRecord } from './operation-registry.js';
 import type { SetModeOptions as BackendSetModeOptions } from './admission-backend.js';
 
@@ -107,4 +107,39 @@ export async function waitForDrain(
     if (timer) clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+export interface AbortConflictingResult {
+  /** The mode in force, whose refusal the aborted operations fail with. */
+  mode: MaintenanceMode | undefined;
+  /** Conflicting operations whose worker task was asked to stop (in whichever process runs it). */
+  aborted: OperationRecord[];
+  /**
+   * Conflicting operations that run in no worker task (a single API request) or whose task had
+   * already ended: nothing to abort, they end by themselves and the drain waits for them.
+   */
+  waiting: OperationRecord[];
+}
+
+/**
+ * Ask every worker task holding an operation that the current mode refuses to stop, failing with
+ * the mode's refusal (`datastore 'x' is unavailable: offline maintenance mode: MSG`): GC, verify,
+ * prune and sync end at their next check, a backup session ends without a snapshot and its client
+ * gets the refusal. `abortTask` reaches tasks of other processes through the shared task index.
+ * Nothing conflicts without a mode, so then nothing is aborted.
+ */
+export async function abortConflicting(
+  access: DatastoreAccess,
+  name: string,
+  abortTask: (taskId: string, reason: MaintenanceError) => boolean,
+): Promise<AbortConflictingResult> {
+  const mode = await access.backend.mode(name);
+  const result: AbortConflictingResult = { mode, aborted: [], waiting: [] };
+  if (!mode) return result;
+  const reason = new MaintenanceError(name, mode);
+  for (const op of await conflictingOperations(access, name, mode)) {
+    const stopped = op.taskId !== undefined && abortTask(op.taskId, reason);
+    (stopped ? result.aborted : result.waiting).push(op);
+  }
+  return result;
 }

@@ -14,6 +14,7 @@ import { validateDatastoreConfig, type DatastoreConfig } from '../config/datasto
 import { BadRequestError, ConfigModifiedError, NotFoundError, ParameterError } from '../errors.js';
 import { storedMaintenanceMode, type DatastoreAccess } from './datastore-access.js';
 import { conflictingOperations, setMaintenanceMode } from './maintenance-control.js';
+import type { OperationRecord } from './operation-registry.js';
 import {
   checkTransition,
   OPERATOR_SETTABLE,
@@ -149,6 +150,82 @@ export interface DatastoreUpdateResult {
   gcScheduleChanged: boolean;
 }
 
+/** What an update was checked to be, before anything is written. */
+interface CheckedUpdate {
+  digest: string;
+  changes: FieldChanges;
+  /** Present when the update changes the mode (`mode` undefined: cleared). */
+  modeChange: { mode: MaintenanceMode | undefined } | undefined;
+  /** The mode in force before the update (undefined for none or an unparsable stored value). */
+  modeBefore: MaintenanceMode | undefined;
+  hasFieldChanges: boolean;
+  gcScheduleChanged: boolean;
+}
+
+/** Validate `update` against the stored configuration; throws what the update would answer. */
+function checkUpdate(access: DatastoreAccess, name: string, update: DatastoreUpdate): CheckedUpdate {
+  const current = access.config.read();
+  if (update.digest !== undefined && update.digest !== current.digest) throw new ConfigModifiedError();
+  const stored = current.stores.get(name);
+  if (!stored) throw new NotFoundError(`datastore '${name}' does not exist`);
+  const remove = parseDeleteList(update.delete);
+  const changes: FieldChanges = { set: update.set, remove };
+  const candidate = copyConfig(stored);
+  applyFields(candidate, changes);
+  validateNewConfig(candidate);
+  let modeBefore: MaintenanceMode | undefined;
+  try {
+    modeBefore = storedMaintenanceMode(stored);
+  } catch {
+    modeBefore = undefined; // an unparsable stored value may be replaced (setMode agrees)
+  }
+  let modeChange: CheckedUpdate['modeChange'];
+  if (remove.includes('maintenance-mode')) modeChange = { mode: undefined };
+  const modeText = update['maintenance-mode'];
+  if (modeText !== undefined) modeChange = { mode: operatorMode(modeText) };
+  if (modeChange) checkTransition(name, modeBefore, modeChange.mode);
+  return {
+    digest: current.digest,
+    changes,
+    modeChange,
+    modeBefore,
+    hasFieldChanges:
+      remove.some((k) => k !== 'maintenance-mode') || Object.values(update.set).some((v) => v !== undefined),
+    gcScheduleChanged: candidate['gc-schedule'] !== stored['gc-schedule'],
+  };
+}
+
+/** What an update would do, answered without doing it (`dry-run`). */
+export interface DatastoreUpdatePreview {
+  /** The mode that would be in force afterwards (undefined: none). */
+  mode: MaintenanceMode | undefined;
+  /** Whether the update changes the mode at all. */
+  modeChanges: boolean;
+  /**
+   * Operations running now that the resulting mode refuses: they would go on running (graceful),
+   * block the drain, or make an `if-idle` change refused.
+   */
+  conflicting: OperationRecord[];
+}
+
+/**
+ * Check `update` exactly as `updateDatastore` would (the same 400/404/409 refusals) and say what it
+ * would do to running operations, writing nothing: datastore.cfg stays byte-identical.
+ */
+export async function previewDatastoreUpdate(
+  access: DatastoreAccess,
+  name: string,
+  update: DatastoreUpdate,
+): Promise<DatastoreUpdatePreview> {
+  const checked = checkUpdate(access, name, update);
+  const mode = checked.modeChange ? checked.modeChange.mode : checked.modeBefore;
+  return {
+    mode,
+    modeChanges: checked.modeChange !== undefined,
+    conflicting: await conflictingOperations(access, name, mode),
+  };
+}
+
 /**
  * Update datastore `name` as PBS does, writing datastore.cfg once. A maintenance-mode change is
  * graceful: running operations finish, new conflicting ones are refused from the moment this
@@ -160,34 +237,14 @@ export async function updateDatastore(
   update: DatastoreUpdate,
 ): Promise<DatastoreUpdateResult> {
   // 1. validate everything before writing anything
-  const current = access.config.read();
-  if (update.digest !== undefined && update.digest !== current.digest) throw new ConfigModifiedError();
-  const stored = current.stores.get(name);
-  if (!stored) throw new NotFoundError(`datastore '${name}' does not exist`);
-  const remove = parseDeleteList(update.delete);
-  const changes: FieldChanges = { set: update.set, remove };
-  const candidate = copyConfig(stored);
-  applyFields(candidate, changes);
-  validateNewConfig(candidate);
-  const gcScheduleChanged = candidate['gc-schedule'] !== stored['gc-schedule'];
-  let modeChange: { mode: MaintenanceMode | undefined } | undefined;
-  if (remove.includes('maintenance-mode')) modeChange = { mode: undefined };
-  const modeText = update['maintenance-mode'];
-  if (modeText !== undefined) modeChange = { mode: operatorMode(modeText) };
-  if (modeChange) {
-    let from: MaintenanceMode | undefined;
-    try {
-      from = storedMaintenanceMode(stored);
-    } catch {
-      from = undefined; // an unparsable stored value may be replaced (setMode agrees)
-    }
-    checkTransition(name, from, modeChange.mode);
-  }
-  const hasFieldChanges =
-    remove.some((k) => k !== 'maintenance-mode') || Object.values(update.set).some((v) => v !== undefined);
+  const { changes, modeChange, hasFieldChanges, gcScheduleChanged, ...checked } = checkUpdate(
+    access,
+    name,
+    update,
+  );
 
   // 2. one write: the mode atomically with admissions, the other fields along with it
-  let digest = update.digest ?? current.digest;
+  let digest = update.digest ?? checked.digest;
   if (modeChange) {
     const r = await setMaintenanceMode(access, name, modeChange.mode, {
       ifIdle: update.ifIdle,

@@ -21,7 +21,14 @@ import type { Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Static } from 'typebox';
-import { BadRequestError, ERR_BACKUP_NOT_FINISHED, ProtocolHttpError, UnauthorizedError } from '../errors.js';
+import {
+  BadRequestError,
+  ERR_BACKUP_NOT_FINISHED,
+  isStowageError,
+  ProtocolHttpError,
+  UnauthorizedError,
+  type StowageError,
+} from '../errors.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../datastore/index.js';
 import { isBackupOwner } from '../config/user-config.js';
 import { checkParams, queryParams } from '../http/parameters.js';
@@ -35,7 +42,14 @@ import { authenticate } from '../http/auth/authenticate.js';
 import type { ServerContext } from '../http/context.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import { openBackupSession, type SessionLog } from './backup-session.js';
-import { errorMessage, serveRoutes, upgradeToHttp2, writeHttp1Error, type H2Routes } from './h2-session.js';
+import {
+  errorMessage,
+  serveRoutes,
+  upgradeToHttp2,
+  writeHttp1Error,
+  type H2Route,
+  type H2Routes,
+} from './h2-session.js';
 import { BackupUpgradeParams, ReaderUpgradeParams } from './protocol-schemas.js';
 import { ReaderSession } from './reader-session.js';
 import { BACKUP_PATH, BACKUP_PROTOCOL_ID, READER_PATH, READER_PROTOCOL_ID } from '../api-types/protocol.js';
@@ -202,8 +216,37 @@ export async function handleProtocolUpgrade(
 }
 
 /**
+ * How long a session ended by a maintenance mode stays connected to answer the client's next
+ * requests with the refusal (so the client prints the mode's message, not "connection lost").
+ * The session's work and its admission end at once; only the connection lingers.
+ */
+const REFUSAL_GRACE_MS = 10_000;
+
+/** `routes` answering with `refusal()` once it is set, also for requests already in flight. */
+function refusingRoutes(routes: H2Routes, refusal: () => StowageError | undefined): H2Routes {
+  const guard = (route: H2Route): H2Route => ({
+    ...route,
+    handler: async (params, req) => {
+      const before = refusal();
+      if (before) throw before;
+      try {
+        return await route.handler(params, req);
+      } catch (err) {
+        throw refusal() ?? err;
+      }
+    },
+  });
+  return new Map([...routes].map(([key, route]) => [key, guard(route)]));
+}
+
+/**
  * After the session's own checks: spawn the task, upgrade, serve until the connection ends.
  * `end` runs exactly once, whatever ends the session.
+ *
+ * Aborting the task ends the session. An abort with a reason (a maintenance mode that ends
+ * conflicting operations, `abort-conflicting`) ends the session's work at once — `end` removes
+ * an unfinished snapshot, the admission is released — and answers every further request with the
+ * reason for a short while, so the client fails with the mode's message; the task fails with it.
  */
 async function serveSession(
   socket: Duplex,
@@ -224,6 +267,7 @@ async function serveSession(
   },
 ): Promise<void> {
   let session: Http2Session | undefined;
+  let refusal: StowageError | undefined;
   let resolveEnded!: () => void;
   const ended = new Promise<void>((r) => (resolveEnded = r));
   let endedOnce = false;
@@ -236,12 +280,22 @@ async function serveSession(
       resolveEnded();
     }
   };
+  const close = () => {
+    session?.destroy();
+    socket.destroy();
+  };
   const upid = deps.context.tasks.spawnTask(opts.workerType, opts.workerId, opts.authId, async (task) => {
     opts.log.attach(task);
     const abort = () => {
+      const reason: unknown = task.signal.reason;
+      if (isStowageError(reason) && session) {
+        refusal = reason;
+        finish();
+        setTimeout(close, REFUSAL_GRACE_MS).unref();
+        return;
+      }
       task.log('abort requested - closing session');
-      session?.destroy();
-      socket.destroy();
+      close();
     };
     // an abort requested before this function ran (it starts on the next event-loop turn)
     if (task.signal.aborted) abort();
@@ -251,6 +305,7 @@ async function serveSession(
     } finally {
       task.signal.removeEventListener('abort', abort);
     }
+    if (refusal) throw refusal;
     opts.outcome();
   });
   opts.handle.attachTask(upid);
@@ -259,8 +314,10 @@ async function serveSession(
     session = await upgradeToHttp2(socket, head, opts.protocol);
     session.on('error', (err) => opts.log.log(`connection error: ${err.message}`));
     session.once('close', finish);
-    serveRoutes(session, opts.routes, (r, err) =>
-      opts.log.log(`${r.method} /${r.name}: ${errorMessage(err)}`),
+    serveRoutes(
+      session,
+      refusingRoutes(opts.routes, () => refusal),
+      (r, err) => opts.log.log(`${r.method} /${r.name}: ${errorMessage(err)}`),
     );
   } catch (err) {
     opts.log.log(`upgrade failed: ${errorMessage(err)}`);

@@ -21,6 +21,16 @@ export interface TaskRow {
   /** The Stowage error code of a failed task (`MAINTENANCE`, `TIMEOUT`, ...), else null. */
   error_code: string | null;
   abort_requested: number;
+  /** Why the abort was asked for, when a reason was given (an error code and its message). */
+  abort_code: string | null;
+  abort_message: string | null;
+}
+
+/** Why a task is asked to stop, carried to the process running it: it fails with this error. */
+export interface AbortReason {
+  /** A Stowage error code (`MAINTENANCE`). */
+  code: string;
+  message: string;
 }
 
 export interface TaskQuery {
@@ -66,14 +76,19 @@ export class TaskIndex {
       CREATE INDEX IF NOT EXISTS tasks_starttime ON tasks (starttime);
       CREATE INDEX IF NOT EXISTS tasks_running ON tasks (endtime) WHERE endtime IS NULL;
     `);
-    // added after the first release: an index written by an older version lacks the column
+    // added after the first release: an index written by an older version lacks the columns
     const columns = this.db.prepare('PRAGMA table_info(tasks)').all() as Array<{ name: string }>;
-    if (!columns.some((c) => c.name === 'error_code')) {
-      this.db.exec('ALTER TABLE tasks ADD COLUMN error_code TEXT');
+    for (const added of ['error_code', 'abort_code', 'abort_message']) {
+      if (!columns.some((c) => c.name === added)) this.db.exec(`ALTER TABLE tasks ADD COLUMN ${added} TEXT`);
     }
   }
 
-  insert(row: Omit<TaskRow, 'endtime' | 'status' | 'error_code' | 'abort_requested'>): void {
+  insert(
+    row: Omit<
+      TaskRow,
+      'endtime' | 'status' | 'error_code' | 'abort_requested' | 'abort_code' | 'abort_message'
+    >,
+  ): void {
     this.db
       .prepare(
         `INSERT INTO tasks (upid, node, pid, pstart, starttime, worker_type, worker_id, auth_id)
@@ -92,22 +107,31 @@ export class TaskIndex {
     return this.db.prepare('SELECT * FROM tasks WHERE upid = ?').get(upid) as TaskRow | undefined;
   }
 
-  /** Flag a running task for abort; its process notices on its next poll. */
-  requestAbort(upid: string): boolean {
+  /** Flag a running task for abort (with why, if given); its process notices on its next poll. */
+  requestAbort(upid: string, reason?: AbortReason): boolean {
     return (
-      this.db.prepare('UPDATE tasks SET abort_requested = 1 WHERE upid = ? AND endtime IS NULL').run(upid)
-        .changes > 0
+      this.db
+        .prepare(
+          `UPDATE tasks SET abort_requested = 1, abort_code = coalesce(abort_code, ?),
+             abort_message = coalesce(abort_message, ?)
+           WHERE upid = ? AND endtime IS NULL`,
+        )
+        .run(reason?.code ?? null, reason?.message ?? null, upid).changes > 0
     );
   }
 
-  /** Unfinished tasks of one process that have been asked to abort. */
-  abortRequestedFor(pid: number, pstart: number): string[] {
-    return this.db
+  /** Unfinished tasks of one process that have been asked to abort, with the reason when one was given. */
+  abortRequestedFor(pid: number, pstart: number): Array<{ upid: string; reason?: AbortReason }> {
+    const rows = this.db
       .prepare(
-        'SELECT upid FROM tasks WHERE endtime IS NULL AND abort_requested = 1 AND pid = ? AND pstart = ?',
+        `SELECT upid, abort_code, abort_message FROM tasks
+         WHERE endtime IS NULL AND abort_requested = 1 AND pid = ? AND pstart = ?`,
       )
-      .pluck()
-      .all(pid, pstart) as string[];
+      .all(pid, pstart) as Array<Pick<TaskRow, 'upid' | 'abort_code' | 'abort_message'>>;
+    return rows.map((r) => ({
+      upid: r.upid,
+      ...(r.abort_code !== null && { reason: { code: r.abort_code, message: r.abort_message ?? '' } }),
+    }));
   }
 
   /** Unfinished tasks on `node`, for finding those whose process died. */

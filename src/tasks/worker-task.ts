@@ -16,11 +16,13 @@ import {
   BadRequestError,
   ERR_SHUTTING_DOWN,
   ERR_TASK_ABORTED,
+  isErrorCode,
   isStowageError,
   NotFoundError,
+  StowageError,
 } from '../errors.js';
 import { isSameProcessAlive, ownStartTime } from '../sys/proc.js';
-import { TaskIndex, type TaskQuery, type TaskRow } from './task-index.js';
+import { TaskIndex, type AbortReason, type TaskQuery, type TaskRow } from './task-index.js';
 import { formatUpid, isUpidSafe, parseUpid, type Upid } from './upid.js';
 
 /** What a task function gets. */
@@ -163,12 +165,24 @@ export class TaskManager {
       },
     };
 
+    // An abort with a reason (a maintenance mode that ended the task) is logged as such, and the
+    // task fails with that reason, whatever error the interrupted work happened to throw.
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        const reason: unknown = controller.signal.reason;
+        if (isStowageError(reason)) write(`abort requested: ${reason.message}`);
+      },
+      { once: true },
+    );
     let errorCode: string | undefined;
     entry.done = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => fn(task))
       .then(
         () => (skipped !== undefined ? `skipped: ${skipped}` : warnings > 0 ? `WARNINGS: ${warnings}` : 'OK'),
-        (err: unknown) => {
+        (thrown: unknown) => {
+          const reason: unknown = controller.signal.reason;
+          const err = controller.signal.aborted && isStowageError(reason) ? reason : thrown;
           if (controller.signal.aborted && (err as Error)?.name === 'AbortError') return ABORT_MESSAGE;
           if (isStowageError(err)) errorCode = err.code;
           const msg = err instanceof Error ? err.message : String(err);
@@ -209,16 +223,19 @@ export class TaskManager {
 
   /**
    * Ask a running task to stop. Tasks of this process get their signal aborted at once; tasks of
-   * another process through the index. False when the task is not running.
+   * another process through the index. With a `reason` the task logs it and fails with it (a
+   * maintenance mode that ends it: its status is the refusal, its error code MAINTENANCE); without
+   * one it ends as PBS's `abort requested - aborting task`. False when the task is not running.
    */
-  abortTask(upid: string): boolean {
+  abortTask(upid: string, reason?: StowageError): boolean {
+    const carried: AbortReason | undefined = reason && { code: reason.code, message: reason.message };
     const own = this.running.get(upid);
     if (own) {
-      own.controller.abort();
-      this.index.requestAbort(upid);
+      own.controller.abort(reason);
+      this.index.requestAbort(upid, carried);
       return true;
     }
-    return this.index.requestAbort(upid);
+    return this.index.requestAbort(upid, carried);
   }
 
   /**
@@ -298,8 +315,12 @@ export class TaskManager {
   private startPoller(): void {
     if (this.poller) return;
     this.poller = setInterval(() => {
-      for (const upid of this.index.abortRequestedFor(process.pid, ownStartTime())) {
-        this.running.get(upid)?.controller.abort();
+      for (const { upid, reason } of this.index.abortRequestedFor(process.pid, ownStartTime())) {
+        const controller = this.running.get(upid)?.controller;
+        if (!controller || controller.signal.aborted) continue;
+        controller.abort(
+          reason && isErrorCode(reason.code) ? new StowageError(reason.code, reason.message) : undefined,
+        );
       }
     }, this.abortPollMs);
     this.poller.unref();

@@ -22,10 +22,17 @@ import { createDatastore, prepareDatastoreCreation } from '../../maintenance/cre
 import { ConflictingOperationsError, conflictingOperations } from '../../maintenance/maintenance-control.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
-import { STRING_FIELDS, updateDatastore } from '../../maintenance/update-datastore.js';
+import {
+  previewDatastoreUpdate,
+  STRING_FIELDS,
+  updateDatastore,
+  type DatastoreUpdate,
+} from '../../maintenance/update-datastore.js';
+import { formatMaintenanceMode } from '../../maintenance/maintenance-mode.js';
+import { jobsRefusedBy } from '../../jobs/scheduler.js';
 import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { CommentSchema, DigestSchema, UseridSchema } from '../../http/schemas.js';
-import { operationItem, StoreSchema } from '../admin/datastore/common.js';
+import { operationItem, OperationItemSchema, StoreSchema } from '../admin/datastore/common.js';
 
 const NAME_PARAMS = Type.Object({ name: StoreSchema });
 const SingleLine = Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', maxLength: 256 });
@@ -72,6 +79,27 @@ function sendConflict(reply: FastifyReply, err: ConflictingOperationsError, para
   });
   return reply;
 }
+
+/** What `PUT /config/datastore/{name}` answers with `dry-run`. */
+const DryRunSchema = Type.Object({
+  'dry-run': Type.Literal(true),
+  'mode-changes': Type.Boolean({ description: 'Whether the update changes the maintenance mode.' }),
+  'maintenance-mode': Type.Optional(
+    Type.String({ description: 'The mode that would be in force afterwards (absent: none).' }),
+  ),
+  conflicting: Type.Array(OperationItemSchema, {
+    description: 'Operations running now that the resulting mode refuses.',
+  }),
+  'skipped-jobs': Type.Array(
+    Type.Object({
+      type: Type.String(),
+      id: Type.String(),
+      schedule: Type.Optional(Type.String()),
+      'next-run': Type.Optional(Type.Integer()),
+    }),
+    { description: 'Scheduled jobs of the datastore that the resulting mode would record as skipped.' },
+  ),
+});
 
 /**
  * PBS 4 create parameters for datastores this version cannot serve: accepted by the schema so the
@@ -167,25 +195,54 @@ export const routes: AnyRoute[] = [
             'it would refuse are running, instead of letting them finish.',
         }),
       ),
+      'dry-run': Type.Optional(
+        Type.Boolean({
+          description:
+            'Stowage: check the update and answer what it would do, changing nothing: the resulting ' +
+            '`maintenance-mode`, the running operations it refuses (`conflicting`) and the scheduled ' +
+            'jobs it would skip (`skipped-jobs`).',
+        }),
+      ),
     }),
     permission: { path: '/datastore/{name}', privs: ['Datastore.Modify'] },
     protected: true,
+    returns: Type.Union([Type.Null(), DryRunSchema]),
     description:
       'Update a datastore configuration (PBS order: digest, `delete` list, fields, maintenance-mode). ' +
       'A maintenance-mode change is graceful: running operations finish, new conflicting ones are ' +
       'refused from the moment this returns; the `conflicting` attribute counts those still running. ' +
-      "Type 'delete' cannot be set by hand. With `if-idle` the change is refused with 409 instead.",
+      "Type 'delete' cannot be set by hand. With `if-idle` the change is refused with 409 instead. " +
+      'With `dry-run` nothing is written: the answer says what would conflict and which jobs would be skipped.',
     handler: async ({ params, body, server, reply, setAttribute }) => {
-      const { delete: del, digest, 'if-idle': ifIdle, 'maintenance-mode': mode, ...set } = body;
+      const {
+        delete: del,
+        digest,
+        'if-idle': ifIdle,
+        'dry-run': dryRun,
+        'maintenance-mode': mode,
+        ...set
+      } = body;
+      const update: DatastoreUpdate = {
+        set,
+        ...(del !== undefined && { delete: del }),
+        ...(mode !== undefined && { 'maintenance-mode': mode }),
+        ...(digest !== undefined && { digest }),
+        ...(ifIdle !== undefined && { ifIdle }),
+      };
+      if (dryRun) {
+        const preview = await previewDatastoreUpdate(server.datastores, params.name, update);
+        setAttribute('digest', server.datastores.config.read().digest);
+        return {
+          'dry-run': true,
+          'mode-changes': preview.modeChanges,
+          ...(preview.mode && { 'maintenance-mode': formatMaintenanceMode(preview.mode) }),
+          conflicting: preview.conflicting.map(operationItem),
+          'skipped-jobs': jobsRefusedBy(server, params.name, preview.mode),
+        };
+      }
       let result;
       try {
-        result = await updateDatastore(server.datastores, params.name, {
-          set,
-          ...(del !== undefined && { delete: del }),
-          ...(mode !== undefined && { 'maintenance-mode': mode }),
-          ...(digest !== undefined && { digest }),
-          ...(ifIdle !== undefined && { ifIdle }),
-        });
+        result = await updateDatastore(server.datastores, params.name, update);
       } catch (err) {
         if (err instanceof ConflictingOperationsError) return sendConflict(reply, err, 'if-idle');
         throw err;

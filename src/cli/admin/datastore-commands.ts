@@ -3,9 +3,15 @@
  * through the running server's API (so every change takes the same locks and admission rules as
  * the API and the UI).
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { describeOperation, type OperationItem } from '../../api-types/operations.js';
-import { ERR_DRAIN_TIMEOUT, ERR_MAINTENANCE_TYPE_INVALID } from '../../errors.js';
+import {
+  ERR_DRAIN_TIMEOUT,
+  ERR_DRAIN_TIMEOUT_NOT_REVERTED,
+  ERR_DRAIN_TIMEOUT_REVERTED,
+  ERR_DRY_RUN_WITH_WAIT,
+  ERR_MAINTENANCE_TYPE_INVALID,
+} from '../../errors.js';
 import { OPERATOR_SETTABLE, type MaintenanceType } from '../../api-types/maintenance.js';
 import {
   conflictingClasses,
@@ -13,7 +19,7 @@ import {
   parseMaintenanceMode,
   type MaintenanceMode,
 } from '../../maintenance/maintenance-mode.js';
-import { adminClient, type GlobalOptions } from './admin-connection.js';
+import { adminClient, type AdminApi, type GlobalOptions } from './admin-connection.js';
 import { parseDuration, printJson, printRecord, printRows, type OutputFormat } from './output.js';
 import { followTask } from './task-wait.js';
 
@@ -41,6 +47,30 @@ interface DrainAnswer {
   drained: boolean;
   remaining: ActiveOperation[];
 }
+
+/** `PUT /config/datastore/{name}` with `dry-run`. */
+interface DryRunAnswer {
+  'mode-changes': boolean;
+  'maintenance-mode'?: string;
+  conflicting: ActiveOperation[];
+  'skipped-jobs': Array<{ type: string; id: string; schedule?: string; 'next-run'?: number }>;
+}
+
+/** `POST /admin/datastore/{store}/abort-conflicting`. */
+interface AbortAnswer {
+  aborted: ActiveOperation[];
+  waiting: ActiveOperation[];
+}
+
+/** What `maintenance set --wait` does when the store has not drained by `--timeout`. */
+const ON_TIMEOUT = ['keep', 'revert', 'abort'] as const;
+type OnTimeout = (typeof ON_TIMEOUT)[number];
+
+/**
+ * With `--on-timeout abort`: how long the aborted tasks get to end (they stop at their next check,
+ * within seconds) before the command gives up as a timeout.
+ */
+const ABORT_GRACE_MS = 60_000;
 
 const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions & { outputFormat: OutputFormat };
 
@@ -70,11 +100,10 @@ const OP_COLUMNS = [
 ];
 
 /**
- * Wait until no conflicting operation remains, printing each change of the remaining set;
- * throws TIMEOUT naming what still runs. The server long-polls for at most 30 s per call.
+ * Wait until no conflicting operation remains, printing each change of the remaining set, for at
+ * most `timeoutMs`; returns what still runs then. The server long-polls for at most 30 s per call.
  */
-async function waitDrained(cmd: Command, name: string, timeoutMs: number): Promise<void> {
-  const client = await adminClient(globals(cmd));
+async function waitDrained(client: AdminApi, name: string, timeoutMs: number): Promise<DrainAnswer> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -89,21 +118,96 @@ async function waitDrained(cmd: Command, name: string, timeoutMs: number): Promi
     const key = answer.remaining.map((o) => o.id).join(',');
     if (answer.drained) {
       process.stdout.write(`datastore '${name}' drained: no conflicting operation is running\n`);
-      return;
+      return answer;
     }
     if (key !== last) {
       process.stdout.write(`waiting for ${answer.remaining.length} conflicting operation(s):\n`);
       for (const op of answer.remaining) process.stdout.write(`  ${describeActiveOperation(op)}\n`);
       last = key;
     }
-    if (Date.now() >= deadline) {
-      throw ERR_DRAIN_TIMEOUT(
-        name,
-        Math.round(timeoutMs / 1000),
-        answer.remaining.length,
-        answer.remaining.map(describeActiveOperation).join('; '),
-      );
-    }
+    if (Date.now() >= deadline) return answer;
+  }
+}
+
+/** The timeout error naming what still runs. */
+function drainTimeout(name: string, timeoutMs: number, remaining: ActiveOperation[]): Error {
+  return ERR_DRAIN_TIMEOUT(
+    name,
+    Math.round(timeoutMs / 1000),
+    remaining.length,
+    remaining.map(describeActiveOperation).join('; '),
+  );
+}
+
+/** `none`, or the mode as the operator wrote it: `read-only maintenance mode`. */
+function modeWords(raw: string | undefined): string {
+  return raw ? `${describeMode(raw)} maintenance mode` : 'no maintenance mode';
+}
+
+/**
+ * `--on-timeout revert`: put back the mode in force before the change — unless someone changed
+ * the mode meanwhile, which is theirs to keep — and fail naming what blocked the drain.
+ */
+async function revertMode(
+  client: AdminApi,
+  name: string,
+  set: { previous: string | undefined; ours: string },
+  timeoutMs: number,
+  remaining: ActiveOperation[],
+): Promise<never> {
+  const path = `/config/datastore/${encodeURIComponent(name)}`;
+  const seconds = Math.round(timeoutMs / 1000);
+  const now = (await client.call<DatastoreConfigItem>('GET', path))['maintenance-mode'];
+  if (now !== set.ours) throw ERR_DRAIN_TIMEOUT_NOT_REVERTED(name, seconds, modeWords(now));
+  await client.call(
+    'PUT',
+    path,
+    set.previous === undefined ? { delete: ['maintenance-mode'] } : { 'maintenance-mode': set.previous },
+  );
+  process.stdout.write(`datastore '${name}' reverted to ${modeWords(set.previous)}\n`);
+  throw ERR_DRAIN_TIMEOUT_REVERTED(
+    name,
+    seconds,
+    modeWords(set.previous),
+    remaining.length,
+    remaining.map(describeActiveOperation).join('; '),
+  );
+}
+
+/**
+ * `--on-timeout abort`: abort the tasks of what still conflicts (their processes end them with the
+ * mode's refusal), then wait for the drain to finish.
+ */
+async function abortAndDrain(client: AdminApi, name: string, timeoutMs: number): Promise<void> {
+  const answer = await client.call<AbortAnswer>(
+    'POST',
+    `/admin/datastore/${encodeURIComponent(name)}/abort-conflicting`,
+  );
+  process.stdout.write(
+    `datastore '${name}' did not drain within ${Math.round(timeoutMs / 1000)}s: aborting ${answer.aborted.length} conflicting operation(s)\n`,
+  );
+  for (const op of answer.aborted) process.stdout.write(`aborted: ${describeActiveOperation(op)}\n`);
+  for (const op of answer.waiting) {
+    process.stdout.write(`not abortable (no task), waiting for: ${describeActiveOperation(op)}\n`);
+  }
+  const after = await waitDrained(client, name, ABORT_GRACE_MS);
+  if (!after.drained) throw drainTimeout(name, ABORT_GRACE_MS, after.remaining);
+}
+
+/** `maintenance set --dry-run`: what the change would do, one line per fact. */
+function printDryRun(name: string, type: string, answer: DryRunAnswer): void {
+  process.stdout.write(
+    `dry run: nothing changed; datastore '${name}' would be in ${type} maintenance mode\n`,
+  );
+  if (answer.conflicting.length === 0) process.stdout.write('would conflict: nothing running\n');
+  for (const op of answer.conflicting) {
+    process.stdout.write(`would conflict: ${describeActiveOperation(op)}\n`);
+  }
+  if (answer['skipped-jobs'].length === 0) process.stdout.write('would skip: no scheduled job\n');
+  for (const job of answer['skipped-jobs']) {
+    const next =
+      job['next-run'] === undefined ? '' : `, next run ${new Date(job['next-run'] * 1000).toISOString()}`;
+    process.stdout.write(`would skip: ${job.type} ${job.id} (schedule ${job.schedule ?? 'none'}${next})\n`);
   }
 }
 
@@ -219,11 +323,29 @@ export function registerDatastoreCommands(program: Command): void {
     .option('--if-idle', 'refuse (exit code 3) instead of changing the mode while conflicting operations run')
     .option('--wait', 'wait until no conflicting operation is running')
     .option('--timeout <duration>', 'with --wait: give up after this long (e.g. 90s, 10m)', '10m')
+    .addOption(
+      new Option(
+        '--on-timeout <policy>',
+        'when --timeout passes (implies --wait): keep the mode and exit 6, revert to the previous mode and ' +
+          'exit 6, or abort the conflicting tasks and backup sessions and finish',
+      ).choices(ON_TIMEOUT),
+    )
+    .option(
+      '--dry-run',
+      'change nothing; list the running operations and scheduled jobs the mode would refuse',
+    )
     .action(
       async (
         name: string,
         type: string,
-        o: { message?: string; ifIdle?: boolean; wait?: boolean; timeout: string },
+        o: {
+          message?: string;
+          ifIdle?: boolean;
+          wait?: boolean;
+          timeout: string;
+          onTimeout?: OnTimeout;
+          dryRun?: boolean;
+        },
         cmd: Command,
       ) => {
         if (!(OPERATOR_SETTABLE as readonly string[]).includes(type)) {
@@ -233,13 +355,38 @@ export function registerDatastoreCommands(program: Command): void {
         const mode: MaintenanceMode = o.message ? { type: settable, message: o.message } : { type: settable };
         const text = formatMaintenanceMode(mode); // validates the message before anything is sent
         const timeoutMs = parseDuration(o.timeout);
-        const client = await adminClient(globals(cmd));
-        await client.call('PUT', `/config/datastore/${encodeURIComponent(name)}`, {
-          'maintenance-mode': text,
-          'if-idle': o.ifIdle,
-        });
+        // a deadline policy only means something with a wait, so asking for one asks to wait
+        const wait = o.wait === true || o.onTimeout !== undefined;
+        if (o.dryRun && wait) throw ERR_DRY_RUN_WITH_WAIT();
+        const g = globals(cmd);
+        const client = await adminClient(g);
+        const path = `/config/datastore/${encodeURIComponent(name)}`;
+        if (o.dryRun) {
+          const answer = await client.call<DryRunAnswer>('PUT', path, {
+            'maintenance-mode': text,
+            'dry-run': true,
+          });
+          if (g.outputFormat !== 'text') return printJson(answer, g.outputFormat);
+          return printDryRun(name, type, answer);
+        }
+        // read before setting: the mode `--on-timeout revert` puts back
+        const previous =
+          o.onTimeout === 'revert'
+            ? (await client.call<DatastoreConfigItem>('GET', path))['maintenance-mode']
+            : undefined;
+        await client.call('PUT', path, { 'maintenance-mode': text, 'if-idle': o.ifIdle });
         process.stdout.write(`datastore '${name}' is now in ${type} maintenance mode\n`);
-        if (o.wait) await waitDrained(cmd, name, timeoutMs);
+        if (!wait) return;
+        const answer = await waitDrained(client, name, timeoutMs);
+        if (answer.drained) return;
+        switch (o.onTimeout ?? 'keep') {
+          case 'keep':
+            throw drainTimeout(name, timeoutMs, answer.remaining);
+          case 'revert':
+            return revertMode(client, name, { previous, ours: text }, timeoutMs, answer.remaining);
+          case 'abort':
+            return abortAndDrain(client, name, timeoutMs);
+        }
       },
     );
 
@@ -280,6 +427,8 @@ export function registerDatastoreCommands(program: Command): void {
     .description('wait until no operation conflicting with the current mode is running')
     .option('--timeout <duration>', 'give up after this long', '10m')
     .action(async (name: string, o: { timeout: string }, cmd: Command) => {
-      await waitDrained(cmd, name, parseDuration(o.timeout));
+      const timeoutMs = parseDuration(o.timeout);
+      const answer = await waitDrained(await adminClient(globals(cmd)), name, timeoutMs);
+      if (!answer.drained) throw drainTimeout(name, timeoutMs, answer.remaining);
     });
 }

@@ -1,8 +1,9 @@
 /**
- * `GET /admin/datastore/{store}/active-operations` (PBS shape `{read, write}`, reference §6.2)
- * and the Stowage drain endpoint `POST /admin/datastore/{store}/wait-drained`.
+ * `GET /admin/datastore/{store}/active-operations` (PBS shape `{read, write}`, reference §6.2),
+ * the Stowage drain endpoint `POST /admin/datastore/{store}/wait-drained` and the Stowage
+ * deadline endpoint `POST /admin/datastore/{store}/abort-conflicting`.
  *
- * Neither admits an operation: they read the datastore config and the operation registry only,
+ * None admits an operation: they read the datastore config and the operation registry only,
  * so they answer in every maintenance mode, `delete` included — which is exactly when an operator
  * needs them (design §3 invariants 4 and 6).
  */
@@ -11,7 +12,8 @@ import type { ActiveOperationsReply } from '../../../api-types/operations.js';
 import { BadConfigError } from '../../../errors.js';
 import type { DatastoreAccess } from '../../../maintenance/datastore-access.js';
 import { storedMaintenanceMode } from '../../../maintenance/datastore-access.js';
-import { waitForDrain } from '../../../maintenance/maintenance-control.js';
+import { abortConflicting, waitForDrain } from '../../../maintenance/maintenance-control.js';
+import { formatMaintenanceMode } from '../../../maintenance/maintenance-mode.js';
 import {
   conflictingClasses,
   OPERATION_CLASSES,
@@ -124,6 +126,37 @@ export const routes: AnyRoute[] = [
       } finally {
         reply.raw.off('close', onClose);
       }
+    },
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/admin/datastore/:store/abort-conflicting',
+    params: StoreParams,
+    // the same privilege as setting the mode: whoever may take the store offline may end what
+    // keeps it from getting there (only operations on this store, only those the mode refuses)
+    permission: { path: '/datastore/{store}', privs: ['Datastore.Modify'] },
+    protected: true,
+    returns: Type.Object({
+      aborted: Type.Array(OperationItemSchema),
+      waiting: Type.Array(OperationItemSchema),
+      mode: Type.Optional(Type.String()),
+    }),
+    description:
+      'Stowage (`maintenance set --on-timeout abort`): abort the worker tasks of every operation the ' +
+      'current maintenance mode refuses, in every process on the host: GC, verify, prune and sync ' +
+      "tasks fail with the mode's refusal and log it; backup sessions end without a snapshot and " +
+      'their clients get the refusal. Returns the operations whose task was asked to stop ' +
+      '(`aborted`) and those that run in no task and end by themselves (`waiting`). Without a mode ' +
+      'nothing conflicts and nothing is aborted. Follow with wait-drained.',
+    handler: async ({ params, server }) => {
+      const result = await abortConflicting(server.datastores, params.store, (taskId, reason) =>
+        server.tasks.abortTask(taskId, reason),
+      );
+      return {
+        aborted: result.aborted.map((op) => operationItem(op)),
+        waiting: result.waiting.map((op) => operationItem(op)),
+        ...(result.mode && { mode: formatMaintenanceMode(result.mode) }),
+      };
     },
   }),
 ];
