@@ -479,6 +479,15 @@ export const ERR_TASK_ABORTED = createError(
   'CONFLICT',
   () => 'abort requested - aborting task',
 );
+/**
+ * The reason an abort request carried from another process through the task index (e.g. a
+ * maintenance mode's refusal): the error the aborted task fails with, keeping its code and text.
+ * Undefined for a code this version does not know (the task then ends as a plain abort).
+ */
+export function abortedWith(code: string, message: string): StowageError | undefined {
+  if (!isErrorCode(code)) return undefined;
+  return new StowageError(code, message, { id: ERR_TASK_ABORTED.id });
+}
 export const ERR_TASK_FAILED = createError(
   'ERR_TASK_FAILED',
   'INTERNAL',

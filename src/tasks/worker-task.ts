@@ -16,10 +16,10 @@ import {
   BadRequestError,
   ERR_SHUTTING_DOWN,
   ERR_TASK_ABORTED,
-  isErrorCode,
+  abortedWith,
   isStowageError,
   NotFoundError,
-  StowageError,
+  type StowageError,
 } from '../errors.js';
 import { isSameProcessAlive, ownStartTime } from '../sys/proc.js';
 import { TaskIndex, type AbortReason, type TaskQuery, type TaskRow } from './task-index.js';
@@ -318,9 +318,7 @@ export class TaskManager {
       for (const { upid, reason } of this.index.abortRequestedFor(process.pid, ownStartTime())) {
         const controller = this.running.get(upid)?.controller;
         if (!controller || controller.signal.aborted) continue;
-        controller.abort(
-          reason && isErrorCode(reason.code) ? new StowageError(reason.code, reason.message) : undefined,
-        );
+        controller.abort(reason && abortedWith(reason.code, reason.message));
       }
     }, this.abortPollMs);
     this.poller.unref();

@@ -114,6 +114,32 @@ test('another process sees the task in the shared index and can request its abor
   });
 });
 
+test('an abort with a reason, asked through the index, is logged and the task fails with it and its code', async () => {
+  await withManager(async (m, dir) => {
+    const other = new TaskManager({ tasksDir: dir, node: 'testnode' });
+    const reason = "datastore 'store1' is unavailable: offline maintenance mode: fsck";
+    try {
+      const upid = m.spawnTask('garbage_collection', 'store1', 'root@pam', async (task) => {
+        await untilAborted(task.signal);
+        // whatever the interrupted work throws, the task fails with the reason
+        throw new Error('interrupted mid-chunk');
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      assert.equal(other.abortTask(upid, new StowageError('MAINTENANCE', reason)), true);
+      assert.equal(await other.waitForTask(upid, 20), reason);
+      assert.equal(other.errorCode(upid), 'MAINTENANCE');
+      const log = other.readLog(upid).lines.map((l) => l.t);
+      assert.ok(
+        log.some((l) => l.endsWith(`: abort requested: ${reason}`)),
+        log.join('\n'),
+      );
+      assert.ok(log.at(-1)!.endsWith(`: TASK ERROR: ${reason}`));
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 test('a task whose process died without finishing is reported with status unknown', async () => {
   await withManager(async (m, dir) => {
     const index = new TaskIndex(join(dir, 'index.db'));
