@@ -9,15 +9,17 @@
  * - revert: the previous mode (none, or read-only with its message) is back, exit code TIMEOUT,
  *   the blocker named;
  * - abort, run through a second server process on the same host (the tasks belong to the first):
- *   the verify task fails with the mode's refusal and logs it, the backup client gets the mode's
- *   message and no snapshot is left, the store ends drained in the new mode, exit 0.
+ *   the verify task fails with the mode's refusal and logs it, the backup client and a restore
+ *   client get the mode's message, no snapshot is left, the store ends drained in the new mode,
+ *   exit 0.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BackupWriter } from '../../src/client/backup-writer.js';
+import { BackupReader } from '../../src/client/backup-reader.js';
+import { BackupWriter, type BackupTarget } from '../../src/client/backup-writer.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { ApiClient } from '../../src/client/connection.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
@@ -205,7 +207,7 @@ test('--on-timeout revert from read-only: a read-only verify blocks offline, rea
   }
 });
 
-test('--on-timeout abort through another server process: verify and backup session end with the mode message, no snapshot, drained offline', async (t) => {
+test('--on-timeout abort through another server process: verify, backup and restore end with the mode message, no snapshot, drained offline', async (t) => {
   t.after(() => setMode(undefined));
   const verify = await startTask('verify');
   // a real backup session, paused after its first part
@@ -219,18 +221,16 @@ test('--on-timeout abort through another server process: verify and backup sessi
     await resumed;
     for (let i = 0; i < 8; i++) yield randomBytes(MiB / 4);
   }
-  const writer = await BackupWriter.start(
-    {
-      target: { host: srv.host, port: srv.port },
-      policy: { fingerprint: srv.fingerprint },
-      credentials: api.credentials!,
-      store: STORE,
-      backupType: 'host',
-      backupId: 'web01',
-      backupTime: T0 + 600,
-    },
-    pool,
-  );
+  const snapshot = (backupId: string, backupTime: number): BackupTarget => ({
+    target: { host: srv.host, port: srv.port },
+    policy: { fingerprint: srv.fingerprint },
+    credentials: api.credentials!,
+    store: STORE,
+    backupType: 'host',
+    backupId,
+    backupTime,
+  });
+  const writer = await BackupWriter.start(snapshot('web01', T0 + 600), pool);
   const upload = writer
     .uploadStream('data.tar.didx', parts(), { chunkSize: 64 * 1024 })
     .then(() => writer.finish())
@@ -246,16 +246,21 @@ test('--on-timeout abort through another server process: verify and backup sessi
     (await activeOps()).operations.some((o) => o.kind === 'backup'),
   );
   const backupTask = (await activeOps()).operations.find((o) => o.kind === 'backup')!['task-id']!;
+  // a real restore (reader session) of the seed, after its first chunk
+  const reader = await BackupReader.open(snapshot('seed', T0), pool);
+  const restore = reader.chunks('data.tar.didx');
+  assert.equal((await restore.next()).done, false);
 
   const r = await maintenanceSetOn(second, 'offline', '--message=fsck', '--timeout=1s', '--on-timeout=abort');
   resume();
   assert.equal(r.code, EXIT.OK, `${r.stdout}\n${r.stderr}`);
   assert.match(
     r.stdout,
-    /^datastore 'local' did not drain within 1s: aborting 2 conflicting operation\(s\)$/m,
+    /^datastore 'local' did not drain within 1s: aborting 3 conflicting operation\(s\)$/m,
   );
   assert.match(r.stdout, /^aborted: verify /m);
   assert.match(r.stdout, /^aborted: backup host\/web01\/\S+ by root@pam/m);
+  assert.match(r.stdout, /^aborted: reader host\/seed\/\S+ by root@pam/m);
   assert.match(r.stdout, /^datastore 'local' drained: no conflicting operation is running$/m);
 
   // the client got the mode's message, not a generic error
@@ -263,6 +268,17 @@ test('--on-timeout abort through another server process: verify and backup sessi
   assert.ok(err instanceof StowageError, `the backup should have failed: ${String(err)}`);
   assert.equal(err.code, 'MAINTENANCE');
   assert.equal(err.message, OFFLINE);
+  const restoreErr = await (async () => {
+    try {
+      while (!(await restore.next()).done);
+    } catch (e) {
+      return e;
+    } finally {
+      await reader.close();
+    }
+  })();
+  assert.ok(restoreErr instanceof StowageError, `the restore should have failed: ${String(restoreErr)}`);
+  assert.equal(restoreErr.message, OFFLINE);
 
   const v = await taskEnd(verify);
   assert.equal(v.status, OFFLINE);
