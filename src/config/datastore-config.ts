@@ -46,6 +46,14 @@ export interface DatastoreConfig {
    */
   'backing-device'?: string;
   /**
+   * Stowage extension (PBS refuses a datastore.cfg carrying it, docs/pbs-compatibility.md): the
+   * low-space hold engages when the filesystem has less than this percent free (0 disables it;
+   * default LOW_SPACE_DEFAULTS). See src/maintenance/low-space-hold.ts.
+   */
+  'low-space-hold'?: number;
+  /** Stowage extension: the low-space hold lifts once more than this percent is free (> the hold). */
+  'low-space-release'?: number;
+  /**
    * PBS 4: the backend property string, e.g. `bucket=pbs,client=aws-s3,type=s3` (`type` defaults
    * to `filesystem`). Stowage loads an S3 datastore but refuses to open it (its `path` is only the
    * local cache; opening it as a datastore would serve a partial, stale copy).
@@ -97,7 +105,40 @@ const STRING_KEYS: readonly StringKey[] = [
   'notify-user',
   'tuning',
 ];
-const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...STRING_KEYS, 'verify-new']);
+/** Stowage's own percent properties: integers 0–100, written only when set (PBS rejects them). */
+export const PERCENT_KEYS = ['low-space-hold', 'low-space-release'] as const;
+export type PercentKey = (typeof PERCENT_KEYS)[number];
+const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...STRING_KEYS, 'verify-new', ...PERCENT_KEYS]);
+
+/** The low-space thresholds a datastore has when its configuration names none (Elasticsearch's 95%/90% used). */
+export const LOW_SPACE_DEFAULTS: Readonly<Record<PercentKey, number>> = {
+  'low-space-hold': 5,
+  'low-space-release': 10,
+};
+
+function isPercentKey(key: string): key is PercentKey {
+  return (PERCENT_KEYS as readonly string[]).includes(key);
+}
+
+/**
+ * The problem with a datastore's low-space thresholds, or undefined: each an integer 0–100, and
+ * release above hold (hysteresis) unless the hold is disabled (0). Checked with the defaults
+ * filled in, so `low-space-hold 12` alone is refused (the default release 10 is below it).
+ */
+export function lowSpaceProblem(config: Pick<DatastoreConfig, PercentKey>): string | undefined {
+  for (const key of PERCENT_KEYS) {
+    const v = config[key];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 100)) {
+      return `'${key}' must be an integer percent from 0 to 100, not '${String(v)}'`;
+    }
+  }
+  const hold = config['low-space-hold'] ?? LOW_SPACE_DEFAULTS['low-space-hold'];
+  const release = config['low-space-release'] ?? LOW_SPACE_DEFAULTS['low-space-release'];
+  if (hold !== 0 && release <= hold) {
+    return `'low-space-release' (${release}) must be above 'low-space-hold' (${hold})`;
+  }
+  return undefined;
+}
 
 // proxmox-schema's parse_boolean accepts these, case-insensitively; we write true/false as PBS does.
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
@@ -135,6 +176,13 @@ export function parseDatastoreConfig(text: string, file = 'datastore.cfg'): Pars
         if (TRUE_WORDS.has(word)) config['verify-new'] = true;
         else if (FALSE_WORDS.has(word)) config['verify-new'] = false;
         else throw new BadConfigError(`${at(key)}: 'verify-new' must be true or false, not '${value}'`);
+      } else if (isPercentKey(key)) {
+        if (!/^[0-9]{1,3}$/.test(value)) {
+          throw new BadConfigError(
+            `${at(key)}: '${key}' must be an integer percent from 0 to 100, not '${value}'`,
+          );
+        }
+        config[key] = Number(value);
       } else if (KNOWN_KEYS.has(key)) {
         if (value !== '') config[key as StringKey] = value;
       } else {
@@ -148,6 +196,8 @@ export function parseDatastoreConfig(text: string, file = 'datastore.cfg'): Pars
         `${at('path')}: path of datastore '${section.id}' is not absolute: '${config.path}'`,
       );
     }
+    const lowSpace = lowSpaceProblem(config);
+    if (lowSpace !== undefined) throw new BadConfigError(`${at('low-space-hold')}: ${lowSpace}`);
     if (extra.length > 0) config.extra = extra;
     stores.set(section.id, config);
   }
@@ -190,6 +240,8 @@ export function validateDatastoreConfig(config: DatastoreConfig): void {
   if (verifyNew !== undefined && typeof verifyNew !== 'boolean') {
     throw new BadRequestError(`datastore '${name}': 'verify-new' must be a boolean`);
   }
+  const lowSpace = lowSpaceProblem(config);
+  if (lowSpace !== undefined) throw new BadRequestError(`datastore '${name}': ${lowSpace}`);
   const seen = new Set<string>();
   for (const entry of config.extra ?? []) {
     const [key, value] = entry;
@@ -207,6 +259,10 @@ export function validateDatastoreConfig(config: DatastoreConfig): void {
 function typedValue(config: DatastoreConfig, key: string): string | undefined {
   if (key === 'verify-new') {
     const v = config['verify-new'];
+    return v === undefined ? undefined : String(v);
+  }
+  if (isPercentKey(key)) {
+    const v = config[key];
     return v === undefined ? undefined : String(v);
   }
   const v = config[key as StringKey];
@@ -239,7 +295,7 @@ export function formatDatastoreConfig(
       emitted.add(key);
     };
     for (const [key] of old?.props ?? []) emit(key);
-    for (const key of [...STRING_KEYS, 'verify-new', ...extra.keys()]) emit(key);
+    for (const key of [...STRING_KEYS, 'verify-new', ...PERCENT_KEYS, ...extra.keys()]) emit(key);
     sections.push({ type: 'datastore', id, props });
   }
   return formatSectionConfig(sections);

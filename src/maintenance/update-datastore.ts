@@ -10,7 +10,12 @@
  */
 import { KEEP_OPTION_NAMES } from '../api-types/prune-options.js';
 import { validateCalendarEvent } from '../api-types/calendar-event.js';
-import { validateDatastoreConfig, type DatastoreConfig } from '../config/datastore-config.js';
+import {
+  PERCENT_KEYS,
+  validateDatastoreConfig,
+  type DatastoreConfig,
+  type PercentKey,
+} from '../config/datastore-config.js';
 import { BadRequestError, ConfigModifiedError, NotFoundError, ParameterError } from '../errors.js';
 import { storedMaintenanceMode, type DatastoreAccess } from './datastore-access.js';
 import { conflictingOperations, setMaintenanceMode } from './maintenance-control.js';
@@ -49,10 +54,14 @@ const DELETABLE = new Set([
   'gc-on-unmount',
   'notification-thresholds',
   'counter-reset-schedule',
+  // Stowage's low-space thresholds (back to their defaults)
+  ...PERCENT_KEYS,
 ]);
 
 /** The fields a client may set on create and update (PBS DataStoreConfigUpdater, minus the mode). */
-export type DatastoreFields = Partial<Record<StringField | 'notify', string>> & { 'verify-new'?: boolean };
+export type DatastoreFields = Partial<Record<StringField | 'notify', string>> & {
+  'verify-new'?: boolean;
+} & Partial<Record<PercentKey, number>>;
 
 /** `delete` as an array or a comma/semicolon/space separated list (PBS's CLI and GUI send both). */
 function parseDeleteList(value: string | readonly string[] | undefined): string[] {
@@ -98,8 +107,12 @@ interface FieldChanges {
 export function applyFields(cfg: DatastoreConfig, changes: FieldChanges): void {
   for (const key of changes.remove) {
     if (key === 'maintenance-mode') continue;
-    if (key === 'verify-new' || (STRING_FIELDS as readonly string[]).includes(key)) {
-      delete cfg[key as StringField | 'verify-new'];
+    if (
+      key === 'verify-new' ||
+      (STRING_FIELDS as readonly string[]).includes(key) ||
+      (PERCENT_KEYS as readonly string[]).includes(key)
+    ) {
+      delete cfg[key as StringField | 'verify-new' | PercentKey];
     } else {
       cfg.extra = (cfg.extra ?? []).filter(([k]) => k !== key);
     }
@@ -113,6 +126,8 @@ export function applyFields(cfg: DatastoreConfig, changes: FieldChanges): void {
       cfg.extra = extra;
     } else if (key === 'verify-new') {
       cfg['verify-new'] = value as boolean;
+    } else if ((PERCENT_KEYS as readonly string[]).includes(key)) {
+      cfg[key as PercentKey] = value as number;
     } else {
       cfg[key as StringField] = value as string;
     }

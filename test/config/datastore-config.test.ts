@@ -414,6 +414,14 @@ test('a corrupt file is a BadConfigError naming the file and line, never an empt
     ['datastore: store1\n\tpath /a\n\tverify-new maybe\n', /line 3: 'verify-new' must be true or false/],
     ['datastore: x\n\tpath /a\n', /line 1: invalid datastore name 'x'/],
     ['datastore: store1\n\tpath /a\n\tpath /b\n', /line 3: duplicate property 'path'/],
+    [
+      'datastore: store1\n\tpath /a\n\tlow-space-hold 5%\n',
+      /line 3: 'low-space-hold' must be an integer percent from 0 to 100, not '5%'/,
+    ],
+    [
+      'datastore: store1\n\tpath /a\n\tlow-space-hold 12\n',
+      /'low-space-release' \(10\) must be above 'low-space-hold' \(12\)/,
+    ],
   ];
   for (const [content, message] of cases) {
     const file = new DatastoreConfigFile(configDir(content));
@@ -477,4 +485,46 @@ test('datastore names follow PBS safe-id rules of 3 to 32 characters', () => {
       },
     );
   }
+});
+
+test('the low-space thresholds are Stowage properties: read as numbers, written only when set, checked on write', async () => {
+  const file = new DatastoreConfigFile(
+    configDir('datastore: store1\n\tpath /a\n\tlow-space-hold 3\n\tlow-space-release 20\n'),
+  );
+  const cfg = file.read().stores.get('store1')!;
+  assert.equal(cfg['low-space-hold'], 3);
+  assert.equal(cfg['low-space-release'], 20);
+  assert.equal(cfg.extra, undefined, 'typed, not kept as unknown properties');
+
+  // the defaults are never written, so a datastore.cfg stays readable by PBS until one is set
+  const plain = new DatastoreConfigFile(configDir());
+  await plain.update((stores) => stores.set('store2', { name: 'store2', path: '/b' }));
+  assert.doesNotMatch(readFileSync(plain.path, 'utf8'), /low-space/);
+
+  const before = readFileSync(file.path, 'utf8');
+  for (const bad of [
+    { 'low-space-hold': 15 }, // above the release of 10 (default) or 20
+    { 'low-space-release': 3 }, // equal to the hold
+    { 'low-space-hold': 101 },
+    { 'low-space-hold': 2.5 },
+  ]) {
+    await assert.rejects(
+      file.update((stores) => {
+        Object.assign(
+          stores.get('store1')!,
+          bad,
+          bad['low-space-hold'] === 15 && { 'low-space-release': 12 },
+        );
+      }),
+      { code: 'BAD_REQUEST', message: /^datastore 'store1': 'low-space-/ },
+      JSON.stringify(bad),
+    );
+  }
+  assert.equal(readFileSync(file.path, 'utf8'), before, 'a refused update writes nothing');
+
+  // 0 disables the hold: any release goes
+  await file.update((stores) => {
+    Object.assign(stores.get('store1')!, { 'low-space-hold': 0, 'low-space-release': 0 });
+  });
+  assert.match(readFileSync(file.path, 'utf8'), /\tlow-space-hold 0\n\tlow-space-release 0\n/);
 });

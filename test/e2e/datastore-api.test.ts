@@ -596,3 +596,31 @@ test('a bad gc-schedule is refused naming it, and removing a datastore removes i
     ['prune-jobs2'],
   );
 });
+
+test('the low-space thresholds are set, shown and reset through the API; release at or below hold is a 400 changing nothing', async () => {
+  await t.addBareDatastore('space1');
+  const cfgFile = join(t.paths.configDir, 'datastore.cfg');
+  const set = await t.api('PUT', '/config/datastore/space1', {
+    auth: t.root,
+    form: 'low-space-hold=3&low-space-release=20',
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  const shown = await t.api('GET', '/config/datastore/space1', { auth: t.root });
+  assert.equal((shown.body.data as Record<string, unknown>)['low-space-hold'], 3);
+  assert.equal((shown.body.data as Record<string, unknown>)['low-space-release'], 20);
+
+  const before = readFileSync(cfgFile, 'utf8');
+  for (const body of [{ 'low-space-hold': 20 }, { 'low-space-release': 2 }, { 'low-space-hold': 101 }]) {
+    const bad = await t.api('PUT', '/config/datastore/space1', { auth: t.root, body });
+    assert.equal(bad.status, 400, JSON.stringify(body));
+    assert.match(bad.body.message!, /low-space-(hold|release)/);
+    assert.equal(readFileSync(cfgFile, 'utf8'), before, 'a refused update writes nothing');
+  }
+
+  const reset = await t.api('PUT', '/config/datastore/space1', {
+    auth: t.root,
+    body: { delete: 'low-space-hold,low-space-release' },
+  });
+  assert.equal(reset.status, 200, JSON.stringify(reset.body));
+  assert.doesNotMatch(readFileSync(cfgFile, 'utf8'), /low-space/);
+});

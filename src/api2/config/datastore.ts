@@ -17,7 +17,7 @@ import { removeJobState } from '../../jobs/job-state.js';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { ConfigModifiedError, NotFoundError } from '../../errors.js';
-import { type DatastoreConfig } from '../../config/datastore-config.js';
+import { PERCENT_KEYS, type DatastoreConfig } from '../../config/datastore-config.js';
 import { createDatastore, prepareDatastoreCreation } from '../../maintenance/create-datastore.js';
 import { ConflictingOperationsError, conflictingOperations } from '../../maintenance/maintenance-control.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
@@ -49,6 +49,23 @@ const UpdatableFields = {
   notify: Type.Optional(SingleLine),
   tuning: Type.Optional(SingleLine),
   'verify-new': Type.Optional(Type.Boolean()),
+  'low-space-hold': Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      description:
+        'Stowage: hold the datastore against new data (backups, sync, uploads; prune, GC and restores go on) ' +
+        'when less than this percent of its filesystem is free; 0 disables the hold. Default 5.',
+    }),
+  ),
+  'low-space-release': Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      description:
+        'Stowage: lift the low-space hold once more than this percent is free; must be above low-space-hold. Default 10.',
+    }),
+  ),
 };
 
 /** A datastore's configuration as PBS sends it (kebab-case keys, keep-* as numbers). */
@@ -58,6 +75,7 @@ export function datastoreConfigJson(cfg: DatastoreConfig): Record<string, unknow
     if (cfg[key] !== undefined) out[key] = cfg[key];
   }
   if (cfg['verify-new'] !== undefined) out['verify-new'] = cfg['verify-new'];
+  for (const key of PERCENT_KEYS) if (cfg[key] !== undefined) out[key] = cfg[key];
   for (const [key, value] of cfg.extra ?? []) {
     if (/^keep-/.test(key) && /^[0-9]+$/.test(value)) out[key] = Number(value);
     else if (key === 'gc-on-unmount' && /^(true|false)$/.test(value)) out[key] = value === 'true';

@@ -262,13 +262,31 @@ export function registerDatastoreCommands(program: Command): void {
     .description('change datastore options')
     .option('--comment <text>')
     .option('--gc-schedule <calendar-event>')
-    .option('--delete <property...>', 'properties to remove (comment, gc-schedule, ...)')
+    .option(
+      '--low-space-hold <percent>',
+      'hold the datastore against new backups below this percent free (0: never; default 5)',
+    )
+    .option('--low-space-release <percent>', 'lift the low-space hold above this percent free (default 10)')
+    .option('--delete <property...>', 'properties to remove (comment, gc-schedule, low-space-hold, ...)')
     .action(
-      async (name: string, o: { comment?: string; gcSchedule?: string; delete?: string[] }, cmd: Command) => {
+      async (
+        name: string,
+        o: {
+          comment?: string;
+          gcSchedule?: string;
+          lowSpaceHold?: string;
+          lowSpaceRelease?: string;
+          delete?: string[];
+        },
+        cmd: Command,
+      ) => {
         const client = await adminClient(globals(cmd));
+        // the server checks the percentages (a form value "5" is the integer 5)
         await client.call('PUT', `/config/datastore/${encodeURIComponent(name)}`, {
           comment: o.comment,
           'gc-schedule': o.gcSchedule,
+          'low-space-hold': o.lowSpaceHold,
+          'low-space-release': o.lowSpaceRelease,
           delete: o.delete,
         });
       },
