@@ -23,6 +23,19 @@ export interface GarbageCollectionStatus {
 const GcStatusSchema = Type.Unsafe<GarbageCollectionStatus>(Type.Object({}));
 
 /** One entry of `GET /admin/datastore` (PBS 4 adds `mount-status` and `backend-type`). */
+/** `next-maintenance-window` of the datastore list and status (epoch seconds). */
+export const NextMaintenanceWindowSchema = Type.Object({
+  id: Type.String(),
+  start: Type.Integer(),
+  end: Type.Integer(),
+  type: Type.Union([Type.Literal('read-only'), Type.Literal('sealed'), Type.Literal('offline')]),
+  message: Type.Optional(Type.String()),
+  'drain-start': Type.Integer(),
+  'drain-before': Type.Optional(Type.String()),
+});
+
+export type NextMaintenanceWindowReply = Static<typeof NextMaintenanceWindowSchema>;
+
 export const DatastoreListItemSchema = Type.Object({
   store: Type.String(),
   comment: Type.Optional(Type.String()),
@@ -34,6 +47,8 @@ export const DatastoreListItemSchema = Type.Object({
   /** The raw stored maintenance-mode property string. */
   maintenance: Type.Optional(Type.String()),
   'backend-type': Type.String(),
+  /** Stowage: the maintenance window in force or next to come (api-types/maintenance-window.ts). */
+  'next-maintenance-window': Type.Optional(NextMaintenanceWindowSchema),
 });
 export type DatastoreListItem = Static<typeof DatastoreListItemSchema>;
 
@@ -45,6 +60,7 @@ export const DatastoreStatusSchema = Type.Object({
   used: Type.Integer(),
   avail: Type.Integer(),
   'gc-status': Type.Optional(GcStatusSchema),
+  'next-maintenance-window': Type.Optional(NextMaintenanceWindowSchema),
   counts: Type.Optional(
     Type.Object({
       ct: TypeCountsSchema,

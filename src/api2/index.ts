@@ -12,6 +12,7 @@ import { routes as adminVerify } from './admin/verify.js';
 import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
+import { routes as configMaintenanceWindow } from './config/maintenance-window.js';
 import { routes as nodes } from './nodes/index.js';
 import { routes as protocolPaths } from './protocol-paths.js';
 import { routes as status } from './status/index.js';
@@ -26,6 +27,7 @@ export const apiRoutes: AnyRoute[] = [
   ...status,
   ...configPrune,
   ...configVerify,
+  ...configMaintenanceWindow,
   ...adminPrune,
   ...adminVerify,
   ...adminGc,

@@ -32,7 +32,7 @@ import { KEEP_OPTION_NAMES as KEEP_KEYS } from '../api-types/prune-options.js';
 
 export { KEEP_KEYS };
 
-interface JobBase {
+export interface JobBase {
   id: string;
   store: string;
   /** Namespace `a/b`; absent means the root namespace. */
@@ -71,7 +71,7 @@ export interface VerifyJobConfig extends JobBase {
 
 type PropKind = 'string' | 'schedule' | 'bool' | 'int' | 'store' | 'ns' | 'depth';
 
-interface JobKind<T extends JobBase> {
+export interface JobKind<T extends JobBase> {
   file: string;
   lock: string;
   sectionType: string;

@@ -58,19 +58,23 @@ export function checkMaintenance(store: string, mode: MaintenanceMode | undefine
   if (mode && !modeAdmits(mode, op)) throw new MaintenanceError(store, mode);
 }
 
-/** Validate a message: at most 64 characters, no control characters (PBS schema, §1.3). */
-export function validateMaintenanceMessage(message: string): void {
+/**
+ * Validate a message: at most 64 characters, no control characters (PBS schema, §1.3). `field`
+ * names where it came from in the error (a maintenance window's `message` too).
+ */
+export function validateMaintenanceMessage(message: string, field = 'maintenance-mode'): void {
+  const details = field === 'maintenance-mode' ? undefined : { param: field };
+  const what = field === 'maintenance-mode' ? 'maintenance-mode: message' : field;
   if ([...message].length > MAX_MESSAGE_LENGTH) {
     throw new BadRequestError(
-      `maintenance-mode: message is ${[...message].length} characters long, at most ${MAX_MESSAGE_LENGTH} are allowed`,
+      `${what} is ${[...message].length} characters long, at most ${MAX_MESSAGE_LENGTH} are allowed`,
+      details,
     );
   }
   const ctl = /[\u0000-\u001f\u007f-\u009f]/u.exec(message);
   if (ctl) {
     const code = ctl[0].codePointAt(0)!.toString(16).padStart(4, '0');
-    throw new BadRequestError(
-      `maintenance-mode: message must not contain control characters (found U+${code})`,
-    );
+    throw new BadRequestError(`${what} must not contain control characters (found U+${code})`, details);
   }
 }
 

@@ -31,7 +31,8 @@ export interface JobConfigRoutesSpec<T extends JobLike> {
   path: string;
   /** For messages: "prune job". */
   noun: string;
-  jobType: JobType;
+  /** The job-state type; absent for configs without a job state (maintenance windows). */
+  jobType?: JobType;
   file(server: ServerContext): JobConfigFile<T>;
   /** Every configurable property but `id` (all optional in the schema; required ones checked). */
   fields: TProperties;
@@ -41,6 +42,8 @@ export interface JobConfigRoutesSpec<T extends JobLike> {
   readPrivs: readonly string[];
   /** Privilege needed on the job's path to create, change or remove it. */
   modifyPriv: string;
+  /** Called after every change was written (maintenance windows apply their holds at once). */
+  changed?(server: ServerContext): Promise<void>;
 }
 
 /** Strip what the API must not show: unknown stored properties stay in the file only. */
@@ -109,7 +112,8 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
           if (jobs.has(job.id)) throw ERR_JOB_EXISTS(spec.noun, job.id);
           jobs.set(job.id, job);
         });
-        await resetState(server, spec.jobType, job.id);
+        if (spec.jobType) await resetState(server, spec.jobType, job.id);
+        await spec.changed?.(server);
         return null;
       },
     }),
@@ -166,7 +170,8 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
           },
           { digest },
         );
-        if (scheduleChanged) await resetState(server, spec.jobType, params.id);
+        if (scheduleChanged && spec.jobType) await resetState(server, spec.jobType, params.id);
+        await spec.changed?.(server);
         return null;
       },
     }),
@@ -188,12 +193,15 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
           },
           { digest: query.digest },
         );
-        const lock = await lockJob(server.datastores.backend.locks, spec.jobType, params.id);
-        try {
-          removeJobState(server.paths.dataDir, spec.jobType, params.id);
-        } finally {
-          lock.release();
+        if (spec.jobType) {
+          const lock = await lockJob(server.datastores.backend.locks, spec.jobType, params.id);
+          try {
+            removeJobState(server.paths.dataDir, spec.jobType, params.id);
+          } finally {
+            lock.release();
+          }
         }
+        await spec.changed?.(server);
         return null;
       },
     }),

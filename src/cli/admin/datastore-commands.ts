@@ -22,6 +22,7 @@ import {
 import { adminClient, type AdminApi, type GlobalOptions } from './admin-connection.js';
 import { parseDuration, printJson, printRecord, printRows, type OutputFormat } from './output.js';
 import { followTask } from './task-wait.js';
+import { registerMaintenanceWindowCommands } from './maintenance-window-commands.js';
 
 interface DatastoreConfigItem {
   name: string;
@@ -332,6 +333,7 @@ export function registerDatastoreCommands(program: Command): void {
     });
 
   const mm = ds.command('maintenance').description('datastore maintenance mode');
+  registerMaintenanceWindowCommands(mm);
 
   mm.command('set <name> <type>')
     .description(

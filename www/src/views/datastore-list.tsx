@@ -4,6 +4,7 @@ import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js
 import { useApi } from '../hooks.js';
 import { parseMaintenance } from '../maintenance.js';
 import type { DatastoreListItem, DatastoreUsage } from '../types.js';
+import { NextWindowLine } from './next-window.js';
 
 export function DatastoreList() {
   const list = useApi(
@@ -50,6 +51,7 @@ export function DatastoreList() {
                     </th>
                     <td data-label="Maintenance">
                       {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}
+                      <NextWindowLine window={s['next-maintenance-window']} />
                     </td>
                     <td data-label="Usage">
                       {s.usage?.error ? (

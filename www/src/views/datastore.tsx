@@ -13,6 +13,7 @@ import type { DatastoreConfig, DatastoreStatus } from '../types.js';
 import { ActiveOperationsTable, DrainStatus, liveMode, useActiveOperations } from './active-operations.js';
 import { Content } from './content.js';
 import { MaintenanceDialog } from './maintenance-dialog.js';
+import { StoreNextWindow } from './next-window.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
 
 const TABS = [
@@ -60,6 +61,7 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
         </button>
       </div>
       <ErrorBox error={ops.error} title="Could not load the datastore's operations" />
+      <StoreNextWindow store={store} />
       <DrainStatus ops={ops.data} mode={mode} />
       <nav class="tabs" aria-label="Datastore views">
         <ul>

@@ -20,6 +20,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
 import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
+import { nextWindows } from '../../../maintenance/window-schedule.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
@@ -51,9 +52,10 @@ export const routes: AnyRoute[] = [
     description:
       'List the datastores the caller can use: with Datastore.Audit or Datastore.Backup on the store ' +
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +
-      'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4. Reads the ' +
-      'configuration only.',
+      'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4; ' +
+      '`next-maintenance-window` (Stowage) the scheduled window in force or next. Reads the configuration only.',
     handler: ({ authId, userInfo, server }) => {
+      const windows = nextWindows(server.paths.configDir);
       const out: ListItem[] = [];
       for (const cfg of server.datastores.config.readCached().stores.values()) {
         const path = datastoreAclPath(cfg.name);
@@ -66,6 +68,7 @@ export const routes: AnyRoute[] = [
           'mount-status': mountStatus(cfg),
           ...(maintenance !== undefined && { maintenance }),
           'backend-type': backendType(cfg),
+          ...(windows.has(cfg.name) && { 'next-maintenance-window': windows.get(cfg.name) }),
         });
       }
       return out;

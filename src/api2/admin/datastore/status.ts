@@ -17,6 +17,7 @@ import {
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
 import { StoreParams, withDatastore } from './common.js';
+import { nextWindows } from '../../../maintenance/window-schedule.js';
 
 const STORE_STATS_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 const ANY_DATASTORE_PRIV = [
@@ -76,7 +77,11 @@ export const routes: AnyRoute[] = [
         full: userInfo.hasPrivs(authId, path, ['Datastore.Audit']),
       };
       return withDatastore({ server, authId }, params.store, 'read', { kind: 'status' }, (ds) => {
-        const usage = storeStats ? ds.status() : { total: 0, used: 0, avail: 0 };
+        const window = nextWindows(server.paths.configDir).get(params.store);
+        const usage = {
+          ...(storeStats ? ds.status() : { total: 0, used: 0, avail: 0 }),
+          ...(window && { 'next-maintenance-window': window }),
+        };
         if (!query.verbose) return usage;
         return {
           ...usage,
