@@ -13,6 +13,7 @@ import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
 import { routes as configMaintenanceWindow } from './config/maintenance-window.js';
+import { routes as configNotifications } from './config/notifications.js';
 import { routes as nodes } from './nodes/index.js';
 import { routes as protocolPaths } from './protocol-paths.js';
 import { routes as status } from './status/index.js';
@@ -28,6 +29,7 @@ export const apiRoutes: AnyRoute[] = [
   ...configPrune,
   ...configVerify,
   ...configMaintenanceWindow,
+  ...configNotifications,
   ...adminPrune,
   ...adminVerify,
   ...adminGc,

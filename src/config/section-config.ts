@@ -33,8 +33,16 @@ export function sectionLine(section: Section, key?: string): number | undefined 
   return key === undefined ? lines?.header : lines?.props.get(key);
 }
 
-/** Parse a section-config file; `file` names it in errors. */
-export function parseSectionConfig(text: string, file = 'section config'): Section[] {
+/**
+ * Parse a section-config file; `file` names it in errors. Keys in `repeatable` may appear more
+ * than once in a section: proxmox-section-config writes an array property as one line per item
+ * (notifications.cfg's `target`, `mailto`, `header`).
+ */
+export function parseSectionConfig(
+  text: string,
+  file = 'section config',
+  repeatable: ReadonlySet<string> = new Set(),
+): Section[] {
   const sections: Section[] = [];
   let current: Section | undefined;
   const lines = text.split('\n');
@@ -60,7 +68,7 @@ export function parseSectionConfig(text: string, file = 'section config'): Secti
     if (!prop) throw new BadConfigError(`${where}: cannot parse '${line}'`);
     if (!current) throw new BadConfigError(`${where}: property outside of a section`);
     const key = prop[1]!;
-    if (current.props.some(([k]) => k === key)) {
+    if (!repeatable.has(key) && current.props.some(([k]) => k === key)) {
       throw new BadConfigError(`${where}: duplicate property '${key}' in section '${current.id}'`);
     }
     current.props.push([key, prop[2] ?? '']);
@@ -75,7 +83,10 @@ export function parseSectionConfig(text: string, file = 'section config'): Secti
  * parser trims as PBS does, an id with blanks, a malformed key) rather than corrupt the file, and
  * any control character, as PBS's `default_format_section_content` does.
  */
-export function formatSectionConfig(sections: readonly Section[]): string {
+export function formatSectionConfig(
+  sections: readonly Section[],
+  repeatable: ReadonlySet<string> = new Set(),
+): string {
   const headers = new Set<string>();
   return sections
     .map((s) => {
@@ -88,7 +99,8 @@ export function formatSectionConfig(sections: readonly Section[]): string {
       const keys = new Set<string>();
       for (const [k, v] of s.props) {
         if (!KEY.test(k)) throw new BadConfigError(`invalid property name '${k}' in '${s.id}'`);
-        if (keys.has(k)) throw new BadConfigError(`duplicate property '${k}' in section '${s.id}'`);
+        if (keys.has(k) && !repeatable.has(k))
+          throw new BadConfigError(`duplicate property '${k}' in section '${s.id}'`);
         keys.add(k);
         if (/[\r\n]/.test(v)) throw new BadConfigError(`property '${k}' of '${s.id}' contains a newline`);
         if (/[\x00-\x1f\x7f]/.test(v)) {

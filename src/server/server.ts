@@ -30,6 +30,8 @@ import { TaskManager } from '../tasks/worker-task.js';
 import { ensureCertificate } from '../http/tls.js';
 import { registerWebUi } from './web-ui.js';
 import { removeAbandonedSnapshotsAtStartup } from './startup-cleanup.js';
+import { registerMetrics } from '../notifications/metrics.js';
+import { Notifier, type EventSource, type NotifierOptions } from '../notifications/notifier.js';
 
 export const DEFAULT_PORT = 8007;
 
@@ -52,6 +54,8 @@ export interface StartServerOptions {
   nodeName?: string;
   /** How datastores' chunk backends are opened (fault injection in tests); default from the config. */
   openChunks?: ChunkBackendOpener;
+  /** Notification delivery timing (poll interval, retries); tests shorten it. */
+  notifier?: Pick<NotifierOptions, 'pollMs' | 'maxAttempts' | 'backoffMs'>;
 }
 
 export interface RunningServer {
@@ -202,6 +206,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection
   attachProtocolUpgrade(app.server, { context });
   await registerWebUi(app);
+  registerMetrics(app, context);
 
   const host = opts.listen?.host ?? '0.0.0.0';
   const port = opts.listen?.port ?? DEFAULT_PORT;
@@ -225,6 +230,13 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   // After listen, not before: walking a large datastore must not delay serving (the sessions it
   // could race hold their snapshot locks, see startup-cleanup.ts).
   const startupCleanup = removeAbandonedSnapshotsAtStartup(datastores, app.log);
+  // Notifications tail the maintenance event log from now on (events before this start were
+  // either notified by the previous server or are history).
+  const events = (datastores.backend as unknown as { events?: EventSource }).events;
+  const notifier = events
+    ? new Notifier({ configDir: paths.configDir, events, log: app.log, ...opts.notifier })
+    : undefined;
+  notifier?.start();
 
   return {
     url: `https://${urlHost}:${actualPort}`,
@@ -233,6 +245,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     startupCleanup,
     async close() {
       await startupCleanup;
+      await notifier?.close();
       await app.close();
       await tasks.close();
       datastores.close();
