@@ -11,7 +11,6 @@
  */
 import { createHmac } from 'node:crypto';
 import { hostname } from 'node:os';
-import { createTransport } from 'nodemailer';
 import { BadRequestError } from '../errors.js';
 import {
   decodeBase64,
@@ -218,6 +217,8 @@ const SMTP_DEFAULT_PORT = { insecure: 25, starttls: 587, tls: 465 } as const;
 
 async function sendSmtp(e: NotificationEntity, n: Notification): Promise<void> {
   const mode = (e.props.mode as keyof typeof SMTP_DEFAULT_PORT | undefined) ?? 'tls';
+  // loaded on first use: a server without SMTP endpoints never needs it
+  const { createTransport } = await import('nodemailer');
   const transport = createTransport({
     host: String(e.props.server),
     port: (e.props.port as number | undefined) ?? SMTP_DEFAULT_PORT[mode],
