@@ -70,6 +70,8 @@ export function notificationFields(e: NotifiableEvent): Record<string, string> {
 function title(e: NotifiableEvent): string {
   const store = `Datastore '${e.store}'`;
   switch (e.type) {
+    case 'test':
+      return 'Test notification';
     case 'mode-set':
       return `${store}: maintenance mode set to ${e.to || 'none'}`;
     case 'mode-cleared':
@@ -259,7 +261,6 @@ export async function sendTestNotification(e: NotificationEntity): Promise<void>
     source: 'operator',
     message: `This is a test of the notification target '${e.name}'.`,
   });
-  n.title = 'Test notification';
   try {
     await deliver(e, n);
   } catch (err) {
