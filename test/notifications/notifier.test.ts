@@ -209,3 +209,26 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
     await notifier.close();
   }
 });
+
+test('matchers follow proxmox-notify: all/any of the rules, invert-match, disable, no rules matches all', async () => {
+  const { matcherMatches, toNotification } = await import('../../src/notifications/notifier.js');
+  const n = toNotification({
+    id: 1,
+    time: Date.now(),
+    store: 'store1',
+    type: 'job-failed',
+    severity: 'error',
+    source: 'job',
+    detail: { job: { type: 'gc', id: 'x' }, error: 'boom' },
+  });
+  const m = (props: Record<string, string | string[] | boolean>) =>
+    matcherMatches({ type: 'matcher', name: 'm', props, priv: {} }, n);
+  assert.equal(m({}), true);
+  assert.equal(m({ 'match-field': ['exact:type=gc'] }), true, "PBS's type field is the job type");
+  assert.equal(m({ 'match-field': ['exact:type=gc', 'exact:datastore=other'] }), false);
+  assert.equal(m({ 'match-field': ['exact:type=gc', 'exact:datastore=other'], mode: 'any' }), true);
+  assert.equal(m({ 'match-severity': ['info,notice'] }), false);
+  assert.equal(m({ 'match-severity': ['info,notice'], 'invert-match': true }), true);
+  assert.equal(m({ 'match-field': ['regex:datastore=^store\\d$'] }), true);
+  assert.equal(m({ disable: true }), false);
+});
