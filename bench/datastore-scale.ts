@@ -198,7 +198,7 @@ async function main(): Promise<void> {
 
       // GC
       const [files, bareGcS] = timed(() => bareGcWalk(store));
-      const write = await access.lookupDatastore(STORE, 'write', { kind: 'bench' });
+      const write = await access.lookupDatastore(STORE, 'ingest', { kind: 'bench' });
       const [status, gcS] = await timedAsync(() => write.datastore.garbageCollection());
       await write.release();
       if (status['disk-chunks'] !== CHUNKS)

@@ -47,7 +47,7 @@ async function looper(paths: StowagePaths): Promise<void> {
   let cycleStart = now();
   for (;;) {
     try {
-      const h = await access.lookupDatastore(STORE, 'write', { kind: 'bench' });
+      const h = await access.lookupDatastore(STORE, 'ingest', { kind: 'bench' });
       await h.release();
       if (!admitting) console.log('admitting');
       admitting = true;
@@ -70,7 +70,7 @@ async function looper(paths: StowagePaths): Promise<void> {
 async function holder(paths: StowagePaths): Promise<void> {
   const access = openDatastoreAccess(paths);
   const rl = createInterface({ input: process.stdin });
-  let h = await access.lookupDatastore(STORE, 'write', { kind: 'bench-hold' });
+  let h = await access.lookupDatastore(STORE, 'ingest', { kind: 'bench-hold' });
   console.log('holding');
   for await (const line of rl) {
     if (line === 'release') {
@@ -78,7 +78,7 @@ async function holder(paths: StowagePaths): Promise<void> {
       await h.release();
       console.log(`released ${t}`);
     } else if (line === 'hold') {
-      h = await access.lookupDatastore(STORE, 'write', { kind: 'bench-hold' });
+      h = await access.lookupDatastore(STORE, 'ingest', { kind: 'bench-hold' });
       console.log('holding');
     }
   }

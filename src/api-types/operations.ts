@@ -1,7 +1,7 @@
 /** An admitted datastore operation as the API shows it (Stowage extension of `active-operations`). */
 export interface OperationItem {
   id: number;
-  /** read, write or lookup */
+  /** read, ingest, reclaim or lookup */
   class: string;
   kind: string;
   detail?: string;
@@ -16,13 +16,30 @@ export interface OperationItem {
 /** `GET admin/datastore/{store}/active-operations`: PBS's counts plus Stowage's details. */
 export interface ActiveOperationsReply {
   read: number;
+  /** ingest + reclaim, as PBS counts writes. */
   write: number;
+  ingest: number;
+  reclaim: number;
   lookup: number;
   operations: OperationItem[];
-  /** How many of `operations` the current maintenance mode refuses. */
+  /** How many of `operations` the current maintenance mode or a system hold refuses. */
   conflicting: number;
   /** The raw stored mode, when one is set. */
   'maintenance-mode'?: string;
+  /** The system holds on the store (low space, maintenance windows), oldest first. */
+  holds: SystemHoldItem[];
+}
+
+/** A system hold as the API shows it. */
+export interface SystemHoldItem {
+  /** `low-space` or `window:<id>`. */
+  source: string;
+  /** read-only, sealed, offline or drain. */
+  type: string;
+  message: string;
+  /** Epoch seconds. */
+  since: number;
+  'auth-id'?: string;
 }
 
 /**

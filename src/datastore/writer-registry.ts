@@ -29,13 +29,13 @@ export function earliest(...times: (number | undefined)[]): number | undefined {
 }
 
 /**
- * Start (ms) of the oldest `write` operation among `ops`, leaving out `ownId` (a GC's own
- * admission, which writes no chunks); undefined when there is none.
+ * Start (ms) of the oldest `ingest` operation among `ops` (the only class that inserts chunks;
+ * reclaim only removes), leaving out `ownId`; undefined when there is none.
  */
 export function oldestWriteOperation(ops: Iterable<WriteOperationLike>, ownId?: number): number | undefined {
   let oldest: number | undefined;
   for (const op of ops) {
-    if (op.class !== 'write' || op.id === ownId) continue;
+    if (op.class !== 'ingest' || op.id === ownId) continue;
     oldest = earliest(oldest, op.startedAt);
   }
   return oldest;

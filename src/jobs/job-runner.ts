@@ -29,9 +29,12 @@ export interface JobRun {
   outcome: 'started' | 'skipped' | 'failed';
 }
 
-/** The skip reason of a maintenance refusal: `maintenance: offline: disk swap`. */
+/**
+ * The skip reason of a maintenance refusal: `maintenance: offline: disk swap` for the operator's
+ * mode, `maintenance: sealed: low space: 4% free` for a system hold (its message says why).
+ */
 export function maintenanceSkipReason(err: MaintenanceError): string {
-  const { type, message } = err.mode;
+  const { type, message } = err.hold ?? err.mode ?? { type: 'unknown' };
   return message ? `maintenance: ${type}: ${message}` : `maintenance: ${type}`;
 }
 

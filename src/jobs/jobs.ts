@@ -14,7 +14,7 @@ import {
   type KeepOptions,
 } from '../datastore/index.js';
 import { CorruptDataError } from '../errors.js';
-import type { DatastoreHandleFor } from '../maintenance/datastore-access.js';
+import type { DataClass, DatastoreHandleFor } from '../maintenance/datastore-access.js';
 import { oldestWriteStart } from '../maintenance/oldest-writer.js';
 import type { PruneJobConfig, VerifyJobConfig } from '../config/job-config.js';
 import { parseUpid } from '../tasks/upid.js';
@@ -27,7 +27,7 @@ export type JobContext = Pick<ServerContext, 'paths' | 'tasks' | 'datastores'> &
   log?: Pick<ServerContext['log'], 'info' | 'warn' | 'error'>;
 };
 
-export interface JobSpec<Op extends 'read' | 'write' = 'read' | 'write'> {
+export interface JobSpec<Op extends DataClass = DataClass> {
   type: JobType;
   /** Job id: the datastore for GC, the configured id otherwise. */
   id: string;
@@ -46,7 +46,7 @@ export interface JobSpec<Op extends 'read' | 'write' = 'read' | 'write'> {
 }
 
 /** Garbage collection of one datastore, scheduled by its `gc-schedule`. */
-export function gcJob(store: string, schedule?: string): JobSpec<'write'> {
+export function gcJob(store: string, schedule?: string): JobSpec<'reclaim'> {
   return {
     type: 'garbage_collection',
     id: store,
@@ -54,7 +54,7 @@ export function gcJob(store: string, schedule?: string): JobSpec<'write'> {
     workerType: 'garbage_collection',
     workerId: store,
     schedule,
-    operation: 'write',
+    operation: 'reclaim',
     kind: 'gc',
     title: 'garbage collection',
     async run(task, handle, ctx) {
@@ -83,7 +83,7 @@ function nsText(ns: string | undefined): string {
 }
 
 /** A prune job of prune.cfg. */
-export function pruneJob(job: PruneJobConfig): JobSpec<'write'> {
+export function pruneJob(job: PruneJobConfig): JobSpec<'reclaim'> {
   return {
     type: 'prunejob',
     id: job.id,
@@ -91,7 +91,7 @@ export function pruneJob(job: PruneJobConfig): JobSpec<'write'> {
     workerType: 'prunejob',
     workerId: `${job.store}:${job.id}`,
     schedule: job.schedule,
-    operation: 'write',
+    operation: 'reclaim',
     kind: 'prune',
     title: `prune job '${job.id}'`,
     async run(task, handle) {
@@ -134,7 +134,7 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
     workerType: 'verificationjob',
     workerId: `${job.store}:${job.id}`,
     schedule: job.schedule,
-    operation: readOnly ? 'read' : 'write',
+    operation: readOnly ? 'read' : 'reclaim',
     kind: 'verify',
     title: `verify job '${job.id}'`,
     async run(task, handle) {
@@ -170,7 +170,7 @@ export function verifyJob(job: VerifyJobConfig): JobSpec {
             };
             // the mode follows the admission: only a write admission may record verify_state
             const result =
-              handle.operation === 'write'
+              handle.operation !== 'read'
                 ? await handle.datastore.verifySnapshot(snap.dir, { ...opts, mode: 'write' })
                 : await handle.datastore.verifySnapshot(snap.dir, { ...opts, mode: 'read' });
             if (!result.ok) failed.push(String(snap.dir));

@@ -13,7 +13,8 @@
 import { describeOperation as describeOperationLine } from '../api-types/operations.js';
 import { StowageError } from '../errors.js';
 import type { DatastoreConfig } from '../config/datastore-config.js';
-import type { MaintenanceMode, OperationClass } from './maintenance-mode.js';
+import type { HoldType, MaintenanceMode, OperationClass, SystemHold } from './maintenance-mode.js';
+import type { MaintenanceEvent, MaintenanceEventLog } from './maintenance-events.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { LockService } from './lock-service.js';
 
@@ -57,6 +58,8 @@ export interface SetModeOptions {
    * config once), applied to the section being written.
    */
   alsoApply?: (config: DatastoreConfig) => void;
+  /** Who changes the mode, for the history. */
+  authId?: string;
 }
 
 export interface ModeChange {
@@ -70,6 +73,27 @@ export interface ModeChange {
   config: DatastoreConfig;
   /** Operations the new mode refuses that were admitted before it and still run. */
   conflicting: OperationRecord[];
+  /** The history's record of the change (none when the mode did not change). */
+  event?: MaintenanceEvent;
+}
+
+/** A system hold to put on a datastore (its source and time are given by `setHold`). */
+export interface HoldSpec {
+  type: HoldType;
+  message: string;
+}
+
+export interface HoldChange {
+  /** The hold of that source before (undefined: none). */
+  previous?: SystemHold;
+  /** The hold now (undefined: lifted). */
+  hold?: SystemHold;
+  /** Every operation id above this was admitted with the hold in force (or gone). */
+  sequence: number;
+  /** Operations the hold refuses that were admitted before it and still run. */
+  conflicting: OperationRecord[];
+  /** The history's record (none when nothing but the message changed). */
+  event?: MaintenanceEvent;
 }
 
 /**
@@ -98,9 +122,13 @@ export interface AdmissionBackend {
   /** The group, snapshot, manifest, job and GC locks, shared by the same processes as the operations. */
   readonly locks: LockService;
 
+  /** The maintenance history every process of the instance appends to. */
+  readonly events: MaintenanceEventLog;
+
   /**
-   * Admit an operation of class `cls` on `store`: read the datastore's configuration and mode,
-   * refuse with MaintenanceError (503) when the mode refuses `cls`, run `hooks.prepare`, and
+   * Admit an operation of class `cls` on `store`: read the datastore's configuration, mode and
+   * system holds, refuse with MaintenanceError (503) when the mode or a hold refuses `cls` (the
+   * drain hold looks at `info.kind`), run `hooks.prepare`, and
    * register the operation — atomically with respect to `setMode`: once `setMode` returns, no
    * process admits what the new mode refuses, and every operation admitted before it is counted
    * (invariant 1). NotFoundError for an unknown store, BadConfigError for an unparsable mode
@@ -134,6 +162,23 @@ export interface AdmissionBackend {
   mode(store: string): Promise<MaintenanceMode | undefined>;
 
   /**
+   * Put (or with `undefined` lift) the system hold of `source` on `store`, atomically with respect
+   * to `admit`, like `setMode`; graceful the same way. Independent of the operator's mode: clearing
+   * the mode leaves holds in place. A hold of the same type put again only takes the new message
+   * (no event); a change of type or a lift is recorded in the history (`forced`: an operator's
+   * forced release). NotFoundError for an unknown store.
+   */
+  setHold(
+    store: string,
+    source: string,
+    hold: HoldSpec | undefined,
+    opts?: { authId?: string; forced?: boolean },
+  ): Promise<HoldChange>;
+
+  /** The system holds on `store`, oldest first (NotFoundError when unknown). */
+  holds(store: string): Promise<SystemHold[]>;
+
+  /**
    * Live operations, oldest first (all stores without `store`). An operation whose holder died
    * (process gone, or its pid reused by another process) is never listed (invariant 3).
    */
@@ -160,7 +205,7 @@ export interface AdmissionBackend {
    */
   lockChanges(): Promise<ChangeLock>;
 
-  /** Drop every record of `store` (after the datastore was removed). */
+  /** Drop every operation and hold of `store` (after the datastore was removed); its history stays. */
   forgetStore(store: string): Promise<void>;
 
   /** Release this process's resources (not its operations' records). */

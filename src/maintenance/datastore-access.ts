@@ -13,7 +13,7 @@ import { ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.j
 import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
 import type { ChunkBackend } from '../datastore/chunk-backend.js';
 import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
-import type { OperationClass } from './maintenance-mode.js';
+import type { OperationClass, WriteClass } from './maintenance-mode.js';
 import type { OperationInfo, OperationRecord, OperationRegistry } from './operation-registry.js';
 import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
@@ -43,20 +43,27 @@ export interface ReadHandle extends OperationHandle {
   readonly datastore: ReadonlyDatastore;
 }
 
-/** A `write` operation: the whole datastore (still without paths) through `datastore`. */
+/**
+ * An `ingest` or `reclaim` operation (PBS's write): the whole datastore (still without paths)
+ * through `datastore`. The class says what the mode checked, not what the type allows: `sealed`
+ * admits reclaim and refuses ingest.
+ */
 export interface WriteHandle extends OperationHandle {
-  readonly operation: 'write';
+  readonly operation: WriteClass;
   readonly datastore: WritableDatastore;
 }
 
-/** A read or write operation; narrow on `operation` to write. */
+/** A read, ingest or reclaim operation; narrow on `operation` to write. */
 export type DatastoreHandle = ReadHandle | WriteHandle;
 
-/** The handle an admission of class `Op` gets (`'read' | 'write'` gives either). */
-export type DatastoreHandleFor<Op extends 'read' | 'write'> = Op extends 'write' ? WriteHandle : ReadHandle;
+/** The classes that get a datastore (all but lookup). */
+export type DataClass = 'read' | WriteClass;
 
-/** The datastore an admission of class `Op` sees (`'read' | 'write'` gives the read-only view). */
-export type DatastoreFor<Op extends 'read' | 'write'> = DatastoreHandleFor<Op>['datastore'];
+/** The handle an admission of class `Op` gets (a union of classes gives either). */
+export type DatastoreHandleFor<Op extends DataClass> = Op extends WriteClass ? WriteHandle : ReadHandle;
+
+/** The datastore an admission of class `Op` sees (a union with read gives the read-only view). */
+export type DatastoreFor<Op extends DataClass> = DatastoreHandleFor<Op>['datastore'];
 
 interface OpenStore {
   datastore: Datastore;
@@ -115,8 +122,8 @@ export class DatastoreAccess {
    */
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
   async lookupDatastore(name: string, op: 'read', info: OperationInfo): Promise<ReadHandle>;
-  async lookupDatastore(name: string, op: 'write', info: OperationInfo): Promise<WriteHandle>;
-  async lookupDatastore<Op extends 'read' | 'write'>(
+  async lookupDatastore(name: string, op: WriteClass, info: OperationInfo): Promise<WriteHandle>;
+  async lookupDatastore<Op extends DataClass>(
     name: string,
     op: Op,
     info: OperationInfo,

@@ -30,10 +30,13 @@ import {
   checkTransition,
   conflictingClasses,
   formatMaintenanceMode,
+  holdConflictingClasses,
   parseMaintenanceMode,
   type MaintenanceMode,
   type OperationClass,
+  type SystemHold,
 } from './maintenance-mode.js';
+import { drainsAfter, type MaintenanceEvent, type MaintenanceEventLog } from './maintenance-events.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 import type { LockService } from './lock-service.js';
@@ -44,6 +47,8 @@ import {
   type AdmissionWatch,
   type AdmitHooks,
   type ChangeLock,
+  type HoldChange,
+  type HoldSpec,
   type ModeChange,
   type SetModeOptions,
 } from './admission-backend.js';
@@ -71,6 +76,8 @@ export interface LocalAdmissionBackendOptions {
   config: DatastoreConfigFile;
   registry: SqliteOperationRegistry;
   locks: LockService;
+  /** The maintenance history (usually `<dataDir>/maintenance-events.sqlite`). */
+  events: MaintenanceEventLog;
   /** How long an admission waits for a mode change to finish (default 10 s, as PBS's lock). */
   lockTimeoutMs?: number;
   /** How often a watch looks for changes (default 25 ms). */
@@ -82,6 +89,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
   /** The SQLite registry, synchronous: for tests and diagnostics on this host only. */
   readonly registry: SqliteOperationRegistry;
   readonly locks: LockService;
+  readonly events: MaintenanceEventLog;
   private readonly lockTimeoutMs: number;
   private readonly watchIntervalMs: number;
   private readonly turnstilePath: string;
@@ -90,6 +98,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     this.config = opts.config;
     this.registry = opts.registry;
     this.locks = opts.locks;
+    this.events = opts.events;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 10_000;
     this.watchIntervalMs = opts.watchIntervalMs ?? 25;
     this.turnstilePath = join(dirname(this.config.lockPath), '.datastore-admission.lck');
@@ -137,7 +146,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     try {
       const cfg = this.config.readCached().stores.get(store);
       if (!cfg) throw notFound(store);
-      checkMaintenance(store, storedMaintenanceMode(cfg), cls);
+      checkMaintenance(store, storedMaintenanceMode(cfg), cls, this.registry.holds(store), info.kind);
       // Prepared fully before registering: a failure here leaves nothing counted.
       const value = hooks.prepare ? hooks.prepare(cfg) : (undefined as T);
       let record: OperationRecord;
@@ -171,6 +180,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     }
     const lock = await this.lockConfig('change');
     let change: Omit<ModeChange, 'conflicting'>;
+    let event: MaintenanceEvent | undefined;
     try {
       // Under the exclusive lock no admission is between its check and its registration, so what
       // is read here stays true until the write below: the registry gains no operation meanwhile.
@@ -207,10 +217,103 @@ export class LocalAdmissionBackend implements AdmissionBackend {
       );
       // Taken under the exclusive lock: no admission is in flight, so this splits the order exactly.
       change = { digest: snapshot.digest, sequence: this.registry.sequence(), previous, config: before };
+      event = this.recordModeChange(store, before['maintenance-mode'], previous, mode, opts.authId);
     } finally {
       lock.release();
     }
-    return { ...change, conflicting: this.conflicting(store, mode) };
+    const conflicting = this.conflicting(store, mode);
+    if (event && conflicting.length === 0 && drainsAfter(event)) this.events.recordDrained(store, event);
+    return { ...change, conflicting, ...(event && { event }) };
+  }
+
+  /** The history's record of a mode change; none when the stored mode did not change. */
+  private recordModeChange(
+    store: string,
+    storedBefore: string | undefined,
+    previous: MaintenanceMode | undefined,
+    mode: MaintenanceMode | undefined,
+    authId: string | undefined,
+  ): MaintenanceEvent | undefined {
+    const after = mode ? formatMaintenanceMode(mode) : undefined;
+    if ((storedBefore || undefined) === after) return undefined;
+    return this.events.append({
+      store,
+      type: mode ? 'mode-set' : 'mode-cleared',
+      source: 'operator',
+      ...(authId !== undefined && { authId }),
+      from: previous?.type ?? 'none',
+      to: mode?.type ?? 'none',
+      ...((mode ?? previous)?.message !== undefined && { message: (mode ?? previous)!.message }),
+    });
+  }
+
+  async setHold(
+    store: string,
+    source: string,
+    spec: HoldSpec | undefined,
+    opts: { authId?: string; forced?: boolean } = {},
+  ): Promise<HoldChange> {
+    const lock = await this.lockConfig('change');
+    let change: Omit<HoldChange, 'conflicting'>;
+    try {
+      if (!this.config.read().stores.has(store)) throw notFound(store);
+      const previous = this.registry.holds(store).find((h) => h.source === source);
+      let hold: SystemHold | undefined;
+      let event: MaintenanceEvent | undefined;
+      if (spec) {
+        const sameType = previous?.type === spec.type;
+        hold = {
+          source,
+          type: spec.type,
+          message: spec.message,
+          since: sameType ? previous.since : Date.now(),
+          ...(opts.authId !== undefined && { authId: opts.authId }),
+        };
+        this.registry.putHold(store, hold);
+        if (!sameType) {
+          event = this.events.append({
+            store,
+            type: 'hold-engaged',
+            source,
+            ...(opts.authId !== undefined && { authId: opts.authId }),
+            from: previous?.type ?? 'none',
+            to: spec.type,
+            message: spec.message,
+          });
+        }
+      } else if (previous) {
+        this.registry.removeHold(store, source);
+        event = this.events.append({
+          store,
+          type: 'hold-released',
+          source,
+          ...(opts.authId !== undefined && { authId: opts.authId }),
+          from: previous.type,
+          to: 'none',
+          message: previous.message,
+          ...(opts.forced && { detail: { forced: true } }),
+        });
+      }
+      change = {
+        ...(previous && { previous }),
+        ...(hold && { hold }),
+        sequence: this.registry.sequence(),
+        ...(event && { event }),
+      };
+    } finally {
+      lock.release();
+    }
+    const classes = change.hold ? holdConflictingClasses(change.hold) : [];
+    const conflicting = this.registry.list(store).filter((op) => classes.includes(op.class));
+    if (change.event && conflicting.length === 0 && drainsAfter(change.event)) {
+      this.events.recordDrained(store, change.event);
+    }
+    return { ...change, conflicting };
+  }
+
+  async holds(store: string): Promise<SystemHold[]> {
+    if (!this.config.readCached().stores.has(store)) throw notFound(store);
+    return this.registry.holds(store);
   }
 
   private conflicting(store: string, mode: MaintenanceMode | undefined): OperationRecord[] {
@@ -239,7 +342,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
   watch(store: string, opts: { signal?: AbortSignal } = {}): AdmissionWatch {
     const signature = () => {
       const mode = this.config.readCached().stores.get(store)?.['maintenance-mode'] ?? '\0none';
-      return `${this.registry.signature(store)}|${mode}`;
+      return `${this.registry.signature(store)}|${mode}|${this.registry.holdSignature(store)}`;
     };
     return new PollingWatch(
       signature,
@@ -263,6 +366,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
 
   close(): void {
     this.registry.close();
+    this.events.close();
   }
 }
 

@@ -4,8 +4,14 @@
  * these are the operations the API, the CLI and datastore removal call.
  */
 import type { DatastoreAccess } from './datastore-access.js';
-import { conflictingClasses, MaintenanceError, type MaintenanceMode } from './maintenance-mode.js';
+import {
+  conflictingClasses,
+  holdConflictingClasses,
+  MaintenanceError,
+  type MaintenanceMode,
+} from './maintenance-mode.js';
 import type { OperationRecord } from './operation-registry.js';
+import { drainsAfter, type MaintenanceEvent } from './maintenance-events.js';
 import type { SetModeOptions as BackendSetModeOptions } from './admission-backend.js';
 
 export { ConflictingOperationsError, describeOperation } from './admission-backend.js';
@@ -95,7 +101,10 @@ export async function waitForDrain(
       const key = remaining.map((o) => o.id).join(',');
       if (key !== lastKey) opts.onProgress?.({ remaining, elapsedMs });
       lastKey = key;
-      if (remaining.length === 0) return { drained: true, remaining, mode, elapsedMs };
+      if (remaining.length === 0) {
+        await recordDrainedIfIdle(access, name);
+        return { drained: true, remaining, mode, elapsedMs };
+      }
       if (stop.signal.aborted || (opts.timeoutMs !== undefined && elapsedMs >= opts.timeoutMs)) {
         return { drained: false, remaining, mode, elapsedMs };
       }
@@ -142,4 +151,45 @@ export async function abortConflicting(
     (stopped ? result.aborted : result.waiting).push(op);
   }
   return result;
+}
+
+/** How far back the drain bookkeeping looks for the change it records (newest events first). */
+const DRAIN_LOOKBACK = 50;
+
+/**
+ * Record in the history that the latest change of the operator's mode, and of each system hold in
+ * force, has drained — nothing it refuses still runs — once per change, with how long it took.
+ * `waitForDrain` calls it when it sees the drain; the server's drain monitor calls it every few
+ * seconds, so the history has the duration even when nobody waits.
+ */
+export async function recordDrainedIfIdle(
+  access: DatastoreAccess,
+  store: string,
+): Promise<MaintenanceEvent[]> {
+  const backend = access.backend;
+  const recent = backend.events.history(store, { limit: DRAIN_LOOKBACK });
+  const drained = new Set(recent.filter((e) => e.type === 'drained').map((e) => e.detail?.ref));
+  const pending = (e: MaintenanceEvent | undefined): e is MaintenanceEvent =>
+    e !== undefined && drainsAfter(e) && !drained.has(e.id);
+  const recorded: MaintenanceEvent[] = [];
+  const ops = await backend.list(store);
+  const idle = (classes: readonly string[]) => !ops.some((op) => classes.includes(op.class));
+
+  const modeEvent = recent.find(
+    (e) => e.source === 'operator' && (e.type === 'mode-set' || e.type === 'mode-cleared'),
+  );
+  if (pending(modeEvent) && idle(conflictingClasses(await backend.mode(store)))) {
+    const e = backend.events.recordDrained(store, modeEvent);
+    if (e) recorded.push(e);
+  }
+  for (const hold of await backend.holds(store)) {
+    const engaged = recent.find(
+      (e) => e.type === 'hold-engaged' && e.source === hold.source && e.to === hold.type,
+    );
+    if (pending(engaged) && idle(holdConflictingClasses(hold))) {
+      const e = backend.events.recordDrained(store, engaged);
+      if (e) recorded.push(e);
+    }
+  }
+  return recorded;
 }

@@ -8,24 +8,36 @@ import { formatPropertyString, parsePropertyString } from '../config/property-st
 import {
   MAINTENANCE_TYPES,
   MAX_MESSAGE_LENGTH,
+  describeHold,
   describeMode,
+  holdAdmits,
   modeAdmits,
   type MaintenanceMode,
   type MaintenanceType,
   type OperationClass,
+  type SystemHold,
 } from '../api-types/maintenance.js';
 
 export {
   conflictingClasses,
+  describeHold,
   describeMode,
+  holdAdmits,
+  holdConflictingClasses,
+  isWriteClass,
+  HOLD_TYPES,
   MAINTENANCE_TYPES,
   MAX_MESSAGE_LENGTH,
   modeAdmits,
   OPERATION_CLASSES,
   OPERATOR_SETTABLE,
+  WRITE_CLASSES,
+  type HoldType,
   type MaintenanceMode,
   type MaintenanceType,
   type OperationClass,
+  type SystemHold,
+  type WriteClass,
 } from '../api-types/maintenance.js';
 
 /**
@@ -36,26 +48,49 @@ export {
 const MAY_LEAVE_TO: Record<MaintenanceType | 'none', (to: MaintenanceType | 'none') => boolean> = {
   none: () => true,
   'read-only': () => true,
+  sealed: () => true,
   offline: () => true,
   delete: (to) => to === 'delete',
   unmount: () => true,
   's3-refresh': () => true,
 };
 
-/** The refusal of an admission by maintenance mode: HTTP 503, CLI exit code MAINTENANCE. */
+function isHold(cause: MaintenanceMode | SystemHold): cause is SystemHold {
+  return 'source' in cause;
+}
+
+/**
+ * The refusal of an admission by the operator's maintenance mode or by a system hold: HTTP 503,
+ * CLI exit code MAINTENANCE. Exactly one of `mode` and `hold` is set.
+ */
 export class MaintenanceError extends StowageError {
   readonly store: string;
-  readonly mode: MaintenanceMode;
-  constructor(store: string, mode: MaintenanceMode) {
-    super('MAINTENANCE', `datastore '${store}' is unavailable: ${describeMode(mode)}`);
+  readonly mode?: MaintenanceMode;
+  readonly hold?: SystemHold;
+  constructor(store: string, cause: MaintenanceMode | SystemHold) {
+    const reason = isHold(cause) ? describeHold(cause) : describeMode(cause);
+    super('MAINTENANCE', `datastore '${store}' is unavailable: ${reason}`);
     this.store = store;
-    this.mode = mode;
+    if (isHold(cause)) this.hold = cause;
+    else this.mode = cause;
   }
 }
 
-/** Throw MaintenanceError when `mode` refuses an operation of class `op` on `store`. */
-export function checkMaintenance(store: string, mode: MaintenanceMode | undefined, op: OperationClass): void {
+/**
+ * Throw MaintenanceError when the operator's `mode` or one of the system `holds` refuses an
+ * operation of class `op` (and kind `kind`, which the drain hold looks at) on `store`. The mode
+ * is checked first: its message is the operator's, and it outlives a hold.
+ */
+export function checkMaintenance(
+  store: string,
+  mode: MaintenanceMode | undefined,
+  op: OperationClass,
+  holds: readonly SystemHold[] = [],
+  kind?: string,
+): void {
   if (mode && !modeAdmits(mode, op)) throw new MaintenanceError(store, mode);
+  const hold = holds.find((h) => !holdAdmits(h, op, kind));
+  if (hold) throw new MaintenanceError(store, hold);
 }
 
 /**

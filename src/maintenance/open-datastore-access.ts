@@ -5,10 +5,16 @@ import { DatastoreAccess, type ChunkBackendOpener } from './datastore-access.js'
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { LocalLockService } from './local-lock-service.js';
 import { SqliteOperationRegistry } from './sqlite-operation-registry.js';
+import { SqliteMaintenanceEventLog } from './maintenance-events.js';
 
 /** The registry file every process of one Stowage instance shares (tmpfs under /run when installed). */
 export function operationRegistryPath(paths: Pick<StowagePaths, 'runDir'>): string {
   return join(paths.runDir, 'active-operations.sqlite');
+}
+
+/** The maintenance history of the instance: under the data dir, so it outlives reboots. */
+export function maintenanceEventLogPath(paths: Pick<StowagePaths, 'dataDir'>): string {
+  return join(paths.dataDir, 'maintenance-events.sqlite');
 }
 
 /** Datastore access for this process, on the instance's config dir and shared operation registry. */
@@ -21,6 +27,7 @@ export function openDatastoreAccess(
   const backend = new LocalAdmissionBackend({
     config,
     registry: new SqliteOperationRegistry(operationRegistryPath(paths)),
+    events: new SqliteMaintenanceEventLog(maintenanceEventLogPath(paths)),
     locks: new LocalLockService({ runDir: paths.runDir, dataDir: paths.dataDir, config }),
     ...backendOpts,
   });

@@ -30,8 +30,11 @@ export interface OperationRecord extends OperationInfo {
 
 export interface OperationCounts {
   read: number;
-  write: number;
+  ingest: number;
+  reclaim: number;
   lookup: number;
+  /** ingest + reclaim: PBS's `write` count. */
+  write: number;
 }
 
 export interface OperationRegistry {
@@ -55,7 +58,8 @@ export interface OperationRegistry {
 }
 
 export function countOperations(ops: readonly OperationRecord[]): OperationCounts {
-  const counts: OperationCounts = { read: 0, write: 0, lookup: 0 };
+  const counts: OperationCounts = { read: 0, ingest: 0, reclaim: 0, lookup: 0, write: 0 };
   for (const op of ops) counts[op.class]++;
+  counts.write = counts.ingest + counts.reclaim;
   return counts;
 }

@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ownStartTime, processStartTime } from '../sys/proc.js';
-import type { OperationClass } from './maintenance-mode.js';
+import type { HoldType, OperationClass, SystemHold } from './maintenance-mode.js';
 import {
   countOperations,
   type OperationCounts,
@@ -31,11 +31,21 @@ interface Row {
   started_at: number;
 }
 
+interface HoldRow {
+  source: string;
+  type: HoldType;
+  message: string;
+  since: number;
+  auth_id: string | null;
+}
+
+const CLASS_CHECK = "CHECK (class IN ('read', 'ingest', 'reclaim', 'lookup'))";
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS operations (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   store TEXT NOT NULL,
-  class TEXT NOT NULL CHECK (class IN ('read', 'write', 'lookup')),
+  class TEXT NOT NULL ${CLASS_CHECK},
   kind TEXT NOT NULL,
   detail TEXT,
   auth_id TEXT,
@@ -45,7 +55,51 @@ CREATE TABLE IF NOT EXISTS operations (
   started_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operations_store ON operations (store);
+CREATE TABLE IF NOT EXISTS holds (
+  store TEXT NOT NULL,
+  source TEXT NOT NULL,
+  type TEXT NOT NULL,
+  message TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  auth_id TEXT,
+  PRIMARY KEY (store, source)
+);
 `;
+
+/**
+ * A registry made before `write` was split into ingest and reclaim refuses the new classes: make
+ * the table again, with the rows of processes still running (a graceful restart overlaps the old
+ * and new server) counted as `ingest`, the stricter of the two, and the id sequence kept, so ids
+ * stay monotonic across the change.
+ */
+function migrateClassCheck(db: Database.Database): void {
+  const table = db
+    .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'operations'")
+    .get() as { sql: string } | undefined;
+  if (!table || table.sql.includes("'ingest'")) return;
+  db.transaction(() => {
+    const again = db
+      .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'operations'")
+      .get() as {
+      sql: string;
+    };
+    if (again.sql.includes("'ingest'")) return; // another process migrated meanwhile
+    const seq = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'operations'").get() as
+      { seq: number } | undefined;
+    db.exec(`ALTER TABLE operations RENAME TO operations_old;
+      DROP INDEX IF EXISTS operations_store;`);
+    db.exec(SCHEMA);
+    db.exec(`INSERT INTO operations SELECT id, store, CASE class WHEN 'write' THEN 'ingest' ELSE class END,
+      kind, detail, auth_id, task_id, pid, pstart, started_at FROM operations_old;
+      DROP TABLE operations_old;`);
+    if (seq) {
+      db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'operations'").run(seq.seq);
+      db.prepare(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'operations', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'operations')",
+      ).run(seq.seq);
+    }
+  }).immediate();
+}
 
 function toRecord(r: Row): OperationRecord {
   return {
@@ -79,6 +133,7 @@ export class SqliteOperationRegistry implements OperationRegistry {
     this.db.pragma('journal_mode = WAL');
     // NORMAL is durable enough: the registry describes running processes, which a power loss ends anyway.
     this.db.pragma('synchronous = NORMAL');
+    migrateClassCheck(this.db);
     this.db.exec(SCHEMA);
     this.insert = this.db.prepare(
       `INSERT INTO operations (store, class, kind, detail, auth_id, task_id, pid, pstart, started_at)
@@ -155,8 +210,48 @@ export class SqliteOperationRegistry implements OperationRegistry {
     return `${row.n}:${row.top ?? 0}`;
   }
 
+  /** The system holds on `store`, oldest first. */
+  holds(store: string): SystemHold[] {
+    const rows = this.db
+      .prepare('SELECT * FROM holds WHERE store = ? ORDER BY since, source')
+      .all(store) as HoldRow[];
+    return rows.map((r) => ({
+      source: r.source,
+      type: r.type,
+      message: r.message,
+      since: r.since,
+      ...(r.auth_id !== null && { authId: r.auth_id }),
+    }));
+  }
+
+  /** Put (or replace) the hold of `hold.source` on `store`. */
+  putHold(store: string, hold: SystemHold): void {
+    this.db
+      .prepare(
+        `INSERT INTO holds (store, source, type, message, since, auth_id) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (store, source) DO UPDATE SET type = excluded.type, message = excluded.message,
+           since = excluded.since, auth_id = excluded.auth_id`,
+      )
+      .run(store, hold.source, hold.type, hold.message, hold.since, hold.authId ?? null);
+  }
+
+  removeHold(store: string, source: string): void {
+    this.db.prepare('DELETE FROM holds WHERE store = ? AND source = ?').run(store, source);
+  }
+
+  /** Changes whenever a hold of `store` is put, changed or removed. */
+  holdSignature(store: string): string {
+    const row = this.db
+      .prepare(
+        "SELECT group_concat(source || '=' || type || ':' || since || ':' || message, '|') AS s FROM holds WHERE store = ?",
+      )
+      .get(store) as { s: string | null };
+    return row.s ?? '';
+  }
+
   forgetStore(store: string): void {
     this.db.prepare('DELETE FROM operations WHERE store = ?').run(store);
+    this.db.prepare('DELETE FROM holds WHERE store = ?').run(store);
   }
 
   close(): void {

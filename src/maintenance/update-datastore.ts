@@ -154,6 +154,8 @@ export interface DatastoreUpdate {
   digest?: string;
   /** Stowage: refuse a mode change (ConflictingOperationsError, 409) while conflicting operations run. */
   ifIdle?: boolean;
+  /** Who asks, for the maintenance history. */
+  authId?: string;
 }
 
 export interface DatastoreUpdateResult {
@@ -264,6 +266,7 @@ export async function updateDatastore(
     const r = await setMaintenanceMode(access, name, modeChange.mode, {
       ifIdle: update.ifIdle,
       digest: update.digest,
+      ...(update.authId !== undefined && { authId: update.authId }),
       ...(hasFieldChanges && { alsoApply: (cfg: DatastoreConfig) => applyFields(cfg, changes) }),
     });
     digest = r.digest;

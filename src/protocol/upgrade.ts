@@ -154,7 +154,7 @@ async function admitSession(
   }
   const handle = await (deps.access ?? deps.context.datastores).lookupDatastore(
     params.store,
-    kind === 'backup' ? 'write' : 'read',
+    kind === 'backup' ? 'ingest' : 'read',
     { kind, detail: params.dir.toString(), authId },
   );
   return { params, readPriv, handle };
@@ -205,8 +205,8 @@ export async function handleProtocolUpgrade(
     if (req.httpVersionMajor >= 2)
       throw new BadRequestError(`unexpected http version '${req.httpVersion}' (expected version < 2)`);
     const upgrade = { req, socket, head, deps, params, authId };
-    // a backup is admitted as write, a reader as read: the reader gets a read-only datastore
-    if (handle.operation === 'write') await runBackup({ ...upgrade, handle });
+    // a backup is admitted as ingest, a reader as read: the reader gets a read-only datastore
+    if (handle.operation !== 'read') await runBackup({ ...upgrade, handle });
     else await runReader({ ...upgrade, handle }, readPriv);
   } catch (err) {
     writeHttp1Error(socket, err);

@@ -31,7 +31,8 @@ import { ensureCertificate } from '../http/tls.js';
 import { registerWebUi } from './web-ui.js';
 import { removeAbandonedSnapshotsAtStartup } from './startup-cleanup.js';
 import { registerMetrics } from '../notifications/metrics.js';
-import { Notifier, type EventSource, type NotifierOptions } from '../notifications/notifier.js';
+import { Notifier, type NotifierOptions } from '../notifications/notifier.js';
+import { startDrainMonitor } from '../maintenance/drain-monitor.js';
 
 export const DEFAULT_PORT = 8007;
 
@@ -232,11 +233,14 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const startupCleanup = removeAbandonedSnapshotsAtStartup(datastores, app.log);
   // Notifications tail the maintenance event log from now on (events before this start were
   // either notified by the previous server or are history).
-  const events = (datastores.backend as unknown as { events?: EventSource }).events;
-  const notifier = events
-    ? new Notifier({ configDir: paths.configDir, events, log: app.log, ...opts.notifier })
-    : undefined;
-  notifier?.start();
+  const notifier = new Notifier({
+    configDir: paths.configDir,
+    events: datastores.backend.events,
+    log: app.log,
+    ...opts.notifier,
+  });
+  notifier.start();
+  const drainMonitor = startDrainMonitor(datastores, { log: app.log });
 
   return {
     url: `https://${urlHost}:${actualPort}`,
@@ -245,7 +249,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     startupCleanup,
     async close() {
       await startupCleanup;
-      await notifier?.close();
+      drainMonitor.stop();
+      await notifier.close();
       await app.close();
       await tasks.close();
       datastores.close();

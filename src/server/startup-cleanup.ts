@@ -28,7 +28,7 @@ export async function removeAbandonedSnapshotsAtStartup(
   }
   for (const name of names) {
     try {
-      const handle = await datastores.lookupDatastore(name, 'write', {
+      const handle = await datastores.lookupDatastore(name, 'reclaim', {
         kind: 'cleanup',
         detail: 'unfinished snapshots',
       });

@@ -63,7 +63,10 @@ test('with the server stopped, list, maintenance and active-operations work on t
     assert.match(cfg(), /maintenance-mode offline,message="disk swap"/);
     const ops = await stowage('datastore', 'active-operations', 'store1');
     assert.equal(ops.code, 0, ops.stderr);
-    assert.match(ops.stdout, /read 1, write 0, lookup 0; maintenance: offline \(disk swap\); 1 conflicting/);
+    assert.match(
+      ops.stdout,
+      /read 1, write 0 \(ingest 0, reclaim 0\), lookup 0; maintenance: offline \(disk swap\); 1 conflicting/,
+    );
     assert.match(ops.stdout, /restore\s+host\/web01/);
     await holder.send({ cmd: 'release', id });
     const wait = await stowage('datastore', 'maintenance', 'wait', 'store1', '--timeout', '30s');

@@ -52,7 +52,7 @@ test('the quick start creates the datastore "local" and prints the admin passwor
 });
 
 test('maintenance set --if-idle refuses while a backup runs and changes nothing', async () => {
-  const id = await holder.hold('local', 'write', 'backup', 'host/web01');
+  const id = await holder.hold('local', 'ingest', 'backup', 'host/web01');
   try {
     const before = cfg();
     const r = await stowage(
@@ -74,7 +74,7 @@ test('maintenance set --if-idle refuses while a backup runs and changes nothing'
 });
 
 test('maintenance set is graceful, --wait reports what still runs, and the mode refuses new writes', async () => {
-  const id = await holder.hold('local', 'write', 'backup', 'host/web01');
+  const id = await holder.hold('local', 'ingest', 'backup', 'host/web01');
   const set = await stowage(
     'datastore',
     'maintenance',
@@ -101,9 +101,9 @@ test('maintenance set is graceful, --wait reports what still runs, and the mode 
     show.stdout,
     /maintenance: read-only \(disk swap\)\n1 conflicting operation\(s\) still running:/,
   );
-  assert.match(show.stdout, /write\s+backup\s+host\/web01/);
+  assert.match(show.stdout, /ingest\s+backup\s+host\/web01/);
 
-  const refused = await holder.send({ cmd: 'lookup', store: 'local', op: 'write' });
+  const refused = await holder.send({ cmd: 'lookup', store: 'local', op: 'ingest' });
   assert.equal(refused.message, "datastore 'local' is unavailable: read-only maintenance mode: disk swap");
   const reads = await holder.send({ cmd: 'lookup', store: 'local', op: 'read' });
   assert.equal(reads.ok, true, 'restores go on under read-only');
@@ -114,7 +114,10 @@ test('maintenance set is graceful, --wait reports what still runs, and the mode 
   assert.equal(wait.code, 0, wait.stderr);
   assert.match(wait.stdout, /datastore 'local' drained/);
   const ops = await stowage('datastore', 'active-operations', 'local');
-  assert.match(ops.stdout, /^read 0, write 0, lookup 0; maintenance: read-only \(disk swap\)/);
+  assert.match(
+    ops.stdout,
+    /^read 0, write 0 \(ingest 0, reclaim 0\), lookup 0; maintenance: read-only \(disk swap\)/,
+  );
 
   const clear = await stowage('datastore', 'maintenance', 'clear', 'local');
   assert.equal(clear.code, 0, clear.stderr);
@@ -135,9 +138,9 @@ test('bad input gets a one-line error and a non-zero exit, and changes nothing',
   assert.equal(long.code, 2);
   assert.equal(long.stderr.trim().split('\n').length, 1);
   assert.match(long.stderr, /message is 65 characters long, at most 64/);
-  const type = await stowage('datastore', 'maintenance', 'set', 'local', 'sealed');
+  const type = await stowage('datastore', 'maintenance', 'set', 'local', 'frozen');
   assert.equal(type.code, 2);
-  assert.match(type.stderr, /invalid maintenance type 'sealed'/);
+  assert.match(type.stderr, /invalid maintenance type 'frozen'/);
   const missing = await stowage('datastore', 'maintenance', 'set', 'nope', 'offline');
   assert.equal(missing.code, 4);
   assert.match(missing.stderr, /nope/);

@@ -107,7 +107,7 @@ test('a restarted server hands its port to a new process while the old one finis
     // ... so these are served by the new process, with the same certificate and password
     for (let i = 0; i < 3; i++) assert.equal((await login()).status, 200);
     // the old process's operation still counts, under its own pid
-    assert.deepEqual(registry.counts('store1'), { read: 0, write: 1, lookup: 0 });
+    assert.deepEqual(registry.counts('store1'), { read: 0, ingest: 1, reclaim: 0, lookup: 0, write: 1 });
     assert.deepEqual(
       registry.list('store1').map((op) => op.pid),
       [old.pid],
@@ -115,7 +115,7 @@ test('a restarted server hands its port to a new process while the old one finis
 
     writeFileSync(join(root, 'release'), '');
     assert.equal(await exited, 0);
-    assert.deepEqual(registry.counts('store1'), { read: 0, write: 0, lookup: 0 });
+    assert.deepEqual(registry.counts('store1'), { read: 0, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
     assert.equal((await login()).status, 200);
     assert.ok(isAlive(newPid));
 

@@ -110,7 +110,7 @@ test('every maintenance transition through PUT config/datastore changes which cl
 test('a change is graceful: a running operation of another process shows with its details, keeps running, and wait-drained reports when it ends', async () => {
   const holder = await new HolderProcess(t.paths).start();
   try {
-    const id = await holder.hold(STORE, 'write', 'backup', 'vm/100');
+    const id = await holder.hold(STORE, 'ingest', 'backup', 'vm/100');
     const set = await setMode('read-only,message="disk swap"');
     assert.equal(set.status, 200);
     assert.equal(set.body.conflicting, 1, 'the response says one conflicting operation is still running');
@@ -126,7 +126,7 @@ test('a change is graceful: a running operation of another process shows with it
     const op = data.operations[0]!;
     assert.deepEqual(
       { ...op, started: typeof op.started },
-      { id, class: 'write', kind: 'backup', detail: 'vm/100', pid: holder.pid, started: 'number' },
+      { id, class: 'ingest', kind: 'backup', detail: 'vm/100', pid: holder.pid, started: 'number' },
     );
     assert.ok(Math.abs((op.started as number) - Date.now() / 1000) < 60);
 
@@ -241,7 +241,7 @@ test('bad maintenance-mode values are a 400 naming maintenance-mode and leave da
     'read-only,message="line one\\nline two"',
     'read-only,message=line\u0001',
     'maintenance',
-    'type=sealed',
+    'type=frozen',
     'offline,message="unbalanced',
     'offline,colour=red',
   ];

@@ -40,7 +40,7 @@ before(async () => {
     assert.equal(res.status, 200, `${path} ${JSON.stringify(res.body)}`);
   }
   holder = await new HolderProcess(t.paths).start();
-  await holder.hold(STORE, 'write', 'backup', 'host/web01', 'alice@pbs');
+  await holder.hold(STORE, 'ingest', 'backup', 'host/web01', 'alice@pbs');
   await holder.hold(STORE, 'read', 'reader', 'host/web02/2024-06-01T10:00:00Z', 'bob@pbs');
   await holder.hold(STORE, 'lookup', 'status');
 });
@@ -84,11 +84,25 @@ test('dry-run read-only, parameters in the query: the running backup conflicts, 
   assert.equal(d['mode-changes'], true);
   assert.equal(d['maintenance-mode'], 'read-only');
   assert.deepEqual(summary(d), {
-    conflicting: ['write backup host/web01 alice@pbs'],
+    conflicting: ['ingest backup host/web01 alice@pbs'],
     skipped: ['garbage_collection store1', 'prunejob prune-daily', 'verificationjob verify-weekly'],
   });
   assert.equal(d.conflicting[0]!.pid, holder.pid, 'the operation of the other process, with its pid');
   for (const job of d['skipped-jobs']) assert.ok(job.schedule && job['next-run']! > Date.now() / 1000);
+});
+
+test('dry-run sealed, no body (parameters in the query): only the ingesting backup conflicts; GC, prune and verify would run', async () => {
+  const d = await dryRun(() =>
+    t.api(
+      'PUT',
+      `/config/datastore/${STORE}?dry-run=1&maintenance-mode=${encodeURIComponent('sealed,message="retiring"')}`,
+      {
+        auth: t.root,
+      },
+    ),
+  );
+  assert.equal(d['maintenance-mode'], 'sealed,message="retiring"');
+  assert.deepEqual(summary(d), { conflicting: ['ingest backup host/web01 alice@pbs'], skipped: [] });
 });
 
 test('dry-run offline, parameters in a JSON body: reads conflict too and every scheduled job would be skipped', async () => {
@@ -100,7 +114,10 @@ test('dry-run offline, parameters in a JSON body: reads conflict too and every s
   );
   assert.equal(d['maintenance-mode'], 'offline,message="fsck"');
   assert.deepEqual(summary(d), {
-    conflicting: ['write backup host/web01 alice@pbs', 'read reader host/web02/2024-06-01T10:00:00Z bob@pbs'],
+    conflicting: [
+      'ingest backup host/web01 alice@pbs',
+      'read reader host/web02/2024-06-01T10:00:00Z bob@pbs',
+    ],
     skipped: [
       'garbage_collection store1',
       'prunejob prune-daily',

@@ -106,7 +106,7 @@ async function settledOps(): Promise<{ read: number; write: number }> {
  * `encrypted.conf.blob` the manifest marks encrypted, written as the backup protocol writes them.
  */
 async function writeArchiveSnapshot(): Promise<void> {
-  const handle = await t.server.context.datastores.lookupDatastore(STORE, 'write', { kind: 'test-fixture' });
+  const handle = await t.server.context.datastores.lookupDatastore(STORE, 'ingest', { kind: 'test-fixture' });
   try {
     const ds = datastoreInternals(handle.datastore);
     const ns = BackupNamespace.parse('dyn');

@@ -56,7 +56,7 @@ async function activeOperations(): Promise<{ read: number; write: number; operat
 test('a maintenance --wait blocked by a holder returns once the holder is SIGKILLed', async () => {
   const holder = await new HolderProcess(paths).start();
   try {
-    await holder.hold('local', 'write', 'backup', 'host/web');
+    await holder.hold('local', 'ingest', 'backup', 'host/web');
     assert.equal((await activeOperations()).write, 1);
     const wait = spawn(
       process.execPath,

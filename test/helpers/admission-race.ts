@@ -13,7 +13,7 @@ export interface ModeChangeAt {
 /** `op #id admitted under TYPE` for every admission the mode in force refuses; [] when none. */
 export function admissionViolations(
   changes: readonly ModeChangeAt[],
-  admitted: ReadonlyArray<readonly ['read' | 'write', readonly number[]]>,
+  admitted: ReadonlyArray<readonly ['read' | 'ingest', readonly number[]]>,
 ): string[] {
   // the mode in force for an id is the last change whose sequence is below it
   const modeAt = (id: number) => {

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { StowagePaths } from '../../src/config/paths.js';
+import type { OperationClass } from '../../src/maintenance/maintenance-mode.js';
 
 const FIXTURE = fileURLToPath(new URL('../maintenance/fixtures/operation-holder.ts', import.meta.url));
 
@@ -52,7 +53,7 @@ export class HolderProcess {
   /** Admit an operation and keep holding it; returns its registry id. */
   async hold(
     store: string,
-    op: 'read' | 'write' | 'lookup',
+    op: OperationClass,
     kind = 'test',
     detail?: string,
     authId?: string,

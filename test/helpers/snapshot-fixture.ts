@@ -30,7 +30,7 @@ export async function writeSnapshots(
   store: string,
   snapshots: readonly FixtureSnapshot[],
 ): Promise<void> {
-  const handle = await access.lookupDatastore(store, 'write', { kind: 'test-fixture' });
+  const handle = await access.lookupDatastore(store, 'ingest', { kind: 'test-fixture' });
   try {
     const ds = datastoreInternals(handle.datastore);
     for (const s of snapshots) {

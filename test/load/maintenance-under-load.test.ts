@@ -324,7 +324,7 @@ test('20 backups, restores and a GC while maintenance goes none -> read-only -> 
   // wave 1 still finishing (they run unpaced); nothing admitted after the changes
   const held = await activeOps();
   const heldBackups = held.operations
-    .filter((o) => o.class === 'write')
+    .filter((o) => o.class === 'ingest')
     .map((o) => /^host\/([^/]+)/.exec(o.detail ?? '')?.[1]);
   for (const id of writerData.keys()) assert.ok(heldBackups.includes(id), JSON.stringify(held));
   for (const id of heldBackups) assert.ok(writerData.has(id!) || cliRuns.has(id!), JSON.stringify(held));

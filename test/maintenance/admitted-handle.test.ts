@@ -33,7 +33,7 @@ test('a read admission offers no writing method and no path; a write admission w
     assert.equal(reader.datastore.namespaceExists(ns), false);
     assert.equal(reader.datastore.gcStatus(), undefined);
 
-    const writer = await inst.access.lookupDatastore('store1', 'write', { kind: 'backup' });
+    const writer = await inst.access.lookupDatastore('store1', 'ingest', { kind: 'backup' });
     try {
       writer.datastore.createNamespace(ns);
       // @ts-expect-error a write admission has no path either
@@ -48,13 +48,13 @@ test('a read admission offers no writing method and no path; a write admission w
 });
 
 test('a handle of a class known only at run time writes only once narrowed to write', async () => {
-  for (const op of ['read', 'write'] as const) {
+  for (const op of ['read', 'ingest'] as const) {
     const handle: DatastoreHandle = await inst.access.lookupDatastore('store1', op, { kind: 'test' });
     try {
       // @ts-expect-error not before narrowing
       void handle.datastore.createNamespace;
-      if (handle.operation === 'write') handle.datastore.createNamespace(BackupNamespace.parse(op));
-      assert.equal(handle.datastore.namespaceExists(BackupNamespace.parse(op)), op === 'write');
+      if (handle.operation === 'ingest') handle.datastore.createNamespace(BackupNamespace.parse(op));
+      assert.equal(handle.datastore.namespaceExists(BackupNamespace.parse(op)), op === 'ingest');
     } finally {
       await handle.release();
     }

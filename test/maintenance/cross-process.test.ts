@@ -31,22 +31,22 @@ describe('operations held by several processes', () => {
     const [a, b, c] = holders as [HolderProcess, HolderProcess, HolderProcess];
     const counts = () => inst.access.registry.counts('store1');
     const ra = await a.hold('store1', 'read', 'restore', 'host/a');
-    assert.deepEqual(counts(), { read: 1, write: 0, lookup: 0 });
-    const wb = await b.hold('store1', 'write', 'backup', 'host/b');
-    assert.deepEqual(counts(), { read: 1, write: 1, lookup: 0 });
-    const wc = await c.hold('store1', 'write', 'backup', 'host/c');
+    assert.deepEqual(counts(), { read: 1, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
+    const wb = await b.hold('store1', 'ingest', 'backup', 'host/b');
+    assert.deepEqual(counts(), { read: 1, ingest: 1, reclaim: 0, lookup: 0, write: 1 });
+    const wc = await c.hold('store1', 'ingest', 'backup', 'host/c');
     const rc = await c.hold('store1', 'read', 'verify', 'host/c');
-    assert.deepEqual(counts(), { read: 2, write: 2, lookup: 0 });
+    assert.deepEqual(counts(), { read: 2, ingest: 2, reclaim: 0, lookup: 0, write: 2 });
     await a.send({ cmd: 'release', id: ra });
-    assert.deepEqual(counts(), { read: 1, write: 2, lookup: 0 });
+    assert.deepEqual(counts(), { read: 1, ingest: 2, reclaim: 0, lookup: 0, write: 2 });
     // a process releasing its second-to-last operation does not lose the last one (PBS §3.5)
     await c.send({ cmd: 'release', id: wc });
-    assert.deepEqual(counts(), { read: 1, write: 1, lookup: 0 });
+    assert.deepEqual(counts(), { read: 1, ingest: 1, reclaim: 0, lookup: 0, write: 1 });
     const list = inst.access.registry.list('store1');
     assert.deepEqual(
       list.map((o) => [o.pid, o.class, o.kind, o.detail]),
       [
-        [b.pid, 'write', 'backup', 'host/b'],
+        [b.pid, 'ingest', 'backup', 'host/b'],
         [c.pid, 'read', 'verify', 'host/c'],
       ],
     );
@@ -54,25 +54,37 @@ describe('operations held by several processes', () => {
     await b.send({ cmd: 'release', id: wb });
     await b.send({ cmd: 'release', id: wb });
     await c.send({ cmd: 'release', id: rc });
-    assert.deepEqual(counts(), { read: 0, write: 0, lookup: 0 });
+    assert.deepEqual(counts(), { read: 0, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
   });
 
   test('a SIGKILLed holder stops counting at once', async () => {
     const victim = new HolderProcess(inst.paths);
     await victim.start();
-    await victim.hold('store1', 'write', 'backup', 'host/doomed');
+    await victim.hold('store1', 'ingest', 'backup', 'host/doomed');
     await victim.hold('store1', 'read', 'restore', 'host/doomed');
     const [a] = holders as [HolderProcess];
     const survivor = await a.hold('store1', 'read', 'restore', 'host/a');
-    assert.deepEqual(inst.access.registry.counts('store1'), { read: 2, write: 1, lookup: 0 });
+    assert.deepEqual(inst.access.registry.counts('store1'), {
+      read: 2,
+      ingest: 1,
+      reclaim: 0,
+      lookup: 0,
+      write: 1,
+    });
     await victim.kill('SIGKILL');
-    assert.deepEqual(inst.access.registry.counts('store1'), { read: 1, write: 0, lookup: 0 });
+    assert.deepEqual(inst.access.registry.counts('store1'), {
+      read: 1,
+      ingest: 0,
+      reclaim: 0,
+      lookup: 0,
+      write: 0,
+    });
     await a.send({ cmd: 'release', id: survivor });
   });
 
   test('an entry whose pid was reused by another process (other start time) does not count', async () => {
     const [a] = holders as [HolderProcess];
-    const id = await a.hold('store1', 'write', 'backup');
+    const id = await a.hold('store1', 'ingest', 'backup');
     // Forge what pid reuse looks like: the same pid, recorded with a different start time.
     const db = new Database(operationRegistryPath(inst.paths));
     db.prepare(
@@ -85,7 +97,13 @@ describe('operations held by several processes', () => {
       ['backup'],
     );
     await a.send({ cmd: 'release', id });
-    assert.deepEqual(inst.access.registry.counts('store1'), { read: 0, write: 0, lookup: 0 });
+    assert.deepEqual(inst.access.registry.counts('store1'), {
+      read: 0,
+      ingest: 0,
+      reclaim: 0,
+      lookup: 0,
+      write: 0,
+    });
   });
 
   test('offline: a process closes every file under the datastore once its last operation ends, and reopens after', async () => {
@@ -116,7 +134,7 @@ describe('operations held by several processes', () => {
 
   test('unmount releases the disk as offline does (PBS clear_from_cache), and may be left to normal service', async () => {
     const [a] = holders as [HolderProcess];
-    const w = await a.hold('store1', 'write', 'backup');
+    const w = await a.hold('store1', 'ingest', 'backup');
     assert.ok(openFilesUnder(a.pid, storePath).length > 0);
     await setMaintenanceMode(inst.access, 'store1', { type: 'unmount' });
     const refused = await a.send({ cmd: 'lookup', store: 'store1', op: 'read' });
@@ -151,7 +169,7 @@ describe('mode changes racing with admissions', () => {
     try {
       const modes = ['read-only,message=race', null, 'offline,message=race', null];
       const [w, r, flips] = await Promise.all([
-        admitters[0]!.send({ cmd: 'admit-loop', store: 'race', op: 'write', durationMs: 3000 }),
+        admitters[0]!.send({ cmd: 'admit-loop', store: 'race', op: 'ingest', durationMs: 3000 }),
         admitters[1]!.send({ cmd: 'admit-loop', store: 'race', op: 'read', durationMs: 3000 }),
         flipper.send({ cmd: 'flip-loop', store: 'race', modes, count: 200, pauseMs: 10 }),
       ]);
@@ -160,7 +178,7 @@ describe('mode changes racing with admissions', () => {
       // Every operation id above a change's sequence was admitted under that change's mode,
       // until the next change: find the mode in force for each admission and check it.
       const violations = admissionViolations(changes, [
-        ['write', w.admitted as number[]],
+        ['ingest', w.admitted as number[]],
         ['read', r.admitted as number[]],
       ]);
       assert.deepEqual(violations, []);

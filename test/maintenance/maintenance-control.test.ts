@@ -23,7 +23,7 @@ beforeEach(async () => {
 afterEach(() => inst.cleanup());
 
 test('setting read-only is graceful: a running backup goes on and is listed as conflicting until it ends', async () => {
-  const backup = await inst.access.lookupDatastore('store1', 'write', {
+  const backup = await inst.access.lookupDatastore('store1', 'ingest', {
     kind: 'backup',
     detail: 'host/web01',
     authId: 'alice@pbs',
@@ -34,7 +34,7 @@ test('setting read-only is graceful: a running backup goes on and is listed as c
     [['backup', 'host/web01', 'alice@pbs']],
   );
   assert.match(cfgText(), /\tmaintenance-mode read-only,message="disk swap"\n/);
-  await assert.rejects(inst.access.lookupDatastore('store1', 'write', { kind: 'backup' }), {
+  await assert.rejects(inst.access.lookupDatastore('store1', 'ingest', { kind: 'backup' }), {
     status: 503,
     message: "datastore 'store1' is unavailable: read-only maintenance mode: disk swap",
   });
@@ -71,8 +71,8 @@ test('if-idle refuses atomically with 409 and the conflicting operations, and ch
 });
 
 test('waitForDrain reports progress and times out with the operations still running', async () => {
-  const w1 = await inst.access.lookupDatastore('store1', 'write', { kind: 'backup', detail: 'host/a' });
-  const w2 = await inst.access.lookupDatastore('store1', 'write', { kind: 'prune', detail: 'host/b' });
+  const w1 = await inst.access.lookupDatastore('store1', 'ingest', { kind: 'backup', detail: 'host/a' });
+  const w2 = await inst.access.lookupDatastore('store1', 'ingest', { kind: 'prune', detail: 'host/b' });
   await setMaintenanceMode(inst.access, 'store1', { type: 'read-only' });
   const progress: DrainProgress[] = [];
   const timedOut = await waitForDrain(inst.access, 'store1', {
@@ -125,13 +125,25 @@ test('a stale digest is refused and a bad message leaves datastore.cfg byte-iden
 test('a lookup that fails after the check (missing .chunks) leaves nothing counted', async () => {
   renameSync(join(storePath, '.chunks'), join(storePath, '.chunks-moved'));
   await assert.rejects(inst.access.lookupDatastore('store1', 'read', { kind: 'restore' }));
-  assert.deepEqual(inst.access.registry.counts('store1'), { read: 0, write: 0, lookup: 0 });
+  assert.deepEqual(inst.access.registry.counts('store1'), {
+    read: 0,
+    ingest: 0,
+    reclaim: 0,
+    lookup: 0,
+    write: 0,
+  });
   assert.deepEqual(inst.access.openDatastores(), []);
   renameSync(join(storePath, '.chunks-moved'), join(storePath, '.chunks'));
   const ok = await inst.access.lookupDatastore('store1', 'read', { kind: 'restore' });
   await ok.release();
   await ok.release();
-  assert.deepEqual(inst.access.registry.counts('store1'), { read: 0, write: 0, lookup: 0 });
+  assert.deepEqual(inst.access.registry.counts('store1'), {
+    read: 0,
+    ingest: 0,
+    reclaim: 0,
+    lookup: 0,
+    write: 0,
+  });
 });
 
 test('an unparsable stored mode refuses every operation instead of meaning "no maintenance"', async () => {
@@ -198,7 +210,7 @@ test('an interrupted removal (left in delete) refuses everything and can be resu
 });
 
 test('an operation shows the worker task it runs in once the task exists', async () => {
-  const op = await inst.access.lookupDatastore('store1', 'write', { kind: 'gc' });
+  const op = await inst.access.lookupDatastore('store1', 'ingest', { kind: 'gc' });
   assert.equal(inst.access.registry.list('store1')[0]!.taskId, undefined);
   op.attachTask('UPID:node:0000:0000:0000:0000:garbage_collection:store1:root@pam:');
   assert.equal(

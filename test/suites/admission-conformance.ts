@@ -9,12 +9,13 @@ import { after, before, describe, test } from 'node:test';
 import { admissionViolations, type ModeChangeAt } from '../helpers/admission-race.js';
 import assert from 'node:assert/strict';
 import type { AdmissionBackend } from '../../src/maintenance/admission-backend.js';
+import type { OperationClass } from '../../src/maintenance/maintenance-mode.js';
 
 /** What the suite needs from a process other than the test's own. */
 export interface RemoteHolder {
   readonly pid: number;
   /** Admit and keep holding an operation; returns its id. */
-  hold(store: string, op: 'read' | 'write' | 'lookup', kind?: string, detail?: string): Promise<number>;
+  hold(store: string, op: OperationClass, kind?: string, detail?: string): Promise<number>;
   /**
    * Commands of test/maintenance/fixtures/operation-holder.ts: `release {id}`, `lookup {store, op}`,
    * `admit-loop {store, op, durationMs}`, `flip-loop {store, modes, count, pauseMs}`.
@@ -36,7 +37,7 @@ export interface AdmissionTestbed {
   cleanup(): Promise<void>;
 }
 
-const ZERO = { read: 0, write: 0, lookup: 0 };
+const ZERO = { read: 0, ingest: 0, reclaim: 0, lookup: 0, write: 0 };
 
 /** Resolves with what `p` resolves to, or 'timeout' after `ms`. */
 async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -79,13 +80,13 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
 
     test('admit registers the operation with its details, release ends it, a second release counts once', async () => {
       const store = await freshStore();
-      const a = await backend.admit(store, 'write', {
+      const a = await backend.admit(store, 'ingest', {
         kind: 'backup',
         detail: 'host/web01',
         authId: 'alice@pbs',
       });
       assert.equal(a.record.store, store);
-      assert.equal(a.record.class, 'write');
+      assert.equal(a.record.class, 'ingest');
       assert.equal(a.config.name, store);
       assert.equal(a.value, undefined);
       const [listed] = await backend.list(store);
@@ -96,10 +97,10 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
       await backend.attachTask(a.record.id, 'UPID:test');
       assert.equal((await backend.list(store))[0]?.taskId, 'UPID:test');
       const b = await backend.admit(store, 'read', { kind: 'restore' });
-      assert.deepEqual(await backend.counts(store), { read: 1, write: 1, lookup: 0 });
+      assert.deepEqual(await backend.counts(store), { read: 1, ingest: 1, reclaim: 0, lookup: 0, write: 1 });
       await backend.release(a.record.id);
       await backend.release(a.record.id);
-      assert.deepEqual(await backend.counts(store), { read: 1, write: 0, lookup: 0 });
+      assert.deepEqual(await backend.counts(store), { read: 1, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
       await backend.release(b.record.id);
       assert.deepEqual(await backend.counts(store), ZERO);
       assert.ok(a.record.id < b.record.id, 'ids follow the admission order');
@@ -109,13 +110,13 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
       const store = await freshStore();
       await backend.setMode(store, { type: 'read-only', message: 'disk swap' });
       assert.deepEqual(await backend.mode(store), { type: 'read-only', message: 'disk swap' });
-      await assert.rejects(backend.admit(store, 'write', { kind: 'backup' }), {
+      await assert.rejects(backend.admit(store, 'ingest', { kind: 'backup' }), {
         code: 'MAINTENANCE',
         status: 503,
         message: `datastore '${store}' is unavailable: read-only maintenance mode: disk swap`,
       });
       const r = await backend.admit(store, 'read', { kind: 'restore' });
-      assert.deepEqual(await backend.counts(store), { read: 1, write: 0, lookup: 0 });
+      assert.deepEqual(await backend.counts(store), { read: 1, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
       await backend.release(r.record.id);
       await assert.rejects(backend.admit('no-such-store', 'read', { kind: 'restore' }), {
         code: 'NOT_FOUND',
@@ -156,20 +157,20 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
       const [a, b, c] = holders as [RemoteHolder, RemoteHolder, RemoteHolder];
       const counts = () => backend.counts(store);
       const ra = await a.hold(store, 'read', 'restore', 'host/a');
-      assert.deepEqual(await counts(), { read: 1, write: 0, lookup: 0 });
-      const wb = await b.hold(store, 'write', 'backup', 'host/b');
-      const wc = await c.hold(store, 'write', 'backup', 'host/c');
+      assert.deepEqual(await counts(), { read: 1, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
+      const wb = await b.hold(store, 'ingest', 'backup', 'host/b');
+      const wc = await c.hold(store, 'ingest', 'backup', 'host/c');
       const rc = await c.hold(store, 'read', 'verify', 'host/c');
       const lc = await c.hold(store, 'lookup', 'status');
-      assert.deepEqual(await counts(), { read: 2, write: 2, lookup: 1 });
+      assert.deepEqual(await counts(), { read: 2, ingest: 2, reclaim: 0, lookup: 1, write: 2 });
       await a.send({ cmd: 'release', id: ra });
       // a process releasing one of its operations does not lose its others (PBS §3.5)
       await c.send({ cmd: 'release', id: wc });
-      assert.deepEqual(await counts(), { read: 1, write: 1, lookup: 1 });
+      assert.deepEqual(await counts(), { read: 1, ingest: 1, reclaim: 0, lookup: 1, write: 1 });
       assert.deepEqual(
         (await backend.list(store)).map((o) => [o.pid, o.class, o.kind]),
         [
-          [b.pid, 'write', 'backup'],
+          [b.pid, 'ingest', 'backup'],
           [c.pid, 'read', 'verify'],
           [c.pid, 'lookup', 'status'],
         ],
@@ -184,15 +185,15 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
     test('a SIGKILLed holder stops counting at once and is reported dead', async () => {
       const store = await freshStore();
       const victim = await startHolder();
-      await victim.hold(store, 'write', 'backup', 'host/doomed');
+      await victim.hold(store, 'ingest', 'backup', 'host/doomed');
       await victim.hold(store, 'read', 'restore', 'host/doomed');
       const [a] = holders as [RemoteHolder];
       const survivor = await a.hold(store, 'read', 'restore');
       const doomed = (await backend.list(store)).find((o) => o.pid === victim.pid)!;
       assert.equal(await backend.holderAlive(doomed), true);
-      assert.deepEqual(await backend.counts(store), { read: 2, write: 1, lookup: 0 });
+      assert.deepEqual(await backend.counts(store), { read: 2, ingest: 1, reclaim: 0, lookup: 0, write: 1 });
       await victim.kill('SIGKILL');
-      assert.deepEqual(await backend.counts(store), { read: 1, write: 0, lookup: 0 });
+      assert.deepEqual(await backend.counts(store), { read: 1, ingest: 0, reclaim: 0, lookup: 0, write: 0 });
       assert.equal(await backend.holderAlive(doomed), false);
       assert.deepEqual(
         (await backend.list(store)).map((o) => o.pid),
@@ -233,7 +234,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
 
     test('a graceful change returns the operations it conflicts with; delete and leaving delete need removal', async () => {
       const store = await freshStore();
-      const w = await backend.admit(store, 'write', { kind: 'backup', detail: 'host/a' });
+      const w = await backend.admit(store, 'ingest', { kind: 'backup', detail: 'host/a' });
       const change = await backend.setMode(store, { type: 'read-only', message: 'm' });
       assert.deepEqual(
         change.conflicting.map((o) => o.id),
@@ -276,7 +277,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
     test('sequence splits the global admission order at a mode change', async () => {
       const store = await freshStore();
       const [a] = holders as [RemoteHolder];
-      const before = await a.hold(store, 'write', 'backup');
+      const before = await a.hold(store, 'ingest', 'backup');
       const change = await backend.setMode(store, { type: 'read-only' });
       assert.ok(change.sequence >= before, `${change.sequence} >= ${before}`);
       assert.ok((await backend.sequence()) >= change.sequence);
@@ -310,7 +311,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         await woke('the mode being cleared by another process', () =>
           a.send({ cmd: 'set-mode', store, mode: null }),
         );
-        const own = await backend.admit(store, 'write', { kind: 'backup' });
+        const own = await backend.admit(store, 'ingest', { kind: 'backup' });
         assert.equal(
           await within(watch.changed(), 5000),
           true,
@@ -318,7 +319,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         );
         await woke('a release in this process', () => backend.release(own.record.id));
         const victim = await startHolder();
-        await victim.hold(store, 'write', 'backup');
+        await victim.hold(store, 'ingest', 'backup');
         await within(watch.changed(), 5000);
         await woke('a SIGKILLed holder', () => victim.kill('SIGKILL'));
         assert.deepEqual(await backend.counts(store), ZERO);
@@ -333,24 +334,150 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
       assert.equal(await within(pending, 5000), false, 'aborting the signal ends a pending wait');
     });
 
+    test('a system hold refuses what its type refuses, apart from the mode: clearing the mode leaves it', async () => {
+      const store = await freshStore();
+      const [a] = holders as [RemoteHolder];
+      const running = await a.hold(store, 'ingest', 'backup', 'host/early');
+      const change = await backend.setHold(store, 'low-space', {
+        type: 'sealed',
+        message: 'low space: 4% free',
+      });
+      assert.equal(change.hold?.type, 'sealed');
+      assert.deepEqual(
+        change.conflicting.map((op) => op.id),
+        [running],
+        'the backup admitted before the hold conflicts with it and runs on',
+      );
+      const refused = await a.send({ cmd: 'lookup', store, op: 'ingest', kind: 'backup' });
+      assert.deepEqual(
+        [refused.ok, refused.code, refused.message],
+        [false, 'MAINTENANCE', `datastore '${store}' is unavailable: low space: 4% free`],
+      );
+      const prune = await backend.admit(store, 'reclaim', { kind: 'prune' });
+      await backend.release(prune.record.id);
+      // the operator's mode comes and goes; the hold stays
+      await backend.setMode(store, { type: 'read-only', message: 'checking' });
+      await backend.setMode(store, undefined);
+      assert.deepEqual(
+        (await backend.holds(store)).map((h) => [h.source, h.type, h.message]),
+        [['low-space', 'sealed', 'low space: 4% free']],
+      );
+      await assert.rejects(backend.admit(store, 'ingest', { kind: 'backup' }), /low space: 4% free/);
+      // a hold put by another process is in force here too
+      await a.send({
+        cmd: 'set-hold',
+        store,
+        source: 'window:w1',
+        hold: { type: 'offline', message: 'window' },
+      });
+      await assert.rejects(backend.admit(store, 'read', { kind: 'reader' }), /is unavailable: window/);
+      await backend.setHold(store, 'window:w1', undefined);
+      const lifted = await backend.setHold(store, 'low-space', undefined);
+      assert.equal(lifted.previous?.type, 'sealed');
+      assert.deepEqual(await backend.holds(store), []);
+      const ok = await backend.admit(store, 'ingest', { kind: 'backup' });
+      await backend.release(ok.record.id);
+      await a.send({ cmd: 'release', id: running });
+      await assert.rejects(backend.setHold('no-such-store', 'low-space', undefined), { code: 'NOT_FOUND' });
+    });
+
+    test('a drain hold refuses new long operations only, whatever their class', async () => {
+      const store = await freshStore();
+      await backend.setHold(store, 'window:w2', {
+        type: 'drain',
+        message: 'offline maintenance window at 18:00',
+      });
+      for (const [cls, kind] of [
+        ['ingest', 'backup'],
+        ['reclaim', 'gc'],
+        ['read', 'verify'],
+        ['reclaim', 'sync'],
+      ] as const) {
+        await assert.rejects(
+          backend.admit(store, cls, { kind }),
+          /offline maintenance window at 18:00/,
+          kind,
+        );
+      }
+      for (const [cls, kind] of [
+        ['read', 'reader'],
+        ['reclaim', 'prune'],
+        ['lookup', 'status'],
+      ] as const) {
+        const op = await backend.admit(store, cls, { kind });
+        await backend.release(op.record.id);
+      }
+      await backend.setHold(store, 'window:w2', undefined);
+    });
+
+    test('the history records mode and hold changes with who, from, to and message, and each drain once', async () => {
+      const store = await freshStore();
+      const [a] = holders as [RemoteHolder];
+      const first = backend.events.lastId();
+      const op = await a.hold(store, 'ingest', 'backup');
+      const set = await backend.setMode(
+        store,
+        { type: 'read-only', message: 'disk swap' },
+        { authId: 'alice@pbs' },
+      );
+      assert.equal(set.event?.type, 'mode-set');
+      // the same mode again changes nothing and records nothing
+      assert.equal(
+        (await backend.setMode(store, { type: 'read-only', message: 'disk swap' })).event,
+        undefined,
+      );
+      await a.send({ cmd: 'release', id: op });
+      assert.ok(backend.events.recordDrained(store, set.event!), 'the first drain is recorded');
+      assert.equal(backend.events.recordDrained(store, set.event!), undefined, 'a drain is recorded once');
+      await backend.setMode(store, undefined, { authId: 'alice@pbs' });
+      await backend.setHold(store, 'low-space', { type: 'sealed', message: 'low space: 4% free' });
+      await backend.setHold(store, 'low-space', { type: 'sealed', message: 'low space: 3% free' });
+      await backend.setHold(store, 'low-space', undefined, { authId: 'root@pam', forced: true });
+      const mine = backend.events.after(first, 1000).filter((e) => e.store === store);
+      assert.deepEqual(
+        mine.map((e) => [e.type, e.source, e.authId, e.from, e.to, e.message]),
+        [
+          ['mode-set', 'operator', 'alice@pbs', 'none', 'read-only', 'disk swap'],
+          ['drained', 'operator', undefined, 'none', 'read-only', 'disk swap'],
+          ['mode-cleared', 'operator', 'alice@pbs', 'read-only', 'none', 'disk swap'],
+          ['hold-engaged', 'low-space', undefined, 'none', 'sealed', 'low space: 4% free'],
+          // nothing conflicted: drained at once
+          ['drained', 'low-space', undefined, 'none', 'sealed', 'low space: 4% free'],
+          ['hold-released', 'low-space', 'root@pam', 'sealed', 'none', 'low space: 3% free'],
+        ],
+      );
+      assert.equal(mine[1]!.detail?.ref, set.event!.id);
+      assert.equal(typeof mine[1]!.detail?.['duration-ms'], 'number');
+      assert.deepEqual(mine[5]!.detail, { forced: true });
+      assert.deepEqual(
+        mine.map((e) => e.severity),
+        ['info', 'info', 'info', 'warning', 'info', 'info'],
+      );
+      assert.deepEqual(
+        backend.events.history(store, { limit: 2 }).map((e) => e.type),
+        ['hold-released', 'drained'],
+        'history is newest first',
+      );
+    });
+
     test('no process admits an operation that the mode in force at that moment refuses', async () => {
       const store = await freshStore();
       const [w, r, flipper] = holders as [RemoteHolder, RemoteHolder, RemoteHolder];
       const modes = ['read-only,message=race', null, 'offline,message=race', null];
       const [wr, rr, flips] = await Promise.all([
-        w.send({ cmd: 'admit-loop', store, op: 'write', durationMs: 2000 }),
+        w.send({ cmd: 'admit-loop', store, op: 'ingest', durationMs: 2000 }),
         r.send({ cmd: 'admit-loop', store, op: 'read', durationMs: 2000 }),
         flipper.send({ cmd: 'flip-loop', store, modes, count: 120, pauseMs: 10 }),
       ]);
       assert.ok(wr.ok && rr.ok && flips.ok, JSON.stringify([wr, rr, flips]).slice(0, 500));
       const changes = flips.changes as ModeChangeAt[];
       const violations = admissionViolations(changes, [
-        ['write', wr.admitted as number[]],
+        ['ingest', wr.admitted as number[]],
         ['read', rr.admitted as number[]],
       ]);
       assert.deepEqual(violations, []);
       for (const [op, res] of [
-        ['write', wr],
+        ['ingest', wr],
         ['read', rr],
       ] as const) {
         const admitted = (res.admitted as number[]).length;

@@ -106,7 +106,7 @@ export function describe(mode: MaintenanceMode): string {
 export function conflictingClasses(mode: MaintenanceMode | undefined): string[] {
   if (mode === undefined) return [];
   // a type this UI does not know yet is assumed to refuse reads and writes, as the server would
-  return isMaintenanceType(mode.type) ? serverConflictingClasses({ type: mode.type }) : ['read', 'write'];
+  return isMaintenanceType(mode.type) ? serverConflictingClasses({ type: mode.type }) : ['read', 'ingest', 'reclaim'];
 }
 
 /** Whether the mode refuses operations of class `op` (an unknown type refuses reads and writes). */

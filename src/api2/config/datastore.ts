@@ -231,7 +231,7 @@ export const routes: AnyRoute[] = [
       'refused from the moment this returns; the `conflicting` attribute counts those still running. ' +
       "Type 'delete' cannot be set by hand. With `if-idle` the change is refused with 409 instead. " +
       'With `dry-run` nothing is written: the answer says what would conflict and which jobs would be skipped.',
-    handler: async ({ params, body, server, reply, setAttribute }) => {
+    handler: async ({ params, body, authId, server, reply, setAttribute }) => {
       const {
         delete: del,
         digest,
@@ -246,6 +246,7 @@ export const routes: AnyRoute[] = [
         ...(mode !== undefined && { 'maintenance-mode': mode }),
         ...(digest !== undefined && { digest }),
         ...(ifIdle !== undefined && { ifIdle }),
+        authId,
       };
       if (dryRun) {
         const preview = await previewDatastoreUpdate(server.datastores, params.name, update);

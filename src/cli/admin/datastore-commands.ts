@@ -4,7 +4,11 @@
  * the API and the UI).
  */
 import { Option, type Command } from 'commander';
-import { describeOperation, type OperationItem } from '../../api-types/operations.js';
+import {
+  describeOperation,
+  type ActiveOperationsReply,
+  type OperationItem,
+} from '../../api-types/operations.js';
 import {
   ERR_DRAIN_TIMEOUT,
   ERR_DRAIN_TIMEOUT_NOT_REVERTED,
@@ -35,14 +39,9 @@ interface DatastoreConfigItem {
 
 type ActiveOperation = OperationItem;
 
-interface ActiveOperations {
-  read: number;
-  write: number;
-  lookup?: number;
-  conflicting?: number;
-  operations?: ActiveOperation[];
-  'maintenance-mode'?: string;
-}
+/** What the server answers (older servers send neither the ingest/reclaim split nor holds). */
+type ActiveOperations = Pick<ActiveOperationsReply, 'read' | 'write'> &
+  Partial<Omit<ActiveOperationsReply, 'read' | 'write'>>;
 
 interface DrainAnswer {
   drained: boolean;
@@ -325,7 +324,9 @@ export function registerDatastoreCommands(program: Command): void {
       ).call<ActiveOperations>('GET', `/admin/datastore/${encodeURIComponent(name)}/active-operations`);
       if (g.outputFormat !== 'text') return printJson(ops, g.outputFormat);
       process.stdout.write(
-        `read ${ops.read}, write ${ops.write}, lookup ${ops.lookup ?? 0}; maintenance: ${describeMode(ops['maintenance-mode'])}` +
+        `read ${ops.read}, write ${ops.write}` +
+          (ops.ingest !== undefined ? ` (ingest ${ops.ingest}, reclaim ${ops.reclaim ?? 0})` : '') +
+          `, lookup ${ops.lookup ?? 0}; maintenance: ${describeMode(ops['maintenance-mode'])}` +
           (ops.conflicting ? `; ${ops.conflicting} conflicting` : '') +
           '\n',
       );
@@ -337,7 +338,7 @@ export function registerDatastoreCommands(program: Command): void {
 
   mm.command('set <name> <type>')
     .description(
-      'set read-only or offline (or PBS 4 unmount, s3-refresh); running operations finish, new conflicting ones are refused',
+      'set read-only, sealed (no new backups; prune, deletion and GC go on) or offline (or PBS 4 unmount, s3-refresh); running operations finish, new conflicting ones are refused',
     )
     .option('--message <text>', 'shown to every refused client (at most 64 characters)')
     .option('--if-idle', 'refuse (exit code 3) instead of changing the mode while conflicting operations run')

@@ -92,6 +92,12 @@ export function ActiveOperationsTable({ store }: { store: string }) {
       {ops.data && (
         <p data-testid="ops-counts">
           Reading: <strong>{ops.data.read}</strong> · Writing: <strong>{ops.data.write}</strong>
+          {ops.data.ingest !== undefined && (
+            <>
+              {' '}
+              (ingest <strong>{ops.data.ingest}</strong>, reclaim <strong>{ops.data.reclaim}</strong>)
+            </>
+          )}
           {ops.data.lookup !== undefined && (
             <>
               {' '}

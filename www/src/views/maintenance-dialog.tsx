@@ -1,5 +1,5 @@
 /**
- * Edit a datastore's maintenance mode: None / Read-only / Offline plus a message, optionally
+ * Edit a datastore's maintenance mode: None / Read-only / Sealed / Offline plus a message, optionally
  * "set and wait" until the operations that conflict with the new mode have finished.
  * The form checks what the server checks (≤ 64 characters, no control characters) and shows the
  * server's own message when it refuses anyway.
@@ -25,6 +25,7 @@ type Choice = 'none' | Exclude<MaintenanceType, 'delete'>;
 const CHOICES: ReadonlyArray<readonly [Choice, string, string]> = [
   ['none', 'None', 'normal service'],
   ['read-only', 'Read-only', 'restores and verification go on; nothing new is written'],
+  ['sealed', 'Sealed', 'no new backups; restores, prune, deletion and GC go on to free space'],
   ['offline', 'Offline', 'nothing reads or writes; files are closed once drained'],
 ];
 
@@ -53,6 +54,7 @@ export function MaintenanceDialog({
 }) {
   const initial: Choice =
     current?.type === 'read-only' ||
+    current?.type === 'sealed' ||
     current?.type === 'offline' ||
     current?.type === 'unmount' ||
     current?.type === 's3-refresh'

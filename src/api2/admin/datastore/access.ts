@@ -18,7 +18,7 @@
 import { ForbiddenError, isStowageError } from '../../../errors.js';
 import { isBackupOwner } from '../../../config/user-config.js';
 import { type BackupGroup, BackupNamespace, type ReadonlyDatastore } from '../../../datastore/index.js';
-import type { DatastoreFor } from '../../../maintenance/datastore-access.js';
+import type { DataClass, DatastoreFor } from '../../../maintenance/datastore-access.js';
 import { datastoreAclPath, type UserInfo } from '../../../http/permissions.js';
 import type { CheckedPermission, PermissionInput } from '../../../http/route.js';
 import { withDatastore, type AdmissionInfo, type Caller } from './common.js';
@@ -97,7 +97,7 @@ export class GroupAccess implements NamespaceAccess {
    * Run `fn` under an admitted `op` on the store (503 in maintenance), released in every exit
    * path; for listings, which filter per group with `mayAccess`.
    */
-  withStore<Op extends 'read' | 'write', T>(
+  withStore<Op extends DataClass, T>(
     op: Op,
     info: AdmissionInfo,
     fn: (datastore: DatastoreFor<Op>) => T | Promise<T>,
@@ -109,7 +109,7 @@ export class GroupAccess implements NamespaceAccess {
    * Run `fn` under an admitted `op` on the store (503 in maintenance) once the owner check on the
    * admitted datastore passed (403); released in every exit path.
    */
-  withGroup<Op extends 'read' | 'write', T>(
+  withGroup<Op extends DataClass, T>(
     group: BackupGroup,
     op: Op,
     info: AdmissionInfo,

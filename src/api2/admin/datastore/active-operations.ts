@@ -16,13 +16,14 @@ import { abortConflicting, waitForDrain } from '../../../maintenance/maintenance
 import { formatMaintenanceMode } from '../../../maintenance/maintenance-mode.js';
 import {
   conflictingClasses,
+  holdConflictingClasses,
   OPERATION_CLASSES,
   type MaintenanceMode,
   type OperationClass,
 } from '../../../maintenance/maintenance-mode.js';
 import { countOperations, type OperationRecord } from '../../../maintenance/operation-registry.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
-import { operationItem, OperationItemSchema, StoreParams } from './common.js';
+import { holdItem, operationItem, OperationItemSchema, StoreParams, SystemHoldItemSchema } from './common.js';
 
 const AUDIT = { path: '/datastore/{store}', privs: ['Datastore.Audit'], partial: true } as const;
 
@@ -46,26 +47,36 @@ export async function activeOperations(
 ): Promise<ActiveOperationsReply> {
   const cfg = access.datastoreConfig(store); // 404 for an unknown store
   const ops = await access.backend.list(store);
-  const blocking = blockingClasses(() => storedMaintenanceMode(cfg));
-  const conflicting = ops.filter((op) => blocking.includes(op.class));
+  const holds = await access.backend.holds(store);
+  const blocking = new Set([
+    ...blockingClasses(() => storedMaintenanceMode(cfg)),
+    ...holds.flatMap(holdConflictingClasses),
+  ]);
+  const conflicting = ops.filter((op) => blocking.has(op.class));
   const counts = countOperations(ops);
   return {
     read: counts.read,
     write: counts.write,
+    ingest: counts.ingest,
+    reclaim: counts.reclaim,
     lookup: counts.lookup,
     operations: ops.map(operationItem),
     conflicting: conflicting.length,
     ...(cfg['maintenance-mode'] !== undefined && { 'maintenance-mode': cfg['maintenance-mode'] }),
+    holds: holds.map(holdItem),
   };
 }
 
 const ActiveOperationsSchema = Type.Object({
   read: Type.Integer(),
-  write: Type.Integer(),
+  write: Type.Integer({ description: 'ingest + reclaim, as PBS counts writes' }),
+  ingest: Type.Integer(),
+  reclaim: Type.Integer(),
   lookup: Type.Integer(),
   operations: Type.Array(OperationItemSchema),
   conflicting: Type.Integer(),
   'maintenance-mode': Type.Optional(Type.String()),
+  holds: Type.Array(SystemHoldItemSchema),
 });
 
 export const routes: AnyRoute[] = [
@@ -76,9 +87,10 @@ export const routes: AnyRoute[] = [
     permission: AUDIT,
     returns: ActiveOperationsSchema,
     description:
-      'Operations running on the datastore: `read` and `write` counts as PBS, plus (Stowage) `lookup`, ' +
-      'the `operations` themselves (class, kind, detail, auth-id, task-id, pid, started), how many of ' +
-      'them the current maintenance mode refuses (`conflicting`) and the raw `maintenance-mode`. ' +
+      'Operations running on the datastore: `read` and `write` counts as PBS, plus (Stowage) `write` ' +
+      'split into `ingest` and `reclaim`, `lookup`, the `operations` themselves (class, kind, detail, ' +
+      'auth-id, task-id, pid, started), how many of them the current maintenance mode or a system ' +
+      'hold refuses (`conflicting`), the raw `maintenance-mode` and the system `holds`. ' +
       'Reads no datastore, so it works in every maintenance mode.',
     handler: ({ params, server }) => activeOperations(server.datastores, params.store),
   }),

@@ -49,7 +49,7 @@ export const routes: AnyRoute[] = [
     handler: ({ body, authId, userInfo, access }) => {
       const group = groupOf(body);
       const newOwner = parseAuthid(body['new-owner'], 'new-owner').authid;
-      return access.withStore('write', { kind: 'change-owner', detail: group.toString() }, async (ds) => {
+      return access.withStore('reclaim', { kind: 'change-owner', detail: group.toString() }, async (ds) => {
         if (!ds.groupExists(group)) throw new NotFoundError(`backup group '${group}' does not exist`);
         const owner = ds.getOwner(group);
         if (!access.full && !mayMoveOwnGroup(authId, owner, newOwner)) {

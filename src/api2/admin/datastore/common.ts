@@ -8,11 +8,12 @@
  * maintenance); then ownership, which reads the group's owner file and so needs the admitted
  * handle.
  */
-import type { OperationItem } from '../../../api-types/operations.js';
+import type { OperationItem, SystemHoldItem } from '../../../api-types/operations.js';
+import type { SystemHold } from '../../../api-types/maintenance.js';
 import { Type, type Static } from 'typebox';
 import { MAX_BACKUP_TIME, SAFE_ID_REGEX_STR } from '../../../api-types/names.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../../../datastore/index.js';
-import type { DatastoreFor, DatastoreHandleFor } from '../../../maintenance/datastore-access.js';
+import type { DataClass, DatastoreFor, DatastoreHandleFor } from '../../../maintenance/datastore-access.js';
 import type { OperationRecord } from '../../../maintenance/operation-registry.js';
 import type { ServerContext } from '../../../http/context.js';
 import type { WorkerTask } from '../../../tasks/worker-task.js';
@@ -110,6 +111,24 @@ export const OperationItemSchema = Type.Object({
   started: Type.Integer(),
 });
 
+export const SystemHoldItemSchema = Type.Object({
+  source: Type.String({ description: '`low-space` or `window:<id>`' }),
+  type: Type.String({ description: 'read-only, sealed, offline or drain' }),
+  message: Type.String(),
+  since: Type.Integer({ description: 'epoch seconds' }),
+  'auth-id': Type.Optional(Type.String()),
+});
+
+export function holdItem(hold: SystemHold): SystemHoldItem {
+  return {
+    source: hold.source,
+    type: hold.type,
+    message: hold.message,
+    since: Math.floor(hold.since / 1000),
+    ...(hold.authId !== undefined && { 'auth-id': hold.authId }),
+  };
+}
+
 export function operationItem(op: OperationRecord): OperationItem {
   return {
     id: op.id,
@@ -140,7 +159,7 @@ export interface Caller {
  * A refusal is the MaintenanceError (503) of `lookupDatastore`. `fn` gets the datastore as the
  * class admits it: read-only under `read` (and under a class only known at run time).
  */
-export async function withDatastore<Op extends 'read' | 'write', T>(
+export async function withDatastore<Op extends DataClass, T>(
   caller: Caller,
   store: string,
   op: Op,
@@ -168,7 +187,7 @@ export async function withDatastore<Op extends 'read' | 'write', T>(
  * The registry record carries no task id: the UPID exists only once the task does, and the
  * registry cannot amend a record (see the report; `kind`, `detail`, auth id and pid identify it).
  */
-export async function spawnAdmittedTask<Op extends 'read' | 'write'>(
+export async function spawnAdmittedTask<Op extends DataClass>(
   caller: Caller,
   store: string,
   op: Op,

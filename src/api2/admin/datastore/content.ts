@@ -161,7 +161,7 @@ export const routes: AnyRoute[] = [
       const errorOnProtected = query['error-on-protected'] ?? true;
       return access.withGroup(
         group,
-        'write',
+        'reclaim',
         { kind: 'delete-group', detail: group.toString() },
         async (ds) => {
           const result = await ds.deleteGroup(group);
@@ -218,7 +218,7 @@ export const routes: AnyRoute[] = [
       const dir = snapshotOf(query);
       return access.withGroup(
         dir.group,
-        'write',
+        'reclaim',
         { kind: 'delete-snapshot', detail: dir.toString() },
         async (ds) => {
           await ds.deleteSnapshot(dir);
@@ -276,7 +276,7 @@ export const routes: AnyRoute[] = [
       const dir = snapshotOf(body);
       return access.withGroup(
         dir.group,
-        'write',
+        'reclaim',
         { kind: 'protected', detail: dir.toString() },
         async (ds) => {
           await ds.setProtected(dir, body.protected);
@@ -320,10 +320,15 @@ function notesRoutes(): AnyRoute[] {
         'group the caller owns.',
       handler: ({ body, access }) => {
         const dir = snapshotOf(body);
-        return access.withGroup(dir.group, 'write', { kind: 'notes', detail: dir.toString() }, async (ds) => {
-          await ds.setNotes(dir, body.notes);
-          return null;
-        });
+        return access.withGroup(
+          dir.group,
+          'reclaim',
+          { kind: 'notes', detail: dir.toString() },
+          async (ds) => {
+            await ds.setNotes(dir, body.notes);
+            return null;
+          },
+        );
       },
     }),
     defineRoute({
@@ -355,7 +360,7 @@ function notesRoutes(): AnyRoute[] {
         'a group the caller owns.',
       handler: ({ body, access }) => {
         const group = groupOf(body);
-        return access.withGroup(group, 'write', { kind: 'notes', detail: group.toString() }, async (ds) => {
+        return access.withGroup(group, 'reclaim', { kind: 'notes', detail: group.toString() }, async (ds) => {
           await ds.setNotes(group, body.notes);
           return null;
         });

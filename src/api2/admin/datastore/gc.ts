@@ -79,7 +79,7 @@ export const routes: AnyRoute[] = [
       spawnAdmittedTask(
         { server, authId },
         params.store,
-        'write',
+        'reclaim',
         { kind: 'gc' },
         { type: 'garbage_collection', id: params.store },
         async (task, handle) => {

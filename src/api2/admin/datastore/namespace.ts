@@ -132,7 +132,7 @@ export const routes: AnyRoute[] = [
       return withDatastore(
         { server, authId },
         params.store,
-        'write',
+        'ingest',
         { kind: 'create-namespace', detail: ns.name },
         (ds) => {
           try {
@@ -174,7 +174,7 @@ export const routes: AnyRoute[] = [
       return withDatastore(
         { server, authId },
         params.store,
-        'write',
+        'reclaim',
         { kind: 'delete-namespace', detail: ns.name },
         async (ds) => {
           const { removedAll, stats } = await ds.deleteNamespace(ns, { deleteGroups });

@@ -73,7 +73,7 @@ async function pruneNamespaces(
       if (!nsAccess.mayAccess(ds, group)) continue;
       opts.log(`Pruning group ${ns.isRoot() ? '' : `${ns.name}:`}${group}`);
       const results =
-        handle.operation === 'write'
+        handle.operation !== 'read'
           ? await handle.datastore.prune(group, opts.keep, { dryRun: opts.dryRun })
           : await handle.datastore.prune(group, opts.keep, { dryRun: true });
       for (const r of results) {
@@ -112,7 +112,7 @@ export const routes: AnyRoute[] = [
         ? access.withGroup(group, 'read', info, async (ds) =>
             items(await ds.prune(group, keep, { dryRun: true })),
           )
-        : access.withGroup(group, 'write', info, async (ds) => items(await ds.prune(group, keep)));
+        : access.withGroup(group, 'reclaim', info, async (ds) => items(await ds.prune(group, keep)));
     },
   }),
   defineRoute({
@@ -139,7 +139,7 @@ export const routes: AnyRoute[] = [
       return spawnAdmittedTask(
         { server, authId },
         params.store,
-        dryRun ? 'read' : 'write',
+        dryRun ? 'read' : 'reclaim',
         { kind: 'prune', detail: ns.isRoot() ? undefined : ns.name },
         { type: 'prune', id: ns.isRoot() ? params.store : `${params.store}:${ns.name}` },
         async (task, handle) => {

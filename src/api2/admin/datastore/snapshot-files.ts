@@ -143,7 +143,7 @@ export const routes: AnyRoute[] = [
       const file = parseServerArchiveName(CLIENT_LOG_BLOB_NAME);
       return access.withGroup(
         dir.group,
-        'write',
+        'ingest',
         { kind: 'upload', detail: `${dir}/${file.name}` },
         async (ds) => {
           await ds.addSnapshotBlob(dir, file, body, { existsMessage: 'backup already contains a log.' });

@@ -116,7 +116,7 @@ async function runVerify(
       const opts = { upid: task.upid, cache, log: (line: string) => task.log(line), signal: task.signal };
       // the mode follows the admission (`read-only` admits as read): only write records anything
       const result =
-        handle.operation === 'write'
+        handle.operation !== 'read'
           ? await handle.datastore.verifySnapshot(dir, { ...opts, mode: 'write' })
           : await handle.datastore.verifySnapshot(dir, { ...opts, mode: 'read' });
       for (const e of result.errors) task.log(`  ${e}`);
@@ -197,7 +197,7 @@ export const routes: AnyRoute[] = [
       return spawnAdmittedTask(
         { server, authId },
         params.store,
-        readOnly ? 'read' : 'write',
+        readOnly ? 'read' : 'reclaim',
         { kind: 'verify', detail: target },
         {
           type: workerType,

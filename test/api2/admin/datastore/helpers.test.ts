@@ -66,13 +66,19 @@ function op(id: number, cls: OperationRecord['class'], startedAt: number): Opera
   return { id, store: 's1', class: cls, kind: 'k', pid: 1, pstart: 1, startedAt };
 }
 
-test('GC takes the oldest write operation of any process as its writer bound, leaving out itself and reads', async () => {
-  const records = [op(1, 'read', 100), op(2, 'write', 500), op(3, 'write', 300), op(4, 'lookup', 50)];
+test('GC takes the oldest ingest operation of any process as its writer bound, leaving out itself, reads and reclaims', async () => {
+  const records = [op(1, 'read', 100), op(2, 'ingest', 500), op(3, 'ingest', 300), op(4, 'lookup', 50)];
   const backend = { list: async () => records };
   assert.equal(await oldestWriteStart(backend, 's1', 99), 300);
   assert.equal(await oldestWriteStart(backend, 's1', 3), 500, 'its own admission does not hold GC back');
-  const onlyGc = { list: async () => [op(7, 'write', 10)] };
+  const onlyGc = { list: async () => [op(7, 'ingest', 10)] };
   assert.equal(await oldestWriteStart(onlyGc, 's1', 7), undefined);
+  const prunes = { list: async () => [op(8, 'reclaim', 10), op(9, 'reclaim', 20)] };
+  assert.equal(
+    await oldestWriteStart(prunes, 's1', 9),
+    undefined,
+    'a prune inserts no chunk: it does not hold GC back',
+  );
 });
 
 test('verify skips snapshots verified ok unless told otherwise or the verification is outdated', () => {
