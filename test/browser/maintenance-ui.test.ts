@@ -148,7 +148,7 @@ describe('web UI', { skip }, () => {
       await opsTable.getByText('conflicting').waitFor();
       assert.match(
         await opsTable.innerText(),
-        /backup conflicting\s+host\/web01\/2023-11-14T22:13:20Z\s+write\s+root@pam/,
+        /backup conflicting\s+host\/web01\/2023-11-14T22:13:20Z\s+ingest\s+root@pam/,
       );
       await screenshot(page, 'active-operations', { fullPage: true });
 
