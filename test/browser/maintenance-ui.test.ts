@@ -389,6 +389,41 @@ describe('web UI', { skip }, () => {
     }
   });
 
+  test('Sealed from the dialog: the list marks it, reads go on, the server refuses new data with the message', async () => {
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode'] });
+      await h.login(page);
+      await page.goto(`${h.server.url}/#/datastore/${STORE}/options`);
+      const dialog = await openMaintenanceDialog(page);
+      await dialog.getByLabel('Sealed').check();
+      await dialog.getByLabel(/^Message/).fill('retiring, prune only');
+      await dialog.getByRole('button', { name: 'Save' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      const cfg = await h.api<Record<string, unknown>>('GET', `/config/datastore/${STORE}`);
+      assert.equal(cfg.body.data['maintenance-mode'], 'sealed,message="retiring, prune only"');
+
+      await page.getByRole('link', { name: 'Datastores' }).first().click();
+      const marker = page.locator(`tr[data-store="${STORE}"]`).getByTestId('maintenance-marker');
+      await marker.getByText('Sealed').waitFor();
+      assert.equal(await marker.innerText(), 'Sealed: retiring, prune only');
+      // sealed admits reads: the summary shows usage, not a maintenance panel
+      await page.goto(`${h.server.url}/#/datastore/${STORE}/summary`);
+      await page.getByRole('heading', { name: 'Usage' }).waitFor();
+      assert.equal(await page.getByTestId('maintenance-panel').count(), 0);
+      const ns = await h.api('POST', `/admin/datastore/${STORE}/namespace`, { name: 'fresh' });
+      assert.equal(ns.status, 503);
+      assert.equal(
+        ns.body.message,
+        `datastore '${STORE}' is unavailable: sealed maintenance mode: retiring, prune only`,
+      );
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await context.close();
+      await h.api('PUT', `/config/datastore/${STORE}`, { delete: ['maintenance-mode'] });
+    }
+  });
+
   test('an expired session returns to the login form with a notice, and logging out ends it', async () => {
     const { context, page, errors } = await h.newPage();
     try {
