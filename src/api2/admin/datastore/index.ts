@@ -5,6 +5,7 @@ import { routes as changeOwner } from './change-owner.js';
 import { routes as content } from './content.js';
 import { routes as gc } from './gc.js';
 import { routes as list } from './list.js';
+import { routes as maintenanceHistory } from './maintenance-history.js';
 import { routes as namespace } from './namespace.js';
 import { routes as prune } from './prune.js';
 import { routes as snapshotFiles } from './snapshot-files.js';
@@ -15,6 +16,7 @@ export const routes: AnyRoute[] = [
   ...list,
   ...status,
   ...activeOperations,
+  ...maintenanceHistory,
   ...content,
   ...namespace,
   ...changeOwner,
