@@ -17,17 +17,20 @@ import { authenticate } from '../http/auth/authenticate.js';
 import type { ServerContext } from '../http/context.js';
 import { errorEnvelope } from '../http/error-envelope.js';
 import { ForbiddenError } from '../errors.js';
-import { MAINTENANCE_TYPES } from '../api-types/maintenance.js';
-
-/** What the issue-13 core adds to the admission backend (system holds, the event log). */
-interface CoreBackend {
-  holds?(store: string): Promise<Array<{ source: string; type: string }>>;
-  events?: {
-    history(store: string, limit?: number): Array<{ type: string; detail?: Record<string, unknown> }>;
-  };
-}
+import { MAINTENANCE_TYPES, OPERATION_CLASSES } from '../api-types/maintenance.js';
+import type { MaintenanceEventLog } from '../maintenance/maintenance-events.js';
 
 export const METRICS_ACL_PATH = '/system/status';
+
+/** How far back a scrape looks for the last drain (the newest events of the store). */
+const DRAIN_LOOKBACK = 1000;
+
+/** The duration of the store's latest recorded drain, in milliseconds (undefined: none recorded). */
+function lastDrainMs(events: MaintenanceEventLog, store: string): number | undefined {
+  const drained = events.history(store, { limit: DRAIN_LOOKBACK }).find((e) => e.type === 'drained');
+  const ms = drained?.detail?.['duration-ms'];
+  return typeof ms === 'number' ? ms : undefined;
+}
 
 /** Build the metrics of every configured datastore now. */
 export async function collectMetrics(ctx: ServerContext): Promise<Registry> {
@@ -57,7 +60,6 @@ export async function collectMetrics(ctx: ServerContext): Promise<Registry> {
     registers: [registry],
   });
   const backend = ctx.datastores.backend;
-  const core = backend as unknown as CoreBackend;
   for (const store of ctx.datastores.config.readCached().stores.keys()) {
     let current: string;
     try {
@@ -67,13 +69,11 @@ export async function collectMetrics(ctx: ServerContext): Promise<Registry> {
     }
     for (const type of ['none', ...MAINTENANCE_TYPES]) mode.set({ store, type }, type === current ? 1 : 0);
     if (current === 'unknown') mode.set({ store, type: 'unknown' }, 1);
-    for (const h of (await core.holds?.(store)) ?? []) hold.set({ store, source: h.source, type: h.type }, 1);
-    const counts = (await backend.counts(store)) as unknown as Record<string, number>;
-    for (const cls of ['read', 'ingest', 'reclaim', 'lookup'])
-      active.set({ store, class: cls }, counts[cls] ?? 0);
-    const drained = (core.events?.history(store, 1000) ?? []).find((e) => e.type === 'drained');
-    const ms = drained?.detail?.drainMs;
-    if (typeof ms === 'number') drain.set({ store }, ms / 1000);
+    for (const h of await backend.holds(store)) hold.set({ store, source: h.source, type: h.type }, 1);
+    const counts = await backend.counts(store);
+    for (const cls of OPERATION_CLASSES) active.set({ store, class: cls }, counts[cls]);
+    const ms = lastDrainMs(backend.events, store);
+    if (ms !== undefined) drain.set({ store }, ms / 1000);
   }
   return registry;
 }

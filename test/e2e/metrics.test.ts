@@ -14,6 +14,7 @@ let token: string;
 before(async () => {
   t = await startTestServer({ prefix: 'stowage-metrics-' });
   await t.addBareDatastore('store1');
+  await t.addBareDatastore('idle1');
   await t.addUser('prom@pbs', [{ path: '/system/status', role: 'Audit' }]);
   const created = await t.api('POST', '/access/users/prom@pbs/token/scrape', { auth: t.root });
   assert.equal(created.status, 200, JSON.stringify(created.body));
@@ -109,4 +110,39 @@ test('the mode gauge follows the maintenance mode and active operations count a 
   const last = (await scrape(`PBSAPIToken ${token}`)).text;
   assert.equal(mode(last, 'none'), 1);
   assert.equal(sample(last, 'stowage_datastore_active_operations', { store: 'store1', class: 'read' }), 0);
+});
+
+test('the last drain appears once a mode set on an idle store has drained, and a system hold shows', async () => {
+  const drain = (text: string) => sample(text, 'stowage_datastore_last_drain_seconds', { store: 'idle1' });
+  assert.equal(drain((await scrape(`PBSAPIToken ${token}`)).text), undefined);
+  const set = await t.api('PUT', '/config/datastore/idle1', {
+    auth: t.root,
+    body: { 'maintenance-mode': 'read-only,message=swap' },
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  // nobody waits: the server's drain monitor records the drain within a few seconds
+  let seconds: number | undefined;
+  for (const end = Date.now() + 10_000; seconds === undefined && Date.now() < end;) {
+    seconds = drain((await scrape(`PBSAPIToken ${token}`)).text);
+    if (seconds === undefined) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(seconds !== undefined && seconds >= 0 && seconds < 10, `last drain: ${seconds}`);
+
+  // a system hold put by another process of the instance (as the low-space check does)
+  const holder = await new HolderProcess(t.paths).start();
+  const hold = (h: { type: string; message: string } | null) =>
+    holder.send({ cmd: 'set-hold', store: 'idle1', source: 'low-space', hold: h });
+  try {
+    assert.equal((await hold({ type: 'sealed', message: 'low space: 3% free' })).ok, true);
+    const held = (await scrape(`PBSAPIToken ${token}`)).text;
+    assert.equal(
+      sample(held, 'stowage_datastore_system_hold', { store: 'idle1', source: 'low-space', type: 'sealed' }),
+      1,
+    );
+    await hold(null);
+    const lifted = (await scrape(`PBSAPIToken ${token}`)).text;
+    assert.equal(sample(lifted, 'stowage_datastore_system_hold', { store: 'idle1' }), undefined);
+  } finally {
+    await holder.stop();
+  }
 });
