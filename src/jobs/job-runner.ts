@@ -17,6 +17,7 @@ import { spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
 import { nextEvent } from '../api-types/calendar-event.js';
+import type { JobType } from './job-state.js';
 
 /** Scheduled runs are done as root@pam, as PBS's proxy runs them. */
 export const SCHEDULER_AUTH_ID = 'root@pam';
@@ -49,6 +50,42 @@ function skipReason(err: unknown): string | undefined {
   return undefined;
 }
 
+/** The `type` field of a job's notifications, as PBS's notification matchers name them (`exact:type=gc`). */
+export const JOB_NOTIFICATION_TYPE: Readonly<Record<JobType, string>> = {
+  garbage_collection: 'gc',
+  prunejob: 'prune',
+  verificationjob: 'verify',
+};
+
+/** Whether a final task status is a failure (PBS: anything but OK and WARNINGS; skipped is not). */
+function isFailedStatus(status: string): boolean {
+  return status !== 'OK' && !status.startsWith('WARNINGS') && !status.startsWith('skipped');
+}
+
+/**
+ * Put a job's skip or failure in the maintenance history (source `job:<id>`), from which the
+ * notifier tells the operator. Never fails the caller: the job's own record is the job state.
+ */
+function recordJobEvent(
+  ctx: JobContext,
+  job: JobSpec,
+  type: 'job-skipped' | 'job-failed',
+  message: string,
+  upid: string,
+): void {
+  try {
+    ctx.datastores.backend.events.append({
+      store: job.store,
+      type,
+      source: `job:${job.id}`,
+      message,
+      detail: { job: { id: job.id, type: JOB_NOTIFICATION_TYPE[job.type], 'job-type': job.type }, upid },
+    });
+  } catch (err) {
+    ctx.log?.error({ err }, `recording ${type} of ${job.title} in the maintenance history failed`);
+  }
+}
+
 /**
  * Record the task's final status in the job state once it ends. If this process exits first
  * (graceful restart), the state stays `started` and readers take the status from the task index.
@@ -57,6 +94,7 @@ function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: numbe
   void ctx.tasks
     .waitForTask(upid)
     .then(async (status) => {
+      if (isFailedStatus(status)) recordJobEvent(ctx, job, 'job-failed', status, upid);
       const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
       try {
         const current = readJobState(ctx.paths.dataDir, job.type, job.id);
@@ -215,6 +253,7 @@ function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number
   ctx.log?.warn(
     `scheduled ${job.title} on datastore '${job.store}' ${skipped ? 'skipped' : 'failed'}: ${message}`,
   );
+  recordJobEvent(ctx, job, skipped ? 'job-skipped' : 'job-failed', skipped ? reason : message, upid);
   return { type: job.type, id: job.id, upid, outcome: skipped ? 'skipped' : 'failed' };
 }
 

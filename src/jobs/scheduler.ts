@@ -7,10 +7,12 @@
  * Several server processes may run a scheduler at once (an old one finishing its tasks after a
  * graceful restart); the per-job lock and job state make each slot run once.
  */
+import { BadRequestError } from '../errors.js';
 import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
 import { gcJob, pruneJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
 import { jobScheduleStatus, runScheduledJob, type JobRun } from './job-runner.js';
 import { modeAdmits, type MaintenanceMode } from '../maintenance/maintenance-mode.js';
+import { applyMaintenanceWindows } from '../maintenance/maintenance-windows.js';
 
 /** Every job that has a schedule: GC per datastore, then prune jobs, then verify jobs. */
 export function scheduledJobs(ctx: JobContext): JobSpec[] {
@@ -61,11 +63,13 @@ export function jobsRefusedBy(
 }
 
 /**
- * One scheduler pass at `now`: start (or record as skipped or failed) every due job. A job that
- * cannot be decided (unreadable state, bad schedule) is logged and the others go on. Returns what
- * was done, for tests and logs.
+ * One scheduler pass at `now`: put on the maintenance windows' holds (first, so that a job due at
+ * a window's start is skipped with the window's message), then start (or record as skipped or
+ * failed) every due job. A job that cannot be decided (unreadable state, bad schedule) is logged
+ * and the others go on. Returns what was done, for tests and logs.
  */
 export async function runSchedulerOnce(ctx: JobContext, now: Date = new Date()): Promise<JobRun[]> {
+  await applyMaintenanceWindows(ctx.datastores, ctx.paths.configDir, now, ctx.log);
   let jobs: JobSpec[];
   try {
     jobs = scheduledJobs(ctx);
@@ -93,6 +97,21 @@ export interface SchedulerOptions {
    * the next minute boundary, as PBS does, so that `*:00` runs at :00 and not up to 59 s late.
    */
   intervalMs?: number;
+}
+
+/**
+ * The scheduler options a server takes from its environment: `STOWAGE_SCHEDULER_TICK_MS` makes
+ * it pass every N ms instead of at each full minute (tests of schedules with seconds, such as a
+ * short maintenance window).
+ */
+export function schedulerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SchedulerOptions {
+  const raw = env.STOWAGE_SCHEDULER_TICK_MS;
+  if (raw === undefined || raw === '') return {};
+  if (!/^\d+$/.test(raw) || Number(raw) < 100)
+    throw new BadRequestError(
+      `STOWAGE_SCHEDULER_TICK_MS: '${raw}' is not a whole number of milliseconds >= 100`,
+    );
+  return { intervalMs: Number(raw) };
 }
 
 export interface Scheduler {

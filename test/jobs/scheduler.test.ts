@@ -12,6 +12,7 @@ import { jobScheduleStatus, runJobNow } from '../../src/jobs/job-runner.js';
 import { pruneJob } from '../../src/jobs/jobs.js';
 import type { JobContext } from '../../src/jobs/jobs.js';
 import { StowageError } from '../../src/errors.js';
+import { maintenanceWindowConfig } from '../../src/config/maintenance-window-config.js';
 
 const T = (s: string) => new Date(s);
 const sec = (s: string) => Math.floor(T(s).getTime() / 1000);
@@ -153,6 +154,11 @@ test('a job whose datastore is gone is recorded as a failed run, not retried eve
     const runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z'));
     assert.equal(runs[0]?.outcome, 'failed');
     assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), "datastore 'nosuchstore' does not exist");
+    // the history (and so the notifier) gets the failure once
+    assert.deepEqual(
+      inst.access.backend.events.history('nosuchstore').map((e) => [e.type, e.source, e.severity, e.message]),
+      [['job-failed', 'job:orphan', 'error', "datastore 'nosuchstore' does not exist"]],
+    );
     assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:01:00Z')), []);
   });
 });
@@ -201,5 +207,125 @@ test('the scheduler loop ticks with an injected clock and stops cleanly', async 
     assert.equal(ctx.tasks.list({}).total, 1);
     const [item] = ctx.tasks.list({}).items;
     await ctx.tasks.waitForTask(item!.upid);
+  });
+});
+
+test('a maintenance window drains, holds, skips the job due at its start with its message, and lifts by itself', async () => {
+  await withInstance(async (inst, ctx) => {
+    const backend = inst.access.backend;
+    await verifyJobConfig(inst.paths.configDir).update((jobs) => {
+      jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '02:00' });
+    });
+    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+      state: 'created',
+      time: sec('2030-01-01T00:00:00Z'),
+    });
+    await maintenanceWindowConfig(inst.paths.configDir).update((windows) => {
+      windows.set('fsck', {
+        id: 'fsck',
+        store: 'store1',
+        schedule: '02:00',
+        duration: '1h',
+        type: 'offline',
+        message: 'monthly fsck',
+        'drain-before': '30min',
+      });
+    });
+    const holdsAt = async (t: string) => {
+      await runSchedulerOnce(ctx, T(t));
+      return (await backend.holds('store1')).map((h) => [h.source, h.type, h.message]);
+    };
+
+    assert.deepEqual(await holdsAt('2030-01-01T01:29:00Z'), []);
+    assert.deepEqual(await holdsAt('2030-01-01T01:30:00Z'), [
+      ['window:fsck', 'drain', 'offline maintenance window at 2030-01-01T02:00:00Z: monthly fsck'],
+    ]);
+    // the drain refuses a new backup (a long operation) with the start time; a restore goes on
+    await assert.rejects(
+      inst.access.lookupDatastore('store1', 'ingest', { kind: 'backup', detail: 'test backup' }),
+      (err: Error) =>
+        (err as StowageError).status === 503 && /at 2030-01-01T02:00:00Z: monthly fsck/.test(err.message),
+    );
+    const restore = await inst.access.lookupDatastore('store1', 'read', {
+      kind: 'reader',
+      detail: 'restore',
+    });
+    await restore.release();
+
+    // at the start the window's own hold replaces the drain, and the verify due then is skipped with its message
+    const runs = await runSchedulerOnce(ctx, T('2030-01-01T02:00:00Z'));
+    assert.deepEqual(
+      (await backend.holds('store1')).map((h) => [h.source, h.type]),
+      [['window:fsck', 'offline']],
+    );
+    assert.equal(runs.length, 1);
+    assert.equal(
+      await ctx.tasks.waitForTask(runs[0]!.upid),
+      'skipped: maintenance: offline: offline maintenance window: monthly fsck',
+    );
+
+    assert.deepEqual(await holdsAt('2030-01-01T02:59:59Z'), [
+      ['window:fsck', 'offline', 'offline maintenance window: monthly fsck'],
+    ]);
+    assert.deepEqual(await holdsAt('2030-01-01T03:00:00Z'), []);
+
+    const history = backend.events.history('store1').reverse();
+    assert.deepEqual(
+      history.map((e) => [e.type, e.source, e.from, e.to]),
+      [
+        ['hold-engaged', 'window:fsck', 'none', 'drain'],
+        ['window-starting', 'window:fsck', undefined, 'offline'],
+        ['hold-engaged', 'window:fsck', 'drain', 'offline'],
+        ['drained', 'window:fsck', 'drain', 'offline'],
+        ['job-skipped', 'job:verify1', undefined, undefined],
+        ['hold-released', 'window:fsck', 'offline', 'none'],
+      ],
+    );
+    const starting = history.find((e) => e.type === 'window-starting')!;
+    assert.deepEqual(starting.detail, {
+      window: 'fsck',
+      start: sec('2030-01-01T02:00:00Z'),
+      end: sec('2030-01-01T03:00:00Z'),
+    });
+    const skipped = history.find((e) => e.type === 'job-skipped')!;
+    assert.equal(skipped.message, 'maintenance: offline: offline maintenance window: monthly fsck');
+    assert.deepEqual(skipped.detail?.job, { id: 'verify1', type: 'verify', 'job-type': 'verificationjob' });
+  });
+});
+
+test('a window removed, disabled or moved lifts its hold at the next pass; other holds stay', async () => {
+  await withInstance(async (inst, ctx) => {
+    const backend = inst.access.backend;
+    const cfg = maintenanceWindowConfig(inst.paths.configDir);
+    await cfg.update((windows) => {
+      windows.set('win1', { id: 'win1', store: 'store1', schedule: '02:00', duration: '1h', type: 'sealed' });
+      windows.set('win2', {
+        id: 'win2',
+        store: 'store1',
+        schedule: '02:30',
+        duration: '1h',
+        type: 'read-only',
+      });
+    });
+    await backend.setHold('store1', 'low-space', { type: 'sealed', message: 'low space: 3% free' });
+    const sources = async (t: string) => {
+      await runSchedulerOnce(ctx, T(t));
+      return (await backend.holds('store1')).map((h) => h.source).sort();
+    };
+    assert.deepEqual(await sources('2030-01-01T02:45:00Z'), ['low-space', 'window:win1', 'window:win2']);
+    await cfg.update((windows) => {
+      windows.set('win1', { ...windows.get('win1')!, disable: true });
+    });
+    assert.deepEqual(await sources('2030-01-01T02:46:00Z'), ['low-space', 'window:win2']);
+    await cfg.update((windows) => {
+      windows.set('win2', { ...windows.get('win2')!, schedule: '05:00' });
+    });
+    assert.deepEqual(await sources('2030-01-01T02:47:00Z'), ['low-space']);
+    await cfg.update((windows) => {
+      windows.set('win1', { ...windows.get('win1')!, disable: false });
+    });
+    assert.deepEqual(await sources('2030-01-02T02:00:00Z'), ['low-space', 'window:win1']);
+    await cfg.update((windows) => windows.delete('win1'));
+    assert.deepEqual(await sources('2030-01-02T02:01:00Z'), ['low-space']);
   });
 });

@@ -13,6 +13,7 @@ import type { AnyRoute } from '../../http/route.js';
 import { CommentSchema } from '../../http/schemas.js';
 import { StoreSchema } from '../admin/datastore/common.js';
 import { jobConfigRoutes } from './job-config-api.js';
+import { applyMaintenanceWindows } from '../../maintenance/maintenance-windows.js';
 import { ScheduleSchema } from './prune.js';
 
 // Checked fully by the window's validation (400 naming the field); the schemas only bound them.
@@ -45,4 +46,9 @@ export const routes: AnyRoute[] = jobConfigRoutes<MaintenanceWindowConfig>({
   deletable: ['comment', 'disable', 'message', 'drain-before'],
   readPrivs: ['Datastore.Audit', 'Datastore.Modify'],
   modifyPriv: 'Datastore.Modify',
+  // a window created in force, moved, disabled or removed takes or lifts its hold at once, not at
+  // the scheduler's next pass
+  async changed(server) {
+    await applyMaintenanceWindows(server.datastores, server.paths.configDir, new Date(), server.log);
+  },
 });

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { resolvePaths } from '../../config/paths.js';
 import { replaceFile } from '../../sys/atomic-file.js';
 import { startServer } from '../../server/server.js';
-import { startScheduler } from '../../jobs/scheduler.js';
+import { schedulerOptionsFromEnv, startScheduler } from '../../jobs/scheduler.js';
 import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
@@ -70,12 +70,13 @@ export function registerServerCommand(program: Command): void {
       }
       // a stuck event loop is reported, and ended after STOWAGE_STALL_KILL_SECONDS (default 120)
       startEventLoopWatchdog({ killAfterMs: stallKillAfterMs() });
+      const schedulerOpts = schedulerOptionsFromEnv();
       const server = await startServer({
         listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
         paths,
         logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
       });
-      const scheduler = startScheduler(server.context);
+      const scheduler = startScheduler(server.context, schedulerOpts);
       installGracefulRestart(server, { stop: [scheduler] });
       // who serves now (a graceful restart replaces the process): `kill $(cat …/server.pid)`
       // stops the server, and `npm start` follows the new process through it
