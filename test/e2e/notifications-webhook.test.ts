@@ -3,51 +3,30 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createHmac } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/https-api.js';
-
-interface Received {
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
+import {
+  assertSignedWith,
+  startWebhookListener,
+  type WebhookListener,
+} from '../helpers/notification-listeners.js';
 
 let t: TestServer;
-let listener: Server;
+let listener: WebhookListener;
 let base: string;
-const received: Received[] = [];
 const KEY = 'webhook-signing-key';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 before(async () => {
-  listener = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+  listener = await startWebhookListener();
+  base = listener.url;
   t = await startTestServer({ prefix: 'stowage-notify-hook-' });
   await t.addBareDatastore('store1');
   await t.addBareDatastore('store2');
 });
 after(async () => {
   await t.close();
-  listener.close();
+  await listener.close();
 });
-
-function checkSignature(r: Received): void {
-  const ts = r.headers['x-stowage-timestamp'] as string;
-  assert.match(ts, /^\d+$/);
-  assert.ok(Math.abs(Date.now() / 1000 - Number(ts)) < 60);
-  const expected = `sha256=${createHmac('sha256', KEY).update(`${ts}.${r.body}`).digest('hex')}`;
-  assert.equal(r.headers['x-stowage-signature'], expected);
-}
 
 test('the test call delivers at once and reports an unreachable endpoint', async () => {
   const hook = await t.api('POST', '/config/notifications/endpoints/webhook', {
@@ -55,11 +34,11 @@ test('the test call delivers at once and reports an unreachable endpoint', async
     body: { name: 'ops-test', url: `${base}/test`, method: 'post', secret: [`name=k,value=${b64(KEY)}`] },
   });
   assert.equal(hook.status, 200, JSON.stringify(hook.body));
-  const before = received.length;
+  const before = listener.received.length;
   const ok = await t.api('POST', '/config/notifications/targets/ops-test/test', { auth: t.root });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
-  const r = received[before]!;
-  checkSignature(r);
+  const r = listener.received[before]!;
+  assertSignedWith(KEY, r);
   assert.equal((JSON.parse(r.body) as { title: string }).title, 'Test notification');
 
   const dead = await t.api('POST', '/config/notifications/endpoints/webhook', {

@@ -11,7 +11,11 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { startServer, type RunningServer } from '../../src/server/server.js';
+import {
+  startServer,
+  type RunningServer,
+  type StartServerOptions as ServerOptions,
+} from '../../src/server/server.js';
 import type { ServerPaths } from '../../src/http/context.js';
 import type { AnyRoute } from '../../src/http/route.js';
 
@@ -69,6 +73,8 @@ export interface StartTestServerOptions {
   routes?: readonly AnyRoute[];
   /** The login brake's settings (default: the server's). */
   loginLimit?: LoginLimiterOptions;
+  /** Notification delivery timing (default: the server's, polling every second). */
+  notifier?: ServerOptions['notifier'];
 }
 
 /** Start a server for one test file; `close()` stops it and removes the temp dir. */
@@ -93,6 +99,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       nodeName: opts.nodeName ?? 'testnode',
       ...(opts.routes && { routes: opts.routes }),
       ...(opts.loginLimit && { loginLimit: opts.loginLimit }),
+      ...(opts.notifier && { notifier: opts.notifier }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -4,12 +4,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
 import { notificationConfig } from '../../src/notifications/notification-config.js';
 import {
   Notifier,
@@ -18,23 +15,17 @@ import {
   webhookSignature,
   type NotifiableEvent,
 } from '../../src/notifications/notifier.js';
-
-interface Received {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
+import {
+  startSmtpListener,
+  startWebhookListener,
+  until,
+  type SmtpListener,
+  type WebhookListener,
+} from '../helpers/notification-listeners.js';
 
 let dir: string;
-let http: Server;
-let httpUrl: string;
-const received: Received[] = [];
-/** Status codes the listener answers `/json` with, in order; 200 once used up. */
-const answers: number[] = [];
-let smtp: SMTPServer;
-let smtpPort: number;
-const mails: string[] = [];
+let http: WebhookListener;
+let smtp: SmtpListener;
 
 class ArrayEventLog {
   readonly events: NotifiableEvent[] = [];
@@ -53,53 +44,16 @@ class ArrayEventLog {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'stowage-notifier-'));
-  http = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({
-        method: req.method!,
-        url: req.url!,
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString(),
-      });
-      res.statusCode = (req.url === '/json' && answers.shift()) || 200;
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    onData(stream, _session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push(Buffer.concat(chunks).toString());
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', r));
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  http = await startWebhookListener();
+  smtp = await startSmtpListener();
 });
 after(async () => {
-  http.close();
-  await new Promise<void>((r) => smtp.close(r));
+  await http.close();
+  await smtp.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-async function until<T>(what: string, f: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 is retried with backoff', async () => {
   const configDir = join(dir, 'etc');
@@ -107,14 +61,14 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
     m.set('hook', {
       type: 'webhook',
       name: 'hook',
-      props: { url: `${httpUrl}/json`, method: 'post' },
+      props: { url: `${http.url}/json`, method: 'post' },
       priv: { secret: [`name=signing,value=${b64('s3cret')}`] },
     });
     m.set('tmpl', {
       type: 'webhook',
       name: 'tmpl',
       props: {
-        url: `${httpUrl}/tmpl?store={{ url-encode fields.datastore }}`,
+        url: `${http.url}/tmpl?store={{ url-encode fields.datastore }}`,
         method: 'put',
         header: [`name=X-Sev,value=${b64('{{ severity }}')}`],
         body: b64('{"text":"{{ escape title }}","ds":"{{ fields.datastore }}","k":"{{ secrets.token }}"}'),
@@ -126,7 +80,7 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
       name: 'mail',
       props: {
         server: '127.0.0.1',
-        port: smtpPort,
+        port: smtp.port,
         mode: 'insecure',
         'from-address': 'stowage@example.org',
         mailto: ['ops@example.org'],
@@ -148,7 +102,7 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
   });
   const log = new ArrayEventLog();
   log.append({ store: 'old', type: 'hold-engaged', severity: 'warning', source: 'system' }); // before start: not sent
-  answers.push(500); // the first delivery fails
+  http.answers.set('/json', [500]); // the first delivery fails
   const notifier = new Notifier({ configDir, events: log, pollMs: 50, backoffMs: 200 });
   notifier.start();
   try {
@@ -171,7 +125,9 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
       message: 'low space: 4% free',
       detail: { hold: 'low-space' },
     });
-    const tmpl = await until('the template webhook', () => received.find((r) => r.url.startsWith('/tmpl')));
+    const tmpl = await until('the template webhook', () =>
+      http.received.find((r) => r.url.startsWith('/tmpl')),
+    );
     assert.equal(tmpl.method, 'PUT');
     assert.equal(tmpl.url, '/tmpl?store=store1');
     assert.equal(tmpl.headers['x-sev'], 'notice');
@@ -181,7 +137,7 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
       k: 'abc',
     });
     const jsons = await until('the retried JSON webhook', () => {
-      const r = received.filter((x) => x.url === '/json');
+      const r = http.received.filter((x) => x.url === '/json');
       return r.length >= 2 ? r : undefined;
     });
     assert.equal(jsons.length, 2, 'one failed attempt, one retry');
@@ -198,13 +154,13 @@ test('matching events reach webhooks (JSON or template, signed) and SMTP; a 500 
     assert.equal(doc.message, 'low space: 4% free');
     assert.deepEqual(doc.detail, { hold: 'low-space' });
     assert.match(doc.time as string, /^\d{4}-\d\d-\d\dT/);
-    const mail = await until('the mail', () => mails[0]);
+    const mail = await until('the mail', () => smtp.mails[0]);
     assert.match(mail, /Subject: Datastore 'store2': system hold engaged/);
     assert.match(mail, /To: ops@example\.org/);
     assert.match(mail, /low space: 4% free/);
     // nothing for the event before start, nothing unmatched (store1's mode-set is a notice)
-    assert.equal(received.filter((r) => r.body.includes('"old"')).length, 0);
-    assert.equal(mails.length, 1);
+    assert.equal(http.received.filter((r) => r.body.includes('"old"')).length, 0);
+    assert.equal(smtp.mails.length, 1);
   } finally {
     await notifier.close();
   }
