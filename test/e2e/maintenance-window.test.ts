@@ -4,7 +4,7 @@
  * whose drain-before has already begun refuses a new backup with the window's start time, enters
  * by itself at its start (read-only: the backup is refused with the window's message, a restore
  * goes on), skips the prune job due at its start with the window's message, leaves by itself at
- * its end, and a backup then succeeds. The history has every step.
+ * its end, and a backup then succeeds. The history API has every step.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/client/connection.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { SqliteMaintenanceEventLog } from '../../src/maintenance/maintenance-events.js';
 import { ServerProcess, freePort } from '../helpers/cli.js';
 import { runClient, runTreeBackup } from './backup-helpers.js';
 
@@ -160,23 +159,21 @@ test('a window drains, enters and leaves by itself, skips the job due inside it,
   const afterWindow = await runTreeBackup(env, tree, 'web', T0 + 180);
   assert.equal(afterWindow.code, 0, afterWindow.stderr);
 
-  const log = new SqliteMaintenanceEventLog(join(root, 'maintenance-events.sqlite'));
-  try {
-    const steps = log
-      .history(STORE)
+  const history = await api.call<Array<{ type: string; source: string; to?: string }>>(
+    'GET',
+    `/admin/datastore/${STORE}/maintenance-history`,
+  );
+  assert.deepEqual(
+    history
       .reverse()
-      .map((e) => `${e.type} ${e.source} ${e.to ?? ''}`.trim());
-    assert.deepEqual(
-      steps.filter((s) => !s.startsWith('drained')),
-      [
-        'hold-engaged window:disk-check drain',
-        'window-starting window:disk-check read-only',
-        'hold-engaged window:disk-check read-only',
-        'job-skipped job:at-start',
-        'hold-released window:disk-check none',
-      ],
-    );
-  } finally {
-    log.close();
-  }
+      .filter((e) => e.type !== 'drained')
+      .map((e) => `${e.type} ${e.source} ${e.to ?? ''}`.trim()),
+    [
+      'hold-engaged window:disk-check drain',
+      'window-starting window:disk-check read-only',
+      'hold-engaged window:disk-check read-only',
+      'job-skipped job:at-start',
+      'hold-released window:disk-check none',
+    ],
+  );
 });
