@@ -315,6 +315,12 @@ export const ERR_DRY_RUN_WITH_WAIT = createError(
   'BAD_REQUEST',
   () => '--dry-run changes nothing, so there is nothing to wait for: drop --wait and --on-timeout',
 );
+export const ERR_CLI_NUMBER_INVALID = createError(
+  'ERR_CLI_NUMBER_INVALID',
+  'BAD_REQUEST',
+  (option: string, value: string, min: number, max: number) =>
+    `invalid ${option} '${value}': expected a whole number from ${min} to ${max}`,
+);
 
 // groups, snapshots and namespaces
 export const ERR_GROUP_LOCKED = createError(

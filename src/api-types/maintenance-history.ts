@@ -31,6 +31,8 @@ export interface MaintenanceHistoryItem {
   /** Job events: the job's id and type (gc, prune, verify, sync). */
   'job-id'?: string;
   'job-type'?: string;
+  /** Job events: the UPID of the job's task (a skipped job's records its skip). */
+  upid?: string;
 }
 
 export const HISTORY_DEFAULT_LIMIT = 50;

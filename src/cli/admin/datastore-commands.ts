@@ -27,6 +27,7 @@ import { adminClient, type AdminApi, type GlobalOptions } from './admin-connecti
 import { parseDuration, printJson, printRecord, printRows, type OutputFormat } from './output.js';
 import { followTask } from './task-wait.js';
 import { registerMaintenanceWindowCommands } from './maintenance-window-commands.js';
+import { registerMaintenanceHistoryCommand } from './maintenance-history-command.js';
 
 interface DatastoreConfigItem {
   name: string;
@@ -335,6 +336,7 @@ export function registerDatastoreCommands(program: Command): void {
 
   const mm = ds.command('maintenance').description('datastore maintenance mode');
   registerMaintenanceWindowCommands(mm);
+  registerMaintenanceHistoryCommand(mm);
 
   mm.command('set <name> <type>')
     .description(

@@ -24,6 +24,7 @@ export function historyItem(e: MaintenanceEvent): MaintenanceHistoryItem {
   const job = e.detail?.job as { id?: unknown; type?: unknown } | undefined;
   const durationMs = e.detail?.['duration-ms'];
   const ref = e.detail?.ref;
+  const upid = e.detail?.upid;
   return {
     id: e.id,
     time: Math.floor(e.time / 1000),
@@ -38,6 +39,7 @@ export function historyItem(e: MaintenanceEvent): MaintenanceHistoryItem {
     ...(typeof ref === 'number' && { ref }),
     ...(typeof job?.id === 'string' && { 'job-id': job.id }),
     ...(typeof job?.type === 'string' && { 'job-type': job.type }),
+    ...(typeof upid === 'string' && { upid }),
   };
 }
 
@@ -58,6 +60,7 @@ const HistoryItemSchema = Type.Object({
   ref: Type.Optional(Type.Integer({ description: 'Drained: the id of the change that drained.' })),
   'job-id': Type.Optional(Type.String()),
   'job-type': Type.Optional(Type.String()),
+  upid: Type.Optional(Type.String({ description: "Job events: the job's task." })),
 });
 
 export const routes: AnyRoute[] = [
