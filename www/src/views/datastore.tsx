@@ -13,6 +13,7 @@ import type { DatastoreConfig, DatastoreStatus } from '../types.js';
 import { ActiveOperationsTable, DrainStatus, liveMode, useActiveOperations } from './active-operations.js';
 import { Content } from './content.js';
 import { MaintenanceDialog } from './maintenance-dialog.js';
+import { MaintenanceHistory } from './maintenance-history.js';
 import { StoreNextWindow } from './next-window.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
 
@@ -281,6 +282,7 @@ function Options({
         )}
       </section>
       <ActiveOperationsTable store={store} />
+      <MaintenanceHistory store={store} />
     </>
   );
 }
