@@ -36,6 +36,15 @@ export const NextMaintenanceWindowSchema = Type.Object({
 
 export type NextMaintenanceWindowReply = Static<typeof NextMaintenanceWindowSchema>;
 
+/** A system hold as the API shows it (api-types/operations.ts `SystemHoldItem`). */
+export const SystemHoldItemSchema = Type.Object({
+  source: Type.String({ description: '`low-space` or `window:<id>`' }),
+  type: Type.String({ description: 'read-only, sealed, offline or drain' }),
+  message: Type.String(),
+  since: Type.Integer({ description: 'epoch seconds' }),
+  'auth-id': Type.Optional(Type.String()),
+});
+
 export const DatastoreListItemSchema = Type.Object({
   store: Type.String(),
   comment: Type.Optional(Type.String()),
@@ -49,6 +58,8 @@ export const DatastoreListItemSchema = Type.Object({
   'backend-type': Type.String(),
   /** Stowage: the maintenance window in force or next to come (api-types/maintenance-window.ts). */
   'next-maintenance-window': Type.Optional(NextMaintenanceWindowSchema),
+  /** Stowage: the system holds on the store (low space, windows), oldest first; apart from `maintenance`; absent when none. */
+  holds: Type.Optional(Type.Array(SystemHoldItemSchema)),
 });
 export type DatastoreListItem = Static<typeof DatastoreListItemSchema>;
 
@@ -61,6 +72,8 @@ export const DatastoreStatusSchema = Type.Object({
   avail: Type.Integer(),
   'gc-status': Type.Optional(GcStatusSchema),
   'next-maintenance-window': Type.Optional(NextMaintenanceWindowSchema),
+  /** Stowage: the system holds on the store, oldest first; absent when none. */
+  holds: Type.Optional(Type.Array(SystemHoldItemSchema)),
   counts: Type.Optional(
     Type.Object({
       ct: TypeCountsSchema,

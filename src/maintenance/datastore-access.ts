@@ -19,6 +19,7 @@ import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
 import { openChunkBackend, syncLevelOf } from './chunk-backend-for.js';
+import type { LowSpaceMonitor } from './low-space-monitor.js';
 
 export { storedMaintenanceMode } from './local-admission-backend.js';
 
@@ -83,11 +84,15 @@ export interface DatastoreAccessOptions {
    * Fault tests wrap it (a backend that runs out of space, test/faults/).
    */
   openChunks?: ChunkBackendOpener;
+  /** Applies the low-space hold before each ingest admission (none: the hold is never engaged here). */
+  lowSpace?: LowSpaceMonitor;
 }
 
 export class DatastoreAccess {
   readonly config: DatastoreConfigFile;
   readonly backend: AdmissionBackend;
+  /** The low-space hold's sampler (low-space-monitor.ts), shared with the server's periodic pass. */
+  readonly lowSpace: LowSpaceMonitor | undefined;
   private readonly openChunks: ChunkBackendOpener;
   /** Datastores this process holds open, with the number of its operations using each. */
   private readonly open = new Map<string, OpenStore>();
@@ -96,6 +101,7 @@ export class DatastoreAccess {
     this.config = opts.config;
     this.backend = opts.backend;
     this.openChunks = opts.openChunks ?? openChunkBackend;
+    this.lowSpace = opts.lowSpace;
   }
 
   /**
@@ -133,6 +139,9 @@ export class DatastoreAccess {
       const { record, config } = await this.backend.admit(name, op, info);
       return this.makeHandle(name, op, record, config, undefined);
     }
+    // Before admit, outside its atomic section: a statfs must not hold up mode changes, and the
+    // hold this may engage is then enforced by admit itself, for this admission too.
+    if (op === 'ingest') await this.lowSpace?.beforeIngest(name);
     // Opened inside the admission, before registering: a failure there leaves nothing counted.
     const { record, config, value } = await this.backend.admit(name, op, info, {
       prepare: (cfg) => {

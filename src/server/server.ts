@@ -33,6 +33,7 @@ import { removeAbandonedSnapshotsAtStartup } from './startup-cleanup.js';
 import { registerMetrics } from '../notifications/metrics.js';
 import { Notifier, type NotifierOptions } from '../notifications/notifier.js';
 import { startDrainMonitor } from '../maintenance/drain-monitor.js';
+import { lowSpaceIntervalMs, startLowSpaceMonitor } from '../maintenance/low-space-monitor.js';
 
 export const DEFAULT_PORT = 8007;
 
@@ -241,6 +242,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   });
   notifier.start();
   const drainMonitor = startDrainMonitor(datastores, { log: app.log });
+  const lowSpaceMonitor =
+    datastores.lowSpace &&
+    startLowSpaceMonitor(datastores.lowSpace, { intervalMs: lowSpaceIntervalMs(), log: app.log });
 
   return {
     url: `https://${urlHost}:${actualPort}`,
@@ -250,6 +254,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     async close() {
       await startupCleanup;
       drainMonitor.stop();
+      lowSpaceMonitor?.stop();
       await notifier.close();
       await app.close();
       await tasks.close();

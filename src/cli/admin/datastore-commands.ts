@@ -90,6 +90,29 @@ function describeMode(raw: string | undefined): string {
   }
 }
 
+type HoldItem = ActiveOperationsReply['holds'][number];
+
+/** `sealed (low-space): low space: 4% free`: a system hold, with its source. */
+function describeHold(h: HoldItem): string {
+  return `${h.type} (${h.source}): ${h.message}`;
+}
+
+/**
+ * The operator's mode and the system holds, one line: `maintenance: none; system hold: sealed
+ * (low-space): low space: 4% free`. Both are in force; a hold is not lifted by clearing the mode.
+ */
+function describeModeAndHolds(raw: string | undefined, holds: readonly HoldItem[] = []): string {
+  return [`maintenance: ${describeMode(raw)}`, ...holds.map((h) => `system hold: ${describeHold(h)}`)].join(
+    '; ',
+  );
+}
+
+/** `POST /admin/datastore/{store}/force-release`. */
+interface ForceReleaseAnswer {
+  released?: HoldItem;
+  warning?: string;
+}
+
 const OP_COLUMNS = [
   { header: 'id', value: (o: ActiveOperation) => o.id },
   { header: 'class', value: (o: ActiveOperation) => o.class },
@@ -219,13 +242,24 @@ export function registerDatastoreCommands(program: Command): void {
     .description('list datastores with their maintenance mode')
     .action(async (_o, cmd: Command) => {
       const g = globals(cmd);
-      const stores = await (await adminClient(g)).call<DatastoreConfigItem[]>('GET', '/config/datastore');
+      const client = await adminClient(g);
+      const stores = await client.call<DatastoreConfigItem[]>('GET', '/config/datastore');
+      // the holds are the admin list's (a server before them sends none)
+      const admin = await client.call<Array<{ store: string; holds?: HoldItem[] }>>(
+        'GET',
+        '/admin/datastore',
+      );
+      const holds = new Map(admin.map((a) => [a.store, a.holds ?? []]));
       printRows(
         stores,
         [
           { header: 'name', value: (s) => s.name },
           { header: 'path', value: (s) => s.path },
           { header: 'maintenance', value: (s) => describeMode(s['maintenance-mode']) },
+          {
+            header: 'system hold',
+            value: (s) => (holds.get(s.name) ?? []).map(describeHold).join('; ') || 'none',
+          },
           { header: 'comment', value: (s) => s.comment },
         ],
         g.outputFormat,
@@ -327,7 +361,7 @@ export function registerDatastoreCommands(program: Command): void {
       process.stdout.write(
         `read ${ops.read}, write ${ops.write}` +
           (ops.ingest !== undefined ? ` (ingest ${ops.ingest}, reclaim ${ops.reclaim ?? 0})` : '') +
-          `, lookup ${ops.lookup ?? 0}; maintenance: ${describeMode(ops['maintenance-mode'])}` +
+          `, lookup ${ops.lookup ?? 0}; ${describeModeAndHolds(ops['maintenance-mode'], ops.holds)}` +
           (ops.conflicting ? `; ${ops.conflicting} conflicting` : '') +
           '\n',
       );
@@ -414,13 +448,40 @@ export function registerDatastoreCommands(program: Command): void {
     );
 
   mm.command('clear <name>')
-    .description('end maintenance: the datastore serves everything again')
-    .action(async (name: string, _o, cmd: Command) => {
+    .description(
+      "end the operator's maintenance mode; system holds (low space, windows) stay unless --force lifts them",
+    )
+    .option(
+      '--force',
+      'also lift the system holds (a low-space hold stays lifted until space has been freed)',
+    )
+    .action(async (name: string, o: { force?: boolean }, cmd: Command) => {
       const client = await adminClient(globals(cmd));
-      await client.call('PUT', `/config/datastore/${encodeURIComponent(name)}`, {
-        delete: ['maintenance-mode'],
-      });
+      const store = encodeURIComponent(name);
+      await client.call('PUT', `/config/datastore/${store}`, { delete: ['maintenance-mode'] });
       process.stdout.write(`datastore '${name}' left maintenance mode\n`);
+      const { holds = [] } = await client.call<ActiveOperations>(
+        'GET',
+        `/admin/datastore/${store}/active-operations`,
+      );
+      for (const hold of holds) {
+        if (!o.force) {
+          process.stdout.write(`a system hold stays: ${hold.message}; use --force to lift it\n`);
+          continue;
+        }
+        const answer = await client.call<ForceReleaseAnswer>(
+          'POST',
+          `/admin/datastore/${store}/force-release`,
+          {
+            source: hold.source,
+          },
+        );
+        if (!answer.released) continue; // lifted meanwhile, by itself or by someone else
+        process.stdout.write(
+          `datastore '${name}': system hold lifted by force: ${describeHold(answer.released)}\n`,
+        );
+        if (answer.warning) process.stderr.write(`warning: ${answer.warning}\n`);
+      }
     });
 
   mm.command('show <name>')
@@ -435,7 +496,7 @@ export function registerDatastoreCommands(program: Command): void {
       const blocking = conflictingClasses(mode) as string[];
       const conflicting = (ops.operations ?? []).filter((o) => blocking.includes(o.class));
       if (g.outputFormat !== 'text') return printJson({ mode: mode ?? null, conflicting }, g.outputFormat);
-      process.stdout.write(`maintenance: ${describeMode(raw)}\n`);
+      process.stdout.write(`${describeModeAndHolds(raw, ops.holds)}\n`);
       if (!mode) return;
       const n = conflicting.length;
       process.stdout.write(

@@ -19,6 +19,8 @@ import type { ServerContext } from '../../../http/context.js';
 import type { WorkerTask } from '../../../tasks/worker-task.js';
 import { spawnTaskOwning } from '../../../tasks/admitted-task.js';
 
+export { SystemHoldItemSchema } from '../../../api-types/datastore-replies.js';
+
 /** PBS `DATASTORE_SCHEMA`: a safe-id of 3 to 32 characters. */
 export const StoreSchema = Type.String({
   pattern: `^${SAFE_ID_REGEX_STR}$`,
@@ -109,14 +111,6 @@ export const OperationItemSchema = Type.Object({
   'task-id': Type.Optional(Type.String()),
   pid: Type.Integer(),
   started: Type.Integer(),
-});
-
-export const SystemHoldItemSchema = Type.Object({
-  source: Type.String({ description: '`low-space` or `window:<id>`' }),
-  type: Type.String({ description: 'read-only, sealed, offline or drain' }),
-  message: Type.String(),
-  since: Type.Integer({ description: 'epoch seconds' }),
-  'auth-id': Type.Optional(Type.String()),
 });
 
 export function holdItem(hold: SystemHold): SystemHoldItem {

@@ -21,6 +21,7 @@ import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
+import { holdItem } from './common.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
@@ -53,8 +54,10 @@ export const routes: AnyRoute[] = [
       'List the datastores the caller can use: with Datastore.Audit or Datastore.Backup on the store ' +
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +
       'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4; ' +
-      '`next-maintenance-window` (Stowage) the scheduled window in force or next. Reads the configuration only.',
-    handler: ({ authId, userInfo, server }) => {
+      '`next-maintenance-window` (Stowage) the scheduled window in force or next; `holds` (Stowage) the ' +
+      'system holds (low space, windows; absent when none), which refuse operations apart from the mode. Reads the ' +
+      'configuration and the holds only.',
+    handler: async ({ authId, userInfo, server }) => {
       const windows = nextWindows(server.paths.configDir);
       const out: ListItem[] = [];
       for (const cfg of server.datastores.config.readCached().stores.values()) {
@@ -62,6 +65,7 @@ export const routes: AnyRoute[] = [
         const full = userInfo.hasPrivs(authId, path, LIST_PRIVS, { partial: true });
         if (!full && !userInfo.anyPrivsBelow(authId, path, LIST_PRIVS)) continue;
         const maintenance = cfg['maintenance-mode'];
+        const holds = await server.datastores.backend.holds(cfg.name);
         out.push({
           store: cfg.name,
           ...(full && cfg.comment !== undefined && { comment: cfg.comment }),
@@ -69,6 +73,8 @@ export const routes: AnyRoute[] = [
           ...(maintenance !== undefined && { maintenance }),
           'backend-type': backendType(cfg),
           ...(windows.has(cfg.name) && { 'next-maintenance-window': windows.get(cfg.name) }),
+          // only when there is one: without, the answer is PBS's to the letter
+          ...(holds.length > 0 && { holds: holds.map(holdItem) }),
         });
       }
       return out;

@@ -16,7 +16,7 @@ import {
 } from '../../../datastore/index.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
-import { StoreParams, withDatastore } from './common.js';
+import { holdItem, StoreParams, withDatastore } from './common.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
 
 const STORE_STATS_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
@@ -68,7 +68,8 @@ export const routes: AnyRoute[] = [
     description:
       'Datastore status (read operation). Datastore.Audit or Datastore.Backup: filesystem usage, with ' +
       '`verbose` also the last GC status and the counts; Datastore.Read or any datastore privilege on a ' +
-      'namespace below: zeros, with `verbose` the counts. Counts include only owned groups without Audit.',
+      'namespace below: zeros, with `verbose` the counts. Counts include only owned groups without Audit. ' +
+      '`holds` (Stowage): the system holds on the store, when there are any.',
     handler: async ({ params, query, authId, userInfo, server }) => {
       const path = datastoreAclPath(params.store);
       const storeStats = userInfo.hasPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
@@ -76,11 +77,13 @@ export const routes: AnyRoute[] = [
         authId,
         full: userInfo.hasPrivs(authId, path, ['Datastore.Audit']),
       };
-      return withDatastore({ server, authId }, params.store, 'read', { kind: 'status' }, (ds) => {
+      return withDatastore({ server, authId }, params.store, 'read', { kind: 'status' }, async (ds) => {
         const window = nextWindows(server.paths.configDir).get(params.store);
+        const holds = await server.datastores.backend.holds(params.store);
         const usage = {
           ...(storeStats ? ds.status() : { total: 0, used: 0, avail: 0 }),
           ...(window && { 'next-maintenance-window': window }),
+          ...(holds.length > 0 && { holds: holds.map(holdItem) }),
         };
         if (!query.verbose) return usage;
         return {
