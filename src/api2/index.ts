@@ -16,6 +16,7 @@ import { routes as configMaintenanceWindow } from './config/maintenance-window.j
 import { routes as configNotifications } from './config/notifications.js';
 import { routes as nodes } from './nodes/index.js';
 import { routes as protocolPaths } from './protocol-paths.js';
+import { routes as pull } from './pull.js';
 import { routes as status } from './status/index.js';
 import { routes as version } from './version.js';
 
@@ -33,5 +34,6 @@ export const apiRoutes: AnyRoute[] = [
   ...adminPrune,
   ...adminVerify,
   ...adminGc,
+  ...pull,
   ...protocolPaths,
 ];

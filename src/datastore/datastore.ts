@@ -173,6 +173,8 @@ export interface WritableDatastore extends ReadonlyDatastore {
     opts?: { timeoutMs?: number },
   ): Promise<{ owner: string; lock: HeldLock }>;
   createSnapshotWriter(dir: BackupDir): Promise<{ writer: SnapshotWriter; lock: HeldLock }>;
+  /** The writer of an existing snapshot (a sync re-syncing it); the caller holds its lock exclusively. */
+  openSnapshotWriter(dir: BackupDir): SnapshotWriter;
   prune(group: BackupGroup, opts: KeepOptions, runOpts?: { dryRun?: boolean }): Promise<PruneResult[]>;
   /** Remove unfinished snapshots no live backup session owns (start-up; GC does it too). */
   removeAbandonedSnapshots(log: (line: string) => void): Promise<AbandonedSnapshotsResult>;
@@ -394,6 +396,14 @@ export class Datastore implements BackupStore, WritableDatastore {
   async createSnapshotWriter(dir: BackupDir): Promise<{ writer: SnapshotWriter; lock: HeldLock }> {
     const { path, lock } = await createLockedBackupDir(this.open(), dir);
     return { writer: new SnapshotWriter(this, dir, path), lock };
+  }
+
+  /**
+   * The writer of an existing snapshot's files, for a sync that re-syncs it; the caller holds the
+   * snapshot's lock exclusively.
+   */
+  openSnapshotWriter(dir: BackupDir): SnapshotWriter {
+    return new SnapshotWriter(this, dir, this.snapshotPath(dir));
   }
 
   /** Read access to an existing snapshot's files; the caller holds its lock (shared). */

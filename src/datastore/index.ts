@@ -28,7 +28,7 @@ export type {
   ReadonlyDatastore,
   WritableDatastore,
 } from './datastore.js';
-export type { ChunkBackend, InsertResult, SyncLevel } from './chunk-backend.js';
+export { checkChunkBlob, type ChunkBackend, type InsertResult, type SyncLevel } from './chunk-backend.js';
 export type { DatastoreLocks } from './datastore-locks.js';
 export type { HeldLock, LockName, LockOptions, LockService } from './lock-service.js';
 export { emptyGcStatus, type GarbageCollectionStatus } from './gc.js';

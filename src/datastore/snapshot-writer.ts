@@ -102,7 +102,10 @@ export class SnapshotWriter {
     return readFileSync(join(this.path, SnapshotWriter.STAGED_MANIFEST));
   }
 
-  /** Store a blob (fsynced under sync-level `file`). The caller has checked its name and CRC. */
+  /**
+   * Store a blob, or an index file as it is (a sync), fsynced under sync-level `file`. The caller
+   * has checked its name and contents.
+   */
   addBlob(name: string, blob: Buffer): void {
     replaceFile(join(this.path, name), blob, { mode: 0o644, fsync: this.store.syncLevel === 'file' });
   }
@@ -143,6 +146,19 @@ export class SnapshotWriter {
     storeManifest(this.path, manifest, { fsync: this.store.syncLevel === 'file' });
     if (this.staged) unlinkSync(join(this.path, SnapshotWriter.STAGED_MANIFEST));
     this.staged = false;
+  }
+
+  /**
+   * Make the snapshot finished with a manifest blob taken as it is (a sync copies the source's
+   * bytes, so its signature stays valid and the next sync can compare them): chunks durable
+   * first, as in `finish`, then the blob, atomically.
+   */
+  async finishWithManifestBlob(blob: Buffer): Promise<void> {
+    if (this.store.syncLevel === 'filesystem') await this.store.chunks.flush();
+    replaceFile(join(this.path, MANIFEST_BLOB_NAME), blob, {
+      mode: 0o644,
+      fsync: this.store.syncLevel === 'file',
+    });
   }
 
   /**

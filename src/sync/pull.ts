@@ -1,0 +1,436 @@
+/**
+ * Pull: copy the snapshots of a source datastore (remote or local, sync-source.ts) into a local
+ * target, as PBS's `src/server/pull.rs` does:
+ *
+ * - namespaces: the source namespace and those below it (to `max-depth`) map onto the target
+ *   namespace; missing target namespaces are created;
+ * - groups: those passing the group filters, each created (or checked) with the job's owner under
+ *   the group lock — a group owned by someone else is not synced ("owner check failed");
+ * - snapshots: finished ones newer than the last one on the target, and the last one again
+ *   (it may have got its client log or verify state since), limited to the newest
+ *   `transfer-last`;
+ * - files: indexes and blobs checked against the source manifest, chunks the target lacks
+ *   downloaded and checked against their digest, chunks it has only marked (their atime, so a
+ *   concurrent GC keeps them); the manifest is written last, as the source's bytes, so a snapshot
+ *   is never visible before all its data is there. A new snapshot that fails half-way is removed
+ *   again: nothing partial remains, and the next run starts it over;
+ * - `remove-vanished`: target snapshots and groups (of the owner, passing the filters) the source
+ *   no longer has are deleted; protected snapshots stay.
+ *
+ * The caller admits the target as an ingest operation (kind `sync`) and a local source as read.
+ */
+import { createHash } from 'node:crypto';
+import { CorruptDataError, StowageError } from '../errors.js';
+import {
+  BackupGroup,
+  BackupNamespace,
+  CLIENT_LOG_BLOB_NAME,
+  MANIFEST_BLOB_NAME,
+  checkChunkBlob,
+  decodeDynamicIndex,
+  decodeFixedIndex,
+  decodeManifest,
+  type BackupDir,
+  type BackupManifest,
+  type ChunkIndexReader,
+  type SnapshotWriter,
+  type WritableDatastore,
+} from '../datastore/index.js';
+import { groupPasses, type GroupFilter } from './group-filter.js';
+import type { SyncReader, SyncSource } from './sync-source.js';
+
+export interface PullOptions {
+  /** Target namespace (root when absent). */
+  ns: BackupNamespace;
+  /** Source namespace (root when absent). */
+  sourceNs: BackupNamespace;
+  /** Levels below the source namespace to sync (all when undefined; 0: only it). */
+  maxDepth?: number;
+  /** Owner of the groups the sync creates, and the only owner whose groups it writes to. */
+  owner: string;
+  removeVanished: boolean;
+  groupFilter: readonly GroupFilter[];
+  /** Only the newest N snapshots of each group (and the last synced one). */
+  transferLast?: number;
+  log(line: string): void;
+  signal?: AbortSignal;
+  /** Called before a target namespace is created (a permission check); throws to refuse. */
+  mayCreateNamespace?(ns: BackupNamespace): void;
+}
+
+export interface PullStats {
+  snapshots: number;
+  /** Chunks downloaded, and their encoded bytes. */
+  chunks: number;
+  bytes: number;
+  /** Chunks the target already had. */
+  reusedChunks: number;
+  removedSnapshots: number;
+  removedGroups: number;
+  /** Groups that failed (the sync goes on with the others and fails at the end). */
+  errors: number;
+}
+
+const emptyStats = (): PullStats => ({
+  snapshots: 0,
+  chunks: 0,
+  bytes: 0,
+  reusedChunks: 0,
+  removedSnapshots: 0,
+  removedGroups: 0,
+  errors: 0,
+});
+
+const sha256Hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+function describeNs(store: string, ns: BackupNamespace): string {
+  return ns.isRoot()
+    ? `datastore '${store}', root namespace`
+    : `datastore '${store}', namespace '${ns.name}'`;
+}
+
+/** Map a source namespace below `sourceNs` onto the target below `ns`. */
+function mapNamespace(src: BackupNamespace, sourceNs: BackupNamespace, ns: BackupNamespace): BackupNamespace {
+  return BackupNamespace.fromComponents([...ns.components, ...src.components.slice(sourceNs.depth)]);
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw signal.reason instanceof Error ? signal.reason : new StowageError('INTERNAL', 'pull aborted');
+}
+
+/** Pull everything `opts` selects from `source` into `target`. Fails at the end when a group failed. */
+export async function pullStore(
+  source: SyncSource,
+  target: WritableDatastore,
+  opts: PullOptions,
+): Promise<PullStats> {
+  const stats = emptyStats();
+  const namespaces = await source.listNamespaces(opts.sourceNs, opts.maxDepth);
+  if (namespaces.length === 0) {
+    throw new StowageError(
+      'NOT_FOUND',
+      `source namespace '${opts.sourceNs.name}' does not exist on ${source.description}`,
+    );
+  }
+  for (const srcNs of namespaces) {
+    throwIfAborted(opts.signal);
+    const targetNs = mapNamespace(srcNs, opts.sourceNs, opts.ns);
+    opts.log('----');
+    opts.log(
+      `Syncing ${source.description}${srcNs.isRoot() ? '' : `, namespace '${srcNs.name}'`} into ${describeNs(target.name, targetNs)}`,
+    );
+    if (!target.namespaceExists(targetNs)) {
+      try {
+        for (let depth = 1; depth <= targetNs.depth; depth++) {
+          const level = BackupNamespace.fromComponents(targetNs.components.slice(0, depth));
+          if (target.namespaceExists(level)) continue;
+          opts.mayCreateNamespace?.(level);
+          target.createNamespace(level);
+          opts.log(`Created namespace ${level.name}`);
+        }
+      } catch (err) {
+        opts.log(`Cannot sync into ${describeNs(target.name, targetNs)} - ${(err as Error).message}`);
+        stats.errors++;
+        continue;
+      }
+    }
+    await pullNamespace(source, target, srcNs, targetNs, opts, stats);
+  }
+  opts.log(
+    `Summary: ${stats.snapshots} snapshot(s) synced, ${stats.chunks} chunk(s) downloaded ` +
+      `(${stats.bytes} bytes), ${stats.reusedChunks} chunk(s) already present` +
+      (opts.removeVanished
+        ? `, ${stats.removedSnapshots} vanished snapshot(s) and ${stats.removedGroups} group(s) removed`
+        : ''),
+  );
+  if (stats.errors > 0) throw new StowageError('INTERNAL', 'sync failed with some errors.');
+  return stats;
+}
+
+async function pullNamespace(
+  source: SyncSource,
+  target: WritableDatastore,
+  srcNs: BackupNamespace,
+  targetNs: BackupNamespace,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  const all = await source.listGroups(srcNs);
+  const groups = all.filter((g) => groupPasses(opts.groupFilter, g)).sort(BackupGroup.compare);
+  opts.log(
+    opts.groupFilter.length > 0
+      ? `found ${groups.length} groups to sync (out of ${all.length} total)`
+      : `found ${groups.length} groups to sync`,
+  );
+  for (const srcGroup of groups) {
+    throwIfAborted(opts.signal);
+    const group = new BackupGroup(targetNs, srcGroup.type, srcGroup.id);
+    try {
+      await pullGroup(source, target, srcGroup, group, opts, stats);
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      opts.log(`sync group ${group} failed - ${(err as Error).message}`);
+      stats.errors++;
+    }
+  }
+  if (opts.removeVanished) {
+    const present = new Set(groups.map((g) => `${g.type}/${g.id}`));
+    for (const local of target.listGroups(targetNs)) {
+      if (present.has(`${local.type}/${local.id}`) || !groupPasses(opts.groupFilter, local)) continue;
+      if (target.getOwner(local) !== opts.owner) continue;
+      opts.log(`delete vanished group '${local}'`);
+      try {
+        const res = await target.deleteGroup(local);
+        if (res.protectedSnapshots > 0) opts.log(`kept some protected snapshots of group '${local}'`);
+        else stats.removedGroups++;
+      } catch (err) {
+        opts.log(`could not delete vanished group '${local}' - ${(err as Error).message}`);
+        stats.errors++;
+      }
+    }
+  }
+}
+
+async function pullGroup(
+  source: SyncSource,
+  target: WritableDatastore,
+  srcGroup: BackupGroup,
+  group: BackupGroup,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  const { owner, lock } = await target.createLockedBackupGroup(group, opts.owner);
+  try {
+    if (owner !== opts.owner)
+      throw new StowageError('FORBIDDEN', `owner check failed (${opts.owner} != ${owner})`);
+    const listed = await source.listSnapshots(srcGroup);
+    for (const s of listed.filter((x) => x.inProgress)) {
+      opts.log(`skipping snapshot ${srcGroup.snapshot(s.time)} - in-progress backup`);
+    }
+    const times = listed
+      .filter((s) => !s.inProgress)
+      .map((s) => s.time)
+      .sort((a, b) => a - b);
+    const lastLocal = target
+      .listSnapshots(group)
+      .filter((s) => s.finished)
+      .at(-1)?.dir.time;
+    const cutoff = opts.transferLast !== undefined ? Math.max(0, times.length - opts.transferLast) : 0;
+    let alreadySynced = 0;
+    let beyondLast = 0;
+    const todo = times.filter((t, pos) => {
+      // the last synced snapshot is synced again: it may have got its log or verify state since
+      if (lastLocal !== undefined && t < lastLocal) {
+        alreadySynced++;
+        return false;
+      }
+      if (pos < cutoff && t !== lastLocal) {
+        beyondLast++;
+        return false;
+      }
+      return true;
+    });
+    if (alreadySynced > 0)
+      opts.log(`${group}: skipped: ${alreadySynced} snapshot(s) - older than the newest local snapshot`);
+    if (beyondLast > 0) opts.log(`${group}: skipped: ${beyondLast} snapshot(s) - due to transfer-last`);
+    // chunks seen in this group are neither downloaded nor marked twice
+    const seen = new Set<string>();
+    for (const time of todo) {
+      throwIfAborted(opts.signal);
+      await pullSnapshot(source, target, srcGroup.snapshot(time), group.snapshot(time), seen, opts, stats);
+    }
+    if (opts.removeVanished) {
+      const present = new Set(times);
+      for (const local of target.listSnapshots(group)) {
+        if (present.has(local.dir.time) || !local.finished) continue;
+        if (target.getProtected(local.dir)) {
+          opts.log(`${group}: don't delete vanished snapshot ${local.dir} (protected)`);
+          continue;
+        }
+        opts.log(`delete vanished snapshot ${local.dir}`);
+        await target.deleteSnapshot(local.dir);
+        stats.removedSnapshots++;
+      }
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+async function pullSnapshot(
+  source: SyncSource,
+  target: WritableDatastore,
+  srcDir: BackupDir,
+  dir: BackupDir,
+  seen: Set<string>,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  const prefix = `${dir}`;
+  const reader = await source.openReader(srcDir);
+  try {
+    const manifestBlob = await reader.file(MANIFEST_BLOB_NAME);
+    if (!manifestBlob) {
+      opts.log(`${prefix}: skipped because vanished since start of sync`);
+      return;
+    }
+    const manifest = decodeManifest(manifestBlob, `${prefix}: source manifest`);
+    const exists = target.listSnapshots(dir.group).some((s) => s.dir.time === dir.time);
+    if (!exists) {
+      opts.log(`${prefix}: start sync`);
+      const { writer, lock } = await target.createSnapshotWriter(dir);
+      try {
+        await pullFiles(reader, target, writer, manifest, undefined, seen, prefix, opts, stats);
+        await fetchClientLog(reader, writer, undefined, opts);
+        await writer.finishWithManifestBlob(manifestBlob);
+      } catch (err) {
+        writer.abort(); // nothing half-synced stays; the next run starts this snapshot over
+        throw err;
+      } finally {
+        lock.release();
+      }
+      stats.snapshots++;
+      opts.log(`${prefix}: sync done`);
+      return;
+    }
+    const lock = await target.locks.tryLockSnapshot(dir, 'snapshot is being re-synced');
+    try {
+      const local = target.openSnapshotReader(dir);
+      const writer = target.openSnapshotWriter(dir);
+      const localManifest = local.readFile(MANIFEST_BLOB_NAME);
+      if (localManifest?.equals(manifestBlob)) {
+        await fetchClientLog(reader, writer, local, opts);
+        opts.log(`${prefix}: no data changes`);
+        return;
+      }
+      opts.log(`re-sync snapshot ${prefix}`);
+      await pullFiles(reader, target, writer, manifest, local, seen, prefix, opts, stats);
+      await writer.finishWithManifestBlob(manifestBlob);
+      await fetchClientLog(reader, writer, local, opts);
+      stats.snapshots++;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The client log is not in the manifest (it is uploaded after it); copy it when the source has it. */
+async function fetchClientLog(
+  reader: SyncReader,
+  writer: SnapshotWriter,
+  local: { readFile(name: string): Buffer | undefined } | undefined,
+  opts: PullOptions,
+): Promise<void> {
+  if (local?.readFile(CLIENT_LOG_BLOB_NAME)) return;
+  const log = await reader.file(CLIENT_LOG_BLOB_NAME);
+  if (!log) return;
+  writer.addBlob(CLIENT_LOG_BLOB_NAME, log);
+  opts.log(`got backup log file ${CLIENT_LOG_BLOB_NAME}`);
+}
+
+async function pullFiles(
+  reader: SyncReader,
+  target: WritableDatastore,
+  writer: SnapshotWriter,
+  manifest: BackupManifest,
+  local: { readFile(name: string): Buffer | undefined } | undefined,
+  seen: Set<string>,
+  prefix: string,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  for (const entry of manifest.files) {
+    throwIfAborted(opts.signal);
+    const isIndex = entry.filename.endsWith('.didx') || entry.filename.endsWith('.fidx');
+    if (local) {
+      // a file already there with the manifest's checksum is kept (a re-sync of an unchanged file)
+      const have = local.readFile(entry.filename);
+      if (have && fileMatches(entry.filename, have, entry.csum, entry.size)) continue;
+      if (have) opts.log(`${prefix}: detected changed file ${entry.filename}`);
+    }
+    const raw = await reader.file(entry.filename);
+    if (!raw) throw new StowageError('NOT_FOUND', `${prefix}/${entry.filename}: archive missing on source`);
+    if (!fileMatches(entry.filename, raw, entry.csum, entry.size)) {
+      throw new CorruptDataError(`${prefix}: wrong checksum or size for file '${entry.filename}'`);
+    }
+    if (isIndex) {
+      opts.log(`sync archive ${entry.filename}`);
+      const index = openIndex(entry.filename, raw);
+      await pullChunks(reader, target, index, seen, opts, stats);
+    } else {
+      opts.log(`sync blob ${entry.filename}`);
+    }
+    writer.addBlob(entry.filename, raw);
+  }
+}
+
+function openIndex(name: string, raw: Buffer): ChunkIndexReader {
+  return name.endsWith('.didx')
+    ? decodeDynamicIndex(raw, { what: name, verifyCsum: true })
+    : decodeFixedIndex(raw, { what: name, verifyCsum: true });
+}
+
+/** PBS `verify_file`: an index's checksum and data size, a blob's SHA-256 and length. */
+function fileMatches(name: string, raw: Buffer, csum: string, size: number): boolean {
+  if (name.endsWith('.didx') || name.endsWith('.fidx')) {
+    try {
+      const index = openIndex(name, raw);
+      return index.csum.toString('hex') === csum && index.totalSize === size;
+    } catch {
+      return false;
+    }
+  }
+  return raw.length === size && sha256Hex(raw) === csum;
+}
+
+const PARALLEL_CHUNKS = 8;
+
+async function pullChunks(
+  reader: SyncReader,
+  target: WritableDatastore,
+  index: ChunkIndexReader,
+  seen: Set<string>,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  const todo: Array<{ digest: Buffer; size: number }> = [];
+  for (let i = 0; i < index.count; i++) {
+    const digest = index.digest(i);
+    const hex = digest.toString('hex');
+    if (seen.has(hex)) continue;
+    seen.add(hex);
+    const { start, end } = index.chunkRange(i);
+    todo.push({ digest: Buffer.from(digest), size: end - start });
+  }
+  let next = 0;
+  let downloaded = 0;
+  let bytes = 0;
+  const started = Date.now();
+  const worker = async () => {
+    while (next < todo.length) {
+      throwIfAborted(opts.signal);
+      const { digest, size } = todo[next++]!;
+      // present: marked so a concurrent GC keeps it (PBS `cond_touch_chunk`)
+      if (await target.chunks.mark(digest)) {
+        stats.reusedChunks++;
+        continue;
+      }
+      const blob = await reader.chunk(digest);
+      checkChunkBlob(digest, blob, { expectedSize: size });
+      await target.chunks.insert(digest, blob);
+      downloaded++;
+      bytes += blob.length;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, todo.length) }, worker));
+  stats.chunks += downloaded;
+  stats.bytes += bytes;
+  const secs = Math.max(0.001, (Date.now() - started) / 1000);
+  opts.log(
+    `downloaded ${downloaded} chunk(s), ${bytes} bytes (${(bytes / 1048576 / secs).toFixed(2)} MiB/s); ` +
+      `${todo.length - downloaded} already present`,
+  );
+}

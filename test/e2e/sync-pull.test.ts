@@ -1,0 +1,235 @@
+/**
+ * Pull sync between two `stowage` server processes on loopback (issue 14): the target pulls the
+ * source's datastore through the API and the reader protocol, as PBS's pull does. Backups are made
+ * by the real client on the source and restored by it from the target, byte for byte; a second
+ * pull transfers no chunk; maintenance on either end is obeyed (source read-only still syncs,
+ * source offline is reported in the task log with the remote's message, target read-only refuses
+ * the pull at once); remove-vanished removes exactly what vanished; a local pull (no remote) works
+ * between two datastores of one server.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiClient } from '../../src/client/connection.js';
+import { remoteConfig } from '../../src/config/remote-config.js';
+import { ROOT_PASSWORD, runClient, runTreeBackup, startE2eServer, type E2eServer } from './backup-helpers.js';
+import { randomTree } from '../faults/fault-helpers.js';
+
+const STORE = 'local';
+const T0 = 1_700_000_000;
+
+let src: E2eServer;
+let dst: E2eServer;
+let srcApi: ApiClient;
+let dstApi: ApiClient;
+let tree: string;
+
+async function login(s: E2eServer): Promise<ApiClient> {
+  const target = { host: s.host, port: s.port };
+  const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
+    ticket: string;
+    CSRFPreventionToken: string;
+  }>('POST', '/access/ticket', { username: 'root@pam', password: ROOT_PASSWORD });
+  return new ApiClient(
+    target,
+    { fingerprint: s.fingerprint },
+    { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
+  );
+}
+
+before(async () => {
+  [src, dst] = await Promise.all([startE2eServer('stowage-sync-src-'), startE2eServer('stowage-sync-dst-')]);
+  [srcApi, dstApi] = await Promise.all([login(src), login(dst)]);
+  // the target knows the source as remote `site-a`, pinned to its certificate
+  await remoteConfig(join(dst.root, 'etc')).update((remotes) => {
+    remotes.set('site-a', {
+      name: 'site-a',
+      host: '127.0.0.1',
+      port: src.port,
+      'auth-id': 'root@pam',
+      password: ROOT_PASSWORD,
+      fingerprint: src.fingerprint,
+    });
+  });
+  tree = randomTree(join(src.root, 'tree'), 6, 128 * 1024);
+  // two groups, three snapshots, made by the real client
+  for (const [id, time] of [
+    ['web', T0],
+    ['web', T0 + 60],
+    ['db', T0],
+  ] as const) {
+    writeFileSync(join(tree, 'changing.txt'), `${id} at ${time}\n`);
+    const r = await runTreeBackup(src.env, tree, id, time);
+    assert.equal(r.code, 0, r.stderr);
+  }
+});
+
+after(async () => {
+  await Promise.all([src?.stop(), dst?.stop()]);
+});
+
+const taskPath = (upid: string) => `/nodes/${upid.split(':')[1]!}/tasks/${encodeURIComponent(upid)}`;
+
+async function taskEnd(api: ApiClient, upid: string): Promise<{ status: string; log: string[] }> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const s = await api.call<{ status: string; exitstatus?: string }>('GET', `${taskPath(upid)}/status`);
+    if (s.status !== 'running') {
+      const log = (
+        await api.call<Array<{ t: string }>>('GET', `${taskPath(upid)}/log`, { limit: 10000 })
+      ).map((l) => l.t);
+      return { status: s.exitstatus ?? '', log };
+    }
+    assert.ok(Date.now() < deadline, `task ${upid} did not end`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function pull(params: Record<string, unknown> = {}): Promise<{ status: string; log: string[] }> {
+  const upid = await dstApi.call<string>('POST', '/pull', {
+    store: STORE,
+    remote: 'site-a',
+    'remote-store': STORE,
+    ...params,
+  });
+  return taskEnd(dstApi, upid);
+}
+
+const snapshotsOf = async (api: ApiClient) =>
+  (
+    await api.call<Array<{ 'backup-type': string; 'backup-id': string; 'backup-time': number }>>(
+      'GET',
+      `/admin/datastore/${STORE}/snapshots`,
+    )
+  )
+    .map((s) => `${s['backup-type']}/${s['backup-id']}/${s['backup-time']}`)
+    .sort();
+
+const snapshotName = (id: string, time: number) =>
+  `host/${id}/${new Date(time * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}`;
+
+const setMode = (api: ApiClient, mode: string | undefined) =>
+  api.call(
+    'PUT',
+    `/config/datastore/${STORE}`,
+    mode ? { 'maintenance-mode': mode } : { delete: 'maintenance-mode' },
+  );
+
+test('a pull copies every group and snapshot; restores from the target are byte-identical; a second pull downloads nothing', async () => {
+  const first = await pull();
+  assert.equal(first.status, 'OK', first.log.join('\n'));
+  assert.deepEqual(await snapshotsOf(dstApi), await snapshotsOf(srcApi));
+  assert.ok(first.log.some((l) => /Summary: 3 snapshot\(s\) synced, [1-9]\d* chunk\(s\) downloaded/.test(l)));
+
+  // the last snapshot of web restores from the target as it was backed up
+  const out = join(dst.root, 'restored');
+  const r = await runClient(['restore', snapshotName('web', T0 + 60), 'root.tar', out], dst.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(readFileSync(join(out, 'changing.txt'), 'utf8'), `web at ${T0 + 60}\n`);
+  for (const name of ['f0', 'f5']) {
+    assert.deepEqual(readFileSync(join(out, name)), readFileSync(join(tree, name)), name);
+  }
+  // the groups belong to the caller of the pull
+  const groups = await dstApi.call<Array<{ owner: string }>>('GET', `/admin/datastore/${STORE}/groups`);
+  assert.deepEqual(
+    groups.map((g) => g.owner),
+    ['root@pam', 'root@pam'],
+  );
+
+  const second = await pull();
+  assert.equal(second.status, 'OK', second.log.join('\n'));
+  assert.ok(
+    second.log.some((l) => /Summary: 0 snapshot\(s\) synced, 0 chunk\(s\) downloaded \(0 bytes\)/.test(l)),
+    second.log.join('\n'),
+  );
+  assert.ok(second.log.some((l) => /no data changes/.test(l)));
+});
+
+test('source read-only still syncs; source offline is reported with its message; target read-only refuses at once', async () => {
+  writeFileSync(join(tree, 'changing.txt'), 'third web\n');
+  assert.equal((await runTreeBackup(src.env, tree, 'web', T0 + 120)).code, 0);
+
+  await setMode(srcApi, 'type=read-only,message=migrating');
+  try {
+    const ro = await pull();
+    assert.equal(ro.status, 'OK', ro.log.join('\n'));
+    assert.ok((await snapshotsOf(dstApi)).includes(`host/web/${T0 + 120}`));
+  } finally {
+    await setMode(srcApi, undefined);
+  }
+
+  await setMode(srcApi, 'type=offline,message=disk swap at site A');
+  try {
+    const off = await pull();
+    assert.notEqual(off.status, 'OK');
+    assert.ok(
+      off.log.some((l) => l.includes('disk swap at site A')),
+      `the remote's message is in the task log:\n${off.log.join('\n')}`,
+    );
+  } finally {
+    await setMode(srcApi, undefined);
+  }
+
+  await setMode(dstApi, 'type=read-only,message=target frozen');
+  try {
+    await assert.rejects(
+      dstApi.call('POST', '/pull', { store: STORE, remote: 'site-a', 'remote-store': STORE }),
+      (err: Error & { status?: number }) => err.status === 503 && /target frozen/.test(err.message),
+    );
+  } finally {
+    await setMode(dstApi, undefined);
+  }
+});
+
+test('remove-vanished removes exactly the snapshots and groups that vanished from the source', async () => {
+  assert.equal((await pull()).status, 'OK');
+  const before = await snapshotsOf(dstApi);
+  await srcApi.call('DELETE', `/admin/datastore/${STORE}/snapshots`, {
+    'backup-type': 'host',
+    'backup-id': 'web',
+    'backup-time': T0,
+  });
+  await srcApi.call('DELETE', `/admin/datastore/${STORE}/groups`, {
+    'backup-type': 'host',
+    'backup-id': 'db',
+  });
+
+  // without remove-vanished nothing is removed
+  assert.equal((await pull()).status, 'OK');
+  assert.deepEqual(await snapshotsOf(dstApi), before);
+
+  const res = await pull({ 'remove-vanished': true });
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  assert.deepEqual(await snapshotsOf(dstApi), await snapshotsOf(srcApi));
+  assert.deepEqual(
+    before.filter((s) => !(s === `host/web/${T0}` || s.startsWith('host/db/'))),
+    await snapshotsOf(dstApi),
+  );
+  assert.ok(res.log.some((l) => l.includes(`delete vanished snapshot host/web/`)));
+  assert.ok(res.log.some((l) => l.includes(`delete vanished group 'host/db'`)));
+});
+
+test('a local pull copies one datastore of a server into another, and a pull into itself is refused', async () => {
+  const path = join(dst.root, 'stores', 'copy');
+  mkdirSync(join(dst.root, 'stores'), { recursive: true });
+  const created = await dstApi.call<string>('POST', '/config/datastore', { name: 'copy', path });
+  assert.equal((await taskEnd(dstApi, created)).status, 'OK');
+  const upid = await dstApi.call<string>('POST', '/pull', { store: 'copy', 'remote-store': STORE });
+  const res = await taskEnd(dstApi, upid);
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  const copied = (
+    await dstApi.call<Array<{ 'backup-id': string; 'backup-time': number }>>(
+      'GET',
+      '/admin/datastore/copy/snapshots',
+    )
+  )
+    .map((s) => `host/${s['backup-id']}/${s['backup-time']}`)
+    .sort();
+  assert.deepEqual(copied, await snapshotsOf(dstApi));
+  await assert.rejects(
+    dstApi.call('POST', '/pull', { store: STORE, 'remote-store': STORE }),
+    (err: Error & { status?: number }) =>
+      err.status === 400 && /can't sync to same datastore/.test(err.message),
+  );
+});

@@ -1,0 +1,180 @@
+/**
+ * The pull engine between two datastores of one instance (the local source), for what the e2e
+ * test cannot provoke cheaply: a source that fails half-way through a snapshot leaves nothing on
+ * the target and the next pull completes it; namespaces map and are created to max-depth; group
+ * filters and transfer-last select as PBS's do; a group owned by someone else is not written to.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { makeInstance, type TestInstance } from '../helpers/instance.js';
+import { writeSnapshots } from '../helpers/snapshot-fixture.js';
+import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
+import { LocalSyncSource } from '../../src/sync/local-source.js';
+import { pullStore, type PullOptions } from '../../src/sync/pull.js';
+import { groupPasses, parseGroupFilter } from '../../src/sync/group-filter.js';
+import type { SyncSource } from '../../src/sync/sync-source.js';
+import { StowageError } from '../../src/errors.js';
+
+const T0 = 1_700_000_000;
+
+// one instance for all tests (a full chunk store takes seconds to create); each test syncs its own namespace
+let inst: TestInstance;
+
+before(async () => {
+  inst = makeInstance('stowage-pull-');
+  await inst.createStore('src', {}, { full: true });
+  await inst.createStore('dst', {}, { full: true });
+});
+after(() => inst?.cleanup());
+
+/** Pull src/`ns` into dst/`ns`; the outcome and the log. */
+async function run(
+  ns: string,
+  opts: Partial<PullOptions> = {},
+  wrap = (s: SyncSource) => s,
+): Promise<{ log: string[]; error?: Error }> {
+  const source = await inst.access.lookupDatastore('src', 'read', { kind: 'sync' });
+  const target = await inst.access.lookupDatastore('dst', 'ingest', { kind: 'sync' });
+  const log: string[] = [];
+  try {
+    await pullStore(wrap(new LocalSyncSource(source.datastore)), target.datastore, {
+      ns: BackupNamespace.parse(ns),
+      sourceNs: BackupNamespace.parse(ns),
+      owner: 'sync@pbs',
+      removeVanished: false,
+      groupFilter: [],
+      log: (l) => log.push(l),
+      ...opts,
+    });
+    return { log };
+  } catch (error) {
+    return { log, error: error as Error };
+  } finally {
+    await source.release();
+    await target.release();
+  }
+}
+
+async function snapshots(store: string, ns: string): Promise<string[]> {
+  const h = await inst.access.lookupDatastore(store, 'read', { kind: 'test' });
+  try {
+    const nsObj = BackupNamespace.parse(ns);
+    if (!h.datastore.namespaceExists(nsObj)) return [];
+    return h.datastore
+      .listGroups(nsObj)
+      .flatMap((g) =>
+        h.datastore
+          .listSnapshots(g)
+          .filter((s) => s.finished)
+          .map((s) => `${s.dir}`),
+      )
+      .sort();
+  } finally {
+    await h.release();
+  }
+}
+
+test('a source failing half-way leaves no snapshot on the target; the next pull completes it', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '100', time: T0, label: 'a', ns: 't1' },
+    { type: 'vm', id: '100', time: T0 + 60, label: 'b', ns: 't1' },
+  ]);
+  let chunks = 0;
+  const failing = (s: SyncSource): SyncSource => ({
+    ...s,
+    description: s.description,
+    listNamespaces: (r, d) => s.listNamespaces(r, d),
+    listGroups: (ns) => s.listGroups(ns),
+    listSnapshots: (g) => s.listSnapshots(g),
+    openReader: async (dir) => {
+      const r = await s.openReader(dir);
+      return {
+        ...r,
+        chunk: async (digest) => {
+          if (++chunks === 3) throw new Error('connection reset by peer');
+          return r.chunk(digest);
+        },
+      };
+    },
+  });
+  const broken = await run('t1', {}, failing);
+  assert.match(String(broken.error?.message), /sync failed with some errors/);
+  assert.ok(
+    broken.log.some((l) => /sync group vm\/100 failed - connection reset by peer/.test(l)),
+    broken.log.join('\n'),
+  );
+  // the first snapshot (2 chunks) made it, the second did not leave a trace
+  assert.deepEqual(await snapshots('dst', 't1'), [
+    `vm/100/${new Date(T0 * 1000).toISOString().replace('.000', '')}`,
+  ]);
+  const h = await inst.access.lookupDatastore('dst', 'read', { kind: 'test' });
+  const all = h.datastore.listSnapshots(new BackupGroup(BackupNamespace.parse('t1'), 'vm', '100'));
+  await h.release();
+  assert.equal(all.length, 1, 'no unfinished snapshot directory remains');
+
+  const again = await run('t1');
+  assert.equal(again.error, undefined, again.log.join('\n'));
+  assert.deepEqual(await snapshots('dst', 't1'), await snapshots('src', 't1'));
+});
+
+test('namespaces map below the target namespace, are created, and max-depth limits the descent', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'ct', id: '1', time: T0, ns: 'site' },
+    { type: 'ct', id: '2', time: T0, ns: 'site/rack1' },
+    { type: 'ct', id: '3', time: T0, ns: 'site/rack1/deep' },
+  ]);
+  const r = await run('site', {
+    ns: BackupNamespace.parse('mirror'),
+    maxDepth: 1,
+  });
+  assert.equal(r.error, undefined, r.log.join('\n'));
+  assert.equal((await snapshots('dst', 'mirror')).length, 1);
+  assert.equal((await snapshots('dst', 'mirror/rack1')).length, 1);
+  assert.deepEqual(await snapshots('dst', 'mirror/rack1/deep'), []);
+  assert.ok(r.log.includes('Created namespace mirror/rack1'));
+});
+
+test('group filters and transfer-last select as PBS does; a group of another owner is left alone', async () => {
+  await writeSnapshots(
+    inst.access,
+    'src',
+    (
+      [
+        ['vm', '100', T0],
+        ['vm', '100', T0 + 60],
+        ['vm', '100', T0 + 120],
+        ['ct', '200', T0],
+        ['host', 'web', T0],
+      ] as const
+    ).map(([type, id, time]) => ({ type, id, time, ns: 't3' })),
+  );
+  await writeSnapshots(inst.access, 'dst', [
+    { type: 'host', id: 'web', time: T0 - 60, owner: 'alice@pbs', ns: 't3' },
+  ]);
+  const r = await run('t3', {
+    groupFilter: ['type:vm', 'type:host', 'exclude:regex:^ct/'].map((f) => parseGroupFilter(f)),
+    transferLast: 2,
+  });
+  assert.match(String(r.error?.message), /sync failed with some errors/);
+  assert.ok(
+    r.log.some((l) => /sync group host\/web failed - owner check failed \(sync@pbs != alice@pbs\)/.test(l)),
+  );
+  const got = await snapshots('dst', 't3');
+  assert.equal(got.filter((s) => s.startsWith('vm/100/')).length, 2, 'only the newest 2 of vm/100');
+  assert.equal(got.filter((s) => s.startsWith('ct/')).length, 0, 'ct excluded');
+  assert.equal(got.filter((s) => s.startsWith('host/web/')).length, 1, "alice's own snapshot only");
+});
+
+test('a group filter that does not parse is a 400 naming it', () => {
+  for (const bad of ['type:disk', 'group:vm', 'regex:(', 'name:x', 'exclude:']) {
+    assert.throws(
+      () => parseGroupFilter(bad),
+      (err: StowageError) => err.status === 400 && err.message.includes(`invalid group filter '${bad}'`),
+      bad,
+    );
+  }
+  const g = new BackupGroup(BackupNamespace.root(), 'vm', '100');
+  assert.equal(groupPasses([parseGroupFilter('group:vm/100')], g), true);
+  assert.equal(groupPasses([parseGroupFilter('exclude:group:vm/100')], g), false);
+  assert.equal(groupPasses([], g), true);
+});
