@@ -9,6 +9,8 @@ import { routes as adminDatastore } from './admin/datastore/index.js';
 import { routes as adminGc } from './admin/gc.js';
 import { routes as adminPrune } from './admin/prune.js';
 import { routes as adminVerify } from './admin/verify.js';
+import { routes as adminSync } from './admin/sync.js';
+import { routes as configSync } from './config/sync.js';
 import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
@@ -34,6 +36,8 @@ export const apiRoutes: AnyRoute[] = [
   ...adminPrune,
   ...adminVerify,
   ...adminGc,
+  ...configSync,
+  ...adminSync,
   ...pull,
   ...protocolPaths,
 ];

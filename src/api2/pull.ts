@@ -16,16 +16,10 @@ import { BadRequestError, NotFoundError } from '../errors.js';
 import { defineRoute, filtered, type AnyRoute } from '../http/route.js';
 import type { ServerContext } from '../http/context.js';
 import type { UserInfo } from '../http/permissions.js';
-import type { DatastoreHandle, ReadHandle, WriteHandle } from '../maintenance/datastore-access.js';
+import type { ReadHandle, WriteHandle } from '../maintenance/datastore-access.js';
 import { remoteConfig } from '../config/remote-config.js';
-import { spawnTaskOwning } from '../tasks/admitted-task.js';
-import type { WorkerTask } from '../tasks/worker-task.js';
-import { parseGroupFilter } from '../sync/group-filter.js';
-import { LocalSyncSource } from '../sync/local-source.js';
-import { pullStore } from '../sync/pull.js';
-import { connectRemote } from '../sync/remote-client.js';
-import { RemoteSyncSource } from '../sync/remote-source.js';
-import type { SyncSource } from '../sync/sync-source.js';
+import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
+import { checkPullRequest, runPull, type PullRequest } from '../sync/run-pull.js';
 import { NsSchema, StoreSchema } from './admin/datastore/common.js';
 
 const RemoteIdSchema = Type.String({
@@ -50,19 +44,6 @@ export const PullBodySchema = Type.Object({
   'transfer-last': Type.Optional(Type.Integer({ minimum: 1 })),
 });
 
-/** What one pull needs, from `POST /pull` or a sync job. */
-export interface PullRequest {
-  store: string;
-  ns?: string;
-  remote?: string;
-  'remote-store': string;
-  'remote-ns'?: string;
-  'remove-vanished'?: boolean;
-  'max-depth'?: number;
-  'group-filter'?: string | string[];
-  'transfer-last'?: number;
-}
-
 const aclPath = (store: string, ns: BackupNamespace) =>
   ns.isRoot() ? `/datastore/${store}` : `/datastore/${store}/${ns.name}`;
 
@@ -83,33 +64,20 @@ export function checkPullPrivs(
   if (req['remove-vanished']) userInfo.checkPrivs(authId, target, ['Datastore.Prune']);
 }
 
-/** The checked parameters of a pull (400 naming the bad one). */
-function pullParameters(req: PullRequest) {
+/**
+ * Admit and start a pull as a `sync` task (PBS's worker type for /pull) owned by the caller;
+ * returns the UPID. Refusals before the task (maintenance, unknown store or remote, bad
+ * parameters) are thrown.
+ */
+async function spawnPull(server: ServerContext, authId: string, req: PullRequest): Promise<string> {
   if (req.remote === undefined && req.store === req['remote-store']) {
     throw new BadRequestError("can't sync to same datastore", { param: 'remote-store' });
   }
-  const filters = req['group-filter'] === undefined ? [] : [req['group-filter']].flat();
-  return {
-    ns: BackupNamespace.parse(req.ns ?? '', 'ns'),
-    sourceNs: BackupNamespace.parse(req['remote-ns'] ?? '', 'remote-ns'),
-    groupFilter: filters.map((f) => parseGroupFilter(f)),
-  };
-}
-
-/**
- * Admit and start a pull as a task of `type` (`sync` for /pull, `syncjob` for a job) with `id`,
- * owned by `owner`; returns the UPID. Refusals before the task (maintenance, unknown store or
- * remote) are thrown.
- */
-export async function spawnPull(
-  server: ServerContext,
-  authId: string,
-  req: PullRequest,
-  task: { type: string; id: string; owner: string; detail: string; header?: (worker: WorkerTask) => void },
-): Promise<string> {
-  const params = pullParameters(req);
-  const remote = req.remote !== undefined ? remoteConfig(server.paths.configDir).get(req.remote) : undefined;
-  if (req.remote !== undefined && !remote) throw new NotFoundError(`remote '${req.remote}' does not exist`);
+  checkPullRequest(req);
+  if (req.remote !== undefined && !remoteConfig(server.paths.configDir).get(req.remote)) {
+    throw new NotFoundError(`remote '${req.remote}' does not exist`);
+  }
+  const detail = `pull from ${req.remote ?? '-'}/${req['remote-store']}`;
   const source: ReadHandle | undefined =
     req.remote === undefined
       ? await server.datastores.lookupDatastore(req['remote-store'], 'read', {
@@ -120,45 +88,30 @@ export async function spawnPull(
       : undefined;
   let target: WriteHandle;
   try {
-    target = await server.datastores.lookupDatastore(req.store, 'ingest', {
-      kind: 'sync',
-      detail: task.detail,
-      authId,
-    });
+    target = await server.datastores.lookupDatastore(req.store, 'ingest', { kind: 'sync', detail, authId });
   } catch (err) {
     await source?.release();
     throw err;
   }
-  const handles: DatastoreHandle[] = source ? [target, source] : [target];
-  const both = {
-    release: async () => {
-      for (const h of handles) await h.release();
+  return spawnTaskOwning(
+    server.tasks,
+    ownTogether(source ? [target, source] : [target]),
+    { type: 'sync', id: req.store, authId },
+    async (worker) => {
+      worker.log(`pull datastore '${req.store}' from '${req.remote ?? '-'}/${req['remote-store']}'`);
+      await runPull(req, {
+        configDir: server.paths.configDir,
+        target: target.datastore,
+        ...(source && { source: source.datastore }),
+        owner: authId,
+        log: (line) => worker.log(line),
+        signal: worker.signal,
+        mayCreateNamespace: (ns) =>
+          server.userInfo.get().checkPrivs(authId, aclPath(req.store, ns.parent()), ['Datastore.Modify']),
+      });
+      worker.log(`pull datastore '${req.store}' end`);
     },
-    attachTask: (upid: string) => handles.forEach((h) => h.attachTask(upid)),
-  };
-  return spawnTaskOwning(server.tasks, both, { type: task.type, id: task.id, authId }, async (worker) => {
-    task.header?.(worker);
-    worker.log(`pull datastore '${req.store}' from '${req.remote ?? '-'}/${req['remote-store']}'`);
-    let syncSource: SyncSource;
-    if (remote) {
-      const api = await connectRemote(remote);
-      syncSource = new RemoteSyncSource(api, remote.name, req['remote-store']);
-    } else {
-      syncSource = new LocalSyncSource(source!.datastore);
-    }
-    await pullStore(syncSource, target.datastore, {
-      ...params,
-      ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
-      ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
-      owner: task.owner,
-      removeVanished: req['remove-vanished'] ?? false,
-      log: (line) => worker.log(line),
-      signal: worker.signal,
-      mayCreateNamespace: (ns) =>
-        server.userInfo.get().checkPrivs(authId, aclPath(req.store, ns.parent()), ['Datastore.Modify']),
-    });
-    worker.log(`pull datastore '${req.store}' end`);
-  });
+  );
 }
 
 export const routes: AnyRoute[] = [
@@ -178,12 +131,7 @@ export const routes: AnyRoute[] = [
       '(kind sync) before the task: maintenance refuses it at once with 503. Returns the UPID.',
     handler: async ({ body, authId, userInfo, server }) => {
       checkPullPrivs(userInfo, authId, body, BackupNamespace.parse(body.ns ?? '', 'ns'));
-      return spawnPull(server, authId, body, {
-        type: 'sync',
-        id: body.store,
-        owner: authId,
-        detail: `pull from ${body.remote ?? '-'}/${body['remote-store']}`,
-      });
+      return spawnPull(server, authId, body);
     },
   }),
 ];

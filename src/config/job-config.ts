@@ -28,6 +28,9 @@ import { replaceFile } from '../sys/atomic-file.js';
 import { validateCalendarEvent } from '../api-types/calendar-event.js';
 import { formatSectionConfig, parseSectionConfig, sectionLine, type Section } from './section-config.js';
 
+import { parseGroupFilter } from '../sync/group-filter.js';
+import { validateRemoteName } from './remote-config.js';
+import { parseAuthId } from './user-config.js';
 import { KEEP_OPTION_NAMES as KEEP_KEYS } from '../api-types/prune-options.js';
 
 export { KEEP_KEYS };
@@ -69,7 +72,8 @@ export interface VerifyJobConfig extends JobBase {
   'read-only'?: boolean;
 }
 
-type PropKind = 'string' | 'schedule' | 'bool' | 'int' | 'store' | 'ns' | 'depth';
+/** `list`: an array, one `key value` line per item (proxmox-section-config's array properties). */
+type PropKind = 'string' | 'schedule' | 'bool' | 'int' | 'store' | 'ns' | 'depth' | 'list';
 
 export interface JobKind<T extends JobBase> {
   file: string;
@@ -113,6 +117,56 @@ export const VERIFY_JOBS: JobKind<VerifyJobConfig> = {
     ['comment', 'string'],
   ],
   required: ['store'],
+};
+
+/**
+ * PBS `SyncJobConfig` (sync.cfg), pull direction: copy `remote-store` of `remote` (a local
+ * datastore without `remote`) into `store`. Rate limits and the push direction are not supported
+ * by this version: a job PBS wrote with them is kept (its properties verbatim) but refused to run.
+ */
+export interface SyncJobConfig extends JobBase {
+  remote?: string;
+  'remote-store': string;
+  'remote-ns'?: string;
+  /** Owner of the groups the job creates; default root@pam (PBS). */
+  owner?: string;
+  'remove-vanished'?: boolean;
+  'group-filter'?: string[];
+  'transfer-last'?: number;
+  schedule?: string;
+}
+
+export const SYNC_JOBS: JobKind<SyncJobConfig> = {
+  file: 'sync.cfg',
+  lock: '.sync.lck',
+  sectionType: 'sync',
+  props: [
+    ['store', 'store'],
+    ['ns', 'ns'],
+    ['owner', 'string'],
+    ['remote', 'string'],
+    ['remote-store', 'store'],
+    ['remote-ns', 'ns'],
+    ['remove-vanished', 'bool'],
+    ['max-depth', 'depth'],
+    ['group-filter', 'list'],
+    ['transfer-last', 'int'],
+    ['schedule', 'schedule'],
+    ['comment', 'string'],
+  ],
+  required: ['store', 'remote-store'],
+  check(job) {
+    if (job.remote !== undefined) validateRemoteName(job.remote, 'remote');
+    if (job.owner !== undefined && !parseAuthId(job.owner)) {
+      throw new BadRequestError(`invalid owner '${job.owner}': must be user@realm or user@realm!token`, {
+        param: 'owner',
+      });
+    }
+    for (const f of job['group-filter'] ?? []) parseGroupFilter(f);
+    if (job.remote === undefined && job.store === job['remote-store']) {
+      throw new BadRequestError("can't sync to same datastore", { param: 'remote-store' });
+    }
+  },
 };
 
 /** PBS `JOB_ID_SCHEMA`: a safe-id of 3 to 32 characters. */
@@ -162,6 +216,10 @@ function checkValue(kind: PropKind, key: string, value: unknown): void {
       if (typeof value !== 'string') throw bad('must be a string');
       validateCalendarEvent(value, key);
       return;
+    case 'list':
+      if (!Array.isArray(value)) throw bad('must be a list');
+      for (const item of value as unknown[]) checkValue('string', key, item);
+      return;
     case 'string':
       if (typeof value !== 'string') throw bad('must be a string');
       if (/[\x00-\x1f\x7f]/.test(value)) throw bad('must not contain control characters');
@@ -201,7 +259,7 @@ export function parseJobConfig<T extends JobBase>(
   text: string,
   file = kind.file,
 ): { jobs: Map<string, T>; sections: Section[] } {
-  const sections = parseSectionConfig(text, file);
+  const sections = parseSectionConfig(text, file, listKeys(kind));
   const jobs = new Map<string, T>();
   const known = new Map(kind.props);
   for (const section of sections) {
@@ -216,6 +274,7 @@ export function parseJobConfig<T extends JobBase>(
     for (const [key, raw] of section.props) {
       const k = known.get(key);
       if (!k) extra.push([key, raw]);
+      else if (k === 'list') ((job[key] as string[] | undefined) ?? (job[key] = [] as string[])).push(raw);
       else if (k === 'bool') {
         const w = raw.toLowerCase();
         if (!TRUE_WORDS.has(w) && !FALSE_WORDS.has(w)) {
@@ -258,7 +317,8 @@ export function formatJobConfig<T extends JobBase>(
       if (emitted.has(key)) return;
       emitted.add(key);
       const value = known.has(key) ? record[key] : extra.get(key);
-      if (value !== undefined && value !== '') props.push([key, String(value)]);
+      if (Array.isArray(value)) for (const item of value) props.push([key, String(item)]);
+      else if (value !== undefined && value !== '') props.push([key, String(value)]);
     };
     const old = previous.find((s) => s.type === kind.sectionType && s.id === id);
     for (const [key] of old?.props ?? []) emit(key);
@@ -266,7 +326,11 @@ export function formatJobConfig<T extends JobBase>(
     for (const key of extra.keys()) emit(key);
     sections.push({ type: kind.sectionType, id, props });
   }
-  return formatSectionConfig(sections);
+  return formatSectionConfig(sections, listKeys(kind));
+}
+
+function listKeys<T extends JobBase>(kind: JobKind<T>): Set<string> {
+  return new Set(kind.props.filter(([, k]) => k === 'list').map(([key]) => key));
 }
 
 export interface JobConfigSnapshot<T> {
@@ -331,6 +395,7 @@ export class JobConfigFile<T extends JobBase> {
 
 export const pruneJobConfig = (configDir: string) => new JobConfigFile(PRUNE_JOBS, configDir);
 export const verifyJobConfig = (configDir: string) => new JobConfigFile(VERIFY_JOBS, configDir);
+export const syncJobConfig = (configDir: string) => new JobConfigFile(SYNC_JOBS, configDir);
 
 /** The ACL path a job acts on (`/datastore/{store}[/{ns}]`), for permission checks. */
 export function jobAclPath(job: Pick<JobBase, 'store' | 'ns'>): string {

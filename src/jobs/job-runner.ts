@@ -13,7 +13,7 @@ import { ERR_JOB_RUNNING, StowageError } from '../errors.js';
 import { MaintenanceError } from '../maintenance/maintenance-mode.js';
 import { UnsupportedDatastoreError } from '../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../maintenance/datastore-access.js';
-import { spawnTaskOwning } from '../tasks/admitted-task.js';
+import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
 import type { JobContext, JobSpec } from './jobs.js';
 import { nextEvent } from '../api-types/calendar-event.js';
@@ -55,6 +55,7 @@ export const JOB_NOTIFICATION_TYPE: Readonly<Record<JobType, string>> = {
   garbage_collection: 'gc',
   prunejob: 'prune',
   verificationjob: 'verify',
+  syncjob: 'sync',
 };
 
 /** Whether a final task status is a failure (PBS: anything but OK and WARNINGS; skipped is not). */
@@ -129,18 +130,44 @@ async function spawnAdmitted(
   ctx: JobContext,
   job: JobSpec,
   handle: DatastoreHandle,
+  others: readonly DatastoreHandle[],
   authId: string,
   time: number,
 ): Promise<string> {
   const upid = await spawnTaskOwning(
     ctx.tasks,
-    handle,
+    ownTogether([handle, ...others]),
     { type: job.workerType, id: job.workerId, authId },
-    (task, admitted) => job.run(task, admitted, ctx),
+    (task) => job.run(task, handle, ctx, others),
   );
   writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'started', time, upid });
   recordWhenDone(ctx, job, upid, time);
   return upid;
+}
+
+/**
+ * Admit what a job needs before its task exists: the other datastores it uses (a local sync's
+ * source), then its own. A refusal of any is thrown (run-now: 503; scheduled: skipped), and what
+ * was admitted before it is released.
+ */
+async function admitJob(
+  ctx: JobContext,
+  job: JobSpec,
+  detail: string,
+  authId: string,
+): Promise<{ handle: DatastoreHandle; others: DatastoreHandle[] }> {
+  const others = (await job.admitOthers?.(ctx, authId)) ?? [];
+  try {
+    const handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
+      kind: job.kind,
+      detail,
+      authId,
+    });
+    return { handle, others };
+  } catch (err) {
+    for (const h of others) await h.release();
+    throw err;
+  }
 }
 
 /**
@@ -154,12 +181,8 @@ export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): 
     const state = readJobState(ctx.paths.dataDir, job.type, job.id);
     const running = runningUpid(ctx, state);
     if (running) throw ERR_JOB_RUNNING(job.title, running);
-    const handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
-      kind: job.kind,
-      detail: `${job.title} (manual)`,
-      authId,
-    });
-    return await spawnAdmitted(ctx, job, handle, authId, Math.floor(Date.now() / 1000));
+    const { handle, others } = await admitJob(ctx, job, `${job.title} (manual)`, authId);
+    return await spawnAdmitted(ctx, job, handle, others, authId, Math.floor(Date.now() / 1000));
   } finally {
     lock.release();
   }
@@ -202,20 +225,16 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
     // The run belongs to `now`: the next one is the first slot after it, however many slots the
     // server missed while it was down (PBS runs a missed job once, too).
     const time = Math.floor(now.getTime() / 1000);
-    let handle: DatastoreHandle;
+    let admitted: Awaited<ReturnType<typeof admitJob>>;
     try {
-      handle = await ctx.datastores.lookupDatastore(job.store, job.operation, {
-        kind: job.kind,
-        detail: `${job.title} (scheduled)`,
-        authId: SCHEDULER_AUTH_ID,
-      });
+      admitted = await admitJob(ctx, job, `${job.title} (scheduled)`, SCHEDULER_AUTH_ID);
     } catch (err) {
       // A mode change holding the config lock past the timeout is not this slot's outcome: try
       // again next minute rather than record a failure.
       if (err instanceof StowageError && err.code === 'LOCK_TIMEOUT') throw err;
       return recordRefusal(ctx, job, err, time);
     }
-    const upid = await spawnAdmitted(ctx, job, handle, SCHEDULER_AUTH_ID, time);
+    const upid = await spawnAdmitted(ctx, job, admitted.handle, admitted.others, SCHEDULER_AUTH_ID, time);
     return { type: job.type, id: job.id, upid, outcome: 'started' };
   } finally {
     lock.release();

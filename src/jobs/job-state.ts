@@ -16,7 +16,7 @@ import { BadConfigError } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import type { HeldLock, LockService } from '../maintenance/lock-service.js';
 
-export const JOB_TYPES = ['garbage_collection', 'prunejob', 'verificationjob'] as const;
+export const JOB_TYPES = ['garbage_collection', 'prunejob', 'verificationjob', 'syncjob'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export interface JobState {

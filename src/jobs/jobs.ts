@@ -14,9 +14,11 @@ import {
   type KeepOptions,
 } from '../datastore/index.js';
 import { CorruptDataError } from '../errors.js';
-import type { DataClass, DatastoreHandleFor } from '../maintenance/datastore-access.js';
+import type { DataClass, DatastoreHandle, DatastoreHandleFor } from '../maintenance/datastore-access.js';
 import { oldestWriteStart } from '../maintenance/oldest-writer.js';
-import type { PruneJobConfig, VerifyJobConfig } from '../config/job-config.js';
+import type { PruneJobConfig, SyncJobConfig, VerifyJobConfig } from '../config/job-config.js';
+import { SUPERUSER } from '../config/user-config.js';
+import { runPull } from '../sync/run-pull.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import type { JobType } from './job-state.js';
@@ -41,8 +43,19 @@ export interface JobSpec<Op extends DataClass = DataClass> {
   kind: string;
   /** For log lines: "garbage collection", "prune job 'x'". */
   title: string;
-  /** Runs on the handle admitted with `operation`: read-only under `read`. */
-  run(task: WorkerTask, handle: DatastoreHandleFor<Op>, ctx: JobContext): Promise<void>;
+  /**
+   * Admissions of other datastores the job uses, made before its own (a local sync's source, as
+   * read): a refusal skips a scheduled run like a refusal of its own datastore. The task owns and
+   * releases them.
+   */
+  admitOthers?(ctx: JobContext, authId: string): Promise<DatastoreHandle[]>;
+  /** Runs on the handle admitted with `operation` (read-only under `read`) and the others. */
+  run(
+    task: WorkerTask,
+    handle: DatastoreHandleFor<Op>,
+    ctx: JobContext,
+    others: readonly DatastoreHandle[],
+  ): Promise<void>;
 }
 
 /** Garbage collection of one datastore, scheduled by its `gc-schedule`. */
@@ -194,4 +207,57 @@ function parseUpidTime(upid: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A sync job of sync.cfg (pull direction), PBS `do_sync_job`: the target is admitted as ingest
+ * (kind sync) and a local source as read, both before the task, so maintenance on either end
+ * skips a scheduled run with its message. The synced groups belong to the job's `owner`
+ * (root@pam by default, as PBS).
+ */
+export function syncJob(job: SyncJobConfig): JobSpec<'ingest'> {
+  const owner = job.owner ?? SUPERUSER;
+  // PBS: remote:remote-store:store:ns:id
+  const workerId = `${job.remote ?? '-'}:${job['remote-store']}:${job.store}:${job.ns ?? ''}:${job.id}`;
+  return {
+    type: 'syncjob',
+    id: job.id,
+    store: job.store,
+    workerType: 'syncjob',
+    workerId,
+    schedule: job.schedule,
+    operation: 'ingest',
+    kind: 'sync',
+    title: `sync job '${job.id}'`,
+    async admitOthers(ctx, authId) {
+      if (job.remote !== undefined) return [];
+      return [
+        await ctx.datastores.lookupDatastore(job['remote-store'], 'read', {
+          kind: 'sync',
+          detail: `sync job '${job.id}' to ${job.store}`,
+          authId,
+        }),
+      ];
+    },
+    async run(task, handle, ctx, others) {
+      task.log(`Starting datastore sync job '${workerId}'`);
+      task.log(
+        `sync datastore '${job.store}' from '${job.remote ? `${job.remote}/` : ''}${job['remote-store']}'`,
+      );
+      const source = others[0];
+      const stats = await runPull(job, {
+        configDir: ctx.paths.configDir,
+        target: handle.datastore,
+        ...(source && { source: source.datastore }),
+        owner,
+        log: (line) => task.log(line),
+        signal: task.signal,
+      });
+      task.log(
+        stats.bytes > 0
+          ? `Summary: sync job pulled ${stats.bytes} bytes in ${stats.chunks} chunks`
+          : 'Summary: sync job found no new data to pull',
+      );
+    },
+  };
 }

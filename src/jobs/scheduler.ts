@@ -1,20 +1,20 @@
 /**
  * The job scheduler of the server process (PBS `run_task_scheduler` in proxmox-backup-proxy):
  * once a minute, aligned to the minute, it starts every job whose next slot has come — GC by
- * each datastore's `gc-schedule`, prune jobs, verify jobs. See job-runner.ts for what a due job
+ * each datastore's `gc-schedule`, prune jobs, verify jobs, sync jobs. See job-runner.ts for what a due job
  * does when its datastore is in maintenance.
  *
  * Several server processes may run a scheduler at once (an old one finishing its tasks after a
  * graceful restart); the per-job lock and job state make each slot run once.
  */
 import { BadRequestError } from '../errors.js';
-import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
-import { gcJob, pruneJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
+import { pruneJobConfig, syncJobConfig, verifyJobConfig } from '../config/job-config.js';
+import { gcJob, pruneJob, syncJob, verifyJob, type JobContext, type JobSpec } from './jobs.js';
 import { jobScheduleStatus, runScheduledJob, type JobRun } from './job-runner.js';
 import { modeAdmits, type MaintenanceMode } from '../maintenance/maintenance-mode.js';
 import { applyMaintenanceWindows } from '../maintenance/maintenance-windows.js';
 
-/** Every job that has a schedule: GC per datastore, then prune jobs, then verify jobs. */
+/** Every job that has a schedule: GC per datastore, then prune, verify and sync jobs. */
 export function scheduledJobs(ctx: JobContext): JobSpec[] {
   const jobs: JobSpec[] = [];
   for (const store of ctx.datastores.config.readCached().stores.values()) {
@@ -25,6 +25,9 @@ export function scheduledJobs(ctx: JobContext): JobSpec[] {
   }
   for (const job of verifyJobConfig(ctx.paths.configDir).read().jobs.values()) {
     if (job.schedule) jobs.push(verifyJob(job));
+  }
+  for (const job of syncJobConfig(ctx.paths.configDir).read().jobs.values()) {
+    if (job.schedule) jobs.push(syncJob(job));
   }
   return jobs;
 }

@@ -40,3 +40,16 @@ export async function spawnTaskOwning<H extends AdmittedOperation>(
   handle.attachTask(upid);
   return upid;
 }
+
+/**
+ * Several admissions owned by one task as one (a sync: its target's and its local source's):
+ * released together, each named with the task.
+ */
+export function ownTogether(handles: readonly AdmittedOperation[]): AdmittedOperation {
+  return {
+    release: async () => {
+      for (const h of handles) await h.release();
+    },
+    attachTask: (taskId) => handles.forEach((h) => h.attachTask(taskId)),
+  };
+}

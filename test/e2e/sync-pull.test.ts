@@ -233,3 +233,72 @@ test('a local pull copies one datastore of a server into another, and a pull int
       err.status === 400 && /can't sync to same datastore/.test(err.message),
   );
 });
+
+test('a sync job is configured, listed with its status and run now; its groups belong to its owner; access is checked as PBS does', async () => {
+  await dstApi.call('POST', '/config/sync', {
+    id: 'from-site-a',
+    store: STORE,
+    ns: 'mirror',
+    remote: 'site-a',
+    'remote-store': STORE,
+    owner: 'root@pam',
+    'group-filter': ['group:host/web'],
+    schedule: 'daily',
+  });
+  const created = await dstApi.call<string>('POST', `/admin/datastore/${STORE}/namespace`, {
+    name: 'mirror',
+  });
+  assert.equal(created, 'mirror');
+  const upid = await dstApi.call<string>('POST', '/admin/sync/from-site-a/run');
+  const res = await taskEnd(dstApi, upid);
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  assert.ok(
+    res.log.some((l) =>
+      l.endsWith(`Starting datastore sync job 'site-a:${STORE}:${STORE}:mirror:from-site-a'`),
+    ),
+    res.log.join('\n'),
+  );
+  const mirrored = await dstApi.call<Array<{ 'backup-type': string; 'backup-id': string }>>(
+    'GET',
+    `/admin/datastore/${STORE}/groups`,
+    { ns: 'mirror' },
+  );
+  assert.deepEqual(
+    mirrored.map((g) => `${g['backup-type']}/${g['backup-id']}`),
+    ['host/web'],
+  );
+  const jobs = await dstApi.call<Array<{ id: string; 'last-run-state'?: string; 'next-run'?: number }>>(
+    'GET',
+    '/admin/sync',
+  );
+  const job = jobs.find((j) => j.id === 'from-site-a');
+  assert.equal(job?.['last-run-state'], 'OK');
+  assert.ok(job?.['next-run']);
+
+  // a user with Datastore.Backup on the target but no Remote.Read may not create a sync job
+  await dstApi.call('POST', '/access/users', { userid: 'op@pbs', password: 'op-password-1' });
+  await dstApi.call('PUT', '/access/acl', {
+    path: `/datastore/${STORE}`,
+    role: 'DatastoreBackup',
+    'auth-id': 'op@pbs',
+  });
+  const opTicket = await new ApiClient(dstApi.target, dstApi.policy).call<{
+    ticket: string;
+    CSRFPreventionToken: string;
+  }>('POST', '/access/ticket', { username: 'op@pbs', password: 'op-password-1' });
+  const op = new ApiClient(dstApi.target, dstApi.policy, {
+    kind: 'ticket',
+    ticket: opTicket.ticket,
+    csrf: opTicket.CSRFPreventionToken,
+  });
+  await assert.rejects(
+    op.call('POST', '/config/sync', { id: 'sneaky', store: STORE, remote: 'site-a', 'remote-store': STORE }),
+    (err: Error & { status?: number }) => err.status === 403 && /Remote\.Read/.test(err.message),
+  );
+  // nor run the existing one, nor see it (no Remote.Audit)
+  await assert.rejects(
+    op.call('POST', '/admin/sync/from-site-a/run'),
+    (err: Error & { status?: number }) => err.status === 403,
+  );
+  assert.deepEqual(await op.call('GET', '/config/sync'), []);
+});

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { TaskManager } from '../../src/tasks/worker-task.js';
-import { pruneJobConfig, verifyJobConfig } from '../../src/config/job-config.js';
+import { pruneJobConfig, syncJobConfig, verifyJobConfig } from '../../src/config/job-config.js';
+import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { runSchedulerOnce, startScheduler } from '../../src/jobs/scheduler.js';
@@ -328,4 +329,58 @@ test('a window removed, disabled or moved lifts its hold at the next pass; other
     await cfg.update((windows) => windows.delete('win1'));
     assert.deepEqual(await sources('2030-01-02T02:01:00Z'), ['low-space']);
   });
+});
+
+test('a scheduled local sync job is skipped with the message while either end refuses it, then copies at its next slot', async () => {
+  const inst = makeInstance('stowage-sched-sync-');
+  const tasks = new TaskManager({ tasksDir: join(inst.paths.dataDir, 'tasks'), node: 'testnode' });
+  const ctx: JobContext = { paths: inst.paths, tasks, datastores: inst.access };
+  try {
+    await inst.createStore('src', {}, { full: true });
+    await inst.createStore('dst', {}, { full: true });
+    await writeSnapshots(inst.access, 'src', [{ type: 'vm', id: '100', time: sec('2029-12-31T00:00:00Z') }]);
+    await syncJobConfig(inst.paths.configDir).update((jobs) => {
+      jobs.set('nightly', { id: 'nightly', store: 'dst', 'remote-store': 'src', schedule: 'hourly' });
+    });
+    writeJobState(inst.paths.dataDir, 'syncjob', 'nightly', {
+      state: 'created',
+      time: sec('2030-01-01T09:30:00Z'),
+    });
+
+    await setMaintenanceMode(inst.access, 'dst', { type: 'read-only', message: 'target frozen' });
+    let runs = await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z'));
+    assert.equal(
+      await ctx.tasks.waitForTask(runs[0]!.upid),
+      'skipped: maintenance: read-only: target frozen',
+    );
+    await setMaintenanceMode(inst.access, 'dst', undefined);
+
+    await setMaintenanceMode(inst.access, 'src', { type: 'offline', message: 'source disk swap' });
+    runs = await runSchedulerOnce(ctx, T('2030-01-01T11:00:00Z'));
+    assert.equal(
+      await ctx.tasks.waitForTask(runs[0]!.upid),
+      'skipped: maintenance: offline: source disk swap',
+    );
+    // nothing stays admitted on either store after a refusal
+    assert.deepEqual(await inst.access.backend.list('src'), []);
+    assert.deepEqual(await inst.access.backend.list('dst'), []);
+    await setMaintenanceMode(inst.access, 'src', undefined);
+
+    runs = await runSchedulerOnce(ctx, T('2030-01-01T12:00:00Z'));
+    assert.equal(runs[0]?.outcome, 'started');
+    assert.equal(ctx.tasks.item(runs[0]!.upid).worker_id, '-:src:dst::nightly');
+    assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), 'OK');
+    const h = await inst.access.lookupDatastore('dst', 'read', { kind: 'test' });
+    try {
+      const group = h.datastore.listGroups()[0]!;
+      assert.equal(`${group}`, 'vm/100');
+      assert.equal(h.datastore.getOwner(group), 'root@pam');
+      assert.equal(h.datastore.listSnapshots(group).length, 1);
+    } finally {
+      await h.release();
+    }
+  } finally {
+    await tasks.close();
+    inst.cleanup();
+  }
 });

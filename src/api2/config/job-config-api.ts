@@ -10,7 +10,7 @@
  * schedule changes (so the next run is the first slot after the change, as PBS), removed with it.
  */
 import { Type, type TProperties } from 'typebox';
-import { BadRequestError, ERR_JOB_EXISTS, NotFoundError } from '../../errors.js';
+import { BadRequestError, ERR_JOB_EXISTS, ForbiddenError, NotFoundError } from '../../errors.js';
 import { jobAclPath, validateJob, type JobConfigFile } from '../../config/job-config.js';
 import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import type { ServerContext } from '../../http/context.js';
@@ -42,6 +42,13 @@ export interface JobConfigRoutesSpec<T extends JobLike> {
   readPrivs: readonly string[];
   /** Privilege needed on the job's path to create, change or remove it. */
   modifyPriv: string;
+  /**
+   * Checks beyond `modifyPriv` on the job's path, on create, update (before and after) and delete
+   * (a sync job's source and owner); throws ForbiddenError.
+   */
+  checkModify?(userInfo: UserInfo, authId: string, job: T): void;
+  /** Whether the caller may also see this job beyond `readPrivs` on its path (a sync job's source). */
+  canRead?(userInfo: UserInfo, authId: string, job: T): boolean;
   /** Called after every change was written (maintenance windows apply their holds at once). */
   changed?(server: ServerContext): Promise<void>;
 }
@@ -71,8 +78,12 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
     description: 'Job ID.',
   });
   const base = `/config/${spec.path}`;
-  const check = (userInfo: UserInfo, authId: string, job: JobLike) =>
+  const check = (userInfo: UserInfo, authId: string, job: JobLike) => {
     userInfo.checkPrivs(authId, jobAclPath(job), [spec.modifyPriv]);
+    spec.checkModify?.(userInfo, authId, job as T);
+  };
+  const canRead = (userInfo: UserInfo, authId: string, job: T) =>
+    canSeeJob(userInfo, authId, job, spec.readPrivs) && (spec.canRead?.(userInfo, authId, job) ?? true);
   const DeleteSchema = Type.Array(Type.Union(spec.deletable.map((k) => Type.Literal(k))));
 
   return [
@@ -86,7 +97,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
       handler: ({ authId, userInfo, server, setAttribute }) => {
         const { jobs, digest } = spec.file(server).read();
         setAttribute('digest', digest);
-        return [...jobs.values()].filter((j) => canSeeJob(userInfo, authId, j, spec.readPrivs)).map(jobView);
+        return [...jobs.values()].filter((j) => canRead(userInfo, authId, j)).map(jobView);
       },
     }),
     defineRoute({
@@ -128,6 +139,9 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
         const job = jobs.get(params.id);
         if (!job) throw new NotFoundError(`${spec.noun} '${params.id}' does not exist.`);
         userInfo.checkPrivs(authId, jobAclPath(job), spec.readPrivs, { partial: true });
+        if (!canRead(userInfo, authId, job)) {
+          throw new ForbiddenError(`permission check failed - no access to ${spec.noun} '${job.id}'`);
+        }
         setAttribute('digest', digest);
         return jobView(job);
       },

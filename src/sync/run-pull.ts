@@ -1,0 +1,75 @@
+/**
+ * One pull, inside its task, on admissions made before it (the target as ingest, a local source
+ * as read): connect to the remote (or read the local source), then `pullStore`. Shared by
+ * `POST /pull` and sync jobs, which differ only in who owns the synced groups and how the task is
+ * named and recorded.
+ */
+import { BackupNamespace, type ReadonlyDatastore, type WritableDatastore } from '../datastore/index.js';
+import { NotFoundError } from '../errors.js';
+import { remoteConfig } from '../config/remote-config.js';
+import { parseGroupFilter } from './group-filter.js';
+import { LocalSyncSource } from './local-source.js';
+import { pullStore, type PullStats } from './pull.js';
+import { connectRemote } from './remote-client.js';
+import { RemoteSyncSource } from './remote-source.js';
+import type { SyncSource } from './sync-source.js';
+
+/** What one pull needs, from `POST /pull` or a sync job (PBS's names). */
+export interface PullRequest {
+  store: string;
+  ns?: string;
+  remote?: string;
+  'remote-store': string;
+  'remote-ns'?: string;
+  'remove-vanished'?: boolean;
+  'max-depth'?: number;
+  'group-filter'?: string | string[];
+  'transfer-last'?: number;
+}
+
+/** The checked namespaces and filters of a pull (400 naming the bad parameter). */
+export function checkPullRequest(req: PullRequest) {
+  return {
+    ns: BackupNamespace.parse(req.ns ?? '', 'ns'),
+    sourceNs: BackupNamespace.parse(req['remote-ns'] ?? '', 'remote-ns'),
+    groupFilter: (req['group-filter'] === undefined ? [] : [req['group-filter']].flat()).map((f) =>
+      parseGroupFilter(f),
+    ),
+  };
+}
+
+export interface RunPullOptions {
+  configDir: string;
+  /** The admitted target. */
+  target: WritableDatastore;
+  /** The admitted local source (a pull without `remote`). */
+  source?: ReadonlyDatastore;
+  owner: string;
+  log(line: string): void;
+  signal?: AbortSignal;
+  /** A permission check before a target namespace is created. */
+  mayCreateNamespace?(ns: BackupNamespace): void;
+}
+
+export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<PullStats> {
+  const params = checkPullRequest(req);
+  let source: SyncSource;
+  if (req.remote !== undefined) {
+    const remote = remoteConfig(opts.configDir).get(req.remote);
+    if (!remote) throw new NotFoundError(`remote '${req.remote}' does not exist`);
+    source = new RemoteSyncSource(await connectRemote(remote), remote.name, req['remote-store']);
+  } else {
+    if (!opts.source) throw new NotFoundError(`datastore '${req['remote-store']}' was not admitted`);
+    source = new LocalSyncSource(opts.source);
+  }
+  return pullStore(source, opts.target, {
+    ...params,
+    ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
+    ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
+    owner: opts.owner,
+    removeVanished: req['remove-vanished'] ?? false,
+    log: opts.log,
+    ...(opts.signal && { signal: opts.signal }),
+    ...(opts.mayCreateNamespace && { mayCreateNamespace: opts.mayCreateNamespace }),
+  });
+}
