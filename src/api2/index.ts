@@ -19,6 +19,7 @@ import { routes as configNotifications } from './config/notifications.js';
 import { routes as nodes } from './nodes/index.js';
 import { routes as protocolPaths } from './protocol-paths.js';
 import { routes as pull } from './pull.js';
+import { routes as push } from './push.js';
 import { routes as status } from './status/index.js';
 import { routes as version } from './version.js';
 
@@ -39,5 +40,6 @@ export const apiRoutes: AnyRoute[] = [
   ...configSync,
   ...adminSync,
   ...pull,
+  ...push,
   ...protocolPaths,
 ];

@@ -19,10 +19,10 @@ import type { UserInfo } from '../http/permissions.js';
 import type { ReadHandle, WriteHandle } from '../maintenance/datastore-access.js';
 import { remoteConfig } from '../config/remote-config.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
-import { checkPullRequest, runPull, type PullRequest } from '../sync/run-pull.js';
+import { checkPullRequest, runPull, type PullRequest } from '../sync/run-sync.js';
 import { NsSchema, StoreSchema } from './admin/datastore/common.js';
 
-const RemoteIdSchema = Type.String({
+export const RemoteIdSchema = Type.String({
   pattern: '^[A-Za-z0-9_][A-Za-z0-9._\\-]*$',
   minLength: 3,
   maxLength: 32,

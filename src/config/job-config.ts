@@ -120,9 +120,10 @@ export const VERIFY_JOBS: JobKind<VerifyJobConfig> = {
 };
 
 /**
- * PBS `SyncJobConfig` (sync.cfg), pull direction: copy `remote-store` of `remote` (a local
- * datastore without `remote`) into `store`. Rate limits and the push direction are not supported
- * by this version: a job PBS wrote with them is kept (its properties verbatim) but refused to run.
+ * PBS `SyncJobConfig` (sync.cfg). Pull (the default): copy `remote-store` of `remote` (a local
+ * datastore without `remote`) into `store`. Push (`sync-direction push`, PBS 4): copy `store` into
+ * `remote-store` of `remote`. Rate limits are not supported by this version: such properties of a
+ * job PBS wrote are kept verbatim and not applied.
  */
 export interface SyncJobConfig extends JobBase {
   remote?: string;
@@ -134,6 +135,7 @@ export interface SyncJobConfig extends JobBase {
   'group-filter'?: string[];
   'transfer-last'?: number;
   schedule?: string;
+  'sync-direction'?: 'pull' | 'push';
 }
 
 export const SYNC_JOBS: JobKind<SyncJobConfig> = {
@@ -152,6 +154,7 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     ['group-filter', 'list'],
     ['transfer-last', 'int'],
     ['schedule', 'schedule'],
+    ['sync-direction', 'string'],
     ['comment', 'string'],
   ],
   required: ['store', 'remote-store'],
@@ -163,6 +166,15 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
       });
     }
     for (const f of job['group-filter'] ?? []) parseGroupFilter(f);
+    const direction = job['sync-direction'];
+    if (direction !== undefined && direction !== 'pull' && direction !== 'push') {
+      throw new BadRequestError(`invalid sync-direction '${String(direction)}': must be pull or push`, {
+        param: 'sync-direction',
+      });
+    }
+    if (direction === 'push' && job.remote === undefined) {
+      throw new BadRequestError('a push sync job needs a remote', { param: 'remote' });
+    }
     if (job.remote === undefined && job.store === job['remote-store']) {
       throw new BadRequestError("can't sync to same datastore", { param: 'remote-store' });
     }

@@ -18,7 +18,7 @@ import type { DataClass, DatastoreHandle, DatastoreHandleFor } from '../maintena
 import { oldestWriteStart } from '../maintenance/oldest-writer.js';
 import type { PruneJobConfig, SyncJobConfig, VerifyJobConfig } from '../config/job-config.js';
 import { SUPERUSER } from '../config/user-config.js';
-import { runPull } from '../sync/run-pull.js';
+import { runPull, runPush } from '../sync/run-sync.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import type { JobType } from './job-state.js';
@@ -210,13 +210,15 @@ function parseUpidTime(upid: string): number | undefined {
 }
 
 /**
- * A sync job of sync.cfg (pull direction), PBS `do_sync_job`: the target is admitted as ingest
- * (kind sync) and a local source as read, both before the task, so maintenance on either end
- * skips a scheduled run with its message. The synced groups belong to the job's `owner`
- * (root@pam by default, as PBS).
+ * A sync job of sync.cfg, PBS `do_sync_job`. Pull: the target is admitted as ingest (kind sync)
+ * and a local source as read, both before the task, so maintenance on either end skips a
+ * scheduled run with its message; the synced groups belong to the job's `owner` (root@pam by
+ * default, as PBS). Push: the local store is admitted as read; the remote's refusals fail the run
+ * with the remote's message in the task log.
  */
-export function syncJob(job: SyncJobConfig): JobSpec<'ingest'> {
+export function syncJob(job: SyncJobConfig): JobSpec {
   const owner = job.owner ?? SUPERUSER;
+  const push = job['sync-direction'] === 'push';
   // PBS: remote:remote-store:store:ns:id
   const workerId = `${job.remote ?? '-'}:${job['remote-store']}:${job.store}:${job.ns ?? ''}:${job.id}`;
   return {
@@ -226,11 +228,11 @@ export function syncJob(job: SyncJobConfig): JobSpec<'ingest'> {
     workerType: 'syncjob',
     workerId,
     schedule: job.schedule,
-    operation: 'ingest',
+    operation: push ? 'read' : 'ingest',
     kind: 'sync',
     title: `sync job '${job.id}'`,
     async admitOthers(ctx, authId) {
-      if (job.remote !== undefined) return [];
+      if (push || job.remote !== undefined) return [];
       return [
         await ctx.datastores.lookupDatastore(job['remote-store'], 'read', {
           kind: 'sync',
@@ -241,9 +243,24 @@ export function syncJob(job: SyncJobConfig): JobSpec<'ingest'> {
     },
     async run(task, handle, ctx, others) {
       task.log(`Starting datastore sync job '${workerId}'`);
-      task.log(
-        `sync datastore '${job.store}' from '${job.remote ? `${job.remote}/` : ''}${job['remote-store']}'`,
-      );
+      const remote = job.remote ? `${job.remote}/` : '';
+      if (push) {
+        task.log(`sync datastore '${job.store}' to '${remote}${job['remote-store']}'`);
+        const stats = await runPush(job, {
+          configDir: ctx.paths.configDir,
+          source: handle.datastore,
+          log: (line) => task.log(line),
+          signal: task.signal,
+        });
+        task.log(
+          stats.bytes > 0
+            ? `Summary: sync job pushed ${stats.bytes} bytes in ${stats.chunks} chunks`
+            : 'Summary: sync job found no new data to push',
+        );
+        return;
+      }
+      if (handle.operation === 'read') throw new Error('a pull needs its target admitted for writing');
+      task.log(`sync datastore '${job.store}' from '${remote}${job['remote-store']}'`);
       const source = others[0];
       const stats = await runPull(job, {
         configDir: ctx.paths.configDir,

@@ -31,7 +31,8 @@ export const routes: AnyRoute[] = [
     permission: filtered(
       'only the jobs on whose target datastore (namespace) the caller has Datastore.Audit',
     ),
-    description: 'List sync jobs with their schedule status (pull direction; this version has no push jobs).',
+    description:
+      'List sync jobs with their schedule status: pull jobs, or those of `sync-direction` (push, all).',
     returns: Type.Array(
       Type.Object({
         id: Type.String(),
@@ -41,12 +42,14 @@ export const routes: AnyRoute[] = [
       }),
     ),
     handler: ({ query, authId, userInfo, server }) =>
-      query['sync-direction'] === 'push'
-        ? []
-        : [...syncJobConfig(server.paths.configDir).read().jobs.values()]
-            .filter((j) => query.store === undefined || j.store === query.store)
-            .filter((j) => canSeeJob(userInfo, authId, j, ['Datastore.Audit']))
-            .map((j) => ({ ...jobView(j), ...jobScheduleStatus(server, syncJob(j)) })),
+      [...syncJobConfig(server.paths.configDir).read().jobs.values()]
+        .filter((j) => query.store === undefined || j.store === query.store)
+        .filter((j) => {
+          const dir = query['sync-direction'] ?? 'pull'; // PBS lists pull jobs unless asked
+          return dir === 'all' || (j['sync-direction'] ?? 'pull') === dir;
+        })
+        .filter((j) => canSeeJob(userInfo, authId, j, ['Datastore.Audit']))
+        .map((j) => ({ ...jobView(j), ...jobScheduleStatus(server, syncJob(j)) })),
   }),
   defineRoute({
     method: 'POST',

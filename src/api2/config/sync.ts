@@ -18,12 +18,7 @@ import { NsSchema, StoreSchema } from '../admin/datastore/common.js';
 import { jobAclPath } from '../../config/job-config.js';
 import { jobConfigRoutes } from './job-config-api.js';
 import { ScheduleSchema } from './prune.js';
-
-const RemoteIdSchema = Type.String({
-  pattern: '^[A-Za-z0-9_][A-Za-z0-9._\\-]*$',
-  minLength: 3,
-  maxLength: 32,
-});
+import { RemoteIdSchema } from '../pull.js';
 
 function sourceReadable(userInfo: UserInfo, authId: string, job: SyncJobConfig): boolean {
   return job.remote !== undefined
@@ -33,6 +28,14 @@ function sourceReadable(userInfo: UserInfo, authId: string, job: SyncJobConfig):
 
 /** PBS `check_sync_job_modify_access` beyond Datastore.Backup on the target. */
 export function checkSyncJobModify(userInfo: UserInfo, authId: string, job: SyncJobConfig): void {
+  if (job['sync-direction'] === 'push') {
+    // PBS `check_push_privs`: write into the remote, read the local store
+    const remote = `/remote/${job.remote}/${job['remote-store']}${job['remote-ns'] ? `/${job['remote-ns']}` : ''}`;
+    userInfo.checkPrivs(authId, remote, ['Remote.DatastoreBackup']);
+    if (job['remove-vanished']) userInfo.checkPrivs(authId, remote, ['Remote.DatastorePrune']);
+    userInfo.checkPrivs(authId, jobAclPath(job), ['Datastore.Read', 'Datastore.Backup'], { partial: true });
+    return;
+  }
   const target = jobAclPath(job);
   if (job.remote !== undefined) {
     userInfo.checkPrivs(authId, `/remote/${job.remote}/${job['remote-store']}`, ['Remote.Read']);
@@ -65,6 +68,11 @@ export const routes: AnyRoute[] = jobConfigRoutes<SyncJobConfig>({
     ),
     'transfer-last': Type.Optional(Type.Integer({ minimum: 1 })),
     schedule: Type.Optional(ScheduleSchema),
+    'sync-direction': Type.Optional(
+      Type.Union([Type.Literal('pull'), Type.Literal('push')], {
+        description: 'pull (default): from the remote into store; push: from store into the remote.',
+      }),
+    ),
     comment: Type.Optional(CommentSchema),
   },
   deletable: [
@@ -78,6 +86,7 @@ export const routes: AnyRoute[] = jobConfigRoutes<SyncJobConfig>({
     'group-filter',
     'transfer-last',
     'schedule',
+    'sync-direction',
   ],
   readPrivs: ['Datastore.Audit'],
   modifyPriv: 'Datastore.Backup',

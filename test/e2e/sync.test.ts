@@ -1,5 +1,5 @@
 /**
- * Pull sync between two `stowage` server processes on loopback (issue 14): the target pulls the
+ * Sync between two `stowage` server processes on loopback (issue 14), pull and push. Pull: the target pulls the
  * source's datastore through the API and the reader protocol, as PBS's pull does. Backups are made
  * by the real client on the source and restored by it from the target, byte for byte; a second
  * pull transfers no chunk; maintenance on either end is obeyed (source read-only still syncs,
@@ -41,6 +41,17 @@ async function login(s: E2eServer): Promise<ApiClient> {
 before(async () => {
   [src, dst] = await Promise.all([startE2eServer('stowage-sync-src-'), startE2eServer('stowage-sync-dst-')]);
   [srcApi, dstApi] = await Promise.all([login(src), login(dst)]);
+  // the source knows the target as remote `site-b` (push), pinned to its certificate
+  await remoteConfig(join(src.root, 'etc')).update((remotes) => {
+    remotes.set('site-b', {
+      name: 'site-b',
+      host: '127.0.0.1',
+      port: dst.port,
+      'auth-id': 'root@pam',
+      password: ROOT_PASSWORD,
+      fingerprint: dst.fingerprint,
+    });
+  });
   // the target knows the source as remote `site-a`, pinned to its certificate
   await remoteConfig(join(dst.root, 'etc')).update((remotes) => {
     remotes.set('site-a', {
@@ -301,4 +312,153 @@ test('a sync job is configured, listed with its status and run now; its groups b
     (err: Error & { status?: number }) => err.status === 403,
   );
   assert.deepEqual(await op.call('GET', '/config/sync'), []);
+});
+
+/** Push src into dst's namespace `pushed`; the task's outcome on src. */
+async function push(params: Record<string, unknown> = {}): Promise<{ status: string; log: string[] }> {
+  const upid = await srcApi.call<string>('POST', '/push', {
+    store: STORE,
+    remote: 'site-b',
+    'remote-store': STORE,
+    'remote-ns': 'pushed',
+    ...params,
+  });
+  return taskEnd(srcApi, upid);
+}
+
+const pushedSnapshots = async () =>
+  (
+    await dstApi.call<Array<{ 'backup-type': string; 'backup-id': string; 'backup-time': number }>>(
+      'GET',
+      `/admin/datastore/${STORE}/snapshots`,
+      { ns: 'pushed' },
+    )
+  )
+    .map((s) => `${s['backup-type']}/${s['backup-id']}/${s['backup-time']}`)
+    .sort();
+
+test('a push writes every snapshot into the remote through its backup protocol; restores from there are identical; a second push uploads nothing', async () => {
+  const first = await push();
+  assert.equal(first.status, 'OK', first.log.join('\n'));
+  assert.ok(first.log.some((l) => l.includes('Successfully created new namespace pushed on remote')));
+  assert.deepEqual(await pushedSnapshots(), await snapshotsOf(srcApi));
+
+  const out = join(dst.root, 'restored-pushed');
+  const r = await runClient(
+    ['restore', snapshotName('web', T0 + 120), 'root.tar', out, '--ns', 'pushed'],
+    dst.env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(readFileSync(join(out, 'changing.txt'), 'utf8'), 'third web\n');
+  assert.deepEqual(readFileSync(join(out, 'f3')), readFileSync(join(tree, 'f3')));
+
+  const again = await push();
+  assert.equal(again.status, 'OK', again.log.join('\n'));
+  assert.ok(
+    again.log.some((l) => /Summary: 0 snapshot\(s\) pushed, 0 chunk\(s\) uploaded/.test(l)),
+    again.log.join('\n'),
+  );
+
+  // a new snapshot of the same data: its chunks are only appended, known from the remote's previous snapshot
+  assert.equal((await runTreeBackup(src.env, tree, 'web', T0 + 180)).code, 0);
+  const incremental = await push();
+  assert.equal(incremental.status, 'OK', incremental.log.join('\n'));
+  assert.ok(
+    incremental.log.some((l) =>
+      /Summary: 1 snapshot\(s\) pushed, 0 chunk\(s\) uploaded \(0 bytes\), [1-9]\d* chunk\(s\) already on the remote/.test(
+        l,
+      ),
+    ),
+    incremental.log.join('\n'),
+  );
+});
+
+test('push under maintenance: the remote read-only fails the task with its message and leaves nothing; the source offline refuses at once; read-only pushes', async () => {
+  writeFileSync(join(tree, 'changing.txt'), 'fifth web\n');
+  assert.equal((await runTreeBackup(src.env, tree, 'web', T0 + 240)).code, 0);
+  await setMode(dstApi, 'type=read-only,message=remote frozen for audit');
+  try {
+    const refused = await push();
+    assert.notEqual(refused.status, 'OK');
+    assert.ok(
+      refused.log.some((l) => l.includes('remote frozen for audit')),
+      refused.log.join('\n'),
+    );
+    assert.equal((await pushedSnapshots()).includes(`host/web/${T0 + 240}`), false);
+  } finally {
+    await setMode(dstApi, undefined);
+  }
+
+  await setMode(srcApi, 'type=offline,message=source out');
+  try {
+    await assert.rejects(
+      srcApi.call('POST', '/push', {
+        store: STORE,
+        remote: 'site-b',
+        'remote-store': STORE,
+        'remote-ns': 'pushed',
+      }),
+      (err: Error & { status?: number }) => err.status === 503 && /source out/.test(err.message),
+    );
+  } finally {
+    await setMode(srcApi, undefined);
+  }
+
+  await setMode(srcApi, 'type=read-only,message=source read-only');
+  try {
+    const ok = await push();
+    assert.equal(ok.status, 'OK', ok.log.join('\n'));
+    assert.ok((await pushedSnapshots()).includes(`host/web/${T0 + 240}`));
+  } finally {
+    await setMode(srcApi, undefined);
+  }
+});
+
+test('push with remove-vanished forgets on the remote exactly the snapshots gone from the source', async () => {
+  const before = await pushedSnapshots();
+  await srcApi.call('DELETE', `/admin/datastore/${STORE}/snapshots`, {
+    'backup-type': 'host',
+    'backup-id': 'web',
+    'backup-time': T0 + 180,
+  });
+  const res = await push({ 'remove-vanished': true });
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  assert.deepEqual(
+    await pushedSnapshots(),
+    before.filter((s) => s !== `host/web/${T0 + 180}`),
+  );
+  assert.ok(res.log.some((l) => l.includes(`Removed vanished snapshot host/web/`)));
+});
+
+test('a push sync job runs now and is listed among push jobs only', async () => {
+  await srcApi.call('POST', '/config/sync', {
+    id: 'to-site-b',
+    store: STORE,
+    remote: 'site-b',
+    'remote-store': STORE,
+    'remote-ns': 'jobpushed',
+    'sync-direction': 'push',
+  });
+  const res = await taskEnd(srcApi, await srcApi.call<string>('POST', '/admin/sync/to-site-b/run'));
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  assert.ok(res.log.some((l) => l.endsWith(`sync datastore '${STORE}' to 'site-b/${STORE}'`)));
+  const remote = await dstApi.call<unknown[]>('GET', `/admin/datastore/${STORE}/snapshots`, {
+    ns: 'jobpushed',
+  });
+  assert.equal(remote.length, (await snapshotsOf(srcApi)).length);
+  const ids = async (dir?: string) =>
+    (
+      await srcApi.call<Array<{ id: string }>>('GET', '/admin/sync', dir ? { 'sync-direction': dir } : {})
+    ).map((j) => j.id);
+  assert.deepEqual(await ids(), []);
+  assert.deepEqual(await ids('push'), ['to-site-b']);
+  await assert.rejects(
+    srcApi.call('POST', '/config/sync', {
+      id: 'bad-push',
+      store: STORE,
+      'remote-store': 'elsewhere',
+      'sync-direction': 'push',
+    }),
+    (err: Error & { status?: number }) => err.status === 400 && /needs a remote/.test(err.message),
+  );
 });

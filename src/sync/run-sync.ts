@@ -1,8 +1,9 @@
 /**
- * One pull, inside its task, on admissions made before it (the target as ingest, a local source
- * as read): connect to the remote (or read the local source), then `pullStore`. Shared by
- * `POST /pull` and sync jobs, which differ only in who owns the synced groups and how the task is
- * named and recorded.
+ * One pull or push, inside its task, on admissions made before it (a pull's target as ingest and
+ * local source as read; a push's local source as read): connect to the remote (or read the local
+ * source), then `pullStore` / `pushStore`. Shared by `POST /pull`, `POST /push` and sync jobs,
+ * which differ only in who owns the synced groups and how the task is named and recorded. For a
+ * push, `store`/`ns` name the local source and `remote-store`/`remote-ns` the remote target.
  */
 import { BackupNamespace, type ReadonlyDatastore, type WritableDatastore } from '../datastore/index.js';
 import { NotFoundError } from '../errors.js';
@@ -10,6 +11,8 @@ import { remoteConfig } from '../config/remote-config.js';
 import { parseGroupFilter } from './group-filter.js';
 import { LocalSyncSource } from './local-source.js';
 import { pullStore, type PullStats } from './pull.js';
+import { pushStore, type PushStats } from './push.js';
+import type { BackupGroup } from '../datastore/index.js';
 import { connectRemote } from './remote-client.js';
 import { RemoteSyncSource } from './remote-source.js';
 import type { SyncSource } from './sync-source.js';
@@ -72,4 +75,37 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     ...(opts.signal && { signal: opts.signal }),
     ...(opts.mayCreateNamespace && { mayCreateNamespace: opts.mayCreateNamespace }),
   });
+}
+
+export interface RunPushOptions {
+  configDir: string;
+  /** The admitted local source. */
+  source: ReadonlyDatastore;
+  mayPush?(group: BackupGroup): boolean;
+  log(line: string): void;
+  signal?: AbortSignal;
+}
+
+/** One push (the same request shape; `remote` required), inside its task, on the admitted source. */
+export async function runPush(req: PullRequest, opts: RunPushOptions): Promise<PushStats> {
+  const params = checkPullRequest(req);
+  if (req.remote === undefined) throw new NotFoundError('a push needs a remote');
+  const remote = remoteConfig(opts.configDir).get(req.remote);
+  if (!remote) throw new NotFoundError(`remote '${req.remote}' does not exist`);
+  const api = await connectRemote(remote);
+  return pushStore(
+    opts.source,
+    { api, remoteName: remote.name, store: req['remote-store'] },
+    {
+      ns: params.ns,
+      remoteNs: params.sourceNs,
+      groupFilter: params.groupFilter,
+      ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
+      ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
+      removeVanished: req['remove-vanished'] ?? false,
+      ...(opts.mayPush && { mayPush: opts.mayPush }),
+      log: opts.log,
+      ...(opts.signal && { signal: opts.signal }),
+    },
+  );
 }
