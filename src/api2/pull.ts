@@ -32,6 +32,9 @@ const StringOrList = Type.Union([
   Type.Array(Type.String({ maxLength: 256 })),
 ]);
 
+/** A PBS HumanByte (`10MiB`, `1.5 GB`, `500000`); fully checked where it is parsed (400 naming it). */
+export const ByteSizeSchema = (description: string) => Type.String({ maxLength: 32, description });
+
 export const PullBodySchema = Type.Object({
   store: StoreSchema,
   ns: Type.Optional(NsSchema),
@@ -42,6 +45,10 @@ export const PullBodySchema = Type.Object({
   'max-depth': Type.Optional(Type.Integer({ minimum: 0, maximum: 7 })),
   'group-filter': Type.Optional(StringOrList),
   'transfer-last': Type.Optional(Type.Integer({ minimum: 1 })),
+  'rate-in': Type.Optional(ByteSizeSchema('Most bytes per second downloaded (pull)')),
+  'burst-in': Type.Optional(ByteSizeSchema('Burst of downloads (pull)')),
+  'rate-out': Type.Optional(ByteSizeSchema('Most bytes per second uploaded (push)')),
+  'burst-out': Type.Optional(ByteSizeSchema('Burst of uploads (push)')),
 });
 
 const aclPath = (store: string, ns: BackupNamespace) =>

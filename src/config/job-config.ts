@@ -29,6 +29,7 @@ import { validateCalendarEvent } from '../api-types/calendar-event.js';
 import { formatSectionConfig, parseSectionConfig, sectionLine, type Section } from './section-config.js';
 
 import { parseGroupFilter } from '../sync/group-filter.js';
+import { parseHumanByte } from '../api-types/human-byte.js';
 import { validateRemoteName } from './remote-config.js';
 import { parseAuthId } from './user-config.js';
 import { KEEP_OPTION_NAMES as KEEP_KEYS } from '../api-types/prune-options.js';
@@ -122,8 +123,8 @@ export const VERIFY_JOBS: JobKind<VerifyJobConfig> = {
 /**
  * PBS `SyncJobConfig` (sync.cfg). Pull (the default): copy `remote-store` of `remote` (a local
  * datastore without `remote`) into `store`. Push (`sync-direction push`, PBS 4): copy `store` into
- * `remote-store` of `remote`. Rate limits are not supported by this version: such properties of a
- * job PBS wrote are kept verbatim and not applied.
+ * `remote-store` of `remote`. Rate limits as PBS: `rate-in`/`burst-in` for pulls,
+ * `rate-out`/`burst-out` for pushes.
  */
 export interface SyncJobConfig extends JobBase {
   remote?: string;
@@ -136,6 +137,10 @@ export interface SyncJobConfig extends JobBase {
   'transfer-last'?: number;
   schedule?: string;
   'sync-direction'?: 'pull' | 'push';
+  'rate-in'?: string;
+  'burst-in'?: string;
+  'rate-out'?: string;
+  'burst-out'?: string;
 }
 
 export const SYNC_JOBS: JobKind<SyncJobConfig> = {
@@ -155,6 +160,10 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     ['transfer-last', 'int'],
     ['schedule', 'schedule'],
     ['sync-direction', 'string'],
+    ['rate-in', 'string'],
+    ['burst-in', 'string'],
+    ['rate-out', 'string'],
+    ['burst-out', 'string'],
     ['comment', 'string'],
   ],
   required: ['store', 'remote-store'],
@@ -171,6 +180,10 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
       throw new BadRequestError(`invalid sync-direction '${String(direction)}': must be pull or push`, {
         param: 'sync-direction',
       });
+    }
+    for (const key of ['rate-in', 'burst-in', 'rate-out', 'burst-out'] as const) {
+      const v = job[key];
+      if (v !== undefined) parseHumanByte(v, key);
     }
     if (direction === 'push' && job.remote === undefined) {
       throw new BadRequestError('a push sync job needs a remote', { param: 'remote' });

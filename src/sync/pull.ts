@@ -37,6 +37,7 @@ import {
   type WritableDatastore,
 } from '../datastore/index.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
+import type { RateLimiter } from './rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 
 export interface PullOptions {
@@ -56,6 +57,8 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Called before a target namespace is created (a permission check); throws to refuse. */
   mayCreateNamespace?(ns: BackupNamespace): void;
+  /** `rate-in`/`burst-in`: the chunk downloads' pace. */
+  rateLimit?: RateLimiter;
 }
 
 export interface PullStats {
@@ -423,6 +426,7 @@ async function pullChunks(
       await target.chunks.insert(digest, blob);
       downloaded++;
       bytes += blob.length;
+      await opts.rateLimit?.consume(blob.length, opts.signal);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, todo.length) }, worker));

@@ -34,6 +34,7 @@ import {
 } from '../datastore/index.js';
 import { StowageError, isStowageError } from '../errors.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
+import type { RateLimiter } from './rate-limiter.js';
 
 export interface PushOptions {
   /** Local namespace to push from. */
@@ -48,6 +49,8 @@ export interface PushOptions {
   mayPush?(group: BackupGroup): boolean;
   log(line: string): void;
   signal?: AbortSignal;
+  /** `rate-out`/`burst-out`: the chunk uploads' pace. */
+  rateLimit?: RateLimiter;
 }
 
 export interface PushStats {
@@ -368,6 +371,7 @@ async function pushIndex(
       known.add(hex);
       uploaded++;
       bytes += blob.length;
+      await opts.rateLimit?.consume(blob.length, opts.signal);
     }
     digests.push(hex);
     offsets.push(start); // the protocol's offset of a chunk is where it starts, in both index kinds

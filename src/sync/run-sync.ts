@@ -6,7 +6,9 @@
  * push, `store`/`ns` name the local source and `remote-store`/`remote-ns` the remote target.
  */
 import { BackupNamespace, type ReadonlyDatastore, type WritableDatastore } from '../datastore/index.js';
-import { NotFoundError } from '../errors.js';
+import { BadRequestError, NotFoundError } from '../errors.js';
+import { parseHumanByte } from '../api-types/human-byte.js';
+import { RateLimiter } from './rate-limiter.js';
 import { remoteConfig } from '../config/remote-config.js';
 import { parseGroupFilter } from './group-filter.js';
 import { LocalSyncSource } from './local-source.js';
@@ -28,6 +30,20 @@ export interface PullRequest {
   'max-depth'?: number;
   'group-filter'?: string | string[];
   'transfer-last'?: number;
+  /** Pull: the most bytes per second downloaded, and the burst (PBS HumanByte, e.g. `10MiB`). */
+  'rate-in'?: string;
+  'burst-in'?: string;
+  /** Push: the same for uploads. */
+  'rate-out'?: string;
+  'burst-out'?: string;
+}
+
+/** The limiter of one direction, or undefined without a rate. */
+function rateLimiter(rate: string | undefined, burst: string | undefined, dir: 'in' | 'out') {
+  if (rate === undefined) return undefined;
+  const r = parseHumanByte(rate, `rate-${dir}`);
+  if (r <= 0) throw new BadRequestError(`rate-${dir} must be more than 0 bytes`, { param: `rate-${dir}` });
+  return new RateLimiter(r, burst === undefined ? r : Math.max(1, parseHumanByte(burst, `burst-${dir}`)));
 }
 
 /** The checked namespaces and filters of a pull (400 naming the bad parameter). */
@@ -38,6 +54,8 @@ export function checkPullRequest(req: PullRequest) {
     groupFilter: (req['group-filter'] === undefined ? [] : [req['group-filter']].flat()).map((f) =>
       parseGroupFilter(f),
     ),
+    rateIn: rateLimiter(req['rate-in'], req['burst-in'], 'in'),
+    rateOut: rateLimiter(req['rate-out'], req['burst-out'], 'out'),
   };
 }
 
@@ -65,8 +83,10 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     if (!opts.source) throw new NotFoundError(`datastore '${req['remote-store']}' was not admitted`);
     source = new LocalSyncSource(opts.source);
   }
+  const { rateIn, rateOut: _out, ...rest } = params;
   return pullStore(source, opts.target, {
-    ...params,
+    ...rest,
+    ...(rateIn && { rateLimit: rateIn }),
     ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
     ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
     owner: opts.owner,
@@ -103,6 +123,7 @@ export async function runPush(req: PullRequest, opts: RunPushOptions): Promise<P
       ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
       ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
       removeVanished: req['remove-vanished'] ?? false,
+      ...(params.rateOut && { rateLimit: params.rateOut }),
       ...(opts.mayPush && { mayPush: opts.mayPush }),
       log: opts.log,
       ...(opts.signal && { signal: opts.signal }),

@@ -11,6 +11,7 @@ import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
 import { LocalSyncSource } from '../../src/sync/local-source.js';
 import { pullStore, type PullOptions } from '../../src/sync/pull.js';
+import { RateLimiter } from '../../src/sync/rate-limiter.js';
 import { groupPasses, parseGroupFilter } from '../../src/sync/group-filter.js';
 import type { SyncSource } from '../../src/sync/sync-source.js';
 import { StowageError } from '../../src/errors.js';
@@ -177,4 +178,19 @@ test('a group filter that does not parse is a 400 naming it', () => {
   assert.equal(groupPasses([parseGroupFilter('group:vm/100')], g), true);
   assert.equal(groupPasses([parseGroupFilter('exclude:group:vm/100')], g), false);
   assert.equal(groupPasses([], g), true);
+});
+
+test('rate-in paces the downloads: the bytes pulled take at least (bytes - burst) / rate', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '300', time: T0, ns: 't5', label: 'paced-a' },
+    { type: 'vm', id: '300', time: T0 + 60, ns: 't5', label: 'paced-b' },
+  ]);
+  const rate = 60; // bytes per second: the fixture's chunks are small
+  const started = Date.now();
+  const r = await run('t5', { rateLimit: new RateLimiter(rate, 10) });
+  const elapsed = (Date.now() - started) / 1000;
+  assert.equal(r.error, undefined, r.log.join('\n'));
+  const bytes = Number(/\((\d+) bytes\)/.exec(r.log.find((l) => l.startsWith('Summary:'))!)![1]);
+  assert.ok(bytes > 2 * rate, `enough data to pace (${bytes} bytes)`);
+  assert.ok(elapsed >= (bytes - 10) / rate - 0.05, `${bytes} bytes in ${elapsed} s at ${rate} B/s`);
 });

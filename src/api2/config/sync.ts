@@ -18,7 +18,7 @@ import { NsSchema, StoreSchema } from '../admin/datastore/common.js';
 import { jobAclPath } from '../../config/job-config.js';
 import { jobConfigRoutes } from './job-config-api.js';
 import { ScheduleSchema } from './prune.js';
-import { RemoteIdSchema } from '../pull.js';
+import { ByteSizeSchema, RemoteIdSchema } from '../pull.js';
 
 function sourceReadable(userInfo: UserInfo, authId: string, job: SyncJobConfig): boolean {
   return job.remote !== undefined
@@ -73,9 +73,17 @@ export const routes: AnyRoute[] = jobConfigRoutes<SyncJobConfig>({
         description: 'pull (default): from the remote into store; push: from store into the remote.',
       }),
     ),
+    'rate-in': Type.Optional(ByteSizeSchema('Most bytes per second downloaded (pull)')),
+    'burst-in': Type.Optional(ByteSizeSchema('Burst of downloads (pull)')),
+    'rate-out': Type.Optional(ByteSizeSchema('Most bytes per second uploaded (push)')),
+    'burst-out': Type.Optional(ByteSizeSchema('Burst of uploads (push)')),
     comment: Type.Optional(CommentSchema),
   },
   deletable: [
+    'rate-in',
+    'burst-in',
+    'rate-out',
+    'burst-out',
     'comment',
     'ns',
     'owner',
