@@ -15,6 +15,7 @@ import { ApiClient } from '../../src/client/connection.js';
 import { remoteConfig } from '../../src/config/remote-config.js';
 import { ROOT_PASSWORD, runClient, runTreeBackup, startE2eServer, type E2eServer } from './backup-helpers.js';
 import { randomTree } from '../faults/fault-helpers.js';
+import { STOWAGE_BIN, runCli } from '../helpers/cli.js';
 
 const STORE = 'local';
 const T0 = 1_700_000_000;
@@ -461,4 +462,32 @@ test('a push sync job runs now and is listed among push jobs only', async () => 
     }),
     (err: Error & { status?: number }) => err.status === 400 && /needs a remote/.test(err.message),
   );
+});
+
+test('the CLI pulls now following the task, lists sync jobs, and names a missing remote in one line', async () => {
+  const admin = (args: string[]) =>
+    runCli(STOWAGE_BIN, [
+      '--config-dir',
+      join(dst.root, 'etc'),
+      '--server',
+      `127.0.0.1:${dst.port}`,
+      ...args,
+    ]);
+  const pulled = await admin(['pull', 'site-a', STORE, STORE, '--ns', 'cli', '--group-filter', 'type:host']);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  assert.match(pulled.stdout + pulled.stderr, /Summary: \d+ snapshot\(s\) synced/);
+  const listed = await dstApi.call<unknown[]>('GET', `/admin/datastore/${STORE}/snapshots`, { ns: 'cli' });
+  assert.equal(listed.length, (await snapshotsOf(srcApi)).length);
+
+  const jobs = await admin(['sync-job', 'list', '--output-format', 'json']);
+  assert.equal(jobs.code, 0, jobs.stderr);
+  assert.deepEqual(
+    (JSON.parse(jobs.stdout) as Array<{ id: string }>).map((j) => j.id),
+    ['from-site-a'],
+  );
+
+  const missing = await admin(['pull', 'nosuch', STORE, STORE]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /remote 'nosuch' does not exist/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
 });

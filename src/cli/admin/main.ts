@@ -4,6 +4,7 @@ import { registerAccessCommands } from './access-commands.js';
 import { closeInProcessApis } from './admin-connection.js';
 import { registerDatastoreCommands } from './datastore-commands.js';
 import { registerJobCommands } from './job-commands.js';
+import { registerSyncCommands } from './sync-commands.js';
 import { registerServerCommand } from './server-command.js';
 
 /** Build the `stowage` command tree. Each command group registers itself from its own module. */
@@ -22,6 +23,7 @@ export function buildAdminCli(): Command {
   registerServerCommand(program);
   registerDatastoreCommands(program);
   registerJobCommands(program);
+  registerSyncCommands(program);
   registerAccessCommands(program);
   // sub-commands inherit exitOverride so usage errors exit with EXIT.USAGE, not commander's 1
   const inherit = (cmd: Command) => {
