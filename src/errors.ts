@@ -474,6 +474,24 @@ export const ERR_JOB_RUNNING = createError(
   (title: string, upid: string) => `${title} is already running (${upid})`,
 );
 
+// sync between servers
+export const ERR_SYNC_FAILED = createError(
+  'ERR_SYNC_FAILED',
+  'INTERNAL',
+  () => 'sync failed with some errors.',
+);
+export const ERR_SYNC_OWNER_CHECK = createError(
+  'ERR_SYNC_OWNER_CHECK',
+  'FORBIDDEN',
+  (syncOwner: string, owner: string) => `owner check failed (${syncOwner} != ${owner})`,
+);
+/** A namespace, archive or manifest the sync needs is not on its source. */
+export const ERR_SYNC_SOURCE_MISSING = createError(
+  'ERR_SYNC_SOURCE_MISSING',
+  'NOT_FOUND',
+  (what: string) => what,
+);
+
 // worker tasks and the server process
 export const ERR_SHUTTING_DOWN = createError(
   'ERR_SHUTTING_DOWN',

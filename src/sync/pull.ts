@@ -20,7 +20,13 @@
  * The caller admits the target as an ingest operation (kind `sync`) and a local source as read.
  */
 import { createHash } from 'node:crypto';
-import { CorruptDataError, StowageError } from '../errors.js';
+import {
+  CorruptDataError,
+  ERR_SYNC_FAILED,
+  ERR_SYNC_OWNER_CHECK,
+  ERR_SYNC_SOURCE_MISSING,
+  ERR_TASK_ABORTED,
+} from '../errors.js';
 import {
   BackupGroup,
   BackupNamespace,
@@ -98,8 +104,7 @@ function mapNamespace(src: BackupNamespace, sourceNs: BackupNamespace, ns: Backu
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted)
-    throw signal.reason instanceof Error ? signal.reason : new StowageError('INTERNAL', 'pull aborted');
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : ERR_TASK_ABORTED();
 }
 
 /** Pull everything `opts` selects from `source` into `target`. Fails at the end when a group failed. */
@@ -111,8 +116,7 @@ export async function pullStore(
   const stats = emptyStats();
   const namespaces = await source.listNamespaces(opts.sourceNs, opts.maxDepth);
   if (namespaces.length === 0) {
-    throw new StowageError(
-      'NOT_FOUND',
+    throw ERR_SYNC_SOURCE_MISSING(
       `source namespace '${opts.sourceNs.name}' does not exist on ${source.description}`,
     );
   }
@@ -147,7 +151,7 @@ export async function pullStore(
         ? `, ${stats.removedSnapshots} vanished snapshot(s) and ${stats.removedGroups} group(s) removed`
         : ''),
   );
-  if (stats.errors > 0) throw new StowageError('INTERNAL', 'sync failed with some errors.');
+  if (stats.errors > 0) throw ERR_SYNC_FAILED();
   return stats;
 }
 
@@ -205,8 +209,7 @@ async function pullGroup(
 ): Promise<void> {
   const { owner, lock } = await target.createLockedBackupGroup(group, opts.owner);
   try {
-    if (owner !== opts.owner)
-      throw new StowageError('FORBIDDEN', `owner check failed (${opts.owner} != ${owner})`);
+    if (owner !== opts.owner) throw ERR_SYNC_OWNER_CHECK(opts.owner, owner);
     const listed = await source.listSnapshots(srcGroup);
     for (const s of listed.filter((x) => x.inProgress)) {
       opts.log(`skipping snapshot ${srcGroup.snapshot(s.time)} - in-progress backup`);
@@ -355,7 +358,7 @@ async function pullFiles(
       if (have) opts.log(`${prefix}: detected changed file ${entry.filename}`);
     }
     const raw = await reader.file(entry.filename);
-    if (!raw) throw new StowageError('NOT_FOUND', `${prefix}/${entry.filename}: archive missing on source`);
+    if (!raw) throw ERR_SYNC_SOURCE_MISSING(`${prefix}/${entry.filename}: archive missing on source`);
     if (!fileMatches(entry.filename, raw, entry.csum, entry.size)) {
       throw new CorruptDataError(`${prefix}: wrong checksum or size for file '${entry.filename}'`);
     }

@@ -32,7 +32,7 @@ import {
   type ChunkIndexReader,
   type ReadonlyDatastore,
 } from '../datastore/index.js';
-import { StowageError, isStowageError } from '../errors.js';
+import { ERR_SYNC_FAILED, ERR_SYNC_SOURCE_MISSING, ERR_TASK_ABORTED, isStowageError } from '../errors.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -75,7 +75,7 @@ interface RemoteSnapshot {
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
-    throw signal.reason instanceof Error ? signal.reason : new StowageError('INTERNAL', 'push aborted');
+    throw signal.reason instanceof Error ? signal.reason : ERR_TASK_ABORTED();
   }
 }
 
@@ -158,7 +158,7 @@ export async function pushStore(
       `${stats.reusedChunks} chunk(s) already on the remote` +
       (opts.removeVanished ? `, ${stats.removedSnapshots} vanished snapshot(s) removed from the remote` : ''),
   );
-  if (stats.errors > 0) throw new StowageError('INTERNAL', 'Sync failed with some errors!');
+  if (stats.errors > 0) throw ERR_SYNC_FAILED();
   return stats;
 }
 
@@ -243,7 +243,7 @@ async function pushSnapshot(
   try {
     const reader = source.openSnapshotReader(dir);
     const manifestBlob = reader.readFile(MANIFEST_BLOB_NAME);
-    if (!manifestBlob) throw new StowageError('NOT_FOUND', `${dir}: snapshot has no manifest`);
+    if (!manifestBlob) throw ERR_SYNC_SOURCE_MISSING(`${dir}: snapshot has no manifest`);
     const manifest = decodeManifest(manifestBlob, `${dir}: manifest`);
     session = await openSnapshotSession(
       {
@@ -272,8 +272,7 @@ async function pushSnapshot(
     for (const entry of manifest.files) {
       throwIfAborted(opts.signal);
       const raw = reader.readFile(entry.filename);
-      if (!raw)
-        throw new StowageError('NOT_FOUND', `${dir}/${entry.filename} does not exist, aborting upload.`);
+      if (!raw) throw ERR_SYNC_SOURCE_MISSING(`${dir}/${entry.filename} does not exist, aborting upload.`);
       if (entry.filename.endsWith('.blob')) {
         await session.request(
           'POST',
