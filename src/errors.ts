@@ -475,6 +475,12 @@ export const ERR_JOB_RUNNING = createError(
 );
 
 // sync between servers
+/** PBS's words when a remote cannot be reached or refuses the login (`remote_client`). */
+export const ERR_REMOTE_CONNECTION = createError(
+  'ERR_REMOTE_CONNECTION',
+  'BAD_REQUEST',
+  (host: string, why: string) => `remote connection to '${host}' failed - ${why}`,
+);
 export const ERR_SYNC_FAILED = createError(
   'ERR_SYNC_FAILED',
   'INTERNAL',

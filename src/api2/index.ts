@@ -11,6 +11,7 @@ import { routes as adminPrune } from './admin/prune.js';
 import { routes as adminVerify } from './admin/verify.js';
 import { routes as adminSync } from './admin/sync.js';
 import { routes as configSync } from './config/sync.js';
+import { routes as configRemote } from './config/remote.js';
 import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
@@ -37,6 +38,7 @@ export const apiRoutes: AnyRoute[] = [
   ...adminPrune,
   ...adminVerify,
   ...adminGc,
+  ...configRemote,
   ...configSync,
   ...adminSync,
   ...pull,

@@ -7,27 +7,29 @@
  * words: `remote connection to 'HOST' failed - REASON`.
  */
 import { ApiClient, type Credentials, type TlsPolicy } from '../client/connection.js';
-import { BadRequestError } from '../errors.js';
+import { ERR_REMOTE_CONNECTION } from '../errors.js';
 import { REMOTE_DEFAULT_PORT, type RemoteConfig } from '../config/remote-config.js';
 
-/** An API client for `remote`, logged in (a token needs no login; it is checked by the first call). */
+/** An API client for `remote`, logged in (a token is checked with one call). */
 export async function connectRemote(remote: RemoteConfig): Promise<ApiClient> {
   const target = { host: remote.host.replace(/^\[(.*)\]$/, '$1'), port: remote.port ?? REMOTE_DEFAULT_PORT };
   const policy: TlsPolicy = remote.fingerprint ? { fingerprint: remote.fingerprint } : {};
   const authId = remote['auth-id'];
-  if (authId.includes('!')) {
-    const creds: Credentials = { kind: 'token', tokenId: authId, secret: remote.password };
-    return new ApiClient(target, policy, creds);
-  }
   const api = new ApiClient(target, policy);
   try {
-    const res = await api.call<{ ticket: string; CSRFPreventionToken: string }>('POST', '/access/ticket', {
-      username: authId,
-      password: remote.password,
-    });
-    api.credentials = { kind: 'ticket', ticket: res.ticket, csrf: res.CSRFPreventionToken };
+    if (authId.includes('!')) {
+      const creds: Credentials = { kind: 'token', tokenId: authId, secret: remote.password };
+      api.credentials = creds;
+      await api.call('GET', '/version'); // a token needs no login: check it and the connection now
+    } else {
+      const res = await api.call<{ ticket: string; CSRFPreventionToken: string }>('POST', '/access/ticket', {
+        username: authId,
+        password: remote.password,
+      });
+      api.credentials = { kind: 'ticket', ticket: res.ticket, csrf: res.CSRFPreventionToken };
+    }
   } catch (err) {
-    throw new BadRequestError(`remote connection to '${remote.host}' failed - ${(err as Error).message}`);
+    throw ERR_REMOTE_CONNECTION(remote.host, (err as Error).message);
   }
   return api;
 }
