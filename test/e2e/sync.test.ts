@@ -464,7 +464,7 @@ test('a push sync job runs now and is listed among push jobs only', async () => 
   );
 });
 
-test('the CLI pulls now following the task, lists sync jobs, and names a missing remote in one line', async () => {
+test('the CLI pulls now following the task, lists sync jobs and remotes, scans a remote, and errs in one line', async () => {
   const admin = (args: string[]) =>
     runCli(STOWAGE_BIN, [
       '--config-dir',
@@ -485,6 +485,31 @@ test('the CLI pulls now following the task, lists sync jobs, and names a missing
     (JSON.parse(jobs.stdout) as Array<{ id: string }>).map((j) => j.id),
     ['from-site-a'],
   );
+
+  const remotes = await admin(['remote', 'list', '--output-format', 'json']);
+  assert.equal(remotes.code, 0, remotes.stderr);
+  assert.deepEqual(
+    (JSON.parse(remotes.stdout) as Array<{ name: string }>).map((r) => r.name),
+    ['site-a'],
+  );
+  assert.ok(!remotes.stdout.includes(ROOT_PASSWORD), 'no secret printed');
+  const scan = await admin(['remote', 'scan', 'site-a']);
+  assert.equal(scan.code, 0, scan.stderr);
+  assert.match(scan.stdout, new RegExp(`^${STORE}\\b`, 'm'));
+  const bad = await admin([
+    'remote',
+    'create',
+    'bad-host',
+    '--host',
+    'not a host',
+    '--auth-id',
+    'a@pbs',
+    '--password',
+    'x',
+  ]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /invalid host 'not a host'/);
+  assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
 
   const missing = await admin(['pull', 'nosuch', STORE, STORE]);
   assert.notEqual(missing.code, 0);

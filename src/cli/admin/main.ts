@@ -5,6 +5,7 @@ import { closeInProcessApis } from './admin-connection.js';
 import { registerDatastoreCommands } from './datastore-commands.js';
 import { registerJobCommands } from './job-commands.js';
 import { registerSyncCommands } from './sync-commands.js';
+import { registerRemoteCommands } from './remote-commands.js';
 import { registerServerCommand } from './server-command.js';
 
 /** Build the `stowage` command tree. Each command group registers itself from its own module. */
@@ -23,6 +24,7 @@ export function buildAdminCli(): Command {
   registerServerCommand(program);
   registerDatastoreCommands(program);
   registerJobCommands(program);
+  registerRemoteCommands(program);
   registerSyncCommands(program);
   registerAccessCommands(program);
   // sub-commands inherit exitOverride so usage errors exit with EXIT.USAGE, not commander's 1
