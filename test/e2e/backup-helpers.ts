@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../../src/client/connection.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const ROOT_PASSWORD = 'root-secret-1';
@@ -132,4 +133,37 @@ export function runTreeBackup(
 ): Promise<ClientResult> {
   const args = ['backup', `root.tar:${dir}`, '--backup-id', id, '--backup-time', String(time)];
   return runClient([...args, '--output-format', 'json', ...extra], env);
+}
+
+/** An API client logged in to `s` as root@pam (its pinned certificate). */
+export async function loginApi(s: Pick<E2eServer, 'host' | 'port' | 'fingerprint'>): Promise<ApiClient> {
+  const target = { host: s.host, port: s.port };
+  const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
+    ticket: string;
+    CSRFPreventionToken: string;
+  }>('POST', '/access/ticket', { username: 'root@pam', password: ROOT_PASSWORD });
+  return new ApiClient(
+    target,
+    { fingerprint: s.fingerprint },
+    { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
+  );
+}
+
+const taskPath = (upid: string) => `/nodes/${upid.split(':')[1]!}/tasks/${encodeURIComponent(upid)}`;
+
+/** Wait for the task `upid` to end (at most `timeoutMs`); its exit status and log lines. */
+export async function taskEnd(
+  api: ApiClient,
+  upid: string,
+  timeoutMs = 120_000,
+): Promise<{ status: string; log: string[] }> {
+  for (const end = Date.now() + timeoutMs; Date.now() < end;) {
+    const s = await api.call<{ status: string; exitstatus?: string }>('GET', `${taskPath(upid)}/status`);
+    if (s.status !== 'running') {
+      const log = await api.call<Array<{ t: string }>>('GET', `${taskPath(upid)}/log`, { limit: 10000 });
+      return { status: s.exitstatus ?? '', log: log.map((l) => l.t) };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`task ${upid} did not end in ${timeoutMs} ms`);
 }

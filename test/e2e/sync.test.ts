@@ -13,7 +13,15 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/client/connection.js';
 import { remoteConfig } from '../../src/config/remote-config.js';
-import { ROOT_PASSWORD, runClient, runTreeBackup, startE2eServer, type E2eServer } from './backup-helpers.js';
+import {
+  ROOT_PASSWORD,
+  loginApi,
+  runClient,
+  runTreeBackup,
+  startE2eServer,
+  taskEnd,
+  type E2eServer,
+} from './backup-helpers.js';
 import { randomTree } from '../faults/fault-helpers.js';
 import { STOWAGE_BIN, runCli } from '../helpers/cli.js';
 
@@ -26,22 +34,9 @@ let srcApi: ApiClient;
 let dstApi: ApiClient;
 let tree: string;
 
-async function login(s: E2eServer): Promise<ApiClient> {
-  const target = { host: s.host, port: s.port };
-  const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
-    ticket: string;
-    CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'root@pam', password: ROOT_PASSWORD });
-  return new ApiClient(
-    target,
-    { fingerprint: s.fingerprint },
-    { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
-  );
-}
-
 before(async () => {
   [src, dst] = await Promise.all([startE2eServer('stowage-sync-src-'), startE2eServer('stowage-sync-dst-')]);
-  [srcApi, dstApi] = await Promise.all([login(src), login(dst)]);
+  [srcApi, dstApi] = await Promise.all([loginApi(src), loginApi(dst)]);
   // the source knows the target as remote `site-b` (push), pinned to its certificate
   await remoteConfig(join(src.root, 'etc')).update((remotes) => {
     remotes.set('site-b', {
@@ -80,23 +75,6 @@ before(async () => {
 after(async () => {
   await Promise.all([src?.stop(), dst?.stop()]);
 });
-
-const taskPath = (upid: string) => `/nodes/${upid.split(':')[1]!}/tasks/${encodeURIComponent(upid)}`;
-
-async function taskEnd(api: ApiClient, upid: string): Promise<{ status: string; log: string[] }> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const s = await api.call<{ status: string; exitstatus?: string }>('GET', `${taskPath(upid)}/status`);
-    if (s.status !== 'running') {
-      const log = (
-        await api.call<Array<{ t: string }>>('GET', `${taskPath(upid)}/log`, { limit: 10000 })
-      ).map((l) => l.t);
-      return { status: s.exitstatus ?? '', log };
-    }
-    assert.ok(Date.now() < deadline, `task ${upid} did not end`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function pull(params: Record<string, unknown> = {}): Promise<{ status: string; log: string[] }> {
   const upid = await dstApi.call<string>('POST', '/pull', {

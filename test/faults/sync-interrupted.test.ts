@@ -10,7 +10,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/client/connection.js';
 import { remoteConfig } from '../../src/config/remote-config.js';
-import { ROOT_PASSWORD, runTreeBackup, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
+import {
+  ROOT_PASSWORD,
+  loginApi,
+  runTreeBackup,
+  startE2eServer,
+  taskEnd,
+  type E2eServer,
+} from '../e2e/backup-helpers.js';
 import { randomTree, waitUntil } from './fault-helpers.js';
 
 const STORE = 'local';
@@ -18,19 +25,6 @@ const T0 = 1_700_000_000;
 
 let src: E2eServer;
 let dst: E2eServer;
-
-async function login(s: E2eServer): Promise<ApiClient> {
-  const target = { host: s.host, port: s.port };
-  const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
-    ticket: string;
-    CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'root@pam', password: ROOT_PASSWORD });
-  return new ApiClient(
-    target,
-    { fingerprint: s.fingerprint },
-    { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
-  );
-}
 
 /** The source serves every chunk slowly (SLOW_CHUNK_MS), so a pull is under way long enough to cut. */
 const startSource = (root?: string, port?: number, slow = true) =>
@@ -67,20 +61,6 @@ after(async () => {
 const snapshotDir = (s: E2eServer, time: number, id = 'web') =>
   join(s.storePath, 'host', id, new Date(time * 1000).toISOString().replace('.000Z', 'Z'));
 
-const taskPath = (upid: string) => `/nodes/${upid.split(':')[1]!}/tasks/${encodeURIComponent(upid)}`;
-
-async function taskEnd(api: ApiClient, upid: string): Promise<{ status: string; log: string }> {
-  for (const end = Date.now() + 120_000; Date.now() < end;) {
-    const s = await api.call<{ status: string; exitstatus?: string }>('GET', `${taskPath(upid)}/status`);
-    if (s.status !== 'running') {
-      const log = await api.call<Array<{ t: string }>>('GET', `${taskPath(upid)}/log`, { limit: 10000 });
-      return { status: s.exitstatus ?? '', log: log.map((l) => l.t).join('\n') };
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`task ${upid} did not end`);
-}
-
 const startPull = (api: ApiClient) =>
   api.call<string>('POST', '/pull', { store: STORE, remote: 'site-a', 'remote-store': STORE });
 
@@ -98,19 +78,19 @@ async function finishedSnapshots(api: ApiClient, id = 'web'): Promise<number[]> 
 
 async function pullCompletesAndVerifies(api: ApiClient, id = 'web', times = [T0, T0 + 60]): Promise<void> {
   const res = await taskEnd(api, await startPull(api));
-  assert.equal(res.status, 'OK', res.log);
+  assert.equal(res.status, 'OK', res.log.join('\n'));
   assert.deepEqual(await finishedSnapshots(api, id), times);
   const verify = await taskEnd(api, await api.call<string>('POST', `/admin/datastore/${STORE}/verify`));
-  assert.equal(verify.status, 'OK', verify.log);
+  assert.equal(verify.status, 'OK', verify.log.join('\n'));
 }
 
 test('the target SIGKILLed mid-pull shows no partial snapshot after its restart; the next pull completes it', async () => {
-  let api = await login(dst);
+  let api = await loginApi(dst);
   await startPull(api);
   await waitUntil('the pull to be writing the first snapshot', () => existsSync(snapshotDir(dst, T0)));
   await dst.kill();
   dst = await startE2eServer('stowage-sync-cut-dst-', { root: dst.root, port: dst.port });
-  api = await login(dst);
+  api = await loginApi(dst);
   assert.equal(
     existsSync(snapshotDir(dst, T0)),
     false,
@@ -121,7 +101,7 @@ test('the target SIGKILLed mid-pull shows no partial snapshot after its restart;
 });
 
 test('the source cut off mid-pull fails the task, leaves no partial snapshot, and the next pull completes it', async () => {
-  const api = await login(dst);
+  const api = await loginApi(dst);
   // a new group of new data on the source: its chunks must be downloaded
   const tree = randomTree(join(src.root, 'tree-db'), 3, 6 * 1024 * 1024);
   assert.equal((await runTreeBackup(src.env, tree, 'db', T0)).code, 0);
@@ -129,11 +109,11 @@ test('the source cut off mid-pull fails the task, leaves no partial snapshot, an
   await waitUntil('the pull to be writing the new snapshot', () => existsSync(snapshotDir(dst, T0, 'db')));
   await src.kill();
   const res = await taskEnd(api, upid);
-  assert.notEqual(res.status, 'OK', res.log);
+  assert.notEqual(res.status, 'OK', res.log.join('\n'));
   assert.equal(
     existsSync(snapshotDir(dst, T0, 'db')),
     false,
-    `the half-synced snapshot was removed:\n${res.log}`,
+    `the half-synced snapshot was removed:\n${res.log.join('\n')}`,
   );
   assert.deepEqual(await finishedSnapshots(api, 'db'), []);
 
