@@ -147,6 +147,11 @@ test("the scan lists the remote's datastores and groups; a wrong fingerprint or 
   const groups = await local.api('GET', '/config/remote/site-json/scan/offsite/groups', { auth: local.root });
   assert.equal(groups.status, 200, JSON.stringify(groups.body));
   assert.deepEqual(groups.body.data, []);
+  const snaps = await local.api('GET', '/config/remote/site-json/scan/offsite/snapshots?backup-type=vm', {
+    auth: local.root,
+  });
+  assert.equal(snaps.status, 200, JSON.stringify(snaps.body));
+  assert.deepEqual(snaps.body.data, []);
 
   const wrongFp = await local.api('PUT', '/config/remote/site-json', {
     auth: local.root,

@@ -5,8 +5,9 @@
  * Remote.Audit on `/remote/{name}`, creating Remote.Modify on `/remote`, changing or removing
  * Remote.Modify on `/remote/{name}`. A remote used by a sync job cannot be removed.
  *
- * `/config/remote/{name}/scan[/{store}/namespaces|groups]` list what the remote offers, through
- * its own API as the remote's user sees it (Remote.Audit).
+ * `/config/remote/{name}/scan[/{store}/namespaces|groups|snapshots]` list what the remote offers,
+ * through its own API as the remote's user sees it (Remote.Audit); `snapshots` is a Stowage
+ * extension.
  */
 import { Type } from 'typebox';
 import { BadRequestError, NotFoundError } from '../../errors.js';
@@ -16,7 +17,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import type { ServerContext } from '../../http/context.js';
 import { AuthidSchema, CommentSchema, DigestSchema } from '../../http/schemas.js';
 import { connectRemote } from '../../sync/remote-client.js';
-import { NsSchema, StoreSchema } from '../admin/datastore/common.js';
+import { BackupIdSchema, BackupTypeSchema, NsSchema, StoreSchema } from '../admin/datastore/common.js';
 import { RemoteIdSchema } from '../pull.js';
 
 const NameParams = Type.Object({ name: RemoteIdSchema });
@@ -210,6 +211,30 @@ export const routes: AnyRoute[] = [
         'GET',
         `/admin/datastore/${encodeURIComponent(params.store)}/groups`,
         query.namespace ? { ns: query.namespace } : {},
+      ),
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/config/remote/:name/scan/:store/snapshots',
+    params: Type.Object({ name: RemoteIdSchema, store: StoreSchema }),
+    query: Type.Object({
+      namespace: Type.Optional(NsSchema),
+      'backup-type': Type.Optional(BackupTypeSchema),
+      'backup-id': Type.Optional(BackupIdSchema),
+    }),
+    permission: { path: '/remote/{name}', privs: ['Remote.Audit'] },
+    description:
+      "(Stowage extension) The snapshots of one of the remote's datastores, as its `snapshots` call " +
+      'answers them (in `namespace`, of one group with `backup-type` and `backup-id`).',
+    handler: async ({ params, query, server }) =>
+      (await remoteApi(server, params.name)).call(
+        'GET',
+        `/admin/datastore/${encodeURIComponent(params.store)}/snapshots`,
+        {
+          ...(query.namespace && { ns: query.namespace }),
+          ...(query['backup-type'] && { 'backup-type': query['backup-type'] }),
+          ...(query['backup-id'] && { 'backup-id': query['backup-id'] }),
+        },
       ),
   }),
 ];
