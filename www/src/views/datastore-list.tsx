@@ -5,6 +5,7 @@ import { useApi } from '../hooks.js';
 import { parseMaintenance } from '../maintenance.js';
 import type { DatastoreListItem, DatastoreUsage } from '../types.js';
 import { NextWindowLine } from './next-window.js';
+import { SystemHoldLines } from './system-holds.js';
 
 export function DatastoreList() {
   const list = useApi(
@@ -43,7 +44,7 @@ export function DatastoreList() {
                 return (
                   <tr
                     key={s.store}
-                    class={mode?.type === 'delete' ? 'ds-deleting' : mode ? 'ds-maintenance' : ''}
+                    class={mode?.type === 'delete' ? 'ds-deleting' : mode || s.holds ? 'ds-maintenance' : ''}
                     data-store={s.store}
                   >
                     <th scope="row">
@@ -52,6 +53,7 @@ export function DatastoreList() {
                     <td data-label="Maintenance">
                       {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}
                       <NextWindowLine window={s['next-maintenance-window']} />
+                      <SystemHoldLines holds={s.holds} modeInForce={mode !== undefined} />
                     </td>
                     <td data-label="Usage">
                       {s.usage?.error ? (

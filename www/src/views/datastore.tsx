@@ -15,6 +15,7 @@ import { Content } from './content.js';
 import { MaintenanceDialog } from './maintenance-dialog.js';
 import { MaintenanceHistory } from './maintenance-history.js';
 import { StoreNextWindow } from './next-window.js';
+import { StoreSystemHolds } from './system-holds.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
 
 const TABS = [
@@ -63,6 +64,7 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
       </div>
       <ErrorBox error={ops.error} title="Could not load the datastore's operations" />
       <StoreNextWindow store={store} />
+      <StoreSystemHolds store={store} modeInForce={mode !== undefined} />
       <DrainStatus ops={ops.data} mode={mode} />
       <nav class="tabs" aria-label="Datastore views">
         <ul>
