@@ -1,0 +1,267 @@
+/**
+ * A pxar encoder (format version 1, as proxmox-backup-client writes it). The caller walks a
+ * tree and adds its members in byte order of their names; the encoder writes the items, keeps
+ * each open directory's goodbye items and writes the directory's GOODBYE when it is finished.
+ * Small items are batched; a batch or a file's payload goes to the sink only when the sink
+ * accepted the previous one (backpressure). The encoder itself holds one directory level's
+ * goodbye items per open directory, never file contents.
+ */
+import { BadRequestError, StowageError } from '../errors.js';
+import { binaryTreeOrder } from './binary-tree-array.js';
+import {
+  MAX_FILENAME_LEN,
+  MAX_PATH_LEN,
+  MODE,
+  PXAR,
+  checkFilename,
+  encodeDevice,
+  encodeFilename,
+  encodeGoodbye,
+  encodeHardlink,
+  encodeHeader,
+  encodeMetadataItems,
+  encodeSymlink,
+  fileTypeOf,
+  hashFilename,
+  type GoodbyeItem,
+  type PxarDevice,
+  type PxarMetadata,
+} from './format.js';
+import type { PxarSink } from './io.js';
+
+/** Where a regular file's FILENAME item starts: what a later HARDLINK to it refers to. */
+export type LinkOffset = number;
+
+interface DirState {
+  items: GoodbyeItem[];
+  /** Archive offset of the directory's ENTRY. */
+  entryOffset: number;
+  /** Archive offset of its FILENAME (absent for the root). */
+  fileOffset?: number;
+  fileHash?: bigint;
+  /** The last member's name: members must come in strictly increasing byte order. */
+  lastName?: Buffer;
+}
+
+const BATCH = 256 * 1024;
+
+export class PxarEncoder {
+  private readonly sink: PxarSink;
+  private readonly stack: DirState[] = [];
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pos = 0;
+  private finished = false;
+
+  private constructor(sink: PxarSink) {
+    this.sink = sink;
+  }
+
+  /** Start an archive whose root directory has `root` metadata. */
+  static async create(sink: PxarSink, root: PxarMetadata): Promise<PxarEncoder> {
+    if (fileTypeOf(root.stat.mode) !== MODE.IFDIR) throw new BadRequestError('pxar root must be a directory');
+    const enc = new PxarEncoder(sink);
+    enc.stack.push({ items: [], entryOffset: 0 });
+    await enc.put(encodeMetadataItems(root));
+    return enc;
+  }
+
+  /** Bytes written so far (the archive offset of the next item). */
+  get position(): number {
+    return this.pos;
+  }
+
+  /** Depth of open directories below the root. */
+  get depth(): number {
+    return this.stack.length - 1;
+  }
+
+  /**
+   * A regular file of `size` bytes from `content` (chunks or one buffer). Content that ends
+   * early or runs long is refused: the archive's item sizes are already written.
+   */
+  async addFile(
+    meta: PxarMetadata,
+    name: Uint8Array | string,
+    size: number,
+    content: AsyncIterable<Uint8Array> | Uint8Array,
+  ): Promise<LinkOffset> {
+    this.checkType(meta, MODE.IFREG, 'addFile');
+    const fname = this.nextName(name);
+    const start = this.pos;
+    await this.put([encodeFilename(fname), ...encodeMetadataItems(meta), encodeHeader(PXAR.PAYLOAD, size)]);
+    let written = 0;
+    const chunks = content instanceof Uint8Array ? [content] : content;
+    for await (const chunk of chunks) {
+      if (written + chunk.length > size)
+        throw new StowageError(
+          'CONFLICT',
+          `file '${fname.toString()}' grew beyond ${size} bytes while archiving`,
+        );
+      written += chunk.length;
+      await this.putPayload(chunk);
+    }
+    if (written !== size)
+      throw new StowageError(
+        'CONFLICT',
+        `file '${fname.toString()}' shrank to ${written} of ${size} bytes while archiving`,
+      );
+    this.addItem(fname, start);
+    return start;
+  }
+
+  async addSymlink(
+    meta: PxarMetadata,
+    name: Uint8Array | string,
+    target: Uint8Array | string,
+  ): Promise<void> {
+    this.checkType(meta, MODE.IFLNK, 'addSymlink');
+    const t = bytes(target);
+    if (t.length > MAX_PATH_LEN)
+      throw new BadRequestError(`symlink target longer than ${MAX_PATH_LEN} bytes`);
+    await this.addSimple(name, [...encodeMetadataItems(meta), encodeSymlink(t)]);
+  }
+
+  /**
+   * A further name of a regular file archived before: `targetPath` is its path relative to the
+   * archive root, `targetOffset` what addFile returned for it.
+   */
+  async addHardlink(
+    name: Uint8Array | string,
+    targetPath: Uint8Array | string,
+    targetOffset: LinkOffset,
+  ): Promise<void> {
+    if (targetOffset >= this.pos) throw new BadRequestError('a hardlink can only point to an earlier file');
+    const t = bytes(targetPath);
+    if (t.length > MAX_PATH_LEN)
+      throw new BadRequestError(`hardlink target longer than ${MAX_PATH_LEN} bytes`);
+    // the stored offset is the distance back from this member's FILENAME to the target's
+    await this.addSimple(name, [encodeHardlink(this.pos - targetOffset, t)]);
+  }
+
+  async addDevice(meta: PxarMetadata, name: Uint8Array | string, device: PxarDevice): Promise<void> {
+    const type = fileTypeOf(meta.stat.mode);
+    if (type !== MODE.IFBLK && type !== MODE.IFCHR)
+      throw new BadRequestError('addDevice needs a block or character device mode');
+    await this.addSimple(name, [...encodeMetadataItems(meta), encodeDevice(device)]);
+  }
+
+  async addFifo(meta: PxarMetadata, name: Uint8Array | string): Promise<void> {
+    this.checkType(meta, MODE.IFIFO, 'addFifo');
+    await this.addSimple(name, encodeMetadataItems(meta));
+  }
+
+  async addSocket(meta: PxarMetadata, name: Uint8Array | string): Promise<void> {
+    this.checkType(meta, MODE.IFSOCK, 'addSocket');
+    await this.addSimple(name, encodeMetadataItems(meta));
+  }
+
+  /** Open a subdirectory: members added next go into it until finishDirectory. */
+  async createDirectory(name: Uint8Array | string, meta: PxarMetadata): Promise<void> {
+    this.checkType(meta, MODE.IFDIR, 'createDirectory');
+    const fname = this.nextName(name);
+    const fileOffset = this.pos;
+    await this.put([encodeFilename(fname)]);
+    const entryOffset = this.pos;
+    await this.put(encodeMetadataItems(meta));
+    this.stack.push({ items: [], entryOffset, fileOffset, fileHash: hashFilename(fname) });
+  }
+
+  /** Close the innermost open subdirectory with its GOODBYE. */
+  async finishDirectory(): Promise<void> {
+    if (this.stack.length < 2) throw new BadRequestError('no open subdirectory to finish');
+    const dir = this.stack.pop()!;
+    await this.writeGoodbye(dir);
+    this.top().items.push({ hash: dir.fileHash!, offset: dir.fileOffset!, size: this.pos - dir.fileOffset! });
+  }
+
+  /** Close the root directory and flush everything to the sink. Returns the archive's size. */
+  async finish(): Promise<number> {
+    if (this.stack.length !== 1) throw new BadRequestError(`${this.stack.length - 1} directories left open`);
+    await this.writeGoodbye(this.stack.pop()!);
+    await this.flush();
+    this.finished = true;
+    return this.pos;
+  }
+
+  private async writeGoodbye(dir: DirState): Promise<void> {
+    await this.put([encodeGoodbye(dir.items, this.pos, dir.entryOffset, binaryTreeOrder)]);
+  }
+
+  private async addSimple(name: Uint8Array | string, items: Buffer[]): Promise<void> {
+    const fname = this.nextName(name);
+    const start = this.pos;
+    await this.put([encodeFilename(fname), ...items]);
+    this.addItem(fname, start);
+  }
+
+  private addItem(fname: Buffer, start: number): void {
+    this.top().items.push({ hash: hashFilename(fname), offset: start, size: this.pos - start });
+  }
+
+  private top(): DirState {
+    if (this.finished || this.stack.length === 0) throw new BadRequestError('pxar encoder already finished');
+    return this.stack[this.stack.length - 1]!;
+  }
+
+  private nextName(name: Uint8Array | string): Buffer {
+    const fname = bytes(name);
+    if (fname.length > MAX_FILENAME_LEN)
+      throw new BadRequestError(`file name longer than ${MAX_FILENAME_LEN} bytes`);
+    try {
+      checkFilename(fname, this.pos);
+    } catch {
+      throw new BadRequestError(`invalid file name ${JSON.stringify(fname.toString())}`);
+    }
+    const dir = this.top();
+    // decoders and PBS's extractor rely on this order (format/mod.rs: "strictly ordered!")
+    if (dir.lastName && Buffer.compare(dir.lastName, fname) >= 0)
+      throw new BadRequestError(
+        `'${fname.toString()}' added after '${dir.lastName.toString()}': names must increase`,
+      );
+    dir.lastName = fname;
+    return fname;
+  }
+
+  private checkType(meta: PxarMetadata, type: number, what: string): void {
+    if (fileTypeOf(meta.stat.mode) !== type)
+      throw new BadRequestError(
+        `${what} needs mode type 0o${type.toString(8)}, got 0o${meta.stat.mode.toString(8)}`,
+      );
+  }
+
+  private async put(items: Buffer[]): Promise<void> {
+    for (const b of items) {
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+      this.pos += b.length;
+    }
+    if (this.pendingBytes >= BATCH) await this.flush();
+  }
+
+  /**
+   * Payload bytes: callers may reuse their read buffer once this resolves, so a small chunk is
+   * copied into the batch and a large one goes to the sink directly, after the batch before it.
+   */
+  private async putPayload(chunk: Uint8Array): Promise<void> {
+    if (chunk.length < BATCH / 4) {
+      await this.put([Buffer.from(chunk)]);
+      return;
+    }
+    await this.flush();
+    this.pos += chunk.length;
+    await this.sink.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const out = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.sink.write(out);
+  }
+}
+
+function bytes(v: Uint8Array | string): Buffer {
+  return typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v.buffer, v.byteOffset, v.length);
+}

@@ -1,0 +1,183 @@
+/**
+ * The thin IO around the pxar codecs: a sink the encoder writes to (awaiting each write is the
+ * backpressure), random-access reads for lookups, and a sequential reader over either a
+ * random-access source or a stream.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { corrupt } from './format.js';
+
+/** Where an encoder writes; `write` resolves when the consumer can take more. */
+export interface PxarSink {
+  write(chunk: Buffer): Promise<void>;
+}
+
+/** A sink over a Node Writable that waits for 'drain' when the stream's buffer is full. */
+export function writableSink(stream: Writable): PxarSink {
+  return {
+    write(chunk) {
+      return new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        stream.once('error', onError);
+        const done = () => {
+          stream.off('error', onError);
+          resolve();
+        };
+        if (stream.write(chunk)) done();
+        else stream.once('drain', done);
+      });
+    },
+  };
+}
+
+/** A sink that keeps everything in memory (tests, small archives such as catalogs). */
+export function bufferSink(): PxarSink & { buffer(): Buffer } {
+  const chunks: Buffer[] = [];
+  return {
+    write(chunk) {
+      chunks.push(Buffer.from(chunk));
+      return Promise.resolve();
+    },
+    buffer: () => Buffer.concat(chunks),
+  };
+}
+
+/** Random access to an archive of known size; `read` may return fewer bytes only at the end. */
+export interface PxarReadAt {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export function readAtBuffer(buf: Buffer): PxarReadAt {
+  return {
+    size: buf.length,
+    read: (offset, length) => Promise.resolve(buf.subarray(offset, Math.min(buf.length, offset + length))),
+  };
+}
+
+export async function readAtFile(fh: FileHandle): Promise<PxarReadAt> {
+  const { size } = await fh.stat();
+  return {
+    size,
+    async read(offset, length) {
+      const n = Math.max(0, Math.min(length, size - offset));
+      const b = Buffer.allocUnsafe(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(b, got, n - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return b.subarray(0, got);
+    },
+  };
+}
+
+/** Read exactly `length` bytes at `offset`, or fail naming what was being read. */
+export async function readExactAt(
+  src: PxarReadAt,
+  offset: number,
+  length: number,
+  what: string,
+): Promise<Buffer> {
+  if (offset < 0 || offset + length > src.size) throw corrupt(offset, `${what} lies outside the archive`);
+  const b = await src.read(offset, length);
+  if (b.length !== length) throw corrupt(offset, `short read of ${what}`);
+  return b;
+}
+
+/** Sequential reads with a position; `null` from `readHeaderOrEof` marks a clean end. */
+export interface SequentialReader {
+  readonly position: number;
+  /** Exactly n bytes, or null if the input ends before the first byte; a partial read is an error. */
+  readOrEof(n: number): Promise<Buffer | null>;
+  read(n: number): Promise<Buffer>;
+  skip(n: number): Promise<void>;
+}
+
+/** Chunks of the copy loops: big enough to stream quickly, small enough to bound memory. */
+export const IO_CHUNK = 1024 * 1024;
+
+/** A sequential reader over `[start, end)` of a random-access source. */
+export function sequentialFromReadAt(src: PxarReadAt, start = 0, end = src.size): SequentialReader {
+  let pos = start;
+  return {
+    get position() {
+      return pos;
+    },
+    async readOrEof(n) {
+      if (pos >= end) return null;
+      if (pos + n > end) throw corrupt(pos, 'unexpected end of archive');
+      const b = await readExactAt(src, pos, n, 'item');
+      pos += n;
+      return b;
+    },
+    async read(n) {
+      const b = await this.readOrEof(n);
+      if (b === null) throw corrupt(pos, 'unexpected end of archive');
+      return b;
+    },
+    async skip(n) {
+      if (pos + n > end) throw corrupt(pos, 'unexpected end of archive');
+      pos += n;
+    },
+  };
+}
+
+/** A sequential reader over a byte stream (a Readable, a restore download). */
+export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): SequentialReader {
+  const it = stream[Symbol.asyncIterator]();
+  let pending: Buffer[] = [];
+  let buffered = 0;
+  let pos = 0;
+  let ended = false;
+
+  const fill = async (n: number): Promise<void> => {
+    while (buffered < n && !ended) {
+      const r = await it.next();
+      if (r.done) ended = true;
+      else if (r.value.length > 0) {
+        const chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.length);
+        pending.push(chunk);
+        buffered += chunk.length;
+      }
+    }
+  };
+  const take = (n: number): Buffer => {
+    // the first chunk usually holds all n bytes: slice it instead of copying everything buffered
+    if (pending[0]!.length < n) pending = [Buffer.concat(pending)];
+    const first = pending[0]!;
+    const head = first.subarray(0, n);
+    if (first.length > n) pending[0] = first.subarray(n);
+    else pending.shift();
+    buffered -= n;
+    pos += n;
+    return head;
+  };
+  return {
+    get position() {
+      return pos;
+    },
+    async readOrEof(n) {
+      await fill(n);
+      if (buffered === 0 && ended) return null;
+      if (buffered < n) throw corrupt(pos + buffered, 'unexpected end of archive');
+      return take(n);
+    },
+    async read(n) {
+      const b = await this.readOrEof(n);
+      if (b === null) throw corrupt(pos, 'unexpected end of archive');
+      return b;
+    },
+    async skip(n) {
+      let left = n;
+      while (left > 0) {
+        const step = Math.min(left, IO_CHUNK);
+        await fill(step);
+        if (buffered < step) throw corrupt(pos + buffered, 'unexpected end of archive');
+        take(step);
+        left -= step;
+      }
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createArchive } from '../../src/pxar/create.js';
+import { PxarDecoder } from '../../src/pxar/decoder.js';
+import { PxarEncoder } from '../../src/pxar/encoder.js';
+import { MODE, emptyAcl, hashFilename, metadataOf } from '../../src/pxar/format.js';
+import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { sipHash24, sipKey } from '../../src/pxar/siphash.js';
+import { binaryTreeOrder } from '../../src/pxar/binary-tree-array.js';
+import { assertMatchesDisk, decodeAll, makeTestTree, richMetadata, type TestTree } from './tree.js';
+
+const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-'));
+let tree: TestTree;
+let archive: Buffer;
+
+before(async () => {
+  tree = await makeTestTree(join(work, 'src'));
+  const sink = bufferSink();
+  await createArchive(tree.root, sink);
+  archive = sink.buffer();
+});
+after(async () => {
+  await new Promise<void>((resolve) => tree.server.close(() => resolve()));
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('SipHash-2-4 gives the reference vectors, and the tree order is casync/pxar order', () => {
+  const key = sipKey(0x0706050403020100n, 0x0f0e0d0c0b0a0908n);
+  assert.equal(sipHash24(key, Buffer.alloc(0)), 0x726fdb47dd0e0e31n);
+  assert.equal(sipHash24(key, Buffer.from([...Array(15).keys()])), 0xa129ca6149be45e5n);
+  assert.equal(sipHash24(key, Buffer.from([...Array(8).keys()])), 0x93f5f5799a932462n);
+  // the permutations documented in pxar's binary_tree_array.rs
+  assert.deepEqual(binaryTreeOrder(0), []);
+  assert.deepEqual(binaryTreeOrder(1), [0]);
+  assert.deepEqual(binaryTreeOrder(2), [1, 0]);
+  assert.deepEqual(binaryTreeOrder(5), [3, 1, 4, 0, 2]);
+  assert.deepEqual(binaryTreeOrder(10), [6, 3, 8, 1, 5, 7, 9, 0, 2, 4]);
+  assert.deepEqual(binaryTreeOrder(17), [9, 5, 13, 3, 7, 11, 15, 1, 4, 6, 8, 10, 12, 14, 16, 0, 2]);
+});
+
+test('a tree with every entry type decodes back with the same paths, types, metadata and contents', async () => {
+  const { entries, contents } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(archive)));
+  const kinds = new Set(entries.map((e) => e.kind));
+  for (const k of ['directory', 'file', 'symlink', 'hardlink', 'fifo', 'socket'] as const)
+    assert.ok(kinds.has(k), k);
+  if (tree.hasDevices) assert.ok(kinds.has('device'));
+  // every path of the tree, once, each directory's members in byte order
+  const expected: string[] = ['/'];
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(tree.root, rel)).sort()) {
+      const p = `${rel}/${name}`;
+      expected.push(p);
+      if (entries.find((e) => e.path === p)?.kind === 'directory') walk(p);
+    }
+  };
+  walk('');
+  assert.deepEqual(
+    entries.map((e) => e.path),
+    expected,
+  );
+  assertMatchesDisk(tree.root, entries, contents);
+  assert.equal(entries.filter((e) => e.kind === 'hardlink').length, 2);
+  assert.equal(contents.get('/sparse.img')!.length, 5 * 1024 * 1024);
+});
+
+test('decoding from a stream in odd-sized pieces gives the same entries as random access', async () => {
+  const pieces: Buffer[] = [];
+  for (let at = 0, n = 1; at < archive.length; at += n, n = (n * 7) % 65_521 || 1)
+    pieces.push(archive.subarray(at, at + n));
+  const streamed = await decodeAll(PxarDecoder.fromStream(Readable.from(pieces)));
+  const direct = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(archive)));
+  assert.deepEqual(streamed.entries, direct.entries);
+  assert.deepEqual(streamed.contents, direct.contents);
+});
+
+test('a file whose contents are not read is skipped, and the next entry still decodes', async () => {
+  const d = PxarDecoder.fromReadAt(readAtBuffer(archive));
+  const paths: string[] = [];
+  for await (const e of d) paths.push(e.path);
+  assert.ok(paths.includes('/sparse.img') && paths.includes('/socket'));
+});
+
+test('xattrs, POSIX ACLs (user, group, group_obj, default entries), fcaps and quota project ids round-trip', async () => {
+  const sink = bufferSink();
+  const enc = await PxarEncoder.create(sink, richMetadata(MODE.IFDIR | 0o755));
+  await enc.createDirectory('d', richMetadata(MODE.IFDIR | 0o2775));
+  await enc.addFile(richMetadata(MODE.IFREG | 0o644), 'f', 3, Buffer.from('abc'));
+  await enc.finishDirectory();
+  await enc.addDevice(richMetadata(MODE.IFCHR | 0o600), 'tty', { major: 4, minor: 64 });
+  await enc.addFifo(richMetadata(MODE.IFIFO | 0o600), 'z-fifo');
+  await enc.finish();
+  const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+  assert.deepEqual(
+    entries.map((e) => [e.path, e.kind]),
+    [
+      ['/', 'directory'],
+      ['/d', 'directory'],
+      ['/d/f', 'file'],
+      ['/tty', 'device'],
+      ['/z-fifo', 'fifo'],
+    ],
+  );
+  for (const e of entries) {
+    const want = richMetadata(e.metadata.stat.mode);
+    assert.deepEqual(e.metadata, want, e.path);
+  }
+  assert.deepEqual(entries[3]!.device, { major: 4, minor: 64 });
+});
+
+test('the encoder refuses what would make an invalid archive', async () => {
+  const dirMeta = metadataOf({
+    mode: MODE.IFDIR | 0o755,
+    flags: 0n,
+    uid: 0,
+    gid: 0,
+    mtimeSecs: 0,
+    mtimeNanos: 0,
+  });
+  const fileMeta = { ...dirMeta, stat: { ...dirMeta.stat, mode: MODE.IFREG | 0o644 }, acl: emptyAcl() };
+  const enc = await PxarEncoder.create(bufferSink(), dirMeta);
+  await enc.addFile(fileMeta, 'b', 1, Buffer.from('x'));
+  await assert.rejects(enc.addFile(fileMeta, 'a', 1, Buffer.from('x')), /names must increase/);
+  await assert.rejects(enc.addFile(fileMeta, 'b', 1, Buffer.from('x')), /names must increase/);
+  for (const bad of ['', '.', '..', 'a/b', 'nul\0'])
+    await assert.rejects(enc.addFile(fileMeta, bad, 0, Buffer.alloc(0)), /invalid file name/);
+  await assert.rejects(enc.addFile(fileMeta, 'c', 5, Buffer.from('abc')), /shrank to 3 of 5 bytes/);
+  await assert.rejects(enc.addFile(fileMeta, 'd', 1, Buffer.from('abc')), /grew beyond 1 bytes/);
+  await assert.rejects(enc.addFile(dirMeta, 'e', 0, Buffer.alloc(0)), /addFile needs mode type/);
+  await assert.rejects(enc.finishDirectory(), /no open subdirectory/);
+  assert.equal(typeof hashFilename(Buffer.from('x')), 'bigint');
+});
