@@ -182,19 +182,8 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     const next = await this.readHeader();
     if (next === null)
       throw corrupt(this.input.position, `archive ends after the name of ${path.toString()}`);
-    if (next.header.htype === PXAR.HARDLINK) {
-      const c = await this.input.read(next.header.contentSize);
-      if (c.length <= 8) throw corrupt(next.at, 'HARDLINK too small');
-      const offset = c.readBigUInt64LE(0);
-      if (offset === 0n || offset > BigInt(at))
-        throw corrupt(next.at, 'HARDLINK points outside the earlier archive');
-      return {
-        ...base(path, 'hardlink', metadataWith(zeroStat())),
-        fileOffset: at,
-        hardlinkOffset: Number(offset),
-        linkTarget: decodeZeroTerminated(c.subarray(8), next.at, 'HARDLINK target'),
-      };
-    }
+    if (next.header.htype === PXAR.HARDLINK)
+      return decodeHardlink(path, await this.input.read(next.header.contentSize), next.at, at);
     return this.readEntry(next.header, next.at, path, at);
   }
 
@@ -290,6 +279,23 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     if (b === null) return null;
     return { header: decodeHeader(b, at), at };
   }
+}
+
+/**
+ * A HARDLINK member (it has no ENTRY): `c` is the item's content, `fileOffset` where the
+ * member's FILENAME starts; the stored offset leads back from there to the target's FILENAME.
+ */
+export function decodeHardlink(path: Buffer, c: Buffer, at: number, fileOffset: number): PxarEntry {
+  if (c.length <= 8) throw corrupt(at, 'HARDLINK too small');
+  const offset = c.readBigUInt64LE(0);
+  if (offset === 0n || offset > BigInt(fileOffset))
+    throw corrupt(at, 'HARDLINK points outside the earlier archive');
+  return {
+    ...base(path, 'hardlink', metadataWith(zeroStat())),
+    fileOffset,
+    hardlinkOffset: Number(offset),
+    linkTarget: decodeZeroTerminated(c.subarray(8), at, 'HARDLINK target'),
+  };
 }
 
 function base(pathBytes: Buffer, kind: PxarEntryKind, metadata: PxarMetadata): PxarEntry {

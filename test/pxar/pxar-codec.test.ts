@@ -1,32 +1,20 @@
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createArchive } from '../../src/pxar/create.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { PxarEncoder } from '../../src/pxar/encoder.js';
 import { MODE, emptyAcl, hashFilename, metadataOf } from '../../src/pxar/format.js';
 import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
 import { sipHash24, sipKey } from '../../src/pxar/siphash.js';
 import { binaryTreeOrder } from '../../src/pxar/binary-tree-array.js';
-import { assertMatchesDisk, decodeAll, makeTestTree, richMetadata, type TestTree } from './tree.js';
+import { archivedTestTree, assertMatchesDisk, decodeAll, richMetadata, type TestTree } from './tree.js';
 
-const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-'));
+const fixture = archivedTestTree();
 let tree: TestTree;
 let archive: Buffer;
-
-before(async () => {
-  tree = await makeTestTree(join(work, 'src'));
-  const sink = bufferSink();
-  await createArchive(tree.root, sink);
-  archive = sink.buffer();
-});
-after(async () => {
-  await new Promise<void>((resolve) => tree.server.close(() => resolve()));
-  rmSync(work, { recursive: true, force: true });
-});
+before(async () => ({ tree, archive } = await fixture()));
 
 test('SipHash-2-4 gives the reference vectors, and the tree order is casync/pxar order', () => {
   const key = sipKey(0x0706050403020100n, 0x0f0e0d0c0b0a0908n);

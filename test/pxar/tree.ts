@@ -24,6 +24,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { after } from 'node:test';
+import { createArchive } from '../../src/pxar/create.js';
+import { bufferSink } from '../../src/pxar/io.js';
 import { join } from 'node:path';
 import { ACL_NO_MASK, deviceFromDevT, metadataOf, MODE, type PxarMetadata } from '../../src/pxar/format.js';
 import type { PxarDecoder, PxarEntry } from '../../src/pxar/decoder.js';
@@ -79,6 +84,27 @@ export async function makeTestTree(root: string): Promise<TestTree> {
   lutimesSync(join(root, 'link-rel'), 1_234_567_890, 1_234_567_890);
   utimesSync(join(root, 'dir'), 1_700_000_000.125, 1_700_000_000.125);
   return { root, hasDevices, server };
+}
+
+/**
+ * The test tree in a temporary directory and its archive, made on the first call of the
+ * returned function and removed after the file's tests.
+ */
+export function archivedTestTree(): () => Promise<{ tree: TestTree; archive: Buffer }> {
+  const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-'));
+  let made: Promise<{ tree: TestTree; archive: Buffer }> | undefined;
+  after(async () => {
+    const m = await made?.catch(() => undefined);
+    if (m) await new Promise<void>((resolve) => m.tree.server.close(() => resolve()));
+    rmSync(work, { recursive: true, force: true });
+  });
+  return () =>
+    (made ??= (async () => {
+      const tree = await makeTestTree(join(work, 'src'));
+      const sink = bufferSink();
+      await createArchive(tree.root, sink);
+      return { tree, archive: sink.buffer() };
+    })());
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
