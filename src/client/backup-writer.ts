@@ -26,6 +26,7 @@ import {
 } from '../datastore/index.js';
 import type { DynamicIndexReader } from '../datastore/index.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
 import type { TreePlan } from './tar-archive.js';
 import { type ReusedChunk, treeChunks } from './tree-reuse.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
@@ -397,20 +398,24 @@ export class BackupWriter {
       stats.reusedBytes += r.size;
       return r;
     }
+    const blob = r.blob;
     try {
       await this.session.request(
         'POST',
         `${kind}_chunk`,
-        { wid, digest: r.digest.toString('hex'), size: r.size, 'encoded-size': r.blob.length },
-        r.blob,
+        { wid, digest: r.digest.toString('hex'), size: r.size, 'encoded-size': blob.length },
+        blob,
       );
     } finally {
       uploaded?.();
     }
     stats.newBytes += r.size;
     stats.newChunks++;
-    stats.uploadedBytes += r.blob.length;
-    return r;
+    stats.uploadedBytes += blob.length;
+    // The server answered, so it read every byte: the blob's memory is free for the next chunk.
+    // (After a failure the stream may still hold it; that memory is left to the GC.)
+    chunkBuffers.give(blob);
+    return { digest: r.digest, size: r.size };
   }
 
   /** Upload a small file as a `*.blob` (zstd-compressed DataBlob), e.g. a client log. */

@@ -14,6 +14,7 @@ import {
   type ErrorCode,
   StowageError,
 } from '../errors.js';
+import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
 export interface ProcessedChunk {
@@ -46,14 +47,9 @@ function startWorker(): Worker {
   return new Worker(new URL('./chunk-worker.js', self));
 }
 
-function transferable(b: Uint8Array): ArrayBuffer[] {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer
-    ? [b.buffer]
-    : [];
-}
-
+/** A Buffer view of memory that arrived from a worker (adopted into this thread's pool). */
 function toBuffer(b: Uint8Array): Buffer {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return chunkBuffers.adopt(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 export class ChunkPool {
@@ -118,7 +114,8 @@ export class ChunkPool {
 
   /**
    * Hash a chunk and, unless `isKnown(digest)` says the server has it, encode it as a DataBlob.
-   * The chunk's memory is moved to the worker when it owns its ArrayBuffer: do not reuse it.
+   * The chunk's memory is moved to the worker when it is pooled or owns its ArrayBuffer: do not
+   * use it again. The blob is on this thread's pooled memory: give it back once it is sent.
    */
   async process(
     chunk: Buffer,
@@ -128,7 +125,7 @@ export class ChunkPool {
     const id = this.nextId++;
     const size = chunk.length;
     const pw = this.pick();
-    const hashed = await this.request(pw, { op: 'hash', id, data: chunk }, transferable(chunk));
+    const hashed = await this.request(pw, { op: 'hash', id, data: chunk }, transferList(chunk));
     if (hashed.op !== 'hashed') throw ERR_CHUNK_WORKER_ANSWER(hashed.op, 'hash');
     const digest = toBuffer(hashed.digest);
     if (isKnown(digest)) {
@@ -143,13 +140,15 @@ export class ChunkPool {
   /**
    * Decode a DataBlob (CRC, zstd) and, when `digest` is given, check that the plaintext hashes
    * to it (and has `size` bytes): a restore never writes data the index does not describe.
+   * `blob`'s memory moves to the worker; the plaintext is on pooled memory: give it back when
+   * written.
    */
   async decode(blob: Buffer, opts: { digest?: Buffer; size?: number } = {}): Promise<Buffer> {
     const id = this.nextId++;
     const res = await this.request(
       this.pick(),
       { op: 'decode', id, blob, digest: opts.digest, size: opts.size },
-      transferable(blob),
+      transferList(blob),
     );
     if (res.op !== 'decoded') throw new CorruptDataError(`chunk worker answered ${res.op} to decode`);
     return toBuffer(res.data);

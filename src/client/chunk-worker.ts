@@ -5,6 +5,10 @@
  * A backup job is two-phase so an unchanged chunk is never compressed: the worker hashes and
  * answers with the digest, keeps the bytes, and compresses only if the main thread (which knows
  * which digests the server already has) asks for it.
+ *
+ * Memory moves, it is not copied (sys/buffer-pool.ts): a chunk arrives transferred, its blob is
+ * encoded into this thread's pooled memory and transferred back, and the chunk's memory stays
+ * here for the next blob. A restore's blob likewise stays here for the next plaintext.
  */
 import { parentPort } from 'node:worker_threads';
 import {
@@ -16,6 +20,7 @@ import {
   zstdDecompressBounded,
 } from '../datastore/data-blob.js';
 import { sha256 } from '../datastore/digest.js';
+import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import { CorruptDataError, ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
 export type WorkerRequest =
@@ -34,6 +39,8 @@ const held = new Map<number, Uint8Array>();
 const port = parentPort;
 if (!port) throw ERR_NOT_IN_WORKER();
 
+const pooledOutput = (n: number) => chunkBuffers.take(n);
+
 /**
  * A blob's plaintext, checked as `decodeBlob` checks it (magic, CRC), without copying an
  * uncompressed payload out of the blob: the answer is a view into the blob's memory, which is
@@ -44,21 +51,14 @@ function decodeInPlace(blob: Uint8Array, what: string): Uint8Array {
   if (isEncryptedKind(kind)) throw new CorruptDataError(`${what}: encrypted blob cannot be decoded here`);
   const body = blob.subarray(BLOB_HEADER_SIZE);
   if (kind === 'uncompressed') return body;
-  return zstdDecompressBounded(body, MAX_BLOB_SIZE, what);
-}
-
-function transferable(b: Uint8Array): ArrayBuffer[] {
-  // Only a buffer that owns its whole ArrayBuffer can be moved without copying.
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer
-    ? [b.buffer]
-    : [];
+  return zstdDecompressBounded(body, MAX_BLOB_SIZE, what, pooledOutput);
 }
 
 port.on('message', (msg: WorkerRequest) => {
   try {
     switch (msg.op) {
       case 'hash': {
-        held.set(msg.id, msg.data);
+        held.set(msg.id, chunkBuffers.adopt(msg.data));
         const digest = sha256(msg.data);
         port.postMessage({ op: 'hashed', id: msg.id, digest } satisfies WorkerResponse);
         break;
@@ -67,16 +67,20 @@ port.on('message', (msg: WorkerRequest) => {
         const data = held.get(msg.id);
         held.delete(msg.id);
         if (!data) throw ERR_CHUNK_NOT_HELD(msg.id);
-        const blob = encodeBlob(data, { compress: msg.compress });
-        port.postMessage({ op: 'encoded', id: msg.id, blob } satisfies WorkerResponse, transferable(blob));
+        const blob = encodeBlob(data, { compress: msg.compress, into: pooledOutput });
+        chunkBuffers.give(data);
+        port.postMessage({ op: 'encoded', id: msg.id, blob } satisfies WorkerResponse, transferList(blob));
         break;
       }
-      case 'drop':
+      case 'drop': {
+        const data = held.get(msg.id);
         held.delete(msg.id);
+        if (data) chunkBuffers.give(data);
         break;
+      }
       case 'decode': {
         const what = msg.digest ? `chunk ${Buffer.from(msg.digest).toString('hex')}` : 'blob';
-        const data = decodeInPlace(msg.blob, what);
+        const data = decodeInPlace(chunkBuffers.adopt(msg.blob), what);
         if (msg.digest && !sha256(data).equals(msg.digest)) {
           port.postMessage({
             op: 'error',
@@ -95,9 +99,14 @@ port.on('message', (msg: WorkerRequest) => {
           } satisfies WorkerResponse);
           break;
         }
-        // A view into the blob moves the blob's buffer (when it owns it), not a copy.
-        const owner = data.buffer === msg.blob.buffer ? msg.blob : data;
-        port.postMessage({ op: 'decoded', id: msg.id, data } satisfies WorkerResponse, transferable(owner));
+        // A view into the blob (stored uncompressed) moves the blob's memory back; otherwise the
+        // blob's memory stays here for the next decode.
+        const inBlob = data.buffer === msg.blob.buffer;
+        port.postMessage(
+          { op: 'decoded', id: msg.id, data } satisfies WorkerResponse,
+          transferList(inBlob ? msg.blob : data),
+        );
+        if (!inBlob) chunkBuffers.give(msg.blob);
         break;
       }
     }

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { BadRequestError } from '../errors.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
 
 export const CHUNKER_WINDOW_SIZE = 48;
 /** PBS's default average chunk size for dynamic indexes, and the fixed chunk size for images. */
@@ -274,30 +275,67 @@ export class Chunker {
 }
 
 /**
+ * Collects the pieces of one chunk into pooled memory (`chunkBuffers`): each byte is copied once,
+ * into memory that was faulted in before, instead of concatenating fresh buffers per chunk (the
+ * page faults of which cost as much as the chunking itself). The chunk handed out by `take` is
+ * the caller's; give it back to the pool when nothing reads it any more.
+ */
+export class ChunkAssembler {
+  private buf: Buffer | undefined;
+  private fill = 0;
+
+  /** Bytes collected for the chunk in progress. */
+  get length(): number {
+    return this.fill;
+  }
+
+  add(piece: Uint8Array): void {
+    if (piece.length === 0) return;
+    if (!this.buf) this.buf = chunkBuffers.take(chunkBuffers.capacity);
+    if (this.fill + piece.length > this.buf.length) {
+      // beyond a chunk's maximum size (a fixed chunker's caller may ask for anything): grow
+      const bigger = Buffer.allocUnsafeSlow(Math.max(this.fill + piece.length, this.buf.length * 2));
+      this.buf.copy(bigger, 0, 0, this.fill);
+      chunkBuffers.give(this.buf);
+      this.buf = bigger;
+    }
+    this.buf.set(piece, this.fill);
+    this.fill += piece.length;
+  }
+
+  /** The chunk collected so far (possibly empty), as a view on its own pooled memory. */
+  take(): Buffer {
+    const chunk = this.buf ? this.buf.subarray(0, this.fill) : Buffer.alloc(0);
+    this.buf = undefined;
+    this.fill = 0;
+    return chunk;
+  }
+}
+
+/**
  * A streaming splitter on top of `Chunker`: push pieces of a stream, get whole chunks back (each
- * one Buffer, copied once), then `finish()` for the tail.
+ * one Buffer on pooled memory, see `ChunkAssembler`), then `finish()` for the tail. The pieces
+ * pushed are copied before `push` returns: their memory may be reused at once.
  */
 export class StreamChunker {
   private readonly chunker: Chunker;
-  private parts: Buffer[] = [];
-  private partsLen = 0;
+  private readonly chunk = new ChunkAssembler();
 
   constructor(avg: number = DEFAULT_CHUNK_SIZE) {
     this.chunker = new Chunker(avg);
   }
 
   push(data: Uint8Array): Buffer[] {
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
     const out: Buffer[] = [];
     let from = 0;
-    while (from < buf.length) {
-      const cut = this.chunker.scan(buf, from);
+    while (from < data.length) {
+      const cut = this.chunker.scan(data, from);
       if (cut < 0) {
-        this.add(buf.subarray(from));
+        this.chunk.add(data.subarray(from));
         break;
       }
-      this.add(buf.subarray(from, cut));
-      out.push(this.take());
+      this.chunk.add(data.subarray(from, cut));
+      out.push(this.chunk.take());
       from = cut;
     }
     return out;
@@ -305,60 +343,36 @@ export class StreamChunker {
 
   /** The last, possibly short chunk; undefined when the stream ended on a boundary. */
   finish(): Buffer | undefined {
-    return this.partsLen === 0 ? undefined : this.take();
-  }
-
-  private add(b: Buffer): void {
-    if (b.length === 0) return;
-    this.parts.push(b);
-    this.partsLen += b.length;
-  }
-
-  private take(): Buffer {
-    const chunk =
-      this.parts.length === 1 ? Buffer.from(this.parts[0]!) : Buffer.concat(this.parts, this.partsLen);
-    this.parts = [];
-    this.partsLen = 0;
-    return chunk;
+    return this.chunk.length === 0 ? undefined : this.chunk.take();
   }
 }
 
 /**
  * Fixed-size chunking for images and block devices (PBS uses 4 MiB for `.fidx`, §7.3): every
- * chunk is `size` bytes except the last.
+ * chunk is `size` bytes except the last. Chunks are on pooled memory, as `StreamChunker`'s.
  */
 export class FixedChunker {
   readonly size: number;
-  private buf: Buffer;
-  private fill = 0;
+  private readonly chunk = new ChunkAssembler();
 
   constructor(size: number = DEFAULT_CHUNK_SIZE) {
     this.size = size;
-    this.buf = Buffer.allocUnsafe(size);
   }
 
   push(data: Uint8Array): Buffer[] {
     const out: Buffer[] = [];
     let off = 0;
     while (off < data.length) {
-      const n = Math.min(this.size - this.fill, data.length - off);
-      this.buf.set(data.subarray(off, off + n), this.fill);
-      this.fill += n;
+      const n = Math.min(this.size - this.chunk.length, data.length - off);
+      this.chunk.add(data.subarray(off, off + n));
       off += n;
-      if (this.fill === this.size) {
-        out.push(this.buf);
-        this.buf = Buffer.allocUnsafe(this.size);
-        this.fill = 0;
-      }
+      if (this.chunk.length === this.size) out.push(this.chunk.take());
     }
     return out;
   }
 
   finish(): Buffer | undefined {
-    if (this.fill === 0) return undefined;
-    const last = this.buf.subarray(0, this.fill);
-    this.fill = 0;
-    return last;
+    return this.chunk.length === 0 ? undefined : this.chunk.take();
   }
 }
 

@@ -20,7 +20,7 @@
  * exactly those of a full read, so the index is the same, byte for byte.
  */
 import type { DynamicIndexReader } from '../datastore/index.js';
-import { Chunker } from './chunker.js';
+import { ChunkAssembler, Chunker } from './chunker.js';
 import { treeBytes, type TreePlan } from './tar-archive.js';
 
 /** A chunk of the previous index appended by digest, without its bytes. */
@@ -35,6 +35,9 @@ export interface PreviousTree {
   /** Entry key → [start, length] in the previous stream. */
   entries: Map<string, [number, number]>;
 }
+
+/** Every piece read is copied into the chunk at once (`feed`): the read block can be reused. */
+const READ = { reuseBlock: true };
 
 interface Segment {
   newStart: number;
@@ -74,20 +77,11 @@ export async function* treeChunks(
   avg: number,
 ): AsyncGenerator<Buffer | ReusedChunk> {
   const chunker = new Chunker(avg);
-  let parts: Buffer[] = [];
-  let partsLen = 0;
+  const chunk = new ChunkAssembler();
   /** New-stream offset of the next byte the chunker sees. */
   let pos = 0;
-  const take = (): Buffer => {
-    const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, partsLen);
-    parts = [];
-    partsLen = 0;
-    return chunk;
-  };
   const add = (b: Buffer) => {
-    if (b.length === 0) return;
-    parts.push(b);
-    partsLen += b.length;
+    chunk.add(b);
     pos += b.length;
   };
   /**
@@ -107,7 +101,7 @@ export async function* treeChunks(
         break;
       }
       add(piece.subarray(from, cut));
-      chunks.push(take());
+      chunks.push(chunk.take());
       from = cut;
       if (stop?.(pos)) return { chunks, stopped: true };
     }
@@ -122,16 +116,16 @@ export async function* treeChunks(
 
   for (const seg of segments(plan, prev)) {
     if (seg.oldStart < 0 || !prev || !oldStarts) {
-      for await (const piece of treeBytes(plan, seg.newStart, seg.newEnd)) yield* feed(piece).chunks;
+      for await (const piece of treeBytes(plan, seg.newStart, seg.newEnd, READ)) yield* feed(piece).chunks;
       continue;
     }
     const delta = seg.newStart - seg.oldStart;
     const oldEnd = seg.oldStart + (seg.newEnd - seg.newStart);
     /** An old chunk starts at the counterpart of new offset `p`, inside this segment. */
     const inSync = (p: number) => p < seg.newEnd && oldStarts.has(p - delta);
-    let synced = partsLen === 0 && inSync(pos);
+    let synced = chunk.length === 0 && inSync(pos);
     if (!synced) {
-      for await (const piece of treeBytes(plan, pos, seg.newEnd)) {
+      for await (const piece of treeBytes(plan, pos, seg.newEnd, READ)) {
         const r = feed(piece, inSync);
         yield* r.chunks;
         if (r.stopped) {
@@ -150,8 +144,8 @@ export async function* treeChunks(
       pos = end + delta;
     }
     if (pos < seg.newEnd) {
-      for await (const piece of treeBytes(plan, pos, seg.newEnd)) yield* feed(piece).chunks;
+      for await (const piece of treeBytes(plan, pos, seg.newEnd, READ)) yield* feed(piece).chunks;
     }
   }
-  if (partsLen > 0) yield take();
+  if (chunk.length > 0) yield chunk.take();
 }

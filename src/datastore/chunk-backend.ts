@@ -17,6 +17,10 @@ import { digestToHex, sha256 } from './digest.js';
 /** PBS `sync-level` datastore option. PBS's default is `filesystem`. */
 export type SyncLevel = 'none' | 'filesystem' | 'file';
 
+export interface InsertOptions {
+  crcChecked?: boolean;
+}
+
 export interface InsertResult {
   /** True when an equal-or-smaller copy was already stored and only its atime was touched. */
   duplicate: boolean;
@@ -134,10 +138,12 @@ export interface ChunkBackend {
    * - Otherwise, when sizes differ, the smaller copy wins: a larger blob leaves the stored copy in place (only
    *   marked, `duplicate`, `encodedSize` of the stored copy); a smaller one replaces it.
    * - A stored zero-length object (a crash leftover) is always replaced.
-   * A replacement is atomic: readers see the old or the new copy, never a part. The backend may
-   * keep `blob` without copying it; the caller must not change it afterwards.
+   * A replacement is atomic: readers see the old or the new copy, never a part. The backend keeps
+   * no reference to `blob` once the promise settles: the caller may reuse its memory (the
+   * server's uploads are pooled memory). `crcChecked`: the caller has just computed the CRC
+   * (the upload check rewrites it), so it is not computed a second time.
    */
-  insert(digest: Uint8Array, blob: Uint8Array): Promise<InsertResult>;
+  insert(digest: Uint8Array, blob: Uint8Array, opts?: InsertOptions): Promise<InsertResult>;
 
   /**
    * The raw blob bytes as stored, unchecked (the reader protocol sends them as they are; verify

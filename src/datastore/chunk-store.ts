@@ -50,13 +50,14 @@ import {
   sweepVerdict,
   type ChunkBackend,
   type ChunkEntry,
+  type InsertOptions,
   type InsertResult,
   type SweepCutoffs,
   type SweepOptions,
   type SweepStats,
   type SyncLevel,
 } from './chunk-backend.js';
-import { blobKind, isEncryptedKind, verifyBlobCrc, type BlobKind } from './data-blob.js';
+import { blobKind, isEncryptedKind, checkBlobHeader, verifyBlobCrc, type BlobKind } from './data-blob.js';
 import { digestToHex } from './digest.js';
 
 export interface ChunkStoreOptions {
@@ -224,11 +225,13 @@ export class FilesystemChunkBackend implements ChunkBackend {
     return statSync(this.chunkPath(digest), { throwIfNoEntry: false })?.isFile() ?? false;
   }
 
-  async insert(digest: Uint8Array, blob: Uint8Array): Promise<InsertResult> {
+  async insert(digest: Uint8Array, blob: Uint8Array, opts: InsertOptions = {}): Promise<InsertResult> {
     this.assertOpen();
     const path = this.chunkPath(digest);
     const hex = digestToHex(digest);
-    const kind = verifyBlobCrc(blob, `chunk ${hex}`);
+    const kind = opts.crcChecked
+      ? checkBlobHeader(blob, `chunk ${hex}`)
+      : verifyBlobCrc(blob, `chunk ${hex}`);
     const encodedSize = blob.length;
     const old = statSync(path, { throwIfNoEntry: false });
     if (old) {

@@ -5,7 +5,6 @@
  * Pure: bytes in, bytes out.
  */
 import { crc32 } from 'node:zlib';
-import { compress as zstdCompress } from 'zstd-napi';
 import { createRequire } from 'node:module';
 import { CorruptDataError } from '../errors.js';
 
@@ -39,39 +38,63 @@ export function isEncryptedKind(kind: BlobKind): boolean {
   return kind === 'encrypted' || kind === 'encryptedCompressed';
 }
 
+/** Where an encoder or decoder puts its output: a Buffer of exactly `size` bytes. */
+export type OutputBuffer = (size: number) => Buffer;
+
+// One compression context for all encodes of this thread (zstd's context reuse).
+let cctx: InstanceType<typeof zstd.CCtx> | undefined;
+
 /**
  * Encode plaintext as an unencrypted blob. With `compress`, zstd-1 is kept only when it is
- * smaller (PBS does the same), otherwise the uncompressed variant is written.
+ * smaller (PBS does the same), otherwise the uncompressed variant is written. zstd writes
+ * straight behind the header in the output (`into`, e.g. pooled memory): no copy of the
+ * compressed body, and incompressible data is found when zstd runs out of the room a smaller
+ * result would need. The result may be a view on a larger buffer.
  */
-export function encodeBlob(payload: Uint8Array, opts: { compress?: boolean } = {}): Buffer {
+export function encodeBlob(
+  payload: Uint8Array,
+  opts: { compress?: boolean; into?: OutputBuffer } = {},
+): Buffer {
   if (payload.length > MAX_BLOB_SIZE) {
     throw new CorruptDataError(`blob too large: ${payload.length} bytes (max ${MAX_BLOB_SIZE})`);
   }
+  const out = (opts.into ?? Buffer.allocUnsafe)(BLOB_HEADER_SIZE + payload.length);
   let magic: Buffer = BLOB_MAGIC.uncompressed;
-  let body: Uint8Array = payload;
-  if (opts.compress !== false) {
-    const z = zstdCompress(payload, { compressionLevel: ZSTD_LEVEL });
-    if (z.length < payload.length) {
-      magic = BLOB_MAGIC.compressed;
-      body = z;
+  let bodyLength = payload.length;
+  let compressed = -1;
+  if (opts.compress !== false && payload.length > 1) {
+    try {
+      const room = out.subarray(BLOB_HEADER_SIZE, BLOB_HEADER_SIZE + payload.length - 1);
+      compressed = (cctx ??= new zstd.CCtx()).compress(room, payload, ZSTD_LEVEL);
+    } catch {
+      // "Destination buffer is too small": not smaller compressed, stored as it is
     }
   }
-  const out = Buffer.allocUnsafe(BLOB_HEADER_SIZE + body.length);
-  magic.copy(out, 0);
-  out.writeUInt32LE(crc32(body), 8);
-  out.set(body, BLOB_HEADER_SIZE);
-  return out;
+  if (compressed >= 0) {
+    magic = BLOB_MAGIC.compressed;
+    bodyLength = compressed;
+  } else out.set(payload, BLOB_HEADER_SIZE);
+  const blob = out.subarray(0, BLOB_HEADER_SIZE + bodyLength);
+  magic.copy(blob, 0);
+  blob.writeUInt32LE(crc32(blob.subarray(BLOB_HEADER_SIZE)), 8);
+  return blob;
 }
 
 function headerSize(kind: BlobKind): number {
   return isEncryptedKind(kind) ? ENCRYPTED_BLOB_HEADER_SIZE : BLOB_HEADER_SIZE;
 }
 
-/** Check magic, length and CRC; returns the kind. Works for encrypted blobs too (opaque to us). */
-export function verifyBlobCrc(bytes: Uint8Array, what = 'blob'): BlobKind {
+/** Check magic and length; returns the kind. */
+export function checkBlobHeader(bytes: Uint8Array, what = 'blob'): BlobKind {
   const kind = blobKind(bytes);
   if (!kind) throw new CorruptDataError(`${what}: wrong magic number`);
   if (bytes.length < headerSize(kind)) throw new CorruptDataError(`${what}: truncated header`);
+  return kind;
+}
+
+/** Check magic, length and CRC; returns the kind. Works for encrypted blobs too (opaque to us). */
+export function verifyBlobCrc(bytes: Uint8Array, what = 'blob'): BlobKind {
+  const kind = checkBlobHeader(bytes, what);
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const stored = buf.readUInt32LE(8);
   const actual = crc32(buf.subarray(BLOB_HEADER_SIZE));
@@ -119,16 +142,22 @@ function declaredContentSize(body: Uint8Array): number | null {
  * frame may claim 4 GiB (zstd-napi's `decompress` allocates what the frame claims), and a frame
  * without a declared size may expand a thousandfold. PBS likewise caps a blob at MAX_BLOB_SIZE.
  * CorruptDataError names `what` on any damage. The context is reset after a failure: zstd-napi's
- * shared context stays in its failed state, and refused every later, valid, decode.
+ * shared context stays in its failed state, and refused every later, valid, decode. A frame that
+ * declares its size (PBS's and ours do) is decoded straight into `into(size)`, e.g. pooled memory.
  */
-export function zstdDecompressBounded(body: Uint8Array, maxSize: number, what: string): Buffer {
+export function zstdDecompressBounded(
+  body: Uint8Array,
+  maxSize: number,
+  what: string,
+  into: OutputBuffer = Buffer.allocUnsafe,
+): Buffer {
   const ctx = (dctx ??= new zstd.DCtx());
   const tooLarge = () => new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
   try {
     const declared = declaredContentSize(body);
     if (declared !== null) {
       if (declared > maxSize) throw tooLarge();
-      const out = Buffer.allocUnsafe(declared);
+      const out = into(declared);
       const written = ctx.decompress(out, body);
       if (written !== declared) {
         throw new CorruptDataError(`${what}: zstd data is corrupt (${written} of ${declared} bytes)`);

@@ -13,12 +13,13 @@ import {
   sweepVerdict,
   type ChunkBackend,
   type ChunkEntry,
+  type InsertOptions,
   type InsertResult,
   type SweepCutoffs,
   type SweepOptions,
   type SweepStats,
 } from './chunk-backend.js';
-import { blobKind, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
+import { blobKind, checkBlobHeader, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
 import { digestToHex } from './digest.js';
 
 interface StoredObject {
@@ -43,10 +44,12 @@ export class MemoryChunkBackend implements ChunkBackend {
     if (this.closed) throw new ChunkBackendClosedError('memory');
   }
 
-  async insert(digest: Uint8Array, blob: Uint8Array): Promise<InsertResult> {
+  async insert(digest: Uint8Array, blob: Uint8Array, opts: InsertOptions = {}): Promise<InsertResult> {
     this.assertOpen();
     const hex = digestToHex(digest);
-    const kind = verifyBlobCrc(blob, `chunk ${hex}`);
+    const kind = opts.crcChecked
+      ? checkBlobHeader(blob, `chunk ${hex}`)
+      : verifyBlobCrc(blob, `chunk ${hex}`);
     const encodedSize = blob.length;
     const old = this.objects.get(hex);
     if (old) {

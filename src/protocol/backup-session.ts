@@ -68,6 +68,7 @@ import {
   MAX_CHUNK_SIZE,
   UploadChunkParams,
 } from './protocol-schemas.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
 
 export { MAX_CHUNK_SIZE } from './protocol-schemas.js';
 /** Fixed-index chunks from the backup API are 4 MiB (reference §7.1). */
@@ -118,21 +119,27 @@ function checkUploadedChunk(digest: Buffer, hex: string, data: Buffer, size: num
   else {
     try {
       // a chunk is at most MAX_CHUNK_SIZE (the schema's bound on `size`), whatever the frame claims
-      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`);
+      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`, (n) =>
+        chunkBuffers.take(n),
+      );
     } catch (err) {
       throw new BadRequestError((err as Error).message);
     }
   }
-  if (plain.length !== size) {
-    throw new BadRequestError(
-      `uploaded chunk ${hex}: wrong size (${plain.length} bytes, index expects ${size})`,
-    );
-  }
-  const actual = sha256(plain);
-  if (!actual.equals(digest)) {
-    throw new BadRequestError(
-      `uploaded chunk ${hex}: wrong digest (content hashes to ${actual.toString('hex')})`,
-    );
+  try {
+    if (plain.length !== size) {
+      throw new BadRequestError(
+        `uploaded chunk ${hex}: wrong size (${plain.length} bytes, index expects ${size})`,
+      );
+    }
+    const actual = sha256(plain);
+    if (!actual.equals(digest)) {
+      throw new BadRequestError(
+        `uploaded chunk ${hex}: wrong digest (content hashes to ${actual.toString('hex')})`,
+      );
+    }
+  } finally {
+    if (plain !== payload) chunkBuffers.give(plain);
   }
 }
 
@@ -404,14 +411,21 @@ export class BackupSession {
     const digest = hexToDigest(p.digest, 'digest');
     const encodedSize = p['encoded-size'];
     const writer = this.writer(wid, kind);
-    const data = await req.body(encodedSize);
-    if (data.length !== encodedSize) {
-      throw new BadRequestError(`uploaded chunk has unexpected size (${data.length} != ${encodedSize})`);
-    }
+    const data = await req.upload(encodedSize);
+    let res: Awaited<ReturnType<typeof this.datastore.chunks.insert>>;
     const hex = digestToHex(digest);
-    if (blobKind(data) === undefined) throw new BadRequestError(`uploaded chunk ${hex}: wrong magic number`);
-    checkUploadedChunk(digest, hex, data, size);
-    const res = await this.datastore.chunks.insert(digest, data);
+    try {
+      if (data.length !== encodedSize) {
+        throw new BadRequestError(`uploaded chunk has unexpected size (${data.length} != ${encodedSize})`);
+      }
+      if (blobKind(data) === undefined)
+        throw new BadRequestError(`uploaded chunk ${hex}: wrong magic number`);
+      checkUploadedChunk(digest, hex, data, size);
+      res = await this.datastore.chunks.insert(digest, data, { crcChecked: true });
+    } finally {
+      // the chunk store has written (or refused) it: the body's memory serves the next upload
+      chunkBuffers.give(data);
+    }
     this.knownChunks.set(hex, size);
     writer.stats.count++;
     writer.stats.size += size;

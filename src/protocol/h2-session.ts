@@ -15,6 +15,7 @@ import type { Static, TSchema } from 'typebox';
 import { BadRequestError, ProtocolHttpError, isStowageError } from '../errors.js';
 import { protocolErrorResponse } from '../http/error-envelope.js';
 import { MAX_PARAMETER_BODY, checkParams, queryParams, requestParams } from '../http/parameters.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
 
 /** PBS: initial stream and connection windows of 32 MiB, frames up to 4 MiB (reference §8.2). */
 export const H2_WINDOW_SIZE = 32 * 1024 * 1024;
@@ -75,6 +76,11 @@ export interface H2Request {
   stream: ServerHttp2Stream;
   /** The whole body; refused with 413-class BadRequest beyond `limit` bytes. */
   body(limit: number): Promise<Buffer>;
+  /**
+   * An upload of `size` bytes (a chunk), read into this thread's pooled memory (`chunkBuffers`;
+   * give it back when done). Refused as `body` is beyond `size`; may be shorter (check it).
+   */
+  upload(size: number): Promise<Buffer>;
 }
 
 /** A handler's raw answer (downloads): bytes sent as they are. */
@@ -112,21 +118,29 @@ export function h2Route<S extends TSchema>(
 /** `"METHOD name"` → endpoint. */
 export type H2Routes = ReadonlyMap<string, H2Route>;
 
-function readBody(stream: ServerHttp2Stream, limit: number): Promise<Buffer> {
+/**
+ * Read the request body, at most `limit` bytes: into `into` when given (its length is the
+ * limit), otherwise into a buffer of its own.
+ */
+function readBody(stream: ServerHttp2Stream, limit: number, into?: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     stream.on('data', (d: Buffer) => {
-      size += d.length;
-      if (size > limit) {
+      if (size + d.length > limit) {
         stream.removeAllListeners('data');
         reject(new BadRequestError(`request body too large (more than ${limit} bytes)`));
         stream.resume();
         return;
       }
-      parts.push(d);
+      if (into) d.copy(into, size);
+      else parts.push(d);
+      size += d.length;
     });
-    stream.once('end', () => resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size)));
+    stream.once('end', () => {
+      if (into) resolve(into.subarray(0, size));
+      else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    });
     stream.once('error', reject);
   });
 }
@@ -174,6 +188,7 @@ export function serveRoutes(
       headers,
       stream,
       body: (limit) => readBody(stream, limit),
+      upload: (size) => readBody(stream, size, chunkBuffers.take(size)),
     };
     const route = routes.get(`${method} ${name}`);
     const run = route

@@ -47,6 +47,8 @@ test('decoding a chunk whose content does not match its digest fails as corrupt 
   const pool = new ChunkPool({ threads: 1 });
   try {
     const r = await pool.process(Buffer.from('some chunk'), () => false);
+    // decode moves the blob's memory to the worker: keep a copy to damage first
+    const damaged = Buffer.from(r.blob!);
     await assert.rejects(
       pool.decode(r.blob!, { digest: Buffer.alloc(32) }),
       (err: Error & { code?: string }) => {
@@ -55,7 +57,6 @@ test('decoding a chunk whose content does not match its digest fails as corrupt 
         return true;
       },
     );
-    const damaged = Buffer.from(r.blob!);
     damaged[damaged.length - 1]! ^= 1;
     await assert.rejects(pool.decode(damaged), /CRC/);
   } finally {
