@@ -26,7 +26,6 @@ import {
 } from '../datastore/index.js';
 import type { DynamicIndexReader } from '../datastore/index.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
-import { chunkBuffers } from '../sys/buffer-pool.js';
 import type { TreePlan } from './tar-archive.js';
 import { type ReusedChunk, treeChunks } from './tree-reuse.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
@@ -414,7 +413,7 @@ export class BackupWriter {
     stats.uploadedBytes += blob.length;
     // The server answered, so it read every byte: the blob's memory is free for the next chunk.
     // (After a failure the stream may still hold it; that memory is left to the GC.)
-    chunkBuffers.give(blob);
+    this.pool.release(blob);
     return { digest: r.digest, size: r.size };
   }
 

@@ -17,6 +17,9 @@ import {
 import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
+/** Worker memory held for sending back; beyond, it is left to the garbage collector. */
+const MAX_GOING_BACK = 16;
+
 export interface ProcessedChunk {
   digest: Buffer;
   /** Plaintext size. */
@@ -47,15 +50,15 @@ function startWorker(): Worker {
   return new Worker(new URL('./chunk-worker.js', self));
 }
 
-/** A Buffer view of memory that arrived from a worker (adopted into this thread's pool). */
 function toBuffer(b: Uint8Array): Buffer {
-  return chunkBuffers.adopt(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 export class ChunkPool {
   readonly threads: number;
   private readonly workers: PoolWorker[] = [];
   private readonly pending = new Map<number, Pending>();
+  private readonly goingBack: ArrayBuffer[] = [];
   private nextId = 1;
   private closed = false;
   private failure: Error | undefined;
@@ -73,6 +76,7 @@ export class ChunkPool {
       const worker = startWorker();
       const pw: PoolWorker = { worker, inFlight: 0 };
       worker.on('message', (msg: WorkerResponse) => {
+        for (const ab of msg.spare ?? []) chunkBuffers.give(new Uint8Array(ab));
         const p = this.pending.get(msg.id);
         if (!p) return;
         this.pending.delete(msg.id);
@@ -108,14 +112,18 @@ export class ChunkPool {
     return new Promise((resolve, reject) => {
       this.pending.set(msg.id, { resolve, reject });
       pw.inFlight++;
-      pw.worker.postMessage(msg, transfer);
+      if (this.goingBack.length === 0) pw.worker.postMessage(msg, transfer);
+      else {
+        const spare = this.goingBack.splice(0);
+        pw.worker.postMessage({ ...msg, spare }, [...transfer, ...spare]);
+      }
     });
   }
 
   /**
    * Hash a chunk and, unless `isKnown(digest)` says the server has it, encode it as a DataBlob.
    * The chunk's memory is moved to the worker when it is pooled or owns its ArrayBuffer: do not
-   * use it again. The blob is on this thread's pooled memory: give it back once it is sent.
+   * use it again. The blob is a worker's memory: `release` it once it is sent.
    */
   async process(
     chunk: Buffer,
@@ -140,8 +148,8 @@ export class ChunkPool {
   /**
    * Decode a DataBlob (CRC, zstd) and, when `digest` is given, check that the plaintext hashes
    * to it (and has `size` bytes): a restore never writes data the index does not describe.
-   * `blob`'s memory moves to the worker; the plaintext is on pooled memory: give it back when
-   * written.
+   * `blob`'s memory moves to the worker (and home to this thread's pool after the decode); the
+   * plaintext is a worker's memory: `release` it once written, if nothing else holds it.
    */
   async decode(blob: Buffer, opts: { digest?: Buffer; size?: number } = {}): Promise<Buffer> {
     const id = this.nextId++;
@@ -152,6 +160,16 @@ export class ChunkPool {
     );
     if (res.op !== 'decoded') throw new CorruptDataError(`chunk worker answered ${res.op} to decode`);
     return toBuffer(res.data);
+  }
+
+  /**
+   * Memory a worker produced (a blob once uploaded, a plaintext once written) goes back to the
+   * workers with the next request, for the next blob or plaintext. Nothing may use `buf` after.
+   */
+  release(buf: Uint8Array): void {
+    if (buf.buffer instanceof ArrayBuffer && buf.buffer.byteLength === chunkBuffers.capacity) {
+      if (this.goingBack.length < MAX_GOING_BACK) this.goingBack.push(buf.buffer);
+    }
   }
 
   /** Number of requests waiting for a worker's answer. */

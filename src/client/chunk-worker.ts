@@ -6,9 +6,11 @@
  * answers with the digest, keeps the bytes, and compresses only if the main thread (which knows
  * which digests the server already has) asks for it.
  *
- * Memory moves, it is not copied (sys/buffer-pool.ts): a chunk arrives transferred, its blob is
- * encoded into this thread's pooled memory and transferred back, and the chunk's memory stays
- * here for the next blob. A restore's blob likewise stays here for the next plaintext.
+ * Memory moves, it is not copied (sys/buffer-pool.ts), and goes home after use: a chunk arrives
+ * transferred from the main thread's pool and goes back to it with the next answer once encoded
+ * (or dropped); the blob is encoded into this thread's pooled memory, and the main thread sends
+ * that back with a later request once uploaded. Each side so reuses memory it has already
+ * faulted in, to the size it uses it for (a blob is often much smaller than its chunk).
  */
 import { parentPort } from 'node:worker_threads';
 import {
@@ -23,23 +25,44 @@ import { sha256 } from '../datastore/digest.js';
 import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import { CorruptDataError, ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
-export type WorkerRequest =
+/**
+ * `spare`, in both directions: pooled memory going home (transferred), see `sendHome`.
+ */
+export type WorkerRequest = (
   | { op: 'hash'; id: number; data: Uint8Array }
   | { op: 'encode'; id: number; compress: boolean }
   | { op: 'drop'; id: number }
-  | { op: 'decode'; id: number; blob: Uint8Array; digest?: Uint8Array; size?: number };
+  | { op: 'decode'; id: number; blob: Uint8Array; digest?: Uint8Array; size?: number }
+) & { spare?: ArrayBuffer[] };
 
-export type WorkerResponse =
+export type WorkerResponse = (
   | { op: 'hashed'; id: number; digest: Uint8Array }
   | { op: 'encoded'; id: number; blob: Uint8Array }
   | { op: 'decoded'; id: number; data: Uint8Array }
-  | { op: 'error'; id: number; code?: string; message: string };
+  | { op: 'error'; id: number; code?: string; message: string }
+) & { spare?: ArrayBuffer[] };
 
 const held = new Map<number, Uint8Array>();
 const port = parentPort;
 if (!port) throw ERR_NOT_IN_WORKER();
 
 const pooledOutput = (n: number) => chunkBuffers.take(n);
+
+/** The main thread's memory, sent back with the next answer. */
+const goingHome: ArrayBuffer[] = [];
+
+function sendHome(buf: Uint8Array): void {
+  if (buf.buffer instanceof ArrayBuffer && buf.buffer.byteLength === chunkBuffers.capacity) {
+    goingHome.push(buf.buffer);
+  }
+}
+
+/** Answer the main thread, moving `transfer` and any memory going home with the answer. */
+function answer(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
+  if (goingHome.length === 0) return port!.postMessage(msg, transfer);
+  const spare = goingHome.splice(0);
+  port!.postMessage({ ...msg, spare }, [...transfer, ...spare]);
+}
 
 /**
  * A blob's plaintext, checked as `decodeBlob` checks it (magic, CRC), without copying an
@@ -55,12 +78,13 @@ function decodeInPlace(blob: Uint8Array, what: string): Uint8Array {
 }
 
 port.on('message', (msg: WorkerRequest) => {
+  for (const ab of msg.spare ?? []) chunkBuffers.give(new Uint8Array(ab));
   try {
     switch (msg.op) {
       case 'hash': {
         held.set(msg.id, chunkBuffers.adopt(msg.data));
         const digest = sha256(msg.data);
-        port.postMessage({ op: 'hashed', id: msg.id, digest } satisfies WorkerResponse);
+        answer({ op: 'hashed', id: msg.id, digest });
         break;
       }
       case 'encode': {
@@ -68,55 +92,52 @@ port.on('message', (msg: WorkerRequest) => {
         held.delete(msg.id);
         if (!data) throw ERR_CHUNK_NOT_HELD(msg.id);
         const blob = encodeBlob(data, { compress: msg.compress, into: pooledOutput });
-        chunkBuffers.give(data);
-        port.postMessage({ op: 'encoded', id: msg.id, blob } satisfies WorkerResponse, transferList(blob));
+        sendHome(data);
+        answer({ op: 'encoded', id: msg.id, blob }, transferList(blob));
         break;
       }
       case 'drop': {
         const data = held.get(msg.id);
         held.delete(msg.id);
-        if (data) chunkBuffers.give(data);
+        if (data) sendHome(data);
         break;
       }
       case 'decode': {
         const what = msg.digest ? `chunk ${Buffer.from(msg.digest).toString('hex')}` : 'blob';
         const data = decodeInPlace(chunkBuffers.adopt(msg.blob), what);
         if (msg.digest && !sha256(data).equals(msg.digest)) {
-          port.postMessage({
+          answer({
             op: 'error',
             id: msg.id,
             code: 'CORRUPT_DATA',
             message: `${what}: wrong digest (content hashes to ${sha256(data).toString('hex')})`,
-          } satisfies WorkerResponse);
+          });
           break;
         }
         if (msg.size !== undefined && data.length !== msg.size) {
-          port.postMessage({
+          answer({
             op: 'error',
             id: msg.id,
             code: 'CORRUPT_DATA',
             message: `${what}: wrong size (${data.length} bytes, index expects ${msg.size})`,
-          } satisfies WorkerResponse);
+          });
           break;
         }
-        // A view into the blob (stored uncompressed) moves the blob's memory back; otherwise the
-        // blob's memory stays here for the next decode.
+        // A view into the blob (stored uncompressed) moves the blob's memory back with it;
+        // otherwise the blob's memory goes home with this answer.
         const inBlob = data.buffer === msg.blob.buffer;
-        port.postMessage(
-          { op: 'decoded', id: msg.id, data } satisfies WorkerResponse,
-          transferList(inBlob ? msg.blob : data),
-        );
-        if (!inBlob) chunkBuffers.give(msg.blob);
+        if (!inBlob) sendHome(msg.blob);
+        answer({ op: 'decoded', id: msg.id, data }, transferList(inBlob ? msg.blob : data));
         break;
       }
     }
   } catch (err) {
     held.delete(msg.id);
-    port.postMessage({
+    answer({
       op: 'error',
       id: msg.id,
       code: (err as { code?: string }).code,
       message: (err as Error).message,
-    } satisfies WorkerResponse);
+    });
   }
 });

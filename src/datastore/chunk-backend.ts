@@ -11,7 +11,7 @@
  * layer checks uploads (encrypted chunks are opaque to the server, §7.2), verify checks reads.
  */
 import { CorruptDataError, NotFoundError, StowageError } from '../errors.js';
-import { decodeBlob, isEncryptedKind, verifyBlobCrc, type BlobKind } from './data-blob.js';
+import { decodeBlob, isEncryptedKind, verifyBlobCrc, type BlobKind, type OutputBuffer } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
 
 /** PBS `sync-level` datastore option. PBS's default is `filesystem`. */
@@ -148,9 +148,10 @@ export interface ChunkBackend {
   /**
    * The raw blob bytes as stored, unchecked (the reader protocol sends them as they are; verify
    * checks them with `checkChunkBlob`). NotFoundError (code NOT_FOUND) when no chunk is stored
-   * under `digest`; quarantined copies are never returned.
+   * under `digest`; quarantined copies are never returned. `into` provides the memory (e.g.
+   * pooled, for the reader protocol's downloads).
    */
-  load(digest: Uint8Array): Promise<Buffer>;
+  load(digest: Uint8Array, into?: OutputBuffer): Promise<Buffer>;
 
   /** Whether a chunk (not a quarantined copy) is stored under `digest`. */
   exists(digest: Uint8Array): Promise<boolean>;

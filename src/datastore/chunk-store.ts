@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants as fsConstants,
+  fstatSync,
   fsyncSync,
   lstatSync,
   openSync,
@@ -57,7 +58,14 @@ import {
   type SweepStats,
   type SyncLevel,
 } from './chunk-backend.js';
-import { blobKind, isEncryptedKind, checkBlobHeader, verifyBlobCrc, type BlobKind } from './data-blob.js';
+import {
+  blobKind,
+  isEncryptedKind,
+  checkBlobHeader,
+  verifyBlobCrc,
+  type BlobKind,
+  type OutputBuffer,
+} from './data-blob.js';
 import { digestToHex } from './digest.js';
 
 export interface ChunkStoreOptions {
@@ -296,10 +304,24 @@ export class FilesystemChunkBackend implements ChunkBackend {
     }
   }
 
-  async load(digest: Uint8Array): Promise<Buffer> {
+  async load(digest: Uint8Array, into?: OutputBuffer): Promise<Buffer> {
     this.assertOpen();
     try {
-      return readFileSync(this.chunkPath(digest));
+      if (!into) return readFileSync(this.chunkPath(digest));
+      const fd = openSync(this.chunkPath(digest), 'r');
+      try {
+        const out = into(fstatSync(fd).size);
+        let got = 0;
+        while (got < out.length) {
+          const n = readSync(fd, out, got, out.length - got, got);
+          if (n === 0) break;
+          got += n;
+        }
+        // a file shortened meanwhile (it never is: chunks are replaced by rename) reads short
+        return out.subarray(0, got);
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
       if (errno(err) === 'ENOENT') throw chunkNotFound(digest);
       throw err;

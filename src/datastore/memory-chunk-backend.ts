@@ -19,7 +19,7 @@ import {
   type SweepOptions,
   type SweepStats,
 } from './chunk-backend.js';
-import { blobKind, checkBlobHeader, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
+import { blobKind, checkBlobHeader, isEncryptedKind, type OutputBuffer, verifyBlobCrc } from './data-blob.js';
 import { digestToHex } from './digest.js';
 
 interface StoredObject {
@@ -79,11 +79,14 @@ export class MemoryChunkBackend implements ChunkBackend {
     return { duplicate: false, encodedSize };
   }
 
-  async load(digest: Uint8Array): Promise<Buffer> {
+  async load(digest: Uint8Array, into?: OutputBuffer): Promise<Buffer> {
     this.assertOpen();
     const obj = this.objects.get(digestToHex(digest));
     if (!obj) throw chunkNotFound(digest);
-    return Buffer.from(obj.bytes);
+    if (!into) return Buffer.from(obj.bytes);
+    const out = into(obj.bytes.length);
+    obj.bytes.copy(out);
+    return out;
   }
 
   async exists(digest: Uint8Array): Promise<boolean> {

@@ -83,11 +83,15 @@ export interface H2Request {
   upload(size: number): Promise<Buffer>;
 }
 
-/** A handler's raw answer (downloads): bytes sent as they are. */
+/**
+ * A handler's raw answer (downloads): bytes sent as they are. `release` runs once the stream is
+ * closed and nothing reads `data` any more (pooled memory goes back to its pool).
+ */
 export class RawReply {
   constructor(
     readonly data: Buffer,
     readonly contentType = 'application/octet-stream',
+    readonly release?: () => void,
   ) {}
 }
 
@@ -196,9 +200,13 @@ export function serveRoutes(
       : Promise.reject(new ProtocolHttpError('NOT_FOUND', `Path '/${name}' not found.`));
     run.then(
       (result) => {
-        if (result instanceof RawReply)
+        if (result instanceof RawReply) {
+          if (result.release) {
+            if (stream.closed || stream.destroyed) result.release();
+            else stream.once('close', result.release);
+          }
           respond(stream, 200, { 'content-type': result.contentType }, result.data);
-        else {
+        } else {
           const json = Buffer.from(JSON.stringify({ data: result ?? null }));
           respond(stream, 200, { 'content-type': 'application/json' }, json);
         }

@@ -19,6 +19,9 @@ import { digestToHex, hexToDigest } from '../datastore/digest.js';
 import { checkArchiveName, type SessionLog } from './backup-session.js';
 import { RawReply, h2Route, type H2Routes } from './h2-session.js';
 import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
+
+const pooledOutput = (n: number) => chunkBuffers.take(n);
 
 const SPEEDTEST_BYTES = 1024 * 1024;
 
@@ -74,8 +77,10 @@ export class ReaderSession {
     const hex = digestToHex(digest);
     if (!this.allowed.has(hex))
       throw new ProtocolHttpError('UNAUTHORIZED', `download chunk ${hex} not allowed`);
-    // Raw bytes as stored: the client checks CRC and digest, as PBS's reader does.
-    return new RawReply(await this.init.datastore.chunks.load(digest));
+    // Raw bytes as stored: the client checks CRC and digest, as PBS's reader does. Read into
+    // pooled memory, given back once the answer's stream is closed.
+    const data = await this.init.datastore.chunks.load(digest, pooledOutput);
+    return new RawReply(data, undefined, () => chunkBuffers.give(data));
   }
 
   /** Release the snapshot lock. Idempotent. */
