@@ -16,7 +16,9 @@
  * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
  * from the medians of the same invocation: above 1 means Stowage is faster. Times are wall clock
  * of the whole command, process start included, as a user would see them; peak RSS is each
- * client process's VmHWM (from /usr/bin/time). Not a test: the machine should be idle.
+ * client process's VmHWM (from /usr/bin/time). CPU s is the command's user + system time (all its
+ * threads) plus, for Stowage, its server's during the command: the work done, less noisy than the
+ * wall time on a shared machine. Not a test: the machine should be idle.
  *
  * Stowage runs as a user runs it, from JavaScript: the sources are transpiled (esbuild, one file
  * per module like `tsc`) into the work directory first. `--tsx` runs them through tsx instead,
@@ -131,13 +133,34 @@ interface Measure {
   secs: number;
   /** Peak RSS of the command's process, KiB. */
   rssKb: number;
+  /** CPU time, user + system, of the command (and its threads and children), plus Stowage's server's during it. */
+  cpuSecs: number;
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
+function processCpu(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 const haveTime = spawnSync('/usr/bin/time', ['-f', '%M', 'true']).status === 0;
 
-function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRoot): Measure {
+/**
+ * Run one command; `serverPid`'s CPU time during it is added to the command's own (Stowage's
+ * client and server share the machine's cores; restic and borg have no server).
+ */
+function timed(
+  cmd: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  cwd = repoRoot,
+  serverPid?: number,
+): Measure {
   const rssFile = join(tmpdir(), `stowage-bench-rss-${process.pid}`);
-  const [c, a] = haveTime ? ['/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...argv]] : [cmd, argv];
+  const [c, a] = haveTime ? ['/usr/bin/time', ['-f', '%U %S\n%M', '-o', rssFile, cmd, ...argv]] : [cmd, argv];
+  const server0 = serverPid ? processCpu(serverPid) : 0;
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, {
     env: { ...process.env, ...env },
@@ -149,11 +172,15 @@ function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv, cwd = repoRo
   if (r.status !== 0)
     throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
   let rssKb = 0;
+  let cpuSecs = serverPid ? processCpu(serverPid) - server0 : 0;
   if (haveTime) {
-    rssKb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1));
+    const lines = readFileSync(rssFile, 'utf8').trim().split('\n');
+    rssKb = Number(lines.at(-1));
+    const [user, sys] = (lines.at(-2) ?? '').split(' ').map(Number);
+    cpuSecs += (user ?? 0) + (sys ?? 0);
     rmSync(rssFile, { force: true });
   }
-  return { secs, rssKb };
+  return { secs, rssKb, cpuSecs };
 }
 
 /** One tool on one dataset in one run: a fresh repository, then the steps in order. */
@@ -185,6 +212,8 @@ async function stowageSession(data: string, work: string, run: Runner, tag: stri
       process.execPath,
       [...client(step), 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', String(time)],
       env,
+      undefined,
+      server.pid,
     );
   return {
     first: () => backup('first', 1700000000),
@@ -195,6 +224,8 @@ async function stowageSession(data: string, work: string, run: Runner, tag: stri
         process.execPath,
         [...client('restore'), 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', target],
         env,
+        undefined,
+        server.pid,
       ),
     close: () => server.stop(),
   };
@@ -277,7 +308,9 @@ async function benchDataset(
   const results: Results = {};
   const record = (step: Step, tool: Tool, m: Measure) => {
     ((results[step] ??= {})[tool] ??= []).push(m);
-    process.stderr.write(`  ${name} run ${step.padEnd(7)} ${tool.padEnd(7)} ${m.secs.toFixed(2)} s\n`);
+    process.stderr.write(
+      `  ${name} run ${step.padEnd(7)} ${tool.padEnd(7)} ${m.secs.toFixed(2)} s  (CPU ${m.cpuSecs.toFixed(2)} s)\n`,
+    );
   };
   for (let r = 0; r < runs; r++) {
     process.stderr.write(`${name}: run ${r + 1} of ${runs}\n`);
@@ -321,7 +354,7 @@ function report(name: string, bytes: number, files: number, results: Results): v
   const out = (s: string) => process.stdout.write(s + '\n');
   out(`\n== ${name}: ${(bytes / 1e6).toFixed(1)} MB, ${files} files, ${runs} run(s), median first`);
   out(
-    `${'step'.padEnd(8)} ${'tool'.padEnd(8)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'peak RSS'.padStart(9)}  runs (s)`,
+    `${'step'.padEnd(8)} ${'tool'.padEnd(8)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS'.padStart(9)}  runs (s)`,
   );
   for (const [step, byTool] of Object.entries(results) as Array<[Step, Partial<Record<Tool, Measure[]>>]>) {
     for (const tool of tools) {
@@ -329,8 +362,9 @@ function report(name: string, bytes: number, files: number, results: Results): v
       if (!ms) continue;
       const med = median(ms.map((m) => m.secs));
       const rss = Math.max(...ms.map((m) => m.rssKb));
+      const cpu = median(ms.map((m) => m.cpuSecs));
       out(
-        `${step.padEnd(8)} ${tool.padEnd(8)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
+        `${step.padEnd(8)} ${tool.padEnd(8)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${cpu.toFixed(2).padStart(7)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
       );
     }
     const s = byTool.stowage;

@@ -40,7 +40,9 @@ export class BufferPool {
     if (size > this.capacity) return Buffer.allocUnsafeSlow(size);
     let ab = this.free.pop();
     if (!ab) {
-      ab = new ArrayBuffer(this.capacity);
+      // Uninitialised: `new ArrayBuffer` zero-fills (calloc), which touches every page of the
+      // capacity; this way only the pages a user writes are ever faulted in.
+      ab = Buffer.allocUnsafeSlow(this.capacity).buffer as ArrayBuffer;
       pooled.add(ab);
     }
     return Buffer.from(ab, 0, size);
