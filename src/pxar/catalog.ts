@@ -1,0 +1,400 @@
+/**
+ * The file catalog `catalog.pcat1` as PBS writes it beside a snapshot's pxar archives
+ * (pbs-datastore `catalog.rs`, magic PROXMOX_CATALOG_FILE_MAGIC_1_0): the tree's directories
+ * and their members' names, types, and for files size and mtime, so that browsing a snapshot
+ * or finding a file reads the small catalog, not the archive.
+ *
+ * ```
+ * magic[8]           sha256("Proxmox Backup Catalog file v1.0")[0..8]
+ * directory blocks   each written when its directory ends: children before parents
+ * root block         the catalog's root directory: one 'd' member per archive (NAME.pxar.didx)
+ * root offset u64 LE where the root block starts
+ *
+ * block   = varint(len(table)) table
+ * table   = varint(count) member*
+ * member  = type u8 ('d' 'f' 'l' 'h' 'b' 'c' 'p' 's') varint(len(name)) name, then
+ *           'd': varint(block start - child block start)   (children come earlier)
+ *           'f': varint(size) varint_i64(mtime seconds)
+ * ```
+ *
+ * varint: 7 bits a byte, least significant first, high bit set on all but the last byte; a
+ * negative i64 stores -v that way with the high bit also on its last byte, then a 0 byte.
+ */
+import { BadRequestError, CorruptDataError } from '../errors.js';
+import type { TreeCatalog } from './create.js';
+import type { PxarReadAt } from './io.js';
+
+export const CATALOG_MAGIC = Buffer.from([145, 253, 96, 249, 196, 103, 88, 213]);
+
+export type CatalogEntryType = 'd' | 'f' | 'l' | 'h' | 'b' | 'c' | 'p' | 's';
+const TYPES = new Set<string>(['d', 'f', 'l', 'h', 'b', 'c', 'p', 's']);
+
+export interface CatalogEntry {
+  name: Buffer;
+  type: CatalogEntryType;
+  /** Directory: where its block starts in the catalog. */
+  start?: number;
+  /** File: size in bytes and mtime in seconds since the epoch. */
+  size?: number;
+  mtime?: number;
+}
+
+/** PBS refuses longer names when reading (`name_buf` of 4096 bytes). */
+const MAX_NAME = 4095;
+
+// ----- varints (pure) ---------------------------------------------------------------------------
+
+export function encodeCatalogU64(v: number | bigint): Buffer {
+  let d = BigInt(v);
+  if (d < 0n) throw new BadRequestError('catalog u64 must not be negative');
+  const out: number[] = [];
+  while (d >= 128n) {
+    out.push(Number(d & 127n) | 128);
+    d >>= 7n;
+  }
+  out.push(Number(d));
+  return Buffer.from(out);
+}
+
+export function encodeCatalogI64(v: number | bigint): Buffer {
+  const x = BigInt(v);
+  if (x >= 0n) return encodeCatalogU64(x);
+  let d = -x;
+  const out: number[] = [];
+  while (d >= 128n) {
+    out.push(Number(d & 127n) | 128);
+    d >>= 7n;
+  }
+  out.push(Number(d) | 128, 0);
+  return Buffer.from(out);
+}
+
+/** A cursor over one block; running past its end is corruption, not a crash. */
+class BlockCursor {
+  pos = 0;
+  constructor(
+    private readonly b: Buffer,
+    private readonly at: number,
+  ) {}
+  get done(): boolean {
+    return this.pos >= this.b.length;
+  }
+  byte(): number {
+    if (this.pos >= this.b.length) throw catalogCorrupt(this.at + this.pos, 'entry runs past its block');
+    return this.b[this.pos++]!;
+  }
+  bytes(n: number): Buffer {
+    if (this.pos + n > this.b.length) throw catalogCorrupt(this.at + this.pos, 'entry runs past its block');
+    const out = this.b.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  u64(): number {
+    let v = 0n;
+    for (let i = 0; i < 10; i++) {
+      const t = this.byte();
+      v |= BigInt(t & 127) << BigInt(7 * i);
+      if (t < 128) return safe(v, this.at + this.pos);
+    }
+    throw catalogCorrupt(this.at + this.pos, 'varint without end');
+  }
+  i64(): number {
+    let v = 0n;
+    for (let i = 0; i < 11; i++) {
+      const t = this.byte();
+      if (t === 0) return v === 0n ? 0 : -safe(v, this.at + this.pos);
+      v |= BigInt(t & 127) << BigInt(7 * i);
+      if (t < 128) return safe(v, this.at + this.pos);
+    }
+    throw catalogCorrupt(this.at + this.pos, 'varint without end');
+  }
+}
+
+function safe(v: bigint, at: number): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw catalogCorrupt(at, `value ${v} out of range`);
+  return Number(v);
+}
+
+function catalogCorrupt(at: number, what: string): CorruptDataError {
+  return new CorruptDataError(`catalog is corrupt at offset ${at}: ${what}`);
+}
+
+// ----- writer ----------------------------------------------------------------------------------
+
+interface DirInfo {
+  name: Buffer;
+  /** Encoded members (their directory offsets are relative to this block's start, known later). */
+  entries: (
+    { type: 'd'; name: Buffer; start: number } | { type: Exclude<CatalogEntryType, 'd'>; tail: Buffer }
+  )[];
+}
+
+/**
+ * Writes a catalog as a tree is walked (the `TreeCatalog` calls of createArchive): each
+ * directory's block goes out when it ends, so memory holds the open directories' members only.
+ * `write` receives the bytes in order (e.g. pushes to a blob being built, or appends to a file).
+ */
+export class CatalogWriter implements TreeCatalog {
+  private readonly stack: DirInfo[] = [{ name: Buffer.from('/'), entries: [] }];
+  private pos = 0;
+  private readonly chunks: Buffer[] = [];
+  private finished = false;
+
+  constructor(private readonly write?: (chunk: Buffer) => void) {
+    this.out(CATALOG_MAGIC);
+  }
+
+  startDirectory(name: Uint8Array | string): void {
+    this.top();
+    this.stack.push({ name: nameBytes(name), entries: [] });
+  }
+
+  endDirectory(): void {
+    if (this.stack.length < 2) throw new BadRequestError('catalog: no open directory to end');
+    const dir = this.stack.pop()!;
+    const start = this.writeBlock(dir);
+    this.top().entries.push({ type: 'd', name: dir.name, start });
+  }
+
+  addFile(name: Uint8Array | string, size: number, mtimeSecs: number): void {
+    this.add('f', name, Buffer.concat([encodeCatalogU64(size), encodeCatalogI64(mtimeSecs)]));
+  }
+  addSymlink(name: Uint8Array | string): void {
+    this.add('l', name);
+  }
+  addHardlink(name: Uint8Array | string): void {
+    this.add('h', name);
+  }
+  addBlockDevice(name: Uint8Array | string): void {
+    this.add('b', name);
+  }
+  addCharDevice(name: Uint8Array | string): void {
+    this.add('c', name);
+  }
+  addFifo(name: Uint8Array | string): void {
+    this.add('p', name);
+  }
+  addSocket(name: Uint8Array | string): void {
+    this.add('s', name);
+  }
+
+  /**
+   * Write the root block and the trailing root offset. Returns the whole catalog when no `write`
+   * callback was given, else an empty buffer.
+   */
+  finish(): Buffer {
+    if (this.stack.length !== 1)
+      throw new BadRequestError(`catalog: ${this.stack.length - 1} directories left open`);
+    const start = this.writeBlock(this.stack.pop()!);
+    const tail = Buffer.alloc(8);
+    tail.writeBigUInt64LE(BigInt(start));
+    this.out(tail);
+    this.finished = true;
+    return Buffer.concat(this.chunks);
+  }
+
+  private add(type: Exclude<CatalogEntryType, 'd'>, name: Uint8Array | string, data = Buffer.alloc(0)): void {
+    const n = nameBytes(name);
+    this.top().entries.push({
+      type,
+      tail: Buffer.concat([Buffer.from(type), encodeCatalogU64(n.length), n, data]),
+    });
+  }
+
+  private writeBlock(dir: DirInfo): number {
+    const start = this.pos;
+    const parts: Buffer[] = [encodeCatalogU64(dir.entries.length)];
+    for (const e of dir.entries) {
+      if (e.type === 'd')
+        parts.push(
+          Buffer.from('d'),
+          encodeCatalogU64(e.name.length),
+          e.name,
+          encodeCatalogU64(start - e.start),
+        );
+      else parts.push(e.tail);
+    }
+    const table = Buffer.concat(parts);
+    this.out(Buffer.concat([encodeCatalogU64(table.length), table]));
+    return start;
+  }
+
+  private top(): DirInfo {
+    if (this.finished) throw new BadRequestError('catalog already finished');
+    return this.stack[this.stack.length - 1]!;
+  }
+
+  private out(b: Buffer): void {
+    this.pos += b.length;
+    if (this.write) this.write(b);
+    else this.chunks.push(b);
+  }
+}
+
+function nameBytes(name: Uint8Array | string): Buffer {
+  const b = typeof name === 'string' ? Buffer.from(name, 'utf8') : Buffer.from(name);
+  if (b.length === 0 || b.length > MAX_NAME || b.includes(0x2f) || b.includes(0))
+    throw new BadRequestError(`catalog: invalid name ${JSON.stringify(b.toString())}`);
+  return b;
+}
+
+// ----- reader ----------------------------------------------------------------------------------
+
+export interface CatalogMatch {
+  /** '/'-separated path below the searched directory, with a leading '/'. */
+  path: string;
+  entry: CatalogEntry;
+}
+
+/** Reads a catalog by offsets: listing a directory reads its one block. */
+export class CatalogReader {
+  private constructor(private readonly src: PxarReadAt) {}
+
+  static open(src: PxarReadAt): CatalogReader {
+    return new CatalogReader(src);
+  }
+
+  /** The catalog's root directory (its members are the archives). */
+  async root(): Promise<CatalogEntry> {
+    if (this.src.size < 16) throw catalogCorrupt(0, 'too short for a catalog');
+    const magic = await this.readExact(0, 8);
+    if (!magic.equals(CATALOG_MAGIC)) throw catalogCorrupt(0, 'wrong magic (not a catalog.pcat1 v1.0)');
+    const start = (await this.readExact(this.src.size - 8, 8)).readBigUInt64LE(0);
+    if (start < 8n || start >= BigInt(this.src.size - 8))
+      throw catalogCorrupt(this.src.size - 8, 'root offset out of range');
+    return { name: Buffer.alloc(0), type: 'd', start: Number(start) };
+  }
+
+  /** The members of a directory, in the order they were written (name order for pxar trees). */
+  async readDir(dir: CatalogEntry): Promise<CatalogEntry[]> {
+    if (dir.type !== 'd' || dir.start === undefined)
+      throw new BadRequestError(`'${dir.name.toString()}' is not a directory`);
+    const start = dir.start;
+    const head = await this.src.read(start, 10);
+    const lenCursor = new BlockCursor(head, start);
+    const len = lenCursor.u64();
+    const blockAt = start + lenCursor.pos;
+    if (len < 1 || blockAt + len > this.src.size - 8)
+      throw catalogCorrupt(start, `directory block of ${len} bytes out of range`);
+    const c = new BlockCursor(await this.readExact(blockAt, len), blockAt);
+    const count = c.u64();
+    const out: CatalogEntry[] = [];
+    for (let i = 0; i < count; i++) {
+      const t = String.fromCharCode(c.byte());
+      if (!TYPES.has(t)) throw catalogCorrupt(blockAt + c.pos - 1, `unknown entry type ${JSON.stringify(t)}`);
+      const type = t as CatalogEntryType;
+      const nameLen = c.u64();
+      if (nameLen > MAX_NAME) throw catalogCorrupt(blockAt + c.pos, `name of ${nameLen} bytes`);
+      const name = Buffer.from(c.bytes(nameLen));
+      if (type === 'd') {
+        const offset = c.u64();
+        // children are written before their parent: a child block starts strictly earlier, which
+        // also keeps a corrupt catalog from sending a recursive search round in circles
+        if (offset < 1 || offset > start - 8)
+          throw catalogCorrupt(blockAt + c.pos, `directory offset ${offset} out of range`);
+        out.push({ name, type, start: start - offset });
+      } else if (type === 'f') {
+        const size = c.u64();
+        out.push({ name, type, size, mtime: c.i64() });
+      } else out.push({ name, type });
+    }
+    if (!c.done) throw catalogCorrupt(blockAt + c.pos, 'data after the last entry of a directory block');
+    return out;
+  }
+
+  /** The entry at `path` ('/' is the root, '/root.pxar.didx/etc/hosts' a file), or null. */
+  async lookup(path: string | Buffer): Promise<CatalogEntry | null> {
+    let cur = await this.root();
+    const bytes = typeof path === 'string' ? Buffer.from(path, 'utf8') : path;
+    for (const part of bytes.toString('latin1').split('/')) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') throw new BadRequestError("'..' is not allowed in a catalog path");
+      if (cur.type !== 'd') return null;
+      const name = Buffer.from(part, 'latin1');
+      const next = (await this.readDir(cur)).find((e) => e.name.equals(name));
+      if (!next) return null;
+      cur = next;
+    }
+    return cur;
+  }
+
+  /**
+   * Every entry below `dir` whose path matches the glob `pattern` (see compileGlob), depth
+   * first in catalog order; directories are searched whether they match or not.
+   */
+  async *find(dir: CatalogEntry, pattern: string): AsyncGenerator<CatalogMatch> {
+    const matches = compileGlob(pattern);
+    const walk = async function* (
+      this: CatalogReader,
+      d: CatalogEntry,
+      prefix: string,
+    ): AsyncGenerator<CatalogMatch> {
+      for (const e of await this.readDir(d)) {
+        const path = `${prefix}/${e.name.toString('utf8')}`;
+        if (matches(path)) yield { path, entry: e };
+        if (e.type === 'd') yield* walk.call(this, e, path);
+      }
+    };
+    yield* walk.call(this, dir, '');
+  }
+
+  private async readExact(at: number, n: number): Promise<Buffer> {
+    const b = await this.src.read(at, n);
+    if (b.length !== n) throw catalogCorrupt(at, 'short read');
+    return b;
+  }
+}
+
+/**
+ * A glob over '/'-separated paths, as `catalog find` and `restore --pattern` take them (the
+ * pathpatterns crate's rules, as far as they go here): `*` and `?` within one component,
+ * `[abc]` / `[!abc]` / `[a-z]` classes, `**` across components, `\` escapes. A pattern with a
+ * leading '/' is anchored at the searched directory; one without matches at any depth (`*.txt`
+ * finds every .txt file, `etc/hosts` every hosts file in an etc directory).
+ */
+export function compileGlob(pattern: string): (path: string) => boolean {
+  if (pattern === '') throw new BadRequestError('empty pattern');
+  const anchored = pattern.startsWith('/');
+  const body = pattern.replace(/^\/+/, '').replace(/\/+$/, '');
+  let re = '';
+  for (let i = 0; i < body.length; i++) {
+    const ch = body[i]!;
+    if (ch === '*' && body[i + 1] === '*') {
+      const before = i === 0 || body[i - 1] === '/';
+      const after = i + 2 === body.length || body[i + 2] === '/';
+      if (before && after) {
+        // '**/' matches no or any number of whole components
+        if (i + 2 < body.length) {
+          re += '(?:[^/]*/)*';
+          i += 2;
+        } else {
+          re += '.*';
+          i += 1;
+        }
+        continue;
+      }
+      re += '[^/]*';
+      i += 1;
+    } else if (ch === '*') re += '[^/]*';
+    else if (ch === '?') re += '[^/]';
+    else if (ch === '\\' && i + 1 < body.length) re += escapeRe(body[++i]!);
+    else if (ch === '[') {
+      const close = body.indexOf(']', i + 2);
+      if (close < 0) {
+        re += '\\[';
+        continue;
+      }
+      let cls = body.slice(i + 1, close);
+      const negate = cls.startsWith('!') || cls.startsWith('^');
+      if (negate) cls = cls.slice(1);
+      re += `[${negate ? '^/' : ''}${cls.replace(/[\\\]]/g, '\\$&')}]`;
+      i = close;
+    } else re += escapeRe(ch);
+  }
+  const regex = new RegExp(`^/${anchored ? '' : '(?:[^/]+/)*'}${re}$`, 's');
+  return (path: string) => regex.test(path.startsWith('/') ? path : `/${path}`);
+}
+
+function escapeRe(ch: string): string {
+  return /[.*+?^${}()|[\]\\/]/.test(ch) ? `\\${ch}` : ch;
+}
