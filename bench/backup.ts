@@ -40,6 +40,7 @@ import { join } from 'node:path';
 import { RACY_MARGIN_MS } from '../src/client/tar-archive.js';
 import {
   fromSources,
+  launcherEnv,
   profileFlags,
   repoRoot,
   type Runner,
@@ -202,6 +203,7 @@ async function stowageSession(data: string, work: string, run: Runner, tag: stri
     STOWAGE_REPOSITORY: `root@pam@${server.host}:${server.port}:local`,
     STOWAGE_PASSWORD: PASSWORD,
     STOWAGE_FINGERPRINT: server.fingerprint,
+    ...launcherEnv('src/cli/stowage-client.ts'),
   };
   const client = (step: Step) => [
     ...profileFlags(profileDir && join(profileDir, `${tag}-${step}`)),

@@ -19,9 +19,10 @@ const env = {
   ...process.env,
 };
 const pidFile = join(env.STOWAGE_RUN_DIR, 'server.pid');
+// Started through its `#!` line, as an installed `stowage` is (it sets glibc's huge-page tunable).
 const child = spawn(
-  process.execPath,
-  [join(root, 'dist/src/cli/stowage.js'), 'server', '--quickstart', ...process.argv.slice(2)],
+  join(root, 'dist/src/cli/stowage.js'),
+  ['server', '--quickstart', ...process.argv.slice(2)],
   { stdio: 'inherit', env },
 );
 

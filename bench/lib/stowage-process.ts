@@ -4,7 +4,7 @@
  * optionally under `node --cpu-prof`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,19 @@ export function transpile(out: string): Runner {
 
 export const fromSources: Runner = (tsPath) => ['--import', 'tsx', join(repoRoot, tsPath)];
 
+/**
+ * The environment an installed `stowage` / `stowage-client` starts with: the assignments in the
+ * entry point's `#!/usr/bin/env -S NAME=value node` line (glibc's huge-page tunable, see
+ * docs/performance.md). The benchmarks start node themselves, so they apply it themselves.
+ */
+export function launcherEnv(tsEntry: string): Record<string, string> {
+  const first = readFileSync(join(repoRoot, tsEntry), 'utf8').split('\n', 1)[0] ?? '';
+  const env: Record<string, string> = {};
+  if (!first.startsWith('#!')) return env;
+  for (const m of first.matchAll(/\s([A-Z_][A-Z0-9_]*)=(\S+)/g)) env[m[1]!] = m[2]!;
+  return env;
+}
+
 /** `node --cpu-prof` flags writing every thread's profile into `dir`; none for an empty `dir`. */
 export function profileFlags(dir: string): string[] {
   if (!dir) return [];
@@ -65,7 +78,7 @@ export async function startServer(
     [...profileFlags(opts.profile ?? ''), ...run('test/e2e/fixtures/backup-server.ts'), root],
     {
       cwd: repoRoot,
-      env: { ...process.env, ROOT_PASSWORD: opts.password },
+      env: { ...process.env, ...launcherEnv('src/cli/stowage.ts'), ROOT_PASSWORD: opts.password },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
