@@ -7,8 +7,16 @@
  * these are not read from the disk (the format layer encodes and decodes them all); the flags
  * field is 0. Members are read with lstat: symlinks are archived, never followed.
  */
-import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import {
+  closeSync,
+  lstatSync,
+  openSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  type BigIntStats,
+} from 'node:fs';
 import { StowageError } from '../errors.js';
 import { PxarEncoder, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
@@ -33,6 +41,11 @@ export interface CreateArchiveOptions {
   catalogName?: string;
   /** Called after each member is archived (progress), with its path relative to the root. */
   onEntry?: (relPath: Buffer, stats: BigIntStats) => void;
+  /**
+   * What PBS's client warns about and goes on: a member that vanished or cannot be opened
+   * (skipped), a file that shrank while being read (padded with zeros) or grew (cut).
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface CreateArchiveResult {
@@ -46,7 +59,7 @@ export async function createArchive(
   sink: PxarSink,
   options: CreateArchiveOptions = {},
 ): Promise<CreateArchiveResult> {
-  const rootStats = await lstat(root, { bigint: true });
+  const rootStats = lstatSync(root, { bigint: true });
   if (!rootStats.isDirectory()) throw new StowageError('BAD_REQUEST', `'${root}' is not a directory`);
   const encoder = await PxarEncoder.create(sink, metadataFromStats(rootStats));
   const walker = new TreeWalker(encoder, options);
@@ -80,6 +93,9 @@ export function statFromStats(st: BigIntStats): PxarStat {
   };
 }
 
+/** Files up to this size are read with synchronous calls into one buffer. */
+const SMALL_FILE = 256 * 1024;
+
 class TreeWalker {
   entries = 0;
   private readonly hardlinks = new Map<string, { path: Buffer; offset: LinkOffset }>();
@@ -90,8 +106,11 @@ class TreeWalker {
   ) {}
 
   async walkDirectory(dir: Buffer, rel: Buffer): Promise<void> {
-    // names as bytes: they need not be UTF-8, and the archive orders them bytewise
-    const names = await readdir(dir, { encoding: 'buffer' });
+    await this.walkNames(dir, rel, readdirSync(dir, { encoding: 'buffer' }));
+  }
+
+  private async walkNames(dir: Buffer, rel: Buffer, names: Buffer[]): Promise<void> {
+    // bytes, not strings: names need not be UTF-8, and the archive orders them bytewise
     names.sort(Buffer.compare);
     for (const name of names) {
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
@@ -100,8 +119,15 @@ class TreeWalker {
     }
   }
 
+  private warn(message: string): void {
+    this.options.onWarning?.(message);
+  }
+
   private async addMember(full: Buffer, rel: Buffer, name: Buffer): Promise<void> {
-    const st = await lstat(full, { bigint: true });
+    // metadata calls are synchronous: a few microseconds each, where a thread-pool round trip
+    // per member would dominate archiving many small files
+    const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
+    if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     const meta = metadataFromStats(st);
     const catalog = this.options.catalog;
     const type = Number(st.mode) & MODE.IFMT;
@@ -115,19 +141,28 @@ class TreeWalker {
           break;
         }
         const offset = await this.addRegularFile(full, name, meta, Number(st.size));
+        if (offset === null) return;
         if (st.nlink > 1n) this.hardlinks.set(key, { path: rel, offset });
         catalog?.addFile(name, Number(st.size), meta.stat.mtimeSecs);
         break;
       }
-      case MODE.IFDIR:
+      case MODE.IFDIR: {
+        // listed before anything of it is written, so that a directory that vanished is skipped
+        const names = vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
+        if (names === null) return this.warn(`directory vanished while reading: ${full.toString()}`);
         catalog?.startDirectory(name);
         await this.encoder.createDirectory(name, meta);
-        await this.walkDirectory(full, rel);
+        await this.walkNames(full, rel, names);
         await this.encoder.finishDirectory();
         catalog?.endDirectory();
         break;
+      }
       case MODE.IFLNK:
-        await this.encoder.addSymlink(meta, name, await readlink(full, { encoding: 'buffer' }));
+        {
+          const target = vanishedAsNull(() => readlinkSync(full, { encoding: 'buffer' }));
+          if (target === null) return this.warn(`file vanished while reading: ${full.toString()}`);
+          await this.encoder.addSymlink(meta, name, target);
+        }
         catalog?.addSymlink(name);
         break;
       case MODE.IFBLK:
@@ -156,29 +191,103 @@ class TreeWalker {
     name: Buffer,
     meta: PxarMetadata,
     size: number,
-  ): Promise<LinkOffset> {
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(full, 'r');
-      return await this.encoder.addFile(meta, name, size, readUpTo(fh, size));
-    } finally {
-      await fh?.close();
+  ): Promise<LinkOffset | null> {
+    if (size <= SMALL_FILE) {
+      const content = this.unlessUnopenable(full, () => this.smallPayload(full, size));
+      return content === null ? null : this.encoder.addFile(meta, name, size, content);
     }
+    const fh = await open(full, 'r').catch((err: unknown) => {
+      if (isUnopenable(err)) return this.skipUnopenable(full, err);
+      throw err;
+    });
+    if (fh === null) return null;
+    try {
+      return await this.encoder.addFile(meta, name, size, this.payload(fh, size, full));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** `call`'s result, or null with PBS's warning if the file vanished or may not be read. */
+  private unlessUnopenable<T>(full: Buffer, call: () => T): T | null {
+    try {
+      return call();
+    } catch (err) {
+      if (isUnopenable(err)) return this.skipUnopenable(full, err);
+      throw err;
+    }
+  }
+
+  private skipUnopenable(full: Buffer, err: NodeJS.ErrnoException): null {
+    this.warn(
+      `${err.code === 'ENOENT' ? 'file vanished while reading' : 'access denied'}: ${full.toString()}`,
+    );
+    return null;
+  }
+
+  /**
+   * A small file read with synchronous calls into one buffer (thread-pool round trips would
+   * dominate); one byte more than `size` is asked for, to notice that it grew.
+   */
+  private smallPayload(full: Buffer, size: number): Buffer {
+    const fd = openSync(full, 'r');
+    const b = Buffer.allocUnsafe(size + 1);
+    let got = 0;
+    try {
+      while (got < b.length) {
+        const n = readSync(fd, b, got, b.length - got, got);
+        if (n === 0) break;
+        got += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (got > size)
+      this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);
+    if (got < size) {
+      this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
+      b.fill(0, got, size);
+    }
+    return b.subarray(0, size);
+  }
+
+  /**
+   * The first `size` bytes of a file (the size lstat saw; the archive's item sizes are fixed by
+   * it), as PBS's client reads it: a file that grew is cut at that size, one that shrank is
+   * padded with zeros, each with a warning.
+   */
+  private async *payload(fh: FileHandle, size: number, full: Buffer): AsyncGenerator<Buffer> {
+    let done = 0;
+    while (done < size) {
+      // a fresh buffer per chunk: the encoder's sink may still hold the previous one
+      const b = Buffer.allocUnsafe(Math.min(IO_CHUNK, size - done));
+      const { bytesRead } = await fh.read(b, 0, b.length, done);
+      if (bytesRead === 0) {
+        this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
+        for (; done < size; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, size - done));
+        return;
+      }
+      done += bytesRead;
+      yield b.subarray(0, bytesRead);
+    }
+    const probe = await fh.read(Buffer.alloc(1), 0, 1, size);
+    if (probe.bytesRead > 0)
+      this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);
   }
 }
 
-/**
- * The first `size` bytes of a file (the size lstat saw; the archive's item sizes are fixed by
- * it): a file that grew is cut at that size, one that shrank fails the encode.
- */
-async function* readUpTo(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
-  let done = 0;
-  while (done < size) {
-    // a fresh buffer per chunk: the encoder's sink may still hold the previous one
-    const b = Buffer.allocUnsafe(Math.min(IO_CHUNK, size - done));
-    const { bytesRead } = await fh.read(b, 0, b.length, done);
-    if (bytesRead === 0) return;
-    done += bytesRead;
-    yield b.subarray(0, bytesRead);
+/** An open that PBS's client answers with a warning and a skipped member. */
+function isUnopenable(err: unknown): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'EACCES';
+}
+
+/** A filesystem call's result, or null if the path vanished meanwhile (ENOENT). */
+function vanishedAsNull<T>(call: () => T): T | null {
+  try {
+    return call();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }

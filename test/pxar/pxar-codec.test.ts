@@ -1,8 +1,10 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { createArchive } from '../../src/pxar/create.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { PxarEncoder } from '../../src/pxar/encoder.js';
 import { MODE, emptyAcl, hashFilename, metadataOf } from '../../src/pxar/format.js';
@@ -120,4 +122,35 @@ test('the encoder refuses what would make an invalid archive', async () => {
   await assert.rejects(enc.addFile(dirMeta, 'e', 0, Buffer.alloc(0)), /addFile needs mode type/);
   await assert.rejects(enc.finishDirectory(), /no open subdirectory/);
   assert.equal(typeof hashFilename(Buffer.from('x')), 'bigint');
+});
+
+test('members that vanish while the tree is archived are skipped with a warning, as PBS does', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'stowage-pxar-vanish-'));
+  try {
+    for (const n of ['a', 'b', 'c']) writeFileSync(join(root, n), n);
+    mkdirSync(join(root, 'd'));
+    writeFileSync(join(root, 'd', 'inner'), 'x');
+    const warnings: string[] = [];
+    const sink = bufferSink();
+    await createArchive(root, sink, {
+      onEntry: (rel) => {
+        if (rel.toString() === 'a') {
+          rmSync(join(root, 'b'));
+          rmSync(join(root, 'd'), { recursive: true });
+        }
+      },
+      onWarning: (m) => warnings.push(m),
+    });
+    const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+    assert.deepEqual(
+      entries.map((e) => e.path),
+      ['/', '/a', '/c'],
+    );
+    assert.deepEqual(warnings, [
+      `file vanished while reading: ${root}/b`,
+      `file vanished while reading: ${root}/d`,
+    ]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
