@@ -7,7 +7,7 @@
  */
 import { StowageError } from '../errors.js';
 import { searchBinaryTree } from './binary-tree-array.js';
-import { PxarDecoder, decodeHardlink, type PxarEntry } from './decoder.js';
+import { PxarDecoder, decodeHardlink, payloadRefContents, type PxarEntry } from './decoder.js';
 import {
   GOODBYE_ITEM_SIZE,
   HEADER_SIZE,
@@ -20,7 +20,7 @@ import {
   hashFilename,
   itemName,
 } from './format.js';
-import { IO_CHUNK, readExactAt, sequentialFromReadAt, type PxarReadAt } from './io.js';
+import { readExactAt, readRange, sequentialFromReadAt, type PxarReadAt } from './io.js';
 
 /** An open directory: where its ENTRY and its GOODBYE are, and how many members it has. */
 export interface PxarDirectory {
@@ -41,10 +41,14 @@ export interface PxarFoundEntry extends PxarEntry {
 const LIST_BATCH = 4096;
 
 export class PxarAccessor {
-  private constructor(private readonly src: PxarReadAt) {}
+  private constructor(
+    private readonly src: PxarReadAt,
+    private readonly payload: PxarReadAt | undefined,
+  ) {}
 
-  static open(src: PxarReadAt): PxarAccessor {
-    return new PxarAccessor(src);
+  /** `options.payload`: a split archive's payload stream (`NAME.ppxar`), for file contents. */
+  static open(src: PxarReadAt, options: { payload?: PxarReadAt } = {}): PxarAccessor {
+    return new PxarAccessor(src, options.payload);
   }
 
   /** The root directory (its GOODBYE ends the archive). */
@@ -130,15 +134,15 @@ export class PxarAccessor {
     }
   }
 
-  /** A regular file's contents, in chunks of at most 1 MiB. */
+  /** A regular file's contents, in chunks of at most 1 MiB (a split archive's from its payload stream). */
   async *contents(entry: PxarEntry): AsyncGenerator<Buffer> {
+    if (entry.kind === 'file' && entry.payloadRef && this.payload) {
+      yield* payloadRefContents(this.payload, entry.payloadRef);
+      return;
+    }
     if (entry.kind !== 'file' || entry.contentOffset === undefined || entry.size === undefined)
       throw new StowageError('BAD_REQUEST', `'${entry.path}' has no contents in this archive`);
-    for (let done = 0; done < entry.size;) {
-      const n = Math.min(IO_CHUNK, entry.size - done);
-      yield await readExactAt(this.src, entry.contentOffset + done, n, `contents of ${entry.path}`);
-      done += n;
-    }
+    yield* readRange(this.src, entry.contentOffset, entry.size, `contents of ${entry.path}`);
   }
 
   /** The regular file a hardlink names (its first archived name). */

@@ -25,6 +25,8 @@ import {
   type PxarMetadata,
 } from './format.js';
 import {
+  readExactAt,
+  readRange,
   IO_CHUNK,
   sequentialFromReadAt,
   sequentialFromStream,
@@ -57,7 +59,10 @@ export interface PxarEntry {
 }
 
 type Pending =
-  { kind: 'none' } | { kind: 'payload'; left: number } | { kind: 'header'; header: ItemHeader; at: number };
+  | { kind: 'none' }
+  | { kind: 'payload'; left: number }
+  | { kind: 'payload-ref'; ref: { offset: number; size: number } }
+  | { kind: 'header'; header: ItemHeader; at: number };
 
 export interface DecoderOptions {
   /**
@@ -67,12 +72,18 @@ export interface DecoderOptions {
   single?: boolean;
   /** Path to report for the first entry (default '/'). */
   rootPath?: Buffer;
+  /**
+   * Format version 2: the payload stream (`NAME.ppxar`) that PAYLOAD_REF items point into, so
+   * that `contents()` can read a split archive's files.
+   */
+  payload?: PxarReadAt;
 }
 
 export class PxarDecoder implements AsyncIterable<PxarEntry> {
   private readonly input: SequentialReader;
   private readonly single: boolean;
   private readonly rootPath: Buffer;
+  private readonly payload: PxarReadAt | undefined;
   /** Path of each open directory; empty before the root and after its GOODBYE. */
   private readonly dirs: Buffer[] = [];
   private pending: Pending = { kind: 'none' };
@@ -85,6 +96,7 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     this.input = input;
     this.single = options.single ?? false;
     this.rootPath = options.rootPath ?? Buffer.from('/');
+    this.payload = options.payload;
   }
 
   static fromReadAt(src: PxarReadAt, options?: DecoderOptions): PxarDecoder {
@@ -134,9 +146,15 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
 
   /**
    * The contents of the regular file last yielded, in chunks of at most 1 MiB. Only valid before
-   * the next call to next(); a v2 payload reference has no contents in this stream.
+   * the next call to next(); a v2 payload reference is read from the `payload` option.
    */
   async *contents(): AsyncGenerator<Buffer> {
+    if (this.pending.kind === 'payload-ref') {
+      const ref = this.pending.ref;
+      this.pending = { kind: 'none' };
+      yield* payloadRefContents(this.payload!, ref);
+      return;
+    }
     if (this.pending.kind !== 'payload')
       throw new StowageError('CONFLICT', 'pxar contents are only readable right after their file entry');
     while (this.pending.kind === 'payload' && this.pending.left > 0) {
@@ -227,6 +245,7 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
           expectType(type, MODE.IFREG, ih, iat);
           const c = await this.input.read(16);
           const ref = { offset: safe(c.readBigUInt64LE(0), iat), size: safe(c.readBigUInt64LE(8), iat) };
+          if (this.payload) this.pending = { kind: 'payload-ref', ref };
           return { ...entry('file'), size: ref.size, payloadRef: ref };
         }
         case PXAR.SYMLINK: {
@@ -258,10 +277,9 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
   }
 
   private async skipPayload(): Promise<void> {
-    if (this.pending.kind === 'payload') {
-      await this.input.skip(this.pending.left);
+    if (this.pending.kind === 'payload') await this.input.skip(this.pending.left);
+    if (this.pending.kind === 'payload' || this.pending.kind === 'payload-ref')
       this.pending = { kind: 'none' };
-    }
   }
 
   private async takeHeader(): Promise<{ header: ItemHeader; at: number } | null> {
@@ -279,6 +297,22 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     if (b === null) return null;
     return { header: decodeHeader(b, at), at };
   }
+}
+
+/**
+ * A split archive's file contents: `ref.offset` is where its PAYLOAD item starts in the payload
+ * stream; the item's size must be the referenced size (the crate's `check_payload_header_and_size`).
+ */
+export async function* payloadRefContents(
+  payload: PxarReadAt,
+  ref: { offset: number; size: number },
+): AsyncGenerator<Buffer> {
+  const header = decodeHeader(await readExactAt(payload, ref.offset, HEADER_SIZE, 'PAYLOAD'), ref.offset);
+  if (header.htype !== PXAR.PAYLOAD)
+    throw corrupt(ref.offset, `payload stream has ${itemName(header.htype)}, not PAYLOAD`);
+  if (header.contentSize !== ref.size)
+    throw corrupt(ref.offset, `PAYLOAD of ${header.contentSize} bytes where ${ref.size} are referenced`);
+  yield* readRange(payload, ref.offset + HEADER_SIZE, ref.size, 'payload');
 }
 
 /**

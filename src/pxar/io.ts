@@ -86,6 +86,20 @@ export async function readExactAt(
   return b;
 }
 
+/** `size` bytes from `start` in chunks of at most IO_CHUNK. */
+export async function* readRange(
+  src: PxarReadAt,
+  start: number,
+  size: number,
+  what: string,
+): AsyncGenerator<Buffer> {
+  for (let done = 0; done < size;) {
+    const n = Math.min(IO_CHUNK, size - done);
+    yield await readExactAt(src, start + done, n, what);
+    done += n;
+  }
+}
+
 /** Sequential reads with a position; `null` from `readHeaderOrEof` marks a clean end. */
 export interface SequentialReader {
   readonly position: number;

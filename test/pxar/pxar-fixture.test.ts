@@ -229,3 +229,85 @@ test('our encoder writes the same bytes as the hand-built archive', async () => 
   await enc.finish();
   assert.deepEqual(sink.buffer(), buildFixture({ legacyEntry: false }));
 });
+
+/**
+ * Format version 2, as PBS clients write with `--change-detection-mode` data or metadata: the
+ * archive (`.mpxar`) starts with FORMAT_VERSION 2 and a PRELUDE, files carry PAYLOAD_REF
+ * (offset of their PAYLOAD item in the payload stream, size); the payload stream (`.ppxar`) is
+ * framed by start and tail markers. The root's goodbye tail points at the archive's start.
+ */
+function buildSplitFixture(): { meta: Buffer; payload: Buffer } {
+  const payload = new ArchiveBytes();
+  payload.item(0x834c68c2194a4ed2n, Buffer.alloc(0)); // PAYLOAD_START_MARKER
+  const fRef = payload.item(PAYLOAD, Buffer.from('abc'));
+  const gRef = payload.item(PAYLOAD, Buffer.from('defg'));
+  payload.item(0x6c72b78b984c81b5n, Buffer.alloc(0)); // PAYLOAD_TAIL_MARKER
+
+  const PAYLOAD_REF = 0x419d3d6bc4ba977en;
+  const a = new ArchiveBytes();
+  a.item(0x730f6c75df16a40dn, u64s(2n)); // FORMAT_VERSION 2
+  a.item(0xe309d79d9f7b771bn, Buffer.from('prelude: pxar-split')); // PRELUDE
+  a.item(ENTRY, stat(0o40755, 0, 0, 100n, 0));
+  const fStart = a.item(FILENAME, cstr('f'));
+  a.item(ENTRY, stat(0o100644, 0, 0, 101n, 0));
+  a.item(PAYLOAD_REF, u64s(BigInt(fRef), 3n));
+  const fEnd = a.length;
+  const gStart = a.item(FILENAME, cstr('g'));
+  a.item(ENTRY, stat(0o100644, 0, 0, 102n, 0));
+  a.item(PAYLOAD_REF, u64s(BigInt(gRef), 4n));
+  const gEnd = a.length;
+  const at = a.length;
+  const items = [
+    { hash: sipHash24(KEY, Buffer.from('f')), offset: BigInt(at - fStart), size: BigInt(fEnd - fStart) },
+    { hash: sipHash24(KEY, Buffer.from('g')), offset: BigInt(at - gStart), size: BigInt(gEnd - gStart) },
+  ].sort((x, y) => (x.hash < y.hash ? -1 : 1));
+  const size = 16 + 24 * 3;
+  // binary_tree_array.rs: two items go to slots [1, 0]
+  a.item(
+    GOODBYE,
+    Buffer.concat([
+      u64s(items[1]!.hash, items[1]!.offset, items[1]!.size),
+      u64s(items[0]!.hash, items[0]!.offset, items[0]!.size),
+      u64s(TAIL_MARKER, BigInt(at), BigInt(size)),
+    ]),
+  );
+  return { meta: a.bytes(), payload: payload.bytes() };
+}
+
+test('a split (format version 2) archive decodes with its payload stream, and is searchable', async () => {
+  const { meta, payload } = buildSplitFixture();
+  const decoder = PxarDecoder.fromReadAt(readAtBuffer(meta), { payload: readAtBuffer(payload) });
+  const { entries, contents } = await decodeAll(decoder);
+  assert.equal(decoder.version, 2);
+  assert.deepEqual(
+    entries.map((e) => [e.path, e.kind, e.size, e.metadata.stat.mtimeSecs]),
+    [
+      ['/', 'directory', undefined, 100],
+      ['/f', 'file', 3, 101],
+      ['/g', 'file', 4, 102],
+    ],
+  );
+  assert.equal(contents.get('/f')!.toString(), 'abc');
+  assert.equal(contents.get('/g')!.toString(), 'defg');
+
+  const acc = PxarAccessor.open(readAtBuffer(meta), { payload: readAtBuffer(payload) });
+  assert.equal((await acc.rootEntry()).metadata.stat.mtimeSecs, 100);
+  const g = (await acc.lookup('/g'))!;
+  const parts: Buffer[] = [];
+  for await (const b of acc.contents(g)) parts.push(b);
+  assert.equal(Buffer.concat(parts).toString(), 'defg');
+  assert.equal(await acc.lookup('/h'), null);
+
+  // without the payload stream the references are reported, not read
+  const metaOnly = PxarDecoder.fromReadAt(readAtBuffer(meta));
+  await metaOnly.next();
+  const f = (await metaOnly.next())!;
+  assert.deepEqual(f.payloadRef, { offset: 16, size: 3 });
+  // a reference that does not match the payload stream is corruption
+  const wrong = Buffer.from(payload);
+  wrong.writeBigUInt64LE(99n, 16 + 8);
+  const bad = PxarAccessor.open(readAtBuffer(meta), { payload: readAtBuffer(wrong) });
+  await assert.rejects(async () => {
+    for await (const _ of bad.contents((await bad.lookup('/f'))!));
+  }, /PAYLOAD of 83 bytes where 3 are referenced/);
+});
