@@ -37,6 +37,9 @@ export interface PxarFoundEntry extends PxarEntry {
   range: { start: number; end: number };
 }
 
+/** Bytes read at once when decoding one entry found by a lookup. */
+const ENTRY_READ_AHEAD = 512;
+
 /** Items of a goodbye table read in one go while listing (96 KiB): bounded memory per read. */
 const LIST_BATCH = 4096;
 
@@ -236,10 +239,10 @@ export class PxarAccessor {
       const c = await readExactAt(this.src, start + HEADER_SIZE, header.contentSize, 'HARDLINK');
       return { ...decodeHardlink(path, c, start, fileOffset), range };
     }
-    const decoder = new PxarDecoder(sequentialFromReadAt(this.src, start, end), {
-      single: true,
-      rootPath: path,
-    });
+    // one entry's ENTRY, metadata and first data header fit in a small window: keep lookups to
+    // a few small reads (a chunked archive fetches a chunk per read)
+    const input = sequentialFromReadAt(this.src, start, end, ENTRY_READ_AHEAD);
+    const decoder = new PxarDecoder(input, { single: true, rootPath: path });
     const entry = await decoder.next();
     if (entry === null) throw corrupt(start, `no entry for ${path.toString()}`);
     if (fileOffset !== undefined) entry.fileOffset = fileOffset;

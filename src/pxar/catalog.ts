@@ -89,30 +89,31 @@ class BlockCursor {
     this.pos += n;
     return out;
   }
+  // plain number arithmetic (exact to 2^53): BigInt per byte made a 500000-member block slow
   u64(): number {
-    let v = 0n;
+    let v = 0;
     for (let i = 0; i < 10; i++) {
       const t = this.byte();
-      v |= BigInt(t & 127) << BigInt(7 * i);
+      v += (t & 127) * 2 ** (7 * i);
       if (t < 128) return safe(v, this.at + this.pos);
     }
     throw catalogCorrupt(this.at + this.pos, 'varint without end');
   }
   i64(): number {
-    let v = 0n;
+    let v = 0;
     for (let i = 0; i < 11; i++) {
       const t = this.byte();
-      if (t === 0) return v === 0n ? 0 : -safe(v, this.at + this.pos);
-      v |= BigInt(t & 127) << BigInt(7 * i);
+      if (t === 0) return v === 0 ? 0 : -safe(v, this.at + this.pos);
+      v += (t & 127) * 2 ** (7 * i);
       if (t < 128) return safe(v, this.at + this.pos);
     }
     throw catalogCorrupt(this.at + this.pos, 'varint without end');
   }
 }
 
-function safe(v: bigint, at: number): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw catalogCorrupt(at, `value ${v} out of range`);
-  return Number(v);
+function safe(v: number, at: number): number {
+  if (v > Number.MAX_SAFE_INTEGER) throw catalogCorrupt(at, `value ${v} out of range`);
+  return v;
 }
 
 function catalogCorrupt(at: number, what: string): CorruptDataError {
@@ -267,38 +268,11 @@ export class CatalogReader {
 
   /** The members of a directory, in the order they were written (name order for pxar trees). */
   async readDir(dir: CatalogEntry): Promise<CatalogEntry[]> {
-    if (dir.type !== 'd' || dir.start === undefined)
-      throw new BadRequestError(`'${dir.name.toString()}' is not a directory`);
-    const start = dir.start;
-    const head = await this.src.read(start, 10);
-    const lenCursor = new BlockCursor(head, start);
-    const len = lenCursor.u64();
-    const blockAt = start + lenCursor.pos;
-    if (len < 1 || blockAt + len > this.src.size - 8)
-      throw catalogCorrupt(start, `directory block of ${len} bytes out of range`);
-    const c = new BlockCursor(await this.readExact(blockAt, len), blockAt);
-    const count = c.u64();
     const out: CatalogEntry[] = [];
-    for (let i = 0; i < count; i++) {
-      const t = String.fromCharCode(c.byte());
-      if (!TYPES.has(t)) throw catalogCorrupt(blockAt + c.pos - 1, `unknown entry type ${JSON.stringify(t)}`);
-      const type = t as CatalogEntryType;
-      const nameLen = c.u64();
-      if (nameLen > MAX_NAME) throw catalogCorrupt(blockAt + c.pos, `name of ${nameLen} bytes`);
-      const name = Buffer.from(c.bytes(nameLen));
-      if (type === 'd') {
-        const offset = c.u64();
-        // children are written before their parent: a child block starts strictly earlier, which
-        // also keeps a corrupt catalog from sending a recursive search round in circles
-        if (offset < 1 || offset > start - 8)
-          throw catalogCorrupt(blockAt + c.pos, `directory offset ${offset} out of range`);
-        out.push({ name, type, start: start - offset });
-      } else if (type === 'f') {
-        const size = c.u64();
-        out.push({ name, type, size, mtime: c.i64() });
-      } else out.push({ name, type });
-    }
-    if (!c.done) throw catalogCorrupt(blockAt + c.pos, 'data after the last entry of a directory block');
+    await this.scan(dir, (entry) => {
+      out.push({ ...entry, name: Buffer.from(entry.name) });
+      return false;
+    });
     return out;
   }
 
@@ -311,11 +285,57 @@ export class CatalogReader {
       if (part === '..') throw new BadRequestError("'..' is not allowed in a catalog path");
       if (cur.type !== 'd') return null;
       const name = Buffer.from(part, 'latin1');
-      const next = (await this.readDir(cur)).find((e) => e.name.equals(name));
+      let next: CatalogEntry | undefined;
+      // PBS scans the block too; stop at the name, copying nothing before it
+      await this.scan(cur, (entry) => {
+        if (!entry.name.equals(name)) return false;
+        next = { ...entry, name: Buffer.from(entry.name) };
+        return true;
+      });
       if (!next) return null;
       cur = next;
     }
     return cur;
+  }
+
+  /**
+   * Parse a directory's block, calling `visit` per member until it returns true; the member's
+   * name is a view into the block, valid during the call only.
+   */
+  private async scan(dir: CatalogEntry, visit: (entry: CatalogEntry) => boolean): Promise<void> {
+    if (dir.type !== 'd' || dir.start === undefined)
+      throw new BadRequestError(`'${dir.name.toString()}' is not a directory`);
+    const start = dir.start;
+    const head = await this.src.read(start, 10);
+    const lenCursor = new BlockCursor(head, start);
+    const len = lenCursor.u64();
+    const blockAt = start + lenCursor.pos;
+    if (len < 1 || blockAt + len > this.src.size - 8)
+      throw catalogCorrupt(start, `directory block of ${len} bytes out of range`);
+    const c = new BlockCursor(await this.readExact(blockAt, len), blockAt);
+    const count = c.u64();
+    for (let i = 0; i < count; i++) {
+      const t = String.fromCharCode(c.byte());
+      if (!TYPES.has(t)) throw catalogCorrupt(blockAt + c.pos - 1, `unknown entry type ${JSON.stringify(t)}`);
+      const type = t as CatalogEntryType;
+      const nameLen = c.u64();
+      if (nameLen > MAX_NAME) throw catalogCorrupt(blockAt + c.pos, `name of ${nameLen} bytes`);
+      const name = c.bytes(nameLen);
+      let entry: CatalogEntry;
+      if (type === 'd') {
+        const offset = c.u64();
+        // children are written before their parent: a child block starts strictly earlier, which
+        // also keeps a corrupt catalog from sending a recursive search round in circles
+        if (offset < 1 || offset > start - 8)
+          throw catalogCorrupt(blockAt + c.pos, `directory offset ${offset} out of range`);
+        entry = { name, type, start: start - offset };
+      } else if (type === 'f') {
+        const size = c.u64();
+        entry = { name, type, size, mtime: c.i64() };
+      } else entry = { name, type };
+      if (visit(entry)) return;
+    }
+    if (!c.done) throw catalogCorrupt(blockAt + c.pos, 'data after the last entry of a directory block');
   }
 
   /**

@@ -112,9 +112,23 @@ export interface SequentialReader {
 /** Chunks of the copy loops: big enough to stream quickly, small enough to bound memory. */
 export const IO_CHUNK = 1024 * 1024;
 
-/** A sequential reader over `[start, end)` of a random-access source. */
-export function sequentialFromReadAt(src: PxarReadAt, start = 0, end = src.size): SequentialReader {
+/** What a sequential decode reads ahead: one read serves many small items. */
+export const READ_AHEAD = 64 * 1024;
+
+/**
+ * A sequential reader over `[start, end)` of a random-access source. Small reads are served
+ * from a window of `readAhead` bytes fetched at once (a whole decode would otherwise make one
+ * read per item); reads of a window or more go to the source directly.
+ */
+export function sequentialFromReadAt(
+  src: PxarReadAt,
+  start = 0,
+  end = src.size,
+  readAhead = READ_AHEAD,
+): SequentialReader {
   let pos = start;
+  let window: Buffer = Buffer.alloc(0);
+  let windowAt = start;
   return {
     get position() {
       return pos;
@@ -122,7 +136,17 @@ export function sequentialFromReadAt(src: PxarReadAt, start = 0, end = src.size)
     async readOrEof(n) {
       if (pos >= end) return null;
       if (pos + n > end) throw corrupt(pos, 'unexpected end of archive');
-      const b = await readExactAt(src, pos, n, 'item');
+      let b: Buffer;
+      if (pos >= windowAt && pos + n <= windowAt + window.length) {
+        b = window.subarray(pos - windowAt, pos - windowAt + n);
+      } else if (n >= readAhead) {
+        b = await readExactAt(src, pos, n, 'item');
+      } else {
+        // a fresh window each time: earlier slices handed out stay valid
+        window = await readExactAt(src, pos, Math.min(readAhead, end - pos), 'item');
+        windowAt = pos;
+        b = window.subarray(0, n);
+      }
       pos += n;
       return b;
     },
