@@ -122,12 +122,29 @@ function catalogCorrupt(at: number, what: string): CorruptDataError {
 
 // ----- writer ----------------------------------------------------------------------------------
 
-interface DirInfo {
-  name: Buffer;
-  /** Encoded members (their directory offsets are relative to this block's start, known later). */
-  entries: (
-    { type: 'd'; name: Buffer; start: number } | { type: Exclude<CatalogEntryType, 'd'>; tail: Buffer }
-  )[];
+/**
+ * An open directory's members. Other members are encoded at once into one growing buffer (a
+ * few dozen bytes each, no object per member: a directory of a million files stays small);
+ * subdirectories are kept aside with the buffer position they go to, because their offsets are
+ * relative to this block's start, known only when it is written.
+ */
+class DirInfo {
+  bytes = Buffer.allocUnsafe(256);
+  length = 0;
+  count = 0;
+  readonly subdirs: { at: number; name: Buffer; start: number }[] = [];
+  constructor(readonly name: Buffer) {}
+
+  append(...parts: Buffer[]): void {
+    const n = parts.reduce((sum, p) => sum + p.length, 0);
+    if (this.length + n > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + n));
+      this.bytes.copy(grown, 0, 0, this.length);
+      this.bytes = grown;
+    }
+    for (const p of parts) this.length += p.copy(this.bytes, this.length);
+    this.count++;
+  }
 }
 
 /**
@@ -136,7 +153,7 @@ interface DirInfo {
  * `write` receives the bytes in order (e.g. pushes to a blob being built, or appends to a file).
  */
 export class CatalogWriter implements TreeCatalog {
-  private readonly stack: DirInfo[] = [{ name: Buffer.from('/'), entries: [] }];
+  private readonly stack: DirInfo[] = [new DirInfo(Buffer.from('/'))];
   private pos = 0;
   private readonly chunks: Buffer[] = [];
   private finished = false;
@@ -147,14 +164,16 @@ export class CatalogWriter implements TreeCatalog {
 
   startDirectory(name: Uint8Array | string): void {
     this.top();
-    this.stack.push({ name: nameBytes(name), entries: [] });
+    this.stack.push(new DirInfo(nameBytes(name)));
   }
 
   endDirectory(): void {
     if (this.stack.length < 2) throw new BadRequestError('catalog: no open directory to end');
     const dir = this.stack.pop()!;
     const start = this.writeBlock(dir);
-    this.top().entries.push({ type: 'd', name: dir.name, start });
+    const parent = this.top();
+    parent.subdirs.push({ at: parent.length, name: dir.name, start });
+    parent.count++;
   }
 
   addFile(name: Uint8Array | string, size: number, mtimeSecs: number): void {
@@ -196,25 +215,24 @@ export class CatalogWriter implements TreeCatalog {
 
   private add(type: Exclude<CatalogEntryType, 'd'>, name: Uint8Array | string, data = Buffer.alloc(0)): void {
     const n = nameBytes(name);
-    this.top().entries.push({
-      type,
-      tail: Buffer.concat([Buffer.from(type), encodeCatalogU64(n.length), n, data]),
-    });
+    this.top().append(Buffer.from(type), encodeCatalogU64(n.length), n, data);
   }
 
   private writeBlock(dir: DirInfo): number {
     const start = this.pos;
-    const parts: Buffer[] = [encodeCatalogU64(dir.entries.length)];
-    for (const e of dir.entries) {
-      if (e.type === 'd')
-        parts.push(
-          Buffer.from('d'),
-          encodeCatalogU64(e.name.length),
-          e.name,
-          encodeCatalogU64(start - e.start),
-        );
-      else parts.push(e.tail);
+    const parts: Buffer[] = [encodeCatalogU64(dir.count)];
+    let from = 0;
+    for (const sub of dir.subdirs) {
+      parts.push(
+        dir.bytes.subarray(from, sub.at),
+        Buffer.from('d'),
+        encodeCatalogU64(sub.name.length),
+        sub.name,
+        encodeCatalogU64(start - sub.start),
+      );
+      from = sub.at;
     }
+    parts.push(dir.bytes.subarray(from, dir.length));
     const table = Buffer.concat(parts);
     this.out(Buffer.concat([encodeCatalogU64(table.length), table]));
     return start;
