@@ -37,6 +37,9 @@ export interface PxarFoundEntry extends PxarEntry {
   range: { start: number; end: number };
 }
 
+/** Name bytes read with a FILENAME's header (most names are shorter). */
+const FILENAME_READ = 240;
+
 /** Bytes read at once when decoding one entry found by a lookup. */
 const ENTRY_READ_AHEAD = 512;
 
@@ -44,6 +47,8 @@ const ENTRY_READ_AHEAD = 512;
 const LIST_BATCH = 4096;
 
 export class PxarAccessor {
+  private rootDir: Promise<PxarDirectory> | undefined;
+
   private constructor(
     private readonly src: PxarReadAt,
     private readonly payload: PxarReadAt | undefined,
@@ -56,7 +61,10 @@ export class PxarAccessor {
 
   /** The root directory (its GOODBYE ends the archive). */
   async root(): Promise<PxarDirectory> {
-    return this.openDirectoryAtEnd(this.src.size, Buffer.from('/'));
+    // every lookup starts here: read the root's table position once per accessor
+    this.rootDir ??= this.openDirectoryAtEnd(this.src.size, Buffer.from('/'));
+    this.rootDir.catch(() => (this.rootDir = undefined));
+    return { ...(await this.rootDir) };
   }
 
   /** The root's own entry (metadata of the archived directory). */
@@ -217,12 +225,20 @@ export class PxarAccessor {
   }
 
   private async readFilename(at: number): Promise<{ name: Buffer; dataStart: number }> {
-    const header = decodeHeader(await readExactAt(this.src, at, HEADER_SIZE, 'FILENAME'), at);
+    // header and a typical name in one read; a longer name takes a second one
+    const first = await this.src.read(
+      at,
+      Math.min(HEADER_SIZE + FILENAME_READ, Math.max(0, this.src.size - at)),
+    );
+    const header = decodeHeader(first, at);
     if (header.htype !== PXAR.FILENAME)
       throw corrupt(at, `expected FILENAME, found ${itemName(header.htype)}`);
-    const c = await readExactAt(this.src, at + HEADER_SIZE, header.contentSize, 'FILENAME');
+    const c =
+      first.length >= HEADER_SIZE + header.contentSize
+        ? first.subarray(HEADER_SIZE, HEADER_SIZE + header.contentSize)
+        : await readExactAt(this.src, at + HEADER_SIZE, header.contentSize, 'FILENAME');
     const name = checkFilename(decodeZeroTerminated(c, at, 'FILENAME'), at);
-    return { name, dataStart: at + HEADER_SIZE + header.contentSize };
+    return { name: Buffer.from(name), dataStart: at + HEADER_SIZE + header.contentSize };
   }
 
   /** Decode the one entry whose data (ENTRY or HARDLINK onwards) is [start, end). */

@@ -75,13 +75,13 @@ const cstr = (s: string) => Buffer.from(`${s}\0`);
 /** GOODBYE: items sorted by hash in tree order, offsets back from the GOODBYE, then the tail. */
 function goodbye(
   a: ArchiveBytes,
-  members: { name: string; start: number; end: number }[],
+  members: { name: string; start: number; end: number; hashAs?: string }[],
   entryAt: number,
 ): number {
   const at = a.length;
   const sorted = members
     .map((m) => ({
-      hash: sipHash24(KEY, Buffer.from(m.name)),
+      hash: sipHash24(KEY, Buffer.from(m.hashAs ?? m.name)),
       offset: BigInt(at - m.start),
       size: BigInt(m.end - m.start),
     }))
@@ -95,7 +95,7 @@ function goodbye(
   return a.item(GOODBYE, content);
 }
 
-function buildFixture(opts: { legacyEntry: boolean } = { legacyEntry: true }): Buffer {
+function buildFixture(opts: { legacyEntry?: boolean; collide?: boolean } = { legacyEntry: true }): Buffer {
   const a = new ArchiveBytes();
   const rootEntry = a.item(ENTRY, stat(0o40755, 0, 0, 1_700_000_000n, 5));
 
@@ -143,8 +143,9 @@ function buildFixture(opts: { legacyEntry: boolean } = { legacyEntry: true }): B
     [
       { name: 'a.txt', start: aStart, end: aEnd },
       { name: 'dir', start: dStart, end: dEnd },
-      { name: 'hl', start: hStart, end: hEnd },
-      { name: 'sym', start: sStart, end: sEnd },
+      // collide: 'hl' and 'sym' stored under the hash of 'a.txt', as if SipHash collided
+      { name: 'hl', start: hStart, end: hEnd, hashAs: opts.collide ? 'a.txt' : undefined },
+      { name: 'sym', start: sStart, end: sEnd, hashAs: opts.collide ? 'a.txt' : undefined },
     ],
     rootEntry,
   );
@@ -195,6 +196,19 @@ test('the hand-built archive is searchable through its goodbye tables', async ()
   const root: string[] = [];
   for await (const e of acc.readDirectory(await acc.root())) root.push(e.path);
   assert.deepEqual(root, ['/a.txt', '/dir', '/hl', '/sym']);
+});
+
+test('a lookup walks past members whose hash collides, comparing the stored names', async () => {
+  const acc = PxarAccessor.open(readAtBuffer(buildFixture({ legacyEntry: true, collide: true })));
+  // three slots carry the hash of 'a.txt': whichever the walk meets first, it finds the right one
+  assert.equal((await acc.lookup('/a.txt'))?.kind, 'file');
+  assert.equal((await acc.lookup('/dir/f'))?.kind, 'file');
+  // 'hl' is filed under another hash, so a hash lookup cannot find it (nor any wrong member)
+  assert.equal(await acc.lookup('/hl'), null);
+  // listing does not depend on hashes
+  const names: string[] = [];
+  for await (const e of acc.readDirectory(await acc.root())) names.push(e.path);
+  assert.deepEqual(names, ['/a.txt', '/dir', '/hl', '/sym']);
 });
 
 test('our encoder writes the same bytes as the hand-built archive', async () => {
