@@ -7,6 +7,7 @@
  */
 import { StowageError } from '../errors.js';
 import { searchBinaryTree } from './binary-tree-array.js';
+import { findByGlob, type GlobMatch } from './glob.js';
 import { PxarDecoder, decodeHardlink, payloadRefContents, type PxarEntry } from './decoder.js';
 import {
   GOODBYE_ITEM_SIZE,
@@ -143,6 +144,23 @@ export class PxarAccessor {
       const member = await this.member(dir, item);
       yield this.decodeAt(joinPath(dir.path, member.name), member.dataStart, member.end, member.fileOffset);
     }
+  }
+
+  /**
+   * Every entry below `dir` whose path (relative to it) matches the glob `pattern` (glob.ts),
+   * read through the goodbye tables: for archives without a catalog (split archives, clients
+   * that upload none).
+   */
+  async *find(dir: PxarDirectory, pattern: string): AsyncGenerator<GlobMatch<PxarFoundEntry>> {
+    const root = await this.decodeAt(dir.path, dir.entryOffset, dir.end, undefined);
+    const members = async function* (this: PxarAccessor, e: PxarFoundEntry) {
+      yield* this.readDirectory(e === root ? dir : await this.openDirectory(e));
+    };
+    yield* findByGlob<PxarFoundEntry>(root, pattern, {
+      children: (e) => members.call(this, e),
+      name: (e) => e.pathBytes.subarray(e.pathBytes.lastIndexOf(0x2f) + 1),
+      isDirectory: (e) => e.kind === 'directory',
+    });
   }
 
   /** A regular file's contents, in chunks of at most 1 MiB (a split archive's from its payload stream). */

@@ -22,6 +22,9 @@
  */
 import { BadRequestError, CorruptDataError } from '../errors.js';
 import type { TreeCatalog } from './create.js';
+import type { PxarEntry } from './decoder.js';
+import { MODE } from './format.js';
+import { findByGlob } from './glob.js';
 import type { PxarReadAt } from './io.js';
 
 export const CATALOG_MAGIC = Buffer.from([145, 253, 96, 249, 196, 103, 88, 213]);
@@ -361,19 +364,12 @@ export class CatalogReader {
    * first in catalog order; directories are searched whether they match or not.
    */
   async *find(dir: CatalogEntry, pattern: string): AsyncGenerator<CatalogMatch> {
-    const matches = compileGlob(pattern);
-    const walk = async function* (
-      this: CatalogReader,
-      d: CatalogEntry,
-      prefix: string,
-    ): AsyncGenerator<CatalogMatch> {
-      for (const e of await this.readDir(d)) {
-        const path = `${prefix}/${e.name.toString('utf8')}`;
-        if (matches(path)) yield { path, entry: e };
-        if (e.type === 'd') yield* walk.call(this, e, path);
-      }
-    };
-    yield* walk.call(this, dir, '');
+    for await (const m of findByGlob(dir, pattern, {
+      children: (d) => this.readDir(d),
+      name: (e) => e.name,
+      isDirectory: (e) => e.type === 'd',
+    }))
+      yield { path: m.path, entry: m.entry };
   }
 
   private async readExact(at: number, n: number): Promise<Buffer> {
@@ -383,56 +379,22 @@ export class CatalogReader {
   }
 }
 
-/**
- * A glob over '/'-separated paths, as `catalog find` and `restore --pattern` take them (the
- * pathpatterns crate's rules, as far as they go here): `*` and `?` within one component,
- * `[abc]` / `[!abc]` / `[a-z]` classes, `**` across components, `\` escapes. A pattern with a
- * leading '/' is anchored at the searched directory; one without matches at any depth (`*.txt`
- * finds every .txt file, `etc/hosts` every hosts file in an etc directory).
- */
-export function compileGlob(pattern: string): (path: string) => boolean {
-  if (pattern === '') throw new BadRequestError('empty pattern');
-  const anchored = pattern.startsWith('/');
-  const body = pattern.replace(/^\/+/, '').replace(/\/+$/, '');
-  let re = '';
-  for (let i = 0; i < body.length; i++) {
-    const ch = body[i]!;
-    if (ch === '*' && body[i + 1] === '*') {
-      const before = i === 0 || body[i - 1] === '/';
-      const after = i + 2 === body.length || body[i + 2] === '/';
-      if (before && after) {
-        // '**/' matches no or any number of whole components
-        if (i + 2 < body.length) {
-          re += '(?:[^/]*/)*';
-          i += 2;
-        } else {
-          re += '.*';
-          i += 1;
-        }
-        continue;
-      }
-      re += '[^/]*';
-      i += 1;
-    } else if (ch === '*') re += '[^/]*';
-    else if (ch === '?') re += '[^/]';
-    else if (ch === '\\' && i + 1 < body.length) re += escapeRe(body[++i]!);
-    else if (ch === '[') {
-      const close = body.indexOf(']', i + 2);
-      if (close < 0) {
-        re += '\\[';
-        continue;
-      }
-      let cls = body.slice(i + 1, close);
-      const negate = cls.startsWith('!') || cls.startsWith('^');
-      if (negate) cls = cls.slice(1);
-      re += `[${negate ? '^/' : ''}${cls.replace(/[\\\]]/g, '\\$&')}]`;
-      i = close;
-    } else re += escapeRe(ch);
+/** The catalog's type letter of a pxar entry (what PBS's API reports as an entry's `type`). */
+export function catalogTypeOf(entry: PxarEntry): CatalogEntryType {
+  switch (entry.kind) {
+    case 'directory':
+      return 'd';
+    case 'file':
+      return 'f';
+    case 'symlink':
+      return 'l';
+    case 'hardlink':
+      return 'h';
+    case 'fifo':
+      return 'p';
+    case 'socket':
+      return 's';
+    case 'device':
+      return (entry.metadata.stat.mode & MODE.IFMT) === MODE.IFBLK ? 'b' : 'c';
   }
-  const regex = new RegExp(`^/${anchored ? '' : '(?:[^/]+/)*'}${re}$`, 's');
-  return (path: string) => regex.test(path.startsWith('/') ? path : `/${path}`);
-}
-
-function escapeRe(ch: string): string {
-  return /[.*+?^${}()|[\]\\/]/.test(ch) ? `\\${ch}` : ch;
 }

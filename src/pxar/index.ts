@@ -4,7 +4,7 @@ export {
   CATALOG_MAGIC,
   CatalogReader,
   CatalogWriter,
-  compileGlob,
+  catalogTypeOf,
   type CatalogEntry,
   type CatalogEntryType,
   type CatalogMatch,
@@ -16,6 +16,7 @@ export {
   type CreateArchiveResult,
   type TreeCatalog,
 } from './create.js';
+export { compileGlob, findByGlob, type GlobMatch } from './glob.js';
 export { PxarDecoder, type DecoderOptions, type PxarEntry, type PxarEntryKind } from './decoder.js';
 export { PxarEncoder, type LinkOffset } from './encoder.js';
 export {

@@ -6,12 +6,14 @@ import { CorruptDataError, StowageError } from '../../src/errors.js';
 import {
   CatalogReader,
   CatalogWriter,
-  compileGlob,
+  catalogTypeOf,
   encodeCatalogI64,
   encodeCatalogU64,
   type CatalogEntry,
 } from '../../src/pxar/catalog.js';
+import { PxarAccessor } from '../../src/pxar/accessor.js';
 import { createArchive } from '../../src/pxar/create.js';
+import { compileGlob } from '../../src/pxar/glob.js';
 import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
 import { Prng, fuzzSeconds, mutate } from '../fuzz/mutator.js';
 import { archivedTestTree, type TestTree } from './tree.js';
@@ -19,12 +21,15 @@ import { archivedTestTree, type TestTree } from './tree.js';
 const fixture = archivedTestTree();
 let tree: TestTree;
 let catalog: Buffer;
+let archive: Buffer;
 
 before(async () => {
   ({ tree } = await fixture());
   const writer = new CatalogWriter();
-  await createArchive(tree.root, bufferSink(), { catalog: writer, catalogName: 'root.pxar.didx' });
+  const sink = bufferSink();
+  await createArchive(tree.root, sink, { catalog: writer, catalogName: 'root.pxar.didx' });
   catalog = writer.finish();
+  archive = sink.buffer();
 });
 
 const TYPE_OF: Record<number, string> = {
@@ -133,6 +138,20 @@ test('find matches glob patterns at any depth, or anchored with a leading slash'
   assert.deepEqual(await find('/link-[dr]*'), ['/link-dangling', '/link-rel']);
   assert.deepEqual(await find('/dir/?'), ['/dir/a', '/dir/b']);
   assert.deepEqual(await find('nothing-like-this'), []);
+});
+
+test('the archive itself answers find and listings as its catalog does (for archives without one)', async () => {
+  const reader = CatalogReader.open(readAtBuffer(catalog));
+  const inCatalog = (await reader.lookup('/root.pxar.didx'))!;
+  const acc = PxarAccessor.open(readAtBuffer(archive));
+  const root = await acc.root();
+  for (const pattern of ['*.md', '/dir/**', 'linked*', '/link-[dr]*', '*', '/dir/?', 'nothing']) {
+    const fromCatalog: string[] = [];
+    for await (const m of reader.find(inCatalog, pattern)) fromCatalog.push(`${m.path} ${m.entry.type}`);
+    const fromArchive: string[] = [];
+    for await (const m of acc.find(root, pattern)) fromArchive.push(`${m.path} ${catalogTypeOf(m.entry)}`);
+    assert.deepEqual(fromArchive, fromCatalog, pattern);
+  }
 });
 
 test('globs: components, classes, escapes and **', () => {
