@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
+import { StowageError } from '../errors.js';
 import { corrupt } from './format.js';
 
 /** Where an encoder writes; `write` resolves when the consumer can take more. */
@@ -12,19 +13,31 @@ export interface PxarSink {
   write(chunk: Buffer): Promise<void>;
 }
 
-/** A sink over a Node Writable that waits for 'drain' when the stream's buffer is full. */
+/**
+ * A sink over a Node Writable that waits for 'drain' when the stream's buffer is full. A stream
+ * error, also one between writes, fails the next write (and never goes unhandled).
+ */
 export function writableSink(stream: Writable): PxarSink {
+  let failed: Error | undefined;
+  stream.on('error', (err) => (failed ??= err));
   return {
     write(chunk) {
+      if (failed) return Promise.reject(failed);
+      if (stream.write(chunk)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        stream.once('error', onError);
-        const done = () => {
-          stream.off('error', onError);
-          resolve();
+        const done = (err?: Error) => {
+          stream.off('drain', onDrain);
+          stream.off('error', done);
+          stream.off('close', onClose);
+          if (err) reject(err);
+          else resolve();
         };
-        if (stream.write(chunk)) done();
-        else stream.once('drain', done);
+        const onDrain = () => done();
+        const onClose = () =>
+          done(failed ?? new StowageError('INTERNAL', 'pxar sink closed before it drained'));
+        stream.on('drain', onDrain);
+        stream.on('error', done);
+        stream.on('close', onClose);
       });
     },
   };

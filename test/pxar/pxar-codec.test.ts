@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { createArchive } from '../../src/pxar/create.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { PxarEncoder } from '../../src/pxar/encoder.js';
 import { MODE, emptyAcl, hashFilename, metadataOf } from '../../src/pxar/format.js';
-import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { bufferSink, readAtBuffer, writableSink } from '../../src/pxar/io.js';
 import { sipHash24, sipKey } from '../../src/pxar/siphash.js';
 import { binaryTreeOrder } from '../../src/pxar/binary-tree-array.js';
 import { archivedTestTree, assertMatchesDisk, decodeAll, richMetadata, type TestTree } from './tree.js';
@@ -153,4 +153,31 @@ test('members that vanish while the tree is archived are skipped with a warning,
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('a slow sink is waited for (memory stays bounded), and a failing sink fails the encode', async () => {
+  const parts: Buffer[] = [];
+  let maxQueued = 0;
+  const slow = new Writable({
+    highWaterMark: 64 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk);
+      maxQueued = Math.max(maxQueued, slow.writableLength);
+      setTimeout(cb, 1);
+    },
+  });
+  await createArchive(tree.root, writableSink(slow));
+  await new Promise<void>((resolve) => slow.end(resolve));
+  assert.deepEqual(Buffer.concat(parts), archive);
+  // the 5 MiB sparse file went through a 64 KiB stream: at most one batch or payload piece waits
+  assert.ok(maxQueued <= 1024 * 1024 + 256 * 1024, `${maxQueued} bytes queued`);
+
+  let written = 0;
+  const failing = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      cb(written > 1024 * 1024 ? new Error('disk full') : null);
+    },
+  });
+  await assert.rejects(createArchive(tree.root, writableSink(failing)), /disk full/);
 });
