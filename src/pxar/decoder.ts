@@ -194,9 +194,13 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
       decodeZeroTerminated(await this.input.read(header.contentSize), at, 'FILENAME'),
       at,
     );
-    const parent = this.dirs[this.dirs.length - 1]!;
+    const parent = this.dirs[this.dirs.length - 1];
+    // a single member's range may hold a file followed by stray items: no directory to be in
+    if (parent === undefined) throw corrupt(at, 'FILENAME outside a directory');
     const path =
-      parent.length === 1 ? Buffer.concat([parent, name]) : Buffer.concat([parent, Buffer.from('/'), name]);
+      parent.length === 1 && parent[0] === 0x2f
+        ? Buffer.concat([parent, name])
+        : Buffer.concat([parent, Buffer.from('/'), name]);
     const next = await this.readHeader();
     if (next === null)
       throw corrupt(this.input.position, `archive ends after the name of ${path.toString()}`);

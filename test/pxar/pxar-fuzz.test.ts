@@ -12,7 +12,7 @@ import { PxarAccessor } from '../../src/pxar/accessor.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { PxarEncoder } from '../../src/pxar/encoder.js';
 import { MODE } from '../../src/pxar/format.js';
-import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { bufferSink, readAtBuffer, sequentialFromReadAt } from '../../src/pxar/io.js';
 import { Prng, fuzzSeconds, mutate } from '../fuzz/mutator.js';
 import { richMetadata } from './tree.js';
 
@@ -118,4 +118,17 @@ test('mutated archives decode or fail with a declared error, never crash or hang
     n++;
   }
   console.log(`pxar decoder: ${n} mutated archives`);
+});
+
+test('a single member decoded on its own range rejects stray items after it', async () => {
+  const archive = await sampleArchive();
+  const acc = PxarAccessor.open(readAtBuffer(archive));
+  const a = (await acc.lookup('/a'))!;
+  // decode 'a' with the rest of the archive as its range: the next item is another FILENAME
+  const d = new PxarDecoder(sequentialFromReadAt(readAtBuffer(archive), a.range.start), {
+    single: true,
+    rootPath: Buffer.from('/a'),
+  });
+  assert.equal((await d.next())?.kind, 'file');
+  await assert.rejects(d.next(), /FILENAME outside a directory/);
 });
