@@ -9,11 +9,14 @@ import { BadRequestError } from '../errors.js';
  * pathpatterns crate's rules, as far as they go here): `*` and `?` within one component,
  * `[abc]` / `[!abc]` / `[a-z]` classes, `**` across components, `\` escapes. A pattern with a
  * leading '/' is anchored at the searched directory; one without matches at any depth (`*.txt`
- * finds every .txt file, `etc/hosts` every hosts file in an etc directory).
+ * finds every .txt file, `etc/hosts` every hosts file in an etc directory); one with a
+ * trailing '/' matches directories only.
  */
-export function compileGlob(pattern: string): (path: string) => boolean {
+export function compileGlob(pattern: string): (path: string, isDirectory?: boolean) => boolean {
   if (pattern === '') throw new BadRequestError('empty pattern');
   const anchored = pattern.startsWith('/');
+  // a trailing '/' matches directories only (pathpatterns, gitignore)
+  const directoriesOnly = pattern.length > 1 && pattern.endsWith('/');
   const body = pattern.replace(/^\/+/, '').replace(/\/+$/, '');
   let re = '';
   for (let i = 0; i < body.length; i++) {
@@ -51,7 +54,8 @@ export function compileGlob(pattern: string): (path: string) => boolean {
     } else re += escapeRe(ch);
   }
   const regex = new RegExp(`^/${anchored ? '' : '(?:[^/]+/)*'}${re}$`, 's');
-  return (path: string) => regex.test(path.startsWith('/') ? path : `/${path}`);
+  return (path: string, isDirectory = false) =>
+    (isDirectory || !directoriesOnly) && regex.test(path.startsWith('/') ? path : `/${path}`);
 }
 
 function escapeRe(ch: string): string {
@@ -82,7 +86,7 @@ export async function* findByGlob<E>(
     const children = await tree.children(d);
     for await (const e of children) {
       const path = `${prefix}/${tree.name(e).toString('utf8')}`;
-      if (matches(path)) yield { path, entry: e };
+      if (matches(path, tree.isDirectory(e))) yield { path, entry: e };
       if (tree.isDirectory(e)) yield* walk(e, path);
     }
   }

@@ -138,6 +138,9 @@ test('find matches glob patterns at any depth, or anchored with a leading slash'
   assert.deepEqual(await find('/link-[dr]*'), ['/link-dangling', '/link-rel']);
   assert.deepEqual(await find('/dir/?'), ['/dir/a', '/dir/b']);
   assert.deepEqual(await find('nothing-like-this'), []);
+  assert.deepEqual(await find('d*/'), ['/dir', '/dir/sub/deeper']);
+  assert.deepEqual(await find('/empty*'), ['/empty', '/empty-dir']);
+  assert.deepEqual(await find('/empty*/'), ['/empty-dir']);
 });
 
 test('the archive itself answers find and listings as its catalog does (for archives without one)', async () => {
@@ -145,7 +148,7 @@ test('the archive itself answers find and listings as its catalog does (for arch
   const inCatalog = (await reader.lookup('/root.pxar.didx'))!;
   const acc = PxarAccessor.open(readAtBuffer(archive));
   const root = await acc.root();
-  for (const pattern of ['*.md', '/dir/**', 'linked*', '/link-[dr]*', '*', '/dir/?', 'nothing']) {
+  for (const pattern of ['*.md', '/dir/**', 'linked*', '/link-[dr]*', '*', '/dir/?', 'nothing', '*/']) {
     const fromCatalog: string[] = [];
     for await (const m of reader.find(inCatalog, pattern)) fromCatalog.push(`${m.path} ${m.entry.type}`);
     const fromArchive: string[] = [];
