@@ -15,6 +15,7 @@ import {
   readSync,
   readdirSync,
   readlinkSync,
+  statfsSync,
   type BigIntStats,
 } from 'node:fs';
 import { StowageError } from '../errors.js';
@@ -46,6 +47,13 @@ export interface CreateArchiveOptions {
    * (skipped), a file that shrank while being read (padded with zeros) or grew (cut).
    */
   onWarning?: (message: string) => void;
+  /**
+   * Descend into other filesystems mounted below the root (PBS: `--all-file-systems`). By
+   * default a mount point is archived as an empty directory, unless its device is listed in
+   * `includeDevices` (PBS: `--include-dev`); virtual filesystems (/proc, /sys, ...) never.
+   */
+  allFileSystems?: boolean;
+  includeDevices?: bigint[];
 }
 
 export interface CreateArchiveResult {
@@ -61,10 +69,13 @@ export async function createArchive(
 ): Promise<CreateArchiveResult> {
   const rootStats = lstatSync(root, { bigint: true });
   if (!rootStats.isDirectory()) throw new StowageError('BAD_REQUEST', `'${root}' is not a directory`);
+  if (isVirtualFileSystem(root))
+    throw new StowageError('BAD_REQUEST', `refusing to backup a virtual file system ('${root}')`);
   const encoder = await PxarEncoder.create(sink, metadataFromStats(rootStats));
-  const walker = new TreeWalker(encoder, options);
+  const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
+  const walker = new TreeWalker(encoder, options, devices);
   if (options.catalog) options.catalog.startDirectory(options.catalogName ?? 'root.pxar.didx');
-  await walker.walkDirectory(Buffer.from(root), Buffer.alloc(0));
+  await walker.walkDirectory(Buffer.from(root), Buffer.alloc(0), rootStats.dev);
   if (options.catalog) options.catalog.endDirectory();
   const size = await encoder.finish();
   return { size, entries: walker.entries };
@@ -103,19 +114,21 @@ class TreeWalker {
   constructor(
     private readonly encoder: PxarEncoder,
     private readonly options: CreateArchiveOptions,
+    /** Devices whose directories are descended into (unless allFileSystems). */
+    private readonly devices: Set<bigint>,
   ) {}
 
-  async walkDirectory(dir: Buffer, rel: Buffer): Promise<void> {
-    await this.walkNames(dir, rel, readdirSync(dir, { encoding: 'buffer' }));
+  async walkDirectory(dir: Buffer, rel: Buffer, dev: bigint): Promise<void> {
+    await this.walkNames(dir, rel, readdirSync(dir, { encoding: 'buffer' }), dev);
   }
 
-  private async walkNames(dir: Buffer, rel: Buffer, names: Buffer[]): Promise<void> {
+  private async walkNames(dir: Buffer, rel: Buffer, names: Buffer[], dev: bigint): Promise<void> {
     // bytes, not strings: names need not be UTF-8, and the archive orders them bytewise
     names.sort(Buffer.compare);
     for (const name of names) {
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
       const relPath = rel.length === 0 ? name : Buffer.concat([rel, Buffer.from('/'), name]);
-      await this.addMember(full, relPath, name);
+      await this.addMember(full, relPath, name, dev);
     }
   }
 
@@ -123,7 +136,7 @@ class TreeWalker {
     this.options.onWarning?.(message);
   }
 
-  private async addMember(full: Buffer, rel: Buffer, name: Buffer): Promise<void> {
+  private async addMember(full: Buffer, rel: Buffer, name: Buffer, parentDev: bigint): Promise<void> {
     // metadata calls are synchronous: a few microseconds each, where a thread-pool round trip
     // per member would dominate archiving many small files
     const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
@@ -147,12 +160,17 @@ class TreeWalker {
         break;
       }
       case MODE.IFDIR: {
+        // a mount point: archived, its contents only where PBS's client would descend
+        const skipContents =
+          st.dev !== parentDev &&
+          (isVirtualFileSystem(full) || (!this.options.allFileSystems && !this.devices.has(st.dev)));
         // listed before anything of it is written, so that a directory that vanished is skipped
-        const names = vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
+        const names = skipContents ? [] : vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
         if (names === null) return this.warn(`directory vanished while reading: ${full.toString()}`);
+        if (skipContents) this.warn(`skipping mount point: ${full.toString()}`);
         catalog?.startDirectory(name);
         await this.encoder.createDirectory(name, meta);
-        await this.walkNames(full, rel, names);
+        await this.walkNames(full, rel, names, st.dev);
         await this.encoder.finishDirectory();
         catalog?.endDirectory();
         break;
@@ -273,6 +291,24 @@ class TreeWalker {
     const probe = await fh.read(Buffer.alloc(1), 0, 1, size);
     if (probe.bytesRead > 0)
       this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);
+  }
+}
+
+/**
+ * statfs magics of virtual filesystems (linux/magic.h, the list of pxar's `util.rs`): never
+ * archived (binfmt_misc, cgroup, cgroup2, configfs, debugfs, devpts, efivarfs, fusectl,
+ * hugetlbfs, mqueue, nfsd, proc, pstore, rpc_pipefs, securityfs, selinuxfs, smackfs, sysfs).
+ */
+const VIRTUAL_FS_MAGIC = new Set([
+  0x42494e4d, 0x0027e0eb, 0x63677270, 0x62656570, 0x64626720, 0x00001cd1, 0xde5e81e4, 0x65735543, 0x958458f6,
+  0x19800202, 0x6e667364, 0x00009fa0, 0x6165676c, 0x67596969, 0x73636673, 0xf97cff8c, 0x43415d53, 0x62656572,
+]);
+
+function isVirtualFileSystem(path: string | Buffer): boolean {
+  try {
+    return VIRTUAL_FS_MAGIC.has(statfsSync(path).type >>> 0);
+  } catch {
+    return false;
   }
 }
 

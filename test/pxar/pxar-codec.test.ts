@@ -1,6 +1,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -180,4 +181,40 @@ test('a slow sink is waited for (memory stays bounded), and a failing sink fails
     },
   });
   await assert.rejects(createArchive(tree.root, writableSink(failing)), /disk full/);
+});
+
+test('a virtual filesystem is refused as the root, as PBS refuses it', async () => {
+  await assert.rejects(createArchive('/proc', bufferSink()), /refusing to backup a virtual file system/);
+});
+
+test('other filesystems below the root are archived as empty mount points unless asked for', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'stowage-pxar-mounts-'));
+  const mnt = join(root, 'mnt');
+  mkdirSync(mnt);
+  writeFileSync(join(root, 'a'), 'a');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'none', mnt], { stdio: 'ignore' });
+  } catch {
+    rmSync(root, { recursive: true, force: true });
+    t.skip('cannot mount a tmpfs here');
+    return;
+  }
+  try {
+    writeFileSync(join(mnt, 'inner'), 'on another filesystem');
+    const paths = async (options: Parameters<typeof createArchive>[2]) => {
+      const sink = bufferSink();
+      await createArchive(root, sink, options);
+      const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+      return entries.map((e) => e.path);
+    };
+    const warnings: string[] = [];
+    assert.deepEqual(await paths({ onWarning: (m) => warnings.push(m) }), ['/', '/a', '/mnt']);
+    assert.deepEqual(warnings, [`skipping mount point: ${mnt}`]);
+    assert.deepEqual(await paths({ allFileSystems: true }), ['/', '/a', '/mnt', '/mnt/inner']);
+    const dev = lstatSync(mnt, { bigint: true }).dev;
+    assert.deepEqual(await paths({ includeDevices: [dev] }), ['/', '/a', '/mnt', '/mnt/inner']);
+  } finally {
+    execFileSync('umount', [mnt]);
+    rmSync(root, { recursive: true, force: true });
+  }
 });
