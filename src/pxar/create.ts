@@ -54,6 +54,11 @@ export interface CreateArchiveOptions {
    */
   allFileSystems?: boolean;
   includeDevices?: bigint[];
+  /**
+   * Members to leave out (PBS: `--exclude`), by path relative to the root without a leading
+   * '/'; an excluded directory is not descended into. The client's `compileExcludes` fits.
+   */
+  exclude?: (relPath: string, isDirectory: boolean) => boolean;
 }
 
 export interface CreateArchiveResult {
@@ -141,6 +146,7 @@ class TreeWalker {
     // per member would dominate archiving many small files
     const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
+    if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
     const meta = metadataFromStats(st);
     const catalog = this.options.catalog;
     const type = Number(st.mode) & MODE.IFMT;

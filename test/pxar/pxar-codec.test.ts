@@ -218,3 +218,19 @@ test('other filesystems below the root are archived as empty mount points unless
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('excluded members are left out, and excluded directories not entered', async () => {
+  const sink = bufferSink();
+  const seen: string[] = [];
+  await createArchive(tree.root, sink, {
+    exclude: (rel, isDir) => {
+      seen.push(rel);
+      return rel === 'dir/sub' || (!isDir && rel.endsWith('.txt'));
+    },
+  });
+  const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+  const paths = entries.map((e) => e.path);
+  assert.ok(!paths.includes('/hello.txt') && !paths.includes('/dir/sub'));
+  assert.ok(paths.includes('/dir/a') && paths.includes('/sparse.img'));
+  assert.ok(!seen.some((p) => p.startsWith('dir/sub/')), 'an excluded directory is not walked');
+});
