@@ -52,6 +52,8 @@ export class PxarEncoder {
   private pendingBytes = 0;
   private pos = 0;
   private finished = false;
+  /** Set when a write failed or a payload broke its size: the archive cannot be completed. */
+  private failed: unknown;
 
   private constructor(sink: PxarSink) {
     this.sink = sink;
@@ -92,20 +94,26 @@ export class PxarEncoder {
     await this.put([encodeFilename(fname), ...encodeMetadataItems(meta), encodeHeader(PXAR.PAYLOAD, size)]);
     let written = 0;
     const chunks = content instanceof Uint8Array ? [content] : content;
-    for await (const chunk of chunks) {
-      if (written + chunk.length > size)
+    try {
+      for await (const chunk of chunks) {
+        if (written + chunk.length > size)
+          throw new StowageError(
+            'CONFLICT',
+            `file '${fname.toString()}' grew beyond ${size} bytes while archiving`,
+          );
+        written += chunk.length;
+        await this.putPayload(chunk);
+      }
+      if (written !== size)
         throw new StowageError(
           'CONFLICT',
-          `file '${fname.toString()}' grew beyond ${size} bytes while archiving`,
+          `file '${fname.toString()}' shrank to ${written} of ${size} bytes while archiving`,
         );
-      written += chunk.length;
-      await this.putPayload(chunk);
+    } catch (err) {
+      // the PAYLOAD header promised `size` bytes: nothing valid can follow
+      this.failed ??= err;
+      throw err;
     }
-    if (written !== size)
-      throw new StowageError(
-        'CONFLICT',
-        `file '${fname.toString()}' shrank to ${written} of ${size} bytes while archiving`,
-      );
     this.addItem(fname, start);
     return start;
   }
@@ -231,6 +239,7 @@ export class PxarEncoder {
   }
 
   private async put(items: Buffer[]): Promise<void> {
+    this.checkUsable();
     for (const b of items) {
       this.pending.push(b);
       this.pendingBytes += b.length;
@@ -250,7 +259,7 @@ export class PxarEncoder {
     }
     await this.flush();
     this.pos += chunk.length;
-    await this.sink.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    await this.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
   }
 
   private async flush(): Promise<void> {
@@ -258,7 +267,24 @@ export class PxarEncoder {
     const out = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    await this.sink.write(out);
+    await this.write(out);
+  }
+
+  private async write(b: Buffer): Promise<void> {
+    this.checkUsable();
+    try {
+      await this.sink.write(b);
+    } catch (err) {
+      this.failed ??= err;
+      throw err;
+    }
+  }
+
+  private checkUsable(): void {
+    if (this.failed !== undefined)
+      throw new StowageError('CONFLICT', 'the pxar encoder failed earlier: this archive is incomplete', {
+        cause: this.failed,
+      });
   }
 }
 

@@ -118,10 +118,17 @@ test('the encoder refuses what would make an invalid archive', async () => {
   await assert.rejects(enc.addFile(fileMeta, 'b', 1, Buffer.from('x')), /names must increase/);
   for (const bad of ['', '.', '..', 'a/b', 'nul\0'])
     await assert.rejects(enc.addFile(fileMeta, bad, 0, Buffer.alloc(0)), /invalid file name/);
-  await assert.rejects(enc.addFile(fileMeta, 'c', 5, Buffer.from('abc')), /shrank to 3 of 5 bytes/);
-  await assert.rejects(enc.addFile(fileMeta, 'd', 1, Buffer.from('abc')), /grew beyond 1 bytes/);
   await assert.rejects(enc.addFile(dirMeta, 'e', 0, Buffer.alloc(0)), /addFile needs mode type/);
   await assert.rejects(enc.finishDirectory(), /no open subdirectory/);
+  await assert.rejects(enc.addFile(fileMeta, 'f', 5, Buffer.from('abc')), /shrank to 3 of 5 bytes/);
+  // the payload header promised 5 bytes: the archive can no longer be completed
+  await assert.rejects(
+    enc.addFile(fileMeta, 'g', 1, Buffer.from('x')),
+    /failed earlier: this archive is incomplete/,
+  );
+  await assert.rejects(enc.finish(), /failed earlier/);
+  const enc2 = await PxarEncoder.create(bufferSink(), dirMeta);
+  await assert.rejects(enc2.addFile(fileMeta, 'd', 1, Buffer.from('abc')), /grew beyond 1 bytes/);
   assert.equal(typeof hashFilename(Buffer.from('x')), 'bigint');
 });
 
