@@ -19,10 +19,9 @@ const env = {
   ...process.env,
 };
 const pidFile = join(env.STOWAGE_RUN_DIR, 'server.pid');
-// Started through its `#!` line, as an installed `stowage` is (it sets glibc's huge-page tunable).
 const child = spawn(
-  join(root, 'dist/src/cli/stowage.js'),
-  ['server', '--quickstart', ...process.argv.slice(2)],
+  process.execPath,
+  [join(root, 'dist/src/cli/stowage.js'), 'server', '--quickstart', ...process.argv.slice(2)],
   { stdio: 'inherit', env },
 );
 

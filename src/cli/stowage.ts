@@ -1,7 +1,9 @@
-#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node
+#!/usr/bin/env node
 /**
  * Entry point of `stowage`: the server and the admin CLI. Commands live in src/cli/admin/.
- * The `#!` line's glibc tunable: see src/cli/stowage-client.ts.
+ * Unlike the client, the server starts without glibc's huge-page tunable: its chunk memory is
+ * all pooled (reused, so faulted in once), and with huge pages its resident memory under 16
+ * backup sessions grew from 384 to 528 MiB for no measurable gain (docs/performance.md).
  */
 import { runAdminCli } from './admin/main.js';
 import { exitQuietlyWhenOutputCloses } from './pipe-closed.js';

@@ -18,7 +18,7 @@ import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
 /** Worker memory held for sending back; beyond, it is left to the garbage collector. */
-const MAX_GOING_BACK = 16;
+const MAX_GOING_BACK = 8;
 
 export interface ProcessedChunk {
   digest: Buffer;

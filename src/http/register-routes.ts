@@ -198,6 +198,10 @@ export async function registerRoutes(
     if (seen.has(key)) throw ERR_ROUTE_DUPLICATE(key);
     seen.add(key);
   }
+  // PBS reads every request's body for parameters, a GET's too (proxmox-rest-server
+  // `get_request_parameters`); fastify skips a GET body unless GET is declared as having one.
+  // Server-wide: fastify keeps one table of methods for all its plugins.
+  app.addHttpMethod('GET', { hasBody: true, overrideExisting: true });
 
   await app.register(
     async (api) => {

@@ -94,8 +94,8 @@ export function transferList(buf: Uint8Array): ArrayBuffer[] {
 }
 
 /**
- * This thread's pool of chunk buffers. 16 idle buffers at most: the client keeps up to 8 chunks in
+ * This thread's pool of chunk buffers. 8 idle buffers at most: the client keeps up to 8 chunks in
  * flight with their blobs, a restore a few more; the server one upload body and its plaintext
  * per concurrent upload. Idle memory stays resident up to the largest chunk each buffer held.
  */
-export const chunkBuffers = new BufferPool(CHUNK_BUFFER_CAPACITY, 16);
+export const chunkBuffers = new BufferPool(CHUNK_BUFFER_CAPACITY, 8);

@@ -1,8 +1,8 @@
 /**
  * `GET admin/datastore/{store}/maintenance-history` over HTTPS: an operator's mode changes and
  * the drains after them, newest first, with who, from, to, message and the drain's duration;
- * readable while the store is offline, by an auditor, paged with `limit` and `before` (a GET: its
- * parameters come in the query string, as for every GET of the server).
+ * readable while the store is offline, by an auditor, paged with `limit` and `before` given in the
+ * query, a JSON body or a form body (PBS reads a GET's body too).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,7 +82,7 @@ test('mode changes and their drains are listed newest first, also while the stor
   assert.ok(items.every((e, i) => i === 0 || e.id < items[i - 1]!.id));
 });
 
-test('limit and before page through the history; no parameters is the newest 50', async () => {
+test('limit and before page through the history from the query, a JSON body or a form body; none is the newest 50', async () => {
   const all = await history();
   assert.equal(all.length, 5);
   const ids = all.map((e) => e.id);
@@ -94,6 +94,21 @@ test('limit and before page through the history; no parameters is the newest 50'
   assert.deepEqual(
     next.map((e) => e.id),
     ids.slice(2, 4),
+  );
+  const viaJson = await history({ body: { limit: 2, before: ids[1] } });
+  assert.deepEqual(
+    viaJson.map((e) => e.id),
+    ids.slice(2, 4),
+  );
+  const viaForm = await history({ form: `limit=2&before=${ids[1]}` });
+  assert.deepEqual(
+    viaForm.map((e) => e.id),
+    ids.slice(2, 4),
+  );
+  const emptyJson = await history({ body: {} });
+  assert.deepEqual(
+    emptyJson.map((e) => e.id),
+    ids,
   );
   const last = await history({ query: `?before=${ids[3]}` });
   assert.deepEqual(
@@ -110,6 +125,13 @@ test('bad parameters, unknown stores and missing privileges are refused with the
     const field = query.slice(1).split('=')[0]!;
     assert.ok(res.body.errors?.[field], `${query}: ${JSON.stringify(res.body)}`);
   }
+
+  const big = await t.api('GET', HISTORY, { auth: t.root, body: { limit: 5000 } });
+  assert.equal(big.status, 400, JSON.stringify(big.body));
+  assert.ok(big.body.errors?.limit);
+  const extra = await t.api('GET', HISTORY, { auth: t.root, form: 'lmit=5' });
+  assert.equal(extra.status, 400, JSON.stringify(extra.body));
+  assert.ok(extra.body.errors?.lmit);
 
   const unknown = await t.api('GET', '/admin/datastore/nosuch/maintenance-history', { auth: t.root });
   assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
