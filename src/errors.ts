@@ -687,3 +687,61 @@ export const ERR_IMAGE_SIZE_CHANGED = createError(
   (image: string, bytes: number, size: number) =>
     `image '${image}' changed size while reading (${bytes} != ${size} bytes)`,
 );
+
+// pxar archives (src/pxar/)
+export const ERR_PXAR_NOT_A_DIRECTORY = createError(
+  'ERR_PXAR_NOT_A_DIRECTORY',
+  'BAD_REQUEST',
+  (path: string) => `'${path}' is not a directory`,
+);
+export const ERR_PXAR_NO_CONTENTS = createError(
+  'ERR_PXAR_NO_CONTENTS',
+  'BAD_REQUEST',
+  (path: string) => `'${path}' has no contents in this archive`,
+);
+export const ERR_PXAR_NOT_A_HARDLINK = createError(
+  'ERR_PXAR_NOT_A_HARDLINK',
+  'BAD_REQUEST',
+  (path: string) => `'${path}' is not a hardlink`,
+);
+export const ERR_PXAR_PARENT_COMPONENT = createError(
+  'ERR_PXAR_PARENT_COMPONENT',
+  'BAD_REQUEST',
+  () => "'..' is not allowed in an archive path",
+);
+export const ERR_PXAR_VIRTUAL_FILESYSTEM = createError(
+  'ERR_PXAR_VIRTUAL_FILESYSTEM',
+  'BAD_REQUEST',
+  (root: string) => `refusing to backup a virtual file system ('${root}')`,
+);
+export const ERR_PXAR_UNKNOWN_FILE_TYPE = createError(
+  'ERR_PXAR_UNKNOWN_FILE_TYPE',
+  'UNSUPPORTED',
+  (path: string) => `'${path}' has an unknown file type`,
+);
+export const ERR_PXAR_CONTENTS_OUT_OF_ORDER = createError(
+  'ERR_PXAR_CONTENTS_OUT_OF_ORDER',
+  'CONFLICT',
+  () => 'pxar contents are only readable right after their file entry',
+);
+export const ERR_PXAR_FILE_GREW = createError(
+  'ERR_PXAR_FILE_GREW',
+  'CONFLICT',
+  (name: string, size: number) => `file '${name}' grew beyond ${size} bytes while archiving`,
+);
+export const ERR_PXAR_FILE_SHRANK = createError(
+  'ERR_PXAR_FILE_SHRANK',
+  'CONFLICT',
+  (name: string, written: number, size: number) =>
+    `file '${name}' shrank to ${written} of ${size} bytes while archiving`,
+);
+export const ERR_PXAR_INCOMPLETE = createError(
+  'ERR_PXAR_INCOMPLETE',
+  'CONFLICT',
+  () => 'the pxar encoder failed earlier: this archive is incomplete',
+);
+export const ERR_PXAR_SINK_CLOSED = createError(
+  'ERR_PXAR_SINK_CLOSED',
+  'INTERNAL',
+  () => 'pxar sink closed before it drained',
+);

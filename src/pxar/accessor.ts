@@ -5,7 +5,12 @@
  * about twenty items and one FILENAME per component, never the whole archive. Made for archives
  * behind a chunk index, where every read may fetch a chunk: reads are few and small.
  */
-import { StowageError } from '../errors.js';
+import {
+  ERR_PXAR_NO_CONTENTS,
+  ERR_PXAR_NOT_A_DIRECTORY,
+  ERR_PXAR_NOT_A_HARDLINK,
+  ERR_PXAR_PARENT_COMPONENT,
+} from '../errors.js';
 import { searchBinaryTree } from './binary-tree-array.js';
 import { findByGlob, type GlobMatch } from './glob.js';
 import { PxarDecoder, decodeHardlink, payloadRefContents, type PxarEntry } from './decoder.js';
@@ -76,8 +81,7 @@ export class PxarAccessor {
 
   /** The directory a directory entry stands for. */
   async openDirectory(entry: PxarFoundEntry): Promise<PxarDirectory> {
-    if (entry.kind !== 'directory')
-      throw new StowageError('BAD_REQUEST', `'${entry.path}' is not a directory`);
+    if (entry.kind !== 'directory') throw ERR_PXAR_NOT_A_DIRECTORY(entry.path);
     return this.openDirectoryAtEnd(entry.range.end, entry.pathBytes);
   }
 
@@ -170,14 +174,14 @@ export class PxarAccessor {
       return;
     }
     if (entry.kind !== 'file' || entry.contentOffset === undefined || entry.size === undefined)
-      throw new StowageError('BAD_REQUEST', `'${entry.path}' has no contents in this archive`);
+      throw ERR_PXAR_NO_CONTENTS(entry.path);
     yield* readRange(this.src, entry.contentOffset, entry.size, `contents of ${entry.path}`);
   }
 
   /** The regular file a hardlink names (its first archived name). */
   async followHardlink(entry: PxarEntry): Promise<PxarFoundEntry> {
     if (entry.kind !== 'hardlink' || entry.fileOffset === undefined || entry.hardlinkOffset === undefined)
-      throw new StowageError('BAD_REQUEST', `'${entry.path}' is not a hardlink`);
+      throw ERR_PXAR_NOT_A_HARDLINK(entry.path);
     const targetOffset = entry.fileOffset - entry.hardlinkOffset;
     const { name, dataStart } = await this.readFilename(targetOffset);
     const path = Buffer.concat([Buffer.from('/'), entry.linkTarget ?? name]);
@@ -292,8 +296,7 @@ function splitPath(path: Buffer): Buffer[] {
       const part = path.subarray(from, i);
       from = i + 1;
       if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
-      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e)
-        throw new StowageError('BAD_REQUEST', "'..' is not allowed in an archive path");
+      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw ERR_PXAR_PARENT_COMPONENT();
       parts.push(part);
     }
   }

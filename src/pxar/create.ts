@@ -18,7 +18,11 @@ import {
   statfsSync,
   type BigIntStats,
 } from 'node:fs';
-import { StowageError } from '../errors.js';
+import {
+  ERR_PXAR_NOT_A_DIRECTORY,
+  ERR_PXAR_UNKNOWN_FILE_TYPE,
+  ERR_PXAR_VIRTUAL_FILESYSTEM,
+} from '../errors.js';
 import { PxarEncoder, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
 import { IO_CHUNK, type PxarSink } from './io.js';
@@ -73,9 +77,8 @@ export async function createArchive(
   options: CreateArchiveOptions = {},
 ): Promise<CreateArchiveResult> {
   const rootStats = lstatSync(root, { bigint: true });
-  if (!rootStats.isDirectory()) throw new StowageError('BAD_REQUEST', `'${root}' is not a directory`);
-  if (isVirtualFileSystem(root))
-    throw new StowageError('BAD_REQUEST', `refusing to backup a virtual file system ('${root}')`);
+  if (!rootStats.isDirectory()) throw ERR_PXAR_NOT_A_DIRECTORY(root);
+  if (isVirtualFileSystem(root)) throw ERR_PXAR_VIRTUAL_FILESYSTEM(root);
   const encoder = await PxarEncoder.create(sink, metadataFromStats(rootStats));
   const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
   const walker = new TreeWalker(encoder, options, devices);
@@ -204,7 +207,7 @@ class TreeWalker {
         catalog?.addSocket(name);
         break;
       default:
-        throw new StowageError('UNSUPPORTED', `'${full.toString()}' has an unknown file type`);
+        throw ERR_PXAR_UNKNOWN_FILE_TYPE(full.toString());
     }
     this.entries++;
     this.options.onEntry?.(rel, st);

@@ -5,7 +5,7 @@
  * inconsistency is a CorruptDataError naming the offset; item sizes are checked against the
  * format's limits before anything is allocated, so corrupt input never leads to a huge buffer.
  */
-import { StowageError } from '../errors.js';
+import { ERR_PXAR_CONTENTS_OUT_OF_ORDER } from '../errors.js';
 import {
   HEADER_SIZE,
   METADATA_ITEMS,
@@ -155,8 +155,7 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
       yield* payloadRefContents(this.payload!, ref);
       return;
     }
-    if (this.pending.kind !== 'payload')
-      throw new StowageError('CONFLICT', 'pxar contents are only readable right after their file entry');
+    if (this.pending.kind !== 'payload') throw ERR_PXAR_CONTENTS_OUT_OF_ORDER();
     while (this.pending.kind === 'payload' && this.pending.left > 0) {
       const n = Math.min(IO_CHUNK, this.pending.left);
       const b = await this.input.read(n);

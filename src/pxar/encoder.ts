@@ -6,7 +6,7 @@
  * accepted the previous one (backpressure). The encoder itself holds one directory level's
  * goodbye items per open directory, never file contents.
  */
-import { BadRequestError, StowageError } from '../errors.js';
+import { BadRequestError, ERR_PXAR_FILE_GREW, ERR_PXAR_FILE_SHRANK, ERR_PXAR_INCOMPLETE } from '../errors.js';
 import { binaryTreeOrder } from './binary-tree-array.js';
 import {
   MAX_FILENAME_LEN,
@@ -96,19 +96,11 @@ export class PxarEncoder {
     const chunks = content instanceof Uint8Array ? [content] : content;
     try {
       for await (const chunk of chunks) {
-        if (written + chunk.length > size)
-          throw new StowageError(
-            'CONFLICT',
-            `file '${fname.toString()}' grew beyond ${size} bytes while archiving`,
-          );
+        if (written + chunk.length > size) throw ERR_PXAR_FILE_GREW(fname.toString(), size);
         written += chunk.length;
         await this.putPayload(chunk);
       }
-      if (written !== size)
-        throw new StowageError(
-          'CONFLICT',
-          `file '${fname.toString()}' shrank to ${written} of ${size} bytes while archiving`,
-        );
+      if (written !== size) throw ERR_PXAR_FILE_SHRANK(fname.toString(), written, size);
     } catch (err) {
       // the PAYLOAD header promised `size` bytes: nothing valid can follow
       this.failed ??= err;
@@ -281,10 +273,7 @@ export class PxarEncoder {
   }
 
   private checkUsable(): void {
-    if (this.failed !== undefined)
-      throw new StowageError('CONFLICT', 'the pxar encoder failed earlier: this archive is incomplete', {
-        cause: this.failed,
-      });
+    if (this.failed !== undefined) throw ERR_PXAR_INCOMPLETE.withOptions({ cause: this.failed });
   }
 }
 

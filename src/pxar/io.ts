@@ -5,7 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { StowageError } from '../errors.js';
+import { ERR_PXAR_SINK_CLOSED } from '../errors.js';
 import { corrupt } from './format.js';
 
 /** Where an encoder writes; `write` resolves when the consumer can take more. */
@@ -33,8 +33,7 @@ export function writableSink(stream: Writable): PxarSink {
           else resolve();
         };
         const onDrain = () => done();
-        const onClose = () =>
-          done(failed ?? new StowageError('INTERNAL', 'pxar sink closed before it drained'));
+        const onClose = () => done(failed ?? ERR_PXAR_SINK_CLOSED());
         stream.on('drain', onDrain);
         stream.on('error', done);
         stream.on('close', onClose);
