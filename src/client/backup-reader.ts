@@ -92,14 +92,7 @@ export class BackupReader {
     const fetchChunk = async (i: number): Promise<Buffer> => {
       const digest = index.digest(i);
       const { start, end } = index.chunkRange(i);
-      const blob = await this.session.request(
-        'GET',
-        'chunk',
-        { digest: digest.toString('hex') },
-        undefined,
-        undefined,
-        { pooledAnswer: true },
-      );
+      const blob = await this.session.request('GET', 'chunk', { digest: digest.toString('hex') });
       return this.pool.decode(blob, { digest, size: end - start });
     };
     const inFlight: Array<Promise<Buffer>> = [];

@@ -27,7 +27,6 @@ import {
   isErrorCode,
   StowageError,
 } from '../errors.js';
-import { chunkBuffers } from '../sys/buffer-pool.js';
 
 export interface ServerTarget {
   host: string;
@@ -206,9 +205,7 @@ export class ProtocolSession {
 
   /**
    * One request; resolves with the raw body on 2xx, rejects with the server's error otherwise.
-   * `query` values are URL-encoded as PBS's client does. `pooledAnswer`: a successful answer is
-   * read into this thread's pooled memory (`chunkBuffers`, for chunk downloads), not a fresh
-   * buffer.
+   * `query` values are URL-encoded as PBS's client does.
    */
   request(
     method: 'GET' | 'POST' | 'PUT',
@@ -216,7 +213,6 @@ export class ProtocolSession {
     query: Record<string, string | number | undefined> = {},
     body?: Buffer | string,
     contentType = 'application/octet-stream',
-    opts: { pooledAnswer?: boolean } = {},
   ): Promise<Buffer> {
     if (this.closedErr) return Promise.reject(this.closedErr);
     const qs = new URLSearchParams(
@@ -238,28 +234,12 @@ export class ProtocolSession {
       let status = 0;
       let codeHeader: string | undefined;
       const parts: Buffer[] = [];
-      /** A successful answer of known length, read into pooled memory (`pooledAnswer`). */
-      let into: Buffer | undefined;
-      let fill = 0;
       stream.on('response', (h) => {
         status = Number(h[':status'] ?? 0);
         const c = h[ERROR_CODE_HEADER];
         codeHeader = typeof c === 'string' ? c : undefined;
-        const length = Number(h['content-length']);
-        if (opts.pooledAnswer && status === 200 && Number.isSafeInteger(length) && length > 0) {
-          into = chunkBuffers.take(length);
-        }
       });
-      stream.on('data', (d: Buffer) => {
-        if (into && fill + d.length <= into.length) {
-          d.copy(into, fill);
-          fill += d.length;
-        } else {
-          if (into) parts.push(into.subarray(0, fill)); // longer than announced: collect the rest
-          into = undefined;
-          parts.push(d);
-        }
-      });
+      stream.on('data', (d: Buffer) => parts.push(d));
       let settled = false;
       const settle = (fn: () => void) => {
         if (settled) return;
@@ -272,7 +252,7 @@ export class ProtocolSession {
           ? (this.closedErr ?? ERR_CONNECTION_CLOSED())
           : ERR_PROTOCOL_REQUEST_FAILED(name, 'the server closed the request without an answer');
       stream.on('end', () => {
-        const data = into ? into.subarray(0, fill) : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
         if (status === 0) settle(() => reject(unanswered()));
         else if (status >= 200 && status < 300) settle(() => resolve(data));
         else settle(() => reject(errorFromResponse(status, data, codeHeader)));
