@@ -22,7 +22,7 @@ import {
   zstdDecompressBounded,
 } from '../datastore/data-blob.js';
 import { sha256 } from '../datastore/digest.js';
-import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
+import { chunkBuffers, pooledOutput, transferList } from '../sys/buffer-pool.js';
 import { CorruptDataError, ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
 /**
@@ -45,8 +45,6 @@ export type WorkerResponse = (
 const held = new Map<number, Uint8Array>();
 const port = parentPort;
 if (!port) throw ERR_NOT_IN_WORKER();
-
-const pooledOutput = (n: number) => chunkBuffers.take(n);
 
 /** The main thread's memory, sent back with the next answer. */
 const goingHome: ArrayBuffer[] = [];

@@ -68,7 +68,7 @@ import {
   MAX_CHUNK_SIZE,
   UploadChunkParams,
 } from './protocol-schemas.js';
-import { chunkBuffers } from '../sys/buffer-pool.js';
+import { chunkBuffers, pooledOutput } from '../sys/buffer-pool.js';
 
 export { MAX_CHUNK_SIZE } from './protocol-schemas.js';
 /** Fixed-index chunks from the backup API are 4 MiB (reference §7.1). */
@@ -119,9 +119,7 @@ function checkUploadedChunk(digest: Buffer, hex: string, data: Buffer, size: num
   else {
     try {
       // a chunk is at most MAX_CHUNK_SIZE (the schema's bound on `size`), whatever the frame claims
-      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`, (n) =>
-        chunkBuffers.take(n),
-      );
+      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`, pooledOutput);
     } catch (err) {
       throw new BadRequestError((err as Error).message);
     }

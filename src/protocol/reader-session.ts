@@ -19,9 +19,7 @@ import { digestToHex, hexToDigest } from '../datastore/digest.js';
 import { checkArchiveName, type SessionLog } from './backup-session.js';
 import { RawReply, h2Route, type H2Routes } from './h2-session.js';
 import { ChunkDigestParams, FileNameParams, NoParams } from './protocol-schemas.js';
-import { chunkBuffers } from '../sys/buffer-pool.js';
-
-const pooledOutput = (n: number) => chunkBuffers.take(n);
+import { chunkBuffers, pooledOutput } from '../sys/buffer-pool.js';
 
 const SPEEDTEST_BYTES = 1024 * 1024;
 

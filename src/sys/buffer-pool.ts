@@ -77,11 +77,6 @@ export class BufferPool {
   }
 }
 
-/** Whether `buf` sits on pooled memory that may be transferred to another thread as a whole. */
-export function isPooledBuffer(buf: Uint8Array): boolean {
-  return buf.buffer instanceof ArrayBuffer && pooled.has(buf.buffer);
-}
-
 /**
  * The memory a thread may move to another with postMessage without copying: a pooled buffer, or
  * a buffer that owns its whole ArrayBuffer. Never a slice of Node's shared small-buffer slab,
@@ -99,3 +94,6 @@ export function transferList(buf: Uint8Array): ArrayBuffer[] {
  * per concurrent upload. Idle memory stays resident up to the largest chunk each buffer held.
  */
 export const chunkBuffers = new BufferPool(CHUNK_BUFFER_CAPACITY, 8);
+
+/** This thread's pooled memory as an encoder's or decoder's output (`OutputBuffer`). */
+export const pooledOutput = (size: number): Buffer => chunkBuffers.take(size);
