@@ -10,6 +10,9 @@ import { SAFE_ID_REGEX, SAFE_ID_REGEX_STR } from './names.js';
 
 export type ArchiveType = 'fixed' | 'dynamic' | 'blob';
 
+/** A snapshot's file catalog, written with its pxar archives (PBS `CATALOG_NAME`). */
+export const CATALOG_ARCHIVE_NAME = 'catalog.pcat1.didx';
+
 export interface ArchiveName {
   /** With the server extension, as the file is named in the snapshot directory. */
   name: string;

@@ -62,8 +62,10 @@ import {
   type FileContent,
   addSnapshotBlob,
   openDecodedSnapshotFile,
+  openSnapshotArchive,
   openSnapshotFile,
 } from './snapshot-files.js';
+import type { ArchiveReadAt } from './index-read-at.js';
 import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
 import { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
 import { WriterRegistry } from './writer-registry.js';
@@ -134,6 +136,8 @@ export interface ReadonlyDatastore {
   getOwner(group: BackupGroup): string;
   openSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent;
   openDecodedSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent;
+  /** Random access to an index's archive (pxar lookups, catalogs); checked as the decoded download. */
+  openSnapshotArchive(dir: BackupDir, file: ArchiveName): ArchiveReadAt;
   openSnapshotReader(dir: BackupDir): SnapshotReader;
   /** Under a read admission only the preview: what a prune would keep and remove. */
   prune(group: BackupGroup, opts: KeepOptions, runOpts: { dryRun: true }): Promise<PruneResult[]>;
@@ -364,6 +368,11 @@ export class Datastore implements BackupStore, WritableDatastore {
   /** A snapshot file decoded: a blob's payload, an index's archive streamed from its chunks. */
   openDecodedSnapshotFile(dir: BackupDir, file: ArchiveName): FileContent {
     return openDecodedSnapshotFile(this.open(), dir, file);
+  }
+
+  /** Random access to the archive an index describes, read from its chunks as needed. */
+  openSnapshotArchive(dir: BackupDir, file: ArchiveName): ArchiveReadAt {
+    return openSnapshotArchive(this.open(), dir, file);
   }
 
   /** Add a new blob to a snapshot, never replacing one (see snapshot-files). */

@@ -62,6 +62,7 @@ export { earliest, oldestWriteOperation, type WriterRegistration } from './write
 export type { FileContent } from './snapshot-files.js';
 export type { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
 export type { ChunkIndexReader, IndexKind } from './index-file.js';
+export { IndexReadAt, type ArchiveReadAt } from './index-read-at.js';
 export type { DynamicIndexReader, DynamicIndexWriter } from './dynamic-index.js';
 export type { FixedIndexReader, FixedIndexWriter } from './fixed-index.js';
 

@@ -27,6 +27,7 @@ import { digestToHex, sha256 } from './digest.js';
 import type { ChunkIndexReader } from './index-file.js';
 import { DynamicIndexReader } from './dynamic-index.js';
 import { FixedIndexReader } from './fixed-index.js';
+import { IndexReadAt, type ArchiveReadAt } from './index-read-at.js';
 import { loadManifest, type BackupManifest } from './manifest.js';
 
 /** An open file's content, to be streamed to a client. */
@@ -136,17 +137,31 @@ export function openDecodedSnapshotFile(
   dir: BackupDir,
   file: ArchiveName,
 ): FileContent {
-  const manifest = loadSnapshotManifest(store, dir);
-  const entry = manifest.files.find((f) => f.filename === file.name);
-  if (entry?.['crypt-mode'] === 'encrypt') throw encryptedError(file.name);
-  const bytes = readSnapshotFileBytes(store, dir, file.name);
-  const what = `'${file.name}' of snapshot '${dir}'`;
   if (file.type === 'blob') {
+    const manifest = loadSnapshotManifest(store, dir);
+    const entry = manifest.files.find((f) => f.filename === file.name);
+    if (entry?.['crypt-mode'] === 'encrypt') throw encryptedError(file.name);
+    const what = `'${file.name}' of snapshot '${dir}'`;
+    const bytes = readSnapshotFileBytes(store, dir, file.name);
     const kind = verifyBlobCrc(bytes, what);
     if (isEncryptedKind(kind)) throw encryptedError(file.name);
     const data = decodeBlob(bytes, what);
     return { size: data.length, stream: Readable.from([data], { objectMode: false }) };
   }
+  const index = openCheckedIndex(store, dir, file);
+  return { size: index.totalSize, stream: decodedIndexStream(store.chunks, index) };
+}
+
+/**
+ * An index of a finished snapshot, as PBS reads one to decode it: the manifest must list it
+ * unencrypted, and its size and checksum must be the ones the manifest records.
+ */
+function openCheckedIndex(store: BackupStore, dir: BackupDir, file: ArchiveName): ChunkIndexReader {
+  const manifest = loadSnapshotManifest(store, dir);
+  const entry = manifest.files.find((f) => f.filename === file.name);
+  if (entry?.['crypt-mode'] === 'encrypt') throw encryptedError(file.name);
+  const bytes = readSnapshotFileBytes(store, dir, file.name);
+  const what = `'${file.name}' of snapshot '${dir}'`;
   if (!entry) throw new BadRequestError(`manifest does not contain file '${file.name}'`);
   const index =
     file.type === 'fixed'
@@ -158,7 +173,24 @@ export function openDecodedSnapshotFile(
   if (index.computeCsum().toString('hex') !== entry.csum) {
     throw new CorruptDataError(`wrong checksum for file '${file.name}'`);
   }
-  return { size: index.totalSize, stream: decodedIndexStream(store.chunks, index) };
+  return index;
+}
+
+/**
+ * Random access to the archive an index of a finished snapshot describes (pxar lookups, catalog
+ * listings: PBS `get_local_pxar_reader`), with the checks of `openDecodedSnapshotFile`.
+ */
+export function openSnapshotArchive(
+  store: BackupStore & { readonly chunks: ChunkBackend },
+  dir: BackupDir,
+  file: ArchiveName,
+): ArchiveReadAt {
+  if (file.type === 'blob') throw new BadRequestError(`'${file.name}' is a blob, not an archive`);
+  const index = openCheckedIndex(store, dir, file);
+  return new IndexReadAt(index, (i) => {
+    const { start, end } = index.chunkRange(i);
+    return readDecodedChunk(store.chunks, index.digest(i), end - start);
+  });
 }
 
 /**

@@ -53,15 +53,15 @@ test('the repository comes from the option, then STOWAGE_REPOSITORY, then PBS_RE
   assert.throws(() => repositoryFromEnv(undefined, {}), /STOWAGE_REPOSITORY/);
 });
 
-test('backup specs map to archive names, pxar trees to tar archives', () => {
+test('backup specs map to archive names: pxar and tar trees, images, blobs', () => {
   assert.deepEqual(parseBackupSpec('root.tar:/etc'), {
     archive: 'root.tar.didx',
     kind: 'tree',
     path: '/etc',
   });
   assert.deepEqual(parseBackupSpec('root.pxar:/etc'), {
-    archive: 'root.tar.didx',
-    kind: 'tree',
+    archive: 'root.pxar.didx',
+    kind: 'pxar',
     path: '/etc',
   });
   assert.deepEqual(parseBackupSpec('disk.img:/dev/sda'), {

@@ -2,13 +2,15 @@
  * `stowage-client backup SPEC... [--backup-type host] [--backup-id ID] [--backup-time EPOCH]
  *  [--ns NS] [--exclude GLOB]... [--dry-run] [--chunk-size KIB]`
  *
- * SPEC is `NAME.tar:DIR` (a directory as a tar stream, archive `NAME.tar.didx`),
- * `NAME.img:FILE` (an image or block device, archive `NAME.img.fidx`), or `NAME.conf:FILE` /
- * `NAME.log:FILE` (a small file as `NAME.conf.blob`). `NAME.pxar:DIR` is accepted for PBS habits
- * and stored as `NAME.tar.didx`: Stowage archives trees as tar, not pxar.
+ * SPEC is `NAME.pxar:DIR` (a directory as a pxar archive, `NAME.pxar.didx`, with the snapshot's
+ * file catalog `catalog.pcat1.didx`, as PBS's client writes them), `NAME.tar:DIR` (a directory as
+ * a tar stream, `NAME.tar.didx`: incremental through the tree cache), `NAME.img:FILE` (an image
+ * or block device, `NAME.img.fidx`), or `NAME.conf:FILE` / `NAME.log:FILE` (a small file as
+ * `NAME.conf.blob`).
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
+import { Readable } from 'node:stream';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BadRequestError, NotFoundError } from '../../errors.js';
@@ -18,18 +20,22 @@ import {
   validateBackupId,
   type BackupType,
 } from '../../api-types/names.js';
+import { CATALOG_ARCHIVE_NAME } from '../../api-types/archive-name.js';
 import { BackupWriter, type TransferStats } from '../../client/backup-writer.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, validateChunkSize } from '../../client/chunker.js';
-import { planTree, type TreeFingerprint, type TreePlan } from '../../client/tar-archive.js';
+import { pxarStream } from '../../client/pxar-backup.js';
+import { compileExcludes, planTree, type TreeFingerprint, type TreePlan } from '../../client/tar-archive.js';
+import { CatalogWriter } from '../../pxar/index.js';
 import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession } from './session.js';
 
 export interface BackupSpec {
-  /** Archive name on the server: `root.tar.didx`, `disk.img.fidx`, `vm.conf.blob`. */
+  /** Archive name on the server: `root.pxar.didx`, `root.tar.didx`, `disk.img.fidx`, `vm.conf.blob`. */
   archive: string;
-  kind: 'tree' | 'image' | 'blob';
+  /** `pxar` and `tree` (tar) both archive a directory. */
+  kind: 'pxar' | 'tree' | 'image' | 'blob';
   path: string;
 }
 
@@ -40,12 +46,12 @@ export function parseBackupSpec(arg: string): BackupSpec {
   const m = SPEC.exec(arg);
   if (!m) {
     throw new BadRequestError(
-      `unable to parse backup specification '${arg}' (expected NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE or NAME.log:FILE)`,
+      `unable to parse backup specification '${arg}' (expected NAME.pxar:DIR, NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE or NAME.log:FILE)`,
     );
   }
   const [, name, ext, path] = m as unknown as [string, string, string, string];
-  if (ext === 'pxar' || ext === 'tar')
-    return { archive: `${name}.tar.didx`, kind: 'tree', path: resolve(path) };
+  if (ext === 'pxar') return { archive: `${name}.pxar.didx`, kind: 'pxar', path: resolve(path) };
+  if (ext === 'tar') return { archive: `${name}.tar.didx`, kind: 'tree', path: resolve(path) };
   if (ext === 'img') return { archive: `${name}.img.fidx`, kind: 'image', path: resolve(path) };
   return { archive: `${name}.${ext}.blob`, kind: 'blob', path: resolve(path) };
 }
@@ -118,7 +124,12 @@ async function plan(
     seen.add(s.archive);
     const st = statSync(s.path, { throwIfNoEntry: false });
     if (!st) throw new NotFoundError(`backup source '${s.path}' does not exist`);
-    if (s.kind === 'tree') {
+    if (s.kind === 'pxar') {
+      if (!st.isDirectory())
+        throw new BadRequestError(`'${s.path}' is not a directory (NAME.pxar: wants a directory)`);
+      // Walked once, while it is archived: the size is known at the end (progress shows bytes).
+      out.push({ ...s, size: 0 });
+    } else if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
       const tree = await planTree(s.path, {
@@ -144,7 +155,7 @@ export function registerBackupCommand(program: Command): void {
   program
     .command('backup')
     .description(
-      'create a backup: NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE ... (tar trees are stored as NAME.tar.didx)',
+      'create a backup: NAME.pxar:DIR, NAME.tar:DIR, NAME.img:FILE, NAME.conf:FILE ... (pxar trees come with a file catalog)',
     )
     .argument('<spec...>', 'what to back up')
     .option(
@@ -162,7 +173,10 @@ export function registerBackupCommand(program: Command): void {
       [],
     )
     .option('--dry-run', 'show what would be backed up, upload nothing')
-    .option('--chunk-size <KiB>', 'average chunk size of tar archives in KiB (power of two, 64..4096)')
+    .option(
+      '--chunk-size <KiB>',
+      'average chunk size of pxar and tar archives in KiB (power of two, 64..4096)',
+    )
     .option('--output-format <format>', 'text or json', 'text')
     .option(
       '--subsecond-mtimes',
@@ -185,7 +199,9 @@ export function registerBackupCommand(program: Command): void {
       const json = opts.outputFormat === 'json';
       if (opts.dryRun) {
         for (const a of archives)
-          process.stdout.write(`would upload ${a.path} as ${a.archive} (${formatBytes(a.size)})\n`);
+          process.stdout.write(
+            `would upload ${a.path} as ${a.archive}${a.kind === 'pxar' ? '' : ` (${formatBytes(a.size)})`}\n`,
+          );
         return;
       }
       const session = openClientSession(opts.repository);
@@ -233,6 +249,8 @@ export function registerBackupCommand(program: Command): void {
             process.stderr.write(
               `Starting backup: ${opts.ns ? `[${opts.ns}]:` : ''}${backupType}/${backupId}/${new Date(backupTime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}\n`,
             );
+            /** The snapshot's file catalog, when it has pxar archives (PBS: `catalog.pcat1.didx`). */
+            const catalog = archives.some((a) => a.kind === 'pxar') ? new CatalogWriter() : undefined;
             const perArchive: Array<{
               archive: string;
               stats?: TransferStats;
@@ -249,7 +267,18 @@ export function registerBackupCommand(program: Command): void {
               const onProgress = (s: TransferStats) =>
                 progress.update({ bytes: s.bytes, newBytes: s.newBytes, reusedBytes: s.reusedBytes });
               try {
-                if (a.kind === 'tree') {
+                if (a.kind === 'pxar') {
+                  const pxar = pxarStream(a.path, {
+                    archive: a.archive,
+                    exclude: opts.exclude.length > 0 ? compileExcludes(opts.exclude) : undefined,
+                    catalog,
+                    onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+                  });
+                  const stats = await writer.uploadStream(a.archive, pxar.bytes, { onProgress, chunkSize });
+                  await pxar.done;
+                  onProgress(stats);
+                  perArchive.push({ archive: a.archive, stats, size: stats.bytes });
+                } else if (a.kind === 'tree') {
                   const key = cacheKey(a);
                   const tree = a.tree!;
                   const walked: TreeFingerprint = tree.fingerprint();
@@ -288,6 +317,12 @@ export function registerBackupCommand(program: Command): void {
               } finally {
                 progress.stop();
               }
+            }
+            if (catalog) {
+              // After the archives, as PBS's client: it records what was archived, nothing else.
+              await writer.uploadStream(CATALOG_ARCHIVE_NAME, Readable.from([catalog.finish()]), {
+                chunkSize,
+              });
             }
             await writer.finish();
             // Only a finished snapshot can be the next backup's base.

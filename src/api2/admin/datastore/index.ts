@@ -3,6 +3,7 @@ import type { AnyRoute } from '../../../http/route.js';
 import { routes as activeOperations } from './active-operations.js';
 import { routes as changeOwner } from './change-owner.js';
 import { routes as content } from './content.js';
+import { routes as fileRestore } from './file-restore.js';
 import { routes as forceRelease } from './force-release.js';
 import { routes as gc } from './gc.js';
 import { routes as list } from './list.js';
@@ -23,6 +24,7 @@ export const routes: AnyRoute[] = [
   ...namespace,
   ...changeOwner,
   ...snapshotFiles,
+  ...fileRestore,
   ...gc,
   ...prune,
   ...verify,

@@ -14,18 +14,10 @@
  * is finished or aborted, so draining for maintenance waits for them and an offline datastore's
  * files are closed when it has drained (design §3.7).
  */
-import { Type, type Static } from 'typebox';
-import {
-  parseArchiveName,
-  parseServerArchiveName,
-  type ArchiveName,
-} from '../../../api-types/archive-name.js';
-import {
-  type BackupDir,
-  CLIENT_LOG_BLOB_NAME,
-  type FileContent,
-  type ReadonlyDatastore,
-} from '../../../datastore/index.js';
+import type { Readable } from 'node:stream';
+import { Type } from 'typebox';
+import { parseArchiveName, parseServerArchiveName } from '../../../api-types/archive-name.js';
+import { type BackupDir, CLIENT_LOG_BLOB_NAME, type ReadonlyDatastore } from '../../../datastore/index.js';
 import { BadRequestError } from '../../../errors.js';
 import { defineRoute, type AnyRoute, type RouteContext } from '../../../http/route.js';
 import { ownerChecked, type GroupAccess } from './access.js';
@@ -39,34 +31,35 @@ const NS_PATH = '/datastore/{store}/{ns}';
 const FileNameSchema = Type.String({ maxLength: 256, description: 'Backup archive name.' });
 const DownloadQuery = Type.Object({ ...SnapshotQuery, 'file-name': FileNameSchema });
 
-type DownloadContext = RouteContext<
-  Static<typeof StoreParams>,
-  Static<typeof DownloadQuery>,
-  unknown,
-  GroupAccess
->;
+/** A response body streamed to the client; `size` when known (Content-Length). */
+export interface StreamedContent {
+  size?: number;
+  stream: Readable;
+}
 
 /**
- * Send a snapshot file through an admitted `read` operation: after the privilege check of the
- * route (403), admission (503), owner check, then `open` on the admitted datastore. The operation is released when the
- * response ends, fails or is aborted by the client — not when the handler returns.
+ * Send a body read from a snapshot through an admitted `read` operation: after the privilege
+ * check of the route (403), admission (503), owner check, then `open` on the admitted
+ * datastore (`detail` names what is read, for the active-operations list). The operation is
+ * released when the response ends, fails or is aborted by the client — not when the handler
+ * returns.
  */
-async function sendSnapshotFile(
-  ctx: DownloadContext,
-  file: ArchiveName,
-  open: (ds: ReadonlyDatastore, dir: BackupDir, file: ArchiveName) => FileContent,
+export async function sendFromSnapshot(
+  ctx: RouteContext<{ store: string }, Parameters<typeof snapshotOf>[0], unknown, GroupAccess>,
+  detail: string,
+  open: (ds: ReadonlyDatastore, dir: BackupDir) => StreamedContent | Promise<StreamedContent>,
 ): Promise<unknown> {
   const { params, authId, access, server, reply } = ctx;
   const dir = snapshotOf(ctx.query);
   const handle = await server.datastores.lookupDatastore(params.store, 'read', {
     kind: 'download',
-    detail: `${dir}/${file.name}`,
+    detail: `${dir}/${detail}`,
     authId,
   });
-  let content: FileContent;
+  let content: StreamedContent;
   try {
     access.check(handle.datastore, dir.group);
-    content = open(handle.datastore, dir, file);
+    content = await open(handle.datastore, dir);
   } catch (err) {
     await handle.release();
     throw err;
@@ -80,13 +73,11 @@ async function sendSnapshotFile(
     void handle.release();
   };
   stream.once('close', release);
-  stream.once('error', (err) => ctx.request.log.error({ err, file: file.name }, 'download failed'));
+  stream.once('error', (err) => ctx.request.log.error({ err, file: detail }, 'download failed'));
   reply.raw.once('close', release);
-  void reply
-    .status(200)
-    .header('content-type', 'application/octet-stream')
-    .header('content-length', String(content.size))
-    .send(stream);
+  void reply.status(200).header('content-type', 'application/octet-stream');
+  if (content.size !== undefined) void reply.header('content-length', String(content.size));
+  void reply.send(stream);
   return reply;
 }
 
@@ -103,7 +94,7 @@ export const routes: AnyRoute[] = [
       'Datastore.Read, or Datastore.Backup on a group the caller owns.',
     handler: (ctx) => {
       const file = parseServerArchiveName(ctx.query['file-name'], 'file-name');
-      return sendSnapshotFile(ctx, file, (ds, dir, f) => ds.openSnapshotFile(dir, f));
+      return sendFromSnapshot(ctx, file.name, (ds, dir) => ds.openSnapshotFile(dir, file));
     },
   }),
   defineRoute({
@@ -119,7 +110,7 @@ export const routes: AnyRoute[] = [
       'encrypted files are refused. Datastore.Read, or Datastore.Backup on a group the caller owns.',
     handler: (ctx) => {
       const file = parseArchiveName(ctx.query['file-name'], 'file-name');
-      return sendSnapshotFile(ctx, file, (ds, dir, f) => ds.openDecodedSnapshotFile(dir, f));
+      return sendFromSnapshot(ctx, file.name, (ds, dir) => ds.openDecodedSnapshotFile(dir, file));
     },
   }),
   defineRoute({
