@@ -10,7 +10,9 @@ import { open } from 'node:fs/promises';
 import { once } from 'node:events';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
 import {
+  type ArchiveReadAt,
   type BackupManifest,
+  IndexReadAt,
   type ChunkIndexReader,
   decodeDynamicIndex,
   decodeFixedIndex,
@@ -89,12 +91,7 @@ export class BackupReader {
   async *chunks(archive: string, onProgress?: (p: RestoreProgress) => void): AsyncGenerator<Buffer> {
     const index = await this.index(archive);
     const progress: RestoreProgress = { bytes: 0, total: index.totalSize };
-    const fetchChunk = async (i: number): Promise<Buffer> => {
-      const digest = index.digest(i);
-      const { start, end } = index.chunkRange(i);
-      const blob = await this.session.request('GET', 'chunk', { digest: digest.toString('hex') });
-      return this.pool.decode(blob, { digest, size: end - start });
-    };
+    const fetchChunk = (i: number) => this.fetchChunk(index, i);
     const inFlight: Array<Promise<Buffer>> = [];
     let next = 0;
     const fill = () => {
@@ -112,6 +109,23 @@ export class BackupReader {
       onProgress?.(progress);
       yield data;
     }
+  }
+
+  /**
+   * Random access to an archive (catalog listings, single files of a pxar archive): only the
+   * chunks the reads touch are fetched.
+   */
+  async readAt(archive: string): Promise<ArchiveReadAt> {
+    const index = await this.index(archive);
+    return new IndexReadAt(index, (i) => this.fetchChunk(index, i));
+  }
+
+  /** The i-th chunk of `index`, decoded and checked against its digest and size. */
+  private async fetchChunk(index: ChunkIndexReader, i: number): Promise<Buffer> {
+    const digest = index.digest(i);
+    const { start, end } = index.chunkRange(i);
+    const blob = await this.session.request('GET', 'chunk', { digest: digest.toString('hex') });
+    return this.pool.decode(blob, { digest, size: end - start });
   }
 
   /** Write an archive's plaintext to a file (an image restore). */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatRepository, parseRepository, repositoryFromEnv } from '../../src/cli/client/repository.js';
 import { parseBackupSpec } from '../../src/cli/client/backup-command.js';
-import { parseSnapshotSpec } from '../../src/cli/client/restore-command.js';
+import { parseSnapshotSpec } from '../../src/cli/client/snapshot-reader.js';
 
 test('repository specs are read as PBS writes them', () => {
   assert.deepEqual(parseRepository('local'), {

@@ -1,11 +1,12 @@
 /**
- * `stowage-client`: backup, restore, snapshots, list, status, login. Errors are printed as
+ * `stowage-client`: backup, restore, catalog, snapshots, list, status, login. Errors are printed as
  * `error: <message>` and mapped to exit codes in one place (src/cli/exit-codes.ts): a datastore
  * in maintenance exits with EXIT.MAINTENANCE, so scripts can retry later.
  */
 import { Command, CommanderError } from 'commander';
 import { failAndExit, EXIT } from '../exit-codes.js';
 import { registerBackupCommand } from './backup-command.js';
+import { registerCatalogCommand } from './catalog-command.js';
 import { registerInfoCommands } from './info-commands.js';
 import { registerRestoreCommand } from './restore-command.js';
 
@@ -19,6 +20,7 @@ export function buildClientCli(): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerBackupCommand(program);
   registerRestoreCommand(program);
+  registerCatalogCommand(program);
   registerInfoCommands(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

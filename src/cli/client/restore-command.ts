@@ -8,71 +8,11 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BadRequestError, ERR_RESTORE_TARGET_EXISTS, NotFoundError } from '../../errors.js';
-import {
-  backupTimeFromString,
-  parseBackupType,
-  validateBackupId,
-  type BackupType,
-} from '../../api-types/names.js';
-import { ApiClient } from '../../client/connection.js';
-import { BackupReader } from '../../client/backup-reader.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { extractTar } from '../../client/tar-archive.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
-import { openClientSession, type ClientSession } from './session.js';
-
-export interface SnapshotSpec {
-  backupType: BackupType;
-  backupId: string;
-  /** Undefined: the latest finished snapshot of the group. */
-  backupTime?: number;
-}
-
-export function parseSnapshotSpec(spec: string): SnapshotSpec {
-  const parts = spec.split('/');
-  if (parts.length !== 2 && parts.length !== 3) {
-    throw new BadRequestError(
-      `unable to parse snapshot '${spec}' (expected type/id/YYYY-MM-DDTHH:MM:SSZ or type/id)`,
-    );
-  }
-  return {
-    backupType: parseBackupType(parts[0], 'snapshot'),
-    backupId: validateBackupId(parts[1], 'snapshot'),
-    backupTime: parts[2] === undefined ? undefined : backupTimeFromString(parts[2], 'snapshot'),
-  };
-}
-
-interface SnapshotListItem {
-  'backup-type': string;
-  'backup-id': string;
-  'backup-time': number;
-  files?: Array<{ filename: string; size?: number } | string>;
-  size?: number;
-  protected?: boolean;
-  verification?: { state?: string };
-}
-
-/** The latest snapshot of a group that has a manifest (a finished backup). */
-async function latestSnapshot(
-  session: ClientSession,
-  api: ApiClient,
-  spec: SnapshotSpec,
-  ns?: string,
-): Promise<number> {
-  const list = await api.call<SnapshotListItem[]>('GET', `/admin/datastore/${session.repo.store}/snapshots`, {
-    ns,
-    'backup-type': spec.backupType,
-    'backup-id': spec.backupId,
-  });
-  const finished = list
-    .filter((s) =>
-      (s.files ?? []).some((f) => (typeof f === 'string' ? f : f.filename) === 'index.json.blob'),
-    )
-    .sort((a, b) => a['backup-time'] - b['backup-time']);
-  const last = finished.at(-1);
-  if (!last) throw new NotFoundError(`group ${spec.backupType}/${spec.backupId} has no finished snapshot`);
-  return last['backup-time'];
-}
+import { openClientSession } from './session.js';
+import { parseSnapshotSpec, withSnapshotReader } from './snapshot-reader.js';
 
 function resolveArchive(files: string[], name: string): string {
   if (files.includes(name)) return name;
@@ -124,23 +64,8 @@ export function registerRestoreCommand(program: Command): void {
         const started = Date.now();
         try {
           const bytes = await session.withAuth(async (credentials) =>
-            restoreNeverOverwrites(async () => {
-              const api = new ApiClient(session.target, session.policy, credentials);
-              const backupTime = spec.backupTime ?? (await latestSnapshot(session, api, spec, opts.ns));
-              const reader = await BackupReader.open(
-                {
-                  target: session.target,
-                  policy: session.policy,
-                  credentials,
-                  store: session.repo.store,
-                  ns: opts.ns,
-                  backupType: spec.backupType,
-                  backupId: spec.backupId,
-                  backupTime,
-                },
-                pool,
-              );
-              try {
+            restoreNeverOverwrites(() =>
+              withSnapshotReader(session, credentials, spec, opts.ns, pool, async (reader) => {
                 const manifest = await reader.manifest();
                 const archive = resolveArchive(
                   manifest.files.map((f) => f.filename),
@@ -182,10 +107,8 @@ export function registerRestoreCommand(program: Command): void {
                 } finally {
                   progress.stop();
                 }
-              } finally {
-                await reader.close();
-              }
-            }),
+              }),
+            ),
           );
           const ms = Date.now() - started;
           process.stderr.write(
