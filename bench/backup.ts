@@ -1,6 +1,7 @@
 /**
  * Backup throughput against peers:
  *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
+ *                                     [--pxar]
  *                                     [--profile DIR]
  *
  * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
@@ -11,6 +12,9 @@
  *   nightly case: only that file should be read), and a full restore of the first snapshot.
  * - `small` (`--files`, default 100 000; 0 skips it): that many files of 0.1 to 2 KB in a tree four
  *   directories deep. Steps: first backup, unchanged second backup, restore.
+ *
+ * `--pxar` also runs Stowage with the trees archived as pxar (`data.pxar:DIR`, with a catalog)
+ * and prints pxar's time over tar's per step.
  *
  * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
  * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
@@ -193,7 +197,13 @@ interface ToolSession {
   close(): void | Promise<void>;
 }
 
-async function stowageSession(data: string, work: string, run: Runner, tag: string): Promise<ToolSession> {
+async function stowageSession(
+  data: string,
+  work: string,
+  run: Runner,
+  tag: string,
+  format: 'tar' | 'pxar',
+): Promise<ToolSession> {
   const server = await startServer(join(work, 'server'), run, {
     password: PASSWORD,
     profile: profileDir && join(profileDir, `${tag}-server`),
@@ -212,7 +222,15 @@ async function stowageSession(data: string, work: string, run: Runner, tag: stri
   const backup = (step: Step, time: number) =>
     timed(
       process.execPath,
-      [...client(step), 'backup', `data.tar:${data}`, '--backup-id', 'bench', '--backup-time', String(time)],
+      [
+        ...client(step),
+        'backup',
+        `data.${format}:${data}`,
+        '--backup-id',
+        'bench',
+        '--backup-time',
+        String(time),
+      ],
       env,
       undefined,
       server.pid,
@@ -224,7 +242,7 @@ async function stowageSession(data: string, work: string, run: Runner, tag: stri
     restore: (target) =>
       timed(
         process.execPath,
-        [...client('restore'), 'restore', 'host/bench/2023-11-14T22:13:20Z', 'data.tar', target],
+        [...client('restore'), 'restore', 'host/bench/2023-11-14T22:13:20Z', `data.${format}`, target],
         env,
         undefined,
         server.pid,
@@ -280,9 +298,10 @@ function borgSession(data: string, work: string): ToolSession {
 }
 
 type Step = 'first' | 'second' | 'changed' | 'restore';
-type Tool = 'stowage' | 'restic' | 'borg';
+type Tool = 'stowage' | 'stowage-pxar' | 'restic' | 'borg';
 
-const tools: Tool[] = ['stowage'];
+/** `stowage` archives trees as tar (tree cache, partial reuse); `--pxar` adds the pxar format. */
+const tools: Tool[] = ['stowage', ...(args.includes('--pxar') ? (['stowage-pxar'] as const) : [])];
 for (const tool of ['restic', 'borg'] as const) {
   if (spawnSync('which', [tool]).status === 0) tools.push(tool);
   else
@@ -311,7 +330,7 @@ async function benchDataset(
   const record = (step: Step, tool: Tool, m: Measure) => {
     ((results[step] ??= {})[tool] ??= []).push(m);
     process.stderr.write(
-      `  ${name} run ${step.padEnd(7)} ${tool.padEnd(7)} ${m.secs.toFixed(2)} s  (CPU ${m.cpuSecs.toFixed(2)} s)\n`,
+      `  ${name} run ${step.padEnd(7)} ${tool.padEnd(12)} ${m.secs.toFixed(2)} s  (CPU ${m.cpuSecs.toFixed(2)} s)\n`,
     );
   };
   for (let r = 0; r < runs; r++) {
@@ -323,8 +342,14 @@ async function benchDataset(
       mkdirSync(dir(tool), { recursive: true });
       sessions.set(
         tool,
-        tool === 'stowage'
-          ? await stowageSession(data, dir(tool), run, `${name}-${r}`)
+        tool === 'stowage' || tool === 'stowage-pxar'
+          ? await stowageSession(
+              data,
+              dir(tool),
+              run,
+              `${name}-${tool}-${r}`,
+              tool === 'stowage' ? 'tar' : 'pxar',
+            )
           : tool === 'restic'
             ? resticSession(data, dir(tool))
             : borgSession(data, dir(tool)),
@@ -356,7 +381,7 @@ function report(name: string, bytes: number, files: number, results: Results): v
   const out = (s: string) => process.stdout.write(s + '\n');
   out(`\n== ${name}: ${(bytes / 1e6).toFixed(1)} MB, ${files} files, ${runs} run(s), median first`);
   out(
-    `${'step'.padEnd(8)} ${'tool'.padEnd(8)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS'.padStart(9)}  runs (s)`,
+    `${'step'.padEnd(8)} ${'tool'.padEnd(13)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS'.padStart(9)}  runs (s)`,
   );
   for (const [step, byTool] of Object.entries(results) as Array<[Step, Partial<Record<Tool, Measure[]>>]>) {
     for (const tool of tools) {
@@ -366,14 +391,14 @@ function report(name: string, bytes: number, files: number, results: Results): v
       const rss = Math.max(...ms.map((m) => m.rssKb));
       const cpu = median(ms.map((m) => m.cpuSecs));
       out(
-        `${step.padEnd(8)} ${tool.padEnd(8)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${cpu.toFixed(2).padStart(7)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
+        `${step.padEnd(8)} ${tool.padEnd(13)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${cpu.toFixed(2).padStart(7)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
       );
     }
     const s = byTool.stowage;
     if (!s) continue;
     const sm = median(s.map((m) => m.secs));
     const ratios = tools
-      .filter((t) => t !== 'stowage' && byTool[t])
+      .filter((t) => t !== 'stowage' && t !== 'stowage-pxar' && byTool[t])
       .map((t) => {
         const pm = median(byTool[t]!.map((m) => m.secs));
         const perRun = byTool[t]!.map((m, i) => (m.secs / s[i]!.secs).toFixed(2)).join('/');
@@ -382,6 +407,11 @@ function report(name: string, bytes: number, files: number, results: Results): v
     out(
       `${''.padEnd(8)} stowage vs ${ratios.join(', ')}  (peer time / stowage time: above 1 = stowage faster)`,
     );
+    const p = byTool['stowage-pxar'];
+    if (p)
+      out(
+        `${''.padEnd(8)} pxar / tar time ${(median(p.map((m) => m.secs)) / sm).toFixed(2)} (runs ${p.map((m, i) => (m.secs / s[i]!.secs).toFixed(2)).join('/')}; at most 1.10 is the goal)`,
+      );
   }
 }
 
