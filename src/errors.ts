@@ -290,6 +290,12 @@ export const ERR_RESTORE_TARGET_EXISTS = createError(
   (path: string) =>
     `'${path}' already exists: restore never overwrites a file - move it away or restore elsewhere`,
 );
+export const ERR_PREVIOUS_SNAPSHOT_CHANGED = createError(
+  'ERR_PREVIOUS_SNAPSHOT_CHANGED',
+  'CONFLICT',
+  (archive: string) =>
+    `the previous snapshot's '${archive}' changed during the backup (pruned or replaced?): run the backup again`,
+);
 export const ERR_DRAIN_TIMEOUT = createError(
   'ERR_DRAIN_TIMEOUT',
   'TIMEOUT',

@@ -335,12 +335,16 @@ async function* walk(
   yield* visit(stack[0]!);
 }
 
-/** Bytes and entries a `tarDirectory` of `root` will cover (for progress bars and ETA). */
+/**
+ * Bytes and entries a `tarDirectory` of `root` will cover (for progress bars and ETA), and the
+ * walk's fingerprint (`onFingerprint`; with nanosecond mtimes under `subsecondMtimes`, what a
+ * pxar archive of the tree depends on).
+ */
 export async function measureTree(root: string, opts: TarSourceOptions = {}): Promise<TreeSize> {
   const exclude = compileExcludes(opts.exclude ?? []);
   const size: TreeSize = { files: 0, dirs: 0, bytes: 0 };
   const fp = new FingerprintBuilder(opts.clock ?? Date.now);
-  for await (const e of walk(root, exclude, () => fp.spoil())) {
+  for await (const e of walk(root, exclude, () => fp.spoil(), opts.subsecondMtimes === true)) {
     fp.add(e);
     if (e.st.isDirectory()) size.dirs++;
     else if (e.st.isFile()) {

@@ -44,6 +44,8 @@ export interface TreeCacheKey {
   chunkSize: number;
   /** Sub-second mtimes in pax headers (`TarSourceOptions.subsecondMtimes`). */
   subsecondMtimes?: boolean;
+  /** pxar archives and their catalog: the encoder's layout version (backup-command.ts). */
+  pxarLayout?: number;
 }
 
 export interface TreeCacheEntry {

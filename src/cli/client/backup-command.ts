@@ -8,12 +8,13 @@
  * or block device, `NAME.img.fidx`), or `NAME.conf:FILE` / `NAME.log:FILE` (a small file as
  * `NAME.conf.blob`).
  */
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BadRequestError, NotFoundError } from '../../errors.js';
+import { BadRequestError, ERR_PREVIOUS_SNAPSHOT_CHANGED, NotFoundError } from '../../errors.js';
 import {
   parseBackupType,
   validateBackupEpoch,
@@ -25,7 +26,13 @@ import { BackupWriter, type TransferStats } from '../../client/backup-writer.js'
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, validateChunkSize } from '../../client/chunker.js';
 import { pxarStream } from '../../client/pxar-backup.js';
-import { compileExcludes, planTree, type TreeFingerprint, type TreePlan } from '../../client/tar-archive.js';
+import {
+  compileExcludes,
+  measureTree,
+  planTree,
+  type TreeFingerprint,
+  type TreePlan,
+} from '../../client/tar-archive.js';
 import { CatalogWriter } from '../../pxar/index.js';
 import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
@@ -104,6 +111,8 @@ interface ArchivePlan extends BackupSpec {
   size: number;
   /** For trees: the walk, with every entry's header and metadata key (read later, once). */
   tree?: TreePlan;
+  /** For pxar trees (with the tree cache): the metadata walk's fingerprint, nanosecond mtimes. */
+  fingerprint?: TreeFingerprint;
 }
 
 /** `$XDG_CACHE_HOME/stowage/tree-cache`, or `~/.cache/stowage/tree-cache`. */
@@ -116,6 +125,7 @@ async function plan(
   specs: BackupSpec[],
   exclude: string[],
   subsecondMtimes: boolean,
+  treeCache: boolean,
 ): Promise<ArchivePlan[]> {
   const seen = new Set<string>();
   const out: ArchivePlan[] = [];
@@ -127,8 +137,16 @@ async function plan(
     if (s.kind === 'pxar') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.pxar: wants a directory)`);
-      // Walked once, while it is archived: the size is known at the end (progress shows bytes).
-      out.push({ ...s, size: 0 });
+      // The size is known once archived (progress shows bytes). With the tree cache, a metadata
+      // walk first: an unchanged tree's archive and catalog are the previous snapshot's.
+      let fingerprint: TreeFingerprint | undefined;
+      if (treeCache)
+        await measureTree(s.path, {
+          exclude,
+          subsecondMtimes: true,
+          onFingerprint: (f) => (fingerprint = f),
+        });
+      out.push({ ...s, size: 0, fingerprint });
     } else if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
@@ -143,6 +161,36 @@ async function plan(
       if (!st.isFile()) throw new BadRequestError(`'${s.path}' is not a file`);
       out.push({ ...s, size: st.size });
     }
+  }
+  return out;
+}
+
+/**
+ * Bumped whenever the pxar archive of a given tree changes (encoder layout, catalog): tree cache
+ * entries of earlier layouts are then never matched.
+ */
+const PXAR_LAYOUT = 1;
+
+/**
+ * When every item's fingerprint is usable and equal to its tree cache entry's, and the previous
+ * snapshot holds exactly the indexes those entries name, what to reuse per archive; else
+ * undefined (then every pxar tree is encoded).
+ */
+async function unchangedPxarTrees(
+  writer: BackupWriter,
+  items: Array<{ key: TreeCacheKey; archive: string; fp?: TreeFingerprint }>,
+  cache: TreeCache,
+): Promise<Map<string, { csum: string; size: number }> | undefined> {
+  const out = new Map<string, { csum: string; size: number }>();
+  for (const { key, archive, fp } of items) {
+    const cached = fp?.usable ? cache.lookup(key) : undefined;
+    if (!cached || cached.fingerprint !== fp!.digest) return undefined;
+    out.set(archive, { csum: cached.csum, size: cached.size });
+  }
+  const previous = await writer.previousManifest();
+  for (const [archive, want] of out) {
+    const f = previous?.files.find((p) => p.filename === archive);
+    if (!f || f.csum !== want.csum || f.size !== want.size) return undefined;
   }
   return out;
 }
@@ -195,7 +243,7 @@ export function registerBackupCommand(program: Command): void {
       );
       const chunkSize =
         opts.chunkSize === undefined ? undefined : validateChunkSize(Number(opts.chunkSize) * 1024);
-      const archives = await plan(specs, opts.exclude, opts.subsecondMtimes === true);
+      const archives = await plan(specs, opts.exclude, opts.subsecondMtimes === true, opts.treeCache);
       const json = opts.outputFormat === 'json';
       if (opts.dryRun) {
         for (const a of archives)
@@ -217,10 +265,21 @@ export function registerBackupCommand(program: Command): void {
         exclude: opts.exclude,
         chunkSize: chunkSize ?? DEFAULT_CHUNK_SIZE,
         // Only when set: the keys (and cache entries) of backups without it stay as they were.
-        ...(opts.subsecondMtimes && { subsecondMtimes: true }),
+        ...(opts.subsecondMtimes && a.kind === 'tree' && { subsecondMtimes: true }),
+        ...(a.kind === 'pxar' && { pxarLayout: PXAR_LAYOUT }),
       });
+      const pxarArchives = archives.filter((a) => a.kind === 'pxar');
+      /** The catalog depends on every pxar tree of the snapshot: its key names them all. */
+      const catalogKey = (): TreeCacheKey => ({
+        ...cacheKey({ kind: 'pxar', archive: CATALOG_ARCHIVE_NAME, path: '', size: 0 }),
+        root: JSON.stringify(pxarArchives.map((a) => [a.archive, a.path])),
+      });
+      const catalogFingerprint = () =>
+        createHash('sha256')
+          .update(JSON.stringify(pxarArchives.map((a) => a.fingerprint?.digest ?? '')))
+          .digest('hex');
       /** Cache entries to write once the snapshot is finished. */
-      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string; tree: TreePlan }> = [];
+      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string; tree?: TreePlan }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
       try {
@@ -249,8 +308,37 @@ export function registerBackupCommand(program: Command): void {
             process.stderr.write(
               `Starting backup: ${opts.ns ? `[${opts.ns}]:` : ''}${backupType}/${backupId}/${new Date(backupTime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}\n`,
             );
+            /**
+             * pxar trees whose metadata is unchanged since the last backup (every one of them, and
+             * the catalog made with them): their archives and the catalog are the previous
+             * snapshot's indexes, appended by digest without reading a file. One changed tree
+             * means encoding them all, since the catalog covers them all.
+             */
+            const pxarReused =
+              opts.treeCache && pxarArchives.length > 0
+                ? await unchangedPxarTrees(
+                    writer,
+                    [
+                      ...pxarArchives.map((a) => ({
+                        key: cacheKey(a),
+                        archive: a.archive,
+                        fp: a.fingerprint,
+                      })),
+                      {
+                        key: catalogKey(),
+                        archive: CATALOG_ARCHIVE_NAME,
+                        fp: pxarArchives.every((a) => a.fingerprint?.usable)
+                          ? { digest: catalogFingerprint(), entries: 0, usable: true }
+                          : undefined,
+                      },
+                    ],
+                    cache,
+                  )
+                : undefined;
+            /** Warnings while archiving pxar trees: what was archived may not match the walk. */
+            let pxarWarned = false;
             /** The snapshot's file catalog, when it has pxar archives (PBS: `catalog.pcat1.didx`). */
-            const catalog = archives.some((a) => a.kind === 'pxar') ? new CatalogWriter() : undefined;
+            const catalog = pxarArchives.length > 0 && !pxarReused ? new CatalogWriter() : undefined;
             const perArchive: Array<{
               archive: string;
               stats?: TransferStats;
@@ -268,11 +356,22 @@ export function registerBackupCommand(program: Command): void {
                 progress.update({ bytes: s.bytes, newBytes: s.newBytes, reusedBytes: s.reusedBytes });
               try {
                 if (a.kind === 'pxar') {
+                  const cached = pxarReused?.get(a.archive);
+                  if (cached) {
+                    const stats = await writer.reuseStream(a.archive, cached, { onProgress });
+                    if (!stats) throw ERR_PREVIOUS_SNAPSHOT_CHANGED(a.archive);
+                    onProgress(stats);
+                    perArchive.push({ archive: a.archive, stats, size: stats.bytes, 'index-reused': true });
+                    continue;
+                  }
                   const pxar = pxarStream(a.path, {
                     archive: a.archive,
                     exclude: opts.exclude.length > 0 ? compileExcludes(opts.exclude) : undefined,
                     catalog,
-                    onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+                    onWarning: (m) => {
+                      pxarWarned = true;
+                      process.stderr.write(`warning: ${m}\n`);
+                    },
                   });
                   const stats = await writer.uploadStream(a.archive, pxar.bytes, { onProgress, chunkSize });
                   await pxar.done;
@@ -318,11 +417,30 @@ export function registerBackupCommand(program: Command): void {
                 progress.stop();
               }
             }
-            if (catalog) {
+            const reusedCatalog = pxarReused?.get(CATALOG_ARCHIVE_NAME);
+            if (reusedCatalog) {
+              if (!(await writer.reuseStream(CATALOG_ARCHIVE_NAME, reusedCatalog)))
+                throw ERR_PREVIOUS_SNAPSHOT_CHANGED(CATALOG_ARCHIVE_NAME);
+            } else if (catalog) {
               // After the archives, as PBS's client: it records what was archived, nothing else.
               await writer.uploadStream(CATALOG_ARCHIVE_NAME, Readable.from([catalog.finish()]), {
                 chunkSize,
               });
+              if (opts.treeCache) {
+                // What the next backup may reuse: every pxar tree and the catalog, or nothing.
+                const usable = !pxarWarned && pxarArchives.every((a) => a.fingerprint?.usable);
+                for (const a of pxarArchives)
+                  toCache.push({
+                    key: cacheKey(a),
+                    fingerprint: usable ? a.fingerprint!.digest : '',
+                    archive: a.archive,
+                  });
+                toCache.push({
+                  key: catalogKey(),
+                  fingerprint: usable ? catalogFingerprint() : '',
+                  archive: CATALOG_ARCHIVE_NAME,
+                });
+              }
             }
             await writer.finish();
             // Only a finished snapshot can be the next backup's base.
@@ -334,7 +452,7 @@ export function registerBackupCommand(program: Command): void {
                   fingerprint: c.fingerprint,
                   csum: file.csum,
                   size: file.size,
-                  entries: encodeEntries(c.tree.entries),
+                  ...(c.tree && { entries: encodeEntries(c.tree.entries) }),
                 });
               } catch (err) {
                 process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);

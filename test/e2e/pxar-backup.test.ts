@@ -1,0 +1,121 @@
+/**
+ * `stowage-client backup root.pxar:DIR` end to end: a pxar archive and its catalog; an unchanged
+ * tree's next backup reads no file (its archive and catalog are the previous snapshot's indexes,
+ * the same ones a full encode gives); a changed tree is encoded again.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeBlob } from '../../src/datastore/data-blob.js';
+import { RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
+import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
+
+let srv: E2eServer;
+let src: string;
+
+interface Summary {
+  bytes: number;
+  uploadedBytes: number;
+  cachedBytes: number;
+  archives: Array<{ archive: string; 'index-reused'?: boolean }>;
+}
+
+const age = () => new Promise((r) => setTimeout(r, RACY_MARGIN_MS + 200));
+const iso = (time: number) => new Date(time * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+before(async () => {
+  srv = await startE2eServer('stowage-e2e-pxar-backup-');
+  src = join(srv.root, 'src');
+  mkdirSync(join(src, 'a', 'b'), { recursive: true });
+  for (let i = 0; i < 20; i++) writeFileSync(join(src, 'a', `f${i}.txt`), `file ${i}\n`.repeat(i * 50));
+  writeFileSync(join(src, 'a', 'b', 'big.bin'), randomBytes(2 * 1024 * 1024));
+  await age();
+});
+
+after(async () => {
+  await srv?.stop();
+});
+
+async function backup(time: number, extra: string[] = []): Promise<Summary> {
+  const res = await runClient(
+    [
+      'backup',
+      `root.pxar:${src}`,
+      '--backup-id',
+      'px',
+      '--backup-time',
+      String(time),
+      '--output-format',
+      'json',
+      ...extra,
+    ],
+    srv.env,
+  );
+  assert.equal(res.code, 0, res.stderr);
+  return JSON.parse(res.stdout) as Summary;
+}
+
+/** The manifest's checksums of the snapshot's files, read from the datastore. */
+function csums(time: number): Record<string, string> {
+  const raw = readFileSync(join(srv.storePath, 'host', 'px', iso(time), 'index.json.blob'));
+  const manifest = JSON.parse(decodeBlob(raw).toString()) as {
+    files: Array<{ filename: string; csum: string }>;
+  };
+  return Object.fromEntries(manifest.files.map((f) => [f.filename, f.csum]));
+}
+
+test('an unchanged tree is not read again; its archive and catalog are the indexes a full encode gives', async () => {
+  const first = await backup(1_700_000_000);
+  assert.equal(first.cachedBytes, 0);
+  assert.deepEqual(
+    first.archives.map((a) => a.archive),
+    ['root.pxar.didx'],
+  );
+  const one = csums(1_700_000_000);
+  assert.ok(one['catalog.pcat1.didx'], 'the catalog is in the manifest');
+
+  const second = await backup(1_700_000_100);
+  assert.equal(second.archives[0]!['index-reused'], true);
+  assert.equal(second.uploadedBytes, 0);
+  assert.equal(second.cachedBytes, second.bytes, 'no byte of the archive was read');
+  assert.deepEqual(csums(1_700_000_100), one);
+
+  // without the cache the tree is read and encoded again: the very same indexes
+  const full = await backup(1_700_000_200, ['--no-tree-cache']);
+  assert.equal(full.cachedBytes, 0);
+  assert.deepEqual(csums(1_700_000_200), one);
+});
+
+test('a changed file means the tree is encoded again, and the catalog shows the change', async () => {
+  writeFileSync(join(src, 'a', 'f3.txt'), 'changed\n');
+  await age();
+  const changed = await backup(1_700_000_300);
+  assert.equal(changed.cachedBytes, 0);
+  assert.ok(!changed.archives[0]!['index-reused']);
+  const before = csums(1_700_000_200);
+  const after = csums(1_700_000_300);
+  assert.notEqual(after['root.pxar.didx'], before['root.pxar.didx']);
+  assert.notEqual(after['catalog.pcat1.didx'], before['catalog.pcat1.didx']);
+  const find = await runClient(
+    ['catalog', 'find', `host/px/${iso(1_700_000_300)}`, 'f3.txt', '--output-format', 'json'],
+    srv.env,
+  );
+  assert.equal((JSON.parse(find.stdout) as Array<{ size: number }>)[0]!.size, 8);
+
+  // the next unchanged backup reuses the new state
+  const again = await backup(1_700_000_400);
+  assert.equal(again.archives[0]!['index-reused'], true);
+  assert.deepEqual(csums(1_700_000_400), after);
+});
+
+test('a file written within the racy margin is never trusted: the next backup reads the tree', async () => {
+  writeFileSync(join(src, 'a', 'fresh.txt'), 'new\n');
+  const racy = await backup(1_700_000_500);
+  assert.equal(racy.cachedBytes, 0);
+  await age();
+  const next = await backup(1_700_000_600);
+  assert.equal(next.cachedBytes, 0, 'the racy walk left no reusable entry');
+  assert.deepEqual(csums(1_700_000_600), csums(1_700_000_500));
+});
