@@ -1,0 +1,144 @@
+/**
+ * pxar archives that Stowage's client did not write: the hand-built archives of
+ * test/pxar/pbs-fixtures.ts (made byte by byte from PBS's documented format, standing for
+ * proxmox-backup-client and third-party PBS clients: a format-1 archive with a legacy entry,
+ * xattrs, ACLs, a hard link and a symlink; a split format-2 `.mpxar` + `.ppxar` pair) are
+ * uploaded through the backup protocol as those clients do, without a catalog, and are browsed
+ * and downloaded through the API from their goodbye tables.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
+import { BackupWriter } from '../../src/client/backup-writer.js';
+import { ChunkPool } from '../../src/client/chunk-pool.js';
+import { buildFixture, buildSplitFixture } from '../pxar/pbs-fixtures.js';
+import { loginApi, startE2eServer, type E2eServer } from './backup-helpers.js';
+
+let srv: E2eServer;
+let ticket: string;
+const TIME = 1_700_000_000;
+const snap = (id: string) => `backup-type=host&backup-id=${id}&backup-time=${TIME}`;
+
+function get(path: string): Promise<{ status: number; body: Buffer }> {
+  const url = new URL(`https://${srv.host}:${srv.port}/api2/json${path}`);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        headers: { cookie: `PBSAuthCookie=${encodeURIComponent(ticket)}` },
+        rejectUnauthorized: false,
+        agent: false,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(parts) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const b64 = (p: string) => Buffer.from(p).toString('base64');
+
+/** Upload `archives` (name → archive bytes) as a snapshot of `host/ID`, as a PBS client does. */
+async function uploadSnapshot(id: string, archives: Record<string, Buffer>): Promise<void> {
+  const api = await loginApi(srv);
+  const pool = new ChunkPool();
+  try {
+    const writer = await BackupWriter.start(
+      {
+        target: { host: srv.host, port: srv.port },
+        policy: { fingerprint: srv.fingerprint },
+        credentials: api.credentials,
+        store: 'local',
+        backupType: 'host',
+        backupId: id,
+        backupTime: TIME,
+      },
+      pool,
+    );
+    for (const [name, bytes] of Object.entries(archives))
+      await writer.uploadStream(name, Readable.from([bytes]), { chunkSize: 64 * 1024 });
+    await writer.finish();
+  } finally {
+    await pool.close();
+  }
+}
+
+before(async () => {
+  srv = await startE2eServer('stowage-e2e-pxar-3rd-');
+  ticket = await rootTicket();
+  await uploadSnapshot('pbs-v1', { 'root.pxar.didx': buildFixture() });
+  const split = buildSplitFixture();
+  await uploadSnapshot('pbs-split', { 'root.mpxar.didx': split.meta, 'root.ppxar.didx': split.payload });
+});
+
+async function rootTicket(): Promise<string> {
+  const api = await loginApi(srv);
+  const creds = api.credentials!;
+  return creds.kind === 'ticket' ? creds.ticket : '';
+}
+
+after(async () => {
+  await srv?.stop();
+});
+
+interface Entry {
+  filepath: string;
+  text: string;
+  type: string;
+  size?: number;
+  mtime?: number;
+}
+
+test("a PBS client's format-1 archive is listed from its goodbye tables and its files download", async () => {
+  const res = await get(
+    `/admin/datastore/local/catalog?${snap('pbs-v1')}&filepath=${b64('/')}&archive-name=root.pxar`,
+  );
+  assert.equal(res.status, 200, res.body.toString());
+  const entries = (JSON.parse(res.body.toString()) as { data: Entry[] }).data;
+  assert.deepEqual(
+    entries.map((e) => [Buffer.from(e.filepath, 'base64').toString(), e.type, e.size, e.mtime]),
+    [
+      ['/a.txt', 'f', 15, 1_600_000_000],
+      ['/dir', 'd', undefined, undefined],
+      ['/hl', 'h', undefined, undefined],
+      ['/sym', 'l', undefined, undefined],
+    ],
+  );
+  const file = await get(
+    `/admin/datastore/local/pxar-file-download?${snap('pbs-v1')}&filepath=${b64('root.pxar.didx/a.txt')}`,
+  );
+  assert.equal(file.body.toString(), 'hello from pbs\n');
+  const link = await get(
+    `/admin/datastore/local/pxar-file-download?${snap('pbs-v1')}&filepath=${b64('root.pxar.didx/hl')}`,
+  );
+  assert.equal(link.body.toString(), 'hello from pbs\n', 'the hard link names a.txt');
+  const noCatalog = await get(`/admin/datastore/local/catalog?${snap('pbs-v1')}&filepath=root`);
+  assert.equal(noCatalog.status, 404, 'without archive-name the catalog is needed, and there is none');
+  assert.match(noCatalog.body.toString(), /catalog\.pcat1\.didx/);
+});
+
+test('a split archive (.mpxar + .ppxar) is listed and its files are read from the payload stream', async () => {
+  const res = await get(
+    `/admin/datastore/local/catalog?${snap('pbs-split')}&filepath=root&archive-name=root.mpxar.didx`,
+  );
+  assert.equal(res.status, 200, res.body.toString());
+  const entries = (JSON.parse(res.body.toString()) as { data: Entry[] }).data;
+  assert.deepEqual(
+    entries.map((e) => [e.text, e.size]),
+    [
+      ['f', 3],
+      ['g', 4],
+    ],
+  );
+  const g = await get(
+    `/admin/datastore/local/pxar-file-download?${snap('pbs-split')}&filepath=${b64('root.mpxar.didx/g')}`,
+  );
+  assert.equal(g.status, 200, g.body.toString());
+  assert.equal(g.body.toString(), 'defg');
+});
