@@ -13,11 +13,11 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import yauzl from 'yauzl';
 import { decompress } from 'zstd-napi';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
+import { unzip } from '../helpers/unzip.js';
 import { loginApi, runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
 
 let srv: E2eServer;
@@ -230,34 +230,6 @@ test('a file, a hard link and a big file come back byte for byte, parameters in 
   assert.equal(none.status, 400);
   assert.match(json(none).message ?? '', /filepath|backup-type/);
 });
-
-function unzip(buf: Buffer): Promise<Map<string, { data: Buffer; mode: number }>> {
-  return new Promise((resolve, reject) => {
-    yauzl.fromBuffer(buf, { lazyEntries: true }, (err, zip) => {
-      if (err) return reject(err);
-      const out = new Map<string, { data: Buffer; mode: number }>();
-      zip.on('entry', (e: yauzl.Entry) => {
-        const mode = (e.externalFileAttributes >>> 16) & 0xffff;
-        if (e.fileName.endsWith('/')) {
-          out.set(e.fileName, { data: Buffer.alloc(0), mode });
-          return zip.readEntry();
-        }
-        zip.openReadStream(e, (err2, s) => {
-          if (err2) return reject(err2);
-          const parts: Buffer[] = [];
-          s.on('data', (d: Buffer) => parts.push(d));
-          s.on('end', () => {
-            out.set(e.fileName, { data: Buffer.concat(parts), mode });
-            zip.readEntry();
-          });
-        });
-      });
-      zip.on('end', () => resolve(out));
-      zip.on('error', reject);
-      zip.readEntry();
-    });
-  });
-}
 
 test('a folder downloads as a zip holding the folder, its files with their modes, and symlinks as links', async () => {
   const res = await download(b64('root.pxar.didx/etc'));

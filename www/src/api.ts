@@ -162,5 +162,13 @@ export const api = {
   delete: <T>(path: string, params?: Params) => request<T>('DELETE', path + query(params)),
 };
 
+/**
+ * The URL of a GET for the browser itself to load, such as a download: the ticket cookie goes
+ * with it (same origin), and a GET needs no CSRF token.
+ */
+export function apiUrl(path: string, params?: Params): string {
+  return API + path + query(params);
+}
+
 /** Path segment for a datastore (or other) name. */
 export const seg = (s: string) => encodeURIComponent(s);

@@ -88,12 +88,15 @@ export function Modal({
   children,
   footer,
   labelId,
+  wide,
 }: {
   title: string;
   onClose: () => void;
   children: ComponentChildren;
   footer?: ComponentChildren;
   labelId: string;
+  /** For tables with several columns, such as the file browser. */
+  wide?: boolean;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
   useEffect(() => {
@@ -108,7 +111,7 @@ export function Modal({
   }, [onClose]);
   return (
     <dialog ref={ref} aria-labelledby={labelId}>
-      <article>
+      <article class={wide ? 'wide' : undefined}>
         <header>
           <button type="button" aria-label="Close" {...{ rel: 'prev' }} onClick={onClose} />
           <h2 id={labelId} class="dialog-title">

@@ -49,3 +49,12 @@ export function percent(used: number | undefined, total: number | undefined): nu
   if (!used || !total) return used === 0 && total ? 0 : undefined;
   return Math.min(100, (used / total) * 100);
 }
+
+/** A snapshot as PBS names it: `host/web01/2024-05-01T08:00:00Z`. */
+export function snapshotName(s: {
+  'backup-type': string;
+  'backup-id': string;
+  'backup-time': number;
+}): string {
+  return `${s['backup-type']}/${s['backup-id']}/${new Date(s['backup-time'] * 1000).toISOString().replace('.000', '')}`;
+}

@@ -39,6 +39,22 @@ export interface Snapshot {
   comment?: string;
   verification?: { state?: string; upid?: string };
   owner?: string;
+  /** PBS `BackupContent`: the snapshot's archives (`root.pxar.didx`, `catalog.pcat1.didx`, …). */
+  files?: Array<{ filename: string; 'crypt-mode'?: string; size?: number }>;
+}
+
+/**
+ * PBS `ArchiveEntry`: one member of a directory listed by `admin/datastore/{store}/catalog`;
+ * `filepath` (base64) goes back into the API as it is.
+ */
+export interface ArchiveEntry {
+  filepath: string;
+  text: string;
+  /** d, f, l (symlink), h (hard link), b, c (devices), p (FIFO), s (socket). */
+  type: string;
+  leaf: boolean;
+  size?: number;
+  mtime?: number;
 }
 
 export interface PruneItem {

@@ -1,20 +1,18 @@
 /**
  * Backup groups → snapshots, with size, verify state, protection and notes; deleting, protecting
  * and pruning ask for confirmation first. Writes are disabled (with the reason) in maintenance.
+ * A snapshot with pxar archives opens in the file browser.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { api, seg } from '../api.js';
 import { Confirm, ErrorBox, Loading, Modal } from '../components.js';
-import { bytes, dateTime } from '../format.js';
+import { bytes, dateTime, snapshotName } from '../format.js';
 import { useApi } from '../hooks.js';
 import { describe, type MaintenanceMode } from '../maintenance.js';
 import { KEEP_OPTION_NAMES } from '../../../src/api-types/prune-options.js';
 import type { BackupGroup, PruneItem, Snapshot } from '../types.js';
+import { browseSource, FileBrowser, type BrowseSource } from './file-browser.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
-
-function snapshotName(s: Pick<Snapshot, 'backup-type' | 'backup-id' | 'backup-time'>): string {
-  return `${s['backup-type']}/${s['backup-id']}/${new Date(s['backup-time'] * 1000).toISOString().replace('.000', '')}`;
-}
 
 function snapshotParams(s: Snapshot) {
   return { 'backup-type': s['backup-type'], 'backup-id': s['backup-id'], 'backup-time': s['backup-time'] };
@@ -133,12 +131,45 @@ function VerifyStatus({ run, onDismiss }: { run: VerifyRun | undefined; onDismis
   );
 }
 
-export function Content({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
-  if (refusesReads(mode)) return <MaintenancePanel mode={mode!} />;
-  return <Groups store={store} mode={mode} />;
+/** A snapshot open in the file browser, and how its tree is listed. */
+interface Browsing {
+  snapshot: Snapshot;
+  source: BrowseSource;
 }
 
-function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+export function Content({ store, mode }: { store: string; mode: MaintenanceMode | undefined }) {
+  // Held here, not in the snapshot list: when the datastore goes offline while the browser is
+  // open, the list gives way to the maintenance panel but the browser stays and shows the
+  // server's refusal of the next listing or download.
+  const [browsing, setBrowsing] = useState<Browsing | undefined>(undefined);
+  return (
+    <>
+      {refusesReads(mode) ? (
+        <MaintenancePanel mode={mode!} />
+      ) : (
+        <Groups store={store} mode={mode} onBrowse={setBrowsing} />
+      )}
+      {browsing && (
+        <FileBrowser
+          store={store}
+          snapshot={browsing.snapshot}
+          source={browsing.source}
+          onClose={() => setBrowsing(undefined)}
+        />
+      )}
+    </>
+  );
+}
+
+function Groups({
+  store,
+  mode,
+  onBrowse,
+}: {
+  store: string;
+  mode: MaintenanceMode | undefined;
+  onBrowse: (b: Browsing) => void;
+}) {
   const groups = useApi(
     async (signal) =>
       (await api.get<BackupGroup[]>(`/admin/datastore/${seg(store)}/groups`, undefined, signal)).data,
@@ -238,6 +269,7 @@ function Groups({ store, mode }: { store: string; mode: MaintenanceMode | undefi
                             void verify.start({ label: snapshotName(s), params: snapshotParams(s) })
                           }
                           onChange={groups.reload}
+                          onBrowse={onBrowse}
                         />
                       </td>
                     </tr>
@@ -277,6 +309,7 @@ function Snapshots({
   verifying,
   onVerify,
   onChange,
+  onBrowse,
 }: {
   store: string;
   group: BackupGroup;
@@ -287,6 +320,7 @@ function Snapshots({
   verifying: boolean;
   onVerify: (s: Snapshot) => void;
   onChange: () => void;
+  onBrowse: (b: Browsing) => void;
 }) {
   const snaps = useApi(
     async (signal) =>
@@ -359,6 +393,7 @@ function Snapshots({
                 <td>{s.protected ? 'yes' : 'no'}</td>
                 <td>{s.comment ?? ''}</td>
                 <td class="actions">
+                  <BrowseButton snapshot={s} onBrowse={onBrowse} />
                   <button
                     type="button"
                     class="outline small-button"
@@ -451,6 +486,27 @@ function Snapshots({
         />
       )}
     </div>
+  );
+}
+
+/**
+ * "File browser" on a snapshot with pxar archives (none on tar or image backups). Browsing is a
+ * read, so read-only maintenance leaves it enabled.
+ */
+function BrowseButton({ snapshot, onBrowse }: { snapshot: Snapshot; onBrowse: (b: Browsing) => void }) {
+  const source = browseSource(snapshot);
+  if (!source) return null;
+  const refused = 'refused' in source ? source.refused : undefined;
+  return (
+    <button
+      type="button"
+      class="outline small-button"
+      disabled={refused !== undefined}
+      title={refused}
+      onClick={() => !('refused' in source) && onBrowse({ snapshot, source })}
+    >
+      File browser
+    </button>
   );
 }
 
