@@ -284,6 +284,11 @@ export const ERR_MAINTENANCE_MODE_UNREADABLE = createError(
     `datastore '${store}' is unavailable: its maintenance-mode in datastore.cfg cannot be read (${why}); ` +
     'refusing all operations until an administrator sets or clears the mode',
 );
+export const ERR_RESTORE_TARGET_NOT_EMPTY = createError(
+  'ERR_RESTORE_TARGET_NOT_EMPTY',
+  'BAD_REQUEST',
+  (path: string) => `restore target '${path}' exists and is not empty`,
+);
 export const ERR_RESTORE_TARGET_EXISTS = createError(
   'ERR_RESTORE_TARGET_EXISTS',
   'ALREADY_EXISTS',
@@ -750,4 +755,15 @@ export const ERR_PXAR_SINK_CLOSED = createError(
   'ERR_PXAR_SINK_CLOSED',
   'INTERNAL',
   () => 'pxar sink closed before it drained',
+);
+export const ERR_PXAR_UNSAFE_ENTRY = createError(
+  'ERR_PXAR_UNSAFE_ENTRY',
+  'CORRUPT_DATA',
+  (path: string, why: string) => `refusing to extract archive entry '${path}': ${why}`,
+);
+export const ERR_PXAR_BELOW_SYMLINK = createError(
+  'ERR_PXAR_BELOW_SYMLINK',
+  'CORRUPT_DATA',
+  (path: string, symlink: string) =>
+    `refusing to extract archive entry '${path}': it is below the symlink '${symlink}' the archive created`,
 );

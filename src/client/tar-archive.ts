@@ -13,37 +13,26 @@
  * Entries are written in a deterministic order (names sorted by bytes) so an unchanged tree gives
  * an identical stream, and therefore identical chunks.
  */
-import {
-  closeSync,
-  constants as fsConstants,
-  fchmodSync,
-  fchownSync,
-  ftruncateSync,
-  futimesSync,
-  openSync,
-  readSync,
-  writeSync,
-} from 'node:fs';
-import { execFile } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { Readable } from 'node:stream';
-import {
-  chmod,
-  chown,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  readlink,
-  symlink,
-  utimes,
-} from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readlink, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join, posix, relative, sep } from 'node:path';
 import * as tar from 'tar-stream';
+import {
+  beginRestore,
+  emptyExtractResult,
+  makeSpecialNode,
+  setFdMetadata,
+  setPathMetadata,
+  setSymlinkMetadata,
+  writeFileEntryOut,
+  type ExtractResult,
+  type RestoredMetadata,
+  type RestoreTime,
+  type SpecialNode,
+} from '../sys/restore-files.js';
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
 
 /** An `--exclude` test: `(path relative to the root, with '/' separators, isDirectory) → excluded`. */
@@ -809,127 +798,11 @@ export function tarDirectory(root: string, opts: TarSourceOptions = {}): TarStre
   return Readable.from(bytes(), { objectMode: false, highWaterMark: 4 * TREE_BLOCK });
 }
 
-export interface ExtractResult {
-  files: number;
-  dirs: number;
-  symlinks: number;
-  /** Hard links, FIFOs and devices created. */
-  special: number;
-  bytes: number;
-}
+export type { ExtractResult } from '../sys/restore-files.js';
 
 export interface ExtractOptions {
   /** Called for each entry that could not be restored as archived (e.g. a device, not as root). */
   onWarning?: (message: string) => void;
-}
-
-/** Files up to this size are collected and written with synchronous calls: no thread-pool round trips. */
-const SMALL_FILE = 256 * 1024;
-/** Aligned all-zero blocks of this size are left as holes when a file is restored. */
-const HOLE_BLOCK = 4096;
-const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
-
-/**
- * The writes that put `data` at file offset `pos` (a multiple of `HOLE_BLOCK`) with every
- * all-zero block left out, so it becomes a hole once the file is truncated to its size: a sparse
- * file comes back sparse (GNU tar's --sparse does the same on extraction). Whole runs of data
- * blocks are one write each.
- */
-function dataRuns(data: Buffer, pos: number): Array<{ buf: Buffer; pos: number }> {
-  const runs: Array<{ buf: Buffer; pos: number }> = [];
-  let runStart = -1;
-  for (let off = 0; off < data.length; off += HOLE_BLOCK) {
-    const end = Math.min(off + HOLE_BLOCK, data.length);
-    const zero = end - off === HOLE_BLOCK && data.subarray(off, end).equals(ZERO_BLOCK);
-    if (!zero && runStart < 0) runStart = off;
-    if (zero && runStart >= 0) {
-      runs.push({ buf: data.subarray(runStart, off), pos: pos + runStart });
-      runStart = -1;
-    }
-  }
-  if (runStart >= 0) runs.push({ buf: data.subarray(runStart), pos: pos + runStart });
-  return runs;
-}
-
-/**
- * `data` as pieces that each start at a multiple of `HOLE_BLOCK` and, but for the last, hold
- * whole blocks: the bulk of every piece tar-stream hands out is passed on as it is, only the few
- * bytes that complete a block across two pieces are copied.
- */
-async function* alignedPieces(data: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let carry: Buffer | undefined;
-  for await (let d of data) {
-    if (carry) {
-      const fill = Math.min(HOLE_BLOCK - carry.length, d.length);
-      carry = Buffer.concat([carry, d.subarray(0, fill)]);
-      d = d.subarray(fill);
-      if (carry.length < HOLE_BLOCK) continue;
-      yield carry;
-      carry = undefined;
-    }
-    const whole = d.length - (d.length % HOLE_BLOCK);
-    if (whole > 0) yield d.subarray(0, whole);
-    // Copied: tar-stream may reuse the memory of what it handed out.
-    if (whole < d.length) carry = Buffer.from(d.subarray(whole));
-  }
-  if (carry) yield carry;
-}
-
-/**
- * Write one extracted file (created exclusively, 0600 until `finish` sets its metadata on the
- * open descriptor), its all-zero blocks as holes (`dataRuns`). Small files are written with
- * synchronous calls (a handful of syscalls, none of the thread-pool round trips that dominate
- * restoring many small files); larger ones stream through a file handle.
- */
-async function writeFileEntryOut(
-  data: AsyncIterable<Buffer>,
-  path: string,
-  size: number,
-  finish: (fd: number) => void,
-): Promise<void> {
-  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
-  let pos = 0;
-  let written = 0;
-  if (size <= SMALL_FILE) {
-    const parts: Buffer[] = [];
-    for await (const d of data) parts.push(d);
-    const fd = openSync(path, flags, 0o600);
-    try {
-      for (const run of dataRuns(Buffer.concat(parts), 0)) {
-        for (let off = 0; off < run.buf.length;) off += writeSync(fd, run.buf, off, undefined, run.pos + off);
-        written = run.pos + run.buf.length;
-      }
-      if (written < size) ftruncateSync(fd, size);
-      finish(fd);
-    } finally {
-      closeSync(fd);
-    }
-    return;
-  }
-  const fh = await open(path, flags, 0o600);
-  try {
-    for await (const piece of alignedPieces(data)) {
-      for (const run of dataRuns(piece, pos)) {
-        for (let off = 0; off < run.buf.length;)
-          off += (await fh.write(run.buf, off, run.buf.length - off, run.pos + off)).bytesWritten;
-        written = run.pos + run.buf.length;
-      }
-      pos += piece.length;
-    }
-    if (written < size) await fh.truncate(size);
-    finish(fh.fd);
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Run a system tool (`mkfifo`, `mknod`: Node has no call for either); its stderr on failure. */
-function runTool(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile(cmd, args, (err, _stdout, stderr) =>
-      err ? reject(new Error(stderr.trim() || err.message)) : resolve(),
-    ),
-  );
 }
 
 /**
@@ -937,7 +810,7 @@ function runTool(cmd: string, args: string[]): Promise<void> {
  * the header's seconds. Node's utimes replaces a negative number of seconds with now, but takes a
  * Date before 1970 as it is (to the millisecond).
  */
-function entryMtime(h: tar.Header): number | Date {
+function entryMtime(h: tar.Header): RestoreTime {
   const pax = (h as { pax?: Record<string, string> }).pax?.mtime;
   const seconds =
     pax !== undefined && /^-?\d+(\.\d+)?$/.test(pax)
@@ -970,13 +843,9 @@ export async function extractTar(
   target: string,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  await mkdir(target, { recursive: true });
-  const existing = await readdir(target);
-  if (existing.length > 0) throw new BadRequestError(`restore target '${target}' exists and is not empty`);
-  const asRoot = process.getuid?.() === 0;
-  const warn = opts.onWarning ?? (() => {});
-  const result: ExtractResult = { files: 0, dirs: 0, symlinks: 0, special: 0, bytes: 0 };
-  const dirs: Array<{ path: string; mode: number; mtime: number | Date; uid: number; gid: number }> = [];
+  const { asRoot, warn } = await beginRestore(target, opts.onWarning);
+  const result = emptyExtractResult();
+  const dirs: Array<{ path: string; meta: RestoredMetadata }> = [];
   const symlinks = new Set<string>();
   /** Directories known to exist: most files need no mkdir of their parent. */
   const made = new Set<string>([target]);
@@ -1007,40 +876,25 @@ export async function extractTar(
     const path = rel === '.' ? target : join(target, ...rel.split('/'));
     const mode = (h.mode ?? 0o644) & 0o7777;
     const mtime = entryMtime(h);
-    /**
-     * Create a FIFO or device node with `cmd` and give it its owner, mode and mtime. A tool that
-     * is missing or refused (no CAP_MKNOD in a container) costs that entry, with a warning, not
-     * the restore.
-     */
-    const makeNode = async (what: string, cmd: string, args: string[]) => {
+    const meta: RestoredMetadata = { mode, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime };
+    const makeNode = async (what: string, node: SpecialNode) => {
       await makeParent(path);
-      try {
-        await runTool(cmd, ['-m', '600', path, ...args]);
-      } catch (err) {
-        warn(`unable to create ${what} '${rel}': ${(err as Error).message}`);
-        return;
-      }
-      if (asRoot) await chown(path, h.uid ?? 0, h.gid ?? 0);
-      await chmod(path, mode);
-      await utimes(path, mtime, mtime);
-      result.special++;
+      if (await makeSpecialNode(path, node, meta, asRoot, warn, `${what} '${rel}'`)) result.special++;
     };
     switch (h.type) {
       case 'directory':
         await mkdir(path, { recursive: true });
         made.add(path);
-        dirs.push({ path, mode, mtime, uid: h.uid ?? 0, gid: h.gid ?? 0 });
+        dirs.push({ path, meta });
         result.dirs++;
         entry.resume();
         break;
       case 'file':
       case 'contiguous-file': {
         await makeParent(path);
-        await writeFileEntryOut(entry as AsyncIterable<Buffer>, path, h.size ?? 0, (fd) => {
-          if (asRoot) fchownSync(fd, h.uid ?? 0, h.gid ?? 0);
-          fchmodSync(fd, mode);
-          futimesSync(fd, mtime, mtime);
-        });
+        await writeFileEntryOut(entry as AsyncIterable<Buffer>, path, h.size ?? 0, (fd) =>
+          setFdMetadata(fd, meta, asRoot),
+        );
         result.files++;
         result.bytes += h.size ?? 0;
         break;
@@ -1048,8 +902,7 @@ export async function extractTar(
       case 'symlink':
         await symlink(h.linkname ?? '', path);
         symlinks.add(rel);
-        if (asRoot) await lchown(path, h.uid ?? 0, h.gid ?? 0);
-        await lutimes(path, mtime, mtime);
+        await setSymlinkMetadata(path, meta, asRoot);
         result.symlinks++;
         entry.resume();
         break;
@@ -1071,7 +924,7 @@ export async function extractTar(
       }
       case 'fifo':
         entry.resume();
-        await makeNode('FIFO', 'mkfifo', []);
+        await makeNode('FIFO', { kind: 'fifo' });
         break;
       case 'character-device':
       case 'block-device': {
@@ -1082,7 +935,12 @@ export async function extractTar(
           warn(`skipping device '${rel}' (${kind} ${numbers}): creating devices needs root`);
           break;
         }
-        await makeNode('device', 'mknod', [kind, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+        await makeNode('device', {
+          kind: 'device',
+          type: kind,
+          major: h.devmajor ?? 0,
+          minor: h.devminor ?? 0,
+        });
         break;
       }
       default:
@@ -1093,10 +951,6 @@ export async function extractTar(
   await feeding;
   // Directory metadata last and deepest first: creating children changes a directory's mtime,
   // and a read-only directory could not receive its children.
-  for (const d of dirs.reverse()) {
-    if (asRoot) await chown(d.path, d.uid, d.gid);
-    await chmod(d.path, d.mode);
-    await utimes(d.path, d.mtime, d.mtime);
-  }
+  for (const d of dirs.reverse()) await setPathMetadata(d.path, d.meta, asRoot);
   return result;
 }

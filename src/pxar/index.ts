@@ -16,6 +16,14 @@ export {
   type CreateArchiveResult,
   type TreeCatalog,
 } from './create.js';
+export {
+  compileRestorePatterns,
+  extractPxar,
+  type PxarEntrySource,
+  type PxarExtractOptions,
+  type PxarExtractResult,
+  type SkippedMetadata,
+} from './extract.js';
 export { compileGlob, findByGlob, type GlobMatch } from './glob.js';
 export { PxarDecoder, type DecoderOptions, type PxarEntry, type PxarEntryKind } from './decoder.js';
 export { PxarEncoder, type LinkOffset } from './encoder.js';

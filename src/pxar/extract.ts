@@ -1,0 +1,321 @@
+/**
+ * Extract a pxar archive into a directory, as `proxmox-backup-client restore` does (PBS:
+ * pbs-client/src/pxar/extract.rs): every entry kind, owner (as root), permission bits and mtime;
+ * files with their all-zero blocks as holes; a directory's metadata set when the archive leaves
+ * it (its members would change its mtime, a read-only one could not receive them); the root's
+ * metadata on the target at the end.
+ *
+ * What differs from PBS, because Node has no call for it:
+ * - xattrs, POSIX ACLs, file capabilities, chattr flags and quota project ids are not restored:
+ *   each kind is warned about once and counted in `skipped`;
+ * - mtimes are exact to the microsecond (the nanoseconds below it are dropped) from 1970 to 2106,
+ *   to the millisecond before 1970 (see `restoreTime`); atime is set to the mtime;
+ * - a socket is made by binding one and keeping a hard link to it (PBS: mknod S_IFSOCK).
+ *
+ * Safety: the target must be empty or missing; every member is created below the directory the
+ * extractor itself made for its parent (names are checked, directories are made with a plain
+ * mkdir, files with O_EXCL), an entry below a symlink the archive made is refused, and a
+ * hardlink may only name a file this extraction wrote. A refusal is ERR_PXAR_UNSAFE_ENTRY or
+ * ERR_PXAR_BELOW_SYMLINK and stops the restore before the entry is written.
+ */
+import { link, mkdir, symlink } from 'node:fs/promises';
+import { ERR_PXAR_BELOW_SYMLINK, ERR_PXAR_UNSAFE_ENTRY } from '../errors.js';
+import {
+  beginRestore,
+  emptyExtractResult,
+  makeSpecialNode,
+  restoreTime,
+  setFdMetadata,
+  setPathMetadata,
+  setSymlinkMetadata,
+  writeFileEntryOut,
+  type ExtractResult,
+  type RestoredMetadata,
+} from '../sys/restore-files.js';
+import type { PxarEntry, PxarEntryKind } from './decoder.js';
+import type { PxarMetadata } from './format.js';
+import { compileGlob } from './glob.js';
+
+/** What the extractor reads: a `PxarDecoder` (entries in archive order, a file's contents right after it). */
+export interface PxarEntrySource extends AsyncIterable<PxarEntry> {
+  contents(): AsyncIterable<Buffer>;
+}
+
+export interface PxarExtractOptions {
+  /**
+   * PBS's `restore --pattern`: restore only the entries that match (glob.ts's syntax). A
+   * matching directory brings everything below it; the directories leading to a match are made
+   * with their archived metadata. A pattern starting with '!' excludes what it matches; of
+   * several matching patterns the last one decides (PBS's match lists). None: everything.
+   */
+  patterns?: readonly string[];
+  /** What could not be restored as archived (a device when not root, metadata Node cannot set). */
+  onWarning?: (message: string) => void;
+  /** Called after each entry was restored: its path and bytes, and the totals so far (progress). */
+  onEntry?: (entry: { path: string; kind: PxarEntryKind; bytes: number }, totals: ExtractResult) => void;
+}
+
+/** Counts of entries whose metadata of a kind Node cannot set was skipped. */
+export interface SkippedMetadata {
+  xattrs: number;
+  acls: number;
+  fcaps: number;
+  /** chattr flags (FS_IOC_SETFLAGS). */
+  flags: number;
+  quotaProjectIds: number;
+}
+
+export interface PxarExtractResult extends ExtractResult {
+  skipped: SkippedMetadata;
+}
+
+const SKIPPED_WHAT: Record<keyof SkippedMetadata, string> = {
+  xattrs: 'extended attributes',
+  acls: 'POSIX ACLs',
+  fcaps: 'file capabilities',
+  flags: 'file attribute flags (chattr)',
+  quotaProjectIds: 'quota project ids',
+};
+
+type PatternResult = 'include' | 'exclude' | undefined;
+
+/**
+ * A `--pattern` list as one test: for an archive path ('/dir/name') and whether it is a
+ * directory, 'include' or 'exclude' by the last pattern that matches, or undefined when none
+ * does (the entry then follows its directory). Null for an empty list.
+ */
+export function compileRestorePatterns(
+  patterns: readonly string[],
+): ((path: string, isDirectory: boolean) => PatternResult) | null {
+  if (patterns.length === 0) return null;
+  const rules = patterns.map((p) => {
+    const exclude = p.startsWith('!');
+    return { exclude, matches: compileGlob(exclude ? p.slice(1) : p) };
+  });
+  return (path, isDirectory) => {
+    for (let i = rules.length - 1; i >= 0; i--) {
+      const r = rules[i]!;
+      if (r.matches(path, isDirectory)) return r.exclude ? 'exclude' : 'include';
+    }
+    return undefined;
+  };
+}
+
+interface OpenDirectory {
+  /** Archive path ('/' for the root). */
+  pathBytes: Buffer;
+  path: string;
+  disk: Buffer;
+  meta: RestoredMetadata;
+  created: boolean;
+  /** Whether its members are restored when no pattern decides for them (PBS's current_match). */
+  matched: boolean;
+  /** The archive made a symlink of this name before: nothing may be created below it. */
+  shadowedBySymlink: boolean;
+}
+
+const SLASH = Buffer.from('/');
+
+/**
+ * Extract the archive `source` yields into `target` (created if missing; an existing one must
+ * be empty). Returns what was restored; throws on the first entry that cannot be, naming it.
+ */
+export async function extractPxar(
+  source: PxarEntrySource,
+  target: string,
+  opts: PxarExtractOptions = {},
+): Promise<PxarExtractResult> {
+  const { asRoot, warn } = await beginRestore(target, opts.onWarning);
+  const result: PxarExtractResult = {
+    ...emptyExtractResult(),
+    skipped: { xattrs: 0, acls: 0, fcaps: 0, flags: 0, quotaProjectIds: 0 },
+  };
+  const patternOf = compileRestorePatterns(opts.patterns ?? []);
+  const targetBytes = Buffer.from(target.replace(/\/+$/, '') || '/');
+  const openDirs: OpenDirectory[] = [];
+  /** Archive paths (as latin1 keys, exact for any bytes) of the symlinks and files written. */
+  const symlinks = new Set<string>();
+  const files = new Set<string>();
+
+  const noteSkipped = (path: string, m: PxarMetadata) => {
+    const acl = m.acl;
+    const has: Record<keyof SkippedMetadata, boolean> = {
+      xattrs: m.xattrs.length > 0,
+      acls:
+        acl.users.length + acl.groups.length + acl.defaultUsers.length + acl.defaultGroups.length > 0 ||
+        acl.groupObj !== undefined ||
+        acl.default !== undefined,
+      fcaps: m.fcaps !== undefined,
+      flags: m.stat.flags !== 0n,
+      quotaProjectIds: m.quotaProjectId !== undefined,
+    };
+    for (const kind of Object.keys(has) as (keyof SkippedMetadata)[]) {
+      if (!has[kind]) continue;
+      if (result.skipped[kind]++ === 0)
+        warn(`${SKIPPED_WHAT[kind]} are not restored (Node.js cannot set them): first on '${path}'`);
+    }
+  };
+
+  /** Make the open directories not made yet (those leading to a matched entry). */
+  const makeOpenDirectories = async (forPath: string) => {
+    for (const dir of openDirs) {
+      if (dir.created) continue;
+      if (dir.shadowedBySymlink) throw ERR_PXAR_BELOW_SYMLINK(forPath, dir.path);
+      // 0700 until its own metadata is set when the archive leaves it
+      await mkdir(dir.disk, { mode: 0o700 });
+      dir.created = true;
+      result.dirs++;
+    }
+  };
+
+  const leave = async (dir: OpenDirectory) => {
+    if (dir.created) await setPathMetadata(dir.disk, dir.meta, asRoot);
+  };
+
+  let sawRoot = false;
+  for await (const entry of source) {
+    const meta = restoredMetadata(entry.metadata);
+    if (!sawRoot) {
+      sawRoot = true;
+      if (entry.kind !== 'directory' || entry.path !== '/')
+        throw ERR_PXAR_UNSAFE_ENTRY(entry.path, 'the archive does not start with its root directory');
+      noteSkipped('/', entry.metadata);
+      openDirs.push({
+        pathBytes: entry.pathBytes,
+        path: '/',
+        disk: targetBytes,
+        meta,
+        created: true,
+        matched: patternOf === null,
+        shadowedBySymlink: false,
+      });
+      continue;
+    }
+    const { parent, name } = splitPath(entry.pathBytes);
+    checkName(entry.path, name);
+    // the decoder yields no end of a directory: an entry outside the innermost open one ends it
+    while (openDirs.length > 1 && !openDirs[openDirs.length - 1]!.pathBytes.equals(parent))
+      await leave(openDirs.pop()!);
+    const dir = openDirs[openDirs.length - 1];
+    if (dir === undefined || !dir.pathBytes.equals(parent))
+      throw ERR_PXAR_UNSAFE_ENTRY(
+        entry.path,
+        `its parent is not a directory of the archive (a name with '/'?)`,
+      );
+    const disk = Buffer.concat([dir.disk, SLASH, name]);
+    const key = entry.pathBytes.toString('latin1');
+    const decided = patternOf?.(entry.path, entry.kind === 'directory');
+    const selected = decided === undefined ? dir.matched : decided === 'include';
+
+    if (entry.kind === 'directory') {
+      openDirs.push({
+        pathBytes: entry.pathBytes,
+        path: entry.path,
+        disk,
+        meta,
+        created: false,
+        matched: selected,
+        shadowedBySymlink: symlinks.has(key),
+      });
+      // a selected directory is restored even when empty, one on the way to a match when a
+      // member needs it; one named like an earlier symlink only to refuse its first member
+      if (selected && !symlinks.has(key)) {
+        noteSkipped(entry.path, entry.metadata);
+        await makeOpenDirectories(entry.path);
+        opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes: 0 }, result);
+      }
+      continue;
+    }
+    if (!selected) continue;
+    await makeOpenDirectories(entry.path);
+    if (entry.kind !== 'hardlink') noteSkipped(entry.path, entry.metadata);
+    let bytes = 0;
+    switch (entry.kind) {
+      case 'file':
+        bytes = entry.size ?? 0;
+        await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
+        files.add(key);
+        result.files++;
+        result.bytes += bytes;
+        break;
+      case 'symlink':
+        // Node takes the target's exact bytes (names need not be UTF-8); its types say string only
+        await symlink(entry.linkTarget! as unknown as string, disk);
+        symlinks.add(key);
+        await setSymlinkMetadata(disk, meta, asRoot);
+        result.symlinks++;
+        break;
+      case 'hardlink': {
+        const targetPath = hardlinkTargetPath(entry);
+        if (!files.has(targetPath.toString('latin1'))) {
+          warn(`skipping hardlink '${entry.path}': its target '${targetPath.toString()}' was not restored`);
+          continue;
+        }
+        // a file this extraction wrote: below the target, reached through directories it made
+        await link(Buffer.concat([targetBytes, targetPath]), disk);
+        result.special++;
+        break;
+      }
+      case 'device': {
+        const { major, minor } = entry.device!;
+        const type = (entry.metadata.stat.mode & 0o170000) === 0o060000 ? 'b' : 'c';
+        if (!asRoot) {
+          warn(`skipping device '${entry.path}' (${type} ${major},${minor}): creating devices needs root`);
+          continue;
+        }
+        const node = { kind: 'device', type, major, minor } as const;
+        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `device '${entry.path}'`)) result.special++;
+        break;
+      }
+      case 'fifo':
+      case 'socket': {
+        const node =
+          entry.kind === 'fifo'
+            ? ({ kind: 'fifo' } as const)
+            : ({ kind: 'socket', scratchDir: target } as const);
+        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `${entry.kind} '${entry.path}'`))
+          result.special++;
+        break;
+      }
+    }
+    opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes }, result);
+  }
+  if (!sawRoot) throw ERR_PXAR_UNSAFE_ENTRY(target, 'the archive is empty');
+  // the root last: its metadata goes to the target itself, as PBS's extractor does
+  while (openDirs.length > 0) await leave(openDirs.pop()!);
+  return result;
+}
+
+function restoredMetadata(m: PxarMetadata): RestoredMetadata {
+  const s = m.stat;
+  return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: restoreTime(s.mtimeSecs, s.mtimeNanos) };
+}
+
+function splitPath(path: Buffer): { parent: Buffer; name: Buffer } {
+  const slash = path.lastIndexOf(0x2f);
+  return { parent: slash <= 0 ? SLASH : path.subarray(0, slash), name: path.subarray(slash + 1) };
+}
+
+/** PBS refuses the same: a member name is one path component (its decoder checks this too). */
+function checkName(path: string, name: Buffer): void {
+  if (name.length === 0 || name.includes(0) || name.equals(DOT) || name.equals(DOT_DOT))
+    throw ERR_PXAR_UNSAFE_ENTRY(path, `'${name.toString()}' is not a file name`);
+}
+
+const DOT = Buffer.from('.');
+const DOT_DOT = Buffer.from('..');
+
+/**
+ * A hardlink's target as an archive path ('/dir/file'). PBS's client stores it relative to the
+ * archive root; one with '.', '..' or empty components would leave what the archive made.
+ */
+function hardlinkTargetPath(entry: PxarEntry): Buffer {
+  const raw = entry.linkTarget!.toString('latin1');
+  const parts = raw.replace(/^\/+/, '').split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..'))
+    throw ERR_PXAR_UNSAFE_ENTRY(
+      entry.path,
+      `its hardlink target '${entry.linkTarget!.toString()}' leaves the archive`,
+    );
+  return Buffer.from(`/${parts.join('/')}`, 'latin1');
+}

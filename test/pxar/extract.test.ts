@@ -1,0 +1,336 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ERR_PXAR_BELOW_SYMLINK,
+  ERR_PXAR_UNSAFE_ENTRY,
+  ERR_RESTORE_TARGET_NOT_EMPTY,
+} from '../../src/errors.js';
+import { createArchive } from '../../src/pxar/create.js';
+import { PxarDecoder, type PxarEntry } from '../../src/pxar/decoder.js';
+import { PxarEncoder } from '../../src/pxar/encoder.js';
+import { extractPxar, type PxarEntrySource } from '../../src/pxar/extract.js';
+import { encodeFilename, metadataOf, MODE, type PxarMetadata } from '../../src/pxar/format.js';
+import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { makeTestTree, richMetadata, type TestTree } from './tree.js';
+
+const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-extract-'));
+let tree: TestTree;
+let archive: Buffer;
+let restoreSerial = 0;
+
+before(async () => {
+  tree = await makeTestTree(join(work, 'src'));
+  // odd directory modes: private, and read-only with a member (set last: it cannot take members after)
+  mkdirSync(join(tree.root, 'private'));
+  writeFileSync(join(tree.root, 'private/secret'), 'only mine\n');
+  chmodSync(join(tree.root, 'private'), 0o700);
+  mkdirSync(join(tree.root, 'read-only'));
+  writeFileSync(join(tree.root, 'read-only/fixed'), 'cannot add to my directory\n');
+  chmodSync(join(tree.root, 'read-only'), 0o555);
+  utimesSync(join(tree.root, 'read-only'), 1_500_000_000.123456, 1_500_000_000.123456);
+  const sink = bufferSink();
+  await createArchive(tree.root, sink);
+  archive = sink.buffer();
+});
+
+after(async () => {
+  await new Promise<void>((resolve) => tree?.server.close(() => resolve()));
+  rmSync(work, { recursive: true, force: true });
+});
+
+const decoderOf = (bytes: Buffer) => PxarDecoder.fromReadAt(readAtBuffer(bytes));
+const freshTarget = () => join(work, `restore-${restoreSerial++}`);
+
+/** Every path below `root` ('' for the root itself), depth first. */
+function walk(root: string, rel = ''): string[] {
+  const out = [rel];
+  const st = lstatSync(join(root, rel));
+  if (st.isDirectory())
+    for (const name of readdirSync(join(root, rel)).sort())
+      out.push(...walk(root, rel ? `${rel}/${name}` : name));
+  return out;
+}
+
+/**
+ * The mtime restored for one archived with `ns` nanoseconds: whole microseconds (truncated) from
+ * 1970 on, whole milliseconds (floor) before (the precision extract.ts documents).
+ */
+function restoredMtimeNs(ns: bigint): bigint {
+  if (ns >= 0n) return ns - (ns % 1000n);
+  const ms = ns / 1_000_000n - (ns % 1_000_000n !== 0n ? 1n : 0n);
+  return ms * 1_000_000n;
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function assertSameTree(source: string, restored: string): void {
+  const paths = walk(source);
+  assert.deepEqual(walk(restored), paths, 'the same paths');
+  const inodeGroups = (root: string) => {
+    const byIno = new Map<bigint, string[]>();
+    for (const p of paths) {
+      const st = lstatSync(join(root, p), { bigint: true });
+      if (st.isFile()) byIno.set(st.ino, [...(byIno.get(st.ino) ?? []), p]);
+    }
+    return [...byIno.values()].map((g) => g.join(' ')).sort();
+  };
+  assert.deepEqual(inodeGroups(restored), inodeGroups(source), 'hardlinks link the same names');
+  for (const p of paths) {
+    const a = lstatSync(join(source, p), { bigint: true });
+    const b = lstatSync(join(restored, p), { bigint: true });
+    const what = `'${p || '/'}'`;
+    assert.equal(b.mode, a.mode, `${what}: mode`);
+    assert.equal(b.uid, a.uid, `${what}: uid`);
+    assert.equal(b.gid, a.gid, `${what}: gid`);
+    assert.equal(b.mtimeNs, restoredMtimeNs(a.mtimeNs), `${what}: mtime`);
+    if (a.isFile()) {
+      assert.equal(b.size, a.size, `${what}: size`);
+      assert.equal(
+        sha(readFileSync(join(restored, p))),
+        sha(readFileSync(join(source, p))),
+        `${what}: contents`,
+      );
+    }
+    if (a.isSymbolicLink()) assert.equal(readlinkSync(join(restored, p)), readlinkSync(join(source, p)));
+    if (a.isCharacterDevice() || a.isBlockDevice()) assert.equal(b.rdev, a.rdev, `${what}: device`);
+  }
+}
+
+test('a tree with every entry type is restored byte-, mode-, owner-, mtime- and link-identical', async () => {
+  const target = freshTarget();
+  const warnings: string[] = [];
+  const progress: string[] = [];
+  const res = await extractPxar(decoderOf(archive), target, {
+    onWarning: (m) => warnings.push(m),
+    onEntry: (e) => progress.push(e.path),
+  });
+  assertSameTree(tree.root, target);
+  assert.deepEqual(warnings, []);
+  assert.ok(lstatSync(join(target, 'socket')).isSocket(), 'the socket is a socket');
+  assert.ok(lstatSync(join(target, 'fifo')).isFIFO(), 'the FIFO is a FIFO');
+  if (tree.hasDevices) assert.ok(lstatSync(join(target, 'dir/null-dev')).isCharacterDevice());
+  const sourceFiles = walk(tree.root).filter((p) => lstatSync(join(tree.root, p)).isFile());
+  // hardlinks count as special entries, not as files of their own
+  assert.equal(res.files + 2, sourceFiles.length);
+  assert.equal(res.symlinks, 2);
+  assert.equal(res.special, 2 + 2 + (tree.hasDevices ? 2 : 0)); // two hardlinks, the FIFO and the socket
+  assert.equal(
+    res.dirs,
+    walk(tree.root).filter((p) => p && lstatSync(join(tree.root, p)).isDirectory()).length,
+  );
+  const sparseSize = lstatSync(join(tree.root, 'sparse.img')).size;
+  assert.ok(res.bytes >= sparseSize, 'bytes count what the files hold');
+  assert.ok(
+    progress.includes('/dir/sub/deeper/note.md') && progress.includes('/linked-2'),
+    'progress per entry',
+  );
+});
+
+test('a sparse file keeps its holes', async () => {
+  const target = freshTarget();
+  await extractPxar(decoderOf(archive), target, { patterns: ['/sparse.img'] });
+  const src = lstatSync(join(tree.root, 'sparse.img'));
+  const got = lstatSync(join(target, 'sparse.img'));
+  assert.equal(got.size, src.size);
+  assert.ok(got.blocks <= src.blocks + 8, `restored ${got.blocks} blocks, source ${src.blocks}`);
+  assert.ok(got.blocks * 512 < got.size / 4, 'mostly a hole');
+});
+
+test('patterns restore only the matched subtree, with the directories leading to it', async () => {
+  const target = freshTarget();
+  const res = await extractPxar(decoderOf(archive), target, { patterns: ['/dir/sub'] });
+  assert.deepEqual(walk(target), ['', 'dir', 'dir/sub', 'dir/sub/deeper', 'dir/sub/deeper/note.md']);
+  // the directory on the way has its archived metadata
+  assert.equal(lstatSync(join(target, 'dir')).mtimeMs, lstatSync(join(tree.root, 'dir')).mtimeMs);
+  assert.equal(res.files, 1);
+
+  const negated = freshTarget();
+  await extractPxar(decoderOf(archive), negated, {
+    patterns: ['/dir', '!/dir/b', '!/dir/sub', '/dir/sub/deeper/*.md'],
+  });
+  const names = walk(negated);
+  assert.ok(names.includes('dir/a') && names.includes('dir/linked-3'), 'the included directory');
+  assert.ok(!names.includes('dir/b'), "'!' excludes what an earlier pattern included");
+  assert.ok(names.includes('dir/sub/deeper/note.md'), 'a later pattern decides over an earlier one');
+  assert.ok(!names.includes('hello.txt'));
+});
+
+test('a hardlink whose target a pattern left out is skipped with a warning', async () => {
+  const target = freshTarget();
+  const warnings: string[] = [];
+  // '/dir/linked-3' is archived first (byte order), '/linked' and '/linked-2' as hardlinks to it
+  await extractPxar(decoderOf(archive), target, {
+    patterns: ['/linked-2'],
+    onWarning: (m) => warnings.push(m),
+  });
+  assert.deepEqual(walk(target), ['']);
+  assert.match(
+    warnings.join('\n'),
+    /skipping hardlink '\/linked-2': its target '\/dir\/linked-3' was not restored/,
+  );
+});
+
+test('metadata Node cannot set is counted and warned about once per kind', async () => {
+  const sink = bufferSink();
+  const enc = await PxarEncoder.create(sink, metadataOf({ ...stat(MODE.IFDIR | 0o755) }));
+  await enc.addFile(richMetadata(MODE.IFREG | 0o640), 'a', 1, Buffer.from('a'));
+  await enc.addFile(richMetadata(MODE.IFREG | 0o640), 'b', 1, Buffer.from('b'));
+  await enc.finish();
+  const warnings: string[] = [];
+  const res = await extractPxar(decoderOf(sink.buffer()), freshTarget(), {
+    onWarning: (m) => warnings.push(m),
+  });
+  assert.deepEqual(res.skipped, { xattrs: 2, acls: 2, fcaps: 2, flags: 2, quotaProjectIds: 2 });
+  assert.equal(warnings.length, 5, warnings.join('\n'));
+  assert.match(warnings.join('\n'), /extended attributes are not restored .*first on '\/a'/);
+});
+
+test('a target that is not empty is refused and left as it was', async () => {
+  const target = freshTarget();
+  mkdirSync(target);
+  writeFileSync(join(target, 'keep'), 'mine');
+  await assert.rejects(extractPxar(decoderOf(archive), target), (err) =>
+    ERR_RESTORE_TARGET_NOT_EMPTY.is(err),
+  );
+  assert.deepEqual(readdirSync(target), ['keep']);
+});
+
+// ---- hostile archives ----
+
+function stat(mode: number): PxarMetadata['stat'] {
+  return { mode, flags: 0n, uid: 0, gid: 0, mtimeSecs: 1_600_000_000, mtimeNanos: 0 };
+}
+const dirMeta = () => metadataOf(stat(MODE.IFDIR | 0o755));
+const fileMeta = () => metadataOf(stat(MODE.IFREG | 0o644));
+
+/** An archive made by `build`, with the FILENAME `from` replaced by `to` (same length). */
+async function patchedArchive(build: (enc: PxarEncoder) => Promise<void>, from: string, to: string) {
+  const sink = bufferSink();
+  const enc = await PxarEncoder.create(sink, dirMeta());
+  await build(enc);
+  await enc.finish();
+  const bytes = sink.buffer();
+  const was = encodeFilename(Buffer.from(from));
+  const at = bytes.indexOf(was);
+  assert.ok(at > 0 && bytes.indexOf(was, at + 1) < 0, `one FILENAME '${from}'`);
+  encodeFilename(Buffer.from(to)).copy(bytes, at);
+  return bytes;
+}
+
+/** A sandbox: `outside` must stay empty whatever the archive does to `inside`. */
+function sandbox() {
+  const base = freshTarget();
+  const outside = join(base, 'outside');
+  mkdirSync(outside, { recursive: true });
+  return { base, inside: join(base, 'inside'), outside };
+}
+
+test("an archive with a '..' or a '/' in a name is refused and writes nothing outside the target", async () => {
+  for (const [from, to] of [
+    ['xx', '..'],
+    ['a_outside', 'a/outside'],
+  ]) {
+    const { base, inside, outside } = sandbox();
+    const bytes = await patchedArchive(
+      async (enc) => {
+        await enc.addFile(fileMeta(), from!, 4, Buffer.from('evil'));
+      },
+      from!,
+      to!,
+    );
+    await assert.rejects(extractPxar(decoderOf(bytes), inside), /invalid file name/);
+    assert.deepEqual(readdirSync(outside), []);
+    assert.deepEqual(readdirSync(base).sort(), ['inside', 'outside']);
+    assert.deepEqual(readdirSync(inside), []);
+  }
+});
+
+/** Entries as a decoder other than ours might yield them: the extractor checks them itself. */
+function entrySource(
+  entries: Array<Partial<PxarEntry> & { path: string; kind: PxarEntry['kind'] }>,
+): PxarEntrySource {
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (const e of entries) {
+        const mode = { directory: MODE.IFDIR, file: MODE.IFREG, symlink: MODE.IFLNK }[e.kind as string] ?? 0;
+        yield { pathBytes: Buffer.from(e.path), metadata: metadataOf(stat(mode | 0o755)), ...e };
+      }
+    },
+    async *contents() {
+      yield Buffer.from('evil');
+    },
+  };
+}
+
+test('entries naming a parent, or a directory the archive never opened, are refused by name', async () => {
+  const hostile: Array<[string, Parameters<typeof entrySource>[0]]> = [
+    [
+      '..',
+      [
+        { path: '/', kind: 'directory' },
+        { path: '/..', kind: 'file', size: 4 },
+      ],
+    ],
+    [
+      'slash',
+      [
+        { path: '/', kind: 'directory' },
+        { path: '/outside/x', kind: 'file', size: 4 },
+      ],
+    ],
+    [
+      'hardlink',
+      [
+        { path: '/', kind: 'directory' },
+        { path: '/f', kind: 'file', size: 4 },
+        { path: '/h', kind: 'hardlink', linkTarget: Buffer.from('../outside/victim') },
+      ],
+    ],
+  ];
+  for (const [what, entries] of hostile) {
+    const { inside, outside } = sandbox();
+    writeFileSync(join(outside, 'victim'), 'untouched');
+    await assert.rejects(
+      extractPxar(entrySource(entries), inside),
+      (err) => ERR_PXAR_UNSAFE_ENTRY.is(err),
+      what,
+    );
+    assert.deepEqual(readdirSync(outside), ['victim'], what);
+    assert.equal(lstatSync(join(outside, 'victim')).nlink, 1, what);
+  }
+});
+
+test('an entry below a symlink the archive made is refused and nothing is written through it', async () => {
+  const { inside, outside } = sandbox();
+  const bytes = await patchedArchive(
+    async (enc) => {
+      await enc.addSymlink(metadataOf(stat(MODE.IFLNK | 0o777)), 'a', outside);
+      await enc.createDirectory('b', dirMeta());
+      await enc.addFile(fileMeta(), 'evil', 4, Buffer.from('evil'));
+      await enc.finishDirectory();
+    },
+    'b',
+    'a',
+  );
+  await assert.rejects(extractPxar(decoderOf(bytes), inside), (err) => {
+    assert.ok(ERR_PXAR_BELOW_SYMLINK.is(err), String(err));
+    assert.match((err as Error).message, /'\/a\/evil'.*symlink '\/a'/);
+    return true;
+  });
+  assert.deepEqual(readdirSync(outside), []);
+});
