@@ -30,6 +30,7 @@ import {
   writeFileEntryOut,
   type ExtractResult,
   type RestoredMetadata,
+  restoreTime,
   type RestoreTime,
   type SpecialNode,
 } from '../sys/restore-files.js';
@@ -807,18 +808,20 @@ export interface ExtractOptions {
 
 /**
  * An entry's mtime for utimes: the pax `mtime` record when there is one (exact, any range), else
- * the header's seconds. Node's utimes replaces a negative number of seconds with now, but takes a
- * Date before 1970 as it is (to the millisecond).
+ * the header's seconds; as precise as `restoreTime` can set it (its digits to the microsecond
+ * from 1970 on, to the millisecond before).
  */
 function entryMtime(h: tar.Header): RestoreTime {
   const pax = (h as { pax?: Record<string, string> }).pax?.mtime;
-  const seconds =
-    pax !== undefined && /^-?\d+(\.\d+)?$/.test(pax)
-      ? Number(pax)
-      : h.mtime
-        ? h.mtime.getTime() / 1000
-        : Date.now() / 1000;
-  return seconds < 0 ? new Date(seconds * 1000) : seconds;
+  const m = pax === undefined ? null : /^(-?)(\d+)(?:\.(\d+))?$/.exec(pax);
+  if (m) {
+    // from the digits, not a double: 1600000000.123456 is not exact as a number
+    const whole = Number(m[2]);
+    const nanos = Number((m[3] ?? '').slice(0, 9).padEnd(9, '0'));
+    if (m[1] === '') return restoreTime(whole, nanos);
+    return nanos === 0 ? restoreTime(-whole) : restoreTime(-whole - 1, 1e9 - nanos);
+  }
+  return restoreTime(h.mtime ? Math.floor(h.mtime.getTime() / 1000) : Math.floor(Date.now() / 1000));
 }
 
 /** Reject names that would land outside the target: absolute, `..`, or empty. */

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   chmodSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -291,6 +292,27 @@ test('a walk that could not read everything gives an unusable fingerprint', asyn
     assert.equal((await fingerprintOf(dir)).usable, false);
   } finally {
     chmodSync(join(dir, 'closed'), 0o700);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sub-second mtimes come back to the microsecond, and before 1970 to the millisecond', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    const times = { recent: 1_600_000_000.123456, old: new Date(-86_400_500) };
+    for (const [name, t] of Object.entries(times)) {
+      writeFileSync(join(src, name), name);
+      utimesSync(join(src, name), t, t);
+    }
+    const dst = join(dir, 'dst');
+    await extractTar(Readable.from([await collect(tarDirectory(src, { subsecondMtimes: true }))]), dst);
+    for (const name of Object.keys(times)) {
+      const ns = (p: string) => lstatSync(join(p, name), { bigint: true }).mtimeNs;
+      assert.equal(ns(dst), ns(src), name);
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

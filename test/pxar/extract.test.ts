@@ -26,6 +26,7 @@ import { PxarEncoder } from '../../src/pxar/encoder.js';
 import { extractPxar, type PxarEntrySource } from '../../src/pxar/extract.js';
 import { encodeFilename, metadataOf, MODE, type PxarMetadata } from '../../src/pxar/format.js';
 import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { buildFixture, buildSplitFixture } from './pbs-fixtures.js';
 import { makeTestTree, richMetadata, type TestTree } from './tree.js';
 
 const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-extract-'));
@@ -198,6 +199,32 @@ test('metadata Node cannot set is counted and warned about once per kind', async
   assert.deepEqual(res.skipped, { xattrs: 2, acls: 2, fcaps: 2, flags: 2, quotaProjectIds: 2 });
   assert.equal(warnings.length, 5, warnings.join('\n'));
   assert.match(warnings.join('\n'), /extended attributes are not restored .*first on '\/a'/);
+});
+
+test("archives in a PBS client's format (1, and 2 split with its payload stream) are restored", async () => {
+  const target = freshTarget();
+  const warnings: string[] = [];
+  const res = await extractPxar(decoderOf(buildFixture()), target, { onWarning: (m) => warnings.push(m) });
+  const st = (p: string) => lstatSync(join(target, p), { bigint: true });
+  assert.equal(readFileSync(join(target, 'a.txt'), 'utf8'), 'hello from pbs\n');
+  assert.deepEqual([st('a.txt').mode, st('a.txt').uid, st('a.txt').gid], [0o100640n, 1000n, 1000n]);
+  assert.equal(st('a.txt').mtimeNs, 1_600_000_000_123_456_000n, 'mtime to the microsecond');
+  assert.equal(st('hl').ino, st('a.txt').ino, 'the hardlink is the same file');
+  assert.equal(readlinkSync(join(target, 'sym')), 'a.txt');
+  assert.equal(st('sym').mtimeNs, -1_000_000n, 'before 1970: to the millisecond');
+  assert.deepEqual([st('dir').mode, st('dir').gid, st('dir/f').mode], [0o40750n, 33n, 0o100600n]);
+  assert.equal(st('').mode, 0o40755n, "the root's metadata goes to the target");
+  assert.deepEqual([res.files, res.dirs, res.symlinks, res.special], [2, 1, 1, 1]);
+  assert.deepEqual([res.skipped.xattrs, res.skipped.acls], [1, 1]);
+  assert.equal(warnings.length, 2, warnings.join('\n'));
+
+  const { meta, payload } = buildSplitFixture();
+  const split = freshTarget();
+  await extractPxar(PxarDecoder.fromReadAt(readAtBuffer(meta), { payload: readAtBuffer(payload) }), split);
+  assert.deepEqual(
+    ['f', 'g'].map((n) => readFileSync(join(split, n), 'utf8')),
+    ['abc', 'defg'],
+  );
 });
 
 test('a target that is not empty is refused and left as it was', async () => {
