@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'MAINTENANCE'
   | 'UNSUPPORTED'
+  | 'NOT_MOUNTED'
   | 'CORRUPT_DATA'
   | 'PROTECTED'
   | 'TIMEOUT'
@@ -35,6 +36,9 @@ const STATUS: Record<ErrorCode, number> = {
   // a feature this version lacks (e.g. a PBS 4 removable or S3 datastore): not temporary, so not
   // 503 (which clients treat as "retry later"); 400 as PBS answers its own lookup refusals
   UNSUPPORTED: 400,
+  // a removable datastore whose device is not mounted: PBS answers its lookup refusal with 400;
+  // not 503 either, since waiting does not help until someone mounts it
+  NOT_MOUNTED: 400,
   CORRUPT_DATA: 500,
   PROTECTED: 409,
   TIMEOUT: 504,
@@ -331,6 +335,58 @@ export const ERR_CLI_NUMBER_INVALID = createError(
   'BAD_REQUEST',
   (option: string, value: string, min: number, max: number) =>
     `invalid ${option} '${value}': expected a whole number from ${min} to ${max}`,
+);
+
+// removable datastores (src/maintenance/removable-datastore.ts, src/sys/mount.ts)
+export const ERR_DATASTORE_NOT_MOUNTED = createError(
+  'ERR_DATASTORE_NOT_MOUNTED',
+  'NOT_MOUNTED',
+  (store: string) => `datastore '${store}' is not mounted`,
+);
+export const ERR_DESTROY_NOT_MOUNTED = createError(
+  'ERR_DESTROY_NOT_MOUNTED',
+  'BAD_REQUEST',
+  (store: string) => `cannot destroy data on '${store}' unless the datastore is mounted`,
+);
+export const ERR_DATASTORE_NOT_REMOVABLE = createError(
+  'ERR_DATASTORE_NOT_REMOVABLE',
+  'BAD_REQUEST',
+  (store: string) => `datastore '${store}' is not removable`,
+);
+export const ERR_DEVICE_NOT_FOUND = createError(
+  'ERR_DEVICE_NOT_FOUND',
+  'NOT_FOUND',
+  (uuid: string) => `no attached device holds a filesystem with UUID '${uuid}'`,
+);
+export const ERR_MOUNT_COMMAND_FAILED = createError(
+  'ERR_MOUNT_COMMAND_FAILED',
+  'INTERNAL',
+  (command: string, why: string) => `'${command}' failed: ${why}`,
+);
+export const ERR_NO_DATASTORE_ON_DEVICE = createError(
+  'ERR_NO_DATASTORE_ON_DEVICE',
+  'BAD_REQUEST',
+  (store: string, path: string, uuid: string) =>
+    `datastore '${store}': no datastore (no .chunks) at '${path}' on the device with UUID '${uuid}'; unmounted again`,
+);
+export const ERR_DEVICE_PATH_NOT_EMPTY = createError(
+  'ERR_DEVICE_PATH_NOT_EMPTY',
+  'BAD_REQUEST',
+  (path: string) =>
+    `parameter verification failed - 'path': datastore path not empty: '${path}' on the device holds files but no datastore (reuse-datastore needs one)`,
+);
+export const ERR_UNMOUNT_MODE_CHANGED = createError(
+  'ERR_UNMOUNT_MODE_CHANGED',
+  'CONFLICT',
+  (store: string, mode: string) =>
+    `datastore '${store}': maintenance mode is not 'unmount' any more (now ${mode}): unmount aborted, the device stays mounted`,
+);
+export const ERR_UNMOUNT_FAILED = createError(
+  'ERR_UNMOUNT_FAILED',
+  'CONFLICT',
+  (store: string, why: string) =>
+    `datastore '${store}' could not be unmounted: ${why}; it stays in maintenance mode unmount - ` +
+    'run the unmount again, or clear the maintenance mode to keep using it',
 );
 
 // groups, snapshots and namespaces

@@ -41,8 +41,8 @@ export interface DatastoreConfig {
   'notify-user'?: string;
   'notification-mode'?: string;
   /**
-   * PBS 3.3+: the filesystem UUID of a removable datastore's device, mounted by PBS at
-   * `/mnt/datastore/NAME`. Stowage loads such a datastore but refuses to open it.
+   * PBS 3.3+: the filesystem UUID of a removable datastore's device, mounted (as by PBS) at
+   * `/mnt/datastore/NAME` (datastoreMountDir); operations are admitted only while it is mounted.
    */
   'backing-device'?: string;
   /**
@@ -305,11 +305,20 @@ export function formatDatastoreConfig(
 export const DATASTORE_MOUNT_DIR = '/mnt/datastore';
 
 /**
+ * The directory removable datastores are mounted under: PBS's `/mnt/datastore`, unless
+ * `STOWAGE_DATASTORE_MOUNT_DIR` names another (tests, a host where /mnt is not writable). Read at
+ * each call, so it is one setting for the whole process.
+ */
+export function datastoreMountDir(): string {
+  return process.env.STOWAGE_DATASTORE_MOUNT_DIR || DATASTORE_MOUNT_DIR;
+}
+
+/**
  * The directory a datastore's content is in, as PBS's `DataStoreConfig::absolute_path`: a
  * removable datastore's mount point, otherwise its `path`. A string only; nothing is looked at.
  */
 export function datastoreAbsolutePath(config: DatastoreConfig): string {
-  return config['backing-device'] !== undefined ? `${DATASTORE_MOUNT_DIR}/${config.name}` : config.path;
+  return config['backing-device'] !== undefined ? `${datastoreMountDir()}/${config.name}` : config.path;
 }
 
 /** PBS 4 `DatastoreBackendConfig`: the `backend` property string, parsed. */
@@ -362,10 +371,7 @@ export function parseDatastoreBackend(config: DatastoreConfig): DatastoreBackend
 export function unsupportedDatastoreFeature(
   config: DatastoreConfig,
 ): { param: 'backing-device' | 'backend'; what: string } | undefined {
-  const device = config['backing-device'];
-  if (device !== undefined) {
-    return { param: 'backing-device', what: `a removable datastore (backing-device ${device})` };
-  }
+  // removable datastores are served (src/maintenance/removable-datastore.ts) while mounted
   if (config.backend === undefined) return undefined;
   let type: string;
   try {

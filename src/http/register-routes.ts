@@ -88,6 +88,7 @@ function urlParamNames(path: string): string[] {
 function permissionParts(p: RoutePermission): Array<Permission | UserParamPermission> {
   if (typeof p === 'string' || 'filtered' in p || 'checked' in p) return [];
   if ('anyOf' in p) return [...p.anyOf];
+  if ('allOf' in p) return [...p.allOf];
   return [p];
 }
 
@@ -108,7 +109,7 @@ function schemaKeys(schema: unknown): string[] {
 function isKnownPermission(p: unknown): p is RoutePermission {
   if (p === 'anybody') return true;
   if (typeof p !== 'object' || p === null) return false;
-  return ['filtered', 'checked', 'anyOf', 'userParam', 'path'].some((k) => k in p);
+  return ['filtered', 'checked', 'anyOf', 'allOf', 'userParam', 'path'].some((k) => k in p);
 }
 
 /** Registration-time checks, so a typo in a route fails at startup rather than per request. */
@@ -155,6 +156,10 @@ export function checkRoutePermission(
   info: UserInfo,
 ): void {
   if (perm === 'anybody' || 'filtered' in perm || 'checked' in perm) return;
+  if ('allOf' in perm) {
+    for (const part of perm.allOf) checkRoutePermission(part, authId, params, info);
+    return;
+  }
   let firstError: ForbiddenError | undefined;
   for (const part of permissionParts(perm)) {
     if ('userParam' in part) {

@@ -33,6 +33,11 @@ export interface AnyOfPermission {
   anyOf: ReadonlyArray<Permission | UserParamPermission>;
 }
 
+/** Passes when every part passes (PBS `Permission::And`); a refusal names the first failing part. */
+export interface AllOfPermission {
+  allOf: readonly Permission[];
+}
+
 /**
  * Any authenticated caller (PBS `Permission::Anybody`), because the handler filters per item or
  * checks something the ACL cannot express. `filtered` says how, in words a reviewer can check
@@ -87,12 +92,19 @@ export interface CheckedPermission<A = unknown> {
  * - `'anybody'`: no authentication at all (PBS `Permission::World`; only the login route);
  * - `filtered(how)`: any valid ticket or token (PBS `Permission::Anybody`); the handler filters
  *   or checks further, as `how` says;
- * - a privilege check on URL parameters, a user-parameter check, or alternatives of those
- *   (checked before parameter validation, as proxmox-router);
+ * - a privilege check on URL parameters, a user-parameter check, alternatives of those, or
+ *   several privilege checks that must all pass (checked before parameter validation, as
+ *   proxmox-router);
  * - a `CheckedPermission` (privilege on a namespace, "A or B+owner"), checked after validation.
  */
 export type RoutePermission =
-  'anybody' | FilteredPermission | Permission | UserParamPermission | AnyOfPermission | CheckedPermission;
+  | 'anybody'
+  | FilteredPermission
+  | Permission
+  | UserParamPermission
+  | AnyOfPermission
+  | AllOfPermission
+  | CheckedPermission;
 
 /** What a route's handler finds in `ctx.access`: the outcome of a `CheckedPermission`. */
 export type AccessOf<R> = R extends CheckedPermission<infer A> ? A : undefined;

@@ -7,9 +7,10 @@
  * records nothing): it becomes a task that ends as `skipped: maintenance: <type>[: message]`,
  * with a log line saying why, recorded as the job's last run, so the UI shows it and the next
  * attempt is the next slot (design invariant 9). A scheduled run on a datastore this version does
- * not support (PBS 4 removable or S3) is recorded the same way, as `skipped: unsupported: ...`.
+ * not support (PBS 4 S3) is recorded the same way, as `skipped: unsupported: ...`, and one on a
+ * removable datastore that is not mounted as `skipped: not mounted: ...`.
  */
-import { ERR_JOB_RUNNING, StowageError } from '../errors.js';
+import { ERR_DATASTORE_NOT_MOUNTED, ERR_JOB_RUNNING, StowageError } from '../errors.js';
 import { MaintenanceError } from '../maintenance/maintenance-mode.js';
 import { UnsupportedDatastoreError } from '../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../maintenance/datastore-access.js';
@@ -41,12 +42,13 @@ export function maintenanceSkipReason(err: MaintenanceError): string {
 
 /**
  * Why a scheduled run is skipped rather than failed, or undefined for a failure: a maintenance
- * mode, or a datastore this version does not support (a PBS 4 removable or S3 datastore; PBS skips
- * jobs on an unmounted removable datastore too, `docs/storage.rst`).
+ * mode, a datastore this version does not support (a PBS 4 S3 datastore), or a removable datastore
+ * that is not mounted (PBS skips jobs on it too, `docs/storage.rst`).
  */
 function skipReason(err: unknown): string | undefined {
   if (err instanceof MaintenanceError) return maintenanceSkipReason(err);
   if (err instanceof UnsupportedDatastoreError) return `unsupported: ${err.message}`;
+  if (ERR_DATASTORE_NOT_MOUNTED.is(err)) return `not mounted: ${err.message}`;
   return undefined;
 }
 

@@ -7,7 +7,11 @@
  * plugs in here.
  */
 import { parsePropertyString } from '../config/property-string.js';
-import { parseDatastoreBackend, type DatastoreConfig } from '../config/datastore-config.js';
+import {
+  datastoreAbsolutePath,
+  parseDatastoreBackend,
+  type DatastoreConfig,
+} from '../config/datastore-config.js';
 import type { ChunkBackend, SyncLevel } from '../datastore/chunk-backend.js';
 import { FilesystemChunkBackend } from '../datastore/chunk-store.js';
 import { BadConfigError } from '../errors.js';
@@ -34,7 +38,7 @@ function backendType(cfg: DatastoreConfig): 'filesystem' {
 export function openChunkBackend(cfg: DatastoreConfig): ChunkBackend {
   switch (backendType(cfg)) {
     case 'filesystem':
-      return FilesystemChunkBackend.open(cfg.path, { syncLevel: syncLevelOf(cfg) });
+      return FilesystemChunkBackend.open(datastoreAbsolutePath(cfg), { syncLevel: syncLevelOf(cfg) });
   }
 }
 
@@ -42,6 +46,6 @@ export function openChunkBackend(cfg: DatastoreConfig): ChunkBackend {
 export async function createChunkBackend(cfg: DatastoreConfig): Promise<ChunkBackend> {
   switch (backendType(cfg)) {
     case 'filesystem':
-      return FilesystemChunkBackend.create(cfg.path, { syncLevel: syncLevelOf(cfg) });
+      return FilesystemChunkBackend.create(datastoreAbsolutePath(cfg), { syncLevel: syncLevelOf(cfg) });
   }
 }

@@ -18,6 +18,8 @@ import type { OperationInfo, OperationRecord, OperationRegistry } from './operat
 import type { AdmissionBackend, ChangeLock } from './admission-backend.js';
 import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
+import { checkMounted } from './removable-datastore.js';
+import { datastoreAbsolutePath } from '../config/datastore-config.js';
 import { openChunkBackend, syncLevelOf } from './chunk-backend-for.js';
 import type { LowSpaceMonitor } from './low-space-monitor.js';
 
@@ -123,8 +125,8 @@ export class DatastoreAccess {
 
   /**
    * Admit an operation on datastore `name`: refused with MaintenanceError (503) when the mode in
-   * force refuses `op`, and a read or write with UnsupportedDatastoreError (400) on a removable or
-   * S3 datastore of PBS 4. `lookup` admissions get no datastore (they must do no disk IO).
+   * force refuses `op`, a read or write with UnsupportedDatastoreError (400) on an S3 datastore of
+   * PBS 4, and with ERR_DATASTORE_NOT_MOUNTED (400) on a removable datastore that is not mounted. `lookup` admissions get no datastore (they must do no disk IO).
    */
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
   async lookupDatastore(name: string, op: 'read', info: OperationInfo): Promise<ReadHandle>;
@@ -148,6 +150,7 @@ export class DatastoreAccess {
         // After the mode, as PBS checks the mount after it (a removable datastore being unmounted
         // says so). Lookups touch no disk, so they are admitted on these datastores too.
         checkSupportedDatastore(cfg);
+        checkMounted(cfg);
         return this.acquireOpen(name, cfg);
       },
       abort: (store) => this.releaseOpen(name, store),
@@ -157,15 +160,16 @@ export class DatastoreAccess {
 
   private acquireOpen(name: string, cfg: DatastoreConfig): OpenStore {
     let store = this.open.get(name);
-    if (!store || store.path !== cfg.path) {
+    const path = datastoreAbsolutePath(cfg);
+    if (!store || store.path !== path) {
       // A changed path gets a fresh open; the old one closes when its last holder releases.
       const syncLevel = syncLevelOf(cfg);
-      const datastore = Datastore.open(name, cfg.path, {
+      const datastore = Datastore.open(name, path, {
         chunks: this.openChunks(cfg),
         syncLevel,
         locks: this.backend.locks,
       });
-      store = { datastore, path: cfg.path, holders: 0 };
+      store = { datastore, path, holders: 0 };
       this.open.set(name, store);
     }
     store.holders++;
@@ -241,5 +245,8 @@ export function isMaintenanceRefusal(err: unknown): boolean {
  * without its data, scheduled jobs record the run as skipped.
  */
 export function isAdmissionRefusal(err: unknown): boolean {
-  return err instanceof StowageError && (err.code === 'MAINTENANCE' || err.code === 'UNSUPPORTED');
+  return (
+    err instanceof StowageError &&
+    (err.code === 'MAINTENANCE' || err.code === 'UNSUPPORTED' || err.code === 'NOT_MOUNTED')
+  );
 }

@@ -32,6 +32,7 @@ import {
 } from './low-space-hold.js';
 import { modeAdmits, type SystemHold } from './maintenance-mode.js';
 import { isSupportedDatastore } from './unsupported-datastore.js';
+import { isDatastoreMounted } from './removable-datastore.js';
 
 /** How long one statfs sample answers for a store's ingest admissions. */
 export const STATFS_CACHE_MS = 2000;
@@ -111,11 +112,12 @@ export class LowSpaceMonitor {
 
   /**
    * Sample `cfg`'s free space now and apply the rule. Returns the percent free, or undefined for a
-   * store that is not sampled: one this version does not open (removable, S3), one whose mode keeps
+   * store that is not sampled: one this version does not open (S3), a removable one not mounted, one whose mode keeps
    * everyone off its disk (offline, being unmounted or deleted), or whose path is missing.
    */
   async check(cfg: DatastoreConfig): Promise<number | undefined> {
-    if (!isSupportedDatastore(cfg)) return undefined;
+    // an unmounted removable store's mount point is a directory on the root filesystem
+    if (!isSupportedDatastore(cfg) || !isDatastoreMounted(cfg)) return undefined;
     const mode = storedMaintenanceMode(cfg);
     if (mode && !modeAdmits(mode, 'read')) return undefined;
     const path = datastoreAbsolutePath(cfg);

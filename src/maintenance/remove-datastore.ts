@@ -23,6 +23,8 @@ import {
 } from './maintenance-control.js';
 import { formatMaintenanceMode, type MaintenanceMode } from './maintenance-mode.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
+import { checkDestroyable, detachRemovedDatastore } from './removable-datastore.js';
+import { datastoreAbsolutePath } from '../config/datastore-config.js';
 
 export interface RemoveDatastoreOptions {
   destroyData?: boolean;
@@ -53,9 +55,11 @@ export async function removeDatastore(
       ifIdle: opts.ifIdle,
       digest: opts.digest,
       precondition: (cfg) => {
-        // a removable or S3 datastore's files are not ours to delete (and a removable one's
-        // relative path would resolve against the working directory)
-        if (opts.destroyData) checkSupportedDatastore(cfg);
+        // an S3 datastore's files are not ours to delete; a removable one's only while mounted
+        if (opts.destroyData) {
+          checkSupportedDatastore(cfg);
+          checkDestroyable(cfg);
+        }
       },
     })
     .catch((err: unknown) => {
@@ -65,7 +69,8 @@ export async function removeDatastore(
       throw err;
     });
   let previous = change.previous;
-  const path = change.config.path;
+  // a removable datastore's `path` is relative to its device: its files are at the mount point
+  const path = datastoreAbsolutePath(change.config);
   if (previous?.type === 'delete') {
     log(`resuming an interrupted removal of datastore '${name}'`);
     previous = undefined; // the mode before the interrupted removal is unknown: restore to none
@@ -110,5 +115,6 @@ export async function removeDatastore(
   }
   await access.backend.forgetStore(name);
   log(`datastore '${name}' removed from the configuration`);
+  await detachRemovedDatastore(change.config, destroyed !== undefined, log);
   return { path, ...(destroyed && { destroyed }) };
 }

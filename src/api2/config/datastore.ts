@@ -22,6 +22,7 @@ import { createDatastore, prepareDatastoreCreation } from '../../maintenance/cre
 import { ConflictingOperationsError, conflictingOperations } from '../../maintenance/maintenance-control.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
+import { checkDestroyable, isRemovable } from '../../maintenance/removable-datastore.js';
 import {
   previewDatastoreUpdate,
   STRING_FIELDS,
@@ -35,6 +36,8 @@ import { CommentSchema, DigestSchema, UseridSchema } from '../../http/schemas.js
 import { operationItem, OperationItemSchema, StoreSchema } from '../admin/datastore/common.js';
 
 const NAME_PARAMS = Type.Object({ name: StoreSchema });
+/** PBS: creating or removing a removable datastore also needs this (it mounts and unmounts devices). */
+const DISKS_MODIFY = { path: '/system/disks', privs: ['Sys.Modify'] } as const;
 const SingleLine = Type.String({ pattern: '^[^\\x00-\\x1f\\x7f]*$', maxLength: 256 });
 
 /** Fields a client may set on create and update (PBS DataStoreConfig, minus name and path). */
@@ -301,15 +304,20 @@ export const routes: AnyRoute[] = [
       'admitted), wait for running operations (at most `timeout`), remove the data when `destroy-data`, ' +
       'then the configuration. If it cannot drain, the previous mode is restored. With `if-idle` a busy ' +
       'datastore is refused at once with 409.',
-    handler: async ({ params, query, authId, server, reply }) => {
+    handler: async ({ params, query, authId, userInfo, server, reply }) => {
       const access = server.datastores;
       const name = params.name;
       const current = access.config.read();
       if (query.digest !== undefined && query.digest !== current.digest) throw new ConfigModifiedError();
       const stored = current.stores.get(name);
       if (!stored) throw new NotFoundError(`datastore '${name}' does not exist`);
-      // its data is not ours to delete (nor reachable: a removable one's path is on a device)
-      if (query['destroy-data']) checkSupportedDatastore(stored);
+      // PBS: a removable datastore also needs Sys.Modify on /system/disks
+      if (isRemovable(stored)) userInfo.checkPrivs(authId, DISKS_MODIFY.path, DISKS_MODIFY.privs);
+      // an S3 datastore's data is not ours to delete; a removable one's only while mounted
+      if (query['destroy-data']) {
+        checkSupportedDatastore(stored);
+        checkDestroyable(stored);
+      }
       if (query['if-idle']) {
         const active = await conflictingOperations(access, name, { type: 'delete' });
         if (active.length > 0) {

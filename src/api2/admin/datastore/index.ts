@@ -8,6 +8,7 @@ import { routes as forceRelease } from './force-release.js';
 import { routes as gc } from './gc.js';
 import { routes as list } from './list.js';
 import { routes as maintenanceHistory } from './maintenance-history.js';
+import { routes as mount } from './mount.js';
 import { routes as namespace } from './namespace.js';
 import { routes as prune } from './prune.js';
 import { routes as snapshotFiles } from './snapshot-files.js';
@@ -28,4 +29,5 @@ export const routes: AnyRoute[] = [
   ...gc,
   ...prune,
   ...verify,
+  ...mount,
 ];
