@@ -14,9 +14,10 @@
  *
  * Safety: the target must be empty or missing; every member is created below the directory the
  * extractor itself made for its parent (names are checked, directories are made with a plain
- * mkdir, files with O_EXCL), an entry below a symlink the archive made is refused, and a
- * hardlink may only name a file this extraction wrote. A refusal is ERR_PXAR_UNSAFE_ENTRY or
- * ERR_PXAR_BELOW_SYMLINK and stops the restore before the entry is written.
+ * mkdir, files with O_EXCL), an entry below a symlink the archive made is refused, and so is a
+ * hardlink to a path outside the target or through such a symlink. A refusal is
+ * ERR_PXAR_UNSAFE_ENTRY or ERR_PXAR_BELOW_SYMLINK and stops the restore before the entry is
+ * written.
  */
 import { link, mkdir, symlink } from 'node:fs/promises';
 import { ERR_PXAR_BELOW_SYMLINK, ERR_PXAR_UNSAFE_ENTRY } from '../errors.js';
@@ -133,9 +134,8 @@ export async function extractPxar(
   const patternOf = compileRestorePatterns(opts.patterns ?? []);
   const targetBytes = Buffer.from(target.replace(/\/+$/, '') || '/');
   const openDirs: OpenDirectory[] = [];
-  /** Archive paths (as latin1 keys, exact for any bytes) of the symlinks and files written. */
+  /** Archive paths (as latin1 keys, exact for any bytes) of the symlinks made. */
   const symlinks = new Set<string>();
-  const files = new Set<string>();
 
   const noteSkipped = (path: string, m: PxarMetadata) => {
     const acl = m.acl;
@@ -234,7 +234,6 @@ export async function extractPxar(
       case 'file':
         bytes = entry.size ?? 0;
         await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
-        files.add(key);
         result.files++;
         result.bytes += bytes;
         break;
@@ -247,12 +246,18 @@ export async function extractPxar(
         break;
       case 'hardlink': {
         const targetPath = hardlinkTargetPath(entry);
-        if (!files.has(targetPath.toString('latin1'))) {
+        // below the target, and reached through directories this extraction made: the target
+        // was empty, and link(2) does not follow a symlink in the last component
+        const via = symlinkAncestor(targetPath, symlinks);
+        if (via !== undefined)
+          throw ERR_PXAR_UNSAFE_ENTRY(entry.path, `its hardlink target is below the symlink '${via}'`);
+        try {
+          await link(Buffer.concat([targetBytes, targetPath]), disk);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
           warn(`skipping hardlink '${entry.path}': its target '${targetPath.toString()}' was not restored`);
           continue;
         }
-        // a file this extraction wrote: below the target, reached through directories it made
-        await link(Buffer.concat([targetBytes, targetPath]), disk);
         result.special++;
         break;
       }
@@ -300,6 +305,15 @@ function splitPath(path: Buffer): { parent: Buffer; name: Buffer } {
 function checkName(path: string, name: Buffer): void {
   if (name.length === 0 || name.includes(0) || name.equals(DOT) || name.equals(DOT_DOT))
     throw ERR_PXAR_UNSAFE_ENTRY(path, `'${name.toString()}' is not a file name`);
+}
+
+/** The first proper ancestor of `path` (an archive path) that the extraction made a symlink. */
+function symlinkAncestor(path: Buffer, symlinks: ReadonlySet<string>): string | undefined {
+  for (let i = path.indexOf(0x2f, 1); i > 0; i = path.indexOf(0x2f, i + 1)) {
+    const key = path.subarray(0, i).toString('latin1');
+    if (symlinks.has(key)) return path.subarray(0, i).toString();
+  }
+  return undefined;
 }
 
 const DOT = Buffer.from('.');

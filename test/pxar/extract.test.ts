@@ -304,41 +304,39 @@ function entrySource(
   };
 }
 
-test('entries naming a parent, or a directory the archive never opened, are refused by name', async () => {
-  const hostile: Array<[string, Parameters<typeof entrySource>[0]]> = [
+test('entries naming a parent, a directory the archive never opened or a path outside are refused by name', async () => {
+  const root = { path: '/', kind: 'directory' } as const;
+  const cases = (outside: string): Array<[RegExp, Parameters<typeof entrySource>[0]]> => [
+    [/'\/\.\.': '\.\.' is not a file name/, [root, { path: '/..', kind: 'file', size: 4 }]],
+    [/'\/outside\/x': its parent is not a directory/, [root, { path: '/outside/x', kind: 'file', size: 4 }]],
     [
-      '..',
+      /'\/h': its hardlink target '\.\.\/outside\/victim' leaves the archive/,
       [
-        { path: '/', kind: 'directory' },
-        { path: '/..', kind: 'file', size: 4 },
-      ],
-    ],
-    [
-      'slash',
-      [
-        { path: '/', kind: 'directory' },
-        { path: '/outside/x', kind: 'file', size: 4 },
-      ],
-    ],
-    [
-      'hardlink',
-      [
-        { path: '/', kind: 'directory' },
+        root,
         { path: '/f', kind: 'file', size: 4 },
         { path: '/h', kind: 'hardlink', linkTarget: Buffer.from('../outside/victim') },
       ],
     ],
+    [
+      /'\/h': its hardlink target is below the symlink '\/s'/,
+      [
+        root,
+        { path: '/s', kind: 'symlink', linkTarget: Buffer.from(outside) },
+        { path: '/h', kind: 'hardlink', linkTarget: Buffer.from('s/victim') },
+      ],
+    ],
   ];
-  for (const [what, entries] of hostile) {
+  for (let i = 0; i < 4; i++) {
     const { inside, outside } = sandbox();
+    const [message, entries] = cases(outside)[i]!;
     writeFileSync(join(outside, 'victim'), 'untouched');
-    await assert.rejects(
-      extractPxar(entrySource(entries), inside),
-      (err) => ERR_PXAR_UNSAFE_ENTRY.is(err),
-      what,
-    );
-    assert.deepEqual(readdirSync(outside), ['victim'], what);
-    assert.equal(lstatSync(join(outside, 'victim')).nlink, 1, what);
+    await assert.rejects(extractPxar(entrySource(entries), inside), (err) => {
+      assert.ok(ERR_PXAR_UNSAFE_ENTRY.is(err), String(err));
+      assert.match((err as Error).message, message);
+      return true;
+    });
+    assert.deepEqual(readdirSync(outside), ['victim'], String(message));
+    assert.equal(lstatSync(join(outside, 'victim')).nlink, 1, String(message));
   }
 });
 
