@@ -369,11 +369,11 @@ export const ERR_NO_DATASTORE_ON_DEVICE = createError(
   (store: string, path: string, uuid: string) =>
     `datastore '${store}': no datastore (no .chunks) at '${path}' on the device with UUID '${uuid}'; unmounted again`,
 );
-export const ERR_DEVICE_PATH_NOT_EMPTY = createError(
-  'ERR_DEVICE_PATH_NOT_EMPTY',
+export const ERR_NO_DATASTORE_TO_REUSE = createError(
+  'ERR_NO_DATASTORE_TO_REUSE',
   'BAD_REQUEST',
   (path: string) =>
-    `parameter verification failed - 'path': datastore path not empty: '${path}' on the device holds files but no datastore (reuse-datastore needs one)`,
+    `parameter verification failed - 'reuse-datastore': no datastore to reuse at '${path}' (it has no .chunks)`,
 );
 export const ERR_UNMOUNT_MODE_CHANGED = createError(
   'ERR_UNMOUNT_MODE_CHANGED',

@@ -18,7 +18,9 @@ import {
   type DatastoreConfig,
 } from '../config/datastore-config.js';
 import { Datastore } from '../datastore/datastore.js';
-import { BadRequestError, ERR_DATASTORE_EXISTS } from '../errors.js';
+import { BadRequestError, ERR_DATASTORE_EXISTS, ERR_NO_DATASTORE_TO_REUSE } from '../errors.js';
+import { FILESYSTEM_UUID_RE, unmountDir } from '../sys/mount.js';
+import { attachRemovableDatastore, checkOnDevicePath, isRemovable } from './removable-datastore.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import { createChunkBackend, syncLevelOf } from './chunk-backend-for.js';
 import { formatMaintenanceMode } from './maintenance-mode.js';
@@ -31,8 +33,13 @@ export interface NewDatastore {
   path: string;
   set?: DatastoreFields;
   'maintenance-mode'?: string;
-  /** PBS 4 removable datastores: refused (400 naming it). */
+  /**
+   * PBS 3.3+ removable datastores: the filesystem UUID of the device; `path` is then relative to
+   * the device's root. The device is mounted and the datastore created on it by the task.
+   */
   'backing-device'?: string;
+  /** PBS `reuse-datastore`: take over the datastore already at the path (it must hold one). */
+  reuseDatastore?: boolean;
   /** PBS 4 backends: only `type=filesystem` is accepted. */
   backend?: string;
   /**
@@ -47,6 +54,8 @@ export interface PreparedDatastore {
   readonly config: DatastoreConfig;
   /** Take over a chunk store already at the path. */
   readonly adoptExisting: boolean;
+  /** PBS `reuse-datastore`: a chunk store must be at the path, and is taken over. */
+  readonly reuseDatastore: boolean;
   /** Give up before `createDatastore` ran (e.g. the task could not be started). */
   cancel(): void;
 }
@@ -166,14 +175,17 @@ async function withinPathCheckTime<T>(path: string, work: Promise<T>): Promise<T
   }
 }
 
-/** 400 naming the parameter: Stowage cannot create removable or S3 datastores (yet). */
-function refuseUnsupported(backingDevice: string | undefined, backend: string | undefined): void {
-  if (backingDevice !== undefined) {
-    throw new BadRequestError(
-      "parameter verification failed - 'backing-device': removable datastores are not supported by this Stowage version",
-      { param: 'backing-device' },
-    );
-  }
+/** 400 naming the parameter: a backing device that is no filesystem UUID (PBS `UUID_FORMAT`). */
+function checkBackingDevice(backingDevice: string | undefined): void {
+  if (backingDevice === undefined || FILESYSTEM_UUID_RE.test(backingDevice)) return;
+  throw new BadRequestError(
+    `parameter verification failed - 'backing-device': value '${backingDevice}' does not match the UUID format`,
+    { param: 'backing-device' },
+  );
+}
+
+/** 400 naming the parameter: Stowage cannot create S3 datastores (yet). */
+function refuseUnsupported(backend: string | undefined): void {
   if (backend === undefined) return;
   const type = (() => {
     try {
@@ -198,10 +210,20 @@ export async function prepareDatastoreCreation(
   access: DatastoreAccess,
   req: NewDatastore,
 ): Promise<PreparedDatastore> {
-  refuseUnsupported(req['backing-device'], req.backend);
+  refuseUnsupported(req.backend);
+  checkBackingDevice(req['backing-device']);
   const { name } = req;
-  const path = normalizePath(req.path);
-  const config: DatastoreConfig = { name, path, ...(req.backend !== undefined && { backend: req.backend }) };
+  const removable = req['backing-device'] !== undefined;
+  if (removable) checkOnDevicePath(req.path);
+  // a removable datastore's path stays relative to its device (PBS); its files are at the mount point
+  const path = removable ? req.path : normalizePath(req.path);
+  const config: DatastoreConfig = {
+    name,
+    path,
+    ...(removable && { 'backing-device': req['backing-device'] }),
+    ...(req.backend !== undefined && { backend: req.backend }),
+  };
+  const where = datastoreAbsolutePath(config);
   applyFields(config, { set: req.set ?? {}, remove: [] });
   const modeText = req['maintenance-mode'];
   if (modeText !== undefined) config['maintenance-mode'] = formatMaintenanceMode(operatorMode(modeText));
@@ -211,27 +233,35 @@ export async function prepareDatastoreCreation(
   if (access.config.read().stores.has(name) || pending.has(name)) {
     throw ERR_DATASTORE_EXISTS(name);
   }
-  checkPathOverlap(access, path);
+  checkPathOverlap(access, where);
   for (const p of pending) {
-    if (p === path || p.startsWith(`${path}/`) || path.startsWith(`${p}/`)) {
-      throw new BadRequestError(`parameter verification failed - 'path': '${path}' is being created`);
+    if (p === where || p.startsWith(`${where}/`) || where.startsWith(`${p}/`)) {
+      throw new BadRequestError(`parameter verification failed - 'path': '${where}' is being created`);
     }
   }
   // reserved before the filesystem is asked, so a concurrent request for the same name or path
   // is refused while this one awaits the checks
   pending.add(name);
-  pending.add(path);
+  pending.add(where);
   const cancel = () => {
     pending.delete(name);
-    pending.delete(path);
+    pending.delete(where);
   };
+  const reuseDatastore = req.reuseDatastore ?? false;
   try {
-    await withinPathCheckTime(path, checkNewPathOnDisk(path, req.adoptExisting ?? false));
+    // a removable datastore's directory is only seen once the task mounted its device
+    if (!removable) {
+      await withinPathCheckTime(
+        path,
+        checkNewPathOnDisk(path, (req.adoptExisting ?? false) || reuseDatastore),
+      );
+      if (reuseDatastore) await withinPathCheckTime(path, checkReusable(path));
+    }
   } catch (err) {
     cancel();
     throw err;
   }
-  return { config, adoptExisting: req.adoptExisting ?? false, cancel };
+  return { config, adoptExisting: req.adoptExisting ?? false, reuseDatastore, cancel };
 }
 
 /**
@@ -241,14 +271,25 @@ export async function prepareDatastoreCreation(
 export async function createDatastore(
   access: DatastoreAccess,
   prepared: PreparedDatastore,
-  opts: { log?: (line: string) => void } = {},
+  opts: { log?: (line: string) => void; runDir?: string } = {},
 ): Promise<void> {
   const log = opts.log ?? (() => {});
   const { config } = prepared;
-  const { name, path } = config;
+  const { name } = config;
+  const path = datastoreAbsolutePath(config);
+  // PBS: a removable datastore's device is mounted first, and unmounted again if creation fails
+  let mountedHere = false;
   try {
+    if (isRemovable(config)) {
+      if (opts.runDir === undefined)
+        throw new TypeError('createDatastore: a removable datastore needs runDir');
+      mountedHere = await attachRemovableDatastore(config, { runDir: opts.runDir, log, createPath: true });
+      if (prepared.reuseDatastore) await checkReusable(path);
+      else await checkNewPathOnDisk(path, false);
+    }
     const existed = existsSync(path);
-    const adopted = prepared.adoptExisting && existsSync(join(path, '.chunks'));
+    const adopted = (prepared.adoptExisting || prepared.reuseDatastore) && existsSync(join(path, '.chunks'));
+    if (adopted) log(`reusing the datastore at ${path}`);
     if (!adopted) {
       log(`create datastore '${name}' at ${path}`);
       Datastore.create(name, path, {
@@ -279,7 +320,18 @@ export async function createDatastore(
       lock.release();
     }
     log(`datastore '${name}' added to the configuration`);
+    mountedHere = false; // created: it stays mounted, as in PBS
   } finally {
     prepared.cancel();
+    if (mountedHere) {
+      await unmountDir(path).catch((err: unknown) =>
+        log(`warning: could not unmount device: ${(err as Error).message}`),
+      );
+    }
   }
+}
+
+/** PBS `reuse-datastore` (`ChunkStore::verify_chunkstore`): the path must hold a chunk store. */
+async function checkReusable(path: string): Promise<void> {
+  if (!(await statOrUndefined(join(path, '.chunks')))) throw ERR_NO_DATASTORE_TO_REUSE(path);
 }

@@ -344,12 +344,20 @@ test('config changes on them touch only datastore.cfg; transitions follow PBS 4'
   }
 });
 
-test('creating a removable or S3 datastore is refused naming the parameter, and nothing is created', async () => {
+test('creating an S3 datastore, or a removable one with a bad device or path, is refused naming the parameter, and nothing is created', async () => {
   const path = join(storesDir, 'new-store');
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [
-      { 'backing-device': '5c7d2f1e-3a9b-4c6d-8e0f-1a2b3c4d5e6f', path: 'new-store' },
-      /^parameter verification failed - 'backing-device': removable datastores are not supported/,
+      { 'backing-device': '/dev/sdb1', path: 'new-store' },
+      /^parameter verification failed - 'backing-device': value '\/dev\/sdb1' does not match the UUID format/,
+    ],
+    [
+      { 'backing-device': '5c7d2f1e-3a9b-4c6d-8e0f-1a2b3c4d5e6f', path: '/new-store' },
+      /^parameter verification failed - 'path': expected a relative on-device path, '\/new-store' is not/,
+    ],
+    [
+      { 'backing-device': '5c7d2f1e-3a9b-4c6d-8e0f-1a2b3c4d5e6f', path: '../new-store' },
+      /^parameter verification failed - 'path': expected a relative on-device path/,
     ],
     [
       { backend: 'type=s3,client=aws-s3,bucket=b', path },

@@ -241,3 +241,20 @@ async function waitForLog(upid: string, text: string, timeoutMs = 10_000): Promi
   }
   assert.fail(`task log never said '${text}':\n${taskLog(t, upid).join('\n')}`);
 }
+
+test('reuse-datastore needs a datastore at the path: refused naming it, nothing created', async () => {
+  const path = join(t.dir, 'stores', 'empty-dir');
+  mkdirSync(path, { recursive: true });
+  const r = await t.api('POST', '/config/datastore', {
+    auth: t.root,
+    form: `name=reused&path=${encodeURIComponent(path)}&reuse-datastore=1`,
+  });
+  assert.deepEqual(
+    [r.status, r.body.message],
+    [
+      400,
+      `parameter verification failed - 'reuse-datastore': no datastore to reuse at '${path}' (it has no .chunks)`,
+    ],
+  );
+  assert.equal(t.server.context.datastores.config.read().stores.has('reused'), false);
+});

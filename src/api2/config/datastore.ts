@@ -122,14 +122,26 @@ const DryRunSchema = Type.Object({
   ),
 });
 
+/** PBS create parameters beyond the updatable ones. */
+const CreateOnlyFields = {
+  'backing-device': Type.Optional(
+    Type.String({
+      maxLength: 36,
+      description:
+        'The filesystem UUID of the device of a removable datastore; `path` is then relative to the ' +
+        "device's root. The task mounts the device and creates (or reuses) the datastore on it.",
+    }),
+  ),
+  'reuse-datastore': Type.Optional(
+    Type.Boolean({ description: 'Reuse the datastore already at the path instead of creating one (PBS).' }),
+  ),
+};
+
 /**
  * PBS 4 create parameters for datastores this version cannot serve: accepted by the schema so the
  * refusal names them (rather than "additional properties"), then refused.
  */
 const UnsupportedCreateFields = {
-  'backing-device': Type.Optional(
-    Type.String({ description: 'PBS 4 removable datastores: not supported by this Stowage version.' }),
-  ),
   backend: Type.Optional(
     Type.String({ description: 'PBS 4 datastore backends (S3): not supported by this Stowage version.' }),
   ),
@@ -172,6 +184,7 @@ export const routes: AnyRoute[] = [
       name: StoreSchema,
       path: Type.String({ minLength: 1, maxLength: 4096 }),
       ...UpdatableFields,
+      ...CreateOnlyFields,
       ...UnsupportedCreateFields,
     }),
     permission: { path: '/datastore', privs: ['Datastore.Allocate'] },
@@ -180,20 +193,37 @@ export const routes: AnyRoute[] = [
     description:
       'Create a datastore as a `create-datastore` task (creating the chunk store takes a while) and ' +
       'return its UPID. The path must be absolute, outside every other datastore, and a missing or ' +
-      'empty directory. Prune settings belong to prune jobs (/config/prune).',
-    handler: async ({ body, authId, server }) => {
-      const { name, path, 'maintenance-mode': mode, 'backing-device': backingDevice, backend, ...set } = body;
+      'empty directory (with `reuse-datastore`, one holding a datastore). With `backing-device` ' +
+      "(a removable datastore; also Sys.Modify on /system/disks) the path is relative to the device's " +
+      'root: the task mounts the device, creates or reuses the datastore there and leaves it mounted. ' +
+      'Prune settings belong to prune jobs (/config/prune).',
+    handler: async ({ body, authId, userInfo, server }) => {
+      const {
+        name,
+        path,
+        'maintenance-mode': mode,
+        'backing-device': backingDevice,
+        'reuse-datastore': reuseDatastore,
+        backend,
+        ...set
+      } = body;
+      // PBS: a removable datastore also needs Sys.Modify on /system/disks (its device is mounted)
+      if (backingDevice !== undefined) userInfo.checkPrivs(authId, DISKS_MODIFY.path, DISKS_MODIFY.privs);
       const prepared = await prepareDatastoreCreation(server.datastores, {
         name,
         path,
         set,
         ...(mode !== undefined && { 'maintenance-mode': mode }),
         ...(backingDevice !== undefined && { 'backing-device': backingDevice }),
+        ...(reuseDatastore !== undefined && { reuseDatastore }),
         ...(backend !== undefined && { backend }),
       });
       try {
         return server.tasks.spawnTask('create-datastore', name, authId, (task) =>
-          createDatastore(server.datastores, prepared, { log: (line) => task.log(line) }),
+          createDatastore(server.datastores, prepared, {
+            log: (line) => task.log(line),
+            runDir: server.paths.runDir,
+          }),
         );
       } catch (err) {
         prepared.cancel();

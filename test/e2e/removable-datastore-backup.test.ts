@@ -1,0 +1,218 @@
+/**
+ * A removable datastore's life with real processes on a real disk (issue 18's "done when"): the
+ * server (its own process) creates a removable datastore on an ext4 loop device made here,
+ * `stowage-client` backs up into it, an unmount started while a restore runs waits for the
+ * restore (listing it), then unmounts — `umount` succeeded and no process holds a file under the
+ * mount point — a backup while it is away is refused naming it, and mounted again (or recreated
+ * with `reuse-datastore`) it restores byte for byte. Chunk loads are slowed (SLOW_CHUNK_MS) so
+ * the restore is still running when the unmount starts.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ApiClient } from '../../src/client/connection.js';
+import { listTree, openFilesUnder } from '../helpers/files.js';
+import { cleanupUnder, makeLoopDisk, mountsUnder, type LoopDisk } from '../helpers/loop-device.js';
+import {
+  loginApi,
+  runClient,
+  runTreeBackup,
+  spawnClient,
+  startE2eServer,
+  taskEnd,
+  type E2eServer,
+} from './backup-helpers.js';
+
+const T1 = 1_780_000_000;
+let root: string;
+let srv: E2eServer;
+let api: ApiClient;
+let disk: LoopDisk;
+let mountDir: string;
+let src: string;
+let env: NodeJS.ProcessEnv;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'stowage-e2e-removable-backup-'));
+  mountDir = join(root, 'mnt');
+  srv = await startE2eServer('unused', {
+    root,
+    env: { STOWAGE_DATASTORE_MOUNT_DIR: mountDir, SLOW_CHUNK_MS: '300' },
+  });
+  api = await loginApi(srv);
+  disk = makeLoopDisk(root, 'usb');
+  env = { ...srv.env, STOWAGE_REPOSITORY: `root@pam@${srv.host}:${srv.port}:usb1` };
+  src = join(root, 'src');
+  mkdirSync(join(src, 'etc'), { recursive: true });
+  // incompressible, so several chunks (each load slowed) make the restore take a while
+  writeFileSync(join(src, 'disk.bin'), randomBytes(6 << 20));
+  writeFileSync(join(src, 'etc', 'hosts'), '127.0.0.1 localhost\n');
+});
+
+after(async () => {
+  try {
+    await srv?.kill();
+  } finally {
+    if (root) cleanupUnder(root);
+    await srv?.stop();
+  }
+});
+
+async function task(upid: string): Promise<{ status: string; log: string[] }> {
+  return taskEnd(api, upid);
+}
+
+async function mountStatus(store: string): Promise<string | undefined> {
+  const list = await api.call<Array<{ store: string; 'mount-status': string }>>('GET', '/admin/datastore');
+  return list.find((i) => i.store === store)?.['mount-status'];
+}
+
+/** Every process's open files under `dir` (/proc/PID/fd of all processes). */
+function openFilesOfAllUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      out.push(...openFilesUnder(Number(pid), dir).map((f) => `${pid}: ${f}`));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
+}
+
+function assertSameTree(a: string, b: string): void {
+  const tree = listTree(a);
+  assert.deepEqual(listTree(b), tree);
+  for (const rel of tree.filter((r) => statSync(join(a, r)).isFile())) {
+    assert.ok(readFileSync(join(a, rel)).equals(readFileSync(join(b, rel))), rel);
+  }
+}
+
+test('a removable datastore is created on the device: mounted, the chunk store made at the path on it, the UUID recorded', async () => {
+  const upid = await api.call<string>('POST', '/config/datastore', {
+    name: 'usb1',
+    path: 'backups/pbs',
+    'backing-device': disk.uuid,
+    comment: 'rotating disk A',
+  });
+  const { status, log } = await task(upid);
+  assert.equal(status, 'OK', log.join('\n'));
+  assert.ok(
+    log.some((l) => l.includes(`temporarily mounting '${disk.uuid}'`)),
+    log.join('\n'),
+  );
+  const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/usb1');
+  assert.deepEqual([cfg.path, cfg['backing-device']], ['backups/pbs', disk.uuid]);
+  // stays mounted, as in PBS
+  assert.equal(await mountStatus('usb1'), 'mounted');
+  assert.deepEqual(mountsUnder(root), [join(mountDir, 'usb1')]);
+  assert.ok(existsSync(join(mountDir, 'usb1', '.chunks', 'ffff')));
+});
+
+test('a second datastore on a directory of the device that holds files is refused, and its mount undone', async () => {
+  const upid = await api.call<string>('POST', '/config/datastore', {
+    name: 'usb2',
+    path: 'backups',
+    'backing-device': disk.uuid,
+  });
+  const { status } = await task(upid);
+  assert.match(status, /'backups' is not empty|is not empty/);
+  assert.deepEqual(mountsUnder(root), [join(mountDir, 'usb1')]);
+  const names = (await api.call<Array<{ name: string }>>('GET', '/config/datastore')).map((c) => c.name);
+  assert.ok(!names.includes('usb2'));
+});
+
+test('stowage-client backs up into the removable datastore', async () => {
+  const r = await runTreeBackup(env, src, 'web01', T1);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+test('unmount while a restore runs: waits for it, lists it, then unmounts and nothing holds a file there', async () => {
+  const dst = join(root, 'restore-1');
+  const restore = spawnClient(['restore', 'host/web01', 'root.tar', dst], env);
+  let restoreErr = '';
+  restore.stderr!.on('data', (d: Buffer) => (restoreErr += d.toString()));
+  const restoreDone = new Promise<number>((r) => restore.once('close', (code) => r(code ?? -1)));
+  // the restore's reader session is admitted
+  for (const end = Date.now() + 20_000; ;) {
+    const ops = await api.call<{ read: number }>('GET', '/admin/datastore/usb1/active-operations');
+    if (ops.read > 0) break;
+    assert.ok(Date.now() < end, 'the restore never started');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
+  const code = await restoreDone;
+  assert.equal(code, 0, restoreErr);
+  const { status, log } = await task(upid);
+  assert.equal(status, 'OK', log.join('\n'));
+  assert.ok(
+    log.some((l) => l.includes('cannot unmount yet, still 1 read and 0 write operations active')),
+    log.join('\n'),
+  );
+  assert.ok(
+    log.some((l) => l.includes('still running: ') && l.includes('host/web01')),
+    log.join('\n'),
+  );
+  const waited = log.findIndex((l) => l.includes('still running: '));
+  const unmounted = log.findIndex((l) => l.includes('unmounting '));
+  assert.ok(waited >= 0 && unmounted > waited, 'unmounted only after the restore ended');
+  assert.deepEqual(mountsUnder(root), []);
+  assert.deepEqual(openFilesOfAllUnder(mountDir), []);
+  assert.equal(await mountStatus('usb1'), 'notmounted');
+  assertSameTree(src, dst);
+});
+
+test('while the disk is away a backup is refused naming the datastore, and nothing is written to the mount point', async () => {
+  const r = await runTreeBackup(env, src, 'web01', T1 + 60);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /datastore 'usb1' is not mounted/);
+  assert.deepEqual(readdirSync(join(mountDir, 'usb1')), []);
+});
+
+test('mounted again, the snapshot restores byte for byte', async () => {
+  const { status, log } = await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'));
+  assert.equal(status, 'OK', log.join('\n'));
+  assert.equal(await mountStatus('usb1'), 'mounted');
+  const dst = join(root, 'restore-2');
+  const r = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
+  assert.equal(r.code, 0, r.stderr);
+  assertSameTree(src, dst);
+});
+
+test('removed from the configuration it is unmounted; created again with reuse-datastore it serves the old snapshots', async () => {
+  const removed = await task(await api.call<string>('DELETE', '/config/datastore/usb1'));
+  assert.equal(removed.status, 'OK', removed.log.join('\n'));
+  assert.deepEqual(mountsUnder(root), []);
+  const upid = await api.call<string>('POST', '/config/datastore', {
+    name: 'usb1',
+    path: 'backups/pbs',
+    'backing-device': disk.uuid,
+    'reuse-datastore': true,
+  });
+  const { status, log } = await task(upid);
+  assert.equal(status, 'OK', log.join('\n'));
+  assert.ok(
+    log.some((l) => l.includes('reusing the datastore')),
+    log.join('\n'),
+  );
+  const snapshots = await api.call<Array<{ 'backup-id': string }>>('GET', '/admin/datastore/usb1/snapshots');
+  assert.deepEqual(
+    snapshots.map((s) => s['backup-id']),
+    ['web01'],
+  );
+  const dst = join(root, 'restore-3');
+  const r = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
+  assert.equal(r.code, 0, r.stderr);
+  assertSameTree(src, dst);
+});
