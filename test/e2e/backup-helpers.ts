@@ -4,7 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { BackupWriter } from '../../src/client/backup-writer.js';
+import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { ApiClient } from '../../src/client/connection.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -136,17 +139,52 @@ export function runTreeBackup(
 }
 
 /** An API client logged in to `s` as root@pam (its pinned certificate). */
-export async function loginApi(s: Pick<E2eServer, 'host' | 'port' | 'fingerprint'>): Promise<ApiClient> {
+export async function loginApi(
+  s: Pick<E2eServer, 'host' | 'port' | 'fingerprint'>,
+  password = ROOT_PASSWORD,
+): Promise<ApiClient> {
   const target = { host: s.host, port: s.port };
   const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
     ticket: string;
     CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'root@pam', password: ROOT_PASSWORD });
+  }>('POST', '/access/ticket', { username: 'root@pam', password });
   return new ApiClient(
     target,
     { fingerprint: s.fingerprint },
     { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
   );
+}
+
+/**
+ * Upload `archives` (server name → archive bytes) as the snapshot `host/ID` at `time` of
+ * datastore `store` through the backup protocol, as a PBS client that writes no catalog does.
+ */
+export async function uploadSnapshot(
+  s: Pick<E2eServer, 'host' | 'port' | 'fingerprint'>,
+  snapshot: { store: string; id: string; time: number; password?: string },
+  archives: Record<string, Buffer>,
+): Promise<void> {
+  const api = await loginApi(s, snapshot.password);
+  const pool = new ChunkPool();
+  try {
+    const writer = await BackupWriter.start(
+      {
+        target: { host: s.host, port: s.port },
+        policy: { fingerprint: s.fingerprint },
+        credentials: api.credentials,
+        store: snapshot.store,
+        backupType: 'host',
+        backupId: snapshot.id,
+        backupTime: snapshot.time,
+      },
+      pool,
+    );
+    for (const [name, bytes] of Object.entries(archives))
+      await writer.uploadStream(name, Readable.from([bytes]), { chunkSize: 64 * 1024 });
+    await writer.finish();
+  } finally {
+    await pool.close();
+  }
 }
 
 const taskPath = (upid: string) => `/nodes/${upid.split(':')[1]!}/tasks/${encodeURIComponent(upid)}`;

@@ -17,6 +17,7 @@ import { decompress } from 'zstd-napi';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
 import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js';
+import type { ArchiveEntry } from '../../src/api-types/file-restore.js';
 import { unzip } from '../helpers/unzip.js';
 import { loginApi, runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
 
@@ -69,22 +70,13 @@ function request(
 const b64 = (p: string) => Buffer.from(p).toString('base64');
 const json = (r: Reply) => JSON.parse(r.body.toString()) as { data?: unknown; message?: string };
 
-interface Entry {
-  filepath: string;
-  text: string;
-  type: string;
-  leaf: boolean;
-  size?: number;
-  mtime?: number;
-}
-
-async function catalog(filepath: string, extra = ''): Promise<Entry[]> {
+async function catalog(filepath: string, extra = ''): Promise<ArchiveEntry[]> {
   const res = await request(
     'GET',
     `/admin/datastore/local/catalog?${SNAP}&filepath=${encodeURIComponent(filepath)}${extra}`,
   );
   assert.equal(res.status, 200, res.body.toString());
-  return (json(res).data as Entry[]).sort((a, b) => a.text.localeCompare(b.text));
+  return (json(res).data as ArchiveEntry[]).sort((a, b) => a.text.localeCompare(b.text));
 }
 
 const download = (filepath: string, extra = '', t?: string) =>
@@ -225,7 +217,7 @@ test('a file, a hard link and a big file come back byte for byte, parameters in 
   const viaJsonCatalog = await request('GET', '/admin/datastore/local/catalog', {
     json: { ...params, filepath: 'root' },
   });
-  assert.equal((json(viaJsonCatalog).data as Entry[])[0]!.text, 'root.pxar.didx');
+  assert.equal((json(viaJsonCatalog).data as ArchiveEntry[])[0]!.text, 'root.pxar.didx');
   const none = await request('GET', '/admin/datastore/local/pxar-file-download');
   assert.equal(none.status, 400);
   assert.match(json(none).message ?? '', /filepath|backup-type/);

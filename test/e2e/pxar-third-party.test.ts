@@ -9,11 +9,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
-import { Readable } from 'node:stream';
-import { BackupWriter } from '../../src/client/backup-writer.js';
-import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { buildFixture, buildSplitFixture } from '../pxar/pbs-fixtures.js';
-import { loginApi, startE2eServer, type E2eServer } from './backup-helpers.js';
+import { loginApi, startE2eServer, uploadSnapshot, type E2eServer } from './backup-helpers.js';
 
 let srv: E2eServer;
 let ticket: string;
@@ -44,37 +41,20 @@ function get(path: string): Promise<{ status: number; body: Buffer }> {
 
 const b64 = (p: string) => Buffer.from(p).toString('base64');
 
-/** Upload `archives` (name → archive bytes) as a snapshot of `host/ID`, as a PBS client does. */
-async function uploadSnapshot(id: string, archives: Record<string, Buffer>): Promise<void> {
-  const api = await loginApi(srv);
-  const pool = new ChunkPool();
-  try {
-    const writer = await BackupWriter.start(
-      {
-        target: { host: srv.host, port: srv.port },
-        policy: { fingerprint: srv.fingerprint },
-        credentials: api.credentials,
-        store: 'local',
-        backupType: 'host',
-        backupId: id,
-        backupTime: TIME,
-      },
-      pool,
-    );
-    for (const [name, bytes] of Object.entries(archives))
-      await writer.uploadStream(name, Readable.from([bytes]), { chunkSize: 64 * 1024 });
-    await writer.finish();
-  } finally {
-    await pool.close();
-  }
-}
-
 before(async () => {
   srv = await startE2eServer('stowage-e2e-pxar-3rd-');
   ticket = await rootTicket();
-  await uploadSnapshot('pbs-v1', { 'root.pxar.didx': buildFixture() });
+  await uploadSnapshot(
+    srv,
+    { store: 'local', id: 'pbs-v1', time: TIME },
+    { 'root.pxar.didx': buildFixture() },
+  );
   const split = buildSplitFixture();
-  await uploadSnapshot('pbs-split', { 'root.mpxar.didx': split.meta, 'root.ppxar.didx': split.payload });
+  await uploadSnapshot(
+    srv,
+    { store: 'local', id: 'pbs-split', time: TIME },
+    { 'root.mpxar.didx': split.meta, 'root.ppxar.didx': split.payload },
+  );
 });
 
 async function rootTicket(): Promise<string> {

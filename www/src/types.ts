@@ -43,20 +43,6 @@ export interface Snapshot {
   files?: Array<{ filename: string; 'crypt-mode'?: string; size?: number }>;
 }
 
-/**
- * PBS `ArchiveEntry`: one member of a directory listed by `admin/datastore/{store}/catalog`;
- * `filepath` (base64) goes back into the API as it is.
- */
-export interface ArchiveEntry {
-  filepath: string;
-  text: string;
-  /** d, f, l (symlink), h (hard link), b, c (devices), p (FIFO), s (socket). */
-  type: string;
-  leaf: boolean;
-  size?: number;
-  mtime?: number;
-}
-
 export interface PruneItem {
   'backup-type': string;
   'backup-id': string;
@@ -66,6 +52,7 @@ export interface PruneItem {
 }
 
 export type { TaskListItem as Task } from '../../src/api-types/tasks.js';
+export type { ArchiveEntry } from '../../src/api-types/file-restore.js';
 
 export interface TaskLogLine {
   n: number;

@@ -145,18 +145,23 @@ export function FileBrowser({
 
   /** The members of `dir`; without `dir` the top: the snapshot's archives. */
   const list = async (dir: TreeNode | undefined, signal?: AbortSignal): Promise<TreeNode[]> => {
-    if (!dir && !source.catalog)
-      return source.archives.map((name) =>
+    let nodes: TreeNode[];
+    if (!dir && !source.catalog) {
+      // one top folder per archive, each listed from the archive itself from then on
+      nodes = source.archives.map((name) =>
         nodeOf({ filepath: btoa('/'), text: name, type: 'd', leaf: false }, undefined, name),
       );
-    const entries = (
-      await api.get<ArchiveEntry[]>(
-        `${base}/catalog`,
-        { ...snapshotParams, filepath: dir?.filepath ?? 'root', 'archive-name': dir?.archive },
-        signal,
-      )
-    ).data;
-    return entries.map((e) => nodeOf(e, dir, dir?.archive)).sort(byFolderThenName);
+    } else {
+      const entries = (
+        await api.get<ArchiveEntry[]>(
+          `${base}/catalog`,
+          { ...snapshotParams, filepath: dir?.filepath ?? 'root', 'archive-name': dir?.archive },
+          signal,
+        )
+      ).data;
+      nodes = entries.map((e) => nodeOf(e, dir, dir?.archive));
+    }
+    return nodes.sort(byFolderThenName);
   };
 
   const top = useApi((signal) => list(undefined, signal), []);
