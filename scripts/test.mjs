@@ -1,6 +1,10 @@
 // `npm test`: set up (install, build), then run every test under test/ with node's test runner.
 // Extra arguments narrow the run to matching files: `npm test -- chunk-store`.
-import { spawnSync } from 'node:child_process';
+// Files under test/s3/ need a real object store: one Ceph cluster is started for the whole run
+// (test/helpers/ceph-cluster.ts) and passed on in STOWAGE_TEST_S3_*.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureBuilt, root } from './ensure-built.mjs';
@@ -24,9 +28,54 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+/** Start the shared Ceph cluster; returns its env for the test processes and how to stop it. */
+async function startCeph() {
+  const t0 = Date.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/ceph-cluster.ts', '--serve'], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const rl = createInterface({ input: child.stdout });
+  const line = await new Promise((resolve) => {
+    rl.once('line', resolve);
+    rl.once('close', () =>
+      resolve(JSON.stringify({ error: 'ceph: the cluster helper exited without a word' })),
+    );
+  });
+  const target = JSON.parse(line);
+  if (target.error) {
+    console.error(target.error);
+    process.exit(1);
+  }
+  console.log(
+    `ceph: test cluster up in ${((Date.now() - t0) / 1000).toFixed(1)} s at ${target.endpoint} (logs in ${target.dir})`,
+  );
+  const env = {
+    STOWAGE_TEST_S3_ENDPOINT: target.endpoint,
+    STOWAGE_TEST_S3_ACCESS_KEY: target.accessKey,
+    STOWAGE_TEST_S3_SECRET_KEY: target.secretKey,
+  };
+  // closing its stdin stops the daemons and removes the temp dir
+  const stop = async () => {
+    child.stdin.end();
+    if (child.exitCode === null) await once(child, 'exit');
+  };
+  return { env, stop };
+}
+
+const ceph = files.some((f) => f.split(/[\\/]/).includes('s3')) ? await startCeph() : undefined;
 const res = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', ...files],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, STOWAGE_TEST: '1' } },
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=2',
+    '--test-timeout=600000',
+    '--test-reporter=spec',
+    ...files,
+  ],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, ...ceph?.env, STOWAGE_TEST: '1' } },
 );
+await ceph?.stop();
 process.exit(res.status ?? 1);

@@ -823,3 +823,10 @@ export const ERR_PXAR_BELOW_SYMLINK = createError(
   (path: string, symlink: string) =>
     `refusing to extract archive entry '${path}': it is below the symlink '${symlink}' the archive created`,
 );
+
+// S3 object stores (src/s3/, the S3 chunk backend)
+export const ERR_S3_REQUEST_FAILED = createError(
+  'ERR_S3_REQUEST_FAILED',
+  'INTERNAL',
+  (what: string, detail: string) => `S3 request failed: ${what} - ${detail}`,
+);
