@@ -38,6 +38,7 @@ import { bindMount, findDeviceByUuid, mountDevice, syncFilesystem, unmountDir } 
 import { describeOperation } from './admission-backend.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import { waitForDrain } from './maintenance-control.js';
+import { oldestWriteStart } from './oldest-writer.js';
 import { formatMaintenanceMode, MAX_MESSAGE_LENGTH, type MaintenanceMode } from './maintenance-mode.js';
 import { storedMaintenanceMode } from './local-admission-backend.js';
 
@@ -218,6 +219,49 @@ export async function abandonUnmount(
   authId?: string,
 ): Promise<void> {
   await replaceUnmountMode(access, start.name, start.previous, authId);
+}
+
+/** PBS `gc-on-unmount` (stored as PBS writes booleans; unknown to the typed config). */
+export function gcOnUnmount(cfg: DatastoreConfig): boolean {
+  const value = cfg.extra?.find(([key]) => key === 'gc-on-unmount')?.[1];
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value);
+}
+
+/**
+ * `gc-on-unmount`: garbage collection before the unmount drains the datastore, as an ordinary
+ * admitted GC (reclaim) recorded under the unmount task's UPID. A GC that is refused (a mode or
+ * hold refusing reclaim) or fails is a warning: the operator asked for the disk, and GC can run
+ * next time.
+ */
+export async function collectGarbageBeforeUnmount(
+  access: DatastoreAccess,
+  name: string,
+  task: { upid: string; signal?: AbortSignal; log: (line: string) => void; warn: (line: string) => void },
+): Promise<void> {
+  task.log('gc-on-unmount: running garbage collection before unmounting');
+  let handle;
+  try {
+    handle = await access.lookupDatastore(name, 'reclaim', {
+      kind: 'gc',
+      detail: 'gc-on-unmount',
+      taskId: task.upid,
+    });
+  } catch (err) {
+    task.warn(`garbage collection skipped: ${(err as Error).message}`);
+    return;
+  }
+  try {
+    await handle.datastore.garbageCollection({
+      upid: task.upid,
+      oldestWriterStartMs: await oldestWriteStart(access.backend, name, handle.record.id),
+      log: task.log,
+      ...(task.signal && { signal: task.signal }),
+    });
+  } catch (err) {
+    task.warn(`garbage collection failed: ${(err as Error).message}`);
+  } finally {
+    await handle.release();
+  }
 }
 
 export interface FinishUnmountOptions {

@@ -35,8 +35,11 @@ export const STRING_FIELDS: readonly StringField[] = [
   'notify-user',
   'tuning',
 ];
-/** Properties kept in `extra` (PBS knows them, Stowage only stores them). */
-const EXTRA_FIELDS = ['notify'] as const;
+/**
+ * Properties kept in `extra`, as PBS writes them: `notify` (Stowage only stores it) and
+ * `gc-on-unmount` (read by the unmount of a removable datastore, removable-datastore.ts).
+ */
+const EXTRA_FIELDS = ['notify', 'gc-on-unmount'] as const;
 
 /** PBS `DeletableProperty` of the datastore update. */
 const DELETABLE = new Set([
@@ -50,8 +53,8 @@ const DELETABLE = new Set([
   'notification-mode',
   'tuning',
   'maintenance-mode',
-  // PBS 4; Stowage only stores them
   'gc-on-unmount',
+  // PBS 4; Stowage only stores them
   'notification-thresholds',
   'counter-reset-schedule',
   // Stowage's low-space thresholds (back to their defaults)
@@ -61,6 +64,7 @@ const DELETABLE = new Set([
 /** The fields a client may set on create and update (PBS DataStoreConfigUpdater, minus the mode). */
 export type DatastoreFields = Partial<Record<StringField | 'notify', string>> & {
   'verify-new'?: boolean;
+  'gc-on-unmount'?: boolean;
 } & Partial<Record<PercentKey, number>>;
 
 /** `delete` as an array or a comma/semicolon/space separated list (PBS's CLI and GUI send both). */

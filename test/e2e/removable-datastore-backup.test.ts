@@ -91,6 +91,16 @@ function openFilesOfAllUnder(dir: string): string[] {
   return out;
 }
 
+/** Wait until a read operation (the restore's reader session) is admitted on `store`. */
+async function waitForRead(store: string): Promise<void> {
+  for (const end = Date.now() + 20_000; ;) {
+    const ops = await api.call<{ read: number }>('GET', `/admin/datastore/${store}/active-operations`);
+    if (ops.read > 0) return;
+    assert.ok(Date.now() < end, 'the restore never started');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function assertSameTree(a: string, b: string): void {
   const tree = listTree(a);
   assert.deepEqual(listTree(b), tree);
@@ -144,13 +154,7 @@ test('unmount while a restore runs: waits for it, lists it, then unmounts and no
   let restoreErr = '';
   restore.stderr!.on('data', (d: Buffer) => (restoreErr += d.toString()));
   const restoreDone = new Promise<number>((r) => restore.once('close', (code) => r(code ?? -1)));
-  // the restore's reader session is admitted
-  for (const end = Date.now() + 20_000; ;) {
-    const ops = await api.call<{ read: number }>('GET', '/admin/datastore/usb1/active-operations');
-    if (ops.read > 0) break;
-    assert.ok(Date.now() < end, 'the restore never started');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForRead('usb1');
   const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
   const code = await restoreDone;
   assert.equal(code, 0, restoreErr);
@@ -190,9 +194,40 @@ test('mounted again, the snapshot restores byte for byte', async () => {
   assertSameTree(src, dst);
 });
 
+test('with gc-on-unmount the unmount runs garbage collection first, then waits for the restore and unmounts', async () => {
+  await api.call('PUT', '/config/datastore/usb1', { 'gc-on-unmount': true });
+  const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/usb1');
+  assert.equal(cfg['gc-on-unmount'], true);
+  const dst = join(root, 'restore-gc');
+  const restore = spawnClient(['restore', 'host/web01', 'root.tar', dst], env);
+  let restoreErr = '';
+  restore.stderr!.on('data', (d: Buffer) => (restoreErr += d.toString()));
+  const restoreDone = new Promise<number>((r) => restore.once('close', (code) => r(code ?? -1)));
+  await waitForRead('usb1');
+  const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
+  assert.equal(await restoreDone, 0, restoreErr);
+  const { status, log } = await task(upid);
+  assert.equal(status, 'OK', log.join('\n'));
+  const gc = log.findIndex((l) => l.includes('gc-on-unmount: running garbage collection'));
+  const swept = log.findIndex((l) => l.includes('Start GC phase2'));
+  const unmounted = log.findIndex((l) => l.includes('unmounting '));
+  assert.ok(gc >= 0 && swept > gc && unmounted > swept, log.join('\n'));
+  assert.deepEqual(mountsUnder(root), []);
+  assert.deepEqual(openFilesOfAllUnder(mountDir), []);
+  assertSameTree(src, dst);
+  // the GC's result is on the disk, under the unmount task's UPID
+  assert.equal((await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'))).status, 'OK');
+  const gcStatus = await api.call<{ upid?: string }>('GET', '/admin/datastore/usb1/gc');
+  assert.equal(gcStatus.upid, upid);
+});
+
 test('removed from the configuration it is unmounted; created again with reuse-datastore it serves the old snapshots', async () => {
   const removed = await task(await api.call<string>('DELETE', '/config/datastore/usb1'));
   assert.equal(removed.status, 'OK', removed.log.join('\n'));
+  assert.ok(
+    removed.log.some((l) => l.includes('unmounted ')),
+    removed.log.join('\n'),
+  );
   assert.deepEqual(mountsUnder(root), []);
   const upid = await api.call<string>('POST', '/config/datastore', {
     name: 'usb1',

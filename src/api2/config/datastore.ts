@@ -52,6 +52,9 @@ const UpdatableFields = {
   notify: Type.Optional(SingleLine),
   tuning: Type.Optional(SingleLine),
   'verify-new': Type.Optional(Type.Boolean()),
+  'gc-on-unmount': Type.Optional(
+    Type.Boolean({ description: 'Removable datastores: run garbage collection before unmounting (PBS).' }),
+  ),
   'low-space-hold': Type.Optional(
     Type.Integer({
       minimum: 0,

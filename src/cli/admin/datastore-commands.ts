@@ -235,6 +235,9 @@ function printDryRun(name: string, type: string, answer: DryRunAnswer): void {
   }
 }
 
+/** The `mounted` column of `datastore list` (PBS's `mount-status` of a removable datastore). */
+const MOUNT_STATUS_TEXT: Record<string, string> = { mounted: 'mounted', notmounted: 'not mounted' };
+
 export function registerDatastoreCommands(program: Command): void {
   const ds = program.command('datastore').description('manage datastores');
 
@@ -245,11 +248,12 @@ export function registerDatastoreCommands(program: Command): void {
       const client = await adminClient(g);
       const stores = await client.call<DatastoreConfigItem[]>('GET', '/config/datastore');
       // the holds are the admin list's (a server before them sends none)
-      const admin = await client.call<Array<{ store: string; holds?: HoldItem[] }>>(
+      const admin = await client.call<Array<{ store: string; holds?: HoldItem[]; 'mount-status'?: string }>>(
         'GET',
         '/admin/datastore',
       );
       const holds = new Map(admin.map((a) => [a.store, a.holds ?? []]));
+      const mounts = new Map(admin.map((a) => [a.store, a['mount-status']]));
       printRows(
         stores,
         [
@@ -260,6 +264,8 @@ export function registerDatastoreCommands(program: Command): void {
             header: 'system hold',
             value: (s) => (holds.get(s.name) ?? []).map(describeHold).join('; ') || 'none',
           },
+          // removable datastores only (PBS's mount-status); `-` for the others
+          { header: 'mounted', value: (s) => MOUNT_STATUS_TEXT[mounts.get(s.name) ?? ''] ?? '-' },
           { header: 'comment', value: (s) => s.comment },
         ],
         g.outputFormat,
@@ -280,18 +286,54 @@ export function registerDatastoreCommands(program: Command): void {
     .description('create a datastore (chunk store and configuration)')
     .option('--comment <text>')
     .option('--gc-schedule <calendar-event>')
+    .option(
+      '--backing-device <uuid>',
+      "a removable datastore on the device with this filesystem UUID (see blkid); <path> is then relative to the device's root",
+    )
+    .option('--reuse-datastore', 'take over the datastore already at the path instead of creating one')
     .action(
-      async (name: string, path: string, o: { comment?: string; gcSchedule?: string }, cmd: Command) => {
+      async (
+        name: string,
+        path: string,
+        o: { comment?: string; gcSchedule?: string; backingDevice?: string; reuseDatastore?: boolean },
+        cmd: Command,
+      ) => {
         const client = await adminClient(globals(cmd));
         const upid = await client.call<string>('POST', '/config/datastore', {
           name,
           path,
           comment: o.comment,
           'gc-schedule': o.gcSchedule,
+          'backing-device': o.backingDevice,
+          'reuse-datastore': o.reuseDatastore,
         });
         await followTask(client, upid);
       },
     );
+
+  ds.command('mount <name>')
+    .description("mount a removable datastore's device")
+    .action(async (name: string, _o, cmd: Command) => {
+      const client = await adminClient(globals(cmd));
+      await followTask(
+        client,
+        await client.call<string>('POST', `/admin/datastore/${encodeURIComponent(name)}/mount`),
+      );
+    });
+
+  ds.command('unmount <name>')
+    .description(
+      'unmount a removable datastore: nothing new is admitted, running operations finish (listed as they ' +
+        'go), then its device is synced and unmounted; a failed unmount stays in maintenance mode unmount ' +
+        '(run it again, or `maintenance clear` to keep using the datastore)',
+    )
+    .action(async (name: string, _o, cmd: Command) => {
+      const client = await adminClient(globals(cmd));
+      await followTask(
+        client,
+        await client.call<string>('POST', `/admin/datastore/${encodeURIComponent(name)}/unmount`),
+      );
+    });
 
   ds.command('update <name>')
     .description('change datastore options')

@@ -15,7 +15,10 @@ import { defineRoute, type AllOfPermission, type AnyRoute } from '../../../http/
 import {
   abandonUnmount,
   beginUnmount,
+  checkMounted,
+  collectGarbageBeforeUnmount,
   finishUnmount,
+  gcOnUnmount,
   isRemovable,
   mountRemovableDatastore,
 } from '../../../maintenance/removable-datastore.js';
@@ -59,7 +62,8 @@ export const routes: AnyRoute[] = [
     protected: true,
     returns: Type.String({ description: 'UPID of the unmount-device task.' }),
     description:
-      'Unmount a removable datastore as an `unmount-device` task: set maintenance mode `unmount` (from ' +
+      'Unmount a removable datastore as an `unmount-device` task (with `gc-on-unmount`, garbage ' +
+      'collection runs first, while the datastore is in service): set maintenance mode `unmount` (from ' +
       'this answer on nothing new is admitted), wait for the running operations to end (the task log ' +
       'lists them), sync, unmount, then put back the maintenance mode that was set before (none as a ' +
       'rule). Clearing the mode while it waits cancels the unmount. If `umount` fails (a process ' +
@@ -67,6 +71,16 @@ export const routes: AnyRoute[] = [
       'message: run the unmount again, or clear the mode to use the datastore again.',
     handler: async ({ params, authId, server }) => {
       const access = server.datastores;
+      const cfg = access.datastoreConfig(params.store);
+      if (isRemovable(cfg) && gcOnUnmount(cfg)) {
+        // GC first, while the datastore is in service; then the unmount as without it
+        checkMounted(cfg);
+        return server.tasks.spawnTask('unmount-device', params.store, authId, async (task) => {
+          await collectGarbageBeforeUnmount(access, params.store, task);
+          const start = await beginUnmount(access, params.store, authId);
+          await finishUnmount(access, start, { log: (line) => task.log(line), signal: task.signal, authId });
+        });
+      }
       const start = await beginUnmount(access, params.store, authId);
       try {
         return server.tasks.spawnTask('unmount-device', params.store, authId, (task) =>
