@@ -284,6 +284,26 @@ describe('web UI: file browser', { skip }, () => {
       await row(dialog, 'root.pxar.didx').waitFor();
       assert.deepEqual(await shownPaths(dialog), ['data.mpxar.didx', 'root.pxar.didx']);
 
+      // the keyboard walks the tree: right opens, down selects the next row, left goes back up
+      const pressed = (path: string) =>
+        row(dialog, path)
+          .getByRole('button', { name: baseName(path), exact: true })
+          .getAttribute('aria-pressed');
+      await row(dialog, 'data.mpxar.didx')
+        .getByRole('button', { name: 'data.mpxar.didx', exact: true })
+        .focus();
+      await page.keyboard.press('ArrowRight');
+      await row(dialog, 'data.mpxar.didx')
+        .getByRole('button', { name: 'Collapse data.mpxar.didx' })
+        .waitFor();
+      await page.keyboard.press('ArrowDown');
+      assert.equal(await pressed('data.mpxar.didx/f'), 'true');
+      await dialog.getByText('data.mpxar.didx/f', { exact: true }).waitFor();
+      await page.keyboard.press('ArrowLeft');
+      assert.equal(await pressed('data.mpxar.didx'), 'true');
+      await page.keyboard.press('ArrowLeft');
+      await row(dialog, 'data.mpxar.didx/f').waitFor({ state: 'detached' });
+
       await expand(dialog, 'root.pxar.didx');
       assert.deepEqual((await shownPaths(dialog)).slice(2), [
         'root.pxar.didx/dir',

@@ -221,56 +221,83 @@ export function FileBrowser({
     link.remove();
   };
 
-  const rows: JSX.Element[] = [];
-  const addRows = (nodes: TreeNode[]) => {
+  // the rows as shown, for the arrow keys
+  const visible: TreeNode[] = [];
+  const collect = (nodes: TreeNode[]) => {
     for (const n of nodes) {
-      const isDir = n.type === 'd';
-      const open = expanded.has(n.key);
-      rows.push(
-        <tr
-          key={n.key}
-          data-path={n.path}
-          class={selected?.key === n.key ? 'selected' : undefined}
-          onClick={() => setSelected(n)}
-          onDblClick={() => isDir && void toggle(n)}
-        >
-          <td class="entry-name" style={{ paddingLeft: `${0.6 + n.depth * 1.25}rem` }}>
-            {isDir ? (
-              <button
-                type="button"
-                class="link-button tree-toggle"
-                aria-expanded={open}
-                aria-label={`${open ? 'Collapse' : 'Expand'} ${n.text}`}
-                aria-busy={loading === n.key}
-                onClick={(e) => {
-                  e.stopPropagation();
-                  void toggle(n);
-                }}
-              >
-                {open ? '▾' : '▸'}
-              </button>
-            ) : (
-              <span class="tree-toggle" />
-            )}
-            <TypeIcon type={n.type} />
-            <button
-              type="button"
-              class="link-button entry-select"
-              aria-pressed={selected?.key === n.key}
-              onClick={() => setSelected(n)}
-            >
-              {n.text}
-            </button>
-          </td>
-          <td class="entry-size">{n.size !== undefined ? bytes(n.size) : ''}</td>
-          <td class="entry-mtime">{n.mtime !== undefined ? dateTime(n.mtime) : ''}</td>
-        </tr>,
-      );
+      visible.push(n);
       const members = children.get(n.key);
-      if (open && members) addRows(members);
+      if (expanded.has(n.key) && members) collect(members);
     }
   };
-  if (top.data) addRows(top.data);
+  if (top.data) collect(top.data);
+
+  /**
+   * Keys on an entry's name, as in a file manager's tree: up and down move the selection, right
+   * opens a folder, left closes it (or goes to the parent).
+   */
+  const onKey = (e: KeyboardEvent, n: TreeNode, index: number) => {
+    const focusRow = (target: TreeNode | undefined) => {
+      if (!target) return;
+      setSelected(target);
+      const buttons = (e.currentTarget as HTMLElement).closest('tbody')?.querySelectorAll('.entry-select');
+      (buttons?.[visible.indexOf(target)] as HTMLElement | undefined)?.focus();
+    };
+    const open = expanded.has(n.key);
+    if (e.key === 'ArrowDown') focusRow(visible[index + 1]);
+    else if (e.key === 'ArrowUp') focusRow(visible[index - 1]);
+    else if (e.key === 'ArrowRight' && n.type === 'd' && !open) void toggle(n);
+    else if (e.key === 'ArrowLeft' && open) void toggle(n);
+    else if (e.key === 'ArrowLeft') focusRow(n.parent);
+    else return;
+    e.preventDefault();
+  };
+
+  const rows: JSX.Element[] = visible.map((n, index) => {
+    const isDir = n.type === 'd';
+    const open = expanded.has(n.key);
+    return (
+      <tr
+        key={n.key}
+        data-path={n.path}
+        class={selected?.key === n.key ? 'selected' : undefined}
+        onClick={() => setSelected(n)}
+        onDblClick={() => isDir && void toggle(n)}
+      >
+        <td class="entry-name" style={{ paddingLeft: `${0.6 + n.depth * 1.25}rem` }}>
+          {isDir ? (
+            <button
+              type="button"
+              class="link-button tree-toggle"
+              aria-expanded={open}
+              aria-label={`${open ? 'Collapse' : 'Expand'} ${n.text}`}
+              aria-busy={loading === n.key}
+              onClick={(e) => {
+                e.stopPropagation();
+                void toggle(n);
+              }}
+            >
+              {open ? '▾' : '▸'}
+            </button>
+          ) : (
+            <span class="tree-toggle" />
+          )}
+          <TypeIcon type={n.type} />
+          <button
+            type="button"
+            class="link-button entry-select"
+            aria-pressed={selected?.key === n.key}
+            onClick={() => setSelected(n)}
+            onKeyDown={(e) => onKey(e, n, index)}
+          >
+            {n.text}
+          </button>
+        </td>
+        <td class="entry-size">{n.size !== undefined ? bytes(n.size) : ''}</td>
+        <td class="entry-mtime">{n.mtime !== undefined ? dateTime(n.mtime) : ''}</td>
+      </tr>
+    );
+  });
 
   const canDownload = selected !== undefined && downloadable(selected);
   return (
