@@ -274,7 +274,7 @@ export interface FinishUnmountOptions {
 /** The mode's message after a failed unmount: the command's reason, within the message limit. */
 function failureMessage(why: string): string {
   // `umount: /mnt/datastore/usb1: target is busy.`: the kernel's reason is the last part
-  const reason = why.split(': ').pop()!.replace(/\.$/, '');
+  const reason = why.split(': ').pop()!;
   const text = `unmount failed: ${reason}`.replace(/[\u0000-\u001f\u007f-\u009f]/gu, ' ');
   return [...text].length <= MAX_MESSAGE_LENGTH
     ? text
@@ -351,7 +351,8 @@ export async function finishUnmount(
     }
   } catch (err) {
     if (!ERR_MOUNT_COMMAND_FAILED.is(err)) throw err;
-    const why = (err.details as { why?: string } | undefined)?.why ?? err.message;
+    // `umount: /mnt/datastore/usb1: target is busy.` without its full stop, to go inside a sentence
+    const why = ((err.details as { why?: string } | undefined)?.why ?? err.message).replace(/\.$/, '');
     await replaceUnmountMode(
       access,
       name,

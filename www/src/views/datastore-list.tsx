@@ -1,4 +1,4 @@
-/** All datastores: usage bars and the maintenance marker, refreshed every 5 s. */
+/** All datastores: usage bars, the maintenance marker and "not mounted", refreshed every 5 s. */
 import { api, seg } from '../api.js';
 import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js';
 import { useApi } from '../hooks.js';
@@ -6,6 +6,7 @@ import { parseMaintenance } from '../maintenance.js';
 import type { DatastoreListItem, DatastoreUsage } from '../types.js';
 import { NextWindowLine } from './next-window.js';
 import { SystemHoldLines } from './system-holds.js';
+import { NotMountedMarker } from './mount-controls.js';
 
 export function DatastoreList() {
   const list = useApi(
@@ -49,6 +50,7 @@ export function DatastoreList() {
                   >
                     <th scope="row">
                       <a href={`#/datastore/${seg(s.store)}/summary`}>{s.store}</a>
+                      {s['mount-status'] === 'notmounted' && <NotMountedMarker />}
                     </th>
                     <td data-label="Maintenance">
                       {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}
@@ -58,7 +60,11 @@ export function DatastoreList() {
                     <td data-label="Usage">
                       {s.usage?.error ? (
                         <span class="muted" title={s.usage.error}>
-                          {mode ? 'not available during maintenance' : 'not available'}
+                          {mode
+                            ? 'not available during maintenance'
+                            : s['mount-status'] === 'notmounted'
+                              ? 'not available: not mounted'
+                              : 'not available'}
                         </span>
                       ) : (
                         <UsageBar used={s.usage?.used} total={s.usage?.total} label={`Usage of ${s.store}`} />

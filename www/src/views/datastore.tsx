@@ -17,6 +17,7 @@ import { MaintenanceHistory } from './maintenance-history.js';
 import { StoreNextWindow } from './next-window.js';
 import { StoreSystemHolds } from './system-holds.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
+import { MountControls, NotMountedPanel, useMountStatus } from './mount-controls.js';
 
 const TABS = [
   ['summary', 'Summary'],
@@ -39,6 +40,9 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
   const [editing, setEditing] = useState(false);
   const [version, setVersion] = useState(0);
   const current = TABS.some(([t]) => t === tab) ? tab : 'summary';
+  const mount = useMountStatus(store);
+  // the mode is checked first, as the server does: an unmount in progress shows as maintenance
+  const notMounted = mount.status === 'notmounted' && !refusesReads(mode);
 
   return (
     <section aria-labelledby="store-heading">
@@ -61,6 +65,14 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
         >
           Edit maintenance
         </button>
+        <MountControls
+          store={store}
+          status={mount.status}
+          onChanged={() => {
+            mount.reload();
+            ops.reload();
+          }}
+        />
       </div>
       <ErrorBox error={ops.error} title="Could not load the datastore's operations" />
       <StoreNextWindow store={store} />
@@ -77,12 +89,14 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
           ))}
         </ul>
       </nav>
-      {ops.data === undefined && !ops.error ? (
+      {(ops.data === undefined && !ops.error) || !mount.known ? (
         <Loading what="datastore" />
       ) : (
         <div key={`${current}-${version}`}>
-          {current === 'summary' && <Summary store={store} mode={mode} />}
-          {current === 'content' && <Content store={store} mode={mode} />}
+          {current === 'summary' &&
+            (notMounted ? <NotMountedPanel store={store} /> : <Summary store={store} mode={mode} />)}
+          {current === 'content' &&
+            (notMounted ? <NotMountedPanel store={store} /> : <Content store={store} mode={mode} />)}
           {current === 'options' && <Options store={store} mode={mode} onEdit={() => setEditing(true)} />}
         </div>
       )}

@@ -19,11 +19,20 @@ export function MaintenancePanel({ mode }: { mode: MaintenanceMode }) {
           {deleting
             ? 'datastore is being deleted'
             : mode.type === 'unmount'
-              ? 'datastore is being unmounted'
+              ? // a failed unmount leaves its reason as the message (src/maintenance/removable-datastore.ts)
+                mode.message || 'datastore is being unmounted'
               : mode.message || '(no message given)'}
         </p>
-        {!deleting && (
-          <p class="muted">Its contents cannot be read until an administrator clears the maintenance mode.</p>
+        {mode.type === 'unmount' && mode.message ? (
+          <p class="muted">
+            Close what holds the disk and use Unmount again, or clear the maintenance mode to keep using it.
+          </p>
+        ) : (
+          !deleting && (
+            <p class="muted">
+              Its contents cannot be read until an administrator clears the maintenance mode.
+            </p>
+          )
         )}
       </div>
     </article>

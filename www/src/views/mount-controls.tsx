@@ -1,0 +1,136 @@
+/**
+ * Removable datastores in the UI (issue 18): whether the disk is mounted (the datastore list's
+ * `mount-status`, PBS's values), and Mount / Unmount buttons that start PBS's `mount-device` and
+ * `unmount-device` tasks. While an unmount waits, the maintenance mode is `unmount`, so the drain
+ * line above the tabs lists what it waits for; the task's outcome (a busy disk) shows here.
+ */
+import { useEffect, useState } from 'preact/hooks';
+import { api, seg } from '../api.js';
+import { ErrorBox } from '../components.js';
+import { useApi } from '../hooks.js';
+import type { DatastoreListItem } from '../types.js';
+
+export type MountStatus = DatastoreListItem['mount-status'];
+
+/**
+ * The mount status of one datastore, polled with the list every 5 s: `known` once the list
+ * answered (or failed: then the status stays unknown and the views go ahead as for any store).
+ */
+export function useMountStatus(store: string): {
+  status: MountStatus | undefined;
+  known: boolean;
+  reload: () => void;
+} {
+  const list = useApi(
+    async (signal) => (await api.get<DatastoreListItem[]>('/admin/datastore', undefined, signal)).data,
+    [store],
+    5000,
+  );
+  return {
+    status: list.data?.find((s) => s.store === store)?.['mount-status'],
+    known: list.data !== undefined || list.error !== undefined,
+    reload: list.reload,
+  };
+}
+
+/** The list's marker for a removable datastore whose disk is not mounted. */
+export function NotMountedMarker() {
+  return (
+    <span
+      class="not-mounted"
+      data-testid="not-mounted"
+      title="The disk of this removable datastore is not mounted"
+    >
+      not mounted
+    </span>
+  );
+}
+
+interface TaskStatus {
+  status: string;
+  exitstatus?: string;
+}
+
+/** Poll a task until it stops; its exit status (`OK`, or the error). */
+async function taskOutcome(upid: string): Promise<string> {
+  const node = upid.split(':')[1] ?? 'localhost';
+  for (;;) {
+    const s = (await api.get<TaskStatus>(`/nodes/${seg(node)}/tasks/${seg(upid)}/status`)).data;
+    if (s.status !== 'running') return s.exitstatus ?? 'unknown';
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Mount or Unmount, as the datastore's disk is; the running task's outcome below it. */
+export function MountControls({
+  store,
+  status,
+  onChanged,
+}: {
+  store: string;
+  status: MountStatus | undefined;
+  onChanged: () => void;
+}) {
+  const [running, setRunning] = useState<'mount' | 'unmount' | undefined>(undefined);
+  const [failure, setFailure] = useState<Error | undefined>(undefined);
+  useEffect(() => setFailure(undefined), [store]);
+  if (status === undefined || status === 'nonremovable') return null;
+  const start = async (action: 'mount' | 'unmount') => {
+    setFailure(undefined);
+    setRunning(action);
+    try {
+      const upid = (await api.post<string>(`/admin/datastore/${seg(store)}/${action}`)).data;
+      onChanged(); // the unmount mode is set already: the drain line shows what it waits for
+      const outcome = await taskOutcome(upid);
+      if (outcome !== 'OK' && !outcome.startsWith('WARNINGS')) setFailure(new Error(outcome));
+    } catch (err) {
+      setFailure(err as Error);
+    } finally {
+      setRunning(undefined);
+      onChanged();
+    }
+  };
+  const mounted = status === 'mounted';
+  return (
+    <div class="mount-controls" data-testid="mount-controls">
+      {mounted ? (
+        <button
+          type="button"
+          class="outline small-button"
+          disabled={running !== undefined}
+          onClick={() => void start('unmount')}
+        >
+          {running === 'unmount' ? 'Unmounting…' : 'Unmount'}
+        </button>
+      ) : (
+        <button
+          type="button"
+          class="small-button"
+          disabled={running !== undefined}
+          onClick={() => void start('mount')}
+        >
+          {running === 'mount' ? 'Mounting…' : 'Mount'}
+        </button>
+      )}
+      <ErrorBox
+        error={failure}
+        title={`Could not ${running ?? (mounted ? 'unmount' : 'mount')} the datastore`}
+      />
+    </div>
+  );
+}
+
+/** Shown instead of the contents of a removable datastore whose disk is not mounted. */
+export function NotMountedPanel({ store }: { store: string }) {
+  return (
+    <article class="maintenance-panel" data-testid="not-mounted-panel" role="status">
+      <div>
+        <h2>Datastore is not mounted</h2>
+        <p class="panel-message">datastore '{store}' is not mounted</p>
+        <p class="muted">
+          Connect its disk and use Mount above; backups and restores are refused until then.
+        </p>
+      </div>
+    </article>
+  );
+}
