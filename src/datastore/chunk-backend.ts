@@ -3,14 +3,15 @@
  * stored under its 32-byte digest; a backend keeps the chunks, their access times (GC's mark,
  * §7.6) and the quarantined copies verify sets aside (`<digest>.<n>.bad`, §7.1).
  *
- * Implementations: the filesystem backend (`chunk-store.ts`, PBS's `.chunks/` layout) and the
- * in-memory one (`memory-chunk-backend.ts`). Every implementation passes the one conformance
- * suite in `test/suites/chunk-backend-conformance.ts`; a new backend (S3) plugs in by passing it.
+ * Implementations: the filesystem backend (`chunk-store.ts`, PBS's `.chunks/` layout), the
+ * in-memory one (`memory-chunk-backend.ts`) and the S3 one (`s3-chunk-backend.ts`, PBS 4's bucket
+ * layout with a local cache holding the marks). Every implementation passes the one conformance
+ * suite in `test/suites/chunk-backend-conformance.ts`.
  *
  * Digests are never checked against content here except where a method says so: the protocol
  * layer checks uploads (encrypted chunks are opaque to the server, §7.2), verify checks reads.
  */
-import { CorruptDataError, NotFoundError, StowageError } from '../errors.js';
+import { BadRequestError, CorruptDataError, NotFoundError, StowageError } from '../errors.js';
 import { decodeBlob, isEncryptedKind, verifyBlobCrc, type BlobKind, type OutputBuffer } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
 
@@ -97,6 +98,32 @@ export function sweepVerdict(atimeMs: number, cutoffs: SweepCutoffs): 'remove' |
   if (atime < Math.floor(cutoffs.minAtimeMs / 1000)) return 'remove';
   if (atime < Math.floor(cutoffs.oldestWriterMs / 1000)) return 'pending';
   return 'keep';
+}
+
+/**
+ * What `insert` does when a copy of `storedSize` bytes is stored under the digest (the contract's
+ * rules, PBS `insert_chunk` §7.1), for a backend that learns the stored size before it writes
+ * (S3). `storedKind` is asked for only when it matters: an encrypted blob of another size than a
+ * non-empty unencrypted copy is refused (BadRequestError) instead of replacing or joining it.
+ */
+export async function insertDecision(
+  hex: string,
+  where: string,
+  stored: { size: number; kind: () => Promise<BlobKind | undefined> },
+  newKind: BlobKind,
+  newSize: number,
+): Promise<'duplicate' | 'keep-stored' | 'replace'> {
+  if (stored.size === newSize) return 'duplicate';
+  if (stored.size === 0) return 'replace';
+  if (isEncryptedKind(newKind)) {
+    const storedKind = await stored.kind();
+    if (storedKind !== undefined && !isEncryptedKind(storedKind)) {
+      throw new BadRequestError(
+        `refusing to overwrite unencrypted chunk ${hex} on store '${where}' with an encrypted chunk with the same digest`,
+      );
+    }
+  }
+  return stored.size < newSize ? 'keep-stored' : 'replace';
 }
 
 /** Add one object's fate to `s` (`.bad` copies are counted apart: removed-bad / still-bad). */

@@ -1,6 +1,7 @@
 /**
  * The chunk-backend contract, run against every backend: the filesystem one (PBS's `.chunks/`
- * layout) and the in-memory one. A new backend adds its harness here.
+ * layout) and the in-memory one. A new backend adds its harness here; the S3 backend's sits in
+ * test/s3/s3-chunk-backend.test.ts, where the test run provides a Ceph cluster.
  */
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,8 @@
 /**
  * The one conformance suite of the `ChunkBackend` contract (src/datastore/chunk-backend.ts), as
  * restic's `backend/test` suite: every backend runs it through a harness (filesystem and memory
- * now, S3 later), from test/datastore/chunk-backend.test.ts. Each test checks a sentence of the
+ * from test/datastore/chunk-backend.test.ts, S3 on Ceph's RADOS Gateway from
+ * test/s3/s3-chunk-backend.test.ts). Each test checks a sentence of the
  * contract written above the interface's methods.
  */
 import { test } from 'node:test';
