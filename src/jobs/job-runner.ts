@@ -43,12 +43,14 @@ export function maintenanceSkipReason(err: MaintenanceError): string {
 /**
  * Why a scheduled run is skipped rather than failed, or undefined for a failure: a maintenance
  * mode, a datastore this version does not support (a PBS 4 S3 datastore), or a removable datastore
- * that is not mounted (PBS skips jobs on it too, `docs/storage.rst`).
+ * that is not mounted (PBS skips jobs on it too, `docs/storage.rst`) — except a sync job, which
+ * fails then, as in PBS.
  */
-function skipReason(err: unknown): string | undefined {
+function skipReason(err: unknown, job: JobSpec): string | undefined {
   if (err instanceof MaintenanceError) return maintenanceSkipReason(err);
   if (err instanceof UnsupportedDatastoreError) return `unsupported: ${err.message}`;
-  if (ERR_DATASTORE_NOT_MOUNTED.is(err)) return `not mounted: ${err.message}`;
+  // PBS lets a sync job to or from an unmounted removable datastore fail, so the operator sees it
+  if (ERR_DATASTORE_NOT_MOUNTED.is(err) && job.type !== 'syncjob') return `not mounted: ${err.message}`;
   return undefined;
 }
 
@@ -246,7 +248,7 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
 /** A scheduled run that could not start: a task that says why, recorded as the last run. */
 function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number): JobRun {
   const message = err instanceof Error ? err.message : String(err);
-  const reason = skipReason(err);
+  const reason = skipReason(err, job);
   const skipped = reason !== undefined;
   const upid = ctx.tasks.spawnTask(job.workerType, job.workerId, SCHEDULER_AUTH_ID, (task) => {
     if (reason !== undefined) {

@@ -280,12 +280,21 @@ test('unmount and s3-refresh refuse read and write with PBS 4 messages (before t
   assert.deepEqual(access.openDatastores().sort(), []);
 });
 
-test('scheduled GC on a removable or S3 store is recorded as skipped with the reason; the plain store runs', async () => {
+test('scheduled GC on a removable or S3 store is recorded as skipped with the reason, a sync into it fails; the plain store runs', async () => {
   const ctx = t.server.context;
+  // a local sync into the unmounted removable store fails loudly instead, as in PBS
+  const sync = await t.api('POST', '/config/sync', {
+    auth: t.root,
+    body: { id: 'to-usb1', store: 'usb1', 'remote-store': 'backup', schedule: 'daily' },
+  });
+  assert.equal(sync.status, 200, JSON.stringify(sync.body));
   const now = new Date();
   await runSchedulerOnce(ctx, now); // a first sight creates the job state
   const runs = await runSchedulerOnce(ctx, new Date(now.getTime() + 3 * 86400_000));
   const outcome = Object.fromEntries(runs.map((r) => [r.id, r]));
+  assert.equal(outcome['to-usb1']?.outcome, 'failed');
+  assert.equal(await waitForTask(t, outcome['to-usb1']!.upid), USB1);
+  assert.equal((await t.api('DELETE', '/config/sync/to-usb1', { auth: t.root })).status, 200);
   assert.equal(outcome.usb1?.outcome, 'skipped');
   assert.equal(outcome.s3store?.outcome, 'skipped');
   assert.equal(outcome.backup?.outcome, 'started');
