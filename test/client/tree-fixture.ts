@@ -70,7 +70,7 @@ export function makeTree(root: string, opts: { scale?: number; seed?: string } =
 }
 
 export interface TreeEntry {
-  type: 'file' | 'dir' | 'symlink';
+  type: 'file' | 'dir' | 'symlink' | 'fifo';
   mode: number;
   mtime: number;
   sha?: string;
@@ -89,6 +89,9 @@ export function describeTree(root: string, opts: { rootMeta?: boolean } = {}): M
     } else if (st.isDirectory()) {
       if (rel !== '.' || opts.rootMeta) out.set(rel, { type: 'dir', mode: st.mode & 0o7777, mtime });
       for (const name of readdirSync(abs)) visit(join(abs, name), rel === '.' ? name : `${rel}/${name}`);
+    } else if (st.isFIFO()) {
+      // never read: opening a FIFO waits for a writer
+      out.set(rel, { type: 'fifo', mode: st.mode & 0o7777, mtime });
     } else {
       const data = readFileSync(abs);
       out.set(rel, {

@@ -1,11 +1,12 @@
 /**
  * The nightly question, from the command line: a file was deleted from the source; `stowage-client
  * catalog find` finds it in last night's snapshot and `catalog ls` shows its directory, read from
- * the snapshot's catalog over a reader session. Refusals are one line with a non-zero exit.
+ * the snapshot's catalog over a reader session, and `restore --pattern` brings it back alone.
+ * Refusals are one line with a non-zero exit.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
 
@@ -75,6 +76,19 @@ test('a file deleted from the source is found with catalog find and its director
   assert.match(ls.stdout, /^f .* notes\.txt\nf .* thesis\.tex\n$/);
   const dirs = await runClient(['catalog', 'ls', 'host/nightly', '/root.pxar.didx'], srv.env);
   assert.match(dirs.stdout, /^d\s+-\s+-\s+etc\/\nd\s+-\s+-\s+home\/\n$/);
+
+  // ... and restored alone, with its mtime, next to nothing else
+  const target = join(srv.root, 'found');
+  const restore = await runClient(
+    ['restore', 'host/nightly', 'root.pxar', target, '--pattern', '/home/ann/docs/thesis.tex'],
+    srv.env,
+  );
+  assert.equal(restore.code, 0, restore.stderr);
+  const file = join(target, 'home', 'ann', 'docs', 'thesis.tex');
+  assert.equal(readFileSync(file, 'utf8'), '\\documentclass{book}\n'.repeat(100));
+  assert.equal(Math.floor(lstatSync(file).mtimeMs / 1000), mtime);
+  assert.deepEqual(readdirSync(join(target, 'home', 'ann', 'docs')), ['thesis.tex']);
+  assert.deepEqual(readdirSync(target), ['home']);
 });
 
 test('bad paths and snapshots are one-line errors with a non-zero exit', async () => {

@@ -1,15 +1,31 @@
 /**
  * `stowage-client backup root.pxar:DIR` end to end: a pxar archive and its catalog; an unchanged
  * tree's next backup reads no file (its archive and catalog are the previous snapshot's indexes,
- * the same ones a full encode gives); a changed tree is encoded again.
+ * the same ones a full encode gives); a changed tree is encoded again; `restore` gives back the
+ * tree with its metadata, and `--pattern` a part of it.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  closeSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { decodeBlob } from '../../src/datastore/data-blob.js';
 import { RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
+import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
 
 let srv: E2eServer;
@@ -118,4 +134,79 @@ test('a file written within the racy margin is never trusted: the next backup re
   const next = await backup(1_700_000_600);
   assert.equal(next.cachedBytes, 0, 'the racy walk left no reusable entry');
   assert.deepEqual(csums(1_700_000_600), csums(1_700_000_500));
+});
+
+test('restore gives back every entry with its metadata: modes, mtimes, hard links, symlinks, FIFOs, sparse files', async () => {
+  const tree = join(srv.root, 'rich');
+  makeTree(tree, { scale: 512 * 1024 });
+  linkSync(join(tree, 'random.bin'), join(tree, 'small', 'random-link.bin'));
+  symlinkSync('../nowhere', join(tree, 'bin', 'dangling'));
+  execFileSync('mkfifo', [join(tree, 'pipe')]);
+  const sparse = openSync(join(tree, 'sparse.img'), 'w');
+  writeSync(sparse, Buffer.from('head'), 0, 4, 0);
+  writeSync(sparse, Buffer.from('tail'), 0, 4, 8 * 1024 * 1024);
+  closeSync(sparse);
+  mkdirSync(join(tree, 'private'), { mode: 0o700 });
+  writeFileSync(join(tree, 'private', 'key'), 'secret', { mode: 0o600 });
+  utimesSync(join(tree, 'private', 'key'), 1_500_000_000.123456, 1_500_000_000.123456);
+  await age();
+  const b = await runClient(
+    ['backup', `root.pxar:${tree}`, '--backup-id', 'rich', '--backup-time', '1700000000'],
+    srv.env,
+  );
+  assert.equal(b.code, 0, b.stderr);
+
+  const target = join(srv.root, 'rich-restored');
+  const r = await runClient(['restore', 'host/rich', 'root.pxar', target], srv.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(describeTree(target), describeTree(tree));
+  const st = (p: string) => lstatSync(join(target, p));
+  assert.equal(st('small/random-link.bin').ino, st('random.bin').ino, 'the hard link is one inode again');
+  assert.ok(st('pipe').isFIFO());
+  assert.equal(readFileSync(join(target, 'sparse.img')).length, 8 * 1024 * 1024 + 4);
+  assert.ok(statSync(join(target, 'sparse.img')).blocks * 512 < 1024 * 1024, 'the zeros are holes again');
+  assert.equal(st('private').mode & 0o7777, 0o700);
+  assert.equal(
+    Math.round(st('private/key').mtimeMs * 1000),
+    Math.round(lstatSync(join(tree, 'private', 'key')).mtimeMs * 1000),
+    'the mtime to the microsecond',
+  );
+  const again = await runClient(['restore', 'host/rich', 'root.pxar', target], srv.env);
+  assert.notEqual(again.code, 0, 'a restore never writes into a non-empty directory');
+  assert.match(again.stderr, /not empty|exists/);
+});
+
+test('--pattern restores only the matching part, with the directories leading to it', async () => {
+  const target = join(srv.root, 'part');
+  const r = await runClient(
+    ['restore', 'host/rich', 'root.pxar', target, '--pattern', '/docs/nested/**', '--pattern', '!*.txt'],
+    srv.env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const rich = join(srv.root, 'rich');
+  const want = [...describeTree(rich).keys()]
+    .filter((k) => k === 'docs' || k.startsWith('docs/nested'))
+    .filter((k) => !k.endsWith('.txt'));
+  assert.deepEqual([...describeTree(target).keys()].sort(), want.sort());
+  assert.deepEqual(readdirSync(target), ['docs']);
+
+  const tar = await runClient(
+    ['restore', 'host/px', 'root.pxar', join(srv.root, 'x'), '--pattern', 'a'],
+    srv.env,
+  );
+  assert.equal(tar.code, 0, tar.stderr);
+  const notPxar = await runClient(
+    ['backup', `etc.tar:${join(rich, 'docs')}`, '--backup-id', 'tar1'],
+    srv.env,
+  );
+  assert.equal(notPxar.code, 0, notPxar.stderr);
+  const refused = await runClient(
+    ['restore', 'host/tar1', 'etc.tar', join(srv.root, 'y'), '--pattern', 'x'],
+    srv.env,
+  );
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /^error: --pattern selects files of pxar archives; 'etc\.tar\.didx' is not one\n$/,
+  );
 });

@@ -3,14 +3,17 @@
  * test/pxar/pbs-fixtures.ts (made byte by byte from PBS's documented format, standing for
  * proxmox-backup-client and third-party PBS clients: a format-1 archive with a legacy entry,
  * xattrs, ACLs, a hard link and a symlink; a split format-2 `.mpxar` + `.ppxar` pair) are
- * uploaded through the backup protocol as those clients do, without a catalog, and are browsed
- * and downloaded through the API from their goodbye tables.
+ * uploaded through the backup protocol as those clients do, without a catalog, are browsed and
+ * downloaded through the API from their goodbye tables, and are restored by `stowage-client`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import { unzip } from '../helpers/unzip.js';
 import { buildFixture, buildSplitFixture } from '../pxar/pbs-fixtures.js';
-import { loginApi, startE2eServer, uploadSnapshot, type E2eServer } from './backup-helpers.js';
+import { loginApi, runClient, startE2eServer, uploadSnapshot, type E2eServer } from './backup-helpers.js';
 
 let srv: E2eServer;
 let ticket: string;
@@ -121,4 +124,52 @@ test('a split archive (.mpxar + .ppxar) is listed and its files are read from th
   );
   assert.equal(g.status, 200, g.body.toString());
   assert.equal(g.body.toString(), 'defg');
+});
+
+test("stowage-client restores a PBS client's archive with its metadata, and says what Node cannot set", async () => {
+  const target = join(srv.root, 'v1');
+  const r = await runClient(
+    [
+      'restore',
+      `host/pbs-v1/${new Date(TIME * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}`,
+      'root.pxar',
+      target,
+    ],
+    srv.env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(target).sort(), ['a.txt', 'dir', 'hl', 'sym']);
+  assert.equal(readFileSync(join(target, 'a.txt'), 'utf8'), 'hello from pbs\n');
+  const a = lstatSync(join(target, 'a.txt'));
+  assert.equal(a.mode & 0o7777, 0o640);
+  assert.equal(Math.floor(a.mtimeMs / 1000), 1_600_000_000);
+  assert.equal(lstatSync(join(target, 'hl')).ino, a.ino, 'the hard link is a.txt again');
+  assert.equal(readlinkSync(join(target, 'sym')), 'a.txt');
+  assert.equal(lstatSync(join(target, 'dir')).mode & 0o7777, 0o750);
+  assert.equal(lstatSync(join(target, 'dir', 'f')).size, 0);
+  assert.match(r.stderr, /extended attributes/);
+  assert.match(r.stderr, /ACL/);
+});
+
+test('a split archive is restored with its contents read from the payload half', async () => {
+  const target = join(srv.root, 'split');
+  const r = await runClient(['restore', 'host/pbs-split', 'root.pxar', target], srv.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(readFileSync(join(target, 'f'), 'utf8'), 'abc');
+  assert.equal(readFileSync(join(target, 'g'), 'utf8'), 'defg');
+  assert.equal(Math.floor(lstatSync(join(target, 'g')).mtimeMs / 1000), 102);
+});
+
+test('a folder with an entry from before 1970 downloads as a zip (its time clamped), and the server goes on', async () => {
+  const res = await get(
+    `/admin/datastore/local/pxar-file-download?${snap('pbs-v1')}&filepath=${b64('root.pxar.didx')}`,
+  );
+  assert.equal(res.status, 200, res.body.toString());
+  const files = await unzip(res.body);
+  assert.equal(files.get('a.txt')!.data.toString(), 'hello from pbs\n');
+  assert.equal(files.get('sym')!.data.toString(), 'a.txt');
+  const again = await get(
+    `/admin/datastore/local/catalog?${snap('pbs-v1')}&filepath=root&archive-name=root.pxar`,
+  );
+  assert.equal(again.status, 200, 'the server still answers');
 });

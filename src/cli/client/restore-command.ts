@@ -1,15 +1,17 @@
 /**
  * `stowage-client restore SNAPSHOT ARCHIVE TARGET` — SNAPSHOT is `type/id/time` (RFC 3339, as
  * `snapshots` prints it) or `type/id` for the group's latest finished snapshot. ARCHIVE may omit
- * the `.didx`/`.fidx`/`.blob` suffix (`root.tar`, `disk.img`). A tar archive is extracted into the
- * directory TARGET (created; an existing one must be empty); an image or blob is written to the
- * file TARGET, or to stdout when TARGET is `-`.
+ * the `.didx`/`.fidx`/`.blob` suffix (`root.pxar`, `root.tar`, `disk.img`). A pxar or tar archive
+ * is extracted into the directory TARGET (created; an existing one must be empty), a pxar archive
+ * with its metadata (`--pattern` restores a part of it, as PBS's client); an image or blob is
+ * written to the file TARGET, or to stdout when TARGET is `-`.
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BadRequestError, ERR_RESTORE_TARGET_EXISTS, NotFoundError } from '../../errors.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { extractTar } from '../../client/tar-archive.js';
+import { PxarDecoder, extractPxar } from '../../pxar/index.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession } from './session.js';
 import { parseSnapshotSpec, withSnapshotReader } from './snapshot-reader.js';
@@ -17,7 +19,10 @@ import { parseSnapshotSpec, withSnapshotReader } from './snapshot-reader.js';
 function resolveArchive(files: string[], name: string): string {
   if (files.includes(name)) return name;
   for (const ext of ['.didx', '.fidx', '.blob']) if (files.includes(name + ext)) return name + ext;
-  // PBS habit: root.pxar means the tree archive, which Stowage stores as root.tar.didx.
+  // PBS (`get_pxar_archive_names`): root.pxar also names a split archive's metadata half.
+  const split = name.replace(/\.pxar(\.didx)?$/, '.mpxar.didx');
+  if (files.includes(split)) return split;
+  // Snapshots of Stowage before 0.2 stored root.pxar:DIR trees as tar.
   const tar = name.replace(/\.pxar(\.didx)?$/, '.tar.didx');
   if (files.includes(tar)) return tar;
   throw new NotFoundError(`snapshot has no archive '${name}' (archives: ${files.join(', ')})`);
@@ -41,22 +46,28 @@ export function registerRestoreCommand(program: Command): void {
   program
     .command('restore')
     .description(
-      'restore an archive of a snapshot: a tar archive into a directory, an image or blob into a file (- for stdout)',
+      'restore an archive of a snapshot: a pxar or tar archive into a directory, an image or blob into a file (- for stdout)',
     )
     .argument('<snapshot>', 'type/id/time, or type/id for the latest')
-    .argument('<archive>', 'archive name, e.g. root.tar or disk.img')
-    .argument('<target>', 'target directory (tar) or file (image, blob; - for stdout)')
+    .argument('<archive>', 'archive name, e.g. root.pxar, root.tar or disk.img')
+    .argument('<target>', 'target directory (pxar, tar) or file (image, blob; - for stdout)')
     .option(
       '--repository <repo>',
       'repository [[user@realm[!token]@]host[:port]:]datastore (env STOWAGE_REPOSITORY)',
     )
     .option('--ns <ns>', 'namespace, e.g. a/b')
+    .option(
+      '--pattern <glob>',
+      "pxar archives: restore only matching paths ('etc/**', '/home/ann/docs'; '!' excludes; repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
     .action(
       async (
         snapshotArg: string,
         archiveArg: string,
         target: string,
-        opts: { repository?: string; ns?: string },
+        opts: { repository?: string; ns?: string; pattern: string[] },
       ) => {
         const spec = parseSnapshotSpec(snapshotArg);
         const session = openClientSession(opts.repository);
@@ -71,6 +82,11 @@ export function registerRestoreCommand(program: Command): void {
                   manifest.files.map((f) => f.filename),
                   archiveArg,
                 );
+                const pxar = /\.m?pxar\.didx$/.test(archive);
+                if (opts.pattern.length > 0 && !pxar)
+                  throw new BadRequestError(
+                    `--pattern selects files of pxar archives; '${archive}' is not one`,
+                  );
                 if (archive.endsWith('.blob')) {
                   const data = await reader.blob(archive);
                   if (target === '-') process.stdout.write(data);
@@ -80,6 +96,23 @@ export function registerRestoreCommand(program: Command): void {
                 const entry = manifest.files.find((f) => f.filename === archive)!;
                 const progress = startProgress(archive, entry.size);
                 try {
+                  if (pxar) {
+                    if (target === '-')
+                      throw new BadRequestError('a pxar archive is restored into a directory, not to stdout');
+                    // a split archive's file contents are read from its payload half as needed
+                    const payload = archive.endsWith('.mpxar.didx')
+                      ? await reader.readAt(archive.replace(/\.mpxar\.didx$/, '.ppxar.didx'))
+                      : undefined;
+                    const decoder = PxarDecoder.fromStream(
+                      reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
+                      { payload },
+                    );
+                    const res = await extractPxar(decoder, target, {
+                      patterns: opts.pattern,
+                      onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+                    });
+                    return res.bytes;
+                  }
                   if (archive.endsWith('.tar.didx')) {
                     if (target === '-')
                       throw new BadRequestError('a tar archive is restored into a directory, not to stdout');

@@ -150,6 +150,15 @@ async function* walk(accessor: PxarAccessor, dir: PxarFoundEntry): AsyncGenerato
 }
 
 /**
+ * An mtime as zip and tar-stream can write it: zip's extended timestamp is an unsigned 32-bit
+ * count of seconds (yazl throws, outside any handler, on one before 1970), tar-stream's field
+ * has no sign either; times outside are clamped to the nearest one they can hold.
+ */
+function zipTime(secs: number): Date {
+  return new Date(Math.min(Math.max(secs, 0), 0xffffffff) * 1000);
+}
+
+/**
  * A directory as a zip (PBS `create_zip`): paths relative to the directory's parent, so the
  * zip holds one top folder; directories, files (deflated) with mode and mtime, hard links as
  * files, symlinks as links; devices, FIFOs and sockets are left out.
@@ -158,7 +167,7 @@ function zipDirectory(accessor: PxarAccessor, dir: PxarFoundEntry): Readable {
   const zip = new ZipFile();
   const cut = dir.pathBytes.lastIndexOf(0x2f) + 1;
   const rel = (e: PxarFoundEntry) => e.pathBytes.subarray(cut).toString('utf8');
-  const mtime = (e: PxarFoundEntry) => new Date(e.metadata.stat.mtimeSecs * 1000);
+  const mtime = (e: PxarFoundEntry) => zipTime(e.metadata.stat.mtimeSecs);
   const perms = (e: PxarFoundEntry) => e.metadata.stat.mode & 0o7777;
   const out = new PassThrough();
   (async () => {
@@ -201,7 +210,7 @@ function tarZstDirectory(accessor: PxarAccessor, dir: PxarFoundEntry): Readable 
     mode: e.metadata.stat.mode & 0o7777,
     uid: e.metadata.stat.uid,
     gid: e.metadata.stat.gid,
-    mtime: new Date(e.metadata.stat.mtimeSecs * 1000),
+    mtime: zipTime(e.metadata.stat.mtimeSecs),
   });
   const out = new PassThrough();
   (async () => {
