@@ -12,6 +12,7 @@ import { routes as adminVerify } from './admin/verify.js';
 import { routes as adminSync } from './admin/sync.js';
 import { routes as configSync } from './config/sync.js';
 import { routes as configRemote } from './config/remote.js';
+import { routes as configS3 } from './config/s3.js';
 import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
@@ -39,6 +40,7 @@ export const apiRoutes: AnyRoute[] = [
   ...adminVerify,
   ...adminGc,
   ...configRemote,
+  ...configS3,
   ...configSync,
   ...adminSync,
   ...pull,

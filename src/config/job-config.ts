@@ -36,15 +36,22 @@ import { KEEP_OPTION_NAMES as KEEP_KEYS } from '../api-types/prune-options.js';
 
 export { KEEP_KEYS };
 
-export interface JobBase {
+/**
+ * One section of a file this module reads and writes: an id and the properties this version
+ * does not know (other section files, e.g. s3.cfg, reuse the machinery with their own kind).
+ */
+export interface SectionEntry {
   id: string;
+  /** Properties Stowage does not know, written back unchanged. */
+  extra?: Array<[key: string, value: string]>;
+}
+
+export interface JobBase extends SectionEntry {
   store: string;
   /** Namespace `a/b`; absent means the root namespace. */
   ns?: string;
   'max-depth'?: number;
   comment?: string;
-  /** Properties Stowage does not know, written back unchanged. */
-  extra?: Array<[key: string, value: string]>;
 }
 
 /** PBS `PruneJobConfig` (its `PruneJobOptions` flattened, as in prune.cfg). */
@@ -76,7 +83,7 @@ export interface VerifyJobConfig extends JobBase {
 /** `list`: an array, one `key value` line per item (proxmox-section-config's array properties). */
 type PropKind = 'string' | 'schedule' | 'bool' | 'int' | 'store' | 'ns' | 'depth' | 'list';
 
-export interface JobKind<T extends JobBase> {
+export interface JobKind<T extends SectionEntry> {
   file: string;
   lock: string;
   sectionType: string;
@@ -254,7 +261,7 @@ function checkValue(kind: PropKind, key: string, value: unknown): void {
 }
 
 /** Validate a job as built by a caller; BadRequestError names the field. */
-export function validateJob<T extends JobBase>(kind: JobKind<T>, job: T): void {
+export function validateJob<T extends SectionEntry>(kind: JobKind<T>, job: T): void {
   validateJobId(job.id);
   const record = job as unknown as Record<string, unknown>;
   const known = new Map(kind.props);
@@ -279,7 +286,7 @@ function sha256Hex(data: string): string {
 }
 
 /** Parse a job file. Every problem is a BadConfigError naming the file and line. */
-export function parseJobConfig<T extends JobBase>(
+export function parseJobConfig<T extends SectionEntry>(
   kind: JobKind<T>,
   text: string,
   file = kind.file,
@@ -324,7 +331,7 @@ export function parseJobConfig<T extends JobBase>(
 }
 
 /** Serialize jobs, keeping the property order of sections they came from. */
-export function formatJobConfig<T extends JobBase>(
+export function formatJobConfig<T extends SectionEntry>(
   kind: JobKind<T>,
   jobs: ReadonlyMap<string, T>,
   previous: readonly Section[] = [],
@@ -354,7 +361,7 @@ export function formatJobConfig<T extends JobBase>(
   return formatSectionConfig(sections, listKeys(kind));
 }
 
-function listKeys<T extends JobBase>(kind: JobKind<T>): Set<string> {
+function listKeys<T extends SectionEntry>(kind: JobKind<T>): Set<string> {
   return new Set(kind.props.filter(([, k]) => k === 'list').map(([key]) => key));
 }
 
@@ -365,7 +372,7 @@ export interface JobConfigSnapshot<T> {
 }
 
 /** One job file of one config directory. */
-export class JobConfigFile<T extends JobBase> {
+export class JobConfigFile<T extends SectionEntry> {
   readonly path: string;
   readonly lockPath: string;
 
