@@ -172,8 +172,10 @@ export class IndexTmpFile {
   /** Drop the temp file. Harmless after commit(). */
   abort(): void {
     if (this.openFd === undefined) return;
-    closeSync(this.openFd);
+    const fd = this.openFd;
+    // forgotten before closing: close(2) releases the descriptor even when it reports an error (EIO)
     this.openFd = undefined;
+    closeSync(fd);
     try {
       unlinkSync(this.tmpPath);
     } catch {

@@ -266,6 +266,8 @@ export async function collectGarbageBeforeUnmount(
 
 export interface FinishUnmountOptions {
   log?: (line: string) => void;
+  /** A warning (the task ends `WARNINGS`); default: a log line. */
+  warn?: (line: string) => void;
   /** Aborting (the task's abort) cancels the wait and puts the previous mode back. */
   signal?: AbortSignal;
   authId?: string;
@@ -334,7 +336,11 @@ export async function finishUnmount(
   const mountPoint = datastoreAbsolutePath(access.datastoreConfig(name));
   try {
     log(`syncing '${mountPoint}'`);
-    await syncFilesystem(mountPoint);
+    // Best effort: a disk that failed (pulled cable, I/O errors) cannot be synced, and must still
+    // be unmountable so that it can be mounted again.
+    await syncFilesystem(mountPoint).catch((err: unknown) =>
+      (opts.warn ?? log)(`could not sync '${mountPoint}' before unmounting: ${(err as Error).message}`),
+    );
     // Under the change lock, as PBS holds its config lock across the umount: nothing changes the
     // mode (and so nothing is admitted) between this check and the unmount.
     const lock = await access.lockConfig('change');

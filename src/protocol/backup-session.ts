@@ -618,13 +618,25 @@ export class BackupSession {
     if (this.ended) return;
     this.ended = true;
     try {
-      for (const w of this.writers.values()) w.index.abort();
+      for (const w of this.writers.values()) {
+        try {
+          w.index.abort();
+        } catch (err) {
+          // each writer's file is closed whatever the others do (an open file keeps a disk busy)
+          this.log.warn(`could not discard index '${w.name}': ${(err as Error).message}`);
+        }
+      }
       this.writers.clear();
       if (this.init.benchmark) this.log.log('benchmark finished successfully');
       else if (!this.finishedFlag) this.log.warn('removing unfinished backup');
       if (!this.finishedFlag || this.init.benchmark) {
         this.snapshot.abort({ removeEmptyGroup: this.init.groupCreated });
       }
+    } catch (err) {
+      // A disk that failed under the session (a pulled removable disk: EIO) cannot be cleaned up
+      // now. The snapshot has no manifest, so it is never listed or restored; the start-up cleanup
+      // and GC remove it once the disk works again. Throwing here would end the server process.
+      this.log.warn(`could not remove the unfinished backup: ${(err as Error).message}`);
     } finally {
       this.writerRegistration.release();
       this.init.dirLock.release();

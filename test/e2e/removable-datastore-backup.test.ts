@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApiClient } from '../../src/client/connection.js';
 import { listTree, openFilesUnder } from '../helpers/files.js';
-import { cleanupUnder, makeLoopDisk, mountsUnder, type LoopDisk } from '../helpers/loop-device.js';
+import { cleanupUnder, makeLoopDisk, mountsUnder, pullDisk, type LoopDisk } from '../helpers/loop-device.js';
 import {
   loginApi,
   runClient,
@@ -91,6 +91,14 @@ function openFilesOfAllUnder(dir: string): string[] {
   return out;
 }
 
+/** Start `stowage-client ARGS` against usb1; resolves with its exit code and stderr when it ends. */
+function startClient(args: string[]): Promise<{ code: number; stderr: string }> {
+  const proc = spawnClient(args, env);
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((r) => proc.once('close', (code) => r({ code: code ?? -1, stderr })));
+}
+
 /** Wait until a read operation (the restore's reader session) is admitted on `store`. */
 async function waitForRead(store: string): Promise<void> {
   for (const end = Date.now() + 20_000; ;) {
@@ -150,14 +158,11 @@ test('stowage-client backs up into the removable datastore', async () => {
 
 test('unmount while a restore runs: waits for it, lists it, then unmounts and nothing holds a file there', async () => {
   const dst = join(root, 'restore-1');
-  const restore = spawnClient(['restore', 'host/web01', 'root.tar', dst], env);
-  let restoreErr = '';
-  restore.stderr!.on('data', (d: Buffer) => (restoreErr += d.toString()));
-  const restoreDone = new Promise<number>((r) => restore.once('close', (code) => r(code ?? -1)));
+  const restore = startClient(['restore', 'host/web01', 'root.tar', dst]);
   await waitForRead('usb1');
   const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
-  const code = await restoreDone;
-  assert.equal(code, 0, restoreErr);
+  const { code, stderr } = await restore;
+  assert.equal(code, 0, stderr);
   const { status, log } = await task(upid);
   assert.equal(status, 'OK', log.join('\n'));
   assert.ok(
@@ -199,13 +204,11 @@ test('with gc-on-unmount the unmount runs garbage collection first, then waits f
   const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/usb1');
   assert.equal(cfg['gc-on-unmount'], true);
   const dst = join(root, 'restore-gc');
-  const restore = spawnClient(['restore', 'host/web01', 'root.tar', dst], env);
-  let restoreErr = '';
-  restore.stderr!.on('data', (d: Buffer) => (restoreErr += d.toString()));
-  const restoreDone = new Promise<number>((r) => restore.once('close', (code) => r(code ?? -1)));
+  const restore = startClient(['restore', 'host/web01', 'root.tar', dst]);
   await waitForRead('usb1');
   const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
-  assert.equal(await restoreDone, 0, restoreErr);
+  const restored = await restore;
+  assert.equal(restored.code, 0, restored.stderr);
   const { status, log } = await task(upid);
   assert.equal(status, 'OK', log.join('\n'));
   const gc = log.findIndex((l) => l.includes('gc-on-unmount: running garbage collection'));
@@ -247,6 +250,46 @@ test('removed from the configuration it is unmounted; created again with reuse-d
     ['web01'],
   );
   const dst = join(root, 'restore-3');
+  const r = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
+  assert.equal(r.code, 0, r.stderr);
+  assertSameTree(src, dst);
+});
+
+test('a disk pulled mid-backup: the client fails with a clear error, the unmount still works, and mounted again no snapshot of it is visible', async () => {
+  const big = join(root, 'src-big');
+  mkdirSync(big);
+  writeFileSync(join(big, 'db.bin'), randomBytes(20 << 20));
+  const backup = startClient([
+    'backup',
+    `root.tar:${big}`,
+    '--backup-id',
+    'db01',
+    '--backup-time',
+    String(T1 + 600),
+  ]);
+  for (const end = Date.now() + 20_000; ;) {
+    const ops = await api.call<{ write: number }>('GET', '/admin/datastore/usb1/active-operations');
+    if (ops.write > 0) break;
+    assert.ok(Date.now() < end, 'the backup never started');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  pullDisk(join(mountDir, 'usb1'));
+  const { code, stderr } = await backup;
+  assert.notEqual(code, 0, 'the backup must not succeed on a pulled disk');
+  assert.match(stderr, /i\/o error|EIO/i);
+
+  // the operator unmounts what is left; the sync fails (a warning), the unmount does not
+  const unmounted = await task(await api.call<string>('POST', '/admin/datastore/usb1/unmount'));
+  assert.match(unmounted.status, /^(OK|WARNINGS)/, unmounted.log.join('\n'));
+  assert.deepEqual(mountsUnder(root), []);
+  const mounted = await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'));
+  assert.equal(mounted.status, 'OK', mounted.log.join('\n'));
+  const snapshots = await api.call<Array<{ 'backup-id': string }>>('GET', '/admin/datastore/usb1/snapshots');
+  assert.deepEqual(
+    snapshots.map((s) => s['backup-id']),
+    ['web01'],
+  );
+  const dst = join(root, 'restore-after-pull');
   const r = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
   assert.equal(r.code, 0, r.stderr);
   assertSameTree(src, dst);

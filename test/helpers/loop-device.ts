@@ -96,3 +96,17 @@ export function cleanupUnder(dir: string): void {
     if (device && file && (file === dir || file.startsWith(`${dir}/`))) detach(device);
   }
 }
+
+/**
+ * Make the filesystem mounted at `dir` fail as if its disk were pulled: ext4's shutdown ioctl
+ * (`EXT4_IOC_SHUTDOWN` with NOLOGFLUSH: nothing more reaches the disk, every read and write
+ * fails with EIO from now on). Unmounting and mounting it again replays its journal, as after a
+ * real pulled cable. Done from a tiny Python helper: Node has no ioctl.
+ */
+export function pullDisk(dir: string): void {
+  const script =
+    'import fcntl, os, struct, sys\n' +
+    'fd = os.open(sys.argv[1], os.O_RDONLY)\n' +
+    'fcntl.ioctl(fd, 0x8004587D, struct.pack("I", 2))\n';
+  sh('python3', ['-c', script, dir]);
+}

@@ -78,13 +78,23 @@ export const routes: AnyRoute[] = [
         return server.tasks.spawnTask('unmount-device', params.store, authId, async (task) => {
           await collectGarbageBeforeUnmount(access, params.store, task);
           const start = await beginUnmount(access, params.store, authId);
-          await finishUnmount(access, start, { log: (line) => task.log(line), signal: task.signal, authId });
+          await finishUnmount(access, start, {
+            log: (line) => task.log(line),
+            warn: (line) => task.warn(line),
+            signal: task.signal,
+            authId,
+          });
         });
       }
       const start = await beginUnmount(access, params.store, authId);
       try {
         return server.tasks.spawnTask('unmount-device', params.store, authId, (task) =>
-          finishUnmount(access, start, { log: (line) => task.log(line), signal: task.signal, authId }),
+          finishUnmount(access, start, {
+            log: (line) => task.log(line),
+            warn: (line) => task.warn(line),
+            signal: task.signal,
+            authId,
+          }),
         );
       } catch (err) {
         await abandonUnmount(access, start, authId);
