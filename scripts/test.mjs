@@ -54,6 +54,8 @@ async function startCeph() {
     STOWAGE_TEST_S3_ENDPOINT: target.endpoint,
     STOWAGE_TEST_S3_ACCESS_KEY: target.accessKey,
     STOWAGE_TEST_S3_SECRET_KEY: target.secretKey,
+    STOWAGE_TEST_S3_HTTPS_PORT: String(target.httpsPort),
+    STOWAGE_TEST_S3_FINGERPRINT: target.fingerprint,
   };
   // closing its stdin stops the daemons and removes the temp dir
   const stop = async () => {

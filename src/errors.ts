@@ -830,3 +830,14 @@ export const ERR_S3_REQUEST_FAILED = createError(
   'INTERNAL',
   (what: string, detail: string) => `S3 request failed: ${what} - ${detail}`,
 );
+export const ERR_S3_CERTIFICATE_MISMATCH = createError(
+  'ERR_S3_CERTIFICATE_MISMATCH',
+  'BAD_REQUEST',
+  (got: string, expected: string) =>
+    `S3 endpoint certificate fingerprint ${got} does not match the configured fingerprint ${expected}`,
+);
+export const ERR_S3_CHECK_FAILED = createError(
+  'ERR_S3_CHECK_FAILED',
+  'BAD_REQUEST',
+  (step: string, detail: string) => `${step} failed - ${detail}`,
+);

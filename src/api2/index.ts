@@ -13,6 +13,7 @@ import { routes as adminSync } from './admin/sync.js';
 import { routes as configSync } from './config/sync.js';
 import { routes as configRemote } from './config/remote.js';
 import { routes as configS3 } from './config/s3.js';
+import { routes as adminS3 } from './admin/s3.js';
 import { routes as configDatastore } from './config/datastore.js';
 import { routes as configPrune } from './config/prune.js';
 import { routes as configVerify } from './config/verify.js';
@@ -41,6 +42,7 @@ export const apiRoutes: AnyRoute[] = [
   ...adminGc,
   ...configRemote,
   ...configS3,
+  ...adminS3,
   ...configSync,
   ...adminSync,
   ...pull,

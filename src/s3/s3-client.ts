@@ -7,8 +7,12 @@
  * (Ceph 16's RGW answers them with errors), so checksums are sent only where the API requires
  * one; integrity is ours anyway (every chunk and blob carries a CRC and its digest, §7.2).
  */
+import { Agent as HttpsAgent, type AgentOptions, type RequestOptions } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { ERR_S3_REQUEST_FAILED } from '../errors.js';
+import type { S3EndpointConfig } from '../config/s3-config.js';
+import { ERR_S3_CERTIFICATE_MISMATCH, ERR_S3_REQUEST_FAILED } from '../errors.js';
 
 // We pin a version that runs on Node 20 (package.json); its notice that later versions need
 // Node 22 would otherwise go to every server log on the first request.
@@ -22,6 +26,63 @@ export interface S3ClientOptions {
   secretKey: string;
   /** Path-style addressing (`host/bucket/key`), as most self-hosted stores need. PBS `path-style`. */
   pathStyle: boolean;
+  /** SHA-256 fingerprint (`aa:bb:...`) a self-signed https certificate must have. PBS `fingerprint`. */
+  fingerprint?: string;
+}
+
+/** PBS's default when an endpoint names no region (`S3ClientOptions::from_config`). */
+const DEFAULT_REGION = 'us-west-1';
+
+/**
+ * How to reach an endpoint of `s3.cfg`, as PBS's client builds it: https to `endpoint[:port]`
+ * with `{{region}}` filled in. A `{{bucket}}.` label means virtual-host addressing (the SDK puts
+ * the bucket there); without it the bucket goes into the path, as with `path-style`.
+ */
+export function s3ClientOptionsFor(conf: S3EndpointConfig): S3ClientOptions {
+  const region = conf.region ?? DEFAULT_REGION;
+  const vhost = conf.endpoint.includes('{{bucket}}.') && conf['path-style'] !== true;
+  const host = conf.endpoint.replaceAll('{{bucket}}.', '').replaceAll('{{region}}', region);
+  const authority = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return {
+    endpoint: `https://${authority}${conf.port !== undefined ? `:${conf.port}` : ''}`,
+    region,
+    accessKey: conf['access-key'],
+    secretKey: conf['secret-key'],
+    pathStyle: !vhost,
+    ...(conf.fingerprint !== undefined && { fingerprint: conf.fingerprint }),
+  };
+}
+
+/**
+ * An https agent that accepts a certificate the system trusts or one with the pinned
+ * fingerprint, checked before a byte of the request is sent (the agent hands the socket over
+ * only after the handshake), as PBS's client pins a self-signed endpoint.
+ */
+class PinnedHttpsAgent extends HttpsAgent {
+  constructor(
+    private readonly fingerprint: string,
+    opts: AgentOptions,
+  ) {
+    super(opts);
+  }
+
+  override createConnection(
+    options: RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const socket = tlsConnect({ ...(options as ConnectionOptions), rejectUnauthorized: false });
+    socket.once('error', (err) => callback?.(err, socket));
+    socket.once('secureConnect', () => {
+      const got = (socket.getPeerCertificate().fingerprint256 ?? '').toLowerCase();
+      if (socket.authorized || got === this.fingerprint.toLowerCase()) {
+        callback?.(null, socket);
+        return;
+      }
+      socket.destroy();
+      callback?.(ERR_S3_CERTIFICATE_MISMATCH(got, this.fingerprint.toLowerCase()), socket);
+    });
+    return undefined;
+  }
 }
 
 /**
@@ -38,6 +99,9 @@ export function createS3Client(opts: S3ClientOptions): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
     retryMode: 'standard',
+    ...(opts.fingerprint !== undefined && {
+      requestHandler: { httpsAgent: new PinnedHttpsAgent(opts.fingerprint, { keepAlive: true }) },
+    }),
   });
 }
 

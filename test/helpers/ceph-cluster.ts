@@ -13,7 +13,7 @@
  * no pg autoscaler so that one OSD is a healthy cluster; no mgr (nothing here needs one).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -32,7 +32,12 @@ import { fileURLToPath } from 'node:url';
 
 /** Where the tests find the object store, and as whom they talk to it. */
 export interface S3TestTarget {
+  /** Plain http on loopback, for the backend tests. */
   endpoint: string;
+  /** The same gateway over https with a self-signed certificate, as an operator configures it. */
+  httpsPort: number;
+  /** SHA-256 fingerprint of that certificate (`aa:bb:...`), PBS's `fingerprint`. */
+  fingerprint: string;
   accessKey: string;
   secretKey: string;
   region: string;
@@ -53,12 +58,15 @@ export const S3_TEST_ENV = {
   endpoint: 'STOWAGE_TEST_S3_ENDPOINT',
   accessKey: 'STOWAGE_TEST_S3_ACCESS_KEY',
   secretKey: 'STOWAGE_TEST_S3_SECRET_KEY',
+  httpsPort: 'STOWAGE_TEST_S3_HTTPS_PORT',
+  fingerprint: 'STOWAGE_TEST_S3_FINGERPRINT',
 } as const;
 
 /** RGW's default zonegroup answers to any region name; the SDK wants one. */
 const REGION = 'us-east-1';
 const STARTUP_TIMEOUT_MS = 90_000;
 const DAEMON_BINARIES = [
+  'openssl',
   'ceph-mon',
   'ceph-osd',
   'radosgw',
@@ -152,7 +160,37 @@ export async function startCephCluster(): Promise<CephCluster> {
   };
 
   try {
-    const [monPort, rgwPort] = [await freePort(), await freePort()];
+    const [monPort, rgwPort, httpsPort] = [await freePort(), await freePort(), await freePort()];
+    // a self-signed certificate for the https frontend, as an operator's own RGW would have
+    const pem = join(dir, 'rgw.pem');
+    const req = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'rgw.key'),
+        '-out',
+        join(dir, 'rgw.crt'),
+      ],
+      { encoding: 'utf8' },
+    );
+    if (req.status !== 0)
+      throw new CephStartError(`openssl could not make the gateway's certificate: ${req.stderr}`);
+    const crt = readFileSync(join(dir, 'rgw.crt'), 'utf8');
+    writeFileSync(pem, crt + readFileSync(join(dir, 'rgw.key'), 'utf8'));
+    const fingerprint = new X509Certificate(crt).fingerprint256.toLowerCase();
     const fsid = randomUUID();
     for (const sub of ['mon', 'osd/0', 'run', 'rgw']) mkdirSync(join(dir, sub), { recursive: true });
     writeFileSync(
@@ -188,7 +226,7 @@ export async function startCephCluster(): Promise<CephCluster> {
         // fail in seconds, not in the default five minutes, when a daemon cannot reach the monitor
         'client mount timeout = 20',
         'rados mon op timeout = 20',
-        `rgw frontends = beast endpoint=127.0.0.1:${rgwPort}`,
+        `rgw frontends = beast endpoint=127.0.0.1:${rgwPort} ssl_endpoint=127.0.0.1:${httpsPort} ssl_certificate=${pem}`,
         `rgw data = ${dir}/rgw`,
         '',
       ].join('\n'),
@@ -246,6 +284,8 @@ export async function startCephCluster(): Promise<CephCluster> {
     );
     return {
       endpoint,
+      httpsPort,
+      fingerprint,
       accessKey,
       secretKey,
       region: REGION,
@@ -294,8 +334,10 @@ export function testS3Target(): Promise<S3TestTarget> {
   const endpoint = process.env[S3_TEST_ENV.endpoint];
   const accessKey = process.env[S3_TEST_ENV.accessKey];
   const secretKey = process.env[S3_TEST_ENV.secretKey];
-  if (endpoint && accessKey && secretKey) {
-    return Promise.resolve({ endpoint, accessKey, secretKey, region: REGION });
+  const httpsPort = Number(process.env[S3_TEST_ENV.httpsPort]);
+  const fingerprint = process.env[S3_TEST_ENV.fingerprint];
+  if (endpoint && accessKey && secretKey && httpsPort && fingerprint) {
+    return Promise.resolve({ endpoint, httpsPort, fingerprint, accessKey, secretKey, region: REGION });
   }
   ownCluster ??= startCephCluster().then((cluster) => {
     process.once('exit', () => cluster.killSync());
@@ -323,8 +365,10 @@ async function serve(): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const { endpoint, accessKey, secretKey, region, dir, startupMs } = cluster;
-  process.stdout.write(JSON.stringify({ endpoint, accessKey, secretKey, region, dir, startupMs }) + '\n');
+  const { endpoint, httpsPort, fingerprint, accessKey, secretKey, region, dir, startupMs } = cluster;
+  process.stdout.write(
+    JSON.stringify({ endpoint, httpsPort, fingerprint, accessKey, secretKey, region, dir, startupMs }) + '\n',
+  );
   const shutdown = () => void cluster.stop().then(() => process.exit(0));
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

@@ -5,11 +5,15 @@
  * there, creating Sys.Modify on `/system/s3-endpoint`, changing or removing Sys.Modify on
  * `/system/s3-endpoint/{id}`.
  *
- * Not here yet (issue 16): `list-buckets`, the `admin/s3` check call, and refusing to remove an
- * endpoint an S3 datastore uses (no datastore can use one yet).
+ * `GET /config/s3/{id}/list-buckets` lists the buckets the endpoint's credentials see (Sys.Audit
+ * on `/`, as PBS). Not here yet (issue 16): refusing to remove an endpoint an S3 datastore uses
+ * (no datastore can use one yet).
  */
+import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import { Type } from 'typebox';
 import { BadRequestError, NotFoundError } from '../../errors.js';
+import type { ServerContext } from '../../http/context.js';
+import { createS3Client, s3ClientOptionsFor, s3RequestError } from '../../s3/s3-client.js';
 import {
   PROVIDER_QUIRKS,
   s3EndpointConfig,
@@ -20,7 +24,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import { DigestSchema } from '../../http/schemas.js';
 
 /** PBS `S3_CLIENT_ID_SCHEMA`: a safe id of 3 to 32 characters. */
-const S3EndpointIdSchema = Type.String({
+export const S3EndpointIdSchema = Type.String({
   pattern: '^[A-Za-z0-9_][A-Za-z0-9._\\-]*$',
   minLength: 3,
   maxLength: 32,
@@ -87,6 +91,21 @@ const S3EndpointInfoSchema = Type.Object({
 });
 
 const notFound = (id: string) => new NotFoundError(`s3 client config '${id}' do not exist.`);
+
+/** PBS `S3_BUCKET_NAME_SCHEMA` (its prefix and suffix exclusions aside). */
+export const BucketNameSchema = Type.String({
+  pattern: '^[a-z0-9]([a-z0-9\\-]*[a-z0-9])?$',
+  minLength: 3,
+  maxLength: 63,
+  description: 'Bucket name.',
+});
+
+/** One endpoint with its secret, or the API's 404. */
+export function s3EndpointOrNotFound(server: ServerContext, id: string): S3EndpointConfig {
+  const conf = s3EndpointConfig(server.paths.configDir).get(id);
+  if (!conf) throw notFound(id);
+  return conf;
+}
 
 export const routes: AnyRoute[] = [
   defineRoute({
@@ -186,6 +205,25 @@ export const routes: AnyRoute[] = [
         { ...(digest !== undefined && { digest }) },
       );
       return null;
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/config/s3/:id/list-buckets',
+    params: IdParams,
+    returns: Type.Array(Type.Object({ name: Type.String() })),
+    permission: { path: '/', privs: ['Sys.Audit'] },
+    description: "List the buckets the endpoint's credentials can see.",
+    handler: async ({ params, server }) => {
+      const client = createS3Client(s3ClientOptionsFor(s3EndpointOrNotFound(server, params.id)));
+      try {
+        const res = await client.send(new ListBucketsCommand({}));
+        return (res.Buckets ?? []).map((b) => ({ name: b.Name ?? '' }));
+      } catch (err) {
+        throw s3RequestError(`list buckets of '${params.id}'`, err);
+      } finally {
+        client.destroy();
+      }
     },
   }),
   defineRoute({
