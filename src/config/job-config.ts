@@ -148,6 +148,10 @@ export interface SyncJobConfig extends JobBase {
   'burst-in'?: string;
   'rate-out'?: string;
   'burst-out'?: string;
+  /** PBS 4: run when a removable datastore of the job (its store, or a local source) is mounted. */
+  'run-on-mount'?: boolean;
+  /** Unmount the job's removable datastores (store, local source) once it finished successfully. */
+  'unmount-on-done'?: boolean;
 }
 
 export const SYNC_JOBS: JobKind<SyncJobConfig> = {
@@ -171,6 +175,8 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     ['burst-in', 'string'],
     ['rate-out', 'string'],
     ['burst-out', 'string'],
+    ['run-on-mount', 'bool'],
+    ['unmount-on-done', 'bool'],
     ['comment', 'string'],
   ],
   required: ['store', 'remote-store'],

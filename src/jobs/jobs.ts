@@ -17,6 +17,7 @@ import { CorruptDataError } from '../errors.js';
 import type { DataClass, DatastoreHandle, DatastoreHandleFor } from '../maintenance/datastore-access.js';
 import { oldestWriteStart } from '../maintenance/oldest-writer.js';
 import type { PruneJobConfig, SyncJobConfig, VerifyJobConfig } from '../config/job-config.js';
+import { isRemovable, startUnmount } from '../maintenance/removable-datastore.js';
 import { SUPERUSER } from '../config/user-config.js';
 import { runPull, runPush } from '../sync/run-sync.js';
 import { parseUpid } from '../tasks/upid.js';
@@ -257,6 +258,7 @@ export function syncJob(job: SyncJobConfig): JobSpec {
             ? `Summary: sync job pushed ${stats.bytes} bytes in ${stats.chunks} chunks`
             : 'Summary: sync job found no new data to push',
         );
+        if (job['unmount-on-done']) await unmountWhenDone(ctx, job, task);
         return;
       }
       if (handle.operation === 'read') throw new Error('a pull needs its target admitted for writing');
@@ -275,6 +277,31 @@ export function syncJob(job: SyncJobConfig): JobSpec {
           ? `Summary: sync job pulled ${stats.bytes} bytes in ${stats.chunks} chunks`
           : 'Summary: sync job found no new data to pull',
       );
+      if (job['unmount-on-done']) await unmountWhenDone(ctx, job, task);
     },
   };
+}
+
+/**
+ * `unmount-on-done`: start the unmount of the job's removable datastores (its store, a local
+ * source). Their unmount waits for this job's own operations, which end when it returns, so the
+ * disk is unmounted right after the job. A datastore that is not removable is left alone; one that
+ * cannot be unmounted now is a warning, the sync itself succeeded.
+ */
+async function unmountWhenDone(
+  ctx: JobContext,
+  job: SyncJobConfig,
+  task: { log(line: string): void; warn(line: string): void },
+): Promise<void> {
+  const stores = [job.store, ...(job.remote === undefined ? [job['remote-store']] : [])];
+  for (const store of stores) {
+    const cfg = ctx.datastores.config.readCached().stores.get(store);
+    if (!cfg || !isRemovable(cfg)) continue;
+    try {
+      const upid = await startUnmount(ctx.datastores, ctx.tasks, store, SUPERUSER);
+      task.log(`unmount-on-done: unmounting datastore '${store}' (task ${upid})`);
+    } catch (err) {
+      task.warn(`unmount-on-done: datastore '${store}' not unmounted: ${(err as Error).message}`);
+    }
+  }
 }

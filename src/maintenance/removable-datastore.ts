@@ -372,3 +372,57 @@ export async function finishUnmount(
     `datastore '${name}' unmounted; maintenance mode ${previous ? `back to ${formatMaintenanceMode(previous)}` : 'cleared'}`,
   );
 }
+
+/** What a worker task offers the unmount (src/tasks/worker-task.ts `WorkerTask`). */
+export interface UnmountTaskContext {
+  readonly upid: string;
+  readonly signal: AbortSignal;
+  log(line: string): void;
+  warn(line: string): void;
+}
+
+/** Starts worker tasks (the server's TaskManager). */
+export interface TaskSpawner {
+  spawnTask(
+    workerType: string,
+    workerId: string,
+    authId: string,
+    fn: (task: UnmountTaskContext) => Promise<void>,
+  ): string;
+}
+
+/**
+ * PBS `unmount`: refuse at once what cannot be unmounted (not removable, not mounted), then run
+ * the `unmount-device` task and return its UPID. Without `gc-on-unmount` the `unmount` mode is set
+ * before this returns; with it, garbage collection runs first in the task, while the datastore is
+ * still in service, and the mode is set after it.
+ */
+export async function startUnmount(
+  access: DatastoreAccess,
+  tasks: TaskSpawner,
+  name: string,
+  authId: string,
+): Promise<string> {
+  const finish = (task: UnmountTaskContext, start: UnmountStart) =>
+    finishUnmount(access, start, {
+      log: (line) => task.log(line),
+      warn: (line) => task.warn(line),
+      signal: task.signal,
+      authId,
+    });
+  const cfg = access.datastoreConfig(name);
+  if (isRemovable(cfg) && gcOnUnmount(cfg)) {
+    checkMounted(cfg);
+    return tasks.spawnTask('unmount-device', name, authId, async (task) => {
+      await collectGarbageBeforeUnmount(access, name, task);
+      await finish(task, await beginUnmount(access, name, authId));
+    });
+  }
+  const start = await beginUnmount(access, name, authId);
+  try {
+    return tasks.spawnTask('unmount-device', name, authId, (task) => finish(task, start));
+  } catch (err) {
+    await abandonUnmount(access, start, authId);
+    throw err;
+  }
+}

@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeBareChunkStore } from '../helpers/test-datastore.js';
+import { FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
+import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import {
   startTestServer,
   taskLog,
@@ -41,7 +42,8 @@ before(async () => {
   mkdirSync(prep);
   mountDisk(disk, prep);
   try {
-    makeBareChunkStore(join(prep, 'pbs'));
+    // a whole chunk store: the sync test writes chunks into it
+    (await FilesystemChunkBackend.create(join(prep, 'pbs'))).closeSync();
   } finally {
     unmount(prep);
   }
@@ -257,4 +259,45 @@ test('reuse-datastore needs a datastore at the path: refused naming it, nothing 
     ],
   );
   assert.equal(t.server.context.datastores.config.read().stores.has('reused'), false);
+});
+
+test('run-on-mount: mounting runs the sync jobs into the datastore; unmount-on-done unmounts it afterwards', async () => {
+  await writeSnapshots(t.server.context.datastores, 'local', [
+    { type: 'vm', id: '100', time: 1_717_236_000 },
+  ]);
+  const job = await t.api('POST', '/config/sync', {
+    auth: t.root,
+    body: {
+      id: 'usb-copy',
+      store: 'usb1',
+      'remote-store': 'local',
+      'run-on-mount': true,
+      'unmount-on-done': true,
+    },
+  });
+  assert.equal(job.status, 200, JSON.stringify(job.body));
+  assert.equal((await listItem('usb1'))['mount-status'], 'notmounted');
+  const mounted = await runTask(await post('/admin/datastore/usb1/mount'));
+  assert.equal(mounted.status, 'OK', mounted.log.join('\n'));
+  assert.ok(
+    mounted.log.some((l) => l.includes('starting 1 sync jobs')),
+    mounted.log.join('\n'),
+  );
+  // the job copies, then its unmount-on-done unmounts the disk
+  for (const end = Date.now() + 30_000; (await listItem('usb1'))['mount-status'] !== 'notmounted';) {
+    assert.ok(Date.now() < end, 'never unmounted after the sync');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(storedMode('usb1'), undefined);
+  assert.deepEqual(mountsUnder(t.dir), []);
+  assert.equal((await t.api('DELETE', '/config/sync/usb-copy', { auth: t.root })).status, 200);
+  assert.equal((await runTask(await post('/admin/datastore/usb1/mount'))).status, 'OK');
+  const snapshots = await get('/admin/datastore/usb1/snapshots');
+  assert.deepEqual(
+    (snapshots.body.data as Array<Record<string, unknown>>).map(
+      (s) => `${String(s['backup-type'])}/${String(s['backup-id'])}`,
+    ),
+    ['vm/100'],
+  );
+  assert.equal((await runTask(await post('/admin/datastore/usb1/unmount'))).status, 'OK');
 });

@@ -77,9 +77,17 @@ export const routes: AnyRoute[] = jobConfigRoutes<SyncJobConfig>({
     'burst-in': Type.Optional(ByteSizeSchema('Burst of downloads (pull)')),
     'rate-out': Type.Optional(ByteSizeSchema('Most bytes per second uploaded (push)')),
     'burst-out': Type.Optional(ByteSizeSchema('Burst of uploads (push)')),
+    'run-on-mount': Type.Optional(
+      Type.Boolean({ description: 'Run when a removable datastore of the job is mounted (PBS 4).' }),
+    ),
+    'unmount-on-done': Type.Optional(
+      Type.Boolean({ description: "Unmount the job's removable datastores once it succeeded." }),
+    ),
     comment: Type.Optional(CommentSchema),
   },
   deletable: [
+    'run-on-mount',
+    'unmount-on-done',
     'rate-in',
     'burst-in',
     'rate-out',

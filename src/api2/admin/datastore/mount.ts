@@ -13,16 +13,51 @@ import { Type } from 'typebox';
 import { ERR_DATASTORE_NOT_REMOVABLE } from '../../../errors.js';
 import { defineRoute, type AllOfPermission, type AnyRoute } from '../../../http/route.js';
 import {
-  abandonUnmount,
-  beginUnmount,
-  checkMounted,
-  collectGarbageBeforeUnmount,
-  finishUnmount,
-  gcOnUnmount,
   isRemovable,
   mountRemovableDatastore,
+  startUnmount,
 } from '../../../maintenance/removable-datastore.js';
 import { StoreParams } from './common.js';
+import { syncJobConfig } from '../../../config/job-config.js';
+import type { ServerContext } from '../../../http/context.js';
+import { runJobNow } from '../../../jobs/job-runner.js';
+import { syncJob } from '../../../jobs/jobs.js';
+
+/**
+ * PBS: after a mount, the sync jobs with `run-on-mount` that involve the datastore (its store, or
+ * the local source of a local job) run one after the other, by id, in a `mount-sync-jobs` task.
+ * A job that cannot start (its last run still going, a mode refusing it) is a warning.
+ */
+function runSyncJobsOnMount(
+  server: ServerContext,
+  store: string,
+  authId: string,
+  log: (line: string) => void,
+): void {
+  const jobs = [...syncJobConfig(server.paths.configDir).read().jobs.values()]
+    .filter(
+      (j) =>
+        j['run-on-mount'] && (j.store === store || (j.remote === undefined && j['remote-store'] === store)),
+    )
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  if (jobs.length === 0) return;
+  log(`starting ${jobs.length} sync jobs`);
+  server.tasks.spawnTask('mount-sync-jobs', store, authId, async (task) => {
+    task.log(`will run ${jobs.length} sync jobs: ${jobs.map((j) => j.id).join(', ')}`);
+    for (const [i, job] of jobs.entries()) {
+      task.throwIfAborted();
+      task.log(`[${i + 1}/${jobs.length}] starting '${job.id}'...`);
+      let upid: string;
+      try {
+        upid = await runJobNow(server, syncJob(job), authId);
+      } catch (err) {
+        task.warn(`unable to start sync job ${job.id}: ${(err as Error).message}`);
+        continue;
+      }
+      task.log(`sync job '${job.id}' ended: ${await server.tasks.waitForTask(upid, 500)}`);
+    }
+  });
+}
 
 const MODIFY_AND_DISKS: AllOfPermission = {
   allOf: [
@@ -42,15 +77,17 @@ export const routes: AnyRoute[] = [
     description:
       "Mount a removable datastore's device (found by its filesystem UUID, `backing-device`) and bind " +
       'its datastore directory at the mount point, as a `mount-device` task. A datastore already ' +
-      'mounted is left as it is (the task says so). The directory on the device must hold a datastore.',
+      'mounted is left as it is (the task says so). The directory on the device must hold a datastore. ' +
+      'Sync jobs with `run-on-mount` into or out of it then run in a `mount-sync-jobs` task.',
     handler: ({ params, authId, server }) => {
       const cfg = server.datastores.datastoreConfig(params.store);
       if (!isRemovable(cfg)) throw ERR_DATASTORE_NOT_REMOVABLE(params.store);
       return server.tasks.spawnTask('mount-device', params.store, authId, async (task) => {
-        await mountRemovableDatastore(server.datastores, params.store, {
+        const mounted = await mountRemovableDatastore(server.datastores, params.store, {
           runDir: server.paths.runDir,
           log: (line) => task.log(line),
         });
+        if (mounted) runSyncJobsOnMount(server, params.store, authId, (line) => task.log(line));
       });
     },
   }),
@@ -69,37 +106,7 @@ export const routes: AnyRoute[] = [
       'rule). Clearing the mode while it waits cancels the unmount. If `umount` fails (a process ' +
       'outside Stowage has a file open there), the mode stays `unmount` with the reason as its ' +
       'message: run the unmount again, or clear the mode to use the datastore again.',
-    handler: async ({ params, authId, server }) => {
-      const access = server.datastores;
-      const cfg = access.datastoreConfig(params.store);
-      if (isRemovable(cfg) && gcOnUnmount(cfg)) {
-        // GC first, while the datastore is in service; then the unmount as without it
-        checkMounted(cfg);
-        return server.tasks.spawnTask('unmount-device', params.store, authId, async (task) => {
-          await collectGarbageBeforeUnmount(access, params.store, task);
-          const start = await beginUnmount(access, params.store, authId);
-          await finishUnmount(access, start, {
-            log: (line) => task.log(line),
-            warn: (line) => task.warn(line),
-            signal: task.signal,
-            authId,
-          });
-        });
-      }
-      const start = await beginUnmount(access, params.store, authId);
-      try {
-        return server.tasks.spawnTask('unmount-device', params.store, authId, (task) =>
-          finishUnmount(access, start, {
-            log: (line) => task.log(line),
-            warn: (line) => task.warn(line),
-            signal: task.signal,
-            authId,
-          }),
-        );
-      } catch (err) {
-        await abandonUnmount(access, start, authId);
-        throw err;
-      }
-    },
+    handler: ({ params, authId, server }) =>
+      startUnmount(server.datastores, server.tasks, params.store, authId),
   }),
 ];
