@@ -219,6 +219,9 @@ export async function startCephCluster(): Promise<CephCluster> {
         'osd pool default pgp num = 8',
         'osd crush chooseleaf type = 0',
         'mon max pg per osd = 1000',
+        // the monitor batches changes for 1 s by default; every pool radosgw creates waits for it
+        'paxos propose interval = 0.01',
+        'paxos min wait = 0.001',
         // the host's disk is shared with everything else: a fuller disk must not stop the monitor
         'mon data avail warn = 1',
         'mon data avail crit = 0',
