@@ -91,6 +91,13 @@ function send(
   });
 }
 
+/**
+ * A 400 that is about the request, not about the walk's datastore: `mount` and `unmount` answer
+ * a store that is not removable with PBS's 400 whatever the body.
+ */
+const refusedForBody = (res: { status: number; text: string }) =>
+  res.status === 400 && !/is not removable/.test(res.text);
+
 const optionalOnly = apiRoutes.filter(
   (r) =>
     (r.method === 'POST' || r.method === 'PUT') &&
@@ -115,7 +122,7 @@ test('every POST/PUT route whose parameters are all optional accepts no body at 
   const refused: string[] = [];
   for (const route of optionalOnly) {
     const res = await send(route.method, fillPath(route), {});
-    if (res.status === 400) refused.push(`${route.method} ${route.path}: ${res.text}`);
+    if (refusedForBody(res)) refused.push(`${route.method} ${route.path}: ${res.text}`);
   }
   assert.deepEqual(refused, []);
 });
@@ -124,7 +131,7 @@ test('every POST/PUT route whose parameters are all optional accepts an empty JS
   const refused: string[] = [];
   for (const route of optionalOnly) {
     const res = await send(route.method, fillPath(route), { 'content-type': 'application/json' }, '');
-    if (res.status === 400) refused.push(`${route.method} ${route.path}: ${res.text}`);
+    if (refusedForBody(res)) refused.push(`${route.method} ${route.path}: ${res.text}`);
   }
   assert.deepEqual(refused, []);
 });
