@@ -50,11 +50,13 @@ import {
   type _Object,
 } from '@aws-sdk/client-s3';
 import {
+  countS3Requests,
   createS3Client,
   ifMatchValue,
   isS3Status,
   s3RequestError,
   type S3ClientOptions,
+  type S3RequestCounters,
 } from '../s3/s3-client.js';
 import { replaceFile } from '../sys/atomic-file.js';
 import {
@@ -140,10 +142,12 @@ export class S3ChunkBackend implements ChunkBackend {
   /** Digests whose cache file has content, least recently used first (Map keeps insertion order). */
   private readonly lru = new Map<string, true>();
   private readonly locks = new KeyedLock();
+  private readonly counters: S3RequestCounters;
   private closed = false;
 
   constructor(opts: S3ChunkBackendOptions) {
     this.s3 = createS3Client(opts.client);
+    this.counters = countS3Requests(this.s3);
     this.bucket = opts.bucket;
     this.prefix = `${opts.storePrefix}/.chunks/`;
     this.chunkDir = join(opts.cacheDir, '.chunks');
@@ -154,6 +158,11 @@ export class S3ChunkBackend implements ChunkBackend {
   /** For logs and errors: where the chunks are. */
   get location(): string {
     return `s3://${this.bucket}/${this.prefix}`;
+  }
+
+  /** Requests and traffic since the backend was opened (PBS's `s3-get`, `s3-put`, ... counters). */
+  requestCounters(): S3RequestCounters {
+    return { ...this.counters };
   }
 
   private assertOpen(): void {

@@ -138,3 +138,53 @@ export function s3RequestError(what: string, err: unknown): Error {
 export function ifMatchValue(etag: string): string {
   return etag.replaceAll('"', '');
 }
+
+/** PBS 4's `S3Statistics` of one datastore: requests by method and the bytes sent and received. */
+export interface S3RequestCounters {
+  get: number;
+  put: number;
+  post: number;
+  delete: number;
+  head: number;
+  /** Request body bytes sent. */
+  uploaded: number;
+  /** Response body bytes of GETs received. */
+  downloaded: number;
+}
+
+type CountedMethod = 'get' | 'put' | 'post' | 'delete' | 'head';
+
+/**
+ * Count every request `client` sends from now on (each attempt of a retried request counts, as
+ * it costs the operator one at the store). Returns the live counters.
+ */
+export function countS3Requests(client: S3Client): S3RequestCounters {
+  const counters: S3RequestCounters = {
+    get: 0,
+    put: 0,
+    post: 0,
+    delete: 0,
+    head: 0,
+    uploaded: 0,
+    downloaded: 0,
+  };
+  const length = (headers: Record<string, string> | undefined) =>
+    Number(headers?.['content-length'] ?? 0) || 0;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { method?: string; headers?: Record<string, string>; body?: unknown };
+      const method = request.method?.toLowerCase() as CountedMethod | undefined;
+      if (method !== undefined && method in counters) counters[method]++;
+      const body = request.body;
+      counters.uploaded += body instanceof Uint8Array ? body.length : length(request.headers);
+      const out = await next(args);
+      if (method === 'get') {
+        counters.downloaded += length((out.response as { headers?: Record<string, string> }).headers);
+      }
+      return out;
+    },
+    // per attempt, after signing and retries are set up: the request as it goes on the wire
+    { step: 'deserialize', name: 'stowageS3RequestCounter' },
+  );
+  return counters;
+}

@@ -148,3 +148,21 @@ test('an unreachable endpoint fails with the request and what the network said',
     ),
   });
 });
+
+test('requests and traffic are counted per method, as PBS 4 shows them per datastore', async (t) => {
+  const { backend, cacheOf } = makeBackend(t);
+  const c = chunk('counted ');
+  await backend.insert(c.digest, c.blob); // HEAD (not there), PUT
+  await backend.insert(c.digest, c.blob); // cached: no request
+  rmSync(cacheOf(c.hex));
+  await backend.load(c.digest); // GET
+  assert.deepEqual(backend.requestCounters(), {
+    get: 1,
+    put: 1,
+    post: 0,
+    delete: 0,
+    head: 1,
+    uploaded: c.blob.length,
+    downloaded: c.blob.length,
+  });
+});
