@@ -163,6 +163,15 @@ test('Sys.Audit lists and reads, Sys.Modify changes; without Sys.Audit the list 
   assert.equal((await local.api('GET', '/config/s3')).status, 401);
 });
 
+test('an endpoint a PBS 4 S3 datastore uses cannot be removed', async () => {
+  await local.addBareDatastore('pbs4-s3', { backend: 'type=s3,client=aws-form,bucket=backups' });
+  const before = readFileSync(s3Cfg(), 'utf8');
+  const del = await local.api('DELETE', '/config/s3/aws-form', { auth: local.root });
+  assert.equal(del.status, 400, JSON.stringify(del.body));
+  assert.equal(del.body.message, 'in-use by datastore pbs4-s3');
+  assert.equal(readFileSync(s3Cfg(), 'utf8'), before);
+});
+
 test('an endpoint is removed (no body, digest in the query); removing it again is a 404', async () => {
   const { digest } = (await local.api('GET', '/config/s3', { auth: local.root })).body;
   const del = await local.api('DELETE', `/config/s3/ip-query?digest=${String(digest)}`, { auth: local.root });

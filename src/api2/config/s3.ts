@@ -6,11 +6,12 @@
  * `/system/s3-endpoint/{id}`.
  *
  * `GET /config/s3/{id}/list-buckets` lists the buckets the endpoint's credentials see (Sys.Audit
- * on `/`, as PBS). Not here yet (issue 16): refusing to remove an endpoint an S3 datastore uses
- * (no datastore can use one yet).
+ * on `/`, as PBS). An endpoint a datastore's `backend` names (a PBS 4 S3 datastore in
+ * datastore.cfg) cannot be removed.
  */
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import { Type } from 'typebox';
+import { parseDatastoreBackend } from '../../config/datastore-config.js';
 import { BadRequestError, NotFoundError } from '../../errors.js';
 import type { ServerContext } from '../../http/context.js';
 import { createS3Client, s3ClientOptionsFor, s3RequestError } from '../../s3/s3-client.js';
@@ -233,8 +234,20 @@ export const routes: AnyRoute[] = [
     query: Type.Object({ digest: Type.Optional(DigestSchema) }),
     permission: { path: '/system/s3-endpoint/{id}', privs: ['Sys.Modify'] },
     protected: true,
-    description: 'Remove an S3 endpoint configuration.',
+    description: 'Remove an S3 endpoint configuration; refused while a datastore uses it.',
     handler: async ({ params, query, server }) => {
+      for (const store of server.datastores.config.read().stores.values()) {
+        // an unreadable backend is reported where that datastore is used, not here
+        let backend;
+        try {
+          backend = parseDatastoreBackend(store);
+        } catch {
+          continue;
+        }
+        if (backend.type === 's3' && backend.client === params.id) {
+          throw new BadRequestError(`in-use by datastore ${store.name}`, { param: 'id' });
+        }
+      }
       await s3EndpointConfig(server.paths.configDir).update(
         (endpoints) => {
           if (!endpoints.delete(params.id)) throw notFound(params.id);
