@@ -166,17 +166,39 @@ export async function attachRemovableDatastore(cfg: DatastoreConfig, opts: Attac
   return true;
 }
 
-/** PBS `mount`: the datastore must exist and be removable; mounts its device (a no-op when mounted). */
+/**
+ * PBS `mount`: the datastore must exist and be removable; mounts its device (a no-op when
+ * mounted). Then, as the server does for every datastore when it starts, the unfinished snapshots
+ * no live backup owns are removed: a disk pulled during a backup comes back with that backup's
+ * directory, which must not show as a snapshot.
+ */
 export async function mountRemovableDatastore(
   access: DatastoreAccess,
   name: string,
-  opts: Omit<AttachOptions, 'createPath'>,
+  opts: Omit<AttachOptions, 'createPath'> & { taskId?: string },
 ): Promise<boolean> {
+  const log = opts.log ?? (() => {});
   const cfg = access.datastoreConfig(name);
   if (!isRemovable(cfg)) throw ERR_DATASTORE_NOT_REMOVABLE(name);
   const mounted = await attachRemovableDatastore(cfg, opts);
-  if (mounted) opts.log?.(`datastore '${name}' mounted at '${datastoreAbsolutePath(cfg)}'`);
-  return mounted;
+  if (!mounted) return false;
+  log(`datastore '${name}' mounted at '${datastoreAbsolutePath(cfg)}'`);
+  try {
+    const handle = await access.lookupDatastore(name, 'reclaim', {
+      kind: 'cleanup',
+      detail: 'unfinished snapshots',
+      ...(opts.taskId !== undefined && { taskId: opts.taskId }),
+    });
+    try {
+      await handle.datastore.removeAbandonedSnapshots(log);
+    } finally {
+      await handle.release();
+    }
+  } catch (err) {
+    // a mode refusing it (read-only, offline): the start-up cleanup or GC does it later
+    log(`unfinished snapshots not checked: ${(err as Error).message}`);
+  }
+  return true;
 }
 
 /** What `beginUnmount` hands to `finishUnmount`. */

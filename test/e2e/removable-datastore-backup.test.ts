@@ -9,6 +9,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -278,6 +279,10 @@ test('a disk pulled mid-backup: the client fails with a clear error, the unmount
     assert.ok(Date.now() < end, 'the backup never started');
     await new Promise((r) => setTimeout(r, 20));
   }
+  // what the backup wrote so far reaches the disk (as the journal's commit would after 5 s), so
+  // its unfinished snapshot is there after the remount: the mount must clean it up
+  await new Promise((r) => setTimeout(r, 300));
+  execFileSync('sync', ['-f', join(mountDir, 'usb1')]);
   pullDisk(join(mountDir, 'usb1'));
   const { code, stderr } = await backup;
   assert.notEqual(code, 0, 'the backup must not succeed on a pulled disk');
@@ -289,6 +294,10 @@ test('a disk pulled mid-backup: the client fails with a clear error, the unmount
   assert.deepEqual(mountsUnder(root), []);
   const mounted = await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'));
   assert.equal(mounted.status, 'OK', mounted.log.join('\n'));
+  assert.ok(
+    mounted.log.some((l) => l.includes('db01')),
+    `the mount removed the unfinished backup:\n${mounted.log.join('\n')}`,
+  );
   const snapshots = await api.call<Array<{ 'backup-id': string }>>('GET', '/admin/datastore/usb1/snapshots');
   assert.deepEqual(
     snapshots.map((s) => s['backup-id']),

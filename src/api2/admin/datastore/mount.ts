@@ -86,6 +86,7 @@ export const routes: AnyRoute[] = [
         const mounted = await mountRemovableDatastore(server.datastores, params.store, {
           runDir: server.paths.runDir,
           log: (line) => task.log(line),
+          taskId: task.upid,
         });
         if (mounted) runSyncJobsOnMount(server, params.store, authId, (line) => task.log(line));
       });
