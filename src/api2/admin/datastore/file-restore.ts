@@ -135,13 +135,17 @@ async function listPxar(accessor: PxarAccessor, path: Buffer): Promise<ArchiveEn
   return out;
 }
 
-/** A file's contents, following a hardlink to the file it names. */
-async function* fileContents(accessor: PxarAccessor, entry: PxarFoundEntry): AsyncGenerator<Buffer> {
-  const file = entry.kind === 'hardlink' ? await accessor.followHardlink(entry) : entry;
-  yield* accessor.contents(file);
+/** The file an entry stands for: itself, or the file a hard link names (its size and contents). */
+function fileOf(accessor: PxarAccessor, entry: PxarFoundEntry): Promise<PxarFoundEntry> {
+  return entry.kind === 'hardlink' ? accessor.followHardlink(entry) : Promise.resolve(entry);
 }
 
-/** Every member below `dir`, depth first in archive order, with its path below `prefixLen` bytes. */
+/** A file's contents, following a hardlink to the file it names. */
+async function* fileContents(accessor: PxarAccessor, entry: PxarFoundEntry): AsyncGenerator<Buffer> {
+  yield* accessor.contents(await fileOf(accessor, entry));
+}
+
+/** Every member below `dir`, depth first in archive order. */
 async function* walk(accessor: PxarAccessor, dir: PxarFoundEntry): AsyncGenerator<PxarFoundEntry> {
   for await (const member of accessor.readDirectory(await accessor.openDirectory(dir))) {
     yield member;
@@ -221,7 +225,7 @@ function tarZstDirectory(accessor: PxarAccessor, dir: PxarFoundEntry): Readable 
       else if (e.kind === 'symlink')
         pack.entry({ ...h, type: 'symlink', linkname: e.linkTarget!.toString() });
       else if (e.kind === 'file' || e.kind === 'hardlink') {
-        const file = e.kind === 'hardlink' ? await accessor.followHardlink(e) : e;
+        const file = await fileOf(accessor, e);
         const sink = pack.entry({ ...h, type: 'file', size: file.size! });
         for await (const piece of accessor.contents(file))
           if (!sink.write(piece)) await new Promise<void>((r) => sink.once('drain', () => r()));
@@ -311,10 +315,9 @@ export const routes: AnyRoute[] = [
           if (!entry) throw new NotFoundError(`error opening '${path.toString()}'`);
           switch (entry.kind) {
             case 'file':
-              return { size: entry.size, stream: Readable.from(fileContents(accessor, entry)) };
             case 'hardlink': {
-              const file = await accessor.followHardlink(entry);
-              return { size: file.size, stream: Readable.from(fileContents(accessor, file)) };
+              const file = await fileOf(accessor, entry);
+              return { size: file.size, stream: Readable.from(accessor.contents(file)) };
             }
             case 'directory':
               return { stream: query.tar ? tarZstDirectory(accessor, entry) : zipDirectory(accessor, entry) };
