@@ -22,7 +22,14 @@ export interface GarbageCollectionStatus {
 /** The GC status in a reply: passed through as stored (not re-validated on the way out). */
 const GcStatusSchema = Type.Unsafe<GarbageCollectionStatus>(Type.Object({}));
 
-/** One entry of `GET /admin/datastore` (PBS 4 adds `mount-status` and `backend-type`). */
+/** PBS 4's `mount-status`: `mounted`/`notmounted` for a removable datastore, else `nonremovable`. */
+export const MountStatusSchema = Type.Union([
+  Type.Literal('mounted'),
+  Type.Literal('notmounted'),
+  Type.Literal('nonremovable'),
+]);
+export type MountStatus = Static<typeof MountStatusSchema>;
+
 /** `next-maintenance-window` of the datastore list and status (epoch seconds). */
 export const NextMaintenanceWindowSchema = Type.Object({
   id: Type.String(),
@@ -45,14 +52,11 @@ export const SystemHoldItemSchema = Type.Object({
   'auth-id': Type.Optional(Type.String()),
 });
 
+/** One entry of `GET /admin/datastore` (PBS 4 adds `mount-status` and `backend-type`). */
 export const DatastoreListItemSchema = Type.Object({
   store: Type.String(),
   comment: Type.Optional(Type.String()),
-  'mount-status': Type.Union([
-    Type.Literal('mounted'),
-    Type.Literal('notmounted'),
-    Type.Literal('nonremovable'),
-  ]),
+  'mount-status': MountStatusSchema,
   /** The raw stored maintenance-mode property string. */
   maintenance: Type.Optional(Type.String()),
   'backend-type': Type.String(),

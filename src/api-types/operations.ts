@@ -1,3 +1,5 @@
+import type { MountStatus } from './datastore-replies.js';
+
 /** An admitted datastore operation as the API shows it (Stowage extension of `active-operations`). */
 export interface OperationItem {
   id: number;
@@ -28,6 +30,11 @@ export interface ActiveOperationsReply {
   'maintenance-mode'?: string;
   /** The system holds on the store (low space, maintenance windows), oldest first. */
   holds: SystemHoldItem[];
+  /**
+   * PBS 4's mount status, looked at after the mode was read: once the mode of an unmount is gone,
+   * this says `notmounted`, so a client never sees the one without the other.
+   */
+  'mount-status': MountStatus;
 }
 
 /** A system hold as the API shows it. */

@@ -94,7 +94,8 @@ test('not mounted: listed as notmounted, reads and writes refused with a 400 nam
   const gc = await post('/admin/datastore/usb1/gc');
   assert.equal(gc.status, 400);
   assert.equal(gc.body.message, "datastore 'usb1' is not mounted");
-  assert.equal((await get('/admin/datastore/usb1/active-operations')).status, 200);
+  const ops = await get('/admin/datastore/usb1/active-operations');
+  assert.deepEqual([ops.status, ops.body.data['mount-status']], [200, 'notmounted']);
   assert.deepEqual(mountsUnder(mountDir), []);
 });
 
@@ -129,6 +130,7 @@ test('mount: the device found by its UUID is mounted, its datastore directory bo
   // only the bind mount is left: the temporary mount of the whole device is gone
   assert.deepEqual(mountsUnder(t.dir), [join(mountDir, 'usb1')]);
   assert.equal((await listItem('usb1'))['mount-status'], 'mounted');
+  assert.equal((await get('/admin/datastore/usb1/active-operations')).body.data['mount-status'], 'mounted');
   const groups = await get('/admin/datastore/usb1/groups');
   assert.deepEqual([groups.status, groups.body.data], [200, []]);
 

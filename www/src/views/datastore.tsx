@@ -17,7 +17,7 @@ import { MaintenanceHistory } from './maintenance-history.js';
 import { StoreNextWindow } from './next-window.js';
 import { StoreSystemHolds } from './system-holds.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
-import { MountControls, NotMountedPanel, useMountStatus } from './mount-controls.js';
+import { MountControls, NotMountedPanel } from './mount-controls.js';
 
 const TABS = [
   ['summary', 'Summary'],
@@ -40,9 +40,11 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
   const [editing, setEditing] = useState(false);
   const [version, setVersion] = useState(0);
   const current = TABS.some(([t]) => t === tab) ? tab : 'summary';
-  const mount = useMountStatus(store);
+  // from the same answer as the mode, and read after it on the server: when the mode of a finished
+  // unmount is gone, the disk shows as not mounted (no status request to a store just unmounted)
+  const mountStatus = ops.data?.['mount-status'];
   // the mode is checked first, as the server does: an unmount in progress shows as maintenance
-  const notMounted = mount.status === 'notmounted' && !refusesReads(mode);
+  const notMounted = mountStatus === 'notmounted' && !refusesReads(mode);
 
   return (
     <section aria-labelledby="store-heading">
@@ -65,14 +67,7 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
         >
           Edit maintenance
         </button>
-        <MountControls
-          store={store}
-          status={mount.status}
-          onChanged={() => {
-            mount.reload();
-            ops.reload();
-          }}
-        />
+        <MountControls store={store} status={mountStatus} onChanged={ops.reload} />
       </div>
       <ErrorBox error={ops.error} title="Could not load the datastore's operations" />
       <StoreNextWindow store={store} />
@@ -89,7 +84,7 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
           ))}
         </ul>
       </nav>
-      {(ops.data === undefined && !ops.error) || !mount.known ? (
+      {ops.data === undefined && !ops.error ? (
         <Loading what="datastore" />
       ) : (
         <div key={`${current}-${version}`}>

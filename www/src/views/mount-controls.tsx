@@ -1,37 +1,13 @@
 /**
- * Removable datastores in the UI (issue 18): whether the disk is mounted (the datastore list's
- * `mount-status`, PBS's values), and Mount / Unmount buttons that start PBS's `mount-device` and
- * `unmount-device` tasks. While an unmount waits, the maintenance mode is `unmount`, so the drain
+ * Removable datastores in the UI (issue 18): whether the disk is mounted (`mount-status`, PBS's
+ * values, in the datastore list and the active-operations answer), and Mount / Unmount buttons
+ * that start PBS's `mount-device` and `unmount-device` tasks. While an unmount waits, the maintenance mode is `unmount`, so the drain
  * line above the tabs lists what it waits for; the task's outcome (a busy disk) shows here.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { api, seg } from '../api.js';
 import { ErrorBox } from '../components.js';
-import { useApi } from '../hooks.js';
-import type { DatastoreListItem } from '../types.js';
-
-export type MountStatus = DatastoreListItem['mount-status'];
-
-/**
- * The mount status of one datastore, polled with the list every 5 s: `known` once the list
- * answered (or failed: then the status stays unknown and the views go ahead as for any store).
- */
-export function useMountStatus(store: string): {
-  status: MountStatus | undefined;
-  known: boolean;
-  reload: () => void;
-} {
-  const list = useApi(
-    async (signal) => (await api.get<DatastoreListItem[]>('/admin/datastore', undefined, signal)).data,
-    [store],
-    5000,
-  );
-  return {
-    status: list.data?.find((s) => s.store === store)?.['mount-status'],
-    known: list.data !== undefined || list.error !== undefined,
-    reload: list.reload,
-  };
-}
+import type { MountStatus } from '../../../src/api-types/datastore-replies.js';
 
 /** The list's marker for a removable datastore whose disk is not mounted. */
 export function NotMountedMarker() {

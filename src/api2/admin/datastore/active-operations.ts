@@ -23,7 +23,15 @@ import {
 } from '../../../maintenance/maintenance-mode.js';
 import { countOperations, type OperationRecord } from '../../../maintenance/operation-registry.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
-import { holdItem, operationItem, OperationItemSchema, StoreParams, SystemHoldItemSchema } from './common.js';
+import { MountStatusSchema } from '../../../api-types/datastore-replies.js';
+import {
+  holdItem,
+  mountStatus,
+  operationItem,
+  OperationItemSchema,
+  StoreParams,
+  SystemHoldItemSchema,
+} from './common.js';
 
 const AUDIT = { path: '/datastore/{store}', privs: ['Datastore.Audit'], partial: true } as const;
 
@@ -64,6 +72,7 @@ export async function activeOperations(
     conflicting: conflicting.length,
     ...(cfg['maintenance-mode'] !== undefined && { 'maintenance-mode': cfg['maintenance-mode'] }),
     holds: holds.map(holdItem),
+    'mount-status': mountStatus(cfg), // after the mode was read: see ActiveOperationsReply
   };
 }
 
@@ -77,6 +86,7 @@ const ActiveOperationsSchema = Type.Object({
   conflicting: Type.Integer(),
   'maintenance-mode': Type.Optional(Type.String()),
   holds: Type.Array(SystemHoldItemSchema),
+  'mount-status': MountStatusSchema,
 });
 
 export const routes: AnyRoute[] = [
@@ -90,7 +100,8 @@ export const routes: AnyRoute[] = [
       'Operations running on the datastore: `read` and `write` counts as PBS, plus (Stowage) `write` ' +
       'split into `ingest` and `reclaim`, `lookup`, the `operations` themselves (class, kind, detail, ' +
       'auth-id, task-id, pid, started), how many of them the current maintenance mode or a system ' +
-      'hold refuses (`conflicting`), the raw `maintenance-mode` and the system `holds`. ' +
+      "hold refuses (`conflicting`), the raw `maintenance-mode`, the system `holds` and PBS 4's " +
+      '`mount-status` (read after the mode, so a finished unmount shows as `notmounted`). ' +
       'Reads no datastore, so it works in every maintenance mode.',
     handler: ({ params, server }) => activeOperations(server.datastores, params.store),
   }),

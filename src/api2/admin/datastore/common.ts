@@ -18,8 +18,18 @@ import type { OperationRecord } from '../../../maintenance/operation-registry.js
 import type { ServerContext } from '../../../http/context.js';
 import type { WorkerTask } from '../../../tasks/worker-task.js';
 import { spawnTaskOwning } from '../../../tasks/admitted-task.js';
+import { datastoreAbsolutePath, type DatastoreConfig } from '../../../config/datastore-config.js';
+import type { MountStatus } from '../../../api-types/datastore-replies.js';
+import { isMountedAt } from '../../../sys/mount-status.js';
 
 export { SystemHoldItemSchema } from '../../../api-types/datastore-replies.js';
+
+/** PBS `get_datastore_mount_status`: looks at /dev and /proc/self/mountinfo, never under the path. */
+export function mountStatus(cfg: DatastoreConfig): MountStatus {
+  const device = cfg['backing-device'];
+  if (device === undefined) return 'nonremovable';
+  return isMountedAt(datastoreAbsolutePath(cfg), device) ? 'mounted' : 'notmounted';
+}
 
 /** PBS `DATASTORE_SCHEMA`: a safe-id of 3 to 32 characters. */
 export const StoreSchema = Type.String({

@@ -11,29 +11,16 @@
  * /dev and /proc/self/mountinfo, never under the datastore's path.
  */
 import { Type } from 'typebox';
-import {
-  datastoreAbsolutePath,
-  parseDatastoreBackend,
-  type DatastoreConfig,
-} from '../../../config/datastore-config.js';
+import { parseDatastoreBackend, type DatastoreConfig } from '../../../config/datastore-config.js';
 import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
-import { isMountedAt } from '../../../sys/mount-status.js';
 import { datastoreAclPath } from './access.js';
 import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
-import { holdItem } from './common.js';
+import { holdItem, mountStatus } from './common.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
 type ListItem = DatastoreListItem;
-type MountStatus = ListItem['mount-status'];
-
-/** PBS `get_datastore_mount_status`. */
-function mountStatus(cfg: DatastoreConfig): MountStatus {
-  const device = cfg['backing-device'];
-  if (device === undefined) return 'nonremovable';
-  return isMountedAt(datastoreAbsolutePath(cfg), device) ? 'mounted' : 'notmounted';
-}
 
 /** PBS: the backend's type, `filesystem` when there is none or it does not parse. */
 function backendType(cfg: DatastoreConfig): string {
