@@ -836,6 +836,30 @@ export const ERR_S3_CERTIFICATE_MISMATCH = createError(
   (got: string, expected: string) =>
     `S3 endpoint certificate fingerprint ${got} does not match the configured fingerprint ${expected}`,
 );
+export const ERR_S3_BUCKET_UNREACHABLE = createError(
+  'ERR_S3_BUCKET_UNREACHABLE',
+  'BAD_REQUEST',
+  (detail: string) => `parameter verification failed - 'backend': failed to access bucket - ${detail}`,
+);
+export const ERR_S3_BUCKET_IN_USE = createError(
+  'ERR_S3_BUCKET_IN_USE',
+  'BAD_REQUEST',
+  (store: string, host: string) =>
+    `parameter verification failed - 'overwrite-in-use': Bucket already contains datastore '${store}' in use${host ? ` by host ${host}` : ''}`,
+);
+export const ERR_S3_DESTROY_DATA = createError(
+  'ERR_S3_DESTROY_DATA',
+  'BAD_REQUEST',
+  (store: string) =>
+    `parameter verification failed - 'destroy-data': datastore '${store}' keeps its data in an S3 bucket; this Stowage version does not delete bucket objects (remove the datastore without destroy-data, then the objects under '${store}/' with the store's tools)`,
+);
+// not temporary and not the operator's request: refused as a datastore this server cannot serve
+export const ERR_S3_ENDPOINT_NOT_CONFIGURED = createError(
+  'ERR_S3_ENDPOINT_NOT_CONFIGURED',
+  'UNSUPPORTED',
+  (store: string, id: string) =>
+    `datastore '${store}' uses S3 endpoint '${id}', which is not configured (config/s3)`,
+);
 export const ERR_S3_CHECK_FAILED = createError(
   'ERR_S3_CHECK_FAILED',
   'BAD_REQUEST',

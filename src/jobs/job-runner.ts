@@ -12,7 +12,6 @@
  */
 import { ERR_DATASTORE_NOT_MOUNTED, ERR_JOB_RUNNING, StowageError } from '../errors.js';
 import { MaintenanceError } from '../maintenance/maintenance-mode.js';
-import { UnsupportedDatastoreError } from '../maintenance/unsupported-datastore.js';
 import type { DatastoreHandle } from '../maintenance/datastore-access.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
@@ -42,13 +41,14 @@ export function maintenanceSkipReason(err: MaintenanceError): string {
 
 /**
  * Why a scheduled run is skipped rather than failed, or undefined for a failure: a maintenance
- * mode, a datastore this version does not support (a PBS 4 S3 datastore), or a removable datastore
+ * mode, a datastore this version cannot serve (an unknown backend type, an S3 endpoint missing), or a removable datastore
  * that is not mounted (PBS skips jobs on it too, `docs/storage.rst`) — except a sync job, which
  * fails then, as in PBS.
  */
 function skipReason(err: unknown, job: JobSpec): string | undefined {
   if (err instanceof MaintenanceError) return maintenanceSkipReason(err);
-  if (err instanceof UnsupportedDatastoreError) return `unsupported: ${err.message}`;
+  // a backend type this version lacks, or an S3 datastore whose endpoint is not configured
+  if (err instanceof StowageError && err.code === 'UNSUPPORTED') return `unsupported: ${err.message}`;
   // PBS lets a sync job to or from an unmounted removable datastore fail, so the operator sees it
   if (ERR_DATASTORE_NOT_MOUNTED.is(err) && job.type !== 'syncjob') return `not mounted: ${err.message}`;
   return undefined;

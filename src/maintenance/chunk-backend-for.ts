@@ -1,21 +1,33 @@
 /**
  * The chunk backend of a datastore, chosen from its configuration: the opener (admission,
  * datastore-access.ts) and datastore creation (create-datastore.ts) hand it to the Datastore,
- * which never picks one itself. Today every datastore Stowage opens keeps its chunks on the
- * filesystem (`.chunks/` under its path); a datastore with another `backend` (PBS 4's S3) is
- * refused before it gets here (unsupported-datastore.ts, UNSUPPORTED). An S3 backend (issue 16)
- * plugs in here.
+ * which never picks one itself. A datastore without `backend` (or `type=filesystem`) keeps its
+ * chunks under its path; PBS 4's `type=s3,client=ID,bucket=NAME[,max-cache-size=SIZE]` keeps them
+ * in the bucket of the `s3.cfg` endpoint `ID`, under `<store name>/`, with the path as the local
+ * cache (PBS `DataStore::lookup_datastore` with an S3 backend). A backend type a newer PBS wrote
+ * is refused before it gets here (unsupported-datastore.ts, UNSUPPORTED).
  */
+import { mkdirSync, statfsSync } from 'node:fs';
+import { parseHumanByte } from '../api-types/human-byte.js';
 import { parsePropertyString } from '../config/property-string.js';
 import {
   datastoreAbsolutePath,
   parseDatastoreBackend,
   type DatastoreConfig,
 } from '../config/datastore-config.js';
+import { s3EndpointConfig } from '../config/s3-config.js';
 import type { ChunkBackend, SyncLevel } from '../datastore/chunk-backend.js';
 import { FilesystemChunkBackend } from '../datastore/chunk-store.js';
-import { BadConfigError } from '../errors.js';
+import { S3ChunkBackend } from '../datastore/s3-chunk-backend.js';
+import { writeS3InUseMarker, type S3StoreLocation } from '../datastore/s3-datastore.js';
+import { BadConfigError, ERR_S3_ENDPOINT_NOT_CONFIGURED } from '../errors.js';
+import { s3ClientOptionsFor } from '../s3/s3-client.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
+
+/** Where the backend finds what the datastore's section does not hold (`s3.cfg`). */
+export interface ChunkBackendContext {
+  configDir: string;
+}
 
 /** The datastore's `tuning` sync-level (PBS's default: `filesystem`). */
 export function syncLevelOf(cfg: DatastoreConfig): SyncLevel {
@@ -27,25 +39,97 @@ export function syncLevelOf(cfg: DatastoreConfig): SyncLevel {
 }
 
 /** The backend type of a datastore this version can open; UNSUPPORTED for any other. */
-function backendType(cfg: DatastoreConfig): 'filesystem' {
+function backendType(cfg: DatastoreConfig): 'filesystem' | 's3' {
   checkSupportedDatastore(cfg);
   const { type } = parseDatastoreBackend(cfg);
-  if (type !== 'filesystem') throw new BadConfigError(`datastore '${cfg.name}': backend type '${type}'`);
+  if (type !== 'filesystem' && type !== 's3') {
+    throw new BadConfigError(`datastore '${cfg.name}': backend type '${type}'`);
+  }
   return type;
 }
 
-/** Open the chunk backend of an existing datastore (NOT_FOUND when its chunk store is missing). */
-export function openChunkBackend(cfg: DatastoreConfig): ChunkBackend {
-  switch (backendType(cfg)) {
-    case 'filesystem':
-      return FilesystemChunkBackend.open(datastoreAbsolutePath(cfg), { syncLevel: syncLevelOf(cfg) });
+/** Whether `cfg` keeps its chunks and metadata in an S3 bucket (PBS 4 `type=s3`). */
+export function isS3Datastore(cfg: DatastoreConfig): boolean {
+  try {
+    return parseDatastoreBackend(cfg).type === 's3';
+  } catch {
+    return false;
   }
 }
 
-/** Create the chunk backend of a new datastore (its chunk store at the path) and open it. */
-export async function createChunkBackend(cfg: DatastoreConfig): Promise<ChunkBackend> {
+/**
+ * Where an S3 datastore's objects are: its endpoint from `s3.cfg` (ERR_S3_ENDPOINT_NOT_CONFIGURED when
+ * `client` names none), its bucket, its name as the prefix.
+ */
+export function s3LocationOf(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3StoreLocation {
+  const backend = parseDatastoreBackend(cfg);
+  if (backend.type !== 's3') throw new BadConfigError(`datastore '${cfg.name}' is not an S3 datastore`);
+  const endpoint = s3EndpointConfig(ctx.configDir).get(backend.client!);
+  if (!endpoint) throw ERR_S3_ENDPOINT_NOT_CONFIGURED(cfg.name, backend.client!);
+  return { client: s3ClientOptionsFor(endpoint), bucket: backend.bucket!, storePrefix: cfg.name };
+}
+
+/** PBS sizes the cache in 16 MiB steps: the chunks that fit the free space and `max-cache-size`. */
+const CACHE_SLOT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * How many chunks an S3 datastore's cache keeps with content (PBS `lookup_datastore`): what the
+ * cache directory's free space holds, at most `max-cache-size`, counted in 16 MiB chunks.
+ */
+export function s3CacheCapacity(cfg: DatastoreConfig): number {
+  const path = datastoreAbsolutePath(cfg);
+  const st = statfsSync(path);
+  let capacity = Math.floor((st.bavail * st.bsize) / CACHE_SLOT_BYTES);
+  const max = parseDatastoreBackend(cfg)['max-cache-size'];
+  if (max !== undefined)
+    capacity = Math.min(capacity, Math.floor(parseHumanByte(max, 'max-cache-size') / CACHE_SLOT_BYTES));
+  return Math.max(0, capacity);
+}
+
+function openS3ChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3ChunkBackend {
+  const loc = s3LocationOf(cfg, ctx);
+  // the cache directory is ours to recreate (a wiped cache is refilled from the bucket)
+  mkdirSync(datastoreAbsolutePath(cfg), { recursive: true });
+  return new S3ChunkBackend({
+    client: loc.client,
+    bucket: loc.bucket,
+    storePrefix: loc.storePrefix,
+    cacheDir: datastoreAbsolutePath(cfg),
+    cacheCapacity: s3CacheCapacity(cfg),
+  });
+}
+
+/** Open the chunk backend of an existing datastore (NOT_FOUND when its chunk store is missing). */
+export function openChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): ChunkBackend {
+  switch (backendType(cfg)) {
+    case 'filesystem':
+      return FilesystemChunkBackend.open(datastoreAbsolutePath(cfg), { syncLevel: syncLevelOf(cfg) });
+    case 's3':
+      return openS3ChunkBackend(cfg, ctx);
+  }
+}
+
+/**
+ * Create the chunk backend of a new datastore and open it: a chunk store at the path, or for an
+ * S3 datastore the cache directory and the bucket's `.in-use` marker naming this host (the
+ * bucket was checked when the creation was prepared).
+ */
+export async function createChunkBackend(
+  cfg: DatastoreConfig,
+  ctx: ChunkBackendContext,
+): Promise<ChunkBackend> {
   switch (backendType(cfg)) {
     case 'filesystem':
       return FilesystemChunkBackend.create(datastoreAbsolutePath(cfg), { syncLevel: syncLevelOf(cfg) });
+    case 's3': {
+      const backend = openS3ChunkBackend(cfg, ctx);
+      try {
+        await writeS3InUseMarker(s3LocationOf(cfg, ctx));
+      } catch (err) {
+        await backend.close();
+        throw err;
+      }
+      return backend;
+    }
   }
 }

@@ -10,6 +10,7 @@
  * nothing behind that would make the path unusable for the next attempt.
  */
 import { existsSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import {
@@ -18,11 +19,18 @@ import {
   type DatastoreConfig,
 } from '../config/datastore-config.js';
 import { Datastore } from '../datastore/datastore.js';
-import { BadRequestError, ERR_DATASTORE_EXISTS, ERR_NO_DATASTORE_TO_REUSE } from '../errors.js';
+import { checkS3DatastoreBucket, type S3StoreLocation } from '../datastore/s3-datastore.js';
+import { parseHumanByte } from '../api-types/human-byte.js';
+import {
+  BadRequestError,
+  ERR_DATASTORE_EXISTS,
+  ERR_NO_DATASTORE_TO_REUSE,
+  ERR_S3_ENDPOINT_NOT_CONFIGURED,
+} from '../errors.js';
 import { FILESYSTEM_UUID_RE, unmountDir } from '../sys/mount.js';
 import { attachRemovableDatastore, checkOnDevicePath, isRemovable } from './removable-datastore.js';
 import type { DatastoreAccess } from './datastore-access.js';
-import { createChunkBackend, syncLevelOf } from './chunk-backend-for.js';
+import { createChunkBackend, s3LocationOf, syncLevelOf } from './chunk-backend-for.js';
 import { formatMaintenanceMode } from './maintenance-mode.js';
 import { applyFields, operatorMode, validateNewConfig, type DatastoreFields } from './update-datastore.js';
 
@@ -40,8 +48,10 @@ export interface NewDatastore {
   'backing-device'?: string;
   /** PBS `reuse-datastore`: take over the datastore already at the path (it must hold one). */
   reuseDatastore?: boolean;
-  /** PBS 4 backends: only `type=filesystem` is accepted. */
+  /** PBS 4 backends: `type=filesystem` (the default) or `type=s3,client=ID,bucket=NAME[,max-cache-size=SIZE]`. */
   backend?: string;
+  /** PBS 4 `overwrite-in-use`: create an S3 datastore even when the bucket's `.in-use` marker names a host. */
+  overwriteInUse?: boolean;
   /**
    * Quick start: take over a chunk store already at `path` (left by an earlier start whose
    * configuration is gone) instead of refusing a non-empty directory.
@@ -56,6 +66,8 @@ export interface PreparedDatastore {
   readonly adoptExisting: boolean;
   /** PBS `reuse-datastore`: a chunk store must be at the path, and is taken over. */
   readonly reuseDatastore: boolean;
+  /** Where its objects are, for an S3 datastore (the bucket was checked). */
+  readonly s3?: S3StoreLocation;
   /** Give up before `createDatastore` ran (e.g. the task could not be started). */
   cancel(): void;
 }
@@ -184,22 +196,28 @@ function checkBackingDevice(backingDevice: string | undefined): void {
   );
 }
 
-/** 400 naming the parameter: Stowage cannot create S3 datastores (yet). */
-function refuseUnsupported(backend: string | undefined): void {
-  if (backend === undefined) return;
-  const type = (() => {
-    try {
-      return parseDatastoreBackend({ name: 'new', path: '/', backend }).type;
-    } catch {
-      return undefined;
-    }
-  })();
-  if (type !== 'filesystem') {
+/**
+ * The backend type of a new datastore: `filesystem` or PBS 4's `s3`; anything else is a 400
+ * naming `backend` (as is an invalid `max-cache-size`).
+ */
+function newBackendType(backend: string | undefined): 'filesystem' | 's3' {
+  if (backend === undefined) return 'filesystem';
+  let parsed;
+  try {
+    parsed = parseDatastoreBackend({ name: 'new', path: '/', backend });
+  } catch (err) {
+    throw new BadRequestError(`parameter verification failed - 'backend': ${(err as Error).message}`, {
+      param: 'backend',
+    });
+  }
+  if (parsed.type !== 'filesystem' && parsed.type !== 's3') {
     throw new BadRequestError(
-      `parameter verification failed - 'backend': datastore backends other than the local filesystem (here '${backend}') are not supported by this Stowage version`,
+      `parameter verification failed - 'backend': datastore backend type '${parsed.type}' is not supported by this Stowage version (filesystem or s3)`,
       { param: 'backend' },
     );
   }
+  if (parsed['max-cache-size'] !== undefined) parseHumanByte(parsed['max-cache-size'], 'max-cache-size');
+  return parsed.type;
 }
 
 /**
@@ -210,10 +228,16 @@ export async function prepareDatastoreCreation(
   access: DatastoreAccess,
   req: NewDatastore,
 ): Promise<PreparedDatastore> {
-  refuseUnsupported(req.backend);
+  const backendType = newBackendType(req.backend);
   checkBackingDevice(req['backing-device']);
   const { name } = req;
   const removable = req['backing-device'] !== undefined;
+  if (removable && backendType === 's3') {
+    throw new BadRequestError(
+      "parameter verification failed - 'backing-device': an S3 datastore's path is a local cache, not on a removable device",
+      { param: 'backing-device' },
+    );
+  }
   if (removable) checkOnDevicePath(req.path);
   // a removable datastore's path stays relative to its device (PBS); its files are at the mount point
   const path = removable ? req.path : normalizePath(req.path);
@@ -248,6 +272,7 @@ export async function prepareDatastoreCreation(
     pending.delete(where);
   };
   const reuseDatastore = req.reuseDatastore ?? false;
+  let s3: S3StoreLocation | undefined;
   try {
     // a removable datastore's directory is only seen once the task mounted its device
     if (!removable) {
@@ -255,13 +280,34 @@ export async function prepareDatastoreCreation(
         path,
         checkNewPathOnDisk(path, (req.adoptExisting ?? false) || reuseDatastore),
       );
-      if (reuseDatastore) await withinPathCheckTime(path, checkReusable(path));
+      // an S3 datastore's data is in the bucket: its path is a cache, refilled on reuse
+      if (reuseDatastore && backendType === 'filesystem')
+        await withinPathCheckTime(path, checkReusable(path));
+    }
+    if (backendType === 's3') {
+      // PBS checks the bucket before its task starts; the in-use marker is checked here too, so
+      // every refusal is an answer to the request rather than a failed task
+      try {
+        s3 = s3LocationOf(config, { configDir: access.config.configDir });
+      } catch (err) {
+        if (!ERR_S3_ENDPOINT_NOT_CONFIGURED.is(err)) throw err;
+        throw new BadRequestError(`parameter verification failed - 'backend': ${err.message}`, {
+          param: 'backend',
+        });
+      }
+      await checkS3DatastoreBucket(s3, { overwriteInUse: req.overwriteInUse ?? false });
     }
   } catch (err) {
     cancel();
     throw err;
   }
-  return { config, adoptExisting: req.adoptExisting ?? false, reuseDatastore, cancel };
+  return {
+    config,
+    adoptExisting: req.adoptExisting ?? false,
+    reuseDatastore,
+    ...(s3 && { s3 }),
+    cancel,
+  };
 }
 
 /**
@@ -288,16 +334,25 @@ export async function createDatastore(
       else await checkNewPathOnDisk(path, false);
     }
     const existed = existsSync(path);
-    const adopted = (prepared.adoptExisting || prepared.reuseDatastore) && existsSync(join(path, '.chunks'));
+    const adopted =
+      !prepared.s3 &&
+      (prepared.adoptExisting || prepared.reuseDatastore) &&
+      existsSync(join(path, '.chunks'));
     if (adopted) log(`reusing the datastore at ${path}`);
+    if (prepared.s3) {
+      const where = `s3://${prepared.s3.bucket}/${prepared.s3.storePrefix}/`;
+      // PBS: a reused S3 datastore's old cache may know chunks the bucket no longer has
+      if (prepared.reuseDatastore) rmSync(join(path, '.chunks'), { recursive: true, force: true });
+      log(`create S3 datastore '${name}' in ${where}, local cache at ${path}`);
+    }
     if (!adopted) {
-      log(`create datastore '${name}' at ${path}`);
+      if (!prepared.s3) log(`create datastore '${name}' at ${path}`);
       Datastore.create(name, path, {
-        chunks: await createChunkBackend(config),
+        chunks: await createChunkBackend(config, { configDir: access.config.configDir }),
         syncLevel: syncLevelOf(config),
         locks: access.backend.locks,
       }).close();
-      log('chunk store created');
+      log(prepared.s3 ? `in-use marker written for host ${hostname()}` : 'chunk store created');
     }
     const lock = await access.lockConfig('change');
     try {

@@ -20,7 +20,7 @@ import { LocalAdmissionBackend } from './local-admission-backend.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
 import { checkMounted } from './removable-datastore.js';
 import { datastoreAbsolutePath } from '../config/datastore-config.js';
-import { openChunkBackend, syncLevelOf } from './chunk-backend-for.js';
+import { openChunkBackend, syncLevelOf, type ChunkBackendContext } from './chunk-backend-for.js';
 import type { LowSpaceMonitor } from './low-space-monitor.js';
 
 export { storedMaintenanceMode } from './local-admission-backend.js';
@@ -75,7 +75,7 @@ interface OpenStore {
 }
 
 /** Opens an existing datastore's chunk backend from its configuration. */
-export type ChunkBackendOpener = (cfg: DatastoreConfig) => ChunkBackend;
+export type ChunkBackendOpener = (cfg: DatastoreConfig, ctx: ChunkBackendContext) => ChunkBackend;
 
 export interface DatastoreAccessOptions {
   config: DatastoreConfigFile;
@@ -125,8 +125,8 @@ export class DatastoreAccess {
 
   /**
    * Admit an operation on datastore `name`: refused with MaintenanceError (503) when the mode in
-   * force refuses `op`, a read or write with UnsupportedDatastoreError (400) on an S3 datastore of
-   * PBS 4, and with ERR_DATASTORE_NOT_MOUNTED (400) on a removable datastore that is not mounted. `lookup` admissions get no datastore (they must do no disk IO).
+   * force refuses `op`, a read or write with UnsupportedDatastoreError (400) on a datastore whose
+   * backend type this version does not know, and with ERR_DATASTORE_NOT_MOUNTED (400) on a removable datastore that is not mounted. `lookup` admissions get no datastore (they must do no disk IO).
    */
   async lookupDatastore(name: string, op: 'lookup', info: OperationInfo): Promise<OperationHandle>;
   async lookupDatastore(name: string, op: 'read', info: OperationInfo): Promise<ReadHandle>;
@@ -165,7 +165,7 @@ export class DatastoreAccess {
       // A changed path gets a fresh open; the old one closes when its last holder releases.
       const syncLevel = syncLevelOf(cfg);
       const datastore = Datastore.open(name, path, {
-        chunks: this.openChunks(cfg),
+        chunks: this.openChunks(cfg, { configDir: this.config.configDir }),
         syncLevel,
         locks: this.backend.locks,
       });

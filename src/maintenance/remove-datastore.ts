@@ -14,6 +14,9 @@
  * again resumes it (delete → delete is allowed), so there is always a way forward.
  */
 import { destroyDatastoreData, type DestroyReport } from '../datastore/destroy.js';
+import { removeS3InUseMarker } from '../datastore/s3-datastore.js';
+import { ERR_S3_DESTROY_DATA } from '../errors.js';
+import { isS3Datastore, s3LocationOf } from './chunk-backend-for.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import {
   ConflictingOperationsError,
@@ -58,6 +61,7 @@ export async function removeDatastore(
         // an S3 datastore's files are not ours to delete; a removable one's only while mounted
         if (opts.destroyData) {
           checkSupportedDatastore(cfg);
+          if (isS3Datastore(cfg)) throw ERR_S3_DESTROY_DATA(cfg.name);
           checkDestroyable(cfg);
         }
       },
@@ -115,6 +119,15 @@ export async function removeDatastore(
   }
   await access.backend.forgetStore(name);
   log(`datastore '${name}' removed from the configuration`);
+  if (isS3Datastore(change.config)) {
+    // PBS: only the in-use marker goes, so the bucket's store can be reused by another server
+    try {
+      await removeS3InUseMarker(s3LocationOf(change.config, { configDir: access.config.configDir }));
+      log('in-use marker removed from the bucket');
+    } catch (err) {
+      log(`warning: could not remove the bucket's in-use marker: ${(err as Error).message}`);
+    }
+  }
   await detachRemovedDatastore(change.config, destroyed !== undefined, log);
   return { path, ...(destroyed && { destroyed }) };
 }

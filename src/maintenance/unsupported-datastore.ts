@@ -1,9 +1,10 @@
 /**
- * Datastores a PBS 4 `datastore.cfg` may hold that this Stowage version cannot serve: removable
- * datastores (`backing-device`, a `path` relative to the device, mounted by PBS at
- * `/mnt/datastore/NAME`) and datastores with an S3 `backend` (whose `path` is only a local cache
- * of the bucket). They load, are listed and their configuration can be edited, but no read or
- * write operation is admitted on them, so nothing ever opens, creates or deletes a file under
+ * Datastores a `datastore.cfg` may hold that this Stowage version cannot serve: a `backend` type
+ * other than `filesystem` and PBS 4's `s3` (what a newer PBS may write), or a backend this version
+ * cannot parse. (Removable and S3 datastores are served: removable-datastore.ts,
+ * chunk-backend-for.ts; an S3 datastore whose endpoint is missing from s3.cfg is refused there
+ * with the same code.) They load, are listed and their configuration can be edited, but no read
+ * or write operation is admitted on them, so nothing ever opens, creates or deletes a file under
  * their path (reference §4.4; issue 9 item 5).
  *
  * The refusal is 400 (code UNSUPPORTED), not the 503 of maintenance: it is not temporary, and

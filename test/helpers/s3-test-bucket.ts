@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client, type S3ClientOptions } from '../../src/s3/s3-client.js';
-import { testS3Target } from './ceph-cluster.js';
+import { testS3Target, type S3TestTarget } from './ceph-cluster.js';
 
 export interface TestBucket {
   client: S3Client;
@@ -25,4 +25,21 @@ export async function createTestBucket(label: string): Promise<TestBucket> {
   const bucket = `${label}-${randomBytes(4).toString('hex')}`;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return { client, bucket, options };
+}
+
+/**
+ * The `config/s3` body for the test gateway as an operator configures it: https on loopback with
+ * the self-signed certificate's pinned fingerprint, path-style.
+ */
+export function testEndpointConfig(target: S3TestTarget, id: string): Record<string, unknown> {
+  return {
+    id,
+    endpoint: '127.0.0.1',
+    port: target.httpsPort,
+    region: target.region,
+    'access-key': target.accessKey,
+    'secret-key': target.secretKey,
+    'path-style': true,
+    fingerprint: target.fingerprint,
+  };
 }

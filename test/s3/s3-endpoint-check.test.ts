@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startTestServer, type TestServer } from '../helpers/https-api.js';
 import { testS3Target, type S3TestTarget } from '../helpers/ceph-cluster.js';
-import { createTestBucket, type TestBucket } from '../helpers/s3-test-bucket.js';
+import { createTestBucket, testEndpointConfig, type TestBucket } from '../helpers/s3-test-bucket.js';
 
 let server: TestServer;
 let target: S3TestTarget;
@@ -24,16 +24,7 @@ before(async () => {
   ]);
   const created = await server.api('POST', '/config/s3', {
     auth: server.root,
-    body: {
-      id: 'rgw',
-      endpoint: '127.0.0.1',
-      port: target.httpsPort,
-      region: target.region,
-      'access-key': target.accessKey,
-      'secret-key': target.secretKey,
-      'path-style': true,
-      fingerprint: target.fingerprint,
-    },
+    body: testEndpointConfig(target, 'rgw'),
   });
   assert.equal(created.status, 200, JSON.stringify(created.body));
 });

@@ -16,9 +16,10 @@ import { forgetDatastoreJobs } from '../../jobs/datastore-jobs.js';
 import { removeJobState } from '../../jobs/job-state.js';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import { ConfigModifiedError, NotFoundError } from '../../errors.js';
+import { ConfigModifiedError, ERR_S3_DESTROY_DATA, NotFoundError } from '../../errors.js';
 import { PERCENT_KEYS, type DatastoreConfig } from '../../config/datastore-config.js';
 import { createDatastore, prepareDatastoreCreation } from '../../maintenance/create-datastore.js';
+import { isS3Datastore } from '../../maintenance/chunk-backend-for.js';
 import { ConflictingOperationsError, conflictingOperations } from '../../maintenance/maintenance-control.js';
 import { removeDatastore } from '../../maintenance/remove-datastore.js';
 import { checkSupportedDatastore } from '../../maintenance/unsupported-datastore.js';
@@ -140,13 +141,22 @@ const CreateOnlyFields = {
   ),
 };
 
-/**
- * PBS 4 create parameters for datastores this version cannot serve: accepted by the schema so the
- * refusal names them (rather than "additional properties"), then refused.
- */
-const UnsupportedCreateFields = {
+/** PBS 4 create parameters of the datastore backend. */
+const BackendCreateFields = {
   backend: Type.Optional(
-    Type.String({ description: 'PBS 4 datastore backends (S3): not supported by this Stowage version.' }),
+    Type.String({
+      maxLength: 1024,
+      description:
+        'PBS 4 datastore backend: `type=filesystem` (the default) or ' +
+        '`type=s3,client=ENDPOINT-ID,bucket=NAME[,max-cache-size=SIZE]` (chunks and metadata in the ' +
+        'bucket under `NAME/`, `path` the local cache).',
+    }),
+  ),
+  'overwrite-in-use': Type.Optional(
+    Type.Boolean({
+      description:
+        "S3 datastores: create even when the bucket's `.in-use` marker says another host uses the store (PBS 4).",
+    }),
   ),
 };
 
@@ -188,7 +198,7 @@ export const routes: AnyRoute[] = [
       path: Type.String({ minLength: 1, maxLength: 4096 }),
       ...UpdatableFields,
       ...CreateOnlyFields,
-      ...UnsupportedCreateFields,
+      ...BackendCreateFields,
     }),
     permission: { path: '/datastore', privs: ['Datastore.Allocate'] },
     protected: true,
@@ -199,6 +209,8 @@ export const routes: AnyRoute[] = [
       'empty directory (with `reuse-datastore`, one holding a datastore). With `backing-device` ' +
       "(a removable datastore; also Sys.Modify on /system/disks) the path is relative to the device's " +
       'root: the task mounts the device, creates or reuses the datastore there and leaves it mounted. ' +
+      'With an S3 `backend` the bucket is checked first (it must answer, and its `.in-use` marker must ' +
+      'not name a host unless `overwrite-in-use`); the task writes the marker with this host name. ' +
       'Prune settings belong to prune jobs (/config/prune).',
     handler: async ({ body, authId, userInfo, server }) => {
       const {
@@ -207,6 +219,7 @@ export const routes: AnyRoute[] = [
         'maintenance-mode': mode,
         'backing-device': backingDevice,
         'reuse-datastore': reuseDatastore,
+        'overwrite-in-use': overwriteInUse,
         backend,
         ...set
       } = body;
@@ -220,6 +233,7 @@ export const routes: AnyRoute[] = [
         ...(backingDevice !== undefined && { 'backing-device': backingDevice }),
         ...(reuseDatastore !== undefined && { reuseDatastore }),
         ...(backend !== undefined && { backend }),
+        ...(overwriteInUse !== undefined && { overwriteInUse }),
       });
       try {
         return server.tasks.spawnTask('create-datastore', name, authId, (task) =>
@@ -349,6 +363,7 @@ export const routes: AnyRoute[] = [
       // an S3 datastore's data is not ours to delete; a removable one's only while mounted
       if (query['destroy-data']) {
         checkSupportedDatastore(stored);
+        if (isS3Datastore(stored)) throw ERR_S3_DESTROY_DATA(name);
         checkDestroyable(stored);
       }
       if (query['if-idle']) {

@@ -1,0 +1,168 @@
+/**
+ * S3 datastores end to end (issue 16) with real processes: the server (its own process) creates a
+ * datastore with PBS 4's `backend type=s3,...` on Ceph's RADOS Gateway (https, pinned
+ * fingerprint, as an operator configures it), `stowage-client` backs up into it and restores byte
+ * for byte, and the bucket holds what PBS 4 would put there.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import type { ApiClient } from '../../src/client/connection.js';
+import { describeTree, makeTree } from '../client/tree-fixture.js';
+import { testS3Target } from '../helpers/ceph-cluster.js';
+import { createTestBucket, testEndpointConfig, type TestBucket } from '../helpers/s3-test-bucket.js';
+import { loginApi, runClient, startE2eServer, taskEnd, type E2eServer } from '../e2e/backup-helpers.js';
+
+const T1 = 1_780_000_000;
+let srv: E2eServer;
+let api: ApiClient;
+let bucket: TestBucket;
+let src: string;
+
+before(async () => {
+  const target = await testS3Target();
+  [srv, bucket] = await Promise.all([startE2eServer('stowage-s3-e2e-'), createTestBucket('e2e')]);
+  api = await loginApi(srv);
+  await api.call('POST', '/config/s3', testEndpointConfig(target, 'rgw'));
+  src = join(srv.root, 'src');
+  makeTree(src, { scale: 2 * 1024 * 1024 });
+});
+
+after(async () => {
+  await srv?.stop();
+});
+
+const backendOf = (bucketName: string, extra = '') => `type=s3,client=rgw,bucket=${bucketName}${extra}`;
+
+async function createStore(name: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const upid = await api.call<string>('POST', '/config/datastore', {
+    name,
+    path: join(srv.root, `cache-${name}`),
+    backend: backendOf(bucket.bucket),
+    ...extra,
+  });
+  const end = await taskEnd(api, upid);
+  assert.equal(end.status, 'OK', end.log.join('\n'));
+}
+
+async function keysUnder(prefix: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let token: string | undefined;
+  do {
+    const page = await bucket.client.send(
+      new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) out.set(o.Key!, `${o.ETag} ${o.LastModified?.toISOString()}`);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+async function objectText(key: string): Promise<string> {
+  const res = await bucket.client.send(new GetObjectCommand({ Bucket: bucket.bucket, Key: key }));
+  return res.Body!.transformToString();
+}
+
+const configured = async () =>
+  (await api.call<Array<{ name: string }>>('GET', '/config/datastore')).map((d) => d.name).sort();
+
+test('creating an S3 datastore checks the bucket, refuses what PBS 4 refuses, and writes the in-use marker', async () => {
+  const refusals: Array<[Record<string, unknown>, RegExp]> = [
+    [
+      { backend: 'type=s3,client=nope,bucket=x' },
+      /'backend': datastore 'refused' uses S3 endpoint 'nope', which is not configured/,
+    ],
+    [
+      { backend: backendOf('no-such-bucket-here') },
+      /'backend': failed to access bucket - S3 request failed: HEAD no-such-bucket-here - HTTP 404/,
+    ],
+    [{ backend: 'type=s3,client=rgw' }, /'backend': .*missing option bucket/],
+    [{ backend: 'type=tape' }, /'backend': datastore backend type 'tape' is not supported/],
+    [{ backend: backendOf(bucket.bucket, ',max-cache-size=lots') }, /byte-size parse error for 'lots'/],
+  ];
+  for (const [params, message] of refusals) {
+    await assert.rejects(
+      api.call('POST', '/config/datastore', { name: 'refused', path: join(srv.root, 'refused'), ...params }),
+      { code: 'BAD_REQUEST', message },
+    );
+  }
+  assert.equal(existsSync(join(srv.root, 'refused')), false);
+  assert.deepEqual(await configured(), ['local']);
+
+  await createStore('s3a');
+  assert.deepEqual(JSON.parse(await objectText('s3a/.in-use')), { hostname: hostname() });
+  const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/s3a');
+  assert.equal(cfg.backend, backendOf(bucket.bucket));
+
+  // a store another host uses is refused unless the operator says to take it over
+  await bucket.client.send(
+    new PutObjectCommand({
+      Bucket: bucket.bucket,
+      Key: 's3b/.in-use',
+      Body: JSON.stringify({ hostname: 'pbs-elsewhere' }),
+    }),
+  );
+  await assert.rejects(
+    api.call('POST', '/config/datastore', {
+      name: 's3b',
+      path: join(srv.root, 'cache-s3b'),
+      backend: backendOf(bucket.bucket),
+    }),
+    {
+      code: 'BAD_REQUEST',
+      message:
+        "parameter verification failed - 'overwrite-in-use': Bucket already contains datastore 's3b' in use by host pbs-elsewhere",
+    },
+  );
+  assert.equal(existsSync(join(srv.root, 'cache-s3b')), false);
+  await createStore('s3b', { 'overwrite-in-use': true });
+  assert.deepEqual(JSON.parse(await objectText('s3b/.in-use')), { hostname: hostname() });
+
+  // removing it keeps the data but frees the bucket for another server (PBS 4); destroy-data is refused
+  await assert.rejects(api.call('DELETE', '/config/datastore/s3b', { 'destroy-data': true }), {
+    code: 'BAD_REQUEST',
+    message: /'destroy-data': datastore 's3b' keeps its data in an S3 bucket/,
+  });
+  const removed = await taskEnd(api, await api.call<string>('DELETE', '/config/datastore/s3b'));
+  assert.equal(removed.status, 'OK', removed.log.join('\n'));
+  assert.equal((await keysUnder('s3b/')).size, 0);
+});
+
+test('stowage-client backs up to the S3 datastore and restores byte for byte; the chunks are in the bucket in PBS 4 layout', async () => {
+  const env = { ...srv.env, STOWAGE_REPOSITORY: `root@pam@${srv.host}:${srv.port}:s3a` };
+  const image = join(srv.root, 'disk.img');
+  writeFileSync(image, Buffer.concat([randomBytes(3 << 20), Buffer.alloc(1 << 20)]));
+  const res = await runClient(
+    [
+      'backup',
+      `root.tar:${src}`,
+      `disk.img:${image}`,
+      '--backup-id',
+      'web01',
+      '--backup-time',
+      String(T1),
+      '--output-format',
+      'json',
+    ],
+    env,
+  );
+  assert.equal(res.code, 0, res.stderr);
+
+  const chunkKeys = [...(await keysUnder('s3a/.chunks/')).keys()];
+  assert.ok(chunkKeys.length > 0);
+  for (const key of chunkKeys) assert.match(key, /^s3a\/\.chunks\/([0-9a-f]{4})\/\1[0-9a-f]{60}$/);
+
+  const dst = join(srv.root, 'restored');
+  const r1 = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
+  const img = join(srv.root, 'restored.img');
+  const r2 = await runClient(['restore', 'host/web01', 'disk.img', img], env);
+  assert.equal(r2.code, 0, r2.stderr);
+  const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+  assert.equal(sha(img), sha(image));
+});
