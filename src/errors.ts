@@ -824,6 +824,18 @@ export const ERR_PXAR_BELOW_SYMLINK = createError(
     `refusing to extract archive entry '${path}': it is below the symlink '${symlink}' the archive created`,
 );
 
+// extended attributes, POSIX ACLs and file capabilities (src/pxar/linux-xattrs.ts, src/sys/xattr-dump.ts)
+export const ERR_XATTR_DUMP_INVALID = createError(
+  'ERR_XATTR_DUMP_INVALID',
+  'CORRUPT_DATA',
+  (line: number, why: string) => `getfattr's output is not understood at line ${line}: ${why}`,
+);
+export const ERR_LINUX_ACL_INVALID = createError(
+  'ERR_LINUX_ACL_INVALID',
+  'CORRUPT_DATA',
+  (why: string) => `POSIX ACL attribute is invalid: ${why}`,
+);
+
 // S3 object stores (src/s3/, the S3 chunk backend)
 export const ERR_S3_REQUEST_FAILED = createError(
   'ERR_S3_REQUEST_FAILED',
