@@ -865,6 +865,11 @@ export const ERR_S3_DESTROY_DATA = createError(
   (store: string) =>
     `parameter verification failed - 'destroy-data': datastore '${store}' keeps its data in an S3 bucket; this Stowage version does not delete bucket objects (remove the datastore without destroy-data, then the objects under '${store}/' with the store's tools)`,
 );
+export const ERR_NOT_S3_DATASTORE = createError(
+  'ERR_NOT_S3_DATASTORE',
+  'BAD_REQUEST',
+  (store: string) => `store '${store}' not backed by S3`,
+);
 // not temporary and not the operator's request: refused as a datastore this server cannot serve
 export const ERR_S3_ENDPOINT_NOT_CONFIGURED = createError(
   'ERR_S3_ENDPOINT_NOT_CONFIGURED',

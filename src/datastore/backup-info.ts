@@ -57,6 +57,7 @@ import {
   type BackupType,
 } from '../api-types/names.js';
 import { MANIFEST_BLOB_NAME, loadManifest, updateManifest } from './manifest.js';
+import type { ContentMirror } from './content-mirror.js';
 import type { DatastoreLocks } from './datastore-locks.js';
 import type { HeldLock } from './lock-service.js';
 
@@ -211,6 +212,22 @@ export class BackupDir {
 export interface BackupStore {
   readonly basePath: string;
   readonly locks: DatastoreLocks;
+  /** The second copy of the backup tree's files (an S3 datastore's `.cnt/`), kept in step here. */
+  readonly mirror?: ContentMirror;
+}
+
+/**
+ * How a manifest change reaches the store's mirror: the new blob is uploaded before it replaces
+ * the local one (PBS 4 `update_manifest`), so the bucket is never behind a manifest the cache
+ * shows. Undefined without a mirror.
+ */
+export function manifestUpload(
+  store: BackupStore,
+  dir: BackupDir,
+): ((blob: Buffer) => Promise<void>) | undefined {
+  const mirror = store.mirror;
+  if (!mirror) return undefined;
+  return (blob) => mirror.put(`${dir.relativePath}/${MANIFEST_BLOB_NAME}`, blob);
 }
 
 export function namespacePath(store: BackupStore, ns: BackupNamespace): string {
@@ -348,6 +365,7 @@ export async function deleteNamespace(
     for (const type of BACKUP_TYPES) removeDirIfEmpty(join(dir, type));
     removeDirIfEmpty(join(dir, 'ns'));
     if (!removeDirIfEmpty(dir)) removedAll = false;
+    else await store.mirror?.deleteDir(level.path);
   }
   return { removedAll, stats };
 }
@@ -503,6 +521,7 @@ export async function changeOwner(
       throw ERR_GROUP_OWNER_CHANGED(expectedOwner);
     }
     setOwner(store, group, newOwner, { force: true, fsync: opts.fsync });
+    await store.mirror?.putFile(`${group.relativePath}/${OWNER_FILE_NAME}`);
   } finally {
     lock.release();
   }
@@ -519,9 +538,10 @@ export function getGroupNotes(store: BackupStore, group: BackupGroup): string {
   }
 }
 
-export function setGroupNotes(store: BackupStore, group: BackupGroup, notes: string): void {
+export async function setGroupNotes(store: BackupStore, group: BackupGroup, notes: string): Promise<void> {
   if (!groupExists(store, group)) throw new NotFoundError(`backup group '${group}' does not exist`);
   replaceFile(join(groupPath(store, group), GROUP_NOTES_FILE_NAME), notes);
+  await store.mirror?.putFile(`${group.relativePath}/${GROUP_NOTES_FILE_NAME}`);
 }
 
 export function isProtected(store: BackupStore, dir: BackupDir): boolean {
@@ -539,8 +559,14 @@ export async function setProtected(store: BackupStore, dir: BackupDir, value: bo
   });
   try {
     const marker = join(path, PROTECTED_MARKER_NAME);
-    if (value) closeSync(openSync(marker, 'a', 0o644));
-    else rmSync(marker, { force: true });
+    const rel = `${dir.relativePath}/${PROTECTED_MARKER_NAME}`;
+    if (value) {
+      closeSync(openSync(marker, 'a', 0o644));
+      await store.mirror?.putFile(rel);
+    } else {
+      await store.mirror?.delete(rel);
+      rmSync(marker, { force: true });
+    }
   } finally {
     lock.release();
   }
@@ -559,7 +585,7 @@ export async function setSnapshotNotes(store: BackupStore, dir: BackupDir, notes
     (m) => {
       m.unprotected.notes = notes;
     },
-    { lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }) },
+    { lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }), upload: manifestUpload(store, dir) },
   );
 }
 
@@ -579,6 +605,8 @@ export async function deleteSnapshot(
     if (!opts.force && existsSync(join(path, PROTECTED_MARKER_NAME))) {
       throw ERR_SNAPSHOT_PROTECTED(dir, inNamespace(dir.group.ns));
     }
+    // The bucket's copy first (an S3 datastore): a refresh must not bring back what is gone here
+    await store.mirror?.deleteDir(dir.relativePath);
     // The manifest first: a process killed halfway leaves an unfinished snapshot, which the next
     // start or GC removes (removeAbandonedSnapshots), never a "finished" one missing an index.
     rmSync(join(path, MANIFEST_BLOB_NAME), { force: true });
@@ -619,7 +647,10 @@ export async function deleteGroup(store: BackupStore, group: BackupGroup): Promi
       removedSnapshots++;
     }
     const groupRemoved = protectedSnapshots === 0;
-    if (groupRemoved) rmSync(groupPath(store, group), { recursive: true, force: true });
+    if (groupRemoved) {
+      await store.mirror?.deleteDir(group.relativePath);
+      rmSync(groupPath(store, group), { recursive: true, force: true });
+    }
     return { removedSnapshots, protectedSnapshots, groupRemoved };
   } finally {
     lock.release();
@@ -657,7 +688,10 @@ export async function createLockedBackupGroup(
     }
     // PBS only writes the owner when it created the directory, so a crash between mkdir and the
     // owner write leaves a group no backup can ever use again; we let the next backup claim it.
-    if (created || !existsSync(join(gp, OWNER_FILE_NAME))) setOwner(store, group, authId);
+    if (created || !existsSync(join(gp, OWNER_FILE_NAME))) {
+      setOwner(store, group, authId);
+      await store.mirror?.putFile(`${group.relativePath}/${OWNER_FILE_NAME}`);
+    }
     return { owner: getOwner(store, group), lock };
   } catch (err) {
     lock.release();
@@ -722,6 +756,12 @@ export async function removeAbandonedSnapshots(
         try {
           const path = snapshotPath(store, snap.dir);
           if (!isDir(path) || existsSync(join(path, MANIFEST_BLOB_NAME))) continue;
+          try {
+            // what a failed upload left in the bucket; without a manifest it is no snapshot anyway
+            await store.mirror?.deleteDir(snap.dir.relativePath);
+          } catch (err) {
+            log(`warning: ${snap.dir}${inNamespace(ns)}: ${(err as Error).message}`);
+          }
           rmSync(path, { recursive: true, force: true });
           removedHere = true;
           result.snapshots.push(snap.dir);
@@ -754,6 +794,7 @@ async function removeGroupIfEmpty(store: BackupStore, group: BackupGroup): Promi
   if (!lock) return false;
   try {
     if (!groupExists(store, group) || listSnapshots(store, group).length > 0) return false;
+    await store.mirror?.deleteDir(group.relativePath);
     rmSync(groupPath(store, group), { recursive: true, force: true });
     return true;
   } finally {

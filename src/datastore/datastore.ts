@@ -8,8 +8,10 @@
  * them, so the only way to a datastore's files is the admitted handle, and closing it really
  * releases the disk.
  */
-import { statfsSync } from 'node:fs';
-import { ERR_DATASTORE_CLOSED } from '../errors.js';
+import { existsSync, mkdtempSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BACKUP_TYPES } from '../api-types/names.js';
+import { ERR_DATASTORE_CLOSED, ERR_NOT_S3_DATASTORE } from '../errors.js';
 import { validateDatastoreName } from '../api-types/names.js';
 import {
   BackupDir,
@@ -37,6 +39,7 @@ import {
   listGroups,
   listNamespaces,
   listSnapshots,
+  manifestUpload,
   namespaceExists,
   removeAbandonedSnapshots,
   setGroupNotes,
@@ -68,6 +71,8 @@ import {
 import type { ArchiveReadAt } from './index-read-at.js';
 import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from './verify.js';
 import { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
+import { NAMESPACE_MARKER_NAME, type ContentMirror } from './content-mirror.js';
+import { S3ChunkBackend } from './s3-chunk-backend.js';
 import { WriterRegistry } from './writer-registry.js';
 
 export interface DatastoreOptions {
@@ -153,7 +158,7 @@ export interface WritableDatastore extends ReadonlyDatastore {
   readonly chunks: ChunkBackend;
   /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
   readonly writers: WriterRegistry;
-  createNamespace(ns: BackupNamespace): void;
+  createNamespace(ns: BackupNamespace): Promise<void>;
   deleteNamespace(ns: BackupNamespace, opts?: { deleteGroups?: boolean }): Promise<DeleteNamespaceResult>;
   updateManifest(
     dir: BackupDir,
@@ -197,6 +202,8 @@ export class Datastore implements BackupStore, WritableDatastore {
   readonly syncLevel: SyncLevel;
   /** Backup sessions of this process writing chunks not indexed yet (GC spares their chunks). */
   readonly writers = new WriterRegistry();
+  /** An S3 datastore's `.cnt/` objects, kept in step with the backup tree here (content-mirror.ts). */
+  readonly mirror: ContentMirror | undefined;
   private store: ChunkBackend | undefined;
 
   private constructor(name: string, basePath: string, opts: DatastoreOptions) {
@@ -209,6 +216,7 @@ export class Datastore implements BackupStore, WritableDatastore {
     this.name = name;
     this.basePath = basePath;
     this.store = opts.chunks;
+    this.mirror = opts.chunks instanceof S3ChunkBackend ? opts.chunks.contentMirror(basePath) : undefined;
     this.syncLevel = opts.syncLevel ?? 'filesystem';
     this.locks = new DatastoreLocks(opts.locks, name);
   }
@@ -254,6 +262,28 @@ export class Datastore implements BackupStore, WritableDatastore {
     store?.close().catch(() => {});
   }
 
+  /**
+   * PBS 4's `s3_refresh`: replace the cache's backup tree (`vm/`, `ct/`, `host/`, `ns/`) with the
+   * bucket's `.cnt/` objects, downloaded into a temp dir first so a failed download changes
+   * nothing. The caller keeps every other operation away (the `s3-refresh` mode, or a datastore
+   * not yet in the configuration). Returns the number of files fetched.
+   */
+  async refreshFromBucket(log: (line: string) => void): Promise<number> {
+    const mirror = this.open().mirror;
+    if (!mirror) throw ERR_NOT_S3_DATASTORE(this.name);
+    const tmp = mkdtempSync(join(this.basePath, '.tmp-s3-refresh-'));
+    try {
+      const files = await mirror.fetchAll(tmp, log);
+      for (const top of [...BACKUP_TYPES, 'ns']) {
+        rmSync(join(this.basePath, top), { recursive: true, force: true });
+        if (existsSync(join(tmp, top))) renameSync(join(tmp, top), join(this.basePath, top));
+      }
+      return files;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+
   /** Every method below touches the disk, so none may run on a closed handle. */
   private open(): this {
     void this.chunks;
@@ -272,8 +302,10 @@ export class Datastore implements BackupStore, WritableDatastore {
     return listNamespaces(this.open(), parent, maxDepth);
   }
 
-  createNamespace(ns: BackupNamespace): void {
+  /** Create a namespace; on S3 its `.namespace` marker object too, so a refresh keeps it when empty. */
+  async createNamespace(ns: BackupNamespace): Promise<void> {
     createNamespace(this.open(), ns);
+    await this.mirror?.put(`${ns.path}/${NAMESPACE_MARKER_NAME}`, Buffer.alloc(0));
   }
 
   namespaceExists(ns: BackupNamespace): boolean {
@@ -316,6 +348,7 @@ export class Datastore implements BackupStore, WritableDatastore {
     return updateManifest(this.snapshotPath(dir), mutate, {
       lock: (timeoutMs) => this.locks.lockManifest(dir, { timeoutMs }),
       fsync: this.syncLevel === 'file',
+      upload: manifestUpload(this, dir),
     });
   }
 
@@ -344,7 +377,7 @@ export class Datastore implements BackupStore, WritableDatastore {
 
   async setNotes(target: BackupGroup | BackupDir, notes: string): Promise<void> {
     if (target instanceof BackupDir) await setSnapshotNotes(this.open(), target, notes);
-    else setGroupNotes(this.open(), target, notes);
+    else await setGroupNotes(this.open(), target, notes);
   }
 
   getOwner(group: BackupGroup): string {

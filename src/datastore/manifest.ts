@@ -239,6 +239,8 @@ export interface UpdateManifestOptions {
   /** Default MANIFEST_LOCK_TIMEOUT_MS, as PBS. */
   timeoutMs?: number;
   fsync?: boolean;
+  /** Store the new blob elsewhere first (an S3 datastore's bucket, `manifestUpload`). */
+  upload?: (blob: Buffer) => Promise<void>;
 }
 
 /**
@@ -259,7 +261,9 @@ export async function updateManifest(
     if (signedManifestJson(m) !== before) {
       throw ERR_MANIFEST_SIGNED_PART(snapshotPath);
     }
-    storeManifest(snapshotPath, m, { fsync: opts.fsync });
+    const blob = encodeManifest(m);
+    await opts.upload?.(blob);
+    replaceFile(join(snapshotPath, MANIFEST_BLOB_NAME), blob, { fsync: opts.fsync, mode: 0o644 });
     return m;
   } finally {
     lock.release();

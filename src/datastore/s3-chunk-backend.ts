@@ -76,6 +76,7 @@ import {
 } from './chunk-backend.js';
 import { blobKind, checkBlobHeader, verifyBlobCrc, type BlobKind, type OutputBuffer } from './data-blob.js';
 import { digestToHex } from './digest.js';
+import { S3ContentMirror } from './s3-content-mirror.js';
 
 export interface S3ChunkBackendOptions {
   client: S3ClientOptions;
@@ -137,6 +138,7 @@ export class S3ChunkBackend implements ChunkBackend {
   private readonly s3: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly storePrefix: string;
   private readonly chunkDir: string;
   private readonly capacity: number;
   /** Digests whose cache file has content, least recently used first (Map keeps insertion order). */
@@ -149,6 +151,7 @@ export class S3ChunkBackend implements ChunkBackend {
     this.s3 = createS3Client(opts.client);
     this.counters = countS3Requests(this.s3);
     this.bucket = opts.bucket;
+    this.storePrefix = opts.storePrefix;
     this.prefix = `${opts.storePrefix}/.chunks/`;
     this.chunkDir = join(opts.cacheDir, '.chunks');
     this.capacity = opts.cacheCapacity ?? DEFAULT_CACHE_CAPACITY;
@@ -163,6 +166,20 @@ export class S3ChunkBackend implements ChunkBackend {
   /** Requests and traffic since the backend was opened (PBS's `s3-get`, `s3-put`, ... counters). */
   requestCounters(): S3RequestCounters {
     return { ...this.counters };
+  }
+
+  /**
+   * The datastore's content mirror (`<store>/.cnt/`) on this backend's client, so its requests
+   * are counted with the chunks'. Usable while the backend is open.
+   */
+  contentMirror(basePath: string): S3ContentMirror {
+    return new S3ContentMirror({
+      s3: this.s3,
+      bucket: this.bucket,
+      storePrefix: this.storePrefix,
+      basePath,
+      checkOpen: () => this.assertOpen(),
+    });
   }
 
   private assertOpen(): void {

@@ -8,7 +8,7 @@
  * stays inside the snapshot directory. Large archives are streamed chunk by chunk, never loaded
  * whole; a blob (at most 128 MiB, reference §7.2) is read whole, as PBS does.
  */
-import { closeSync, createReadStream, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ArchiveName } from '../api-types/archive-name.js';
@@ -219,6 +219,15 @@ export async function addSnapshotBlob(
   });
   try {
     createFileExclusive(join(path, file.name), bytes, { fsync: opts.fsync, mode: 0o644 });
+    if (store.mirror) {
+      try {
+        await store.mirror.put(`${dir.relativePath}/${file.name}`, bytes);
+      } catch (err) {
+        // not in the bucket, so not here either: the client may send it again
+        rmSync(join(path, file.name), { force: true });
+        throw err;
+      }
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new StowageError(

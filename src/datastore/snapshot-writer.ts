@@ -7,7 +7,8 @@
  * Neither takes locks: the session holds the snapshot lock (exclusive for the writer, shared for
  * a reader) from before the writer or reader exists until after it is dropped.
  */
-import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { BACKUP_FILE_REGEX } from '../api-types/names.js';
 import { join } from 'node:path';
 import { replaceFile } from '../sys/atomic-file.js';
 import { groupPath, listSnapshots, type BackupDir, type BackupStore } from './backup-info.js';
@@ -15,7 +16,7 @@ import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
 import { DynamicIndexWriter } from './dynamic-index.js';
 import { FixedIndexReader, FixedIndexWriter } from './fixed-index.js';
 import type { IndexCloseResult } from './index-file.js';
-import { MANIFEST_BLOB_NAME, storeManifest, type BackupManifest } from './manifest.js';
+import { MANIFEST_BLOB_NAME, encodeManifest, type BackupManifest } from './manifest.js';
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -139,11 +140,13 @@ export class SnapshotWriter {
 
   /**
    * Make the snapshot finished: chunks durable first (sync-level `filesystem`, PBS
-   * `try_ensure_sync_level`), then the manifest, then the staged copy goes.
+   * `try_ensure_sync_level`), then the manifest, then the staged copy goes. On an S3 datastore
+   * the snapshot's files and then its manifest are uploaded before the local manifest is
+   * written: a failed upload leaves an unfinished snapshot, which the session removes.
    */
   async finish(manifest: BackupManifest): Promise<void> {
     if (this.store.syncLevel === 'filesystem') await this.store.chunks.flush();
-    storeManifest(this.path, manifest, { fsync: this.store.syncLevel === 'file' });
+    await this.storeManifestBlob(encodeManifest(manifest));
     if (this.staged) unlinkSync(join(this.path, SnapshotWriter.STAGED_MANIFEST));
     this.staged = false;
   }
@@ -155,6 +158,19 @@ export class SnapshotWriter {
    */
   async finishWithManifestBlob(blob: Buffer): Promise<void> {
     if (this.store.syncLevel === 'filesystem') await this.store.chunks.flush();
+    await this.storeManifestBlob(blob);
+  }
+
+  /** The mirror's copy of every file, the manifest last (PBS 4: a snapshot without it is unfinished), then the local manifest. */
+  private async storeManifestBlob(blob: Buffer): Promise<void> {
+    const mirror = this.store.mirror;
+    if (mirror) {
+      for (const name of readdirSync(this.path).sort()) {
+        if (!BACKUP_FILE_REGEX.test(name) || name === MANIFEST_BLOB_NAME) continue;
+        await mirror.putFile(`${this.dir.relativePath}/${name}`);
+      }
+      await mirror.put(`${this.dir.relativePath}/${MANIFEST_BLOB_NAME}`, blob);
+    }
     replaceFile(join(this.path, MANIFEST_BLOB_NAME), blob, {
       mode: 0o644,
       fsync: this.store.syncLevel === 'file',
@@ -168,13 +184,23 @@ export class SnapshotWriter {
    */
   abort(opts: { removeEmptyGroup?: boolean } = {}): void {
     rmSync(this.path, { recursive: true, force: true });
-    if (!opts.removeEmptyGroup) return;
-    try {
-      if (listSnapshots(this.store, this.dir.group).length === 0) {
-        rmSync(groupPath(this.store, this.dir.group), { recursive: true, force: true });
+    let emptyGroup = false;
+    if (opts.removeEmptyGroup) {
+      try {
+        if (listSnapshots(this.store, this.dir.group).length === 0) {
+          rmSync(groupPath(this.store, this.dir.group), { recursive: true, force: true });
+          emptyGroup = true;
+        }
+      } catch {
+        // group already gone
       }
-    } catch {
-      // group already gone
+    }
+    // What a failed finish uploaded (never a manifest): removed in the background, as callers
+    // clean up synchronously; a leftover is no snapshot and goes with the next refresh's cleanup.
+    const mirror = this.store.mirror;
+    if (mirror) {
+      const rel = emptyGroup ? this.dir.group.relativePath : this.dir.relativePath;
+      mirror.deleteDir(rel).catch(() => {});
     }
   }
 }

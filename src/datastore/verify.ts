@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { isStowageError } from '../errors.js';
-import { snapshotPath, type BackupDir, type BackupStore } from './backup-info.js';
+import { manifestUpload, snapshotPath, type BackupDir, type BackupStore } from './backup-info.js';
 import { checkChunkBlob, type ChunkBackend } from './chunk-backend.js';
 import { decodeBlob, isEncryptedKind, verifyBlobCrc } from './data-blob.js';
 import { digestToHex, sha256 } from './digest.js';
@@ -212,7 +212,11 @@ export async function verifySnapshot(
         (m) => {
           m.unprotected.verify_state = { upid: opts.upid, state };
         },
-        { lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }), fsync: opts.fsync },
+        {
+          lock: (timeoutMs) => store.locks.lockManifest(dir, { timeoutMs }),
+          fsync: opts.fsync,
+          upload: manifestUpload(store, dir),
+        },
       );
     }
     return { ok: state === 'ok', errors: ctx.errors, renamed: ctx.renamed };

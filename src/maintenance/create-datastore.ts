@@ -347,12 +347,23 @@ export async function createDatastore(
     }
     if (!adopted) {
       if (!prepared.s3) log(`create datastore '${name}' at ${path}`);
-      Datastore.create(name, path, {
+      const created = Datastore.create(name, path, {
         chunks: await createChunkBackend(config, { configDir: access.config.configDir }),
         syncLevel: syncLevelOf(config),
         locks: access.backend.locks,
-      }).close();
-      log(prepared.s3 ? `in-use marker written for host ${hostname()}` : 'chunk store created');
+      });
+      try {
+        log(prepared.s3 ? `in-use marker written for host ${hostname()}` : 'chunk store created');
+        if (prepared.s3 && prepared.reuseDatastore) {
+          // PBS 4 refreshes in the s3-refresh mode after adding the config; here the datastore is
+          // not in the configuration yet, so no operation can see the cache half refilled
+          log('fetching the snapshot metadata from the bucket (s3-refresh)');
+          const files = await created.refreshFromBucket(log);
+          log(`fetched ${files} files`);
+        }
+      } finally {
+        created.close();
+      }
     }
     const lock = await access.lockConfig('change');
     try {

@@ -133,7 +133,7 @@ export async function pullStore(
           const level = BackupNamespace.fromComponents(targetNs.components.slice(0, depth));
           if (target.namespaceExists(level)) continue;
           opts.mayCreateNamespace?.(level);
-          target.createNamespace(level);
+          await target.createNamespace(level);
           opts.log(`Created namespace ${level.name}`);
         }
       } catch (err) {

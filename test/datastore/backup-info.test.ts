@@ -233,7 +233,7 @@ test('group notes, snapshot notes and the protected flag round-trip', () =>
     const g = new BackupGroup(ROOT, 'ct', '200');
     const d = addSnapshot(store, g, '2024-01-01T00:00:00Z');
     assert.equal(getGroupNotes(store, g), '');
-    setGroupNotes(store, g, 'database server\nsecond line');
+    await setGroupNotes(store, g, 'database server\nsecond line');
     assert.equal(getGroupNotes(store, g), 'database server\nsecond line');
     assert.equal(
       readFileSync(join(store.basePath, 'ct', '200', 'notes'), 'utf8'),
@@ -292,7 +292,7 @@ test('deleting the last snapshot removes its group with owner and notes, as PBS 
   withStore(async (store) => {
     const g = new BackupGroup(ROOT, 'vm', '100');
     (await createLockedBackupGroup(store, g, 'alice@pbs')).lock.release();
-    setGroupNotes(store, g, 'n');
+    await setGroupNotes(store, g, 'n');
     const d1 = addSnapshot(store, g, '2024-01-01T00:00:00Z');
     const d2 = addSnapshot(store, g, '2024-01-02T00:00:00Z');
     await deleteSnapshot(store, d1);
@@ -317,7 +317,7 @@ test('deleting a group keeps it, with owner and notes, while a protected snapsho
   withStore(async (store, root) => {
     const g = new BackupGroup(ROOT, 'vm', '100');
     (await createLockedBackupGroup(store, g, 'alice@pbs')).lock.release();
-    setGroupNotes(store, g, 'n');
+    await setGroupNotes(store, g, 'n');
     const keep = addSnapshot(store, g, '2024-01-01T00:00:00Z');
     addSnapshot(store, g, '2024-01-02T00:00:00Z');
     addSnapshot(store, g, '2024-01-03T00:00:00Z', { finished: false });

@@ -229,7 +229,7 @@ test('counts report groups with snapshots per type across namespaces, and status
     const ds = openBare(root);
     try {
       const ns = BackupNamespace.parse('site1');
-      ds.createNamespace(ns);
+      await ds.createNamespace(ns);
       const mk = async (group: BackupGroup, time: string) => {
         (await ds.createLockedBackupGroup(group, 'root@pam')).lock.release();
         (await ds.createLockedBackupDir(group.snapshot(t(time)))).lock.release();

@@ -110,7 +110,7 @@ async function writeArchiveSnapshot(): Promise<void> {
   try {
     const ds = datastoreInternals(handle.datastore);
     const ns = BackupNamespace.parse('dyn');
-    ds.createNamespace(ns);
+    await ds.createNamespace(ns);
     const group = new BackupGroup(ns, 'host', 'web');
     const { lock: groupLock } = await ds.createLockedBackupGroup(group, 'root@pam');
     const dir = group.snapshot(T1);

@@ -38,7 +38,7 @@ export async function writeSnapshots(
       for (let i = 1; i <= ns.depth; i++) {
         const partial = BackupNamespace.fromComponents(ns.components.slice(0, i));
         try {
-          ds.createNamespace(partial);
+          await ds.createNamespace(partial);
         } catch {
           // exists
         }

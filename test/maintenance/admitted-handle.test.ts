@@ -35,7 +35,7 @@ test('a read admission offers no writing method and no path; a write admission w
 
     const writer = await inst.access.lookupDatastore('store1', 'ingest', { kind: 'backup' });
     try {
-      writer.datastore.createNamespace(ns);
+      await writer.datastore.createNamespace(ns);
       // @ts-expect-error a write admission has no path either
       void writer.datastore.basePath;
     } finally {
@@ -53,7 +53,7 @@ test('a handle of a class known only at run time writes only once narrowed to wr
     try {
       // @ts-expect-error not before narrowing
       void handle.datastore.createNamespace;
-      if (handle.operation === 'ingest') handle.datastore.createNamespace(BackupNamespace.parse(op));
+      if (handle.operation === 'ingest') await handle.datastore.createNamespace(BackupNamespace.parse(op));
       assert.equal(handle.datastore.namespaceExists(BackupNamespace.parse(op)), op === 'ingest');
     } finally {
       await handle.release();

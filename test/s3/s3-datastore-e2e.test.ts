@@ -22,6 +22,8 @@ let srv: E2eServer;
 let api: ApiClient;
 let bucket: TestBucket;
 let src: string;
+let image: string;
+const servers: E2eServer[] = [];
 
 before(async () => {
   const target = await testS3Target();
@@ -34,7 +36,53 @@ before(async () => {
 
 after(async () => {
   await srv?.stop();
+  for (const other of servers) await other.stop();
 });
+
+const repo = (s: E2eServer, store: string) => ({
+  ...s.env,
+  STOWAGE_REPOSITORY: `root@pam@${s.host}:${s.port}:${store}`,
+});
+
+async function backup(s: E2eServer, store: string, id: string, time: number) {
+  const res = await runClient(
+    [
+      'backup',
+      `root.tar:${src}`,
+      `disk.img:${image}`,
+      '--backup-id',
+      id,
+      '--backup-time',
+      String(time),
+      '--output-format',
+      'json',
+    ],
+    repo(s, store),
+  );
+  assert.equal(res.code, 0, res.stderr);
+}
+
+type SnapshotItem = {
+  'backup-type': string;
+  'backup-id': string;
+  'backup-time': number;
+  files: Array<{ filename: string }>;
+};
+
+async function snapshotsOf(client: ApiClient, store: string): Promise<string[]> {
+  const list = await client.call<SnapshotItem[]>('GET', `/admin/datastore/${store}/snapshots`);
+  return list
+    .map(
+      (i) =>
+        `${i['backup-type']}/${i['backup-id']}/${i['backup-time']}: ${i.files
+          .map((f) => f.filename)
+          .sort()
+          .join(' ')}`,
+    )
+    .sort();
+}
+
+const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
 const backendOf = (bucketName: string, extra = '') => `type=s3,client=rgw,bucket=${bucketName}${extra}`;
 
@@ -94,6 +142,7 @@ test('creating an S3 datastore checks the bucket, refuses what PBS 4 refuses, an
   assert.deepEqual(await configured(), ['local']);
 
   await createStore('s3a');
+  assert.deepEqual(await snapshotsOf(api, 's3a'), []);
   assert.deepEqual(JSON.parse(await objectText('s3a/.in-use')), { hostname: hostname() });
   const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/s3a');
   assert.equal(cfg.backend, backendOf(bucket.bucket));
@@ -132,37 +181,100 @@ test('creating an S3 datastore checks the bucket, refuses what PBS 4 refuses, an
   assert.equal((await keysUnder('s3b/')).size, 0);
 });
 
-test('stowage-client backs up to the S3 datastore and restores byte for byte; the chunks are in the bucket in PBS 4 layout', async () => {
-  const env = { ...srv.env, STOWAGE_REPOSITORY: `root@pam@${srv.host}:${srv.port}:s3a` };
-  const image = join(srv.root, 'disk.img');
+test('stowage-client backs up to the S3 datastore and restores byte for byte; chunks and snapshot files are in the bucket in PBS 4 layout', async () => {
+  image = join(srv.root, 'disk.img');
   writeFileSync(image, Buffer.concat([randomBytes(3 << 20), Buffer.alloc(1 << 20)]));
-  const res = await runClient(
-    [
-      'backup',
-      `root.tar:${src}`,
-      `disk.img:${image}`,
-      '--backup-id',
-      'web01',
-      '--backup-time',
-      String(T1),
-      '--output-format',
-      'json',
-    ],
-    env,
-  );
-  assert.equal(res.code, 0, res.stderr);
+  await backup(srv, 's3a', 'web01', T1);
 
   const chunkKeys = [...(await keysUnder('s3a/.chunks/')).keys()];
   assert.ok(chunkKeys.length > 0);
   for (const key of chunkKeys) assert.match(key, /^s3a\/\.chunks\/([0-9a-f]{4})\/\1[0-9a-f]{60}$/);
+  // the snapshot's files, its manifest and the group's owner, under .cnt/ (PBS 4 `S3_CONTENT_PREFIX`)
+  const snap = `host/web01/${new Date(T1 * 1000).toISOString().replace('.000Z', 'Z')}`;
+  const content = [...(await keysUnder('s3a/.cnt/')).keys()].sort();
+  assert.deepEqual(
+    content,
+    [
+      's3a/.cnt/host/web01/owner',
+      ...['disk.img.fidx', 'index.json.blob', 'root.tar.didx'].map((f) => `s3a/.cnt/${snap}/${f}`),
+    ].sort(),
+  );
+  assert.equal(await objectText('s3a/.cnt/host/web01/owner'), 'root@pam\n');
+  assert.deepEqual(
+    (await snapshotsOf(api, 's3a')).map((l) => l.split(': ')[1]),
+    ['disk.img.fidx index.json.blob root.tar.didx'],
+  );
 
   const dst = join(srv.root, 'restored');
-  const r1 = await runClient(['restore', 'host/web01', 'root.tar', dst], env);
+  const r1 = await runClient(['restore', 'host/web01', 'root.tar', dst], repo(srv, 's3a'));
   assert.equal(r1.code, 0, r1.stderr);
   assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
   const img = join(srv.root, 'restored.img');
-  const r2 = await runClient(['restore', 'host/web01', 'disk.img', img], env);
+  const r2 = await runClient(['restore', 'host/web01', 'disk.img', img], repo(srv, 's3a'));
   assert.equal(r2.code, 0, r2.stderr);
-  const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
   assert.equal(sha(img), sha(image));
+});
+
+test('a second backup of the same data stores no new chunk object', async () => {
+  const before = await keysUnder('s3a/.chunks/');
+  await backup(srv, 's3a', 'web01', T1 + 3600);
+  assert.deepEqual(await keysUnder('s3a/.chunks/'), before);
+  assert.equal((await snapshotsOf(api, 's3a')).length, 2);
+});
+
+test('a second server given the same bucket with reuse-datastore sees the same snapshots and restores them', async () => {
+  const other = await startE2eServer('stowage-s3-e2e-second-');
+  servers.push(other);
+  const api2 = await loginApi(other);
+  await api2.call('POST', '/config/s3', testEndpointConfig(await testS3Target(), 'rgw'));
+  const create = (extra: Record<string, unknown>) =>
+    api2.call<string>('POST', '/config/datastore', {
+      name: 's3a',
+      path: join(other.root, 'cache'),
+      backend: backendOf(bucket.bucket),
+      'reuse-datastore': true,
+      ...extra,
+    });
+  // the first server still uses it: its marker says so
+  await assert.rejects(create({}), {
+    code: 'BAD_REQUEST',
+    message: new RegExp(`in use by host ${hostname()}`),
+  });
+  const end = await taskEnd(api2, await create({ 'overwrite-in-use': true }));
+  assert.equal(end.status, 'OK', end.log.join('\n'));
+  assert.ok(
+    end.log.some((l) => /fetched \d+ files/.test(l)),
+    end.log.join('\n'),
+  );
+
+  assert.deepEqual(await snapshotsOf(api2, 's3a'), await snapshotsOf(api, 's3a'));
+  const img = join(other.root, 'restored.img');
+  const r = await runClient(['restore', 'host/web01', 'disk.img', img], repo(other, 's3a'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sha(img), sha(image));
+});
+
+test('deleting a snapshot, and the last one of a group, removes their objects from the bucket', async () => {
+  const time = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+  await api.call('DELETE', '/admin/datastore/s3a/snapshots', {
+    'backup-type': 'host',
+    'backup-id': 'web01',
+    'backup-time': T1,
+  });
+  let content = [...(await keysUnder('s3a/.cnt/')).keys()];
+  assert.equal(
+    content.some((k) => k.includes(time(T1))),
+    false,
+  );
+  assert.equal(
+    content.some((k) => k.includes(time(T1 + 3600))),
+    true,
+  );
+  await api.call('DELETE', '/admin/datastore/s3a/snapshots', {
+    'backup-type': 'host',
+    'backup-id': 'web01',
+    'backup-time': T1 + 3600,
+  });
+  content = [...(await keysUnder('s3a/.cnt/')).keys()];
+  assert.deepEqual(content, []);
 });

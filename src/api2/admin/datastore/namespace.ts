@@ -134,9 +134,9 @@ export const routes: AnyRoute[] = [
         params.store,
         'ingest',
         { kind: 'create-namespace', detail: ns.name },
-        (ds) => {
+        async (ds) => {
           try {
-            ds.createNamespace(ns);
+            await ds.createNamespace(ns);
           } catch (err) {
             // PBS creates with create_dir_all: an existing namespace is no error
             if (!(isStowageError(err) && err.code === 'ALREADY_EXISTS')) throw err;
