@@ -3,9 +3,11 @@
  * does): members in byte order of their names, hardlinked files once and then as HARDLINK
  * items, symlinks, devices, FIFOs and sockets as entries, and optionally a catalog of the tree.
  *
- * Node has no API for extended attributes, POSIX ACLs, file capabilities or chattr flags, so
- * these are not read from the disk (the format layer encodes and decodes them all); the flags
- * field is 0. Members are read with lstat: symlinks are archived, never followed.
+ * Extended attributes, POSIX ACLs and file capabilities are read before the walk by getfattr
+ * (the attr package; Node has no call for them), over the part of the tree the walk descends
+ * into, and kept as linux-xattrs.ts maps them, as PBS's client does. Without getfattr they are
+ * not archived (one warning). Node cannot read chattr flags: the flags field is 0. Members are
+ * read with lstat: symlinks are archived, never followed.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import {
@@ -23,9 +25,13 @@ import {
   ERR_PXAR_UNKNOWN_FILE_TYPE,
   ERR_PXAR_VIRTUAL_FILESYSTEM,
 } from '../errors.js';
+import { resolve } from 'node:path';
+import { readMounts } from '../sys/mount-status.js';
+import { readTreeXattrs, TOOL_UNAVAILABLE, type XattrReadTargets } from '../sys/xattr-tools.js';
 import { PxarEncoder, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
 import { IO_CHUNK, type PxarSink } from './io.js';
+import { ARCHIVED_XATTR_PATTERN, xattrMetadataOf, type Xattr } from './linux-xattrs.js';
 
 /** What records the tree as it is archived (PBS's `BackupCatalogWriter`; see catalog.ts). */
 export interface TreeCatalog {
@@ -63,6 +69,8 @@ export interface CreateArchiveOptions {
    * '/'; an excluded directory is not descended into. The client's `compileExcludes` fits.
    */
   exclude?: (relPath: string, isDirectory: boolean) => boolean;
+  /** Archive extended attributes, POSIX ACLs and file capabilities (default true; PBS: `--no-xattrs` etc.). */
+  xattrs?: boolean;
 }
 
 export interface CreateArchiveResult {
@@ -79,9 +87,11 @@ export async function createArchive(
   const rootStats = lstatSync(root, { bigint: true });
   if (!rootStats.isDirectory()) throw ERR_PXAR_NOT_A_DIRECTORY(root);
   if (isVirtualFileSystem(root)) throw ERR_PXAR_VIRTUAL_FILESYSTEM(root);
-  const encoder = await PxarEncoder.create(sink, metadataFromStats(rootStats));
   const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
-  const walker = new TreeWalker(encoder, options, devices);
+  const xattrs = options.xattrs === false ? undefined : await readXattrs(root, options, devices);
+  const walker = new TreeWalker(options, devices, xattrs);
+  const encoder = await PxarEncoder.create(sink, walker.metadataOf(rootStats, Buffer.alloc(0), root));
+  walker.encoder = encoder;
   if (options.catalog) options.catalog.startDirectory(options.catalogName ?? 'root.pxar.didx');
   await walker.walkDirectory(Buffer.from(root), Buffer.alloc(0), rootStats.dev);
   if (options.catalog) options.catalog.endDirectory();
@@ -115,16 +125,116 @@ export function statFromStats(st: BigIntStats): PxarStat {
 /** Files up to this size are read with synchronous calls into one buffer. */
 const SMALL_FILE = 256 * 1024;
 
+/**
+ * The archived attributes of the tree (by path relative to the root, latin1; '' is the root), or
+ * undefined with one warning when getfattr is not there: a backup never fails for them.
+ */
+async function readXattrs(
+  root: string,
+  options: CreateArchiveOptions,
+  devices: Set<bigint>,
+): Promise<Map<string, Xattr[]> | undefined> {
+  const warn = (m: string) => options.onWarning?.(m);
+  const targets = xattrReadTargets(root, (mountPoint, dev) =>
+    skipsContents(options, devices, mountPoint, dev),
+  );
+  const read = await readTreeXattrs(root, targets, ARCHIVED_XATTR_PATTERN, warn);
+  if (read !== TOOL_UNAVAILABLE) return read;
+  warn(
+    'extended attributes, POSIX ACLs and file capabilities are not archived: getfattr (Debian package attr) is not available',
+  );
+  return undefined;
+}
+
+/** Whether the walk archives a mount point of device `dev` without its contents. */
+function skipsContents(
+  options: CreateArchiveOptions,
+  devices: Set<bigint>,
+  mountPoint: string | Buffer,
+  dev: bigint,
+): boolean {
+  return isVirtualFileSystem(mountPoint) || (!options.allFileSystems && !devices.has(dev));
+}
+
+/**
+ * What getfattr reads: the whole root, unless mount points the walk does not descend into lie
+ * below it (a backup of '/' has /proc, /sys, other disks): then the directories leading to them
+ * and those mount points alone, everything beside them whole. getfattr itself does not stop at
+ * mount points.
+ */
+export function xattrReadTargets(
+  root: string,
+  skipContents: (mountPoint: string, dev: bigint) => boolean,
+): XattrReadTargets {
+  const base = resolve(root).replace(/\/+$/, '');
+  const skipped = new Set<string>();
+  for (const m of readMounts()) {
+    if (!m.mountPoint.startsWith(`${base}/`)) continue;
+    const rel = m.mountPoint.slice(base.length + 1);
+    const st = lstatSync(m.mountPoint, { bigint: true, throwIfNoEntry: false });
+    const parent = lstatSync(m.mountPoint.replace(/\/[^/]*$/, '') || '/', {
+      bigint: true,
+      throwIfNoEntry: false,
+    });
+    if (st?.isDirectory() && parent && st.dev !== parent.dev && skipContents(m.mountPoint, st.dev))
+      skipped.add(rel);
+  }
+  if (skipped.size === 0) return { recursive: ['.'], single: [] };
+  const targets: XattrReadTargets = { recursive: [], single: ['.'] };
+  const split = (relDir: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(relDir === '' ? root : `${base}/${relDir}`);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
+      if (skipped.has(rel)) targets.single.push(rel);
+      else if ([...skipped].some((s) => s.startsWith(`${rel}/`))) {
+        targets.single.push(rel);
+        split(rel);
+      } else targets.recursive.push(rel);
+    }
+  };
+  split('');
+  return targets;
+}
+
 class TreeWalker {
   entries = 0;
+  /** Set once the root's metadata (which this walker reads) started the archive. */
+  encoder!: PxarEncoder;
   private readonly hardlinks = new Map<string, { path: Buffer; offset: LinkOffset }>();
 
   constructor(
-    private readonly encoder: PxarEncoder,
     private readonly options: CreateArchiveOptions,
     /** Devices whose directories are descended into (unless allFileSystems). */
     private readonly devices: Set<bigint>,
+    /** The archived attributes by path relative to the root (latin1), if they could be read. */
+    private readonly xattrs: Map<string, Xattr[]> | undefined,
   ) {}
+
+  /** A member's pxar metadata: its lstat, and its attributes as PBS maps them. */
+  metadataOf(st: BigIntStats, rel: Buffer, full: string | Buffer): PxarMetadata {
+    const meta = metadataFromStats(st);
+    const attrs = this.xattrs?.get(rel.toString('latin1'));
+    if (attrs === undefined) return meta;
+    const kind = st.isFile()
+      ? 'file'
+      : st.isDirectory()
+        ? 'directory'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : 'other';
+    try {
+      return { ...meta, ...xattrMetadataOf(attrs, kind) };
+    } catch (err) {
+      // a malformed ACL attribute costs that entry its attributes, not the backup
+      this.warn(`skipping extended attributes of ${full.toString()}: ${(err as Error).message}`);
+      return meta;
+    }
+  }
 
   async walkDirectory(dir: Buffer, rel: Buffer, dev: bigint): Promise<void> {
     await this.walkNames(dir, rel, readdirSync(dir, { encoding: 'buffer' }), dev);
@@ -150,7 +260,7 @@ class TreeWalker {
     const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
-    const meta = metadataFromStats(st);
+    const meta = this.metadataOf(st, rel, full);
     const catalog = this.options.catalog;
     const type = Number(st.mode) & MODE.IFMT;
     switch (type) {
@@ -170,9 +280,7 @@ class TreeWalker {
       }
       case MODE.IFDIR: {
         // a mount point: archived, its contents only where PBS's client would descend
-        const skipContents =
-          st.dev !== parentDev &&
-          (isVirtualFileSystem(full) || (!this.options.allFileSystems && !this.devices.has(st.dev)));
+        const skipContents = st.dev !== parentDev && skipsContents(this.options, this.devices, full, st.dev);
         // listed before anything of it is written, so that a directory that vanished is skipped
         const names = skipContents ? [] : vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
         if (names === null) return this.warn(`directory vanished while reading: ${full.toString()}`);

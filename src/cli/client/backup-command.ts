@@ -168,8 +168,11 @@ async function plan(
 /**
  * Bumped whenever the pxar archive of a given tree changes (encoder layout, catalog): tree cache
  * entries of earlier layouts are then never matched.
+ * 2: extended attributes, POSIX ACLs and file capabilities are archived. Changing one of them
+ * later changes the entry's ctime, which the tree's fingerprint holds (measureTree), so an
+ * attribute-only change is noticed without reading any attribute.
  */
-const PXAR_LAYOUT = 1;
+const PXAR_LAYOUT = 2;
 
 /**
  * When every item's fingerprint is usable and equal to its tree cache entry's, and the previous

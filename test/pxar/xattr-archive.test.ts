@@ -1,0 +1,113 @@
+/**
+ * Extended attributes, POSIX ACLs and file capabilities through createArchive (getfattr) and
+ * extractPxar (setfattr) on the real filesystem under /tmp (ext4 with user xattrs and ACLs).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createArchive } from '../../src/pxar/create.js';
+import { PxarDecoder } from '../../src/pxar/decoder.js';
+import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
+import { decodeAll } from './tree.js';
+
+const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-xattr-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const ODD_NAME = Buffer.from('user.odd=name\\with\nnewline');
+const BINARY = Buffer.from([0, 1, 2, 0xff, 0x0a, 0x0d, 0x5c, 0x3d]);
+
+/** A tree with user xattrs (binary values, an odd name), ACLs and a file capability. */
+function makeXattrTree(root: string): void {
+  mkdirSync(join(root, 'shared'));
+  writeFileSync(join(root, 'plain'), 'no attributes');
+  writeFileSync(join(root, 'tagged'), 'with attributes');
+  writeFileSync(join(root, 'ping'), 'a capability');
+  symlinkSync('tagged', join(root, 'link'));
+  const set = (path: string, name: Buffer | string, value: Buffer) =>
+    execFileSync('setfattr', ['-h', '-n', name.toString('latin1'), '-v', `0x${value.toString('hex')}`, path]);
+  set(join(root, 'tagged'), 'user.binary', BINARY);
+  set(join(root, 'tagged'), 'user.empty', Buffer.alloc(0));
+  set(join(root, 'tagged'), ODD_NAME, Buffer.from('odd'));
+  set(root, 'user.root', Buffer.from('on the root'));
+  execFileSync('chmod', ['0750', join(root, 'shared')]);
+  execFileSync('setfacl', ['-m', 'u:1234:rwx,g:4321:rx', join(root, 'shared')]);
+  execFileSync('setfacl', ['-d', '-m', 'u:1234:rx,g:77:r', join(root, 'shared')]);
+  execFileSync('setfacl', ['-m', 'u:99:r', join(root, 'plain')]);
+  // made after the default ACL: they inherit it
+  mkdirSync(join(root, 'shared/inner'));
+  writeFileSync(join(root, 'shared/inner/doc'), 'inherits');
+  execFileSync('setcap', ['cap_net_raw+ep', join(root, 'ping')]);
+}
+
+test('a backup keeps user xattrs with binary values and odd names, access and default ACLs and file capabilities', async () => {
+  const root = join(work, 'backup-src');
+  mkdirSync(root);
+  makeXattrTree(root);
+  const sink = bufferSink();
+  const warnings: string[] = [];
+  await createArchive(root, sink, { onWarning: (w) => warnings.push(w) });
+  assert.deepEqual(warnings, []);
+  const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+  const meta = (path: string) => entries.find((e) => e.path === path)!.metadata;
+
+  assert.deepEqual(meta('/').xattrs, [{ name: Buffer.from('user.root'), value: Buffer.from('on the root') }]);
+  assert.deepEqual(
+    meta('/tagged').xattrs,
+    [
+      { name: Buffer.from('user.binary'), value: BINARY },
+      { name: Buffer.from('user.empty'), value: Buffer.alloc(0) },
+      { name: ODD_NAME, value: Buffer.from('odd') },
+    ],
+    'sorted by name bytes',
+  );
+  assert.deepEqual(meta('/shared').acl, {
+    users: [{ uid: 1234, permissions: 7n }],
+    groups: [{ gid: 4321, permissions: 5n }],
+    groupObj: { permissions: 5n },
+    // setfacl completes the default ACL from the access one; its mask is r-x | r-- | r-x
+    default: { userObj: 7n, groupObj: 5n, other: 0n, mask: 5n },
+    defaultUsers: [{ uid: 1234, permissions: 5n }],
+    defaultGroups: [{ gid: 77, permissions: 4n }],
+  });
+  assert.deepEqual(meta('/plain').acl.users, [{ uid: 99, permissions: 4n }]);
+  assert.equal(meta('/plain').acl.default, undefined);
+  assert.equal(
+    meta('/shared/inner').acl.default?.mask,
+    5n,
+    'a subdirectory made after it inherited the default ACL',
+  );
+  // VFS_CAP_REVISION_2 with CAP_NET_RAW (13) permitted and the effective flag
+  const fcaps = meta('/ping').fcaps!;
+  assert.equal(fcaps.readUInt32LE(0), 0x02000001);
+  assert.equal(fcaps.readUInt32LE(4), 1 << 13);
+  assert.equal(meta('/ping').xattrs.length, 0, 'the capability is FCAPS, not an XATTR item');
+  assert.deepEqual(meta('/link').xattrs, [], 'a symlink carries none (PBS)');
+  assert.equal(meta('/link').fcaps, undefined);
+});
+
+test('a backup with xattrs switched off, or without getfattr, archives none and says so once', async () => {
+  const root = join(work, 'no-tool');
+  mkdirSync(root);
+  writeFileSync(join(root, 'f'), 'x');
+  execFileSync('setfattr', ['-n', 'user.a', '-v', '1', join(root, 'f')]);
+  const off = bufferSink();
+  await createArchive(root, off, { xattrs: false });
+  const savedPath = process.env.PATH;
+  const warnings: string[] = [];
+  const sink = bufferSink();
+  try {
+    process.env.PATH = '/nonexistent';
+    await createArchive(root, sink, { onWarning: (w) => warnings.push(w) });
+  } finally {
+    process.env.PATH = savedPath;
+  }
+  for (const archive of [off.buffer(), sink.buffer()]) {
+    const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(archive)));
+    assert.deepEqual(entries.find((e) => e.path === '/f')!.metadata.xattrs, []);
+  }
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /getfattr \(Debian package attr\) is not available/);
+});
