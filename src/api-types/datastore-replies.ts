@@ -86,6 +86,20 @@ export const DatastoreStatusSchema = Type.Object({
       other: TypeCountsSchema,
     }),
   ),
+  /** PBS 4: `filesystem` or `s3`. */
+  'backend-type': Type.String(),
+  /** PBS 4 `S3Statistics`: requests by method and bytes moved, on S3 datastores only. */
+  's3-statistics': Type.Optional(
+    Type.Object({
+      downloaded: Type.Integer(),
+      uploaded: Type.Integer(),
+      get: Type.Integer(),
+      post: Type.Integer(),
+      put: Type.Integer(),
+      head: Type.Integer(),
+      delete: Type.Integer(),
+    }),
+  ),
 });
 export type DatastoreStatusReply = Static<typeof DatastoreStatusSchema>;
 

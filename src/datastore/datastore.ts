@@ -73,6 +73,7 @@ import { type SnapshotVerifyResult, type VerifyOptions, verifySnapshot } from '.
 import { SnapshotReader, SnapshotWriter } from './snapshot-writer.js';
 import { NAMESPACE_MARKER_NAME, type ContentMirror } from './content-mirror.js';
 import { S3ChunkBackend } from './s3-chunk-backend.js';
+import type { S3RequestCounters } from '../s3/s3-client.js';
 import { WriterRegistry } from './writer-registry.js';
 
 export interface DatastoreOptions {
@@ -151,6 +152,10 @@ export interface ReadonlyDatastore {
   verifySnapshot(dir: BackupDir, opts: VerifyOptions & { mode: 'read' }): Promise<SnapshotVerifyResult>;
   counts(): DatastoreCounts;
   status(): DatastoreStatus;
+  /** PBS 4 `backend-type`: where the chunks are. */
+  readonly backendType: 'filesystem' | 's3';
+  /** PBS 4 `s3-statistics`: an S3 datastore's requests and traffic; undefined on a filesystem one. */
+  s3Statistics(): S3RequestCounters | undefined;
 }
 
 /** The datastore as a `write` admission sees it: everything a read admission may do, and writing. */
@@ -235,6 +240,15 @@ export class Datastore implements BackupStore, WritableDatastore {
    */
   static open(name: string, basePath: string, opts: DatastoreOptions): Datastore {
     return new Datastore(name, basePath, opts);
+  }
+
+  get backendType(): 'filesystem' | 's3' {
+    return this.mirror ? 's3' : 'filesystem';
+  }
+
+  s3Statistics(): S3RequestCounters | undefined {
+    const chunks = this.chunks;
+    return chunks instanceof S3ChunkBackend ? chunks.requestCounters() : undefined;
   }
 
   get isOpen(): boolean {

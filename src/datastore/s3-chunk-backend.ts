@@ -87,6 +87,11 @@ export interface S3ChunkBackendOptions {
   cacheDir: string;
   /** How many chunks keep their content in the cache (PBS sizes it from `max-cache-size`). */
   cacheCapacity?: number;
+  /**
+   * Where requests are counted: the datastore's counters, which outlive one open backend (a
+   * datastore is closed whenever its last operation ends); fresh ones by default.
+   */
+  counters?: S3RequestCounters;
 }
 
 /** `<64 hex>` or `<64 hex>.<n>.bad`, the last part of a chunk object's key. */
@@ -149,7 +154,7 @@ export class S3ChunkBackend implements ChunkBackend {
 
   constructor(opts: S3ChunkBackendOptions) {
     this.s3 = createS3Client(opts.client);
-    this.counters = countS3Requests(this.s3);
+    this.counters = countS3Requests(this.s3, opts.counters);
     this.bucket = opts.bucket;
     this.storePrefix = opts.storePrefix;
     this.prefix = `${opts.storePrefix}/.chunks/`;
@@ -163,7 +168,7 @@ export class S3ChunkBackend implements ChunkBackend {
     return `s3://${this.bucket}/${this.prefix}`;
   }
 
-  /** Requests and traffic since the backend was opened (PBS's `s3-get`, `s3-put`, ... counters). */
+  /** Requests and traffic counted so far (PBS's `S3Statistics`): since opened, or in the counters given. */
   requestCounters(): S3RequestCounters {
     return { ...this.counters };
   }

@@ -21,7 +21,7 @@ import { FilesystemChunkBackend } from '../datastore/chunk-store.js';
 import { S3ChunkBackend } from '../datastore/s3-chunk-backend.js';
 import { writeS3InUseMarker, type S3StoreLocation } from '../datastore/s3-datastore.js';
 import { BadConfigError, ERR_S3_ENDPOINT_NOT_CONFIGURED } from '../errors.js';
-import { s3ClientOptionsFor } from '../s3/s3-client.js';
+import { emptyS3RequestCounters, s3ClientOptionsFor, type S3RequestCounters } from '../s3/s3-client.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
 
 /** Where the backend finds what the datastore's section does not hold (`s3.cfg`). */
@@ -86,6 +86,22 @@ export function s3CacheCapacity(cfg: DatastoreConfig): number {
   return Math.max(0, capacity);
 }
 
+/**
+ * Each S3 datastore's request counters (PBS 4's `S3Statistics`), by cache directory: one object
+ * per datastore for the life of the process, since the datastore is opened and closed with its
+ * operations. PBS keeps them in shared memory across its processes and restarts.
+ */
+const requestCounters = new Map<string, S3RequestCounters>();
+
+function countersFor(cachePath: string): S3RequestCounters {
+  let counters = requestCounters.get(cachePath);
+  if (!counters) {
+    counters = emptyS3RequestCounters();
+    requestCounters.set(cachePath, counters);
+  }
+  return counters;
+}
+
 function openS3ChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3ChunkBackend {
   const loc = s3LocationOf(cfg, ctx);
   // the cache directory is ours to recreate (a wiped cache is refilled from the bucket)
@@ -96,6 +112,7 @@ function openS3ChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3C
     storePrefix: loc.storePrefix,
     cacheDir: datastoreAbsolutePath(cfg),
     cacheCapacity: s3CacheCapacity(cfg),
+    counters: countersFor(datastoreAbsolutePath(cfg)),
   });
 }
 

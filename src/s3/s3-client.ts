@@ -154,20 +154,20 @@ export interface S3RequestCounters {
 
 type CountedMethod = 'get' | 'put' | 'post' | 'delete' | 'head';
 
+/** Counters at zero. */
+export function emptyS3RequestCounters(): S3RequestCounters {
+  return { get: 0, put: 0, post: 0, delete: 0, head: 0, uploaded: 0, downloaded: 0 };
+}
+
 /**
- * Count every request `client` sends from now on (each attempt of a retried request counts, as
- * it costs the operator one at the store). Returns the live counters.
+ * Count every request `client` sends from now on into `counters` (each attempt of a retried
+ * request counts, as it costs the operator one at the store). Returns the live counters; pass
+ * the same object for several clients of one datastore to add them up.
  */
-export function countS3Requests(client: S3Client): S3RequestCounters {
-  const counters: S3RequestCounters = {
-    get: 0,
-    put: 0,
-    post: 0,
-    delete: 0,
-    head: 0,
-    uploaded: 0,
-    downloaded: 0,
-  };
+export function countS3Requests(
+  client: S3Client,
+  counters: S3RequestCounters = emptyS3RequestCounters(),
+): S3RequestCounters {
   const length = (headers: Record<string, string> | undefined) =>
     Number(headers?.['content-length'] ?? 0) || 0;
   client.middlewareStack.add(

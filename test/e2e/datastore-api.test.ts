@@ -148,7 +148,7 @@ test('status and gc status have the PBS shapes, and GC runs as a task that leave
   const status = await t.api('GET', `/admin/datastore/${STORE}/status?verbose=1`, { auth: t.root });
   assert.equal(status.status, 200);
   const s = status.body.data as Record<string, unknown>;
-  assert.deepEqual(Object.keys(s).sort(), ['avail', 'counts', 'gc-status', 'total', 'used']);
+  assert.deepEqual(Object.keys(s).sort(), ['avail', 'backend-type', 'counts', 'gc-status', 'total', 'used']);
   assert.ok((s.total as number) > 0);
   assert.deepEqual(s.counts, {
     ct: { groups: 0, snapshots: 0 },
@@ -157,7 +157,7 @@ test('status and gc status have the PBS shapes, and GC runs as a task that leave
     other: { groups: 0, snapshots: 0 },
   });
   const plain = await t.api('GET', `/admin/datastore/${STORE}/status`, { auth: t.root });
-  assert.deepEqual(Object.keys(plain.body.data as object).sort(), ['avail', 'total', 'used']);
+  assert.deepEqual(Object.keys(plain.body.data as object).sort(), ['avail', 'backend-type', 'total', 'used']);
 
   const started = await t.api('POST', `/admin/datastore/${STORE}/gc`, { auth: t.root });
   assert.equal(started.status, 200, JSON.stringify(started.body));

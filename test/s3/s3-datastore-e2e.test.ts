@@ -215,11 +215,34 @@ test('stowage-client backs up to the S3 datastore and restores byte for byte; ch
   assert.equal(sha(img), sha(image));
 });
 
-test('a second backup of the same data stores no new chunk object', async () => {
-  const before = await keysUnder('s3a/.chunks/');
+type S3Statistics = Record<'downloaded' | 'uploaded' | 'get' | 'post' | 'put' | 'head' | 'delete', number>;
+
+async function s3Statistics(client: ApiClient, store: string): Promise<S3Statistics> {
+  const status = await client.call<{ 'backend-type': string; 's3-statistics'?: S3Statistics }>(
+    'GET',
+    `/admin/datastore/${store}/status`,
+  );
+  assert.equal(status['backend-type'], 's3');
+  assert.ok(status['s3-statistics'], JSON.stringify(status));
+  return status['s3-statistics'];
+}
+
+test('a second backup of the same data uploads no chunk: its only PUTs are the snapshot files (status counters, PBS 4 names)', async () => {
+  const chunksBefore = await keysUnder('s3a/.chunks/');
+  const contentBefore = await keysUnder('s3a/.cnt/');
+  const before = await s3Statistics(api, 's3a');
+  assert.ok(before.put >= chunksBefore.size, JSON.stringify(before));
   await backup(srv, 's3a', 'web01', T1 + 3600);
-  assert.deepEqual(await keysUnder('s3a/.chunks/'), before);
+  const after = await s3Statistics(api, 's3a');
+  assert.deepEqual(await keysUnder('s3a/.chunks/'), chunksBefore);
+  const newContent = [...(await keysUnder('s3a/.cnt/')).keys()].filter((k) => !contentBefore.has(k));
+  assert.equal(newContent.length, 3, newContent.join(' '));
+  assert.equal(after.put - before.put, newContent.length, JSON.stringify({ before, after }));
   assert.equal((await snapshotsOf(api, 's3a')).length, 2);
+  // a filesystem datastore says so, without S3 counters
+  const local = await api.call<Record<string, unknown>>('GET', '/admin/datastore/local/status');
+  assert.equal(local['backend-type'], 'filesystem');
+  assert.equal(local['s3-statistics'], undefined);
 });
 
 test('a second server given the same bucket with reuse-datastore sees the same snapshots and restores them', async () => {

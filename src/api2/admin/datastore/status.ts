@@ -1,6 +1,7 @@
 /**
  * `GET /admin/datastore/{store}/status` (PBS `status`, reference §2 and §6.2): `{total, used,
- * avail, gc-status?, counts?}` under a `read` admission, so it fails in `offline` and `delete`.
+ * avail, gc-status?, counts?, backend-type, s3-statistics?}` under a `read` admission, so it fails
+ * in `offline` and `delete`.
  *
  * Privileges as PBS: Audit or Backup on the store see the filesystem usage (and with `verbose` the
  * last GC status); Read on the store or any privilege on a namespace below it see zeros, and with
@@ -69,7 +70,8 @@ export const routes: AnyRoute[] = [
       'Datastore status (read operation). Datastore.Audit or Datastore.Backup: filesystem usage, with ' +
       '`verbose` also the last GC status and the counts; Datastore.Read or any datastore privilege on a ' +
       'namespace below: zeros, with `verbose` the counts. Counts include only owned groups without Audit. ' +
-      '`holds` (Stowage): the system holds on the store, when there are any.',
+      '`holds` (Stowage): the system holds on the store, when there are any. `backend-type` and, on S3 ' +
+      'datastores, `s3-statistics` (requests by method and bytes moved since the server started) as PBS 4.',
     handler: async ({ params, query, authId, userInfo, server }) => {
       const path = datastoreAclPath(params.store);
       const storeStats = userInfo.hasPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
@@ -80,10 +82,24 @@ export const routes: AnyRoute[] = [
       return withDatastore({ server, authId }, params.store, 'read', { kind: 'status' }, async (ds) => {
         const window = nextWindows(server.paths.configDir).get(params.store);
         const holds = await server.datastores.backend.holds(params.store);
+        const s3 = ds.s3Statistics();
         const usage = {
           ...(storeStats ? ds.status() : { total: 0, used: 0, avail: 0 }),
           ...(window && { 'next-maintenance-window': window }),
           ...(holds.length > 0 && { holds: holds.map(holdItem) }),
+          'backend-type': ds.backendType,
+          // PBS's field order; since this server process started (PBS: shared memory, kept)
+          ...(s3 && {
+            's3-statistics': {
+              downloaded: s3.downloaded,
+              uploaded: s3.uploaded,
+              get: s3.get,
+              post: s3.post,
+              put: s3.put,
+              head: s3.head,
+              delete: s3.delete,
+            },
+          }),
         };
         if (!query.verbose) return usage;
         return {
