@@ -9,6 +9,7 @@
  * the TLS socket is verified first and then handed to the HTTP layer.
  */
 import { request as httpRequest } from 'node:http';
+import { destroyHttp2Session } from '../sys/http2-destroy.js';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import type { BackupType } from '../api-types/names.js';
@@ -297,9 +298,12 @@ export class ProtocolSession {
     });
   }
 
-  /** Drop the connection at once (the server removes an unfinished backup). */
+  /**
+   * Drop the connection (the server removes an unfinished backup), on the next turn of the event
+   * loop: this is often called from a failed request's handler (sys/http2-destroy.ts).
+   */
   destroy(): void {
-    this.h2.destroy();
+    destroyHttp2Session(this.h2);
   }
 }
 

@@ -18,6 +18,7 @@
 import { datastoreAclPath } from '../http/permissions.js';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2Session } from 'node:http2';
+import { destroyHttp2Session } from '../sys/http2-destroy.js';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Static } from 'typebox';
@@ -281,8 +282,8 @@ async function serveSession(
     }
   };
   const close = () => {
-    session?.destroy();
-    socket.destroy();
+    if (session) destroyHttp2Session(session);
+    else socket.destroy();
   };
   const upid = deps.context.tasks.spawnTask(opts.workerType, opts.workerId, opts.authId, async (task) => {
     opts.log.attach(task);
