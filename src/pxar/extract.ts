@@ -5,9 +5,17 @@
  * it (its members would change its mtime, a read-only one could not receive them); the root's
  * metadata on the target at the end.
  *
+ * Extended attributes, POSIX ACLs and file capabilities are set once every entry is written,
+ * by one `setfattr --restore` run over all entries that have any (none is started for a tree
+ * without them), in PBS's order (xattrs, capability, ACLs; after the owner, which would clear a
+ * capability, and after the contents). Setting them changes no mtime. Not as root, trusted.* and
+ * security.* attributes and capabilities cannot be set: they are counted in `skipped` with one
+ * warning per kind; so is everything when setfattr is not installed. An attribute setfattr
+ * could not set is a warning and counted in `attributeErrors`; the restore goes on.
+ *
  * What differs from PBS, because Node has no call for it:
- * - xattrs, POSIX ACLs, file capabilities, chattr flags and quota project ids are not restored:
- *   each kind is warned about once and counted in `skipped`;
+ * - chattr flags and quota project ids are not restored: each kind is warned about once and
+ *   counted in `skipped`;
  * - mtimes are exact to the microsecond (the nanoseconds below it are dropped) from 1970 to 2106,
  *   to the millisecond before 1970 (see `restoreTime`); atime is set to the mtime;
  * - a socket is made by binding one and keeping a hard link to it (PBS: mknod S_IFSOCK).
@@ -19,7 +27,7 @@
  * ERR_PXAR_UNSAFE_ENTRY or ERR_PXAR_BELOW_SYMLINK and stops the restore before the entry is
  * written.
  */
-import { link, mkdir, symlink } from 'node:fs/promises';
+import { chmod, link, mkdir, symlink } from 'node:fs/promises';
 import { ERR_PXAR_BELOW_SYMLINK, ERR_PXAR_UNSAFE_ENTRY } from '../errors.js';
 import {
   beginRestore,
@@ -34,8 +42,17 @@ import {
   type RestoredMetadata,
 } from '../sys/restore-files.js';
 import type { PxarEntry, PxarEntryKind } from './decoder.js';
+import { formatXattrDump, type XattrDumpEntry } from '../sys/xattr-dump.js';
+import { restoreXattrs, TOOL_UNAVAILABLE } from '../sys/xattr-tools.js';
 import type { PxarMetadata } from './format.js';
 import { compileGlob } from './glob.js';
+import {
+  XATTR_ACL_ACCESS,
+  XATTR_ACL_DEFAULT,
+  XATTR_FCAPS,
+  xattrNeedsRoot,
+  xattrsToRestore,
+} from './linux-xattrs.js';
 
 /** What the extractor reads: a `PxarDecoder` (entries in archive order, a file's contents right after it). */
 export interface PxarEntrySource extends AsyncIterable<PxarEntry> {
@@ -56,7 +73,7 @@ export interface PxarExtractOptions {
   onEntry?: (entry: { path: string; kind: PxarEntryKind; bytes: number }, totals: ExtractResult) => void;
 }
 
-/** Counts of entries whose metadata of a kind Node cannot set was skipped. */
+/** Counts of entries whose metadata of a kind was not restored (see the module comment). */
 export interface SkippedMetadata {
   xattrs: number;
   acls: number;
@@ -68,6 +85,8 @@ export interface SkippedMetadata {
 
 export interface PxarExtractResult extends ExtractResult {
   skipped: SkippedMetadata;
+  /** Attributes setfattr failed to set (each one warned about). */
+  attributeErrors: number;
 }
 
 const SKIPPED_WHAT: Record<keyof SkippedMetadata, string> = {
@@ -113,7 +132,25 @@ interface OpenDirectory {
   matched: boolean;
   /** The archive made a symlink of this name before: nothing may be created below it. */
   shadowedBySymlink: boolean;
+  /** Its archived metadata, for the attributes set once the tree is written. */
+  archived: PxarMetadata;
 }
+
+/** An entry's attributes to set at the end, and its archived mode. */
+interface PendingAttributes extends XattrDumpEntry {
+  mode: number;
+}
+
+type AttributeKind = 'xattrs' | 'acls' | 'fcaps';
+
+function attributeKind(name: Buffer): AttributeKind {
+  if (name.equals(XATTR_FCAPS)) return 'fcaps';
+  if (name.equals(XATTR_ACL_ACCESS) || name.equals(XATTR_ACL_DEFAULT)) return 'acls';
+  return 'xattrs';
+}
+
+/** Warnings about setfattr's complaints: the first ones, then how many more. */
+const MAX_ATTRIBUTE_WARNINGS = 10;
 
 const SLASH = Buffer.from('/');
 
@@ -130,6 +167,7 @@ export async function extractPxar(
   const result: PxarExtractResult = {
     ...emptyExtractResult(),
     skipped: { xattrs: 0, acls: 0, fcaps: 0, flags: 0, quotaProjectIds: 0 },
+    attributeErrors: 0,
   };
   const patternOf = compileRestorePatterns(opts.patterns ?? []);
   const targetBytes = Buffer.from(target.replace(/\/+$/, '') || '/');
@@ -137,23 +175,35 @@ export async function extractPxar(
   /** Archive paths (as latin1 keys, exact for any bytes) of the symlinks made. */
   const symlinks = new Set<string>();
 
+  const skip = (kind: keyof SkippedMetadata, path: string, why: string) => {
+    if (result.skipped[kind]++ === 0)
+      warn(`${SKIPPED_WHAT[kind]} are not restored (${why}): first on '${path}'`);
+  };
   const noteSkipped = (path: string, m: PxarMetadata) => {
-    const acl = m.acl;
-    const has: Record<keyof SkippedMetadata, boolean> = {
-      xattrs: m.xattrs.length > 0,
-      acls:
-        acl.users.length + acl.groups.length + acl.defaultUsers.length + acl.defaultGroups.length > 0 ||
-        acl.groupObj !== undefined ||
-        acl.default !== undefined,
-      fcaps: m.fcaps !== undefined,
-      flags: m.stat.flags !== 0n,
-      quotaProjectIds: m.quotaProjectId !== undefined,
-    };
-    for (const kind of Object.keys(has) as (keyof SkippedMetadata)[]) {
-      if (!has[kind]) continue;
-      if (result.skipped[kind]++ === 0)
-        warn(`${SKIPPED_WHAT[kind]} are not restored (Node.js cannot set them): first on '${path}'`);
+    if (m.stat.flags !== 0n) skip('flags', path, 'Node.js cannot set them');
+    if (m.quotaProjectId !== undefined) skip('quotaProjectIds', path, 'Node.js cannot set them');
+  };
+
+  /** Attributes of restored entries, set at the end (only entries that have any). */
+  const pending: PendingAttributes[] = [];
+  /** Remember what `m` asks to set on the restored entry at archive path `pathBytes`. */
+  const collectAttributes = (path: string, pathBytes: Buffer, m: PxarMetadata, isSymlink: boolean) => {
+    let attrs = xattrsToRestore(m, (w) => warn(`'${path}': ${w}`));
+    if (attrs.length === 0) return;
+    // PBS's client never archives a symlink's attributes; another client's are not followed
+    if (isSymlink) {
+      for (const kind of new Set(attrs.map((a) => attributeKind(a.name))))
+        skip(kind, path, 'not set on symlinks');
+      return;
     }
+    if (!asRoot) {
+      for (const a of attrs)
+        if (xattrNeedsRoot(a.name)) skip(attributeKind(a.name), path, 'setting them needs root');
+      attrs = attrs.filter((a) => !xattrNeedsRoot(a.name));
+      if (attrs.length === 0) return;
+    }
+    const rel = pathBytes.length <= 1 ? Buffer.from('.') : pathBytes.subarray(1);
+    pending.push({ path: rel, attrs, mode: m.stat.mode });
   };
 
   /** Make the open directories not made yet (those leading to a matched entry). */
@@ -169,7 +219,9 @@ export async function extractPxar(
   };
 
   const leave = async (dir: OpenDirectory) => {
-    if (dir.created) await setPathMetadata(dir.disk, dir.meta, asRoot);
+    if (!dir.created) return;
+    await setPathMetadata(dir.disk, dir.meta, asRoot);
+    collectAttributes(dir.path, dir.pathBytes, dir.archived, false);
   };
 
   let sawRoot = false;
@@ -188,6 +240,7 @@ export async function extractPxar(
         created: true,
         matched: patternOf === null,
         shadowedBySymlink: false,
+        archived: entry.metadata,
       });
       continue;
     }
@@ -216,6 +269,7 @@ export async function extractPxar(
         created: false,
         matched: selected,
         shadowedBySymlink: symlinks.has(key),
+        archived: entry.metadata,
       });
       // a selected directory is restored even when empty, one on the way to a match when a
       // member needs it; one named like an earlier symlink only to refuse its first member
@@ -234,6 +288,7 @@ export async function extractPxar(
       case 'file':
         bytes = entry.size ?? 0;
         await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
+        collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
         result.files++;
         result.bytes += bytes;
         break;
@@ -242,6 +297,7 @@ export async function extractPxar(
         await symlink(entry.linkTarget! as unknown as string, disk);
         symlinks.add(key);
         await setSymlinkMetadata(disk, meta, asRoot);
+        collectAttributes(entry.path, entry.pathBytes, entry.metadata, true);
         result.symlinks++;
         break;
       case 'hardlink': {
@@ -269,7 +325,10 @@ export async function extractPxar(
           continue;
         }
         const node = { kind: 'device', type, major, minor } as const;
-        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `device '${entry.path}'`)) result.special++;
+        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `device '${entry.path}'`)) {
+          collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
+          result.special++;
+        }
         break;
       }
       case 'fifo':
@@ -278,8 +337,10 @@ export async function extractPxar(
           entry.kind === 'fifo'
             ? ({ kind: 'fifo' } as const)
             : ({ kind: 'socket', scratchDir: target } as const);
-        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `${entry.kind} '${entry.path}'`))
+        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `${entry.kind} '${entry.path}'`)) {
+          collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
           result.special++;
+        }
         break;
       }
     }
@@ -288,7 +349,44 @@ export async function extractPxar(
   if (!sawRoot) throw ERR_PXAR_UNSAFE_ENTRY(target, 'the archive is empty');
   // the root last: its metadata goes to the target itself, as PBS's extractor does
   while (openDirs.length > 0) await leave(openDirs.pop()!);
+  if (pending.length > 0) await setAttributes(target, pending, asRoot, result, warn);
   return result;
+}
+
+/**
+ * Set the collected attributes with one setfattr run. Not as root, an entry whose mode has no
+ * owner write bit is made writable for the run (user.* attributes need write access; chmod
+ * changes no mtime) and given its mode back.
+ */
+async function setAttributes(
+  target: string,
+  pending: PendingAttributes[],
+  asRoot: boolean,
+  result: PxarExtractResult,
+  warn: (message: string) => void,
+): Promise<void> {
+  const targetBytes = Buffer.from(target);
+  const diskPath = (e: PendingAttributes) => Buffer.concat([targetBytes, SLASH, e.path]);
+  const readOnly = asRoot ? [] : pending.filter((e) => (e.mode & 0o200) === 0);
+  for (const e of readOnly) await chmod(diskPath(e), (e.mode & 0o7777) | 0o200).catch(() => {});
+  let complaints: string[] | typeof TOOL_UNAVAILABLE;
+  try {
+    complaints = await restoreXattrs(target, formatXattrDump(pending));
+  } finally {
+    for (const e of readOnly) await chmod(diskPath(e), e.mode & 0o7777).catch(() => {});
+  }
+  if (complaints === TOOL_UNAVAILABLE) {
+    const why = 'setfattr (Debian package attr) is not available';
+    for (const e of pending)
+      for (const kind of new Set(e.attrs.map((a) => attributeKind(a.name)))) {
+        if (result.skipped[kind]++ === 0) warn(`${SKIPPED_WHAT[kind]} are not restored (${why})`);
+      }
+    return;
+  }
+  result.attributeErrors += complaints.length;
+  for (const c of complaints.slice(0, MAX_ATTRIBUTE_WARNINGS)) warn(`setting extended attributes: ${c}`);
+  if (complaints.length > MAX_ATTRIBUTE_WARNINGS)
+    warn(`setting extended attributes: ${complaints.length - MAX_ATTRIBUTE_WARNINGS} more failures`);
 }
 
 function restoredMetadata(m: PxarMetadata): RestoredMetadata {

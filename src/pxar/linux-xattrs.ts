@@ -15,7 +15,7 @@
  * Symlinks carry none of them (PBS reads them through the file, which a symlink is not).
  */
 import { ERR_LINUX_ACL_INVALID } from '../errors.js';
-import { ACL_NO_MASK, emptyAcl, type PxarAcl, type PxarMetadata, type PxarXattr } from './format.js';
+import { ACL_NO_MASK, MODE, emptyAcl, type PxarAcl, type PxarMetadata, type PxarXattr } from './format.js';
 
 export const XATTR_ACL_ACCESS = Buffer.from('system.posix_acl_access');
 export const XATTR_ACL_DEFAULT = Buffer.from('system.posix_acl_default');
@@ -255,14 +255,19 @@ export function xattrMetadataOf(
 
 /**
  * The attributes to set on a restored entry for its pxar metadata, in PBS's order (xattrs, file
- * capability, ACLs). XATTR items with names PBS would not restore are left out. `warn` hears
+ * capability, ACLs). XATTR items with names PBS would not restore are left out, and so are a
+ * default ACL of anything but a directory and a capability of anything but a regular file. `warn` hears
  * about an ACL PBS warns about too.
  */
 export function xattrsToRestore(meta: PxarMetadata, warn?: (message: string) => void): Xattr[] {
   const out: Xattr[] = meta.xattrs.filter((x: PxarXattr) => isArchivedXattrName(x.name));
-  if (meta.fcaps) out.push({ name: XATTR_FCAPS, value: meta.fcaps });
+  // the kernel takes a capability on a regular file only
+  if (meta.fcaps && (meta.stat.mode & MODE.IFMT) === MODE.IFREG)
+    out.push({ name: XATTR_FCAPS, value: meta.fcaps });
   const acl = linuxAclFromPxar(meta.acl, meta.stat.mode, warn);
   if (acl.access) out.push({ name: XATTR_ACL_ACCESS, value: acl.access });
-  if (acl.default) out.push({ name: XATTR_ACL_DEFAULT, value: acl.default });
+  // only a directory can have one (the kernel refuses it on anything else)
+  if (acl.default && (meta.stat.mode & MODE.IFMT) === MODE.IFDIR)
+    out.push({ name: XATTR_ACL_DEFAULT, value: acl.default });
   return out;
 }

@@ -25,6 +25,7 @@ import {
 import { join } from 'node:path';
 import { decodeBlob } from '../../src/datastore/data-blob.js';
 import { RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
+import { parseXattrDump } from '../../src/sys/xattr-dump.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
 
@@ -159,6 +160,12 @@ test('restore gives back every entry with its metadata: modes, mtimes, hard link
   mkdirSync(join(tree, 'private'), { mode: 0o700 });
   writeFileSync(join(tree, 'private', 'key'), 'secret', { mode: 0o600 });
   utimesSync(join(tree, 'private', 'key'), 1_500_000_000.123456, 1_500_000_000.123456);
+  // extended attributes (a binary value, a name with '=' and a backslash), an access and a
+  // default ACL, a file capability: setting them moves no mtime
+  execFileSync('setfattr', ['-n', 'user.binary', '-v', '0x00ff0a5c3d0d', join(tree, 'random.bin')]);
+  execFileSync('setfattr', ['-n', 'user.odd=name\\x', '-v', 'text', join(tree, 'private')]);
+  execFileSync('setfacl', ['-m', 'u:1234:rx,g:4321:r', '-m', 'd:g:77:rwx', join(tree, 'small')]);
+  execFileSync('setcap', ['cap_net_bind_service+ep', join(tree, 'private', 'key')]);
   await age();
   const b = await runClient(
     ['backup', `root.pxar:${tree}`, '--backup-id', 'rich', '--backup-time', '1700000000'],
@@ -170,6 +177,9 @@ test('restore gives back every entry with its metadata: modes, mtimes, hard link
   const r = await runClient(['restore', 'host/rich', 'root.pxar', target], srv.env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(describeTree(target), describeTree(tree));
+  assert.deepEqual(attributesOf(target), attributesOf(tree), 'xattrs, ACLs and the capability came back');
+  assert.match(attributesOf(target).acls, /default:group:77:rwx/);
+  assert.match(attributesOf(target).xattrs, /security\.capability/);
   const st = (p: string) => lstatSync(join(target, p));
   assert.equal(st('small/random-link.bin').ino, st('random.bin').ino, 'the hard link is one inode again');
   assert.ok(st('pipe').isFIFO());
@@ -185,6 +195,27 @@ test('restore gives back every entry with its metadata: modes, mtimes, hard link
   assert.notEqual(again.code, 0, 'a restore never writes into a non-empty directory');
   assert.match(again.stderr, /not empty|exists/);
 });
+
+/** Every attribute (getfattr) and ACL (getfacl) of a tree, in path order: comparable across trees. */
+function attributesOf(root: string): { xattrs: string; acls: string } {
+  const dump = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-e', 'hex', '-m', '-', '.'], { cwd: root });
+  const xattrs = parseXattrDump(dump)
+    .map(
+      (e) =>
+        `${e.path.toString('latin1')}: ${e.attrs.map((a) => `${a.name.toString('latin1')}=${a.value.toString('hex')}`).join(' ')}`,
+    )
+    .sort()
+    .join('\n');
+  const acls = execFileSync('getfacl', ['-R', '-P', '-n', '-E', '.'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+    .toString()
+    .split('\n\n')
+    .sort()
+    .join('\n\n');
+  return { xattrs, acls };
+}
 
 test('--pattern restores only the matching part, with the directories leading to it', async () => {
   const target = join(srv.root, 'part');
