@@ -343,6 +343,13 @@ export const ERR_DATASTORE_NOT_MOUNTED = createError(
   'NOT_MOUNTED',
   (store: string) => `datastore '${store}' is not mounted`,
 );
+export const ERR_DATASTORE_DEVICE_FAILED = createError(
+  'ERR_DATASTORE_DEVICE_FAILED',
+  // as not mounted: waiting does not help, the operator must unmount and mount again
+  'NOT_MOUNTED',
+  (store: string, why: string) =>
+    `datastore '${store}' is unavailable: ${why}; unmount it, reconnect or check the disk, then mount it again`,
+);
 export const ERR_DESTROY_NOT_MOUNTED = createError(
   'ERR_DESTROY_NOT_MOUNTED',
   'BAD_REQUEST',

@@ -57,6 +57,8 @@ export const DatastoreListItemSchema = Type.Object({
   store: Type.String(),
   comment: Type.Optional(Type.String()),
   'mount-status': MountStatusSchema,
+  /** Stowage: why a removable datastore's mounted device cannot be used (it failed); absent when usable. */
+  unavailable: Type.Optional(Type.String()),
   /** The raw stored maintenance-mode property string. */
   maintenance: Type.Optional(Type.String()),
   'backend-type': Type.String(),

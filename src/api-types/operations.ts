@@ -35,6 +35,12 @@ export interface ActiveOperationsReply {
    * this says `notmounted`, so a client never sees the one without the other.
    */
   'mount-status': MountStatus;
+  /**
+   * Stowage: why a removable datastore's device cannot be used though it is mounted (it failed: a
+   * pulled disk, I/O errors); every read and write is refused with it until unmounted and mounted
+   * again. Absent when usable.
+   */
+  unavailable?: string;
 }
 
 /** A system hold as the API shows it. */

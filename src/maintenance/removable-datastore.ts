@@ -23,6 +23,7 @@ import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datastoreAbsolutePath, type DatastoreConfig } from '../config/datastore-config.js';
 import {
+  ERR_DATASTORE_DEVICE_FAILED,
   ERR_DATASTORE_NOT_MOUNTED,
   ERR_DATASTORE_NOT_REMOVABLE,
   ERR_DESTROY_NOT_MOUNTED,
@@ -33,7 +34,7 @@ import {
   ERR_UNMOUNT_MODE_CHANGED,
   BadRequestError,
 } from '../errors.js';
-import { isMountedAt } from '../sys/mount-status.js';
+import { isMountedAt, mountFailure } from '../sys/mount-status.js';
 import { bindMount, findDeviceByUuid, mountDevice, syncFilesystem, unmountDir } from '../sys/mount.js';
 import { describeOperation } from './admission-backend.js';
 import type { DatastoreAccess } from './datastore-access.js';
@@ -54,11 +55,32 @@ export function isDatastoreMounted(cfg: DatastoreConfig): boolean {
 }
 
 /**
- * Refuse (ERR_DATASTORE_NOT_MOUNTED, 400, PBS's lookup wording) a removable datastore whose device
- * is not mounted at its mount point. Admission calls it after the mode check, as PBS does.
+ * Why a removable datastore's mounted filesystem cannot be used (its device failed: a pulled
+ * disk, I/O errors), or undefined. Plain datastores: always undefined.
+ */
+export function deviceFailure(cfg: DatastoreConfig): string | undefined {
+  return isRemovable(cfg) ? mountFailure(datastoreAbsolutePath(cfg)) : undefined;
+}
+
+/**
+ * Refuse (400) a removable datastore whose device is not mounted at its mount point
+ * (ERR_DATASTORE_NOT_MOUNTED, PBS's lookup wording) or whose device failed while mounted
+ * (ERR_DATASTORE_DEVICE_FAILED, naming the failure: PBS admits it, and every access fails with
+ * EIO). Admission calls it after the mode check, as PBS checks the mount.
  */
 export function checkMounted(cfg: DatastoreConfig): void {
   if (!isDatastoreMounted(cfg)) throw ERR_DATASTORE_NOT_MOUNTED(cfg.name);
+  const failure = deviceFailure(cfg);
+  if (failure !== undefined) throw ERR_DATASTORE_DEVICE_FAILED(cfg.name, failure);
+}
+
+/**
+ * What an unmount needs: something of the datastore's is mounted, a healthy or a failed device
+ * (whose device node may be gone, so that PBS's check says not mounted).
+ */
+function checkUnmountable(cfg: DatastoreConfig): void {
+  if (!isRemovable(cfg)) throw ERR_DATASTORE_NOT_REMOVABLE(cfg.name);
+  if (!isDatastoreMounted(cfg) && deviceFailure(cfg) === undefined) throw ERR_DATASTORE_NOT_MOUNTED(cfg.name);
 }
 
 /** PBS `delete_datastore`: a removable datastore's data can only be destroyed while mounted. */
@@ -131,6 +153,9 @@ export async function attachRemovableDatastore(cfg: DatastoreConfig, opts: Attac
   if (uuid === undefined) throw ERR_DATASTORE_NOT_REMOVABLE(cfg.name);
   checkOnDevicePath(cfg.path);
   const mountPoint = datastoreAbsolutePath(cfg);
+  // a failed device is still mounted there: it must be unmounted first, not hidden by a new mount
+  const failure = mountFailure(mountPoint);
+  if (failure !== undefined) throw ERR_DATASTORE_DEVICE_FAILED(cfg.name, failure);
   if (isMountedAt(mountPoint, uuid)) {
     log(`device is already mounted at '${mountPoint}'`);
     return false;
@@ -223,10 +248,7 @@ export async function beginUnmount(
     { type: 'unmount' },
     {
       ...(authId !== undefined && { authId }),
-      precondition: (cfg) => {
-        if (!isRemovable(cfg)) throw ERR_DATASTORE_NOT_REMOVABLE(name);
-        checkMounted(cfg);
-      },
+      precondition: checkUnmountable,
     },
   );
   // a retry after a failed unmount: what was before that one is not known any more
@@ -434,7 +456,7 @@ export async function startUnmount(
     });
   const cfg = access.datastoreConfig(name);
   if (isRemovable(cfg) && gcOnUnmount(cfg)) {
-    checkMounted(cfg);
+    checkUnmountable(cfg);
     return tasks.spawnTask('unmount-device', name, authId, async (task) => {
       await collectGarbageBeforeUnmount(access, name, task);
       await finish(task, await beginUnmount(access, name, authId));

@@ -36,6 +36,8 @@ export interface MountEntry {
   mountPoint: string;
   fsType: string;
   source: string;
+  /** The filesystem's options (the last field): ext4 adds `shutdown` and `emergency_ro` here. */
+  superOptions: string[];
 }
 
 /** The mounts of this process's namespace, in mount order (a later one hides an earlier one). */
@@ -58,6 +60,7 @@ export function readMounts(): MountEntry[] {
       mountPoint: unescapeMountField(fields[4] ?? ''),
       fsType: fields[dash + 1]!,
       source: unescapeMountField(fields[dash + 2]!),
+      superOptions: (fields[dash + 3] ?? '').split(','),
     });
   }
   return out;
@@ -112,4 +115,26 @@ export function isMountedAt(mountPoint: string, uuid: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Why the filesystem visible at `mountPoint` can no longer be used though it is still mounted,
+ * or undefined when it can (or nothing is mounted there). Read from /proc/self/mountinfo and /dev
+ * only, never under the mount point (a failed disk can hang or fail any access there):
+ * - ext4 lists `shutdown` once it was shut down (a pulled disk under I/O: the shutdown ioctl or
+ *   the kernel after a failed journal write) and `emergency_ro` after an error made it read-only;
+ * - the mount's device node is gone (a USB disk unplugged: the kernel removed `/dev/sdX`).
+ * PBS has no such check: its `mount-status` says `mounted` and every access fails with EIO.
+ */
+export function mountFailure(mountPoint: string): string | undefined {
+  const visible = mountsAt(mountPoint).at(-1);
+  if (!visible || !visible.source.startsWith('/dev/')) return undefined;
+  if (visible.superOptions.includes('shutdown')) {
+    return `the filesystem on ${visible.source} was shut down after a device failure`;
+  }
+  if (visible.superOptions.includes('emergency_ro')) {
+    return `the filesystem on ${visible.source} went read-only after I/O errors`;
+  }
+  if (blockDevice(visible.source) === undefined) return `its device ${visible.source} is gone`;
+  return undefined;
 }

@@ -2,7 +2,8 @@
  * Removable datastores in the web UI, in a real browser against a real HTTPS server, on an ext4
  * loop device made here: the list marks the datastore "not mounted" (apart from maintenance), its
  * page says so instead of failing; Mount mounts it; Unmount shows what the unmount waits for
- * (the drain line) and ends "not mounted"; a busy disk shows the failure and the reason.
+ * (the drain line) and ends "not mounted"; a busy disk shows the failure and the reason; a disk
+ * that fails while mounted shows as "unavailable" with the failure, without a failing request.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,14 @@ import { join } from 'node:path';
 import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
 import type { OperationHandle } from '../../src/maintenance/datastore-access.js';
 import { makeBareChunkStore } from '../helpers/test-datastore.js';
-import { cleanupUnder, makeLoopDisk, mountDisk, mountsUnder, unmount } from '../helpers/loop-device.js';
+import {
+  cleanupUnder,
+  makeLoopDisk,
+  mountDisk,
+  mountsUnder,
+  pullDisk,
+  unmount,
+} from '../helpers/loop-device.js';
 import { browserSkipReason, Harness, screenshot } from './harness.js';
 
 const skip = browserSkipReason();
@@ -107,6 +115,42 @@ describe('removable datastore in the UI', { skip }, () => {
       await screenshot(page, 'removable-unmount-busy');
     } finally {
       closeSync(fd);
+      await context.close();
+    }
+  });
+
+  test('a disk that fails while mounted: list and page say unavailable with the reason, no request fails; Unmount takes it away', async () => {
+    // the busy unmount above left the mode `unmount` with its reason: clear it, the disk is mounted
+    assert.equal(
+      (await h.api('PUT', '/config/datastore/usb1', { delete: ['maintenance-mode'] })).status,
+      200,
+    );
+    assert.deepEqual(mountsUnder(h.dir), [join(mountDir, 'usb1')]);
+    pullDisk(join(mountDir, 'usb1'));
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.login(page);
+      const row = page.locator('tr[data-store="usb1"]');
+      const marker = row.locator('[data-testid="unavailable"]');
+      await marker.waitFor();
+      assert.match((await marker.getAttribute('title')) ?? '', /shut down after a device failure/);
+      assert.equal(await row.locator('[data-testid="not-mounted"]').count(), 0);
+      await row.getByRole('link', { name: 'usb1' }).click();
+      const panel = page.locator('[data-testid="unavailable-panel"]');
+      await panel.waitFor();
+      assert.match(
+        (await panel.textContent()) ?? '',
+        /the filesystem on \/dev\/loop\d+ was shut down after a device failure/,
+      );
+      await page.getByRole('link', { name: 'Content' }).click();
+      await panel.waitFor();
+      await screenshot(page, 'removable-unavailable');
+      await page.getByRole('button', { name: 'Unmount' }).click();
+      await page.getByRole('button', { name: 'Mount' }).waitFor({ timeout: 15_000 });
+      await page.locator('[data-testid="not-mounted-panel"]').waitFor();
+      assert.deepEqual(mountsUnder(h.dir), []);
+      assert.deepEqual(errors, []);
+    } finally {
       await context.close();
     }
   });

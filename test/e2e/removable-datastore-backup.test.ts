@@ -257,7 +257,7 @@ test('removed from the configuration it is unmounted; created again with reuse-d
   assertSameTree(src, dst);
 });
 
-test('a disk pulled mid-backup: the client fails with a clear error, the unmount still works, and mounted again no snapshot of it is visible', async () => {
+test('a disk pulled mid-backup: the client fails with a clear error, the store shows as unavailable with the failure until unmounted, and mounted again no snapshot of it is visible', async () => {
   const big = join(root, 'src-big');
   mkdirSync(big);
   writeFileSync(join(big, 'db.bin'), randomBytes(20 << 20));
@@ -288,12 +288,38 @@ test('a disk pulled mid-backup: the client fails with a clear error, the unmount
   assert.notEqual(code, 0, 'the backup must not succeed on a pulled disk');
   assert.match(stderr, /i\/o error|EIO|input\/output error/i, stderr);
 
+  // still mounted (PBS's mount-status), but shown as unavailable with the failure, and refused
+  // with it rather than with an I/O error from the disk
+  const failure = /shut down after a device failure/;
+  const item = (await api.call<Array<Record<string, unknown>>>('GET', '/admin/datastore')).find(
+    (i) => i.store === 'usb1',
+  );
+  assert.equal(item?.['mount-status'], 'mounted');
+  assert.match(String(item?.unavailable), failure);
+  const ops = await api.call<{ 'mount-status': string; unavailable?: string }>(
+    'GET',
+    '/admin/datastore/usb1/active-operations',
+  );
+  assert.deepEqual([ops['mount-status'], failure.test(ops.unavailable ?? '')], ['mounted', true]);
+  await assert.rejects(api.call('GET', '/admin/datastore/usb1/status'), {
+    status: 400,
+    message:
+      /^datastore 'usb1' is unavailable: the filesystem on \/dev\/loop\d+ was shut down after a device failure; unmount it/,
+  });
+  const usage = await api.call<Array<{ store: string; error?: string }>>('GET', '/status/datastore-usage');
+  assert.match(usage.find((u) => u.store === 'usb1')?.error ?? '', failure);
+  // mounting again is refused until the failed one is unmounted
+  const remount = await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'));
+  assert.match(remount.status, /is unavailable: .*unmount it/, remount.log.join('\n'));
+
   // the operator unmounts what is left; the sync fails (a warning), the unmount does not
   const unmounted = await task(await api.call<string>('POST', '/admin/datastore/usb1/unmount'));
   assert.match(unmounted.status, /^(OK|WARNINGS)/, unmounted.log.join('\n'));
   assert.deepEqual(mountsUnder(root), []);
   const mounted = await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'));
   assert.equal(mounted.status, 'OK', mounted.log.join('\n'));
+  const healed = await api.call<{ unavailable?: string }>('GET', '/admin/datastore/usb1/active-operations');
+  assert.equal(healed.unavailable, undefined);
   assert.ok(
     mounted.log.some((l) => l.includes('db01')),
     `the mount removed the unfinished backup:\n${mounted.log.join('\n')}`,

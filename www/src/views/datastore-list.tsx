@@ -6,7 +6,7 @@ import { parseMaintenance } from '../maintenance.js';
 import type { DatastoreListItem, DatastoreUsage } from '../types.js';
 import { NextWindowLine } from './next-window.js';
 import { SystemHoldLines } from './system-holds.js';
-import { NotMountedMarker } from './mount-controls.js';
+import { NotMountedMarker, UnavailableMarker } from './mount-controls.js';
 
 export function DatastoreList() {
   const list = useApi(
@@ -51,6 +51,7 @@ export function DatastoreList() {
                     <th scope="row">
                       <a href={`#/datastore/${seg(s.store)}/summary`}>{s.store}</a>
                       {s['mount-status'] === 'notmounted' && <NotMountedMarker />}
+                      {s.unavailable !== undefined && <UnavailableMarker reason={s.unavailable} />}
                     </th>
                     <td data-label="Maintenance">
                       {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}
@@ -64,7 +65,9 @@ export function DatastoreList() {
                             ? 'not available during maintenance'
                             : s['mount-status'] === 'notmounted'
                               ? 'not available: not mounted'
-                              : 'not available'}
+                              : s.unavailable !== undefined
+                                ? 'not available: device failed'
+                                : 'not available'}
                         </span>
                       ) : (
                         <UsageBar used={s.usage?.used} total={s.usage?.total} label={`Usage of ${s.store}`} />

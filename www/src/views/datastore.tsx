@@ -17,7 +17,7 @@ import { MaintenanceHistory } from './maintenance-history.js';
 import { StoreNextWindow } from './next-window.js';
 import { StoreSystemHolds } from './system-holds.js';
 import { MaintenancePanel, refusesReads } from './maintenance-panel.js';
-import { MountControls, NotMountedPanel } from './mount-controls.js';
+import { MountControls, NotMountedPanel, UnavailablePanel } from './mount-controls.js';
 
 const TABS = [
   ['summary', 'Summary'],
@@ -45,6 +45,13 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
   const mountStatus = ops.data?.['mount-status'];
   // the mode is checked first, as the server does: an unmount in progress shows as maintenance
   const notMounted = mountStatus === 'notmounted' && !refusesReads(mode);
+  // a failed disk, still mounted: its reason instead of status requests that would all fail
+  const unavailable = refusesReads(mode) ? undefined : ops.data?.unavailable;
+  const away = notMounted ? (
+    <NotMountedPanel store={store} />
+  ) : unavailable !== undefined ? (
+    <UnavailablePanel reason={unavailable} />
+  ) : undefined;
 
   return (
     <section aria-labelledby="store-heading">
@@ -88,10 +95,8 @@ export function DatastoreView({ store, tab }: { store: string; tab: string }) {
         <Loading what="datastore" />
       ) : (
         <div key={`${current}-${version}`}>
-          {current === 'summary' &&
-            (notMounted ? <NotMountedPanel store={store} /> : <Summary store={store} mode={mode} />)}
-          {current === 'content' &&
-            (notMounted ? <NotMountedPanel store={store} /> : <Content store={store} mode={mode} />)}
+          {current === 'summary' && (away ?? <Summary store={store} mode={mode} />)}
+          {current === 'content' && (away ?? <Content store={store} mode={mode} />)}
           {current === 'options' && <Options store={store} mode={mode} onEdit={() => setEditing(true)} />}
         </div>
       )}

@@ -96,6 +96,31 @@ export function MountControls({
   );
 }
 
+/** The list's marker for a removable datastore whose disk failed while mounted; the reason on hover. */
+export function UnavailableMarker({ reason }: { reason: string }) {
+  return (
+    <span class="not-mounted" data-testid="unavailable" title={reason}>
+      unavailable
+    </span>
+  );
+}
+
+/** Shown instead of the contents of a removable datastore whose disk failed while mounted. */
+export function UnavailablePanel({ reason }: { reason: string }) {
+  return (
+    <article class="maintenance-panel" data-testid="unavailable-panel" role="status">
+      <div>
+        <h2>Datastore is unavailable</h2>
+        <p class="panel-message">{reason}</p>
+        <p class="muted">
+          Its disk failed while mounted. Use Unmount above, reconnect or check the disk, then Mount it again;
+          backups and restores are refused until then.
+        </p>
+      </div>
+    </article>
+  );
+}
+
 /** Shown instead of the contents of a removable datastore whose disk is not mounted. */
 export function NotMountedPanel({ store }: { store: string }) {
   return (

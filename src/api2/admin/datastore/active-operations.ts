@@ -25,6 +25,7 @@ import { countOperations, type OperationRecord } from '../../../maintenance/oper
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { MountStatusSchema } from '../../../api-types/datastore-replies.js';
 import {
+  deviceFailure,
   holdItem,
   mountStatus,
   operationItem,
@@ -61,6 +62,7 @@ export async function activeOperations(
     ...holds.flatMap(holdConflictingClasses),
   ]);
   const conflicting = ops.filter((op) => blocking.has(op.class));
+  const unavailable = deviceFailure(cfg);
   const counts = countOperations(ops);
   return {
     read: counts.read,
@@ -73,6 +75,7 @@ export async function activeOperations(
     ...(cfg['maintenance-mode'] !== undefined && { 'maintenance-mode': cfg['maintenance-mode'] }),
     holds: holds.map(holdItem),
     'mount-status': mountStatus(cfg), // after the mode was read: see ActiveOperationsReply
+    ...(unavailable !== undefined && { unavailable }),
   };
 }
 
@@ -87,6 +90,7 @@ const ActiveOperationsSchema = Type.Object({
   'maintenance-mode': Type.Optional(Type.String()),
   holds: Type.Array(SystemHoldItemSchema),
   'mount-status': MountStatusSchema,
+  unavailable: Type.Optional(Type.String()),
 });
 
 export const routes: AnyRoute[] = [
@@ -101,7 +105,8 @@ export const routes: AnyRoute[] = [
       'split into `ingest` and `reclaim`, `lookup`, the `operations` themselves (class, kind, detail, ' +
       'auth-id, task-id, pid, started), how many of them the current maintenance mode or a system ' +
       "hold refuses (`conflicting`), the raw `maintenance-mode`, the system `holds` and PBS 4's " +
-      '`mount-status` (read after the mode, so a finished unmount shows as `notmounted`). ' +
+      '`mount-status` (read after the mode, so a finished unmount shows as `notmounted`), and (Stowage) ' +
+      '`unavailable`, why a mounted removable datastore cannot be used (its device failed). ' +
       'Reads no datastore, so it works in every maintenance mode.',
     handler: ({ params, server }) => activeOperations(server.datastores, params.store),
   }),

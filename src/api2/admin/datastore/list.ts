@@ -16,7 +16,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath } from './access.js';
 import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
-import { holdItem, mountStatus } from './common.js';
+import { deviceFailure, holdItem, mountStatus } from './common.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
@@ -41,6 +41,7 @@ export const routes: AnyRoute[] = [
       'List the datastores the caller can use: with Datastore.Audit or Datastore.Backup on the store ' +
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +
       'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4; ' +
+      '`unavailable` (Stowage) why a mounted removable datastore cannot be used (its device failed); ' +
       '`next-maintenance-window` (Stowage) the scheduled window in force or next; `holds` (Stowage) the ' +
       'system holds (low space, windows; absent when none), which refuse operations apart from the mode. Reads the ' +
       'configuration and the holds only.',
@@ -53,10 +54,12 @@ export const routes: AnyRoute[] = [
         if (!full && !userInfo.anyPrivsBelow(authId, path, LIST_PRIVS)) continue;
         const maintenance = cfg['maintenance-mode'];
         const holds = await server.datastores.backend.holds(cfg.name);
+        const unavailable = deviceFailure(cfg);
         out.push({
           store: cfg.name,
           ...(full && cfg.comment !== undefined && { comment: cfg.comment }),
           'mount-status': mountStatus(cfg),
+          ...(unavailable !== undefined && { unavailable }),
           ...(maintenance !== undefined && { maintenance }),
           'backend-type': backendType(cfg),
           ...(windows.has(cfg.name) && { 'next-maintenance-window': windows.get(cfg.name) }),
