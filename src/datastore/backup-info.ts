@@ -688,10 +688,9 @@ export async function createLockedBackupGroup(
     }
     // PBS only writes the owner when it created the directory, so a crash between mkdir and the
     // owner write leaves a group no backup can ever use again; we let the next backup claim it.
-    if (created || !existsSync(join(gp, OWNER_FILE_NAME))) {
-      setOwner(store, group, authId);
-      await store.mirror?.putFile(`${group.relativePath}/${OWNER_FILE_NAME}`);
-    }
+    // the mirror gets the owner with the group's first finished snapshot (SnapshotWriter), so a
+    // first backup that fails leaves nothing in the bucket
+    if (created || !existsSync(join(gp, OWNER_FILE_NAME))) setOwner(store, group, authId);
     return { owner: getOwner(store, group), lock };
   } catch (err) {
     lock.release();

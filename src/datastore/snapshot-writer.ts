@@ -11,7 +11,13 @@ import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:
 import { BACKUP_FILE_REGEX } from '../api-types/names.js';
 import { join } from 'node:path';
 import { replaceFile } from '../sys/atomic-file.js';
-import { groupPath, listSnapshots, type BackupDir, type BackupStore } from './backup-info.js';
+import {
+  OWNER_FILE_NAME,
+  groupPath,
+  listSnapshots,
+  type BackupDir,
+  type BackupStore,
+} from './backup-info.js';
 import type { ChunkBackend, SyncLevel } from './chunk-backend.js';
 import { DynamicIndexWriter } from './dynamic-index.js';
 import { FixedIndexReader, FixedIndexWriter } from './fixed-index.js';
@@ -161,10 +167,16 @@ export class SnapshotWriter {
     await this.storeManifestBlob(blob);
   }
 
-  /** The mirror's copy of every file, the manifest last (PBS 4: a snapshot without it is unfinished), then the local manifest. */
+  /**
+   * The mirror's copy of the group's owner and of every file, the manifest last (PBS 4: a
+   * snapshot without it is unfinished), then the local manifest. The owner goes with every
+   * snapshot (one small PUT) rather than when the group is created, so a first backup that fails
+   * leaves nothing in the bucket.
+   */
   private async storeManifestBlob(blob: Buffer): Promise<void> {
     const mirror = this.store.mirror;
     if (mirror) {
+      await mirror.putFile(`${this.dir.group.relativePath}/${OWNER_FILE_NAME}`);
       for (const name of readdirSync(this.path).sort()) {
         if (!BACKUP_FILE_REGEX.test(name) || name === MANIFEST_BLOB_NAME) continue;
         await mirror.putFile(`${this.dir.relativePath}/${name}`);

@@ -7,7 +7,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -227,7 +228,7 @@ async function s3Statistics(client: ApiClient, store: string): Promise<S3Statist
   return status['s3-statistics'];
 }
 
-test('a second backup of the same data uploads no chunk: its only PUTs are the snapshot files (status counters, PBS 4 names)', async () => {
+test('a second backup of the same data uploads no chunk: its only PUTs are the snapshot files and the owner (status counters, PBS 4 names)', async () => {
   const chunksBefore = await keysUnder('s3a/.chunks/');
   const contentBefore = await keysUnder('s3a/.cnt/');
   const before = await s3Statistics(api, 's3a');
@@ -237,7 +238,8 @@ test('a second backup of the same data uploads no chunk: its only PUTs are the s
   assert.deepEqual(await keysUnder('s3a/.chunks/'), chunksBefore);
   const newContent = [...(await keysUnder('s3a/.cnt/')).keys()].filter((k) => !contentBefore.has(k));
   assert.equal(newContent.length, 3, newContent.join(' '));
-  assert.equal(after.put - before.put, newContent.length, JSON.stringify({ before, after }));
+  // and the group's owner again, which goes with every snapshot
+  assert.equal(after.put - before.put, newContent.length + 1, JSON.stringify({ before, after }));
   assert.equal((await snapshotsOf(api, 's3a')).length, 2);
   // a filesystem datastore says so, without S3 counters
   const local = await api.call<Record<string, unknown>>('GET', '/admin/datastore/local/status');
@@ -300,4 +302,101 @@ test('deleting a snapshot, and the last one of a group, removes their objects fr
   });
   content = [...(await keysUnder('s3a/.cnt/')).keys()];
   assert.deepEqual(content, []);
+});
+
+/**
+ * A TCP relay to the gateway that can fail like a network or a stopped gateway: after
+ * `cutAfterBytes` bytes sent towards the gateway it drops every connection and refuses new ones
+ * until `restore()`. The shared test cluster itself is never stopped (other test files use it).
+ */
+async function startRelay(targetPort: number) {
+  const sockets = new Set<Socket>();
+  let sent = 0;
+  let cutAfterBytes = Infinity;
+  let server: Server | undefined;
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      const s = createServer((client) => {
+        const upstream = connect(targetPort, '127.0.0.1');
+        for (const sock of [client, upstream]) {
+          sockets.add(sock);
+          sock.on('close', () => sockets.delete(sock));
+          sock.on('error', () => {});
+        }
+        client.on('data', (d: Buffer) => {
+          sent += d.length;
+          if (sent > cutAfterBytes) cut();
+        });
+        client.pipe(upstream).pipe(client);
+      });
+      s.once('error', reject);
+      s.listen(port, '127.0.0.1', () => resolve((s.address() as AddressInfo).port));
+      server = s;
+    });
+  const cut = () => {
+    server?.close();
+    for (const sock of sockets) sock.destroy();
+  };
+  const port = await listen(0);
+  return {
+    port,
+    /** Fail once this many more bytes went towards the gateway. */
+    cutAfter(bytes: number) {
+      cutAfterBytes = sent + bytes;
+    },
+    async restore() {
+      cutAfterBytes = Infinity;
+      await listen(port);
+    },
+    close: cut,
+  };
+}
+
+test('the endpoint failing mid-backup: the client gets the S3 error, no snapshot is left anywhere, other datastores work, the next backup succeeds', async () => {
+  const target = await testS3Target();
+  const relay = await startRelay(target.httpsPort);
+  try {
+    await api.call('POST', '/config/s3', { ...testEndpointConfig(target, 'relay'), port: relay.port });
+    const upid = await api.call<string>('POST', '/config/datastore', {
+      name: 's3r',
+      path: join(srv.root, 'cache-s3r'),
+      backend: `type=s3,client=relay,bucket=${bucket.bucket}`,
+    });
+    assert.equal((await taskEnd(api, upid)).status, 'OK');
+    const big = join(srv.root, 'big');
+    mkdirSync(big);
+    writeFileSync(join(big, 'data.bin'), randomBytes(24 << 20));
+    const args = (time: number) => [
+      'backup',
+      `data.tar:${big}`,
+      '--backup-id',
+      'big',
+      '--backup-time',
+      String(time),
+    ];
+
+    relay.cutAfter(6 << 20);
+    const failed = await runClient(args(T1), repo(srv, 's3r'));
+    assert.notEqual(failed.code, 0);
+    const lastLine = failed.stderr.trim().split('\n').at(-1)!;
+    assert.match(
+      lastLine,
+      /S3 request failed: (PUT|HEAD) [^ ]+\/s3r\/\.chunks\/[0-9a-f]{4}\/[0-9a-f]{64} - /,
+      failed.stderr,
+    );
+    // no snapshot: neither listed by the server nor in the bucket
+    assert.deepEqual(await snapshotsOf(api, 's3r'), []);
+    assert.deepEqual([...(await keysUnder('s3r/.cnt/')).keys()], []);
+    // the status still answers (from the cache), and the local datastore takes backups meanwhile
+    await s3Statistics(api, 's3r');
+    await backup(srv, 'local', 'during-outage', T1);
+
+    await relay.restore();
+    const ok = await runClient(args(T1 + 60), repo(srv, 's3r'));
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((await snapshotsOf(api, 's3r')).length, 1);
+    assert.ok((await keysUnder('s3r/.cnt/host/big/')).size > 0);
+  } finally {
+    relay.close();
+  }
 });
