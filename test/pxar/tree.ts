@@ -32,6 +32,7 @@ import { bufferSink } from '../../src/pxar/io.js';
 import { join } from 'node:path';
 import { ACL_NO_MASK, deviceFromDevT, metadataOf, MODE, type PxarMetadata } from '../../src/pxar/format.js';
 import type { PxarDecoder, PxarEntry } from '../../src/pxar/decoder.js';
+import { parseXattrDump } from '../../src/sys/xattr-dump.js';
 
 export interface TestTree {
   root: string;
@@ -194,4 +195,23 @@ export function richMetadata(mode: number): PxarMetadata {
       quotaProjectId: 77n,
     },
   );
+}
+
+/**
+ * Every extended attribute of a tree (getfattr, all namespaces, one line per path) and its ACLs
+ * (getfacl blocks), each sorted by path: equal for two trees with the same attributes.
+ */
+export function attributesOf(root: string): { xattrs: string[]; acls: string[] } {
+  const dump = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-e', 'hex', '-m', '-', '.'], { cwd: root });
+  const xattrs = parseXattrDump(dump).map(
+    (e) =>
+      `${e.path.toString('latin1')}: ${e.attrs.map((a) => `${a.name.toString('latin1')}=${a.value.toString('hex')}`).join(' ')}`,
+  );
+  const acls = execFileSync('getfacl', ['-R', '-P', '-n', '-E', '.'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+    .toString()
+    .split('\n\n');
+  return { xattrs: xattrs.sort(), acls: acls.sort() };
 }

@@ -5,15 +5,24 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createArchive } from '../../src/pxar/create.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { extractPxar } from '../../src/pxar/extract.js';
-import { parseXattrDump } from '../../src/sys/xattr-dump.js';
 import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
-import { decodeAll } from './tree.js';
+import { attributesOf, decodeAll } from './tree.js';
 
 const work = mkdtempSync(join(tmpdir(), 'stowage-pxar-xattr-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -114,22 +123,6 @@ test('a backup with xattrs switched off, or without getfattr, archives none and 
   assert.match(warnings[0]!, /getfattr \(Debian package attr\) is not available/);
 });
 
-/** Every attribute of a tree by path (getfattr, all namespaces), and its ACLs as getfacl prints them. */
-function attributesOf(root: string): { xattrs: string[]; acls: string[] } {
-  const dump = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-e', 'hex', '-m', '-', '.'], { cwd: root });
-  const xattrs = parseXattrDump(dump).map(
-    (e) =>
-      `${e.path.toString('latin1')}: ${e.attrs.map((a) => `${a.name.toString('latin1')}=${a.value.toString('hex')}`).join(' ')}`,
-  );
-  const acls = execFileSync('getfacl', ['-R', '-P', '-n', '-E', '.'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  })
-    .toString()
-    .split('\n\n');
-  return { xattrs: xattrs.sort(), acls: acls.sort() };
-}
-
 test('backup then restore gives back every attribute, ACL and capability, and the mtimes', async () => {
   const root = join(work, 'round-src');
   mkdirSync(root);
@@ -183,3 +176,87 @@ test('a restore without setfattr writes the tree and counts each kind of attribu
   assert.equal(warnings.length, 3);
   assert.match(warnings.join('\n'), /setfattr \(Debian package attr\) is not available/);
 });
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** What a restore by `nobody` runs: extractPxar on an archive file, its result as JSON on stdout. */
+const EXTRACT_SCRIPT = `
+const [repo, archive, target] = process.argv.slice(1);
+(async () => {
+  const { extractPxar } = await import(repo + 'src/pxar/extract.ts');
+  const { PxarDecoder } = await import(repo + 'src/pxar/decoder.ts');
+  const { readAtBuffer } = await import(repo + 'src/pxar/io.ts');
+  const { readFileSync } = await import('node:fs');
+  const warnings = [];
+  const source = PxarDecoder.fromReadAt(readAtBuffer(readFileSync(archive)));
+  const res = await extractPxar(source, target, { onWarning: (w) => warnings.push(w) });
+  process.stdout.write(JSON.stringify({ skipped: res.skipped, attributeErrors: res.attributeErrors, warnings }));
+})();
+`;
+
+test(
+  'a restore by a user who is not root sets user xattrs (read-only files too) and ACLs, and counts what needs root',
+  { skip: process.getuid?.() !== 0 && 'needs root to switch to nobody' },
+  async () => {
+    const root = join(work, 'nonroot-src');
+    mkdirSync(root);
+    makeXattrTree(root);
+    execFileSync('setfattr', ['-n', 'trusted.secret', '-v', 'root only', join(root, 'tagged')]);
+    writeFileSync(join(root, 'frozen'), 'read-only');
+    execFileSync('setfattr', ['-n', 'user.frozen', '-v', 'still set', join(root, 'frozen')]);
+    chmodSync(join(root, 'frozen'), 0o444);
+    const sink = bufferSink();
+    await createArchive(root, sink);
+    const archive = join(work, 'nonroot.pxar');
+    writeFileSync(archive, sink.buffer());
+    const target = join(work, 'nonroot-dst');
+    mkdirSync(target);
+    chownSync(target, 65534, 65534);
+    chmodSync(work, 0o755);
+    const out = execFileSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '--',
+        process.execPath,
+        '--import',
+        'tsx',
+        '-e',
+        EXTRACT_SCRIPT,
+        REPO,
+        archive,
+        target,
+      ],
+      { cwd: REPO },
+    );
+    const res = JSON.parse(out.toString()) as {
+      skipped: Record<string, number>;
+      attributeErrors: number;
+      warnings: string[];
+    };
+    assert.deepEqual(
+      [res.skipped.xattrs, res.skipped.acls, res.skipped.fcaps, res.attributeErrors],
+      [1, 0, 1, 0],
+    );
+    assert.equal(res.warnings.length, 2, res.warnings.join('\n'));
+    assert.match(
+      res.warnings.join('\n'),
+      /extended attributes are not restored \(setting them needs root\): first on '\/tagged'/,
+    );
+    assert.match(
+      res.warnings.join('\n'),
+      /file capabilities are not restored \(setting them needs root\): first on '\/ping'/,
+    );
+    const got = attributesOf(target);
+    assert.ok(got.xattrs.includes(`frozen: user.frozen=${Buffer.from('still set').toString('hex')}`));
+    assert.ok(got.xattrs.some((x) => x.startsWith('tagged: user.binary=')));
+    assert.ok(!got.xattrs.some((x) => x.includes('trusted.secret')));
+    assert.ok(got.acls.some((a) => a.includes('default:group:77:r--')));
+    assert.equal(lstatSync(join(target, 'frozen')).mode & 0o7777, 0o444, 'made writable for the run only');
+    assert.equal(
+      lstatSync(join(target, 'frozen'), { bigint: true }).mtimeNs / 1000n,
+      lstatSync(join(root, 'frozen'), { bigint: true }).mtimeNs / 1000n,
+    );
+  },
+);
