@@ -157,9 +157,8 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     }
     if (this.pending.kind !== 'payload') throw ERR_PXAR_CONTENTS_OUT_OF_ORDER();
     while (this.pending.kind === 'payload' && this.pending.left > 0) {
-      const n = Math.min(IO_CHUNK, this.pending.left);
-      const b = await this.input.read(n);
-      this.pending.left -= n;
+      const b = await this.input.readSome(Math.min(IO_CHUNK, this.pending.left));
+      this.pending.left -= b.length;
       yield b;
     }
   }

@@ -118,6 +118,11 @@ export interface SequentialReader {
   /** Exactly n bytes, or null if the input ends before the first byte; a partial read is an error. */
   readOrEof(n: number): Promise<Buffer | null>;
   read(n: number): Promise<Buffer>;
+  /**
+   * Between 1 and `max` bytes, as many as are at hand without copying (a file's contents are
+   * passed on piece by piece, never reassembled); the end of input is an error.
+   */
+  readSome(max: number): Promise<Buffer>;
   skip(n: number): Promise<void>;
 }
 
@@ -167,6 +172,9 @@ export function sequentialFromReadAt(
       if (b === null) throw corrupt(pos, 'unexpected end of archive');
       return b;
     },
+    readSome(max) {
+      return this.read(max);
+    },
     async skip(n) {
       if (pos + n > end) throw corrupt(pos, 'unexpected end of archive');
       pos += n;
@@ -177,7 +185,7 @@ export function sequentialFromReadAt(
 /** A sequential reader over a byte stream (a Readable, a restore download). */
 export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): SequentialReader {
   const it = stream[Symbol.asyncIterator]();
-  let pending: Buffer[] = [];
+  const pending: Buffer[] = [];
   let buffered = 0;
   let pos = 0;
   let ended = false;
@@ -194,15 +202,28 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
     }
   };
   const take = (n: number): Buffer => {
-    // the first chunk usually holds all n bytes: slice it instead of copying everything buffered
-    if (pending[0]!.length < n) pending = [Buffer.concat(pending)];
-    const first = pending[0]!;
-    const head = first.subarray(0, n);
-    if (first.length > n) pending[0] = first.subarray(n);
-    else pending.shift();
     buffered -= n;
     pos += n;
-    return head;
+    const first = pending[0]!;
+    // the first chunk usually holds all n bytes: a slice of it, no copy
+    if (first.length >= n) {
+      if (first.length > n) pending[0] = first.subarray(n);
+      else pending.shift();
+      return first.subarray(0, n);
+    }
+    // n bytes across chunks: copy just those (not every chunk buffered, which copied each
+    // multi-megabyte restore chunk once more whenever an item crossed into it)
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = pending[0]!;
+      const k = Math.min(c.length, n - filled);
+      c.copy(out, filled, 0, k);
+      filled += k;
+      if (k < c.length) pending[0] = c.subarray(k);
+      else pending.shift();
+    }
+    return out;
   };
   return {
     get position() {
@@ -218,6 +239,11 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
       const b = await this.readOrEof(n);
       if (b === null) throw corrupt(pos, 'unexpected end of archive');
       return b;
+    },
+    async readSome(max) {
+      await fill(1);
+      if (buffered === 0) throw corrupt(pos, 'unexpected end of archive');
+      return take(Math.min(max, pending[0]!.length));
     },
     async skip(n) {
       let left = n;
