@@ -54,6 +54,13 @@ export interface XattrReadTargets {
   single: string[];
 }
 
+/**
+ * strerror(EOPNOTSUPP) in the C locale, at the end of getfattr's complaint about a path on a
+ * filesystem without extended attributes (vfat, some network and FUSE filesystems): there is
+ * nothing to archive there, and PBS's client passes over it silently too.
+ */
+const NOT_SUPPORTED = ': Operation not supported';
+
 /** Arguments per getfattr run: far below the kernel's argument size limit. */
 const ARGS_PER_RUN = 1000;
 
@@ -96,7 +103,7 @@ export async function readTreeXattrs(
       return TOOL_UNAVAILABLE;
     }
     for (const line of run.stderr.split('\n'))
-      if (line.trim() !== '') warn(`reading extended attributes: ${line}`);
+      if (line.trim() !== '' && !line.endsWith(NOT_SUPPORTED)) warn(`reading extended attributes: ${line}`);
     for (const e of parseXattrDump(run.stdout)) {
       const key = e.path.length === 1 && e.path[0] === 0x2e ? '' : e.path.toString('latin1');
       out.set(key, [...(out.get(key) ?? []), ...e.attrs]);
