@@ -272,40 +272,54 @@ export function gcOnUnmount(cfg: DatastoreConfig): boolean {
 }
 
 /**
- * `gc-on-unmount`: garbage collection before the unmount drains the datastore, as an ordinary
- * admitted GC (reclaim) recorded under the unmount task's UPID. A GC that is refused (a mode or
- * hold refusing reclaim) or fails is a warning: the operator asked for the disk, and GC can run
- * next time.
+ * `gc-on-unmount`, PBS's `do_unmount`: before the `unmount` mode is set, garbage collection is
+ * started as its own `garbage_collection` task — or, when one is running already, left to run. Its
+ * operation is admitted before this returns, so the unmount's drain waits for it to end. Returns
+ * the line for the unmount task's log. A GC that cannot be started (a mode or hold refusing
+ * reclaim) is a warning in that line, where PBS refuses the unmount: the operator asked for the
+ * disk, and GC can run next time.
  */
-export async function collectGarbageBeforeUnmount(
+export async function startGcBeforeUnmount(
   access: DatastoreAccess,
+  tasks: TaskSpawner,
   name: string,
-  task: { upid: string; signal?: AbortSignal; log: (line: string) => void; warn: (line: string) => void },
-): Promise<void> {
-  task.log('gc-on-unmount: running garbage collection before unmounting');
+  authId: string,
+): Promise<{ line: string; warning?: boolean }> {
+  const running = (await access.backend.list(name)).find((op) => op.class === 'reclaim' && op.kind === 'gc');
+  if (running) {
+    return {
+      line: 'gc-on-unmount: garbage collection is already running, unmount will wait for it to finish',
+    };
+  }
   let handle;
   try {
-    handle = await access.lookupDatastore(name, 'reclaim', {
-      kind: 'gc',
-      detail: 'gc-on-unmount',
-      taskId: task.upid,
-    });
+    handle = await access.lookupDatastore(name, 'reclaim', { kind: 'gc', detail: 'gc-on-unmount', authId });
   } catch (err) {
-    task.warn(`garbage collection skipped: ${(err as Error).message}`);
-    return;
+    return {
+      line: `gc-on-unmount: garbage collection not started: ${(err as Error).message}`,
+      warning: true,
+    };
   }
+  let upid: string;
   try {
-    await handle.datastore.garbageCollection({
-      upid: task.upid,
-      oldestWriterStartMs: await oldestWriteStart(access.backend, name, handle.record.id),
-      log: task.log,
-      ...(task.signal && { signal: task.signal }),
+    upid = tasks.spawnTask('garbage_collection', name, authId, async (task) => {
+      try {
+        await handle.datastore.garbageCollection({
+          upid: task.upid,
+          oldestWriterStartMs: await oldestWriteStart(access.backend, name, handle.record.id),
+          log: (line) => task.log(line),
+          signal: task.signal,
+        });
+      } finally {
+        await handle.release();
+      }
     });
   } catch (err) {
-    task.warn(`garbage collection failed: ${(err as Error).message}`);
-  } finally {
     await handle.release();
+    throw err;
   }
+  handle.attachTask(upid);
+  return { line: `gc-on-unmount: started garbage collection (${upid}), unmount will wait for it to finish` };
 }
 
 export interface FinishUnmountOptions {
@@ -436,10 +450,10 @@ export interface TaskSpawner {
 }
 
 /**
- * PBS `unmount`: refuse at once what cannot be unmounted (not removable, not mounted), then run
- * the `unmount-device` task and return its UPID. Without `gc-on-unmount` the `unmount` mode is set
- * before this returns; with it, garbage collection runs first in the task, while the datastore is
- * still in service, and the mode is set after it.
+ * PBS `unmount`: refuse at once what cannot be unmounted (not removable, not mounted); with
+ * `gc-on-unmount` start garbage collection (startGcBeforeUnmount); set the `unmount` mode, so
+ * nothing new is admitted from this answer on; then run the `unmount-device` task, which waits
+ * for what runs (the GC too), and return its UPID.
  */
 export async function startUnmount(
   access: DatastoreAccess,
@@ -447,24 +461,23 @@ export async function startUnmount(
   name: string,
   authId: string,
 ): Promise<string> {
-  const finish = (task: UnmountTaskContext, start: UnmountStart) =>
-    finishUnmount(access, start, {
-      log: (line) => task.log(line),
-      warn: (line) => task.warn(line),
-      signal: task.signal,
-      authId,
-    });
   const cfg = access.datastoreConfig(name);
+  let gc: { line: string; warning?: boolean } | undefined;
   if (isRemovable(cfg) && gcOnUnmount(cfg)) {
     checkUnmountable(cfg);
-    return tasks.spawnTask('unmount-device', name, authId, async (task) => {
-      await collectGarbageBeforeUnmount(access, name, task);
-      await finish(task, await beginUnmount(access, name, authId));
-    });
+    gc = await startGcBeforeUnmount(access, tasks, name, authId);
   }
   const start = await beginUnmount(access, name, authId);
   try {
-    return tasks.spawnTask('unmount-device', name, authId, (task) => finish(task, start));
+    return tasks.spawnTask('unmount-device', name, authId, async (task) => {
+      if (gc) (gc.warning ? task.warn : task.log).call(task, gc.line);
+      await finishUnmount(access, start, {
+        log: (line) => task.log(line),
+        warn: (line) => task.warn(line),
+        signal: task.signal,
+        authId,
+      });
+    });
   } catch (err) {
     await abandonUnmount(access, start, authId);
     throw err;

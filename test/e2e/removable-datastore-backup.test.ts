@@ -201,7 +201,7 @@ test('mounted again, the snapshot restores byte for byte', async () => {
   assertSameTree(src, dst);
 });
 
-test('with gc-on-unmount the unmount runs garbage collection first, then waits for the restore and unmounts', async () => {
+test('with gc-on-unmount the unmount starts garbage collection, is refusing new work from its answer on, and waits for the GC and the restore', async () => {
   await api.call('PUT', '/config/datastore/usb1', { 'gc-on-unmount': true });
   const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/usb1');
   assert.equal(cfg['gc-on-unmount'], true);
@@ -209,21 +209,33 @@ test('with gc-on-unmount the unmount runs garbage collection first, then waits f
   const restore = startClient(['restore', 'host/web01', 'root.tar', dst]);
   await waitForRead('usb1');
   const upid = await api.call<string>('POST', '/admin/datastore/usb1/unmount');
+  // PBS's order: the GC is started, then the unmount mode set, before the unmount answers
+  await assert.rejects(api.call('GET', '/admin/datastore/usb1/status'), {
+    message: /datastore is being unmounted/,
+  });
   const restored = await restore;
   assert.equal(restored.code, 0, restored.stderr);
   const { status, log } = await task(upid);
   assert.equal(status, 'OK', log.join('\n'));
-  const gc = log.findIndex((l) => l.includes('gc-on-unmount: running garbage collection'));
-  const swept = log.findIndex((l) => l.includes('Start GC phase2'));
+  const started = log.find((l) => l.includes('gc-on-unmount: started garbage collection'));
+  const gcUpid = /\((UPID:[^)]+)\)/.exec(started ?? '')?.[1];
+  assert.ok(gcUpid?.includes(':garbage_collection:usb1:'), log.join('\n'));
+  const waitedForGc = log.findIndex((l) => l.includes('still running: ') && /\bgc\b/.test(l));
   const unmounted = log.findIndex((l) => l.includes('unmounting '));
-  assert.ok(gc >= 0 && swept > gc && unmounted > swept, log.join('\n'));
+  assert.ok(waitedForGc >= 0 && unmounted > waitedForGc, log.join('\n'));
+  const gcTask = await task(gcUpid!);
+  assert.equal(gcTask.status, 'OK', gcTask.log.join('\n'));
+  assert.ok(
+    gcTask.log.some((l) => l.includes('Start GC phase2')),
+    gcTask.log.join('\n'),
+  );
   assert.deepEqual(mountsUnder(root), []);
   assert.deepEqual(openFilesOfAllUnder(mountDir), []);
   assertSameTree(src, dst);
-  // the GC's result is on the disk, under the unmount task's UPID
+  // the GC's result is on the disk, under its own task's UPID
   assert.equal((await task(await api.call<string>('POST', '/admin/datastore/usb1/mount'))).status, 'OK');
   const gcStatus = await api.call<{ upid?: string }>('GET', '/admin/datastore/usb1/gc');
-  assert.equal(gcStatus.upid, upid);
+  assert.equal(gcStatus.upid, gcUpid);
 });
 
 test('removed from the configuration it is unmounted; created again with reuse-datastore it serves the old snapshots', async () => {

@@ -100,8 +100,9 @@ export const routes: AnyRoute[] = [
     protected: true,
     returns: Type.String({ description: 'UPID of the unmount-device task.' }),
     description:
-      'Unmount a removable datastore as an `unmount-device` task (with `gc-on-unmount`, garbage ' +
-      'collection runs first, while the datastore is in service): set maintenance mode `unmount` (from ' +
+      'Unmount a removable datastore as an `unmount-device` task (with `gc-on-unmount`, a ' +
+      '`garbage_collection` task is started first, as PBS, unless one runs; the unmount waits for it): ' +
+      'set maintenance mode `unmount` (from ' +
       'this answer on nothing new is admitted), wait for the running operations to end (the task log ' +
       'lists them), sync, unmount, then put back the maintenance mode that was set before (none as a ' +
       'rule). Clearing the mode while it waits cancels the unmount. If `umount` fails (a process ' +
