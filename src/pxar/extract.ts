@@ -197,8 +197,9 @@ export async function extractPxar(
       return;
     }
     if (!asRoot) {
-      for (const a of attrs)
-        if (xattrNeedsRoot(a.name)) skip(attributeKind(a.name), path, 'setting them needs root');
+      const needRoot = attrs.filter((a) => xattrNeedsRoot(a.name));
+      for (const kind of new Set(needRoot.map((a) => attributeKind(a.name))))
+        skip(kind, path, 'setting them needs root');
       attrs = attrs.filter((a) => !xattrNeedsRoot(a.name));
       if (attrs.length === 0) return;
     }

@@ -201,6 +201,7 @@ test(
     mkdirSync(root);
     makeXattrTree(root);
     execFileSync('setfattr', ['-n', 'trusted.secret', '-v', 'root only', join(root, 'tagged')]);
+    execFileSync('setfattr', ['-n', 'trusted.second', '-v', 'counted with the first', join(root, 'tagged')]);
     writeFileSync(join(root, 'frozen'), 'read-only');
     execFileSync('setfattr', ['-n', 'user.frozen', '-v', 'still set', join(root, 'frozen')]);
     chmodSync(join(root, 'frozen'), 0o444);
