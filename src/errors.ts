@@ -877,6 +877,12 @@ export const ERR_NOT_S3_DATASTORE = createError(
   'BAD_REQUEST',
   (store: string) => `store '${store}' not backed by S3`,
 );
+export const ERR_S3_REFRESH_MODE_CHANGED = createError(
+  'ERR_S3_REFRESH_MODE_CHANGED',
+  'CONFLICT',
+  (store: string, mode: string) =>
+    `datastore '${store}': maintenance mode is not 's3-refresh' any more (now ${mode}): refresh aborted, the cache is unchanged`,
+);
 // not temporary and not the operator's request: refused as a datastore this server cannot serve
 export const ERR_S3_ENDPOINT_NOT_CONFIGURED = createError(
   'ERR_S3_ENDPOINT_NOT_CONFIGURED',

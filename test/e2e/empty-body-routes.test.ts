@@ -93,10 +93,11 @@ function send(
 
 /**
  * A 400 that is about the request, not about the walk's datastore: `mount` and `unmount` answer
- * a store that is not removable with PBS's 400 whatever the body.
+ * a store that is not removable, `s3-refresh` one that is not on S3, with PBS's 400 whatever the
+ * body.
  */
 const refusedForBody = (res: { status: number; text: string }) =>
-  res.status === 400 && !/is not removable/.test(res.text);
+  res.status === 400 && !/is not removable|not backed by S3/.test(res.text);
 
 const optionalOnly = apiRoutes.filter(
   (r) =>

@@ -7,11 +7,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { BackupWriter } from '../../src/client/backup-writer.js';
+import { ChunkPool } from '../../src/client/chunk-pool.js';
 import type { ApiClient } from '../../src/client/connection.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { testS3Target } from '../helpers/ceph-cluster.js';
@@ -277,6 +279,64 @@ test('a second server given the same bucket with reuse-datastore sees the same s
   const r = await runClient(['restore', 'host/web01', 'disk.img', img], repo(other, 's3a'));
   assert.equal(r.code, 0, r.stderr);
   assert.equal(sha(img), sha(image));
+});
+
+test('s3-refresh rebuilds a wiped cache from the bucket; reads and writes are refused with the message while it runs', async () => {
+  const before = await snapshotsOf(api, 's3a');
+  assert.equal(before.length, 2);
+  rmSync(join(srv.root, 'cache-s3a', 'host'), { recursive: true, force: true });
+  assert.deepEqual(await snapshotsOf(api, 's3a'), []);
+
+  // a backup that runs on keeps the refresh waiting (PBS: it waits for the store to drain)
+  const pool = new ChunkPool();
+  const held = await BackupWriter.start(
+    {
+      target: { host: srv.host, port: srv.port },
+      policy: { fingerprint: srv.fingerprint },
+      credentials: api.credentials,
+      store: 's3a',
+      backupType: 'host',
+      backupId: 'held',
+      backupTime: T1,
+    },
+    pool,
+  );
+  try {
+    const upid = await api.call<string>('PUT', '/admin/datastore/s3a/s3-refresh');
+    const cfg = await api.call<Record<string, unknown>>('GET', '/config/datastore/s3a');
+    assert.equal(cfg['maintenance-mode'], 's3-refresh');
+    const refused = await runClient(
+      ['backup', `root.tar:${src}`, '--backup-id', 'web02', '--backup-time', String(T1)],
+      repo(srv, 's3a'),
+    );
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /datastore 's3a' is unavailable: S3 refresh maintenance mode/);
+    await assert.rejects(api.call('GET', '/admin/datastore/s3a/snapshots'), {
+      message: "datastore 's3a' is unavailable: S3 refresh maintenance mode",
+    });
+    held.abort();
+    const end = await taskEnd(api, upid);
+    assert.equal(end.status, 'OK', end.log.join('\n'));
+    assert.ok(
+      end.log.some((l) =>
+        /waiting for active operations to finish before continuing: read 0, write 1/.test(l),
+      ),
+      end.log.join('\n'),
+    );
+  } finally {
+    held.abort();
+    await pool.close();
+  }
+  assert.equal(
+    (await api.call<Record<string, unknown>>('GET', '/config/datastore/s3a'))['maintenance-mode'],
+    undefined,
+  );
+  assert.deepEqual(await snapshotsOf(api, 's3a'), before);
+  // a filesystem datastore has no bucket to refresh from
+  await assert.rejects(api.call('PUT', '/admin/datastore/local/s3-refresh'), {
+    code: 'BAD_REQUEST',
+    message: "store 'local' not backed by S3",
+  });
 });
 
 test('deleting a snapshot, and the last one of a group, removes their objects from the bucket', async () => {

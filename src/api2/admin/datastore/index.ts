@@ -11,6 +11,7 @@ import { routes as maintenanceHistory } from './maintenance-history.js';
 import { routes as mount } from './mount.js';
 import { routes as namespace } from './namespace.js';
 import { routes as prune } from './prune.js';
+import { routes as s3Refresh } from './s3-refresh.js';
 import { routes as snapshotFiles } from './snapshot-files.js';
 import { routes as status } from './status.js';
 import { routes as verify } from './verify.js';
@@ -30,4 +31,5 @@ export const routes: AnyRoute[] = [
   ...prune,
   ...verify,
   ...mount,
+  ...s3Refresh,
 ];
