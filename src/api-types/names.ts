@@ -21,6 +21,10 @@ export const BACKUP_TIME_REGEX_STR = '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{
 export const USER_NAME_REGEX_STR = '[^\\s:/\\x00-\\x1f\\x7f]+';
 
 export const SAFE_ID_REGEX = new RegExp(`^${SAFE_ID_REGEX_STR}$`);
+
+/** PBS `UUID_FORMAT` (a removable datastore's `backing-device`): the canonical 8-4-4-4-12 hex form. */
+export const FILESYSTEM_UUID_RE =
+  /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 export const BACKUP_ID_REGEX = new RegExp(`^${BACKUP_ID_REGEX_STR}$`);
 export const BACKUP_TYPE_REGEX = new RegExp(`^${BACKUP_TYPE_REGEX_STR}$`);
 export const BACKUP_TIME_REGEX = new RegExp(`^${BACKUP_TIME_REGEX_STR}$`);

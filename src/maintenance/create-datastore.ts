@@ -27,7 +27,8 @@ import {
   ERR_NO_DATASTORE_TO_REUSE,
   ERR_S3_ENDPOINT_NOT_CONFIGURED,
 } from '../errors.js';
-import { FILESYSTEM_UUID_RE, unmountDir } from '../sys/mount.js';
+import { unmountDir } from '../sys/mount.js';
+import { FILESYSTEM_UUID_RE } from '../api-types/names.js';
 import { attachRemovableDatastore, checkOnDevicePath, isRemovable } from './removable-datastore.js';
 import type { DatastoreAccess } from './datastore-access.js';
 import { createChunkBackend, s3LocationOf, syncLevelOf } from './chunk-backend-for.js';

@@ -8,10 +8,6 @@ import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { ERR_DEVICE_NOT_FOUND, ERR_MOUNT_COMMAND_FAILED } from '../errors.js';
 
-/** PBS `UUID_FORMAT`: the canonical 8-4-4-4-12 hex form. */
-export const FILESYSTEM_UUID_RE =
-  /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-
 /** How long one mount command may take (a dying USB disk can hang it). */
 const COMMAND_TIMEOUT_MS = 60_000;
 

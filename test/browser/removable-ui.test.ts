@@ -3,7 +3,8 @@
  * loop device made here: the list marks the datastore "not mounted" (apart from maintenance), its
  * page says so instead of failing; Mount mounts it; Unmount shows what the unmount waits for
  * (the drain line) and ends "not mounted"; a busy disk shows the failure and the reason; a disk
- * that fails while mounted shows as "unavailable" with the failure, without a failing request.
+ * that fails while mounted shows as "unavailable" with the failure, without a failing request;
+ * Add datastore creates a removable datastore on a second device.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -149,6 +150,41 @@ describe('removable datastore in the UI', { skip }, () => {
       await page.getByRole('button', { name: 'Mount' }).waitFor({ timeout: 15_000 });
       await page.locator('[data-testid="not-mounted-panel"]').waitFor();
       assert.deepEqual(mountsUnder(h.dir), []);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('Add datastore creates a removable datastore on a device by its UUID, after checking the fields itself', async () => {
+    const disk2 = makeLoopDisk(h.dir, 'usb2');
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.login(page);
+      await page.getByRole('button', { name: 'Add datastore' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Add datastore' });
+      await dialog.locator('#add-ds-name').fill('usb2');
+      await dialog.getByRole('switch', { name: /Removable datastore/ }).check();
+      await dialog.locator('#add-ds-uuid').fill('not-a-uuid');
+      await dialog.locator('#add-ds-path').fill('/backups');
+      await dialog.getByRole('button', { name: 'Create' }).click();
+      // refused by the form, before any request: the server would say the same with a 400
+      await dialog.getByText(/8-4-4-4-12 hex digits/).waitFor();
+      await dialog.getByText(/relative to the device's root, without '\.\.'/).waitFor();
+      assert.equal(await dialog.getByRole('button', { name: 'Create' }).isDisabled(), true);
+      await dialog.locator('#add-ds-uuid').fill(disk2.uuid);
+      await dialog.locator('#add-ds-path').fill('backups/store2');
+      await dialog.locator('#add-ds-comment').fill('disk B');
+      await screenshot(page, 'removable-add-datastore');
+      await dialog.getByRole('button', { name: 'Create' }).click();
+      await dialog.waitFor({ state: 'detached', timeout: 90_000 });
+      const row = page.locator('tr[data-store="usb2"]');
+      await row.waitFor();
+      assert.match((await row.textContent()) ?? '', /disk B/);
+      assert.equal(await row.locator('[data-testid="not-mounted"]').count(), 0, 'created mounted, as PBS');
+      assert.ok(mountsUnder(h.dir).includes(join(mountDir, 'usb2')));
+      const cfg = (await h.api<Record<string, unknown>>('GET', '/config/datastore/usb2')).body.data;
+      assert.deepEqual([cfg.path, cfg['backing-device']], ['backups/store2', disk2.uuid]);
       assert.deepEqual(errors, []);
     } finally {
       await context.close();

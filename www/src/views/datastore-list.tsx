@@ -1,4 +1,5 @@
-/** All datastores: usage bars, the maintenance marker and "not mounted", refreshed every 5 s. */
+/** All datastores: usage bars, the maintenance marker and "not mounted", refreshed every 5 s; Add datastore. */
+import { useState } from 'preact/hooks';
 import { api, seg } from '../api.js';
 import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js';
 import { useApi } from '../hooks.js';
@@ -7,6 +8,7 @@ import type { DatastoreListItem, DatastoreUsage } from '../types.js';
 import { NextWindowLine } from './next-window.js';
 import { SystemHoldLines } from './system-holds.js';
 import { NotMountedMarker, UnavailableMarker } from './mount-controls.js';
+import { AddDatastoreDialog } from './add-datastore.js';
 
 export function DatastoreList() {
   const list = useApi(
@@ -22,9 +24,16 @@ export function DatastoreList() {
     5000,
   );
 
+  const [adding, setAdding] = useState(false);
   return (
     <section aria-labelledby="ds-heading">
-      <h1 id="ds-heading">Datastores</h1>
+      <div class="store-head">
+        <h1 id="ds-heading">Datastores</h1>
+        <button type="button" class="outline small-button" onClick={() => setAdding(true)}>
+          Add datastore
+        </button>
+      </div>
+      {adding && <AddDatastoreDialog onClose={() => setAdding(false)} onCreated={list.reload} />}
       <ErrorBox error={list.error} title="Could not load the datastores" />
       {list.data === undefined && !list.error && <Loading what="datastores" />}
       {list.data && list.data.length === 0 && <p>No datastores are configured yet.</p>}

@@ -28,7 +28,7 @@ interface TaskStatus {
 }
 
 /** Poll a task until it stops; its exit status (`OK`, or the error). */
-async function taskOutcome(upid: string): Promise<string> {
+export async function taskOutcome(upid: string): Promise<string> {
   const node = upid.split(':')[1] ?? 'localhost';
   for (;;) {
     const s = (await api.get<TaskStatus>(`/nodes/${seg(node)}/tasks/${seg(upid)}/status`)).data;
