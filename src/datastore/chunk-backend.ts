@@ -22,6 +22,10 @@ export interface InsertOptions {
   crcChecked?: boolean;
 }
 
+export interface LoadOptions {
+  stored?: boolean;
+}
+
 export interface InsertResult {
   /** True when an equal-or-smaller copy was already stored and only its atime was touched. */
   duplicate: boolean;
@@ -176,9 +180,11 @@ export interface ChunkBackend {
    * The raw blob bytes as stored, unchecked (the reader protocol sends them as they are; verify
    * checks them with `checkChunkBlob`). NotFoundError (code NOT_FOUND) when no chunk is stored
    * under `digest`; quarantined copies are never returned. `into` provides the memory (e.g.
-   * pooled, for the reader protocol's downloads).
+   * pooled, for the reader protocol's downloads). `opts.stored`: read the stored copy itself,
+   * past any cache (verify: PBS 4 verifies an S3 datastore's chunks from the bucket); the same
+   * as without it where the stored copy is what `load` reads anyway.
    */
-  load(digest: Uint8Array, into?: OutputBuffer): Promise<Buffer>;
+  load(digest: Uint8Array, into?: OutputBuffer, opts?: LoadOptions): Promise<Buffer>;
 
   /** Whether a chunk (not a quarantined copy) is stored under `digest`. */
   exists(digest: Uint8Array): Promise<boolean>;

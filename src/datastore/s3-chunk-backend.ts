@@ -70,6 +70,7 @@ import {
   type ChunkEntry,
   type InsertOptions,
   type InsertResult,
+  type LoadOptions,
   type SweepCutoffs,
   type SweepOptions,
   type SweepStats,
@@ -386,14 +387,16 @@ export class S3ChunkBackend implements ChunkBackend {
     return head ? blobKind(head) : undefined;
   }
 
-  async load(digest: Uint8Array, into?: OutputBuffer): Promise<Buffer> {
+  async load(digest: Uint8Array, into?: OutputBuffer, opts: LoadOptions = {}): Promise<Buffer> {
     this.assertOpen();
     const hex = digestToHex(digest);
     let bytes: Buffer | undefined;
-    try {
-      bytes = readFileSync(this.cachePath(hex));
-    } catch (err) {
-      if (errno(err) !== 'ENOENT') throw err;
+    if (!opts.stored) {
+      try {
+        bytes = readFileSync(this.cachePath(hex));
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw err;
+      }
     }
     if (bytes && bytes.length > 0) {
       this.lru.delete(hex);
@@ -402,8 +405,10 @@ export class S3ChunkBackend implements ChunkBackend {
       bytes = await this.get(hex);
       this.assertOpen();
       if (!bytes) throw chunkNotFound(digest);
-      // as PBS's cache `access`: a chunk fetched once is kept for the next reader
-      if (bytes.length > 0) await this.locks.with(hex, async () => this.cacheContent(hex, bytes!));
+      // as PBS's cache `access`: a chunk fetched once is kept for the next reader; not what a
+      // verify reads, which may be the corruption it is looking for
+      if (bytes.length > 0 && !opts.stored)
+        await this.locks.with(hex, async () => this.cacheContent(hex, bytes!));
     }
     if (!into) return bytes;
     const out = into(bytes.length);

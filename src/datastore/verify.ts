@@ -108,7 +108,8 @@ async function verifyIndexFile(ctx: FileContext, path: string, info: ManifestFil
     }
     const { start, end } = index.chunkRange(i);
     try {
-      const bytes = await store.chunks.load(digest);
+      // the stored copy, past any cache: an S3 datastore's chunk is checked in the bucket (PBS 4)
+      const bytes = await store.chunks.load(digest, undefined, { stored: true });
       const kind = checkChunkBlob(digest, bytes, { expectedSize: end - start });
       if (isEncryptedKind(kind) !== wantEncrypted) {
         // PBS counts this as an error without treating the chunk as corrupt.

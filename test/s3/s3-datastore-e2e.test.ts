@@ -339,6 +339,29 @@ test('s3-refresh rebuilds a wiped cache from the bucket; reads and writes are re
   });
 });
 
+test('verify reads the chunks from the bucket: a chunk corrupted there (its cached copy intact) fails the snapshot and is set aside', async () => {
+  const chunkKeys = [...(await keysUnder('s3a/.chunks/')).keys()];
+  const victim = chunkKeys[0]!;
+  const cached = join(srv.root, 'cache-s3a', victim.slice('s3a/'.length));
+  await bucket.client.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: victim, Body: 'not a blob' }));
+  const upid = await api.call<string>('POST', '/admin/datastore/s3a/verify', {
+    'backup-type': 'host',
+    'backup-id': 'web01',
+    'backup-time': T1,
+  });
+  const end = await taskEnd(api, upid);
+  const hex = victim.split('/').at(-1)!;
+  assert.notEqual(end.status, 'OK', end.log.join('\n'));
+  assert.ok(
+    end.log.some((l) => l.includes(`can't verify chunk ${hex}`)),
+    end.log.join('\n'),
+  );
+  const after = await keysUnder('s3a/.chunks/');
+  assert.equal(after.has(victim), false);
+  assert.equal(after.has(`${victim}.0.bad`), true);
+  assert.equal(existsSync(cached), false, 'the cached copy goes with the chunk');
+});
+
 test('deleting a snapshot, and the last one of a group, removes their objects from the bucket', async () => {
   const time = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
   await api.call('DELETE', '/admin/datastore/s3a/snapshots', {
