@@ -8,7 +8,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FilesystemChunkBackend } from '../../src/datastore/chunk-store.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';
@@ -291,12 +292,14 @@ test('run-on-mount: mounting runs the sync jobs into the datastore; unmount-on-d
     mounted.log.some((l) => l.includes('starting 1 sync jobs')),
     mounted.log.join('\n'),
   );
-  // the job copies, then its unmount-on-done unmounts the disk
-  for (const end = Date.now() + 30_000; (await listItem('usb1'))['mount-status'] !== 'notmounted';) {
-    assert.ok(Date.now() < end, 'never unmounted after the sync');
+  // the job copies, then its unmount-on-done unmounts the disk and then clears the mode
+  for (
+    const end = Date.now() + 30_000;
+    (await listItem('usb1'))['mount-status'] !== 'notmounted' || storedMode('usb1') !== undefined;
+  ) {
+    assert.ok(Date.now() < end, `never unmounted after the sync (mode ${storedMode('usb1')})`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  assert.equal(storedMode('usb1'), undefined);
   assert.deepEqual(mountsUnder(t.dir), []);
   assert.equal((await t.api('DELETE', '/config/sync/usb-copy', { auth: t.root })).status, 200);
   assert.equal((await runTask(await post('/admin/datastore/usb1/mount'))).status, 'OK');
@@ -307,5 +310,36 @@ test('run-on-mount: mounting runs the sync jobs into the datastore; unmount-on-d
     ),
     ['vm/100'],
   );
+  assert.equal((await runTask(await post('/admin/datastore/usb1/unmount'))).status, 'OK');
+});
+
+test('a disk whose device node vanished while mounted (an unplugged USB disk): notmounted as PBS says, unavailable with the reason, a mount refused, the unmount clears it', async () => {
+  assert.equal((await runTask(await post('/admin/datastore/usb1/mount'))).status, 'OK');
+  // the kernel removes /dev/sdX when a USB disk goes; here the loop device's node goes
+  const { rdev, mode } = statSync(disk.device);
+  const [major, minor] = [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
+  rmSync(disk.device);
+  try {
+    const item = await listItem('usb1');
+    assert.equal(item['mount-status'], 'notmounted');
+    assert.equal(item.unavailable, `its device ${disk.device} is gone`);
+    const groups = await get('/admin/datastore/usb1/groups');
+    assert.deepEqual([groups.status, groups.body.message], [400, "datastore 'usb1' is not mounted"]);
+    const mount = await runTask(await post('/admin/datastore/usb1/mount'));
+    assert.match(
+      mount.status,
+      /datastore 'usb1' is unavailable: its device \/dev\/loop\d+ is gone; unmount it/,
+    );
+    const unmounted = await runTask(await post('/admin/datastore/usb1/unmount'));
+    assert.match(unmounted.status, /^(OK|WARNINGS)/, unmounted.log.join('\n'));
+    assert.deepEqual(mountsUnder(mountDir), []);
+    assert.equal((await listItem('usb1')).unavailable, undefined);
+  } finally {
+    const perms = (mode & 0o777).toString(8);
+    execFileSync('mknod', ['-m', perms, disk.device, 'b', String(major), String(minor)]);
+  }
+  // the disk back: it mounts and serves again
+  assert.equal((await runTask(await post('/admin/datastore/usb1/mount'))).status, 'OK');
+  assert.equal((await get('/admin/datastore/usb1/groups')).status, 200);
   assert.equal((await runTask(await post('/admin/datastore/usb1/unmount'))).status, 'OK');
 });
