@@ -2,7 +2,8 @@
  * `stowage datastore mount|unmount NAME` against a real `stowage server` process, on an ext4 loop
  * device made here: the list says whether the disk is mounted, the unmount prints the operations
  * it waits for (held by another process) as they go, and a busy unmount exits non-zero naming the
- * reason, leaves `unmount` in `maintenance show`, and succeeds when run again.
+ * reason, leaves `unmount` in `maintenance show`, and succeeds when run again; a disk that failed
+ * while mounted is listed unavailable with the reason.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import {
   makeLoopDisk,
   mountDisk,
   mountsUnder,
+  pullDisk,
   unmount,
   type LoopDisk,
 } from '../helpers/loop-device.js';
@@ -123,6 +125,19 @@ test('a busy unmount exits non-zero with the reason and stays in maintenance mod
   assert.match(show.stdout, /unmount failed: target is busy/);
   const again = await stowage('datastore', 'unmount', 'usb1');
   assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(mountsUnder(root), []);
+  assert.match((await stowage('datastore', 'list')).stdout, /^usb1\s+pbs\s+none\s+none\s+not mounted/m);
+});
+
+test('a disk that failed while mounted: the list says unavailable with the reason, the unmount takes it away', async () => {
+  assert.equal((await stowage('datastore', 'mount', 'usb1')).code, 0);
+  pullDisk(join(mountDir, 'usb1'));
+  assert.match(
+    (await stowage('datastore', 'list')).stdout,
+    /^usb1\s+pbs\s+none\s+none\s+unavailable: the filesystem on \/dev\/loop\d+ was shut down after a device failure/m,
+  );
+  const r = await stowage('datastore', 'unmount', 'usb1');
+  assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(mountsUnder(root), []);
   assert.match((await stowage('datastore', 'list')).stdout, /^usb1\s+pbs\s+none\s+none\s+not mounted/m);
 });

@@ -238,6 +238,12 @@ function printDryRun(name: string, type: string, answer: DryRunAnswer): void {
 /** The `mounted` column of `datastore list` (PBS's `mount-status` of a removable datastore). */
 const MOUNT_STATUS_TEXT: Record<string, string> = { mounted: 'mounted', notmounted: 'not mounted' };
 
+/** The `mounted` column: a failed device says so with its reason, before what PBS's status says. */
+function mountColumn(item: { 'mount-status'?: string; unavailable?: string } | undefined): string {
+  if (item?.unavailable !== undefined) return `unavailable: ${item.unavailable}`;
+  return MOUNT_STATUS_TEXT[item?.['mount-status'] ?? ''] ?? '-';
+}
+
 export function registerDatastoreCommands(program: Command): void {
   const ds = program.command('datastore').description('manage datastores');
 
@@ -248,12 +254,11 @@ export function registerDatastoreCommands(program: Command): void {
       const client = await adminClient(g);
       const stores = await client.call<DatastoreConfigItem[]>('GET', '/config/datastore');
       // the holds are the admin list's (a server before them sends none)
-      const admin = await client.call<Array<{ store: string; holds?: HoldItem[]; 'mount-status'?: string }>>(
-        'GET',
-        '/admin/datastore',
-      );
+      const admin = await client.call<
+        Array<{ store: string; holds?: HoldItem[]; 'mount-status'?: string; unavailable?: string }>
+      >('GET', '/admin/datastore');
       const holds = new Map(admin.map((a) => [a.store, a.holds ?? []]));
-      const mounts = new Map(admin.map((a) => [a.store, a['mount-status']]));
+      const mounts = new Map(admin.map((a) => [a.store, a]));
       printRows(
         stores,
         [
@@ -264,8 +269,8 @@ export function registerDatastoreCommands(program: Command): void {
             header: 'system hold',
             value: (s) => (holds.get(s.name) ?? []).map(describeHold).join('; ') || 'none',
           },
-          // removable datastores only (PBS's mount-status); `-` for the others
-          { header: 'mounted', value: (s) => MOUNT_STATUS_TEXT[mounts.get(s.name) ?? ''] ?? '-' },
+          // removable datastores only (PBS's mount-status, or why its device failed); `-` for the others
+          { header: 'mounted', value: (s) => mountColumn(mounts.get(s.name)) },
           { header: 'comment', value: (s) => s.comment },
         ],
         g.outputFormat,
