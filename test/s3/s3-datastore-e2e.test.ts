@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,7 @@ before(async () => {
 after(async () => {
   await srv?.stop();
   for (const other of servers) await other.stop();
+  bucket?.client.destroy();
 });
 
 const repo = (s: E2eServer, store: string) => ({
@@ -385,6 +386,38 @@ test('deleting a snapshot, and the last one of a group, removes their objects fr
   });
   content = [...(await keysUnder('s3a/.cnt/')).keys()];
   assert.deepEqual(content, []);
+});
+
+/** Set every file's atime and mtime under `dir` to `ageMs` ago (GC's marks live in the cache). */
+function ageTree(dir: string, ageMs: number): void {
+  const at = (Date.now() - ageMs) / 1000;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) utimesSync(join(entry.parentPath, entry.name), at, at);
+  }
+}
+
+test('GC removes exactly the chunks no snapshot references from the bucket, set-aside copies included', async () => {
+  const before = new Set((await keysUnder('s3a/.chunks/')).keys());
+  assert.ok([...before].some((k) => k.endsWith('.0.bad')));
+  const fresh = join(srv.root, 'fresh');
+  mkdirSync(fresh);
+  writeFileSync(join(fresh, 'new.bin'), randomBytes(3 << 20));
+  const res = await runClient(
+    ['backup', `root.tar:${fresh}`, '--backup-id', 'keep', '--backup-time', String(T1)],
+    repo(srv, 's3a'),
+  );
+  assert.equal(res.code, 0, res.stderr);
+  const referenced = [...(await keysUnder('s3a/.chunks/')).keys()].filter((k) => !before.has(k));
+  assert.ok(referenced.length > 0);
+  // everything marked two days ago: older than GC's cutoff of 24 h 5 min
+  ageTree(join(srv.root, 'cache-s3a', '.chunks'), 2 * 86400_000);
+  const end = await taskEnd(api, await api.call<string>('POST', '/admin/datastore/s3a/gc'));
+  assert.equal(end.status, 'OK', end.log.join('\n'));
+  assert.deepEqual([...(await keysUnder('s3a/.chunks/')).keys()].sort(), referenced.sort());
+  const restored = join(srv.root, 'fresh-restored');
+  const r = await runClient(['restore', 'host/keep', 'root.tar', restored], repo(srv, 's3a'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sha(join(restored, 'new.bin')), sha(join(fresh, 'new.bin')));
 });
 
 /**
