@@ -27,7 +27,8 @@ import {
 import type { DynamicIndexReader } from '../datastore/index.js';
 import type { ChunkPool, ProcessedChunk } from './chunk-pool.js';
 import type { TreePlan } from './tar-archive.js';
-import { type ReusedChunk, treeChunks } from './tree-reuse.js';
+import { pieceChunks, type ReusedChunk, treeChunks } from './tree-reuse.js';
+import type { ReusablePiece } from '../pxar/index.js';
 import { DEFAULT_CHUNK_SIZE, FixedChunker, StreamChunker } from './chunker.js';
 import { BACKUP_PATH, BACKUP_PROTOCOL_ID } from '../api-types/protocol.js';
 import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
@@ -170,6 +171,38 @@ export class BackupWriter {
     previous: PreviousTreeEntries | undefined,
     opts: ArchiveOptions = {},
   ): Promise<TransferStats> {
+    const { known, prevIndex } = await this.previousTreeIndex(name, previous);
+    return this.uploadDynamic(name, known, opts, () =>
+      treeChunks(
+        plan,
+        prevIndex && previous ? { index: prevIndex, entries: previous.entries } : undefined,
+        opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      ),
+    );
+  }
+
+  /**
+   * Upload a stream given as pieces (a pxar archive whose unchanged files are reusable pieces of
+   * the previous archive, `previous` the tree cache's map of it) as a dynamic index `name`: old
+   * chunks are appended by digest wherever the chunker provably cuts the same (tree-reuse.ts).
+   */
+  async uploadPieces(
+    name: string,
+    pieces: AsyncIterable<Buffer | ReusablePiece>,
+    previous: PreviousTreeEntries | undefined,
+    opts: ArchiveOptions = {},
+  ): Promise<TransferStats> {
+    const { known, prevIndex } = await this.previousTreeIndex(name, previous);
+    return this.uploadDynamic(name, known, opts, () =>
+      pieceChunks(pieces, prevIndex, opts.chunkSize ?? DEFAULT_CHUNK_SIZE),
+    );
+  }
+
+  /** The previous index of `name`, when it is exactly the one the tree cache's `previous` describes. */
+  private async previousTreeIndex(
+    name: string,
+    previous: PreviousTreeEntries | undefined,
+  ): Promise<{ known: Set<string>; prevIndex: DynamicIndexReader | undefined }> {
     if (!name.endsWith('.didx')) throw new BadRequestError(`archive name '${name}' must end in .didx`);
     const { known, index } = await this.previousIndex(name);
     const prevIndex =
@@ -179,13 +212,7 @@ export class BackupWriter {
       index.totalSize === previous.size
         ? (index as DynamicIndexReader)
         : undefined;
-    return this.uploadDynamic(name, known, opts, () =>
-      treeChunks(
-        plan,
-        prevIndex && previous ? { index: prevIndex, entries: previous.entries } : undefined,
-        opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-      ),
-    );
+    return { known, prevIndex };
   }
 
   /** Upload a stream (e.g. a tar of a directory) as a dynamic index `name` (`*.didx`). */

@@ -72,8 +72,11 @@ interface StoredEntry extends Omit<TreeCacheEntry, 'entries'> {
 const KEY_BYTES = ENTRY_KEY_HEX / 2;
 const RECORD = KEY_BYTES + 8;
 
-/** The records of a planned stream's entries (a racy entry's empty key is stored as zeros). */
-export function encodeEntries(entries: readonly PlannedEntry[]): Buffer {
+/**
+ * The records of a stream's entries in order (a tar plan's entries, a pxar archive's spans); an
+ * empty key (racy, or not a file's contents) is stored as zeros.
+ */
+export function encodeEntries(entries: readonly Pick<PlannedEntry, 'key' | 'length'>[]): Buffer {
   const buf = Buffer.alloc(entries.length * RECORD);
   let off = 0;
   for (const e of entries) {

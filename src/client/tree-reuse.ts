@@ -20,6 +20,7 @@
  * exactly those of a full read, so the index is the same, byte for byte.
  */
 import type { DynamicIndexReader } from '../datastore/index.js';
+import type { ReusablePiece } from '../pxar/index.js';
 import { ChunkAssembler, Chunker } from './chunker.js';
 import { treeBytes, type TreePlan } from './tar-archive.js';
 
@@ -71,9 +72,38 @@ function segments(plan: TreePlan, prev: PreviousTree | undefined): Segment[] {
  * previous index (by digest) where unchanged entries make them provably identical. `avg` is the
  * chunker's average size, which must be the previous backup's. Without `prev`, a plain full read.
  */
-export async function* treeChunks(
+export function treeChunks(
   plan: TreePlan,
   prev: PreviousTree | undefined,
+  avg: number,
+): AsyncGenerator<Buffer | ReusedChunk> {
+  async function* pieces(): AsyncGenerator<Buffer | ReusablePiece> {
+    for (const seg of segments(plan, prev)) {
+      if (seg.oldStart < 0) {
+        yield* treeBytes(plan, seg.newStart, seg.newEnd, READ);
+        continue;
+      }
+      yield {
+        oldStart: seg.oldStart,
+        length: seg.newEnd - seg.newStart,
+        read: (from, to) => treeBytes(plan, seg.newStart + from, seg.newStart + to, READ),
+      };
+    }
+  }
+  return pieceChunks(pieces(), prev?.index, avg);
+}
+
+/**
+ * The chunks of a stream given as pieces, in order: bytes to chunk, and reusable pieces whose
+ * bytes equal a range of the previous stream (unchanged entries, a run of them for tar, one
+ * file's contents for pxar). A reusable piece is read only up to the first position where the
+ * chunker's cut meets an old cut; from there every old chunk lying wholly inside the piece is
+ * appended by digest, and the rest of the piece is read. Bytes must be done with (copied) once
+ * the next piece is asked for. Without `prevIndex` every piece is read.
+ */
+export async function* pieceChunks(
+  pieces: AsyncIterable<Buffer | ReusablePiece>,
+  prevIndex: DynamicIndexReader | undefined,
   avg: number,
 ): AsyncGenerator<Buffer | ReusedChunk> {
   const chunker = new Chunker(avg);
@@ -109,24 +139,30 @@ export async function* treeChunks(
   };
 
   let oldStarts: Map<number, number> | undefined;
-  if (prev) {
+  if (prevIndex) {
     oldStarts = new Map();
-    for (let i = 0; i < prev.index.count; i++) oldStarts.set(prev.index.chunkRange(i).start, i);
+    for (let i = 0; i < prevIndex.count; i++) oldStarts.set(prevIndex.chunkRange(i).start, i);
   }
 
-  for (const seg of segments(plan, prev)) {
-    if (seg.oldStart < 0 || !prev || !oldStarts) {
-      for await (const piece of treeBytes(plan, seg.newStart, seg.newEnd, READ)) yield* feed(piece).chunks;
+  for await (const piece of pieces) {
+    if (Buffer.isBuffer(piece)) {
+      yield* feed(piece).chunks;
       continue;
     }
-    const delta = seg.newStart - seg.oldStart;
-    const oldEnd = seg.oldStart + (seg.newEnd - seg.newStart);
-    /** An old chunk starts at the counterpart of new offset `p`, inside this segment. */
-    const inSync = (p: number) => p < seg.newEnd && oldStarts.has(p - delta);
+    const segStart = pos;
+    const segEnd = segStart + piece.length;
+    if (!prevIndex || !oldStarts) {
+      for await (const b of piece.read(0, piece.length)) yield* feed(b).chunks;
+      continue;
+    }
+    const delta = segStart - piece.oldStart;
+    const oldEnd = piece.oldStart + piece.length;
+    /** An old chunk starts at the counterpart of new offset `p`, inside this piece. */
+    const inSync = (p: number) => p < segEnd && oldStarts.has(p - delta);
     let synced = chunk.length === 0 && inSync(pos);
     if (!synced) {
-      for await (const piece of treeBytes(plan, pos, seg.newEnd, READ)) {
-        const r = feed(piece, inSync);
+      for await (const b of piece.read(pos - segStart, piece.length)) {
+        const r = feed(b, inSync);
         yield* r.chunks;
         if (r.stopped) {
           synced = true;
@@ -135,16 +171,16 @@ export async function* treeChunks(
       }
     }
     if (!synced) continue;
-    // In sync at `pos` with an empty chunker: every old chunk wholly inside the segment is reused.
+    // In sync at `pos` with an empty chunker: every old chunk wholly inside the piece is reused.
     let i = oldStarts.get(pos - delta)!;
-    for (; i < prev.index.count; i++) {
-      const { start, end } = prev.index.chunkRange(i);
+    for (; i < prevIndex.count; i++) {
+      const { start, end } = prevIndex.chunkRange(i);
       if (end > oldEnd) break;
-      yield { digest: prev.index.digest(i), size: end - start };
+      yield { digest: prevIndex.digest(i), size: end - start };
       pos = end + delta;
     }
-    if (pos < seg.newEnd) {
-      for await (const piece of treeBytes(plan, pos, seg.newEnd, READ)) yield* feed(piece).chunks;
+    if (pos < segEnd) {
+      for await (const b of piece.read(pos - segStart, piece.length)) yield* feed(b).chunks;
     }
   }
   if (chunk.length > 0) yield chunk.take();

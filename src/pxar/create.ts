@@ -71,6 +71,22 @@ export interface CreateArchiveOptions {
   exclude?: (relPath: string, isDirectory: boolean) => boolean;
   /** Archive extended attributes, POSIX ACLs and file capabilities (default true; PBS: `--no-xattrs` etc.). */
   xattrs?: boolean;
+  /** Unchanged files' contents as reusable pieces of the previous archive (client/tree-reuse.ts). */
+  reuse?: PayloadReuse;
+}
+
+/**
+ * What the previous archive of the tree had where, by a key of each file's metadata: a file whose
+ * key is there with its size is handed to the sink as a `ReusablePiece` (read only where its old
+ * chunks cannot be taken). Files below SMALL_FILE are always read: they cannot hold a chunk.
+ */
+export interface PayloadReuse {
+  /** The key of a regular file's contents, '' when it must not be reused (a racy ctime). */
+  key(rel: Buffer, st: BigIntStats): string;
+  /** Key → [start, length] of the contents in the previous archive. */
+  previous?: ReadonlyMap<string, readonly [number, number]>;
+  /** Each keyed file's contents in this archive, in stream order, unless reading it warned. */
+  onPayload(key: string, start: number, length: number): void;
 }
 
 export interface CreateArchiveResult {
@@ -250,7 +266,11 @@ class TreeWalker {
     }
   }
 
+  /** Warnings so far: a file whose reading warned is not offered for reuse. */
+  private warnings = 0;
+
   private warn(message: string): void {
+    this.warnings++;
     this.options.onWarning?.(message);
   }
 
@@ -272,7 +292,7 @@ class TreeWalker {
           catalog?.addHardlink(name);
           break;
         }
-        const offset = await this.addRegularFile(full, name, meta, Number(st.size));
+        const offset = await this.addRegularFile(full, rel, st, name, meta);
         if (offset === null) return;
         if (st.nlink > 1n) this.hardlinks.set(key, { path: rel, offset });
         catalog?.addFile(name, Number(st.size), meta.stat.mtimeSecs);
@@ -323,21 +343,60 @@ class TreeWalker {
 
   private async addRegularFile(
     full: Buffer,
+    rel: Buffer,
+    st: BigIntStats,
     name: Buffer,
     meta: PxarMetadata,
-    size: number,
   ): Promise<LinkOffset | null> {
+    const size = Number(st.size);
     if (size <= SMALL_FILE) {
       const content = this.unlessUnopenable(full, () => this.smallPayload(full, size));
       return content === null ? null : this.encoder.addFile(meta, name, size, content);
+    }
+    const reuse = this.options.reuse;
+    const key = reuse?.key(rel, st) ?? '';
+    const old = key ? reuse!.previous?.get(key) : undefined;
+    if (old && old[1] === size) {
+      const offset = await this.encoder.addFile(meta, name, size, {
+        oldStart: old[0],
+        length: size,
+        read: (from, to) => this.payloadOf(full, size, from, to),
+      });
+      reuse!.onPayload(key, this.encoder.position - size, size);
+      return offset;
     }
     const fh = await open(full, 'r').catch((err: unknown) => {
       if (isUnopenable(err)) return this.skipUnopenable(full, err);
       throw err;
     });
     if (fh === null) return null;
+    const warned = this.warnings;
     try {
-      return await this.encoder.addFile(meta, name, size, this.payload(fh, size, full));
+      const offset = await this.encoder.addFile(meta, name, size, this.payload(fh, size, full));
+      if (key && this.warnings === warned) reuse!.onPayload(key, this.encoder.position - size, size);
+      return offset;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Bytes [from, to) of an unchanged file's contents, read when its reusable piece is consumed
+   * (after the walk passed it): `size` bytes in all whatever happened to the file since, as
+   * `payload` reads them (a file gone by then is zeros, with a warning).
+   */
+  private async *payloadOf(full: Buffer, size: number, from: number, to: number): AsyncGenerator<Buffer> {
+    const fh = await open(full, 'r').catch((err: unknown) => {
+      if (isUnopenable(err)) return null;
+      throw err;
+    });
+    if (fh === null) {
+      this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
+      for (let done = from; done < to; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, to - done));
+      return;
+    }
+    try {
+      yield* this.payload(fh, size, full, from, to);
     } finally {
       await fh.close();
     }
@@ -391,20 +450,27 @@ class TreeWalker {
    * it), as PBS's client reads it: a file that grew is cut at that size, one that shrank is
    * padded with zeros, each with a warning.
    */
-  private async *payload(fh: FileHandle, size: number, full: Buffer): AsyncGenerator<Buffer> {
-    let done = 0;
-    while (done < size) {
+  private async *payload(
+    fh: FileHandle,
+    size: number,
+    full: Buffer,
+    from = 0,
+    to = size,
+  ): AsyncGenerator<Buffer> {
+    let done = from;
+    while (done < to) {
       // a fresh buffer per chunk: the encoder's sink may still hold the previous one
-      const b = Buffer.allocUnsafe(Math.min(IO_CHUNK, size - done));
+      const b = Buffer.allocUnsafe(Math.min(IO_CHUNK, to - done));
       const { bytesRead } = await fh.read(b, 0, b.length, done);
       if (bytesRead === 0) {
         this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
-        for (; done < size; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, size - done));
+        for (; done < to; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, to - done));
         return;
       }
       done += bytesRead;
       yield b.subarray(0, bytesRead);
     }
+    if (to < size) return;
     const probe = await fh.read(Buffer.alloc(1), 0, 1, size);
     if (probe.bytesRead > 0)
       this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);

@@ -27,7 +27,7 @@ import {
   type PxarDevice,
   type PxarMetadata,
 } from './format.js';
-import type { PxarSink } from './io.js';
+import type { PxarSink, ReusablePiece } from './io.js';
 
 /** Where a regular file's FILENAME item starts: what a later HARDLINK to it refers to. */
 export type LinkOffset = number;
@@ -86,12 +86,25 @@ export class PxarEncoder {
     meta: PxarMetadata,
     name: Uint8Array | string,
     size: number,
-    content: AsyncIterable<Uint8Array> | Uint8Array,
+    content: AsyncIterable<Uint8Array> | Uint8Array | ReusablePiece,
   ): Promise<LinkOffset> {
     this.checkType(meta, MODE.IFREG, 'addFile');
     const fname = this.nextName(name);
     const start = this.pos;
     await this.put([encodeFilename(fname), ...encodeMetadataItems(meta), encodeHeader(PXAR.PAYLOAD, size)]);
+    if (isReusablePiece(content)) {
+      if (content.length !== size)
+        throw new BadRequestError(`reusable piece of ${content.length} bytes for a file of ${size}`);
+      if (this.sink.writeReusable) {
+        // the consumer takes the piece whole: it reads the bytes itself, or reuses old chunks
+        await this.flush();
+        this.pos += size;
+        await this.write(content);
+        this.addItem(fname, start);
+        return start;
+      }
+      content = content.read(0, size);
+    }
     let written = 0;
     const chunks = content instanceof Uint8Array ? [content] : content;
     try {
@@ -262,10 +275,10 @@ export class PxarEncoder {
     await this.write(out);
   }
 
-  private async write(b: Buffer): Promise<void> {
+  private async write(b: Buffer | ReusablePiece): Promise<void> {
     this.checkUsable();
     try {
-      await this.sink.write(b);
+      await (Buffer.isBuffer(b) ? this.sink.write(b) : this.sink.writeReusable!(b));
     } catch (err) {
       this.failed ??= err;
       throw err;
@@ -275,6 +288,10 @@ export class PxarEncoder {
   private checkUsable(): void {
     if (this.failed !== undefined) throw ERR_PXAR_INCOMPLETE.withOptions({ cause: this.failed });
   }
+}
+
+function isReusablePiece(c: AsyncIterable<Uint8Array> | Uint8Array | ReusablePiece): c is ReusablePiece {
+  return !(c instanceof Uint8Array) && 'oldStart' in c;
 }
 
 function bytes(v: Uint8Array | string): Buffer {

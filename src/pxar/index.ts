@@ -39,4 +39,12 @@ export {
   type PxarStat,
   type PxarXattr,
 } from './format.js';
-export { bufferSink, readAtBuffer, readAtFile, writableSink, type PxarReadAt, type PxarSink } from './io.js';
+export {
+  bufferSink,
+  readAtBuffer,
+  readAtFile,
+  writableSink,
+  type PxarReadAt,
+  type PxarSink,
+  type ReusablePiece,
+} from './io.js';

@@ -8,38 +8,52 @@ import type { Writable } from 'node:stream';
 import { ERR_PXAR_SINK_CLOSED } from '../errors.js';
 import { corrupt } from './format.js';
 
+/**
+ * A piece of an archive stream whose bytes are known to equal `length` bytes at `oldStart` of the
+ * previous archive of the same tree (an unchanged file's contents): the consumer reads them with
+ * `read` (offsets within the piece) only where it cannot take the previous archive's chunks
+ * instead (client/tree-reuse.ts).
+ */
+export interface ReusablePiece {
+  oldStart: number;
+  length: number;
+  read(from: number, to: number): AsyncIterable<Buffer>;
+}
+
 /** Where an encoder writes; `write` resolves when the consumer can take more. */
 export interface PxarSink {
   write(chunk: Buffer): Promise<void>;
+  /** Present when the consumer takes reusable pieces (an object-mode stream); else they are read. */
+  writeReusable?(piece: ReusablePiece): Promise<void>;
 }
 
 /**
  * A sink over a Node Writable that waits for 'drain' when the stream's buffer is full. A stream
- * error, also one between writes, fails the next write (and never goes unhandled).
+ * error, also one between writes, fails the next write (and never goes unhandled). An object-mode
+ * stream takes reusable pieces as they are (`writeReusable`).
  */
 export function writableSink(stream: Writable): PxarSink {
   let failed: Error | undefined;
   stream.on('error', (err) => (failed ??= err));
-  return {
-    write(chunk) {
-      if (failed) return Promise.reject(failed);
-      if (stream.write(chunk)) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => {
-        const done = (err?: Error) => {
-          stream.off('drain', onDrain);
-          stream.off('error', done);
-          stream.off('close', onClose);
-          if (err) reject(err);
-          else resolve();
-        };
-        const onDrain = () => done();
-        const onClose = () => done(failed ?? ERR_PXAR_SINK_CLOSED());
-        stream.on('drain', onDrain);
-        stream.on('error', done);
-        stream.on('close', onClose);
-      });
-    },
+  const put = (chunk: Buffer | ReusablePiece): Promise<void> => {
+    if (failed) return Promise.reject(failed);
+    if (stream.write(chunk)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        stream.off('drain', onDrain);
+        stream.off('error', done);
+        stream.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(failed ?? ERR_PXAR_SINK_CLOSED());
+      stream.on('drain', onDrain);
+      stream.on('error', done);
+      stream.on('close', onClose);
+    });
   };
+  return stream.writableObjectMode ? { write: put, writeReusable: put } : { write: put };
 }
 
 /** A sink that keeps everything in memory (tests, small archives such as catalogs). */

@@ -1,7 +1,8 @@
 /**
  * The nightly case: a tree backed up before, one file changed since. The tree cache reuses the
  * unchanged files' chunks without reading them (tree-reuse.ts), and the index is exactly the one
- * a full read produces.
+ * a full read produces: for a tar archive (runs of unchanged entries) and for a pxar archive
+ * (each unchanged large file's contents).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,8 @@ import { decodeBlob } from '../../src/datastore/data-blob.js';
 import { RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { runClient, startE2eServer, type E2eServer } from './backup-helpers.js';
+
+type Format = 'tar' | 'pxar';
 
 let srv: E2eServer;
 let src: string;
@@ -42,13 +45,13 @@ after(async () => {
   await srv?.stop();
 });
 
-async function backup(time: number, extra: string[] = []): Promise<Summary> {
+async function backup(format: Format, time: number, extra: string[] = []): Promise<Summary> {
   const res = await runClient(
     [
       'backup',
-      `root.tar:${src}`,
+      `root.${format}:${src}`,
       '--backup-id',
-      'partial',
+      format,
       '--backup-time',
       String(time),
       '--chunk-size',
@@ -64,35 +67,43 @@ async function backup(time: number, extra: string[] = []): Promise<Summary> {
 }
 
 /** The archive's index checksum in the snapshot's manifest, read from the datastore. */
-function archiveCsum(time: number): string {
-  const raw = readFileSync(join(srv.storePath, 'host', 'partial', iso(time), 'index.json.blob'));
+function archiveCsum(format: Format, time: number): string {
+  const raw = readFileSync(join(srv.storePath, 'host', format, iso(time), 'index.json.blob'));
   const manifest = JSON.parse(decodeBlob(raw).toString()) as {
     files: Array<{ filename: string; csum: string }>;
   };
-  return manifest.files.find((f) => f.filename === 'root.tar.didx')!.csum;
+  return manifest.files.find((f) => f.filename === `root.${format}.didx`)!.csum;
 }
 
-test('after one file changed, only that file is read, and the index is the one a full read gives', async () => {
-  const first = await backup(1_700_000_000);
-  assert.equal(first.cachedBytes, 0);
+for (const format of ['tar', 'pxar'] as const)
+  test(`${format}: after one file changed, only that file is read, and the index is the one a full read gives`, async () => {
+    const changed = format === 'tar' ? 'f3.bin' : 'f5.bin';
+    const first = await backup(format, 1_700_000_000);
+    assert.equal(first.cachedBytes, 0);
 
-  writeFileSync(join(src, 'data', 'f3.bin'), randomBytes(FILE));
-  await age();
-  const second = await backup(1_700_000_100);
-  assert.notEqual(second.archives[0]!['index-reused'], true);
-  assert.ok(second.newBytes >= FILE, 'the changed file was uploaded');
-  // Read: the changed file plus at most a few chunks (64 KiB average, 256 KiB at most) around it.
-  const read = second.bytes - second.cachedBytes;
-  assert.ok(read < FILE + 4 * 256 * 1024, `read ${read} of ${second.bytes} bytes`);
+    writeFileSync(join(src, 'data', changed), randomBytes(FILE));
+    await age();
+    const second = await backup(format, 1_700_000_100);
+    assert.notEqual(second.archives[0]!['index-reused'], true);
+    assert.ok(second.newBytes >= FILE, 'the changed file was uploaded');
+    // Read: the changed file plus at most a few chunks (64 KiB average, 256 KiB at most) around
+    // it; for pxar also the small files and the archive's headers, which are always encoded.
+    const read = second.bytes - second.cachedBytes;
+    const smallFiles = format === 'pxar' ? second.bytes - 7 * FILE : 0;
+    assert.ok(read < FILE + smallFiles + 4 * 256 * 1024, `read ${read} of ${second.bytes} bytes`);
+    assert.ok(second.cachedBytes >= 6 * FILE - 8 * 256 * 1024, `reused ${second.cachedBytes} bytes`);
 
-  const dst = join(srv.root, 'restore');
-  const r = await runClient(['restore', `host/partial/${iso(1_700_000_100)}`, 'root.tar', dst], srv.env);
-  assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
+    const dst = join(srv.root, `restore-${format}`);
+    const r = await runClient(
+      ['restore', `host/${format}/${iso(1_700_000_100)}`, `root.${format}`, dst],
+      srv.env,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(describeTree(dst, { rootMeta: true }), describeTree(src, { rootMeta: true }));
 
-  // A full read of the same tree cuts the same chunks: the same index, nothing new to upload.
-  const full = await backup(1_700_000_200, ['--no-tree-cache']);
-  assert.equal(full.cachedBytes, 0);
-  assert.equal(full.uploadedBytes, 0);
-  assert.equal(archiveCsum(1_700_000_200), archiveCsum(1_700_000_100));
-});
+    // A full read of the same tree cuts the same chunks: the same index, nothing new to upload.
+    const full = await backup(format, 1_700_000_200, ['--no-tree-cache']);
+    assert.equal(full.cachedBytes, 0);
+    assert.equal(full.uploadedBytes, 0);
+    assert.equal(archiveCsum(format, 1_700_000_200), archiveCsum(format, 1_700_000_100));
+  });

@@ -25,7 +25,7 @@ import { CATALOG_ARCHIVE_NAME } from '../../api-types/archive-name.js';
 import { BackupWriter, type TransferStats } from '../../client/backup-writer.js';
 import { ChunkPool } from '../../client/chunk-pool.js';
 import { DEFAULT_CHUNK_SIZE, validateChunkSize } from '../../client/chunker.js';
-import { pxarStream } from '../../client/pxar-backup.js';
+import { pxarStream, type ArchiveSpan } from '../../client/pxar-backup.js';
 import {
   compileExcludes,
   measureTree,
@@ -282,7 +282,13 @@ export function registerBackupCommand(program: Command): void {
           .update(JSON.stringify(pxarArchives.map((a) => a.fingerprint?.digest ?? '')))
           .digest('hex');
       /** Cache entries to write once the snapshot is finished. */
-      const toCache: Array<{ key: TreeCacheKey; fingerprint: string; archive: string; tree?: TreePlan }> = [];
+      const toCache: Array<{
+        key: TreeCacheKey;
+        fingerprint: string;
+        archive: string;
+        /** What the next backup may reuse part of (tar entries, pxar spans). */
+        entries?: readonly ArchiveSpan[];
+      }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
       try {
@@ -340,6 +346,8 @@ export function registerBackupCommand(program: Command): void {
                 : undefined;
             /** Warnings while archiving pxar trees: what was archived may not match the walk. */
             let pxarWarned = false;
+            /** Each pxar archive written here as spans, for the tree cache. */
+            const pxarSpans = new Map<string, ArchiveSpan[]>();
             /** The snapshot's file catalog, when it has pxar archives (PBS: `catalog.pcat1.didx`). */
             const catalog = pxarArchives.length > 0 && !pxarReused ? new CatalogWriter() : undefined;
             const perArchive: Array<{
@@ -359,14 +367,17 @@ export function registerBackupCommand(program: Command): void {
                 progress.update({ bytes: s.bytes, newBytes: s.newBytes, reusedBytes: s.reusedBytes });
               try {
                 if (a.kind === 'pxar') {
-                  const cached = pxarReused?.get(a.archive);
-                  if (cached) {
-                    const stats = await writer.reuseStream(a.archive, cached, { onProgress });
+                  const whole = pxarReused?.get(a.archive);
+                  if (whole) {
+                    const stats = await writer.reuseStream(a.archive, whole, { onProgress });
                     if (!stats) throw ERR_PREVIOUS_SNAPSHOT_CHANGED(a.archive);
                     onProgress(stats);
                     perArchive.push({ archive: a.archive, stats, size: stats.bytes, 'index-reused': true });
                     continue;
                   }
+                  // Unchanged files' chunks are reused by position where that is exact (tree-reuse.ts).
+                  const cached = opts.treeCache ? cache.lookup(cacheKey(a)) : undefined;
+                  const previous = cached ? previousEntries(cached) : undefined;
                   const pxar = pxarStream(a.path, {
                     archive: a.archive,
                     exclude: opts.exclude.length > 0 ? compileExcludes(opts.exclude) : undefined,
@@ -375,9 +386,14 @@ export function registerBackupCommand(program: Command): void {
                       pxarWarned = true;
                       process.stderr.write(`warning: ${m}\n`);
                     },
+                    previous: previous?.entries,
                   });
-                  const stats = await writer.uploadStream(a.archive, pxar.bytes, { onProgress, chunkSize });
+                  const stats = await writer.uploadPieces(a.archive, pxar.bytes, previous, {
+                    onProgress,
+                    chunkSize,
+                  });
                   await pxar.done;
+                  pxarSpans.set(a.archive, pxar.spans());
                   onProgress(stats);
                   perArchive.push({ archive: a.archive, stats, size: stats.bytes });
                 } else if (a.kind === 'tree') {
@@ -406,7 +422,7 @@ export function registerBackupCommand(program: Command): void {
                       key,
                       fingerprint: archived.usable ? archived.digest : '',
                       archive: a.archive,
-                      tree,
+                      entries: tree.entries,
                     });
                   else cache.forget(key);
                 } else {
@@ -432,11 +448,13 @@ export function registerBackupCommand(program: Command): void {
               if (opts.treeCache) {
                 // What the next backup may reuse: every pxar tree and the catalog, or nothing.
                 const usable = !pxarWarned && pxarArchives.every((a) => a.fingerprint?.usable);
+                // A warning spoils the spans too, as it does the tar path's entries.
                 for (const a of pxarArchives)
                   toCache.push({
                     key: cacheKey(a),
                     fingerprint: usable ? a.fingerprint!.digest : '',
                     archive: a.archive,
+                    ...(!pxarWarned && { entries: pxarSpans.get(a.archive) }),
                   });
                 toCache.push({
                   key: catalogKey(),
@@ -455,7 +473,7 @@ export function registerBackupCommand(program: Command): void {
                   fingerprint: c.fingerprint,
                   csum: file.csum,
                   size: file.size,
-                  ...(c.tree && { entries: encodeEntries(c.tree.entries) }),
+                  ...(c.entries && { entries: encodeEntries(c.entries) }),
                 });
               } catch (err) {
                 process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);
