@@ -6,10 +6,12 @@
 import type { DatastoreAccess } from './datastore-access.js';
 import {
   conflictingClasses,
+  formatMaintenanceMode,
   holdConflictingClasses,
   MaintenanceError,
   type MaintenanceMode,
 } from './maintenance-mode.js';
+import { storedMaintenanceMode } from './local-admission-backend.js';
 import type { OperationRecord } from './operation-registry.js';
 import { drainsAfter, type MaintenanceEvent } from './maintenance-events.js';
 import type { SetModeOptions as BackendSetModeOptions } from './admission-backend.js';
@@ -50,6 +52,28 @@ export async function setMaintenanceMode(
 ): Promise<SetModeResult> {
   const { digest, sequence, conflicting } = await access.backend.setMode(name, mode, opts);
   return { digest, sequence, conflicting };
+}
+
+/**
+ * Replace the mode a task set for itself (`unmount`, `s3-refresh`) with `mode`, only while it is
+ * still that type: an operator who changed it meanwhile cancelled the task, and `changed(now)`
+ * (the mode found, formatted, or 'none') is the error saying so. The check and the change are one
+ * backend transaction.
+ */
+export async function replaceModeIfStill(
+  access: DatastoreAccess,
+  name: string,
+  type: MaintenanceMode['type'],
+  mode: MaintenanceMode | undefined,
+  opts: { authId?: string; changed: (now: string) => Error },
+): Promise<void> {
+  await access.backend.setMode(name, mode, {
+    ...(opts.authId !== undefined && { authId: opts.authId }),
+    precondition: (cfg) => {
+      const now = storedMaintenanceMode(cfg);
+      if (now?.type !== type) throw opts.changed(now ? formatMaintenanceMode(now) : 'none');
+    },
+  });
 }
 
 export interface DrainProgress {

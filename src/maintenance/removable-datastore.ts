@@ -38,7 +38,7 @@ import { isMountedAt, mountFailure } from '../sys/mount-status.js';
 import { bindMount, findDeviceByUuid, mountDevice, syncFilesystem, unmountDir } from '../sys/mount.js';
 import { describeOperation } from './admission-backend.js';
 import type { DatastoreAccess } from './datastore-access.js';
-import { waitForDrain } from './maintenance-control.js';
+import { replaceModeIfStill, waitForDrain } from './maintenance-control.js';
 import { oldestWriteStart } from './oldest-writer.js';
 import { formatMaintenanceMode, MAX_MESSAGE_LENGTH, type MaintenanceMode } from './maintenance-mode.js';
 import { storedMaintenanceMode } from './local-admission-backend.js';
@@ -342,19 +342,15 @@ function failureMessage(why: string): string {
 }
 
 /** Change the mode only if it is still `unmount` (PBS `expect_maintanance_unmounting`). */
-async function replaceUnmountMode(
+function replaceUnmountMode(
   access: DatastoreAccess,
   name: string,
   mode: MaintenanceMode | undefined,
   authId: string | undefined,
 ): Promise<void> {
-  await access.backend.setMode(name, mode, {
+  return replaceModeIfStill(access, name, 'unmount', mode, {
     ...(authId !== undefined && { authId }),
-    precondition: (cfg) => {
-      const now = storedMaintenanceMode(cfg);
-      if (now?.type !== 'unmount')
-        throw ERR_UNMOUNT_MODE_CHANGED(name, now ? formatMaintenanceMode(now) : 'none');
-    },
+    changed: (now) => ERR_UNMOUNT_MODE_CHANGED(name, now),
   });
 }
 

@@ -13,26 +13,20 @@ import { Datastore } from '../datastore/datastore.js';
 import { ERR_NOT_S3_DATASTORE, ERR_S3_REFRESH_MODE_CHANGED, ERR_TASK_ABORTED } from '../errors.js';
 import { isS3Datastore, openChunkBackend, syncLevelOf } from './chunk-backend-for.js';
 import type { DatastoreAccess } from './datastore-access.js';
-import { waitForDrain } from './maintenance-control.js';
+import { replaceModeIfStill, waitForDrain } from './maintenance-control.js';
 import { formatMaintenanceMode, type MaintenanceMode } from './maintenance-mode.js';
-import { storedMaintenanceMode } from './local-admission-backend.js';
 import type { TaskSpawner, UnmountTaskContext } from './removable-datastore.js';
 
 /** Put `mode` back in place of `s3-refresh` (CONFLICT when someone changed it meanwhile). */
-async function replaceRefreshMode(
+function replaceRefreshMode(
   access: DatastoreAccess,
   name: string,
   mode: MaintenanceMode | undefined,
   authId: string,
 ): Promise<void> {
-  await access.backend.setMode(name, mode, {
+  return replaceModeIfStill(access, name, 's3-refresh', mode, {
     authId,
-    precondition: (cfg) => {
-      const now = storedMaintenanceMode(cfg);
-      if (now?.type !== 's3-refresh') {
-        throw ERR_S3_REFRESH_MODE_CHANGED(name, now ? formatMaintenanceMode(now) : 'none');
-      }
-    },
+    changed: (now) => ERR_S3_REFRESH_MODE_CHANGED(name, now),
   });
 }
 
