@@ -40,8 +40,6 @@ export interface PxarStreamOptions {
    * (the tree cache's spans): those files come as reusable pieces instead of bytes.
    */
   previous?: ReadonlyMap<string, readonly [number, number]>;
-  /** Clock for the racy-file check (tests move it); defaults to Date.now. */
-  clock?: () => number;
 }
 
 export interface PxarStream {
@@ -58,8 +56,8 @@ export interface PxarStream {
  * equal contents (writing a file moves its ctime), or '' when its ctime is so recent that a
  * second write in the same tick could go unseen (as the tar path's entry keys, tar-archive.ts).
  */
-function payloadKeyer(clock: () => number): (rel: Buffer, st: BigIntStats) => string {
-  const racyAfterNs = BigInt(clock() - RACY_MARGIN_MS) * 1_000_000n;
+function payloadKeyer(): (rel: Buffer, st: BigIntStats) => string {
+  const racyAfterNs = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
   return (rel, st) => {
     if (st.ctimeNs >= racyAfterNs) return '';
     const fields = [
@@ -94,7 +92,7 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     catalogName: opts.archive,
     onWarning: opts.onWarning,
     reuse: {
-      key: payloadKeyer(opts.clock ?? Date.now),
+      key: payloadKeyer(),
       previous: opts.previous,
       onPayload: (key, start, length) => {
         if (start > cursor) spans.push({ key: '', length: start - cursor });
