@@ -4,13 +4,14 @@
  * it: the encoder walks the tree and writes into a bounded buffer the chunker reads from, so the
  * walk waits while the uploads catch up and memory stays bounded whatever the tree's size.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import {
   createArchive,
   writableSink,
   type CreateArchiveResult,
+  type LayoutObserver,
   type ReusablePiece,
   type TreeCatalog,
 } from '../pxar/index.js';
@@ -22,7 +23,10 @@ import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archiv
  */
 const AHEAD = 8;
 
-/** A span of the archive for the tree cache: a file's contents by its key, or other bytes (''). */
+/**
+ * A span of the archive for the tree cache, in order: a file's contents by its metadata key, or
+ * the items between two files' contents by `itemsKey` ('' where nothing may be reused).
+ */
 export interface ArchiveSpan {
   key: string;
   length: number;
@@ -36,8 +40,9 @@ export interface PxarStreamOptions {
   archive: string;
   onWarning?: (message: string) => void;
   /**
-   * The previous archive of this tree, key → [start, length] of each unchanged file's contents
-   * (the tree cache's spans): those files come as reusable pieces instead of bytes.
+   * The previous archive of this tree, key → [start, length] of its spans (the tree cache's):
+   * unchanged files come as reusable pieces instead of bytes, joined with the items between them
+   * into runs where those are the previous archive's bytes too.
    */
   previous?: ReadonlyMap<string, readonly [number, number]>;
 }
@@ -47,7 +52,7 @@ export interface PxarStream {
   bytes: AsyncIterable<Buffer | ReusablePiece>;
   /** Settles when the archive is complete (members and size), or with the walk's error. */
   done: Promise<CreateArchiveResult>;
-  /** Once `done`: the archive as spans, every large file's contents by its key (for the next backup). */
+  /** Once `done`: the archive as spans, for the next backup (`previous`). */
   spans(): ArchiveSpan[];
 }
 
@@ -78,14 +83,171 @@ function payloadKeyer(): (rel: Buffer, st: BigIntStats) => string {
   };
 }
 
+/**
+ * The key of the items that follow the contents keyed `after` ('' for none: the archive's start,
+ * or contents that may not be reused). Equal keys mean equal bytes; chaining them to the file
+ * before keeps the keys of a tree's many alike item runs (the same headers in other directories)
+ * apart, so that the map of an archive's spans holds each.
+ */
+function itemsKey(after: string, items: Iterable<Buffer>): string {
+  const hash = createHash('sha256').update(`pxar items after ${after}\n`);
+  for (const b of items) hash.update(b);
+  return hash.digest('hex').slice(0, ENTRY_KEY_HEX);
+}
+
+/**
+ * Records an archive's spans as the encoder lays it out: the items between files' contents by
+ * `itemsKey`, each file's contents by its key once the walk confirms it (`onPayload`), else ''.
+ */
+class SpanRecorder implements LayoutObserver {
+  readonly spans: ArchiveSpan[] = [];
+  private pos = 0;
+  private itemsHash: Hash | undefined;
+  private itemBytes = 0;
+  /** The key of the contents the current items follow. */
+  private after = '';
+
+  items(b: Buffer): void {
+    this.itemsHash ??= createHash('sha256').update(`pxar items after ${this.after}\n`);
+    this.itemsHash.update(b);
+    this.itemBytes += b.length;
+  }
+
+  contents(length: number): void {
+    this.closeItems();
+    this.spans.push({ key: '', length });
+    this.pos += length;
+    this.after = '';
+  }
+
+  /** The file whose contents are [start, start + length) has the key `key`. */
+  onPayload(key: string, start: number, length: number): void {
+    const last = this.spans.at(-1);
+    if (last?.key !== '' || last.length !== length || this.pos !== start + length) return;
+    last.key = key;
+    this.after = key;
+  }
+
+  finish(): ArchiveSpan[] {
+    this.closeItems();
+    return this.spans;
+  }
+
+  private closeItems(): void {
+    if (this.itemBytes === 0) return;
+    this.spans.push({ key: this.itemsHash!.digest('hex').slice(0, ENTRY_KEY_HEX), length: this.itemBytes });
+    this.pos += this.itemBytes;
+    this.itemsHash = undefined;
+    this.itemBytes = 0;
+  }
+}
+
+/** Items a run waits on before they are given up as not the previous archive's (usually a few headers). */
+const MAX_GAP = 1024 * 1024;
+/** Item bytes one run holds at most (memory stays bounded): a longer run is passed on in parts. */
+const MAX_RUN_ITEMS = 16 * 1024 * 1024;
+
+/** Reusable pieces and items between them, equal to `length` bytes at `oldStart` of the previous archive. */
+interface Run {
+  oldStart: number;
+  length: number;
+  parts: Array<Buffer | ReusablePiece>;
+  itemBytes: number;
+  /** The key of the last contents in the run ('' before any). */
+  after: string;
+}
+
+function runPiece(run: Run): ReusablePiece {
+  const { parts } = run;
+  if (parts.length === 1 && !Buffer.isBuffer(parts[0])) return parts[0]!;
+  return {
+    key: run.after,
+    oldStart: run.oldStart,
+    length: run.length,
+    async *read(from, to) {
+      let at = 0;
+      for (const part of parts) {
+        const a = Math.max(from, at);
+        const b = Math.min(to, at + part.length);
+        if (a < b) {
+          if (Buffer.isBuffer(part)) yield part.subarray(a - at, b - at);
+          else yield* part.read(a - at, b - at);
+        }
+        at += part.length;
+        if (at >= to) return;
+      }
+    },
+  };
+}
+
+/**
+ * The archive's pieces with unchanged files joined into runs: a reusable piece, the items after
+ * it and the next reusable piece become one piece when those items are, by their key, the bytes
+ * that followed the same file in the previous archive and the next file's contents came right
+ * after them there. A run of a thousand unchanged small files is then one piece whose old chunks
+ * are taken whole (tree-reuse.ts), where alone each would be read, being smaller than a chunk.
+ */
+async function* joinRuns(
+  pieces: AsyncIterable<Buffer | ReusablePiece>,
+  previous: ReadonlyMap<string, readonly [number, number]> | undefined,
+): AsyncGenerator<Buffer | ReusablePiece> {
+  if (!previous) return yield* pieces;
+  /** The items after the run (or all items when none: the archive's start counts as a run). */
+  let run: Run | undefined = { oldStart: 0, length: 0, parts: [], itemBytes: 0, after: '' };
+  let gap: Buffer[] = [];
+  let gapBytes = 0;
+  /** Whether `gap` follows `run` in the previous archive, and the contents at `next` there follow it. */
+  const gapFollows = (r: Run, next?: number): boolean => {
+    const end = r.oldStart + r.length;
+    if (gapBytes === 0) return next === undefined || next === end;
+    const old = previous.get(itemsKey(r.after, gap));
+    return old?.[0] === end && old[1] === gapBytes && (next === undefined || next === end + gapBytes);
+  };
+  const join = (r: Run) => {
+    r.parts.push(...gap);
+    r.length += gapBytes;
+    r.itemBytes += gapBytes;
+    gap = [];
+    gapBytes = 0;
+  };
+  function* endRun(): Generator<Buffer | ReusablePiece> {
+    if (run && run.length > 0) yield runPiece(run);
+    run = undefined;
+    yield* gap;
+    gap = [];
+    gapBytes = 0;
+  }
+  for await (const p of pieces) {
+    if (Buffer.isBuffer(p)) {
+      if (!run) yield p;
+      else {
+        gap.push(p);
+        gapBytes += p.length;
+        if (gapBytes > MAX_GAP) yield* endRun();
+      }
+      continue;
+    }
+    if (run && gapFollows(run, p.oldStart)) join(run);
+    else yield* endRun();
+    run ??= { oldStart: p.oldStart, length: 0, parts: [], itemBytes: 0, after: '' };
+    run.parts.push(p);
+    run.length += p.length;
+    run.after = p.key ?? '';
+    if (run.itemBytes > MAX_RUN_ITEMS) {
+      yield runPiece(run);
+      run = { oldStart: run.oldStart + run.length, length: 0, parts: [], itemBytes: 0, after: run.after };
+    }
+  }
+  if (run && gapFollows(run)) join(run);
+  yield* endRun();
+}
+
 /** Archive `root` as pxar. An error of the walk ends `bytes` with that error. */
 export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // The encoder hands over fresh buffers (it never reuses one after a write), so queueing
-  // them in the PassThrough is safe; an object-mode stream passes reusable pieces along too.
+  // them in the PassThrough (and in a run) is safe; an object-mode stream passes reusable pieces along too.
   const pipe = new PassThrough({ objectMode: true, highWaterMark: AHEAD });
-  const spans: ArchiveSpan[] = [];
-  let cursor = 0;
-  let size = 0;
+  const recorder = new SpanRecorder();
   const done = createArchive(root, writableSink(pipe), {
     exclude: opts.exclude,
     catalog: opts.catalog,
@@ -94,15 +256,11 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     reuse: {
       key: payloadKeyer(),
       previous: opts.previous,
-      onPayload: (key, start, length) => {
-        if (start > cursor) spans.push({ key: '', length: start - cursor });
-        spans.push({ key, length });
-        cursor = start + length;
-      },
+      onPayload: (key, start, length) => recorder.onPayload(key, start, length),
+      layout: recorder,
     },
   }).then(
     (result) => {
-      size = result.size;
       pipe.end();
       return result;
     },
@@ -114,8 +272,8 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // The failure reaches the caller through `bytes`; `done` is awaited only after a success.
   done.catch(() => {});
   return {
-    bytes: pipe,
+    bytes: joinRuns(pipe, opts.previous),
     done,
-    spans: () => (size > cursor ? [...spans, { key: '', length: size - cursor }] : spans),
+    spans: () => recorder.finish(),
   };
 }

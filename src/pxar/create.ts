@@ -28,7 +28,7 @@ import {
 import { resolve } from 'node:path';
 import { readMounts } from '../sys/mount-status.js';
 import { readTreeXattrs, TOOL_UNAVAILABLE, type XattrReadTargets } from '../sys/xattr-tools.js';
-import { PxarEncoder, type LinkOffset } from './encoder.js';
+import { PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
 import { IO_CHUNK, type PxarSink } from './io.js';
 import { ARCHIVED_XATTR_PATTERN, xattrMetadataOf, type Xattr } from './linux-xattrs.js';
@@ -77,8 +77,8 @@ export interface CreateArchiveOptions {
 
 /**
  * What the previous archive of the tree had where, by a key of each file's metadata: a file whose
- * key is there with its size is handed to the sink as a `ReusablePiece` (read only where its old
- * chunks cannot be taken). Files below SMALL_FILE are always read: they cannot hold a chunk.
+ * key is there with its size is handed to the sink as a `ReusablePiece` carrying that key (read
+ * only where its old chunks cannot be taken; the client joins runs of them, client/pxar-backup.ts).
  */
 export interface PayloadReuse {
   /** The key of a regular file's contents, '' when it must not be reused (a racy ctime). */
@@ -87,6 +87,8 @@ export interface PayloadReuse {
   previous?: ReadonlyMap<string, readonly [number, number]>;
   /** Each keyed file's contents in this archive, in stream order, unless reading it warned. */
   onPayload(key: string, start: number, length: number): void;
+  /** Told the archive's layout as it is written (what the next backup's `previous` is made of). */
+  layout?: LayoutObserver;
 }
 
 export interface CreateArchiveResult {
@@ -106,7 +108,11 @@ export async function createArchive(
   const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
   const xattrs = options.xattrs === false ? undefined : await readXattrs(root, options, devices);
   const walker = new TreeWalker(options, devices, xattrs);
-  const encoder = await PxarEncoder.create(sink, walker.metadataOf(rootStats, Buffer.alloc(0), root));
+  const encoder = await PxarEncoder.create(
+    sink,
+    walker.metadataOf(rootStats, Buffer.alloc(0), root),
+    options.reuse?.layout,
+  );
   walker.encoder = encoder;
   if (options.catalog) options.catalog.startDirectory(options.catalogName ?? 'root.pxar.didx');
   await walker.walkDirectory(Buffer.from(root), Buffer.alloc(0), rootStats.dev);
@@ -349,20 +355,25 @@ class TreeWalker {
     meta: PxarMetadata,
   ): Promise<LinkOffset | null> {
     const size = Number(st.size);
-    if (size <= SMALL_FILE) {
-      const content = this.unlessUnopenable(full, () => this.smallPayload(full, size));
-      return content === null ? null : this.encoder.addFile(meta, name, size, content);
-    }
     const reuse = this.options.reuse;
     const key = reuse?.key(rel, st) ?? '';
     const old = key ? reuse!.previous?.get(key) : undefined;
     if (old && old[1] === size) {
       const offset = await this.encoder.addFile(meta, name, size, {
+        key,
         oldStart: old[0],
         length: size,
         read: (from, to) => this.payloadOf(full, size, from, to),
       });
       reuse!.onPayload(key, this.encoder.position - size, size);
+      return offset;
+    }
+    if (size <= SMALL_FILE) {
+      const warned = this.warnings;
+      const content = this.unlessUnopenable(full, () => this.smallPayload(full, size));
+      if (content === null) return null;
+      const offset = await this.encoder.addFile(meta, name, size, content);
+      if (key && this.warnings === warned) reuse!.onPayload(key, this.encoder.position - size, size);
       return offset;
     }
     const fh = await open(full, 'r').catch((err: unknown) => {

@@ -45,8 +45,21 @@ interface DirState {
 
 const BATCH = 256 * 1024;
 
+/**
+ * Told how the archive is laid out, in order, as the encoder writes it: the bytes of items
+ * (everything but files' contents) and where a file's contents come. The client's tree cache
+ * records an archive's layout from it (client/pxar-backup.ts).
+ */
+export interface LayoutObserver {
+  /** Bytes of items, in archive order. */
+  items(b: Buffer): void;
+  /** A file's contents of `length` bytes come next. */
+  contents(length: number): void;
+}
+
 export class PxarEncoder {
   private readonly sink: PxarSink;
+  private readonly layout: LayoutObserver | undefined;
   private readonly stack: DirState[] = [];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -55,14 +68,15 @@ export class PxarEncoder {
   /** Set when a write failed or a payload broke its size: the archive cannot be completed. */
   private failed: unknown;
 
-  private constructor(sink: PxarSink) {
+  private constructor(sink: PxarSink, layout: LayoutObserver | undefined) {
     this.sink = sink;
+    this.layout = layout;
   }
 
   /** Start an archive whose root directory has `root` metadata. */
-  static async create(sink: PxarSink, root: PxarMetadata): Promise<PxarEncoder> {
+  static async create(sink: PxarSink, root: PxarMetadata, layout?: LayoutObserver): Promise<PxarEncoder> {
     if (fileTypeOf(root.stat.mode) !== MODE.IFDIR) throw new BadRequestError('pxar root must be a directory');
-    const enc = new PxarEncoder(sink);
+    const enc = new PxarEncoder(sink, layout);
     enc.stack.push({ items: [], entryOffset: 0 });
     await enc.put(encodeMetadataItems(root));
     return enc;
@@ -92,6 +106,7 @@ export class PxarEncoder {
     const fname = this.nextName(name);
     const start = this.pos;
     await this.put([encodeFilename(fname), ...encodeMetadataItems(meta), encodeHeader(PXAR.PAYLOAD, size)]);
+    this.layout?.contents(size);
     if (isReusablePiece(content)) {
       if (content.length !== size)
         throw new BadRequestError(`reusable piece of ${content.length} bytes for a file of ${size}`);
@@ -243,9 +258,10 @@ export class PxarEncoder {
       );
   }
 
-  private async put(items: Buffer[]): Promise<void> {
+  private async put(items: Buffer[], contents = false): Promise<void> {
     this.checkUsable();
     for (const b of items) {
+      if (!contents) this.layout?.items(b);
       this.pending.push(b);
       this.pendingBytes += b.length;
       this.pos += b.length;
@@ -259,7 +275,7 @@ export class PxarEncoder {
    */
   private async putPayload(chunk: Uint8Array): Promise<void> {
     if (chunk.length < BATCH / 4) {
-      await this.put([Buffer.from(chunk)]);
+      await this.put([Buffer.from(chunk)], true);
       return;
     }
     await this.flush();

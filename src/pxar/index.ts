@@ -26,7 +26,7 @@ export {
 } from './extract.js';
 export { compileGlob, findByGlob, type GlobMatch } from './glob.js';
 export { PxarDecoder, type DecoderOptions, type PxarEntry, type PxarEntryKind } from './decoder.js';
-export { PxarEncoder, type LinkOffset } from './encoder.js';
+export { PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
 export {
   ACL_NO_MASK,
   MODE,

@@ -15,6 +15,8 @@ import { corrupt } from './format.js';
  * instead (client/tree-reuse.ts).
  */
 export interface ReusablePiece {
+  /** The key the previous archive's layout knows the bytes by (a file's contents: its metadata key). */
+  key?: string;
   oldStart: number;
   length: number;
   read(from: number, to: number): AsyncIterable<Buffer>;
