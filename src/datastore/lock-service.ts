@@ -24,7 +24,13 @@ export type LockName =
   /** A scheduled job: whoever holds it decides about the job's current slot and writes its state. */
   | { kind: 'job'; jobType: string; id: string }
   /** Garbage collection of a datastore: one at a time, in any process. */
-  | { kind: 'gc'; store: string };
+  | { kind: 'gc'; store: string }
+  /**
+   * One chunk of an S3 datastore (PBS 4 `lock_chunk`): an insert holds it from asking whether the
+   * chunk is stored until its upload or mark is done, GC's sweep from judging the chunk until
+   * its deletion is sent, so a backup in any process never has its chunk removed under it.
+   */
+  | { kind: 'chunk'; store: string; digest: string };
 
 export interface HeldLock {
   /** Give the lock up. Idempotent. A holder that dies gives up its locks too. */

@@ -22,9 +22,14 @@
  *   or a HEAD first, and a smaller copy replaces a larger one with `If-Match: <etag>`, so a
  *   concurrent change of the object is noticed (412) and the decision taken again.
  *
- * Locking: each digest has an in-process lock (PBS's chunk lock), held by insert, quarantine and
- * a sweep's removal until its batch is deleted. Another process on the same bucket and cache
- * (the CLI beside the server) is not covered yet: issue 16's cross-process part.
+ * Locking (PBS 4's `lock_chunk`): each digest has a lock held by insert, a mark that asks the
+ * bucket, caching a fetched chunk and quarantine, and by the sweep from judging an object until
+ * its batch is deleted. It is the lock service's `chunk` lock, so it excludes holders in every
+ * process on the host (the old server finishing its backups during a graceful restart, the new
+ * one running GC); an in-process queue in front of it keeps this process's waiters off the
+ * polling. The sweep never waits: a chunk whose lock is held is being inserted and is kept (PBS
+ * skips it the same way), so an insert that found the chunk in the bucket and only touched its
+ * marker cannot lose it to a sweep that read the marker's old time.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -77,6 +82,7 @@ import {
 } from './chunk-backend.js';
 import { blobKind, checkBlobHeader, verifyBlobCrc, type BlobKind, type OutputBuffer } from './data-blob.js';
 import { digestToHex } from './digest.js';
+import type { HeldLock, LockService } from './lock-service.js';
 import { S3ContentMirror } from './s3-content-mirror.js';
 
 export interface S3ChunkBackendOptions {
@@ -93,6 +99,18 @@ export interface S3ChunkBackendOptions {
    * datastore is closed whenever its last operation ends); fresh ones by default.
    */
   counters?: S3RequestCounters;
+  /**
+   * Where the per-chunk locks are shared with the other processes using this store (the
+   * datastore's lock service, `chunk` locks named by `storePrefix`); without it they are
+   * in-process only, enough for a backend nobody else opens (tests).
+   */
+  lockService?: LockService;
+  /**
+   * Fault injection for tests: called in the sweep with a batch decided for removal, its locks
+   * held, before the delete is sent, where another process's insert can land
+   * (test/s3/s3-chunk-backend.test.ts).
+   */
+  beforeSweepDelete?: (names: string[]) => void | Promise<void>;
 }
 
 /** `<64 hex>` or `<64 hex>.<n>.bad`, the last part of a chunk object's key. */
@@ -102,6 +120,8 @@ const DELETE_BATCH = 100;
 /** A replace that keeps meeting a concurrent change gives up after this many tries. */
 const MAX_INSERT_ATTEMPTS = 3;
 const DEFAULT_CACHE_CAPACITY = 1024;
+/** PBS's `CHUNK_LOCK_TIMEOUT`: an insert waits this long for another holder of the chunk's lock. */
+const CHUNK_LOCK_TIMEOUT_MS = 3 * 60 * 60 * 1000;
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -124,13 +144,16 @@ class KeyedLock {
     };
   }
 
-  async with<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const release = await this.acquire(key);
-    try {
-      return await fn();
-    } finally {
+  /** The release when nobody holds or waits for `key`, else undefined, without waiting. */
+  tryAcquire(key: string): (() => void) | undefined {
+    if (this.tails.has(key)) return undefined;
+    let release!: () => void;
+    const tail = new Promise<void>((resolve) => (release = resolve));
+    this.tails.set(key, tail);
+    return () => {
       release();
-    }
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    };
   }
 }
 
@@ -151,6 +174,8 @@ export class S3ChunkBackend implements ChunkBackend {
   private readonly lru = new Map<string, true>();
   private readonly locks = new KeyedLock();
   private readonly counters: S3RequestCounters;
+  private readonly lockService: LockService | undefined;
+  private readonly beforeSweepDelete: S3ChunkBackendOptions['beforeSweepDelete'];
   private closed = false;
 
   constructor(opts: S3ChunkBackendOptions) {
@@ -161,6 +186,8 @@ export class S3ChunkBackend implements ChunkBackend {
     this.prefix = `${opts.storePrefix}/.chunks/`;
     this.chunkDir = join(opts.cacheDir, '.chunks');
     this.capacity = opts.cacheCapacity ?? DEFAULT_CACHE_CAPACITY;
+    this.lockService = opts.lockService;
+    this.beforeSweepDelete = opts.beforeSweepDelete;
     mkdirSync(this.chunkDir, { recursive: true });
   }
 
@@ -190,6 +217,55 @@ export class S3ChunkBackend implements ChunkBackend {
 
   private assertOpen(): void {
     if (this.closed) throw new ChunkBackendClosedError(this.location);
+  }
+
+  /** Wait for the chunk's lock, in this process and then across processes. */
+  private async lockChunk(hex: string): Promise<() => void> {
+    const releaseLocal = await this.locks.acquire(hex);
+    let shared: HeldLock | undefined;
+    try {
+      shared = await this.lockService?.acquire(
+        { kind: 'chunk', store: this.storePrefix, digest: hex },
+        { timeoutMs: CHUNK_LOCK_TIMEOUT_MS },
+      );
+    } catch (err) {
+      releaseLocal();
+      throw err;
+    }
+    return () => {
+      shared?.release();
+      releaseLocal();
+    };
+  }
+
+  /** The chunk's lock if nobody holds it in any process, else undefined (the sweep never waits). */
+  private async tryLockChunk(hex: string): Promise<(() => void) | undefined> {
+    const releaseLocal = this.locks.tryAcquire(hex);
+    if (!releaseLocal) return undefined;
+    let shared: HeldLock | undefined;
+    try {
+      shared = await this.lockService?.tryAcquire({ kind: 'chunk', store: this.storePrefix, digest: hex });
+    } catch (err) {
+      releaseLocal();
+      throw err;
+    }
+    if (this.lockService && !shared) {
+      releaseLocal();
+      return undefined;
+    }
+    return () => {
+      shared?.release();
+      releaseLocal();
+    };
+  }
+
+  private async withChunkLock<T>(hex: string, fn: () => Promise<T>): Promise<T> {
+    const release = await this.lockChunk(hex);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 
   private key(name: string): string {
@@ -339,7 +415,7 @@ export class S3ChunkBackend implements ChunkBackend {
       : verifyBlobCrc(blob, `chunk ${hex}`);
     // the SDK may still hold the body after we return; the caller's memory is pooled
     const body = Buffer.from(blob);
-    return this.locks.with(hex, async () => {
+    return this.withChunkLock(hex, async () => {
       for (let attempt = 1; ; attempt++) {
         this.assertOpen();
         const cached = this.cacheStat(hex);
@@ -408,7 +484,7 @@ export class S3ChunkBackend implements ChunkBackend {
       // as PBS's cache `access`: a chunk fetched once is kept for the next reader; not what a
       // verify reads, which may be the corruption it is looking for
       if (bytes.length > 0 && !opts.stored)
-        await this.locks.with(hex, async () => this.cacheContent(hex, bytes!));
+        await this.withChunkLock(hex, async () => this.cacheContent(hex, bytes!));
     }
     if (!into) return bytes;
     const out = into(bytes.length);
@@ -432,7 +508,7 @@ export class S3ChunkBackend implements ChunkBackend {
       this.touchMarker(hex);
       return true;
     }
-    return this.locks.with(hex, async () => {
+    return this.withChunkLock(hex, async () => {
       if (await this.head(hex)) {
         this.touchMarker(hex);
         return true;
@@ -449,27 +525,35 @@ export class S3ChunkBackend implements ChunkBackend {
     signal?.throwIfAborted();
     const stats = emptySweepStats();
     // names decided for removal, with their locks held until the batch is deleted (as PBS's
-    // S3DeleteList): an insert of one of them waits, then finds it gone and uploads it again
-    let batch: { name: string; release: () => void }[] = [];
+    // S3DeleteList): an insert of one of them waits, then finds it gone and uploads it again.
+    // One lock per digest: a chunk and its set-aside copies share it.
+    let batch: string[] = [];
+    let held = new Map<string, () => void>();
+    const releaseAll = (locks: Map<string, () => void>) => {
+      for (const release of locks.values()) release();
+    };
     const deleteBatch = async () => {
       const current = batch;
+      const locks = held;
       batch = [];
+      held = new Map();
       try {
         if (current.length === 0) return;
         signal?.throwIfAborted();
+        await this.beforeSweepDelete?.(current);
         let res;
         try {
           res = await this.s3.send(
             new DeleteObjectsCommand({
               Bucket: this.bucket,
-              Delete: { Objects: current.map(({ name }) => ({ Key: this.key(name) })), Quiet: true },
+              Delete: { Objects: current.map((name) => ({ Key: this.key(name) })), Quiet: true },
             }),
           );
         } catch (err) {
           throw s3RequestError(`DELETE ${current.length} objects in ${this.bucket}/${this.prefix}`, err);
         }
         const failed = new Set((res.Errors ?? []).map((e) => e.Key));
-        for (const { name } of current) if (!failed.has(this.key(name))) this.dropCacheFile(name);
+        for (const name of current) if (!failed.has(this.key(name))) this.dropCacheFile(name);
         if (failed.size > 0) {
           const first = res.Errors![0]!;
           throw s3RequestError(
@@ -480,7 +564,7 @@ export class S3ChunkBackend implements ChunkBackend {
           );
         }
       } finally {
-        for (const { release } of current) release();
+        releaseAll(locks);
       }
     };
     let seen = 0;
@@ -490,25 +574,36 @@ export class S3ChunkBackend implements ChunkBackend {
         const m = OBJECT_NAME.exec(name);
         if (!m) continue;
         seen++;
-        const release = await this.locks.acquire(m[1]!);
+        const hex = m[1]!;
+        const bad = m[2] !== undefined;
+        const inBatch = held.has(hex);
+        const release = inBatch ? undefined : await this.tryLockChunk(hex);
+        if (!inBatch && !release) {
+          // an insert, a mark or a quarantine holds it, in some process: it is in use
+          countSwept(stats, 'keep', bad, obj.Size ?? 0);
+          continue;
+        }
         let verdict: ReturnType<typeof sweepVerdict>;
         try {
+          // read under the lock: an insert that only touched the marker did so before this
           verdict = sweepVerdict(this.cacheStat(name)?.atimeMs ?? obj.LastModified!.getTime(), cutoffs);
         } catch (err) {
-          release();
+          release?.();
           throw err;
         }
-        countSwept(stats, verdict, m[2] !== undefined, obj.Size ?? 0);
-        if (verdict === 'remove') batch.push({ name, release });
-        else release();
+        countSwept(stats, verdict, bad, obj.Size ?? 0);
+        if (verdict === 'remove') {
+          batch.push(name);
+          if (release) held.set(hex, release);
+        } else release?.();
         if (batch.length >= DELETE_BATCH) await deleteBatch();
       }
       await deleteBatch();
     } finally {
-      for (const { release } of batch) release();
+      releaseAll(held);
     }
     opts.log?.(`processed ${seen} chunk objects in ${this.location}`);
-    this.sweepCache(cutoffs, signal);
+    await this.sweepCache(cutoffs, signal);
     return stats;
   }
 
@@ -516,7 +611,7 @@ export class S3ChunkBackend implements ChunkBackend {
    * PBS's phase 3: cache files as old as what the sweep removed have no object any more (it
    * was removed with them, or by someone else), and temp files a killed process left.
    */
-  private sweepCache(cutoffs: SweepCutoffs, signal?: AbortSignal): void {
+  private async sweepCache(cutoffs: SweepCutoffs, signal?: AbortSignal): Promise<void> {
     for (const sub of readdirSync(this.chunkDir)) {
       signal?.throwIfAborted();
       const dir = join(this.chunkDir, sub);
@@ -524,14 +619,22 @@ export class S3ChunkBackend implements ChunkBackend {
         const path = join(dir, name);
         const st = statSync(path, { throwIfNoEntry: false });
         if (!st) continue;
-        const leftover = !OBJECT_NAME.test(name);
-        const atime = leftover ? st.mtimeMs : st.atimeMs;
+        const chunk = OBJECT_NAME.exec(name);
+        const atime = chunk ? st.atimeMs : st.mtimeMs;
         if (sweepVerdict(atime, cutoffs) !== 'remove') continue;
+        // a chunk's file only under its lock, judged again: an insert may have just touched it
+        const release = chunk ? await this.tryLockChunk(chunk[1]!) : () => {};
+        if (!release) continue;
         try {
-          unlinkSync(path);
-          this.lru.delete(name);
+          const now = statSync(path, { throwIfNoEntry: false });
+          if (now && sweepVerdict(chunk ? now.atimeMs : now.mtimeMs, cutoffs) === 'remove') {
+            unlinkSync(path);
+            this.lru.delete(name);
+          }
         } catch (err) {
           if (errno(err) !== 'ENOENT') throw err;
+        } finally {
+          release();
         }
       }
     }
@@ -540,7 +643,7 @@ export class S3ChunkBackend implements ChunkBackend {
   async quarantine(digest: Uint8Array): Promise<string | undefined> {
     this.assertOpen();
     const hex = digestToHex(digest);
-    return this.locks.with(hex, async () => {
+    return this.withChunkLock(hex, async () => {
       if (!(await this.head(hex))) {
         this.dropCacheFile(hex);
         return undefined;

@@ -22,11 +22,15 @@ import { S3ChunkBackend } from '../datastore/s3-chunk-backend.js';
 import { writeS3InUseMarker, type S3StoreLocation } from '../datastore/s3-datastore.js';
 import { BadConfigError, ERR_S3_ENDPOINT_NOT_CONFIGURED } from '../errors.js';
 import { emptyS3RequestCounters, s3ClientOptionsFor, type S3RequestCounters } from '../s3/s3-client.js';
+import type { LockService } from './lock-service.js';
 import { checkSupportedDatastore } from './unsupported-datastore.js';
 
-/** Where the backend finds what the datastore's section does not hold (`s3.cfg`). */
+/** Where the backend finds what the datastore's section does not hold. */
 export interface ChunkBackendContext {
+  /** Where `s3.cfg` is. */
   configDir: string;
+  /** The host's lock service: an S3 datastore's per-chunk locks are shared through it. */
+  locks: LockService;
 }
 
 /** The datastore's `tuning` sync-level (PBS's default: `filesystem`). */
@@ -61,7 +65,10 @@ export function isS3Datastore(cfg: DatastoreConfig): boolean {
  * Where an S3 datastore's objects are: its endpoint from `s3.cfg` (ERR_S3_ENDPOINT_NOT_CONFIGURED when
  * `client` names none), its bucket, its name as the prefix.
  */
-export function s3LocationOf(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3StoreLocation {
+export function s3LocationOf(
+  cfg: DatastoreConfig,
+  ctx: Pick<ChunkBackendContext, 'configDir'>,
+): S3StoreLocation {
   const backend = parseDatastoreBackend(cfg);
   if (backend.type !== 's3') throw new BadConfigError(`datastore '${cfg.name}' is not an S3 datastore`);
   const endpoint = s3EndpointConfig(ctx.configDir).get(backend.client!);
@@ -113,6 +120,7 @@ function openS3ChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3C
     cacheDir: datastoreAbsolutePath(cfg),
     cacheCapacity: s3CacheCapacity(cfg),
     counters: countersFor(datastoreAbsolutePath(cfg)),
+    lockService: ctx.locks,
   });
 }
 

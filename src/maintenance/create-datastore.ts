@@ -349,7 +349,10 @@ export async function createDatastore(
     if (!adopted) {
       if (!prepared.s3) log(`create datastore '${name}' at ${path}`);
       const created = Datastore.create(name, path, {
-        chunks: await createChunkBackend(config, { configDir: access.config.configDir }),
+        chunks: await createChunkBackend(config, {
+          configDir: access.config.configDir,
+          locks: access.backend.locks,
+        }),
         syncLevel: syncLevelOf(config),
         locks: access.backend.locks,
       });

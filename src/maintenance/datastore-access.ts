@@ -165,7 +165,7 @@ export class DatastoreAccess {
       // A changed path gets a fresh open; the old one closes when its last holder releases.
       const syncLevel = syncLevelOf(cfg);
       const datastore = Datastore.open(name, path, {
-        chunks: this.openChunks(cfg, { configDir: this.config.configDir }),
+        chunks: this.openChunks(cfg, { configDir: this.config.configDir, locks: this.backend.locks }),
         syncLevel,
         locks: this.backend.locks,
       });

@@ -6,6 +6,8 @@
  *   snapshot   <runDir>/locks/<store>/[ns/<a>/]<type>/<id>/<time>.lck
  *   manifest   <runDir>/locks/<store>/[ns/<a>/]<type>/<id>/<time>.index.json.lck (PBS's name, §7.1)
  *   job        <dataDir>/jobstates/<type>-<id>.lck
+ *   chunk      <runDir>/locks/<store>/.chunks/<4 hex>/<digest> (S3 datastores; PBS 4's
+ *              `chunk_lock_path` under its locks dir)
  *   gc         <datastore path>/.lock (the file the filesystem chunk backend keeps open, as PBS's
  *              ProcessLocker; the backend never flocks it, so only GC holders exclude each other)
  *
@@ -60,6 +62,10 @@ export class LocalLockService implements LockService {
           throw new TypeError(`invalid job lock name ${name.jobType}-${name.id}`);
         }
         return join(this.opts.dataDir, 'jobstates', `${name.jobType}-${name.id}.lck`);
+      case 'chunk':
+        if (!/^[0-9a-f]{64}$/.test(name.digest))
+          throw new TypeError(`invalid chunk lock name ${name.digest}`);
+        return join(this.storeRoot(name.store), '.chunks', name.digest.slice(0, 4), name.digest);
       case 'gc': {
         const cfg = this.opts.config.readCached().stores.get(name.store);
         if (!cfg) throw new NotFoundError(`datastore '${name.store}' does not exist`);

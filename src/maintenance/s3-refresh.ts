@@ -62,7 +62,7 @@ async function runRefresh(
   const cfg = access.datastoreConfig(name);
   // no admission can be made in this mode: the task opens the datastore itself, as the creation does
   const datastore = Datastore.open(name, datastoreAbsolutePath(cfg), {
-    chunks: openChunkBackend(cfg, { configDir: access.config.configDir }),
+    chunks: openChunkBackend(cfg, { configDir: access.config.configDir, locks: access.backend.locks }),
     syncLevel: syncLevelOf(cfg),
     locks: access.backend.locks,
   });

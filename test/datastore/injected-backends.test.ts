@@ -35,6 +35,8 @@ class InProcessLockService implements LockService {
         return `job:${name.jobType}:${name.id}`;
       case 'gc':
         return `gc:${name.store}`;
+      case 'chunk':
+        return `chunk:${name.store}:${name.digest}`;
     }
   }
 

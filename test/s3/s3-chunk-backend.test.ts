@@ -11,11 +11,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import type { DatastoreConfigFile } from '../../src/config/datastore-config.js';
+import { LocalLockService } from '../../src/maintenance/local-lock-service.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { S3ChunkBackend } from '../../src/datastore/s3-chunk-backend.js';
 import { chunkBackendConformance } from '../suites/chunk-backend-conformance.js';
@@ -165,4 +175,165 @@ test('requests and traffic are counted per method, as PBS 4 shows them per datas
     uploaded: c.blob.length,
     downloaded: c.blob.length,
   });
+});
+
+// ---- GC against a backup in another process (PBS 4's chunk lock, shared across processes) ----
+
+const INSERTER = fileURLToPath(new URL('./fixtures/chunk-inserter.ts', import.meta.url));
+const DAY = 86_400_000;
+/** GC's cutoff as the datastore computes it with no older writer: 24 h 5 min before now. */
+const gcCutoffs = () => ({ minAtimeMs: Date.now() - DAY - 300_000, oldestWriterMs: Date.now() });
+
+/**
+ * A store whose cache and lock dir a second process can share: the backend here runs GC, the
+ * inserter process (test/s3/fixtures/chunk-inserter.ts) plays a backup of another server process.
+ */
+function makeSharedStore(t: TestContext, beforeSweepDelete?: (names: string[]) => Promise<void>) {
+  const root = mkdtempSync(join(tmpdir(), 'stowage-s3-shared-'));
+  const store = {
+    client: options,
+    bucket,
+    storePrefix: `store-${randomBytes(4).toString('hex')}`,
+    cacheDir: join(root, 'cache'),
+    runDir: join(root, 'run'),
+  };
+  const backend = new S3ChunkBackend({
+    ...store,
+    lockService: new LocalLockService({
+      runDir: store.runDir,
+      dataDir: root,
+      config: undefined as unknown as DatastoreConfigFile,
+    }),
+    beforeSweepDelete,
+  });
+  t.after(async () => {
+    await backend.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const cacheOf = (name: string) => join(store.cacheDir, '.chunks', name.slice(0, 4), name);
+  /** Mark `hex` as GC's phase 1 did two days ago: older than the cutoff. */
+  const ageTwoDays = (hex: string) => {
+    const at = (Date.now() - 2 * DAY) / 1000;
+    utimesSync(cacheOf(hex), at, at);
+  };
+  const objects = async () => {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: `${store.storePrefix}/.chunks/`,
+          ContinuationToken: token,
+        }),
+      );
+      for (const o of page.Contents ?? []) keys.push(o.Key!.slice(o.Key!.lastIndexOf('/') + 1));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys.sort();
+  };
+  return { root, store, backend, ageTwoDays, objects };
+}
+
+type Chunk = ReturnType<typeof chunk>;
+
+function randomChunk(): Chunk {
+  const payload = randomBytes(1024);
+  const digest = sha(payload);
+  return { digest, hex: digest.toString('hex'), blob: encodeBlob(payload) };
+}
+
+/** Start the inserter on `store` for `chunks`; it inserts them `gapMs` apart after `go()`. */
+async function startInserter(
+  t: TestContext,
+  shared: ReturnType<typeof makeSharedStore>,
+  chunks: Chunk[],
+  gapMs: number,
+) {
+  const jobFile = join(shared.root, `job-${randomBytes(4).toString('hex')}.json`);
+  const files = chunks.map((c) => {
+    const file = join(shared.root, `${c.hex}.blob`);
+    writeFileSync(file, c.blob);
+    return { hex: c.hex, file };
+  });
+  writeFileSync(jobFile, JSON.stringify({ ...shared.store, chunks: files, gapMs }));
+  const child = spawn(process.execPath, ['--import', 'tsx', INSERTER, jobFile], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    child.kill('SIGKILL');
+  });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const next = async () => {
+    const { value, done } = await lines.next();
+    if (done) throw new Error(`the inserter exited early (${child.exitCode})`);
+    return value as string;
+  };
+  assert.equal(await next(), 'ready');
+  let started!: Promise<void>;
+  let done!: Promise<number[]>;
+  return {
+    go() {
+      child.stdin!.write('go\n');
+      started = next().then((l) => assert.equal(l, 'started'));
+      done = started.then(async () => JSON.parse(await next()) as number[]);
+    },
+    started: () => started,
+    done: () => done,
+  };
+}
+
+test('a chunk another process re-inserts while the sweep is deleting it is uploaded again, not lost', async (t) => {
+  const c = randomChunk();
+  const peer: { inserter?: Awaited<ReturnType<typeof startInserter>> } = {};
+  let insertedDuringDelete = false;
+  const shared = makeSharedStore(t, async (names) => {
+    assert.deepEqual(names, [c.hex]);
+    // the other process's insert lands between the sweep's decision and its delete: it must
+    // wait for the chunk's lock (given up to a second here) instead of relying on the marker
+    peer.inserter!.go();
+    insertedDuringDelete = await Promise.race([
+      peer.inserter!.done().then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+    ]);
+  });
+  await shared.backend.insert(c.digest, c.blob);
+  shared.ageTwoDays(c.hex);
+  peer.inserter = await startInserter(t, shared, [c], 0);
+  const stats = await shared.backend.sweep(gcCutoffs());
+  await peer.inserter.done();
+  assert.equal(insertedDuringDelete, false, 'the insert did not wait for the sweep holding the chunk');
+  assert.equal(stats.removedChunks, 1);
+  assert.deepEqual(await shared.objects(), [c.hex], 'the insert put the chunk back after the delete');
+  assert.deepEqual(await shared.backend.load(c.digest, undefined, { stored: true }), c.blob);
+});
+
+test('GC removes exactly the unreferenced chunks and none that a backup in another process inserted while it swept', async (t) => {
+  const shared = makeSharedStore(t);
+  const old = Array.from({ length: 60 }, randomChunk);
+  await Promise.all(old.map((c) => shared.backend.insert(c.digest, c.blob)));
+  for (const c of old) shared.ageTwoDays(c.hex);
+  // the backup writes half of the old chunks again (found in the bucket: only marked) and new ones
+  const reused = old.slice(0, 30);
+  const written = [...reused, ...Array.from({ length: 6 }, randomChunk)].sort(() => Math.random() - 0.5);
+  const inserter = await startInserter(t, shared, written, 3);
+  inserter.go();
+  await inserter.started();
+  const sweepStart = Date.now();
+  const stats = await shared.backend.sweep(gcCutoffs());
+  const sweepEnd = Date.now();
+  const insertedAt = await inserter.done();
+  assert.ok(
+    insertedAt.some((at) => at >= sweepStart && at <= sweepEnd),
+    'the backup ran while the sweep did',
+  );
+  assert.deepEqual(await shared.objects(), written.map((c) => c.hex).sort());
+  assert.ok(stats.removedChunks >= 30, `removed ${stats.removedChunks}`);
+  const stored = await Promise.all(
+    written.map((c) => shared.backend.load(c.digest, undefined, { stored: true })),
+  );
+  assert.deepEqual(
+    stored,
+    written.map((c) => c.blob),
+  );
 });
