@@ -296,11 +296,23 @@ export function registerDatastoreCommands(program: Command): void {
       "a removable datastore on the device with this filesystem UUID (see blkid); <path> is then relative to the device's root",
     )
     .option('--reuse-datastore', 'take over the datastore already at the path instead of creating one')
+    .option(
+      '--backend <spec>',
+      'type=s3,client=ENDPOINT,bucket=NAME[,max-cache-size=SIZE]: chunks and metadata in an S3 bucket, <path> is the local cache',
+    )
+    .option('--overwrite-in-use', "take over a bucket's store that another server's in-use marker names")
     .action(
       async (
         name: string,
         path: string,
-        o: { comment?: string; gcSchedule?: string; backingDevice?: string; reuseDatastore?: boolean },
+        o: {
+          comment?: string;
+          gcSchedule?: string;
+          backingDevice?: string;
+          reuseDatastore?: boolean;
+          backend?: string;
+          overwriteInUse?: boolean;
+        },
         cmd: Command,
       ) => {
         const client = await adminClient(globals(cmd));
@@ -311,10 +323,25 @@ export function registerDatastoreCommands(program: Command): void {
           'gc-schedule': o.gcSchedule,
           'backing-device': o.backingDevice,
           'reuse-datastore': o.reuseDatastore,
+          backend: o.backend,
+          'overwrite-in-use': o.overwriteInUse,
         });
         await followTask(client, upid);
       },
     );
+
+  ds.command('s3-refresh <name>')
+    .description(
+      "refill an S3 datastore's cache from its bucket: sets maintenance mode s3-refresh (reads and writes " +
+        'refused), waits for running operations, downloads the metadata, puts back the previous mode',
+    )
+    .action(async (name: string, _o, cmd: Command) => {
+      const client = await adminClient(globals(cmd));
+      await followTask(
+        client,
+        await client.call<string>('PUT', `/admin/datastore/${encodeURIComponent(name)}/s3-refresh`),
+      );
+    });
 
   ds.command('mount <name>')
     .description("mount a removable datastore's device")

@@ -6,6 +6,7 @@ import { registerDatastoreCommands } from './datastore-commands.js';
 import { registerJobCommands } from './job-commands.js';
 import { registerSyncCommands } from './sync-commands.js';
 import { registerRemoteCommands } from './remote-commands.js';
+import { registerS3Commands } from './s3-commands.js';
 import { registerServerCommand } from './server-command.js';
 
 /** Build the `stowage` command tree. Each command group registers itself from its own module. */
@@ -25,6 +26,7 @@ export function buildAdminCli(): Command {
   registerDatastoreCommands(program);
   registerJobCommands(program);
   registerRemoteCommands(program);
+  registerS3Commands(program);
   registerSyncCommands(program);
   registerAccessCommands(program);
   // sub-commands inherit exitOverride so usage errors exit with EXIT.USAGE, not commander's 1
