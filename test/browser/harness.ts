@@ -133,13 +133,17 @@ export class Harness {
     });
   }
 
-  /** Create a datastore through the API and wait for its create-datastore task. */
-  async createDatastore(name: string, comment?: string): Promise<void> {
+  /**
+   * Create a datastore through the API and wait for its create-datastore task; `fields` adds
+   * parameters (an S3 `backend`).
+   */
+  async createDatastore(name: string, comment?: string, fields: Record<string, unknown> = {}): Promise<void> {
     const path = join(this.dir, 'stores', name);
     const res = await this.api<string>('POST', '/config/datastore', {
       name,
       path,
       ...(comment && { comment }),
+      ...fields,
     });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const upid = res.body.data;

@@ -3,6 +3,7 @@
  * The mode comes from the active-operations answer, which works in every mode (reference §6.2),
  * so an offline datastore shows a maintenance panel rather than a failed status request.
  */
+import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, seg } from '../api.js';
 import { ErrorBox, Loading, MaintenanceMarker, UsageBar } from '../components.js';
@@ -237,7 +238,42 @@ function StatusSummary({ store, mode }: { store: string; mode: MaintenanceMode |
         )}
         <ErrorBox error={gcError} title="Garbage collection refused" />
       </article>
+      {s?.['s3-statistics'] && <S3Traffic stats={s['s3-statistics']} />}
     </div>
+  );
+}
+
+/**
+ * An S3 datastore's requests and traffic (PBS 4's S3 statistics): what the store's provider
+ * bills. Counted since the server started; the status refresh keeps them current.
+ */
+function S3Traffic({ stats }: { stats: NonNullable<DatastoreStatus['s3-statistics']> }) {
+  const requests: Array<[string, number]> = [
+    ['GET', stats.get],
+    ['PUT', stats.put],
+    ['HEAD', stats.head],
+    ['DELETE', stats.delete],
+    ['POST', stats.post],
+  ];
+  return (
+    <article>
+      <header>
+        <h2>Object storage</h2>
+      </header>
+      <dl class="kv" aria-label="S3 traffic">
+        <dt>Uploaded</dt>
+        <dd>{bytes(stats.uploaded)}</dd>
+        <dt>Downloaded</dt>
+        <dd>{bytes(stats.downloaded)}</dd>
+        {requests.map(([method, n]) => (
+          <Fragment key={method}>
+            <dt>{method} requests</dt>
+            <dd>{n}</dd>
+          </Fragment>
+        ))}
+      </dl>
+      <p class="muted">Since the server started. POST requests are batched deletes.</p>
+    </article>
   );
 }
 
