@@ -43,7 +43,7 @@ import {
   type WritableDatastore,
 } from '../datastore/index.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 
 export interface PullOptions {

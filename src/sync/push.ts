@@ -34,7 +34,7 @@ import {
 } from '../datastore/index.js';
 import { ERR_SYNC_FAILED, ERR_SYNC_SOURCE_MISSING, ERR_TASK_ABORTED, isStowageError } from '../errors.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { RateLimiter } from '../sys/rate-limiter.js';
 
 export interface PushOptions {
   /** Local namespace to push from. */

@@ -8,7 +8,7 @@
 import { BackupNamespace, type ReadonlyDatastore, type WritableDatastore } from '../datastore/index.js';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import { parseHumanByte } from '../api-types/human-byte.js';
-import { RateLimiter } from './rate-limiter.js';
+import { RateLimiter } from '../sys/rate-limiter.js';
 import { remoteConfig } from '../config/remote-config.js';
 import { parseGroupFilter } from './group-filter.js';
 import { LocalSyncSource } from './local-source.js';

@@ -1,8 +1,8 @@
 /**
- * A token bucket for a sync's traffic (PBS `RateLimitConfig`): on average at most `rate` bytes per
- * second, with bursts of up to `burst` bytes (default: one second's worth). `consume(n)` is called
- * after each transfer of n bytes and waits as long as the bucket is in debt, so the next transfer
- * starts only when the average allows it.
+ * A token bucket for traffic (PBS `RateLimitConfig`: sync jobs, S3 endpoints): on average at most
+ * `rate` bytes per second, with bursts of up to `burst` bytes (default: one second's worth).
+ * `consume(n)` is called for each transfer of n bytes and waits as long as the bucket is in debt,
+ * so the next transfer starts only when the average allows it.
  */
 export class RateLimiter {
   private tokens: number;

@@ -11,7 +11,7 @@ import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
 import { LocalSyncSource } from '../../src/sync/local-source.js';
 import { pullStore, type PullOptions } from '../../src/sync/pull.js';
-import { RateLimiter } from '../../src/sync/rate-limiter.js';
+import { RateLimiter } from '../../src/sys/rate-limiter.js';
 import { groupPasses, parseGroupFilter } from '../../src/sync/group-filter.js';
 import type { SyncSource } from '../../src/sync/sync-source.js';
 import { StowageError } from '../../src/errors.js';

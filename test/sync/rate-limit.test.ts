@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseHumanByte } from '../../src/api-types/human-byte.js';
-import { RateLimiter } from '../../src/sync/rate-limiter.js';
+import { RateLimiter } from '../../src/sys/rate-limiter.js';
 import { StowageError } from '../../src/errors.js';
 
 test('byte sizes are read as PBS reads them', () => {
