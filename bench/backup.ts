@@ -1,7 +1,7 @@
 /**
  * Backup throughput against peers:
  *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
- *                                     [--pxar]
+ *                                     [--pxar] [--steps first,restore] [--baseline DIR]
  *                                     [--profile DIR]
  *
  * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
@@ -15,6 +15,11 @@
  *
  * `--pxar` also runs Stowage with the trees archived as pxar (`data.pxar:DIR`, with a catalog)
  * and prints pxar's time over tar's per step.
+ *
+ * `--steps` runs only the listed steps of the mixed set (the first backup always runs: the others
+ * need it). `--baseline DIR` also runs Stowage built from another checkout (e.g. `git worktree add
+ * /tmp/base main`), as the tool `stowage-base`, and prints this tree's time over the baseline's
+ * per step: a change measured against the code before it in the same run, under the same load.
  *
  * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
  * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
@@ -64,6 +69,8 @@ const only = arg('only', '');
 const keep = args.includes('--keep');
 const useTsx = args.includes('--tsx');
 const profileDir = arg('profile', '');
+const baselineDir = arg('baseline', '');
+const onlySteps = arg('steps', '');
 const PASSWORD = 'bench-secret-1';
 const CHANGING_FILE = 'changing/ten-mib.bin';
 const CHANGING_SIZE = 10 * 1024 * 1024;
@@ -204,6 +211,7 @@ async function stowageSession(
   tag: string,
   format: 'tar' | 'pxar',
 ): Promise<ToolSession> {
+  if (tag.includes('stowage-base')) run = baselineRun!;
   const server = await startServer(join(work, 'server'), run, {
     password: PASSWORD,
     profile: profileDir && join(profileDir, `${tag}-server`),
@@ -298,10 +306,15 @@ function borgSession(data: string, work: string): ToolSession {
 }
 
 type Step = 'first' | 'second' | 'changed' | 'restore';
-type Tool = 'stowage' | 'stowage-pxar' | 'restic' | 'borg';
+type Tool = 'stowage' | 'stowage-pxar' | 'stowage-base' | 'restic' | 'borg';
 
 /** `stowage` archives trees as tar (tree cache, partial reuse); `--pxar` adds the pxar format. */
-const tools: Tool[] = ['stowage', ...(args.includes('--pxar') ? (['stowage-pxar'] as const) : [])];
+const tools: Tool[] = [
+  'stowage',
+  ...(args.includes('--pxar') ? (['stowage-pxar'] as const) : []),
+  ...(baselineDir ? (['stowage-base'] as const) : []),
+];
+let baselineRun: Runner | undefined;
 for (const tool of ['restic', 'borg'] as const) {
   if (spawnSync('which', [tool]).status === 0) tools.push(tool);
   else
@@ -342,13 +355,13 @@ async function benchDataset(
       mkdirSync(dir(tool), { recursive: true });
       sessions.set(
         tool,
-        tool === 'stowage' || tool === 'stowage-pxar'
+        tool.startsWith('stowage')
           ? await stowageSession(
               data,
               dir(tool),
               run,
               `${name}-${tool}-${r}`,
-              tool === 'stowage' ? 'tar' : 'pxar',
+              tool === 'stowage-pxar' ? 'pxar' : 'tar',
             )
           : tool === 'restic'
             ? resticSession(data, dir(tool))
@@ -357,14 +370,15 @@ async function benchDataset(
     }
     try {
       for (const tool of order) record('first', tool, sessions.get(tool)!.first());
-      for (const tool of order) record('second', tool, sessions.get(tool)!.second());
+      if (steps.includes('second'))
+        for (const tool of order) record('second', tool, sessions.get(tool)!.second());
       if (steps.includes('changed')) {
         // A different 10 MiB in every run; aged past the racy margin as a nightly change would be.
         writeFileSync(join(data, CHANGING_FILE), prng(`changing-${r + 1}`, CHANGING_SIZE));
         await sleep(RACY_MARGIN_MS + 500);
         for (const tool of order) record('changed', tool, sessions.get(tool)!.changed());
       }
-      for (const tool of order) {
+      for (const tool of steps.includes('restore') ? order : []) {
         const target = join(dir(tool), 'restore');
         record('restore', tool, sessions.get(tool)!.restore(target));
         rmSync(target, { recursive: true, force: true });
@@ -398,7 +412,7 @@ function report(name: string, bytes: number, files: number, results: Results): v
     if (!s) continue;
     const sm = median(s.map((m) => m.secs));
     const ratios = tools
-      .filter((t) => t !== 'stowage' && t !== 'stowage-pxar' && byTool[t])
+      .filter((t) => !t.startsWith('stowage') && byTool[t])
       .map((t) => {
         const pm = median(byTool[t]!.map((m) => m.secs));
         const perRun = byTool[t]!.map((m, i) => (m.secs / s[i]!.secs).toFixed(2)).join('/');
@@ -407,6 +421,11 @@ function report(name: string, bytes: number, files: number, results: Results): v
     out(
       `${''.padEnd(8)} stowage vs ${ratios.join(', ')}  (peer time / stowage time: above 1 = stowage faster)`,
     );
+    const b = byTool['stowage-base'];
+    if (b)
+      out(
+        `${''.padEnd(8)} this tree / baseline: time ${(sm / median(b.map((m) => m.secs))).toFixed(2)} (runs ${s.map((m, i) => (m.secs / b[i]!.secs).toFixed(2)).join('/')}), CPU ${(median(s.map((m) => m.cpuSecs)) / median(b.map((m) => m.cpuSecs))).toFixed(2)} (runs ${s.map((m, i) => (m.cpuSecs / b[i]!.cpuSecs).toFixed(2)).join('/')})`,
+      );
     const p = byTool['stowage-pxar'];
     if (p)
       out(
@@ -418,13 +437,16 @@ function report(name: string, bytes: number, files: number, results: Results): v
 const work = mkdtempSync(join(tmpdir(), 'stowage-bench-'));
 try {
   const run = useTsx ? fromSources : transpile(join(work, 'build'));
+  if (baselineDir) baselineRun = transpile(join(work, 'build-base'), baselineDir);
   if (only !== 'small') {
     const data = join(work, 'mixed');
     process.stderr.write(`generating ~${sizeMb} MB mixed dataset in ${data}\n`);
     generateMixed(data, sizeMb * 1e6);
     await sleep(RACY_MARGIN_MS + 500);
     const { files, bytes } = treeSize(data);
-    const results = await benchDataset('mixed', data, ['first', 'second', 'changed', 'restore'], work, run);
+    const all: Step[] = ['first', 'second', 'changed', 'restore'];
+    const steps = onlySteps ? all.filter((s) => s === 'first' || onlySteps.split(',').includes(s)) : all;
+    const results = await benchDataset('mixed', data, steps, work, run);
     report('mixed', bytes, files, results);
     if (!keep) rmSync(data, { recursive: true, force: true });
   }

@@ -16,12 +16,13 @@ export type Runner = (tsPath: string) => string[];
 
 /**
  * Transpile src/ and the server fixture into `out` (one .js per .ts, imports unchanged, as tsc
- * emits them), with the repository's node_modules and an ESM package.json beside them.
+ * emits them), with the repository's node_modules and an ESM package.json beside them. `root` is
+ * another checkout to build instead of this one (a baseline measured in the same run).
  */
-export function transpile(out: string): Runner {
+export function transpile(out: string, root = repoRoot): Runner {
   const esbuild = join(repoRoot, 'node_modules/.bin/esbuild');
   const entries = spawnSync('find', ['src', 'test/e2e/fixtures', 'test/faults/fixtures', '-name', '*.ts'], {
-    cwd: repoRoot,
+    cwd: root,
     encoding: 'utf8',
   })
     .stdout.split('\n')
@@ -29,7 +30,7 @@ export function transpile(out: string): Runner {
   const r = spawnSync(
     esbuild,
     [...entries, `--outdir=${out}`, '--outbase=.', '--format=esm', '--platform=node', '--log-level=warning'],
-    { cwd: repoRoot, encoding: 'utf8' },
+    { cwd: root, encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`esbuild failed: ${r.stderr}`);
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');

@@ -93,6 +93,15 @@ export class ChunkPool {
     }
   }
 
+  /**
+   * Start the workers now rather than with the first request. A restore calls this before it
+   * logs in: a worker takes a few hundred milliseconds to start (module loading), which then
+   * overlaps the login and the index download instead of delaying the first chunk's decode.
+   */
+  warmUp(): void {
+    if (this.workers.length === 0 && !this.closed) this.startWorkers();
+  }
+
   private fail(err: Error): void {
     this.failure ??= err;
     for (const p of this.pending.values()) p.reject(err);
@@ -100,7 +109,7 @@ export class ChunkPool {
   }
 
   private pick(): PoolWorker {
-    if (this.workers.length === 0 && !this.closed) this.startWorkers();
+    this.warmUp();
     let best = this.workers[0]!;
     for (const w of this.workers) if (w.inFlight < best.inFlight) best = w;
     return best;

@@ -72,6 +72,8 @@ export function registerRestoreCommand(program: Command): void {
         const spec = parseSnapshotSpec(snapshotArg);
         const session = openClientSession(opts.repository);
         const pool = new ChunkPool();
+        // every archive but a blob is read chunk by chunk through the pool's workers
+        if (!archiveArg.endsWith('.blob')) pool.warmUp();
         const started = Date.now();
         try {
           const bytes = await session.withAuth(async (credentials) =>
