@@ -11,8 +11,10 @@ import { Agent as HttpsAgent, type AgentOptions, type RequestOptions } from 'nod
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { parseHumanByte } from '../api-types/human-byte.js';
 import type { S3EndpointConfig } from '../config/s3-config.js';
 import { ERR_S3_CERTIFICATE_MISMATCH, ERR_S3_REQUEST_FAILED } from '../errors.js';
+import { RateLimiter } from '../sys/rate-limiter.js';
 
 // We pin a version that runs on Node 20 (package.json); its notice that later versions need
 // Node 22 would otherwise go to every server log on the first request.
@@ -28,6 +30,29 @@ export interface S3ClientOptions {
   pathStyle: boolean;
   /** SHA-256 fingerprint (`aa:bb:...`) a self-signed https certificate must have. PBS `fingerprint`. */
   fingerprint?: string;
+  /** The endpoint's limits (PBS `rate-in`/`burst-in`/`rate-out`/`burst-out`, `put-rate-limit`). */
+  limits?: S3TrafficLimits;
+}
+
+/** Bytes per second (bursts of `burst` bytes, one second's worth by default) and PUTs per second. */
+export interface S3TrafficLimits {
+  in?: { rate: number; burst?: number };
+  out?: { rate: number; burst?: number };
+  putsPerSecond?: number;
+}
+
+/** The traffic limits an `s3.cfg` endpoint sets, or undefined when it sets none. */
+export function s3TrafficLimitsFor(conf: S3EndpointConfig): S3TrafficLimits | undefined {
+  const bytes = (key: 'rate-in' | 'burst-in' | 'rate-out' | 'burst-out') =>
+    conf[key] === undefined ? undefined : parseHumanByte(conf[key], key);
+  const direction = (rate: number | undefined, burst: number | undefined) =>
+    rate === undefined ? undefined : { rate, ...(burst !== undefined && { burst }) };
+  const limits: S3TrafficLimits = {
+    in: direction(bytes('rate-in'), bytes('burst-in')),
+    out: direction(bytes('rate-out'), bytes('burst-out')),
+    putsPerSecond: conf['put-rate-limit'],
+  };
+  return limits.in || limits.out || limits.putsPerSecond ? limits : undefined;
 }
 
 /** PBS's default when an endpoint names no region (`S3ClientOptions::from_config`). */
@@ -50,6 +75,7 @@ export function s3ClientOptionsFor(conf: S3EndpointConfig): S3ClientOptions {
     secretKey: conf['secret-key'],
     pathStyle: !vhost,
     ...(conf.fingerprint !== undefined && { fingerprint: conf.fingerprint }),
+    ...(s3TrafficLimitsFor(conf) && { limits: s3TrafficLimitsFor(conf) }),
   };
 }
 
@@ -90,7 +116,7 @@ class PinnedHttpsAgent extends HttpsAgent {
  * (standard mode, 3 attempts, as PBS's `MAX_S3_HTTP_REQUEST_RETRY`).
  */
 export function createS3Client(opts: S3ClientOptions): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     endpoint: opts.endpoint,
     region: opts.region,
     forcePathStyle: opts.pathStyle,
@@ -103,6 +129,46 @@ export function createS3Client(opts: S3ClientOptions): S3Client {
       requestHandler: { httpsAgent: new PinnedHttpsAgent(opts.fingerprint, { keepAlive: true }) },
     }),
   });
+  if (opts.limits) limitS3Traffic(client, opts.limits);
+  return client;
+}
+
+/**
+ * Hold each request (each attempt) of `client` to `limits`: a request waits until the outgoing
+ * bucket has its body's bytes and, for a PUT, the PUT bucket a token; a response is handed on
+ * once the incoming bucket has its body's bytes. So a transfer of N bytes at rate R with burst B
+ * takes at least (N - B) / R seconds. PBS limits the connection's bytes as they pass; here the
+ * unit is the request (a chunk or a blob, at most a few MiB), which gives the same average.
+ */
+function limitS3Traffic(client: S3Client, limits: S3TrafficLimits): void {
+  const bucket = (l: { rate: number; burst?: number } | undefined) =>
+    l && new RateLimiter(l.rate, l.burst ?? l.rate);
+  const inbound = bucket(limits.in);
+  const outbound = bucket(limits.out);
+  const puts = bucket(limits.putsPerSecond === undefined ? undefined : { rate: limits.putsPerSecond });
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { method?: string; headers?: Record<string, string>; body?: unknown };
+      if (request.method === 'PUT') await puts?.consume(1);
+      await outbound?.consume(bodyLength(request.body, request.headers));
+      const out = await next(args);
+      // a HEAD's content-length is the object's, not sent
+      if (request.method !== 'HEAD') {
+        await inbound?.consume(
+          bodyLength(undefined, (out.response as { headers?: Record<string, string> }).headers),
+        );
+      }
+      return out;
+    },
+    { step: 'deserialize', name: 'stowageS3TrafficLimit' },
+  );
+}
+
+/** A request's or response's body size: the bytes when at hand, else its content-length. */
+function bodyLength(body: unknown, headers: Record<string, string> | undefined): number {
+  if (body instanceof Uint8Array) return body.length;
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  return Number(headers?.['content-length'] ?? 0) || 0;
 }
 
 /** The HTTP status of an S3 failure, or undefined for a network error (refused, reset, timeout). */
@@ -168,18 +234,18 @@ export function countS3Requests(
   client: S3Client,
   counters: S3RequestCounters = emptyS3RequestCounters(),
 ): S3RequestCounters {
-  const length = (headers: Record<string, string> | undefined) =>
-    Number(headers?.['content-length'] ?? 0) || 0;
   client.middlewareStack.add(
     (next) => async (args) => {
       const request = args.request as { method?: string; headers?: Record<string, string>; body?: unknown };
       const method = request.method?.toLowerCase() as CountedMethod | undefined;
       if (method !== undefined && method in counters) counters[method]++;
-      const body = request.body;
-      counters.uploaded += body instanceof Uint8Array ? body.length : length(request.headers);
+      counters.uploaded += bodyLength(request.body, request.headers);
       const out = await next(args);
       if (method === 'get') {
-        counters.downloaded += length((out.response as { headers?: Record<string, string> }).headers);
+        counters.downloaded += bodyLength(
+          undefined,
+          (out.response as { headers?: Record<string, string> }).headers,
+        );
       }
       return out;
     },

@@ -26,6 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { DatastoreConfigFile } from '../../src/config/datastore-config.js';
 import { LocalLockService } from '../../src/maintenance/local-lock-service.js';
+import { s3ClientOptionsFor } from '../../src/s3/s3-client.js';
 import { encodeBlob } from '../../src/datastore/data-blob.js';
 import { S3ChunkBackend } from '../../src/datastore/s3-chunk-backend.js';
 import { chunkBackendConformance } from '../suites/chunk-backend-conformance.js';
@@ -336,4 +337,51 @@ test('GC removes exactly the unreferenced chunks and none that a backup in anoth
     stored,
     written.map((c) => c.blob),
   );
+});
+
+test("the endpoint's rate limits hold the traffic: uploads and downloads take at least what the rates allow", async (t) => {
+  // the limits as an operator writes them in s3.cfg (PBS's human byte sizes), on the test gateway
+  const conf = {
+    id: 'limited',
+    endpoint: '127.0.0.1',
+    'access-key': options.accessKey,
+    'secret-key': options.secretKey,
+    'rate-out': '512 KiB',
+    'burst-out': '64KiB',
+    'rate-in': '512KiB',
+    'burst-in': '64 KiB',
+  };
+  const { limits } = s3ClientOptionsFor(conf);
+  assert.deepEqual(limits, {
+    in: { rate: 512 * 1024, burst: 64 * 1024 },
+    out: { rate: 512 * 1024, burst: 64 * 1024 },
+    putsPerSecond: undefined,
+  });
+  const cacheDir = mkdtempSync(join(tmpdir(), 'stowage-s3-cache-'));
+  const backend = new S3ChunkBackend({
+    client: { ...options, limits },
+    bucket,
+    storePrefix: `store-${randomBytes(4).toString('hex')}`,
+    cacheDir,
+  });
+  t.after(async () => {
+    await backend.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+  const chunks = Array.from({ length: 5 }, () => {
+    const payload = randomBytes(128 * 1024);
+    return { digest: sha(payload), blob: encodeBlob(payload) };
+  });
+  const sent = chunks.reduce((n, c) => n + c.blob.length, 0);
+  const lowerBoundMs = ((sent - 64 * 1024) / (512 * 1024)) * 1000;
+
+  let start = Date.now();
+  await Promise.all(chunks.map((c) => backend.insert(c.digest, c.blob)));
+  const putMs = Date.now() - start;
+  assert.ok(putMs >= lowerBoundMs, `${sent} bytes uploaded in ${putMs} ms, under ${lowerBoundMs} ms`);
+
+  start = Date.now();
+  await Promise.all(chunks.map((c) => backend.load(c.digest, undefined, { stored: true })));
+  const getMs = Date.now() - start;
+  assert.ok(getMs >= lowerBoundMs, `${sent} bytes downloaded in ${getMs} ms, under ${lowerBoundMs} ms`);
 });
