@@ -24,7 +24,13 @@ import type { ChunkPool } from './chunk-pool.js';
 import { READER_PATH, READER_PROTOCOL_ID } from '../api-types/protocol.js';
 import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget } from './connection.js';
 
-const PREFETCH = 8;
+/**
+ * Chunks requested ahead of the one being handed out. Four keep the pipeline busy on a local
+ * link; eight (before) made the restore slower in CPU and wall time (docs/performance.md, issue
+ * 11 fourth round): the server's HTTP/2 and TLS layers copy each batch of queued DATA frames
+ * into fresh memory, and the batch grows with the answers in flight.
+ */
+const PREFETCH = 4;
 
 /** The snapshot a reader session restores from. */
 export type SnapshotRef = SnapshotSessionTarget;
