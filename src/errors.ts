@@ -288,6 +288,14 @@ export const ERR_MAINTENANCE_MODE_UNREADABLE = createError(
     `datastore '${store}' is unavailable: its maintenance-mode in datastore.cfg cannot be read (${why}); ` +
     'refusing all operations until an administrator sets or clears the mode',
 );
+// cluster mode (etcd admission backend, issue 17)
+export const ERR_CLUSTER_UNREACHABLE = createError(
+  'ERR_CLUSTER_UNREACHABLE',
+  'MAINTENANCE',
+  (subject: string, why: string) =>
+    `${subject} is unavailable: the cluster's etcd cannot be reached (${why}); ` +
+    'nothing is admitted while the maintenance mode cannot be checked',
+);
 export const ERR_RESTORE_TARGET_NOT_EMPTY = createError(
   'ERR_RESTORE_TARGET_NOT_EMPTY',
   'BAD_REQUEST',

@@ -37,6 +37,7 @@ import {
   type SystemHold,
 } from './maintenance-mode.js';
 import { drainsAfter, type MaintenanceEvent, type MaintenanceEventLog } from './maintenance-events.js';
+import { holdChange, modeChangeEvent } from './admission-history.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 import type { LockService } from './lock-service.js';
@@ -217,34 +218,14 @@ export class LocalAdmissionBackend implements AdmissionBackend {
       );
       // Taken under the exclusive lock: no admission is in flight, so this splits the order exactly.
       change = { digest: snapshot.digest, sequence: this.registry.sequence(), previous, config: before };
-      event = this.recordModeChange(store, before['maintenance-mode'], previous, mode, opts.authId);
+      const record = modeChangeEvent(store, before['maintenance-mode'], previous, mode, opts.authId);
+      event = record && this.events.append(record);
     } finally {
       lock.release();
     }
     const conflicting = this.conflicting(store, mode);
     if (event && conflicting.length === 0 && drainsAfter(event)) this.events.recordDrained(store, event);
     return { ...change, conflicting, ...(event && { event }) };
-  }
-
-  /** The history's record of a mode change; none when the stored mode did not change. */
-  private recordModeChange(
-    store: string,
-    storedBefore: string | undefined,
-    previous: MaintenanceMode | undefined,
-    mode: MaintenanceMode | undefined,
-    authId: string | undefined,
-  ): MaintenanceEvent | undefined {
-    const after = mode ? formatMaintenanceMode(mode) : undefined;
-    if ((storedBefore || undefined) === after) return undefined;
-    return this.events.append({
-      store,
-      type: mode ? 'mode-set' : 'mode-cleared',
-      source: 'operator',
-      ...(authId !== undefined && { authId }),
-      from: previous?.type ?? 'none',
-      to: mode?.type ?? 'none',
-      ...((mode ?? previous)?.message !== undefined && { message: (mode ?? previous)!.message }),
-    });
   }
 
   async setHold(
@@ -258,42 +239,11 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     try {
       if (!this.config.read().stores.has(store)) throw notFound(store);
       const previous = this.registry.holds(store).find((h) => h.source === source);
-      let hold: SystemHold | undefined;
-      let event: MaintenanceEvent | undefined;
-      if (spec) {
-        const sameType = previous?.type === spec.type;
-        hold = {
-          source,
-          type: spec.type,
-          message: spec.message,
-          since: sameType ? previous.since : Date.now(),
-          ...(opts.authId !== undefined && { authId: opts.authId }),
-        };
-        this.registry.putHold(store, hold);
-        if (!sameType) {
-          event = this.events.append({
-            store,
-            type: 'hold-engaged',
-            source,
-            ...(opts.authId !== undefined && { authId: opts.authId }),
-            from: previous?.type ?? 'none',
-            to: spec.type,
-            message: spec.message,
-          });
-        }
-      } else if (previous) {
-        this.registry.removeHold(store, source);
-        event = this.events.append({
-          store,
-          type: 'hold-released',
-          source,
-          ...(opts.authId !== undefined && { authId: opts.authId }),
-          from: previous.type,
-          to: 'none',
-          message: previous.message,
-          ...(opts.forced && { detail: { forced: true } }),
-        });
-      }
+      const next = holdChange(store, source, previous, spec, opts);
+      if (next.hold) this.registry.putHold(store, next.hold);
+      else if (previous) this.registry.removeHold(store, source);
+      const hold = next.hold;
+      const event = next.event && this.events.append(next.event);
       change = {
         ...(previous && { previous }),
         ...(hold && { hold }),

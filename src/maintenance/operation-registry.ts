@@ -26,6 +26,8 @@ export interface OperationRecord extends OperationInfo {
   pstart: number;
   /** Milliseconds since the epoch. */
   startedAt: number;
+  /** Cluster mode: the name of the server (node) the holder runs on; absent for the local backend. */
+  node?: string;
 }
 
 export interface OperationCounts {

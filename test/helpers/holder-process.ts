@@ -19,13 +19,22 @@ export class HolderProcess {
   private readonly waiting: Array<(r: HolderReply) => void> = [];
   private readonly ready: Promise<HolderReply>;
 
-  constructor(paths: StowagePaths) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+  /**
+   * A holder on the instance at `paths`; or, with `fixture`, another fixture speaking the same
+   * protocol (the etcd holder of test/cluster/) with `env` added to this process's environment.
+   */
+  constructor(paths: StowagePaths | { fixture: string; env: Record<string, string> }) {
+    const own = 'fixture' in paths;
+    this.child = spawn(process.execPath, ['--import', 'tsx', own ? paths.fixture : FIXTURE], {
       env: {
         ...process.env,
-        STOWAGE_CONFIG_DIR: paths.configDir,
-        STOWAGE_DATA_DIR: paths.dataDir,
-        STOWAGE_RUN_DIR: paths.runDir,
+        ...(own
+          ? paths.env
+          : {
+              STOWAGE_CONFIG_DIR: paths.configDir,
+              STOWAGE_DATA_DIR: paths.dataDir,
+              STOWAGE_RUN_DIR: paths.runDir,
+            }),
       },
       stdio: ['pipe', 'pipe', 'inherit'],
     });

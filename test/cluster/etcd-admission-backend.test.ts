@@ -1,0 +1,154 @@
+/**
+ * The etcd admission backend (issue 17) against the admission conformance suite, on the shared
+ * 3-member test cluster: the test's backend and each holder process (a stand-in for another
+ * Stowage server, with its own backend and lease) talk to different members. The suite's race
+ * test is the issue's "one server flips modes while two others admit in a loop", proven by
+ * revisions. Then what only a cluster has: lease expiry, etcd out of reach, its lock service.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { testEtcd, uniqueEtcdPrefix, type EtcdTestTarget } from '../helpers/etcd-cluster.js';
+import { HolderProcess } from '../helpers/holder-process.js';
+import { admissionConformance } from '../suites/admission-conformance.js';
+import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
+import { SqliteMaintenanceEventLog } from '../../src/maintenance/maintenance-events.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/etcd-operation-holder.ts', import.meta.url));
+
+/** A backend and holders on a fresh prefix of the shared cluster, with one shared history file. */
+function bed(etcd: EtcdTestTarget, label: string, opts: { leaseTtlSeconds?: number } = {}) {
+  const prefix = uniqueEtcdPrefix(label);
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-etcd-test-'));
+  const events = join(dir, 'events.sqlite');
+  const backend = new EtcdAdmissionBackend({
+    endpoints: etcd.endpoints,
+    prefix,
+    node: 'test-node',
+    events: new SqliteMaintenanceEventLog(events),
+    ...opts,
+  });
+  let holders = 0;
+  return {
+    backend,
+    createStore: (name: string) => backend.defineStore({ name, path: `/srv/stowage/${name}` }),
+    /** Holder n talks to member n+1 first (the client fails over to the others). */
+    startHolder: (env: Record<string, string> = {}) => {
+      const n = ++holders;
+      const endpoints = etcd.endpoints.map((_, i) => etcd.endpoints[(i + n) % etcd.endpoints.length]!);
+      return new HolderProcess({
+        fixture: FIXTURE,
+        env: {
+          STOWAGE_TEST_ETCD_ENDPOINTS: endpoints.join(','),
+          STOWAGE_TEST_ETCD_PREFIX: prefix,
+          STOWAGE_TEST_EVENTS: events,
+          STOWAGE_TEST_NODE: `node${n}`,
+          ...env,
+        },
+      }).start();
+    },
+    async cleanup() {
+      await backend.client.delete().prefix(prefix);
+      backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+admissionConformance('etcd (3 members, one server per holder)', async () => {
+  const b = bed(await testEtcd(), 'conformance');
+  return { ...b, startHolder: () => b.startHolder() };
+});
+
+async function refusedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe('etcd admission backend: what a cluster adds', () => {
+  let etcd: EtcdTestTarget;
+  let b: ReturnType<typeof bed>;
+  before(async () => {
+    etcd = await testEtcd();
+    // etcd's smallest lease TTL is about 2 s with the default election timeout
+    b = bed(etcd, 'cluster', { leaseTtlSeconds: 2 });
+  });
+  after(() => b.cleanup());
+
+  test('records carry the node; a server that stops answering loses its operations when its lease expires', async () => {
+    await b.createStore('lease');
+    const server = await b.startHolder({ STOWAGE_TEST_LEASE_TTL: '2', STOWAGE_TEST_NODE: 'node-hung' });
+    try {
+      const id = await server.hold('lease', 'ingest', 'backup', 'host/web01');
+      const [op] = await b.backend.list('lease');
+      assert.deepEqual([op?.id, op?.node, op?.pid], [id, 'node-hung', server.pid]);
+      // frozen, not dead: its pid lives on, but it renews nothing (a hung or cut-off server)
+      process.kill(server.pid, 'SIGSTOP');
+      const watch = b.backend.watch('lease');
+      const t0 = Date.now();
+      try {
+        while ((await b.backend.counts('lease')).write > 0) {
+          assert.ok(Date.now() - t0 < 8_000, 'the operation outlived its lease by far');
+          await watch.changed();
+        }
+      } finally {
+        watch.close();
+      }
+      assert.equal(await b.backend.holderAlive(op!), false);
+      assert.deepEqual(await b.backend.list('lease'), []);
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+      await server.kill();
+    }
+  });
+
+  test('a server that cannot reach etcd refuses admissions, mode changes and reads with a 503 that says why', async () => {
+    await b.createStore('cutoff');
+    const cutOff = new EtcdAdmissionBackend({
+      endpoints: [`http://127.0.0.1:${await refusedPort()}`],
+      prefix: b.backend.prefix,
+      node: 'cut-off',
+      events: b.backend.events,
+      callTimeoutMs: 1_000,
+    });
+    try {
+      const refusal = {
+        code: 'MAINTENANCE',
+        status: 503,
+        message:
+          /^datastore 'cutoff' is unavailable: the cluster's etcd cannot be reached \(.+\); nothing is admitted while the maintenance mode cannot be checked$/,
+      };
+      await assert.rejects(cutOff.admit('cutoff', 'read', { kind: 'restore' }), refusal);
+      await assert.rejects(cutOff.setMode('cutoff', { type: 'offline' }), refusal);
+      await assert.rejects(cutOff.counts('cutoff'), { status: 503 });
+      // the servers that reach etcd go on as before
+      const ok = await b.backend.admit('cutoff', 'read', { kind: 'restore' });
+      await b.backend.release(ok.record.id);
+    } finally {
+      cutOff.client.close();
+    }
+  });
+
+  test('an admission goes on while one etcd member is down', async () => {
+    await b.createStore('member-down');
+    await etcd.stopMember('m2');
+    try {
+      const a = await b.backend.admit('member-down', 'ingest', { kind: 'backup' });
+      await b.backend.setMode('member-down', { type: 'read-only' });
+      await assert.rejects(b.backend.admit('member-down', 'ingest', { kind: 'backup' }), {
+        code: 'MAINTENANCE',
+      });
+      await b.backend.release(a.record.id);
+    } finally {
+      await etcd.startMember('m2');
+    }
+  });
+});
