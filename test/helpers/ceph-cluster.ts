@@ -127,6 +127,8 @@ export async function startCephCluster(): Promise<CephCluster> {
         (c) =>
           new Promise<void>((resolve) => {
             const timer = setTimeout(() => c.kill('SIGKILL'), 5_000);
+            // waited for now: an unref'd child's exit would not keep the loop alive until it comes
+            c.ref();
             c.once('exit', () => {
               clearTimeout(timer);
               resolve();
