@@ -361,13 +361,11 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     }
   }
 
-  /** The key of operation `id`: ours from memory, another's by its create revision. */
+  /** The stored operation `id`: ours by its key, another's by its create revision among all stores' operations. */
   private async findOperation(id: number): Promise<IKeyValue | undefined> {
-    const { kvs } = await this.range(
-      'operation',
-      `${this.prefix}datastores/`,
-      prefixEnd(`${this.prefix}datastores/`),
-    );
+    const own = this.own.get(id);
+    const p = `${this.prefix}datastores/`;
+    const { kvs } = own ? await this.range('operation', own) : await this.range('operation', p, prefixEnd(p));
     return kvs.find((kv) => Number(kv.create_revision) === id && kv.key.toString().includes('/ops/'));
   }
 
@@ -619,6 +617,7 @@ class EtcdWatch implements AdmissionWatch {
   private waiter: { resolve: (v: boolean) => void; reject: (e: unknown) => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private watcher: { cancel(): Promise<void> } | undefined;
+  private broken: Error | undefined;
   private readonly onAbort = () => this.close();
 
   constructor(
@@ -651,7 +650,11 @@ class EtcdWatch implements AdmissionWatch {
         w.on('connected', () => this.mark());
         w.on('error', () => this.mark());
       })
-      .catch((err: unknown) => this.fail(backend.unreachable(`the watch on ${prefix}`, err)));
+      .catch((err: unknown) => {
+        // no watch, no wake-ups: every wait from now on fails with why (a drain wait reports it)
+        this.broken = backend.unreachable(`the watch on ${prefix}`, err);
+        this.fail(this.broken);
+      });
   }
 
   private mark(): void {
@@ -669,6 +672,7 @@ class EtcdWatch implements AdmissionWatch {
   changed(): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
     if (this.waiter) return Promise.reject(new Error('AdmissionWatch.changed() is already pending'));
+    if (this.broken) return Promise.reject(this.broken);
     if (this.dirty) {
       this.dirty = false;
       return Promise.resolve(true);
