@@ -65,6 +65,7 @@ import {
   type OperationRecord,
 } from './operation-registry.js';
 import { EtcdLockService } from './etcd-lock-service.js';
+import { CoalescingWatch } from './coalescing-watch.js';
 import {
   ConflictingOperationsError,
   type Admission,
@@ -611,14 +612,9 @@ function sha256(data: Buffer): string {
  * `pollMs`, because a SIGKILLed process writes nothing: finding it dead deletes its key, and
  * that delete wakes every watcher in the cluster.
  */
-class EtcdWatch implements AdmissionWatch {
-  private dirty = false;
-  private closed = false;
-  private waiter: { resolve: (v: boolean) => void; reject: (e: unknown) => void } | undefined;
+class EtcdWatch extends CoalescingWatch {
   private timer: NodeJS.Timeout | undefined;
   private watcher: { cancel(): Promise<void> } | undefined;
-  private broken: Error | undefined;
-  private readonly onAbort = () => this.close();
 
   constructor(
     backend: EtcdAdmissionBackend,
@@ -626,21 +622,18 @@ class EtcdWatch implements AdmissionWatch {
     fromRevision: bigint,
     private readonly pollMs: number,
     private readonly poll: () => Promise<unknown>,
-    private readonly signal: AbortSignal | undefined,
+    signal: AbortSignal | undefined,
   ) {
-    if (signal?.aborted) {
-      this.closed = true;
-      return;
-    }
-    signal?.addEventListener('abort', this.onAbort, { once: true });
+    super(signal);
+    if (this.isClosed) return;
     // nothing seen yet: we cannot tell what the caller knows, so report a (spurious) change once
-    if (fromRevision === 0n) this.dirty = true;
+    if (fromRevision === 0n) this.mark();
     let builder = backend.client.watch().prefix(prefix);
     if (fromRevision > 0n) builder = builder.startRevision(String(fromRevision + 1n));
     builder
       .create()
       .then((w) => {
-        if (this.closed) {
+        if (this.isClosed) {
           void w.cancel();
           return;
         }
@@ -650,64 +643,27 @@ class EtcdWatch implements AdmissionWatch {
         w.on('connected', () => this.mark());
         w.on('error', () => this.mark());
       })
-      .catch((err: unknown) => {
-        // no watch, no wake-ups: every wait from now on fails with why (a drain wait reports it)
-        this.broken = backend.unreachable(`the watch on ${prefix}`, err);
-        this.fail(this.broken);
-      });
+      // no watch, no wake-ups: every wait from now on fails with why (a drain wait reports it)
+      .catch((err: unknown) => this.broke(backend.unreachable(`the watch on ${prefix}`, err)));
   }
 
-  private mark(): void {
-    this.dirty = true;
-    if (this.waiter) this.settle(true);
+  protected moved(): boolean {
+    return false; // etcd tells us (mark)
   }
 
-  private fail(err: unknown): void {
-    const w = this.waiter;
-    this.stopTimer();
-    this.waiter = undefined;
-    w?.reject(err);
+  protected startWaiting(): void {
+    this.timer = setInterval(() => {
+      // sweeps this host's dead holders; their deletes come back as watch events
+      this.poll().catch((err: unknown) => this.fail(err));
+    }, this.pollMs);
   }
 
-  changed(): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
-    if (this.waiter) return Promise.reject(new Error('AdmissionWatch.changed() is already pending'));
-    if (this.broken) return Promise.reject(this.broken);
-    if (this.dirty) {
-      this.dirty = false;
-      return Promise.resolve(true);
-    }
-    return new Promise<boolean>((resolve, reject) => {
-      this.waiter = { resolve, reject };
-      this.timer = setInterval(() => {
-        // sweeps this host's dead holders; their deletes come back as watch events
-        this.poll().catch((err: unknown) => this.fail(err));
-      }, this.pollMs);
-    });
-  }
-
-  private stopTimer(): void {
+  protected stopWaiting(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
-  private settle(value: boolean): void {
-    this.stopTimer();
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (value) this.dirty = false;
-    w?.resolve(value);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.signal?.removeEventListener('abort', this.onAbort);
+  protected override onClose(): void {
     void this.watcher?.cancel().catch(() => undefined);
-    this.settle(false);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

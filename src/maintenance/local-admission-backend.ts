@@ -38,6 +38,7 @@ import {
 } from './maintenance-mode.js';
 import { drainsAfter, type MaintenanceEvent, type MaintenanceEventLog } from './maintenance-events.js';
 import { holdChange, modeChangeEvent } from './admission-history.js';
+import { CoalescingWatch } from './coalescing-watch.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 import type { LockService } from './lock-service.js';
@@ -328,27 +329,22 @@ const SWEEP_EVERY = 4;
  * caller waits in `changed()`; between calls the last signature seen is kept, so a change made
  * while nobody waited is reported by the next call at once.
  */
-class PollingWatch implements AdmissionWatch {
+class PollingWatch extends CoalescingWatch {
   private last: string;
-  private closed = false;
-  private waiter: { resolve: (v: boolean) => void; reject: (e: unknown) => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
-  private readonly onAbort = () => this.close();
 
   constructor(
     private readonly signature: () => string,
     private readonly sweep: () => void,
     private readonly intervalMs: number,
-    private readonly signal: AbortSignal | undefined,
+    signal: AbortSignal | undefined,
   ) {
+    super(signal);
     this.last = signature();
-    if (signal?.aborted) this.closed = true;
-    else signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
-  /** True when the signature moved since the last report. */
-  private moved(): boolean {
+  protected moved(): boolean {
     if (++this.ticks % SWEEP_EVERY === 0) this.sweep();
     const now = this.signature();
     if (now === this.last) return false;
@@ -356,49 +352,18 @@ class PollingWatch implements AdmissionWatch {
     return true;
   }
 
-  changed(): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
-    if (this.waiter) return Promise.reject(new Error('AdmissionWatch.changed() is already pending'));
-    try {
-      if (this.moved()) return Promise.resolve(true);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return new Promise<boolean>((resolve, reject) => {
-      this.waiter = { resolve, reject };
-      this.timer = setInterval(() => {
-        try {
-          if (this.moved()) this.settle(true);
-        } catch (err) {
-          const w = this.waiter;
-          this.stopTimer();
-          this.waiter = undefined;
-          w?.reject(err);
-        }
-      }, this.intervalMs);
-    });
+  protected startWaiting(): void {
+    this.timer = setInterval(() => {
+      try {
+        if (this.moved()) this.mark();
+      } catch (err) {
+        this.fail(err);
+      }
+    }, this.intervalMs);
   }
 
-  private stopTimer(): void {
+  protected stopWaiting(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-  }
-
-  private settle(value: boolean): void {
-    this.stopTimer();
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.resolve(value);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.signal?.removeEventListener('abort', this.onAbort);
-    this.settle(false);
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
