@@ -68,6 +68,7 @@ async function startCeph() {
     STOWAGE_TEST_S3_SECRET_KEY: target.secretKey,
     STOWAGE_TEST_S3_HTTPS_PORT: String(target.httpsPort),
     STOWAGE_TEST_S3_FINGERPRINT: target.fingerprint,
+    STOWAGE_TEST_S3_CEPH_DIR: target.dir,
   };
   return { env, stop };
 }

@@ -24,6 +24,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,11 @@ export interface S3TestTarget {
   accessKey: string;
   secretKey: string;
   region: string;
+  /**
+   * The cluster's temp dir (ceph.conf, keyring, certificate), when it is the test cluster:
+   * `startTestGateway` starts a gateway of the test's own on it. Absent for another S3 store.
+   */
+  cephDir?: string;
 }
 
 export interface CephCluster extends S3TestTarget {
@@ -60,6 +66,7 @@ export const S3_TEST_ENV = {
   secretKey: 'STOWAGE_TEST_S3_SECRET_KEY',
   httpsPort: 'STOWAGE_TEST_S3_HTTPS_PORT',
   fingerprint: 'STOWAGE_TEST_S3_FINGERPRINT',
+  cephDir: 'STOWAGE_TEST_S3_CEPH_DIR',
 } as const;
 
 /** RGW's default zonegroup answers to any region name; the SDK wants one. */
@@ -295,6 +302,7 @@ export async function startCephCluster(): Promise<CephCluster> {
       secretKey,
       region: REGION,
       dir,
+      cephDir: dir,
       startupMs: Date.now() - started,
       stop,
       killSync,
@@ -341,8 +349,17 @@ export function testS3Target(): Promise<S3TestTarget> {
   const secretKey = process.env[S3_TEST_ENV.secretKey];
   const httpsPort = Number(process.env[S3_TEST_ENV.httpsPort]);
   const fingerprint = process.env[S3_TEST_ENV.fingerprint];
+  const cephDir = process.env[S3_TEST_ENV.cephDir] || undefined;
   if (endpoint && accessKey && secretKey && httpsPort && fingerprint) {
-    return Promise.resolve({ endpoint, httpsPort, fingerprint, accessKey, secretKey, region: REGION });
+    return Promise.resolve({
+      endpoint,
+      httpsPort,
+      fingerprint,
+      accessKey,
+      secretKey,
+      region: REGION,
+      cephDir,
+    });
   }
   ownCluster ??= startCephCluster().then((cluster) => {
     process.once('exit', () => cluster.killSync());
@@ -355,6 +372,94 @@ export function testS3Target(): Promise<S3TestTarget> {
     return cluster;
   });
   return ownCluster;
+}
+
+/** A RADOS Gateway of one test's own on the shared cluster, which the test may stop and start. */
+export interface TestGateway {
+  /** Its https port (the cluster's certificate, so the target's fingerprint). */
+  httpsPort: number;
+  /** Stop the radosgw process (SIGTERM; SIGKILL after 5 s) and wait until it has exited. */
+  stop(): Promise<void>;
+  /** Start it again on the same port and wait until it answers. */
+  start(): Promise<void>;
+}
+
+/**
+ * Start a second `radosgw` on the test cluster (`target.cephDir`), https only on a port of its
+ * own, serving the same users and buckets: a gateway a test can really stop mid-request and bring
+ * back, which the shared one (used by every test file) must never be. Undefined when the target
+ * is not the test cluster. Takes a second or two: the gateway's pools exist already.
+ */
+export async function startTestGateway(target: S3TestTarget): Promise<TestGateway | undefined> {
+  const dir = target.cephDir;
+  if (!dir) return undefined;
+  const httpsPort = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    const out = openSync(join(dir, `client.rgw.test-${httpsPort}.out`), 'a');
+    // the shared gateway's name and key; its own log, and its admin socket carries its pid
+    child = spawn(
+      'radosgw',
+      [
+        '-f',
+        '-c',
+        join(dir, 'ceph.conf'),
+        '-n',
+        'client.rgw.a',
+        '--rgw-frontends',
+        `beast ssl_endpoint=127.0.0.1:${httpsPort} ssl_certificate=${join(dir, 'rgw.pem')}`,
+        '--log-file',
+        join(dir, `client.rgw.test-${httpsPort}.log`),
+        '--pid-file',
+        join(dir, 'run', `rgw-test-${httpsPort}.pid`),
+      ],
+      { stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    child.unref();
+    const started = Date.now();
+    const exited = child;
+    for (;;) {
+      if (exited.exitCode !== null || exited.signalCode !== null)
+        throw new CephStartError(
+          `the test gateway exited: ${tail(join(dir, `client.rgw.test-${httpsPort}.log`))}`,
+        );
+      if (await answers(httpsPort)) return;
+      if (Date.now() - started > STARTUP_TIMEOUT_MS)
+        throw new CephStartError(`the test gateway on port ${httpsPort} did not answer`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.ref();
+    const timer = setTimeout(() => c.kill('SIGKILL'), 5_000);
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+    clearTimeout(timer);
+  };
+  process.once('exit', () => child?.kill('SIGKILL'));
+  await start();
+  return { httpsPort, stop, start };
+}
+
+/** Whether an https server on loopback `port` answers a request (any status). */
+function answers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, path: '/', rejectUnauthorized: false, timeout: 2_000 },
+      (res) => {
+        res.resume();
+        resolve(true);
+      },
+    );
+    req.once('error', () => resolve(false));
+    req.once('timeout', () => req.destroy());
+    req.end();
+  });
 }
 
 /**

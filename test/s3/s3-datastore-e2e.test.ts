@@ -8,7 +8,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -16,7 +15,7 @@ import { BackupWriter } from '../../src/client/backup-writer.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import type { ApiClient } from '../../src/client/connection.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
-import { testS3Target } from '../helpers/ceph-cluster.js';
+import { startTestGateway, testS3Target } from '../helpers/ceph-cluster.js';
 import { createTestBucket, testEndpointConfig, type TestBucket } from '../helpers/s3-test-bucket.js';
 import { loginApi, runClient, startE2eServer, taskEnd, type E2eServer } from '../e2e/backup-helpers.js';
 
@@ -420,63 +419,22 @@ test('GC removes exactly the chunks no snapshot references from the bucket, set-
   assert.equal(sha(join(restored, 'new.bin')), sha(join(fresh, 'new.bin')));
 });
 
-/**
- * A TCP relay to the gateway that can fail like a network or a stopped gateway: after
- * `cutAfterBytes` bytes sent towards the gateway it drops every connection and refuses new ones
- * until `restore()`. The shared test cluster itself is never stopped (other test files use it).
- */
-async function startRelay(targetPort: number) {
-  const sockets = new Set<Socket>();
-  let sent = 0;
-  let cutAfterBytes = Infinity;
-  let server: Server | undefined;
-  const listen = (port: number) =>
-    new Promise<number>((resolve, reject) => {
-      const s = createServer((client) => {
-        const upstream = connect(targetPort, '127.0.0.1');
-        for (const sock of [client, upstream]) {
-          sockets.add(sock);
-          sock.on('close', () => sockets.delete(sock));
-          sock.on('error', () => {});
-        }
-        client.on('data', (d: Buffer) => {
-          sent += d.length;
-          if (sent > cutAfterBytes) cut();
-        });
-        client.pipe(upstream).pipe(client);
-      });
-      s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => resolve((s.address() as AddressInfo).port));
-      server = s;
-    });
-  const cut = () => {
-    server?.close();
-    for (const sock of sockets) sock.destroy();
-  };
-  const port = await listen(0);
-  return {
-    port,
-    /** Fail once this many more bytes went towards the gateway. */
-    cutAfter(bytes: number) {
-      cutAfterBytes = sent + bytes;
-    },
-    async restore() {
-      cutAfterBytes = Infinity;
-      await listen(port);
-    },
-    close: cut,
-  };
-}
-
-test('the endpoint failing mid-backup: the client gets the S3 error, no snapshot is left anywhere, other datastores work, the next backup succeeds', async () => {
+test('radosgw stopped mid-backup: the client gets the S3 error, no snapshot is left anywhere, other datastores work; after it is back the next backup succeeds', async (t) => {
   const target = await testS3Target();
-  const relay = await startRelay(target.httpsPort);
+  // a gateway of this test's own on the shared cluster: the shared one serves the other files
+  const gateway = await startTestGateway(target);
+  if (!gateway) return t.skip('the S3 store is not the test cluster: no gateway of our own to stop');
   try {
-    await api.call('POST', '/config/s3', { ...testEndpointConfig(target, 'relay'), port: relay.port });
+    await api.call('POST', '/config/s3', {
+      ...testEndpointConfig(target, 'gw2'),
+      port: gateway.httpsPort,
+      // uploads at 8 MiB/s at most, so the backup is still uploading when the gateway goes
+      'rate-out': '8MiB',
+    });
     const upid = await api.call<string>('POST', '/config/datastore', {
       name: 's3r',
       path: join(srv.root, 'cache-s3r'),
-      backend: `type=s3,client=relay,bucket=${bucket.bucket}`,
+      backend: `type=s3,client=gw2,bucket=${bucket.bucket}`,
     });
     assert.equal((await taskEnd(api, upid)).status, 'OK');
     const big = join(srv.root, 'big');
@@ -491,8 +449,11 @@ test('the endpoint failing mid-backup: the client gets the S3 error, no snapshot
       String(time),
     ];
 
-    relay.cutAfter(6 << 20);
-    const failed = await runClient(args(T1), repo(srv, 's3r'));
+    const running = runClient(args(T1), repo(srv, 's3r'));
+    // the first chunks are in the bucket: stop the gateway process mid-backup
+    while ((await s3Statistics(api, 's3r')).put < 1) await new Promise((r) => setTimeout(r, 50));
+    await gateway.stop();
+    const failed = await running;
     assert.notEqual(failed.code, 0);
     const lastLine = failed.stderr.trim().split('\n').at(-1)!;
     assert.match(
@@ -507,12 +468,12 @@ test('the endpoint failing mid-backup: the client gets the S3 error, no snapshot
     await s3Statistics(api, 's3r');
     await backup(srv, 'local', 'during-outage', T1);
 
-    await relay.restore();
+    await gateway.start();
     const ok = await runClient(args(T1 + 60), repo(srv, 's3r'));
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((await snapshotsOf(api, 's3r')).length, 1);
     assert.ok((await keysUnder('s3r/.cnt/host/big/')).size > 0);
   } finally {
-    relay.close();
+    await gateway.stop();
   }
 });
