@@ -17,7 +17,7 @@ export interface RemoteHolder {
   /** Admit and keep holding an operation; returns its id. */
   hold(store: string, op: OperationClass, kind?: string, detail?: string): Promise<number>;
   /**
-   * Commands of test/maintenance/fixtures/operation-holder.ts: `release {id}`, `lookup {store, op}`,
+   * Commands of test/helpers/holder-protocol.ts: `release {id}`, `lookup {store, op}`,
    * `admit-loop {store, op, durationMs}`, `flip-loop {store, modes, count, pauseMs}`.
    */
   send(
