@@ -16,6 +16,7 @@ import { ChunkPool } from '../../src/client/chunk-pool.js';
 import type { ApiClient } from '../../src/client/connection.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { startTestGateway, testS3Target } from '../helpers/ceph-cluster.js';
+import { openFilesUnder } from '../helpers/files.js';
 import { createTestBucket, testEndpointConfig, type TestBucket } from '../helpers/s3-test-bucket.js';
 import { loginApi, runClient, startE2eServer, taskEnd, type E2eServer } from '../e2e/backup-helpers.js';
 
@@ -476,4 +477,29 @@ test('radosgw stopped mid-backup: the client gets the S3 error, no snapshot is l
   } finally {
     await gateway.stop();
   }
+});
+
+test('offline on an S3 datastore releases its cache as on a local one: backups are refused with the message, the server holds no file there, the bucket is kept', async () => {
+  const cache = join(srv.root, 'cache-s3a');
+  const objects = await keysUnder('s3a/');
+  await api.call('PUT', '/config/datastore/s3a', {
+    'maintenance-mode': 'type=offline,message=moving the cache',
+  });
+  try {
+    const refused = await runClient(
+      ['backup', `root.tar:${src}`, '--backup-id', 'offline', '--backup-time', String(T1)],
+      repo(srv, 's3a'),
+    );
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /datastore 's3a' is unavailable: offline maintenance mode: moving the cache/,
+    );
+    // nothing was running: the mode is drained at once, and no file of the cache is open
+    assert.deepEqual(openFilesUnder(srv.proc.pid!, cache), []);
+    assert.deepEqual(await keysUnder('s3a/'), objects);
+  } finally {
+    await api.call('PUT', '/config/datastore/s3a', { delete: ['maintenance-mode'] });
+  }
+  assert.ok((await snapshotsOf(api, 's3a')).length > 0, 'readable again once the mode is cleared');
 });
