@@ -121,6 +121,13 @@ function hostIdentity(): string {
   }
 }
 
+interface LeaseEntry {
+  lease: Lease;
+  id: Promise<string>;
+  /** Ids of this process's operations admitted under it. */
+  operations: Set<number>;
+}
+
 /** The end of the key range of every key that starts with `prefix`. */
 function prefixEnd(prefix: string): Buffer {
   const b = Buffer.from(prefix);
@@ -139,7 +146,8 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
   private readonly ttl: number;
   private readonly holderPollMs: number;
   private readonly host = hostIdentity();
-  private lease: { lease: Lease; id: Promise<string> } | undefined;
+  private lease: LeaseEntry | undefined;
+  private readonly leaseLostListeners = new Set<(operations: number[]) => void>();
   /** Keys of the operations this process admitted, by id (release finds others by a range). */
   private readonly own = new Map<number, string>();
   /** The highest revision this process has seen: a watch starts after it, so it misses nothing we knew of. */
@@ -191,20 +199,50 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
 
   /** This process's lease, granted on first use and kept alive; a lost lease is replaced on next use. */
   leaseId(): Promise<string> {
+    return this.currentLease().id;
+  }
+
+  private currentLease(): LeaseEntry {
     if (!this.lease) {
       const lease = this.client.lease(this.ttl, { autoKeepAlive: true });
-      const id = lease.grant();
-      const entry = { lease, id };
+      const entry: LeaseEntry = { lease, id: lease.grant(), operations: new Set() };
       this.lease = entry;
-      lease.on('lost', () => {
-        // the operations and locks under it are gone from etcd; new ones get a new lease
-        if (this.lease === entry) this.lease = undefined;
-      });
-      id.catch(() => {
+      lease.on('lost', () => this.leaseLost(entry));
+      entry.id.catch(() => {
         if (this.lease === entry) this.lease = undefined;
       });
     }
-    return this.lease.id;
+    return this.lease;
+  }
+
+  /**
+   * The lease expired (this server was cut off, or stopped, for longer than its TTL): the
+   * operations admitted under it no longer count anywhere, and a mode change elsewhere may
+   * already have gone ahead of them. Tell the listeners which, so that the server can abort them;
+   * new admissions get a new lease.
+   */
+  private leaseLost(entry: LeaseEntry): void {
+    if (this.lease === entry) this.lease = undefined;
+    entry.lease.release();
+    const lost = [...entry.operations].filter((id) => this.own.delete(id));
+    entry.operations.clear();
+    if (lost.length > 0) for (const listener of this.leaseLostListeners) listener(lost);
+  }
+
+  /** Whether `err` says etcd no longer knows our lease (it expired before the client noticed). */
+  private isLeaseGone(err: unknown, entry: LeaseEntry): boolean {
+    if (!(err instanceof Error) || !/lease not found/i.test(err.message)) return false;
+    this.leaseLost(entry);
+    return true;
+  }
+
+  /**
+   * Call `listener` with the ids of this process's operations that stopped counting because its
+   * lease expired (etcd cut off or the process stopped for longer than the TTL). Returns how to unsubscribe.
+   */
+  onLeaseLost(listener: (operations: number[]) => void): () => void {
+    this.leaseLostListeners.add(listener);
+    return () => this.leaseLostListeners.delete(listener);
   }
 
   private saw(revision: string | number | bigint): void {
@@ -337,15 +375,26 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       const key = `${this.opsPrefix(store)}${randomUUID()}`;
       let res: ITxnResponse;
       try {
-        const lease = await this.leaseId().catch((err: unknown) => {
+        const entry = this.currentLease();
+        const lease = await entry.id.catch((err: unknown) => {
           throw this.unreachable(`datastore '${store}'`, err);
         });
         // the one step that makes the admission: only if the mode and holds are still those checked
-        res = await this.txn(`datastore '${store}'`, {
-          compare: [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
-          success: [{ request_put: { key: b(key), value: b(JSON.stringify(stored)), lease } }],
-          failure: [],
-        });
+        try {
+          res = await this.client.kv.txn({
+            compare: [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+            success: [{ request_put: { key: b(key), value: b(JSON.stringify(stored)), lease } }],
+            failure: [],
+          });
+        } catch (err) {
+          if (this.isLeaseGone(err, entry)) {
+            if (hooks.prepare) hooks.abort?.(value);
+            continue; // admit again under a new lease
+          }
+          throw this.unreachable(`datastore '${store}'`, err);
+        }
+        this.saw(res.header.revision);
+        if (res.succeeded) entry.operations.add(Number(res.header.revision));
       } catch (err) {
         if (hooks.prepare) hooks.abort?.(value);
         throw err;
@@ -379,6 +428,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       failure: [],
     });
     this.own.delete(id);
+    this.lease?.operations.delete(id);
   }
 
   async attachTask(id: number, taskId: string): Promise<void> {

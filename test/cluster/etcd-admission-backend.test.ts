@@ -110,6 +110,37 @@ describe('etcd admission backend: what a cluster adds', () => {
     }
   });
 
+  test('a server that was stopped past its lease learns which operations it lost, and admits again under a new lease', async () => {
+    await b.createStore('relapse');
+    const server = await b.startHolder({ STOWAGE_TEST_LEASE_TTL: '2', STOWAGE_TEST_NODE: 'node-back' });
+    try {
+      const id = await server.hold('relapse', 'ingest', 'backup', 'host/web02');
+      process.kill(server.pid, 'SIGSTOP');
+      const t0 = Date.now();
+      while ((await b.backend.counts('relapse')).write > 0) {
+        assert.ok(Date.now() - t0 < 8_000, 'the operation outlived its lease by far');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.kill(server.pid, 'SIGCONT');
+      // the server cannot know what changed while it did not count: it is told what it lost
+      let lost: number[] = [];
+      while (!lost.includes(id)) {
+        assert.ok(Date.now() - t0 < 15_000, `no lease loss reported (${JSON.stringify(lost)})`);
+        lost = (await server.send({ cmd: 'lease-lost' })).ids as number[];
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const again = await server.hold('relapse', 'ingest', 'backup', 'host/web02');
+      assert.ok(again > id);
+      assert.deepEqual(
+        (await b.backend.list('relapse')).map((o) => [o.id, o.node]),
+        [[again, 'node-back']],
+      );
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+      await server.kill();
+    }
+  });
+
   test('a server that cannot reach etcd refuses admissions, mode changes and reads with a 503 that says why', async () => {
     await b.createStore('cutoff');
     const cutOff = new EtcdAdmissionBackend({
