@@ -16,6 +16,7 @@ import { ChunkPool } from '../../src/client/chunk-pool.js';
 import type { ApiClient } from '../../src/client/connection.js';
 import { describeTree, makeTree } from '../client/tree-fixture.js';
 import { startTestGateway, testS3Target } from '../helpers/ceph-cluster.js';
+import { openIndexReader } from '../../src/datastore/open-index.js';
 import { openFilesUnder } from '../helpers/files.js';
 import { createTestBucket, testEndpointConfig, type TestBucket } from '../helpers/s3-test-bucket.js';
 import { loginApi, runClient, startE2eServer, taskEnd, type E2eServer } from '../e2e/backup-helpers.js';
@@ -502,4 +503,72 @@ test('offline on an S3 datastore releases its cache as on a local one: backups a
     await api.call('PUT', '/config/datastore/s3a', { delete: ['maintenance-mode'] });
   }
   assert.ok((await snapshotsOf(api, 's3a')).length > 0, 'readable again once the mode is cleared');
+});
+
+test('GC while a backup runs removes exactly the chunks no snapshot references, and none of those the backup writes', async () => {
+  const target = await testS3Target();
+  // uploads at 4 MiB/s: the backup is still writing while GC runs
+  await api.call('POST', '/config/s3', { ...testEndpointConfig(target, 'slow'), 'rate-out': '4MiB' });
+  const created = await api.call<string>('POST', '/config/datastore', {
+    name: 's3g',
+    path: join(srv.root, 'cache-s3g'),
+    backend: `type=s3,client=slow,bucket=${bucket.bucket}`,
+  });
+  assert.equal((await taskEnd(api, created)).status, 'OK');
+  const dir = (name: string, files: Record<string, Buffer>) => {
+    const path = join(srv.root, name);
+    mkdirSync(path);
+    for (const [file, bytes] of Object.entries(files)) writeFileSync(join(path, file), bytes);
+    return path;
+  };
+  const reused = randomBytes(3 << 20);
+  const backupOf = (path: string, id: string) =>
+    runClient(
+      ['backup', `root.tar:${path}`, '--backup-id', id, '--backup-time', String(T1)],
+      repo(srv, 's3g'),
+    );
+  // two snapshots whose chunks become garbage once deleted; the new backup reuses one's file
+  for (const [id, files] of [
+    ['old-a', { 'a.bin': reused }],
+    ['old-b', { 'b.bin': randomBytes(2 << 20) }],
+  ] as const) {
+    assert.equal((await backupOf(dir(`gc-${id}`, files), id)).code, 0);
+    await api.call('DELETE', '/admin/datastore/s3g/snapshots', {
+      'backup-type': 'host',
+      'backup-id': id,
+      'backup-time': T1,
+    });
+  }
+  ageTree(join(srv.root, 'cache-s3g', '.chunks'), 2 * 86400_000);
+
+  // the new file first in the archive: the old file's chunks come while GC sweeps, or after
+  const putsBefore = (await s3Statistics(api, 's3g')).put;
+  let backupEnded = false;
+  const running = backupOf(
+    dir('gc-new', { '0-new.bin': randomBytes(12 << 20), 'a.bin': reused }),
+    'new',
+  ).then((r) => ((backupEnded = true), r));
+  while ((await s3Statistics(api, 's3g')).put === putsBefore) await new Promise((r) => setTimeout(r, 50));
+  const gc = await api.call<string>('POST', '/admin/datastore/s3g/gc');
+  assert.equal(backupEnded, false, 'GC started while the backup ran');
+  const gcEnd = await taskEnd(api, gc);
+  assert.equal(gcEnd.status, 'OK', gcEnd.log.join('\n'));
+  const done = await running;
+  assert.equal(done.code, 0, done.stderr);
+
+  // the bucket holds exactly the new snapshot's chunks, and they verify from the bucket
+  const snapDir = join(srv.root, 'cache-s3g', 'host', 'new');
+  const index = openIndexReader(join(snapDir, readdirSync(snapDir)[0]!, 'root.tar.didx'));
+  const referenced = new Set(Array.from({ length: index.count }, (_, i) => index.digest(i).toString('hex')));
+  const stored = [...(await keysUnder('s3g/.chunks/')).keys()].map((k) => k.split('/').at(-1)!);
+  assert.deepEqual(stored.sort(), [...referenced].sort());
+  const verified = await taskEnd(
+    api,
+    await api.call<string>('POST', '/admin/datastore/s3g/verify', {
+      'backup-type': 'host',
+      'backup-id': 'new',
+      'backup-time': T1,
+    }),
+  );
+  assert.equal(verified.status, 'OK', verified.log.join('\n'));
 });
