@@ -5,9 +5,9 @@
  * datastore removal and the drain wait go through it and nothing else.
  *
  * The local backend (local-admission-backend.ts) keeps the mode in `datastore.cfg`, atomicity in
- * flocks and the operations in SQLite, shared by every process on the host. A cluster backend
- * would keep them in etcd: a transaction guarded by the mode key for `admit`, leases for holder
- * liveness, watches for `watch`. One conformance suite (test/suites/admission-conformance.ts)
+ * flocks and the operations in SQLite, shared by every process on the host. The cluster backend
+ * (etcd-admission-backend.ts) keeps them in etcd: a transaction guarded by the mode key for
+ * `admit`, leases for holder liveness, watches for `watch`. One conformance suite (test/suites/admission-conformance.ts)
  * states the contracts below as tests; every backend must pass it.
  */
 import { describeOperation as describeOperationLine } from '../api-types/operations.js';

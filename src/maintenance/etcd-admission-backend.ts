@@ -174,6 +174,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       prefix: this.prefix,
       node: this.node,
       leaseId: () => this.leaseId(),
+      leaseGone: (err) => this.lease !== undefined && this.isLeaseGone(err, this.lease),
       unreachable: (subject, err) => this.unreachable(subject, err),
     });
   }

@@ -23,6 +23,8 @@ export interface EtcdLockContext {
   readonly prefix: string;
   /** This server's lease id, granted on first use; rejects when etcd cannot be reached. */
   leaseId(): Promise<string>;
+  /** Whether `err` says etcd no longer knows our lease; if so the next `leaseId()` grants a new one. */
+  leaseGone(err: unknown): boolean;
   /** Turn an etcd failure into the operator's error. */
   unreachable(subject: string, err: unknown): Error;
   readonly node: string;
@@ -120,16 +122,20 @@ export class EtcdLockService implements LockService {
       node: this.ctx.node,
       pid: process.pid,
     };
-    try {
-      const lease = await this.ctx.leaseId();
-      const res = await this.ctx.client.kv.put({
-        key: Buffer.from(key),
-        value: Buffer.from(JSON.stringify(value)),
-        lease,
-      });
-      return { key, revision: BigInt(res.header.revision), exclusive: !shared };
-    } catch (err) {
-      throw this.ctx.unreachable(`lock ${lockKey.slice(0, -1)}`, err);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const lease = await this.ctx.leaseId();
+        const res = await this.ctx.client.kv.put({
+          key: Buffer.from(key),
+          value: Buffer.from(JSON.stringify(value)),
+          lease,
+        });
+        return { key, revision: BigInt(res.header.revision), exclusive: !shared };
+      } catch (err) {
+        // our lease expired before the client noticed: once more under a new one
+        if (attempt === 0 && this.ctx.leaseGone(err)) continue;
+        throw this.ctx.unreachable(`lock ${lockKey.slice(0, -1)}`, err);
+      }
     }
   }
 

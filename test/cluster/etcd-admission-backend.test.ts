@@ -141,6 +141,46 @@ describe('etcd admission backend: what a cluster adds', () => {
     }
   });
 
+  test('if-idle is checked at the moment of the change: an admission on another server between its look and its write refuses it', async () => {
+    await b.createStore('idle-race');
+    const other = await b.startHolder();
+    try {
+      let admitted: Promise<unknown> | undefined;
+      const refused = b.backend.setMode(
+        'idle-race',
+        { type: 'offline' },
+        {
+          ifIdle: true,
+          // runs after the change found the store idle and before it writes: the other server
+          // admits a restore meanwhile (this process blocks, so only the other one can act)
+          precondition: () => {
+            if (admitted) return;
+            admitted = other.send({ cmd: 'lookup', store: 'idle-race', op: 'read', kind: 'restore' });
+            const until = Date.now() + 1_500;
+            while (Date.now() < until) {
+              /* busy: the other process admits in this time */
+            }
+          },
+        },
+      );
+      await assert.rejects(
+        refused,
+        (err: { status: number; operations: Array<{ kind: string; pid: number }> }) => {
+          assert.equal(err.status, 409);
+          assert.deepEqual(
+            err.operations.map((o) => [o.kind, o.pid]),
+            [['restore', other.pid]],
+          );
+          return true;
+        },
+      );
+      assert.equal(((await admitted) as { ok: boolean }).ok, true);
+      assert.equal(await b.backend.mode('idle-race'), undefined);
+    } finally {
+      await other.kill();
+    }
+  });
+
   test('a server that cannot reach etcd refuses admissions, mode changes and reads with a 503 that says why', async () => {
     await b.createStore('cutoff');
     const cutOff = new EtcdAdmissionBackend({
