@@ -6,7 +6,8 @@
  * (scripts/test.mjs runs this file with `--serve`) and passes it on in STOWAGE_TEST_ETCD_*; a file
  * run on its own starts its own through `testEtcd()`. Tests share the cluster, so each one works
  * under its own key prefix (`uniqueEtcdPrefix`). A test that stops a member (`stopMember`) must
- * start it again (`startMember`) before it ends; the serving process offers both over a small
+ * start it again (`startMember`) before it ends, and stops `m1` only: files run two at a time, and
+ * two different members down would leave the cluster without a quorum; the serving process offers both over a small
  * HTTP control endpoint on loopback so that test processes can ask for them.
  *
  * Why these settings: `--unsafe-no-fsync` because the tests prove coordination, not durability
