@@ -38,6 +38,8 @@ const pct = (xs: number[], p: number) =>
 
 async function main(): Promise<void> {
   const cluster = await startEtcdCluster();
+  // an uncaught error skips the finally below: stop the members on exit too, or they outlive the bench
+  process.once('exit', () => cluster.killSync());
   const dir = mkdtempSync(join(tmpdir(), 'stowage-bench-etcd-'));
   const servers = [0, 1, 2].map(
     (n) =>
