@@ -59,6 +59,11 @@ export const DatastoreListItemSchema = Type.Object({
   'mount-status': MountStatusSchema,
   /** Stowage: why a removable datastore's mounted device cannot be used (it failed); absent when usable. */
   unavailable: Type.Optional(Type.String()),
+  /**
+   * Stowage: why an S3 datastore's object store is failing (its last request got no answer or a
+   * 5xx: which endpoint, since when, the error); absent once a request is answered again.
+   */
+  's3-endpoint-error': Type.Optional(Type.String()),
   /** The raw stored maintenance-mode property string. */
   maintenance: Type.Optional(Type.String()),
   'backend-type': Type.String(),

@@ -41,6 +41,8 @@ export interface ActiveOperationsReply {
    * again. Absent when usable.
    */
   unavailable?: string;
+  /** Stowage: why an S3 datastore's object store is failing (see the datastore list); absent when answering. */
+  's3-endpoint-error'?: string;
 }
 
 /** A system hold as the API shows it. */

@@ -109,6 +109,19 @@ function countersFor(cachePath: string): S3RequestCounters {
   return counters;
 }
 
+/**
+ * Why an S3 datastore's object store cannot be used right now, as the last request found it
+ * (`endpoint 'ID' failing since TIME: ERROR`), or undefined when its last request was answered,
+ * it has sent none since the server started, or it is not an S3 datastore.
+ */
+export function s3EndpointFailure(cfg: DatastoreConfig): string | undefined {
+  if (!isS3Datastore(cfg)) return undefined;
+  const failure = requestCounters.get(datastoreAbsolutePath(cfg))?.failure;
+  if (!failure) return undefined;
+  const client = parseDatastoreBackend(cfg).client ?? '?';
+  return `object store endpoint '${client}' failing since ${new Date(failure.since).toISOString()}: ${failure.message}`;
+}
+
 function openS3ChunkBackend(cfg: DatastoreConfig, ctx: ChunkBackendContext): S3ChunkBackend {
   const loc = s3LocationOf(cfg, ctx);
   // the cache directory is ours to recreate (a wiped cache is refilled from the bucket)

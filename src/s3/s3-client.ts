@@ -216,6 +216,18 @@ export interface S3RequestCounters {
   uploaded: number;
   /** Response body bytes of GETs received. */
   downloaded: number;
+  /**
+   * The endpoint's failure in force: set when a request got no answer (connection refused, reset,
+   * timed out) or a 5xx, cleared by the next answered request. Not a counter: never summed.
+   */
+  failure?: S3EndpointFailure;
+}
+
+export interface S3EndpointFailure {
+  /** The last failed request's error. */
+  message: string;
+  /** Since when (ms since the epoch) requests have been failing. */
+  since: number;
 }
 
 type CountedMethod = 'get' | 'put' | 'post' | 'delete' | 'head';
@@ -223,6 +235,27 @@ type CountedMethod = 'get' | 'put' | 'post' | 'delete' | 'head';
 /** Counters at zero. */
 export function emptyS3RequestCounters(): S3RequestCounters {
   return { get: 0, put: 0, post: 0, delete: 0, head: 0, uploaded: 0, downloaded: 0 };
+}
+
+/**
+ * Keep `counters.failure` true to the last request: an answered request (also a 4xx such as 404
+ * or 412, which are answers) clears it, one without an answer or with a 5xx sets it.
+ */
+function noteEndpointOutcome(counters: S3RequestCounters, err: unknown): void {
+  const status =
+    err === undefined
+      ? 200
+      : ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0);
+  if (status > 0 && status < 500) {
+    delete counters.failure;
+    return;
+  }
+  const e = err as Error & { code?: string };
+  const message = [e.code, e.message].filter((x) => x).join(': ') || String(err);
+  counters.failure = {
+    message: status > 0 ? `HTTP ${status}: ${message}` : message,
+    since: counters.failure?.since ?? Date.now(),
+  };
 }
 
 /**
@@ -240,7 +273,14 @@ export function countS3Requests(
       const method = request.method?.toLowerCase() as CountedMethod | undefined;
       if (method !== undefined && method in counters) counters[method]++;
       counters.uploaded += bodyLength(request.body, request.headers);
-      const out = await next(args);
+      let out: Awaited<ReturnType<typeof next>>;
+      try {
+        out = await next(args);
+      } catch (err) {
+        noteEndpointOutcome(counters, err);
+        throw err;
+      }
+      noteEndpointOutcome(counters, undefined);
       if (method === 'get') {
         counters.downloaded += bodyLength(
           undefined,

@@ -469,10 +469,29 @@ test('radosgw stopped mid-backup: the client gets the S3 error, no snapshot is l
     // the status still answers (from the cache), and the local datastore takes backups meanwhile
     await s3Statistics(api, 's3r');
     await backup(srv, 'local', 'during-outage', T1);
+    // the datastore shows its endpoint's failure, in the list and beside its operations; the
+    // other datastores show none
+    const endpointError = /^object store endpoint 'gw2' failing since \d{4}-\d\d-\d\dT[^ ]+Z: .+/;
+    const listed = await api.call<Array<{ store: string; 's3-endpoint-error'?: string }>>(
+      'GET',
+      '/admin/datastore',
+    );
+    assert.match(listed.find((s) => s.store === 's3r')?.['s3-endpoint-error'] ?? '', endpointError);
+    assert.ok(listed.filter((s) => s.store !== 's3r').every((s) => s['s3-endpoint-error'] === undefined));
+    const ops = await api.call<{ 's3-endpoint-error'?: string }>(
+      'GET',
+      '/admin/datastore/s3r/active-operations',
+    );
+    assert.match(ops['s3-endpoint-error'] ?? '', endpointError);
 
     await gateway.start();
     const ok = await runClient(args(T1 + 60), repo(srv, 's3r'));
     assert.equal(ok.code, 0, ok.stderr);
+    const after = await api.call<{ 's3-endpoint-error'?: string }>(
+      'GET',
+      '/admin/datastore/s3r/active-operations',
+    );
+    assert.equal(after['s3-endpoint-error'], undefined, 'answered requests clear the failure');
     assert.equal((await snapshotsOf(api, 's3r')).length, 1);
     assert.ok((await keysUnder('s3r/.cnt/host/big/')).size > 0);
   } finally {

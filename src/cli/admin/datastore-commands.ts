@@ -238,9 +238,15 @@ function printDryRun(name: string, type: string, answer: DryRunAnswer): void {
 /** The `mounted` column of `datastore list` (PBS's `mount-status` of a removable datastore). */
 const MOUNT_STATUS_TEXT: Record<string, string> = { mounted: 'mounted', notmounted: 'not mounted' };
 
-/** The `mounted` column: a failed device says so with its reason, before what PBS's status says. */
-function mountColumn(item: { 'mount-status'?: string; unavailable?: string } | undefined): string {
+/**
+ * The `mounted` column: a failed device or a failing object store says so with its reason,
+ * before what PBS's status says.
+ */
+function mountColumn(
+  item: { 'mount-status'?: string; unavailable?: string; 's3-endpoint-error'?: string } | undefined,
+): string {
   if (item?.unavailable !== undefined) return `unavailable: ${item.unavailable}`;
+  if (item?.['s3-endpoint-error'] !== undefined) return `unavailable: ${item['s3-endpoint-error']}`;
   return MOUNT_STATUS_TEXT[item?.['mount-status'] ?? ''] ?? '-';
 }
 
@@ -255,7 +261,13 @@ export function registerDatastoreCommands(program: Command): void {
       const stores = await client.call<DatastoreConfigItem[]>('GET', '/config/datastore');
       // the holds are the admin list's (a server before them sends none)
       const admin = await client.call<
-        Array<{ store: string; holds?: HoldItem[]; 'mount-status'?: string; unavailable?: string }>
+        Array<{
+          store: string;
+          holds?: HoldItem[];
+          'mount-status'?: string;
+          unavailable?: string;
+          's3-endpoint-error'?: string;
+        }>
       >('GET', '/admin/datastore');
       const holds = new Map(admin.map((a) => [a.store, a.holds ?? []]));
       const mounts = new Map(admin.map((a) => [a.store, a]));

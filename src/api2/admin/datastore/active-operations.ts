@@ -26,6 +26,7 @@ import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { MountStatusSchema } from '../../../api-types/datastore-replies.js';
 import {
   deviceFailure,
+  s3EndpointFailure,
   holdItem,
   mountStatus,
   operationItem,
@@ -63,6 +64,7 @@ export async function activeOperations(
   ]);
   const conflicting = ops.filter((op) => blocking.has(op.class));
   const unavailable = deviceFailure(cfg);
+  const s3Error = s3EndpointFailure(cfg);
   const counts = countOperations(ops);
   return {
     read: counts.read,
@@ -76,6 +78,7 @@ export async function activeOperations(
     holds: holds.map(holdItem),
     'mount-status': mountStatus(cfg), // after the mode was read: see ActiveOperationsReply
     ...(unavailable !== undefined && { unavailable }),
+    ...(s3Error !== undefined && { 's3-endpoint-error': s3Error }),
   };
 }
 
@@ -91,6 +94,7 @@ const ActiveOperationsSchema = Type.Object({
   holds: Type.Array(SystemHoldItemSchema),
   'mount-status': MountStatusSchema,
   unavailable: Type.Optional(Type.String()),
+  's3-endpoint-error': Type.Optional(Type.String()),
 });
 
 export const routes: AnyRoute[] = [
@@ -106,7 +110,8 @@ export const routes: AnyRoute[] = [
       'auth-id, task-id, pid, started), how many of them the current maintenance mode or a system ' +
       "hold refuses (`conflicting`), the raw `maintenance-mode`, the system `holds` and PBS 4's " +
       '`mount-status` (read after the mode, so a finished unmount shows as `notmounted`), and (Stowage) ' +
-      '`unavailable`, why a mounted removable datastore cannot be used (its device failed). ' +
+      '`unavailable`, why a mounted removable datastore cannot be used (its device failed), and ' +
+      "`s3-endpoint-error`, why an S3 datastore's object store is failing (its last request). " +
       'Reads no datastore, so it works in every maintenance mode.',
     handler: ({ params, server }) => activeOperations(server.datastores, params.store),
   }),

@@ -25,6 +25,7 @@ import { isMountedAt } from '../../../sys/mount-status.js';
 export { SystemHoldItemSchema } from '../../../api-types/datastore-replies.js';
 
 export { deviceFailure } from '../../../maintenance/removable-datastore.js';
+export { s3EndpointFailure } from '../../../maintenance/chunk-backend-for.js';
 
 /** PBS `get_datastore_mount_status`: looks at /dev and /proc/self/mountinfo, never under the path. */
 export function mountStatus(cfg: DatastoreConfig): MountStatus {

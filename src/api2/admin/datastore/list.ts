@@ -16,7 +16,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath } from './access.js';
 import { DatastoreListItemSchema, type DatastoreListItem } from '../../../api-types/datastore-replies.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
-import { deviceFailure, holdItem, mountStatus } from './common.js';
+import { deviceFailure, holdItem, mountStatus, s3EndpointFailure } from './common.js';
 
 const LIST_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
 
@@ -42,6 +42,7 @@ export const routes: AnyRoute[] = [
       'with its comment, with such a privilege only on a namespace below it without. `maintenance` ' +
       'is the raw stored maintenance-mode; `mount-status` and `backend-type` as PBS 4; ' +
       '`unavailable` (Stowage) why a mounted removable datastore cannot be used (its device failed); ' +
+      "`s3-endpoint-error` (Stowage) why an S3 datastore's object store is failing (its last request); " +
       '`next-maintenance-window` (Stowage) the scheduled window in force or next; `holds` (Stowage) the ' +
       'system holds (low space, windows; absent when none), which refuse operations apart from the mode. Reads the ' +
       'configuration and the holds only.',
@@ -55,11 +56,13 @@ export const routes: AnyRoute[] = [
         const maintenance = cfg['maintenance-mode'];
         const holds = await server.datastores.backend.holds(cfg.name);
         const unavailable = deviceFailure(cfg);
+        const s3Error = s3EndpointFailure(cfg);
         out.push({
           store: cfg.name,
           ...(full && cfg.comment !== undefined && { comment: cfg.comment }),
           'mount-status': mountStatus(cfg),
           ...(unavailable !== undefined && { unavailable }),
+          ...(s3Error !== undefined && { 's3-endpoint-error': s3Error }),
           ...(maintenance !== undefined && { maintenance }),
           'backend-type': backendType(cfg),
           ...(windows.has(cfg.name) && { 'next-maintenance-window': windows.get(cfg.name) }),
