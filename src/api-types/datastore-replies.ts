@@ -95,6 +95,8 @@ export const DatastoreStatusSchema = Type.Object({
   ),
   /** PBS 4: `filesystem` or `s3`. */
   'backend-type': Type.String(),
+  /** Stowage: why the S3 datastore's object store is failing (as in the datastore list); absent when answering. */
+  's3-endpoint-error': Type.Optional(Type.String()),
   /** PBS 4 `S3Statistics`: requests by method and bytes moved, on S3 datastores only. */
   's3-statistics': Type.Optional(
     Type.Object({

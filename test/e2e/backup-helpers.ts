@@ -166,8 +166,9 @@ export async function uploadSnapshot(
 ): Promise<void> {
   const api = await loginApi(s, snapshot.password);
   const pool = new ChunkPool();
+  let writer: BackupWriter | undefined;
   try {
-    const writer = await BackupWriter.start(
+    writer = await BackupWriter.start(
       {
         target: { host: s.host, port: s.port },
         policy: { fingerprint: s.fingerprint },
@@ -182,6 +183,10 @@ export async function uploadSnapshot(
     for (const [name, bytes] of Object.entries(archives))
       await writer.uploadStream(name, Readable.from([bytes]), { chunkSize: 64 * 1024 });
     await writer.finish();
+  } catch (err) {
+    // a refused upload must not leave its session open (it would keep the test process alive)
+    writer?.abort();
+    throw err;
   } finally {
     await pool.close();
   }

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import type { Page } from 'playwright-core';
 import { bytes } from '../../www/src/format.js';
 import { browserSkipReason, Harness, ROOT_PASSWORD, screenshot } from '../browser/harness.js';
@@ -79,4 +80,46 @@ describe('web UI: an S3 datastore', { skip }, () => {
       await context.close();
     }
   });
+
+  test('a failing object store shows in the datastore list and on the Summary, naming the endpoint and the error', async () => {
+    const target = await testS3Target();
+    // the endpoint moved to a port nothing listens on: the next request gets no answer
+    const dead = await freePort();
+    assert.equal((await h.api('PUT', '/config/s3/rgw', { port: dead })).status, 200);
+    const { context, page } = await h.newPage();
+    try {
+      const url = new URL(h.server.url);
+      await assert.rejects(
+        uploadSnapshot(
+          { host: url.hostname, port: Number(url.port), fingerprint: h.server.fingerprint },
+          { store: 's3ui', id: 'web', time: 1_780_000_100, password: ROOT_PASSWORD },
+          { 'data.img.didx': randomBytes(64 * 1024) },
+        ),
+      );
+      await h.login(page);
+      await page.goto(`${h.server.url}/#/`);
+      const marker = page.locator('tr[data-store="s3ui"] [data-testid="s3-endpoint-error"]');
+      await marker.waitFor();
+      assert.match((await marker.getAttribute('title')) ?? '', /^object store endpoint 'rgw' failing since /);
+      assert.equal(await page.locator('tr[data-store="plain"] [data-testid="s3-endpoint-error"]').count(), 0);
+
+      await page.goto(`${h.server.url}/#/datastore/s3ui/summary`);
+      const box = page.getByRole('alert').filter({ hasText: 'Endpoint failing' });
+      await box.waitFor();
+      assert.match((await box.textContent()) ?? '', /object store endpoint 'rgw' failing since .+: .+/);
+      await screenshot(page, 'datastore-s3-endpoint-failing');
+    } finally {
+      await context.close();
+      await h.api('PUT', '/config/s3/rgw', { port: target.httpsPort });
+    }
+  });
 });
+
+/** A loopback port nothing listens on (bound, then closed). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

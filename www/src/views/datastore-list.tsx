@@ -7,7 +7,7 @@ import { parseMaintenance } from '../maintenance.js';
 import type { DatastoreListItem, DatastoreUsage } from '../types.js';
 import { NextWindowLine } from './next-window.js';
 import { SystemHoldLines } from './system-holds.js';
-import { NotMountedMarker, UnavailableMarker } from './mount-controls.js';
+import { EndpointFailingMarker, NotMountedMarker, UnavailableMarker } from './mount-controls.js';
 import { AddDatastoreDialog } from './add-datastore.js';
 
 export function DatastoreList() {
@@ -61,6 +61,9 @@ export function DatastoreList() {
                       <a href={`#/datastore/${seg(s.store)}/summary`}>{s.store}</a>
                       {s['mount-status'] === 'notmounted' && <NotMountedMarker />}
                       {s.unavailable !== undefined && <UnavailableMarker reason={s.unavailable} />}
+                      {s['s3-endpoint-error'] !== undefined && (
+                        <EndpointFailingMarker reason={s['s3-endpoint-error']} />
+                      )}
                     </th>
                     <td data-label="Maintenance">
                       {mode ? <MaintenanceMarker mode={mode} /> : <span class="muted">none</span>}

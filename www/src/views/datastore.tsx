@@ -238,7 +238,7 @@ function StatusSummary({ store, mode }: { store: string; mode: MaintenanceMode |
         )}
         <ErrorBox error={gcError} title="Garbage collection refused" />
       </article>
-      {s?.['s3-statistics'] && <S3Traffic stats={s['s3-statistics']} />}
+      {s?.['s3-statistics'] && <S3Traffic stats={s['s3-statistics']} failure={s['s3-endpoint-error']} />}
     </div>
   );
 }
@@ -247,7 +247,14 @@ function StatusSummary({ store, mode }: { store: string; mode: MaintenanceMode |
  * An S3 datastore's requests and traffic (PBS 4's S3 statistics): what the store's provider
  * bills. Counted since the server started; the status refresh keeps them current.
  */
-function S3Traffic({ stats }: { stats: NonNullable<DatastoreStatus['s3-statistics']> }) {
+function S3Traffic({
+  stats,
+  failure,
+}: {
+  stats: NonNullable<DatastoreStatus['s3-statistics']>;
+  /** Why the object store is failing, as the server last found it. */
+  failure: string | undefined;
+}) {
   const requests: Array<[string, number]> = [
     ['GET', stats.get],
     ['PUT', stats.put],
@@ -260,6 +267,12 @@ function S3Traffic({ stats }: { stats: NonNullable<DatastoreStatus['s3-statistic
       <header>
         <h2>Object storage</h2>
       </header>
+      {failure !== undefined && (
+        <div class="error-box" role="alert" data-testid="s3-endpoint-error">
+          <strong>Endpoint failing: </strong>
+          {failure}
+        </div>
+      )}
       <dl class="kv" aria-label="S3 traffic">
         <dt>Uploaded</dt>
         <dd>{bytes(stats.uploaded)}</dd>

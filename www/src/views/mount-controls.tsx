@@ -105,6 +105,15 @@ export function UnavailableMarker({ reason }: { reason: string }) {
   );
 }
 
+/** The list's marker for an S3 datastore whose object store is failing; the reason on hover. */
+export function EndpointFailingMarker({ reason }: { reason: string }) {
+  return (
+    <span class="not-mounted" data-testid="s3-endpoint-error" title={reason}>
+      object store failing
+    </span>
+  );
+}
+
 /** Shown instead of the contents of a removable datastore whose disk failed while mounted. */
 export function UnavailablePanel({ reason }: { reason: string }) {
   return (

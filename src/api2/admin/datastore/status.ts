@@ -17,7 +17,7 @@ import {
 } from '../../../datastore/index.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
 import { datastoreAclPath, mayAccessGroup, type NamespaceAccess } from './access.js';
-import { holdItem, StoreParams, withDatastore } from './common.js';
+import { holdItem, s3EndpointFailure, StoreParams, withDatastore } from './common.js';
 import { nextWindows } from '../../../maintenance/window-schedule.js';
 
 const STORE_STATS_PRIVS = ['Datastore.Audit', 'Datastore.Backup'];
@@ -71,7 +71,8 @@ export const routes: AnyRoute[] = [
       '`verbose` also the last GC status and the counts; Datastore.Read or any datastore privilege on a ' +
       'namespace below: zeros, with `verbose` the counts. Counts include only owned groups without Audit. ' +
       '`holds` (Stowage): the system holds on the store, when there are any. `backend-type` and, on S3 ' +
-      'datastores, `s3-statistics` (requests by method and bytes moved since the server started) as PBS 4.',
+      'datastores, `s3-statistics` (requests by method and bytes moved since the server started) as PBS 4, ' +
+      'and (Stowage) `s3-endpoint-error`, why the object store is failing (its last request).',
     handler: async ({ params, query, authId, userInfo, server }) => {
       const path = datastoreAclPath(params.store);
       const storeStats = userInfo.hasPrivs(authId, path, STORE_STATS_PRIVS, { partial: true });
@@ -83,11 +84,14 @@ export const routes: AnyRoute[] = [
         const window = nextWindows(server.paths.configDir).get(params.store);
         const holds = await server.datastores.backend.holds(params.store);
         const s3 = ds.s3Statistics();
+        const cfg = server.datastores.config.readCached().stores.get(params.store);
+        const s3Error = cfg && s3EndpointFailure(cfg);
         const usage = {
           ...(storeStats ? ds.status() : { total: 0, used: 0, avail: 0 }),
           ...(window && { 'next-maintenance-window': window }),
           ...(holds.length > 0 && { holds: holds.map(holdItem) }),
           'backend-type': ds.backendType,
+          ...(s3Error !== undefined && { 's3-endpoint-error': s3Error }),
           // PBS's field order; since this server process started (PBS: shared memory, kept)
           ...(s3 && {
             's3-statistics': {
