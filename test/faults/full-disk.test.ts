@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
@@ -33,7 +33,13 @@ after(() => {
 const FULL =
   /^error: no space left on device: the datastore at '.*' is full \(writing chunk [0-9a-f]{64}\) - remove snapshots and run garbage collection to free space$/m;
 
-async function fullDiskScenario(root: string, srv: E2eServer): Promise<void> {
+/**
+ * `freeBytes`: what the datastore's filesystem has free (the tmpfs variant). A failed backup's
+ * chunk uploads in flight at the moment of ENOSPC are removed, so how much is free afterwards
+ * depends on how many were in flight (more on a loaded machine): the next backup is made larger
+ * than that, so that it still cannot fit.
+ */
+async function fullDiskScenario(root: string, srv: E2eServer, freeBytes?: () => number): Promise<void> {
   const tree = (name: string, mib: number) => randomTree(join(root, name), mib, 1024 * 1024);
   const backup = (dir: string, id: string, time: number) => runClient(backupArgs(dir, id, time), srv.env);
   const small = tree('small', 2);
@@ -62,12 +68,17 @@ async function fullDiskScenario(root: string, srv: E2eServer): Promise<void> {
   assert.deepEqual(filesMatching(srv.storePath, /tmp_/), []);
   assertChunkStoreIntact(srv.storePath);
 
-  // an 8 MiB backup does not fit now: it runs out of space, or, when less than 5% is left, the
-  // low-space hold (src/maintenance/low-space-monitor.ts) refuses it before it starts ...
-  const medium = tree('medium', 8);
+  // a backup larger than the space left does not fit now (8 MiB, or 2 MiB more than is free,
+  // at most 14 so that it fits once GC freed the failed backup's chunks): it runs out of space,
+  // or, when less than 5% is left, the low-space hold (src/maintenance/low-space-monitor.ts)
+  // refuses it before it starts ...
+  const MiB = 1024 * 1024;
+  const free = freeBytes?.() ?? 0;
+  const mediumMiB = Math.min(14, Math.max(8, Math.ceil(free / MiB) + 2));
+  const medium = tree('medium', mediumMiB);
   const refused = await backup(medium, 'medium', 1_700_000_100);
   const refusedAt = Date.now();
-  assert.notEqual(refused.code, 0);
+  assert.notEqual(refused.code, 0, `a ${mediumMiB} MiB backup fit (${free} bytes were free)`);
   assert.match(refused.stderr, new RegExp(`${FULL.source}|is unavailable: low space: \\d+% free$`, 'm'));
   // ... until GC removes the chunks the failed backups left. Those are protected for GC's cutoff
   // (24 h 5 min after their upload, reference §7.6); age them as that day would.
@@ -110,7 +121,10 @@ test('a full filesystem (20 MiB tmpfs) fails the backup clearly, leaves nothing 
   cleanups.push(() => execFileSync('umount', ['-l', stores]));
   const srv = await startE2eServer('', { root });
   try {
-    await fullDiskScenario(root, srv);
+    await fullDiskScenario(root, srv, () => {
+      const st = statfsSync(stores);
+      return st.bavail * st.bsize;
+    });
   } finally {
     await srv.kill();
   }
