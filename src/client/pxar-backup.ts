@@ -90,8 +90,17 @@ function payloadKeyer(): (rel: Buffer, st: BigIntStats) => string {
  * apart, so that the map of an archive's spans holds each.
  */
 function itemsKey(after: string, items: Iterable<Buffer>): string {
-  const hash = createHash('sha256').update(`pxar items after ${after}\n`);
+  const hash = itemsHash(after);
   for (const b of items) hash.update(b);
+  return itemsDigest(hash);
+}
+
+/** `itemsKey` fed piece by piece: the hash to update with the items, then `itemsDigest`. */
+function itemsHash(after: string): Hash {
+  return createHash('sha256').update(`pxar items after ${after}\n`);
+}
+
+function itemsDigest(hash: Hash): string {
   return hash.digest('hex').slice(0, ENTRY_KEY_HEX);
 }
 
@@ -102,14 +111,14 @@ function itemsKey(after: string, items: Iterable<Buffer>): string {
 class SpanRecorder implements LayoutObserver {
   readonly spans: ArchiveSpan[] = [];
   private pos = 0;
-  private itemsHash: Hash | undefined;
+  private openItems: Hash | undefined;
   private itemBytes = 0;
   /** The key of the contents the current items follow. */
   private after = '';
 
   items(b: Buffer): void {
-    this.itemsHash ??= createHash('sha256').update(`pxar items after ${this.after}\n`);
-    this.itemsHash.update(b);
+    this.openItems ??= itemsHash(this.after);
+    this.openItems.update(b);
     this.itemBytes += b.length;
   }
 
@@ -135,9 +144,9 @@ class SpanRecorder implements LayoutObserver {
 
   private closeItems(): void {
     if (this.itemBytes === 0) return;
-    this.spans.push({ key: this.itemsHash!.digest('hex').slice(0, ENTRY_KEY_HEX), length: this.itemBytes });
+    this.spans.push({ key: itemsDigest(this.openItems!), length: this.itemBytes });
     this.pos += this.itemBytes;
-    this.itemsHash = undefined;
+    this.openItems = undefined;
     this.itemBytes = 0;
   }
 }
