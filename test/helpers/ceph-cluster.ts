@@ -30,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { killWithProcess } from './service-lifetime.js';
 
 /** Where the tests find the object store, and as whom they talk to it. */
 export interface S3TestTarget {
@@ -361,16 +362,7 @@ export function testS3Target(): Promise<S3TestTarget> {
       cephDir,
     });
   }
-  ownCluster ??= startCephCluster().then((cluster) => {
-    process.once('exit', () => cluster.killSync());
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.once(signal, () => {
-        cluster.killSync();
-        process.kill(process.pid, signal);
-      });
-    }
-    return cluster;
-  });
+  ownCluster ??= startCephCluster().then(killWithProcess);
   return ownCluster;
 }
 

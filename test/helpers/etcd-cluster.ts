@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { killWithProcess } from './service-lifetime.js';
 
 export const ETCD_TEST_ENV = {
   /** Comma-separated client URLs of the members. */
@@ -224,16 +225,7 @@ export function testEtcd(): Promise<EtcdTestTarget> {
   const endpoints = process.env[ETCD_TEST_ENV.endpoints];
   const control = process.env[ETCD_TEST_ENV.control];
   if (endpoints && control) return Promise.resolve(remoteTarget(endpoints.split(','), control));
-  ownCluster ??= startEtcdCluster().then((cluster) => {
-    process.once('exit', () => cluster.killSync());
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.once(signal, () => {
-        cluster.killSync();
-        process.kill(process.pid, signal);
-      });
-    }
-    return cluster;
-  });
+  ownCluster ??= startEtcdCluster().then(killWithProcess);
   return ownCluster;
 }
 
