@@ -389,12 +389,18 @@ export async function finishUnmount(
   log('no operation is running any more');
   const mountPoint = datastoreAbsolutePath(access.datastoreConfig(name));
   try {
-    log(`syncing '${mountPoint}'`);
     // Best effort: a disk that failed (pulled cable, I/O errors) cannot be synced, and must still
-    // be unmountable so that it can be mounted again.
-    await syncFilesystem(mountPoint).catch((err: unknown) =>
-      (opts.warn ?? log)(`could not sync '${mountPoint}' before unmounting: ${(err as Error).message}`),
-    );
+    // be unmountable so that it can be mounted again. One the kernel already shut down is not
+    // even tried: its writeback can only fail, and may first wait for the dead device.
+    const failure = mountFailure(mountPoint);
+    if (failure) {
+      (opts.warn ?? log)(`not syncing '${mountPoint}': ${failure}; what was not written is lost`);
+    } else {
+      log(`syncing '${mountPoint}'`);
+      await syncFilesystem(mountPoint).catch((err: unknown) =>
+        (opts.warn ?? log)(`could not sync '${mountPoint}' before unmounting: ${(err as Error).message}`),
+      );
+    }
     // Under the change lock, as PBS holds its config lock across the umount: nothing changes the
     // mode (and so nothing is admitted) between this check and the unmount.
     const lock = await access.lockConfig('change');

@@ -208,5 +208,10 @@ export async function taskEnd(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`task ${upid} did not end in ${timeoutMs} ms`);
+  // what it was doing when the wait gave up: the line it is stuck after
+  const log = await api
+    .call<Array<{ t: string }>>('GET', `${taskPath(upid)}/log`, { limit: 10000 })
+    .then((l) => l.map((x) => x.t).join('\n'))
+    .catch((err: unknown) => `(log not readable: ${(err as Error).message})`);
+  throw new Error(`task ${upid} did not end in ${timeoutMs} ms; its log so far:\n${log}`);
 }
