@@ -21,6 +21,7 @@ import { FINGERPRINT_REGEX } from './remote-config.js';
 
 /** PBS `ProviderQuirks`: what an S3-compatible store lacks. */
 export const PROVIDER_QUIRKS = ['skip-if-none-match-header', 'delete-objects-via-delete-object'] as const;
+export type ProviderQuirk = (typeof PROVIDER_QUIRKS)[number];
 
 /** What the API shows of an endpoint (PBS `S3ClientConfigWithoutSecret`). */
 export interface S3EndpointInfo extends SectionEntry {

@@ -10,9 +10,16 @@
 import { Agent as HttpsAgent, type AgentOptions, type RequestOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type DeleteObjectsCommandInput,
+  type DeleteObjectsCommandOutput,
+  type _Error as S3DeleteError,
+} from '@aws-sdk/client-s3';
 import { parseHumanByte } from '../api-types/human-byte.js';
-import type { S3EndpointConfig } from '../config/s3-config.js';
+import type { ProviderQuirk, S3EndpointConfig } from '../config/s3-config.js';
 import { ERR_S3_CERTIFICATE_MISMATCH, ERR_S3_REQUEST_FAILED } from '../errors.js';
 import { RateLimiter } from '../sys/rate-limiter.js';
 
@@ -32,6 +39,8 @@ export interface S3ClientOptions {
   fingerprint?: string;
   /** The endpoint's limits (PBS `rate-in`/`burst-in`/`rate-out`/`burst-out`, `put-rate-limit`). */
   limits?: S3TrafficLimits;
+  /** What the store does not implement (PBS `provider-quirks`), worked around in createS3Client. */
+  quirks?: readonly ProviderQuirk[];
 }
 
 /** Bytes per second (bursts of `burst` bytes, one second's worth by default) and PUTs per second. */
@@ -76,6 +85,7 @@ export function s3ClientOptionsFor(conf: S3EndpointConfig): S3ClientOptions {
     pathStyle: !vhost,
     ...(conf.fingerprint !== undefined && { fingerprint: conf.fingerprint }),
     ...(s3TrafficLimitsFor(conf) && { limits: s3TrafficLimitsFor(conf) }),
+    ...(conf['provider-quirks']?.length && { quirks: conf['provider-quirks'] as ProviderQuirk[] }),
   };
 }
 
@@ -130,7 +140,63 @@ export function createS3Client(opts: S3ClientOptions): S3Client {
     }),
   });
   if (opts.limits) limitS3Traffic(client, opts.limits);
+  if (opts.quirks?.includes('skip-if-none-match-header')) skipIfNoneMatch(client);
+  if (opts.quirks?.includes('delete-objects-via-delete-object')) deleteObjectsOneByOne(client);
   return client;
+}
+
+/**
+ * PBS's `skip-if-none-match-header` quirk: for stores that fail a PUT carrying `If-None-Match`,
+ * the header is left out. An insert still asks first whether the chunk is there (HEAD, or the
+ * cache); only two servers uploading the same new chunk at once both write it, with the same
+ * content, as PBS does with this quirk.
+ */
+function skipIfNoneMatch(client: S3Client): void {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers;
+      if (headers) {
+        for (const name of Object.keys(headers)) {
+          if (name.toLowerCase() === 'if-none-match') delete headers[name];
+        }
+      }
+      return next(args);
+    },
+    { step: 'build', name: 'stowageS3SkipIfNoneMatch' },
+  );
+}
+
+/**
+ * PBS's `delete-objects-via-delete-object` quirk: for stores without the batched DeleteObjects
+ * call, a batch becomes one DELETE per key, one after the other, and answers as DeleteObjects
+ * would: the keys it could not delete in `Errors` (PBS `delete_objects`).
+ */
+function deleteObjectsOneByOne(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'DeleteObjectsCommand') return next(args);
+      const input = args.input as DeleteObjectsCommandInput;
+      const Errors: S3DeleteError[] = [];
+      const Deleted: { Key: string }[] = [];
+      for (const { Key } of input.Delete?.Objects ?? []) {
+        try {
+          await client.send(new DeleteObjectCommand({ Bucket: input.Bucket, Key }));
+          Deleted.push({ Key: Key! });
+        } catch (err) {
+          // an answer (403, …) belongs to the key, as in a batch's answer; no answer fails the batch
+          if (s3Status(err) === undefined) throw err;
+          Errors.push({ Key, Code: (err as Error).name, Message: (err as Error).message });
+        }
+      }
+      const output: DeleteObjectsCommandOutput = {
+        $metadata: {},
+        ...(input.Delete?.Quiet ? {} : { Deleted }),
+        ...(Errors.length > 0 && { Errors }),
+      };
+      return { output, response: {} } as Awaited<ReturnType<typeof next>>;
+    },
+    { step: 'initialize', name: 'stowageS3DeleteObjectsOneByOne' },
+  );
 }
 
 /**
