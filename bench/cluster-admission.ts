@@ -9,12 +9,8 @@
  *
  *   node --import tsx bench/cluster-admission.ts [--ops 1000] [--changes 20]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startEtcdCluster } from '../test/helpers/etcd-cluster.js';
 import { EtcdAdmissionBackend } from '../src/maintenance/etcd-admission-backend.js';
-import { SqliteMaintenanceEventLog } from '../src/maintenance/maintenance-events.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -40,14 +36,12 @@ async function main(): Promise<void> {
   const cluster = await startEtcdCluster();
   // an uncaught error skips the finally below: stop the members on exit too, or they outlive the bench
   process.once('exit', () => cluster.killSync());
-  const dir = mkdtempSync(join(tmpdir(), 'stowage-bench-etcd-'));
   const servers = [0, 1, 2].map(
     (n) =>
       new EtcdAdmissionBackend({
         endpoints: cluster.endpoints.map((_, i) => cluster.endpoints[(i + n) % 3]!),
         prefix: '/bench/',
         node: `node${n + 1}`,
-        events: new SqliteMaintenanceEventLog(join(dir, `events${n}.sqlite`)),
       }),
   );
   const [a, b] = servers as [EtcdAdmissionBackend, EtcdAdmissionBackend, EtcdAdmissionBackend];
@@ -108,7 +102,6 @@ async function main(): Promise<void> {
   } finally {
     for (const s of servers) s.close();
     await cluster.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -33,6 +33,8 @@ export interface MaintenanceHistoryItem {
   'job-type'?: string;
   /** Job events: the UPID of the job's task (a skipped job's records its skip). */
   upid?: string;
+  /** Cluster mode: the server (node name) that made the change. */
+  node?: string;
 }
 
 export const HISTORY_DEFAULT_LIMIT = 50;

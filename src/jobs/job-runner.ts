@@ -71,15 +71,15 @@ function isFailedStatus(status: string): boolean {
  * Put a job's skip or failure in the maintenance history (source `job:<id>`), from which the
  * notifier tells the operator. Never fails the caller: the job's own record is the job state.
  */
-function recordJobEvent(
+async function recordJobEvent(
   ctx: JobContext,
   job: JobSpec,
   type: 'job-skipped' | 'job-failed',
   message: string,
   upid: string,
-): void {
+): Promise<void> {
   try {
-    ctx.datastores.backend.events.append({
+    await ctx.datastores.backend.events.append({
       store: job.store,
       type,
       source: `job:${job.id}`,
@@ -99,7 +99,7 @@ function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: numbe
   void ctx.tasks
     .waitForTask(upid)
     .then(async (status) => {
-      if (isFailedStatus(status)) recordJobEvent(ctx, job, 'job-failed', status, upid);
+      if (isFailedStatus(status)) await recordJobEvent(ctx, job, 'job-failed', status, upid);
       const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
       try {
         const current = readJobState(ctx.paths.dataDir, job.type, job.id);
@@ -236,7 +236,7 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
       // A mode change holding the config lock past the timeout is not this slot's outcome: try
       // again next minute rather than record a failure.
       if (err instanceof StowageError && err.code === 'LOCK_TIMEOUT') throw err;
-      return recordRefusal(ctx, job, err, time);
+      return await recordRefusal(ctx, job, err, time);
     }
     const upid = await spawnAdmitted(ctx, job, admitted.handle, admitted.others, SCHEDULER_AUTH_ID, time);
     return { type: job.type, id: job.id, upid, outcome: 'started' };
@@ -246,7 +246,7 @@ export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date):
 }
 
 /** A scheduled run that could not start: a task that says why, recorded as the last run. */
-function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number): JobRun {
+async function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number): Promise<JobRun> {
   const message = err instanceof Error ? err.message : String(err);
   const reason = skipReason(err, job);
   const skipped = reason !== undefined;
@@ -276,7 +276,7 @@ function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: number
   ctx.log?.warn(
     `scheduled ${job.title} on datastore '${job.store}' ${skipped ? 'skipped' : 'failed'}: ${message}`,
   );
-  recordJobEvent(ctx, job, skipped ? 'job-skipped' : 'job-failed', skipped ? reason : message, upid);
+  await recordJobEvent(ctx, job, skipped ? 'job-skipped' : 'job-failed', skipped ? reason : message, upid);
   return { type: job.type, id: job.id, upid, outcome: skipped ? 'skipped' : 'failed' };
 }
 

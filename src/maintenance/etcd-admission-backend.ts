@@ -27,9 +27,11 @@
  * Never admit blind: every admission is a write to etcd, so a server that cannot reach etcd
  * refuses with ERR_CLUSTER_UNREACHABLE (503), and so do mode changes and reads of the state.
  *
- * Not yet here (issue 17 goes on): the maintenance history is still the instance's own SQLite
- * log (passed in), and `lockChanges` excludes other config writers only (config writes through
- * `defineStore` are transactions admissions order themselves against).
+ * The maintenance history is the cluster's too (etcd-maintenance-events.ts, under `P events/`),
+ * unless another log is passed in.
+ *
+ * Not yet here (issue 17 goes on): `lockChanges` excludes other config writers only (config
+ * writes through `defineStore` are transactions admissions order themselves against).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -65,6 +67,7 @@ import {
   type OperationRecord,
 } from './operation-registry.js';
 import { EtcdLockService } from './etcd-lock-service.js';
+import { EtcdMaintenanceEventLog } from './etcd-maintenance-events.js';
 import { CoalescingWatch } from './coalescing-watch.js';
 import {
   ConflictingOperationsError,
@@ -86,8 +89,10 @@ export interface EtcdAdmissionBackendOptions {
   prefix?: string;
   /** This server's name, recorded with its operations. */
   node: string;
-  /** The maintenance history (still per instance, see the file comment). */
-  events: MaintenanceEventLog;
+  /** The maintenance history (default: the cluster's, in etcd under the prefix). */
+  events?: MaintenanceEventLog;
+  /** How many events the cluster's history keeps at least (default 10,000). */
+  keepEvents?: number;
   /** Seconds a dead server's operations and locks keep counting (default 10; etcd's minimum is about 2). */
   leaseTtlSeconds?: number;
   /** How long one etcd request may take before the server counts etcd as unreachable (default 5 s). */
@@ -166,7 +171,14 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     this.prefix = opts.prefix ?? '/stowage/';
     if (!this.prefix.endsWith('/')) this.prefix += '/';
     this.node = opts.node;
-    this.events = opts.events;
+    this.events =
+      opts.events ??
+      new EtcdMaintenanceEventLog({
+        client: this.client,
+        prefix: this.prefix,
+        node: this.node,
+        ...(opts.keepEvents !== undefined && { keep: opts.keepEvents }),
+      });
     this.ttl = opts.leaseTtlSeconds ?? 10;
     this.holderPollMs = opts.holderPollMs ?? 200;
     this.locks = new EtcdLockService({
@@ -502,9 +514,10 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       if (!res.succeeded) continue; // raced with another change or an admission: look again
       const sequence = Number(res.header.revision);
       const record = modeChangeEvent(store, before['maintenance-mode'], previous, mode, opts.authId);
-      const event = record && this.events.append(record);
+      const event = record && (await this.events.append(record));
       const conflicting = await this.conflicting(store, conflictingClasses(mode));
-      if (event && conflicting.length === 0 && drainsAfter(event)) this.events.recordDrained(store, event);
+      if (event && conflicting.length === 0 && drainsAfter(event))
+        await this.events.recordDrained(store, event);
       return {
         digest: sha256(value),
         sequence,
@@ -552,9 +565,10 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
         if (!res.succeeded) continue;
         sequence = Number(res.header.revision);
       }
-      const event: MaintenanceEvent | undefined = next.event && this.events.append(next.event);
+      const event: MaintenanceEvent | undefined = next.event && (await this.events.append(next.event));
       const conflicting = next.hold ? await this.conflicting(store, holdConflictingClasses(next.hold)) : [];
-      if (event && conflicting.length === 0 && drainsAfter(event)) this.events.recordDrained(store, event);
+      if (event && conflicting.length === 0 && drainsAfter(event))
+        await this.events.recordDrained(store, event);
       return {
         ...(previous && { previous }),
         ...(next.hold && { hold: next.hold }),

@@ -220,12 +220,13 @@ export class LocalAdmissionBackend implements AdmissionBackend {
       // Taken under the exclusive lock: no admission is in flight, so this splits the order exactly.
       change = { digest: snapshot.digest, sequence: this.registry.sequence(), previous, config: before };
       const record = modeChangeEvent(store, before['maintenance-mode'], previous, mode, opts.authId);
-      event = record && this.events.append(record);
+      event = record && (await this.events.append(record));
     } finally {
       lock.release();
     }
     const conflicting = this.conflicting(store, mode);
-    if (event && conflicting.length === 0 && drainsAfter(event)) this.events.recordDrained(store, event);
+    if (event && conflicting.length === 0 && drainsAfter(event))
+      await this.events.recordDrained(store, event);
     return { ...change, conflicting, ...(event && { event }) };
   }
 
@@ -244,7 +245,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
       if (next.hold) this.registry.putHold(store, next.hold);
       else if (previous) this.registry.removeHold(store, source);
       const hold = next.hold;
-      const event = next.event && this.events.append(next.event);
+      const event = next.event && (await this.events.append(next.event));
       change = {
         ...(previous && { previous }),
         ...(hold && { hold }),
@@ -257,7 +258,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     const classes = change.hold ? holdConflictingClasses(change.hold) : [];
     const conflicting = this.registry.list(store).filter((op) => classes.includes(op.class));
     if (change.event && conflicting.length === 0 && drainsAfter(change.event)) {
-      this.events.recordDrained(store, change.event);
+      await this.events.recordDrained(store, change.event);
     }
     return { ...change, conflicting };
   }

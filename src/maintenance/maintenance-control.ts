@@ -191,7 +191,7 @@ export async function recordDrainedIfIdle(
   store: string,
 ): Promise<MaintenanceEvent[]> {
   const backend = access.backend;
-  const recent = backend.events.history(store, { limit: DRAIN_LOOKBACK });
+  const recent = await backend.events.history(store, { limit: DRAIN_LOOKBACK });
   const drained = new Set(recent.filter((e) => e.type === 'drained').map((e) => e.detail?.ref));
   const pending = (e: MaintenanceEvent | undefined): e is MaintenanceEvent =>
     e !== undefined && drainsAfter(e) && !drained.has(e.id);
@@ -203,7 +203,7 @@ export async function recordDrainedIfIdle(
     (e) => e.source === 'operator' && (e.type === 'mode-set' || e.type === 'mode-cleared'),
   );
   if (pending(modeEvent) && idle(conflictingClasses(await backend.mode(store)))) {
-    const e = backend.events.recordDrained(store, modeEvent);
+    const e = await backend.events.recordDrained(store, modeEvent);
     if (e) recorded.push(e);
   }
   for (const hold of await backend.holds(store)) {
@@ -211,7 +211,7 @@ export async function recordDrainedIfIdle(
       (e) => e.type === 'hold-engaged' && e.source === hold.source && e.to === hold.type,
     );
     if (pending(engaged) && idle(holdConflictingClasses(hold))) {
-      const e = backend.events.recordDrained(store, engaged);
+      const e = await backend.events.recordDrained(store, engaged);
       if (e) recorded.push(e);
     }
   }

@@ -3,9 +3,12 @@
  * or cleared, a system hold engaged or released, a window starting, the drain that followed, a job
  * skipped or failed — with who, when, from, to and message. One SQLite file under the data dir
  * (it outlives restarts and reboots, unlike the operation registry under the run dir), appended to
- * by every process of the instance, and kept when a datastore is removed (an audit trail). The history API reads it newest first; the notifier tails it
- * by id, so an event is recorded before anyone is told of it and a slow endpoint never holds up
- * the change that caused it.
+ * by every process of the instance, and kept when a datastore is removed (an audit trail). The
+ * history API reads it newest first; the notifier tails it by id, so an event is recorded before
+ * anyone is told of it and a slow endpoint never holds up the change that caused it.
+ *
+ * In cluster mode the history is the cluster's, in etcd (etcd-maintenance-events.ts), so every
+ * server shows the same one: that is why the log's methods are asynchronous.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -54,24 +57,42 @@ export interface MaintenanceEvent {
   message?: string;
   /** Drained: `ref` (the event drained after) and `duration-ms`; jobs: `job` {id, type}. */
   detail?: Record<string, unknown>;
+  /** Cluster mode: the server that made the change (its `--node` name). */
+  node?: string;
 }
 
-export type NewMaintenanceEvent = Omit<MaintenanceEvent, 'id' | 'time' | 'severity'> & { time?: number };
+export type NewMaintenanceEvent = Omit<MaintenanceEvent, 'id' | 'time' | 'severity' | 'node'> & {
+  time?: number;
+};
 
 export interface MaintenanceEventLog {
-  append(event: NewMaintenanceEvent): MaintenanceEvent;
+  append(event: NewMaintenanceEvent): Promise<MaintenanceEvent>;
   /** Events with an id above `id`, oldest first: for tailing. */
-  after(id: number, limit?: number): MaintenanceEvent[];
+  after(id: number, limit?: number): Promise<MaintenanceEvent[]>;
   /** `store`'s events, newest first; `before` pages on by id. */
-  history(store: string, opts?: { limit?: number; before?: number }): MaintenanceEvent[];
+  history(store: string, opts?: { limit?: number; before?: number }): Promise<MaintenanceEvent[]>;
   /** The highest id so far (0 when none). */
-  lastId(): number;
+  lastId(): Promise<number>;
   /**
    * Record that the change `ref` has drained (nothing it refuses still runs), once per `ref`:
    * undefined when it was recorded already.
    */
-  recordDrained(store: string, ref: MaintenanceEvent, at?: number): MaintenanceEvent | undefined;
+  recordDrained(store: string, ref: MaintenanceEvent, at?: number): Promise<MaintenanceEvent | undefined>;
   close(): void;
+}
+
+/** The drained event of `ref` (its `detail.ref` says which change drained, and how long it took). */
+export function drainedEvent(store: string, ref: MaintenanceEvent, at: number): NewMaintenanceEvent {
+  return {
+    time: at,
+    store,
+    type: 'drained',
+    source: ref.source,
+    ...(ref.from !== undefined && { from: ref.from }),
+    ...(ref.to !== undefined && { to: ref.to }),
+    ...(ref.message !== undefined && { message: ref.message }),
+    detail: { ref: ref.id, 'duration-ms': Math.max(0, at - ref.time) },
+  };
 }
 
 /** The events whose drain is recorded: the ones that may refuse what already runs. */
@@ -115,6 +136,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_drained_ref ON events (ref);
 /** The history keeps this many events in all; older ones go (about 100 bytes each). */
 const KEEP_EVENTS = 100_000;
 
+/** How many appends pass between two trims of the history to its last `keep` events. */
+export function trimInterval(keep: number): number {
+  return Math.max(1, Math.min(1000, keep));
+}
+
 function toEvent(r: Row): MaintenanceEvent {
   return {
     id: r.id,
@@ -134,10 +160,17 @@ function toEvent(r: Row): MaintenanceEvent {
 export class SqliteMaintenanceEventLog implements MaintenanceEventLog {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
-  private appended = 0;
+  private readonly keep: number;
 
-  /** `file` is usually `<dataDir>/maintenance-events.sqlite`. */
-  constructor(readonly file: string) {
+  /**
+   * `file` is usually `<dataDir>/maintenance-events.sqlite`; `keep`: the history keeps at least
+   * this many events (default 100,000), older ones go.
+   */
+  constructor(
+    readonly file: string,
+    opts: { keep?: number } = {},
+  ) {
+    this.keep = opts.keep ?? KEEP_EVENTS;
     mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
     this.db = new Database(file);
     this.db.pragma('busy_timeout = 10000');
@@ -166,50 +199,44 @@ export class SqliteMaintenanceEventLog implements MaintenanceEventLog {
     };
     const res = this.insert.run(row);
     if (res.changes === 0) return undefined;
-    if (++this.appended % 1000 === 0) {
-      this.db.prepare('DELETE FROM events WHERE id <= ?').run(Number(res.lastInsertRowid) - KEEP_EVENTS);
+    const id = Number(res.lastInsertRowid);
+    // by id, not by this process's count: whichever process appends that id trims
+    if (id % trimInterval(this.keep) === 0 && id > this.keep) {
+      this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - this.keep);
     }
     const { ref: _ref, ...fields } = row;
-    return toEvent({ id: Number(res.lastInsertRowid), ...fields });
+    return toEvent({ id, ...fields });
   }
 
-  append(event: NewMaintenanceEvent): MaintenanceEvent {
-    return this.insertEvent(event, null)!;
+  append(event: NewMaintenanceEvent): Promise<MaintenanceEvent> {
+    return Promise.resolve(this.insertEvent(event, null)!);
   }
 
-  after(id: number, limit = 100): MaintenanceEvent[] {
+  after(id: number, limit = 100): Promise<MaintenanceEvent[]> {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?')
       .all(id, limit) as Row[];
-    return rows.map(toEvent);
+    return Promise.resolve(rows.map(toEvent));
   }
 
-  history(store: string, opts: { limit?: number; before?: number } = {}): MaintenanceEvent[] {
+  history(store: string, opts: { limit?: number; before?: number } = {}): Promise<MaintenanceEvent[]> {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE store = ? AND id < ? ORDER BY id DESC LIMIT ?')
       .all(store, opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 50) as Row[];
-    return rows.map(toEvent);
+    return Promise.resolve(rows.map(toEvent));
   }
 
-  lastId(): number {
+  lastId(): Promise<number> {
     const row = this.db.prepare('SELECT max(id) AS id FROM events').get() as { id: number | null };
-    return row.id ?? 0;
+    return Promise.resolve(row.id ?? 0);
   }
 
-  recordDrained(store: string, ref: MaintenanceEvent, at = Date.now()): MaintenanceEvent | undefined {
-    return this.insertEvent(
-      {
-        time: at,
-        store,
-        type: 'drained',
-        source: ref.source,
-        ...(ref.from !== undefined && { from: ref.from }),
-        ...(ref.to !== undefined && { to: ref.to }),
-        ...(ref.message !== undefined && { message: ref.message }),
-        detail: { ref: ref.id, 'duration-ms': Math.max(0, at - ref.time) },
-      },
-      ref.id,
-    );
+  recordDrained(
+    store: string,
+    ref: MaintenanceEvent,
+    at = Date.now(),
+  ): Promise<MaintenanceEvent | undefined> {
+    return Promise.resolve(this.insertEvent(drainedEvent(store, ref, at), ref.id));
   }
 
   close(): void {

@@ -98,7 +98,7 @@ async function applyStoreWindows(
       const id = source.slice(WINDOW_SOURCE_PREFIX.length);
       const w = windows.find((x) => x.id === id && x.store === store);
       const occ = w && windowOccurrence(w, now);
-      backend.events.append({
+      await backend.events.append({
         store,
         type: 'window-starting',
         source,

@@ -26,8 +26,8 @@ export const METRICS_ACL_PATH = '/system/status';
 const DRAIN_LOOKBACK = 1000;
 
 /** The duration of the store's latest recorded drain, in milliseconds (undefined: none recorded). */
-function lastDrainMs(events: MaintenanceEventLog, store: string): number | undefined {
-  const drained = events.history(store, { limit: DRAIN_LOOKBACK }).find((e) => e.type === 'drained');
+async function lastDrainMs(events: MaintenanceEventLog, store: string): Promise<number | undefined> {
+  const drained = (await events.history(store, { limit: DRAIN_LOOKBACK })).find((e) => e.type === 'drained');
   const ms = drained?.detail?.['duration-ms'];
   return typeof ms === 'number' ? ms : undefined;
 }
@@ -72,7 +72,7 @@ export async function collectMetrics(ctx: ServerContext): Promise<Registry> {
     for (const h of await backend.holds(store)) hold.set({ store, source: h.source, type: h.type }, 1);
     const counts = await backend.counts(store);
     for (const cls of OPERATION_CLASSES) active.set({ store, class: cls }, counts[cls]);
-    const ms = lastDrainMs(backend.events, store);
+    const ms = await lastDrainMs(backend.events, store);
     if (ms !== undefined) drain.set({ store }, ms / 1000);
   }
   return registry;

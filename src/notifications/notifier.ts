@@ -36,9 +36,10 @@ export interface NotifiableEvent {
   detail?: Record<string, unknown>;
 }
 
+/** The maintenance event log (asynchronous: in cluster mode it is in etcd). */
 export interface EventSource {
-  after(id: number, limit?: number): NotifiableEvent[];
-  lastId(): number;
+  after(id: number, limit?: number): Promise<NotifiableEvent[]> | NotifiableEvent[];
+  lastId(): Promise<number> | number;
 }
 
 /** What a notification carries, whatever the endpoint. */
@@ -281,34 +282,37 @@ export interface NotifierOptions {
 }
 
 export class Notifier {
-  private lastId: number;
+  /** Events up to this id were dispatched; undefined until the log answered where it stands. */
+  private lastId: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly pending = new Set<Promise<void>>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private closed = false;
 
-  constructor(private readonly opts: NotifierOptions) {
-    this.lastId = opts.events.lastId();
-  }
+  constructor(private readonly opts: NotifierOptions) {}
 
   start(): void {
-    const tick = () => {
+    const tick = async () => {
       if (this.closed) return;
       try {
-        this.poll();
+        // only what happens from now on is told, not the history before the start
+        if (this.lastId === undefined) this.lastId = await this.opts.events.lastId();
+        else await this.poll();
       } catch (err) {
         this.opts.log?.warn({ err }, 'notifications: cannot read events or configuration');
       }
-      this.timer = setTimeout(tick, this.opts.pollMs ?? 1000);
+      if (this.closed) return;
+      this.timer = setTimeout(() => void tick(), this.opts.pollMs ?? 1000);
       this.timer.unref();
     };
-    tick();
+    void tick();
   }
 
   /** Dispatch every event since the last poll (exposed for tests of the matching). */
-  poll(): void {
+  async poll(): Promise<void> {
+    this.lastId ??= await this.opts.events.lastId();
     for (;;) {
-      const batch = this.opts.events.after(this.lastId, 100);
+      const batch = await this.opts.events.after(this.lastId, 100);
       if (batch.length === 0) return;
       const { entities } = notificationConfig(this.opts.configDir).read();
       for (const event of batch) {

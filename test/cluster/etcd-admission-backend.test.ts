@@ -7,29 +7,22 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testEtcd, uniqueEtcdPrefix, type EtcdTestTarget } from '../helpers/etcd-cluster.js';
 import { HolderProcess } from '../helpers/holder-process.js';
 import { admissionConformance } from '../suites/admission-conformance.js';
 import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
-import { SqliteMaintenanceEventLog } from '../../src/maintenance/maintenance-events.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/etcd-operation-holder.ts', import.meta.url));
 
-/** A backend and holders on a fresh prefix of the shared cluster, with one shared history file. */
+/** A backend and holders on a fresh prefix of the shared cluster (the history is the cluster's too). */
 function bed(etcd: EtcdTestTarget, label: string, opts: { leaseTtlSeconds?: number } = {}) {
   const prefix = uniqueEtcdPrefix(label);
-  const dir = mkdtempSync(join(tmpdir(), 'stowage-etcd-test-'));
-  const events = join(dir, 'events.sqlite');
   const backend = new EtcdAdmissionBackend({
     endpoints: etcd.endpoints,
     prefix,
     node: 'test-node',
-    events: new SqliteMaintenanceEventLog(events),
     ...opts,
   });
   let holders = 0;
@@ -45,7 +38,6 @@ function bed(etcd: EtcdTestTarget, label: string, opts: { leaseTtlSeconds?: numb
         env: {
           STOWAGE_TEST_ETCD_ENDPOINTS: endpoints.join(','),
           STOWAGE_TEST_ETCD_PREFIX: prefix,
-          STOWAGE_TEST_EVENTS: events,
           STOWAGE_TEST_NODE: `node${n}`,
           ...env,
         },
@@ -54,7 +46,6 @@ function bed(etcd: EtcdTestTarget, label: string, opts: { leaseTtlSeconds?: numb
     async cleanup() {
       await backend.client.delete().prefix(prefix);
       backend.close();
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
@@ -187,7 +178,6 @@ describe('etcd admission backend: what a cluster adds', () => {
       endpoints: [`http://127.0.0.1:${await refusedPort()}`],
       prefix: b.backend.prefix,
       node: 'cut-off',
-      events: b.backend.events,
       callTimeoutMs: 1_000,
     });
     try {

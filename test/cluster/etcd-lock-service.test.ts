@@ -6,15 +6,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
 import { HolderProcess } from '../helpers/holder-process.js';
 import { BackupDir, BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
 import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
-import { SqliteMaintenanceEventLog } from '../../src/maintenance/maintenance-events.js';
 import type { LockName } from '../../src/maintenance/lock-service.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/etcd-operation-holder.ts', import.meta.url));
@@ -24,24 +20,20 @@ const snapshot = new BackupDir(group, 1717236000);
 let backend: EtcdAdmissionBackend;
 let endpoints: string[];
 let prefix: string;
-let dir: string;
 
 before(async () => {
   endpoints = (await testEtcd()).endpoints;
   prefix = uniqueEtcdPrefix('locks');
-  dir = mkdtempSync(join(tmpdir(), 'stowage-etcd-locks-'));
   backend = new EtcdAdmissionBackend({
     endpoints,
     prefix,
     node: 'test-node',
-    events: new SqliteMaintenanceEventLog(join(dir, 'events.sqlite')),
     leaseTtlSeconds: 2,
   });
 });
 after(async () => {
   await backend.client.delete().prefix(prefix);
   backend.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** Another server: a holder process with its own backend and a 2 s lease. */
@@ -51,7 +43,6 @@ function otherServer(): Promise<HolderProcess> {
     env: {
       STOWAGE_TEST_ETCD_ENDPOINTS: [...endpoints].reverse().join(','),
       STOWAGE_TEST_ETCD_PREFIX: prefix,
-      STOWAGE_TEST_EVENTS: join(dir, 'events.sqlite'),
       STOWAGE_TEST_LEASE_TTL: '2',
     },
   }).start();

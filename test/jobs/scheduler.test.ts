@@ -157,7 +157,12 @@ test('a job whose datastore is gone is recorded as a failed run, not retried eve
     assert.equal(await ctx.tasks.waitForTask(runs[0]!.upid), "datastore 'nosuchstore' does not exist");
     // the history (and so the notifier) gets the failure once
     assert.deepEqual(
-      inst.access.backend.events.history('nosuchstore').map((e) => [e.type, e.source, e.severity, e.message]),
+      (await inst.access.backend.events.history('nosuchstore')).map((e) => [
+        e.type,
+        e.source,
+        e.severity,
+        e.message,
+      ]),
       [['job-failed', 'job:orphan', 'error', "datastore 'nosuchstore' does not exist"]],
     );
     assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:01:00Z')), []);
@@ -270,7 +275,7 @@ test('a maintenance window drains, holds, skips the job due at its start with it
     ]);
     assert.deepEqual(await holdsAt('2030-01-01T03:00:00Z'), []);
 
-    const history = backend.events.history('store1').reverse();
+    const history = (await backend.events.history('store1')).reverse();
     assert.deepEqual(
       history.map((e) => [e.type, e.source, e.from, e.to]),
       [

@@ -74,9 +74,8 @@ async function admits(a: DatastoreAccess, cls: 'read' | 'ingest' | 'reclaim'): P
   }
 }
 
-const lowSpaceEvents = (a: DatastoreAccess) =>
-  a.backend.events
-    .history(STORE)
+const lowSpaceEvents = async (a: DatastoreAccess) =>
+  (await a.backend.events.history(STORE))
     .filter((e) => e.source === LOW_SPACE_SOURCE && e.type !== 'drained')
     .reverse()
     .map((e) => `${e.type}${e.detail?.forced ? ' (forced)' : ''}: ${e.message}`);
@@ -110,7 +109,7 @@ test('below the hold level an ingest admission engages the sealed hold and is re
   assert.deepEqual(await a.backend.holds(STORE), []);
   assert.equal(await admits(a, 'ingest'), 'admitted');
   assert.deepEqual(
-    lowSpaceEvents(a).map((e) => e.replace(/\d+%/, 'N%')),
+    (await lowSpaceEvents(a)).map((e) => e.replace(/\d+%/, 'N%')),
     ['hold-engaged: low space: N% free', 'hold-released: low space: N% free'],
   );
 });
@@ -130,7 +129,7 @@ test("an operator's forced release stands in every process until free space has 
   assert.equal(await admits(b, 'ingest'), 'admitted');
   await b.lowSpace!.check(cfg(b));
   assert.deepEqual(await b.backend.holds(STORE), []);
-  assert.match(lowSpaceEvents(a).at(-1)!, /^hold-released \(forced\)/);
+  assert.match((await lowSpaceEvents(a)).at(-1)!, /^hold-released \(forced\)/);
 
   // once above the release level the override ends; the next drop engages again
   fill(0);

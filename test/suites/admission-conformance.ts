@@ -413,7 +413,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
     test('the history records mode and hold changes with who, from, to and message, and each drain once', async () => {
       const store = await freshStore();
       const [a] = holders as [RemoteHolder];
-      const first = backend.events.lastId();
+      const first = await backend.events.lastId();
       const op = await a.hold(store, 'ingest', 'backup');
       const set = await backend.setMode(
         store,
@@ -427,13 +427,17 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         undefined,
       );
       await a.send({ cmd: 'release', id: op });
-      assert.ok(backend.events.recordDrained(store, set.event!), 'the first drain is recorded');
-      assert.equal(backend.events.recordDrained(store, set.event!), undefined, 'a drain is recorded once');
+      assert.ok(await backend.events.recordDrained(store, set.event!), 'the first drain is recorded');
+      assert.equal(
+        await backend.events.recordDrained(store, set.event!),
+        undefined,
+        'a drain is recorded once',
+      );
       await backend.setMode(store, undefined, { authId: 'alice@pbs' });
       await backend.setHold(store, 'low-space', { type: 'sealed', message: 'low space: 4% free' });
       await backend.setHold(store, 'low-space', { type: 'sealed', message: 'low space: 3% free' });
       await backend.setHold(store, 'low-space', undefined, { authId: 'root@pam', forced: true });
-      const mine = backend.events.after(first, 1000).filter((e) => e.store === store);
+      const mine = (await backend.events.after(first, 1000)).filter((e) => e.store === store);
       assert.deepEqual(
         mine.map((e) => [e.type, e.source, e.authId, e.from, e.to, e.message]),
         [
@@ -454,7 +458,7 @@ export function admissionConformance(name: string, makeTestbed: () => Promise<Ad
         ['info', 'info', 'info', 'warning', 'info', 'info'],
       );
       assert.deepEqual(
-        backend.events.history(store, { limit: 2 }).map((e) => e.type),
+        (await backend.events.history(store, { limit: 2 })).map((e) => e.type),
         ['hold-released', 'drained'],
         'history is newest first',
       );

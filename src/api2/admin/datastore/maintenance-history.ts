@@ -40,6 +40,7 @@ export function historyItem(e: MaintenanceEvent): MaintenanceHistoryItem {
     ...(typeof job?.id === 'string' && { 'job-id': job.id }),
     ...(typeof job?.type === 'string' && { 'job-type': job.type }),
     ...(typeof upid === 'string' && { upid }),
+    ...(e.node !== undefined && { node: e.node }),
   };
 }
 
@@ -61,6 +62,7 @@ const HistoryItemSchema = Type.Object({
   'job-id': Type.Optional(Type.String()),
   'job-type': Type.Optional(Type.String()),
   upid: Type.Optional(Type.String({ description: "Job events: the job's task." })),
+  node: Type.Optional(Type.String({ description: 'Cluster mode: the server that made the change.' })),
 });
 
 export const routes: AnyRoute[] = [
@@ -89,15 +91,14 @@ export const routes: AnyRoute[] = [
       'to, message), drains with their `duration` in seconds, system holds engaged and released, ' +
       'maintenance windows starting, scheduled jobs skipped or failed. Page with `before` (the ' +
       'last id seen). Reads no datastore, so it works in every maintenance mode.',
-    handler: ({ params, query, server }) => {
+    handler: async ({ params, query, server }) => {
       const access = server.datastores;
       access.datastoreConfig(params.store); // 404 for an unknown store
-      return access.backend.events
-        .history(params.store, {
-          limit: query.limit ?? HISTORY_DEFAULT_LIMIT,
-          ...(query.before !== undefined && { before: query.before }),
-        })
-        .map(historyItem);
+      const events = await access.backend.events.history(params.store, {
+        limit: query.limit ?? HISTORY_DEFAULT_LIMIT,
+        ...(query.before !== undefined && { before: query.before }),
+      });
+      return events.map(historyItem);
     },
   }),
 ];
