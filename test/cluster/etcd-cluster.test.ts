@@ -13,7 +13,8 @@ test('the three members serve one keyspace, and two of them go on writing while 
   const prefix = uniqueEtcdPrefix('cluster-smoke');
   const [c1, c2, c3] = etcd.endpoints.map((h) => new Etcd3({ hosts: h }));
   try {
-    await c1!.put(`${prefix}a`).value('1');
+    // m2 and m3 only until m1 is ours to stop: another test file may have it stopped now
+    await c2!.put(`${prefix}a`).value('1');
     assert.equal(await c3!.get(`${prefix}a`).string(), '1');
     await etcd.stopMember('m1');
     try {
@@ -22,9 +23,18 @@ test('the three members serve one keyspace, and two of them go on writing while 
     } finally {
       await etcd.startMember('m1');
     }
-    // the restarted member caught up with what was written while it was away
-    assert.equal(await c1!.get(`${prefix}b`).string(), '2');
-    await c1!.delete().prefix(prefix);
+    // the restarted member caught up with what was written while it was away (asked again while
+    // another test's outage of m1 may have begun since)
+    for (const end = Date.now() + 60_000; ;) {
+      try {
+        assert.equal(await c1!.get(`${prefix}b`).string(), '2');
+        break;
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    await c2!.delete().prefix(prefix);
   } finally {
     for (const c of [c1, c2, c3]) c?.close();
   }

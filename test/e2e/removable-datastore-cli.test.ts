@@ -90,8 +90,9 @@ test('datastore unmount prints what it waits for, held by another process, and u
   try {
     await holder.hold('usb1', 'read', 'restore', 'host/web01', 'alice@pbs');
     const unmounting = stowage('datastore', 'unmount', 'usb1');
-    // the wait is visible while it lasts
-    for (const end = Date.now() + 10_000; ;) {
+    // the wait is visible while it lasts, which is until the holder ends (each CLI call starts a
+    // process: on a loaded machine the first answers take seconds)
+    for (const end = Date.now() + 60_000; ;) {
       const show = await stowage('datastore', 'maintenance', 'show', 'usb1');
       if (show.stdout.includes('unmount')) break;
       assert.ok(Date.now() < end, `never in unmount: ${show.stdout}`);

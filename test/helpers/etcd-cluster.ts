@@ -7,7 +7,9 @@
  * run on its own starts its own through `testEtcd()`. Tests share the cluster, so each one works
  * under its own key prefix (`uniqueEtcdPrefix`). A test that stops a member (`stopMember`) must
  * start it again (`startMember`) before it ends, and stops `m1` only: files run two at a time, and
- * two different members down would leave the cluster without a quorum; the serving process offers both over a small
+ * two different members down would leave the cluster without a quorum. A member is stopped for one
+ * test at a time (a second stop waits for the first one's start), and a test that talks to `m1`
+ * alone must allow for it being down in another test's outage; the serving process offers both over a small
  * HTTP control endpoint on loopback so that test processes can ask for them.
  *
  * Why these settings: `--unsafe-no-fsync` because the tests prove coordination, not durability
@@ -36,6 +38,8 @@ export const ETCD_TEST_ENV = {
 const MEMBERS = ['m1', 'm2', 'm3'] as const;
 export type EtcdMemberName = (typeof MEMBERS)[number];
 const STARTUP_TIMEOUT_MS = 30_000;
+/** How long a stop waits for another test's outage of the same member to end. */
+const OUTAGE_WAIT_MS = 180_000;
 
 /** What a test needs of the cluster. */
 export interface EtcdTestTarget {
@@ -150,13 +154,32 @@ export async function startEtcdCluster(): Promise<EtcdCluster> {
     for (const c of children.values()) if (alive(c)) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
-  const stopMember = async (m: EtcdMemberName) => {
+  const killMember = async (m: EtcdMemberName) => {
     const c = children.get(m);
     if (!alive(c)) return;
     const exited = new Promise((resolve) => c!.once('exit', resolve));
     c!.ref(); // the process waits for the exit even when nothing else keeps it alive
     c!.kill('SIGKILL');
     await exited;
+  };
+  // One outage of a member at a time, across the test files sharing the cluster: a second
+  // `stopMember` waits for the first one's `startMember`, so no test sees the member it stopped
+  // come back under it (or another test's writes to it fail) because files run two at a time.
+  const outages = new Map<EtcdMemberName, { ended: Promise<void>; end: () => void }>();
+  const stopMember = async (m: EtcdMemberName) => {
+    const since = Date.now();
+    for (let current = outages.get(m); current; current = outages.get(m)) {
+      if (Date.now() - since > OUTAGE_WAIT_MS) {
+        throw new Error(
+          `etcd member ${m} was kept stopped by another test for over ${OUTAGE_WAIT_MS / 1000} s`,
+        );
+      }
+      await Promise.race([current.ended, new Promise((r) => setTimeout(r, 1_000).unref())]);
+    }
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    outages.set(m, { ended, end });
+    await killMember(m);
   };
   const waitHealthy = async (members: readonly EtcdMemberName[], since: number) => {
     for (;;) {
@@ -170,13 +193,18 @@ export async function startEtcdCluster(): Promise<EtcdCluster> {
     }
   };
   const startMember = async (m: EtcdMemberName) => {
-    if (alive(children.get(m))) return;
-    launch(m);
-    await waitHealthy([m], Date.now());
+    try {
+      if (alive(children.get(m))) return;
+      launch(m);
+      await waitHealthy([m], Date.now());
+    } finally {
+      outages.get(m)?.end();
+      outages.delete(m);
+    }
   };
   const stop = async () => {
     if (stopped) return;
-    await Promise.all(MEMBERS.map(stopMember));
+    await Promise.all(MEMBERS.map(killMember));
     killSync();
   };
 
