@@ -406,8 +406,33 @@ function freeze(stores: Map<string, DatastoreConfig>): Map<string, DatastoreConf
  */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
+/**
+ * Where a process reads and changes the datastore configuration: `datastore.cfg` on one host
+ * (DatastoreConfigFile), or the cluster's configuration in etcd in cluster mode
+ * (src/maintenance/etcd-datastore-config.ts). Reads are synchronous (every request reads the
+ * config); `update` is the one way to change it, atomic against concurrent changes.
+ */
+export interface DatastoreConfigSource {
+  /** The instance's config dir (s3.cfg, credentials): local files in either case. */
+  readonly configDir: string;
+  /** The configuration now (in cluster mode: as this process last learned it, milliseconds behind). */
+  read(): DatastoreConfigSnapshot;
+  /** Like read(), for hot paths. */
+  readCached(): DatastoreConfigSnapshot;
+  /**
+   * Read-modify-write: `mutate` gets fresh unfrozen copies; with `digest`, a configuration that
+   * changed since the caller read it is refused with ConfigModifiedError. Returns what is stored now.
+   */
+  update(
+    mutate: (stores: Map<string, DatastoreConfig>) => void,
+    opts?: { digest?: string; lockHeld?: boolean; lockTimeoutMs?: number },
+  ): Promise<DatastoreConfigSnapshot>;
+  /** Stop following the configuration (the etcd watch); the file has nothing to close. */
+  close?(): void;
+}
+
 /** `datastore.cfg` in one config directory; see the module comment for the locking rules. */
-export class DatastoreConfigFile {
+export class DatastoreConfigFile implements DatastoreConfigSource {
   readonly path: string;
   readonly lockPath: string;
   private cache: { key: string; trusted: boolean; snapshot: DatastoreConfigSnapshot } | undefined;

@@ -8,6 +8,7 @@ import type { LoginLimiter } from './auth/login-limiter.js';
 import type { UserInfoCache } from './permissions.js';
 import type { TaskManager } from '../tasks/worker-task.js';
 import type { DatastoreAccess } from '../maintenance/datastore-access.js';
+import type { ClusterContext } from '../cluster/cluster-context.js';
 
 export interface ServerPaths {
   /** user.cfg, acl.cfg, shadow files, keys, certificate (PBS: /etc/proxmox-backup). */
@@ -25,6 +26,8 @@ export interface ServerContext {
   tasks: TaskManager;
   /** The one way to reach a datastore: admission under maintenance rules (src/maintenance/). */
   datastores: DatastoreAccess;
+  /** The server's cluster in cluster mode (`stowage server --cluster`), else undefined. */
+  cluster?: ClusterContext;
   loginLimiter: LoginLimiter;
   /** Delay before answering a failed authentication (PBS waits 3 s). */
   authFailureDelayMs: number;

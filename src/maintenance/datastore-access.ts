@@ -10,7 +10,7 @@
  * cache to evict, no restart.
  */
 import { ERR_REGISTRY_NOT_LOCAL, NotFoundError, StowageError } from '../errors.js';
-import type { DatastoreConfig, DatastoreConfigFile } from '../config/datastore-config.js';
+import type { DatastoreConfig, DatastoreConfigSource } from '../config/datastore-config.js';
 import type { ChunkBackend } from '../datastore/chunk-backend.js';
 import { Datastore, type ReadonlyDatastore, type WritableDatastore } from '../datastore/datastore.js';
 import type { OperationClass, WriteClass } from './maintenance-mode.js';
@@ -78,7 +78,7 @@ interface OpenStore {
 export type ChunkBackendOpener = (cfg: DatastoreConfig, ctx: ChunkBackendContext) => ChunkBackend;
 
 export interface DatastoreAccessOptions {
-  config: DatastoreConfigFile;
+  config: DatastoreConfigSource;
   /** Where modes and operations live and admission is made atomic. */
   backend: AdmissionBackend;
   /**
@@ -91,7 +91,7 @@ export interface DatastoreAccessOptions {
 }
 
 export class DatastoreAccess {
-  readonly config: DatastoreConfigFile;
+  readonly config: DatastoreConfigSource;
   readonly backend: AdmissionBackend;
   /** The low-space hold's sampler (low-space-monitor.ts), shared with the server's periodic pass. */
   readonly lowSpace: LowSpaceMonitor | undefined;
@@ -231,6 +231,8 @@ export class DatastoreAccess {
   close(): void {
     for (const store of this.open.values()) store.datastore.close();
     this.open.clear();
+    // before the backend: in cluster mode its etcd client carries the config's watch
+    this.config.close?.();
     this.backend.close();
   }
 }

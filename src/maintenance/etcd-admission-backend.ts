@@ -33,7 +33,7 @@
  * Not yet here (issue 17 goes on): `lockChanges` excludes other config writers only (config
  * writes through `defineStore` are transactions admissions order themselves against).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { Etcd3, type IOptions, type Lease } from 'etcd3';
 import type { IKeyValue, ITxnRequest, ITxnResponse } from 'etcd3/lib/rpc.js';
@@ -69,6 +69,7 @@ import {
 import { EtcdLockService } from './etcd-lock-service.js';
 import { EtcdMaintenanceEventLog } from './etcd-maintenance-events.js';
 import { CoalescingWatch } from './coalescing-watch.js';
+import { clusterConfigSnapshot, type StoreState } from './etcd-datastore-config.js';
 import {
   ConflictingOperationsError,
   type Admission,
@@ -101,12 +102,6 @@ export interface EtcdAdmissionBackendOptions {
   holderPollMs?: number;
   /** Further client options (TLS credentials, auth). */
   etcdOptions?: Omit<IOptions, 'hosts'>;
-}
-
-/** The value of a store's config key. */
-interface StoreState {
-  config: DatastoreConfig;
-  holds: SystemHold[];
 }
 
 /** The value of an operation key: the record without its id (the key's create revision). */
@@ -153,6 +148,9 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
   private readonly host = hostIdentity();
   private lease: LeaseEntry | undefined;
   private readonly leaseLostListeners = new Set<(operations: number[]) => void>();
+  private readonly configWriteListeners = new Set<
+    (store: string, value: Buffer | undefined, revision: bigint) => void
+  >();
   /** Keys of the operations this process admitted, by id (release finds others by a range). */
   private readonly own = new Map<number, string>();
   /** The highest revision this process has seen: a watch starts after it, so it misses nothing we knew of. */
@@ -258,6 +256,35 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     return () => this.leaseLostListeners.delete(listener);
   }
 
+  /**
+   * Call `listener` after each write of a store's config key by this backend (mode, holds,
+   * creation), so that this process's copy of the configuration (etcd-datastore-config.ts) shows
+   * its own change before the watch brings it.
+   */
+  onConfigWritten(
+    listener: (store: string, value: Buffer | undefined, revision: bigint) => void,
+  ): () => void {
+    this.configWriteListeners.add(listener);
+    return () => this.configWriteListeners.delete(listener);
+  }
+
+  private configWritten(store: string, value: Buffer, revision: string): void {
+    for (const listener of this.configWriteListeners) listener(store, value, BigInt(revision));
+  }
+
+  /** Every store's configuration, read now (for the digest of the whole, as datastore.cfg's). */
+  private async allConfigs(store: string): Promise<Map<string, DatastoreConfig>> {
+    const p = `${this.prefix}datastores/`;
+    const { kvs } = await this.range(`datastore '${store}'`, p, prefixEnd(p));
+    const configs = new Map<string, DatastoreConfig>();
+    for (const kv of kvs) {
+      if (!/\/config$/.test(kv.key.toString())) continue;
+      const { config } = JSON.parse(kv.value.toString()) as StoreState;
+      configs.set(config.name, config);
+    }
+    return configs;
+  }
+
   private saw(revision: string | number | bigint): void {
     const r = BigInt(revision);
     if (r > this.seenRevision) this.seenRevision = r;
@@ -331,6 +358,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       failure: [],
     });
     if (!res.succeeded) throw ERR_DATASTORE_EXISTS(config.name);
+    this.configWritten(config.name, b(JSON.stringify(state)), res.header.revision);
   }
 
   /** The datastore's configuration as the cluster stores it (NotFound when unknown). */
@@ -467,8 +495,12 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     for (;;) {
       const { kv, state, ops, revision } = await this.readStoreAndOps(store);
       const before = state.config;
-      const digest = sha256(kv.value);
-      if (opts.digest !== undefined && opts.digest !== digest) throw new ConfigModifiedError();
+      // the digest is the whole configuration's, as datastore.cfg's is (EtcdDatastoreConfig)
+      const configs = await this.allConfigs(store);
+      configs.set(store, before);
+      if (opts.digest !== undefined && opts.digest !== clusterConfigSnapshot(configs.values()).digest) {
+        throw new ConfigModifiedError();
+      }
       opts.precondition?.(before);
       let previous: MaintenanceMode | undefined;
       try {
@@ -512,6 +544,8 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
         failure: [],
       });
       if (!res.succeeded) continue; // raced with another change or an admission: look again
+      this.configWritten(store, value, res.header.revision);
+      configs.set(store, next);
       const sequence = Number(res.header.revision);
       const record = modeChangeEvent(store, before['maintenance-mode'], previous, mode, opts.authId);
       const event = record && (await this.events.append(record));
@@ -519,7 +553,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       if (event && conflicting.length === 0 && drainsAfter(event))
         await this.events.recordDrained(store, event);
       return {
-        digest: sha256(value),
+        digest: clusterConfigSnapshot(configs.values()).digest,
         sequence,
         previous,
         config: before,
@@ -557,12 +591,14 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
           const at = state.holds.findIndex((h) => h.source === source);
           holds.splice(at < 0 ? holds.length : at, 0, next.hold);
         }
+        const value = b(JSON.stringify({ ...state, holds }));
         const res = await this.txn(`datastore '${store}'`, {
           compare: [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
-          success: [{ request_put: { key: kv.key, value: b(JSON.stringify({ ...state, holds })) } }],
+          success: [{ request_put: { key: kv.key, value } }],
           failure: [],
         });
         if (!res.succeeded) continue;
+        this.configWritten(store, value, res.header.revision);
         sequence = Number(res.header.revision);
       }
       const event: MaintenanceEvent | undefined = next.event && (await this.events.append(next.event));
@@ -648,11 +684,13 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     const kv = kvs[0];
     if (kv) {
       const state = JSON.parse(kv.value.toString()) as StoreState;
-      await this.txn(`datastore '${store}'`, {
+      const value = b(JSON.stringify({ ...state, holds: [] }));
+      const res = await this.txn(`datastore '${store}'`, {
         compare: [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
-        success: [{ request_put: { key: kv.key, value: b(JSON.stringify({ ...state, holds: [] })) } }],
+        success: [{ request_put: { key: kv.key, value } }],
         failure: [],
       });
+      if (res.succeeded) this.configWritten(store, value, res.header.revision);
     }
   }
 
@@ -664,10 +702,6 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
     this.client.close();
     this.events.close();
   }
-}
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /**

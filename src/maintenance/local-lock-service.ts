@@ -21,7 +21,7 @@
  */
 import { join } from 'node:path';
 import { validateDatastoreName } from '../api-types/names.js';
-import type { DatastoreConfigFile } from '../config/datastore-config.js';
+import type { DatastoreConfigSource } from '../config/datastore-config.js';
 import { NotFoundError } from '../errors.js';
 import { acquireFileLock, tryAcquireFileLock } from '../sys/file-lock.js';
 import type { HeldLock, LockName, LockOptions, LockService } from './lock-service.js';
@@ -30,7 +30,7 @@ export interface LocalLockServiceOptions {
   runDir: string;
   dataDir: string;
   /** Where the GC lock of a datastore is found (its path). */
-  config: DatastoreConfigFile;
+  config: DatastoreConfigSource;
 }
 
 export class LocalLockService implements LockService {

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import {
   datastoreAbsolutePath,
   type DatastoreConfig,
-  type DatastoreConfigFile,
+  type DatastoreConfigSource,
 } from '../config/datastore-config.js';
 import type { AdmissionBackend } from './admission-backend.js';
 import { storedMaintenanceMode } from './local-admission-backend.js';
@@ -76,7 +76,7 @@ export class LowSpaceMonitor {
 
   constructor(
     private readonly opts: {
-      config: DatastoreConfigFile;
+      config: DatastoreConfigSource;
       backend: AdmissionBackend;
       /** `<data dir>/low-space-override`: one file per store whose hold an operator lifted by force. */
       overrideDir: string;

@@ -20,7 +20,8 @@ import { errorEnvelope, reasonPhrase } from '../http/error-envelope.js';
 import { LoginLimiter, type LoginLimiterOptions } from '../http/auth/login-limiter.js';
 import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from '../http/context.js';
-import { openDatastoreAccess } from '../maintenance/open-datastore-access.js';
+import { openInstanceDatastores } from '../maintenance/open-datastore-access.js';
+import type { ClusterSettings } from '../cluster/cluster-settings.js';
 import type { ChunkBackendOpener } from '../maintenance/datastore-access.js';
 import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from '../http/permissions.js';
@@ -56,6 +57,11 @@ export interface StartServerOptions {
   nodeName?: string;
   /** How datastores' chunk backends are opened (fault injection in tests); default from the config. */
   openChunks?: ChunkBackendOpener;
+  /**
+   * Cluster mode (docs/cluster.md): datastores admitted and configured through the cluster's etcd.
+   * Default: as `<config dir>/cluster.json` says (absent: the host's own datastore.cfg).
+   */
+  cluster?: ClusterSettings | false;
   /** Notification delivery timing (poll interval, retries); tests shorten it. */
   notifier?: Pick<NotifierOptions, 'pollMs' | 'maxAttempts' | 'backoffMs'>;
 }
@@ -151,6 +157,7 @@ export interface AssembleApiOptions {
   authFailureDelayMs?: number;
   routes?: readonly AnyRoute[];
   openChunks?: ChunkBackendOpener;
+  cluster?: ClusterSettings | false;
 }
 
 /**
@@ -159,12 +166,21 @@ export interface AssembleApiOptions {
  * server runs (src/server/in-process-api.ts).
  */
 export async function assembleApi(app: FastifyInstance, opts: AssembleApiOptions): Promise<ServerContext> {
+  const { access, cluster } = await openInstanceDatastores(opts.paths, {
+    openChunks: opts.openChunks,
+    cluster: opts.cluster,
+  });
   const context: ServerContext = {
     paths: opts.paths,
     keys: opts.keys,
     userInfo: new UserInfoCache(opts.paths.configDir),
-    tasks: new TaskManager({ tasksDir: join(opts.paths.dataDir, 'tasks'), node: opts.nodeName }),
-    datastores: openDatastoreAccess(opts.paths, { openChunks: opts.openChunks }),
+    // in a cluster, UPIDs name the node as the cluster knows it
+    tasks: new TaskManager({
+      tasksDir: join(opts.paths.dataDir, 'tasks'),
+      node: opts.nodeName ?? cluster?.node,
+    }),
+    datastores: access,
+    ...(cluster && { cluster }),
     loginLimiter: new LoginLimiter(opts.loginLimit),
     authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
     log: app.log,
@@ -203,6 +219,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     authFailureDelayMs: opts.authFailureDelayMs,
     routes: opts.routes,
     openChunks: opts.openChunks,
+    cluster: opts.cluster,
   });
   const { tasks, datastores } = context;
   // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection

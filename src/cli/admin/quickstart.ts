@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { StowagePaths } from '../../config/paths.js';
 import { createDatastore, prepareDatastoreCreation } from '../../maintenance/create-datastore.js';
-import { openDatastoreAccess } from '../../maintenance/open-datastore-access.js';
+import { openInstanceDatastores } from '../../maintenance/open-datastore-access.js';
 
 export const QUICKSTART_STORE = 'local';
 
@@ -14,7 +14,8 @@ export async function ensureQuickstartDatastore(
   paths: StowagePaths,
   log: (line: string) => void,
 ): Promise<void> {
-  const access = openDatastoreAccess(paths);
+  // in cluster mode, in the cluster's configuration (shared by every server of the cluster)
+  const { access } = await openInstanceDatastores(paths);
   try {
     if (access.config.read().stores.size > 0) return;
     const path = join(paths.dataDir, 'datastores', QUICKSTART_STORE);

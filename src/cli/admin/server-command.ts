@@ -12,6 +12,11 @@ import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
 import { keepRunningWhenOutputCloses } from '../pipe-closed.js';
 import { BadRequestError } from '../../errors.js';
+import {
+  DEFAULT_LEASE_TTL_SECONDS,
+  clusterSettingsFromOptions,
+  writeInstanceClusterSettings,
+} from '../../cluster/cluster-settings.js';
 import { stallKillAfterMs, startEventLoopWatchdog } from '../../sys/event-loop-watchdog.js';
 
 interface ServerOptions {
@@ -21,6 +26,12 @@ interface ServerOptions {
   runDir?: string;
   quickstart?: boolean;
   shutdownGrace: string;
+  cluster?: string;
+  node?: string;
+  clusterCa?: string;
+  clusterCert?: string;
+  clusterKey?: string;
+  clusterLeaseTtl?: string;
 }
 
 /**
@@ -48,6 +59,37 @@ export function registerServerCommand(program: Command): void {
       'on SIGTERM/SIGINT, how long running tasks and backup sessions may take to finish before they are aborted (env STOWAGE_SHUTDOWN_GRACE)',
       process.env.STOWAGE_SHUTDOWN_GRACE ?? String(DEFAULT_SHUTDOWN_GRACE_S),
     )
+    // cluster mode (docs/cluster.md): without --cluster nothing of it applies
+    .option(
+      '--cluster <etcd-url>',
+      "cluster mode: etcd://HOST:PORT[,HOST:PORT...][/PREFIX], the etcd members that hold the cluster's datastore configuration, modes and operations (env STOWAGE_CLUSTER)",
+      process.env.STOWAGE_CLUSTER,
+    )
+    .option(
+      '--node <name>',
+      "this server's name in the cluster (env STOWAGE_NODE; default: the host name)",
+      process.env.STOWAGE_NODE,
+    )
+    .option(
+      '--cluster-ca <file>',
+      "CA certificate of etcd's TLS; https to etcd (env STOWAGE_CLUSTER_CA)",
+      process.env.STOWAGE_CLUSTER_CA,
+    )
+    .option(
+      '--cluster-cert <file>',
+      'client certificate for etcd (env STOWAGE_CLUSTER_CERT)',
+      process.env.STOWAGE_CLUSTER_CERT,
+    )
+    .option(
+      '--cluster-key <file>',
+      "the client certificate's key (env STOWAGE_CLUSTER_KEY)",
+      process.env.STOWAGE_CLUSTER_KEY,
+    )
+    .option(
+      '--cluster-lease-ttl <seconds>',
+      `how long a dead or cut-off server's operations keep counting (env STOWAGE_CLUSTER_LEASE_TTL; default ${DEFAULT_LEASE_TTL_SECONDS})`,
+      process.env.STOWAGE_CLUSTER_LEASE_TTL,
+    )
     .action(async (_o, cmd: Command) => {
       // --config-dir is a global option: the admin commands need it too
       const opts = cmd.optsWithGlobals() as ServerOptions;
@@ -57,6 +99,7 @@ export function registerServerCommand(program: Command): void {
           `--shutdown-grace: '${opts.shutdownGrace}' is not a whole number of seconds`,
         );
       }
+      const cluster = clusterSettingsFromOptions(opts);
       keepRunningWhenOutputCloses();
       const paths = resolvePaths({
         ...(opts.configDir && { configDir: opts.configDir }),
@@ -65,6 +108,8 @@ export function registerServerCommand(program: Command): void {
       });
       // after a graceful restart (SIGHUP) the listening socket is inherited from the old process
       const fd = inheritedListenFd();
+      // the instance's other processes (admin commands without a server) follow the server's mode
+      writeInstanceClusterSettings(paths.configDir, cluster);
       if (opts.quickstart && fd === undefined) {
         await ensureQuickstartDatastore(paths, (l) => process.stdout.write(l + '\n'));
       }
@@ -74,6 +119,7 @@ export function registerServerCommand(program: Command): void {
       const server = await startServer({
         listen: fd !== undefined ? { fd } : parseHostPort(opts.listen),
         paths,
+        cluster: cluster ?? false,
         logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
       });
       const scheduler = startScheduler(server.context, schedulerOpts);
@@ -82,7 +128,13 @@ export function registerServerCommand(program: Command): void {
       // stops the server, and `npm start` follows the new process through it
       const pidFile = join(paths.runDir, SERVER_PID_FILE);
       replaceFile(pidFile, `${process.pid}\n`);
-      process.stdout.write(`stowage server listening on ${server.url} (config ${paths.configDir})\n`);
+      process.stdout.write(
+        `stowage server listening on ${server.url} (config ${paths.configDir}` +
+          (cluster
+            ? `; cluster node ${cluster.node} on ${cluster.endpoints.join(',')}${cluster.prefix}`
+            : '') +
+          ')\n',
+      );
       // SIGTERM/SIGINT: stop accepting, let running tasks and sessions finish for the grace
       // period, then abort them; a second signal exits at once. A stop therefore always ends.
       let stopping = false;
