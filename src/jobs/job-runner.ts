@@ -15,6 +15,7 @@ import { MaintenanceError } from '../maintenance/maintenance-mode.js';
 import type { DatastoreHandle } from '../maintenance/datastore-access.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
+import { LOCAL_LEADERSHIP, type SchedulerLeadership, type SlotClaim } from './scheduler-leadership.js';
 import type { JobContext, JobSpec } from './jobs.js';
 import { nextEvent } from '../api-types/calendar-event.js';
 import type { JobType } from './job-state.js';
@@ -215,29 +216,57 @@ export function dueSlot(
   return next && next.getTime() <= now.getTime() ? next : undefined;
 }
 
+async function releaseAll(admitted: { handle: DatastoreHandle; others: DatastoreHandle[] } | undefined) {
+  if (!admitted) return;
+  for (const h of [admitted.handle, ...admitted.others]) await h.release();
+}
+
 /**
  * The scheduler's decision for one job at `now`, under the job's lock (taken without waiting:
  * when another process holds it, that process is deciding this slot). Returns what happened, or
  * undefined when the job was not due or was being handled elsewhere.
  */
-export async function runScheduledJob(ctx: JobContext, job: JobSpec, now: Date): Promise<JobRun | undefined> {
+export async function runScheduledJob(
+  ctx: JobContext,
+  job: JobSpec,
+  now: Date,
+  leadership: SchedulerLeadership = LOCAL_LEADERSHIP,
+): Promise<JobRun | undefined> {
   const lock = await tryLockJob(ctx.datastores.backend.locks, job.type, job.id);
   if (!lock) return undefined;
   try {
     const state = readJobState(ctx.paths.dataDir, job.type, job.id);
-    if (!dueSlot(ctx, job, now, state)) return undefined;
+    const slot = dueSlot(ctx, job, now, state);
+    if (!slot) return undefined;
     // The run belongs to `now`: the next one is the first slot after it, however many slots the
     // server missed while it was down (PBS runs a missed job once, too).
     const time = Math.floor(now.getTime() / 1000);
-    let admitted: Awaited<ReturnType<typeof admitJob>>;
+    let admitted: Awaited<ReturnType<typeof admitJob>> | undefined;
+    let refusal: unknown;
     try {
       admitted = await admitJob(ctx, job, `${job.title} (scheduled)`, SCHEDULER_AUTH_ID);
     } catch (err) {
       // A mode change holding the config lock past the timeout is not this slot's outcome: try
       // again next minute rather than record a failure.
       if (err instanceof StowageError && err.code === 'LOCK_TIMEOUT') throw err;
-      return await recordRefusal(ctx, job, err, time);
+      refusal = err;
     }
+    // Claimed once decided (run, skipped or failed), so that a cluster runs or records it once.
+    const slotSec = Math.floor(slot.getTime() / 1000);
+    let claim: SlotClaim;
+    try {
+      claim = await leadership.claimSlot(`${job.type}/${job.id}`, slotSec);
+    } catch (err) {
+      await releaseAll(admitted);
+      throw err;
+    }
+    if (!claim.claimed) {
+      // another server of the cluster ran (or skipped) this slot: go on after the last it took
+      await releaseAll(admitted);
+      writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'created', time: claim.last });
+      return undefined;
+    }
+    if (!admitted) return await recordRefusal(ctx, job, refusal, time);
     const upid = await spawnAdmitted(ctx, job, admitted.handle, admitted.others, SCHEDULER_AUTH_ID, time);
     return { type: job.type, id: job.id, upid, outcome: 'started' };
   } finally {

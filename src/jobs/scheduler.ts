@@ -5,7 +5,9 @@
  * does when its datastore is in maintenance.
  *
  * Several server processes may run a scheduler at once (an old one finishing its tasks after a
- * graceful restart); the per-job lock and job state make each slot run once.
+ * graceful restart); the per-job lock and job state make each slot run once. In a cluster only
+ * the elected leader passes, and claims each slot in etcd before it runs it
+ * (scheduler-leadership.ts): each slot runs once per cluster.
  */
 import { BadRequestError } from '../errors.js';
 import { pruneJobConfig, syncJobConfig, verifyJobConfig } from '../config/job-config.js';
@@ -13,6 +15,7 @@ import { gcJob, pruneJob, syncJob, verifyJob, type JobContext, type JobSpec } fr
 import { jobScheduleStatus, runScheduledJob, type JobRun } from './job-runner.js';
 import { modeAdmits, type MaintenanceMode } from '../maintenance/maintenance-mode.js';
 import { applyMaintenanceWindows } from '../maintenance/maintenance-windows.js';
+import { LOCAL_LEADERSHIP, type SchedulerLeadership } from './scheduler-leadership.js';
 
 /** Every job that has a schedule: GC per datastore, then prune, verify and sync jobs. */
 export function scheduledJobs(ctx: JobContext): JobSpec[] {
@@ -71,7 +74,13 @@ export function jobsRefusedBy(
  * failed) every due job. A job that cannot be decided (unreadable state, bad schedule) is logged
  * and the others go on. Returns what was done, for tests and logs.
  */
-export async function runSchedulerOnce(ctx: JobContext, now: Date = new Date()): Promise<JobRun[]> {
+export async function runSchedulerOnce(
+  ctx: JobContext,
+  now: Date = new Date(),
+  leadership: SchedulerLeadership = LOCAL_LEADERSHIP,
+): Promise<JobRun[]> {
+  // another server of the cluster leads: it applies the windows and runs the jobs
+  if (!leadership.leads()) return [];
   await applyMaintenanceWindows(ctx.datastores, ctx.paths.configDir, now, ctx.log);
   let jobs: JobSpec[];
   try {
@@ -83,7 +92,7 @@ export async function runSchedulerOnce(ctx: JobContext, now: Date = new Date()):
   const runs: JobRun[] = [];
   for (const job of jobs) {
     try {
-      const run = await runScheduledJob(ctx, job, now);
+      const run = await runScheduledJob(ctx, job, now, leadership);
       if (run) runs.push(run);
     } catch (err) {
       ctx.log?.error({ err }, `scheduler: ${job.title} on datastore '${job.store}' not started`);
@@ -100,6 +109,8 @@ export interface SchedulerOptions {
    * the next minute boundary, as PBS does, so that `*:00` runs at :00 and not up to 59 s late.
    */
   intervalMs?: number;
+  /** Who runs the jobs: default this server; in a cluster the elected leader (EtcdSchedulerLeadership). */
+  leadership?: SchedulerLeadership;
 }
 
 /**
@@ -135,7 +146,7 @@ export function startScheduler(ctx: JobContext, opts: SchedulerOptions = {}): Sc
     return 60_000 - (ms % 60_000) + 50; // just past the boundary, so `now` is in the new minute
   };
   const tick = () => {
-    pass = runSchedulerOnce(ctx, now()).finally(() => {
+    pass = runSchedulerOnce(ctx, now(), opts.leadership).finally(() => {
       if (!stopped) arm();
     });
   };

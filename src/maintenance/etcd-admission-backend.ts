@@ -39,11 +39,9 @@ import { Etcd3, type IOptions, type Lease } from 'etcd3';
 import type { IKeyValue, ITxnRequest, ITxnResponse } from 'etcd3/lib/rpc.js';
 import {
   ConfigModifiedError,
-  ERR_CLUSTER_UNREACHABLE,
   ERR_DATASTORE_EXISTS,
   ERR_DATASTORE_NOT_FOUND,
   ERR_DELETE_MODE_RESERVED,
-  isStowageError,
 } from '../errors.js';
 import { validateDatastoreConfig, type DatastoreConfig } from '../config/datastore-config.js';
 import { processStartTime, ownStartTime } from '../sys/proc.js';
@@ -68,6 +66,7 @@ import {
 } from './operation-registry.js';
 import { EtcdLockService } from './etcd-lock-service.js';
 import { EtcdMaintenanceEventLog } from './etcd-maintenance-events.js';
+import { etcdUnreachable } from './etcd-call.js';
 import { CoalescingWatch } from './coalescing-watch.js';
 import { clusterConfigSnapshot, type StoreState } from './etcd-datastore-config.js';
 import {
@@ -203,9 +202,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
 
   /** ERR_CLUSTER_UNREACHABLE for an etcd failure; our own errors pass through. */
   unreachable(subject: string, err: unknown): Error {
-    if (isStowageError(err)) return err;
-    const why = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-    return ERR_CLUSTER_UNREACHABLE(subject, why);
+    return etcdUnreachable(subject, err);
   }
 
   /** This process's lease, granted on first use and kept alive; a lost lease is replaced on next use. */

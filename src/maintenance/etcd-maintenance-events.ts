@@ -21,7 +21,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import type { IKeyValue, ITxnRequest, ITxnResponse } from 'etcd3/lib/rpc.js';
-import { ERR_CLUSTER_UNREACHABLE, isStowageError } from '../errors.js';
+import { etcdCall } from './etcd-call.js';
 import {
   EVENT_SEVERITY,
   drainedEvent,
@@ -88,14 +88,8 @@ export class EtcdMaintenanceEventLog implements MaintenanceEventLog {
     return `${this.base}drained/${pad(ref)}`;
   }
 
-  private async call<T>(request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (err) {
-      if (isStowageError(err)) throw err;
-      const why = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-      throw ERR_CLUSTER_UNREACHABLE(SUBJECT, why);
-    }
+  private call<T>(request: () => Promise<T>): Promise<T> {
+    return etcdCall(SUBJECT, request);
   }
 
   private txn(req: ITxnRequest): Promise<ITxnResponse> {
