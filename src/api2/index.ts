@@ -24,6 +24,7 @@ import { routes as protocolPaths } from './protocol-paths.js';
 import { routes as pull } from './pull.js';
 import { routes as push } from './push.js';
 import { routes as status } from './status/index.js';
+import { routes as cluster } from './cluster/index.js';
 import { routes as version } from './version.js';
 
 export const apiRoutes: AnyRoute[] = [
@@ -33,6 +34,7 @@ export const apiRoutes: AnyRoute[] = [
   ...adminDatastore,
   ...configDatastore,
   ...status,
+  ...cluster,
   ...configPrune,
   ...configVerify,
   ...configMaintenanceWindow,

@@ -102,3 +102,20 @@ export class EtcdSchedulerLeadership implements SchedulerLeadership {
     await campaign?.resign().catch(() => undefined);
   }
 }
+
+/**
+ * The servers campaigning to run the scheduler, oldest first (the first leads): each one's node
+ * name and lease id. For the cluster's status.
+ */
+export async function schedulerCandidates(
+  client: Etcd3,
+  prefix: string,
+): Promise<{ node: string; lease: string }[]> {
+  const base = `${prefix.endsWith('/') ? prefix : `${prefix}/`}election/scheduler/`;
+  const end = Buffer.from(base);
+  end[end.length - 1]!++;
+  const res = await etcdCall('the cluster status', () =>
+    client.kv.range({ key: b(base), range_end: end, sort_order: 'Ascend', sort_target: 'Create' }),
+  );
+  return res.kvs.map((kv) => ({ node: kv.value.toString(), lease: kv.lease }));
+}

@@ -129,7 +129,7 @@ export function schedulerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): S
 }
 
 export interface Scheduler {
-  /** Stop ticking; resolves when a pass in progress has ended. */
+  /** Stop ticking (and leave the cluster's election); resolves when a pass in progress has ended. */
   stop(): Promise<void>;
 }
 
@@ -160,6 +160,7 @@ export function startScheduler(ctx: JobContext, opts: SchedulerOptions = {}): Sc
       stopped = true;
       if (timer) clearTimeout(timer);
       await pass;
+      await opts.leadership?.close();
     },
   };
 }

@@ -74,8 +74,7 @@ export async function openInstanceDatastores(
     prefix: settings.prefix,
     node: settings.node,
     leaseTtlSeconds: settings.leaseTtlSeconds,
-    // still per instance (issue 17 goes on: shared history in etcd)
-    events: new SqliteMaintenanceEventLog(maintenanceEventLogPath(paths)),
+    // the maintenance history is the cluster's, in etcd (etcd-maintenance-events.ts)
     ...(settings.tls && { etcdOptions: { credentials: etcdCredentials(settings.tls) } }),
   });
   let config: EtcdDatastoreConfig;
@@ -97,7 +96,7 @@ export async function openInstanceDatastores(
 }
 
 /** TLS to etcd: the CA (none: the system's roots) and a client certificate when given. */
-function etcdCredentials(tls: ClusterTls): {
+export function etcdCredentials(tls: ClusterTls): {
   rootCertificate: Buffer;
   privateKey?: Buffer;
   certChain?: Buffer;

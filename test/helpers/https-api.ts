@@ -18,6 +18,7 @@ import {
 } from '../../src/server/server.js';
 import type { ServerPaths } from '../../src/http/context.js';
 import type { AnyRoute } from '../../src/http/route.js';
+import type { ClusterSettings } from '../../src/cluster/cluster-settings.js';
 
 export interface ApiReply {
   status: number;
@@ -75,6 +76,8 @@ export interface StartTestServerOptions {
   loginLimit?: LoginLimiterOptions;
   /** Notification delivery timing (default: the server's, polling every second). */
   notifier?: ServerOptions['notifier'];
+  /** Cluster mode on these etcd settings (default: none). */
+  cluster?: ClusterSettings;
 }
 
 /** Start a server for one test file; `close()` stops it and removes the temp dir. */
@@ -100,6 +103,7 @@ export async function startTestServer(opts: StartTestServerOptions = {}): Promis
       ...(opts.routes && { routes: opts.routes }),
       ...(opts.loginLimit && { loginLimit: opts.loginLimit }),
       ...(opts.notifier && { notifier: opts.notifier }),
+      ...(opts.cluster && { cluster: opts.cluster }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

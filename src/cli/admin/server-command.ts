@@ -7,6 +7,7 @@ import { resolvePaths } from '../../config/paths.js';
 import { replaceFile } from '../../sys/atomic-file.js';
 import { startServer } from '../../server/server.js';
 import { schedulerOptionsFromEnv, startScheduler } from '../../jobs/scheduler.js';
+import { EtcdSchedulerLeadership } from '../../jobs/etcd-scheduler-leadership.js';
 import { inheritedListenFd, installGracefulRestart } from '../../server/restart.js';
 import { parseHostPort } from './admin-connection.js';
 import { ensureQuickstartDatastore } from './quickstart.js';
@@ -122,7 +123,20 @@ export function registerServerCommand(program: Command): void {
         cluster: cluster ?? false,
         logger: pino({ level: process.env.STOWAGE_LOG_LEVEL ?? 'warn' }),
       });
-      const scheduler = startScheduler(server.context, schedulerOpts);
+      // in a cluster the servers elect the one that runs the jobs (docs/cluster.md)
+      const { cluster: inCluster } = server.context;
+      const scheduler = startScheduler(server.context, {
+        ...schedulerOpts,
+        ...(inCluster && {
+          leadership: new EtcdSchedulerLeadership({
+            client: inCluster.client,
+            prefix: inCluster.settings.prefix,
+            node: inCluster.node,
+            ttlSeconds: inCluster.settings.leaseTtlSeconds,
+            log: server.context.log,
+          }),
+        }),
+      });
       installGracefulRestart(server, { stop: [scheduler] });
       // who serves now (a graceful restart replaces the process): `kill $(cat …/server.pid)`
       // stops the server, and `npm start` follows the new process through it

@@ -1,0 +1,144 @@
+/**
+ * What `GET /api2/json/cluster/status` answers (issue 17, docs/cluster.md): the cluster's servers
+ * with their leases and operations, who runs the scheduled jobs, and the health of etcd as seen
+ * from this server. Read from etcd on every request; without a cluster, `{ enabled: false }`.
+ *
+ * A server is known by its scheduler's candidacy in the leader election (every `stowage server`
+ * of a cluster campaigns, under a lease with the cluster's TTL) and by its running operations.
+ * The client keeps a lease alive every TTL/3 seconds, so a lease with half its TTL or less left
+ * has missed keep-alives: its server died or is cut off from etcd, and its operations count
+ * until the lease expires ("lost": the UI shows them as "lost with node N").
+ */
+import { Etcd3 } from 'etcd3';
+import type { ClusterContext } from './cluster-context.js';
+import { etcdCredentials } from '../maintenance/open-datastore-access.js';
+import { schedulerCandidates } from '../jobs/etcd-scheduler-leadership.js';
+
+export interface ClusterNodeStatus {
+  node: string;
+  /** The server's lease in the scheduler's election (hex, as etcdctl prints it). */
+  lease?: string;
+  /** Seconds left before the lease expires. */
+  ttl?: number;
+  'granted-ttl'?: number;
+  /** alive: keeps its lease; lost: missed keep-alives, its operations go when the lease expires. */
+  state: 'alive' | 'lost';
+  /** Operations the server holds now, over all datastores. */
+  operations: number;
+  /** Whether it runs the scheduled jobs. */
+  leader: boolean;
+}
+
+export interface EtcdEndpointStatus {
+  endpoint: string;
+  reachable: boolean;
+  /** The member's name, etcd version and whether it is the raft leader (when reachable). */
+  member?: string;
+  version?: string;
+  leader?: boolean;
+  'db-size'?: number;
+  errors?: string[];
+}
+
+export interface ClusterStatus {
+  enabled: boolean;
+  /** This server's node name. */
+  node?: string;
+  prefix?: string;
+  'lease-ttl'?: number;
+  nodes?: ClusterNodeStatus[];
+  etcd?: {
+    members: { name: string; id: string; 'client-urls': string[] }[];
+    /** The raft leader's member name, as the reachable members report it. */
+    leader?: string;
+    endpoints: EtcdEndpointStatus[];
+  };
+}
+
+const ENDPOINT_TIMEOUT_MS = 2_000;
+const message = (err: unknown) => (err instanceof Error ? err.message.split('\n')[0]! : String(err));
+
+/** One endpoint's own answer (a client of its own: the shared one fails over to other members). */
+async function endpointStatus(cluster: ClusterContext, endpoint: string): Promise<EtcdEndpointStatus> {
+  const client = new Etcd3({
+    hosts: [endpoint],
+    dialTimeout: ENDPOINT_TIMEOUT_MS,
+    ...(cluster.settings.tls && { credentials: etcdCredentials(cluster.settings.tls) }),
+    defaultCallOptions: () => ({ deadline: Date.now() + ENDPOINT_TIMEOUT_MS }),
+  });
+  try {
+    const s = await client.maintenance.status();
+    return {
+      endpoint,
+      reachable: true,
+      version: s.version,
+      'db-size': Number(s.dbSize),
+      leader: s.leader === s.header.member_id,
+      ...(s.errors.length > 0 && { errors: s.errors }),
+      member: s.header.member_id,
+    };
+  } catch (err) {
+    return { endpoint, reachable: false, errors: [message(err)] };
+  } finally {
+    client.close();
+  }
+}
+
+export async function clusterStatus(cluster: ClusterContext | undefined): Promise<ClusterStatus> {
+  if (!cluster) return { enabled: false };
+  const { client, settings } = cluster;
+  const [candidates, operations, members, endpoints] = await Promise.all([
+    schedulerCandidates(client, settings.prefix),
+    cluster.backend.list(),
+    client.cluster.memberList({}).then(
+      (r) => r.members,
+      () => [],
+    ),
+    Promise.all(settings.endpoints.map((e) => endpointStatus(cluster, e))),
+  ]);
+  const names = new Map(members.map((m) => [m.ID, m.name]));
+  for (const e of endpoints) if (e.member !== undefined) e.member = names.get(e.member) ?? e.member;
+  const leaderEndpoint = endpoints.find((e) => e.leader);
+
+  const opsByNode = new Map<string, number>();
+  for (const op of operations) {
+    if (op.node !== undefined) opsByNode.set(op.node, (opsByNode.get(op.node) ?? 0) + 1);
+  }
+  const nodes: ClusterNodeStatus[] = [];
+  for (const [i, c] of candidates.entries()) {
+    if (nodes.some((n) => n.node === c.node)) continue; // a restarted server's old candidacy
+    const ttl = await client.leaseClient.leaseTimeToLive({ ID: c.lease }).then(
+      (r) => ({ ttl: Number(r.TTL), granted: Number(r.grantedTTL) }),
+      () => undefined,
+    );
+    nodes.push({
+      node: c.node,
+      lease: BigInt(c.lease).toString(16),
+      ...(ttl && { ttl: Math.max(0, ttl.ttl), 'granted-ttl': ttl.granted }),
+      state: ttl && ttl.ttl > ttl.granted / 2 ? 'alive' : 'lost',
+      operations: opsByNode.get(c.node) ?? 0,
+      leader: i === 0,
+    });
+  }
+  // operations of a process that runs no scheduler (an admin command)
+  for (const [node, count] of opsByNode) {
+    if (!nodes.some((n) => n.node === node))
+      nodes.push({ node, state: 'alive', operations: count, leader: false });
+  }
+  return {
+    enabled: true,
+    node: cluster.node,
+    prefix: settings.prefix,
+    'lease-ttl': settings.leaseTtlSeconds,
+    nodes,
+    etcd: {
+      members: members.map((m) => ({
+        name: m.name,
+        id: BigInt(m.ID).toString(16),
+        'client-urls': m.clientURLs,
+      })),
+      ...(leaderEndpoint?.member !== undefined && { leader: leaderEndpoint.member }),
+      endpoints,
+    },
+  };
+}
