@@ -13,6 +13,8 @@ export interface OperationItem {
   pid: number;
   /** Epoch seconds. */
   started: number;
+  /** Cluster mode: the server (node name) the operation runs on. */
+  node?: string;
 }
 
 /** `GET admin/datastore/{store}/active-operations`: PBS's counts plus Stowage's details. */

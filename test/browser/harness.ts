@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { ClusterSettings } from '../../src/cluster/cluster-settings.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const ROOT_PASSWORD = 'browser-root-secret';
@@ -72,9 +73,11 @@ export class Harness {
     };
   }
 
-  async start(): Promise<void> {
+  /** `cluster`: a server of a cluster on these etcd settings (default: none). */
+  async start(opts: { cluster?: ClusterSettings } = {}): Promise<void> {
     ensureUiBuilt();
     this.server = await startServer({
+      ...(opts.cluster && { cluster: opts.cluster }),
       listen: { host: '127.0.0.1', port: 0 },
       paths: this.paths,
       logger: false,

@@ -43,8 +43,9 @@ export function conflicting(
 export function describeOperation(o: ActiveOperation): string {
   const what = [o.kind, o.detail].filter(Boolean).join(' ');
   const who = o['auth-id'] ? ` by ${o['auth-id']}` : '';
+  const where = o.node ? ` on ${o.node}` : '';
   const since = ` since ${clock(o.started)}`;
-  return `${what}${who}${since}`;
+  return `${what}${who}${where}${since}`;
 }
 
 /** "2 conflicting operations still running: backup host/web01 by alice@pbs since 10:02, …" */
@@ -85,6 +86,8 @@ export function ActiveOperationsTable({ store }: { store: string }) {
   const mode = liveMode(ops.data);
   const classes = conflictingClasses(mode);
   const list = ops.data?.operations;
+  // cluster mode: which server each operation runs on
+  const withNode = list?.some((o) => o.node !== undefined) ?? false;
   return (
     <section aria-labelledby="ops-heading" class="active-ops">
       <h2 id="ops-heading">Active operations</h2>
@@ -116,6 +119,7 @@ export function ActiveOperationsTable({ store }: { store: string }) {
                 <th scope="col">Detail</th>
                 <th scope="col">Class</th>
                 <th scope="col">User</th>
+                {withNode && <th scope="col">Node</th>}
                 <th scope="col">Since</th>
                 <th scope="col">Task / process</th>
               </tr>
@@ -137,6 +141,7 @@ export function ActiveOperationsTable({ store }: { store: string }) {
                     <td>{o.detail ?? ''}</td>
                     <td>{o.class}</td>
                     <td>{o['auth-id'] ?? '–'}</td>
+                    {withNode && <td>{o.node ?? '–'}</td>}
                     <td>{clock(o.started)}</td>
                     <td>
                       {o['task-id'] ? (

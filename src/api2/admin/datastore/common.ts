@@ -124,6 +124,7 @@ export const OperationItemSchema = Type.Object({
   'task-id': Type.Optional(Type.String()),
   pid: Type.Integer(),
   started: Type.Integer(),
+  node: Type.Optional(Type.String({ description: 'Cluster mode: the server the operation runs on.' })),
 });
 
 export function holdItem(hold: SystemHold): SystemHoldItem {
@@ -146,6 +147,7 @@ export function operationItem(op: OperationRecord): OperationItem {
     ...(op.taskId !== undefined && { 'task-id': op.taskId }),
     pid: op.pid,
     started: Math.floor(op.startedAt / 1000),
+    ...(op.node !== undefined && { node: op.node }),
   };
 }
 

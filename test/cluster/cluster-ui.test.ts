@@ -1,0 +1,71 @@
+/**
+ * The web UI of a server in a cluster (issue 17), in Debian's Chromium: a datastore's active
+ * operations show which server each one runs on (a Node column, only in cluster mode), for the
+ * server's own operations and another server's (on the datastore's Options & maintenance page),
+ * and the drain line names the node too. The
+ * other server is a second etcd backend on the same prefix of the shared 3-member test etcd.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { browserSkipReason, Harness } from '../browser/harness.js';
+import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
+import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
+
+const skip = browserSkipReason();
+if (skip) console.log(`# skipping browser tests: ${skip}`);
+
+const STORE = 'shared';
+
+describe('cluster mode in the web UI', { skip }, () => {
+  const h = new Harness();
+  let other: EtcdAdmissionBackend;
+  let prefix: string;
+
+  before(async () => {
+    const etcd = await testEtcd();
+    prefix = uniqueEtcdPrefix('ui');
+    await h.start({ cluster: { endpoints: etcd.endpoints, prefix, node: 'web-a', leaseTtlSeconds: 3 } });
+    await h.createDatastore(STORE);
+    other = new EtcdAdmissionBackend({ endpoints: [...etcd.endpoints].reverse(), prefix, node: 'web-b' });
+  });
+  after(async () => {
+    await other.client.delete().prefix(prefix);
+    other.close();
+    await h.stop();
+  });
+
+  test("the active operations show each operation's node, and the drain line names it", async () => {
+    const own = h.server.context.cluster!.backend;
+    const mine = await own.admit(STORE, 'read', { kind: 'restore', detail: 'host/db01', authId: 'root@pam' });
+    const theirs = await other.admit(STORE, 'ingest', {
+      kind: 'backup',
+      detail: 'host/web01',
+      authId: 'alice@pbs',
+    });
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.login(page);
+      await page.goto(`${h.server.url}/#/datastore/${STORE}/options`);
+      const table = page.getByTestId('ops-table');
+      await table.getByRole('columnheader', { name: 'Node' }).waitFor();
+      await table.getByText('web-b').waitFor();
+      const text = await table.innerText();
+      assert.match(text, /restore\s+host\/db01\s+read\s+root@pam\s+web-a/);
+      assert.match(text, /backup\s+host\/web01\s+ingest\s+alice@pbs\s+web-b/);
+
+      // read-only set on this server: the other server's backup holds up the drain, by name
+      const set = await h.api('PUT', `/config/datastore/${STORE}`, { 'maintenance-mode': 'read-only' });
+      assert.equal(set.status, 200, JSON.stringify(set.body));
+      await page
+        .getByTestId('drain-status')
+        .getByText(/1 conflicting operation still running: backup host\/web01 by alice@pbs on web-b since/)
+        .waitFor();
+      await other.release(theirs.record.id);
+      await page.getByTestId('drain-status').getByText('drained').waitFor();
+      assert.deepEqual(errors, []);
+    } finally {
+      await own.release(mine.record.id);
+      await context.close();
+    }
+  });
+});
