@@ -9,6 +9,7 @@
  *   P events/log/<id>              the event, as JSON: what `after` (the notifier's tail) reads
  *   P events/store/<store>/<id>    the same event again: what a store's `history` reads, newest first
  *   P events/drained/<ref>         the id of the drain recorded for the change `ref` (once per change)
+ *   P events/notified/<id>         the node that sends event `id`'s notifications (once per event)
  *
  * An event is appended in one transaction that compares `events/last` with the value it read:
  * etcd orders appends from every server, so ids follow the order of the changes across the
@@ -87,6 +88,9 @@ export class EtcdMaintenanceEventLog implements MaintenanceEventLog {
   private drainedKey(ref: number): string {
     return `${this.base}drained/${pad(ref)}`;
   }
+  private notifiedKey(id: number): string {
+    return `${this.base}notified/${pad(id)}`;
+  }
 
   private call<T>(request: () => Promise<T>): Promise<T> {
     return etcdCall(SUBJECT, request);
@@ -162,6 +166,9 @@ export class EtcdMaintenanceEventLog implements MaintenanceEventLog {
       success: [
         { request_delete_range: { key: b(`${this.base}log/`), range_end: end } },
         { request_delete_range: { key: b(`${this.base}drained/`), range_end: b(this.drainedKey(upTo + 1)) } },
+        {
+          request_delete_range: { key: b(`${this.base}notified/`), range_end: b(this.notifiedKey(upTo + 1)) },
+        },
         ...[...stores].map((store) => ({
           request_delete_range: {
             key: b(this.storePrefix(store)),
@@ -209,6 +216,16 @@ export class EtcdMaintenanceEventLog implements MaintenanceEventLog {
     at = Date.now(),
   ): Promise<MaintenanceEvent | undefined> {
     return this.insert(drainedEvent(store, ref, at), ref.id);
+  }
+
+  async claimDelivery(id: number): Promise<boolean> {
+    const key = b(this.notifiedKey(id));
+    const res = await this.txn({
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: '0' }],
+      success: [{ request_put: { key, value: b(this.node) } }],
+      failure: [],
+    });
+    return res.succeeded;
   }
 
   close(): void {

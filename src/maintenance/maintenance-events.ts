@@ -78,6 +78,11 @@ export interface MaintenanceEventLog {
    * undefined when it was recorded already.
    */
   recordDrained(store: string, ref: MaintenanceEvent, at?: number): Promise<MaintenanceEvent | undefined>;
+  /**
+   * Cluster mode: claim the delivery of event `id`'s notifications for this server; true for the
+   * first server that asks. Absent on a log only one server tails.
+   */
+  claimDelivery?(id: number): Promise<boolean>;
   close(): void;
 }
 

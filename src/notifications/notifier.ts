@@ -40,6 +40,11 @@ export interface NotifiableEvent {
 export interface EventSource {
   after(id: number, limit?: number): Promise<NotifiableEvent[]> | NotifiableEvent[];
   lastId(): Promise<number> | number;
+  /**
+   * Cluster mode: whether this server tells event `id` (the first server of the cluster to ask
+   * does), so that N servers tailing one history send one notification, not N.
+   */
+  claimDelivery?(id: number): Promise<boolean>;
 }
 
 /** What a notification carries, whatever the endpoint. */
@@ -316,7 +321,6 @@ export class Notifier {
       if (batch.length === 0) return;
       const { entities } = notificationConfig(this.opts.configDir).read();
       for (const event of batch) {
-        this.lastId = event.id;
         const n = toNotification(event);
         const targets = new Set<string>();
         for (const m of entities.values()) {
@@ -324,6 +328,13 @@ export class Notifier {
             for (const t of (m.props.target as string[] | undefined) ?? []) targets.add(t);
           }
         }
+        // a failed claim (etcd out of reach) throws before lastId moves: the event is tried again
+        const mine =
+          targets.size === 0 ||
+          !this.opts.events.claimDelivery ||
+          (await this.opts.events.claimDelivery(event.id));
+        this.lastId = event.id;
+        if (!mine) continue; // another server of the cluster tells it
         for (const name of targets) {
           const target = entities.get(name);
           if (target && target.type !== 'matcher' && target.props.disable !== true)
