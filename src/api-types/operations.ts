@@ -15,6 +15,11 @@ export interface OperationItem {
   started: number;
   /** Cluster mode: the server (node name) the operation runs on. */
   node?: string;
+  /**
+   * Cluster mode: its server missed its lease's keep-alives (died or lost etcd): the operation
+   * still counts until the lease expires ("lost with node N").
+   */
+  'node-lost'?: boolean;
 }
 
 /** `GET admin/datastore/{store}/active-operations`: PBS's counts plus Stowage's details. */

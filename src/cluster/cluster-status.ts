@@ -84,6 +84,30 @@ async function endpointStatus(cluster: ClusterContext, endpoint: string): Promis
   }
 }
 
+/** A lease's seconds left and granted TTL (undefined: etcd does not know it, or cannot be asked). */
+async function leaseTtl(client: Etcd3, lease: string): Promise<{ ttl: number; granted: number } | undefined> {
+  return client.leaseClient.leaseTimeToLive({ ID: lease }).then(
+    (r) => (Number(r.TTL) < 0 ? undefined : { ttl: Number(r.TTL), granted: Number(r.grantedTTL) }),
+    () => undefined,
+  );
+}
+
+/** Whether a lease is kept alive (see the file comment): more than half its TTL left. */
+function leaseAlive(t: { ttl: number; granted: number } | undefined): boolean {
+  return t !== undefined && t.ttl > t.granted / 2;
+}
+
+/** The leases among `leases` whose server missed its keep-alives (the operations are "lost with node N"). */
+export async function lostLeases(client: Etcd3, leases: Iterable<string>): Promise<Set<string>> {
+  const lost = new Set<string>();
+  await Promise.all(
+    [...new Set(leases)].map(async (lease) => {
+      if (!leaseAlive(await leaseTtl(client, lease))) lost.add(lease);
+    }),
+  );
+  return lost;
+}
+
 export async function clusterStatus(cluster: ClusterContext | undefined): Promise<ClusterStatus> {
   if (!cluster) return { enabled: false };
   const { client, settings } = cluster;
@@ -107,15 +131,12 @@ export async function clusterStatus(cluster: ClusterContext | undefined): Promis
   const nodes: ClusterNodeStatus[] = [];
   for (const [i, c] of candidates.entries()) {
     if (nodes.some((n) => n.node === c.node)) continue; // a restarted server's old candidacy
-    const ttl = await client.leaseClient.leaseTimeToLive({ ID: c.lease }).then(
-      (r) => ({ ttl: Number(r.TTL), granted: Number(r.grantedTTL) }),
-      () => undefined,
-    );
+    const ttl = await leaseTtl(client, c.lease);
     nodes.push({
       node: c.node,
       lease: BigInt(c.lease).toString(16),
       ...(ttl && { ttl: Math.max(0, ttl.ttl), 'granted-ttl': ttl.granted }),
-      state: ttl && ttl.ttl > ttl.granted / 2 ? 'alive' : 'lost',
+      state: leaseAlive(ttl) ? 'alive' : 'lost',
       operations: opsByNode.get(c.node) ?? 0,
       leader: i === 0,
     });

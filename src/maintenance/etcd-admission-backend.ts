@@ -374,7 +374,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
         continue;
       }
       const { host: _host, ...rest } = stored;
-      records.push({ ...rest, id });
+      records.push({ ...rest, id, ...(kv.lease !== '0' && { lease: kv.lease }) });
     }
     return records.sort((x, y) => x.id - y.id);
   }

@@ -28,6 +28,8 @@ export interface OperationRecord extends OperationInfo {
   startedAt: number;
   /** Cluster mode: the name of the server (node) the holder runs on; absent for the local backend. */
   node?: string;
+  /** Cluster mode: the etcd lease (decimal id) the operation counts under: its server's. */
+  lease?: string;
 }
 
 export interface OperationCounts {

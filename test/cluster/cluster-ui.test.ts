@@ -2,8 +2,9 @@
  * The web UI of a server in a cluster (issue 17), in Debian's Chromium: a datastore's active
  * operations show which server each one runs on (a Node column, only in cluster mode), for the
  * server's own operations and another server's (on the datastore's Options & maintenance page),
- * and the drain line names the node too. The
- * other server is a second etcd backend on the same prefix of the shared 3-member test etcd.
+ * and the drain line names the node too; a server that stops keeping its lease alive has its
+ * operations shown as "lost with node N" until the lease expires. The other servers are etcd
+ * backends of their own on the same prefix of the shared 3-member test etcd.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,9 +21,11 @@ describe('cluster mode in the web UI', { skip }, () => {
   const h = new Harness();
   let other: EtcdAdmissionBackend;
   let prefix: string;
+  let endpoints: string[];
 
   before(async () => {
     const etcd = await testEtcd();
+    endpoints = etcd.endpoints;
     prefix = uniqueEtcdPrefix('ui');
     await h.start({ cluster: { endpoints: etcd.endpoints, prefix, node: 'web-a', leaseTtlSeconds: 3 } });
     await h.createDatastore(STORE);
@@ -62,6 +65,20 @@ describe('cluster mode in the web UI', { skip }, () => {
         .waitFor();
       await other.release(theirs.record.id);
       await page.getByTestId('drain-status').getByText('drained').waitFor();
+
+      // a server that stops keeping its lease alive (dies, loses etcd): its operation shows as
+      // lost with its node until the lease expires, then it is gone
+      const doomed = new EtcdAdmissionBackend({
+        endpoints,
+        prefix,
+        node: 'web-c',
+        leaseTtlSeconds: 4,
+      });
+      await doomed.admit(STORE, 'read', { kind: 'verify', detail: 'host/web01', authId: 'root@pam' });
+      await table.getByText('web-c').waitFor();
+      doomed.close(); // stops the keep-alives, does not revoke the lease
+      await table.getByText('lost with node web-c').waitFor({ timeout: 10_000 });
+      await table.getByText('web-c').waitFor({ state: 'detached', timeout: 15_000 });
       assert.deepEqual(errors, []);
     } finally {
       await own.release(mine.record.id);

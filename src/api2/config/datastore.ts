@@ -100,7 +100,7 @@ function sendConflict(reply: FastifyReply, err: ConflictingOperationsError, para
     data: null,
     message: err.message,
     errors: { [param]: `${err.operations.length} conflicting operation(s) active` },
-    details: { operations: err.operations.map(operationItem) },
+    details: { operations: err.operations.map((op) => operationItem(op)) },
   });
   return reply;
 }
@@ -305,7 +305,7 @@ export const routes: AnyRoute[] = [
           'dry-run': true,
           'mode-changes': preview.modeChanges,
           ...(preview.mode && { 'maintenance-mode': formatMaintenanceMode(preview.mode) }),
-          conflicting: preview.conflicting.map(operationItem),
+          conflicting: preview.conflicting.map((op) => operationItem(op)),
           'skipped-jobs': jobsRefusedBy(server, params.name, preview.mode),
         };
       }

@@ -43,7 +43,7 @@ export function conflicting(
 export function describeOperation(o: ActiveOperation): string {
   const what = [o.kind, o.detail].filter(Boolean).join(' ');
   const who = o['auth-id'] ? ` by ${o['auth-id']}` : '';
-  const where = o.node ? ` on ${o.node}` : '';
+  const where = !o.node ? '' : o['node-lost'] ? ` (lost with node ${o.node})` : ` on ${o.node}`;
   const since = ` since ${clock(o.started)}`;
   return `${what}${who}${where}${since}`;
 }
@@ -141,7 +141,7 @@ export function ActiveOperationsTable({ store }: { store: string }) {
                     <td>{o.detail ?? ''}</td>
                     <td>{o.class}</td>
                     <td>{o['auth-id'] ?? '–'}</td>
-                    {withNode && <td>{o.node ?? '–'}</td>}
+                    {withNode && <td>{o['node-lost'] ? `lost with node ${o.node}` : (o.node ?? '–')}</td>}
                     <td>{clock(o.started)}</td>
                     <td>
                       {o['task-id'] ? (

@@ -23,6 +23,8 @@ import {
 } from '../../../maintenance/maintenance-mode.js';
 import { countOperations, type OperationRecord } from '../../../maintenance/operation-registry.js';
 import { defineRoute, type AnyRoute } from '../../../http/route.js';
+import type { ClusterContext } from '../../../cluster/cluster-context.js';
+import { lostLeases } from '../../../cluster/cluster-status.js';
 import { MountStatusSchema } from '../../../api-types/datastore-replies.js';
 import {
   deviceFailure,
@@ -54,9 +56,16 @@ function blockingClasses(mode: () => MaintenanceMode | undefined): OperationClas
 export async function activeOperations(
   access: DatastoreAccess,
   store: string,
+  cluster?: ClusterContext,
 ): Promise<ActiveOperationsReply> {
   const cfg = access.datastoreConfig(store); // 404 for an unknown store
   const ops = await access.backend.list(store);
+  const lost = cluster
+    ? await lostLeases(
+        cluster.client,
+        ops.flatMap((op) => (op.lease !== undefined ? [op.lease] : [])),
+      )
+    : new Set<string>();
   const holds = await access.backend.holds(store);
   const blocking = new Set([
     ...blockingClasses(() => storedMaintenanceMode(cfg)),
@@ -72,7 +81,7 @@ export async function activeOperations(
     ingest: counts.ingest,
     reclaim: counts.reclaim,
     lookup: counts.lookup,
-    operations: ops.map(operationItem),
+    operations: ops.map((op) => operationItem(op, op.lease !== undefined && lost.has(op.lease))),
     conflicting: conflicting.length,
     ...(cfg['maintenance-mode'] !== undefined && { 'maintenance-mode': cfg['maintenance-mode'] }),
     holds: holds.map(holdItem),
@@ -113,7 +122,7 @@ export const routes: AnyRoute[] = [
       '`unavailable`, why a mounted removable datastore cannot be used (its device failed), and ' +
       "`s3-endpoint-error`, why an S3 datastore's object store is failing (its last request). " +
       'Reads no datastore, so it works in every maintenance mode.',
-    handler: ({ params, server }) => activeOperations(server.datastores, params.store),
+    handler: ({ params, server }) => activeOperations(server.datastores, params.store, server.cluster),
   }),
   defineRoute({
     method: 'POST',

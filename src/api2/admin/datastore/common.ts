@@ -125,6 +125,11 @@ export const OperationItemSchema = Type.Object({
   pid: Type.Integer(),
   started: Type.Integer(),
   node: Type.Optional(Type.String({ description: 'Cluster mode: the server the operation runs on.' })),
+  'node-lost': Type.Optional(
+    Type.Boolean({
+      description: 'Cluster mode: its server missed its keep-alives; it counts until its lease expires.',
+    }),
+  ),
 });
 
 export function holdItem(hold: SystemHold): SystemHoldItem {
@@ -137,7 +142,8 @@ export function holdItem(hold: SystemHold): SystemHoldItem {
   };
 }
 
-export function operationItem(op: OperationRecord): OperationItem {
+/** `lost`: the operation's server missed its lease's keep-alives (cluster mode). */
+export function operationItem(op: OperationRecord, lost = false): OperationItem {
   return {
     id: op.id,
     class: op.class,
@@ -148,6 +154,7 @@ export function operationItem(op: OperationRecord): OperationItem {
     pid: op.pid,
     started: Math.floor(op.startedAt / 1000),
     ...(op.node !== undefined && { node: op.node }),
+    ...(lost && { 'node-lost': true }),
   };
 }
 
