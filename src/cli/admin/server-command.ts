@@ -17,22 +17,18 @@ import {
   DEFAULT_LEASE_TTL_SECONDS,
   clusterSettingsFromOptions,
   writeInstanceClusterSettings,
+  type ClusterOptionValues,
 } from '../../cluster/cluster-settings.js';
 import { stallKillAfterMs, startEventLoopWatchdog } from '../../sys/event-loop-watchdog.js';
 
-interface ServerOptions {
+/** The cluster options are those clusterSettingsFromOptions reads (cluster-settings.ts). */
+interface ServerOptions extends ClusterOptionValues {
   listen: string;
   configDir?: string;
   dataDir?: string;
   runDir?: string;
   quickstart?: boolean;
   shutdownGrace: string;
-  cluster?: string;
-  node?: string;
-  clusterCa?: string;
-  clusterCert?: string;
-  clusterKey?: string;
-  clusterLeaseTtl?: string;
 }
 
 /**
