@@ -4,15 +4,16 @@
  * removal succeeded (PBS removes them first, losing them when the removal fails).
  */
 import { pruneJobConfig, verifyJobConfig } from '../config/job-config.js';
-import { removeJobState } from './job-state.js';
+import type { JobStateStore } from './job-state.js';
 
 export async function forgetDatastoreJobs(
-  paths: { configDir: string; dataDir: string },
+  paths: { configDir: string },
+  jobStates: JobStateStore,
   store: string,
   opts: { keepJobConfigs?: boolean; log?: (line: string) => void } = {},
 ): Promise<void> {
   const log = opts.log ?? (() => {});
-  removeJobState(paths.dataDir, 'garbage_collection', store);
+  await jobStates.remove('garbage_collection', store);
   if (opts.keepJobConfigs) return;
   for (const file of [pruneJobConfig(paths.configDir), verifyJobConfig(paths.configDir)]) {
     const removed: string[] = [];
@@ -25,7 +26,7 @@ export async function forgetDatastoreJobs(
       }
     });
     for (const id of removed) {
-      removeJobState(paths.dataDir, file.kind.sectionType === 'prune' ? 'prunejob' : 'verificationjob', id);
+      await jobStates.remove(file.kind.sectionType === 'prune' ? 'prunejob' : 'verificationjob', id);
       log(`removed job '${id}'`);
     }
   }

@@ -14,11 +14,16 @@ import { ERR_DATASTORE_NOT_MOUNTED, ERR_JOB_RUNNING, StowageError } from '../err
 import { MaintenanceError } from '../maintenance/maintenance-mode.js';
 import type { DatastoreHandle } from '../maintenance/datastore-access.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
-import { lockJob, readJobState, tryLockJob, writeJobState, type JobState } from './job-state.js';
+import { lockJob, tryLockJob, type JobState, type JobStateStore } from './job-state.js';
 import { LOCAL_LEADERSHIP, type SchedulerLeadership, type SlotClaim } from './scheduler-leadership.js';
 import type { JobContext, JobSpec } from './jobs.js';
 import { nextEvent } from '../api-types/calendar-event.js';
 import type { JobType } from './job-state.js';
+
+/** Where the jobs' states are: the admission backend's (files alone, etcd in a cluster). */
+function jobStates(ctx: JobContext): JobStateStore {
+  return ctx.datastores.backend.jobStates;
+}
 
 /** Scheduled runs are done as root@pam, as PBS's proxy runs them. */
 export const SCHEDULER_AUTH_ID = 'root@pam';
@@ -103,10 +108,10 @@ function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: numbe
       if (isFailedStatus(status)) await recordJobEvent(ctx, job, 'job-failed', status, upid);
       const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
       try {
-        const current = readJobState(ctx.paths.dataDir, job.type, job.id);
+        const current = await jobStates(ctx).read(job.type, job.id);
         if (current?.upid !== upid) return; // a newer run was recorded meanwhile
         const endtime = ctx.tasks.item(upid).endtime ?? Math.floor(Date.now() / 1000);
-        writeJobState(ctx.paths.dataDir, job.type, job.id, {
+        await jobStates(ctx).write(job.type, job.id, {
           state: 'finished',
           time,
           upid,
@@ -120,13 +125,29 @@ function recordWhenDone(ctx: JobContext, job: JobSpec, upid: string, time: numbe
     .catch((err: unknown) => ctx.log?.error({ err }, `recording the end of ${job.title} failed`));
 }
 
-/** Whether the job's last recorded run is still going (any process). */
-function runningUpid(ctx: JobContext, state: JobState | undefined): string | undefined {
+/**
+ * Whether the job's last recorded run is still going: a task of this server (any of its
+ * processes) that has not ended, or, in a cluster, another server's task whose operation on the
+ * job's datastore still counts (a job's task holds its admission until it ends; a dead server's
+ * stops counting when its lease expires).
+ */
+async function runningUpid(
+  ctx: JobContext,
+  job: JobSpec,
+  state: JobState | undefined,
+): Promise<string | undefined> {
   if (state?.state !== 'started' || !state.upid) return undefined;
+  const upid = state.upid;
   try {
-    return ctx.tasks.isRunning(state.upid) ? state.upid : undefined;
+    return ctx.tasks.isRunning(upid) ? upid : undefined;
   } catch {
-    return undefined; // the task index no longer knows it
+    // not in this server's task index: another server's task, or one the index no longer knows
+  }
+  try {
+    const ops = await ctx.datastores.backend.list(job.store);
+    return ops.some((op) => op.taskId === upid) ? upid : undefined;
+  } catch {
+    return undefined; // the datastore is gone: nothing of the job runs on it
   }
 }
 
@@ -145,7 +166,7 @@ async function spawnAdmitted(
     { type: job.workerType, id: job.workerId, authId },
     (task) => job.run(task, handle, ctx, others),
   );
-  writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'started', time, upid });
+  await jobStates(ctx).write(job.type, job.id, { state: 'started', time, upid });
   recordWhenDone(ctx, job, upid, time);
   return upid;
 }
@@ -183,8 +204,8 @@ async function admitJob(
 export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): Promise<string> {
   const lock = await lockJob(ctx.datastores.backend.locks, job.type, job.id);
   try {
-    const state = readJobState(ctx.paths.dataDir, job.type, job.id);
-    const running = runningUpid(ctx, state);
+    const state = await jobStates(ctx).read(job.type, job.id);
+    const running = await runningUpid(ctx, job, state);
     if (running) throw ERR_JOB_RUNNING(job.title, running);
     const { handle, others } = await admitJob(ctx, job, `${job.title} (manual)`, authId);
     return await spawnAdmitted(ctx, job, handle, others, authId, Math.floor(Date.now() / 1000));
@@ -198,20 +219,20 @@ export async function runJobNow(ctx: JobContext, job: JobSpec, authId: string): 
  * last run (or creation) that is not in the future. A job without state gets one created now, so
  * a slot is not lost when the scheduler's tick comes late in the minute.
  */
-export function dueSlot(
+export async function dueSlot(
   ctx: JobContext,
   job: JobSpec,
   now: Date,
   state: JobState | undefined,
-): Date | undefined {
+): Promise<Date | undefined> {
   if (!job.schedule) return undefined;
   const nowSec = Math.floor(now.getTime() / 1000);
   if (!state) {
     // PBS treats a missing state as created 30 s ago (jobstate.rs `JobState::load`)
     state = { state: 'created', time: nowSec - 30 };
-    writeJobState(ctx.paths.dataDir, job.type, job.id, state);
+    await jobStates(ctx).write(job.type, job.id, state);
   }
-  if (runningUpid(ctx, state)) return undefined;
+  if (await runningUpid(ctx, job, state)) return undefined;
   const next = nextEvent(job.schedule, new Date(state.time * 1000));
   return next && next.getTime() <= now.getTime() ? next : undefined;
 }
@@ -235,8 +256,8 @@ export async function runScheduledJob(
   const lock = await tryLockJob(ctx.datastores.backend.locks, job.type, job.id);
   if (!lock) return undefined;
   try {
-    const state = readJobState(ctx.paths.dataDir, job.type, job.id);
-    const slot = dueSlot(ctx, job, now, state);
+    const state = await jobStates(ctx).read(job.type, job.id);
+    const slot = await dueSlot(ctx, job, now, state);
     if (!slot) return undefined;
     // The run belongs to `now`: the next one is the first slot after it, however many slots the
     // server missed while it was down (PBS runs a missed job once, too).
@@ -263,7 +284,7 @@ export async function runScheduledJob(
     if (!claim.claimed) {
       // another server of the cluster ran (or skipped) this slot: go on after the last it took
       await releaseAll(admitted);
-      writeJobState(ctx.paths.dataDir, job.type, job.id, { state: 'created', time: claim.last });
+      await jobStates(ctx).write(job.type, job.id, { state: 'created', time: claim.last });
       return undefined;
     }
     if (!admitted) return await recordRefusal(ctx, job, refusal, time);
@@ -295,7 +316,7 @@ async function recordRefusal(ctx: JobContext, job: JobSpec, err: unknown, time: 
   });
   const status = skipped ? `skipped: ${reason}` : message;
   // The task ends on the next tick; its status is already known, so record it at once.
-  writeJobState(ctx.paths.dataDir, job.type, job.id, {
+  await jobStates(ctx).write(job.type, job.id, {
     state: 'finished',
     time,
     upid,
@@ -323,8 +344,12 @@ export interface JobScheduleStatus {
  * next run after it. A job that never ran has no `last-run-*` and its next run is computed from
  * its creation (or from now, without a state).
  */
-export function jobScheduleStatus(ctx: JobContext, job: JobSpec, now = new Date()): JobScheduleStatus {
-  const state = readJobState(ctx.paths.dataDir, job.type, job.id);
+export async function jobScheduleStatus(
+  ctx: JobContext,
+  job: JobSpec,
+  now = new Date(),
+): Promise<JobScheduleStatus> {
+  const state = await jobStates(ctx).read(job.type, job.id);
   const out: JobScheduleStatus = {};
   const last = state?.time ?? Math.floor(now.getTime() / 1000) - 30;
   if (state?.upid) {

@@ -7,6 +7,10 @@
  *
  * Job types are PBS's: `garbage_collection` (id = datastore), `prunejob`, `verificationjob`.
  *
+ * Where the states live is the admission backend's choice (`backend.jobStates`): these files on a
+ * server alone, the cluster's etcd in cluster mode (etcd-job-states.ts), so that every server of a
+ * cluster shows the runs the scheduler's leader made, whichever server that was.
+ *
  * Unlike PBS, a run refused by maintenance is a run: it is recorded as `finished` with the
  * `skipped: maintenance: ...` task, so the next run is the next slot (design invariant 9).
  */
@@ -39,25 +43,26 @@ export function jobStateDir(dataDir: string): string {
   return join(dataDir, 'jobstates');
 }
 
-function statePath(dataDir: string, type: JobType, id: string): string {
-  return join(jobStateDir(dataDir), `${type}-${id}.json`);
+/**
+ * Where job states are kept: read, replaced whole and removed by type and id. Hold the job's lock
+ * (lockJob) around a read that decides a write.
+ */
+export interface JobStateStore {
+  /** The stored state; undefined when the job has none yet. A malformed one is a BadConfigError. */
+  read(type: JobType, id: string): Promise<JobState | undefined>;
+  /** Replace the state whole (durably: temp file, fsync, rename; or one etcd put). */
+  write(type: JobType, id: string, state: JobState): Promise<void>;
+  /** Forget it (job deleted, or gc-schedule changed). */
+  remove(type: JobType, id: string): Promise<void>;
 }
 
-/** The stored state; undefined when the job has none yet. A malformed file is a BadConfigError. */
-export function readJobState(dataDir: string, type: JobType, id: string): JobState | undefined {
-  const path = statePath(dataDir, type, id);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+/** A stored state's text parsed and checked; `where` names it in the error. */
+export function parseJobState(text: string, where: string): JobState {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new BadConfigError(`job state ${path} is not valid JSON`);
+    throw new BadConfigError(`job state ${where} is not valid JSON`);
   }
   const s = value as Partial<JobState>;
   if (
@@ -66,23 +71,49 @@ export function readJobState(dataDir: string, type: JobType, id: string): JobSta
     !['created', 'started', 'finished'].includes(s.state as string) ||
     typeof s.time !== 'number'
   ) {
-    throw new BadConfigError(`job state ${path} is malformed`);
+    throw new BadConfigError(`job state ${where} is malformed`);
   }
   return s as JobState;
 }
 
-/** Replace the state file atomically (temp file, fsync, rename). Hold the job lock. */
-export function writeJobState(dataDir: string, type: JobType, id: string, state: JobState): void {
-  mkdirSync(jobStateDir(dataDir), { recursive: true });
-  replaceFile(statePath(dataDir, type, id), JSON.stringify(state) + '\n', { fsync: true, mode: 0o644 });
-}
+/** Job states as PBS keeps them: `<dataDir>/jobstates/<type>-<id>.json`. */
+export class FileJobStateStore implements JobStateStore {
+  constructor(private readonly dataDir: string) {}
 
-/**
- * Remove a job's state (job deleted, or gc-schedule changed). The lock file stays: removing a
- * file someone may hold a lock on would let a second holder lock a new inode of the same name.
- */
-export function removeJobState(dataDir: string, type: JobType, id: string): void {
-  rmSync(statePath(dataDir, type, id), { force: true });
+  private path(type: JobType, id: string): string {
+    return join(jobStateDir(this.dataDir), `${type}-${id}.json`);
+  }
+
+  read(type: JobType, id: string): Promise<JobState | undefined> {
+    const path = this.path(type, id);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Promise.resolve(undefined);
+      return Promise.reject(err as Error);
+    }
+    try {
+      return Promise.resolve(parseJobState(text, path));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  write(type: JobType, id: string, state: JobState): Promise<void> {
+    mkdirSync(jobStateDir(this.dataDir), { recursive: true });
+    replaceFile(this.path(type, id), JSON.stringify(state) + '\n', { fsync: true, mode: 0o644 });
+    return Promise.resolve();
+  }
+
+  /**
+   * The lock file stays: removing a file someone may hold a lock on would let a second holder
+   * lock a new inode of the same name.
+   */
+  remove(type: JobType, id: string): Promise<void> {
+    rmSync(this.path(type, id), { force: true });
+    return Promise.resolve();
+  }
 }
 
 /** Take the job's lock, waiting at most `timeoutMs` (to record an outcome). */

@@ -54,18 +54,19 @@ export function jobsRefusedBy(
   store: string,
   mode: MaintenanceMode | undefined,
   now = new Date(),
-): RefusedJob[] {
-  return scheduledJobs(ctx)
-    .filter((job) => job.store === store && !modeAdmits(mode, job.operation))
-    .map((job) => {
-      const next = jobScheduleStatus(ctx, job, now)['next-run'];
+): Promise<RefusedJob[]> {
+  const refused = scheduledJobs(ctx).filter((job) => job.store === store && !modeAdmits(mode, job.operation));
+  return Promise.all(
+    refused.map(async (job) => {
+      const next = (await jobScheduleStatus(ctx, job, now))['next-run'];
       return {
         type: job.type,
         id: job.id,
         ...(job.schedule !== undefined && { schedule: job.schedule }),
         ...(next !== undefined && { 'next-run': next }),
       };
-    });
+    }),
+  );
 }
 
 /**

@@ -15,6 +15,7 @@ import { StowageError } from '../errors.js';
 import type { DatastoreConfig } from '../config/datastore-config.js';
 import type { HoldType, MaintenanceMode, OperationClass, SystemHold } from './maintenance-mode.js';
 import type { MaintenanceEvent, MaintenanceEventLog } from './maintenance-events.js';
+import type { JobStateStore } from '../jobs/job-state.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { LockService } from './lock-service.js';
 
@@ -124,6 +125,9 @@ export interface AdmissionBackend {
 
   /** The maintenance history every process of the instance appends to. */
   readonly events: MaintenanceEventLog;
+
+  /** The scheduled jobs' last runs, kept where the same processes (or cluster) see them. */
+  readonly jobStates: JobStateStore;
 
   /**
    * Admit an operation of class `cls` on `store`: read the datastore's configuration, mode and

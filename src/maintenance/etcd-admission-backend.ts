@@ -66,6 +66,8 @@ import {
 } from './operation-registry.js';
 import { EtcdLockService } from './etcd-lock-service.js';
 import { EtcdMaintenanceEventLog } from './etcd-maintenance-events.js';
+import { EtcdJobStateStore } from '../jobs/etcd-job-states.js';
+import type { JobStateStore } from '../jobs/job-state.js';
 import { etcdUnreachable } from './etcd-call.js';
 import { CoalescingWatch } from './coalescing-watch.js';
 import { clusterConfigSnapshot, type StoreState } from './etcd-datastore-config.js';
@@ -142,6 +144,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
   readonly node: string;
   readonly events: MaintenanceEventLog;
   readonly locks: EtcdLockService;
+  readonly jobStates: JobStateStore;
   private readonly ttl: number;
   private readonly holderPollMs: number;
   private readonly host = hostIdentity();
@@ -176,6 +179,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
         node: this.node,
         ...(opts.keepEvents !== undefined && { keep: opts.keepEvents }),
       });
+    this.jobStates = new EtcdJobStateStore(this.client, this.prefix);
     this.ttl = opts.leaseTtlSeconds ?? 10;
     this.holderPollMs = opts.holderPollMs ?? 200;
     this.locks = new EtcdLockService({

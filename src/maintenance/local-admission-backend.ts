@@ -42,6 +42,7 @@ import { CoalescingWatch } from './coalescing-watch.js';
 import type { OperationCounts, OperationInfo, OperationRecord } from './operation-registry.js';
 import type { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 import type { LockService } from './lock-service.js';
+import type { JobStateStore } from '../jobs/job-state.js';
 import {
   ConflictingOperationsError,
   type Admission,
@@ -80,6 +81,8 @@ export interface LocalAdmissionBackendOptions {
   locks: LockService;
   /** The maintenance history (usually `<dataDir>/maintenance-events.sqlite`). */
   events: MaintenanceEventLog;
+  /** The job states (usually `<dataDir>/jobstates/`). */
+  jobStates: JobStateStore;
   /** How long an admission waits for a mode change to finish (default 10 s, as PBS's lock). */
   lockTimeoutMs?: number;
   /** How often a watch looks for changes (default 25 ms). */
@@ -92,6 +95,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
   readonly registry: SqliteOperationRegistry;
   readonly locks: LockService;
   readonly events: MaintenanceEventLog;
+  readonly jobStates: JobStateStore;
   private readonly lockTimeoutMs: number;
   private readonly watchIntervalMs: number;
   private readonly turnstilePath: string;
@@ -101,6 +105,7 @@ export class LocalAdmissionBackend implements AdmissionBackend {
     this.registry = opts.registry;
     this.locks = opts.locks;
     this.events = opts.events;
+    this.jobStates = opts.jobStates;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 10_000;
     this.watchIntervalMs = opts.watchIntervalMs ?? 25;
     this.turnstilePath = join(dirname(this.config.lockPath), '.datastore-admission.lck');

@@ -8,6 +8,7 @@ import { LocalLockService } from './local-lock-service.js';
 import { SqliteOperationRegistry } from './sqlite-operation-registry.js';
 import { SqliteMaintenanceEventLog } from './maintenance-events.js';
 import { LowSpaceMonitor } from './low-space-monitor.js';
+import { FileJobStateStore } from '../jobs/job-state.js';
 import { EtcdAdmissionBackend } from './etcd-admission-backend.js';
 import { EtcdDatastoreConfig } from './etcd-datastore-config.js';
 import {
@@ -43,6 +44,7 @@ export function openDatastoreAccess(
     config,
     registry: new SqliteOperationRegistry(operationRegistryPath(paths)),
     events: new SqliteMaintenanceEventLog(maintenanceEventLogPath(paths)),
+    jobStates: new FileJobStateStore(paths.dataDir),
     locks: new LocalLockService({ runDir: paths.runDir, dataDir: paths.dataDir, config }),
     ...backendOpts,
   });

@@ -17,7 +17,6 @@ import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { TaskManager } from '../../src/tasks/worker-task.js';
 import { pruneJobConfig } from '../../src/config/job-config.js';
-import { writeJobState } from '../../src/jobs/job-state.js';
 import { runSchedulerOnce } from '../../src/jobs/scheduler.js';
 import type { JobContext } from '../../src/jobs/jobs.js';
 import { EtcdSchedulerLeadership } from '../../src/jobs/etcd-scheduler-leadership.js';
@@ -37,7 +36,7 @@ async function server(endpoints: string[], prefix: string, node: string) {
   await pruneJobConfig(inst.paths.configDir).update((jobs) => {
     jobs.set('hourly1', { id: 'hourly1', store: 'store1', schedule: 'hourly', 'keep-last': 3 });
   });
-  writeJobState(inst.paths.dataDir, 'prunejob', 'hourly1', { state: 'created', time: sec('09:30') });
+  await inst.access.backend.jobStates.write('prunejob', 'hourly1', { state: 'created', time: sec('09:30') });
   const client = new Etcd3({ hosts: endpoints });
   const leadership = new EtcdSchedulerLeadership({ client, prefix, node, ttlSeconds: TTL });
   return {

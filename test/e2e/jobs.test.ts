@@ -2,7 +2,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, taskLog, waitForTask, type TestServer } from '../helpers/https-api.js';
 import { runSchedulerOnce } from '../../src/jobs/scheduler.js';
-import { writeJobState } from '../../src/jobs/job-state.js';
 
 let t: TestServer;
 
@@ -105,7 +104,7 @@ test('a job scheduled during offline shows as skipped in the task list and job l
   assert.equal((await t.api('GET', '/nodes/localhost/tasks', { auth: t.root })).body.total, before);
 
   // the scheduler's clock is injected: the job was created at 09:30, its slot is 10:00
-  writeJobState(t.paths.dataDir, 'prunejob', 'hourly1', {
+  await t.server.context.datastores.backend.jobStates.write('prunejob', 'hourly1', {
     state: 'created',
     time: sec('2030-01-01T09:30:00Z'),
   });
@@ -138,7 +137,7 @@ test('a job scheduled during offline shows as skipped in the task list and job l
   assert.equal(later.filter((r) => r.type === 'prunejob').length, 0);
 
   // GC of an offline datastore stays listed (PBS drops it) with its skipped run
-  writeJobState(t.paths.dataDir, 'garbage_collection', 'store1', {
+  await t.server.context.datastores.backend.jobStates.write('garbage_collection', 'store1', {
     state: 'created',
     time: sec('2030-01-01T09:00:00Z'),
   });

@@ -8,7 +8,6 @@ import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import { DatastoreConfigFile } from '../../src/config/datastore-config.js';
 import { setMaintenanceMode } from '../../src/maintenance/maintenance-control.js';
 import { runSchedulerOnce, startScheduler } from '../../src/jobs/scheduler.js';
-import { readJobState, writeJobState } from '../../src/jobs/job-state.js';
 import { jobScheduleStatus, runJobNow } from '../../src/jobs/job-runner.js';
 import { pruneJob } from '../../src/jobs/jobs.js';
 import type { JobContext } from '../../src/jobs/jobs.js';
@@ -35,7 +34,10 @@ async function addHourlyPruneJob(inst: TestInstance, createdAt: string): Promise
   await pruneJobConfig(inst.paths.configDir).update((jobs) => {
     jobs.set('hourly1', { id: 'hourly1', store: 'store1', schedule: 'hourly', 'keep-last': 3 });
   });
-  writeJobState(inst.paths.dataDir, 'prunejob', 'hourly1', { state: 'created', time: sec(createdAt) });
+  await inst.access.backend.jobStates.write('prunejob', 'hourly1', {
+    state: 'created',
+    time: sec(createdAt),
+  });
 }
 
 test('a job due during offline is recorded as skipped, not retried, and runs at its next slot after', async () => {
@@ -58,13 +60,13 @@ test('a job due during offline is recorded as skipped, not retried, and runs at 
     );
     assert.match(log.at(-1)!, /TASK skipped: maintenance: offline: disk swap$/);
 
-    const state = readJobState(inst.paths.dataDir, 'prunejob', 'hourly1');
+    const state = await inst.access.backend.jobStates.read('prunejob', 'hourly1');
     assert.equal(state?.state, 'finished');
     assert.equal(state?.upid, upid);
     assert.equal(state?.status, 'skipped: maintenance: offline: disk swap');
 
     const job = pruneJob(pruneJobConfig(inst.paths.configDir).get('hourly1')!);
-    const status = jobScheduleStatus(ctx, job);
+    const status = await jobScheduleStatus(ctx, job);
     assert.equal(status['last-run-state'], 'skipped: maintenance: offline: disk swap');
     assert.equal(status['last-run-upid'], upid);
     assert.equal(status['next-run'], sec('2030-01-01T11:00:00Z'));
@@ -84,14 +86,14 @@ test('a job due during offline is recorded as skipped, not retried, and runs at 
     // the state is recorded once the task has ended
     for (
       let i = 0;
-      i < 100 && readJobState(inst.paths.dataDir, 'prunejob', 'hourly1')?.state !== 'finished';
+      i < 100 && (await inst.access.backend.jobStates.read('prunejob', 'hourly1'))?.state !== 'finished';
       i++
     ) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    const after = readJobState(inst.paths.dataDir, 'prunejob', 'hourly1');
+    const after = await inst.access.backend.jobStates.read('prunejob', 'hourly1');
     assert.deepEqual([after?.state, after?.upid, after?.status], ['finished', next[0]!.upid, 'OK']);
-    assert.equal(jobScheduleStatus(ctx, job)['next-run'], sec('2030-01-01T12:00:00Z'));
+    assert.equal((await jobScheduleStatus(ctx, job))['next-run'], sec('2030-01-01T12:00:00Z'));
   });
 });
 
@@ -100,7 +102,7 @@ test('a verify job on a read-only datastore is skipped, since verify writes', as
     await verifyJobConfig(inst.paths.configDir).update((jobs) => {
       jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '*:0/30' });
     });
-    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+    await inst.access.backend.jobStates.write('verificationjob', 'verify1', {
       state: 'created',
       time: sec('2030-01-01T09:59:00Z'),
     });
@@ -116,7 +118,7 @@ test('a verify job configured read-only runs on a read-only datastore as a read 
     await verifyJobConfig(inst.paths.configDir).update((jobs) => {
       jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '*:0/30', 'read-only': true });
     });
-    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+    await inst.access.backend.jobStates.write('verificationjob', 'verify1', {
       state: 'created',
       time: sec('2030-01-01T09:59:00Z'),
     });
@@ -134,7 +136,10 @@ test('scheduled GC follows the gc-schedule of datastore.cfg', async () => {
     });
     // first sight: no state yet, so a state is created and nothing is due before midnight
     assert.deepEqual(await runSchedulerOnce(ctx, T('2030-01-01T10:00:00Z')), []);
-    assert.equal(readJobState(inst.paths.dataDir, 'garbage_collection', 'store1')?.state, 'created');
+    assert.equal(
+      (await inst.access.backend.jobStates.read('garbage_collection', 'store1'))?.state,
+      'created',
+    );
     await setMaintenanceMode(inst.access, 'store1', { type: 'offline' });
     const runs = await runSchedulerOnce(ctx, T('2030-01-02T00:00:10Z'));
     assert.equal(runs.length, 1);
@@ -148,7 +153,7 @@ test('a job whose datastore is gone is recorded as a failed run, not retried eve
     await pruneJobConfig(inst.paths.configDir).update((jobs) => {
       jobs.set('orphan', { id: 'orphan', store: 'nosuchstore', schedule: 'hourly' });
     });
-    writeJobState(inst.paths.dataDir, 'prunejob', 'orphan', {
+    await inst.access.backend.jobStates.write('prunejob', 'orphan', {
       state: 'created',
       time: sec('2030-01-01T09:30:00Z'),
     });
@@ -222,7 +227,7 @@ test('a maintenance window drains, holds, skips the job due at its start with it
     await verifyJobConfig(inst.paths.configDir).update((jobs) => {
       jobs.set('verify1', { id: 'verify1', store: 'store1', schedule: '02:00' });
     });
-    writeJobState(inst.paths.dataDir, 'verificationjob', 'verify1', {
+    await inst.access.backend.jobStates.write('verificationjob', 'verify1', {
       state: 'created',
       time: sec('2030-01-01T00:00:00Z'),
     });
@@ -347,7 +352,7 @@ test('a scheduled local sync job is skipped with the message while either end re
     await syncJobConfig(inst.paths.configDir).update((jobs) => {
       jobs.set('nightly', { id: 'nightly', store: 'dst', 'remote-store': 'src', schedule: 'hourly' });
     });
-    writeJobState(inst.paths.dataDir, 'syncjob', 'nightly', {
+    await inst.access.backend.jobStates.write('syncjob', 'nightly', {
       state: 'created',
       time: sec('2030-01-01T09:30:00Z'),
     });

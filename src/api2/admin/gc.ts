@@ -40,17 +40,17 @@ async function readStatus(
 }
 
 /** One store's entry; `status` undefined when `.gc-status` could not be read (maintenance). */
-function gcListItem(
+async function gcListItem(
   server: ServerContext,
   cfg: DatastoreConfig,
   status: GarbageCollectionStatus | undefined,
   readable: boolean,
-): GcJobListItem {
+): Promise<GcJobListItem> {
   const out: GcJobListItem = readable
     ? gcJobStatus(cfg, status, server.tasks)
     : { store: cfg.name, ...(cfg['gc-schedule'] !== undefined && { schedule: cfg['gc-schedule'] }) };
   if (status?.upid) out['last-run-upid'] = status.upid;
-  const job = jobScheduleStatus(server, gcJob(cfg.name, cfg['gc-schedule']));
+  const job = await jobScheduleStatus(server, gcJob(cfg.name, cfg['gc-schedule']));
   delete out['next-run'];
   if (job['next-run'] !== undefined && cfg['gc-schedule'] !== undefined) out['next-run'] = job['next-run'];
   const jobEnd = job['last-run-endtime'] ?? Number.MAX_SAFE_INTEGER; // a running job is the newest
@@ -81,10 +81,10 @@ export const routes: AnyRoute[] = [
       for (const cfg of server.datastores.config.readCached().stores.values()) {
         if (!userInfo.hasPrivs(authId, `/datastore/${cfg.name}`, READ_PRIVS, { partial: true })) continue;
         try {
-          out.push(gcListItem(server, cfg, await readStatus(server, authId, cfg.name), true));
+          out.push(await gcListItem(server, cfg, await readStatus(server, authId, cfg.name), true));
         } catch (err) {
           if (!isAdmissionRefusal(err)) throw err;
-          out.push(gcListItem(server, cfg, undefined, false));
+          out.push(await gcListItem(server, cfg, undefined, false));
         }
       }
       return out;
@@ -98,7 +98,7 @@ export const routes: AnyRoute[] = [
     description: 'The garbage collection job of one datastore (read operation: 503 in offline maintenance).',
     handler: async ({ params, authId, server }) => {
       const cfg = server.datastores.datastoreConfig(params.store);
-      return [gcListItem(server, cfg, await readStatus(server, authId, params.store), true)];
+      return [await gcListItem(server, cfg, await readStatus(server, authId, params.store), true)];
     },
   }),
 ];

@@ -50,10 +50,12 @@ export const routes: AnyRoute[] = [
       }),
     ),
     handler: ({ query, authId, userInfo, server }) =>
-      [...pruneJobConfig(server.paths.configDir).read().jobs.values()]
-        .filter((j) => query.store === undefined || j.store === query.store)
-        .filter((j) => canSeeJob(userInfo, authId, j, READ_PRIVS))
-        .map((j) => ({ ...jobView(j), ...jobScheduleStatus(server, pruneJob(j)) })),
+      Promise.all(
+        [...pruneJobConfig(server.paths.configDir).read().jobs.values()]
+          .filter((j) => query.store === undefined || j.store === query.store)
+          .filter((j) => canSeeJob(userInfo, authId, j, READ_PRIVS))
+          .map(async (j) => ({ ...jobView(j), ...(await jobScheduleStatus(server, pruneJob(j))) })),
+      ),
   }),
   defineRoute({
     method: 'POST',

@@ -42,14 +42,16 @@ export const routes: AnyRoute[] = [
       }),
     ),
     handler: ({ query, authId, userInfo, server }) =>
-      [...syncJobConfig(server.paths.configDir).read().jobs.values()]
-        .filter((j) => query.store === undefined || j.store === query.store)
-        .filter((j) => {
-          const dir = query['sync-direction'] ?? 'pull'; // PBS lists pull jobs unless asked
-          return dir === 'all' || (j['sync-direction'] ?? 'pull') === dir;
-        })
-        .filter((j) => canSeeJob(userInfo, authId, j, ['Datastore.Audit']))
-        .map((j) => ({ ...jobView(j), ...jobScheduleStatus(server, syncJob(j)) })),
+      Promise.all(
+        [...syncJobConfig(server.paths.configDir).read().jobs.values()]
+          .filter((j) => query.store === undefined || j.store === query.store)
+          .filter((j) => {
+            const dir = query['sync-direction'] ?? 'pull'; // PBS lists pull jobs unless asked
+            return dir === 'all' || (j['sync-direction'] ?? 'pull') === dir;
+          })
+          .filter((j) => canSeeJob(userInfo, authId, j, ['Datastore.Audit']))
+          .map(async (j) => ({ ...jobView(j), ...(await jobScheduleStatus(server, syncJob(j))) })),
+      ),
   }),
   defineRoute({
     method: 'POST',

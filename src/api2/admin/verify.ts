@@ -31,10 +31,12 @@ export const routes: AnyRoute[] = [
       'List verify jobs with their schedule status. Shows the jobs on whose datastore (namespace) the caller has Datastore.Audit or Datastore.Verify.',
     returns: Type.Array(Type.Object({ id: Type.String(), store: Type.String(), ...JobScheduleStatusFields })),
     handler: ({ query, authId, userInfo, server }) =>
-      [...verifyJobConfig(server.paths.configDir).read().jobs.values()]
-        .filter((j) => query.store === undefined || j.store === query.store)
-        .filter((j) => canSeeJob(userInfo, authId, j, READ_PRIVS))
-        .map((j) => ({ ...jobView(j), ...jobScheduleStatus(server, verifyJob(j)) })),
+      Promise.all(
+        [...verifyJobConfig(server.paths.configDir).read().jobs.values()]
+          .filter((j) => query.store === undefined || j.store === query.store)
+          .filter((j) => canSeeJob(userInfo, authId, j, READ_PRIVS))
+          .map(async (j) => ({ ...jobView(j), ...(await jobScheduleStatus(server, verifyJob(j))) })),
+      ),
   }),
   defineRoute({
     method: 'POST',

@@ -13,7 +13,6 @@
  * start uses too.
  */
 import { forgetDatastoreJobs } from '../../jobs/datastore-jobs.js';
-import { removeJobState } from '../../jobs/job-state.js';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { ConfigModifiedError, ERR_S3_DESTROY_DATA, NotFoundError } from '../../errors.js';
@@ -306,7 +305,7 @@ export const routes: AnyRoute[] = [
           'mode-changes': preview.modeChanges,
           ...(preview.mode && { 'maintenance-mode': formatMaintenanceMode(preview.mode) }),
           conflicting: preview.conflicting.map((op) => operationItem(op)),
-          'skipped-jobs': jobsRefusedBy(server, params.name, preview.mode),
+          'skipped-jobs': await jobsRefusedBy(server, params.name, preview.mode),
         };
       }
       let result;
@@ -317,7 +316,8 @@ export const routes: AnyRoute[] = [
         throw err;
       }
       // as PBS: a new GC schedule starts from now, not from the old schedule's last run
-      if (result.gcScheduleChanged) removeJobState(server.paths.dataDir, 'garbage_collection', params.name);
+      if (result.gcScheduleChanged)
+        await server.datastores.backend.jobStates.remove('garbage_collection', params.name);
       setAttribute('conflicting', result.conflicting);
       setAttribute('digest', result.digest);
       return null;
@@ -386,7 +386,7 @@ export const routes: AnyRoute[] = [
           signal: task.signal,
         });
         if (!query['destroy-data']) task.log(`data left in place at ${result.path}`);
-        await forgetDatastoreJobs(server.paths, name, {
+        await forgetDatastoreJobs(server.paths, server.datastores.backend.jobStates, name, {
           keepJobConfigs: query['keep-job-configs'] ?? false,
           log: (line) => task.log(line),
         });

@@ -16,7 +16,7 @@ import { defineRoute, filtered, type AnyRoute } from '../../http/route.js';
 import type { ServerContext } from '../../http/context.js';
 import type { UserInfo } from '../../http/permissions.js';
 import { DigestSchema } from '../../http/schemas.js';
-import { removeJobState, writeJobState, lockJob, type JobType } from '../../jobs/job-state.js';
+import { lockJob, type JobType } from '../../jobs/job-state.js';
 
 interface JobLike {
   id: string;
@@ -210,7 +210,7 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
         if (spec.jobType) {
           const lock = await lockJob(server.datastores.backend.locks, spec.jobType, params.id);
           try {
-            removeJobState(server.paths.dataDir, spec.jobType, params.id);
+            await server.datastores.backend.jobStates.remove(spec.jobType, params.id);
           } finally {
             lock.release();
           }
@@ -226,7 +226,10 @@ export function jobConfigRoutes<T extends JobLike>(spec: JobConfigRoutesSpec<T>)
 async function resetState(server: ServerContext, type: JobType, id: string): Promise<void> {
   const lock = await lockJob(server.datastores.backend.locks, type, id);
   try {
-    writeJobState(server.paths.dataDir, type, id, { state: 'created', time: Math.floor(Date.now() / 1000) });
+    await server.datastores.backend.jobStates.write(type, id, {
+      state: 'created',
+      time: Math.floor(Date.now() / 1000),
+    });
   } finally {
     lock.release();
   }
