@@ -296,6 +296,19 @@ export const ERR_CLUSTER_UNREACHABLE = createError(
     `${subject} is unavailable: the cluster's etcd cannot be reached (${why}); ` +
     'nothing is admitted while the maintenance mode cannot be checked',
 );
+/**
+ * A server's etcd lease expired under a running operation (cut off from etcd, or stopped, longer
+ * than the TTL): the other servers stopped counting it and a maintenance mode may have been set
+ * meanwhile, so it must not go on writing.
+ */
+export const ERR_CLUSTER_LEASE_LOST = createError(
+  'ERR_CLUSTER_LEASE_LOST',
+  'MAINTENANCE',
+  (store: string, node: string, ttlSeconds: number) =>
+    `datastore '${store}' operation lost its cluster lease: server '${node}' could not renew it with ` +
+    `the cluster's etcd for ${ttlSeconds} s, so the other servers stopped counting the operation ` +
+    'and the maintenance mode may have changed meanwhile; the operation is aborted',
+);
 export const ERR_RESTORE_TARGET_NOT_EMPTY = createError(
   'ERR_RESTORE_TARGET_NOT_EMPTY',
   'BAD_REQUEST',

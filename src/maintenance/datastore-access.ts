@@ -68,6 +68,13 @@ export type DatastoreHandleFor<Op extends DataClass> = Op extends WriteClass ? W
 /** The datastore an admission of class `Op` sees (a union with read gives the read-only view). */
 export type DatastoreFor<Op extends DataClass> = DatastoreHandleFor<Op>['datastore'];
 
+/** Where one of this process's admitted operations runs. */
+export interface AdmittedOperation {
+  readonly store: string;
+  /** Its worker task (UPID), once attached. */
+  taskId?: string;
+}
+
 interface OpenStore {
   datastore: Datastore;
   path: string;
@@ -98,6 +105,8 @@ export class DatastoreAccess {
   private readonly openChunks: ChunkBackendOpener;
   /** Datastores this process holds open, with the number of its operations using each. */
   private readonly open = new Map<string, OpenStore>();
+  /** This process's admitted operations by id: their store and worker task (a lost cluster lease aborts them). */
+  private readonly admitted = new Map<number, AdmittedOperation>();
 
   constructor(opts: DatastoreAccessOptions) {
     this.config = opts.config;
@@ -191,9 +200,12 @@ export class DatastoreAccess {
     store: OpenStore | undefined,
   ): DatastoreHandle {
     let released = false;
+    const admitted: AdmittedOperation = { store: name, ...(record.taskId && { taskId: record.taskId }) };
+    this.admitted.set(record.id, admitted);
     const release = async () => {
       if (released) return;
       released = true;
+      this.admitted.delete(record.id);
       try {
         await this.backend.release(record.id);
       } finally {
@@ -207,6 +219,7 @@ export class DatastoreAccess {
       config,
       release,
       attachTask: (taskId: string) => {
+        admitted.taskId = taskId;
         // the local backend records it before this returns; a failure only loses the display
         if (!released) this.backend.attachTask(record.id, taskId).catch(() => {});
       },
@@ -214,6 +227,11 @@ export class DatastoreAccess {
     } as unknown as DatastoreHandle;
     if (store) Object.defineProperty(handle, 'datastore', { value: store.datastore, enumerable: false });
     return handle;
+  }
+
+  /** This process's admitted operation `id`, until released (undefined: not ours, or ended). */
+  admittedOperation(id: number): AdmittedOperation | undefined {
+    return this.admitted.get(id);
   }
 
   /** Operations this process holds open datastores for (for diagnostics and tests). */

@@ -127,7 +127,40 @@ interface LeaseEntry {
   id: Promise<string>;
   /** Ids of this process's operations admitted under it. */
   operations: Set<number>;
+  /**
+   * When the last renewal etcd confirmed was sent (at first: when the grant was asked). etcd
+   * renewed the lease after that, so the lease lives at least until renewedAt + TTL.
+   */
+  renewedAt: number;
+  /** Send times of the keep-alives not answered yet, oldest first (etcd answers them in order). */
+  unanswered: number[];
+  /** Fires when renewedAt + TTL has passed without a further renewal. */
+  expiry?: NodeJS.Timeout;
+  lost: boolean;
 }
+
+/** An operation this process admitted: its key and the lease it was put under. */
+interface OwnOperation {
+  key: string;
+  entry: LeaseEntry;
+  /** Released while etcd did not answer: its key is deleted once etcd answers again. */
+  releasing?: true;
+}
+
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+
+/**
+ * How long the client waits before it opens the watches again after etcd failed them: doubling
+ * from 100 ms up to 1 s. The client's default grows to 30 s, so a server cut off for a few seconds
+ * would see the datastore configuration's changes only up to half a minute after etcd answers
+ * again, and its timer held a closed client's process open as long.
+ */
+function watchBackoff(duration = 0): WatchBackoff {
+  return { duration, next: () => watchBackoff(Math.min(Math.max(duration * 2, 100), 1_000)) };
+}
+
+/** How often a release that etcd did not answer is tried again. */
+const RELEASE_RETRY_MS = 1_000;
 
 /** The end of the key range of every key that starts with `prefix`. */
 function prefixEnd(prefix: string): Buffer {
@@ -153,8 +186,11 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
   private readonly configWriteListeners = new Set<
     (store: string, value: Buffer | undefined, revision: bigint) => void
   >();
-  /** Keys of the operations this process admitted, by id (release finds others by a range). */
-  private readonly own = new Map<number, string>();
+  /** The operations this process admitted, by id (release finds others by a range). */
+  private readonly own = new Map<number, OwnOperation>();
+  /** Keys of this process's operations whose lease was lost (they count nowhere), until released. */
+  private readonly lostKeys = new Map<number, string>();
+  private releaseRetry: NodeJS.Timeout | undefined;
   /** The highest revision this process has seen: a watch starts after it, so it misses nothing we knew of. */
   private seenRevision = 0n;
   private closed = false;
@@ -165,6 +201,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       ...opts.etcdOptions,
       hosts: opts.endpoints,
       dialTimeout: callTimeoutMs,
+      faultHandling: { watchBackoff: watchBackoff(), ...opts.etcdOptions?.faultHandling },
       // a deadline on every unary call: an unreachable etcd is an error, not a hang
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     });
@@ -216,15 +253,56 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
 
   private currentLease(): LeaseEntry {
     if (!this.lease) {
+      const askedAt = Date.now();
       const lease = this.client.lease(this.ttl, { autoKeepAlive: true });
-      const entry: LeaseEntry = { lease, id: lease.grant(), operations: new Set() };
+      const entry: LeaseEntry = {
+        lease,
+        id: lease.grant(),
+        operations: new Set(),
+        renewedAt: askedAt,
+        unanswered: [],
+        lost: false,
+      };
       this.lease = entry;
       lease.on('lost', () => this.leaseLost(entry));
-      entry.id.catch(() => {
-        if (this.lease === entry) this.lease = undefined;
+      lease.on('keepaliveEstablished', () => (entry.unanswered.length = 0)); // a new stream
+      lease.on('keepaliveFired', () => entry.unanswered.push(Date.now()));
+      lease.on('keepaliveSucceeded', () => {
+        entry.renewedAt = entry.unanswered.shift() ?? entry.renewedAt;
+        this.watchExpiry(entry);
       });
+      entry.id.then(
+        () => this.watchExpiry(entry),
+        () => {
+          if (this.lease === entry) this.lease = undefined;
+        },
+      );
     }
     return this.lease;
+  }
+
+  /**
+   * Count the lease as lost once TTL seconds passed since the last renewal etcd confirmed was
+   * sent: from then on etcd may have expired it and the other servers no longer count its
+   * operations. The etcd client itself reports the loss only after twice the TTL (or when etcd
+   * answers again), too late: a mode set elsewhere in between would not stop this server's writes.
+   */
+  private watchExpiry(entry: LeaseEntry): void {
+    if (entry.expiry) clearTimeout(entry.expiry);
+    if (entry.lost || this.closed) return;
+    const left = entry.renewedAt + this.ttl * 1000 - Date.now();
+    entry.expiry = setTimeout(
+      () => {
+        // after a pause of this process (a long GC, SIGSTOP) its pending I/O runs before this
+        // check: a renewal answered meanwhile is seen, not counted as a loss
+        setImmediate(() => {
+          if (entry.renewedAt + this.ttl * 1000 > Date.now()) this.watchExpiry(entry);
+          else this.leaseLost(entry);
+        });
+      },
+      Math.max(0, left),
+    );
+    entry.expiry.unref();
   }
 
   /**
@@ -234,9 +312,21 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
    * new admissions get a new lease.
    */
   private leaseLost(entry: LeaseEntry): void {
+    if (entry.lost) return;
+    entry.lost = true;
+    if (entry.expiry) clearTimeout(entry.expiry);
     if (this.lease === entry) this.lease = undefined;
     entry.lease.release();
-    const lost = [...entry.operations].filter((id) => this.own.delete(id));
+    const lost: number[] = [];
+    for (const id of entry.operations) {
+      const own = this.own.get(id);
+      if (!own) continue;
+      this.own.delete(id);
+      // one already released (its delete not answered yet) went with the lease: nothing to report
+      if (own.releasing) continue;
+      this.lostKeys.set(id, own.key);
+      lost.push(id);
+    }
     entry.operations.clear();
     if (lost.length > 0) for (const listener of this.leaseLostListeners) listener(lost);
   }
@@ -416,8 +506,9 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
       };
       const key = `${this.opsPrefix(store)}${randomUUID()}`;
       let res: ITxnResponse;
+      let entry: LeaseEntry;
       try {
-        const entry = this.currentLease();
+        entry = this.currentLease();
         const lease = await entry.id.catch((err: unknown) => {
           throw this.unreachable(`datastore '${store}'`, err);
         });
@@ -436,7 +527,6 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
           throw this.unreachable(`datastore '${store}'`, err);
         }
         this.saw(res.header.revision);
-        if (res.succeeded) entry.operations.add(Number(res.header.revision));
       } catch (err) {
         if (hooks.prepare) hooks.abort?.(value);
         throw err;
@@ -447,7 +537,14 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
         continue;
       }
       const id = Number(res.header.revision);
-      this.own.set(id, key);
+      if (entry.lost) {
+        // put under a lease counted as expired meanwhile: it may count nowhere; admit again under a new one
+        this.deleteOperationKey(id, key).catch(() => undefined);
+        if (hooks.prepare) hooks.abort?.(value);
+        continue;
+      }
+      entry.operations.add(id);
+      this.own.set(id, { key, entry });
       const { host: _host, ...record } = stored;
       return { record: { ...record, id }, config: state.config, value };
     }
@@ -455,22 +552,75 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
 
   /** The stored operation `id`: ours by its key, another's by its create revision among all stores' operations. */
   private async findOperation(id: number): Promise<IKeyValue | undefined> {
-    const own = this.own.get(id);
+    const own = this.own.get(id)?.key;
     const p = `${this.prefix}datastores/`;
     const { kvs } = own ? await this.range('operation', own) : await this.range('operation', p, prefixEnd(p));
     return kvs.find((kv) => Number(kv.create_revision) === id && kv.key.toString().includes('/ops/'));
   }
 
+  /**
+   * End operation `id`. One of this process's never fails for want of etcd: the operation has
+   * ended, and the work that ends it must not fail for it. Its key is deleted once etcd answers
+   * again (tried every second), or goes with the lease should that expire first; one whose lease
+   * was already lost counts nowhere, its key is deleted if etcd still has it.
+   */
   async release(id: number): Promise<void> {
-    const key = this.own.get(id) ?? (await this.findOperation(id))?.key.toString();
-    if (key === undefined) return;
+    const lostKey = this.lostKeys.get(id);
+    if (lostKey !== undefined) {
+      this.lostKeys.delete(id);
+      this.deleteOperationKey(id, lostKey).catch(() => undefined);
+      return;
+    }
+    const own = this.own.get(id);
+    if (!own) {
+      const kv = await this.findOperation(id);
+      if (kv) await this.deleteOperationKey(id, kv.key.toString());
+      return;
+    }
+    if (own.releasing) return;
+    try {
+      await this.deleteOperationKey(id, own.key);
+    } catch {
+      if (this.own.get(id) !== own) return; // its lease was lost meanwhile: the key went with it
+      own.releasing = true;
+      this.retryReleases();
+      return;
+    }
+    this.forgetOwn(id, own);
+  }
+
+  /** Delete operation `id`'s key, exactly that one (compared by its create revision). */
+  private async deleteOperationKey(id: number, key: string): Promise<void> {
     await this.txn(`operation ${id}`, {
       compare: [{ key: b(key), target: 'Create', result: 'Equal', create_revision: String(id) }],
       success: [{ request_delete_range: { key: b(key) } }],
       failure: [],
     });
-    this.own.delete(id);
-    this.lease?.operations.delete(id);
+  }
+
+  private forgetOwn(id: number, own: OwnOperation): void {
+    if (this.own.get(id) === own) this.own.delete(id);
+    own.entry.operations.delete(id);
+  }
+
+  /** Try the releases etcd did not answer again, every second until none is left. */
+  private retryReleases(): void {
+    if (this.releaseRetry || this.closed) return;
+    this.releaseRetry = setTimeout(() => {
+      const pending = [...this.own].filter(([, own]) => own.releasing);
+      void Promise.all(
+        pending.map(([id, own]) =>
+          this.deleteOperationKey(id, own.key).then(
+            () => this.forgetOwn(id, own),
+            () => undefined,
+          ),
+        ),
+      ).then(() => {
+        this.releaseRetry = undefined;
+        if ([...this.own.values()].some((own) => own.releasing)) this.retryReleases();
+      });
+    }, RELEASE_RETRY_MS);
+    this.releaseRetry.unref();
   }
 
   async attachTask(id: number, taskId: string): Promise<void> {
@@ -699,6 +849,8 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.releaseRetry) clearTimeout(this.releaseRetry);
+    if (this.lease?.expiry) clearTimeout(this.lease.expiry);
     this.lease?.lease.release();
     this.client.close();
     this.events.close();

@@ -22,6 +22,7 @@ import { bootstrapRootUser } from './bootstrap.js';
 import type { ServerContext, ServerPaths } from '../http/context.js';
 import { openInstanceDatastores } from '../maintenance/open-datastore-access.js';
 import type { ClusterSettings } from '../cluster/cluster-settings.js';
+import { abortOnLeaseLoss } from '../cluster/lease-loss.js';
 import type { ChunkBackendOpener } from '../maintenance/datastore-access.js';
 import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from '../http/permissions.js';
@@ -185,6 +186,8 @@ export async function assembleApi(app: FastifyInstance, opts: AssembleApiOptions
     authFailureDelayMs: opts.authFailureDelayMs ?? 3000,
     log: app.log,
   };
+  // operations whose cluster lease expired must not go on (src/cluster/lease-loss.ts)
+  if (cluster) abortOnLeaseLoss(cluster, access, context.tasks, app.log);
   await registerRoutes(app, opts.routes ?? apiRoutes, context);
   return context;
 }

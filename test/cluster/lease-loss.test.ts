@@ -1,0 +1,250 @@
+/**
+ * A server cut off from the cluster's etcd longer than its lease TTL (issue 17, docs/cluster.md
+ * "Failure behaviour"): the other servers stop counting its operations and a mode may be set
+ * meanwhile, so its running backup is aborted with ERR_CLUSTER_LEASE_LOST — the client gets the
+ * message, the task fails with it, nothing of the snapshot stays — and it refuses new admissions
+ * with 503 until etcd answers again.
+ *
+ * Server web-a reaches etcd only through a TCP relay process of this test; killing the relay cuts
+ * it off for real, starting it again on the same port reconnects it. Server web-b (direct to etcd)
+ * is the rest of the cluster. Both share one datastore directory (shared storage). Lease TTL 2 s.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startTestServer, type TestServer } from '../helpers/https-api.js';
+import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
+import { loginApi, taskEnd } from '../e2e/backup-helpers.js';
+import { BackupWriter } from '../../src/client/backup-writer.js';
+import { ChunkPool } from '../../src/client/chunk-pool.js';
+import { StowageError } from '../../src/errors.js';
+import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
+import type { ApiClient } from '../../src/client/connection.js';
+
+const RELAY = fileURLToPath(new URL('./fixtures/tcp-relay.ts', import.meta.url));
+const STORE = 'shared';
+const TTL_S = 2;
+const LOST = new RegExp(
+  `^datastore '${STORE}' operation lost its cluster lease: server 'web-a' could not renew it with ` +
+    `the cluster's etcd for ${TTL_S} s, .*; the operation is aborted$`,
+);
+
+let a: TestServer;
+let b: TestServer;
+let apiA: ApiClient;
+let relay: ChildProcess | undefined;
+let relayPort = 0;
+let upstream: string;
+let storePath: string;
+const pool = new ChunkPool();
+const writers: BackupWriter[] = [];
+
+/** Start the relay (on `port`, or a free one) and resolve with its port. */
+async function startRelay(port = 0): Promise<number> {
+  const child = spawn(process.execPath, ['--import', 'tsx', RELAY, upstream, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  relay = child;
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
+  });
+  return Number(line);
+}
+
+async function stopRelay(): Promise<void> {
+  const child = relay;
+  relay = undefined;
+  if (!child || child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+const target = (t: TestServer) => {
+  const url = new URL(t.server.url);
+  return { host: url.hostname, port: Number(url.port), fingerprint: t.server.fingerprint };
+};
+
+async function startBackup(t: TestServer, time: number): Promise<BackupWriter> {
+  const s = target(t);
+  const api = t === a ? apiA : await loginApi(s);
+  const writer = await BackupWriter.start(
+    {
+      target: { host: s.host, port: s.port },
+      policy: { fingerprint: s.fingerprint },
+      credentials: api.credentials,
+      store: STORE,
+      backupType: 'host',
+      backupId: 'web01',
+      backupTime: time,
+    },
+    pool,
+  );
+  writers.push(writer);
+  return writer;
+}
+
+interface Operation {
+  kind: string;
+  node?: string;
+  'task-id'?: string;
+}
+
+async function operations(t: TestServer): Promise<Operation[]> {
+  const res = await t.api('GET', `/admin/datastore/${STORE}/active-operations`, { auth: t.root });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return (res.body.data as { operations: Operation[] }).operations;
+}
+
+async function snapshots(t: TestServer) {
+  return t.api('GET', `/admin/datastore/${STORE}/snapshots`, { auth: t.root });
+}
+
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > timeoutMs) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return Date.now() - t0;
+}
+
+before(async () => {
+  const etcd = await testEtcd();
+  const prefix = uniqueEtcdPrefix('lease-loss');
+  // m3: the members other tests stop are m1 (and one outage at a time)
+  upstream = etcd.endpointOf('m3').replace('http://', '');
+  relayPort = await startRelay();
+  a = await startTestServer({
+    prefix: 'stowage-lease-web-a-',
+    nodeName: 'web-a',
+    cluster: {
+      endpoints: [`http://127.0.0.1:${relayPort}`],
+      prefix,
+      node: 'web-a',
+      leaseTtlSeconds: TTL_S,
+    },
+  });
+  b = await startTestServer({
+    prefix: 'stowage-lease-web-b-',
+    nodeName: 'web-b',
+    cluster: { endpoints: etcd.endpoints, prefix, node: 'web-b', leaseTtlSeconds: TTL_S },
+  });
+  storePath = await a.addBareDatastore(STORE);
+  await until('web-b sees the datastore', async () => (await snapshots(b)).status === 200);
+  apiA = await loginApi(target(a));
+});
+
+after(async () => {
+  for (const w of writers) w.abort();
+  await pool.close();
+  await stopRelay();
+  const cluster = b?.server.context.cluster;
+  await cluster?.client.delete().prefix(cluster.settings.prefix);
+  await a?.close();
+  await b?.close();
+});
+
+test('a backup on a server cut off from etcd past its lease is aborted, and the server admits again once etcd answers', async () => {
+  const t0 = Math.floor(Date.now() / 1000) - 100;
+  const writer = await startBackup(a, t0);
+  await writer.uploadBlob('notes.blob', Buffer.from('half of a backup'));
+  const snapshotDir = join(storePath, 'host', 'web01', new Date(t0 * 1000).toISOString().replace('.000', ''));
+  assert.ok(existsSync(snapshotDir), `${snapshotDir} is being written`);
+  let upid = '';
+  await until('web-b lists web-a’s backup', async () => {
+    const op = (await operations(b)).find((o) => o.kind === 'backup');
+    upid = op?.['task-id'] ?? '';
+    return op?.node === 'web-a' && upid !== '';
+  });
+
+  await stopRelay();
+
+  // the task fails with the lease's message, and its log says why
+  const task = await taskEnd(apiA, upid, 20_000);
+  assert.match(task.status, LOST);
+  assert.ok(
+    task.log.some((l) =>
+      /: abort requested: datastore 'shared' operation lost its cluster lease: server 'web-a'/.test(l),
+    ),
+    task.log.join('\n'),
+  );
+  // the client's next request gets the same message, not a lost connection
+  const clientErr = await writer.finish().then(
+    () => assert.fail('the backup must not finish'),
+    (err: unknown) => err,
+  );
+  assert.ok(clientErr instanceof StowageError, String(clientErr));
+  assert.match(clientErr.message, LOST);
+  // nothing of the snapshot stays: no directory, nothing listed anywhere
+  assert.ok(!existsSync(snapshotDir), `${snapshotDir} removed`);
+  // the rest of the cluster stopped counting it once the lease expired
+  await until('web-b no longer lists it', async () => (await operations(b)).length === 0);
+  const listed = await snapshots(b);
+  assert.equal(listed.status, 200);
+  assert.deepEqual(listed.body.data, []);
+  // its group lock went with the lease: another server backs the group up meanwhile
+  const other = await startBackup(b, t0 + 10);
+  await other.uploadBlob('notes.blob', Buffer.from('from web-b'));
+  await other.finish();
+
+  // cut off: nothing new is admitted on a mode it cannot check
+  const refused = await snapshots(a);
+  assert.equal(refused.status, 503, JSON.stringify(refused.body));
+  assert.match(
+    refused.body.message!,
+    /^datastore 'shared' is unavailable: the cluster's etcd cannot be reached \(.*\); nothing is admitted while the maintenance mode cannot be checked$/,
+  );
+
+  // etcd answers again: web-a admits under a new lease, and its backups count everywhere
+  assert.equal(await startRelay(relayPort), relayPort);
+  await until('web-a admits again', async () => (await snapshots(a)).status === 200, 30_000);
+  const again = await startBackup(a, t0 + 20);
+  await until('web-b lists web-a’s new backup', async () =>
+    (await operations(b)).some((o) => o.kind === 'backup' && o.node === 'web-a'),
+  );
+  await again.uploadBlob('notes.blob', Buffer.from('from web-a again'));
+  await again.finish();
+  const listedAfter = await snapshots(b);
+  assert.deepEqual(
+    (listedAfter.body.data as Array<{ 'backup-time': number }>).map((s) => s['backup-time']).sort(),
+    [t0 + 10, t0 + 20],
+  );
+  const dirs = readdirSync(join(storePath, 'host', 'web01')).filter((n) => /^\d{4}-/.test(n));
+  assert.equal(dirs.length, 2, dirs.join(' '));
+});
+
+test('an operation that ends while etcd cannot be reached ends without an error, and its key goes when etcd answers again', async () => {
+  const observer = b.server.context.cluster!.backend;
+  // a lease that outlives the cut (15 s): the key must go by the release, not by the lease's expiry
+  const cutOff = new EtcdAdmissionBackend({
+    endpoints: [`http://127.0.0.1:${relayPort}`],
+    prefix: b.server.context.cluster!.settings.prefix,
+    node: 'web-c',
+    leaseTtlSeconds: 15,
+    callTimeoutMs: 1_000,
+  });
+  try {
+    const ended = await cutOff.admit(STORE, 'read', { kind: 'restore', detail: 'host/web01' });
+    const running = await cutOff.admit(STORE, 'read', { kind: 'verify', detail: 'host/web01' });
+    const ids = async () => (await observer.list(STORE)).map((op) => op.id).sort();
+    assert.deepEqual(await ids(), [ended.record.id, running.record.id]);
+
+    await stopRelay();
+    await cutOff.release(ended.record.id); // resolves: the work that ended must not fail for it
+    assert.deepEqual(await ids(), [ended.record.id, running.record.id], 'etcd has not heard of it yet');
+
+    await startRelay(relayPort);
+    await until('the ended operation is gone', async () => !(await ids()).includes(ended.record.id), 15_000);
+    assert.deepEqual(await ids(), [running.record.id], 'the lease lives on: only the release removed it');
+    await cutOff.release(running.record.id);
+    assert.deepEqual(await ids(), []);
+  } finally {
+    cutOff.close();
+  }
+});
