@@ -20,6 +20,7 @@ import { startTestServer, type TestServer } from '../helpers/https-api.js';
 import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
 import { loginApi, taskEnd } from '../e2e/backup-helpers.js';
 import { BackupWriter } from '../../src/client/backup-writer.js';
+import { BackupReader } from '../../src/client/backup-reader.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import { StowageError } from '../../src/errors.js';
 import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
@@ -42,6 +43,7 @@ let upstream: string;
 let storePath: string;
 const pool = new ChunkPool();
 const writers: BackupWriter[] = [];
+const readers: BackupReader[] = [];
 
 /** Start the relay (on `port`, or a free one) and resolve with its port. */
 async function startRelay(port = 0): Promise<number> {
@@ -70,23 +72,49 @@ const target = (t: TestServer) => {
   return { host: url.hostname, port: Number(url.port), fingerprint: t.server.fingerprint };
 };
 
-async function startBackup(t: TestServer, time: number): Promise<BackupWriter> {
+async function snapshotRef(t: TestServer, backupId: string, backupTime: number) {
   const s = target(t);
   const api = t === a ? apiA : await loginApi(s);
-  const writer = await BackupWriter.start(
-    {
-      target: { host: s.host, port: s.port },
-      policy: { fingerprint: s.fingerprint },
-      credentials: api.credentials,
-      store: STORE,
-      backupType: 'host',
-      backupId: 'web01',
-      backupTime: time,
-    },
-    pool,
-  );
+  return {
+    target: { host: s.host, port: s.port },
+    policy: { fingerprint: s.fingerprint },
+    credentials: api.credentials,
+    store: STORE,
+    backupType: 'host',
+    backupId,
+    backupTime,
+  } as const;
+}
+
+async function startBackup(t: TestServer, time: number, backupId = 'web01'): Promise<BackupWriter> {
+  const writer = await BackupWriter.start(await snapshotRef(t, backupId, time), pool);
   writers.push(writer);
   return writer;
+}
+
+async function openReader(t: TestServer, backupId: string, time: number): Promise<BackupReader> {
+  const reader = await BackupReader.open(await snapshotRef(t, backupId, time), pool);
+  readers.push(reader);
+  return reader;
+}
+
+/** The task of the operation of `kind` that web-b lists as web-a's. */
+async function taskOfWebA(kind: string): Promise<string> {
+  let upid = '';
+  await until(`web-b lists web-a’s ${kind}`, async () => {
+    const op = (await operations(b)).find((o) => o.kind === kind && o.node === 'web-a');
+    upid = op?.['task-id'] ?? '';
+    return upid !== '';
+  });
+  return upid;
+}
+
+/** What `promise` was rejected with (it must be). */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => assert.fail('it must fail'),
+    (err: unknown) => err,
+  );
 }
 
 interface Operation {
@@ -142,6 +170,7 @@ before(async () => {
 
 after(async () => {
   for (const w of writers) w.abort();
+  for (const r of readers) await r.close().catch(() => undefined);
   await pool.close();
   await stopRelay();
   const cluster = b?.server.context.cluster;
@@ -150,44 +179,57 @@ after(async () => {
   await b?.close();
 });
 
-test('a backup on a server cut off from etcd past its lease is aborted, and the server admits again once etcd answers', async () => {
+test('a backup and a restore on a server cut off from etcd past its lease are aborted, and the server admits again once etcd answers', async () => {
   const t0 = Math.floor(Date.now() / 1000) - 100;
+  // a snapshot to restore from, made on web-b
+  const seed = await startBackup(b, t0 - 50, 'seed');
+  await seed.uploadBlob('notes.blob', Buffer.from('seed'));
+  await seed.finish();
+  const reader = await openReader(a, 'seed', t0 - 50);
+  assert.equal((await reader.blob('notes.blob')).toString(), 'seed');
   const writer = await startBackup(a, t0);
   await writer.uploadBlob('notes.blob', Buffer.from('half of a backup'));
   const snapshotDir = join(storePath, 'host', 'web01', new Date(t0 * 1000).toISOString().replace('.000', ''));
   assert.ok(existsSync(snapshotDir), `${snapshotDir} is being written`);
-  let upid = '';
-  await until('web-b lists web-a’s backup', async () => {
-    const op = (await operations(b)).find((o) => o.kind === 'backup');
-    upid = op?.['task-id'] ?? '';
-    return op?.node === 'web-a' && upid !== '';
-  });
+  const backupTask = await taskOfWebA('backup');
+  const readerTask = await taskOfWebA('reader');
 
   await stopRelay();
 
-  // the task fails with the lease's message, and its log says why
-  const task = await taskEnd(apiA, upid, 20_000);
-  assert.match(task.status, LOST);
-  assert.ok(
-    task.log.some((l) =>
-      /: abort requested: datastore 'shared' operation lost its cluster lease: server 'web-a'/.test(l),
-    ),
-    task.log.join('\n'),
-  );
-  // the client's next request gets the same message, not a lost connection
-  const clientErr = await writer.finish().then(
-    () => assert.fail('the backup must not finish'),
-    (err: unknown) => err,
-  );
-  assert.ok(clientErr instanceof StowageError, String(clientErr));
-  assert.match(clientErr.message, LOST);
+  // each task fails with the lease's message, and its log says why
+  for (const upid of [backupTask, readerTask]) {
+    const task = await taskEnd(apiA, upid, 20_000);
+    assert.match(task.status, LOST);
+    assert.ok(
+      task.log.some((l) =>
+        /: abort requested: datastore 'shared' operation lost its cluster lease: server 'web-a'/.test(l),
+      ),
+      task.log.join('\n'),
+    );
+  }
+  // each client's next request gets the same message, not a lost connection
+  for (const err of [await rejection(writer.finish()), await rejection(reader.blob('notes.blob'))]) {
+    assert.ok(err instanceof StowageError, String(err));
+    assert.match(err.message, LOST);
+  }
   // nothing of the snapshot stays: no directory, nothing listed anywhere
   assert.ok(!existsSync(snapshotDir), `${snapshotDir} removed`);
-  // the rest of the cluster stopped counting it once the lease expired
-  await until('web-b no longer lists it', async () => (await operations(b)).length === 0);
-  const listed = await snapshots(b);
-  assert.equal(listed.status, 200);
-  assert.deepEqual(listed.body.data, []);
+  // this server let go of the datastore (nothing of its own counts it any more)
+  await until(
+    'web-a closed the datastore',
+    async () => a.server.context.datastores.openDatastores().length === 0,
+  );
+  // the rest of the cluster stopped counting them once the lease expired
+  await until('web-b no longer lists them', async () => (await operations(b)).length === 0);
+  const web01 = async () => {
+    const listed = await snapshots(b);
+    assert.equal(listed.status, 200);
+    return (listed.body.data as Array<{ 'backup-id': string; 'backup-time': number }>)
+      .filter((snap) => snap['backup-id'] === 'web01')
+      .map((snap) => snap['backup-time'])
+      .sort();
+  };
+  assert.deepEqual(await web01(), []);
   // its group lock went with the lease: another server backs the group up meanwhile
   const other = await startBackup(b, t0 + 10);
   await other.uploadBlob('notes.blob', Buffer.from('from web-b'));
@@ -210,11 +252,7 @@ test('a backup on a server cut off from etcd past its lease is aborted, and the 
   );
   await again.uploadBlob('notes.blob', Buffer.from('from web-a again'));
   await again.finish();
-  const listedAfter = await snapshots(b);
-  assert.deepEqual(
-    (listedAfter.body.data as Array<{ 'backup-time': number }>).map((s) => s['backup-time']).sort(),
-    [t0 + 10, t0 + 20],
-  );
+  assert.deepEqual(await web01(), [t0 + 10, t0 + 20]);
   const dirs = readdirSync(join(storePath, 'host', 'web01')).filter((n) => /^\d{4}-/.test(n));
   assert.equal(dirs.length, 2, dirs.join(' '));
 });
