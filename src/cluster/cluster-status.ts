@@ -92,9 +92,14 @@ async function leaseTtl(client: Etcd3, lease: string): Promise<{ ttl: number; gr
   );
 }
 
-/** Whether a lease is kept alive (see the file comment): more than half its TTL left. */
+/**
+ * Whether a lease is kept alive (see the file comment): more than half its TTL left. etcd reports
+ * the seconds left truncated (1.9 s left reads 1), so a lease is lost only once even the most it
+ * can have left is half its TTL or less: with a 2 s TTL a live lease reads 1 right after each
+ * keep-alive, which `ttl > granted / 2` took for lost.
+ */
 function leaseAlive(t: { ttl: number; granted: number } | undefined): boolean {
-  return t !== undefined && t.ttl > t.granted / 2;
+  return t !== undefined && t.ttl + 1 > t.granted / 2;
 }
 
 /** The leases among `leases` whose server missed its keep-alives (the operations are "lost with node N"). */

@@ -72,7 +72,8 @@ describe('cluster mode in the web UI', { skip }, () => {
         endpoints,
         prefix,
         node: 'web-c',
-        leaseTtlSeconds: 4,
+        // lost for its last 3 s (the page polls every 2.5 s), then gone
+        leaseTtlSeconds: 6,
       });
       await doomed.admit(STORE, 'read', { kind: 'verify', detail: 'host/web01', authId: 'root@pam' });
       await table.getByText('web-c').waitFor();

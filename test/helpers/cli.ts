@@ -35,8 +35,14 @@ export class ServerProcess {
   output = '';
   private readonly listening: Promise<void>;
 
-  constructor(args: string[], env: NodeJS.ProcessEnv) {
-    this.child = spawn(process.execPath, [STOWAGE_BIN, 'server', ...args], {
+  /**
+   * `wrapper`: a command that runs the server as its last arguments (e.g. `unshare --pid --fork
+   * --kill-child`, so that the server looks like another host's process to the others); `child` is
+   * then the wrapper's process.
+   */
+  constructor(args: string[], env: NodeJS.ProcessEnv, wrapper: string[] = []) {
+    const command = [...wrapper, process.execPath, STOWAGE_BIN, 'server', ...args];
+    this.child = spawn(command[0]!, command.slice(1), {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
