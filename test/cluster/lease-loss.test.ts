@@ -11,13 +11,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from '../helpers/https-api.js';
 import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
+import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { loginApi, taskEnd } from '../e2e/backup-helpers.js';
 import { BackupWriter } from '../../src/client/backup-writer.js';
 import { BackupReader } from '../../src/client/backup-reader.js';
@@ -26,7 +24,6 @@ import { StowageError } from '../../src/errors.js';
 import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
 import type { ApiClient } from '../../src/client/connection.js';
 
-const RELAY = fileURLToPath(new URL('./fixtures/tcp-relay.ts', import.meta.url));
 const STORE = 'shared';
 const TTL_S = 2;
 const LOST = new RegExp(
@@ -37,7 +34,7 @@ const LOST = new RegExp(
 let a: TestServer;
 let b: TestServer;
 let apiA: ApiClient;
-let relay: ChildProcess | undefined;
+let relay: TcpRelay | undefined;
 let relayPort = 0;
 let upstream: string;
 let storePath: string;
@@ -47,24 +44,14 @@ const readers: BackupReader[] = [];
 
 /** Start the relay (on `port`, or a free one) and resolve with its port. */
 async function startRelay(port = 0): Promise<number> {
-  const child = spawn(process.execPath, ['--import', 'tsx', RELAY, upstream, String(port)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  relay = child;
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
-  });
-  return Number(line);
+  relay = await startTcpRelay(upstream, port);
+  return relay.port;
 }
 
 async function stopRelay(): Promise<void> {
-  const child = relay;
+  const r = relay;
   relay = undefined;
-  if (!child || child.exitCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await gone;
+  await r?.kill();
 }
 
 const target = (t: TestServer) => {

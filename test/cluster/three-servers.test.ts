@@ -16,23 +16,21 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { testEtcd, uniqueEtcdPrefix, type EtcdTestTarget } from '../helpers/etcd-cluster.js';
 import { CLIENT_BIN, freePort, runCli, ServerProcess } from '../helpers/cli.js';
+import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { loginApi, ROOT_PASSWORD, taskEnd } from '../e2e/backup-helpers.js';
 import { BackupWriter } from '../../src/client/backup-writer.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
 import type { ApiClient } from '../../src/client/connection.js';
 import type { ActiveOperationsReply } from '../../src/api-types/operations.js';
 
-const RELAY = fileURLToPath(new URL('./fixtures/tcp-relay.ts', import.meta.url));
 const STORE = 'shared';
 const TTL_S = 2;
 /** `unshare` may make pid namespaces here (root, or a container that allows it). */
@@ -171,7 +169,7 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
   const root = mkdtempSync(join(tmpdir(), 'stowage-3servers-'));
   let etcd: EtcdTestTarget;
   let prefix: string;
-  let relay: ChildProcess | undefined;
+  let relay: TcpRelay | undefined;
   let n1: ClusterServer, n2: ClusterServer, n3: ClusterServer;
   const started: ClusterServer[] = [];
   /** Sessions a failed test left open: aborted in `after`, so that the process can exit. */
@@ -221,13 +219,8 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
     prefix = uniqueEtcdPrefix('3servers');
     const hosts = (urls: string[]) => urls.map((u) => u.replace('http://', '')).join(',');
     const url = (urls: string[]) => `etcd://${hosts(urls)}${prefix.replace(/\/$/, '')}`;
-    relay = spawn(process.execPath, ['--import', 'tsx', RELAY, hosts([etcd.endpointOf('m2')])], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const relayPort = new Promise<string>((resolve, reject) => {
-      createInterface({ input: relay!.stdout! }).once('line', resolve);
-      relay!.once('exit', (code) => reject(new Error(`the relay exited with ${code}`)));
-    });
+    // n3's only way to etcd (m2: m1 is the member the outage test stops)
+    const relayStarted = startTcpRelay(hosts([etcd.endpointOf('m2')])).then((r) => (relay = r));
     const pidNamespace = ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc'];
     // n1 creates the datastore (its 65536 chunk directories) while the others start
     [n1, n2, n3] = await Promise.all([
@@ -240,7 +233,7 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
         return s;
       }),
       startServer('n2', url([...etcd.endpoints].reverse()), PID_NAMESPACES ? pidNamespace : []),
-      relayPort.then((port) => startServer('n3', url([`http://127.0.0.1:${port}`]))),
+      relayStarted.then((r) => startServer('n3', url([`http://127.0.0.1:${r.port}`]))),
     ]);
     console.log(`# servers up, datastore created in ${Date.now() - t0} ms`);
   });
@@ -248,7 +241,7 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
   after(async () => {
     const t0 = Date.now();
     await Promise.allSettled([...open].map((b) => b.abort()));
-    relay?.kill('SIGKILL');
+    await relay?.kill();
     await Promise.all(
       started.map(
         (s) =>
@@ -370,6 +363,17 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
       await allShow(all, expected(all.map((s, i) => [s, held[i]!])));
       for (const b of held) await done(b);
       await allShow(all, expected([]));
+      // a mode change through the server that had m1 first holds on every server
+      await n1.api.call('PUT', `/config/datastore/${STORE}`, {
+        'maintenance-mode': 'read-only,message=member down',
+      });
+      for (const s of all) {
+        await assert.rejects(
+          openBackup(s, `outage-late-${s.node}`, false),
+          refusedWith(/^datastore 'shared' is unavailable: read-only maintenance mode: member down$/),
+        );
+      }
+      await n2.api.call('PUT', `/config/datastore/${STORE}`, { delete: 'maintenance-mode' });
     } finally {
       await etcd.startMember('m1');
     }
@@ -413,7 +417,7 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
   });
 
   test('a server cut off from etcd refuses new admissions with 503 and why; the others go on', async () => {
-    relay!.kill('SIGKILL');
+    await relay!.kill();
     const unreachable = (subject: string) =>
       new RegExp(
         `^${subject} is unavailable: the cluster's etcd cannot be reached \\(.+\\); ` +
