@@ -3,6 +3,7 @@
  * `enabled: false`; a server of a cluster on the shared 3-member test etcd lists its servers (the
  * scheduler's candidates: lease, TTL left, alive or lost, operations, leader) and etcd's members,
  * raft leader and endpoints. Another server is a separate process, SIGKILLed to show "lost".
+ * `stowage cluster status` prints the same as tables.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import { startTestServer, type TestServer } from '../helpers/https-api.js';
 import { testEtcd, uniqueEtcdPrefix, type EtcdTestTarget } from '../helpers/etcd-cluster.js';
 import { EtcdSchedulerLeadership } from '../../src/jobs/etcd-scheduler-leadership.js';
 import type { ClusterStatus } from '../../src/cluster/cluster-status.js';
+import { STOWAGE_BIN, runCli } from '../helpers/cli.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/scheduler-candidate.ts', import.meta.url));
 const TTL = 3;
@@ -137,3 +139,38 @@ async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 15_000)
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test('`stowage cluster status` prints the servers and etcd as tables, or the API answer as JSON', async () => {
+  await until(() => leadership.leads());
+  const cli = (t: TestServer, args: string[]) =>
+    runCli(STOWAGE_BIN, [
+      '--config-dir',
+      t.paths.configDir,
+      '--server',
+      new URL(t.server.url).host,
+      'cluster',
+      'status',
+      ...args,
+    ]);
+  const text = await cli(member, []);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(
+    text.stdout,
+    new RegExp(`^cluster ${prefix} on etcd, lease TTL ${TTL} s; this server: web-a$`, 'm'),
+  );
+  assert.match(text.stdout, /^web-a \(this server\)\s+alive\s+0\s+leader\s+[0-9a-f]+\s+\d s$/m);
+  assert.match(text.stdout, /^etcd: 3 member\(s\), raft leader \S+$/m);
+  for (const endpoint of etcd.endpoints) assert.match(text.stdout, new RegExp(`^${endpoint}\\s+yes\\s`, 'm'));
+
+  const json = await cli(member, ['--output-format', 'json']);
+  assert.equal(json.code, 0, json.stderr);
+  const parsed = JSON.parse(json.stdout) as ClusterStatus;
+  assert.deepEqual(
+    parsed.nodes!.map((n) => [n.node, n.state, n.leader]),
+    [['web-a', 'alive', true]],
+  );
+
+  const alone = await cli(plain, []);
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.equal(alone.stdout, 'not in cluster mode: the server was started without --cluster\n');
+});

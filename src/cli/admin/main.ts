@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { failAndExit, EXIT } from '../exit-codes.js';
 import { registerAccessCommands } from './access-commands.js';
+import { registerClusterCommands } from './cluster-commands.js';
 import { closeInProcessApis } from './admin-connection.js';
 import { registerDatastoreCommands } from './datastore-commands.js';
 import { registerJobCommands } from './job-commands.js';
@@ -29,6 +30,7 @@ export function buildAdminCli(): Command {
   registerS3Commands(program);
   registerSyncCommands(program);
   registerAccessCommands(program);
+  registerClusterCommands(program);
   // sub-commands inherit exitOverride so usage errors exit with EXIT.USAGE, not commander's 1
   const inherit = (cmd: Command) => {
     for (const c of cmd.commands) {
