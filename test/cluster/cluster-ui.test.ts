@@ -4,13 +4,15 @@
  * server's own operations and another server's (on the datastore's Options & maintenance page),
  * and the drain line names the node too; a server that stops keeping its lease alive has its
  * operations shown as "lost with node N" until the lease expires. The other servers are etcd
- * backends of their own on the same prefix of the shared 3-member test etcd.
+ * backends of their own on the same prefix of the shared 3-member test etcd. The Cluster page
+ * lists the servers (state, operations, scheduler leader) and etcd's endpoints.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { browserSkipReason, Harness } from '../browser/harness.js';
 import { testEtcd, uniqueEtcdPrefix } from '../helpers/etcd-cluster.js';
 import { EtcdAdmissionBackend } from '../../src/maintenance/etcd-admission-backend.js';
+import { EtcdSchedulerLeadership } from '../../src/jobs/etcd-scheduler-leadership.js';
 
 const skip = browserSkipReason();
 if (skip) console.log(`# skipping browser tests: ${skip}`);
@@ -83,6 +85,40 @@ describe('cluster mode in the web UI', { skip }, () => {
       assert.deepEqual(errors, []);
     } finally {
       await own.release(mine.record.id);
+      await context.close();
+    }
+  });
+
+  test('the Cluster page lists the servers with state, operations and the scheduler leader, and etcd', async () => {
+    const cluster = h.server.context.cluster!;
+    // as `stowage server` does: its scheduler campaigns, so the server is listed and leads
+    const leadership = new EtcdSchedulerLeadership({
+      client: cluster.client,
+      prefix,
+      node: 'web-a',
+      ttlSeconds: 3,
+    });
+    const theirs = await other.admit(STORE, 'read', {
+      kind: 'restore',
+      detail: 'host/db02',
+      authId: 'root@pam',
+    });
+    const { context, page, errors } = await h.newPage();
+    try {
+      await h.login(page);
+      await page.getByRole('link', { name: 'Cluster' }).click();
+      const nodes = page.getByTestId('cluster-nodes');
+      await nodes.getByText('runs them (leader)').waitFor();
+      await nodes.getByText('web-b').waitFor();
+      const text = await nodes.innerText();
+      assert.match(text, /web-a \(this server\)\s+alive\s+0\s+runs them \(leader\)\s+\d s of 3 s/);
+      assert.match(text, /web-b\s+alive\s+1\s/);
+      const etcd = await page.getByTestId('cluster-etcd').innerText();
+      for (const endpoint of endpoints) assert.match(etcd, new RegExp(`${endpoint}\\s+yes`));
+      assert.deepEqual(errors, []);
+    } finally {
+      await other.release(theirs.record.id);
+      await leadership.close();
       await context.close();
     }
   });

@@ -1,6 +1,9 @@
 /** Session handling (login, logout, expiry, ticket renewal) and hash routing. */
 import { useEffect, useState } from 'preact/hooks';
-import { loadSession, logout, onSessionExpired, renewTicket, type Session } from './api.js';
+import { api, loadSession, logout, onSessionExpired, renewTicket, type Session } from './api.js';
+import { useApi } from './hooks.js';
+import type { ClusterStatus } from './types.js';
+import { Cluster } from './views/cluster.js';
 import { DatastoreList } from './views/datastore-list.js';
 import { DatastoreView } from './views/datastore.js';
 import { Jobs } from './views/jobs.js';
@@ -32,6 +35,7 @@ function route(hash: string) {
   if (first === 'tasks' && second) return { page: 'tasks', key: second, view: <TaskLog upid={second} /> };
   if (first === 'tasks') return { page: 'tasks', key: '', view: <Tasks /> };
   if (first === 'jobs') return { page: 'jobs', key: '', view: <Jobs /> };
+  if (first === 'cluster') return { page: 'cluster', key: '', view: <Cluster /> };
   return { page: 'datastores', key: '', view: <DatastoreList /> };
 }
 
@@ -39,6 +43,12 @@ export function App() {
   const [session, setSession] = useState<Session | undefined>(loadSession);
   const [notice, setNotice] = useState<string | undefined>(undefined);
   const hash = useHash();
+  // the Cluster page is offered only on a server in cluster mode (and to users who may see it)
+  const inCluster = useApi(
+    async (signal) =>
+      session ? (await api.get<ClusterStatus>('/cluster/status', undefined, signal)).data.enabled : false,
+    [session],
+  );
 
   useEffect(
     () =>
@@ -68,6 +78,7 @@ export function App() {
   }
 
   const r = route(hash);
+  const clustered = inCluster.data === true;
   const link = (href: string, page: string, label: string) => (
     <li>
       <a href={href} aria-current={r.page === page ? 'page' : undefined}>
@@ -90,6 +101,7 @@ export function App() {
             {link('#/', 'datastores', 'Datastores')}
             {link('#/tasks', 'tasks', 'Tasks')}
             {link('#/jobs', 'jobs', 'Jobs')}
+            {clustered && link('#/cluster', 'cluster', 'Cluster')}
             <li class="user">
               <span class="muted" data-testid="current-user">
                 {session.username}

@@ -7,6 +7,7 @@ export type {
   DatastoreUsageItem as DatastoreUsage,
   GarbageCollectionStatus as GcStatus,
 } from '../../src/api-types/datastore-replies.js';
+export type { ClusterStatus } from '../../src/api-types/cluster-status.js';
 export type {
   ActiveOperationsReply as ActiveOperations,
   OperationItem as ActiveOperation,
