@@ -25,9 +25,11 @@ export function abortOnLeaseLoss(
       const op = datastores.admittedOperation(id);
       if (!op) continue; // ended meanwhile
       const reason = ERR_CLUSTER_LEASE_LOST(op.store, cluster.node, cluster.settings.leaseTtlSeconds);
-      // an operation without a task is a single API request: it ends on its own within moments
-      const aborted = op.taskId !== undefined && tasks.abortTask(op.taskId, reason);
-      log.warn({ operation: id, task: op.taskId, aborted }, reason.message);
+      log.warn({ operation: id, task: op.taskId }, reason.message);
+      if (op.taskId !== undefined) tasks.abortTask(op.taskId, reason);
+      // Not started yet (a session still taking its locks): aborted as soon as its task is. One
+      // that never gets a task is a single API request, which ends on its own within moments.
+      else op.onTaskAttached = (taskId) => tasks.abortTask(taskId, reason);
     }
   });
 }

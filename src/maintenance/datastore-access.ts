@@ -73,6 +73,8 @@ export interface AdmittedOperation {
   readonly store: string;
   /** Its worker task (UPID), once attached. */
   taskId?: string;
+  /** Called when its task is attached (an operation found lost before its task started). */
+  onTaskAttached?: (taskId: string) => void;
 }
 
 interface OpenStore {
@@ -220,6 +222,7 @@ export class DatastoreAccess {
       release,
       attachTask: (taskId: string) => {
         admitted.taskId = taskId;
+        admitted.onTaskAttached?.(taskId);
         // the local backend records it before this returns; a failure only loses the display
         if (!released) this.backend.attachTask(record.id, taskId).catch(() => {});
       },

@@ -162,6 +162,8 @@ after(async () => {
   await stopRelay();
   const cluster = b?.server.context.cluster;
   await cluster?.client.delete().prefix(cluster.settings.prefix);
+  // a test that failed may leave a task waiting for its abort: close must not wait for it
+  a?.server.context.tasks.abortAll();
   await a?.close();
   await b?.close();
 });
@@ -180,6 +182,12 @@ test('a backup and a restore on a server cut off from etcd past its lease are ab
   assert.ok(existsSync(snapshotDir), `${snapshotDir} is being written`);
   const backupTask = await taskOfWebA('backup');
   const readerTask = await taskOfWebA('reader');
+  // admitted, its task not started yet (a session still taking its locks when the lease goes)
+  const starting = await a.server.context.datastores.lookupDatastore(STORE, 'lookup', {
+    kind: 'backup',
+    detail: 'host/web02',
+    authId: 'root@pam',
+  });
 
   await stopRelay();
 
@@ -217,6 +225,15 @@ test('a backup and a restore on a server cut off from etcd past its lease are ab
       .sort();
   };
   assert.deepEqual(await web01(), []);
+  // the one whose task starts only now is aborted as its task starts
+  const late = a.server.context.tasks.spawnTask('backup', `${STORE}:host-web02`, 'root@pam', async (task) => {
+    if (!task.signal.aborted)
+      await new Promise((r) => task.signal.addEventListener('abort', r, { once: true }));
+    task.throwIfAborted();
+  });
+  starting.attachTask(late);
+  assert.match((await taskEnd(apiA, late, 10_000)).status, LOST);
+  await starting.release();
   // its group lock went with the lease: another server backs the group up meanwhile
   const other = await startBackup(b, t0 + 10);
   await other.uploadBlob('notes.blob', Buffer.from('from web-b'));
