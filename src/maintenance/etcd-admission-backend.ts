@@ -155,7 +155,7 @@ type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBac
  * would see the datastore configuration's changes only up to half a minute after etcd answers
  * again, and its timer held a closed client's process open as long.
  */
-function watchBackoff(duration = 0): WatchBackoff {
+export function watchBackoff(duration = 0): WatchBackoff {
   return { duration, next: () => watchBackoff(Math.min(Math.max(duration * 2, 100), 1_000)) };
 }
 

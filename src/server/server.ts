@@ -23,6 +23,8 @@ import type { ServerContext, ServerPaths } from '../http/context.js';
 import { openInstanceDatastores } from '../maintenance/open-datastore-access.js';
 import type { ClusterSettings } from '../cluster/cluster-settings.js';
 import { abortOnLeaseLoss } from '../cluster/lease-loss.js';
+import { ClusterConfigSync } from '../cluster/config-sync.js';
+import { readInstanceClusterSettings } from '../cluster/cluster-settings.js';
 import type { ChunkBackendOpener } from '../maintenance/datastore-access.js';
 import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from '../http/permissions.js';
@@ -198,6 +200,11 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   for (const dir of [paths.configDir, paths.dataDir, paths.runDir]) mkdirSync(dir, { recursive: true });
   const announce = opts.announce ?? ((line: string) => process.stdout.write(line + '\n'));
 
+  // in a cluster, the shared configuration (users, keys, jobs…) is brought in step before any
+  // of it is read (src/cluster/config-sync.ts)
+  const clusterSettings =
+    opts.cluster === undefined ? readInstanceClusterSettings(paths.configDir) : opts.cluster;
+  const configSync = clusterSettings ? await ClusterConfigSync.start(clusterSettings, paths) : undefined;
   const tls = await ensureCertificate(paths.configDir);
   const keys = await loadOrCreateAuthKeys(paths.configDir);
   const boot = await bootstrapRootUser(
@@ -222,9 +229,10 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     authFailureDelayMs: opts.authFailureDelayMs,
     routes: opts.routes,
     openChunks: opts.openChunks,
-    cluster: opts.cluster,
+    cluster: clusterSettings,
   });
   const { tasks, datastores } = context;
+  configSync?.useLog(app.log);
   // backup and reader sessions: HTTP/1.1 upgrade, then HTTP/2 on the same TLS connection
   attachProtocolUpgrade(app.server, { context });
   await registerWebUi(app);
@@ -241,6 +249,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   } catch (err) {
     await tasks.close();
     datastores.close();
+    await configSync?.close();
     throw err;
   }
   const addr = app.server.address();
@@ -279,6 +288,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       await app.close();
       await tasks.close();
       datastores.close();
+      await configSync?.close();
     },
   };
 }

@@ -1,0 +1,315 @@
+/**
+ * The configuration every server of a cluster shares (issue 17, docs/cluster.md "Shared
+ * configuration"): users, ACLs, passwords, API tokens, the ticket signing keys, remotes, job
+ * definitions, maintenance windows, S3 endpoints and notification targets. Each stays a file in
+ * the server's config dir, read and written as on a server alone; this module mirrors those files
+ * through etcd (`P config/files/<name>`: the file's bytes and mode):
+ *
+ * - At start, before the server reads any of them: a file etcd has is written here; a file only
+ *   this server has is put in etcd (the first server of a cluster seeds it). A file changed here
+ *   while the server was down (an admin command) is put in etcd, unless etcd's changed too (then
+ *   etcd's wins, with a warning): `<dataDir>/cluster-config-sync.json` remembers what was last in
+ *   step.
+ * - While it runs: a file written here (API, admin command) is put in etcd; a change in etcd
+ *   (another server's) is written here, atomically, as the file's own writers do.
+ *
+ * Two servers changing the same file at the same moment: the later put wins for both (one
+ * change is lost, as between two admins editing one file). Files that are each server's own are
+ * not mirrored: its TLS certificate, `datastore.cfg` (the datastores are in etcd already) and
+ * `cluster.json`.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { Etcd3, type Watcher } from 'etcd3';
+import { replaceFile } from '../sys/atomic-file.js';
+import { etcdCall } from '../maintenance/etcd-call.js';
+import { etcdCredentials } from '../maintenance/open-datastore-access.js';
+import { watchBackoff } from '../maintenance/etcd-admission-backend.js';
+import type { ClusterSettings } from './cluster-settings.js';
+
+/** The config dir's files the servers of a cluster share. */
+export const SHARED_CONFIG_FILES: readonly string[] = [
+  'user.cfg',
+  'acl.cfg',
+  'shadow.json',
+  'token.shadow',
+  'authkey.key',
+  'authkey.pub',
+  'csrf.key',
+  'remote.cfg',
+  'prune.cfg',
+  'verification.cfg',
+  'sync.cfg',
+  'maintenance-window.cfg',
+  's3.cfg',
+  'notifications.cfg',
+  'notifications-priv.cfg',
+];
+
+/** How long a burst of local writes to one file is let settle before it is put in etcd. */
+const SETTLE_MS = 50;
+
+interface FileValue {
+  mode: number;
+  /** base64 of the file's bytes */
+  data: string;
+}
+
+const hashOf = (v: FileValue) => createHash('sha256').update(`${v.mode}\n${v.data}`).digest('hex');
+
+export interface ConfigSyncLog {
+  warn(msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** Before the server's logger exists: one line on stderr. */
+const STDERR_LOG: ConfigSyncLog = {
+  warn: (msg) => process.stderr.write(`warning: ${msg}\n`),
+  error: (obj, msg) => process.stderr.write(`error: ${msg}: ${String((obj as { err?: unknown }).err)}\n`),
+};
+
+export class ClusterConfigSync {
+  private readonly client: Etcd3;
+  private readonly keyPrefix: string;
+  /** Hash of each file as it was last in step with etcd (absent: not in etcd). */
+  private readonly synced = new Map<string, string>();
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private fsWatcher: FSWatcher | undefined;
+  private etcdWatcher: Watcher | undefined;
+  private closed = false;
+
+  private constructor(
+    settings: ClusterSettings,
+    private readonly configDir: string,
+    private readonly statePath: string,
+    private log: ConfigSyncLog,
+  ) {
+    this.client = new Etcd3({
+      hosts: settings.endpoints,
+      dialTimeout: 5_000,
+      faultHandling: { watchBackoff: watchBackoff() },
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
+      ...(settings.tls && { credentials: etcdCredentials(settings.tls) }),
+    });
+    this.keyPrefix = `${settings.prefix}config/files/`;
+  }
+
+  /** Bring the config dir in step with the cluster and follow both ways; rejects when etcd cannot be reached. */
+  static async start(
+    settings: ClusterSettings,
+    paths: { configDir: string; dataDir: string },
+    log: ConfigSyncLog = STDERR_LOG,
+  ): Promise<ClusterConfigSync> {
+    const sync = new ClusterConfigSync(
+      settings,
+      paths.configDir,
+      join(paths.dataDir, 'cluster-config-sync.json'),
+      log,
+    );
+    try {
+      await sync.catchUp();
+    } catch (err) {
+      sync.client.close();
+      throw err;
+    }
+    return sync;
+  }
+
+  /** Log through the server's logger from now on. */
+  useLog(log: ConfigSyncLog): void {
+    this.log = log;
+  }
+
+  private path(name: string): string {
+    return join(this.configDir, name);
+  }
+
+  private readLocal(name: string): FileValue | undefined {
+    const path = this.path(name);
+    if (!existsSync(path)) return undefined;
+    try {
+      return { mode: statSync(path).mode & 0o777, data: readFileSync(path).toString('base64') };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  private writeLocal(name: string, value: FileValue | undefined): void {
+    if (value === undefined) rmSync(this.path(name), { force: true });
+    else replaceFile(this.path(name), Buffer.from(value.data, 'base64'), { fsync: true, mode: value.mode });
+  }
+
+  private loadState(): Map<string, string> {
+    try {
+      return new Map(
+        Object.entries(JSON.parse(readFileSync(this.statePath, 'utf8')) as Record<string, string>),
+      );
+    } catch {
+      return new Map(); // never in step yet: etcd's copy wins where both exist
+    }
+  }
+
+  private saveState(): void {
+    replaceFile(this.statePath, JSON.stringify(Object.fromEntries(this.synced)) + '\n', { mode: 0o600 });
+  }
+
+  private async catchUp(): Promise<void> {
+    const res = await etcdCall('the shared configuration', () =>
+      this.client.getAll().prefix(this.keyPrefix).exec(),
+    );
+    const remote = new Map<string, FileValue>();
+    for (const kv of res.kvs) {
+      const name = kv.key.toString().slice(this.keyPrefix.length);
+      if (SHARED_CONFIG_FILES.includes(name)) remote.set(name, JSON.parse(kv.value.toString()) as FileValue);
+    }
+    const before = this.loadState();
+    for (const name of SHARED_CONFIG_FILES) {
+      const local = this.readLocal(name);
+      const theirs = remote.get(name);
+      const localHash = local && hashOf(local);
+      if (theirs === undefined) {
+        // the first server of the cluster to have it seeds the cluster's copy
+        if (local) await this.put(name, local, { onlyIfAbsent: true });
+        continue;
+      }
+      const theirHash = hashOf(theirs);
+      if (localHash === theirHash) {
+        this.synced.set(name, theirHash);
+        continue;
+      }
+      const changedHere = localHash !== undefined && localHash !== before.get(name);
+      const changedThere = theirHash !== before.get(name);
+      if (local && changedHere && !changedThere) {
+        await this.put(name, local, {});
+        continue;
+      }
+      if (changedHere && changedThere)
+        this.log.warn(
+          `${name} changed here and in the cluster while this server was down: the cluster's copy is kept`,
+        );
+      this.writeLocal(name, theirs);
+      this.synced.set(name, theirHash);
+    }
+    this.saveState();
+    this.follow(BigInt(res.header.revision));
+  }
+
+  /** Put `value` as `name`'s cluster copy (only if there is none: the first seeder wins, others adopt it). */
+  private async put(name: string, value: FileValue, opts: { onlyIfAbsent?: boolean }): Promise<void> {
+    const key = this.keyPrefix + name;
+    const text = JSON.stringify(value);
+    if (opts.onlyIfAbsent) {
+      const res = await etcdCall('the shared configuration', () =>
+        this.client
+          .if(key, 'Version', '==', 0)
+          .then(this.client.put(key).value(text))
+          .else(this.client.get(key))
+          .commit(),
+      );
+      if (!res.succeeded) {
+        const kv = res.responses[0]?.response_range?.kvs[0];
+        if (kv) {
+          const theirs = JSON.parse(kv.value.toString()) as FileValue;
+          this.writeLocal(name, theirs);
+          this.synced.set(name, hashOf(theirs));
+          return;
+        }
+      }
+    } else {
+      await etcdCall('the shared configuration', () => this.client.put(key).value(text).exec());
+    }
+    this.synced.set(name, hashOf(value));
+  }
+
+  private follow(afterRevision: bigint): void {
+    // our own writes to the config dir (and admin commands') are put in etcd
+    this.fsWatcher = watch(this.configDir, (_event, filename) => {
+      const name = filename?.toString();
+      if (name && SHARED_CONFIG_FILES.includes(name)) this.schedulePush(name);
+    });
+    this.fsWatcher.on('error', (err) => this.log.error({ err }, 'watching the config dir failed'));
+    void this.client
+      .watch()
+      .prefix(this.keyPrefix)
+      .startRevision(String(afterRevision + 1n))
+      .create()
+      .then((w) => {
+        if (this.closed) return void w.cancel();
+        this.etcdWatcher = w;
+        w.on('put', (kv) => this.learn(kv.key.toString(), JSON.parse(kv.value.toString()) as FileValue));
+        w.on('delete', (kv) => this.learn(kv.key.toString(), undefined));
+      })
+      .catch((err: unknown) =>
+        this.log.error({ err }, "following the cluster's shared configuration failed"),
+      );
+  }
+
+  /** Another server's change: written here, unless this server has a newer change not yet put (it goes next and wins). */
+  private learn(key: string, value: FileValue | undefined): void {
+    const name = key.slice(this.keyPrefix.length);
+    if (this.closed || !SHARED_CONFIG_FILES.includes(name)) return;
+    const theirHash = value && hashOf(value);
+    const local = this.readLocal(name);
+    const localHash = local && hashOf(local);
+    if (localHash === theirHash) {
+      if (theirHash) this.synced.set(name, theirHash);
+      else this.synced.delete(name);
+      this.saveState();
+      return;
+    }
+    if (localHash !== this.synced.get(name)) return this.schedulePush(name);
+    try {
+      this.writeLocal(name, value);
+    } catch (err) {
+      this.log.error({ err }, `writing ${name} from the cluster's configuration failed`);
+      return;
+    }
+    if (theirHash) this.synced.set(name, theirHash);
+    else this.synced.delete(name);
+    this.saveState();
+  }
+
+  private schedulePush(name: string): void {
+    if (this.closed) return;
+    const t = this.pending.get(name);
+    if (t) clearTimeout(t);
+    this.pending.set(
+      name,
+      setTimeout(() => {
+        this.pending.delete(name);
+        this.push(name).catch((err: unknown) => {
+          // etcd unreachable: tried again at the file's next change, and at the next start
+          this.log.error({ err }, `putting ${name} in the cluster's configuration failed`);
+        });
+      }, SETTLE_MS).unref(),
+    );
+  }
+
+  private async push(name: string): Promise<void> {
+    const local = this.readLocal(name);
+    const localHash = local && hashOf(local);
+    if (localHash === this.synced.get(name)) return;
+    if (local) await this.put(name, local, {});
+    else {
+      await etcdCall('the shared configuration', () =>
+        this.client
+          .delete()
+          .key(this.keyPrefix + name)
+          .exec(),
+      );
+      this.synced.delete(name);
+    }
+    this.saveState();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.pending.values()) clearTimeout(t);
+    this.pending.clear();
+    this.fsWatcher?.close();
+    await this.etcdWatcher?.cancel().catch(() => undefined);
+    this.client.close();
+  }
+}
