@@ -118,6 +118,15 @@ export class BackupReader {
   }
 
   /**
+   * Give a chunk `chunks` handed out back to the chunk workers, which decode later chunks into
+   * its memory (memory already faulted in, and no garbage for the collector). Only once nothing
+   * reads it any more, not even a view of it: its memory leaves this thread.
+   */
+  releaseChunk(chunk: Buffer): void {
+    this.pool.release(chunk);
+  }
+
+  /**
    * Random access to an archive (catalog listings, single files of a pxar archive): only the
    * chunks the reads touch are fetched.
    */

@@ -79,6 +79,15 @@ export interface DecoderOptions {
   payload?: PxarReadAt;
 }
 
+export interface StreamDecoderOptions extends DecoderOptions {
+  /**
+   * Given each chunk of the stream once nothing of the decoder reads it any more (see
+   * `sequentialFromStream`); a file's `contents()` are views of the chunks, valid until the
+   * decoder is next asked for anything.
+   */
+  releaseChunk?: (chunk: Buffer) => void;
+}
+
 export class PxarDecoder implements AsyncIterable<PxarEntry> {
   private readonly input: SequentialReader;
   private readonly single: boolean;
@@ -103,8 +112,8 @@ export class PxarDecoder implements AsyncIterable<PxarEntry> {
     return new PxarDecoder(sequentialFromReadAt(src), options);
   }
 
-  static fromStream(stream: AsyncIterable<Uint8Array>, options?: DecoderOptions): PxarDecoder {
-    return new PxarDecoder(sequentialFromStream(stream), options);
+  static fromStream(stream: AsyncIterable<Uint8Array>, options?: StreamDecoderOptions): PxarDecoder {
+    return new PxarDecoder(sequentialFromStream(stream, { releaseChunk: options?.releaseChunk }), options);
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<PxarEntry> {

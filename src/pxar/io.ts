@@ -198,34 +198,59 @@ export function sequentialFromReadAt(
   };
 }
 
-/** A sequential reader over a byte stream (a Readable, a restore download). */
-export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): SequentialReader {
+/**
+ * A sequential reader over a byte stream (a Readable, a restore download).
+ *
+ * `releaseChunk` (a restore's chunks, whose memory the chunk workers reuse): each chunk of the
+ * stream is given to it once the reader has consumed all of it and the caller asks for more
+ * bytes than remain: from then on nothing of the reader's may read it. For that, `read` and
+ * `readOrEof` (metadata: names, xattrs, link targets, which a caller may keep) return copies;
+ * only `readSome` (file contents) returns views of a chunk, and its caller must be done with a
+ * view before it next calls the reader (write it, or copy it).
+ */
+export function sequentialFromStream(
+  stream: AsyncIterable<Uint8Array>,
+  opts: { releaseChunk?: (chunk: Buffer) => void } = {},
+): SequentialReader {
   const it = stream[Symbol.asyncIterator]();
   const pending: Buffer[] = [];
+  const { releaseChunk } = opts;
+  /** With `releaseChunk`: the chunk each piece of `pending` is a view of. */
+  const origins: Buffer[] = [];
+  /** With `releaseChunk`: chunks consumed whole, given back before the next is pulled. */
+  const consumed: Buffer[] = [];
   let buffered = 0;
   let pos = 0;
   let ended = false;
 
   const fill = async (n: number): Promise<void> => {
     while (buffered < n && !ended) {
+      if (releaseChunk) for (const c of consumed.splice(0)) releaseChunk(c);
       const r = await it.next();
       if (r.done) ended = true;
       else if (r.value.length > 0) {
         const chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.length);
         pending.push(chunk);
+        if (releaseChunk) origins.push(chunk);
         buffered += chunk.length;
       }
     }
   };
-  const take = (n: number): Buffer => {
+  const dropFirst = () => {
+    pending.shift();
+    if (releaseChunk) consumed.push(origins.shift()!);
+  };
+  /** The next n bytes; a view of a chunk only if `view` (or nothing is given back). */
+  const take = (n: number, view: boolean): Buffer => {
     buffered -= n;
     pos += n;
     const first = pending[0]!;
     // the first chunk usually holds all n bytes: a slice of it, no copy
     if (first.length >= n) {
+      const out = first.subarray(0, n);
       if (first.length > n) pending[0] = first.subarray(n);
-      else pending.shift();
-      return first.subarray(0, n);
+      else dropFirst();
+      return view || !releaseChunk ? out : Buffer.from(out);
     }
     // n bytes across chunks: copy just those (not every chunk buffered, which copied each
     // multi-megabyte restore chunk once more whenever an item crossed into it)
@@ -237,7 +262,7 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
       c.copy(out, filled, 0, k);
       filled += k;
       if (k < c.length) pending[0] = c.subarray(k);
-      else pending.shift();
+      else dropFirst();
     }
     return out;
   };
@@ -249,7 +274,7 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
       await fill(n);
       if (buffered === 0 && ended) return null;
       if (buffered < n) throw corrupt(pos + buffered, 'unexpected end of archive');
-      return take(n);
+      return take(n, false);
     },
     async read(n) {
       const b = await this.readOrEof(n);
@@ -259,7 +284,7 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
     async readSome(max) {
       await fill(1);
       if (buffered === 0) throw corrupt(pos, 'unexpected end of archive');
-      return take(Math.min(max, pending[0]!.length));
+      return take(Math.min(max, pending[0]!.length), true);
     },
     async skip(n) {
       let left = n;
@@ -267,7 +292,7 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
         const step = Math.min(left, IO_CHUNK);
         await fill(step);
         if (buffered < step) throw corrupt(pos + buffered, 'unexpected end of archive');
-        take(step);
+        take(step, true);
         left -= step;
       }
     },

@@ -172,11 +172,21 @@ export async function writeFileEntryOut(
   let pos = 0;
   let written = 0;
   if (size <= SMALL_FILE) {
-    const parts: Buffer[] = [];
-    for await (const d of data) parts.push(d);
+    // Copied as they come: a source may reuse a piece's memory once the next is asked for (a
+    // restore gives its chunks back to the workers).
+    let content = Buffer.allocUnsafe(size);
+    let filled = 0;
+    for await (const d of data) {
+      if (filled + d.length > content.length) {
+        const grown = Buffer.allocUnsafe(filled + d.length);
+        content.copy(grown, 0, 0, filled);
+        content = grown;
+      }
+      filled += d.copy(content, filled);
+    }
     const fd = openSync(path, flags, 0o600);
     try {
-      for (const run of dataRuns(Buffer.concat(parts), 0)) {
+      for (const run of dataRuns(content.subarray(0, filled), 0)) {
         for (let off = 0; off < run.buf.length;) off += writeSync(fd, run.buf, off, undefined, run.pos + off);
         written = run.pos + run.buf.length;
       }

@@ -105,9 +105,11 @@ export function registerRestoreCommand(program: Command): void {
                     const payload = archive.endsWith('.mpxar.didx')
                       ? await reader.readAt(archive.replace(/\.mpxar\.didx$/, '.ppxar.didx'))
                       : undefined;
+                    // the extractor writes (or copies) each piece of a file before it reads on,
+                    // so a chunk the decoder is done with goes back to the workers' memory
                     const decoder = PxarDecoder.fromStream(
                       reader.chunks(archive, (p) => progress.update({ bytes: p.bytes })),
-                      { payload },
+                      { payload, releaseChunk: (c) => reader.releaseChunk(c) },
                     );
                     const res = await extractPxar(decoder, target, {
                       patterns: opts.pattern,
