@@ -172,3 +172,14 @@ export function readInstanceClusterSettings(configDir: string): ClusterSettings 
   }
   return JSON.parse(text) as ClusterSettings;
 }
+
+/**
+ * The cluster settings a process of this instance uses: `given` when the caller decided (false:
+ * no cluster), else as its server last recorded them (`cluster.json`).
+ */
+export function resolveClusterSettings(
+  configDir: string,
+  given: ClusterSettings | false | undefined,
+): ClusterSettings | false | undefined {
+  return given === undefined ? readInstanceClusterSettings(configDir) : given;
+}

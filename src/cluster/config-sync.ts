@@ -19,13 +19,12 @@
  * `cluster.json`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { Etcd3, type Watcher } from 'etcd3';
 import { replaceFile } from '../sys/atomic-file.js';
-import { etcdCall } from '../maintenance/etcd-call.js';
+import { clusterEtcdOptions, etcdCall } from '../maintenance/etcd-call.js';
 import { etcdCredentials } from '../maintenance/open-datastore-access.js';
-import { watchBackoff } from '../maintenance/etcd-admission-backend.js';
 import type { ClusterSettings } from './cluster-settings.js';
 
 /** The config dir's files the servers of a cluster share. */
@@ -85,13 +84,13 @@ export class ClusterConfigSync {
     private readonly statePath: string,
     private log: ConfigSyncLog,
   ) {
-    this.client = new Etcd3({
-      hosts: settings.endpoints,
-      dialTimeout: 5_000,
-      faultHandling: { watchBackoff: watchBackoff() },
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
-      ...(settings.tls && { credentials: etcdCredentials(settings.tls) }),
-    });
+    this.client = new Etcd3(
+      clusterEtcdOptions(
+        settings.endpoints,
+        5_000,
+        settings.tls && { credentials: etcdCredentials(settings.tls) },
+      ),
+    );
     this.keyPrefix = `${settings.prefix}config/files/`;
   }
 
@@ -127,7 +126,6 @@ export class ClusterConfigSync {
 
   private readLocal(name: string): FileValue | undefined {
     const path = this.path(name);
-    if (!existsSync(path)) return undefined;
     try {
       return { mode: statSync(path).mode & 0o777, data: readFileSync(path).toString('base64') };
     } catch (err) {

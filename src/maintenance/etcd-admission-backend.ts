@@ -68,7 +68,7 @@ import { EtcdLockService } from './etcd-lock-service.js';
 import { EtcdMaintenanceEventLog } from './etcd-maintenance-events.js';
 import { EtcdJobStateStore } from '../jobs/etcd-job-states.js';
 import type { JobStateStore } from '../jobs/job-state.js';
-import { etcdUnreachable } from './etcd-call.js';
+import { clusterEtcdOptions, etcdUnreachable } from './etcd-call.js';
 import { CoalescingWatch } from './coalescing-watch.js';
 import { clusterConfigSnapshot, type StoreState } from './etcd-datastore-config.js';
 import {
@@ -147,18 +147,6 @@ interface OwnOperation {
   releasing?: true;
 }
 
-type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
-
-/**
- * How long the client waits before it opens the watches again after etcd failed them: doubling
- * from 100 ms up to 1 s. The client's default grows to 30 s, so a server cut off for a few seconds
- * would see the datastore configuration's changes only up to half a minute after etcd answers
- * again, and its timer held a closed client's process open as long.
- */
-export function watchBackoff(duration = 0): WatchBackoff {
-  return { duration, next: () => watchBackoff(Math.min(Math.max(duration * 2, 100), 1_000)) };
-}
-
 /** How often a release that etcd did not answer is tried again. */
 const RELEASE_RETRY_MS = 1_000;
 
@@ -197,14 +185,7 @@ export class EtcdAdmissionBackend implements AdmissionBackend {
 
   constructor(opts: EtcdAdmissionBackendOptions) {
     const callTimeoutMs = opts.callTimeoutMs ?? 5_000;
-    this.client = new Etcd3({
-      ...opts.etcdOptions,
-      hosts: opts.endpoints,
-      dialTimeout: callTimeoutMs,
-      faultHandling: { watchBackoff: watchBackoff(), ...opts.etcdOptions?.faultHandling },
-      // a deadline on every unary call: an unreachable etcd is an error, not a hang
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
-    });
+    this.client = new Etcd3(clusterEtcdOptions(opts.endpoints, callTimeoutMs, opts.etcdOptions));
     this.prefix = opts.prefix ?? '/stowage/';
     if (!this.prefix.endsWith('/')) this.prefix += '/';
     this.node = opts.node;

@@ -12,7 +12,7 @@ import { FileJobStateStore } from '../jobs/job-state.js';
 import { EtcdAdmissionBackend } from './etcd-admission-backend.js';
 import { EtcdDatastoreConfig } from './etcd-datastore-config.js';
 import {
-  readInstanceClusterSettings,
+  resolveClusterSettings,
   type ClusterSettings,
   type ClusterTls,
 } from '../cluster/cluster-settings.js';
@@ -69,7 +69,7 @@ export async function openInstanceDatastores(
   paths: StowagePaths,
   opts: { cluster?: ClusterSettings | false; openChunks?: ChunkBackendOpener } = {},
 ): Promise<InstanceDatastores> {
-  const settings = opts.cluster === undefined ? readInstanceClusterSettings(paths.configDir) : opts.cluster;
+  const settings = resolveClusterSettings(paths.configDir, opts.cluster);
   if (!settings) return { access: openDatastoreAccess(paths, { openChunks: opts.openChunks }) };
   const backend = new EtcdAdmissionBackend({
     endpoints: settings.endpoints,

@@ -24,7 +24,7 @@ import { openInstanceDatastores } from '../maintenance/open-datastore-access.js'
 import type { ClusterSettings } from '../cluster/cluster-settings.js';
 import { abortOnLeaseLoss } from '../cluster/lease-loss.js';
 import { ClusterConfigSync } from '../cluster/config-sync.js';
-import { readInstanceClusterSettings } from '../cluster/cluster-settings.js';
+import { resolveClusterSettings } from '../cluster/cluster-settings.js';
 import type { ChunkBackendOpener } from '../maintenance/datastore-access.js';
 import { attachProtocolUpgrade } from '../protocol/upgrade.js';
 import { UserInfoCache } from '../http/permissions.js';
@@ -202,8 +202,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
 
   // in a cluster, the shared configuration (users, keys, jobs…) is brought in step before any
   // of it is read (src/cluster/config-sync.ts)
-  const clusterSettings =
-    opts.cluster === undefined ? readInstanceClusterSettings(paths.configDir) : opts.cluster;
+  const clusterSettings = resolveClusterSettings(paths.configDir, opts.cluster);
   const configSync = clusterSettings ? await ClusterConfigSync.start(clusterSettings, paths) : undefined;
   const tls = await ensureCertificate(paths.configDir);
   const keys = await loadOrCreateAuthKeys(paths.configDir);
