@@ -36,7 +36,8 @@
  *
  * Every backup starts at least `RACY_MARGIN_MS` after the data was written: files changed that
  * recently are never trusted by the client's tree cache (docs/performance.md), and a user's tree
- * is rarely written in the second before a backup.
+ * is rarely written in the second before a backup. Every step starts after a `sync` (not timed):
+ * no tool pays for writing back another's data, or the dataset's.
  *
  * `--profile DIR` runs Stowage's server and client under `node --cpu-prof` (every thread), the
  * profiles of each step in DIR/<dataset>-<step>-<run>/; `bench/profile-summary.ts DIR/...`
@@ -173,6 +174,10 @@ function timed(
 ): Measure {
   const rssFile = join(tmpdir(), `stowage-bench-rss-${process.pid}`);
   const [c, a] = haveTime ? ['/usr/bin/time', ['-f', '%U %S\n%M', '-o', rssFile, cmd, ...argv]] : [cmd, argv];
+  // Every step starts with nothing dirty in the page cache: Stowage's server ends a backup with
+  // a syncfs of the filesystem (as PBS does), which would otherwise also write back what the
+  // dataset's generation or the previous tool left behind, and charge it to Stowage.
+  spawnSync('sync');
   const server0 = serverPid ? processCpu(serverPid) : 0;
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, {
