@@ -45,6 +45,8 @@ export interface PxarStreamOptions {
    * into runs where those are the previous archive's bytes too.
    */
   previous?: ReadonlyMap<string, readonly [number, number]>;
+  /** Each member's lstat before it is archived, in walk order (`CreateArchiveOptions.onMember`). */
+  onMember?: (relPath: Buffer, stats: BigIntStats) => void;
 }
 
 export interface PxarStream {
@@ -262,6 +264,7 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     catalog: opts.catalog,
     catalogName: opts.archive,
     onWarning: opts.onWarning,
+    onMember: opts.onMember,
     reuse: {
       key: payloadKeyer(),
       previous: opts.previous,

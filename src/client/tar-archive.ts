@@ -14,7 +14,7 @@
  * an identical stream, and therefore identical chunks.
  */
 import { closeSync, constants as fsConstants, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
-import type { Stats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
 import { Readable } from 'node:stream';
 import { link, mkdir, open, readlink, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -261,7 +261,11 @@ interface WalkEntry {
  */
 function lstatEntry(abs: string, ns: boolean): Pick<WalkEntry, 'st' | 'mtimeNs'> {
   if (!ns) return { st: lstatSync(abs) };
-  const b = lstatSync(abs, { bigint: true });
+  return entryOfBigIntStats(lstatSync(abs, { bigint: true }));
+}
+
+/** A bigint lstat as the walk's entry with nanosecond mtime (what `lstatEntry` gives with `ns`). */
+function entryOfBigIntStats(b: BigIntStats): Pick<WalkEntry, 'st' | 'mtimeNs'> {
   const st: EntryStats = {
     isDirectory: () => b.isDirectory(),
     isFile: () => b.isFile(),
@@ -352,6 +356,35 @@ export async function measureTree(root: string, opts: TarSourceOptions = {}): Pr
   }
   opts.onFingerprint?.(fp.result());
   return size;
+}
+
+/**
+ * The fingerprint `measureTree(root, { subsecondMtimes: true })` gives, built from the entries
+ * another walk of the tree sees instead (the pxar archive's own walk: a first backup, which has
+ * nothing in the tree cache to compare a fingerprint with, so walks the tree once instead of
+ * twice). `add` each entry in `walk`'s order: the root as '', then depth first, each directory
+ * before its members, names sorted bytewise; the same tree then has the same digest. A walk that
+ * warned, or left something out that `walk` would see, must `spoil` it.
+ */
+export class WalkFingerprint {
+  private readonly fp: FingerprintBuilder;
+
+  constructor(clock: () => number = Date.now) {
+    this.fp = new FingerprintBuilder(clock);
+  }
+
+  /** An entry by its path relative to the root ('' for the root) and its bigint lstat. */
+  add(rel: string, st: BigIntStats): void {
+    this.fp.add({ abs: '', rel: rel === '' ? '.' : rel, ...entryOfBigIntStats(st) });
+  }
+
+  spoil(): void {
+    this.fp.spoil();
+  }
+
+  result(): TreeFingerprint {
+    return this.fp.result();
+  }
 }
 
 /*

@@ -53,6 +53,12 @@ export interface CreateArchiveOptions {
   /** Called after each member is archived (progress), with its path relative to the root. */
   onEntry?: (relPath: Buffer, stats: BigIntStats) => void;
   /**
+   * Called with each member's lstat before it is archived: the root first (an empty path), then
+   * depth first, a directory before its members, in the archive's (bytewise) order. Members left
+   * out by `exclude` are not seen; ones that vanished or were skipped come with a warning.
+   */
+  onMember?: (relPath: Buffer, stats: BigIntStats) => void;
+  /**
    * What PBS's client warns about and goes on: a member that vanished or cannot be opened
    * (skipped), a file that shrank while being read (padded with zeros) or grew (cut).
    */
@@ -105,6 +111,7 @@ export async function createArchive(
   const rootStats = lstatSync(root, { bigint: true });
   if (!rootStats.isDirectory()) throw ERR_PXAR_NOT_A_DIRECTORY(root);
   if (isVirtualFileSystem(root)) throw ERR_PXAR_VIRTUAL_FILESYSTEM(root);
+  options.onMember?.(Buffer.alloc(0), rootStats);
   const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
   const xattrs = options.xattrs === false ? undefined : await readXattrs(root, options, devices);
   const walker = new TreeWalker(options, devices, xattrs);
@@ -286,6 +293,7 @@ class TreeWalker {
     const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
+    this.options.onMember?.(rel, st);
     const meta = this.metadataOf(st, rel, full);
     const catalog = this.options.catalog;
     const type = Number(st.mode) & MODE.IFMT;

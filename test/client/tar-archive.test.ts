@@ -22,8 +22,11 @@ import {
   extractTar,
   measureTree,
   tarDirectory,
+  WalkFingerprint,
   type TreeFingerprint,
 } from '../../src/client/tar-archive.js';
+import { createArchive } from '../../src/pxar/create.js';
+import { bufferSink } from '../../src/pxar/io.js';
 import { describeTree, makeTree } from './tree-fixture.js';
 
 async function collect(r: AsyncIterable<unknown>): Promise<Buffer> {
@@ -249,6 +252,55 @@ test('the tar walk and the measuring walk fingerprint an unchanged tree alike', 
     assert.equal(fromTar.digest, measured.digest);
     assert.equal(fromTar.entries, measured.entries);
     assert.equal((await fingerprintOf(dir)).digest, measured.digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The fingerprint of a pxar archive's own walk of `root` (a first backup's, see WalkFingerprint). */
+async function archiveWalkFingerprint(root: string, exclude: string[] = []): Promise<TreeFingerprint> {
+  const fp = new WalkFingerprint(() => Date.now() + 3_600_000);
+  await createArchive(root, bufferSink(), {
+    exclude: exclude.length > 0 ? compileExcludes(exclude) : undefined,
+    onMember: (rel, st) => fp.add(rel.toString('utf8'), st),
+    onWarning: () => fp.spoil(),
+  });
+  return fp.result();
+}
+
+test('the walk of a pxar archive and the measuring walk fingerprint a tree alike (names in byte order, excludes)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    makeTree(dir, { scale: 64 * 1024 });
+    // names whose byte order is not their order as JavaScript strings compare them, nested
+    for (const name of ['B', 'a', 'é', 'z~', '_', 'Z.txt']) writeFileSync(join(dir, name), name);
+    mkdirSync(join(dir, 'ü-dir/inner'), { recursive: true });
+    writeFileSync(join(dir, 'ü-dir/inner/€'), 'euro');
+    writeFileSync(join(dir, 'ü-dir/skip.log'), 'left out');
+    symlinkSync('a', join(dir, 'link-to-a'));
+    // the backup client's measuring walk, with nanosecond mtimes as pxar archives them
+    const measure = async (exclude: string[] = []) => {
+      let fp: TreeFingerprint | undefined;
+      await measureTree(dir, {
+        exclude,
+        subsecondMtimes: true,
+        clock: () => Date.now() + 3_600_000,
+        onFingerprint: (f) => (fp = f),
+      });
+      return fp!;
+    };
+    const measured = await measure();
+    const archived = await archiveWalkFingerprint(dir);
+    assert.ok(measured.usable && archived.usable);
+    assert.equal(archived.digest, measured.digest);
+    assert.equal(archived.entries, measured.entries);
+
+    const withExcludes = await measure(['*.log']);
+    assert.equal((await archiveWalkFingerprint(dir, ['*.log'])).digest, withExcludes.digest);
+    assert.notEqual(withExcludes.digest, measured.digest);
+
+    writeFileSync(join(dir, 'a'), 'changed');
+    assert.notEqual((await archiveWalkFingerprint(dir)).digest, measured.digest);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

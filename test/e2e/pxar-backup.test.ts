@@ -109,7 +109,8 @@ test('a changed file means the tree is encoded again, and the catalog shows the 
   writeFileSync(join(src, 'a', 'f3.txt'), 'changed\n');
   await age();
   const changed = await backup(1_700_000_300);
-  assert.equal(changed.cachedBytes, 0);
+  // (unchanged files' old chunks may still be taken, where the chunker provably cuts the same:
+  // whether one lies wholly inside big.bin depends on its random bytes)
   assert.ok(!changed.archives[0]!['index-reused']);
   const before = csums(1_700_000_200);
   const after = csums(1_700_000_300);
@@ -138,10 +139,10 @@ test('a file written within the racy margin is never trusted: the next backup re
   } finally {
     clearInterval(writer);
   }
-  assert.equal(racy.cachedBytes, 0);
+  assert.notEqual(racy.archives[0]!['index-reused'], true);
   await age();
   const next = await backup(1_700_000_600);
-  assert.equal(next.cachedBytes, 0, 'the racy walk left no reusable entry');
+  assert.notEqual(next.archives[0]!['index-reused'], true, 'the racy walk left no fingerprint to trust');
   const settled = await backup(1_700_000_700);
   assert.equal(settled.cachedBytes, settled.bytes, 'once the tree is quiet, it is reused again');
   assert.deepEqual(csums(1_700_000_700), csums(1_700_000_600));

@@ -32,11 +32,12 @@ import {
   planTree,
   type TreeFingerprint,
   type TreePlan,
+  WalkFingerprint,
 } from '../../client/tar-archive.js';
 import { CatalogWriter } from '../../pxar/index.js';
 import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
-import { openClientSession } from './session.js';
+import { openClientSession, type ClientSession } from './session.js';
 
 export interface BackupSpec {
   /** Archive name on the server: `root.pxar.didx`, `root.tar.didx`, `disk.img.fidx`, `vm.conf.blob`. */
@@ -121,11 +122,15 @@ export function treeCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'stowage', 'tree-cache');
 }
 
+/**
+ * `treeCache`: whether the cache has an entry for a pxar tree (archive name, path). Without one
+ * there is nothing to compare a fingerprint with: the archive's own walk computes it then.
+ */
 async function plan(
   specs: BackupSpec[],
   exclude: string[],
   subsecondMtimes: boolean,
-  treeCache: boolean,
+  treeCache: false | ((spec: BackupSpec) => boolean),
 ): Promise<ArchivePlan[]> {
   const seen = new Set<string>();
   const out: ArchivePlan[] = [];
@@ -140,7 +145,7 @@ async function plan(
       // The size is known once archived (progress shows bytes). With the tree cache, a metadata
       // walk first: an unchanged tree's archive and catalog are the previous snapshot's.
       let fingerprint: TreeFingerprint | undefined;
-      if (treeCache)
+      if (treeCache && treeCache(s))
         await measureTree(s.path, {
           exclude,
           subsecondMtimes: true,
@@ -246,18 +251,9 @@ export function registerBackupCommand(program: Command): void {
       );
       const chunkSize =
         opts.chunkSize === undefined ? undefined : validateChunkSize(Number(opts.chunkSize) * 1024);
-      const archives = await plan(specs, opts.exclude, opts.subsecondMtimes === true, opts.treeCache);
-      const json = opts.outputFormat === 'json';
-      if (opts.dryRun) {
-        for (const a of archives)
-          process.stdout.write(
-            `would upload ${a.path} as ${a.archive}${a.kind === 'pxar' ? '' : ` (${formatBytes(a.size)})`}\n`,
-          );
-        return;
-      }
-      const session = openClientSession(opts.repository);
       const cache = new TreeCache(treeCacheDir());
-      const cacheKey = (a: ArchivePlan): TreeCacheKey => ({
+      /** A tree's tree cache key: the cache is per server, datastore, group and options. */
+      const cacheKeyOn = (session: ClientSession, a: ArchivePlan): TreeCacheKey => ({
         server: `${session.target.host}:${session.target.port}`,
         store: session.repo.store,
         ns: opts.ns ?? '',
@@ -271,6 +267,31 @@ export function registerBackupCommand(program: Command): void {
         ...(opts.subsecondMtimes && a.kind === 'tree' && { subsecondMtimes: true }),
         ...(a.kind === 'pxar' && { pxarLayout: PXAR_LAYOUT }),
       });
+      const cachedTree = (s: BackupSpec): boolean => {
+        try {
+          return (
+            cache.lookup(cacheKeyOn(openClientSession(opts.repository), { ...s, size: 0 })) !== undefined
+          );
+        } catch {
+          return true; // a bad repository is reported below, as without the cache
+        }
+      };
+      const archives = await plan(
+        specs,
+        opts.exclude,
+        opts.subsecondMtimes === true,
+        opts.treeCache && !opts.dryRun && cachedTree,
+      );
+      const json = opts.outputFormat === 'json';
+      if (opts.dryRun) {
+        for (const a of archives)
+          process.stdout.write(
+            `would upload ${a.path} as ${a.archive}${a.kind === 'pxar' ? '' : ` (${formatBytes(a.size)})`}\n`,
+          );
+        return;
+      }
+      const session = openClientSession(opts.repository);
+      const cacheKey = (a: ArchivePlan) => cacheKeyOn(session, a);
       const pxarArchives = archives.filter((a) => a.kind === 'pxar');
       /** The catalog depends on every pxar tree of the snapshot: its key names them all. */
       const catalogKey = (): TreeCacheKey => ({
@@ -378,21 +399,27 @@ export function registerBackupCommand(program: Command): void {
                   // Unchanged files' chunks are reused by position where that is exact (tree-reuse.ts).
                   const cached = opts.treeCache ? cache.lookup(cacheKey(a)) : undefined;
                   const previous = cached ? previousEntries(cached) : undefined;
+                  // Not walked for a fingerprint before (nothing cached to compare it with): this
+                  // walk's, for the next backup, which then walks first and compares.
+                  const walked = opts.treeCache && !a.fingerprint ? new WalkFingerprint() : undefined;
                   const pxar = pxarStream(a.path, {
                     archive: a.archive,
                     exclude: opts.exclude.length > 0 ? compileExcludes(opts.exclude) : undefined,
                     catalog,
                     onWarning: (m) => {
                       pxarWarned = true;
+                      walked?.spoil();
                       process.stderr.write(`warning: ${m}\n`);
                     },
                     previous: previous?.entries,
+                    onMember: walked && ((rel, st) => walked.add(rel.toString('utf8'), st)),
                   });
                   const stats = await writer.uploadPieces(a.archive, pxar.bytes, previous, {
                     onProgress,
                     chunkSize,
                   });
                   await pxar.done;
+                  if (walked) a.fingerprint = walked.result();
                   pxarSpans.set(a.archive, pxar.spans());
                   onProgress(stats);
                   perArchive.push({ archive: a.archive, stats, size: stats.bytes });
