@@ -2,7 +2,7 @@
  * Backup throughput against peers:
  *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
  *                                     [--tar] [--steps first,restore] [--baseline DIR]
- *                                     [--profile DIR]
+ *                                     [--profile DIR] [--no-peers]
  *
  * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
  * borg (Debian packages `restic`, `borgbackup`) into fresh repositories on the same disk:
@@ -22,12 +22,15 @@
  * /tmp/base main`), as the tool `stowage-base`, and prints this tree's time over the baseline's
  * per step: a change measured against the code before it in the same run, under the same load.
  *
+ * `--no-peers` leaves restic and borg out (Stowage and its baseline only).
+ *
  * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
  * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
  * from the medians of the same invocation: above 1 means Stowage is faster. Times are wall clock
  * of the whole command, process start included, as a user would see them; peak RSS is each
- * client process's VmHWM (from /usr/bin/time). CPU s is the command's user + system time (all its
- * threads) plus, for Stowage, its server's during the command: the work done, less noisy than the
+ * client process's VmHWM (from /usr/bin/time: the whole process, worker threads included), and
+ * `server` is Stowage's server's peak RSS during the command (its VmHWM, reset before the command
+ * through /proc/PID/clear_refs). CPU s is the command's user + system time (all its threads) plus, for Stowage, its server's during the command: the work done, less noisy than the
  * wall time on a shared machine. Not a test: the machine should be idle.
  *
  * Stowage runs as a user runs it, from JavaScript: the sources are transpiled (esbuild, one file
@@ -149,6 +152,27 @@ interface Measure {
   rssKb: number;
   /** CPU time, user + system, of the command (and its threads and children), plus Stowage's server's during it. */
   cpuSecs: number;
+  /** Stowage's server's peak RSS during the command, KiB (0: no server). */
+  serverRssKb: number;
+}
+
+/**
+ * Reset a process's peak RSS (VmHWM) to its current RSS (`clear_refs` 5, Linux 4.0+), so that the
+ * next `peakRssKb` is the peak since now. False where that is not allowed.
+ */
+function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A process's peak RSS (VmHWM), KiB. */
+function peakRssKb(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
@@ -179,6 +203,7 @@ function timed(
   // dataset's generation or the previous tool left behind, and charge it to Stowage.
   spawnSync('sync');
   const server0 = serverPid ? processCpu(serverPid) : 0;
+  const serverPeak = serverPid !== undefined && resetPeakRss(serverPid);
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, {
     env: { ...process.env, ...env },
@@ -191,6 +216,7 @@ function timed(
     throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
   let rssKb = 0;
   let cpuSecs = serverPid ? processCpu(serverPid) - server0 : 0;
+  const serverRssKb = serverPeak ? peakRssKb(serverPid) : 0;
   if (haveTime) {
     const lines = readFileSync(rssFile, 'utf8').trim().split('\n');
     rssKb = Number(lines.at(-1));
@@ -198,7 +224,7 @@ function timed(
     cpuSecs += (user ?? 0) + (sys ?? 0);
     rmSync(rssFile, { force: true });
   }
-  return { secs, rssKb, cpuSecs };
+  return { secs, rssKb, cpuSecs, serverRssKb };
 }
 
 /** One tool on one dataset in one run: a fresh repository, then the steps in order. */
@@ -321,7 +347,7 @@ const tools: Tool[] = [
   ...(baselineDir ? (['stowage-base'] as const) : []),
 ];
 let baselineRun: Runner | undefined;
-for (const tool of ['restic', 'borg'] as const) {
+for (const tool of args.includes('--no-peers') ? [] : (['restic', 'borg'] as const)) {
   if (spawnSync('which', [tool]).status === 0) tools.push(tool);
   else
     process.stderr.write(
@@ -401,7 +427,7 @@ function report(name: string, bytes: number, files: number, results: Results): v
   const out = (s: string) => process.stdout.write(s + '\n');
   out(`\n== ${name}: ${(bytes / 1e6).toFixed(1)} MB, ${files} files, ${runs} run(s), median first`);
   out(
-    `${'step'.padEnd(8)} ${'tool'.padEnd(13)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS'.padStart(9)}  runs (s)`,
+    `${'step'.padEnd(8)} ${'tool'.padEnd(13)} ${'median s'.padStart(9)} ${'MB/s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS'.padStart(9)} ${'server'.padStart(9)}  runs (s)`,
   );
   for (const [step, byTool] of Object.entries(results) as Array<[Step, Partial<Record<Tool, Measure[]>>]>) {
     for (const tool of tools) {
@@ -409,9 +435,11 @@ function report(name: string, bytes: number, files: number, results: Results): v
       if (!ms) continue;
       const med = median(ms.map((m) => m.secs));
       const rss = Math.max(...ms.map((m) => m.rssKb));
+      const serverRss = Math.max(...ms.map((m) => m.serverRssKb));
+      const mib = (kb: number) => (kb ? `${(kb / 1024).toFixed(0)} MiB` : '-').padStart(9);
       const cpu = median(ms.map((m) => m.cpuSecs));
       out(
-        `${step.padEnd(8)} ${tool.padEnd(13)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${cpu.toFixed(2).padStart(7)} ${rss ? `${(rss / 1024).toFixed(0)} MiB`.padStart(9) : '-'.padStart(9)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
+        `${step.padEnd(8)} ${tool.padEnd(13)} ${med.toFixed(2).padStart(9)} ${(bytes / 1e6 / med).toFixed(1).padStart(8)} ${cpu.toFixed(2).padStart(7)} ${mib(rss)} ${mib(serverRss)}  ${ms.map((m) => m.secs.toFixed(2)).join(' ')}`,
       );
     }
     const s = byTool.stowage;
@@ -424,9 +452,10 @@ function report(name: string, bytes: number, files: number, results: Results): v
         const perRun = byTool[t]!.map((m, i) => (m.secs / s[i]!.secs).toFixed(2)).join('/');
         return `${(pm / sm).toFixed(2)}x ${t} (runs ${perRun})`;
       });
-    out(
-      `${''.padEnd(8)} stowage vs ${ratios.join(', ')}  (peer time / stowage time: above 1 = stowage faster)`,
-    );
+    if (ratios.length > 0)
+      out(
+        `${''.padEnd(8)} stowage vs ${ratios.join(', ')}  (peer time / stowage time: above 1 = stowage faster)`,
+      );
     const b = byTool['stowage-base'];
     if (b)
       out(
