@@ -17,7 +17,7 @@ import {
 import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
-/** Worker memory held for sending back; beyond, it is left to the garbage collector. */
+/** Worker memory held for sending back, per worker; beyond, it is left to the garbage collector. */
 const MAX_GOING_BACK = 8;
 
 export interface ProcessedChunk {
@@ -36,6 +36,8 @@ interface Pending {
 interface PoolWorker {
   worker: Worker;
   inFlight: number;
+  /** This worker's memory (blobs uploaded, plaintexts written), sent back with its next request. */
+  goingBack: ArrayBuffer[];
 }
 
 /** Start the worker; from sources (tests under tsx) the .ts worker needs tsx registered in the thread. */
@@ -58,7 +60,8 @@ export class ChunkPool {
   readonly threads: number;
   private readonly workers: PoolWorker[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly goingBack: ArrayBuffer[] = [];
+  /** Which worker produced a blob's or plaintext's memory: it goes back to that worker. */
+  private readonly owner = new WeakMap<ArrayBuffer, PoolWorker>();
   private nextId = 1;
   private closed = false;
   private failure: Error | undefined;
@@ -74,7 +77,7 @@ export class ChunkPool {
   private startWorkers(): void {
     for (let i = 0; i < this.threads; i++) {
       const worker = startWorker();
-      const pw: PoolWorker = { worker, inFlight: 0 };
+      const pw: PoolWorker = { worker, inFlight: 0, goingBack: [] };
       worker.on('message', (msg: WorkerResponse) => {
         for (const ab of msg.spare ?? []) chunkBuffers.give(new Uint8Array(ab));
         const p = this.pending.get(msg.id);
@@ -121,9 +124,9 @@ export class ChunkPool {
     return new Promise((resolve, reject) => {
       this.pending.set(msg.id, { resolve, reject });
       pw.inFlight++;
-      if (this.goingBack.length === 0) pw.worker.postMessage(msg, transfer);
+      if (pw.goingBack.length === 0) pw.worker.postMessage(msg, transfer);
       else {
-        const spare = this.goingBack.splice(0);
+        const spare = pw.goingBack.splice(0);
         pw.worker.postMessage({ ...msg, spare }, [...transfer, ...spare]);
       }
     });
@@ -151,6 +154,7 @@ export class ChunkPool {
     }
     const encoded = await this.request(pw, { op: 'encode', id, compress: opts.compress !== false });
     if (encoded.op !== 'encoded') throw ERR_CHUNK_WORKER_ANSWER(encoded.op, 'encode');
+    this.owner.set(encoded.blob.buffer as ArrayBuffer, pw);
     return { digest, size, blob: toBuffer(encoded.blob) };
   }
 
@@ -162,23 +166,29 @@ export class ChunkPool {
    */
   async decode(blob: Buffer, opts: { digest?: Buffer; size?: number } = {}): Promise<Buffer> {
     const id = this.nextId++;
+    const pw = this.pick();
     const res = await this.request(
-      this.pick(),
+      pw,
       { op: 'decode', id, blob, digest: opts.digest, size: opts.size },
       transferList(blob),
     );
     if (res.op !== 'decoded') throw new CorruptDataError(`chunk worker answered ${res.op} to decode`);
+    this.owner.set(res.data.buffer as ArrayBuffer, pw);
     return toBuffer(res.data);
   }
 
   /**
-   * Memory a worker produced (a blob once uploaded, a plaintext once written) goes back to the
-   * workers with the next request, for the next blob or plaintext. Nothing may use `buf` after.
+   * Memory a worker produced (a blob once uploaded, a plaintext once written) goes back to that
+   * worker with its next request, for its next blob or plaintext: each worker so reuses its own
+   * memory. (Sent to whichever worker came next, it piled up beyond the pool's cap in one worker,
+   * which dropped it, while the other allocated fresh memory for every blob.) Nothing may use
+   * `buf` after.
    */
   release(buf: Uint8Array): void {
-    if (buf.buffer instanceof ArrayBuffer && buf.buffer.byteLength === chunkBuffers.capacity) {
-      if (this.goingBack.length < MAX_GOING_BACK) this.goingBack.push(buf.buffer);
-    }
+    const ab = buf.buffer;
+    if (!(ab instanceof ArrayBuffer) || ab.byteLength !== chunkBuffers.capacity) return;
+    const pw = this.owner.get(ab) ?? this.workers[0];
+    if (pw && pw.goingBack.length < MAX_GOING_BACK && !pw.goingBack.includes(ab)) pw.goingBack.push(ab);
   }
 
   /** Number of requests waiting for a worker's answer. */

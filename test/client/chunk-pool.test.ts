@@ -63,3 +63,29 @@ test('decoding a chunk whose content does not match its digest fails as corrupt 
     await pool.close();
   }
 });
+
+test('released blobs go home to the workers and their memory is reused without mixing chunks up', async () => {
+  const pool = new ChunkPool({ threads: 2 });
+  try {
+    let released: Buffer[] = [];
+    for (let round = 0; round < 5; round++) {
+      // several at once, so that both workers encode
+      const inputs = Array.from({ length: 6 }, (_, i) =>
+        i % 2 ? randomBytes(60_000 + round * 1000 + i) : Buffer.alloc(90_000 + i, `r${round}c${i} `),
+      );
+      const copies = inputs.map((b) => Buffer.from(b));
+      const out = await Promise.all(inputs.map((b) => pool.process(b, () => false)));
+      // the previous round's blobs went back with this round's requests (moved: detached here)
+      for (const b of released) assert.equal(b.buffer.byteLength, 0);
+      released = [];
+      for (const [i, r] of out.entries()) {
+        assert.deepEqual(r.digest, sha(copies[i]!));
+        assert.deepEqual(decodeBlob(r.blob!), copies[i]);
+        pool.release(r.blob!);
+        released.push(r.blob!);
+      }
+    }
+  } finally {
+    await pool.close();
+  }
+});
