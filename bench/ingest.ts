@@ -13,7 +13,8 @@
  * (zstd, CRC) before the clock starts. The server verifies every chunk as PBS does (CRC, decode,
  * SHA-256 of the plaintext), which the floor does not: that is the cost being measured. The
  * generator runs in this process and shares the machine's cores with the server (TLS both ways).
- * Prints MB/s of plaintext, the ratio server / floor (the issue's goal: >= 0.7 at N = 4), and
+ * Prints MB/s of plaintext, the ratio server / floor (the issue's goal: >= 0.7 at N = 4), the
+ * server's CPU seconds (user + system, all threads) during the uploads and per plaintext byte, and
  * the server's peak RSS (VmHWM) per N. Not a test: the machine should be idle. `--profile DIR`
  * runs each server under `node --cpu-prof` (DIR/server-N; bench/profile-summary.ts reads them).
  */
@@ -159,6 +160,16 @@ async function rawWrite(dir: string, parts: Chunk[][]): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds (user + system, all threads) the process `pid` has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[11] and [12] are utime and stime (fields 14 and 15 of proc(5)), in clock ticks
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
@@ -171,7 +182,7 @@ try {
   process.stderr.write(`encoding ${count} chunks of 4 MiB (${((count * CHUNK) / 1e6).toFixed(0)} MB)\n`);
   const chunks = makeChunks(count);
   const mb = (count * CHUNK) / 1e6;
-  console.log('sessions  server MB/s  floor MB/s  server/floor  server peak RSS');
+  console.log('sessions  server MB/s  floor MB/s  server/floor  server CPU s  CPU ns/byte  server peak RSS');
   for (const n of sessionCounts) {
     const parts = Array.from({ length: n }, (_, i) => chunks.filter((_, k) => k % n === i));
     const root = join(work, `server-${n}`);
@@ -189,15 +200,18 @@ try {
         password: PASSWORD,
       });
       const credentials: Credentials = { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken };
+      const cpu0 = cpuSeconds(server.pid);
       const t0 = process.hrtime.bigint();
       await Promise.all(parts.map((p, i) => session(server, credentials, `ingest${i}`, p)));
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu = cpuSeconds(server.pid) - cpu0;
       const rss = peakRssMiB(server.pid);
       const rawDir = join(root, 'raw');
       const rawSecs = await rawWrite(rawDir, parts);
       console.log(
         `${String(n).padStart(8)}  ${(mb / secs).toFixed(0).padStart(11)}  ${(mb / rawSecs).toFixed(0).padStart(10)}` +
-          `  ${(rawSecs / secs).toFixed(2).padStart(11)}x  ${rss.toFixed(0).padStart(11)} MiB`,
+          `  ${(rawSecs / secs).toFixed(2).padStart(11)}x  ${cpu.toFixed(2).padStart(12)}` +
+          `  ${((cpu * 1e9) / (mb * 1e6)).toFixed(2).padStart(11)}  ${rss.toFixed(0).padStart(11)} MiB`,
       );
     } finally {
       await server.stop();

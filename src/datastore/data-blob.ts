@@ -4,6 +4,7 @@
  * `iv[16] || tag[16]` before the ciphertext. The CRC covers everything after the header.
  * Pure: bytes in, bytes out.
  */
+import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { CorruptDataError } from '../errors.js';
@@ -135,6 +136,46 @@ function declaredContentSize(body: Uint8Array): number | null {
     total += size;
   }
   return total;
+}
+
+/** The reused output window of `zstdDigestBounded` (zstd's recommended streaming output size). */
+let digestWindow: Buffer | undefined;
+
+/**
+ * The size and SHA-256 of what zstd `body` decodes to, without keeping it: decoded window by
+ * window (128 KiB, reused) and each window hashed while it is still in the CPU cache, instead of
+ * decoding the whole chunk into memory and reading it again for the hash. Bounds and errors as
+ * `zstdDecompressBounded` (content beyond `maxSize` is refused as it is produced).
+ */
+export function zstdDigestBounded(
+  body: Uint8Array,
+  maxSize: number,
+  what: string,
+): { size: number; digest: Buffer } {
+  const ctx = (dctx ??= new zstd.DCtx());
+  const window = (digestWindow ??= Buffer.allocUnsafeSlow(zstd.dStreamOutSize()));
+  const hash = createHash('sha256');
+  let total = 0;
+  let input = body;
+  try {
+    for (;;) {
+      const [hint, produced, consumed] = ctx.decompressStream(window, input);
+      total += produced;
+      if (total > maxSize) throw new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
+      hash.update(window.subarray(0, produced));
+      input = input.subarray(consumed);
+      // 0: the frame is decoded and flushed whole (the next one starts with the input left)
+      if (hint === 0 && input.length === 0) return { size: total, digest: hash.digest() };
+      if (produced === 0 && consumed === 0) {
+        const why = input.length === 0 ? 'truncated frame' : 'no progress';
+        throw new CorruptDataError(`${what}: zstd data is corrupt (${why})`);
+      }
+    }
+  } catch (err) {
+    ctx.reset(zstd.ResetDirective.sessionOnly);
+    if (err instanceof CorruptDataError) throw err;
+    throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
+  }
 }
 
 /**

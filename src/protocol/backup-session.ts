@@ -50,7 +50,7 @@ import {
   isEncryptedKind,
   rewriteBlobCrc,
   verifyBlobCrc,
-  zstdDecompressBounded,
+  zstdDigestBounded,
 } from '../datastore/data-blob.js';
 import { digestToHex, hexToDigest, sha256 } from '../datastore/digest.js';
 import type { Static } from 'typebox';
@@ -68,7 +68,7 @@ import {
   MAX_CHUNK_SIZE,
   UploadChunkParams,
 } from './protocol-schemas.js';
-import { chunkBuffers, pooledOutput } from '../sys/buffer-pool.js';
+import { chunkBuffers } from '../sys/buffer-pool.js';
 
 export { MAX_CHUNK_SIZE } from './protocol-schemas.js';
 /** Fixed-index chunks from the backup API are 4 MiB (reference §7.1). */
@@ -103,7 +103,8 @@ export function checkArchiveName(
  * The checks of an uploaded chunk, each byte visited as few times as possible (this runs on the
  * server's only thread for every new chunk): PBS recomputes the CRC rather than trusting the
  * client's (§7.2), so it is computed once and written, not also verified; the content check is
- * the decode, and an uncompressed payload is hashed in place instead of copied out first.
+ * the decode, hashed window by window as it is decoded (the plaintext is never stored whole), and
+ * an uncompressed payload is hashed in place.
  * Encrypted chunks are opaque (their digest includes the client's key, §7.2).
  */
 function checkUploadedChunk(digest: Buffer, hex: string, data: Buffer, size: number): void {
@@ -114,30 +115,25 @@ function checkUploadedChunk(digest: Buffer, hex: string, data: Buffer, size: num
   rewriteBlobCrc(data);
   if (isEncryptedKind(kind)) return;
   const payload = data.subarray(BLOB_HEADER_SIZE);
-  let plain: Buffer;
-  if (kind === 'uncompressed') plain = payload;
+  let plain: { size: number; digest: Buffer };
+  if (kind === 'uncompressed') plain = { size: payload.length, digest: sha256(payload) };
   else {
     try {
       // a chunk is at most MAX_CHUNK_SIZE (the schema's bound on `size`), whatever the frame claims
-      plain = zstdDecompressBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`, pooledOutput);
+      plain = zstdDigestBounded(payload, MAX_CHUNK_SIZE, `uploaded chunk ${hex}`);
     } catch (err) {
       throw new BadRequestError((err as Error).message);
     }
   }
-  try {
-    if (plain.length !== size) {
-      throw new BadRequestError(
-        `uploaded chunk ${hex}: wrong size (${plain.length} bytes, index expects ${size})`,
-      );
-    }
-    const actual = sha256(plain);
-    if (!actual.equals(digest)) {
-      throw new BadRequestError(
-        `uploaded chunk ${hex}: wrong digest (content hashes to ${actual.toString('hex')})`,
-      );
-    }
-  } finally {
-    if (plain !== payload) chunkBuffers.give(plain);
+  if (plain.size !== size) {
+    throw new BadRequestError(
+      `uploaded chunk ${hex}: wrong size (${plain.size} bytes, index expects ${size})`,
+    );
+  }
+  if (!plain.digest.equals(digest)) {
+    throw new BadRequestError(
+      `uploaded chunk ${hex}: wrong digest (content hashes to ${plain.digest.toString('hex')})`,
+    );
   }
 }
 

@@ -9,6 +9,7 @@ import {
   blobKind,
   verifyBlobCrc,
   rewriteBlobCrc,
+  zstdDigestBounded,
 } from '../../src/datastore/data-blob.js';
 
 const magicOf = (text: string) => createHash('sha256').update(text).digest().subarray(0, 8);
@@ -61,4 +62,33 @@ test('encrypted blobs are recognised, CRC-checked, but never decoded on the serv
   rewriteBlobCrc(blob);
   assert.equal(verifyBlobCrc(blob), 'encrypted');
   assert.throws(() => decodeBlob(blob), /encrypted/);
+});
+
+test('zstdDigestBounded gives the size and SHA-256 of the decoded content, window by window', () => {
+  // several 128 KiB windows, a partial last one, and a blob of two concatenated frames
+  const plain = Buffer.alloc(1_000_003);
+  for (let i = 0; i < plain.length; i++) plain[i] = (i * 7) % 251;
+  const body = encodeBlob(plain).subarray(12);
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest();
+  assert.deepEqual(zstdDigestBounded(body, 4 << 20, 'c'), { size: plain.length, digest: sha(plain) });
+  const tail = Buffer.alloc(100, 'a');
+  const two = Buffer.concat([body, encodeBlob(tail).subarray(12)]);
+  const both = Buffer.concat([plain, tail]);
+  assert.deepEqual(zstdDigestBounded(two, 4 << 20, 'c'), { size: both.length, digest: sha(both) });
+  // too large, truncated, damaged: refused or other content, and the shared context still decodes afterwards
+  assert.throws(() => zstdDigestBounded(body, 500_000, 'c'), { code: 'CORRUPT_DATA', message: /exceeds/ });
+  assert.throws(() => zstdDigestBounded(body.subarray(0, body.length - 5), 4 << 20, 'c'), {
+    code: 'CORRUPT_DATA',
+  });
+  const flipped = Buffer.from(body);
+  flipped[flipped.length >> 1]! ^= 0xff;
+  // a damaged frame either fails to decode or decodes to other content (the digest check's job)
+  let damaged: { digest: Buffer } | undefined;
+  try {
+    damaged = zstdDigestBounded(flipped, 4 << 20, 'c');
+  } catch (err) {
+    assert.equal((err as { code?: string }).code, 'CORRUPT_DATA');
+  }
+  assert.ok(!damaged?.digest.equals(sha(plain)));
+  assert.deepEqual(zstdDigestBounded(body, 4 << 20, 'c'), { size: plain.length, digest: sha(plain) });
 });
