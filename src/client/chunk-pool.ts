@@ -17,6 +17,9 @@ import {
 import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
+/** A pool starts another worker when every running one has this many requests in flight. */
+const GROW_AT_IN_FLIGHT = 2;
+
 /** Worker memory held for sending back, per worker; beyond, it is left to the garbage collector. */
 const MAX_GOING_BACK = 8;
 
@@ -74,8 +77,8 @@ export class ChunkPool {
     this.threads = Math.max(1, Math.min(8, opts.threads ?? cpus().length));
   }
 
-  private startWorkers(): void {
-    for (let i = 0; i < this.threads; i++) {
+  private startWorkers(count: number): void {
+    for (let i = 0; i < count && this.workers.length < this.threads; i++) {
       const worker = startWorker();
       const pw: PoolWorker = { worker, inFlight: 0, goingBack: [] };
       worker.on('message', (msg: WorkerResponse) => {
@@ -102,7 +105,7 @@ export class ChunkPool {
    * overlaps the login and the index download instead of delaying the first chunk's decode.
    */
   warmUp(): void {
-    if (this.workers.length === 0 && !this.closed) this.startWorkers();
+    if (this.workers.length === 0 && !this.closed) this.startWorkers(this.threads);
   }
 
   private fail(err: Error): void {
@@ -111,10 +114,20 @@ export class ChunkPool {
     this.pending.clear();
   }
 
+  /**
+   * The least busy worker. Workers start one at a time, as the load asks for them: the first
+   * with the first request, another only when every running one already has
+   * `GROW_AT_IN_FLIGHT` requests. A backup that hashes a few chunks (one file changed) so
+   * starts one worker (about 0.1 s of CPU each) instead of all of them.
+   */
   private pick(): PoolWorker {
-    this.warmUp();
+    if (this.workers.length === 0 && !this.closed) this.startWorkers(1);
     let best = this.workers[0]!;
     for (const w of this.workers) if (w.inFlight < best.inFlight) best = w;
+    if (best.inFlight >= GROW_AT_IN_FLIGHT && this.workers.length < this.threads && !this.closed) {
+      this.startWorkers(1);
+      best = this.workers[this.workers.length - 1]!;
+    }
     return best;
   }
 

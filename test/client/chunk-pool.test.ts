@@ -89,3 +89,19 @@ test('released blobs go home to the workers and their memory is reused without m
     await pool.close();
   }
 });
+
+test('workers started one by one under load all answer with the right chunk', async () => {
+  const pool = new ChunkPool({ threads: 3 });
+  try {
+    const inputs = Array.from({ length: 12 }, (_, i) => randomBytes(50_000 + i));
+    const copies = inputs.map((b) => Buffer.from(b));
+    const out = await Promise.all(inputs.map((b, i) => pool.process(b, () => i % 2 === 0)));
+    for (const [i, r] of out.entries()) {
+      assert.deepEqual(r.digest, sha(copies[i]!));
+      assert.equal(r.blob === undefined, i % 2 === 0);
+      if (r.blob) assert.deepEqual(decodeBlob(r.blob), copies[i]);
+    }
+  } finally {
+    await pool.close();
+  }
+});
