@@ -158,6 +158,12 @@ export function zstdDigestBounded(
   let total = 0;
   let input = body;
   try {
+    // A frame that claims more than the limit is refused for that, before anything is decoded
+    // (as zstdDecompressBounded does): zstd itself would fail it on its window size instead.
+    const declared = declaredContentSize(body);
+    if (declared !== null && declared > maxSize) {
+      throw new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
+    }
     for (;;) {
       const [hint, produced, consumed] = ctx.decompressStream(window, input);
       total += produced;
