@@ -14,7 +14,7 @@ import {
   type ErrorCode,
   StowageError,
 } from '../errors.js';
-import { chunkBuffers, transferList } from '../sys/buffer-pool.js';
+import { chunkBuffers, transferList, type PoolMemory } from '../sys/buffer-pool.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
 /** A pool starts another worker when every running one has this many requests in flight. */
@@ -40,7 +40,7 @@ interface PoolWorker {
   worker: Worker;
   inFlight: number;
   /** This worker's memory (blobs uploaded, plaintexts written), sent back with its next request. */
-  goingBack: ArrayBuffer[];
+  goingBack: PoolMemory[];
 }
 
 /** Start the worker; from sources (tests under tsx) the .ts worker needs tsx registered in the thread. */
@@ -64,7 +64,7 @@ export class ChunkPool {
   private readonly workers: PoolWorker[] = [];
   private readonly pending = new Map<number, Pending>();
   /** Which worker produced a blob's or plaintext's memory: it goes back to that worker. */
-  private readonly owner = new WeakMap<ArrayBuffer, PoolWorker>();
+  private readonly owner = new WeakMap<ArrayBufferLike, PoolWorker>();
   private nextId = 1;
   private closed = false;
   private failure: Error | undefined;
@@ -139,8 +139,7 @@ export class ChunkPool {
       pw.inFlight++;
       if (pw.goingBack.length === 0) pw.worker.postMessage(msg, transfer);
       else {
-        const spare = pw.goingBack.splice(0);
-        pw.worker.postMessage({ ...msg, spare }, [...transfer, ...spare]);
+        pw.worker.postMessage({ ...msg, spare: pw.goingBack.splice(0) }, transfer);
       }
     });
   }
@@ -167,7 +166,7 @@ export class ChunkPool {
     }
     const encoded = await this.request(pw, { op: 'encode', id, compress: opts.compress !== false });
     if (encoded.op !== 'encoded') throw ERR_CHUNK_WORKER_ANSWER(encoded.op, 'encode');
-    this.owner.set(encoded.blob.buffer as ArrayBuffer, pw);
+    this.owner.set(encoded.blob.buffer, pw);
     return { digest, size, blob: toBuffer(encoded.blob) };
   }
 
@@ -186,7 +185,7 @@ export class ChunkPool {
       transferList(blob),
     );
     if (res.op !== 'decoded') throw new CorruptDataError(`chunk worker answered ${res.op} to decode`);
-    this.owner.set(res.data.buffer as ArrayBuffer, pw);
+    this.owner.set(res.data.buffer, pw);
     return toBuffer(res.data);
   }
 
@@ -198,10 +197,11 @@ export class ChunkPool {
    * `buf` after.
    */
   release(buf: Uint8Array): void {
-    const ab = buf.buffer;
-    if (!(ab instanceof ArrayBuffer) || ab.byteLength !== chunkBuffers.capacity) return;
-    const pw = this.owner.get(ab) ?? this.workers[0];
-    if (pw && pw.goingBack.length < MAX_GOING_BACK && !pw.goingBack.includes(ab)) pw.goingBack.push(ab);
+    const mem = chunkBuffers.memoryOf(buf);
+    if (!mem) return;
+    const pw = this.owner.get(mem) ?? this.workers[0];
+    if (!pw || pw.goingBack.length >= MAX_GOING_BACK) return;
+    if (!pw.goingBack.some((m) => chunkBuffers.sameMemory(m, mem))) pw.goingBack.push(mem);
   }
 
   /** Number of requests waiting for a worker's answer. */

@@ -7,7 +7,7 @@
  * which digests the server already has) asks for it.
  *
  * Memory moves, it is not copied (sys/buffer-pool.ts), and goes home after use: a chunk arrives
- * transferred from the main thread's pool and goes back to it with the next answer once encoded
+ * in the main thread's (shared) pool memory and goes back to it with the next answer once encoded
  * (or dropped); the blob is encoded into this thread's pooled memory, and the main thread sends
  * that back with a later request once uploaded. Each side so reuses memory it has already
  * faulted in, to the size it uses it for (a blob is often much smaller than its chunk).
@@ -22,44 +22,43 @@ import {
   zstdDecompressBounded,
 } from '../datastore/data-blob.js';
 import { sha256 } from '../datastore/digest.js';
-import { chunkBuffers, pooledOutput, transferList } from '../sys/buffer-pool.js';
+import { chunkBuffers, pooledOutput, transferList, type PoolMemory } from '../sys/buffer-pool.js';
 import { CorruptDataError, ERR_CHUNK_NOT_HELD, ERR_NOT_IN_WORKER } from '../errors.js';
 
 /**
- * `spare`, in both directions: pooled memory going home (transferred), see `sendHome`.
+ * `spare`, in both directions: pooled memory going home (shared, see sys/buffer-pool.ts), see
+ * `sendHome`.
  */
 export type WorkerRequest = (
   | { op: 'hash'; id: number; data: Uint8Array }
   | { op: 'encode'; id: number; compress: boolean }
   | { op: 'drop'; id: number }
   | { op: 'decode'; id: number; blob: Uint8Array; digest?: Uint8Array; size?: number }
-) & { spare?: ArrayBuffer[] };
+) & { spare?: PoolMemory[] };
 
 export type WorkerResponse = (
   | { op: 'hashed'; id: number; digest: Uint8Array }
   | { op: 'encoded'; id: number; blob: Uint8Array }
   | { op: 'decoded'; id: number; data: Uint8Array }
   | { op: 'error'; id: number; code?: string; message: string }
-) & { spare?: ArrayBuffer[] };
+) & { spare?: PoolMemory[] };
 
 const held = new Map<number, Uint8Array>();
 const port = parentPort;
 if (!port) throw ERR_NOT_IN_WORKER();
 
 /** The main thread's memory, sent back with the next answer. */
-const goingHome: ArrayBuffer[] = [];
+const goingHome: PoolMemory[] = [];
 
 function sendHome(buf: Uint8Array): void {
-  if (buf.buffer instanceof ArrayBuffer && buf.buffer.byteLength === chunkBuffers.capacity) {
-    goingHome.push(buf.buffer);
-  }
+  const mem = chunkBuffers.memoryOf(buf);
+  if (mem) goingHome.push(mem);
 }
 
-/** Answer the main thread, moving `transfer` and any memory going home with the answer. */
+/** Answer the main thread, moving `transfer` and sending any memory going home with the answer. */
 function answer(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
   if (goingHome.length === 0) return port!.postMessage(msg, transfer);
-  const spare = goingHome.splice(0);
-  port!.postMessage({ ...msg, spare }, [...transfer, ...spare]);
+  port!.postMessage({ ...msg, spare: goingHome.splice(0) }, transfer);
 }
 
 /**
@@ -80,7 +79,7 @@ port.on('message', (msg: WorkerRequest) => {
   try {
     switch (msg.op) {
       case 'hash': {
-        held.set(msg.id, chunkBuffers.adopt(msg.data));
+        held.set(msg.id, msg.data);
         const digest = sha256(msg.data);
         answer({ op: 'hashed', id: msg.id, digest });
         break;
@@ -102,7 +101,7 @@ port.on('message', (msg: WorkerRequest) => {
       }
       case 'decode': {
         const what = msg.digest ? `chunk ${Buffer.from(msg.digest).toString('hex')}` : 'blob';
-        const data = decodeInPlace(chunkBuffers.adopt(msg.blob), what);
+        const data = decodeInPlace(msg.blob, what);
         if (msg.digest && !sha256(data).equals(msg.digest)) {
           answer({
             op: 'error',

@@ -8,23 +8,53 @@
  * time in page faults than in zstd (docs/performance.md). Reused memory is faulted in once.
  *
  * Ownership is by hand, as with any pool: `give` a buffer back only when nothing reads it any
- * more, not even another view of the same memory. Buffers travel between threads by transfer
- * (postMessage with the ArrayBuffer in the transfer list); the receiving thread may `give` them to
- * its own pool, so memory circulates: the main thread assembles a chunk, a worker encodes it into
+ * more, not even another view of the same memory. Buffers travel between threads as shared memory
+ * (postMessage of a view on a SharedArrayBuffer); the receiving thread may `give` them to its own
+ * pool, so memory circulates: the main thread assembles a chunk, a worker encodes it into
  * one of its buffers and keeps the chunk's memory for the next encode, the main thread keeps the
  * blob's memory after the upload for the next chunk.
  *
  * Each thread has its own `chunkBuffers` (module state is per thread).
  */
+import { threadId } from 'node:worker_threads';
 
 /** The capacity of every pooled buffer: the largest chunk (16 MiB) plus an encrypted blob header. */
 export const CHUNK_BUFFER_CAPACITY = 16 * 1024 * 1024 + 64;
 
-/** ArrayBuffers this thread's pools handed out or adopted: they may be transferred whole. */
-const pooled = new WeakSet<ArrayBuffer>();
+/**
+ * Bytes after the capacity holding the memory's identity (a float64): a SharedArrayBuffer that
+ * arrives in a message is a new object on the same memory, so identity is read from the memory.
+ */
+const ID_BYTES = 8;
+
+/** Where this thread's new pool memory numbers itself: thread id in the high bits, a counter below. */
+let nextId = (threadId + 1) * 2 ** 24;
+
+/**
+ * Pool memory is a SharedArrayBuffer, shared with other threads instead of transferred. Why: V8
+ * counts every ArrayBuffer that arrives by transfer as newly allocated external memory of the
+ * receiving thread while its object is young, and once young ArrayBuffers hold 32 MiB (two pool
+ * buffers) it runs a scavenge before every further allocation of ArrayBuffer memory, however
+ * small (a digest, a file read, a TLS write): a 256 MB backup's client ran 70 such collections, a
+ * sixth of its CPU (docs/performance.md). Shared memory is not counted per thread. The price is
+ * that nothing detaches the sender's view any more: ownership is kept by hand, as the pool's
+ * users always did (`give` only what nothing reads; what went to another thread is not touched).
+ */
+export type PoolMemory = SharedArrayBuffer;
+
+/** The pool memory `buf` is a view of, if it is pool memory of `capacity`. */
+function poolMemoryOf(buf: Uint8Array, capacity: number): PoolMemory | undefined {
+  const ab = buf.buffer;
+  return ab instanceof SharedArrayBuffer && ab.byteLength === capacity + ID_BYTES ? ab : undefined;
+}
+
+/** The identity of pool memory, the same in every thread that holds it. */
+function memoryId(mem: PoolMemory, capacity: number): number {
+  return new Float64Array(mem, capacity, 1)[0]!;
+}
 
 export class BufferPool {
-  private readonly free: ArrayBuffer[] = [];
+  private readonly free: PoolMemory[] = [];
 
   /**
    * `capacity`: the size of every buffer (mapped lazily, so only the bytes used become resident);
@@ -33,42 +63,43 @@ export class BufferPool {
   constructor(
     readonly capacity: number,
     private readonly maxFree: number,
-  ) {}
+  ) {
+    if (capacity % 8 !== 0) throw new RangeError(`pool capacity ${capacity} is not a multiple of 8`);
+  }
 
   /** An uninitialised Buffer of `size` bytes on pooled memory (a fresh one beyond `capacity`). */
   take(size: number): Buffer {
     if (size > this.capacity) return Buffer.allocUnsafeSlow(size);
-    let ab = this.free.pop();
-    if (!ab) {
-      // Uninitialised: `new ArrayBuffer` zero-fills (calloc), which touches every page of the
-      // capacity; this way only the pages a user writes are ever faulted in.
-      ab = Buffer.allocUnsafeSlow(this.capacity).buffer as ArrayBuffer;
-      pooled.add(ab);
+    let mem = this.free.pop();
+    if (!mem) {
+      // Zero-filled, but large enough to be fresh mapped memory, which the kernel gives zeroed:
+      // only the pages a user writes are ever faulted in.
+      mem = new SharedArrayBuffer(this.capacity + ID_BYTES);
+      new Float64Array(mem, this.capacity, 1)[0] = nextId++;
     }
-    return Buffer.from(ab, 0, size);
+    return Buffer.from(mem, 0, size);
   }
 
-  /**
-   * Take over pool-sized memory that arrived from another thread (transferred), so that it may be
-   * transferred on again whole (`transferList`) and given back here. Returns `buf`.
-   */
-  adopt<T extends Uint8Array>(buf: T): T {
-    const ab = buf.buffer;
-    if (ab instanceof ArrayBuffer && ab.byteLength === this.capacity) pooled.add(ab);
-    return buf;
+  /** The pool memory `buf` is a view of (from any thread's pool of this capacity), if it is. */
+  memoryOf(buf: Uint8Array): PoolMemory | undefined {
+    return poolMemoryOf(buf, this.capacity);
+  }
+
+  /** Whether two views are on the same pool memory (the same in every thread). */
+  sameMemory(a: PoolMemory, b: PoolMemory): boolean {
+    return a === b || memoryId(a, this.capacity) === memoryId(b, this.capacity);
   }
 
   /**
    * Give the memory of `buf` back. Nothing may use `buf`, or any other view of its memory, after
-   * this. Memory that is not a whole pool-sized buffer (or was transferred away, which leaves it
-   * empty) is ignored, so any buffer may be given.
+   * this, in this thread or any other. Memory that is not a whole pool buffer is ignored, so any
+   * buffer may be given.
    */
   give(buf: Uint8Array): void {
-    const ab = buf.buffer;
-    if (!(ab instanceof ArrayBuffer) || ab.byteLength !== this.capacity) return;
-    if (this.free.length >= this.maxFree || this.free.includes(ab)) return;
-    pooled.add(ab);
-    this.free.push(ab);
+    const mem = this.memoryOf(buf);
+    if (!mem || this.free.length >= this.maxFree) return;
+    if (this.free.some((f) => this.sameMemory(f, mem))) return;
+    this.free.push(mem);
   }
 
   /** Idle buffers held (for tests). */
@@ -78,14 +109,14 @@ export class BufferPool {
 }
 
 /**
- * The memory a thread may move to another with postMessage without copying: a pooled buffer, or
- * a buffer that owns its whole ArrayBuffer. Never a slice of Node's shared small-buffer slab,
- * which transferring would take away from every other Buffer on it.
+ * The memory a thread may move to another with postMessage without copying: a buffer that owns
+ * its whole ArrayBuffer (pool memory is shared, never transferred). Never a slice of Node's
+ * shared small-buffer slab, which transferring would take away from every other Buffer on it.
  */
 export function transferList(buf: Uint8Array): ArrayBuffer[] {
   const ab = buf.buffer;
   if (!(ab instanceof ArrayBuffer)) return [];
-  return pooled.has(ab) || (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) ? [ab] : [];
+  return buf.byteOffset === 0 && buf.byteLength === ab.byteLength ? [ab] : [];
 }
 
 /**
