@@ -7,14 +7,11 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { PassThrough } from 'node:stream';
-import {
-  createArchive,
-  writableSink,
-  type CreateArchiveResult,
-  type LayoutObserver,
-  type ReusablePiece,
-  type TreeCatalog,
-} from '../pxar/index.js';
+// Direct module imports, not the pxar/index.js barrel: a backup then does not load the decoder,
+// extractor and accessor (less module loading at every client start).
+import { createArchive, type CreateArchiveResult, type TreeCatalog } from '../pxar/create.js';
+import type { LayoutObserver } from '../pxar/encoder.js';
+import { writableSink, type ReusablePiece } from '../pxar/io.js';
 import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archive.js';
 
 /**

@@ -34,7 +34,7 @@ import {
   type TreePlan,
   WalkFingerprint,
 } from '../../client/tar-archive.js';
-import { CatalogWriter } from '../../pxar/index.js';
+import { CatalogWriter } from '../../pxar/catalog.js';
 import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession, type ClientSession } from './session.js';

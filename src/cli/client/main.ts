@@ -5,12 +5,30 @@
  */
 import { Command, CommanderError } from 'commander';
 import { failAndExit, EXIT } from '../exit-codes.js';
-import { registerBackupCommand } from './backup-command.js';
-import { registerCatalogCommand } from './catalog-command.js';
-import { registerInfoCommands } from './info-commands.js';
-import { registerRestoreCommand } from './restore-command.js';
 
-export function buildClientCli(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each command's module, loaded only when needed: `stowage-client backup` does not load the
+ * restore, catalog and info code (pxar decoder, extractor, tar-stream), which every run paid in
+ * module loading before. Unknown or missing command names (help, usage errors) load them all.
+ */
+const COMMAND_MODULES: { names: string[]; load: () => Promise<Register> }[] = [
+  { names: ['backup'], load: async () => (await import('./backup-command.js')).registerBackupCommand },
+  { names: ['restore'], load: async () => (await import('./restore-command.js')).registerRestoreCommand },
+  { names: ['catalog'], load: async () => (await import('./catalog-command.js')).registerCatalogCommand },
+  {
+    names: ['login', 'snapshots', 'list', 'status'],
+    load: async () => (await import('./info-commands.js')).registerInfoCommands,
+  },
+];
+
+/** The first argument that is not an option: the command name commander will dispatch to. */
+function commandName(argv: string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
+
+export async function buildClientCli(argv: string[] = []): Promise<Command> {
   const program = new Command('stowage-client')
     .description(
       'Stowage backup client. Repository: --repository or STOWAGE_REPOSITORY / PBS_REPOSITORY; ' +
@@ -18,16 +36,19 @@ export function buildClientCli(): Command {
     )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  registerBackupCommand(program);
-  registerRestoreCommand(program);
-  registerCatalogCommand(program);
-  registerInfoCommands(program);
+  const name = commandName(argv);
+  const wanted = COMMAND_MODULES.filter((m) => name !== undefined && m.names.includes(name));
+  for (const register of await Promise.all(
+    (wanted.length > 0 ? wanted : COMMAND_MODULES).map((m) => m.load()),
+  )) {
+    register(program);
+  }
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }
 
 export async function runClientCli(argv: string[]): Promise<void> {
-  const program = buildClientCli();
+  const program = await buildClientCli(argv);
   try {
     await program.parseAsync(argv);
   } catch (err) {
