@@ -138,6 +138,21 @@ function declaredContentSize(body: Uint8Array): number | null {
   return total;
 }
 
+/** The error for zstd content beyond `maxSize` (declared, or found while decoding). */
+function zstdTooLarge(what: string, maxSize: number): CorruptDataError {
+  return new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
+}
+
+/**
+ * After a failed decode: reset the shared context (zstd-napi leaves it in its failed state, and
+ * it refused every later, valid, decode) and name `what` in the error.
+ */
+function zstdFailed(ctx: InstanceType<typeof zstd.DCtx>, err: unknown, what: string): CorruptDataError {
+  ctx.reset(zstd.ResetDirective.sessionOnly);
+  if (err instanceof CorruptDataError) return err;
+  return new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
+}
+
 /** The reused output window of `zstdDigestBounded` (zstd's recommended streaming output size). */
 let digestWindow: Buffer | undefined;
 
@@ -161,13 +176,11 @@ export function zstdDigestBounded(
     // A frame that claims more than the limit is refused for that, before anything is decoded
     // (as zstdDecompressBounded does): zstd itself would fail it on its window size instead.
     const declared = declaredContentSize(body);
-    if (declared !== null && declared > maxSize) {
-      throw new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
-    }
+    if (declared !== null && declared > maxSize) throw zstdTooLarge(what, maxSize);
     for (;;) {
       const [hint, produced, consumed] = ctx.decompressStream(window, input);
       total += produced;
-      if (total > maxSize) throw new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
+      if (total > maxSize) throw zstdTooLarge(what, maxSize);
       hash.update(window.subarray(0, produced));
       input = input.subarray(consumed);
       // 0: the frame is decoded and flushed whole (the next one starts with the input left)
@@ -178,9 +191,7 @@ export function zstdDigestBounded(
       }
     }
   } catch (err) {
-    ctx.reset(zstd.ResetDirective.sessionOnly);
-    if (err instanceof CorruptDataError) throw err;
-    throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
+    throw zstdFailed(ctx, err, what);
   }
 }
 
@@ -188,9 +199,9 @@ export function zstdDigestBounded(
  * zstd-decode `body`, refusing content beyond `maxSize` bytes before it is allocated: a 20-byte
  * frame may claim 4 GiB (zstd-napi's `decompress` allocates what the frame claims), and a frame
  * without a declared size may expand a thousandfold. PBS likewise caps a blob at MAX_BLOB_SIZE.
- * CorruptDataError names `what` on any damage. The context is reset after a failure: zstd-napi's
- * shared context stays in its failed state, and refused every later, valid, decode. A frame that
- * declares its size (PBS's and ours do) is decoded straight into `into(size)`, e.g. pooled memory.
+ * CorruptDataError names `what` on any damage; the shared context is reset after a failure
+ * (`zstdFailed`). A frame that declares its size (PBS's and ours do) is decoded straight into
+ * `into(size)`, e.g. pooled memory.
  */
 export function zstdDecompressBounded(
   body: Uint8Array,
@@ -199,11 +210,10 @@ export function zstdDecompressBounded(
   into: OutputBuffer = Buffer.allocUnsafe,
 ): Buffer {
   const ctx = (dctx ??= new zstd.DCtx());
-  const tooLarge = () => new CorruptDataError(`${what}: zstd data exceeds ${maxSize} bytes`);
   try {
     const declared = declaredContentSize(body);
     if (declared !== null) {
-      if (declared > maxSize) throw tooLarge();
+      if (declared > maxSize) throw zstdTooLarge(what, maxSize);
       const out = into(declared);
       const written = ctx.decompress(out, body);
       if (written !== declared) {
@@ -218,7 +228,7 @@ export function zstdDecompressBounded(
       const piece = Buffer.allocUnsafe(zstd.dStreamOutSize());
       const [hint, produced, consumed] = ctx.decompressStream(piece, input);
       total += produced;
-      if (total > maxSize) throw tooLarge();
+      if (total > maxSize) throw zstdTooLarge(what, maxSize);
       parts.push(piece.subarray(0, produced));
       input = input.subarray(consumed);
       // a full piece may leave output pending even when all input is consumed
@@ -232,8 +242,6 @@ export function zstdDecompressBounded(
     }
     return Buffer.concat(parts, total);
   } catch (err) {
-    ctx.reset(zstd.ResetDirective.sessionOnly);
-    if (err instanceof CorruptDataError) throw err;
-    throw new CorruptDataError(`${what}: zstd data is corrupt (${(err as Error).message})`);
+    throw zstdFailed(ctx, err, what);
   }
 }
