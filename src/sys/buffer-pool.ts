@@ -42,15 +42,9 @@ let nextId = (threadId + 1) * 2 ** 24;
  */
 export type PoolMemory = SharedArrayBuffer;
 
-/** The pool memory `buf` is a view of, if it is pool memory of `capacity`. */
-function poolMemoryOf(buf: Uint8Array, capacity: number): PoolMemory | undefined {
-  const ab = buf.buffer;
-  return ab instanceof SharedArrayBuffer && ab.byteLength === capacity + ID_BYTES ? ab : undefined;
-}
-
-/** The identity of pool memory, the same in every thread that holds it. */
-function memoryId(mem: PoolMemory, capacity: number): number {
-  return new Float64Array(mem, capacity, 1)[0]!;
+/** Where pool memory of `capacity` keeps its identity (the same in every thread that holds it). */
+function idSlot(mem: PoolMemory, capacity: number): Float64Array {
+  return new Float64Array(mem, capacity, 1);
 }
 
 export class BufferPool {
@@ -75,19 +69,20 @@ export class BufferPool {
       // Zero-filled, but large enough to be fresh mapped memory, which the kernel gives zeroed:
       // only the pages a user writes are ever faulted in.
       mem = new SharedArrayBuffer(this.capacity + ID_BYTES);
-      new Float64Array(mem, this.capacity, 1)[0] = nextId++;
+      idSlot(mem, this.capacity)[0] = nextId++;
     }
     return Buffer.from(mem, 0, size);
   }
 
   /** The pool memory `buf` is a view of (from any thread's pool of this capacity), if it is. */
   memoryOf(buf: Uint8Array): PoolMemory | undefined {
-    return poolMemoryOf(buf, this.capacity);
+    const ab = buf.buffer;
+    return ab instanceof SharedArrayBuffer && ab.byteLength === this.capacity + ID_BYTES ? ab : undefined;
   }
 
   /** Whether two views are on the same pool memory (the same in every thread). */
   sameMemory(a: PoolMemory, b: PoolMemory): boolean {
-    return a === b || memoryId(a, this.capacity) === memoryId(b, this.capacity);
+    return a === b || idSlot(a, this.capacity)[0] === idSlot(b, this.capacity)[0];
   }
 
   /**
