@@ -243,9 +243,12 @@ async function stowageSession(
   tag: string,
   format: 'tar' | 'pxar',
 ): Promise<ToolSession> {
-  if (tag.includes('stowage-base')) run = baselineRun!;
+  const base = tag.includes('stowage-base');
+  if (base) run = baselineRun!;
+  const sources = base ? baselineDir : repoRoot;
   const server = await startServer(join(work, 'server'), run, {
     password: PASSWORD,
+    sources,
     profile: profileDir && join(profileDir, `${tag}-server`),
   });
   const env = {
@@ -253,7 +256,7 @@ async function stowageSession(
     STOWAGE_REPOSITORY: `root@pam@${server.host}:${server.port}:local`,
     STOWAGE_PASSWORD: PASSWORD,
     STOWAGE_FINGERPRINT: server.fingerprint,
-    ...launcherEnv('src/cli/stowage-client.ts'),
+    ...launcherEnv('src/cli/stowage-client.ts', sources),
   };
   const client = (step: Step) => [
     ...profileFlags(profileDir && join(profileDir, `${tag}-${step}`)),

@@ -43,10 +43,11 @@ export const fromSources: Runner = (tsPath) => ['--import', 'tsx', join(repoRoot
 /**
  * The environment an installed `stowage` / `stowage-client` starts with: the assignments in the
  * entry point's `#!/usr/bin/env -S NAME=value node` line (glibc's huge-page tunable, see
- * docs/performance.md). The benchmarks start node themselves, so they apply it themselves.
+ * docs/performance.md). The benchmarks start node themselves, so they apply it themselves, from
+ * the checkout they run (`sources`: this tree, or a baseline's).
  */
-export function launcherEnv(tsEntry: string): Record<string, string> {
-  const first = readFileSync(join(repoRoot, tsEntry), 'utf8').split('\n', 1)[0] ?? '';
+export function launcherEnv(tsEntry: string, sources = repoRoot): Record<string, string> {
+  const first = readFileSync(join(sources, tsEntry), 'utf8').split('\n', 1)[0] ?? '';
   const env: Record<string, string> = {};
   if (!first.startsWith('#!')) return env;
   for (const m of first.matchAll(/\s([A-Z_][A-Z0-9_]*)=(\S+)/g)) env[m[1]!] = m[2]!;
@@ -72,14 +73,18 @@ export interface BenchServer {
 export async function startServer(
   root: string,
   run: Runner,
-  opts: { password: string; profile?: string },
+  opts: { password: string; profile?: string; sources?: string },
 ): Promise<BenchServer> {
   const proc = spawn(
     process.execPath,
     [...profileFlags(opts.profile ?? ''), ...run('test/e2e/fixtures/backup-server.ts'), root],
     {
       cwd: repoRoot,
-      env: { ...process.env, ...launcherEnv('src/cli/stowage.ts'), ROOT_PASSWORD: opts.password },
+      env: {
+        ...process.env,
+        ...launcherEnv('src/cli/stowage.ts', opts.sources),
+        ROOT_PASSWORD: opts.password,
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );

@@ -106,6 +106,26 @@ test('cuts do not depend on how a piece is aligned in memory', () => {
   }
 });
 
+test("chunks longer than the scanner's 1 MiB span cut where hashing every byte cuts (4 MiB average)", () => {
+  // The WebAssembly scanner takes a piece in spans of 1 MiB: a chunk of several MiB crosses spans.
+  const avg = 4 * 1024 * 1024;
+  const data = prng(8, 24 * 1024 * 1024 + 5);
+  const expected = referenceBoundaries(data, avg);
+  assert.ok(expected.length >= 2, `${expected.length} cuts`);
+  assert.ok(
+    expected.some((cut, i) => cut - (expected[i - 1] ?? 0) > 2 * 1024 * 1024),
+    'a chunk longer than two spans',
+  );
+  assert.deepEqual(
+    boundaries(data, avg, () => data.length),
+    expected,
+  );
+  assert.deepEqual(
+    boundaries(data, avg, () => 3 * 1024 * 1024 + 7),
+    expected,
+  );
+});
+
 test('chunk sizes stay between avg/4 and avg*4 and average near avg on random data', () => {
   const data = prng(2, 8 * 1024 * 1024);
   const chunks = chunksOf(data);
