@@ -194,6 +194,51 @@ export class ClusterConfigSync {
     this.follow(BigInt(res.header.revision));
   }
 
+  /**
+   * Seed the cluster with the shared files this server created since it caught up (the ticket
+   * keys, root's password on a first start), where the cluster still has none. When servers start
+   * together, each finds the cluster empty and creates its own; all of one server's files go in
+   * one transaction (the two halves of a key pair must come from the same server), the first wins,
+   * and the others adopt its copies here, before they read them (a server signing tickets with a
+   * key the cluster then replaced, or verifying with half of another's pair, refuses logins).
+   */
+  async seedCreated(): Promise<void> {
+    const created = new Map<string, FileValue>();
+    for (const name of SHARED_CONFIG_FILES) {
+      if (this.synced.has(name)) continue;
+      const local = this.readLocal(name);
+      if (!local) continue;
+      created.set(name, local);
+      const t = this.pending.get(name);
+      if (t) clearTimeout(t);
+      this.pending.delete(name);
+    }
+    if (created.size === 0) return;
+    const names = [...created.keys()];
+    const keys = names.map((name) => this.keyPrefix + name);
+    const res = await etcdCall('the shared configuration', () => {
+      let txn = this.client.if(keys[0]!, 'Version', '==', 0);
+      for (const key of keys.slice(1)) txn = txn.and(key, 'Version', '==', 0);
+      return txn
+        .then(...names.map((name, i) => this.client.put(keys[i]!).value(JSON.stringify(created.get(name)))))
+        .else(...keys.map((key) => this.client.get(key)))
+        .commit();
+    });
+    for (const [i, name] of names.entries()) {
+      const kv = res.succeeded ? undefined : res.responses[i]?.response_range?.kvs[0];
+      if (!kv) {
+        // ours went in, or the cluster has none of this one: put it unless another got there first
+        if (res.succeeded) this.synced.set(name, hashOf(created.get(name)!));
+        else await this.put(name, created.get(name)!, { onlyIfAbsent: true });
+        continue;
+      }
+      const theirs = JSON.parse(kv.value.toString()) as FileValue;
+      this.writeLocal(name, theirs);
+      this.synced.set(name, hashOf(theirs));
+    }
+    this.saveState();
+  }
+
   /** Put `value` as `name`'s cluster copy (only if there is none: the first seeder wins, others adopt it). */
   private async put(name: string, value: FileValue, opts: { onlyIfAbsent?: boolean }): Promise<void> {
     const key = this.keyPrefix + name;

@@ -205,11 +205,16 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const clusterSettings = resolveClusterSettings(paths.configDir, opts.cluster);
   const configSync = clusterSettings ? await ClusterConfigSync.start(clusterSettings, paths) : undefined;
   const tls = await ensureCertificate(paths.configDir);
-  const keys = await loadOrCreateAuthKeys(paths.configDir);
+  let keys = await loadOrCreateAuthKeys(paths.configDir);
   const boot = await bootstrapRootUser(
     paths.configDir,
     opts.rootPassword ?? process.env.STOWAGE_ROOT_PASSWORD,
   );
+  if (configSync) {
+    // servers started together each created keys (and root's password): one copy wins, all use it
+    await configSync.seedCreated();
+    keys = await loadOrCreateAuthKeys(paths.configDir);
+  }
 
   const app = Fastify({
     https: { key: tls.key, cert: tls.cert },

@@ -30,7 +30,7 @@ import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 import { loginApi, ROOT_PASSWORD, taskEnd } from '../e2e/backup-helpers.js';
 import { BackupWriter } from '../../src/client/backup-writer.js';
 import { ChunkPool } from '../../src/client/chunk-pool.js';
-import type { ApiClient } from '../../src/client/connection.js';
+import { ApiClient } from '../../src/client/connection.js';
 import type { ActiveOperationsReply } from '../../src/api-types/operations.js';
 
 const STORE = 'shared';
@@ -264,6 +264,32 @@ describe('three stowage servers on one datastore, coordinated through etcd', () 
     // rm does it, so the test process ends now
     spawn('rm', ['-rf', root], { detached: true, stdio: 'ignore' }).unref();
     console.log(`# cleaned up in ${Date.now() - t0} ms`);
+  });
+
+  test('servers started together sign tickets with one key: a ticket from each is valid on the others', async () => {
+    // All three found the cluster empty at start and created keys of their own; one copy won.
+    const servers = [n1, n2, n3];
+    for (const from of servers) {
+      const t = await new ApiClient(
+        { host: from.host, port: from.port },
+        { fingerprint: from.fingerprint },
+      ).call<{ ticket: string; CSRFPreventionToken: string }>('POST', '/access/ticket', {
+        username: 'root@pam',
+        password: ROOT_PASSWORD,
+      });
+      for (const on of servers) {
+        const api = new ApiClient(
+          { host: on.host, port: on.port },
+          { fingerprint: on.fingerprint },
+          { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken },
+        );
+        const stores = await api.call<Array<{ store: string }>>('GET', '/admin/datastore');
+        assert.ok(
+          stores.some((x) => x.store === STORE),
+          `a ticket from ${from.node} on ${on.node}`,
+        );
+      }
+    }
   });
 
   test('a datastore created on one server is served by all three: stowage-client backs up through each', async () => {
