@@ -334,7 +334,9 @@ export class ClusterConfigSync {
     const local = this.readLocal(name);
     const localHash = local && hashOf(local);
     if (localHash === this.synced.get(name)) return;
-    if (local) await this.put(name, local, {});
+    // a file never in step with the cluster (created here at start) only seeds an empty place:
+    // overwriting the copy another server seeded would swap keys under servers already using them
+    if (local) await this.put(name, local, { onlyIfAbsent: !this.synced.has(name) });
     else {
       await etcdCall('the shared configuration', () =>
         this.client
