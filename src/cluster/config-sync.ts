@@ -5,11 +5,16 @@
  * the server's config dir, read and written as on a server alone; this module mirrors those files
  * through etcd (`P config/files/<name>`: the file's bytes and mode):
  *
- * - At start, before the server reads any of them: a file etcd has is written here; a file only
- *   this server has is put in etcd (the first server of a cluster seeds it). A file changed here
- *   while the server was down (an admin command) is put in etcd, unless etcd's changed too (then
- *   etcd's wins, with a warning): `<dataDir>/cluster-config-sync.json` remembers what was last in
- *   step.
+ * - At start, before the server reads any of them: a file etcd has is written here; the files only
+ *   this server has are put in etcd together (the first server of a cluster seeds them). A file
+ *   changed here while the server was down (an admin command) is put in etcd, unless etcd's changed
+ *   too (then etcd's wins, with a warning): `<dataDir>/cluster-config-sync.json` remembers what was
+ *   last in step.
+ * - The files the server creates at start (ticket keys, root's password on a first start) are put
+ *   in etcd together by `seedCreated`; until it has run, such a file is neither put in etcd on its
+ *   own nor replaced by the cluster's copy of it (servers started together each create their own,
+ *   and one server's set must win whole: the two halves of a key pair from different servers, or
+ *   a server's own key overwritten under it, refuse logins).
  * - While it runs: a file written here (API, admin command) is put in etcd; a change in etcd
  *   (another server's) is written here, atomically, as the file's own writers do.
  *
@@ -74,6 +79,10 @@ export class ClusterConfigSync {
   /** Hash of each file as it was last in step with etcd (absent: not in etcd). */
   private readonly synced = new Map<string, string>();
   private readonly pending = new Map<string, NodeJS.Timeout>();
+  /** Whether `seedCreated` has run: before, a file never in step with the cluster is left to it. */
+  private seeded = false;
+  /** Files whose push waited for `seedCreated` (pushed after it, if still needed). */
+  private readonly held = new Set<string>();
   private fsWatcher: FSWatcher | undefined;
   private etcdWatcher: Watcher | undefined;
   private closed = false;
@@ -94,7 +103,10 @@ export class ClusterConfigSync {
     this.keyPrefix = `${settings.prefix}config/files/`;
   }
 
-  /** Bring the config dir in step with the cluster and follow both ways; rejects when etcd cannot be reached. */
+  /**
+   * Bring the config dir in step with the cluster and follow both ways; rejects when etcd cannot be
+   * reached. A shared file created after this (at the server's start) is held until `seedCreated`.
+   */
   static async start(
     settings: ClusterSettings,
     paths: { configDir: string; dataDir: string },
@@ -139,6 +151,13 @@ export class ClusterConfigSync {
     else replaceFile(this.path(name), Buffer.from(value.data, 'base64'), { fsync: true, mode: value.mode });
   }
 
+  /** Take the cluster's copy of `name` (none: remove it here) as this server's, in step. */
+  private adopt(name: string, value: FileValue | undefined): void {
+    this.writeLocal(name, value);
+    if (value) this.synced.set(name, hashOf(value));
+    else this.synced.delete(name);
+  }
+
   private loadState(): Map<string, string> {
     try {
       return new Map(
@@ -167,11 +186,8 @@ export class ClusterConfigSync {
       const local = this.readLocal(name);
       const theirs = remote.get(name);
       const localHash = local && hashOf(local);
-      if (theirs === undefined) {
-        // the first server of the cluster to have it seeds the cluster's copy
-        if (local) await this.put(name, local, { onlyIfAbsent: true });
-        continue;
-      }
+      // the first server of the cluster to have it seeds the cluster's copy (seedLocal, below)
+      if (theirs === undefined) continue;
       const theirHash = hashOf(theirs);
       if (localHash === theirHash) {
         this.synced.set(name, theirHash);
@@ -187,56 +203,70 @@ export class ClusterConfigSync {
         this.log.warn(
           `${name} changed here and in the cluster while this server was down: the cluster's copy is kept`,
         );
-      this.writeLocal(name, theirs);
-      this.synced.set(name, theirHash);
+      this.adopt(name, theirs);
     }
     this.saveState();
+    await this.seedLocal();
     this.follow(BigInt(res.header.revision));
   }
 
   /**
    * Seed the cluster with the shared files this server created since it caught up (the ticket
-   * keys, root's password on a first start), where the cluster still has none. When servers start
-   * together, each finds the cluster empty and creates its own; all of one server's files go in
-   * one transaction (the two halves of a key pair must come from the same server), the first wins,
-   * and the others adopt its copies here, before they read them (a server signing tickets with a
-   * key the cluster then replaced, or verifying with half of another's pair, refuses logins).
+   * keys, root's password on a first start), where the cluster still has none, and only then
+   * follow local changes of such files. Returns the files of which the cluster had a copy already,
+   * now written here in place of this server's (another server started at the same time seeded
+   * them: its root password is the cluster's, not one this server generated).
    */
-  async seedCreated(): Promise<void> {
-    const created = new Map<string, FileValue>();
-    for (const name of SHARED_CONFIG_FILES) {
-      if (this.synced.has(name)) continue;
-      const local = this.readLocal(name);
-      if (!local) continue;
-      created.set(name, local);
-      const t = this.pending.get(name);
-      if (t) clearTimeout(t);
-      this.pending.delete(name);
-    }
-    if (created.size === 0) return;
-    const names = [...created.keys()];
-    const keys = names.map((name) => this.keyPrefix + name);
-    const res = await etcdCall('the shared configuration', () => {
-      let txn = this.client.if(keys[0]!, 'Version', '==', 0);
-      for (const key of keys.slice(1)) txn = txn.and(key, 'Version', '==', 0);
-      return txn
-        .then(...names.map((name, i) => this.client.put(keys[i]!).value(JSON.stringify(created.get(name)))))
-        .else(...keys.map((key) => this.client.get(key)))
-        .commit();
-    });
-    for (const [i, name] of names.entries()) {
-      const kv = res.succeeded ? undefined : res.responses[i]?.response_range?.kvs[0];
-      if (!kv) {
-        // ours went in, or the cluster has none of this one: put it unless another got there first
-        if (res.succeeded) this.synced.set(name, hashOf(created.get(name)!));
-        else await this.put(name, created.get(name)!, { onlyIfAbsent: true });
-        continue;
+  async seedCreated(): Promise<{ adopted: ReadonlySet<string> }> {
+    const adopted = await this.seedLocal();
+    this.seeded = true;
+    for (const name of this.held) this.schedulePush(name);
+    this.held.clear();
+    return { adopted };
+  }
+
+  /**
+   * Put in etcd the files this server has and the cluster lacks, all in one transaction; where the
+   * cluster has a copy of any of them, adopt its copies instead (the put is all or nothing) and
+   * try again with the files it still lacks. When servers start together, each finds the cluster
+   * empty and creates its own files; all of one server's files go in together (the two halves of
+   * a key pair must come from the same server), the first wins, and the others adopt its copies,
+   * before they read them (a server signing tickets with a key the cluster then replaced, or
+   * verifying with half of another's pair, refuses logins). Returns the names adopted.
+   */
+  private async seedLocal(): Promise<Set<string>> {
+    const adopted = new Set<string>();
+    for (;;) {
+      const ours = new Map<string, FileValue>();
+      for (const name of SHARED_CONFIG_FILES) {
+        const local = this.synced.has(name) ? undefined : this.readLocal(name);
+        if (local) ours.set(name, local);
       }
-      const theirs = JSON.parse(kv.value.toString()) as FileValue;
-      this.writeLocal(name, theirs);
-      this.synced.set(name, hashOf(theirs));
+      if (ours.size === 0) break;
+      const names = [...ours.keys()];
+      const keys = names.map((name) => this.keyPrefix + name);
+      const res = await etcdCall('the shared configuration', () => {
+        let txn = this.client.if(keys[0]!, 'Version', '==', 0);
+        for (const key of keys.slice(1)) txn = txn.and(key, 'Version', '==', 0);
+        return txn
+          .then(...names.map((name, i) => this.client.put(keys[i]!).value(JSON.stringify(ours.get(name)))))
+          .else(...keys.map((key) => this.client.get(key)))
+          .commit();
+      });
+      for (const [i, name] of names.entries()) {
+        if (res.succeeded) {
+          this.synced.set(name, hashOf(ours.get(name)!));
+          continue;
+        }
+        // the cluster has none of this one: it goes in the next round
+        const kv = res.responses[i]?.response_range?.kvs[0];
+        if (!kv) continue;
+        this.adopt(name, JSON.parse(kv.value.toString()) as FileValue);
+        adopted.add(name);
+      }
+      this.saveState();
     }
-    this.saveState();
+    return adopted;
   }
 
   /** Put `value` as `name`'s cluster copy (only if there is none: the first seeder wins, others adopt it). */
@@ -253,12 +283,7 @@ export class ClusterConfigSync {
       );
       if (!res.succeeded) {
         const kv = res.responses[0]?.response_range?.kvs[0];
-        if (kv) {
-          const theirs = JSON.parse(kv.value.toString()) as FileValue;
-          this.writeLocal(name, theirs);
-          this.synced.set(name, hashOf(theirs));
-          return;
-        }
+        if (kv) return this.adopt(name, JSON.parse(kv.value.toString()) as FileValue);
       }
     } else {
       await etcdCall('the shared configuration', () => this.client.put(key).value(text).exec());
@@ -293,8 +318,15 @@ export class ClusterConfigSync {
   private learn(key: string, value: FileValue | undefined): void {
     const name = key.slice(this.keyPrefix.length);
     if (this.closed || !SHARED_CONFIG_FILES.includes(name)) return;
-    const theirHash = value && hashOf(value);
     const local = this.readLocal(name);
+    if (!this.seeded && !this.synced.has(name)) {
+      // start-up: a file this server is creating (or has created) is left to seedCreated, which
+      // adopts the cluster's copy whole; one it lacks is written, but not as in step (were it
+      // counted in step, a creator overwriting it right after would put its own over the cluster's)
+      if (value && !local) this.writeLocal(name, value);
+      return;
+    }
+    const theirHash = value && hashOf(value);
     const localHash = local && hashOf(local);
     if (localHash === theirHash) {
       if (theirHash) this.synced.set(name, theirHash);
@@ -304,13 +336,11 @@ export class ClusterConfigSync {
     }
     if (localHash !== this.synced.get(name)) return this.schedulePush(name);
     try {
-      this.writeLocal(name, value);
+      this.adopt(name, value);
     } catch (err) {
       this.log.error({ err }, `writing ${name} from the cluster's configuration failed`);
       return;
     }
-    if (theirHash) this.synced.set(name, theirHash);
-    else this.synced.delete(name);
     this.saveState();
   }
 
@@ -331,6 +361,12 @@ export class ClusterConfigSync {
   }
 
   private async push(name: string): Promise<void> {
+    // created at start: seedCreated puts it with the others this server created (or adopts the
+    // cluster's); put alone now, half of a key pair could win against another server's other half
+    if (!this.seeded && !this.synced.has(name)) {
+      this.held.add(name);
+      return;
+    }
     const local = this.readLocal(name);
     const localHash = local && hashOf(local);
     if (localHash === this.synced.get(name)) return;

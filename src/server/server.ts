@@ -210,10 +210,14 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     paths.configDir,
     opts.rootPassword ?? process.env.STOWAGE_ROOT_PASSWORD,
   );
+  let passwordLine = boot.generatedPassword && `root@pam password: ${boot.generatedPassword}`;
   if (configSync) {
     // servers started together each created keys (and root's password): one copy wins, all use it
-    await configSync.seedCreated();
+    const { adopted } = await configSync.seedCreated();
     keys = await loadOrCreateAuthKeys(paths.configDir);
+    // the password generated here lost to another server's: printing it would mislead
+    if (passwordLine && adopted.has('shadow.json'))
+      passwordLine = 'root@pam password: set by another server of the cluster';
   }
 
   const app = Fastify({
@@ -261,7 +265,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 
   announce(`fingerprint: ${tls.fingerprint}`);
-  if (boot.generatedPassword) announce(`root@pam password: ${boot.generatedPassword}`);
+  if (passwordLine) announce(passwordLine);
   // After listen, not before: walking a large datastore must not delay serving (the sessions it
   // could race hold their snapshot locks, see startup-cleanup.ts).
   const startupCleanup = removeAbandonedSnapshotsAtStartup(datastores, app.log);
