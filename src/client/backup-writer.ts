@@ -37,8 +37,14 @@ import { openSnapshotSession, type ProtocolSession, type SnapshotSessionTarget }
 const APPEND_BATCH = 128;
 /** A reused index is appended in larger batches: its chunks need no upload to wait for. */
 const REUSE_APPEND_BATCH = 1024;
-/** Chunks hashed/uploaded ahead of the oldest one not yet appended (memory: ~this × 4 MiB × 2). */
-const MAX_IN_FLIGHT = 8;
+/**
+ * Chunks hashed/uploaded ahead of the oldest one not yet appended, per chunk worker: one being
+ * worked on and one waiting (memory: ~this × workers × 4 MiB × 2). More only adds memory the
+ * process touches for the first time, which costs more than it overlaps: at 1 GiB on 2 cores, 8
+ * in flight instead of 4 took 6 % more CPU and 25 % more peak RSS, 24 took 33 % more CPU
+ * (docs/performance.md, thirteenth round).
+ */
+const IN_FLIGHT_PER_WORKER = 2;
 
 /** Counters of one archive or a whole backup, for progress and the summary. */
 export interface TransferStats {
@@ -392,7 +398,7 @@ export class BackupWriter {
         queue.push(c);
         offset += size;
         stats.bytes += size;
-        while (queue.length >= MAX_IN_FLIGHT) await appendHead();
+        while (queue.length >= IN_FLIGHT_PER_WORKER * this.pool.threads) await appendHead();
       }
       while (queue.length > 0) await appendHead();
       await flush();
