@@ -46,7 +46,7 @@ async function serve(transport: Transport, certDir: string): Promise<void> {
       let n = 0;
       let answered = 0;
       sock.on('data', (d: Buffer) => {
-        for (let off = 0; off < d.length; ) {
+        for (let off = 0; off < d.length;) {
           const take = Math.min(d.length - off, BODY - (n % BODY));
           d.copy(into, n % BODY, off, off + take);
           off += take;
@@ -167,7 +167,9 @@ async function main(): Promise<void> {
         );
       }
     }
-    console.log(`\n== ${mb} MiB in ${BODY >> 20} MiB bodies, ${IN_FLIGHT} in flight, ${runs} run(s), medians`);
+    console.log(
+      `\n== ${mb} MiB in ${BODY >> 20} MiB bodies, ${IN_FLIGHT} in flight, ${runs} run(s), medians`,
+    );
     console.log('transport   seconds    MB/s  client CPU s  server CPU s');
     const med = (t: Transport, k: keyof Result) => median(results[t].map((x) => x[k]));
     for (const t of ['h2-tls', 'tcp'] as const) {
