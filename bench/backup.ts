@@ -52,6 +52,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RACY_MARGIN_MS } from '../src/client/tar-archive.js';
+import { median, processCpuSeconds } from './lib/measure.js';
 import {
   fromSources,
   launcherEnv,
@@ -175,14 +176,6 @@ function peakRssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
-function processCpu(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
 const haveTime = spawnSync('/usr/bin/time', ['-f', '%M', 'true']).status === 0;
 
 /**
@@ -202,7 +195,7 @@ function timed(
   // a syncfs of the filesystem (as PBS does), which would otherwise also write back what the
   // dataset's generation or the previous tool left behind, and charge it to Stowage.
   spawnSync('sync');
-  const server0 = serverPid ? processCpu(serverPid) : 0;
+  const server0 = serverPid ? processCpuSeconds(serverPid) : 0;
   const serverPeak = serverPid !== undefined && resetPeakRss(serverPid);
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, {
@@ -215,7 +208,7 @@ function timed(
   if (r.status !== 0)
     throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
   let rssKb = 0;
-  let cpuSecs = serverPid ? processCpu(serverPid) - server0 : 0;
+  let cpuSecs = serverPid ? processCpuSeconds(serverPid) - server0 : 0;
   const serverRssKb = serverPeak ? peakRssKb(serverPid) : 0;
   if (haveTime) {
     const lines = readFileSync(rssFile, 'utf8').trim().split('\n');
@@ -359,10 +352,6 @@ for (const tool of args.includes('--no-peers') ? [] : (['restic', 'borg'] as con
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** results[step][tool] = one Measure per run */
 type Results = Partial<Record<Step, Partial<Record<Tool, Measure[]>>>>;

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { encodeBlob } from '../src/datastore/data-blob.js';
 import { ApiClient, openSnapshotSession, type Credentials } from '../src/client/connection.js';
 import { BACKUP_PATH, BACKUP_PROTOCOL_ID } from '../src/api-types/protocol.js';
+import { processCpuSeconds } from './lib/measure.js';
 import { fromSources, startServer, transpile } from './lib/stowage-process.js';
 
 const args = process.argv.slice(2);
@@ -160,16 +161,6 @@ async function rawWrite(dir: string, parts: Chunk[][]): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/** CPU seconds (user + system, all threads) the process `pid` has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[11] and [12] are utime and stime (fields 14 and 15 of proc(5)), in clock ticks
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
@@ -200,11 +191,11 @@ try {
         password: PASSWORD,
       });
       const credentials: Credentials = { kind: 'ticket', ticket: t.ticket, csrf: t.CSRFPreventionToken };
-      const cpu0 = cpuSeconds(server.pid);
+      const cpu0 = processCpuSeconds(server.pid);
       const t0 = process.hrtime.bigint();
       await Promise.all(parts.map((p, i) => session(server, credentials, `ingest${i}`, p)));
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      const cpu = cpuSeconds(server.pid) - cpu0;
+      const cpu = processCpuSeconds(server.pid) - cpu0;
       const rss = peakRssMiB(server.pid);
       const rawDir = join(root, 'raw');
       const rawSecs = await rawWrite(rawDir, parts);

@@ -14,12 +14,13 @@
  * on an idle machine.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureCertificate } from '../src/http/tls.js';
+import { median, processCpuSeconds } from './lib/measure.js';
 import { H2_MAX_FRAME_SIZE, H2_MAX_SESSION_MEMORY_MB, H2_WINDOW_SIZE } from '../src/protocol/h2-session.js';
 
 const BODY = 4 * 1024 * 1024;
@@ -31,12 +32,6 @@ function arg(name: string, dflt: number): number {
 }
 
 const IN_FLIGHT = arg('in-flight', 4);
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuOf(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 /** The receiving side, in a child process: prints its port on the IPC channel. */
 async function serve(transport: Transport, certDir: string): Promise<void> {
@@ -126,7 +121,7 @@ async function measure(transport: Transport, total: number, certDir: string): Pr
     close = () => h2.close();
   }
   const c0 = process.cpuUsage();
-  const s0 = cpuOf(child.pid!);
+  const s0 = processCpuSeconds(child.pid!);
   const t0 = process.hrtime.bigint();
   let next = 0;
   const lane = async () => {
@@ -138,15 +133,10 @@ async function measure(transport: Transport, total: number, certDir: string): Pr
   await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const c = process.cpuUsage(c0);
-  const serverCpu = cpuOf(child.pid!) - s0;
+  const serverCpu = processCpuSeconds(child.pid!) - s0;
   close();
   child.kill();
   return { seconds, clientCpu: (c.user + c.system) / 1e6, serverCpu };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 async function main(): Promise<void> {
