@@ -152,15 +152,17 @@ class SpanRecorder implements LayoutObserver {
 
 /** Items a run waits on before they are given up as not the previous archive's (usually a few headers). */
 const MAX_GAP = 1024 * 1024;
-/** Item bytes one run holds at most (memory stays bounded): a longer run is passed on in parts. */
-const MAX_RUN_ITEMS = 16 * 1024 * 1024;
+/**
+ * A run is passed on in parts of about this length: the chunks of the first part go out while the
+ * walk goes on (the reuse carries on over the joins, tree-reuse.ts), and the items held stay few.
+ */
+const RUN_PART = 1024 * 1024;
 
 /** Reusable pieces and items between them, equal to `length` bytes at `oldStart` of the previous archive. */
 interface Run {
   oldStart: number;
   length: number;
   parts: Array<Buffer | ReusablePiece>;
-  itemBytes: number;
   /** The key of the last contents in the run ('' before any). */
   after: string;
 }
@@ -201,7 +203,7 @@ async function* joinRuns(
 ): AsyncGenerator<Buffer | ReusablePiece> {
   if (!previous) return yield* pieces;
   /** The items after the run (or all items when none: the archive's start counts as a run). */
-  let run: Run | undefined = { oldStart: 0, length: 0, parts: [], itemBytes: 0, after: '' };
+  let run: Run | undefined = { oldStart: 0, length: 0, parts: [], after: '' };
   let gap: Buffer[] = [];
   let gapBytes = 0;
   /** Whether `gap` follows `run` in the previous archive, and the contents at `next` there follow it. */
@@ -214,7 +216,6 @@ async function* joinRuns(
   const join = (r: Run) => {
     r.parts.push(...gap);
     r.length += gapBytes;
-    r.itemBytes += gapBytes;
     gap = [];
     gapBytes = 0;
   };
@@ -237,13 +238,13 @@ async function* joinRuns(
     }
     if (run && gapFollows(run, p.oldStart)) join(run);
     else yield* endRun();
-    run ??= { oldStart: p.oldStart, length: 0, parts: [], itemBytes: 0, after: '' };
+    run ??= { oldStart: p.oldStart, length: 0, parts: [], after: '' };
     run.parts.push(p);
     run.length += p.length;
     run.after = p.key ?? '';
-    if (run.itemBytes > MAX_RUN_ITEMS) {
+    if (run.length >= RUN_PART) {
       yield runPiece(run);
-      run = { oldStart: run.oldStart + run.length, length: 0, parts: [], itemBytes: 0, after: run.after };
+      run = { oldStart: run.oldStart + run.length, length: 0, parts: [], after: run.after };
     }
   }
   if (run && gapFollows(run)) join(run);

@@ -96,10 +96,13 @@ export function treeChunks(
 /**
  * The chunks of a stream given as pieces, in order: bytes to chunk, and reusable pieces whose
  * bytes equal a range of the previous stream (unchanged entries, a run of them for tar, one
- * file's contents for pxar). A reusable piece is read only up to the first position where the
- * chunker's cut meets an old cut; from there every old chunk lying wholly inside the piece is
- * appended by digest, and the rest of the piece is read. Bytes must be done with (copied) once
- * the next piece is asked for. Without `prevIndex` every piece is read.
+ * file's contents or a run of unchanged files for pxar). A reusable piece is read only up to the
+ * first position where the chunker's cut meets an old cut; from there every old chunk lying wholly
+ * inside the piece is appended by digest. The bytes after the last such chunk are read only when
+ * the next piece does not continue the previous stream right there: a run passed on in parts (as
+ * pxar's runs are, so that the walk need not reach a run's end before its chunks go out) costs no
+ * read at the joins. Bytes must be done with (copied) once the next piece is asked for; a reusable
+ * piece's `read` must still work then. Without `prevIndex` every piece is read.
  */
 export async function* pieceChunks(
   pieces: AsyncIterable<Buffer | ReusablePiece>,
@@ -110,6 +113,8 @@ export async function* pieceChunks(
   const chunk = new ChunkAssembler();
   /** New-stream offset of the next byte the chunker sees. */
   let pos = 0;
+  /** New-stream offset where the next piece starts (ahead of `pos` by the tail's bytes). */
+  let streamPos = 0;
   const add = (b: Buffer) => {
     chunk.add(b);
     pos += b.length;
@@ -144,19 +149,56 @@ export async function* pieceChunks(
     for (let i = 0; i < prevIndex.count; i++) oldStarts.set(prevIndex.chunkRange(i).start, i);
   }
 
+  /**
+   * In step with the previous stream at `pos`: the chunker is empty and old chunk `next` starts
+   * at `pos - delta`. `parts` are the reusable pieces (or their ends) from `pos` to `streamPos`,
+   * not yet read: they are read only if the next piece does not continue at old offset
+   * `streamPos - delta`.
+   */
+  let tail:
+    { parts: Array<{ piece: ReusablePiece; newStart: number }>; delta: number; next: number } | undefined;
+
+  /** Append the old chunks lying wholly inside the tail by digest; drop the parts passed. */
+  function* takeInStep(): Generator<ReusedChunk> {
+    const t = tail!;
+    const oldEnd = streamPos - t.delta;
+    for (; t.next < prevIndex!.count; t.next++) {
+      const { start, end } = prevIndex!.chunkRange(t.next);
+      if (end > oldEnd) break;
+      yield { digest: prevIndex!.digest(t.next), size: end - start };
+      pos = end + t.delta;
+    }
+    while (t.parts.length > 0 && t.parts[0]!.newStart + t.parts[0]!.piece.length <= pos) t.parts.shift();
+  }
+
+  /** Read and chunk the tail's bytes: the stream goes on elsewhere than the old one did. */
+  async function* readTail(): AsyncGenerator<Buffer> {
+    const t = tail!;
+    tail = undefined;
+    for (const { piece, newStart } of t.parts)
+      for await (const b of piece.read(Math.max(0, pos - newStart), piece.length)) yield* feed(b).chunks;
+  }
+
   for await (const piece of pieces) {
+    const continues = !Buffer.isBuffer(piece) && tail && piece.oldStart === streamPos - tail.delta;
+    if (tail && !continues) yield* readTail();
+    const segStart = streamPos;
+    streamPos += piece.length;
     if (Buffer.isBuffer(piece)) {
       yield* feed(piece).chunks;
       continue;
     }
-    const segStart = pos;
-    const segEnd = segStart + piece.length;
     if (!prevIndex || !oldStarts) {
       for await (const b of piece.read(0, piece.length)) yield* feed(b).chunks;
       continue;
     }
+    if (continues) {
+      tail!.parts.push({ piece, newStart: segStart });
+      yield* takeInStep();
+      continue;
+    }
+    const segEnd = streamPos;
     const delta = segStart - piece.oldStart;
-    const oldEnd = piece.oldStart + piece.length;
     /** An old chunk starts at the counterpart of new offset `p`, inside this piece. */
     const inSync = (p: number) => p < segEnd && oldStarts.has(p - delta);
     let synced = chunk.length === 0 && inSync(pos);
@@ -171,17 +213,9 @@ export async function* pieceChunks(
       }
     }
     if (!synced) continue;
-    // In sync at `pos` with an empty chunker: every old chunk wholly inside the piece is reused.
-    let i = oldStarts.get(pos - delta)!;
-    for (; i < prevIndex.count; i++) {
-      const { start, end } = prevIndex.chunkRange(i);
-      if (end > oldEnd) break;
-      yield { digest: prevIndex.digest(i), size: end - start };
-      pos = end + delta;
-    }
-    if (pos < segEnd) {
-      for await (const b of piece.read(pos - segStart, piece.length)) yield* feed(b).chunks;
-    }
+    tail = { parts: [{ piece, newStart: segStart }], delta, next: oldStarts.get(pos - delta)! };
+    yield* takeInStep();
   }
+  if (tail) yield* readTail();
   if (chunk.length > 0) yield chunk.take();
 }

@@ -27,6 +27,7 @@ import {
 } from '../errors.js';
 import { resolve } from 'node:path';
 import { readMounts } from '../sys/mount-status.js';
+import { loopTurns } from '../sys/loop-turns.js';
 import { readTreeXattrs, TOOL_UNAVAILABLE, type XattrReadTargets } from '../sys/xattr-tools.js';
 import { PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
@@ -273,11 +274,15 @@ class TreeWalker {
     // bytes, not strings: names need not be UTF-8, and the archive orders them bytewise
     names.sort(Buffer.compare);
     for (const name of names) {
+      await this.turn();
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
       const relPath = rel.length === 0 ? name : Buffer.concat([rel, Buffer.from('/'), name]);
       await this.addMember(full, relPath, name, dev);
     }
   }
+
+  /** Lets worker answers and uploads through during a walk that reads no file (loop-turns.ts). */
+  private readonly turn = loopTurns();
 
   /** Warnings so far: a file whose reading warned is not offered for reuse. */
   private warnings = 0;
