@@ -5,11 +5,16 @@
  * walk waits while the uploads catch up and memory stays bounded whatever the tree's size.
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
 import { PassThrough } from 'node:stream';
 // Direct module imports, not the pxar/index.js barrel: a backup then does not load the decoder,
 // extractor and accessor (less module loading at every client start).
-import { createArchive, type CreateArchiveResult, type TreeCatalog } from '../pxar/create.js';
+import {
+  createArchive,
+  type CreateArchiveOptions,
+  type CreateArchiveResult,
+  type MemberStats,
+  type TreeCatalog,
+} from '../pxar/create.js';
 import type { LayoutObserver } from '../pxar/encoder.js';
 import { writableSink, type ReusablePiece } from '../pxar/io.js';
 import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archive.js';
@@ -43,7 +48,9 @@ export interface PxarStreamOptions {
    */
   previous?: ReadonlyMap<string, readonly [number, number]>;
   /** Each member's lstat before it is archived, in walk order (`CreateArchiveOptions.onMember`). */
-  onMember?: (relPath: Buffer, stats: BigIntStats) => void;
+  onMember?: (relPath: Buffer, stats: MemberStats) => void;
+  /** Members' lstats the metadata walk took (walk-stats.ts): not taken again. */
+  knownStats?: CreateArchiveOptions['knownStats'];
 }
 
 export interface PxarStream {
@@ -60,7 +67,7 @@ export interface PxarStream {
  * equal contents (writing a file moves its ctime), or '' when its ctime is so recent that a
  * second write in the same tick could go unseen (as the tar path's entry keys, tar-archive.ts).
  */
-function payloadKeyer(): (rel: Buffer, st: BigIntStats) => string {
+function payloadKeyer(): (rel: Buffer, st: MemberStats) => string {
   const racyAfterNs = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
   return (rel, st) => {
     if (st.ctimeNs >= racyAfterNs) return '';
@@ -263,6 +270,7 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     catalogName: opts.archive,
     onWarning: opts.onWarning,
     onMember: opts.onMember,
+    knownStats: opts.knownStats,
     reuse: {
       key: payloadKeyer(),
       previous: opts.previous,

@@ -14,7 +14,9 @@
  * an identical stream, and therefore identical chunks.
  */
 import { closeSync, constants as fsConstants, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
-import type { BigIntStats, Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
+import type { MemberStats } from '../pxar/create.js';
+import type { RecordedStats } from './walk-stats.js';
 import { Readable } from 'node:stream';
 import { link, mkdir, open, readlink, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -251,6 +253,8 @@ interface WalkEntry {
   st: EntryStats;
   /** The mtime in nanoseconds since the epoch, when the walk was asked for it. */
   mtimeNs?: bigint;
+  /** The bigint lstat itself, when the walk was asked for nanoseconds. */
+  bigint?: MemberStats;
 }
 
 /**
@@ -259,13 +263,13 @@ interface WalkEntry {
  * 20 000 small files this mode's plan took about 1.3 times the default's (the pax header per
  * entry included), where a second lstat per entry made it about 1.9 times.
  */
-function lstatEntry(abs: string, ns: boolean): Pick<WalkEntry, 'st' | 'mtimeNs'> {
+function lstatEntry(abs: string, ns: boolean): Pick<WalkEntry, 'st' | 'mtimeNs' | 'bigint'> {
   if (!ns) return { st: lstatSync(abs) };
   return entryOfBigIntStats(lstatSync(abs, { bigint: true }));
 }
 
 /** A bigint lstat as the walk's entry with nanosecond mtime (what `lstatEntry` gives with `ns`). */
-function entryOfBigIntStats(b: BigIntStats): Pick<WalkEntry, 'st' | 'mtimeNs'> {
+function entryOfBigIntStats(b: MemberStats): Pick<WalkEntry, 'st' | 'mtimeNs' | 'bigint'> {
   const st: EntryStats = {
     isDirectory: () => b.isDirectory(),
     isFile: () => b.isFile(),
@@ -284,7 +288,7 @@ function entryOfBigIntStats(b: BigIntStats): Pick<WalkEntry, 'st' | 'mtimeNs'> {
     nlink: Number(b.nlink),
     rdev: Number(b.rdev),
   };
-  return { st, mtimeNs: b.mtimeNs };
+  return { st, mtimeNs: b.mtimeNs, bigint: b };
 }
 
 /**
@@ -340,14 +344,19 @@ function* walk(
 /**
  * Bytes and entries a `tarDirectory` of `root` will cover (for progress bars and ETA), and the
  * walk's fingerprint (`onFingerprint`; with nanosecond mtimes under `subsecondMtimes`, what a
- * pxar archive of the tree depends on).
+ * pxar archive of the tree depends on). With `subsecondMtimes`, `record` keeps every entry's
+ * lstat for a pxar walk of the same tree (walk-stats.ts).
  */
-export async function measureTree(root: string, opts: TarSourceOptions = {}): Promise<TreeSize> {
+export async function measureTree(
+  root: string,
+  opts: TarSourceOptions & { record?: RecordedStats } = {},
+): Promise<TreeSize> {
   const exclude = compileExcludes(opts.exclude ?? []);
   const size: TreeSize = { files: 0, dirs: 0, bytes: 0 };
   const fp = new FingerprintBuilder(opts.clock ?? Date.now);
   for (const e of walk(root, exclude, () => fp.spoil(), opts.subsecondMtimes === true)) {
     fp.add(e);
+    if (opts.record && e.bigint && e.rel !== '.') opts.record.add(e.rel, e.bigint);
     if (e.st.isDirectory()) size.dirs++;
     else if (e.st.isFile()) {
       size.files++;
@@ -374,7 +383,7 @@ export class WalkFingerprint {
   }
 
   /** An entry by its path relative to the root ('' for the root) and its bigint lstat. */
-  add(rel: string, st: BigIntStats): void {
+  add(rel: string, st: MemberStats): void {
     this.fp.add({ abs: '', rel: rel === '' ? '.' : rel, ...entryOfBigIntStats(st) });
   }
 

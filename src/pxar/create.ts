@@ -52,13 +52,13 @@ export interface CreateArchiveOptions {
   catalog?: TreeCatalog;
   catalogName?: string;
   /** Called after each member is archived (progress), with its path relative to the root. */
-  onEntry?: (relPath: Buffer, stats: BigIntStats) => void;
+  onEntry?: (relPath: Buffer, stats: MemberStats) => void;
   /**
    * Called with each member's lstat before it is archived: the root first (an empty path), then
    * depth first, a directory before its members, in the archive's (bytewise) order. Members left
    * out by `exclude` are not seen; ones that vanished or were skipped come with a warning.
    */
-  onMember?: (relPath: Buffer, stats: BigIntStats) => void;
+  onMember?: (relPath: Buffer, stats: MemberStats) => void;
   /**
    * What PBS's client warns about and goes on: a member that vanished or cannot be opened
    * (skipped), a file that shrank while being read (padded with zeros) or grew (cut).
@@ -80,6 +80,11 @@ export interface CreateArchiveOptions {
   xattrs?: boolean;
   /** Unchanged files' contents as reusable pieces of the previous archive (client/tree-reuse.ts). */
   reuse?: PayloadReuse;
+  /**
+   * Members' lstats an earlier walk of the tree took, by path relative to the root in walk order
+   * (client/walk-stats.ts): a member found there is not lstat'ed again.
+   */
+  knownStats?: { take(relPath: Buffer): MemberStats | undefined };
 }
 
 /**
@@ -89,7 +94,7 @@ export interface CreateArchiveOptions {
  */
 export interface PayloadReuse {
   /** The key of a regular file's contents, '' when it must not be reused (a racy ctime). */
-  key(rel: Buffer, st: BigIntStats): string;
+  key(rel: Buffer, st: MemberStats): string;
   /** Key → [start, length] of the contents in the previous archive. */
   previous?: ReadonlyMap<string, readonly [number, number]>;
   /** Each keyed file's contents in this archive, in stream order, unless reading it warned. */
@@ -129,12 +134,34 @@ export async function createArchive(
   return { size, entries: walker.entries };
 }
 
+/** What the walk reads of a member's lstat: a BigIntStats, or one an earlier walk recorded (`knownStats`). */
+export type MemberStats = Pick<
+  BigIntStats,
+  | 'isDirectory'
+  | 'isFile'
+  | 'isSymbolicLink'
+  | 'isFIFO'
+  | 'isCharacterDevice'
+  | 'isBlockDevice'
+  | 'isSocket'
+  | 'mode'
+  | 'uid'
+  | 'gid'
+  | 'size'
+  | 'mtimeNs'
+  | 'ctimeNs'
+  | 'ino'
+  | 'dev'
+  | 'nlink'
+  | 'rdev'
+>;
+
 /** PBS's mode, owner and mtime of a member from its lstat (with nanoseconds). */
-export function metadataFromStats(st: BigIntStats): PxarMetadata {
+export function metadataFromStats(st: MemberStats): PxarMetadata {
   return metadataOf(statFromStats(st));
 }
 
-export function statFromStats(st: BigIntStats): PxarStat {
+export function statFromStats(st: MemberStats): PxarStat {
   // floor division, so that times before 1970 keep 0 <= nanos < 1e9 (StatxTimestamp)
   let secs = st.mtimeNs / 1_000_000_000n;
   let nanos = st.mtimeNs % 1_000_000_000n;
@@ -246,7 +273,7 @@ class TreeWalker {
   ) {}
 
   /** A member's pxar metadata: its lstat, and its attributes as PBS maps them. */
-  metadataOf(st: BigIntStats, rel: Buffer, full: string | Buffer): PxarMetadata {
+  metadataOf(st: MemberStats, rel: Buffer, full: string | Buffer): PxarMetadata {
     const meta = metadataFromStats(st);
     const attrs = this.xattrs?.get(rel.toString('latin1'));
     if (attrs === undefined) return meta;
@@ -295,7 +322,7 @@ class TreeWalker {
   private async addMember(full: Buffer, rel: Buffer, name: Buffer, parentDev: bigint): Promise<void> {
     // metadata calls are synchronous: a few microseconds each, where a thread-pool round trip
     // per member would dominate archiving many small files
-    const st = lstatSync(full, { bigint: true, throwIfNoEntry: false });
+    const st = this.options.knownStats?.take(rel) ?? lstatSync(full, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
     this.options.onMember?.(rel, st);
@@ -363,7 +390,7 @@ class TreeWalker {
   private async addRegularFile(
     full: Buffer,
     rel: Buffer,
-    st: BigIntStats,
+    st: MemberStats,
     name: Buffer,
     meta: PxarMetadata,
   ): Promise<LinkOffset | null> {

@@ -36,6 +36,7 @@ import {
 } from '../../client/tar-archive.js';
 import { CatalogWriter } from '../../pxar/catalog.js';
 import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
+import { RecordedStats } from '../../client/walk-stats.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession, type ClientSession } from './session.js';
 
@@ -114,6 +115,8 @@ interface ArchivePlan extends BackupSpec {
   tree?: TreePlan;
   /** For pxar trees (with the tree cache): the metadata walk's fingerprint, nanosecond mtimes. */
   fingerprint?: TreeFingerprint;
+  /** And its lstats, for the pxar walk when the tree changed (one lstat per entry, not two). */
+  stats?: RecordedStats;
 }
 
 /** `$XDG_CACHE_HOME/stowage/tree-cache`, or `~/.cache/stowage/tree-cache`. */
@@ -145,13 +148,17 @@ async function plan(
       // The size is known once archived (progress shows bytes). With the tree cache, a metadata
       // walk first: an unchanged tree's archive and catalog are the previous snapshot's.
       let fingerprint: TreeFingerprint | undefined;
-      if (treeCache && treeCache(s))
+      let stats: RecordedStats | undefined;
+      if (treeCache && treeCache(s)) {
+        stats = new RecordedStats();
         await measureTree(s.path, {
           exclude,
           subsecondMtimes: true,
           onFingerprint: (f) => (fingerprint = f),
+          record: stats,
         });
-      out.push({ ...s, size: 0, fingerprint });
+      }
+      out.push({ ...s, size: 0, fingerprint, stats });
     } else if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
@@ -412,6 +419,7 @@ export function registerBackupCommand(program: Command): void {
                       process.stderr.write(`warning: ${m}\n`);
                     },
                     previous: previous?.entries,
+                    knownStats: a.stats,
                     onMember: walked && ((rel, st) => walked.add(rel.toString('utf8'), st)),
                   });
                   const stats = await writer.uploadPieces(a.archive, pxar.bytes, previous, {

@@ -1,0 +1,135 @@
+/**
+ * The lstat of every entry the metadata walk saw (`measureTree`'s `record`), handed to the pxar
+ * walk that follows it when the tree changed since its last backup: one lstat per entry instead of
+ * two. On this kind of virtual machine an lstat costs about 12 microseconds: with 100 000 files
+ * the second walk's lstats were 1.3 s of a 9.5 s backup.
+ *
+ * Kept compactly (ten 64-bit numbers and the path's bytes per entry, at most `MAX_RECORDED`) and
+ * taken in walk order: both walks go depth first, a directory before its members, names sorted
+ * bytewise, so a cursor suffices. An entry the metadata walk did not see (created since) is not
+ * found and the pxar walk lstats it; entries the pxar walk passes by (removed since, or below a
+ * mount point it does not descend into) are skipped. A file changed between the two walks (a
+ * second or so apart) is archived as a file changing during any backup is: its contents reused as
+ * the metadata walk saw them when its key is unchanged, else read, with PBS's warnings if its size
+ * moved.
+ */
+import type { MemberStats } from '../pxar/create.js';
+
+/** Entries recorded at most (about 130 bytes each: 65 MB); the pxar walk lstats the ones beyond. */
+export const MAX_RECORDED = 500_000;
+
+const FIELDS = 10;
+/** Fields stored as signed 64-bit (the times: before 1970 they are negative); the others unsigned. */
+const SIGNED_FIELDS = new Set([4, 5]);
+/** The file type bits of a mode (S_IFMT). */
+const S_IFMT = 0o170000n;
+
+/** A recorded lstat, answering what the pxar walk asks of a BigIntStats. */
+class RecordedStat implements MemberStats {
+  constructor(
+    readonly mode: bigint,
+    readonly uid: bigint,
+    readonly gid: bigint,
+    readonly size: bigint,
+    readonly mtimeNs: bigint,
+    readonly ctimeNs: bigint,
+    readonly ino: bigint,
+    readonly dev: bigint,
+    readonly nlink: bigint,
+    readonly rdev: bigint,
+  ) {}
+  private is(type: bigint): boolean {
+    return (this.mode & S_IFMT) === type;
+  }
+  isDirectory = () => this.is(0o040000n);
+  isFile = () => this.is(0o100000n);
+  isSymbolicLink = () => this.is(0o120000n);
+  isFIFO = () => this.is(0o010000n);
+  isCharacterDevice = () => this.is(0o020000n);
+  isBlockDevice = () => this.is(0o060000n);
+  isSocket = () => this.is(0o140000n);
+}
+
+const SLASH = 0x2f;
+
+/**
+ * Whether path `a` comes before `b` in the walks' order (paths relative to the root,
+ * '/'-separated): component by component bytewise, a directory before its members.
+ */
+function walksBefore(a: Buffer, b: Buffer): boolean {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] === b[i]) continue;
+    if (a[i] === SLASH) return true; // a's name ends first: a prefix of b's name
+    if (b[i] === SLASH) return false;
+    return a[i]! < b[i]!;
+  }
+  return a.length < b.length;
+}
+
+export class RecordedStats {
+  /** Every entry's path, UTF-8, one after the other (no string per entry stays alive). */
+  private paths = Buffer.allocUnsafe(256 * 1024);
+  private pathEnds = new Uint32Array(4096);
+  private pathBytes = 0;
+  /** The lstat fields, FIELDS per entry; `unsigned` is the same memory read unsigned. */
+  private nums = new BigInt64Array(4096 * FIELDS);
+  private unsigned = new BigUint64Array(this.nums.buffer);
+  private count = 0;
+  private next = 0;
+
+  /** Record an entry (path relative to the root, never the root itself), in walk order. */
+  add(rel: string, st: MemberStats): void {
+    if (this.count >= MAX_RECORDED) return;
+    const bytes = Buffer.byteLength(rel);
+    if (this.pathBytes + bytes > this.paths.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.paths.length * 2, this.pathBytes + bytes));
+      this.paths.copy(grown, 0, 0, this.pathBytes);
+      this.paths = grown;
+    }
+    if (this.count === this.pathEnds.length) {
+      const ends = new Uint32Array(this.pathEnds.length * 2);
+      ends.set(this.pathEnds);
+      this.pathEnds = ends;
+      const nums = new BigInt64Array(this.nums.length * 2);
+      nums.set(this.nums);
+      this.nums = nums;
+      this.unsigned = new BigUint64Array(nums.buffer);
+    }
+    this.pathBytes += this.paths.write(rel, this.pathBytes);
+    this.pathEnds[this.count] = this.pathBytes;
+    // in RecordedStat's order; a typed array stores a bigint modulo 2^64
+    const at = this.count * FIELDS;
+    const v = [st.mode, st.uid, st.gid, st.size, st.mtimeNs, st.ctimeNs, st.ino, st.dev, st.nlink, st.rdev];
+    for (let f = 0; f < FIELDS; f++) this.nums[at + f] = v[f]!;
+    this.count++;
+  }
+
+  /**
+   * The recorded lstat of `rel` (the walks' next entry, in their order), or undefined when the
+   * metadata walk did not record it. Entries before it that were never asked for are dropped.
+   * A name that is not UTF-8 is never found: the metadata walk recorded it as text.
+   */
+  take(rel: Buffer): MemberStats | undefined {
+    while (this.next < this.count) {
+      const at = this.pathAt(this.next);
+      if (at.equals(rel)) return this.statAt(this.next++);
+      if (!walksBefore(at, rel)) return undefined; // new since the metadata walk
+      this.next++;
+    }
+    return undefined;
+  }
+
+  private pathAt(i: number): Buffer {
+    return this.paths.subarray(i === 0 ? 0 : this.pathEnds[i - 1], this.pathEnds[i]);
+  }
+
+  private statAt(i: number): MemberStats {
+    const v: bigint[] = [];
+    for (let f = 0; f < FIELDS; f++) {
+      const at = i * FIELDS + f;
+      v.push(SIGNED_FIELDS.has(f) ? this.nums[at]! : this.unsigned[at]!);
+    }
+    return new RecordedStat(...(v as ConstructorParameters<typeof RecordedStat>));
+  }
+}
