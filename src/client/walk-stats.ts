@@ -38,16 +38,31 @@ class RecordedStat implements MemberStats {
     readonly nlink: bigint,
     readonly rdev: bigint,
   ) {}
+  // prototype methods, not arrow properties: one recorded stat is made per entry of the walk
   private is(type: bigint): boolean {
     return (this.mode & S_IFMT) === type;
   }
-  isDirectory = () => this.is(0o040000n);
-  isFile = () => this.is(0o100000n);
-  isSymbolicLink = () => this.is(0o120000n);
-  isFIFO = () => this.is(0o010000n);
-  isCharacterDevice = () => this.is(0o020000n);
-  isBlockDevice = () => this.is(0o060000n);
-  isSocket = () => this.is(0o140000n);
+  isDirectory(): boolean {
+    return this.is(0o040000n);
+  }
+  isFile(): boolean {
+    return this.is(0o100000n);
+  }
+  isSymbolicLink(): boolean {
+    return this.is(0o120000n);
+  }
+  isFIFO(): boolean {
+    return this.is(0o010000n);
+  }
+  isCharacterDevice(): boolean {
+    return this.is(0o020000n);
+  }
+  isBlockDevice(): boolean {
+    return this.is(0o060000n);
+  }
+  isSocket(): boolean {
+    return this.is(0o140000n);
+  }
 }
 
 const SLASH = 0x2f;
