@@ -45,6 +45,11 @@ const REUSE_APPEND_BATCH = 1024;
  * (docs/performance.md, thirteenth round).
  */
 const IN_FLIGHT_PER_WORKER = 2;
+/**
+ * Chunks of the previous index (appended by digest, no bytes held) may queue behind the chunks in
+ * flight up to this many: the walk goes on past unchanged files while a changed one uploads.
+ */
+const MAX_QUEUED = 4096;
 
 /** Counters of one archive or a whole backup, for progress and the summary. */
 export interface TransferStats {
@@ -79,6 +84,8 @@ export interface ArchiveOptions {
 interface QueuedChunk {
   offset: number;
   size: number;
+  /** Hashed and uploaded from bytes (false: appended by digest from the previous index). */
+  holdsBytes: boolean;
   done: Promise<ProcessedChunk>;
 }
 
@@ -362,6 +369,8 @@ export class BackupWriter {
   ): Promise<TransferStats> {
     const stats = emptyTransferStats();
     const queue: QueuedChunk[] = [];
+    /** Chunks in `queue` that hold bytes (hashed, compressed or uploaded), not reused by digest. */
+    let withBytes = 0;
     let batchDigests: string[] = [];
     let batchOffsets: number[] = [];
     const flush = async () => {
@@ -373,6 +382,7 @@ export class BackupWriter {
     };
     const appendHead = async () => {
       const c = queue.shift()!;
+      if (c.holdsBytes) withBytes--;
       const r = await c.done;
       onAppend(c, r.digest);
       batchDigests.push(r.digest.toString('hex'));
@@ -386,19 +396,33 @@ export class BackupWriter {
       for await (const chunk of chunks()) {
         let c: QueuedChunk;
         if (Buffer.isBuffer(chunk)) {
-          c = { offset, size: chunk.length, done: this.processChunk(chunk, wid, kind, known, stats) };
+          c = {
+            offset,
+            size: chunk.length,
+            holdsBytes: true,
+            done: this.processChunk(chunk, wid, kind, known, stats),
+          };
+          withBytes++;
         } else {
           // Appended by digest from the previous index: nothing to hash or upload.
           stats.reusedBytes += chunk.size;
           stats.cachedBytes += chunk.size;
-          c = { offset, size: chunk.size, done: Promise.resolve({ digest: chunk.digest, size: chunk.size }) };
+          c = {
+            offset,
+            size: chunk.size,
+            holdsBytes: false,
+            done: Promise.resolve({ digest: chunk.digest, size: chunk.size }),
+          };
         }
         const size = c.size;
         c.done.catch(() => {}); // awaited in order below; avoid unhandled rejections meanwhile
         queue.push(c);
         offset += size;
         stats.bytes += size;
-        while (queue.length >= IN_FLIGHT_PER_WORKER * this.pool.threads) await appendHead();
+        // Only chunks with bytes are bounded by the workers: a reused chunk waits for its turn
+        // to be appended without holding the walk up behind an upload.
+        while (withBytes >= IN_FLIGHT_PER_WORKER * this.pool.threads || queue.length >= MAX_QUEUED)
+          await appendHead();
       }
       while (queue.length > 0) await appendHead();
       await flush();

@@ -19,8 +19,6 @@ import type { MemberStats } from '../pxar/create.js';
 export const MAX_RECORDED = 500_000;
 
 const FIELDS = 10;
-/** Fields stored as signed 64-bit (the times: before 1970 they are negative); the others unsigned. */
-const SIGNED_FIELDS = new Set([4, 5]);
 /** The file type bits of a mode (S_IFMT). */
 const S_IFMT = 0o170000n;
 
@@ -71,15 +69,18 @@ const SLASH = 0x2f;
  * Whether path `a` comes before `b` in the walks' order (paths relative to the root,
  * '/'-separated): component by component bytewise, a directory before its members.
  */
-function walksBefore(a: Buffer, b: Buffer): boolean {
-  const n = Math.min(a.length, b.length);
+function walksBefore(a: Buffer, aStart: number, aEnd: number, b: Buffer): boolean {
+  const aLength = aEnd - aStart;
+  const n = Math.min(aLength, b.length);
   for (let i = 0; i < n; i++) {
-    if (a[i] === b[i]) continue;
-    if (a[i] === SLASH) return true; // a's name ends first: a prefix of b's name
-    if (b[i] === SLASH) return false;
-    return a[i]! < b[i]!;
+    const x = a[aStart + i]!;
+    const y = b[i]!;
+    if (x === y) continue;
+    if (x === SLASH) return true; // a's name ends first: a prefix of b's name
+    if (y === SLASH) return false;
+    return x < y;
   }
-  return a.length < b.length;
+  return aLength < b.length;
 }
 
 export class RecordedStats {
@@ -126,25 +127,33 @@ export class RecordedStats {
    * A name that is not UTF-8 is never found: the metadata walk recorded it as text.
    */
   take(rel: Buffer): MemberStats | undefined {
+    // compared in place: no view of the recorded path is made per step
     while (this.next < this.count) {
-      const at = this.pathAt(this.next);
-      if (at.equals(rel)) return this.statAt(this.next++);
-      if (!walksBefore(at, rel)) return undefined; // new since the metadata walk
+      const start = this.next === 0 ? 0 : this.pathEnds[this.next - 1]!;
+      const end = this.pathEnds[this.next]!;
+      if (rel.compare(this.paths, start, end) === 0) return this.statAt(this.next++);
+      if (!walksBefore(this.paths, start, end, rel)) return undefined; // new since the metadata walk
       this.next++;
     }
     return undefined;
   }
 
-  private pathAt(i: number): Buffer {
-    return this.paths.subarray(i === 0 ? 0 : this.pathEnds[i - 1], this.pathEnds[i]);
-  }
-
   private statAt(i: number): MemberStats {
-    const v: bigint[] = [];
-    for (let f = 0; f < FIELDS; f++) {
-      const at = i * FIELDS + f;
-      v.push(SIGNED_FIELDS.has(f) ? this.nums[at]! : this.unsigned[at]!);
-    }
-    return new RecordedStat(...(v as ConstructorParameters<typeof RecordedStat>));
+    const at = i * FIELDS;
+    const n = this.nums;
+    const u = this.unsigned;
+    // in RecordedStat's order; the times read signed (before 1970 they are negative), the rest unsigned
+    return new RecordedStat(
+      u[at]!,
+      u[at + 1]!,
+      u[at + 2]!,
+      u[at + 3]!,
+      n[at + 4]!,
+      n[at + 5]!,
+      u[at + 6]!,
+      u[at + 7]!,
+      u[at + 8]!,
+      u[at + 9]!,
+    );
   }
 }
