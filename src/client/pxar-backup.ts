@@ -51,6 +51,8 @@ export interface PxarStreamOptions {
   onMember?: (relPath: Buffer, stats: MemberStats) => void;
   /** Members' lstats the metadata walk took (walk-stats.ts): not taken again. */
   knownStats?: CreateArchiveOptions['knownStats'];
+  /** The tree's extended attributes, when their read was started earlier (`readArchiveXattrs`). */
+  xattrs?: CreateArchiveOptions['xattrs'];
 }
 
 export interface PxarStream {
@@ -271,6 +273,7 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     onWarning: opts.onWarning,
     onMember: opts.onMember,
     knownStats: opts.knownStats,
+    xattrs: opts.xattrs,
     reuse: {
       key: payloadKeyer(),
       previous: opts.previous,

@@ -76,8 +76,12 @@ export interface CreateArchiveOptions {
    * '/'; an excluded directory is not descended into. The client's `compileExcludes` fits.
    */
   exclude?: (relPath: string, isDirectory: boolean) => boolean;
-  /** Archive extended attributes, POSIX ACLs and file capabilities (default true; PBS: `--no-xattrs` etc.). */
-  xattrs?: boolean;
+  /**
+   * Archive extended attributes, POSIX ACLs and file capabilities (default true; PBS:
+   * `--no-xattrs` etc.); or their read, started earlier with `readArchiveXattrs` so that it runs
+   * beside other work (getfattr is a process of its own: on 100 000 files it takes about a second).
+   */
+  xattrs?: boolean | Promise<ArchiveXattrs>;
   /** Unchanged files' contents as reusable pieces of the previous archive (client/tree-reuse.ts). */
   reuse?: PayloadReuse;
   /**
@@ -118,9 +122,13 @@ export async function createArchive(
   if (!rootStats.isDirectory()) throw ERR_PXAR_NOT_A_DIRECTORY(root);
   if (isVirtualFileSystem(root)) throw ERR_PXAR_VIRTUAL_FILESYSTEM(root);
   options.onMember?.(Buffer.alloc(0), rootStats);
-  const devices = new Set([rootStats.dev, ...(options.includeDevices ?? [])]);
-  const xattrs = options.xattrs === false ? undefined : await readXattrs(root, options, devices);
-  const walker = new TreeWalker(options, devices, xattrs);
+  const devices = archivedDevices(rootStats.dev, options);
+  const read =
+    options.xattrs === false
+      ? undefined
+      : await (options.xattrs instanceof Promise ? options.xattrs : readXattrs(root, options, devices));
+  for (const w of read?.warnings ?? []) options.onWarning?.(w);
+  const walker = new TreeWalker(options, devices, read?.byPath);
   const encoder = await PxarEncoder.create(
     sink,
     walker.metadataOf(rootStats, Buffer.alloc(0), root),
@@ -182,25 +190,49 @@ export function statFromStats(st: MemberStats): PxarStat {
 /** Files up to this size are read with synchronous calls into one buffer. */
 const SMALL_FILE = 256 * 1024;
 
+/** The extended attributes a walk archives, and what reading them warned (passed on by the walk). */
+export interface ArchiveXattrs {
+  /** By path relative to the root (latin1; '' is the root); undefined when getfattr is not there. */
+  byPath: Map<string, Xattr[]> | undefined;
+  warnings: string[];
+}
+
+/** The devices whose directories the walk descends into (unless allFileSystems). */
+function archivedDevices(rootDev: bigint, options: CreateArchiveOptions): Set<bigint> {
+  return new Set([rootDev, ...(options.includeDevices ?? [])]);
+}
+
 /**
- * The archived attributes of the tree (by path relative to the root, latin1; '' is the root), or
- * undefined with one warning when getfattr is not there: a backup never fails for them.
+ * Read the attributes a `createArchive(root, sink, options)` archives, to pass as its `xattrs`
+ * option: started before other work (a metadata walk), the read runs beside it.
+ */
+export async function readArchiveXattrs(
+  root: string,
+  options: CreateArchiveOptions = {},
+): Promise<ArchiveXattrs> {
+  const rootStats = lstatSync(root, { bigint: true });
+  return readXattrs(root, options, archivedDevices(rootStats.dev, options));
+}
+
+/**
+ * The archived attributes of the tree, or none with one warning when getfattr is not there: a
+ * backup never fails for them.
  */
 async function readXattrs(
   root: string,
   options: CreateArchiveOptions,
   devices: Set<bigint>,
-): Promise<Map<string, Xattr[]> | undefined> {
-  const warn = (m: string) => options.onWarning?.(m);
+): Promise<ArchiveXattrs> {
+  const warnings: string[] = [];
   const targets = xattrReadTargets(root, (mountPoint, dev) =>
     skipsContents(options, devices, mountPoint, dev),
   );
-  const read = await readTreeXattrs(root, targets, ARCHIVED_XATTR_PATTERN, warn);
-  if (read !== TOOL_UNAVAILABLE) return read;
-  warn(
+  const read = await readTreeXattrs(root, targets, ARCHIVED_XATTR_PATTERN, (m) => warnings.push(m));
+  if (read !== TOOL_UNAVAILABLE) return { byPath: read, warnings };
+  warnings.push(
     'extended attributes, POSIX ACLs and file capabilities are not archived: getfattr (Debian package attr) is not available',
   );
-  return undefined;
+  return { byPath: undefined, warnings };
 }
 
 /** Whether the walk archives a mount point of device `dev` without its contents. */

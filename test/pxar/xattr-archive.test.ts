@@ -18,7 +18,7 @@ import {
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createArchive } from '../../src/pxar/create.js';
+import { createArchive, readArchiveXattrs } from '../../src/pxar/create.js';
 import { PxarDecoder } from '../../src/pxar/decoder.js';
 import { extractPxar } from '../../src/pxar/extract.js';
 import { bufferSink, readAtBuffer } from '../../src/pxar/io.js';
@@ -119,6 +119,34 @@ test('a backup with xattrs switched off, or without getfattr, archives none and 
     const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(archive)));
     assert.deepEqual(entries.find((e) => e.path === '/f')!.metadata.xattrs, []);
   }
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /getfattr \(Debian package attr\) is not available/);
+});
+
+test('attributes read before the walk (readArchiveXattrs) give the same archive, and its warnings come through the walk', async () => {
+  const root = join(work, 'read-before');
+  mkdirSync(root);
+  makeXattrTree(root);
+  const own = bufferSink();
+  await createArchive(root, own);
+  const early = bufferSink();
+  await createArchive(root, early, { xattrs: readArchiveXattrs(root) });
+  assert.ok(early.buffer().equals(own.buffer()), 'byte for byte the archive whose walk read them');
+  const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(early.buffer())));
+  assert.ok(entries.find((e) => e.path === '/tagged')!.metadata.xattrs.length > 0);
+
+  const savedPath = process.env.PATH;
+  const warnings: string[] = [];
+  let read: ReturnType<typeof readArchiveXattrs> | undefined;
+  try {
+    process.env.PATH = '/nonexistent';
+    read = readArchiveXattrs(root);
+    await read;
+  } finally {
+    process.env.PATH = savedPath;
+  }
+  assert.equal(warnings.length, 0, 'nothing said before the walk');
+  await createArchive(root, bufferSink(), { xattrs: read, onWarning: (w) => warnings.push(w) });
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /getfattr \(Debian package attr\) is not available/);
 });
