@@ -349,13 +349,22 @@ function* walk(
  */
 export async function measureTree(
   root: string,
-  opts: TarSourceOptions & { record?: RecordedStats } = {},
+  opts: TarSourceOptions & {
+    record?: RecordedStats;
+    /** Called once, at the first entry whose ctime is after `ms` (it changed since then). */
+    changedSince?: { ms: number; onChanged: () => void };
+  } = {},
 ): Promise<TreeSize> {
   const exclude = compileExcludes(opts.exclude ?? []);
   const size: TreeSize = { files: 0, dirs: 0, bytes: 0 };
   const fp = new FingerprintBuilder(opts.clock ?? Date.now);
+  let changedSince = opts.changedSince;
   for (const e of walk(root, exclude, () => fp.spoil(), opts.subsecondMtimes === true)) {
     fp.add(e);
+    if (changedSince && e.st.ctimeMs > changedSince.ms) {
+      changedSince.onChanged();
+      changedSince = undefined;
+    }
     if (opts.record && e.bigint && e.rel !== '.') opts.record.add(e.rel, e.bigint);
     if (e.st.isDirectory()) size.dirs++;
     else if (e.st.isFile()) {

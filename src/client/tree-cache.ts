@@ -60,6 +60,11 @@ export interface TreeCacheEntry {
    * files when others changed. Stored base64 in the same JSON file.
    */
   entries?: Buffer;
+  /**
+   * When the walk that took the fingerprint began (ms since the epoch; pxar trees): an entry
+   * whose ctime is later changed since, which the next metadata walk can tell before its end.
+   */
+  walkedAtMs?: number;
 }
 
 interface StoredEntry extends Omit<TreeCacheEntry, 'entries'> {
@@ -133,6 +138,7 @@ export class TreeCache {
       csum: stored.csum,
       size: stored.size,
       entries: typeof stored.entries === 'string' ? Buffer.from(stored.entries, 'base64') : undefined,
+      walkedAtMs: typeof stored.walkedAtMs === 'number' ? stored.walkedAtMs : undefined,
     };
   }
 
@@ -145,6 +151,7 @@ export class TreeCache {
       csum: entry.csum,
       size: entry.size,
       entries: entry.entries?.toString('base64'),
+      walkedAtMs: entry.walkedAtMs,
     };
     replaceFile(this.path(key), JSON.stringify(stored) + '\n', { mode: 0o600 });
   }

@@ -26,6 +26,7 @@ import {
   type TreeFingerprint,
 } from '../../src/client/tar-archive.js';
 import { createArchive } from '../../src/pxar/create.js';
+import { TreeCache } from '../../src/client/tree-cache.js';
 import { bufferSink } from '../../src/pxar/io.js';
 import { describeTree, makeTree } from './tree-fixture.js';
 
@@ -319,6 +320,59 @@ test('a file rewritten with the same size and its mtime put back changes the fin
     assert.equal(statSync(file).mtimeMs, 1_600_000_000_000);
     const after = await fingerprintOf(dir);
     assert.notEqual(after.digest, before.digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the measuring walk tells, once, that an entry changed after a given time (its ctime), before its end', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tar-'));
+  try {
+    mkdirSync(join(dir, 'a'));
+    writeFileSync(join(dir, 'a/old'), 'old\n');
+    writeFileSync(join(dir, 'b'), 'b\n');
+    const calls = (ms: number) => {
+      const at: number[] = [];
+      let entries = 0;
+      return measureTree(dir, {
+        changedSince: { ms, onChanged: () => at.push(entries) },
+        onFingerprint: (f) => (entries = f.entries),
+      }).then(() => ({ at, entries }));
+    };
+    // every entry changed after a time long past: told once, at the first entry (the root)
+    assert.deepEqual((await calls(0)).at, [0]);
+    // nothing changed after now
+    assert.deepEqual((await calls(Date.now() + 60_000)).at, []);
+    // a file deleted since: its directory's ctime moved
+    const since = lstatSync(join(dir, 'a')).ctimeMs;
+    await new Promise((r) => setTimeout(r, 50)); // past the kernel's timestamp granularity
+    rmSync(join(dir, 'a/old'));
+    const { at } = await calls(Math.max(since, lstatSync(dir).ctimeMs, lstatSync(join(dir, 'b')).ctimeMs));
+    assert.equal(at.length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a tree cache entry keeps the time its walk began', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stowage-tree-cache-'));
+  try {
+    const cache = new TreeCache(dir);
+    const key = {
+      server: 'h:8007',
+      store: 's',
+      ns: '',
+      backupType: 'host',
+      backupId: 'x',
+      archive: 'root.pxar.didx',
+      root: '/r',
+      exclude: [],
+      chunkSize: 4 << 20,
+    };
+    cache.store(key, { fingerprint: 'f', csum: 'c', size: 1, walkedAtMs: 1_700_000_000_123 });
+    assert.equal(cache.lookup(key)?.walkedAtMs, 1_700_000_000_123);
+    cache.store(key, { fingerprint: 'f', csum: 'c', size: 1 });
+    assert.equal(cache.lookup(key)?.walkedAtMs, undefined, 'an entry from before has none');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

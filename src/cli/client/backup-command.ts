@@ -36,7 +36,13 @@ import {
 } from '../../client/tar-archive.js';
 import { CatalogWriter } from '../../pxar/catalog.js';
 import { readArchiveXattrs, type ArchiveXattrs } from '../../pxar/create.js';
-import { encodeEntries, previousEntries, TreeCache, type TreeCacheKey } from '../../client/tree-cache.js';
+import {
+  encodeEntries,
+  previousEntries,
+  TreeCache,
+  type TreeCacheEntry,
+  type TreeCacheKey,
+} from '../../client/tree-cache.js';
 import { RecordedStats } from '../../client/walk-stats.js';
 import { formatBytes, formatRate, startProgress } from './progress.js';
 import { openClientSession, type ClientSession } from './session.js';
@@ -118,8 +124,10 @@ interface ArchivePlan extends BackupSpec {
   fingerprint?: TreeFingerprint;
   /** And its lstats, for the pxar walk when the tree changed (one lstat per entry, not two). */
   stats?: RecordedStats;
-  /** For pxar trees: the read of their extended attributes, started before any walk. */
+  /** For pxar trees: the read of their extended attributes, once the tree is seen to have changed. */
   xattrs?: Promise<ArchiveXattrs>;
+  /** When the walk that took `fingerprint` began (the tree cache's `walkedAtMs`). */
+  walkedAtMs?: number;
 }
 
 /** `$XDG_CACHE_HOME/stowage/tree-cache`, or `~/.cache/stowage/tree-cache`. */
@@ -129,15 +137,23 @@ export function treeCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * `treeCache`: whether the cache has an entry for a pxar tree (archive name, path). Without one
- * there is nothing to compare a fingerprint with: the archive's own walk computes it then.
+ * The time to keep as a walk's start (the tree cache's `walkedAtMs`): a second early, as the
+ * kernel's file times lag the clock by up to a tick.
+ */
+function walkStartMs(): number {
+  return Date.now() - 1000;
+}
+
+/**
+ * `treeCache`: the cache's entry for a pxar tree (archive name, path), if any. Without one there
+ * is nothing to compare a fingerprint with: the archive's own walk computes it then.
  * `archiving`: false for a dry run (nothing is read that only the archive needs).
  */
 async function plan(
   specs: BackupSpec[],
   exclude: string[],
   subsecondMtimes: boolean,
-  treeCache: false | ((spec: BackupSpec) => boolean),
+  treeCache: false | ((spec: BackupSpec) => TreeCacheEntry | undefined),
   archiving: boolean,
 ): Promise<ArchivePlan[]> {
   const seen = new Set<string>();
@@ -153,22 +169,32 @@ async function plan(
       // The size is known once archived (progress shows bytes). With the tree cache, a metadata
       // walk first: an unchanged tree's archive and catalog are the previous snapshot's.
       // getfattr reads the attributes in a process of its own (about a second per 100 000 files):
-      // started first, it runs beside the metadata walk and the session's start instead of
-      // before the pxar walk.
-      const xattrs = archiving ? readArchiveXattrs(s.path) : undefined;
-      xattrs?.catch(() => {}); // the pxar walk awaits it
+      // started as soon as the tree is seen to have changed (a ctime after the last walk's start)
+      // or at once without a cache entry, it runs beside the metadata walk and the session's
+      // start instead of after them. Not for a tree that turns out unchanged (nothing to encode).
+      let xattrs: Promise<ArchiveXattrs> | undefined;
+      const readXattrs = () => {
+        if (!archiving || xattrs) return;
+        xattrs = readArchiveXattrs(s.path);
+        xattrs.catch(() => {}); // the pxar walk awaits it
+      };
       let fingerprint: TreeFingerprint | undefined;
       let stats: RecordedStats | undefined;
-      if (treeCache && treeCache(s)) {
+      const cached = treeCache ? treeCache(s) : undefined;
+      const walkedAtMs = walkStartMs();
+      if (cached) {
         stats = new RecordedStats();
+        if (cached.walkedAtMs === undefined) readXattrs();
         await measureTree(s.path, {
           exclude,
           subsecondMtimes: true,
           onFingerprint: (f) => (fingerprint = f),
           record: stats,
+          changedSince:
+            cached.walkedAtMs === undefined ? undefined : { ms: cached.walkedAtMs, onChanged: readXattrs },
         });
-      }
-      out.push({ ...s, size: 0, fingerprint, stats, xattrs });
+      } else readXattrs();
+      out.push({ ...s, size: 0, fingerprint, stats, xattrs, walkedAtMs });
     } else if (s.kind === 'tree') {
       if (!st.isDirectory())
         throw new BadRequestError(`'${s.path}' is not a directory (NAME.tar: wants a directory)`);
@@ -284,13 +310,11 @@ export function registerBackupCommand(program: Command): void {
         ...(opts.subsecondMtimes && a.kind === 'tree' && { subsecondMtimes: true }),
         ...(a.kind === 'pxar' && { pxarLayout: PXAR_LAYOUT }),
       });
-      const cachedTree = (s: BackupSpec): boolean => {
+      const cachedTree = (s: BackupSpec): TreeCacheEntry | undefined => {
         try {
-          return (
-            cache.lookup(cacheKeyOn(openClientSession(opts.repository), { ...s, size: 0 })) !== undefined
-          );
+          return cache.lookup(cacheKeyOn(openClientSession(opts.repository), { ...s, size: 0 }));
         } catch {
-          return true; // a bad repository is reported below, as without the cache
+          return undefined; // a bad repository is reported below, as without the cache
         }
       };
       const archives = await plan(
@@ -327,6 +351,7 @@ export function registerBackupCommand(program: Command): void {
         archive: string;
         /** What the next backup may reuse part of (tar entries, pxar spans). */
         entries?: readonly ArchiveSpan[];
+        walkedAtMs?: number;
       }> = [];
       const pool = new ChunkPool();
       const started = Date.now();
@@ -420,6 +445,7 @@ export function registerBackupCommand(program: Command): void {
                   // Not walked for a fingerprint before (nothing cached to compare it with): this
                   // walk's, for the next backup, which then walks first and compares.
                   const walked = opts.treeCache && !a.fingerprint ? new WalkFingerprint() : undefined;
+                  const walkStarted = walkStartMs();
                   const pxar = pxarStream(a.path, {
                     archive: a.archive,
                     exclude: opts.exclude.length > 0 ? compileExcludes(opts.exclude) : undefined,
@@ -439,7 +465,10 @@ export function registerBackupCommand(program: Command): void {
                     chunkSize,
                   });
                   await pxar.done;
-                  if (walked) a.fingerprint = walked.result();
+                  if (walked) {
+                    a.fingerprint = walked.result();
+                    a.walkedAtMs = walkStarted;
+                  }
                   pxarSpans.set(a.archive, pxar.spans());
                   onProgress(stats);
                   perArchive.push({ archive: a.archive, stats, size: stats.bytes });
@@ -502,6 +531,7 @@ export function registerBackupCommand(program: Command): void {
                     fingerprint: usable ? a.fingerprint!.digest : '',
                     archive: a.archive,
                     ...(!pxarWarned && { entries: pxarSpans.get(a.archive) }),
+                    walkedAtMs: a.walkedAtMs,
                   });
                 toCache.push({
                   key: catalogKey(),
@@ -521,6 +551,7 @@ export function registerBackupCommand(program: Command): void {
                   csum: file.csum,
                   size: file.size,
                   ...(c.entries && { entries: encodeEntries(c.entries) }),
+                  walkedAtMs: c.walkedAtMs,
                 });
               } catch (err) {
                 process.stderr.write(`warning: unable to update the tree cache: ${(err as Error).message}\n`);
