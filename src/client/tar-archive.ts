@@ -21,7 +21,7 @@ import { Readable } from 'node:stream';
 import { link, mkdir, open, readlink, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join, posix } from 'node:path';
-import * as tar from 'tar-stream';
+import type * as tar from 'tar-stream';
 import {
   beginRestore,
   emptyExtractResult,
@@ -923,7 +923,9 @@ export async function extractTar(
       if (symlinks.has(p)) throw new CorruptDataError(`archive entry '${name}' is below the symlink '${p}'`);
     }
   };
-  const extract = tar.extract();
+  // loaded here: a backup (this module's walks) never needs the tar parser
+  const { extract: tarExtract } = await import('tar-stream');
+  const extract = tarExtract();
   const feeding = (async () => {
     for await (const chunk of source) {
       if (!extract.write(chunk)) await new Promise<void>((r) => extract.once('drain', () => r()));
