@@ -93,17 +93,11 @@ function payloadKeyer(): (rel: Buffer, st: MemberStats) => string {
 
 /**
  * The key of the items that follow the contents keyed `after` ('' for none: the archive's start,
- * or contents that may not be reused). Equal keys mean equal bytes; chaining them to the file
- * before keeps the keys of a tree's many alike item runs (the same headers in other directories)
- * apart, so that the map of an archive's spans holds each.
+ * or contents that may not be reused) is the digest of this hash updated with the items
+ * (`itemsDigest`). Equal keys mean equal bytes; chaining them to the file before keeps the keys of
+ * a tree's many alike item runs (the same headers in other directories) apart, so that the map of
+ * an archive's spans holds each.
  */
-function itemsKey(after: string, items: Iterable<Buffer>): string {
-  const hash = itemsHash(after);
-  for (const b of items) hash.update(b);
-  return itemsDigest(hash);
-}
-
-/** `itemsKey` fed piece by piece: the hash to update with the items, then `itemsDigest`. */
 function itemsHash(after: string): Hash {
   return createHash('sha256').update(`pxar items after ${after}\n`);
 }
@@ -123,6 +117,9 @@ class SpanRecorder implements LayoutObserver {
   private itemBytes = 0;
   /** The key of the contents the current items follow. */
   private after = '';
+  /** Contents laid out so far, and the items right before the last ones (`Gap`). */
+  private contentsSeen = 0;
+  lastGap: Gap = { key: '', seq: 0 };
 
   items(b: Buffer): void {
     this.openItems ??= itemsHash(this.after);
@@ -131,10 +128,15 @@ class SpanRecorder implements LayoutObserver {
   }
 
   contents(length: number): void {
-    this.closeItems();
+    this.lastGap = { key: this.closeItems(), seq: ++this.contentsSeen };
     this.spans.push({ key: '', length });
     this.pos += length;
     this.after = '';
+  }
+
+  /** The items after the last contents, once the archive is complete. */
+  trailingGap(): Gap {
+    return { key: this.closeItems(), seq: this.contentsSeen + 1 };
   }
 
   /** The file whose contents are [start, start + length) has the key `key`. */
@@ -150,13 +152,27 @@ class SpanRecorder implements LayoutObserver {
     return this.spans;
   }
 
-  private closeItems(): void {
-    if (this.itemBytes === 0) return;
-    this.spans.push({ key: itemsDigest(this.openItems!), length: this.itemBytes });
+  /** Close the open items' span; its key ('' when there were none). */
+  private closeItems(): string {
+    if (this.itemBytes === 0) return '';
+    const key = itemsDigest(this.openItems!);
+    this.spans.push({ key, length: this.itemBytes });
     this.pos += this.itemBytes;
     this.openItems = undefined;
     this.itemBytes = 0;
+    return key;
   }
+}
+
+/**
+ * The items between two contents of the archive, as the span recorder keyed them: `seq` numbers
+ * the contents they come before (1 for the first; the archive's end counts as one more), so that
+ * two pieces with consecutive numbers have only items between them, and `key` is those items'
+ * key ('' for none). joinRuns takes it instead of hashing the same bytes again.
+ */
+interface Gap {
+  key: string;
+  seq: number;
 }
 
 /** Items a run waits on before they are given up as not the previous archive's (usually a few headers). */
@@ -174,6 +190,8 @@ interface Run {
   parts: Array<Buffer | ReusablePiece>;
   /** The key of the last contents in the run ('' before any). */
   after: string;
+  /** The `Gap.seq` of the last contents in the run (0 before any). */
+  seq: number;
 }
 
 function runPiece(run: Run): ReusablePiece {
@@ -209,17 +227,23 @@ function runPiece(run: Run): ReusablePiece {
 async function* joinRuns(
   pieces: AsyncIterable<Buffer | ReusablePiece>,
   previous: ReadonlyMap<string, readonly [number, number]> | undefined,
+  gaps: { before: (piece: ReusablePiece) => Gap | undefined; trailing: () => Gap },
 ): AsyncGenerator<Buffer | ReusablePiece> {
   if (!previous) return yield* pieces;
   /** The items after the run (or all items when none: the archive's start counts as a run). */
-  let run: Run | undefined = { oldStart: 0, length: 0, parts: [], after: '' };
+  let run: Run | undefined = { oldStart: 0, length: 0, parts: [], after: '', seq: 0 };
   let gap: Buffer[] = [];
   let gapBytes = 0;
-  /** Whether `gap` follows `run` in the previous archive, and the contents at `next` there follow it. */
-  const gapFollows = (r: Run, next?: number): boolean => {
+  /**
+   * Whether `gap` follows `run` in the previous archive, and the contents at `next` there follow
+   * it; `before` is the span recorder's record of the items before the next contents (or the end).
+   */
+  const gapFollows = (r: Run, before: Gap | undefined, next?: number): boolean => {
     const end = r.oldStart + r.length;
     if (gapBytes === 0) return next === undefined || next === end;
-    const old = previous.get(itemsKey(r.after, gap));
+    // only items between (no contents that are not reused), the span recorder's key for them
+    if (before === undefined || before.seq !== r.seq + 1 || before.key === '') return false;
+    const old = previous.get(before.key);
     return old?.[0] === end && old[1] === gapBytes && (next === undefined || next === end + gapBytes);
   };
   const join = (r: Run) => {
@@ -245,18 +269,20 @@ async function* joinRuns(
       }
       continue;
     }
-    if (run && gapFollows(run, p.oldStart)) join(run);
+    const before = gaps.before(p);
+    if (run && gapFollows(run, before, p.oldStart)) join(run);
     else yield* endRun();
-    run ??= { oldStart: p.oldStart, length: 0, parts: [], after: '' };
+    run ??= { oldStart: p.oldStart, length: 0, parts: [], after: '', seq: 0 };
     run.parts.push(p);
     run.length += p.length;
     run.after = p.key ?? '';
+    run.seq = before?.seq ?? -1;
     if (run.length >= RUN_PART) {
       yield runPiece(run);
-      run = { oldStart: run.oldStart + run.length, length: 0, parts: [], after: run.after };
+      run = { oldStart: run.oldStart + run.length, length: 0, parts: [], after: run.after, seq: run.seq };
     }
   }
-  if (run && gapFollows(run)) join(run);
+  if (run && gapFollows(run, gaps.trailing())) join(run);
   yield* endRun();
 }
 
@@ -266,21 +292,36 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // them in the PassThrough (and in a run) is safe; an object-mode stream passes reusable pieces along too.
   const pipe = new PassThrough({ objectMode: true, highWaterMark: AHEAD });
   const recorder = new SpanRecorder();
-  const done = createArchive(root, writableSink(pipe), {
-    exclude: opts.exclude,
-    catalog: opts.catalog,
-    catalogName: opts.archive,
-    onWarning: opts.onWarning,
-    onMember: opts.onMember,
-    knownStats: opts.knownStats,
-    xattrs: opts.xattrs,
-    reuse: {
-      key: payloadKeyer(),
-      previous: opts.previous,
-      onPayload: (key, start, length) => recorder.onPayload(key, start, length),
-      layout: recorder,
+  // Each reusable piece with the items before it as the recorder keyed them: the pipe runs ahead
+  // of joinRuns, so the recorder's state is taken as the piece is written (right after the
+  // encoder laid out its contents).
+  const gapBefore = new WeakMap<ReusablePiece, Gap>();
+  const sink = writableSink(pipe);
+  const done = createArchive(
+    root,
+    {
+      write: (b) => sink.write(b),
+      writeReusable: (piece) => {
+        gapBefore.set(piece, recorder.lastGap);
+        return sink.writeReusable!(piece);
+      },
     },
-  }).then(
+    {
+      exclude: opts.exclude,
+      catalog: opts.catalog,
+      catalogName: opts.archive,
+      onWarning: opts.onWarning,
+      onMember: opts.onMember,
+      knownStats: opts.knownStats,
+      xattrs: opts.xattrs,
+      reuse: {
+        key: payloadKeyer(),
+        previous: opts.previous,
+        onPayload: (key, start, length) => recorder.onPayload(key, start, length),
+        layout: recorder,
+      },
+    },
+  ).then(
     (result) => {
       pipe.end();
       return result;
@@ -293,7 +334,10 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // The failure reaches the caller through `bytes`; `done` is awaited only after a success.
   done.catch(() => {});
   return {
-    bytes: joinRuns(pipe, opts.previous),
+    bytes: joinRuns(pipe, opts.previous, {
+      before: (piece) => gapBefore.get(piece),
+      trailing: () => recorder.trailingGap(),
+    }),
     done,
     spans: () => recorder.finish(),
   };
