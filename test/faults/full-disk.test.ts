@@ -34,10 +34,10 @@ const FULL =
   /^error: no space left on device: the datastore at '.*' is full \(writing chunk [0-9a-f]{64}\) - remove snapshots and run garbage collection to free space$/m;
 
 /**
- * `freeBytes`: what the datastore's filesystem has free (the tmpfs variant). A failed backup's
- * chunk uploads in flight at the moment of ENOSPC are removed, so how much is free afterwards
- * depends on how many were in flight (more on a loaded machine): the next backup is made larger
- * than that, so that it still cannot fit.
+ * `freeBytes`: what the datastore has free (statfs of the tmpfs, or what the injecting backend
+ * still accepts). A failed backup's chunk uploads in flight at the moment of ENOSPC are removed,
+ * and the chunk it failed on may be large, so how much is free afterwards varies (more on a
+ * loaded machine): the next backup is made larger than that, so that it still cannot fit.
  */
 async function fullDiskScenario(root: string, srv: E2eServer, freeBytes?: () => number): Promise<void> {
   const tree = (name: string, mib: number) => randomTree(join(root, name), mib, 1024 * 1024);
@@ -132,9 +132,15 @@ test('a full filesystem (20 MiB tmpfs) fails the backup clearly, leaves nothing 
 
 test('a datastore out of space (injected after 20 MiB) fails the backup clearly and is reclaimed by GC', async () => {
   const root = tempRoot();
-  const srv = await startE2eServer('', { root, env: { NO_SPACE_AFTER: String(20 * 1024 * 1024) } });
+  const left = join(root, 'space-left');
+  const srv = await startE2eServer('', {
+    root,
+    env: { NO_SPACE_AFTER: String(20 * 1024 * 1024), NO_SPACE_FILE: left },
+  });
   try {
-    await fullDiskScenario(root, srv);
+    // what the failed backup left decides how large the next one must be not to fit (it left
+    // 8 MiB or more when the chunk it failed on was that large)
+    await fullDiskScenario(root, srv, () => Number(readFileSync(left, 'utf8')));
   } finally {
     await srv.kill();
   }
