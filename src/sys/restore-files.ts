@@ -121,7 +121,13 @@ export function dataRuns(data: Buffer, pos: number): Array<{ buf: Buffer; pos: n
   let runStart = -1;
   for (let off = 0; off < data.length; off += HOLE_BLOCK) {
     const end = Math.min(off + HOLE_BLOCK, data.length);
-    const zero = end - off === HOLE_BLOCK && data.subarray(off, end).equals(ZERO_BLOCK);
+    // compared in place, and most data blocks told by their first or last byte: a view and a
+    // call per 4 KiB block were about 0.1 s of a 1 GiB restore's main thread
+    const zero =
+      end - off === HOLE_BLOCK &&
+      data[off] === 0 &&
+      data[end - 1] === 0 &&
+      data.compare(ZERO_BLOCK, 0, HOLE_BLOCK, off, end) === 0;
     if (!zero && runStart < 0) runStart = off;
     if (zero && runStart >= 0) {
       runs.push({ buf: data.subarray(runStart, off), pos: pos + runStart });

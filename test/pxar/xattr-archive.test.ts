@@ -99,6 +99,17 @@ test('a backup keeps user xattrs with binary values and odd names, access and de
   assert.equal(meta('/link').fcaps, undefined);
 });
 
+/** `fn` run where getfattr cannot be found (PATH emptied of it until `fn` settles). */
+async function withoutGetfattr<T>(fn: () => Promise<T>): Promise<T> {
+  const savedPath = process.env.PATH;
+  try {
+    process.env.PATH = '/nonexistent';
+    return await fn();
+  } finally {
+    process.env.PATH = savedPath;
+  }
+}
+
 test('a backup with xattrs switched off, or without getfattr, archives none and says so once', async () => {
   const root = join(work, 'no-tool');
   mkdirSync(root);
@@ -106,15 +117,9 @@ test('a backup with xattrs switched off, or without getfattr, archives none and 
   execFileSync('setfattr', ['-n', 'user.a', '-v', '1', join(root, 'f')]);
   const off = bufferSink();
   await createArchive(root, off, { xattrs: false });
-  const savedPath = process.env.PATH;
   const warnings: string[] = [];
   const sink = bufferSink();
-  try {
-    process.env.PATH = '/nonexistent';
-    await createArchive(root, sink, { onWarning: (w) => warnings.push(w) });
-  } finally {
-    process.env.PATH = savedPath;
-  }
+  await withoutGetfattr(() => createArchive(root, sink, { onWarning: (w) => warnings.push(w) }));
   for (const archive of [off.buffer(), sink.buffer()]) {
     const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(archive)));
     assert.deepEqual(entries.find((e) => e.path === '/f')!.metadata.xattrs, []);
@@ -135,16 +140,9 @@ test('attributes read before the walk (readArchiveXattrs) give the same archive,
   const { entries } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(early.buffer())));
   assert.ok(entries.find((e) => e.path === '/tagged')!.metadata.xattrs.length > 0);
 
-  const savedPath = process.env.PATH;
   const warnings: string[] = [];
-  let read: ReturnType<typeof readArchiveXattrs> | undefined;
-  try {
-    process.env.PATH = '/nonexistent';
-    read = readArchiveXattrs(root);
-    await read;
-  } finally {
-    process.env.PATH = savedPath;
-  }
+  let read!: ReturnType<typeof readArchiveXattrs>;
+  await withoutGetfattr(() => (read = readArchiveXattrs(root)));
   assert.equal(warnings.length, 0, 'nothing said before the walk');
   await createArchive(root, bufferSink(), { xattrs: read, onWarning: (w) => warnings.push(w) });
   assert.equal(warnings.length, 1);
