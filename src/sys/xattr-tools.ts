@@ -30,6 +30,13 @@ function runAttrTool(
       env: { ...process.env, LC_ALL: 'C' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // A read started ahead (a backup's getfattr) must not outlive a process that ends before it
+    // is needed (a failed login, an unchanged tree): the CLI exits with process.exit.
+    const stop = () => child.kill();
+    process.once('exit', stop);
+    const done = () => process.off('exit', stop);
+    child.once('exit', done);
+    child.once('error', done);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
