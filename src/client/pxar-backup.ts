@@ -108,7 +108,8 @@ function itemsDigest(hash: Hash): string {
 
 /**
  * Records an archive's spans as the encoder lays it out: the items between files' contents by
- * `itemsKey`, each file's contents by its key once the walk confirms it (`onPayload`), else ''.
+ * their key (`itemsHash`, `itemsDigest`), each file's contents by its key once the walk confirms
+ * it (`onPayload`), else ''.
  */
 class SpanRecorder implements LayoutObserver {
   readonly spans: ArchiveSpan[] = [];
