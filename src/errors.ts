@@ -766,6 +766,14 @@ export const ERR_CHUNK_WORKER_EXITED = createError(
   'INTERNAL',
   (exitCode: number) => `chunk worker exited with code ${exitCode}`,
 );
+export const ERR_RESTORE_WRITER_EXITED = createError(
+  'ERR_RESTORE_WRITER_EXITED',
+  'INTERNAL',
+  (exitCode: number) =>
+    exitCode < 0
+      ? 'the restore writer was closed'
+      : `the restore writer's thread exited with code ${exitCode}`,
+);
 export const ERR_CHUNK_WORKER_ANSWER = createError(
   'ERR_CHUNK_WORKER_ANSWER',
   'INTERNAL',

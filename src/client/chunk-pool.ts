@@ -5,7 +5,7 @@
  * about 310 MB/s for chunk+hash+compress).
  */
 import { cpus } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import {
   CorruptDataError,
   ERR_CHUNK_POOL_CLOSED,
@@ -15,6 +15,7 @@ import {
   StowageError,
 } from '../errors.js';
 import { chunkBuffers, transferList, type PoolMemory } from '../sys/buffer-pool.js';
+import { startModuleWorker } from '../sys/worker-module.js';
 import type { WorkerRequest, WorkerResponse } from './chunk-worker.js';
 
 /** A pool starts another worker when every running one has this many requests in flight. */
@@ -43,18 +44,6 @@ interface PoolWorker {
   goingBack: PoolMemory[];
 }
 
-/** Start the worker; from sources (tests under tsx) the .ts worker needs tsx registered in the thread. */
-function startWorker(): Worker {
-  const self = import.meta.url;
-  if (self.endsWith('.ts')) {
-    const url = new URL('./chunk-worker.ts', self).href;
-    const api = import.meta.resolve('tsx/esm/api');
-    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
-    return new Worker(code, { eval: true });
-  }
-  return new Worker(new URL('./chunk-worker.js', self));
-}
-
 function toBuffer(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
@@ -79,7 +68,7 @@ export class ChunkPool {
 
   private startWorkers(count: number): void {
     for (let i = 0; i < count && this.workers.length < this.threads; i++) {
-      const worker = startWorker();
+      const worker = startModuleWorker(import.meta.url, 'chunk-worker');
       const pw: PoolWorker = { worker, inFlight: 0, goingBack: [] };
       worker.on('message', (msg: WorkerResponse) => {
         for (const ab of msg.spare ?? []) chunkBuffers.give(new Uint8Array(ab));

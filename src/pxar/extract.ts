@@ -37,11 +37,13 @@ import {
   setFdMetadata,
   setPathMetadata,
   setSymlinkMetadata,
+  SMALL_FILE,
   writeFileEntryOut,
   type ExtractResult,
   type RestoredMetadata,
 } from '../sys/restore-files.js';
 import type { PxarEntry, PxarEntryKind } from './decoder.js';
+import { RestoreWriter } from '../sys/restore-writer.js';
 import { formatXattrDump, type XattrDumpEntry } from '../sys/xattr-dump.js';
 import { restoreXattrs, TOOL_UNAVAILABLE } from '../sys/xattr-tools.js';
 import type { PxarMetadata } from './format.js';
@@ -71,7 +73,20 @@ export interface PxarExtractOptions {
   onWarning?: (message: string) => void;
   /** Called after each entry was restored: its path and bytes, and the totals so far (progress). */
   onEntry?: (entry: { path: string; kind: PxarEntryKind; bytes: number }, totals: ExtractResult) => void;
+  /**
+   * Small files written on the main thread before the rest of the tree goes to a writer thread
+   * (sys/restore-writer.ts): default `WRITER_AFTER_FILES`; Infinity never starts it, 0 from the
+   * first entry (tests).
+   */
+  writerAfterFiles?: number;
 }
+
+/**
+ * Small files a restore writes itself before it starts a writer thread: a small tree is done
+ * before a thread would have started (tens of milliseconds), a large one gains from the second
+ * core.
+ */
+export const WRITER_AFTER_FILES = 200;
 
 /** Counts of entries whose metadata of a kind was not restored (see the module comment). */
 export interface SkippedMetadata {
@@ -213,7 +228,8 @@ export async function extractPxar(
       if (dir.created) continue;
       if (dir.shadowedBySymlink) throw ERR_PXAR_BELOW_SYMLINK(forPath, dir.path);
       // 0700 until its own metadata is set when the archive leaves it
-      await mkdir(dir.disk, { mode: 0o700 });
+      if (writer) await writer.mkdir(dir.disk);
+      else await mkdir(dir.disk, { mode: 0o700 });
       dir.created = true;
       result.dirs++;
     }
@@ -221,135 +237,159 @@ export async function extractPxar(
 
   const leave = async (dir: OpenDirectory) => {
     if (!dir.created) return;
-    await setPathMetadata(dir.disk, dir.meta, asRoot);
+    if (writer) await writer.metadata(dir.disk, dir.meta);
+    else await setPathMetadata(dir.disk, dir.meta, asRoot);
     collectAttributes(dir.path, dir.pathBytes, dir.archived, false);
   };
 
-  let sawRoot = false;
-  for await (const entry of source) {
-    const meta = restoredMetadata(entry.metadata);
-    if (!sawRoot) {
-      sawRoot = true;
-      if (entry.kind !== 'directory' || entry.path !== '/')
-        throw ERR_PXAR_UNSAFE_ENTRY(entry.path, 'the archive does not start with its root directory');
-      noteSkipped('/', entry.metadata);
-      openDirs.push({
-        pathBytes: entry.pathBytes,
-        path: '/',
-        disk: targetBytes,
-        meta,
-        created: true,
-        matched: patternOf === null,
-        shadowedBySymlink: false,
-        archived: entry.metadata,
-      });
-      continue;
-    }
-    const { parent, name } = splitPath(entry.pathBytes);
-    checkName(entry.path, name);
-    // the decoder yields no end of a directory: an entry outside the innermost open one ends it
-    while (openDirs.length > 1 && !openDirs[openDirs.length - 1]!.pathBytes.equals(parent))
-      await leave(openDirs.pop()!);
-    const dir = openDirs[openDirs.length - 1];
-    if (dir === undefined || !dir.pathBytes.equals(parent))
-      throw ERR_PXAR_UNSAFE_ENTRY(
-        entry.path,
-        `its parent is not a directory of the archive (a name with '/'?)`,
-      );
-    const disk = Buffer.concat([dir.disk, SLASH, name]);
-    const key = entry.pathBytes.toString('latin1');
-    const decided = patternOf?.(entry.path, entry.kind === 'directory');
-    const selected = decided === undefined ? dir.matched : decided === 'include';
+  /** The writer thread, once `writerAfterFiles` small files were written here. */
+  let writer: RestoreWriter | undefined;
+  let smallFilesHere = 0;
+  const writerAfterFiles = opts.writerAfterFiles ?? WRITER_AFTER_FILES;
 
-    if (entry.kind === 'directory') {
-      openDirs.push({
-        pathBytes: entry.pathBytes,
-        path: entry.path,
-        disk,
-        meta,
-        created: false,
-        matched: selected,
-        shadowedBySymlink: symlinks.has(key),
-        archived: entry.metadata,
-      });
-      // a selected directory is restored even when empty, one on the way to a match when a
-      // member needs it; one named like an earlier symlink only to refuse its first member
-      if (selected && !symlinks.has(key)) {
-        noteSkipped(entry.path, entry.metadata);
-        await makeOpenDirectories(entry.path);
-        opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes: 0 }, result);
+  let sawRoot = false;
+  try {
+    for await (const entry of source) {
+      const meta = restoredMetadata(entry.metadata);
+      if (!sawRoot) {
+        sawRoot = true;
+        if (entry.kind !== 'directory' || entry.path !== '/')
+          throw ERR_PXAR_UNSAFE_ENTRY(entry.path, 'the archive does not start with its root directory');
+        noteSkipped('/', entry.metadata);
+        openDirs.push({
+          pathBytes: entry.pathBytes,
+          path: '/',
+          disk: targetBytes,
+          meta,
+          created: true,
+          matched: patternOf === null,
+          shadowedBySymlink: false,
+          archived: entry.metadata,
+        });
+        continue;
       }
-      continue;
-    }
-    if (!selected) continue;
-    await makeOpenDirectories(entry.path);
-    if (entry.kind !== 'hardlink') noteSkipped(entry.path, entry.metadata);
-    let bytes = 0;
-    switch (entry.kind) {
-      case 'file':
-        bytes = entry.size ?? 0;
-        await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
-        collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
-        result.files++;
-        result.bytes += bytes;
-        break;
-      case 'symlink':
-        // Node takes the target's exact bytes (names need not be UTF-8); its types say string only
-        await symlink(entry.linkTarget! as unknown as string, disk);
-        symlinks.add(key);
-        await setSymlinkMetadata(disk, meta, asRoot);
-        collectAttributes(entry.path, entry.pathBytes, entry.metadata, true);
-        result.symlinks++;
-        break;
-      case 'hardlink': {
-        const targetPath = hardlinkTargetPath(entry);
-        // below the target, and reached through directories this extraction made: the target
-        // was empty, and link(2) does not follow a symlink in the last component
-        const via = symlinkAncestor(targetPath, symlinks);
-        if (via !== undefined)
-          throw ERR_PXAR_UNSAFE_ENTRY(entry.path, `its hardlink target is below the symlink '${via}'`);
-        try {
-          await link(Buffer.concat([targetBytes, targetPath]), disk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-          warn(`skipping hardlink '${entry.path}': its target '${targetPath.toString()}' was not restored`);
-          continue;
+      const { parent, name } = splitPath(entry.pathBytes);
+      checkName(entry.path, name);
+      // the decoder yields no end of a directory: an entry outside the innermost open one ends it
+      while (openDirs.length > 1 && !openDirs[openDirs.length - 1]!.pathBytes.equals(parent))
+        await leave(openDirs.pop()!);
+      const dir = openDirs[openDirs.length - 1];
+      if (dir === undefined || !dir.pathBytes.equals(parent))
+        throw ERR_PXAR_UNSAFE_ENTRY(
+          entry.path,
+          `its parent is not a directory of the archive (a name with '/'?)`,
+        );
+      const disk = Buffer.concat([dir.disk, SLASH, name]);
+      const key = entry.pathBytes.toString('latin1');
+      const decided = patternOf?.(entry.path, entry.kind === 'directory');
+      const selected = decided === undefined ? dir.matched : decided === 'include';
+
+      if (entry.kind === 'directory') {
+        openDirs.push({
+          pathBytes: entry.pathBytes,
+          path: entry.path,
+          disk,
+          meta,
+          created: false,
+          matched: selected,
+          shadowedBySymlink: symlinks.has(key),
+          archived: entry.metadata,
+        });
+        // a selected directory is restored even when empty, one on the way to a match when a
+        // member needs it; one named like an earlier symlink only to refuse its first member
+        if (selected && !symlinks.has(key)) {
+          noteSkipped(entry.path, entry.metadata);
+          await makeOpenDirectories(entry.path);
+          opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes: 0 }, result);
         }
-        result.special++;
-        break;
+        continue;
       }
-      case 'device': {
-        const { major, minor } = entry.device!;
-        const type = (entry.metadata.stat.mode & 0o170000) === 0o060000 ? 'b' : 'c';
-        if (!asRoot) {
-          warn(`skipping device '${entry.path}' (${type} ${major},${minor}): creating devices needs root`);
-          continue;
-        }
-        const node = { kind: 'device', type, major, minor } as const;
-        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `device '${entry.path}'`)) {
+      if (!selected) continue;
+      await makeOpenDirectories(entry.path);
+      if (entry.kind !== 'hardlink') noteSkipped(entry.path, entry.metadata);
+      const size = entry.kind === 'file' ? (entry.size ?? 0) : 0;
+      const queued = entry.kind === 'symlink' || (entry.kind === 'file' && size <= SMALL_FILE);
+      if (!writer && entry.kind === 'file' && size <= SMALL_FILE && smallFilesHere++ >= writerAfterFiles)
+        writer = new RestoreWriter(asRoot);
+      // what is done here comes after what the writer has queued (a hard link's target, a large
+      // file's directory)
+      if (writer && !queued) await writer.flush();
+      let bytes = 0;
+      switch (entry.kind) {
+        case 'file':
+          bytes = size;
+          if (writer && size <= SMALL_FILE) await writer.file(disk, size, source.contents(), meta);
+          else
+            await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
           collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
+          result.files++;
+          result.bytes += bytes;
+          break;
+        case 'symlink':
+          if (writer) await writer.symlink(entry.linkTarget!, disk, meta);
+          else {
+            // Node takes the target's exact bytes (names need not be UTF-8); its types say string only
+            await symlink(entry.linkTarget! as unknown as string, disk);
+            await setSymlinkMetadata(disk, meta, asRoot);
+          }
+          symlinks.add(key);
+          collectAttributes(entry.path, entry.pathBytes, entry.metadata, true);
+          result.symlinks++;
+          break;
+        case 'hardlink': {
+          const targetPath = hardlinkTargetPath(entry);
+          // below the target, and reached through directories this extraction made: the target
+          // was empty, and link(2) does not follow a symlink in the last component
+          const via = symlinkAncestor(targetPath, symlinks);
+          if (via !== undefined)
+            throw ERR_PXAR_UNSAFE_ENTRY(entry.path, `its hardlink target is below the symlink '${via}'`);
+          try {
+            await link(Buffer.concat([targetBytes, targetPath]), disk);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            warn(`skipping hardlink '${entry.path}': its target '${targetPath.toString()}' was not restored`);
+            continue;
+          }
           result.special++;
+          break;
         }
-        break;
-      }
-      case 'fifo':
-      case 'socket': {
-        const node =
-          entry.kind === 'fifo'
-            ? ({ kind: 'fifo' } as const)
-            : ({ kind: 'socket', scratchDir: target } as const);
-        if (await makeSpecialNode(disk, node, meta, asRoot, warn, `${entry.kind} '${entry.path}'`)) {
-          collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
-          result.special++;
+        case 'device': {
+          const { major, minor } = entry.device!;
+          const type = (entry.metadata.stat.mode & 0o170000) === 0o060000 ? 'b' : 'c';
+          if (!asRoot) {
+            warn(`skipping device '${entry.path}' (${type} ${major},${minor}): creating devices needs root`);
+            continue;
+          }
+          const node = { kind: 'device', type, major, minor } as const;
+          if (await makeSpecialNode(disk, node, meta, asRoot, warn, `device '${entry.path}'`)) {
+            collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
+            result.special++;
+          }
+          break;
         }
-        break;
+        case 'fifo':
+        case 'socket': {
+          const node =
+            entry.kind === 'fifo'
+              ? ({ kind: 'fifo' } as const)
+              : ({ kind: 'socket', scratchDir: target } as const);
+          if (await makeSpecialNode(disk, node, meta, asRoot, warn, `${entry.kind} '${entry.path}'`)) {
+            collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);
+            result.special++;
+          }
+          break;
+        }
       }
+      opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes }, result);
     }
-    opts.onEntry?.({ path: entry.path, kind: entry.kind, bytes }, result);
+    if (!sawRoot) throw ERR_PXAR_UNSAFE_ENTRY(target, 'the archive is empty');
+    // the root last: its metadata goes to the target itself, as PBS's extractor does
+    while (openDirs.length > 0) await leave(openDirs.pop()!);
+    await writer?.close();
+  } finally {
+    // after a failure: nothing more is written once the restore has returned
+    await writer?.abort();
   }
-  if (!sawRoot) throw ERR_PXAR_UNSAFE_ENTRY(target, 'the archive is empty');
-  // the root last: its metadata goes to the target itself, as PBS's extractor does
-  while (openDirs.length > 0) await leave(openDirs.pop()!);
   if (pending.length > 0) await setAttributes(target, pending, asRoot, result, warn);
   return result;
 }

@@ -5,13 +5,18 @@
  * set in the order the kernel requires (chown clears setuid, so chmod comes after it).
  */
 import {
+  chmodSync,
+  chownSync,
   closeSync,
   constants as fsConstants,
+  lchownSync,
+  lutimesSync,
   fchmodSync,
   fchownSync,
   ftruncateSync,
   futimesSync,
   openSync,
+  utimesSync,
   writeSync,
 } from 'node:fs';
 import { chmod, chown, lchown, link, lutimes, mkdir, open, readdir, unlink, utimes } from 'node:fs/promises';
@@ -80,6 +85,19 @@ export async function setPathMetadata(
   await utimes(path, meta.mtime, meta.mtime);
 }
 
+/** `setPathMetadata` with synchronous calls (the restore writer's thread, sys/restore-writer.ts). */
+export function setPathMetadataSync(path: PathLike, meta: RestoredMetadata, asRoot: boolean): void {
+  if (asRoot) chownSync(path, meta.uid, meta.gid);
+  chmodSync(path, meta.mode & 0o7777);
+  utimesSync(path, meta.mtime, meta.mtime);
+}
+
+/** `setSymlinkMetadata` with synchronous calls. */
+export function setSymlinkMetadataSync(path: PathLike, meta: RestoredMetadata, asRoot: boolean): void {
+  if (asRoot) lchownSync(path, meta.uid, meta.gid);
+  lutimesSync(path, meta.mtime, meta.mtime);
+}
+
 /** A symlink's owner (only as root) and mtime; Linux has no mode of a symlink to set. */
 export async function setSymlinkMetadata(
   path: PathLike,
@@ -105,7 +123,7 @@ export async function beginRestore(
 }
 
 /** Files up to this size are collected and written with synchronous calls: no thread-pool round trips. */
-const SMALL_FILE = 256 * 1024;
+export const SMALL_FILE = 256 * 1024;
 /** Aligned all-zero blocks of this size are left as holes when a file is restored. */
 const HOLE_BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
@@ -162,6 +180,34 @@ export async function* alignedPieces(data: AsyncIterable<Buffer>): AsyncGenerato
   if (carry) yield carry;
 }
 
+/** How an extracted file is created: exclusively (a restore never overwrites), write only. */
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
+
+/**
+ * Write a file whose whole `content` is at hand with synchronous calls: created exclusively
+ * (0600 until `finish` sets its metadata on the open descriptor), its all-zero blocks as holes,
+ * truncated to `size`.
+ */
+export function writeSmallFileSync(
+  path: PathLike,
+  content: Buffer,
+  size: number,
+  finish: (fd: number) => void,
+): void {
+  let written = 0;
+  const fd = openSync(path, CREATE_FLAGS, 0o600);
+  try {
+    for (const run of dataRuns(content, 0)) {
+      for (let off = 0; off < run.buf.length;) off += writeSync(fd, run.buf, off, undefined, run.pos + off);
+      written = run.pos + run.buf.length;
+    }
+    if (written < size) ftruncateSync(fd, size);
+    finish(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Write one extracted file (created exclusively, 0600 until `finish` sets its metadata on the
  * open descriptor), its all-zero blocks as holes (`dataRuns`). Small files are written with
@@ -174,7 +220,6 @@ export async function writeFileEntryOut(
   size: number,
   finish: (fd: number) => void,
 ): Promise<void> {
-  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
   let pos = 0;
   let written = 0;
   if (size <= SMALL_FILE) {
@@ -190,20 +235,10 @@ export async function writeFileEntryOut(
       }
       filled += d.copy(content, filled);
     }
-    const fd = openSync(path, flags, 0o600);
-    try {
-      for (const run of dataRuns(content.subarray(0, filled), 0)) {
-        for (let off = 0; off < run.buf.length;) off += writeSync(fd, run.buf, off, undefined, run.pos + off);
-        written = run.pos + run.buf.length;
-      }
-      if (written < size) ftruncateSync(fd, size);
-      finish(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSmallFileSync(path, content.subarray(0, filled), size, finish);
     return;
   }
-  const fh = await open(path, flags, 0o600);
+  const fh = await open(path, CREATE_FLAGS, 0o600);
   try {
     for await (const piece of alignedPieces(data)) {
       for (const run of dataRuns(piece, pos)) {
