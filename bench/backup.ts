@@ -2,7 +2,7 @@
  * Backup throughput against peers:
  *   node --import tsx bench/backup.ts [--size MB] [--files N] [--runs R] [--only mixed|small] [--keep] [--tsx]
  *                                     [--tar] [--steps first,restore] [--baseline DIR]
- *                                     [--profile DIR] [--no-peers]
+ *                                     [--profile DIR] [--no-peers] [--fresh-ext4 GIB]
  *
  * Two datasets, each backed up with stowage-client (server on localhost over HTTPS), restic and
  * borg (Debian packages `restic`, `borgbackup`) into fresh repositories on the same disk:
@@ -23,6 +23,14 @@
  * per step: a change measured against the code before it in the same run, under the same load.
  *
  * `--no-peers` leaves restic and borg out (Stowage and its baseline only).
+ *
+ * `--fresh-ext4 GIB` (as root) works on a new ext4 file system of that size with a journal, as
+ * servers have them, on a loop device made for the run in $TMPDIR: every invocation starts on the
+ * same empty disk. Without it the work directory is $TMPDIR's. On an ext4 without a journal
+ * (this project's VMs' root file system) creating a file looks past every inode freed in the
+ * last minutes (the kernel's `recently_deleted()`): a restore that follows another tool's
+ * deleted restore, or a previous run's cleanup, took 2 to 8 times as long as the same restore on
+ * a fresh disk (docs/performance.md, seventeenth round); the benchmark warns when it runs there.
  *
  * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
  * tools' order rotates), and prints each run and the median. Ratios are peer time / Stowage time
@@ -48,7 +56,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RACY_MARGIN_MS } from '../src/client/tar-archive.js';
@@ -77,6 +85,7 @@ const useTsx = args.includes('--tsx');
 const profileDir = arg('profile', '');
 const baselineDir = arg('baseline', '');
 const onlySteps = arg('steps', '');
+const freshExt4GiB = Number(arg('fresh-ext4', '0'));
 const PASSWORD = 'bench-secret-1';
 const CHANGING_FILE = 'changing/ten-mib.bin';
 const CHANGING_SIZE = 10 * 1024 * 1024;
@@ -461,7 +470,46 @@ function report(name: string, bytes: number, files: number, results: Results): v
   }
 }
 
-const work = mkdtempSync(join(tmpdir(), 'stowage-bench-'));
+/** Run `cmd`, throwing its stderr when it fails. */
+function must(cmd: string, argv: string[]): string {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+/** A new journaled ext4 of `gib` GiB mounted from a loop device: its mount point, and how to undo it. */
+function freshExt4(gib: number): { dir: string; remove: () => void } {
+  const image = join(tmpdir(), `stowage-bench-${process.pid}.ext4`);
+  const dir = `${image}.mnt`;
+  must('truncate', ['-s', `${gib}G`, image]);
+  must('mkfs.ext4', ['-q', '-F', image]);
+  mkdirSync(dir);
+  must('mount', ['-o', 'loop', image, dir]);
+  return {
+    dir,
+    remove: () => {
+      must('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(image, { force: true });
+    },
+  };
+}
+
+/** Whether `dir` is on an ext4 without a journal (whose file creation depends on recent deletions). */
+function onExt4WithoutJournal(dir: string): boolean {
+  const r = spawnSync('findmnt', ['-n', '-o', 'SOURCE,FSTYPE', '-T', dir], { encoding: 'utf8' });
+  const [source, type] = (r.stdout ?? '').trim().split(/\s+/);
+  if (r.status !== 0 || type !== 'ext4' || !source?.startsWith('/dev/')) return false;
+  const name = source.slice('/dev/'.length).replace(/\//g, '!');
+  return !existsSync(`/proc/fs/jbd2/${name}-8`);
+}
+
+const fresh = freshExt4GiB > 0 ? freshExt4(freshExt4GiB) : undefined;
+const work = mkdtempSync(join(fresh?.dir ?? tmpdir(), 'stowage-bench-'));
+if (onExt4WithoutJournal(work))
+  process.stderr.write(
+    `warning: ${work} is on an ext4 without a journal: file creation there costs more after recent deletions (restores, small files); --fresh-ext4 GIB measures on a new journaled ext4\n`,
+  );
 try {
   const run = useTsx ? fromSources : transpile(join(work, 'build'));
   if (baselineDir) baselineRun = transpile(join(work, 'build-base'), baselineDir);
@@ -487,6 +535,8 @@ try {
     report('small', bytes, files, results);
   }
 } finally {
-  if (!keep) rmSync(work, { recursive: true, force: true });
-  else process.stderr.write(`kept ${work}\n`);
+  if (!keep) {
+    rmSync(work, { recursive: true, force: true });
+    fresh?.remove();
+  } else process.stderr.write(`kept ${work}${fresh ? ' (mounted: umount it when done)' : ''}\n`);
 }
