@@ -18,6 +18,7 @@ import {
 import type { LayoutObserver } from '../pxar/encoder.js';
 import { writableSink, type ReusablePiece } from '../pxar/io.js';
 import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archive.js';
+import { WALK_AHEAD_AFTER, walkAheadAfter } from './walk-ahead.js';
 
 /**
  * Pieces the encoder may run ahead of the chunker: payload reads and batches are at most 1 MiB,
@@ -298,6 +299,13 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // encoder laid out its contents).
   const gapBefore = new WeakMap<ReusablePiece, Gap>();
   const sink = writableSink(pipe);
+  // A walk that reads every file (nothing to reuse, no metadata walk before it) has its lstats
+  // and small files read ahead by a thread once it is past the first entries; not with an
+  // exclude function of unknown patterns.
+  const ahead =
+    !opts.previous && !opts.knownStats && (!opts.exclude || opts.exclude.patterns)
+      ? walkAheadAfter(WALK_AHEAD_AFTER, root, opts.exclude?.patterns)
+      : undefined;
   const done = createArchive(
     root,
     {
@@ -314,6 +322,7 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
       onWarning: opts.onWarning,
       onMember: opts.onMember,
       knownStats: opts.knownStats,
+      ahead,
       xattrs: opts.xattrs,
       reuse: {
         key: payloadKeyer(),
@@ -322,16 +331,18 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
         layout: recorder,
       },
     },
-  ).then(
-    (result) => {
-      pipe.end();
-      return result;
-    },
-    (err: unknown) => {
-      pipe.destroy(err as Error);
-      throw err;
-    },
-  );
+  )
+    .finally(() => ahead?.close())
+    .then(
+      (result) => {
+        pipe.end();
+        return result;
+      },
+      (err: unknown) => {
+        pipe.destroy(err as Error);
+        throw err;
+      },
+    );
   // The failure reaches the caller through `bytes`; `done` is awaited only after a success.
   done.catch(() => {});
   return {

@@ -39,7 +39,10 @@ import {
 import { BadRequestError, CorruptDataError, NotFoundError } from '../errors.js';
 
 /** An `--exclude` test: `(path relative to the root, with '/' separators, isDirectory) → excluded`. */
-export type ExcludeMatcher = (relPath: string, isDir: boolean) => boolean;
+export type ExcludeMatcher = ((relPath: string, isDir: boolean) => boolean) & {
+  /** The patterns it was compiled from (`compileExcludes`), for another thread to compile again. */
+  patterns?: readonly string[];
+};
 
 function globToRegExp(glob: string): string {
   let re = '';
@@ -92,7 +95,7 @@ export function compileExcludes(patterns: readonly string[]): ExcludeMatcher {
       const re = new RegExp(anchored ? `^${body}$` : `(?:^|/)${body}$`);
       return { negate, dirOnly, re };
     });
-  return (relPath, isDir) => {
+  const matcher: ExcludeMatcher = (relPath, isDir) => {
     let excluded = false;
     for (const r of rules) {
       if (r.dirOnly && !isDir) continue;
@@ -100,6 +103,8 @@ export function compileExcludes(patterns: readonly string[]): ExcludeMatcher {
     }
     return excluded;
   };
+  matcher.patterns = patterns;
+  return matcher;
 }
 
 export interface TarSourceOptions {

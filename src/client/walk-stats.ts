@@ -23,7 +23,7 @@ const FIELDS = 10;
 const S_IFMT = 0o170000n;
 
 /** A recorded lstat, answering what the pxar walk asks of a BigIntStats. */
-class RecordedStat implements MemberStats {
+export class RecordedStat implements MemberStats {
   constructor(
     readonly mode: bigint,
     readonly uid: bigint,
@@ -85,17 +85,25 @@ function walksBefore(a: Buffer, aStart: number, aEnd: number, b: Buffer): boolea
 
 export class RecordedStats {
   /** Every entry's path, UTF-8, one after the other (no string per entry stays alive). */
-  private paths = Buffer.allocUnsafe(256 * 1024);
-  private pathEnds = new Uint32Array(4096);
+  private paths: Buffer;
+  private pathEnds: Uint32Array;
   private pathBytes = 0;
   /** The lstat fields, FIELDS per entry; `unsigned` is the same memory read unsigned. */
-  private nums = new BigInt64Array(4096 * FIELDS);
-  private unsigned = new BigUint64Array(this.nums.buffer);
+  private nums: BigInt64Array;
+  private unsigned: BigUint64Array;
   private count = 0;
   private next = 0;
 
+  /** Room for `entries` at first (it grows). */
+  constructor(entries = 4096) {
+    this.paths = Buffer.allocUnsafe(entries * 64);
+    this.pathEnds = new Uint32Array(entries);
+    this.nums = new BigInt64Array(entries * FIELDS);
+    this.unsigned = new BigUint64Array(this.nums.buffer);
+  }
+
   /** Record an entry (path relative to the root, never the root itself), in walk order. */
-  add(rel: string, st: MemberStats): void {
+  add(rel: string | Buffer, st: MemberStats): void {
     if (this.count >= MAX_RECORDED) return;
     const bytes = Buffer.byteLength(rel);
     if (this.pathBytes + bytes > this.paths.length) {
@@ -112,7 +120,8 @@ export class RecordedStats {
       this.nums = nums;
       this.unsigned = new BigUint64Array(nums.buffer);
     }
-    this.pathBytes += this.paths.write(rel, this.pathBytes);
+    this.pathBytes +=
+      typeof rel === 'string' ? this.paths.write(rel, this.pathBytes) : rel.copy(this.paths, this.pathBytes);
     this.pathEnds[this.count] = this.pathBytes;
     // in RecordedStat's order; a typed array stores a bigint modulo 2^64
     const at = this.count * FIELDS;
@@ -128,17 +137,53 @@ export class RecordedStats {
    */
   take(rel: Buffer): MemberStats | undefined {
     // compared in place: no view of the recorded path is made per step
+    const at = this.seek(rel);
+    return typeof at === 'object' ? this.statAt(at.index) : undefined;
+  }
+
+  /** Entries recorded. */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * Where `rel` stands against the next entry not yet taken: 'found' (taken: `statAt(index)`),
+   * 'not-recorded' (the next recorded entry comes after it in walk order), or 'end' (every entry
+   * was taken or passed). Entries before it are passed.
+   */
+  seek(rel: Buffer): { index: number } | 'not-recorded' | 'end' {
     while (this.next < this.count) {
       const start = this.next === 0 ? 0 : this.pathEnds[this.next - 1]!;
       const end = this.pathEnds[this.next]!;
-      if (rel.compare(this.paths, start, end) === 0) return this.statAt(this.next++);
-      if (!walksBefore(this.paths, start, end, rel)) return undefined; // new since the metadata walk
+      if (rel.compare(this.paths, start, end) === 0) return { index: this.next++ };
+      if (!walksBefore(this.paths, start, end, rel)) return 'not-recorded';
       this.next++;
     }
-    return undefined;
+    return 'end';
   }
 
-  private statAt(i: number): MemberStats {
+  /** The arrays behind the entries, to move them to another thread (`fromArrays` there). */
+  arrays(): { paths: Uint8Array; pathEnds: Uint32Array; nums: BigInt64Array; count: number } {
+    return {
+      paths: this.paths.subarray(0, this.pathBytes),
+      pathEnds: this.pathEnds.subarray(0, this.count),
+      nums: this.nums.subarray(0, this.count * FIELDS),
+      count: this.count,
+    };
+  }
+
+  static fromArrays(a: ReturnType<RecordedStats['arrays']>): RecordedStats {
+    const r = new RecordedStats();
+    r.paths = Buffer.from(a.paths.buffer, a.paths.byteOffset, a.paths.byteLength);
+    r.pathBytes = a.paths.byteLength;
+    r.pathEnds = a.pathEnds;
+    r.nums = a.nums;
+    r.unsigned = new BigUint64Array(a.nums.buffer, a.nums.byteOffset, a.nums.length);
+    r.count = a.count;
+    return r;
+  }
+
+  statAt(i: number): MemberStats {
     const at = i * FIELDS;
     const n = this.nums;
     const u = this.unsigned;

@@ -29,7 +29,7 @@ import { resolve } from 'node:path';
 import { readMounts } from '../sys/mount-status.js';
 import { loopTurns } from '../sys/loop-turns.js';
 import { readTreeXattrs, TOOL_UNAVAILABLE, type XattrReadTargets } from '../sys/xattr-tools.js';
-import { PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
+import { PAYLOAD_COPIED_BELOW, PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
 import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
 import { IO_CHUNK, type PxarSink } from './io.js';
 import { ARCHIVED_XATTR_PATTERN, xattrMetadataOf, type Xattr } from './linux-xattrs.js';
@@ -89,6 +89,14 @@ export interface CreateArchiveOptions {
    * (client/walk-stats.ts): a member found there is not lstat'ed again.
    */
   knownStats?: { take(relPath: Buffer): MemberStats | undefined };
+  /**
+   * Members' lstats and small files' contents taken ahead of the walk by another thread
+   * (client/walk-ahead.ts), in walk order; what it has not got the walk takes itself.
+   */
+  ahead?: {
+    stat(relPath: Buffer): Promise<MemberStats | undefined>;
+    content(relPath: Buffer): { data: Buffer; got: number } | undefined;
+  };
 }
 
 /**
@@ -188,7 +196,7 @@ export function statFromStats(st: MemberStats): PxarStat {
 }
 
 /** Files up to this size are read with synchronous calls into one buffer. */
-const SMALL_FILE = 256 * 1024;
+export const SMALL_FILE = 256 * 1024;
 
 /** The extended attributes a walk archives, and what reading them warned (passed on by the walk). */
 export interface ArchiveXattrs {
@@ -354,7 +362,10 @@ class TreeWalker {
   private async addMember(full: Buffer, rel: Buffer, name: Buffer, parentDev: bigint): Promise<void> {
     // metadata calls are synchronous: a few microseconds each, where a thread-pool round trip
     // per member would dominate archiving many small files
-    const st = this.options.knownStats?.take(rel) ?? lstatSync(full, { bigint: true, throwIfNoEntry: false });
+    const st =
+      this.options.knownStats?.take(rel) ??
+      (this.options.ahead && (await this.options.ahead.stat(rel))) ??
+      lstatSync(full, { bigint: true, throwIfNoEntry: false });
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
     this.options.onMember?.(rel, st);
@@ -442,7 +453,17 @@ class TreeWalker {
     }
     if (size <= SMALL_FILE) {
       const warned = this.warnings;
-      const content = this.unlessUnopenable(full, () => this.smallPayload(full, size));
+      const ahead = this.options.ahead?.content(rel);
+      // the thread's memory is reused once the walk has passed the file: copied here when the
+      // encoder would not copy it
+      const content = ahead
+        ? this.sized(
+            full,
+            size < PAYLOAD_COPIED_BELOW ? ahead.data : Buffer.from(ahead.data),
+            ahead.got,
+            size,
+          )
+        : this.unlessUnopenable(full, () => this.smallPayload(full, size));
       if (content === null) return null;
       const offset = await this.encoder.addFile(meta, name, size, content);
       if (key && this.warnings === warned) reuse!.onPayload(key, this.encoder.position - size, size);
@@ -519,11 +540,21 @@ class TreeWalker {
     } finally {
       closeSync(fd);
     }
+    return this.sized(full, b, got, size);
+  }
+
+  /**
+   * `size` bytes of a file of which `got` were read into `b` (asking for one more than `size`),
+   * with PBS's warnings when it grew or shrank since its lstat.
+   */
+  private sized(full: Buffer, b: Buffer, got: number, size: number): Buffer {
     if (got > size)
       this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);
     if (got < size) {
       this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
-      b.fill(0, got, size);
+      const padded = Buffer.alloc(size);
+      b.copy(padded, 0, 0, got);
+      return padded;
     }
     return b.subarray(0, size);
   }

@@ -44,6 +44,12 @@ interface DirState {
 }
 
 const BATCH = 256 * 1024;
+/**
+ * File contents handed to `addFile` in pieces smaller than this are copied; larger ones go to the
+ * sink as they are, which may hold them after `addFile` resolved: memory the caller reuses must
+ * not be handed over in larger pieces.
+ */
+export const PAYLOAD_COPIED_BELOW = BATCH / 4;
 
 /**
  * Told how the archive is laid out, in order, as the encoder writes it: the bytes of items
@@ -274,7 +280,7 @@ export class PxarEncoder {
    * copied into the batch and a large one goes to the sink directly, after the batch before it.
    */
   private async putPayload(chunk: Uint8Array): Promise<void> {
-    if (chunk.length < BATCH / 4) {
+    if (chunk.length < PAYLOAD_COPIED_BELOW) {
       await this.put([Buffer.from(chunk)], true);
       return;
     }
