@@ -114,8 +114,7 @@ function visit(dir: Buffer, rel: Buffer, dev: bigint): void {
     const at = small ? read(full, Number(st.size)) : [0, -1];
     stats.add(relPath, st);
     contentAt.push(at[0]!, at[1]!);
-    const full_ = stats.size >= (batches < 2 ? 64 : BATCH_ENTRIES) || used > BATCH_BYTES;
-    if (full_) send();
+    if (stats.size >= (batches < 2 ? 64 : BATCH_ENTRIES) || used > BATCH_BYTES) send();
     if (st.isDirectory() && !excluded && st.dev === dev) visit(full, relPath, dev);
   }
 }

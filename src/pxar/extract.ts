@@ -308,9 +308,9 @@ export async function extractPxar(
       await makeOpenDirectories(entry.path);
       if (entry.kind !== 'hardlink') noteSkipped(entry.path, entry.metadata);
       const size = entry.kind === 'file' ? (entry.size ?? 0) : 0;
-      const queued = entry.kind === 'symlink' || (entry.kind === 'file' && size <= SMALL_FILE);
-      if (!writer && entry.kind === 'file' && size <= SMALL_FILE && smallFilesHere++ >= writerAfterFiles)
-        writer = new RestoreWriter(asRoot);
+      const smallFile = entry.kind === 'file' && size <= SMALL_FILE;
+      const queued = entry.kind === 'symlink' || smallFile;
+      if (!writer && smallFile && smallFilesHere++ >= writerAfterFiles) writer = new RestoreWriter(asRoot);
       // what is done here comes after what the writer has queued (a hard link's target, a large
       // file's directory)
       if (writer && !queued) await writer.flush();
@@ -318,7 +318,7 @@ export async function extractPxar(
       switch (entry.kind) {
         case 'file':
           bytes = size;
-          if (writer && size <= SMALL_FILE) await writer.file(disk, size, source.contents(), meta);
+          if (writer && smallFile) await writer.file(disk, size, source.contents(), meta);
           else
             await writeFileEntryOut(source.contents(), disk, bytes, (fd) => setFdMetadata(fd, meta, asRoot));
           collectAttributes(entry.path, entry.pathBytes, entry.metadata, false);

@@ -1,7 +1,7 @@
 /**
  * Thread of the restore writer (restore-writer.ts): runs the file system calls of a restore's
  * batches in the order they were queued, with synchronous calls. After the first call that fails
- * it runs nothing more: every later batch is answered as skipped.
+ * it runs nothing more: every later batch is answered without running it.
  */
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -51,6 +51,6 @@ port.on('message', (batch: WriterBatch) => {
       }
     }
   }
-  const answer: WriterAnswer = { seq: batch.seq, buffer: batch.buffer, failure, skipped: failed && !failure };
+  const answer: WriterAnswer = { buffer: batch.buffer, failure };
   port.postMessage(answer, [batch.buffer]);
 });

@@ -31,7 +31,6 @@ export type WriterOp =
   | { op: 'symlink'; path: WriterRange; target: WriterRange; meta: RestoredMetadata };
 
 export interface WriterBatch {
-  seq: number;
   buffer: ArrayBuffer;
   ops: WriterOp[];
 }
@@ -45,12 +44,10 @@ export interface WriterFailure {
 }
 
 export interface WriterAnswer {
-  seq: number;
   /** The batch's buffer, back for reuse. */
   buffer: ArrayBuffer;
+  /** The call that failed in this batch; none when it ran whole or was skipped after a failure. */
   failure?: WriterFailure;
-  /** Not run: an earlier call failed. */
-  skipped: boolean;
 }
 
 /** A batch's buffer: a few hundred small files' contents per message. */
@@ -61,7 +58,6 @@ const BATCH_OPS = 512;
 const MAX_IN_FLIGHT = 4;
 
 interface OpenBatch {
-  seq: number;
   bytes: Buffer;
   used: number;
   ops: WriterOp[];
@@ -75,7 +71,6 @@ export class RestoreWriter {
   /** The main thread waited while a file was being copied: send the batch after that file. */
   private sendAfterFill = false;
   private inFlight = 0;
-  private nextSeq = 0;
   private readonly spare: ArrayBuffer[] = [];
   private readonly waiters: Array<() => void> = [];
   private failure: Error | undefined;
@@ -175,7 +170,6 @@ export class RestoreWriter {
     const capacity = Math.max(BATCH_BYTES, bytes);
     const spare = capacity === BATCH_BYTES ? this.spare.pop() : undefined;
     const open: OpenBatch = {
-      seq: this.nextSeq++,
       bytes: Buffer.from(spare ?? new ArrayBuffer(capacity)),
       used: 0,
       ops: [],
@@ -203,7 +197,7 @@ export class RestoreWriter {
     this.batch = undefined;
     this.sendAfterFill = false;
     const buffer = b.bytes.buffer as ArrayBuffer;
-    const message: WriterBatch = { seq: b.seq, buffer, ops: b.ops };
+    const message: WriterBatch = { buffer, ops: b.ops };
     this.inFlight++;
     this.worker.postMessage(message, [buffer]);
   }
