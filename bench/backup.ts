@@ -29,7 +29,7 @@
  * same empty disk. Without it the work directory is $TMPDIR's. On an ext4 without a journal
  * (this project's VMs' root file system) creating a file looks past every inode freed in the
  * last minutes (the kernel's `recently_deleted()`): a restore that follows another tool's
- * deleted restore, or a previous run's cleanup, took 2 to 8 times as long as the same restore on
+ * deleted restore, or a previous run's cleanup, took up to 6 times as long as the same restore on
  * a fresh disk (docs/performance.md, seventeenth round); the benchmark warns when it runs there.
  *
  * `--runs R` (default 1) repeats everything R times, interleaved (every run does every tool, the
