@@ -11,7 +11,7 @@
 import { closeSync, constants, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { compileExcludes } from './tar-archive.js';
-import { RecordedStats } from './walk-stats.js';
+import { RecordedStats, walksBefore } from './walk-stats.js';
 import type { WalkAheadBatch, WalkAheadData } from './walk-ahead.js';
 import { CONSUMED, MAX_AHEAD, SENT } from './walk-ahead.js';
 
@@ -91,6 +91,15 @@ function read(full: Buffer, size: number): [number, number] {
   }
 }
 
+/** Where the walk was when it started the thread: entries before it are passed unread. */
+const from = data.from ? Buffer.from(data.from) : undefined;
+let reached = from === undefined;
+
+/** Whether `rel` is a directory on the way to `from` (a proper prefix of it, by whole names). */
+function leadsToFrom(rel: Buffer): boolean {
+  return from!.length > rel.length && from![rel.length] === 0x2f && from!.subarray(0, rel.length).equals(rel);
+}
+
 function visit(dir: Buffer, rel: Buffer, dev: bigint): void {
   let names: Buffer[];
   try {
@@ -102,6 +111,10 @@ function visit(dir: Buffer, rel: Buffer, dev: bigint): void {
   for (const name of names) {
     const full = Buffer.concat([dir, SLASH, name]);
     const relPath = rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]);
+    if (!reached) {
+      if (relPath.equals(from!) || !walksBefore(relPath, 0, relPath.length, from!)) reached = true;
+      else if (!leadsToFrom(relPath)) continue;
+    }
     let st: BigIntStats | undefined;
     try {
       st = lstatSync(full, { bigint: true, throwIfNoEntry: false });

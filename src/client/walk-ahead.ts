@@ -24,6 +24,8 @@ export const CONSUMED = 1;
 
 export interface WalkAheadData {
   root: string;
+  /** The entry the walk is at: the thread starts there, passing what walks before it unread. */
+  from?: Uint8Array;
   excludePatterns?: readonly string[];
   smallFile: number;
   /** SharedArrayBuffer of two Int32: batches sent, batches used up. */
@@ -57,6 +59,8 @@ export class WalkAhead {
   private readonly giveBack = new MessageChannel();
   private readonly batches: Batch[] = [];
   private done = false;
+  /** Entries received from the thread so far. */
+  entries = 0;
   private waiter: (() => void) | undefined;
   private markWalked!: () => void;
   /** Settles once the thread walked the whole tree (or ended). */
@@ -65,9 +69,10 @@ export class WalkAhead {
   private last: { rel: Buffer; batch: Batch; index: number } | undefined;
 
   /** Start walking `root` (as the pxar walk names it) with the walk's `--exclude` patterns. */
-  constructor(root: string, excludePatterns?: readonly string[]) {
+  constructor(root: string, excludePatterns?: readonly string[], from?: Buffer) {
     const data: WalkAheadData = {
       root,
+      from,
       excludePatterns,
       smallFile: SMALL_FILE,
       counters: this.counters.buffer as SharedArrayBuffer,
@@ -79,12 +84,14 @@ export class WalkAhead {
     });
     this.worker.on('message', (m: WalkAheadBatch | { done: true }) => {
       if ('done' in m) this.done = true;
-      else
+      else {
+        this.entries += m.stats.count;
         this.batches.push({
           stats: RecordedStats.fromArrays(m.stats),
           contents: Buffer.from(m.contents),
           contentAt: m.contentAt,
         });
+      }
       this.wake();
     });
     // a thread that fails leaves the walk to do everything itself
@@ -155,11 +162,11 @@ export class WalkAhead {
 }
 
 /** Entries a first backup's walk takes itself before it starts the thread: a small tree is archived before a thread would have started. */
-export const WALK_AHEAD_AFTER = 10_000;
+export const WALK_AHEAD_AFTER = 1000;
 
 /**
- * The walk ahead for `createArchive`'s `ahead`, started once the walk asked for `after` entries:
- * the thread then walks from the start and the walk waits until it has passed the entries done.
+ * The walk ahead for `createArchive`'s `ahead`, started once the walk asked for `after` entries,
+ * at the entry the walk asked for then.
  */
 export function walkAheadAfter(
   after: number,
@@ -169,19 +176,24 @@ export function walkAheadAfter(
   stat(rel: Buffer): Promise<MemberStats | undefined>;
   content(rel: Buffer): AheadContent | undefined;
   close(): Promise<void>;
+  /** The thread, once started. */
+  readonly started: WalkAhead | undefined;
 } {
   let asked = 0;
   let ahead: WalkAhead | undefined;
   let closed = false;
   return {
     stat: (rel) => {
-      if (!ahead && !closed && asked++ >= after) ahead = new WalkAhead(root, excludePatterns);
+      if (!ahead && !closed && asked++ >= after) ahead = new WalkAhead(root, excludePatterns, rel);
       return ahead ? ahead.stat(rel) : Promise.resolve(undefined);
     },
     content: (rel) => ahead?.content(rel),
     close: async () => {
       closed = true;
       await ahead?.close();
+    },
+    get started() {
+      return ahead;
     },
   };
 }

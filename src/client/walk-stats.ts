@@ -69,7 +69,7 @@ const SLASH = 0x2f;
  * Whether path `a` comes before `b` in the walks' order (paths relative to the root,
  * '/'-separated): component by component bytewise, a directory before its members.
  */
-function walksBefore(a: Buffer, aStart: number, aEnd: number, b: Buffer): boolean {
+export function walksBefore(a: Buffer, aStart: number, aEnd: number, b: Buffer): boolean {
   const aLength = aEnd - aStart;
   const n = Math.min(aLength, b.length);
   for (let i = 0; i < n; i++) {

@@ -134,10 +134,19 @@ test('started part way (a first backup starts it past its first entries), the sa
   const root = join(work, 'part-way');
   makeTree(root, { scale: 64 * 1024 });
   const own = await archive(root);
-  const partWay = await archive(root, { ahead: walkAheadAfter(40, root) });
+  const ahead = walkAheadAfter(40, root);
+  const partWay = await archive(root, { ahead });
   assert.ok(partWay.bytes.equals(own.bytes), 'the archive is the one the walk makes alone');
   // the root and the 40 entries before the thread started
   assert.equal(partWay.lstats, 41);
+  // the thread started where the walk was: it lstat'ed what comes after and the directories
+  // leading there, not the 40 entries before
+  const all = own.lstats - 1;
+  assert.ok(ahead.started, 'started');
+  assert.ok(
+    ahead.started.entries <= all - 40 + 3 && ahead.started.entries > all - 60,
+    `${ahead.started.entries} of ${all} entries`,
+  );
   const never = await archive(root, { ahead: walkAheadAfter(1_000_000, root) });
   assert.ok(never.bytes.equals(own.bytes));
   assert.equal(never.lstats, own.lstats, 'a tree smaller than the threshold starts no thread');
