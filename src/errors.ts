@@ -838,6 +838,11 @@ export const ERR_PXAR_FILE_SHRANK = createError(
   (name: string, written: number, size: number) =>
     `file '${name}' shrank to ${written} of ${size} bytes while archiving`,
 );
+export const ERR_PXAR_CHANGED_WHILE_ARCHIVING = createError(
+  'ERR_PXAR_CHANGED_WHILE_ARCHIVING',
+  'CONFLICT',
+  (path: string) => `'${path}' changed while it was archived: run the backup again`,
+);
 export const ERR_PXAR_INCOMPLETE = createError(
   'ERR_PXAR_INCOMPLETE',
   'CONFLICT',

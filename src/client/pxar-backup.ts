@@ -18,7 +18,10 @@ import {
 import type { LayoutObserver } from '../pxar/encoder.js';
 import { writableSink, type ReusablePiece } from '../pxar/io.js';
 import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archive.js';
+import { directoryReuse, type DirectorySpan } from './directory-reuse.js';
+import type { PreviousPxarLayout } from './tree-cache.js';
 import { WALK_AHEAD_AFTER, walkAheadAfter } from './walk-ahead.js';
+import type { RecordedStats } from './walk-stats.js';
 
 /**
  * Pieces the encoder may run ahead of the chunker: payload reads and batches are at most 1 MiB,
@@ -51,7 +54,12 @@ export interface PxarStreamOptions {
   /** Each member's lstat before it is archived, in walk order (`CreateArchiveOptions.onMember`). */
   onMember?: (relPath: Buffer, stats: MemberStats) => void;
   /** Members' lstats the metadata walk took (walk-stats.ts): not taken again. */
-  knownStats?: CreateArchiveOptions['knownStats'];
+  knownStats?: RecordedStats;
+  /**
+   * The previous archive's spans and keyed directories (the tree cache's): a directory whose
+   * members are as they were then is taken whole (directory-reuse.ts).
+   */
+  previousLayout?: PreviousPxarLayout;
   /** The tree's extended attributes, when their read was started earlier (`readArchiveXattrs`). */
   xattrs?: CreateArchiveOptions['xattrs'];
 }
@@ -63,6 +71,8 @@ export interface PxarStream {
   done: Promise<CreateArchiveResult>;
   /** Once `done`: the archive as spans, for the next backup (`previous`). */
   spans(): ArchiveSpan[];
+  /** Once `done`: where its keyed directories lie, for the next backup (`previousLayout`). */
+  directories(): DirectorySpan[];
 }
 
 /**
@@ -70,8 +80,7 @@ export interface PxarStream {
  * equal contents (writing a file moves its ctime), or '' when its ctime is so recent that a
  * second write in the same tick could go unseen (as the tar path's entry keys, tar-archive.ts).
  */
-function payloadKeyer(): (rel: Buffer, st: MemberStats) => string {
-  const racyAfterNs = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
+function payloadKeyer(racyAfterNs: bigint): (rel: Buffer, st: MemberStats) => string {
   return (rel, st) => {
     if (st.ctimeNs >= racyAfterNs) return '';
     const fields = [
@@ -114,6 +123,7 @@ function itemsDigest(hash: Hash): string {
  */
 class SpanRecorder implements LayoutObserver {
   readonly spans: ArchiveSpan[] = [];
+  readonly directories: DirectorySpan[] = [];
   private pos = 0;
   private openItems: Hash | undefined;
   private itemBytes = 0;
@@ -122,6 +132,8 @@ class SpanRecorder implements LayoutObserver {
   /** Contents laid out so far, and the items right before the last ones (`Gap`). */
   private contentsSeen = 0;
   lastGap: Gap = { key: '', seq: 0 };
+
+  constructor(private readonly previous?: PreviousPxarLayout) {}
 
   items(b: Buffer): void {
     this.openItems ??= itemsHash(this.after);
@@ -134,6 +146,33 @@ class SpanRecorder implements LayoutObserver {
     this.spans.push({ key: '', length });
     this.pos += length;
     this.after = '';
+  }
+
+  /**
+   * A directory taken whole: the previous archive's spans and directories inside it, moved to
+   * where it lies now. A span it cuts through has no key (its bytes outside are not these).
+   */
+  reused(piece: ReusablePiece): void {
+    // a piece like a file's contents: joinRuns may join it to the run before
+    this.lastGap = { key: this.closeItems(), seq: ++this.contentsSeen };
+    const { spans, dirList } = this.previous!;
+    const from = piece.oldStart;
+    const to = from + piece.length;
+    const shift = this.pos - from;
+    for (let i = lastStartingAtOrBefore(spans, from); i < spans.length && spans[i]!.start < to; i++) {
+      const s = spans[i]!;
+      const a = Math.max(s.start, from);
+      const b = Math.min(s.start + s.length, to);
+      if (a < b)
+        this.spans.push({ key: a === s.start && b === s.start + s.length ? s.key : '', length: b - a });
+    }
+    for (let i = lastStartingAtOrBefore(dirList, from); i < dirList.length && dirList[i]!.start < to; i++) {
+      const d = dirList[i]!;
+      if (d.start >= from && d.start + d.length <= to)
+        this.directories.push({ key: d.key, start: d.start + shift, length: d.length });
+    }
+    this.pos += piece.length;
+    this.after = piece.key ?? '';
   }
 
   /** The items after the last contents, once the archive is complete. */
@@ -175,6 +214,18 @@ class SpanRecorder implements LayoutObserver {
 interface Gap {
   key: string;
   seq: number;
+}
+
+/** The index of the last of `list` (in order of start) that starts at or before `at` (0 if none). */
+function lastStartingAtOrBefore(list: ReadonlyArray<{ start: number }>, at: number): number {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (list[mid]!.start <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /** Items a run waits on before they are given up as not the previous archive's (usually a few headers). */
@@ -293,7 +344,8 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
   // The encoder hands over fresh buffers (it never reuses one after a write), so queueing
   // them in the PassThrough (and in a run) is safe; an object-mode stream passes reusable pieces along too.
   const pipe = new PassThrough({ objectMode: true, highWaterMark: AHEAD });
-  const recorder = new SpanRecorder();
+  const recorder = new SpanRecorder(opts.previousLayout);
+  const racyAfterNs = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
   // Each reusable piece with the items before it as the recorder keyed them: the pipe runs ahead
   // of joinRuns, so the recorder's state is taken as the piece is written (right after the
   // encoder laid out its contents).
@@ -325,10 +377,16 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
       ahead,
       xattrs: opts.xattrs,
       reuse: {
-        key: payloadKeyer(),
+        key: payloadKeyer(racyAfterNs),
         previous: opts.previous,
         onPayload: (key, start, length) => recorder.onPayload(key, start, length),
         layout: recorder,
+        directories: directoryReuse({
+          racyAfterNs,
+          recorded: opts.knownStats,
+          previous: opts.previousLayout?.dirs,
+          onDirectory: (span) => recorder.directories.push(span),
+        }),
       },
     },
   )
@@ -352,5 +410,6 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
     }),
     done,
     spans: () => recorder.finish(),
+    directories: () => recorder.directories,
   };
 }

@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { PreviousTreeEntries } from './backup-writer.js';
+import type { DirectorySpan } from './directory-reuse.js';
 import { ENTRY_KEY_HEX, type PlannedEntry } from './tar-archive.js';
 import { join } from 'node:path';
 import { replaceFile } from '../sys/atomic-file.js';
@@ -61,16 +62,22 @@ export interface TreeCacheEntry {
    */
   entries?: Buffer;
   /**
+   * pxar trees: where each keyed directory lay in that archive (directory-reuse.ts), in archive
+   * order: key (16 bytes), start and length (u64 LE each) per directory.
+   */
+  dirs?: Buffer;
+  /**
    * When the walk that took the fingerprint began (ms since the epoch; pxar trees): an entry
    * whose ctime is later changed since, which the next metadata walk can tell before its end.
    */
   walkedAtMs?: number;
 }
 
-interface StoredEntry extends Omit<TreeCacheEntry, 'entries'> {
+interface StoredEntry extends Omit<TreeCacheEntry, 'entries' | 'dirs'> {
   version: number;
   key: TreeCacheKey;
   entries?: string;
+  dirs?: string;
 }
 
 /** Entry records: per tar entry, in stream order, its key (16 bytes) and its length (u64 LE). */
@@ -109,6 +116,59 @@ export function previousEntries(entry: TreeCacheEntry): PreviousTreeEntries | un
   return { csum: entry.csum, size: entry.size, entries };
 }
 
+const DIR_RECORD = KEY_BYTES + 16;
+
+/** The records of an archive's keyed directories (`TreeCacheEntry.dirs`). */
+export function encodeDirectories(dirs: readonly DirectorySpan[]): Buffer {
+  const buf = Buffer.alloc(dirs.length * DIR_RECORD);
+  let off = 0;
+  for (const d of [...dirs].sort((a, b) => a.start - b.start)) {
+    buf.write(d.key, off, KEY_BYTES, 'hex');
+    buf.writeBigUInt64LE(BigInt(d.start), off + KEY_BYTES);
+    buf.writeBigUInt64LE(BigInt(d.length), off + KEY_BYTES + 8);
+    off += DIR_RECORD;
+  }
+  return buf;
+}
+
+/** A pxar archive's layout for taking whole directories of it (client/pxar-backup.ts). */
+export interface PreviousPxarLayout {
+  /** Every span in archive order ('' for one without a key) and where each starts. */
+  spans: Array<{ key: string; start: number; length: number }>;
+  /** Keyed directories by key: [start, length]. */
+  dirs: Map<string, [number, number]>;
+  /** The same in archive order. */
+  dirList: DirectorySpan[];
+}
+
+/** The layout of a pxar cache entry, or undefined when it has no directories or does not add up. */
+export function previousPxarLayout(entry: TreeCacheEntry): PreviousPxarLayout | undefined {
+  const { entries: buf, dirs: dirBuf } = entry;
+  if (!buf || buf.length % RECORD !== 0 || !dirBuf || dirBuf.length % DIR_RECORD !== 0) return undefined;
+  const spans: PreviousPxarLayout['spans'] = [];
+  const zero = '0'.repeat(ENTRY_KEY_HEX);
+  let start = 0;
+  for (let off = 0; off < buf.length; off += RECORD) {
+    const k = buf.toString('hex', off, off + KEY_BYTES);
+    const length = Number(buf.readBigUInt64LE(off + KEY_BYTES));
+    spans.push({ key: k === zero ? '' : k, start, length });
+    start += length;
+  }
+  if (start !== entry.size) return undefined;
+  const dirs = new Map<string, [number, number]>();
+  const dirList: DirectorySpan[] = [];
+  for (let off = 0; off < dirBuf.length; off += DIR_RECORD) {
+    const key = dirBuf.toString('hex', off, off + KEY_BYTES);
+    const dStart = Number(dirBuf.readBigUInt64LE(off + KEY_BYTES));
+    const length = Number(dirBuf.readBigUInt64LE(off + KEY_BYTES + 8));
+    if (dStart + length > entry.size || (dirList.length > 0 && dStart < dirList.at(-1)!.start))
+      return undefined;
+    dirs.set(key, [dStart, length]);
+    dirList.push({ key, start: dStart, length });
+  }
+  return { spans, dirs, dirList };
+}
+
 export class TreeCache {
   constructor(readonly dir: string) {}
 
@@ -138,6 +198,7 @@ export class TreeCache {
       csum: stored.csum,
       size: stored.size,
       entries: typeof stored.entries === 'string' ? Buffer.from(stored.entries, 'base64') : undefined,
+      dirs: typeof stored.dirs === 'string' ? Buffer.from(stored.dirs, 'base64') : undefined,
       walkedAtMs: typeof stored.walkedAtMs === 'number' ? stored.walkedAtMs : undefined,
     };
   }
@@ -151,6 +212,7 @@ export class TreeCache {
       csum: entry.csum,
       size: entry.size,
       entries: entry.entries?.toString('base64'),
+      dirs: entry.dirs?.toString('base64'),
       walkedAtMs: entry.walkedAtMs,
     };
     replaceFile(this.path(key), JSON.stringify(stored) + '\n', { mode: 0o600 });

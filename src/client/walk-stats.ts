@@ -183,6 +183,11 @@ export class RecordedStats {
     return r;
   }
 
+  /** The path of entry `i` (a view of the record: valid until the next `add`). */
+  pathAt(i: number): Buffer {
+    return this.paths.subarray(i === 0 ? 0 : this.pathEnds[i - 1]!, this.pathEnds[i]!);
+  }
+
   statAt(i: number): MemberStats {
     const at = i * FIELDS;
     const n = this.nums;

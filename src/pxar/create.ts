@@ -21,6 +21,7 @@ import {
   type BigIntStats,
 } from 'node:fs';
 import {
+  ERR_PXAR_CHANGED_WHILE_ARCHIVING,
   ERR_PXAR_NOT_A_DIRECTORY,
   ERR_PXAR_UNKNOWN_FILE_TYPE,
   ERR_PXAR_VIRTUAL_FILESYSTEM,
@@ -30,8 +31,15 @@ import { readMounts } from '../sys/mount-status.js';
 import { loopTurns } from '../sys/loop-turns.js';
 import { readTreeXattrs, TOOL_UNAVAILABLE, type XattrReadTargets } from '../sys/xattr-tools.js';
 import { PAYLOAD_COPIED_BELOW, PxarEncoder, type LayoutObserver, type LinkOffset } from './encoder.js';
-import { MODE, deviceFromDevT, metadataOf, type PxarMetadata, type PxarStat } from './format.js';
-import { IO_CHUNK, type PxarSink } from './io.js';
+import {
+  MODE,
+  deviceFromDevT,
+  encodeFilename,
+  metadataOf,
+  type PxarMetadata,
+  type PxarStat,
+} from './format.js';
+import { IO_CHUNK, type PxarSink, type ReusablePiece } from './io.js';
 import { ARCHIVED_XATTR_PATTERN, xattrMetadataOf, type Xattr } from './linux-xattrs.js';
 
 /** What records the tree as it is archived (PBS's `BackupCatalogWriter`; see catalog.ts). */
@@ -113,6 +121,36 @@ export interface PayloadReuse {
   onPayload(key: string, start: number, length: number): void;
   /** Told the archive's layout as it is written (what the next backup's `previous` is made of). */
   layout?: LayoutObserver;
+  /**
+   * Whole directories: keyed as they are archived, and taken from the previous archive when their
+   * members are as they were (client/directory-reuse.ts). Only when the attributes were read
+   * without a warning: they are archived but not in the key.
+   */
+  directories?: DirectoryReuse;
+}
+
+/**
+ * Told every member and directory the walk archives, in walk order; offers a directory whose
+ * archived bytes (FILENAME to GOODBYE) are the previous archive's, which the walk then takes whole.
+ */
+export interface DirectoryReuse {
+  /** A member about to be archived (a directory before it is entered). */
+  member(name: Buffer, st: MemberStats): void;
+  /** A directory about to be archived: returned when it is to be taken whole. */
+  enter(rel: Buffer, st: MemberStats): ReusableDirectory | undefined;
+  /** The directory entered last is archived, `length` bytes at `start` (or taken whole). */
+  leave(start: number, length: number): void;
+  /** The walk warned: what it archives in the open directories is not what their members say. */
+  poison(): void;
+}
+
+/** A directory of the previous archive, equal to this one as the metadata walk found it. */
+export interface ReusableDirectory {
+  key: string;
+  oldStart: number;
+  length: number;
+  /** Its members below it as the metadata walk recorded them, in walk order. */
+  members(): Iterable<{ rel: Buffer; st: MemberStats }>;
 }
 
 export interface CreateArchiveResult {
@@ -136,7 +174,9 @@ export async function createArchive(
       ? undefined
       : await (options.xattrs instanceof Promise ? options.xattrs : readXattrs(root, options, devices));
   for (const w of read?.warnings ?? []) options.onWarning?.(w);
-  const walker = new TreeWalker(options, devices, read?.byPath);
+  // directories are keyed by their members' lstats, which attributes read in part would belie
+  const directories = read?.byPath && read.warnings.length === 0 ? options.reuse?.directories : undefined;
+  const walker = new TreeWalker(options, devices, read?.byPath, directories);
   const encoder = await PxarEncoder.create(
     sink,
     walker.metadataOf(rootStats, Buffer.alloc(0), root),
@@ -310,6 +350,7 @@ class TreeWalker {
     private readonly devices: Set<bigint>,
     /** The archived attributes by path relative to the root (latin1), if they could be read. */
     private readonly xattrs: Map<string, Xattr[]> | undefined,
+    private readonly directories: DirectoryReuse | undefined,
   ) {}
 
   /** A member's pxar metadata: its lstat, and its attributes as PBS maps them. */
@@ -356,6 +397,7 @@ class TreeWalker {
 
   private warn(message: string): void {
     this.warnings++;
+    this.directories?.poison();
     this.options.onWarning?.(message);
   }
 
@@ -369,6 +411,7 @@ class TreeWalker {
     if (st === undefined) return this.warn(`file vanished while reading: ${full.toString()}`);
     if (this.options.exclude?.(rel.toString('utf8'), st.isDirectory())) return;
     this.options.onMember?.(rel, st);
+    this.directories?.member(name, st);
     const meta = this.metadataOf(st, rel, full);
     const catalog = this.options.catalog;
     const type = Number(st.mode) & MODE.IFMT;
@@ -388,17 +431,28 @@ class TreeWalker {
         break;
       }
       case MODE.IFDIR: {
-        // a mount point: archived, its contents only where PBS's client would descend
-        const skipContents = st.dev !== parentDev && skipsContents(this.options, this.devices, full, st.dev);
-        // listed before anything of it is written, so that a directory that vanished is skipped
-        const names = skipContents ? [] : vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
-        if (names === null) return this.warn(`directory vanished while reading: ${full.toString()}`);
-        if (skipContents) this.warn(`skipping mount point: ${full.toString()}`);
-        catalog?.startDirectory(name);
-        await this.encoder.createDirectory(name, meta);
-        await this.walkNames(full, rel, names, st.dev);
-        await this.encoder.finishDirectory();
-        catalog?.endDirectory();
+        const start = this.encoder.position;
+        const whole = this.directories?.enter(rel, st);
+        try {
+          if (whole && st.dev === parentDev) {
+            await this.addWholeDirectory(full, rel, name, meta, whole);
+            break;
+          }
+          // a mount point: archived, its contents only where PBS's client would descend
+          const skipContents =
+            st.dev !== parentDev && skipsContents(this.options, this.devices, full, st.dev);
+          // listed before anything of it is written, so that a directory that vanished is skipped
+          const names = skipContents ? [] : vanishedAsNull(() => readdirSync(full, { encoding: 'buffer' }));
+          if (names === null) return this.warn(`directory vanished while reading: ${full.toString()}`);
+          if (skipContents) this.warn(`skipping mount point: ${full.toString()}`);
+          catalog?.startDirectory(name);
+          await this.encoder.createDirectory(name, meta);
+          await this.walkNames(full, rel, names, st.dev);
+          await this.encoder.finishDirectory();
+          catalog?.endDirectory();
+        } finally {
+          this.directories?.leave(start, this.encoder.position - start);
+        }
         break;
       }
       case MODE.IFLNK:
@@ -428,6 +482,147 @@ class TreeWalker {
     }
     this.entries++;
     this.options.onEntry?.(rel, st);
+  }
+
+  /**
+   * A directory taken whole from the previous archive: one reusable piece in the archive, its
+   * members in the catalog as the metadata walk recorded them. Its bytes are encoded again only
+   * where its old chunks cannot be taken (`reencoded`).
+   */
+  private async addWholeDirectory(
+    full: Buffer,
+    rel: Buffer,
+    name: Buffer,
+    meta: PxarMetadata,
+    whole: ReusableDirectory,
+  ): Promise<void> {
+    const catalog = this.options.catalog;
+    catalog?.startDirectory(name);
+    const open = [rel];
+    for (const m of whole.members()) {
+      while (!isBelow(m.rel, open.at(-1)!)) {
+        open.pop();
+        catalog?.endDirectory();
+      }
+      const memberName = m.rel.subarray(m.rel.lastIndexOf(SLASH) + 1);
+      switch (Number(m.st.mode) & MODE.IFMT) {
+        case MODE.IFDIR:
+          catalog?.startDirectory(memberName);
+          open.push(m.rel);
+          break;
+        case MODE.IFREG:
+          catalog?.addFile(memberName, Number(m.st.size), statFromStats(m.st).mtimeSecs);
+          break;
+        case MODE.IFLNK:
+          catalog?.addSymlink(memberName);
+          break;
+        case MODE.IFBLK:
+          catalog?.addBlockDevice(memberName);
+          break;
+        case MODE.IFCHR:
+          catalog?.addCharDevice(memberName);
+          break;
+        case MODE.IFIFO:
+          catalog?.addFifo(memberName);
+          break;
+        case MODE.IFSOCK:
+          catalog?.addSocket(memberName);
+          break;
+        default:
+          throw ERR_PXAR_UNKNOWN_FILE_TYPE(m.rel.toString());
+      }
+      this.entries++;
+      this.options.onEntry?.(m.rel, m.st);
+    }
+    for (let i = open.length; i > 0; i--) catalog?.endDirectory();
+    await this.encoder.addWholeDirectory(name, {
+      key: whole.key,
+      oldStart: whole.oldStart,
+      length: whole.length,
+      read: (from, to) => this.reencoded(full, rel, name, meta, whole, from, to),
+    });
+  }
+
+  /**
+   * Bytes [from, to) of a directory taken whole, encoded again from the members its key was made
+   * of: files' contents as reusable pieces, read only inside [from, to), and the encoding stopped
+   * past `to`. A symlink's target is the one thing read again: one whose length moved since its
+   * lstat would move every byte after it, so that fails the backup.
+   */
+  private async *reencoded(
+    full: Buffer,
+    rel: Buffer,
+    name: Buffer,
+    meta: PxarMetadata,
+    whole: ReusableDirectory,
+    from: number,
+    to: number,
+  ): AsyncGenerator<Buffer> {
+    // the parts that reach into [from, to), the first of them at `kept`
+    const parts: Array<Buffer | ReusablePiece> = [];
+    let kept = 0;
+    let length = 0;
+    const enough = new Error('enough');
+    const take = (part: Buffer | ReusablePiece): Promise<void> => {
+      if (length + part.length <= from) kept += part.length;
+      else parts.push(part);
+      length += part.length;
+      return length >= to ? Promise.reject(enough) : Promise.resolve();
+    };
+    try {
+      await take(encodeFilename(name));
+      const encoder = await PxarEncoder.create({ write: take, writeReusable: take }, meta);
+      const open = [rel];
+      const reuse = this.options.reuse;
+      for (const m of whole.members()) {
+        while (!isBelow(m.rel, open.at(-1)!)) {
+          open.pop();
+          await encoder.finishDirectory();
+        }
+        const memberName = m.rel.subarray(m.rel.lastIndexOf(SLASH) + 1);
+        const memberFull = Buffer.concat([full, m.rel.subarray(rel.length)]);
+        const memberMeta = this.metadataOf(m.st, m.rel, memberFull);
+        const size = Number(m.st.size);
+        const type = Number(m.st.mode) & MODE.IFMT;
+        if (type === MODE.IFDIR) {
+          await encoder.createDirectory(memberName, memberMeta);
+          open.push(m.rel);
+        } else if (type === MODE.IFREG) {
+          const key = reuse?.key(m.rel, m.st) ?? '';
+          const old = key ? reuse?.previous?.get(key) : undefined;
+          const read = (a: number, b: number) => this.payloadOf(memberFull, size, a, b);
+          await encoder.addFile(
+            memberMeta,
+            memberName,
+            size,
+            old?.[1] === size ? { key, oldStart: old[0], length: size, read } : read(0, size),
+          );
+        } else if (type === MODE.IFLNK) {
+          const target = readlinkSync(memberFull, { encoding: 'buffer' });
+          if (target.length !== size) throw ERR_PXAR_CHANGED_WHILE_ARCHIVING(memberFull.toString());
+          await encoder.addSymlink(memberMeta, memberName, target);
+        } else if (type === MODE.IFBLK || type === MODE.IFCHR)
+          await encoder.addDevice(memberMeta, memberName, deviceFromDevT(m.st.rdev));
+        else if (type === MODE.IFIFO) await encoder.addFifo(memberMeta, memberName);
+        else if (type === MODE.IFSOCK) await encoder.addSocket(memberMeta, memberName);
+      }
+      for (let i = open.length; i > 1; i--) await encoder.finishDirectory();
+      await encoder.finish();
+      if (length !== whole.length) throw ERR_PXAR_CHANGED_WHILE_ARCHIVING(full.toString());
+    } catch (err) {
+      if (err !== enough) throw err;
+    }
+    let at = kept;
+    for (const part of parts) {
+      const a = Math.max(from, at);
+      const b = Math.min(to, at + part.length);
+      if (a < b) {
+        if (Buffer.isBuffer(part)) yield part.subarray(a - at, b - at);
+        else yield* part.read(a - at, b - at);
+      }
+      at += part.length;
+      if (at >= to) return;
+    }
   }
 
   private async addRegularFile(
@@ -607,6 +802,17 @@ function isVirtualFileSystem(path: string | Buffer): boolean {
   } catch {
     return false;
   }
+}
+
+const SLASH = 0x2f;
+
+/** Whether `rel` lies below directory `dir` (both relative to the root, '/'-separated). */
+export function isBelow(rel: Buffer, dir: Buffer): boolean {
+  return (
+    rel.length > dir.length &&
+    rel[dir.length] === SLASH &&
+    rel.compare(dir, 0, dir.length, 0, dir.length) === 0
+  );
 }
 
 /** An open that PBS's client answers with a warning and a skipped member. */

@@ -61,6 +61,8 @@ export interface LayoutObserver {
   items(b: Buffer): void;
   /** A file's contents of `length` bytes come next. */
   contents(length: number): void;
+  /** A directory taken whole from the previous archive comes next (`addWholeDirectory`). */
+  reused(piece: ReusablePiece): void;
 }
 
 export class PxarEncoder {
@@ -188,6 +190,21 @@ export class PxarEncoder {
   async addSocket(meta: PxarMetadata, name: Uint8Array | string): Promise<void> {
     this.checkType(meta, MODE.IFSOCK, 'addSocket');
     await this.addSimple(name, encodeMetadataItems(meta));
+  }
+
+  /**
+   * A subdirectory whose bytes, from its FILENAME to its GOODBYE, are `piece` of the previous
+   * archive (its members unchanged; pxar's offsets inside a directory are relative).
+   */
+  async addWholeDirectory(name: Uint8Array | string, piece: ReusablePiece): Promise<void> {
+    const fname = this.nextName(name);
+    const start = this.pos;
+    await this.flush();
+    this.layout?.reused(piece);
+    this.pos += piece.length;
+    if (this.sink.writeReusable) await this.write(piece);
+    else for await (const b of piece.read(0, piece.length)) await this.write(Buffer.from(b));
+    this.addItem(fname, start);
   }
 
   /** Open a subdirectory: members added next go into it until finishDirectory. */

@@ -36,9 +36,12 @@ import {
 } from '../../client/tar-archive.js';
 import { CatalogWriter } from '../../pxar/catalog.js';
 import { readArchiveXattrs, type ArchiveXattrs } from '../../pxar/create.js';
+import type { DirectorySpan } from '../../client/directory-reuse.js';
 import {
+  encodeDirectories,
   encodeEntries,
   previousEntries,
+  previousPxarLayout,
   TreeCache,
   type TreeCacheEntry,
   type TreeCacheKey,
@@ -351,6 +354,8 @@ export function registerBackupCommand(program: Command): void {
         archive: string;
         /** What the next backup may reuse part of (tar entries, pxar spans). */
         entries?: readonly ArchiveSpan[];
+        /** pxar: where its keyed directories lie. */
+        directories?: readonly DirectorySpan[];
         walkedAtMs?: number;
       }> = [];
       const pool = new ChunkPool();
@@ -411,7 +416,7 @@ export function registerBackupCommand(program: Command): void {
             /** Warnings while archiving pxar trees: what was archived may not match the walk. */
             let pxarWarned = false;
             /** Each pxar archive written here as spans, for the tree cache. */
-            const pxarSpans = new Map<string, ArchiveSpan[]>();
+            const pxarSpans = new Map<string, { spans: ArchiveSpan[]; directories: DirectorySpan[] }>();
             /** The snapshot's file catalog, when it has pxar archives (PBS: `catalog.pcat1.didx`). */
             const catalog = pxarArchives.length > 0 && !pxarReused ? new CatalogWriter() : undefined;
             const perArchive: Array<{
@@ -456,6 +461,7 @@ export function registerBackupCommand(program: Command): void {
                       process.stderr.write(`warning: ${m}\n`);
                     },
                     previous: previous?.entries,
+                    previousLayout: previous && cached ? previousPxarLayout(cached) : undefined,
                     knownStats: a.stats,
                     xattrs: a.xattrs,
                     onMember: walked && ((rel, st) => walked.add(rel.toString('utf8'), st)),
@@ -469,7 +475,7 @@ export function registerBackupCommand(program: Command): void {
                     a.fingerprint = walked.result();
                     a.walkedAtMs = walkStarted;
                   }
-                  pxarSpans.set(a.archive, pxar.spans());
+                  pxarSpans.set(a.archive, { spans: pxar.spans(), directories: pxar.directories() });
                   onProgress(stats);
                   perArchive.push({ archive: a.archive, stats, size: stats.bytes });
                 } else if (a.kind === 'tree') {
@@ -530,7 +536,10 @@ export function registerBackupCommand(program: Command): void {
                     key: cacheKey(a),
                     fingerprint: usable ? a.fingerprint!.digest : '',
                     archive: a.archive,
-                    ...(!pxarWarned && { entries: pxarSpans.get(a.archive) }),
+                    ...(!pxarWarned && {
+                      entries: pxarSpans.get(a.archive)?.spans,
+                      directories: pxarSpans.get(a.archive)?.directories,
+                    }),
                     walkedAtMs: a.walkedAtMs,
                   });
                 toCache.push({
@@ -551,6 +560,7 @@ export function registerBackupCommand(program: Command): void {
                   csum: file.csum,
                   size: file.size,
                   ...(c.entries && { entries: encodeEntries(c.entries) }),
+                  ...(c.directories && { dirs: encodeDirectories(c.directories) }),
                   walkedAtMs: c.walkedAtMs,
                 });
               } catch (err) {
