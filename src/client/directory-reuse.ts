@@ -38,7 +38,7 @@ interface OpenDirectory {
   poisoned: boolean;
 }
 
-/** The lstat fields a key holds, as 80 bytes. */
+/** The lstat fields a key holds, as 80 bytes (as RecordedStats keeps them, `fieldsAt`). */
 function fields(st: MemberStats, out: Buffer): Buffer {
   const v = [st.mode, st.uid, st.gid, st.size, st.mtimeNs, st.ctimeNs, st.ino, st.dev, st.nlink, st.rdev];
   for (let i = 0; i < v.length; i++) out.writeBigUInt64LE(BigInt.asUintN(64, v[i]!), i * 8);
@@ -56,7 +56,8 @@ export class DirectoryKeyer {
 
   constructor(private readonly racyAfterNs: bigint) {}
 
-  member(name: Buffer, st: MemberStats): void {
+  /** `fieldBytes`: the lstat fields as `fields` writes them, when they are at hand. */
+  member(name: Buffer, st: MemberStats, fieldBytes?: Buffer): void {
     const top = this.open.at(-1);
     if (!top) return;
     if (
@@ -68,7 +69,10 @@ export class DirectoryKeyer {
     )
       top.poisoned = true;
     this.length.writeUInt32LE(name.length);
-    top.hash.update(this.length).update(name).update(fields(st, this.scratch));
+    top.hash
+      .update(this.length)
+      .update(name)
+      .update(fieldBytes ?? fields(st, this.scratch));
   }
 
   enter(rel: Buffer, st: MemberStats): void {
@@ -129,7 +133,7 @@ export function recordedDirectories(
     const rel = stats.pathAt(i);
     while (open.length > 0 && !isBelow(rel, open.at(-1)!.rel)) close(i);
     const st = stats.statAt(i);
-    keyer.member(rel.subarray(rel.lastIndexOf(SLASH) + 1), st);
+    keyer.member(rel.subarray(rel.lastIndexOf(SLASH) + 1), st, stats.fieldsAt(i));
     if (st.isDirectory()) {
       keyer.enter(rel, st);
       open.push({ rel, index: i });
@@ -148,14 +152,17 @@ export interface DirectorySpan {
 
 /**
  * Directory reuse for a pxar walk (`PayloadReuse.directories`): keys its directories for the next
- * backup (`onDirectory` for each one it walked), and, with the metadata walk's record and the
+ * backup (`onLeave` for each one it walked), and, with the metadata walk's record and the
  * previous archive's directories, offers those whose key the previous archive has.
  */
 export function directoryReuse(opts: {
   racyAfterNs: bigint;
   recorded?: RecordedStats;
   previous?: ReadonlyMap<string, readonly [number, number]>;
-  onDirectory: (span: DirectorySpan) => void;
+  /** A directory is walked (not taken whole): called before its first byte. */
+  onEnter: () => void;
+  /** A walked directory ended: where it lies, with its key ('' when it has none). */
+  onLeave: (span: DirectorySpan) => void;
 }): DirectoryReuse {
   const keyer = new DirectoryKeyer(opts.racyAfterNs);
   let recorded: Map<string, RecordedDirectory> | undefined;
@@ -185,13 +192,14 @@ export function directoryReuse(opts: {
         }
       }
       taken.push(reusable && found);
+      if (!reusable) opts.onEnter();
       return reusable;
     },
     leave(start, length) {
       const whole = taken.pop();
       const { key } = keyer.leave(whole?.digest);
       // a directory taken whole is recorded with what it holds (the span recorder's `reused`)
-      if (key && !whole) opts.onDirectory({ key, start, length });
+      if (!whole) opts.onLeave({ key, start, length });
     },
     poison: () => keyer.poison(),
   };

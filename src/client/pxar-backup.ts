@@ -131,7 +131,9 @@ class SpanRecorder implements LayoutObserver {
   private after = '';
   /** Contents laid out so far, and the items right before the last ones (`Gap`). */
   private contentsSeen = 0;
-  lastGap: Gap = { key: '', seq: 0 };
+  lastGap: Gap = { keys: [], seq: 0 };
+  /** Items spans closed since the last contents (at directories' starts and ends). */
+  private closed: string[] = [];
 
   constructor(private readonly previous?: PreviousPxarLayout) {}
 
@@ -142,7 +144,7 @@ class SpanRecorder implements LayoutObserver {
   }
 
   contents(length: number): void {
-    this.lastGap = { key: this.closeItems(), seq: ++this.contentsSeen };
+    this.lastGap = { keys: this.gapKeys(), seq: ++this.contentsSeen };
     this.spans.push({ key: '', length });
     this.pos += length;
     this.after = '';
@@ -154,7 +156,7 @@ class SpanRecorder implements LayoutObserver {
    */
   reused(piece: ReusablePiece): void {
     // a piece like a file's contents: joinRuns may join it to the run before
-    this.lastGap = { key: this.closeItems(), seq: ++this.contentsSeen };
+    this.lastGap = { keys: this.gapKeys(), seq: ++this.contentsSeen };
     const { spans, dirList } = this.previous!;
     const from = piece.oldStart;
     const to = from + piece.length;
@@ -177,7 +179,26 @@ class SpanRecorder implements LayoutObserver {
 
   /** The items after the last contents, once the archive is complete. */
   trailingGap(): Gap {
-    return { key: this.closeItems(), seq: this.contentsSeen + 1 };
+    return { keys: this.gapKeys(), seq: this.contentsSeen + 1 };
+  }
+
+  /**
+   * A directory starts or ends (walked, not taken whole): the items span ends there, so that the
+   * spans of a directory taken whole next time start and end with it, keyed, and the items after
+   * it are keyed as they will be then: after `after`, its key ('' where it has none).
+   */
+  cut(after?: string): void {
+    const key = this.closeItems();
+    if (key) this.closed.push(key);
+    if (after !== undefined) this.after = after;
+  }
+
+  /** The keys of the items since the last contents, closing the open ones. */
+  private gapKeys(): string[] {
+    const key = this.closeItems();
+    const keys = key ? [...this.closed, key] : this.closed;
+    this.closed = [];
+    return keys;
   }
 
   /** The file whose contents are [start, start + length) has the key `key`. */
@@ -212,7 +233,7 @@ class SpanRecorder implements LayoutObserver {
  * key ('' for none). joinRuns takes it instead of hashing the same bytes again.
  */
 interface Gap {
-  key: string;
+  keys: string[];
   seq: number;
 }
 
@@ -295,9 +316,14 @@ async function* joinRuns(
     const end = r.oldStart + r.length;
     if (gapBytes === 0) return next === undefined || next === end;
     // only items between (no contents that are not reused), the span recorder's key for them
-    if (before === undefined || before.seq !== r.seq + 1 || before.key === '') return false;
-    const old = previous.get(before.key);
-    return old?.[0] === end && old[1] === gapBytes && (next === undefined || next === end + gapBytes);
+    if (before === undefined || before.seq !== r.seq + 1 || before.keys.length === 0) return false;
+    let at = end;
+    for (const key of before.keys) {
+      const old = previous.get(key);
+      if (old?.[0] !== at) return false;
+      at += old[1];
+    }
+    return at === end + gapBytes && (next === undefined || next === at);
   };
   const join = (r: Run) => {
     r.parts.push(...gap);
@@ -385,7 +411,11 @@ export function pxarStream(root: string, opts: PxarStreamOptions): PxarStream {
           racyAfterNs,
           recorded: opts.knownStats,
           previous: opts.previousLayout?.dirs,
-          onDirectory: (span) => recorder.directories.push(span),
+          onEnter: () => recorder.cut(),
+          onLeave: (span) => {
+            recorder.cut(span.key);
+            if (span.key) recorder.directories.push(span);
+          },
         }),
       },
     },

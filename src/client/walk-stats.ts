@@ -188,6 +188,14 @@ export class RecordedStats {
     return this.paths.subarray(i === 0 ? 0 : this.pathEnds[i - 1]!, this.pathEnds[i]!);
   }
 
+  /**
+   * Entry `i`'s lstat fields as stored: ten 64-bit numbers, little-endian (every platform Node
+   * runs on), in RecordedStat's order. A view of the record.
+   */
+  fieldsAt(i: number): Buffer {
+    return Buffer.from(this.nums.buffer, this.nums.byteOffset + i * FIELDS * 8, FIELDS * 8);
+  }
+
   statAt(i: number): MemberStats {
     const at = i * FIELDS;
     const n = this.nums;

@@ -138,16 +138,47 @@ class DirInfo {
   readonly subdirs: { at: number; name: Buffer; start: number }[] = [];
   constructor(readonly name: Buffer) {}
 
-  append(...parts: Buffer[]): void {
-    const n = parts.reduce((sum, p) => sum + p.length, 0);
-    if (this.length + n > this.bytes.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + n));
+  /**
+   * A member: its type, name and, for a file, size and mtime, written in place (varints in
+   * number arithmetic, exact to 2^53: a BigInt and a Buffer per field were most of a member's
+   * cost).
+   */
+  append(type: number, name: Buffer, size?: number, mtime?: number): void {
+    // type, name length and name, two varints of at most 11 bytes
+    const most = 1 + 10 + name.length + 22;
+    if (this.length + most > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + most));
       this.bytes.copy(grown, 0, 0, this.length);
       this.bytes = grown;
     }
-    for (const p of parts) this.length += p.copy(this.bytes, this.length);
+    const b = this.bytes;
+    b[this.length++] = type;
+    this.length = writeVarint(b, this.length, name.length);
+    this.length += name.copy(b, this.length);
+    if (size !== undefined) {
+      this.length = writeVarint(b, this.length, size);
+      const m = mtime!;
+      if (m >= 0) this.length = writeVarint(b, this.length, m);
+      else {
+        // as encodeCatalogI64: -v, the high bit on its last byte too, then a 0 byte
+        const end = writeVarint(b, this.length, -m);
+        b[end - 1]! |= 128;
+        b[end] = 0;
+        this.length = end + 1;
+      }
+    }
     this.count++;
   }
+}
+
+/** `v` (0 <= v < 2^53) as a catalog varint into `b` at `at`; returns where it ends. */
+function writeVarint(b: Buffer, at: number, v: number): number {
+  while (v >= 128) {
+    b[at++] = (v % 128) | 128;
+    v = Math.floor(v / 128);
+  }
+  b[at++] = v;
+  return at;
 }
 
 /**
@@ -180,7 +211,7 @@ export class CatalogWriter implements TreeCatalog {
   }
 
   addFile(name: Uint8Array | string, size: number, mtimeSecs: number): void {
-    this.add('f', name, Buffer.concat([encodeCatalogU64(size), encodeCatalogI64(mtimeSecs)]));
+    this.top().append(TYPE_FILE, nameBytes(name, false), size, mtimeSecs);
   }
   addSymlink(name: Uint8Array | string): void {
     this.add('l', name);
@@ -216,9 +247,8 @@ export class CatalogWriter implements TreeCatalog {
     return Buffer.concat(this.chunks);
   }
 
-  private add(type: Exclude<CatalogEntryType, 'd'>, name: Uint8Array | string, data = Buffer.alloc(0)): void {
-    const n = nameBytes(name);
-    this.top().append(Buffer.from(type), encodeCatalogU64(n.length), n, data);
+  private add(type: Exclude<CatalogEntryType, 'd' | 'f'>, name: Uint8Array | string): void {
+    this.top().append(type.charCodeAt(0), nameBytes(name, false));
   }
 
   private writeBlock(dir: DirInfo): number {
@@ -253,8 +283,16 @@ export class CatalogWriter implements TreeCatalog {
   }
 }
 
-function nameBytes(name: Uint8Array | string): Buffer {
-  const b = typeof name === 'string' ? Buffer.from(name, 'utf8') : Buffer.from(name);
+const TYPE_FILE = 'f'.charCodeAt(0);
+
+/** A member's name as bytes, checked; `copy` false when it is only read before the call returns. */
+function nameBytes(name: Uint8Array | string, copy = true): Buffer {
+  const b =
+    typeof name === 'string'
+      ? Buffer.from(name, 'utf8')
+      : copy
+        ? Buffer.from(name)
+        : Buffer.from(name.buffer, name.byteOffset, name.length);
   if (b.length === 0 || b.length > MAX_NAME || b.includes(0x2f) || b.includes(0))
     throw new BadRequestError(`catalog: invalid name ${JSON.stringify(b.toString())}`);
   return b;
