@@ -16,7 +16,7 @@ import {
   type TreeCatalog,
 } from '../pxar/create.js';
 import type { LayoutObserver } from '../pxar/encoder.js';
-import { writableSink, type ReusablePiece } from '../pxar/io.js';
+import { readParts, writableSink, type ReusablePiece } from '../pxar/io.js';
 import { ENTRY_KEY_HEX, RACY_MARGIN_MS, type ExcludeMatcher } from './tar-archive.js';
 import { directoryReuse, type DirectorySpan } from './directory-reuse.js';
 import type { PreviousPxarLayout } from './tree-cache.js';
@@ -275,19 +275,7 @@ function runPiece(run: Run): ReusablePiece {
     key: run.after,
     oldStart: run.oldStart,
     length: run.length,
-    async *read(from, to) {
-      let at = 0;
-      for (const part of parts) {
-        const a = Math.max(from, at);
-        const b = Math.min(to, at + part.length);
-        if (a < b) {
-          if (Buffer.isBuffer(part)) yield part.subarray(a - at, b - at);
-          else yield* part.read(a - at, b - at);
-        }
-        at += part.length;
-        if (at >= to) return;
-      }
-    },
+    read: (from, to) => readParts(parts, from, to),
   };
 }
 

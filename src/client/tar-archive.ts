@@ -180,8 +180,17 @@ class FingerprintBuilder {
   }
 
   /**
-   * Add an entry; returns its own key (a digest of the same metadata, what the tree cache reuses
-   * a single entry by), or '' when its ctime is racy and it must not be reused.
+   * Add an entry and return its own key (a digest of the same metadata, what the tree cache
+   * reuses a single entry by), or '' when its ctime is racy and it must not be reused.
+   */
+  addKeyed(e: WalkEntry, hardLinkTo?: string): string {
+    const line = this.add(e, hardLinkTo);
+    return line === '' ? '' : createHash('sha256').update(line).digest('hex').slice(0, ENTRY_KEY_HEX);
+  }
+
+  /**
+   * Add an entry (a walk that needs no entry keys: a digest per entry was a tenth of the metadata
+   * walk). Returns the line it added, or '' when its ctime is racy.
    */
   add(e: WalkEntry, hardLinkTo?: string): string {
     const st = e.st;
@@ -212,7 +221,7 @@ class FingerprintBuilder {
       this.usable = false;
       return '';
     }
-    return createHash('sha256').update(line).digest('hex').slice(0, ENTRY_KEY_HEX);
+    return line;
   }
 
   spoil(): void {
@@ -672,7 +681,7 @@ export async function planTree(root: string, opts: TarSourceOptions = {}): Promi
     const perm = st.mode & 0o7777;
     const inode = st.isFile() && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
     const linkTarget = inode === undefined ? undefined : firstLinks.get(inode);
-    const key = fp.add(e, linkTarget);
+    const key = fp.addKeyed(e, linkTarget);
     if (st.isDirectory()) {
       add(e.abs, { ...base, mode: perm || 0o755, size: 0, type: 'directory' }, key);
       dirs++;

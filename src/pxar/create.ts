@@ -39,7 +39,7 @@ import {
   type PxarMetadata,
   type PxarStat,
 } from './format.js';
-import { IO_CHUNK, type PxarSink, type ReusablePiece } from './io.js';
+import { IO_CHUNK, readParts, type PxarSink, type ReusablePiece } from './io.js';
 import { ARCHIVED_XATTR_PATTERN, xattrMetadataOf, type Xattr } from './linux-xattrs.js';
 
 /** What records the tree as it is archived (PBS's `BackupCatalogWriter`; see catalog.ts). */
@@ -612,17 +612,7 @@ class TreeWalker {
     } catch (err) {
       if (err !== enough) throw err;
     }
-    let at = kept;
-    for (const part of parts) {
-      const a = Math.max(from, at);
-      const b = Math.min(to, at + part.length);
-      if (a < b) {
-        if (Buffer.isBuffer(part)) yield part.subarray(a - at, b - at);
-        else yield* part.read(a - at, b - at);
-      }
-      at += part.length;
-      if (at >= to) return;
-    }
+    yield* readParts(parts, from, to, kept);
   }
 
   private async addRegularFile(

@@ -22,6 +22,28 @@ export interface ReusablePiece {
   read(from: number, to: number): AsyncIterable<Buffer>;
 }
 
+/**
+ * Bytes [from, to) of a stream given as `parts` (bytes and reusable pieces, in order; the first
+ * starting at `at`): what a piece made of other pieces reads.
+ */
+export async function* readParts(
+  parts: ReadonlyArray<Buffer | ReusablePiece>,
+  from: number,
+  to: number,
+  at = 0,
+): AsyncGenerator<Buffer> {
+  for (const part of parts) {
+    const a = Math.max(from, at);
+    const b = Math.min(to, at + part.length);
+    if (a < b) {
+      if (Buffer.isBuffer(part)) yield part.subarray(a - at, b - at);
+      else yield* part.read(a - at, b - at);
+    }
+    at += part.length;
+    if (at >= to) return;
+  }
+}
+
 /** Where an encoder writes; `write` resolves when the consumer can take more. */
 export interface PxarSink {
   write(chunk: Buffer): Promise<void>;
