@@ -236,8 +236,25 @@ class FingerprintBuilder {
   }
 }
 
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+/**
+ * The order of two names' UTF-8 bytes, which is their code points' order, compared on the
+ * strings (a Buffer of each name per comparison was a tenth of the metadata walk): UTF-16 code
+ * units order as code points except surrogates (U+D800-U+DFFF), which stand for code points past
+ * U+FFFF and so come after U+E000-U+FFFF.
+ */
+export function byteOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x += x < 0xe000 ? 0x2000 : -0x800;
+      y += y < 0xe000 ? 0x2000 : -0x800;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
 }
 
 /** What the walk reads of an entry's lstat. */

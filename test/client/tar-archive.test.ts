@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import {
+  byteOrder,
   RACY_MARGIN_MS,
   compileExcludes,
   extractTar,
@@ -421,4 +422,30 @@ test('sub-second mtimes come back to the microsecond, and before 1970 to the mil
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the walks' name order is the names' UTF-8 byte order, also past U+FFFF", () => {
+  const chars = [
+    '',
+    'a',
+    'Z',
+    '.',
+    '\u00e9',
+    '\u0800',
+    '\ud7ff',
+    '\ue000',
+    '\ufffd',
+    '\uffff',
+    '\u{10000}',
+    '\u{1f600}',
+    '\u{10ffff}',
+  ];
+  const names = chars.flatMap((a) => chars.flatMap((b) => ['', 'x', '\u{1f600}'].map((c) => a + b + c)));
+  for (const a of names)
+    for (const b of names)
+      assert.equal(
+        Math.sign(byteOrder(a, b)),
+        Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b))),
+        `${JSON.stringify(a)} against ${JSON.stringify(b)}`,
+      );
 });
