@@ -151,3 +151,16 @@ test('started part way (a first backup starts it past its first entries), the sa
   assert.ok(never.bytes.equals(own.bytes));
   assert.equal(never.lstats, own.lstats, 'a tree smaller than the threshold starts no thread');
 });
+
+test('a thread that fails leaves the walk to do everything itself: the same archive', async () => {
+  const root = join(work, 'failing');
+  makeTree(root, { scale: 64 * 1024 });
+  const own = await archive(root);
+  // patterns that are no list make the thread throw before its first batch
+  const failing = new WalkAhead(root, 42 as unknown as string[]);
+  const taken = await archive(root, { ahead: failing });
+  assert.ok(taken.bytes.equals(own.bytes), 'the archive is the one the walk makes alone');
+  assert.deepEqual(taken.warnings, []);
+  assert.equal(taken.lstats, own.lstats, "the walk lstat'ed every entry itself");
+  assert.equal(failing.entries, 0);
+});
