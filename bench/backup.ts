@@ -11,7 +11,8 @@
  *   first backup, an unchanged second backup, a third after that 10 MiB file was rewritten (the
  *   nightly case: only that file should be read), and a full restore of the first snapshot.
  * - `small` (`--files`, default 100 000; 0 skips it): that many files of 0.1 to 2 KB in a tree four
- *   directories deep. Steps: first backup, unchanged second backup, restore.
+ *   directories deep. Steps: first backup, unchanged second backup, a third after one of the
+ *   files was rewritten (the nightly case of a tree of many files), restore.
  *
  * Stowage archives the trees as pxar (`data.pxar:DIR`, with a catalog: PBS's format, what a user
  * of proxmox-backup-client gets). `--tar` also runs it with the trees archived as tar
@@ -125,18 +126,23 @@ function generateMixed(dir: string, bytes: number): void {
   writeFileSync(join(dir, CHANGING_FILE), prng('changing-0', CHANGING_SIZE));
 }
 
+/** The directory of the small set's file `i`: 10 files per directory, four levels deep. */
+function smallFileDir(dir: string, i: number): string {
+  const d = Math.floor(i / 10);
+  return join(
+    dir,
+    `a${d % 10}`,
+    `b${Math.floor(d / 10) % 10}`,
+    `c${Math.floor(d / 100) % 10}`,
+    `d${Math.floor(d / 1000)}`,
+  );
+}
+
 /** `count` files of 100..2047 bytes, 10 per directory, in a tree four levels deep. */
 function generateSmall(dir: string, count: number): void {
   const seed = createHash('sha256').update('small files').digest();
   for (let i = 0; i < count; i++) {
-    const d = Math.floor(i / 10);
-    const sub = join(
-      dir,
-      `a${d % 10}`,
-      `b${Math.floor(d / 10) % 10}`,
-      `c${Math.floor(d / 100) % 10}`,
-      `d${Math.floor(d / 1000)}`,
-    );
+    const sub = smallFileDir(dir, i);
     if (i % 10 === 0) mkdirSync(sub, { recursive: true });
     const size = 100 + ((i * 7919) % 1948);
     const b = Buffer.allocUnsafe(size);
@@ -371,6 +377,8 @@ async function benchDataset(
   steps: Step[],
   work: string,
   run: Runner,
+  /** What run `r` (from 1) changes before its `changed` step. */
+  change: (r: number) => void,
 ): Promise<Results> {
   const results: Results = {};
   const record = (step: Step, tool: Tool, m: Measure) => {
@@ -407,7 +415,7 @@ async function benchDataset(
         for (const tool of order) record('second', tool, sessions.get(tool)!.second());
       if (steps.includes('changed')) {
         // A different 10 MiB in every run; aged past the racy margin as a nightly change would be.
-        writeFileSync(join(data, CHANGING_FILE), prng(`changing-${r + 1}`, CHANGING_SIZE));
+        change(r + 1);
         await sleep(RACY_MARGIN_MS + 500);
         for (const tool of order) record('changed', tool, sessions.get(tool)!.changed());
       }
@@ -521,7 +529,9 @@ try {
     const { files, bytes } = treeSize(data);
     const all: Step[] = ['first', 'second', 'changed', 'restore'];
     const steps = onlySteps ? all.filter((s) => s === 'first' || onlySteps.split(',').includes(s)) : all;
-    const results = await benchDataset('mixed', data, steps, work, run);
+    const results = await benchDataset('mixed', data, steps, work, run, (r) =>
+      writeFileSync(join(data, CHANGING_FILE), prng(`changing-${r}`, CHANGING_SIZE)),
+    );
     report('mixed', bytes, files, results);
     if (!keep) rmSync(data, { recursive: true, force: true });
   }
@@ -531,7 +541,17 @@ try {
     generateSmall(data, smallFiles);
     await sleep(RACY_MARGIN_MS + 500);
     const { files, bytes } = treeSize(data);
-    const results = await benchDataset('small', data, ['first', 'second', 'restore'], work, run);
+    // the nightly case of a tree of many files: one of them rewritten (another each run)
+    const changing = (r: number) => Math.floor((smallFiles * r) / 4) % smallFiles;
+    const results = await benchDataset(
+      'small',
+      data,
+      ['first', 'second', 'changed', 'restore'],
+      work,
+      run,
+      (r) =>
+        writeFileSync(join(smallFileDir(data, changing(r)), `f${changing(r)}.txt`), `changed in run ${r}\n`),
+    );
     report('small', bytes, files, results);
   }
 } finally {
