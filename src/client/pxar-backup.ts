@@ -229,8 +229,9 @@ class SpanRecorder implements LayoutObserver {
 /**
  * The items between two contents of the archive, as the span recorder keyed them: `seq` numbers
  * the contents they come before (1 for the first; the archive's end counts as one more), so that
- * two pieces with consecutive numbers have only items between them, and `key` is those items'
- * key ('' for none). joinRuns takes it instead of hashing the same bytes again.
+ * two pieces with consecutive numbers have only items between them, and `keys` are those items'
+ * spans' keys, in order (more than one where a directory started or ended between; none for no
+ * items). joinRuns takes them instead of hashing the same bytes again.
  */
 interface Gap {
   keys: string[];
