@@ -675,6 +675,21 @@ class TreeWalker {
    * `payload` reads them (a file gone by then is zeros, with a warning).
    */
   private async *payloadOf(full: Buffer, size: number, from: number, to: number): AsyncGenerator<Buffer> {
+    if (size <= SMALL_FILE) {
+      // synchronous calls, as the walk reads small files: four thread-pool round trips per file
+      // (open, read, probe, close) made reading the thousands of small files around a change
+      // take seconds, the main thread idle
+      let content: Buffer;
+      try {
+        content = this.smallPayload(full, size);
+      } catch (err) {
+        if (!isUnopenable(err)) throw err;
+        this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
+        content = Buffer.alloc(size);
+      }
+      yield content.subarray(from, to);
+      return;
+    }
     const fh = await open(full, 'r').catch((err: unknown) => {
       if (isUnopenable(err)) return null;
       throw err;
