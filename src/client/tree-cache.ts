@@ -99,21 +99,32 @@ export function encodeEntries(entries: readonly Pick<PlannedEntry, 'key' | 'leng
   return buf;
 }
 
-/** The entry map of a cache entry, or undefined when it has none or it does not add up to its size. */
-export function previousEntries(entry: TreeCacheEntry): PreviousTreeEntries | undefined {
+/** Every entry record of a cache entry as a span of the stream, or undefined when they do not add up to its size. */
+function entrySpans(entry: TreeCacheEntry): PreviousPxarLayout['spans'] | undefined {
   const buf = entry.entries;
   if (!buf || buf.length % RECORD !== 0) return undefined;
-  const entries = new Map<string, [number, number]>();
+  const spans: PreviousPxarLayout['spans'] = [];
   const zero = '0'.repeat(ENTRY_KEY_HEX);
   let start = 0;
   for (let off = 0; off < buf.length; off += RECORD) {
     const k = buf.toString('hex', off, off + KEY_BYTES);
     const length = Number(buf.readBigUInt64LE(off + KEY_BYTES));
-    if (k !== zero) entries.set(k, [start, length]);
+    spans.push({ key: k === zero ? '' : k, start, length });
     start += length;
   }
-  if (start !== entry.size) return undefined;
+  return start === entry.size ? spans : undefined;
+}
+
+function entryMap(entry: TreeCacheEntry, spans: PreviousPxarLayout['spans']): PreviousTreeEntries {
+  const entries = new Map<string, [number, number]>();
+  for (const s of spans) if (s.key) entries.set(s.key, [s.start, s.length]);
   return { csum: entry.csum, size: entry.size, entries };
+}
+
+/** The entry map of a cache entry, or undefined when it has none or it does not add up to its size. */
+export function previousEntries(entry: TreeCacheEntry): PreviousTreeEntries | undefined {
+  const spans = entrySpans(entry);
+  return spans && entryMap(entry, spans);
 }
 
 const DIR_RECORD = KEY_BYTES + 16;
@@ -141,20 +152,24 @@ export interface PreviousPxarLayout {
   dirList: DirectorySpan[];
 }
 
-/** The layout of a pxar cache entry, or undefined when it has no directories or does not add up. */
-export function previousPxarLayout(entry: TreeCacheEntry): PreviousPxarLayout | undefined {
-  const { entries: buf, dirs: dirBuf } = entry;
-  if (!buf || buf.length % RECORD !== 0 || !dirBuf || dirBuf.length % DIR_RECORD !== 0) return undefined;
-  const spans: PreviousPxarLayout['spans'] = [];
-  const zero = '0'.repeat(ENTRY_KEY_HEX);
-  let start = 0;
-  for (let off = 0; off < buf.length; off += RECORD) {
-    const k = buf.toString('hex', off, off + KEY_BYTES);
-    const length = Number(buf.readBigUInt64LE(off + KEY_BYTES));
-    spans.push({ key: k === zero ? '' : k, start, length });
-    start += length;
-  }
-  if (start !== entry.size) return undefined;
+/**
+ * A pxar cache entry's records, parsed once: the entry map (as `previousEntries`) and, when the
+ * entry lists its directories and they fit, the layout for taking whole directories.
+ */
+export function previousPxarRecords(
+  entry: TreeCacheEntry,
+): { previous: PreviousTreeEntries; layout?: PreviousPxarLayout } | undefined {
+  const spans = entrySpans(entry);
+  if (!spans) return undefined;
+  return { previous: entryMap(entry, spans), layout: pxarLayout(entry, spans) };
+}
+
+function pxarLayout(
+  entry: TreeCacheEntry,
+  spans: PreviousPxarLayout['spans'],
+): PreviousPxarLayout | undefined {
+  const dirBuf = entry.dirs;
+  if (!dirBuf || dirBuf.length % DIR_RECORD !== 0) return undefined;
   const dirs = new Map<string, [number, number]>();
   const dirList: DirectorySpan[] = [];
   for (let off = 0; off < dirBuf.length; off += DIR_RECORD) {

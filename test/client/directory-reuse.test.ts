@@ -15,8 +15,7 @@ import { measureTree, RACY_MARGIN_MS } from '../../src/client/tar-archive.js';
 import {
   encodeDirectories,
   encodeEntries,
-  previousEntries,
-  previousPxarLayout,
+  previousPxarRecords,
   type TreeCacheEntry,
 } from '../../src/client/tree-cache.js';
 import { RecordedStats } from '../../src/client/walk-stats.js';
@@ -90,11 +89,12 @@ async function encode(
   previous: Backup | undefined,
   knownStats: RecordedStats | undefined,
 ): Promise<Omit<Backup, 'walked'>> {
+  const records = previous && previousPxarRecords(previous.cached)!;
   const stream = pxarStream(root, {
     archive: 'root.pxar.didx',
     catalog,
-    previous: previous && previousEntries(previous.cached)!.entries,
-    previousLayout: previous && previousPxarLayout(previous.cached),
+    previous: records?.previous.entries,
+    previousLayout: records?.layout,
     knownStats,
   });
   const bytes: Buffer[] = [];

@@ -15,7 +15,13 @@ import type { DatastoreAccess } from '../../src/maintenance/datastore-access.js'
 import { HolderProcess } from '../helpers/holder-process.js';
 import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
-import { backupArgs, e2ePaths, randomTree, waitUntil } from './fault-helpers.js';
+import {
+  activeOperations as activeOperationsOf,
+  backupArgs,
+  e2ePaths,
+  randomTree,
+  waitUntil,
+} from './fault-helpers.js';
 
 let srv: E2eServer;
 let paths: StowagePaths;
@@ -46,12 +52,7 @@ after(async () => {
 
 const stowage = (...args: string[]) => runCli(STOWAGE_BIN, args, env);
 
-async function activeOperations(): Promise<{ read: number; write: number; operations: unknown[] }> {
-  const r = await stowage('--output-format', 'json', 'datastore', 'active-operations', 'local');
-  assert.equal(r.code, 0, r.stderr);
-  const ops = JSON.parse(r.stdout) as { read: number; write: number; operations: unknown[] };
-  return { read: ops.read, write: ops.write, operations: ops.operations };
-}
+const activeOperations = () => activeOperationsOf([], 'local', env);
 
 test('a maintenance --wait blocked by a holder returns once the holder is SIGKILLed', async () => {
   const holder = await new HolderProcess(paths).start();

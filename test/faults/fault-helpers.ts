@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { checkChunkBlob } from '../../src/datastore/chunk-backend.js';
 import type { StowagePaths } from '../../src/config/paths.js';
 import { openDatastoreAccess } from '../../src/maintenance/open-datastore-access.js';
+import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 
 /** Poll `cond` every `everyMs` until it holds; fail naming `what` after `timeoutMs`. */
 export async function waitUntil(
@@ -19,6 +20,22 @@ export async function waitUntil(
     assert.ok(Date.now() < deadline, `timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** What the operator sees of a store's registry: `stowage datastore active-operations` in JSON. */
+export async function activeOperations(
+  cliArgs: string[],
+  store: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ read: number; write: number; operations: unknown[] }> {
+  const r = await runCli(
+    STOWAGE_BIN,
+    [...cliArgs, '--output-format', 'json', 'datastore', 'active-operations', store],
+    env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const ops = JSON.parse(r.stdout) as { read: number; write: number; operations: unknown[] };
+  return { read: ops.read, write: ops.write, operations: ops.operations };
 }
 
 /** Every file below `dir` (relative paths) whose name matches `re`. */

@@ -17,6 +17,7 @@ import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { STATFS_CACHE_MS } from '../../src/maintenance/low-space-monitor.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
 import {
+  activeOperations,
   assertChunkStoreIntact,
   backupArgs,
   e2ePaths,
@@ -86,18 +87,7 @@ async function fullDiskScenario(root: string, srv: E2eServer, freeBytes?: () => 
   // landed in the space GC had just freed (a CI dry run then found 2% free after GC); and again
   // while the space is not back, at most three times.
   const admin = ['--config-dir', join(root, 'etc'), '--server', `127.0.0.1:${srv.port}`];
-  const writers = async () => {
-    const r = await runCli(STOWAGE_BIN, [
-      ...admin,
-      '--output-format',
-      'json',
-      'datastore',
-      'active-operations',
-      'local',
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    return (JSON.parse(r.stdout) as { write: number }).write;
-  };
+  const writers = async () => (await activeOperations(admin, 'local')).write;
   for (let round = 1; ; round++) {
     for (const until = Date.now() + 30_000; (await writers()) > 0;) {
       assert.ok(Date.now() < until, 'the failed backups still write after 30 s');

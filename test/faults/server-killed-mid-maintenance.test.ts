@@ -15,6 +15,7 @@ import { runCli, STOWAGE_BIN } from '../helpers/cli.js';
 import { writeSnapshots, type FixtureSnapshot } from '../helpers/snapshot-fixture.js';
 import { runClient, startE2eServer, type E2eServer } from '../e2e/backup-helpers.js';
 import {
+  activeOperations,
   assertChunkStoreIntact,
   backupArgs,
   e2ePaths,
@@ -80,20 +81,7 @@ function vmSnapshotCount(): number {
 
 /** What the operator sees of the registry with the server down: nothing running. */
 async function assertNoActiveOperations(): Promise<void> {
-  const r = await runCli(STOWAGE_BIN, [
-    ...admin(),
-    '--output-format',
-    'json',
-    'datastore',
-    'active-operations',
-    'local',
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  const ops = JSON.parse(r.stdout) as { read: number; write: number; operations: unknown[] };
-  assert.deepEqual(
-    { read: ops.read, write: ops.write, operations: ops.operations },
-    { read: 0, write: 0, operations: [] },
-  );
+  assert.deepEqual(await activeOperations(admin(), 'local'), { read: 0, write: 0, operations: [] });
 }
 
 test('a server killed mid-prune and then mid-GC restarts into a clean datastore where GC runs again', async () => {

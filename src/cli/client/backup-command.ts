@@ -41,7 +41,7 @@ import {
   encodeDirectories,
   encodeEntries,
   previousEntries,
-  previousPxarLayout,
+  previousPxarRecords,
   TreeCache,
   type TreeCacheEntry,
   type TreeCacheKey,
@@ -446,7 +446,8 @@ export function registerBackupCommand(program: Command): void {
                   }
                   // Unchanged files' chunks are reused by position where that is exact (tree-reuse.ts).
                   const cached = opts.treeCache ? cache.lookup(cacheKey(a)) : undefined;
-                  const previous = cached ? previousEntries(cached) : undefined;
+                  const records = cached ? previousPxarRecords(cached) : undefined;
+                  const previous = records?.previous;
                   // Not walked for a fingerprint before (nothing cached to compare it with): this
                   // walk's, for the next backup, which then walks first and compares.
                   const walked = opts.treeCache && !a.fingerprint ? new WalkFingerprint() : undefined;
@@ -461,7 +462,7 @@ export function registerBackupCommand(program: Command): void {
                       process.stderr.write(`warning: ${m}\n`);
                     },
                     previous: previous?.entries,
-                    previousLayout: previous && cached ? previousPxarLayout(cached) : undefined,
+                    previousLayout: records?.layout,
                     knownStats: a.stats,
                     xattrs: a.xattrs,
                     onMember: walked && ((rel, st) => walked.add(rel.toString('utf8'), st)),
