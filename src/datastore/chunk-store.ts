@@ -13,7 +13,6 @@
  * is faster than libuv's thread pool for small files. Across processes the temp + rename keeps
  * files whole.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -33,7 +32,6 @@ import {
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import {
   BadRequestError,
   CorruptDataError,
@@ -43,6 +41,7 @@ import {
   StowageError,
 } from '../errors.js';
 import { replaceFile } from '../sys/atomic-file.js';
+import { syncFilesystem } from '../sys/syncfs.js';
 import {
   ChunkBackendClosedError,
   chunkNotFound,
@@ -97,7 +96,6 @@ const CHUNK_NAME = /^[0-9a-fA-F]{64}(\.[0-9]\.bad)?$/;
  * they are older than its cutoff (no live writer is that old).
  */
 const LEFTOVER_NAME = /^[0-9a-fA-F]{64}(\.[0-9]\.bad)?\.(tmp|gc)_[0-9a-f]{12}$/;
-const execFileAsync = promisify(execFile);
 
 function subdirName(i: number): string {
   return i.toString(16).padStart(4, '0');
@@ -469,7 +467,7 @@ export class FilesystemChunkBackend implements ChunkBackend {
     const pending = [...this.unsynced];
     this.unsynced.clear();
     try {
-      await execFileAsync('sync', ['-f', this.basePath]);
+      await syncFilesystem(this.basePath);
       return;
     } catch {
       // fall through to per-file fsync

@@ -3,6 +3,7 @@
  * `src/api2/index.ts`. On first start it creates the TLS certificate, the ticket signing keys and
  * root@pam (password from `STOWAGE_ROOT_PASSWORD`, or generated and printed once).
  */
+import { startSyncfsHelper } from '../sys/syncfs.js';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -199,6 +200,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const { paths } = opts;
   for (const dir of [paths.configDir, paths.dataDir, paths.runDir]) mkdirSync(dir, { recursive: true });
   const announce = opts.announce ?? ((line: string) => process.stdout.write(line + '\n'));
+  // forked now, while the server is small (src/sys/syncfs.ts)
+  startSyncfsHelper();
 
   // in a cluster, the shared configuration (users, keys, jobs…) is brought in step before any
   // of it is read (src/cluster/config-sync.ts)
