@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -24,7 +24,7 @@ import {
 } from '../../src/datastore/chunk-store.js';
 import { WriterRegistry } from '../../src/datastore/writer-registry.js';
 import { BLOB_MAGIC, encodeBlob, rewriteBlobCrc } from '../../src/datastore/data-blob.js';
-import { openFilesUnder } from '../helpers/files.js';
+import { dirtyBytes, openFilesUnder } from '../helpers/files.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 const DAY = 86_400_000;
@@ -286,4 +286,49 @@ test('with sync-level filesystem, chunks written are synced by flush()', async (
   const { digest } = await put(fileLevel, Buffer.from('durable'));
   assert.equal(fileLevel.unsyncedCount, 0, 'fsynced at once');
   assert.equal(await fileLevel.exists(digest), true);
+});
+
+test('with sync-level filesystem, chunks are written back while more arrive, before flush()', async (t) => {
+  const MiB = 1024 * 1024;
+  const write48MiB = async (store: ChunkStore) => {
+    const before = dirtyBytes();
+    for (let i = 0; i < 12; i++) await put(store, randomBytes(4 * MiB));
+    await store.writebackSettled();
+    return dirtyBytes() - before;
+  };
+  // the kernel alone leaves them dirty (it writes back after 30 s or past 10 % of memory)
+  const late = lightStore(t, { syncLevel: 'filesystem', earlyWritebackBytes: Infinity });
+  const leftByKernel = await write48MiB(late);
+  await late.flush();
+  const early = lightStore(t, { syncLevel: 'filesystem', earlyWritebackBytes: 8 * MiB });
+  const leftEarly = await write48MiB(early);
+  assert.ok(leftByKernel > 40 * MiB, `without early writeback ${leftByKernel} bytes stay dirty`);
+  assert.ok(leftEarly < 24 * MiB, `with a writeback every 8 MiB ${leftEarly} bytes stay dirty`);
+  // durability is still flush()'s: what the last writeback missed
+  assert.ok(early.unsyncedCount > 0);
+  await early.flush();
+  assert.equal(early.unsyncedCount, 0);
+});
+
+test('flush() returns while uploads go on and early writebacks follow one another', async (t) => {
+  const store = lightStore(t, { syncLevel: 'filesystem', earlyWritebackBytes: 1 });
+  let uploading = true;
+  const uploads = (async () => {
+    while (uploading) {
+      await put(store, randomBytes(64 * 1024));
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const flushed = await Promise.race([
+      store.flush().then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
+    ]);
+    assert.equal(flushed, true, 'flush() returned within 10 s');
+  } finally {
+    uploading = false;
+    await uploads;
+    await store.writebackSettled();
+  }
 });

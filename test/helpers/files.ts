@@ -1,5 +1,5 @@
 /** What the tests look at on disk and in /proc. */
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 /** Paths under `dir` that process `pid` holds open, read from /proc/PID/fd. */
@@ -28,4 +28,11 @@ export function listTree(root: string): string[] {
   };
   walk(root);
   return out;
+}
+
+/** The kernel's count of file data waiting to be written back to disk, in bytes (all file systems). */
+export function dirtyBytes(): number {
+  const m = /^Dirty:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  if (!m) throw new Error('no Dirty: line in /proc/meminfo');
+  return Number(m[1]) * 1024;
 }

@@ -1,20 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { syncFilesystem, syncfsHelperPid } from '../../src/sys/syncfs.js';
+import { dirtyBytes } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
-
-/** The kernel's count of pages waiting to be written back (bytes; all file systems). */
-function dirtyBytes(): number {
-  const m = /^Dirty:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
-  assert.ok(m, 'Dirty: in /proc/meminfo');
-  return Number(m[1]) * 1024;
-}
 
 test('syncFilesystem writes the file system’s dirty pages to disk', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'stowage-syncfs-'));
