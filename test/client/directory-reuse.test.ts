@@ -20,6 +20,7 @@ import {
 } from '../../src/client/tree-cache.js';
 import { RecordedStats } from '../../src/client/walk-stats.js';
 import { CatalogWriter } from '../../src/pxar/catalog.js';
+import { ERR_PXAR_CHANGED_WHILE_ARCHIVING } from '../../src/errors.js';
 import { makeTree } from './tree-fixture.js';
 
 let work: string;
@@ -185,4 +186,28 @@ test('a directory with a member changed within the racy margin is walked, also b
   const second = await backup(root, first);
   assert.ok(second.bytes.equals((await backup(root)).bytes));
   assert.deepEqual(second.walked, ['', 'a', 'a/b', 'c']);
+});
+
+test('a symlink changed between the metadata walk and its directory encoded again fails the backup, naming it', async () => {
+  const root = join(work, 'symlink-race');
+  mkdirSync(join(root, 'links'), { recursive: true });
+  mkdirSync(join(root, 'other'));
+  symlinkSync('short', join(root, 'links/l'));
+  writeFileSync(join(root, 'links/f'), 'x'.repeat(1000));
+  writeFileSync(join(root, 'other/g'), 'g\n');
+  await age();
+  const first = await backup(root);
+  writeFileSync(join(root, 'other/g'), 'g changed\n');
+  await age();
+  // the metadata walk's record says `links` is as before; then the link changes, before the
+  // pxar walk encodes that directory again from the record (as at a chunker's edge)
+  const knownStats = new RecordedStats();
+  await measureTree(root, { subsecondMtimes: true, record: knownStats });
+  rmSync(join(root, 'links/l'));
+  symlinkSync('a much longer target', join(root, 'links/l'));
+  await assert.rejects(encode(root, new CatalogWriter(), first, knownStats), (err: Error) => {
+    assert.ok(ERR_PXAR_CHANGED_WHILE_ARCHIVING.is(err), String(err));
+    assert.match(err.message, /links\/l' changed while it was archived: run the backup again/);
+    return true;
+  });
 });
