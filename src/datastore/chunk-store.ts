@@ -107,7 +107,7 @@ const LEFTOVER_NAME = /^[0-9a-fA-F]{64}(\.[0-9]\.bad)?\.(tmp|gc)_[0-9a-f]{12}$/;
  * backup's chunks are all written at its end while the client waits (docs/performance.md,
  * nineteenth round).
  */
-export const EARLY_WRITEBACK_BYTES = 64 * 1024 * 1024;
+const EARLY_WRITEBACK_BYTES = 64 * 1024 * 1024;
 
 function subdirName(i: number): string {
   return i.toString(16).padStart(4, '0');

@@ -684,7 +684,7 @@ class TreeWalker {
         content = this.smallPayload(full, size);
       } catch (err) {
         if (!isUnopenable(err)) throw err;
-        this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
+        this.warnVanishedPadded(full);
         content = Buffer.alloc(size);
       }
       yield content.subarray(from, to);
@@ -695,7 +695,7 @@ class TreeWalker {
       throw err;
     });
     if (fh === null) {
-      this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
+      this.warnVanishedPadded(full);
       for (let done = from; done < to; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, to - done));
       return;
     }
@@ -704,6 +704,11 @@ class TreeWalker {
     } finally {
       await fh.close();
     }
+  }
+
+  /** PBS's warning for an unchanged file gone when its reused bytes were needed: zeros stand in. */
+  private warnVanishedPadded(full: Buffer): void {
+    this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
   }
 
   /** `call`'s result, or null with PBS's warning if the file vanished or may not be read. */
