@@ -711,6 +711,11 @@ class TreeWalker {
     this.warn(`file vanished while reading: ${full.toString()}, file will be padded with zeros!`);
   }
 
+  /** PBS's warning for a file that ended before the size its lstat gave: zeros stand in. */
+  private warnShrunkPadded(full: Buffer): void {
+    this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
+  }
+
   /** `call`'s result, or null with PBS's warning if the file vanished or may not be read. */
   private unlessUnopenable<T>(full: Buffer, call: () => T): T | null {
     try {
@@ -756,7 +761,7 @@ class TreeWalker {
     if (got > size)
       this.warn(`file size increased while reading: ${full.toString()}, file will be truncated!`);
     if (got < size) {
-      this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
+      this.warnShrunkPadded(full);
       const padded = Buffer.alloc(size);
       b.copy(padded, 0, 0, got);
       return padded;
@@ -782,7 +787,7 @@ class TreeWalker {
       const b = Buffer.allocUnsafe(Math.min(IO_CHUNK, to - done));
       const { bytesRead } = await fh.read(b, 0, b.length, done);
       if (bytesRead === 0) {
-        this.warn(`file size shrunk while reading: ${full.toString()}, file will be padded with zeros!`);
+        this.warnShrunkPadded(full);
         for (; done < to; done += IO_CHUNK) yield Buffer.alloc(Math.min(IO_CHUNK, to - done));
         return;
       }

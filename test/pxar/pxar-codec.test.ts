@@ -1,7 +1,16 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -157,6 +166,44 @@ test('members that vanish while the tree is archived are skipped with a warning,
     assert.deepEqual(warnings, [
       `file vanished while reading: ${root}/b`,
       `file vanished while reading: ${root}/d`,
+    ]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a file that shrinks or grows after its lstat is archived at the lstat size, padded or cut, with PBS warnings', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'stowage-pxar-resize-'));
+  try {
+    const big = 300 * 1024; // read in pieces with asynchronous calls (small files: synchronously)
+    const original = (n: number, fill: number) => Buffer.alloc(n, fill);
+    writeFileSync(join(root, 'big-grows'), original(big, 1));
+    writeFileSync(join(root, 'big-shrinks'), original(big, 2));
+    writeFileSync(join(root, 'small-grows'), original(10, 3));
+    writeFileSync(join(root, 'small-shrinks'), original(10, 4));
+    const warnings: string[] = [];
+    const sink = bufferSink();
+    await createArchive(root, sink, {
+      // after the member's lstat, before its contents are read
+      onMember: (rel) => {
+        const name = rel.toString();
+        if (name.endsWith('-grows')) appendFileSync(join(root, name), 'more bytes');
+        if (name === 'big-shrinks') truncateSync(join(root, name), 1000);
+        if (name === 'small-shrinks') truncateSync(join(root, name), 4);
+      },
+      onWarning: (m) => warnings.push(m),
+    });
+    const { contents } = await decodeAll(PxarDecoder.fromReadAt(readAtBuffer(sink.buffer())));
+    const content = (path: string) => contents.get(path);
+    assert.deepEqual(content('/big-grows'), original(big, 1));
+    assert.deepEqual(content('/small-grows'), original(10, 3));
+    assert.deepEqual(content('/big-shrinks'), Buffer.concat([original(1000, 2), Buffer.alloc(big - 1000)]));
+    assert.deepEqual(content('/small-shrinks'), Buffer.concat([original(4, 4), Buffer.alloc(6)]));
+    assert.deepEqual(warnings.sort(), [
+      `file size increased while reading: ${root}/big-grows, file will be truncated!`,
+      `file size increased while reading: ${root}/small-grows, file will be truncated!`,
+      `file size shrunk while reading: ${root}/big-shrinks, file will be padded with zeros!`,
+      `file size shrunk while reading: ${root}/small-shrinks, file will be padded with zeros!`,
     ]);
   } finally {
     rmSync(root, { recursive: true, force: true });
