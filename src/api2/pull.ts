@@ -35,6 +35,16 @@ const StringOrList = Type.Union([
 /** A PBS HumanByte (`10MiB`, `1.5 GB`, `500000`); fully checked where it is parsed (400 naming it). */
 export const ByteSizeSchema = (description: string) => Type.String({ maxLength: 32, description });
 
+/** PBS 4's `verified-only` and `encrypted-only` (pull, push and sync jobs). */
+export const SnapshotFlagSchemas = {
+  'verified-only': Type.Optional(
+    Type.Boolean({ description: 'Only snapshots whose last verification succeeded.' }),
+  ),
+  'encrypted-only': Type.Optional(
+    Type.Boolean({ description: 'Only snapshots whose every archive is encrypted.' }),
+  ),
+};
+
 export const PullBodySchema = Type.Object({
   store: StoreSchema,
   ns: Type.Optional(NsSchema),
@@ -49,6 +59,10 @@ export const PullBodySchema = Type.Object({
   'burst-in': Type.Optional(ByteSizeSchema('Burst of downloads (pull)')),
   'rate-out': Type.Optional(ByteSizeSchema('Most bytes per second uploaded (push)')),
   'burst-out': Type.Optional(ByteSizeSchema('Burst of uploads (push)')),
+  ...SnapshotFlagSchemas,
+  'resync-corrupt': Type.Optional(
+    Type.Boolean({ description: 'Sync again the snapshots whose last verification failed here.' }),
+  ),
 });
 
 const aclPath = (store: string, ns: BackupNamespace) =>

@@ -20,6 +20,10 @@ import { spawnTaskOwning } from '../tasks/admitted-task.js';
 import { checkPullRequest, runPush, type PullRequest } from '../sync/run-sync.js';
 import { PullBodySchema, RemoteIdSchema } from './pull.js';
 
+/** PBS's push parameters: a pull's, with `remote` required and no `resync-corrupt`. */
+const { 'resync-corrupt': _pullOnly, ...pushProperties } = PullBodySchema.properties;
+const PushBodySchema = Type.Object({ ...pushProperties, remote: RemoteIdSchema });
+
 const nsAclPath = (base: string, ns: BackupNamespace) => (ns.isRoot() ? base : `${base}/${ns.name}`);
 
 /** PBS `check_push_privs`: 403 naming the missing privilege. */
@@ -42,7 +46,7 @@ export const routes: AnyRoute[] = [
   defineRoute({
     method: 'POST',
     path: '/push',
-    body: Type.Object({ ...PullBodySchema.properties, remote: RemoteIdSchema }),
+    body: PushBodySchema,
     returns: Type.String({ description: 'UPID of the sync task.' }),
     permission: filtered(
       'Remote.DatastoreBackup on /remote/{remote}/{remote-store}[/{remote-ns}] (and Remote.DatastorePrune ' +

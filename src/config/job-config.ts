@@ -152,6 +152,12 @@ export interface SyncJobConfig extends JobBase {
   'run-on-mount'?: boolean;
   /** Unmount the job's removable datastores (store, local source) once it finished successfully. */
   'unmount-on-done'?: boolean;
+  /** PBS 4: only snapshots whose last verification succeeded. */
+  'verified-only'?: boolean;
+  /** PBS 4: only snapshots whose every archive is encrypted. */
+  'encrypted-only'?: boolean;
+  /** Pull jobs only: sync again the target's snapshots whose last verification failed. */
+  'resync-corrupt'?: boolean;
 }
 
 export const SYNC_JOBS: JobKind<SyncJobConfig> = {
@@ -177,6 +183,9 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     ['burst-out', 'string'],
     ['run-on-mount', 'bool'],
     ['unmount-on-done', 'bool'],
+    ['encrypted-only', 'bool'],
+    ['verified-only', 'bool'],
+    ['resync-corrupt', 'bool'],
     ['comment', 'string'],
   ],
   required: ['store', 'remote-store'],
@@ -192,6 +201,12 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     if (direction !== undefined && direction !== 'pull' && direction !== 'push') {
       throw new BadRequestError(`invalid sync-direction '${String(direction)}': must be pull or push`, {
         param: 'sync-direction',
+      });
+    }
+    // PBS refuses the option on a push job even when false
+    if (direction === 'push' && job['resync-corrupt'] !== undefined) {
+      throw new BadRequestError('push jobs do not support resync-corrupt option', {
+        param: 'resync-corrupt',
       });
     }
     for (const key of ['rate-in', 'burst-in', 'rate-out', 'burst-out'] as const) {

@@ -39,6 +39,7 @@ export {
   canonicalJson,
   decodeManifest,
   encodeManifest,
+  manifestCryptMode,
   manifestToJson,
   newManifest,
   parseManifestJson,

@@ -65,6 +65,14 @@ export interface BackupManifest {
 }
 
 /** A fresh manifest with no files, as the backup session starts it. */
+/**
+ * The crypt mode a snapshot listing gives the manifest itself (PBS `get_all_snapshot_files`):
+ * `sign-only` when the client signed it, `none` otherwise; it is never encrypted.
+ */
+export function manifestCryptMode(m: BackupManifest): CryptMode {
+  return m.signature ? 'sign-only' : 'none';
+}
+
 export function newManifest(type: BackupType, id: string, time: number): BackupManifest {
   return {
     'backup-type': type,

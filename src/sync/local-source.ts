@@ -3,8 +3,43 @@
  * admission, so `read-only` lets it be synced from and `offline` refuses it with its message.
  * Each snapshot is read under its shared lock, as a reader session holds it.
  */
-import type { BackupDir, BackupGroup, BackupNamespace, ReadonlyDatastore } from '../datastore/index.js';
+import {
+  MANIFEST_BLOB_NAME,
+  manifestCryptMode,
+  type BackupDir,
+  type BackupGroup,
+  type BackupNamespace,
+  type ReadonlyDatastore,
+} from '../datastore/index.js';
+import type { ListedSnapshot } from './snapshot-filter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
+
+/**
+ * The snapshots of a local group as a sync lists them (a pull's local source, a push's source),
+ * oldest first. A finished snapshot whose manifest cannot be read is listed without files or
+ * verify state: `verified-only` and `encrypted-only` leave it out, a plain sync reports it when
+ * it reads the manifest.
+ */
+export function listLocalSnapshots(ds: ReadonlyDatastore, group: BackupGroup): ListedSnapshot[] {
+  return ds.listSnapshots(group).map((s) => {
+    const listed: ListedSnapshot = { time: s.dir.time, inProgress: !s.finished, files: [] };
+    if (!s.finished) return listed;
+    try {
+      const m = ds.loadManifest(s.dir);
+      const state = m.unprotected.verify_state?.state;
+      return {
+        ...listed,
+        ...(state !== undefined && { verifyState: state }),
+        files: [
+          ...m.files.map((f) => ({ filename: f.filename, cryptMode: f['crypt-mode'] })),
+          { filename: MANIFEST_BLOB_NAME, cryptMode: manifestCryptMode(m) },
+        ],
+      };
+    } catch {
+      return listed;
+    }
+  });
+}
 
 export class LocalSyncSource implements SyncSource {
   readonly description: string;
@@ -22,8 +57,8 @@ export class LocalSyncSource implements SyncSource {
     return this.ds.listGroups(ns);
   }
 
-  async listSnapshots(group: BackupGroup): Promise<Array<{ time: number; inProgress: boolean }>> {
-    return this.ds.listSnapshots(group).map((s) => ({ time: s.dir.time, inProgress: !s.finished }));
+  async listSnapshots(group: BackupGroup): Promise<ListedSnapshot[]> {
+    return listLocalSnapshots(this.ds, group);
   }
 
   async openReader(dir: BackupDir): Promise<SyncReader> {

@@ -14,6 +14,11 @@
  *   concurrent GC keeps them); the manifest is written last, as the source's bytes, so a snapshot
  *   is never visible before all its data is there. A new snapshot that fails half-way is removed
  *   again: nothing partial remains, and the next run starts it over;
+ * - `verified-only` / `encrypted-only` (snapshot-filter.ts): snapshots not verified ok, or not
+ *   wholly encrypted, are left out (and count as vanished for `remove-vanished`, as in PBS);
+ * - `resync-corrupt`: a snapshot the target has but whose last verification failed (or whose
+ *   manifest cannot be read) is synced again whatever its age, every file and every chunk the
+ *   target lacks (a failed verification renamed its corrupt chunks away);
  * - `remove-vanished`: target snapshots and groups (of the owner, passing the filters) the source
  *   no longer has are deleted; protected snapshots stay.
  *
@@ -43,10 +48,16 @@ import {
   type WritableDatastore,
 } from '../datastore/index.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
+import {
+  excludedByListing,
+  excludedByManifest,
+  FILTERED_OUT,
+  type SnapshotFlags,
+} from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 
-export interface PullOptions {
+export interface PullOptions extends SnapshotFlags {
   /** Target namespace (root when absent). */
   ns: BackupNamespace;
   /** Source namespace (root when absent). */
@@ -65,6 +76,8 @@ export interface PullOptions {
   mayCreateNamespace?(ns: BackupNamespace): void;
   /** `rate-in`/`burst-in`: the chunk downloads' pace. */
   rateLimit?: RateLimiter;
+  /** Sync again the target's snapshots whose last verification failed. */
+  resyncCorrupt?: boolean;
 }
 
 export interface PullStats {
@@ -214,18 +227,31 @@ async function pullGroup(
     for (const s of listed.filter((x) => x.inProgress)) {
       opts.log(`skipping snapshot ${srcGroup.snapshot(s.time)} - in-progress backup`);
     }
-    const times = listed
-      .filter((s) => !s.inProgress)
+    const finished = listed.filter((s) => !s.inProgress);
+    const times = finished
+      .filter((s) => !excludedByListing(s, opts))
       .map((s) => s.time)
       .sort((a, b) => a - b);
-    const lastLocal = target
-      .listSnapshots(group)
-      .filter((s) => s.finished)
-      .at(-1)?.dir.time;
+    if (times.length < finished.length)
+      opts.log(
+        `${group}: skipped: ${finished.length - times.length} snapshot(s) - not verified or not encrypted ` +
+          '(verified-only/encrypted-only)',
+      );
+    const localSnapshots = target.listSnapshots(group).filter((s) => s.finished);
+    const lastLocal = localSnapshots.at(-1)?.dir.time;
+    const corrupt = new Set<number>();
+    if (opts.resyncCorrupt) {
+      const have = new Map(localSnapshots.map((s) => [s.dir.time, s.dir]));
+      for (const t of times) {
+        const dir = have.get(t);
+        if (dir && verifyFailed(target, dir)) corrupt.add(t);
+      }
+    }
     const cutoff = opts.transferLast !== undefined ? Math.max(0, times.length - opts.transferLast) : 0;
     let alreadySynced = 0;
     let beyondLast = 0;
     const todo = times.filter((t, pos) => {
+      if (corrupt.has(t)) return true;
       // the last synced snapshot is synced again: it may have got its log or verify state since
       if (lastLocal !== undefined && t < lastLocal) {
         alreadySynced++;
@@ -244,7 +270,8 @@ async function pullGroup(
     const seen = new Set<string>();
     for (const time of todo) {
       throwIfAborted(opts.signal);
-      await pullSnapshot(source, target, srcGroup.snapshot(time), group.snapshot(time), seen, opts, stats);
+      const dir = group.snapshot(time);
+      await pullSnapshot(source, target, srcGroup.snapshot(time), dir, corrupt.has(time), seen, opts, stats);
     }
     if (opts.removeVanished) {
       const present = new Set(times);
@@ -264,11 +291,24 @@ async function pullGroup(
   }
 }
 
+/**
+ * PBS's test for `resync-corrupt`: the snapshot's last verification failed, or its manifest
+ * cannot be read ("probably better if we resync").
+ */
+function verifyFailed(target: WritableDatastore, dir: BackupDir): boolean {
+  try {
+    return target.loadManifest(dir).unprotected.verify_state?.state === 'failed';
+  } catch {
+    return true;
+  }
+}
+
 async function pullSnapshot(
   source: SyncSource,
   target: WritableDatastore,
   srcDir: BackupDir,
   dir: BackupDir,
+  corrupt: boolean,
   seen: Set<string>,
   opts: PullOptions,
   stats: PullStats,
@@ -284,6 +324,10 @@ async function pullSnapshot(
     const manifest = decodeManifest(manifestBlob, `${prefix}: source manifest`);
     const exists = target.listSnapshots(dir.group).some((s) => s.dir.time === dir.time);
     if (!exists) {
+      if (excludedByManifest(manifest, opts)) {
+        opts.log(`${prefix}: ${FILTERED_OUT}`);
+        return;
+      }
       opts.log(`${prefix}: start sync`);
       const { writer, lock } = await target.createSnapshotWriter(dir);
       try {
@@ -304,14 +348,29 @@ async function pullSnapshot(
     try {
       const local = target.openSnapshotReader(dir);
       const writer = target.openSnapshotWriter(dir);
-      const localManifest = local.readFile(MANIFEST_BLOB_NAME);
+      const localManifest = corrupt ? undefined : local.readFile(MANIFEST_BLOB_NAME);
       if (localManifest?.equals(manifestBlob)) {
         await fetchClientLog(reader, writer, local, opts);
         opts.log(`${prefix}: no data changes`);
         return;
       }
-      opts.log(`re-sync snapshot ${prefix}`);
-      await pullFiles(reader, target, writer, manifest, local, seen, prefix, opts, stats);
+      if (excludedByManifest(manifest, opts)) {
+        opts.log(`${prefix}: ${FILTERED_OUT}`);
+        return;
+      }
+      opts.log(corrupt ? `re-sync snapshot ${prefix} due to corruption` : `re-sync snapshot ${prefix}`);
+      // a corrupt snapshot's files are all fetched again, whatever they look like here
+      await pullFiles(
+        reader,
+        target,
+        writer,
+        manifest,
+        corrupt ? undefined : local,
+        seen,
+        prefix,
+        opts,
+        stats,
+      );
       await writer.finishWithManifestBlob(manifestBlob);
       await fetchClientLog(reader, writer, local, opts);
       stats.snapshots++;

@@ -12,6 +12,8 @@
  *   was sent in this session is only appended; others are uploaded as the stored, already
  *   compressed blobs — and the local manifest uploaded last, then `finish`. A session that fails
  *   is dropped, and the remote removes its unfinished snapshot;
+ * - `verified-only` / `encrypted-only` (snapshot-filter.ts): local snapshots not verified ok, or
+ *   not wholly encrypted, are not pushed (and count as vanished for `remove-vanished`, as in PBS);
  * - `remove-vanished`: remote snapshots (not protected) the local group no longer has are
  *   forgotten through the remote's API.
  *
@@ -34,9 +36,16 @@ import {
 } from '../datastore/index.js';
 import { ERR_SYNC_FAILED, ERR_SYNC_SOURCE_MISSING, ERR_TASK_ABORTED, isStowageError } from '../errors.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
+import { listLocalSnapshots } from './local-source.js';
+import {
+  excludedByListing,
+  excludedByManifest,
+  FILTERED_OUT,
+  type SnapshotFlags,
+} from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 
-export interface PushOptions {
+export interface PushOptions extends SnapshotFlags {
   /** Local namespace to push from. */
   ns: BackupNamespace;
   /** Remote namespace to push into. */
@@ -184,12 +193,18 @@ async function pushGroup(
     remote = []; // the group does not exist on the remote yet
   }
   const lastRemote = Math.max(-Infinity, ...remote.map((s) => s['backup-time']));
-  const local = source.listSnapshots(group).filter((s) => s.finished);
+  const finished = listLocalSnapshots(source, group).filter((s) => !s.inProgress);
+  const local = finished.filter((s) => !excludedByListing(s, opts));
+  if (local.length < finished.length)
+    opts.log(
+      `${group}: skipped: ${finished.length - local.length} snapshot(s) - not verified or not encrypted ` +
+        '(verified-only/encrypted-only)',
+    );
   const cutoff = opts.transferLast !== undefined ? Math.max(0, local.length - opts.transferLast) : 0;
   let already = 0;
   let beyond = 0;
   const todo = local.filter((s, pos) => {
-    if (s.dir.time <= lastRemote) {
+    if (s.time <= lastRemote) {
       already++;
       return false;
     }
@@ -203,13 +218,19 @@ async function pushGroup(
   if (beyond > 0) opts.log(`${group}: skipped: ${beyond} snapshot(s) - due to transfer-last`);
   for (const s of todo) {
     throwIfAborted(opts.signal);
-    opts.log(`${s.dir}: start sync`);
-    await pushSnapshot(source, target, s.dir, remoteGroup.snapshot(s.dir.time), opts, stats);
+    const dir = group.snapshot(s.time);
+    opts.log(`${dir}: start sync`);
+    if (!(await pushSnapshot(source, target, dir, remoteGroup.snapshot(s.time), opts, stats))) continue;
     stats.snapshots++;
-    opts.log(`${s.dir}: sync done`);
+    opts.log(`${dir}: sync done`);
   }
   if (opts.removeVanished) {
-    const present = new Set(source.listSnapshots(group).map((s) => s.dir.time));
+    // what the flags leave out is not there for the remote, as in PBS
+    const present = new Set(
+      listLocalSnapshots(source, group)
+        .filter((s) => s.inProgress || !excludedByListing(s, opts))
+        .map((s) => s.time),
+    );
     for (const r of remote) {
       if (present.has(r['backup-time'])) continue;
       const name = `${remoteGroup.snapshot(r['backup-time'])}`;
@@ -236,7 +257,7 @@ async function pushSnapshot(
   remoteDir: BackupDir,
   opts: PushOptions,
   stats: PushStats,
-): Promise<void> {
+): Promise<boolean> {
   const lock = await source.locks.tryLockSnapshot(dir, 'snapshot is being pushed', { shared: true });
   let session: ProtocolSession | undefined;
   let finished = false;
@@ -245,6 +266,10 @@ async function pushSnapshot(
     const manifestBlob = reader.readFile(MANIFEST_BLOB_NAME);
     if (!manifestBlob) throw ERR_SYNC_SOURCE_MISSING(`${dir}: snapshot has no manifest`);
     const manifest = decodeManifest(manifestBlob, `${dir}: manifest`);
+    if (excludedByManifest(manifest, opts)) {
+      opts.log(`${dir}: ${FILTERED_OUT}`);
+      return false;
+    }
     session = await openSnapshotSession(
       {
         target: target.api.target,
@@ -306,6 +331,7 @@ async function pushSnapshot(
     await session.json('POST', 'finish');
     finished = true;
     await session.close();
+    return true;
   } finally {
     if (session && !finished) session.destroy(); // the remote removes the unfinished snapshot
     lock.release();

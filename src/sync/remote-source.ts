@@ -10,6 +10,7 @@ import type { ApiClient, ProtocolSession } from '../client/connection.js';
 import { openSnapshotSession } from '../client/connection.js';
 import { BackupGroup, BackupNamespace, type BackupDir } from '../datastore/index.js';
 import { isStowageError } from '../errors.js';
+import type { ListedSnapshot } from './snapshot-filter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 
 interface NamespaceItem {
@@ -23,6 +24,8 @@ interface SnapshotItem {
   'backup-time': number;
   /** Absent while the backup is still running (PBS `filter_out_in_progress`). */
   size?: number;
+  verification?: { state?: string };
+  files?: Array<{ filename: string; 'crypt-mode'?: string }>;
 }
 
 export class RemoteSyncSource implements SyncSource {
@@ -67,14 +70,19 @@ export class RemoteSyncSource implements SyncSource {
     return items.map((g) => new BackupGroup(ns, g['backup-type'], g['backup-id']));
   }
 
-  async listSnapshots(group: BackupGroup): Promise<Array<{ time: number; inProgress: boolean }>> {
+  async listSnapshots(group: BackupGroup): Promise<ListedSnapshot[]> {
     const items = await this.api.call<SnapshotItem[]>('GET', `${this.base}/snapshots`, {
       ...(group.ns.isRoot() ? {} : { ns: group.ns.name }),
       'backup-type': group.type,
       'backup-id': group.id,
     });
     return items
-      .map((s) => ({ time: s['backup-time'], inProgress: s.size === undefined }))
+      .map((s) => ({
+        time: s['backup-time'],
+        inProgress: s.size === undefined,
+        ...(s.verification?.state !== undefined && { verifyState: s.verification.state }),
+        files: (s.files ?? []).map((f) => ({ filename: f.filename, cryptMode: f['crypt-mode'] })),
+      }))
       .sort((a, b) => a.time - b.time);
   }
 

@@ -36,6 +36,12 @@ export interface PullRequest {
   /** Push: the same for uploads. */
   'rate-out'?: string;
   'burst-out'?: string;
+  /** PBS 4: only snapshots whose last verification succeeded. */
+  'verified-only'?: boolean;
+  /** PBS 4: only snapshots whose every archive is encrypted. */
+  'encrypted-only'?: boolean;
+  /** Pull only: sync again the target's snapshots whose last verification failed. */
+  'resync-corrupt'?: boolean;
 }
 
 /** The limiter of one direction, or undefined without a rate. */
@@ -91,6 +97,9 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
     owner: opts.owner,
     removeVanished: req['remove-vanished'] ?? false,
+    verifiedOnly: req['verified-only'] ?? false,
+    encryptedOnly: req['encrypted-only'] ?? false,
+    resyncCorrupt: req['resync-corrupt'] ?? false,
     log: opts.log,
     ...(opts.signal && { signal: opts.signal }),
     ...(opts.mayCreateNamespace && { mayCreateNamespace: opts.mayCreateNamespace }),
@@ -123,6 +132,8 @@ export async function runPush(req: PullRequest, opts: RunPushOptions): Promise<P
       ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
       ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
       removeVanished: req['remove-vanished'] ?? false,
+      verifiedOnly: req['verified-only'] ?? false,
+      encryptedOnly: req['encrypted-only'] ?? false,
       ...(params.rateOut && { rateLimit: params.rateOut }),
       ...(opts.mayPush && { mayPush: opts.mayPush }),
       log: opts.log,

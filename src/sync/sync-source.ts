@@ -4,6 +4,7 @@
  * sees only this interface, so both are synced by the same code.
  */
 import type { BackupDir, BackupGroup, BackupNamespace } from '../datastore/index.js';
+import type { ListedSnapshot } from './snapshot-filter.js';
 
 export interface SyncSource {
   /** For log lines: `remote 'offsite' datastore 'store1'` or `datastore 'store1'`. */
@@ -12,10 +13,10 @@ export interface SyncSource {
   listNamespaces(root: BackupNamespace, maxDepth: number | undefined): Promise<BackupNamespace[]>;
   listGroups(ns: BackupNamespace): Promise<BackupGroup[]>;
   /**
-   * The snapshots of `group`, oldest first: their times, and which are still being written
-   * (those are never synced).
+   * The snapshots of `group`, oldest first: their times, which are still being written (those
+   * are never synced), their verify state and files (for `verified-only` / `encrypted-only`).
    */
-  listSnapshots(group: BackupGroup): Promise<Array<{ time: number; inProgress: boolean }>>;
+  listSnapshots(group: BackupGroup): Promise<ListedSnapshot[]>;
   /** Open one snapshot for reading (a reader session, a shared snapshot lock). */
   openReader(dir: BackupDir): Promise<SyncReader>;
 }

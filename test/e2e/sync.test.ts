@@ -11,7 +11,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ApiClient } from '../../src/client/connection.js';
+import { request as httpsRequest } from 'node:https';
+import { ApiClient, authHeaders } from '../../src/client/connection.js';
 import { remoteConfig } from '../../src/config/remote-config.js';
 import {
   ROOT_PASSWORD,
@@ -138,7 +139,8 @@ test('a pull copies every group and snapshot; restores from the target are byte-
 
 test('source read-only still syncs; source offline is reported with its message; target read-only refuses at once', async () => {
   writeFileSync(join(tree, 'changing.txt'), 'third web\n');
-  assert.equal((await runTreeBackup(src.env, tree, 'web', T0 + 120)).code, 0);
+  const fresh = await runTreeBackup(src.env, tree, 'web', T0 + 120);
+  assert.equal(fresh.code, 0, fresh.stderr);
 
   await setMode(srcApi, 'type=read-only,message=migrating');
   try {
@@ -493,4 +495,147 @@ test('the CLI pulls now following the task, lists sync jobs and remotes, scans a
   assert.notEqual(missing.code, 0);
   assert.match(missing.stderr, /remote 'nosuch' does not exist/);
   assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+});
+
+/**
+ * POST `path` with its parameters in the query string and/or a form-encoded body (as the PBS web
+ * UI and other clients send them, not as our JSON client does); the task's UPID.
+ */
+function postRaw(api: ApiClient, path: string, opts: { query?: string; form?: string }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: api.target.host,
+        port: api.target.port,
+        method: 'POST',
+        path: `/api2/json${path}${opts.query ? `?${opts.query}` : ''}`,
+        rejectUnauthorized: false, // loopback test server with its own certificate
+        headers: {
+          ...authHeaders(api.credentials, 'POST'),
+          ...(opts.form !== undefined && { 'content-type': 'application/x-www-form-urlencoded' }),
+        },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString();
+          if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: ${text}`));
+          else resolve((JSON.parse(text) as { data: string }).data);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.form);
+  });
+}
+
+test('verified-only and encrypted-only select by the remote listing (form body, query), resync-corrupt is refused for a push', async () => {
+  // the source's newest host/web snapshot is verified, and a newer one made that is not
+  const web = (
+    await srcApi.call<Array<{ 'backup-id': string; 'backup-time': number }>>(
+      'GET',
+      `/admin/datastore/${STORE}/snapshots`,
+      { 'backup-type': 'host', 'backup-id': 'web' },
+    )
+  )
+    .map((x) => x['backup-time'])
+    .sort((a, b) => a - b);
+  const checked = web.at(-1)!;
+  const verify = await srcApi.call<string>('POST', `/admin/datastore/${STORE}/verify`, {
+    'backup-type': 'host',
+    'backup-id': 'web',
+    'backup-time': checked,
+  });
+  assert.equal((await taskEnd(srcApi, verify)).status, 'OK');
+  const fresh = await runTreeBackup(src.env, tree, 'web', checked + 60);
+  assert.equal(fresh.code, 0, fresh.stderr);
+
+  // a pull with the flag in a form body brings the verified one only
+  const pulled = await taskEnd(
+    dstApi,
+    await postRaw(dstApi, '/pull', {
+      form: `store=${STORE}&remote=site-a&remote-store=${STORE}&ns=verified&verified-only=1`,
+    }),
+  );
+  assert.equal(pulled.status, 'OK', pulled.log.join('\n'));
+  const verified = await dstApi.call<Array<{ 'backup-id': string; 'backup-time': number }>>(
+    'GET',
+    `/admin/datastore/${STORE}/snapshots`,
+    { ns: 'verified' },
+  );
+  assert.deepEqual(
+    verified.map((s) => `${s['backup-id']}/${s['backup-time']}`),
+    [`web/${checked}`],
+  );
+  assert.ok(
+    pulled.log.some((l) =>
+      l.endsWith(
+        `host/web: skipped: ${web.length} snapshot(s) - not verified or not encrypted (verified-only/encrypted-only)`,
+      ),
+    ),
+    pulled.log.join('\n'),
+  );
+
+  // a sync job keeps the flag in sync.cfg, runs with it, and drops it with `delete`
+  await dstApi.call('POST', '/config/sync', {
+    id: 'verified-job',
+    store: STORE,
+    ns: 'verified-job',
+    remote: 'site-a',
+    'remote-store': STORE,
+    'verified-only': true,
+  });
+  assert.match(readFileSync(join(dst.root, 'etc', 'sync.cfg'), 'utf8'), /\n\tverified-only true\n/);
+  const ran = await taskEnd(dstApi, await dstApi.call<string>('POST', '/admin/sync/verified-job/run'));
+  assert.equal(ran.status, 'OK', ran.log.join('\n'));
+  assert.deepEqual(
+    (
+      await dstApi.call<Array<{ 'backup-time': number }>>('GET', `/admin/datastore/${STORE}/snapshots`, {
+        ns: 'verified-job',
+      })
+    ).map((x) => x['backup-time']),
+    [checked],
+  );
+  await dstApi.call('PUT', '/config/sync/verified-job', { delete: ['verified-only'] });
+  assert.equal(
+    (await dstApi.call<Record<string, unknown>>('GET', '/config/sync/verified-job'))['verified-only'],
+    undefined,
+  );
+
+  // a push with the flag in the query (no body): nothing here is encrypted, nothing is pushed
+  const pushed = await taskEnd(
+    srcApi,
+    await postRaw(srcApi, '/push', {
+      query: `store=${STORE}&remote=site-b&remote-store=${STORE}&remote-ns=encrypted&encrypted-only=true`,
+    }),
+  );
+  assert.equal(pushed.status, 'OK', pushed.log.join('\n'));
+  assert.ok(
+    pushed.log.some((l) => /Summary: 0 snapshot\(s\) pushed/.test(l)),
+    pushed.log.join('\n'),
+  );
+  assert.deepEqual(await dstApi.call('GET', `/admin/datastore/${STORE}/snapshots`, { ns: 'encrypted' }), []);
+
+  // resync-corrupt is a pull's option: a push, or a push job, is refused with 400 naming it
+  await assert.rejects(
+    push({ 'resync-corrupt': true }),
+    (err: Error & { status?: number }) => err.status === 400 && /resync-corrupt/.test(err.message),
+  );
+  await assert.rejects(
+    srcApi.call('POST', '/config/sync', {
+      id: 'push-resync',
+      store: STORE,
+      remote: 'site-b',
+      'remote-store': STORE,
+      'sync-direction': 'push',
+      'resync-corrupt': false,
+    }),
+    (err: Error & { status?: number }) =>
+      err.status === 400 && /push jobs do not support resync-corrupt option/.test(err.message),
+  );
+  assert.equal(
+    (await srcApi.call<Array<{ id: string }>>('GET', '/config/sync')).some((j) => j.id === 'push-resync'),
+    false,
+  );
 });

@@ -22,6 +22,10 @@ export interface FixtureSnapshot {
   ns?: string;
   /** Distinguishes the chunk contents of snapshots. */
   label?: string;
+  /** The manifest's `verify_state` (as a verify job records it); none by default. */
+  verifyState?: 'ok' | 'failed';
+  /** Listed as an encrypted backup: the index `encrypt`, the manifest signed (the chunks stay plain). */
+  encrypted?: boolean;
 }
 
 /** Write finished snapshots (one 2-chunk fixed index each) into datastore `store`. */
@@ -63,10 +67,12 @@ export async function writeSnapshots(
         const manifest = newManifest(group.type, group.id, dir.time);
         manifest.files.push({
           filename: 'drive-scsi0.img.fidx',
-          'crypt-mode': 'none',
+          'crypt-mode': s.encrypted ? 'encrypt' : 'none',
           size: f.size,
           csum: f.csum.toString('hex'),
         });
+        if (s.encrypted) manifest.signature = 'ab'.repeat(32);
+        if (s.verifyState) manifest.unprotected.verify_state = { upid: 'UPID:fixture', state: s.verifyState };
         storeManifest(path, manifest);
       } finally {
         lock.release();

@@ -8,13 +8,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';
-import { BackupGroup, BackupNamespace } from '../../src/datastore/backup-info.js';
+import { BackupGroup, BackupNamespace, type BackupDir } from '../../src/datastore/backup-info.js';
 import { LocalSyncSource } from '../../src/sync/local-source.js';
 import { pullStore, type PullOptions } from '../../src/sync/pull.js';
 import { RateLimiter } from '../../src/sys/rate-limiter.js';
 import { groupPasses, parseGroupFilter } from '../../src/sync/group-filter.js';
 import type { SyncSource } from '../../src/sync/sync-source.js';
 import { StowageError } from '../../src/errors.js';
+import { existsSync, renameSync } from 'node:fs';
+import { chunkFilePath } from '../../src/datastore/chunk-store.js';
+import type { Datastore } from '../../src/datastore/datastore.js';
+import { sha256 } from '../../src/datastore/digest.js';
+import { datastoreInternals } from '../helpers/datastore-internals.js';
 
 const T0 = 1_700_000_000;
 
@@ -56,23 +61,28 @@ async function run(
   }
 }
 
-async function snapshots(store: string, ns: string): Promise<string[]> {
+/** The finished snapshots of `store`/`ns`. */
+async function finishedDirs(store: string, ns: string): Promise<BackupDir[]> {
   const h = await inst.access.lookupDatastore(store, 'read', { kind: 'test' });
   try {
     const nsObj = BackupNamespace.parse(ns);
     if (!h.datastore.namespaceExists(nsObj)) return [];
     return h.datastore
       .listGroups(nsObj)
-      .flatMap((g) =>
-        h.datastore
-          .listSnapshots(g)
-          .filter((s) => s.finished)
-          .map((s) => `${s.dir}`),
-      )
-      .sort();
+      .flatMap((g) => h.datastore.listSnapshots(g).filter((s) => s.finished))
+      .map((s) => s.dir);
   } finally {
     await h.release();
   }
+}
+
+async function snapshots(store: string, ns: string): Promise<string[]> {
+  return (await finishedDirs(store, ns)).map((d) => `${d}`).sort();
+}
+
+/** The times of the finished snapshots of `store`/`ns`, oldest first. */
+async function times(store: string, ns: string): Promise<number[]> {
+  return (await finishedDirs(store, ns)).map((d) => d.time).sort((a, b) => a - b);
 }
 
 test('a source failing half-way leaves no snapshot on the target; the next pull completes it', async () => {
@@ -194,3 +204,105 @@ test('rate-in paces the downloads: the bytes pulled take at least (bytes - burst
   assert.ok(bytes > 2 * rate, `enough data to pace (${bytes} bytes)`);
   assert.ok(elapsed >= (bytes - 10) / rate - 0.05, `${bytes} bytes in ${elapsed} s at ${rate} B/s`);
 });
+
+test('verified-only and encrypted-only pull what PBS pulls, checked on the listing and again on the manifest read', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '400', time: T0, ns: 'f1', verifyState: 'ok', encrypted: true },
+    { type: 'vm', id: '400', time: T0 + 60, ns: 'f1', verifyState: 'ok' },
+    { type: 'vm', id: '400', time: T0 + 120, ns: 'f1', verifyState: 'failed', encrypted: true },
+    { type: 'vm', id: '400', time: T0 + 180, ns: 'f1', encrypted: true },
+  ]);
+  const into = (ns: string) => ({ ns: BackupNamespace.parse(ns) });
+  const verified = await run('f1', { ...into('f1-verified'), verifiedOnly: true });
+  assert.equal(verified.error, undefined, verified.log.join('\n'));
+  assert.deepEqual(await times('dst', 'f1-verified'), [T0, T0 + 60]);
+  assert.ok(
+    verified.log.includes(
+      'vm/400: skipped: 2 snapshot(s) - not verified or not encrypted (verified-only/encrypted-only)',
+    ),
+    verified.log.join('\n'),
+  );
+  const encrypted = await run('f1', { ...into('f1-encrypted'), encryptedOnly: true });
+  assert.deepEqual(await times('dst', 'f1-encrypted'), [T0, T0 + 120, T0 + 180], encrypted.log.join('\n'));
+  const both = await run('f1', { ...into('f1-both'), verifiedOnly: true, encryptedOnly: true });
+  assert.deepEqual(await times('dst', 'f1-both'), [T0], both.log.join('\n'));
+
+  // a listing that says every snapshot is verified and encrypted: the manifests still decide
+  const lying = (s: SyncSource): SyncSource => ({
+    description: s.description,
+    listNamespaces: (r, d) => s.listNamespaces(r, d),
+    listGroups: (ns) => s.listGroups(ns),
+    listSnapshots: async (g) =>
+      (await s.listSnapshots(g)).map((x) => ({
+        ...x,
+        verifyState: 'ok',
+        files: x.files.map((f) => ({
+          ...f,
+          cryptMode: f.filename.endsWith('.blob') ? 'sign-only' : 'encrypt',
+        })),
+      })),
+    openReader: (dir) => s.openReader(dir),
+  });
+  const checked = await run('f1', { ...into('f1-lying'), verifiedOnly: true, encryptedOnly: true }, lying);
+  assert.equal(checked.error, undefined, checked.log.join('\n'));
+  assert.deepEqual(await times('dst', 'f1-lying'), [T0]);
+  const filtered = checked.log.filter((l) =>
+    l.endsWith(': skipped, did not match verified-only/encrypted-only filter'),
+  );
+  assert.equal(filtered.length, 3, checked.log.join('\n'));
+});
+
+test('with verified-only, remove-vanished deletes the target copy of a snapshot the source has but not verified (as PBS)', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '401', time: T0, ns: 'f2', verifyState: 'ok' },
+    { type: 'vm', id: '401', time: T0 + 60, ns: 'f2' },
+  ]);
+  assert.equal((await run('f2')).error, undefined);
+  assert.deepEqual(await times('dst', 'f2'), [T0, T0 + 60]);
+  const r = await run('f2', { verifiedOnly: true, removeVanished: true });
+  assert.equal(r.error, undefined, r.log.join('\n'));
+  assert.deepEqual(await times('dst', 'f2'), [T0]);
+  assert.ok(
+    r.log.some((l) => l.startsWith('delete vanished snapshot ')),
+    r.log.join('\n'),
+  );
+});
+
+test('resync-corrupt pulls again a snapshot whose verification failed on the target, its lost chunk included, beyond transfer-last', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '402', time: T0, ns: 'f3', label: 'resync-a' },
+    { type: 'vm', id: '402', time: T0 + 60, ns: 'f3', label: 'resync-b' },
+  ]);
+  assert.equal((await run('f3')).error, undefined);
+  // what a failed verification leaves: the state in the manifest, the corrupt chunk renamed away
+  const dir = new BackupGroup(BackupNamespace.parse('f3'), 'vm', '402').snapshot(T0);
+  const lost = chunkFilePath(await withDst((ds) => ds.basePath), sha256(Buffer.alloc(4096, 'resync-a:0;')));
+  await withDst(async (ds) => {
+    await ds.updateManifest(dir, (m) => {
+      m.unprotected.verify_state = { upid: 'UPID:test-verify', state: 'failed' };
+    });
+    renameSync(lost, `${lost}.0.bad`);
+  });
+  const state = () => withDst((ds) => ds.loadManifest(dir).unprotected.verify_state?.state);
+
+  const plain = await run('f3');
+  assert.equal(plain.error, undefined, plain.log.join('\n'));
+  assert.equal(existsSync(lost), false, 'a plain pull leaves an older snapshot as it is');
+  assert.equal(await state(), 'failed');
+
+  const r = await run('f3', { resyncCorrupt: true, transferLast: 1 });
+  assert.equal(r.error, undefined, r.log.join('\n'));
+  assert.ok(r.log.includes(`re-sync snapshot ${dir} due to corruption`), r.log.join('\n'));
+  assert.equal(existsSync(lost), true, 'the lost chunk is downloaded again');
+  assert.equal(await state(), undefined, "the source's manifest replaces the failed one");
+});
+
+/** `fn` on the target datastore (admitted as ingest), with its paths. */
+async function withDst<T>(fn: (ds: Datastore) => T | Promise<T>): Promise<T> {
+  const h = await inst.access.lookupDatastore('dst', 'ingest', { kind: 'test' });
+  try {
+    return await fn(datastoreInternals(h.datastore));
+  } finally {
+    await h.release();
+  }
+}

@@ -24,6 +24,9 @@ interface SyncOptions {
   burstIn?: string;
   rateOut?: string;
   burstOut?: string;
+  verifiedOnly?: boolean;
+  encryptedOnly?: boolean;
+  resyncCorrupt?: boolean;
 }
 
 const withSyncOptions = (cmd: Command): Command =>
@@ -37,7 +40,13 @@ const withSyncOptions = (cmd: Command): Command =>
     .option('--rate-in <size>', 'most bytes per second downloaded, e.g. 10MiB (pull)')
     .option('--burst-in <size>', 'burst of downloads (pull)')
     .option('--rate-out <size>', 'most bytes per second uploaded (push)')
-    .option('--burst-out <size>', 'burst of uploads (push)');
+    .option('--burst-out <size>', 'burst of uploads (push)')
+    .option('--verified-only', 'only snapshots whose last verification succeeded')
+    .option('--encrypted-only', 'only snapshots whose every archive is encrypted');
+
+/** `--resync-corrupt`: pulls only (the server refuses it for a push). */
+const withResyncCorrupt = (cmd: Command): Command =>
+  cmd.option('--resync-corrupt', 'sync again the snapshots whose last verification failed here (pull)');
 
 /** The API's names; unset options are left out (the JSON body drops undefined). */
 function syncFields(o: SyncOptions): Record<string, unknown> {
@@ -52,14 +61,19 @@ function syncFields(o: SyncOptions): Record<string, unknown> {
     'burst-in': o.burstIn,
     'rate-out': o.rateOut,
     'burst-out': o.burstOut,
+    'verified-only': o.verifiedOnly,
+    'encrypted-only': o.encryptedOnly,
+    'resync-corrupt': o.resyncCorrupt,
   };
 }
 
 export function registerSyncCommands(program: Command): void {
-  withSyncOptions(
-    program
-      .command('pull <remote> <remote-store> <store>')
-      .description("sync a remote's datastore into a local one now ('-' as remote: a local datastore)"),
+  withResyncCorrupt(
+    withSyncOptions(
+      program
+        .command('pull <remote> <remote-store> <store>')
+        .description("sync a remote's datastore into a local one now ('-' as remote: a local datastore)"),
+    ),
   ).action(async (remote: string, remoteStore: string, store: string, o: SyncOptions, cmd: Command) => {
     const client = await adminClient(globals(cmd));
     const upid = await client.call<string>('POST', '/pull', {
@@ -132,7 +146,7 @@ export function registerSyncCommands(program: Command): void {
       );
     });
 
-  withSyncOptions(job.command('create <id>').description('create a sync job'))
+  withResyncCorrupt(withSyncOptions(job.command('create <id>').description('create a sync job')))
     .requiredOption('--store <datastore>', 'the local datastore')
     .requiredOption('--remote-store <datastore>', "the remote's datastore (a local one without --remote)")
     .option('--remote <remote>', 'the remote')
@@ -157,7 +171,7 @@ export function registerSyncCommands(program: Command): void {
       process.stdout.write(`sync job '${id}' created\n`);
     });
 
-  withSyncOptions(job.command('update <id>').description('change a sync job'))
+  withResyncCorrupt(withSyncOptions(job.command('update <id>').description('change a sync job')))
     .option('--schedule <calendar-event>')
     .option('--owner <auth-id>')
     .option('--comment <text>')

@@ -11,6 +11,7 @@ import { ERR_GROUP_PARTIALLY_DELETED } from '../../../errors.js';
 import {
   type BackupDir,
   MANIFEST_BLOB_NAME,
+  manifestCryptMode,
   type ReadonlyDatastore,
   type SnapshotInfo,
 } from '../../../datastore/index.js';
@@ -65,7 +66,7 @@ function contentOf(ds: ReadonlyDatastore, dir: BackupDir, names: readonly string
   }));
   files.push({
     filename: MANIFEST_BLOB_NAME,
-    'crypt-mode': manifest.signature ? 'sign-only' : 'none',
+    'crypt-mode': manifestCryptMode(manifest),
     size: sizes.get(MANIFEST_BLOB_NAME),
   });
   for (const name of names) {
