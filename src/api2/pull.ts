@@ -20,6 +20,7 @@ import type { ReadHandle, WriteHandle } from '../maintenance/datastore-access.js
 import { remoteConfig } from '../config/remote-config.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { checkPullRequest, runPull, type PullRequest } from '../sync/run-sync.js';
+import { ownerNamespaceRights } from '../sync/namespace-rights.js';
 import { NsSchema, StoreSchema } from './admin/datastore/common.js';
 
 export const RemoteIdSchema = Type.String({
@@ -127,8 +128,7 @@ async function spawnPull(server: ServerContext, authId: string, req: PullRequest
         owner: authId,
         log: (line) => worker.log(line),
         signal: worker.signal,
-        mayCreateNamespace: (ns) =>
-          server.userInfo.get().checkPrivs(authId, aclPath(req.store, ns.parent()), ['Datastore.Modify']),
+        namespaceRights: ownerNamespaceRights(server.userInfo.get(), authId, req.store),
       });
       worker.log(`pull datastore '${req.store}' end`);
     },

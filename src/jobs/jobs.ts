@@ -20,6 +20,7 @@ import type { PruneJobConfig, SyncJobConfig, VerifyJobConfig } from '../config/j
 import { isRemovable, startUnmount } from '../maintenance/removable-datastore.js';
 import { SUPERUSER } from '../config/user-config.js';
 import { runPull, runPush } from '../sync/run-sync.js';
+import { ownerNamespaceRights } from '../sync/namespace-rights.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import type { JobType } from './job-state.js';
@@ -28,6 +29,8 @@ import type { ServerContext } from '../http/context.js';
 /** The parts of the server context jobs and the scheduler use. */
 export type JobContext = Pick<ServerContext, 'paths' | 'tasks' | 'datastores'> & {
   log?: Pick<ServerContext['log'], 'info' | 'warn' | 'error'>;
+  /** The job owners' privileges (a pull job's namespace checks); none: not checked. */
+  userInfo?: ServerContext['userInfo'];
 };
 
 export interface JobSpec<Op extends DataClass = DataClass> {
@@ -271,6 +274,7 @@ export function syncJob(job: SyncJobConfig): JobSpec {
         owner,
         log: (line) => task.log(line),
         signal: task.signal,
+        ...(ctx.userInfo && { namespaceRights: ownerNamespaceRights(ctx.userInfo.get(), owner, job.store) }),
       });
       task.log(
         stats.bytes > 0

@@ -20,7 +20,10 @@
  *   manifest cannot be read) is synced again whatever its age, every file and every chunk the
  *   target lacks (a failed verification renamed its corrupt chunks away);
  * - `remove-vanished`: target snapshots and groups (of the owner, passing the filters) the source
- *   no longer has are deleted; protected snapshots stay.
+ *   no longer has are deleted; protected snapshots stay. So are the namespaces below the target
+ *   namespace (within `max-depth`) that no source namespace maps onto, with everything in them,
+ *   deepest first, as PBS's `check_and_remove_vanished_ns`: only those the owner sees (Backup or
+ *   Audit) and may remove (Modify on the parent); one holding protected snapshots stays.
  *
  * The caller admits the target as an ingest operation (kind `sync`) and a local source as read.
  */
@@ -56,6 +59,7 @@ import {
 } from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
+import type { NamespaceRights } from './namespace-rights.js';
 
 export interface PullOptions extends SnapshotFlags {
   /** Target namespace (root when absent). */
@@ -72,8 +76,8 @@ export interface PullOptions extends SnapshotFlags {
   transferLast?: number;
   log(line: string): void;
   signal?: AbortSignal;
-  /** Called before a target namespace is created (a permission check); throws to refuse. */
-  mayCreateNamespace?(ns: BackupNamespace): void;
+  /** The sync owner's rights on target namespaces (creating, removing vanished ones); all without. */
+  namespaceRights?: NamespaceRights;
   /** `rate-in`/`burst-in`: the chunk downloads' pace. */
   rateLimit?: RateLimiter;
   /** Sync again the target's snapshots whose last verification failed. */
@@ -89,6 +93,7 @@ export interface PullStats {
   reusedChunks: number;
   removedSnapshots: number;
   removedGroups: number;
+  removedNamespaces: number;
   /** Groups that failed (the sync goes on with the others and fails at the end). */
   errors: number;
 }
@@ -100,6 +105,7 @@ const emptyStats = (): PullStats => ({
   reusedChunks: 0,
   removedSnapshots: 0,
   removedGroups: 0,
+  removedNamespaces: 0,
   errors: 0,
 });
 
@@ -133,9 +139,11 @@ export async function pullStore(
       `source namespace '${opts.sourceNs.name}' does not exist on ${source.description}`,
     );
   }
+  const synced = new Set<string>();
   for (const srcNs of namespaces) {
     throwIfAborted(opts.signal);
     const targetNs = mapNamespace(srcNs, opts.sourceNs, opts.ns);
+    synced.add(targetNs.name);
     opts.log('----');
     opts.log(
       `Syncing ${source.description}${srcNs.isRoot() ? '' : `, namespace '${srcNs.name}'`} into ${describeNs(target.name, targetNs)}`,
@@ -145,7 +153,7 @@ export async function pullStore(
         for (let depth = 1; depth <= targetNs.depth; depth++) {
           const level = BackupNamespace.fromComponents(targetNs.components.slice(0, depth));
           if (target.namespaceExists(level)) continue;
-          opts.mayCreateNamespace?.(level);
+          opts.namespaceRights?.checkModify(level);
           await target.createNamespace(level);
           opts.log(`Created namespace ${level.name}`);
         }
@@ -157,15 +165,55 @@ export async function pullStore(
     }
     await pullNamespace(source, target, srcNs, targetNs, opts, stats);
   }
+  if (opts.removeVanished) await removeVanishedNamespaces(target, synced, opts, stats);
   opts.log(
     `Summary: ${stats.snapshots} snapshot(s) synced, ${stats.chunks} chunk(s) downloaded ` +
       `(${stats.bytes} bytes), ${stats.reusedChunks} chunk(s) already present` +
       (opts.removeVanished
-        ? `, ${stats.removedSnapshots} vanished snapshot(s) and ${stats.removedGroups} group(s) removed`
+        ? `, ${stats.removedSnapshots} vanished snapshot(s), ${stats.removedGroups} group(s) and ` +
+          `${stats.removedNamespaces} namespace(s) removed`
         : ''),
   );
   if (stats.errors > 0) throw ERR_SYNC_FAILED();
   return stats;
+}
+
+/**
+ * PBS `check_and_remove_vanished_ns`: the target's namespaces below `opts.ns` (to `max-depth`)
+ * that no source namespace was mapped onto, deepest first.
+ */
+async function removeVanishedNamespaces(
+  target: WritableDatastore,
+  synced: ReadonlySet<string>,
+  opts: PullOptions,
+  stats: PullStats,
+): Promise<void> {
+  if (!target.namespaceExists(opts.ns)) return;
+  const local = target
+    .listNamespaces(opts.ns, opts.maxDepth)
+    .filter((ns) => !ns.isRoot() && !ns.equals(opts.ns) && !synced.has(ns.name))
+    .filter((ns) => opts.namespaceRights?.sees(ns) ?? true)
+    .sort((a, b) => b.name.length - a.name.length);
+  for (const ns of local) {
+    throwIfAborted(opts.signal);
+    // a child removed before may have taken this one with it
+    if (!target.namespaceExists(ns)) continue;
+    try {
+      try {
+        opts.namespaceRights?.checkModify(ns);
+      } catch (err) {
+        throw new Error(`Removing ${ns.name} not allowed - ${(err as Error).message}`);
+      }
+      const { removedAll } = await target.deleteNamespace(ns, { deleteGroups: true });
+      if (removedAll) {
+        opts.log(`Removed namespace ${ns.name}`);
+        stats.removedNamespaces++;
+      } else opts.log(`Did not remove namespace ${ns.name} - protected snapshots remain`);
+    } catch (err) {
+      opts.log(`Failed to remove namespace ${ns.name} - ${(err as Error).message}`);
+      stats.errors++;
+    }
+  }
 }
 
 async function pullNamespace(

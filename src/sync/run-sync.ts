@@ -18,6 +18,7 @@ import type { BackupGroup } from '../datastore/index.js';
 import { connectRemote } from './remote-client.js';
 import { RemoteSyncSource } from './remote-source.js';
 import type { SyncSource } from './sync-source.js';
+import type { NamespaceRights } from './namespace-rights.js';
 
 /** What one pull needs, from `POST /pull` or a sync job (PBS's names). */
 export interface PullRequest {
@@ -74,8 +75,8 @@ export interface RunPullOptions {
   owner: string;
   log(line: string): void;
   signal?: AbortSignal;
-  /** A permission check before a target namespace is created. */
-  mayCreateNamespace?(ns: BackupNamespace): void;
+  /** The owner's rights on target namespaces (creating them, removing vanished ones). */
+  namespaceRights?: NamespaceRights;
 }
 
 export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<PullStats> {
@@ -102,7 +103,7 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     resyncCorrupt: req['resync-corrupt'] ?? false,
     log: opts.log,
     ...(opts.signal && { signal: opts.signal }),
-    ...(opts.mayCreateNamespace && { mayCreateNamespace: opts.mayCreateNamespace }),
+    ...(opts.namespaceRights && { namespaceRights: opts.namespaceRights }),
   });
 }
 

@@ -306,3 +306,55 @@ async function withDst<T>(fn: (ds: Datastore) => T | Promise<T>): Promise<T> {
     await h.release();
   }
 }
+
+test('remove-vanished removes the target namespaces no source namespace maps onto, deepest first, as the owner may', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '500', time: T0, ns: 'v1/a' },
+    { type: 'vm', id: '501', time: T0, ns: 'v1/b/deep' },
+  ]);
+  assert.equal((await run('v1')).error, undefined);
+  assert.equal((await snapshots('dst', 'v1/b/deep')).length, 1);
+  // gone from the source: v1/b (with v1/b/deep); only on the target: three more
+  const src = await inst.access.lookupDatastore('src', 'ingest', { kind: 'test' });
+  await src.datastore.deleteNamespace(BackupNamespace.parse('v1/b'), { deleteGroups: true });
+  await src.release();
+  await writeSnapshots(inst.access, 'dst', [
+    { type: 'vm', id: '502', time: T0, ns: 'v1/kept', owner: 'sync@pbs' },
+    { type: 'vm', id: '503', time: T0, ns: 'v1/refused', owner: 'sync@pbs' },
+    { type: 'vm', id: '504', time: T0, ns: 'v1/hidden', owner: 'sync@pbs' },
+  ]);
+  await withDst((ds) =>
+    ds.setProtected(new BackupGroup(BackupNamespace.parse('v1/kept'), 'vm', '502').snapshot(T0), true),
+  );
+
+  const r = await run('v1', {
+    removeVanished: true,
+    namespaceRights: {
+      checkModify: (ns) => {
+        if (ns.name === 'v1/refused') throw new Error('missing privilege Datastore.Modify');
+      },
+      sees: (ns) => ns.name !== 'v1/hidden',
+    },
+  });
+  assert.match(String(r.error?.message), /sync failed with some errors/);
+  const removed = r.log.filter((l) => l.startsWith('Removed namespace '));
+  assert.deepEqual(removed, ['Removed namespace v1/b/deep', 'Removed namespace v1/b'], r.log.join('\n'));
+  assert.ok(
+    r.log.includes('Did not remove namespace v1/kept - protected snapshots remain'),
+    r.log.join('\n'),
+  );
+  assert.ok(
+    r.log.includes(
+      'Failed to remove namespace v1/refused - Removing v1/refused not allowed - missing privilege Datastore.Modify',
+    ),
+    r.log.join('\n'),
+  );
+  const dst = await inst.access.lookupDatastore('dst', 'read', { kind: 'test' });
+  try {
+    const left = dst.datastore.listNamespaces(BackupNamespace.parse('v1')).map((ns) => ns.name);
+    assert.deepEqual(left.sort(), ['v1', 'v1/a', 'v1/hidden', 'v1/kept', 'v1/refused']);
+  } finally {
+    await dst.release();
+  }
+  assert.equal((await snapshots('dst', 'v1/a')).length, 1, 'what the source has stays');
+});
