@@ -21,6 +21,7 @@ import { remoteConfig } from '../config/remote-config.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { checkPullRequest, runPull, type PullRequest } from '../sync/run-sync.js';
 import { ownerNamespaceRights } from '../sync/namespace-rights.js';
+import { MAX_SYNC_WORKERS } from '../config/job-config.js';
 import { NsSchema, StoreSchema } from './admin/datastore/common.js';
 
 export const RemoteIdSchema = Type.String({
@@ -35,6 +36,11 @@ const StringOrList = Type.Union([
 
 /** A PBS HumanByte (`10MiB`, `1.5 GB`, `500000`); fully checked where it is parsed (400 naming it). */
 export const ByteSizeSchema = (description: string) => Type.String({ maxLength: 32, description });
+
+/** PBS 4's `worker-threads` (pull, push and sync jobs). */
+export const WorkerThreadsSchema = Type.Optional(
+  Type.Integer({ minimum: 1, maximum: MAX_SYNC_WORKERS, description: 'Groups synced at once (default 1).' }),
+);
 
 /** PBS 4's `verified-only` and `encrypted-only` (pull, push and sync jobs). */
 export const SnapshotFlagSchemas = {
@@ -61,6 +67,7 @@ export const PullBodySchema = Type.Object({
   'rate-out': Type.Optional(ByteSizeSchema('Most bytes per second uploaded (push)')),
   'burst-out': Type.Optional(ByteSizeSchema('Burst of uploads (push)')),
   ...SnapshotFlagSchemas,
+  'worker-threads': WorkerThreadsSchema,
   'resync-corrupt': Type.Optional(
     Type.Boolean({ description: 'Sync again the snapshots whose last verification failed here.' }),
   ),

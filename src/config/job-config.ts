@@ -158,7 +158,12 @@ export interface SyncJobConfig extends JobBase {
   'encrypted-only'?: boolean;
   /** Pull jobs only: sync again the target's snapshots whose last verification failed. */
   'resync-corrupt'?: boolean;
+  /** PBS 4: groups synced at once (1 to 32). */
+  'worker-threads'?: number;
 }
+
+/** PBS `SYNC_WORKER_THREADS_SCHEMA`: a sync's `worker-threads` is 1 to 32 (default 1). */
+export const MAX_SYNC_WORKERS = 32;
 
 export const SYNC_JOBS: JobKind<SyncJobConfig> = {
   file: 'sync.cfg',
@@ -186,6 +191,7 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     ['encrypted-only', 'bool'],
     ['verified-only', 'bool'],
     ['resync-corrupt', 'bool'],
+    ['worker-threads', 'int'],
     ['comment', 'string'],
   ],
   required: ['store', 'remote-store'],
@@ -201,6 +207,15 @@ export const SYNC_JOBS: JobKind<SyncJobConfig> = {
     if (direction !== undefined && direction !== 'pull' && direction !== 'push') {
       throw new BadRequestError(`invalid sync-direction '${String(direction)}': must be pull or push`, {
         param: 'sync-direction',
+      });
+    }
+    const threads = job['worker-threads'];
+    if (
+      threads !== undefined &&
+      !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_SYNC_WORKERS)
+    ) {
+      throw new BadRequestError(`invalid worker-threads '${threads}': must be 1 to ${MAX_SYNC_WORKERS}`, {
+        param: 'worker-threads',
       });
     }
     // PBS refuses the option on a push job even when false

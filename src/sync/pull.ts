@@ -60,6 +60,7 @@ import {
 import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 import type { NamespaceRights } from './namespace-rights.js';
+import { syncGroups } from './group-workers.js';
 
 export interface PullOptions extends SnapshotFlags {
   /** Target namespace (root when absent). */
@@ -82,6 +83,8 @@ export interface PullOptions extends SnapshotFlags {
   rateLimit?: RateLimiter;
   /** Sync again the target's snapshots whose last verification failed. */
   resyncCorrupt?: boolean;
+  /** Groups synced at once (PBS `worker-threads`; 1 by default). */
+  workerThreads?: number;
 }
 
 export interface PullStats {
@@ -231,17 +234,17 @@ async function pullNamespace(
       ? `found ${groups.length} groups to sync (out of ${all.length} total)`
       : `found ${groups.length} groups to sync`,
   );
-  for (const srcGroup of groups) {
+  await syncGroups(groups, opts.workerThreads ?? 1, opts.log, async (srcGroup, log) => {
     throwIfAborted(opts.signal);
     const group = new BackupGroup(targetNs, srcGroup.type, srcGroup.id);
     try {
-      await pullGroup(source, target, srcGroup, group, opts, stats);
+      await pullGroup(source, target, srcGroup, group, { ...opts, log }, stats);
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      opts.log(`sync group ${group} failed - ${(err as Error).message}`);
+      log(`sync group ${group} failed - ${(err as Error).message}`);
       stats.errors++;
     }
-  }
+  });
   if (opts.removeVanished) {
     const present = new Set(groups.map((g) => `${g.type}/${g.id}`));
     for (const local of target.listGroups(targetNs)) {

@@ -37,6 +37,7 @@ import {
 import { ERR_SYNC_FAILED, ERR_SYNC_SOURCE_MISSING, ERR_TASK_ABORTED, isStowageError } from '../errors.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
 import { listLocalSnapshots } from './local-source.js';
+import { syncGroups } from './group-workers.js';
 import {
   excludedByListing,
   excludedByManifest,
@@ -60,6 +61,8 @@ export interface PushOptions extends SnapshotFlags {
   signal?: AbortSignal;
   /** `rate-out`/`burst-out`: the chunk uploads' pace. */
   rateLimit?: RateLimiter;
+  /** Groups pushed at once (PBS `worker-threads`; 1 by default). */
+  workerThreads?: number;
 }
 
 export interface PushStats {
@@ -151,16 +154,17 @@ export async function pushStore(
     opts.log(
       `found ${groups.length} groups to sync${opts.groupFilter.length ? ` (out of ${all.length} total)` : ''}`,
     );
-    for (const group of groups) {
+    await syncGroups(groups, opts.workerThreads ?? 1, opts.log, async (group, log) => {
       throwIfAborted(opts.signal);
       try {
-        await pushGroup(source, target, group, new BackupGroup(remoteNs, group.type, group.id), opts, stats);
+        const remoteGroup = new BackupGroup(remoteNs, group.type, group.id);
+        await pushGroup(source, target, group, remoteGroup, { ...opts, log }, stats);
       } catch (err) {
         if (opts.signal?.aborted) throw err;
-        opts.log(`Group '${group}' failed to sync to remote - ${(err as Error).message}`);
+        log(`Group '${group}' failed to sync to remote - ${(err as Error).message}`);
         stats.errors++;
       }
-    }
+    });
   }
   opts.log(
     `Summary: ${stats.snapshots} snapshot(s) pushed, ${stats.chunks} chunk(s) uploaded (${stats.bytes} bytes), ` +

@@ -43,6 +43,8 @@ export interface PullRequest {
   'encrypted-only'?: boolean;
   /** Pull only: sync again the target's snapshots whose last verification failed. */
   'resync-corrupt'?: boolean;
+  /** PBS 4: groups synced at once (1 to 32). */
+  'worker-threads'?: number;
 }
 
 /** The limiter of one direction, or undefined without a rate. */
@@ -101,6 +103,7 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     verifiedOnly: req['verified-only'] ?? false,
     encryptedOnly: req['encrypted-only'] ?? false,
     resyncCorrupt: req['resync-corrupt'] ?? false,
+    ...(req['worker-threads'] !== undefined && { workerThreads: req['worker-threads'] }),
     log: opts.log,
     ...(opts.signal && { signal: opts.signal }),
     ...(opts.namespaceRights && { namespaceRights: opts.namespaceRights }),
@@ -135,6 +138,7 @@ export async function runPush(req: PullRequest, opts: RunPushOptions): Promise<P
       removeVanished: req['remove-vanished'] ?? false,
       verifiedOnly: req['verified-only'] ?? false,
       encryptedOnly: req['encrypted-only'] ?? false,
+      ...(req['worker-threads'] !== undefined && { workerThreads: req['worker-threads'] }),
       ...(params.rateOut && { rateLimit: params.rateOut }),
       ...(opts.mayPush && { mayPush: opts.mayPush }),
       log: opts.log,

@@ -639,3 +639,23 @@ test('verified-only and encrypted-only select by the remote listing (form body, 
     false,
   );
 });
+
+test('worker-threads pulls groups at once with labelled logs; out of 1 to 32 it is a 400 naming it', async () => {
+  const res = await pull({ ns: 'parallel', 'worker-threads': 2 });
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  assert.deepEqual(
+    await dstApi
+      .call<unknown[]>('GET', `/admin/datastore/${STORE}/snapshots`, { ns: 'parallel' })
+      .then((x) => x.length),
+    (await srcApi.call<unknown[]>('GET', `/admin/datastore/${STORE}/snapshots`)).length,
+  );
+  assert.ok(
+    res.log.some((l) => /\[host\/web\]: .*sync done$/.test(l)),
+    res.log.join('\n'),
+  );
+  for (const bad of [0, 33])
+    await assert.rejects(
+      pull({ 'worker-threads': bad }),
+      (err: Error & { status?: number }) => err.status === 400 && /worker-threads/.test(err.message),
+    );
+});

@@ -358,3 +358,51 @@ test('remove-vanished removes the target namespaces no source namespace maps ont
   }
   assert.equal((await snapshots('dst', 'v1/a')).length, 1, 'what the source has stays');
 });
+
+test('worker-threads syncs groups at once, each group logged in labelled blocks', async () => {
+  await writeSnapshots(inst.access, 'src', [
+    { type: 'vm', id: '600', time: T0, ns: 'w1' },
+    { type: 'vm', id: '601', time: T0, ns: 'w1' },
+    { type: 'vm', id: '602', time: T0, ns: 'w1' },
+  ]);
+  // each group's first chunk waits until another group is downloading too: one at a time, this
+  // would only go on after the 5 s escape
+  const downloading = new Set<string>();
+  let overlapped = false;
+  const gate = (s: SyncSource): SyncSource => ({
+    description: s.description,
+    listNamespaces: (r, d) => s.listNamespaces(r, d),
+    listGroups: (ns) => s.listGroups(ns),
+    listSnapshots: (g) => s.listSnapshots(g),
+    openReader: async (dir) => {
+      const r = await s.openReader(dir);
+      const label = `${dir.group}`;
+      return {
+        ...r,
+        chunk: async (digest) => {
+          downloading.add(label);
+          for (let waited = 0; downloading.size < 2 && waited < 5000; waited += 10)
+            await new Promise((res) => setTimeout(res, 10));
+          if (downloading.size >= 2) overlapped = true;
+          return r.chunk(digest);
+        },
+      };
+    },
+  });
+  const r = await run('w1', { workerThreads: 3 }, gate);
+  assert.equal(r.error, undefined, r.log.join('\n'));
+  assert.ok(overlapped, 'two groups were downloading at the same time');
+  assert.equal((await snapshots('dst', 'w1')).length, 3);
+  // every line of a group carries its label; a group's lines come in blocks, not one by one
+  for (const id of ['600', '601', '602']) {
+    const label = `[vm/${id}]: `;
+    const at = r.log.flatMap((l, i) => (l.startsWith(label) ? [i] : []));
+    assert.ok(at.length >= 3, r.log.join('\n'));
+    assert.ok(
+      r.log.some((l) => l.startsWith(label) && l.endsWith(': sync done')),
+      r.log.join('\n'),
+    );
+    const blocks = at.filter((i, k) => k === 0 || at[k - 1] !== i - 1).length;
+    assert.ok(blocks < at.length, `vm/${id}: ${at.length} lines in ${blocks} blocks`);
+  }
+});

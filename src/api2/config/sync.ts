@@ -18,7 +18,7 @@ import { NsSchema, StoreSchema } from '../admin/datastore/common.js';
 import { jobAclPath } from '../../config/job-config.js';
 import { jobConfigRoutes } from './job-config-api.js';
 import { ScheduleSchema } from './prune.js';
-import { ByteSizeSchema, RemoteIdSchema, SnapshotFlagSchemas } from '../pull.js';
+import { ByteSizeSchema, RemoteIdSchema, SnapshotFlagSchemas, WorkerThreadsSchema } from '../pull.js';
 
 function sourceReadable(userInfo: UserInfo, authId: string, job: SyncJobConfig): boolean {
   return job.remote !== undefined
@@ -84,12 +84,14 @@ export const routes: AnyRoute[] = jobConfigRoutes<SyncJobConfig>({
       Type.Boolean({ description: "Unmount the job's removable datastores once it succeeded." }),
     ),
     ...SnapshotFlagSchemas,
+    'worker-threads': WorkerThreadsSchema,
     'resync-corrupt': Type.Optional(
       Type.Boolean({ description: 'Pull only: sync again the snapshots whose last verification failed.' }),
     ),
     comment: Type.Optional(CommentSchema),
   },
   deletable: [
+    'worker-threads',
     'verified-only',
     'encrypted-only',
     'run-on-mount',

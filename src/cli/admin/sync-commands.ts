@@ -27,6 +27,7 @@ interface SyncOptions {
   verifiedOnly?: boolean;
   encryptedOnly?: boolean;
   resyncCorrupt?: boolean;
+  workerThreads?: number;
 }
 
 const withSyncOptions = (cmd: Command): Command =>
@@ -42,7 +43,8 @@ const withSyncOptions = (cmd: Command): Command =>
     .option('--rate-out <size>', 'most bytes per second uploaded (push)')
     .option('--burst-out <size>', 'burst of uploads (push)')
     .option('--verified-only', 'only snapshots whose last verification succeeded')
-    .option('--encrypted-only', 'only snapshots whose every archive is encrypted');
+    .option('--encrypted-only', 'only snapshots whose every archive is encrypted')
+    .option('--worker-threads <n>', 'groups synced at once (1 to 32, default 1)', (v) => Number(v));
 
 /** `--resync-corrupt`: pulls only (the server refuses it for a push). */
 const withResyncCorrupt = (cmd: Command): Command =>
@@ -64,6 +66,7 @@ function syncFields(o: SyncOptions): Record<string, unknown> {
     'verified-only': o.verifiedOnly,
     'encrypted-only': o.encryptedOnly,
     'resync-corrupt': o.resyncCorrupt,
+    'worker-threads': o.workerThreads,
   };
 }
 
