@@ -91,23 +91,19 @@ test('a source failing half-way leaves no snapshot on the target; the next pull 
     { type: 'vm', id: '100', time: T0 + 60, label: 'b', ns: 't1' },
   ]);
   let chunks = 0;
-  const failing = (s: SyncSource): SyncSource => ({
-    ...s,
-    description: s.description,
-    listNamespaces: (r, d) => s.listNamespaces(r, d),
-    listGroups: (ns) => s.listGroups(ns),
-    listSnapshots: (g) => s.listSnapshots(g),
-    openReader: async (dir) => {
-      const r = await s.openReader(dir);
-      return {
-        ...r,
-        chunk: async (digest) => {
-          if (++chunks === 3) throw new Error('connection reset by peer');
-          return r.chunk(digest);
-        },
-      };
-    },
-  });
+  const failing = (s: SyncSource): SyncSource =>
+    wrapSource(s, {
+      openReader: async (dir) => {
+        const r = await s.openReader(dir);
+        return {
+          ...r,
+          chunk: async (digest) => {
+            if (++chunks === 3) throw new Error('connection reset by peer');
+            return r.chunk(digest);
+          },
+        };
+      },
+    });
   const broken = await run('t1', {}, failing);
   assert.match(String(broken.error?.message), /sync failed with some errors/);
   assert.ok(
@@ -228,21 +224,18 @@ test('verified-only and encrypted-only pull what PBS pulls, checked on the listi
   assert.deepEqual(await times('dst', 'f1-both'), [T0], both.log.join('\n'));
 
   // a listing that says every snapshot is verified and encrypted: the manifests still decide
-  const lying = (s: SyncSource): SyncSource => ({
-    description: s.description,
-    listNamespaces: (r, d) => s.listNamespaces(r, d),
-    listGroups: (ns) => s.listGroups(ns),
-    listSnapshots: async (g) =>
-      (await s.listSnapshots(g)).map((x) => ({
-        ...x,
-        verifyState: 'ok',
-        files: x.files.map((f) => ({
-          ...f,
-          cryptMode: f.filename.endsWith('.blob') ? 'sign-only' : 'encrypt',
+  const lying = (s: SyncSource): SyncSource =>
+    wrapSource(s, {
+      listSnapshots: async (g) =>
+        (await s.listSnapshots(g)).map((x) => ({
+          ...x,
+          verifyState: 'ok',
+          files: x.files.map((f) => ({
+            ...f,
+            cryptMode: f.filename.endsWith('.blob') ? 'sign-only' : 'encrypt',
+          })),
         })),
-      })),
-    openReader: (dir) => s.openReader(dir),
-  });
+    });
   const checked = await run('f1', { ...into('f1-lying'), verifiedOnly: true, encryptedOnly: true }, lying);
   assert.equal(checked.error, undefined, checked.log.join('\n'));
   assert.deepEqual(await times('dst', 'f1-lying'), [T0]);
@@ -369,26 +362,23 @@ test('worker-threads syncs groups at once, each group logged in labelled blocks'
   // would only go on after the 5 s escape
   const downloading = new Set<string>();
   let overlapped = false;
-  const gate = (s: SyncSource): SyncSource => ({
-    description: s.description,
-    listNamespaces: (r, d) => s.listNamespaces(r, d),
-    listGroups: (ns) => s.listGroups(ns),
-    listSnapshots: (g) => s.listSnapshots(g),
-    openReader: async (dir) => {
-      const r = await s.openReader(dir);
-      const label = `${dir.group}`;
-      return {
-        ...r,
-        chunk: async (digest) => {
-          downloading.add(label);
-          for (let waited = 0; downloading.size < 2 && waited < 5000; waited += 10)
-            await new Promise((res) => setTimeout(res, 10));
-          if (downloading.size >= 2) overlapped = true;
-          return r.chunk(digest);
-        },
-      };
-    },
-  });
+  const gate = (s: SyncSource): SyncSource =>
+    wrapSource(s, {
+      openReader: async (dir) => {
+        const r = await s.openReader(dir);
+        const label = `${dir.group}`;
+        return {
+          ...r,
+          chunk: async (digest) => {
+            downloading.add(label);
+            for (let waited = 0; downloading.size < 2 && waited < 5000; waited += 10)
+              await new Promise((res) => setTimeout(res, 10));
+            if (downloading.size >= 2) overlapped = true;
+            return r.chunk(digest);
+          },
+        };
+      },
+    });
   const r = await run('w1', { workerThreads: 3 }, gate);
   assert.equal(r.error, undefined, r.log.join('\n'));
   assert.ok(overlapped, 'two groups were downloading at the same time');
@@ -406,3 +396,15 @@ test('worker-threads syncs groups at once, each group logged in labelled blocks'
     assert.ok(blocks < at.length, `vm/${id}: ${at.length} lines in ${blocks} blocks`);
   }
 });
+
+/** `s` with some of its calls replaced (a source that fails, lies or waits). */
+function wrapSource(s: SyncSource, replaced: Partial<Omit<SyncSource, 'description'>>): SyncSource {
+  return {
+    description: s.description,
+    listNamespaces: (r, d) => s.listNamespaces(r, d),
+    listGroups: (ns) => s.listGroups(ns),
+    listSnapshots: (g) => s.listSnapshots(g),
+    openReader: (dir) => s.openReader(dir),
+    ...replaced,
+  };
+}
