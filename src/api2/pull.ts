@@ -20,7 +20,7 @@ import type { ReadHandle, WriteHandle } from '../maintenance/datastore-access.js
 import { remoteConfig } from '../config/remote-config.js';
 import { ownTogether, spawnTaskOwning } from '../tasks/admitted-task.js';
 import { checkPullRequest, runPull, type PullRequest } from '../sync/run-sync.js';
-import { ownerNamespaceRights } from '../sync/namespace-rights.js';
+import { ownerNamespaceRights } from '../sync/sync-rights.js';
 import { MAX_SYNC_WORKERS } from '../config/job-config.js';
 import { NsSchema, StoreSchema } from './admin/datastore/common.js';
 

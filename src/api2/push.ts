@@ -13,11 +13,11 @@ import { Type } from 'typebox';
 import { BackupNamespace } from '../datastore/index.js';
 import { NotFoundError } from '../errors.js';
 import { remoteConfig } from '../config/remote-config.js';
-import { isBackupOwner } from '../config/user-config.js';
 import { defineRoute, filtered, type AnyRoute } from '../http/route.js';
 import type { UserInfo } from '../http/permissions.js';
 import { spawnTaskOwning } from '../tasks/admitted-task.js';
 import { checkPullRequest, runPush, type PullRequest } from '../sync/run-sync.js';
+import { pushableGroups } from '../sync/sync-rights.js';
 import { PullBodySchema, RemoteIdSchema } from './pull.js';
 
 /** PBS's push parameters: a pull's, with `remote` required and no `resync-corrupt`. */
@@ -62,11 +62,6 @@ export const routes: AnyRoute[] = [
       if (!remoteConfig(server.paths.configDir).get(body.remote)) {
         throw new NotFoundError(`remote '${body.remote}' does not exist`);
       }
-      const readAll = userInfo.hasPrivs(
-        authId,
-        nsAclPath(`/datastore/${body.store}`, BackupNamespace.parse(body.ns ?? '', 'ns')),
-        ['Datastore.Read'],
-      );
       const source = await server.datastores.lookupDatastore(body.store, 'read', {
         kind: 'sync',
         detail: `push to ${body.remote}/${body['remote-store']}`,
@@ -81,9 +76,12 @@ export const routes: AnyRoute[] = [
           await runPush(body, {
             configDir: server.paths.configDir,
             source: source.datastore,
-            ...(!readAll && {
-              mayPush: (group) => isBackupOwner(source.datastore.getOwner(group), authId),
-            }),
+            mayPush: pushableGroups(
+              userInfo,
+              authId,
+              source.datastore,
+              BackupNamespace.parse(body.ns ?? '', 'ns'),
+            ),
             log: (line) => worker.log(line),
             signal: worker.signal,
           });

@@ -20,7 +20,7 @@ import type { PruneJobConfig, SyncJobConfig, VerifyJobConfig } from '../config/j
 import { isRemovable, startUnmount } from '../maintenance/removable-datastore.js';
 import { SUPERUSER } from '../config/user-config.js';
 import { runPull, runPush } from '../sync/run-sync.js';
-import { ownerNamespaceRights } from '../sync/namespace-rights.js';
+import { ownerNamespaceRights, pushableGroups } from '../sync/sync-rights.js';
 import { parseUpid } from '../tasks/upid.js';
 import type { WorkerTask } from '../tasks/worker-task.js';
 import type { JobType } from './job-state.js';
@@ -253,6 +253,15 @@ export function syncJob(job: SyncJobConfig): JobSpec {
         const stats = await runPush(job, {
           configDir: ctx.paths.configDir,
           source: handle.datastore,
+          // the job's owner is its local user: only what it may read is pushed
+          ...(ctx.userInfo && {
+            mayPush: pushableGroups(
+              ctx.userInfo.get(),
+              owner,
+              handle.datastore,
+              BackupNamespace.parse(job.ns ?? ''),
+            ),
+          }),
           log: (line) => task.log(line),
           signal: task.signal,
         });

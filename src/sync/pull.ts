@@ -59,7 +59,7 @@ import {
 } from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
-import type { NamespaceRights } from './namespace-rights.js';
+import type { NamespaceRights } from './sync-rights.js';
 import { syncGroups } from './group-workers.js';
 
 export interface PullOptions extends SnapshotFlags {

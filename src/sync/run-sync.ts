@@ -18,7 +18,7 @@ import type { BackupGroup } from '../datastore/index.js';
 import { connectRemote } from './remote-client.js';
 import { RemoteSyncSource } from './remote-source.js';
 import type { SyncSource } from './sync-source.js';
-import type { NamespaceRights } from './namespace-rights.js';
+import type { NamespaceRights } from './sync-rights.js';
 
 /** What one pull needs, from `POST /pull` or a sync job (PBS's names). */
 export interface PullRequest {

@@ -659,3 +659,58 @@ test('worker-threads pulls groups at once with labelled logs; out of 1 to 32 it 
       (err: Error & { status?: number }) => err.status === 400 && /worker-threads/.test(err.message),
     );
 });
+
+test('a push job pushes what its owner may read; a user who may not read the store names itself as owner', async () => {
+  // a group of the pushing user's own, among root's
+  const mine = await runTreeBackup(src.env, tree, 'mine', T0);
+  assert.equal(mine.code, 0, mine.stderr);
+  await srcApi.call('POST', '/access/users', { userid: 'pusher@pbs', password: 'pusher-password-1' });
+  await srcApi.call('POST', `/admin/datastore/${STORE}/change-owner`, {
+    'backup-type': 'host',
+    'backup-id': 'mine',
+    'new-owner': 'pusher@pbs',
+  });
+  const grant = (path: string, role: string) =>
+    srcApi.call('PUT', '/access/acl', { path, role, 'auth-id': 'pusher@pbs' });
+  await grant('/remote/site-b', 'RemoteSyncPushOperator');
+  await grant(`/datastore/${STORE}`, 'DatastoreBackup');
+  const t = await new ApiClient(srcApi.target, srcApi.policy).call<{
+    ticket: string;
+    CSRFPreventionToken: string;
+  }>('POST', '/access/ticket', { username: 'pusher@pbs', password: 'pusher-password-1' });
+  const pusher = new ApiClient(srcApi.target, srcApi.policy, {
+    kind: 'ticket',
+    ticket: t.ticket,
+    csrf: t.CSRFPreventionToken,
+  });
+  const job = (id: string, owner?: string) =>
+    pusher.call('POST', '/config/sync', {
+      id,
+      store: STORE,
+      remote: 'site-b',
+      'remote-store': STORE,
+      'remote-ns': 'owned',
+      'sync-direction': 'push',
+      ...(owner && { owner }),
+    });
+  const forbidden = (priv: string) => (err: Error & { status?: number }) =>
+    err.status === 403 && err.message.includes(priv);
+  await assert.rejects(job('owned-a', 'pusher@pbs'), forbidden('Datastore.Audit'));
+  await grant(`/datastore/${STORE}`, 'DatastoreAudit');
+  // root@pam (the default owner) would push every group: naming it needs Datastore.Modify
+  await assert.rejects(job('owned-b'), forbidden('Datastore.Modify'));
+  await job('owned-c', 'pusher@pbs');
+  const res = await taskEnd(srcApi, await srcApi.call<string>('POST', '/admin/sync/owned-c/run'));
+  assert.equal(res.status, 'OK', res.log.join('\n'));
+  const pushed = await dstApi.call<Array<{ 'backup-id': string }>>(
+    'GET',
+    `/admin/datastore/${STORE}/snapshots`,
+    {
+      ns: 'owned',
+    },
+  );
+  assert.deepEqual(
+    pushed.map((s) => s['backup-id']),
+    ['mine'],
+  );
+});

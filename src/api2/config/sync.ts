@@ -29,11 +29,17 @@ function sourceReadable(userInfo: UserInfo, authId: string, job: SyncJobConfig):
 /** PBS `check_sync_job_modify_access` beyond Datastore.Backup on the target. */
 export function checkSyncJobModify(userInfo: UserInfo, authId: string, job: SyncJobConfig): void {
   if (job['sync-direction'] === 'push') {
-    // PBS `check_push_privs`: write into the remote, read the local store
+    // PBS: write into the remote; see the local store; read all of it, or push as its owner
     const remote = `/remote/${job.remote}/${job['remote-store']}${job['remote-ns'] ? `/${job['remote-ns']}` : ''}`;
     userInfo.checkPrivs(authId, remote, ['Remote.DatastoreBackup']);
     if (job['remove-vanished']) userInfo.checkPrivs(authId, remote, ['Remote.DatastorePrune']);
-    userInfo.checkPrivs(authId, jobAclPath(job), ['Datastore.Read', 'Datastore.Backup'], { partial: true });
+    const source = jobAclPath(job);
+    userInfo.checkPrivs(authId, source, ['Datastore.Audit']);
+    if (userInfo.hasPrivs(authId, source, ['Datastore.Read'])) return;
+    // the job pushes what its owner may read: naming another owner is changing ownership
+    if (!isBackupOwner(job.owner ?? SUPERUSER, authId))
+      userInfo.checkPrivs(authId, source, ['Datastore.Modify']);
+    userInfo.checkPrivs(authId, source, ['Datastore.Backup']);
     return;
   }
   const target = jobAclPath(job);
