@@ -24,15 +24,21 @@ export interface ListedSnapshot {
   files: ReadonlyArray<{ filename: string; cryptMode?: string }>;
 }
 
-/** PBS `exclude_not_verified_or_encrypted`: whether the listing already rules `s` out. */
+/**
+ * PBS `exclude_not_verified_or_encrypted`: whether the listing already rules `s` out. A listing
+ * without the manifest (one that could not be read) is not known to be encrypted.
+ */
 export function excludedByListing(s: ListedSnapshot, flags: SnapshotFlags): boolean {
   if (flags.verifiedOnly && s.verifyState !== 'ok') return true;
   return (
     !!flags.encryptedOnly &&
-    !s.files.every((f) =>
-      f.filename === MANIFEST_BLOB_NAME
-        ? f.cryptMode === 'sign-only'
-        : f.filename === CLIENT_LOG_BLOB_NAME || f.cryptMode === 'encrypt',
+    !(
+      s.files.some((f) => f.filename === MANIFEST_BLOB_NAME) &&
+      s.files.every((f) =>
+        f.filename === MANIFEST_BLOB_NAME
+          ? f.cryptMode === 'sign-only'
+          : f.filename === CLIENT_LOG_BLOB_NAME || f.cryptMode === 'encrypt',
+      )
     )
   );
 }

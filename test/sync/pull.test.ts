@@ -10,6 +10,7 @@ import { makeInstance, type TestInstance } from '../helpers/instance.js';
 import { writeSnapshots } from '../helpers/snapshot-fixture.js';
 import { BackupGroup, BackupNamespace, type BackupDir } from '../../src/datastore/backup-info.js';
 import { LocalSyncSource } from '../../src/sync/local-source.js';
+import { excludedByListing } from '../../src/sync/snapshot-filter.js';
 import { pullStore, type PullOptions } from '../../src/sync/pull.js';
 import { RateLimiter } from '../../src/sys/rate-limiter.js';
 import { groupPasses, parseGroupFilter } from '../../src/sync/group-filter.js';
@@ -408,3 +409,15 @@ function wrapSource(s: SyncSource, replaced: Partial<Omit<SyncSource, 'descripti
     ...replaced,
   };
 }
+
+test('a snapshot listed without its manifest (unreadable) is neither known verified nor encrypted', () => {
+  const unread = { time: T0, inProgress: false, files: [] };
+  assert.equal(excludedByListing(unread, { encryptedOnly: true }), true);
+  assert.equal(excludedByListing(unread, { verifiedOnly: true }), true);
+  assert.equal(excludedByListing(unread, {}), false);
+  const signed = [
+    { filename: 'drive-scsi0.img.fidx', cryptMode: 'encrypt' },
+    { filename: 'index.json.blob', cryptMode: 'sign-only' },
+  ];
+  assert.equal(excludedByListing({ ...unread, files: signed }, { encryptedOnly: true }), false);
+});
