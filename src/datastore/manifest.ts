@@ -64,7 +64,6 @@ export interface BackupManifest {
   signature: string | null;
 }
 
-/** A fresh manifest with no files, as the backup session starts it. */
 /**
  * The crypt mode a snapshot listing gives the manifest itself (PBS `get_all_snapshot_files`):
  * `sign-only` when the client signed it, `none` otherwise; it is never encrypted.
@@ -73,6 +72,7 @@ export function manifestCryptMode(m: BackupManifest): CryptMode {
   return m.signature ? 'sign-only' : 'none';
 }
 
+/** A fresh manifest with no files, as the backup session starts it. */
 export function newManifest(type: BackupType, id: string, time: number): BackupManifest {
   return {
     'backup-type': type,

@@ -51,12 +51,7 @@ import {
   type WritableDatastore,
 } from '../datastore/index.js';
 import { groupPasses, type GroupFilter } from './group-filter.js';
-import {
-  excludedByListing,
-  excludedByManifest,
-  FILTERED_OUT,
-  type SnapshotFlags,
-} from './snapshot-filter.js';
+import { selectListed, excludedByManifest, FILTERED_OUT, type SnapshotFlags } from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 import type { SyncReader, SyncSource } from './sync-source.js';
 import type { NamespaceRights } from './sync-rights.js';
@@ -278,16 +273,9 @@ async function pullGroup(
     for (const s of listed.filter((x) => x.inProgress)) {
       opts.log(`skipping snapshot ${srcGroup.snapshot(s.time)} - in-progress backup`);
     }
-    const finished = listed.filter((s) => !s.inProgress);
-    const times = finished
-      .filter((s) => !excludedByListing(s, opts))
+    const times = selectListed(listed, opts, `${group}`, opts.log)
       .map((s) => s.time)
       .sort((a, b) => a - b);
-    if (times.length < finished.length)
-      opts.log(
-        `${group}: skipped: ${finished.length - times.length} snapshot(s) - not verified or not encrypted ` +
-          '(verified-only/encrypted-only)',
-      );
     const localSnapshots = target.listSnapshots(group).filter((s) => s.finished);
     const lastLocal = localSnapshots.at(-1)?.dir.time;
     const corrupt = new Set<number>();

@@ -38,12 +38,7 @@ import { ERR_SYNC_FAILED, ERR_SYNC_SOURCE_MISSING, ERR_TASK_ABORTED, isStowageEr
 import { groupPasses, type GroupFilter } from './group-filter.js';
 import { listLocalSnapshots } from './local-source.js';
 import { syncGroups } from './group-workers.js';
-import {
-  excludedByListing,
-  excludedByManifest,
-  FILTERED_OUT,
-  type SnapshotFlags,
-} from './snapshot-filter.js';
+import { selectListed, excludedByManifest, FILTERED_OUT, type SnapshotFlags } from './snapshot-filter.js';
 import type { RateLimiter } from '../sys/rate-limiter.js';
 
 export interface PushOptions extends SnapshotFlags {
@@ -197,13 +192,8 @@ async function pushGroup(
     remote = []; // the group does not exist on the remote yet
   }
   const lastRemote = Math.max(-Infinity, ...remote.map((s) => s['backup-time']));
-  const finished = listLocalSnapshots(source, group).filter((s) => !s.inProgress);
-  const local = finished.filter((s) => !excludedByListing(s, opts));
-  if (local.length < finished.length)
-    opts.log(
-      `${group}: skipped: ${finished.length - local.length} snapshot(s) - not verified or not encrypted ` +
-        '(verified-only/encrypted-only)',
-    );
+  const listed = listLocalSnapshots(source, group);
+  const local = selectListed(listed, opts, `${group}`, opts.log);
   const cutoff = opts.transferLast !== undefined ? Math.max(0, local.length - opts.transferLast) : 0;
   let already = 0;
   let beyond = 0;
@@ -230,11 +220,7 @@ async function pushGroup(
   }
   if (opts.removeVanished) {
     // what the flags leave out is not there for the remote, as in PBS
-    const present = new Set(
-      listLocalSnapshots(source, group)
-        .filter((s) => s.inProgress || !excludedByListing(s, opts))
-        .map((s) => s.time),
-    );
+    const present = new Set([...listed.filter((s) => s.inProgress), ...local].map((s) => s.time));
     for (const r of remote) {
       if (present.has(r['backup-time'])) continue;
       const name = `${remoteGroup.snapshot(r['backup-time'])}`;

@@ -55,6 +55,15 @@ function rateLimiter(rate: string | undefined, burst: string | undefined, dir: '
   return new RateLimiter(r, burst === undefined ? r : Math.max(1, parseHumanByte(burst, `burst-${dir}`)));
 }
 
+/** What both directions take as it is: the snapshot flags and the groups synced at once. */
+function sharedOptions(req: PullRequest) {
+  return {
+    verifiedOnly: req['verified-only'] ?? false,
+    encryptedOnly: req['encrypted-only'] ?? false,
+    ...(req['worker-threads'] !== undefined && { workerThreads: req['worker-threads'] }),
+  };
+}
+
 /** The checked namespaces and filters of a pull (400 naming the bad parameter). */
 export function checkPullRequest(req: PullRequest) {
   return {
@@ -100,10 +109,8 @@ export async function runPull(req: PullRequest, opts: RunPullOptions): Promise<P
     ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
     owner: opts.owner,
     removeVanished: req['remove-vanished'] ?? false,
-    verifiedOnly: req['verified-only'] ?? false,
-    encryptedOnly: req['encrypted-only'] ?? false,
+    ...sharedOptions(req),
     resyncCorrupt: req['resync-corrupt'] ?? false,
-    ...(req['worker-threads'] !== undefined && { workerThreads: req['worker-threads'] }),
     log: opts.log,
     ...(opts.signal && { signal: opts.signal }),
     ...(opts.namespaceRights && { namespaceRights: opts.namespaceRights }),
@@ -136,9 +143,7 @@ export async function runPush(req: PullRequest, opts: RunPushOptions): Promise<P
       ...(req['max-depth'] !== undefined && { maxDepth: req['max-depth'] }),
       ...(req['transfer-last'] !== undefined && { transferLast: req['transfer-last'] }),
       removeVanished: req['remove-vanished'] ?? false,
-      verifiedOnly: req['verified-only'] ?? false,
-      encryptedOnly: req['encrypted-only'] ?? false,
-      ...(req['worker-threads'] !== undefined && { workerThreads: req['worker-threads'] }),
+      ...sharedOptions(req),
       ...(params.rateOut && { rateLimit: params.rateOut }),
       ...(opts.mayPush && { mayPush: opts.mayPush }),
       log: opts.log,

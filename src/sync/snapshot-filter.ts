@@ -43,6 +43,26 @@ export function excludedByListing(s: ListedSnapshot, flags: SnapshotFlags): bool
   );
 }
 
+/**
+ * The finished snapshots of `listed` the flags keep, in their order; how many they left out is
+ * logged for `group` (PBS logs only the manifest check's skips; the operator sees why here).
+ */
+export function selectListed<T extends ListedSnapshot>(
+  listed: readonly T[],
+  flags: SnapshotFlags,
+  group: string,
+  log: (line: string) => void,
+): T[] {
+  const finished = listed.filter((s) => !s.inProgress);
+  const kept = finished.filter((s) => !excludedByListing(s, flags));
+  if (kept.length < finished.length)
+    log(
+      `${group}: skipped: ${finished.length - kept.length} snapshot(s) - not verified or not encrypted ` +
+        '(verified-only/encrypted-only)',
+    );
+  return kept;
+}
+
 /** PBS `ignore_not_verified_or_encrypted`: whether the manifest read rules its snapshot out. */
 export function excludedByManifest(m: BackupManifest, flags: SnapshotFlags): boolean {
   if (flags.verifiedOnly && m.unprotected.verify_state?.state !== 'ok') return true;

@@ -138,16 +138,17 @@ export function runTreeBackup(
   return runClient([...args, '--output-format', 'json', ...extra], env);
 }
 
-/** An API client logged in to `s` as root@pam (its pinned certificate). */
+/** An API client logged in to `s` as `username` (root@pam by default), its certificate pinned. */
 export async function loginApi(
   s: Pick<E2eServer, 'host' | 'port' | 'fingerprint'>,
   password = ROOT_PASSWORD,
+  username = 'root@pam',
 ): Promise<ApiClient> {
   const target = { host: s.host, port: s.port };
   const t = await new ApiClient(target, { fingerprint: s.fingerprint }).call<{
     ticket: string;
     CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'root@pam', password });
+  }>('POST', '/access/ticket', { username, password });
   return new ApiClient(
     target,
     { fingerprint: s.fingerprint },

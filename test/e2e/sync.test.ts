@@ -274,15 +274,7 @@ test('a sync job is configured, listed with its status and run now; its groups b
     role: 'DatastoreBackup',
     'auth-id': 'op@pbs',
   });
-  const opTicket = await new ApiClient(dstApi.target, dstApi.policy).call<{
-    ticket: string;
-    CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'op@pbs', password: 'op-password-1' });
-  const op = new ApiClient(dstApi.target, dstApi.policy, {
-    kind: 'ticket',
-    ticket: opTicket.ticket,
-    csrf: opTicket.CSRFPreventionToken,
-  });
+  const op = await loginApi(dst, 'op-password-1', 'op@pbs');
   await assert.rejects(
     op.call('POST', '/config/sync', { id: 'sneaky', store: STORE, remote: 'site-a', 'remote-store': STORE }),
     (err: Error & { status?: number }) => err.status === 403 && /Remote\.Read/.test(err.message),
@@ -674,15 +666,7 @@ test('a push job pushes what its owner may read; a user who may not read the sto
     srcApi.call('PUT', '/access/acl', { path, role, 'auth-id': 'pusher@pbs' });
   await grant('/remote/site-b', 'RemoteSyncPushOperator');
   await grant(`/datastore/${STORE}`, 'DatastoreBackup');
-  const t = await new ApiClient(srcApi.target, srcApi.policy).call<{
-    ticket: string;
-    CSRFPreventionToken: string;
-  }>('POST', '/access/ticket', { username: 'pusher@pbs', password: 'pusher-password-1' });
-  const pusher = new ApiClient(srcApi.target, srcApi.policy, {
-    kind: 'ticket',
-    ticket: t.ticket,
-    csrf: t.CSRFPreventionToken,
-  });
+  const pusher = await loginApi(src, 'pusher-password-1', 'pusher@pbs');
   const job = (id: string, owner?: string) =>
     pusher.call('POST', '/config/sync', {
       id,
